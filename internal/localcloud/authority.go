@@ -1,0 +1,562 @@
+package localcloud
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/clipgate/clipgate/policy"
+)
+
+// Error codes and details the authority returns, as Alibaba Cloud spells them.
+const (
+	ecInvalidSecurityToken = "0002-00000006"
+	ecSecurityTokenExpired = "0002-00000007"
+
+	tokenKeyFile = "sts-token.key"
+	tokenKeySize = 32
+	stsKeyPrefix = "STS."
+
+	// tokenCacheMax bounds the cache of verified, parsed tokens.
+	tokenCacheMax = 4096
+)
+
+// Principal is the identity behind an access key, as the OSS side authorizes it.
+type Principal struct {
+	AccessKeyID, Secret string
+	Temporary           bool      // issued by AssumeRole
+	Role, SessionName   string    // for temporary credentials
+	Expiration          time.Time // for temporary credentials
+	// Policies must all allow a request; empty for an unrestricted long-term key.
+	Policies []*policy.Document
+}
+
+// TempCredentials are the temporary credentials AssumeRole issues.
+type TempCredentials struct {
+	AccessKeyID, AccessKeySecret, SecurityToken string
+	Expiration                                  time.Time
+	RoleARN, SessionName                        string
+}
+
+// Authority holds the long-term keys and roles and issues and verifies STS credentials.
+// Temporary credentials are stateless: the secret is derived from the access key ID and the
+// token is signed, both under a token key kept in the data directory, so they stay valid
+// across restarts. An Authority is safe for concurrent use.
+type Authority struct {
+	accountID string
+	tokenKey  []byte
+	keys      map[string]*longTermKey // by key ID
+	roles     map[string]*roleEntry   // by lower-case role name
+
+	mu    sync.Mutex
+	cache map[string]*tokenEntry // verified tokens by their MAC
+}
+
+type longTermKey struct {
+	key      AccessKey
+	policies []*policy.Document
+}
+
+type roleEntry struct {
+	role   Role
+	doc    *policy.Document
+	id     string // numeric role ID, stable for a given token key and name
+	lcName string
+}
+
+// tokenClaims is the signed content of a security token. Field names are short because
+// the token travels in every request header.
+type tokenClaims struct {
+	AccessKeyID string `json:"k"`
+	Role        string `json:"r"`
+	Session     string `json:"s"`
+	Policy      string `json:"p,omitempty"`
+	Issued      int64  `json:"i"`
+	Expiration  int64  `json:"e"`
+	Caller      string `json:"c"`
+}
+
+type tokenEntry struct {
+	claims   tokenClaims
+	policies []*policy.Document
+}
+
+// NewAuthority checks the keys and roles of cfg, parses their policies and loads the token
+// key from {DataDir}/sts-token.key, creating it (mode 0600) on first use.
+func NewAuthority(cfg *Config) (*Authority, error) {
+	if cfg == nil {
+		return nil, errors.New("localcloud: nil config")
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	a := &Authority{
+		accountID: c.AccountID,
+		keys:      make(map[string]*longTermKey, len(c.Keys)),
+		roles:     make(map[string]*roleEntry, len(c.Roles)),
+		cache:     make(map[string]*tokenEntry),
+	}
+	for i, k := range c.Keys {
+		if err := checkKeyID(k.ID); err != nil {
+			return nil, fmt.Errorf("localcloud: key %d: %w", i+1, err)
+		}
+		if err := checkSecret(k.Secret); err != nil {
+			return nil, fmt.Errorf("localcloud: key %q: %w", k.ID, err)
+		}
+		if _, dup := a.keys[k.ID]; dup {
+			return nil, fmt.Errorf("localcloud: key %q is listed twice", k.ID)
+		}
+		e := &longTermKey{key: k}
+		if k.Policy != "" {
+			doc, err := policy.Parse([]byte(k.Policy))
+			if err != nil {
+				return nil, fmt.Errorf("localcloud: key %q: policy: %w", k.ID, err)
+			}
+			e.policies = []*policy.Document{doc}
+		}
+		a.keys[k.ID] = e
+	}
+	if a.tokenKey, err = loadOrCreateTokenKey(c.DataDir); err != nil {
+		return nil, err
+	}
+	for _, r := range c.Roles {
+		if err := checkRoleName(r.Name); err != nil {
+			return nil, err
+		}
+		lc := strings.ToLower(r.Name)
+		if _, dup := a.roles[lc]; dup {
+			return nil, fmt.Errorf("localcloud: role %q is listed twice (names are case-insensitive)", r.Name)
+		}
+		if strings.TrimSpace(r.Policy) == "" {
+			return nil, fmt.Errorf("localcloud: role %q has no policy", r.Name)
+		}
+		doc, err := policy.Parse([]byte(r.Policy))
+		if err != nil {
+			return nil, fmt.Errorf("localcloud: role %q: policy: %w", r.Name, err)
+		}
+		a.roles[lc] = &roleEntry{role: r, doc: doc, lcName: lc, id: a.roleID(lc)}
+	}
+	return a, nil
+}
+
+// RoleARN returns the ARN of the named role in this account.
+func (a *Authority) RoleARN(name string) string {
+	return "acs:ram::" + a.accountID + ":role/" + strings.ToLower(name)
+}
+
+// Resolve returns the principal behind an access key. A long-term key needs no token (and
+// refuses one). A temporary ("STS.") key needs the security token AssumeRole issued with
+// it: signed under the token key, naming this key, not expired at now, for a role that is
+// still configured.
+func (a *Authority) Resolve(accessKeyID, securityToken string, now time.Time) (*Principal, error) {
+	if !strings.HasPrefix(accessKeyID, stsKeyPrefix) {
+		k, ok := a.keys[accessKeyID]
+		if !ok {
+			return nil, errInvalidAccessKeyID()
+		}
+		if securityToken != "" {
+			return nil, errInvalidSecurityToken("a security token was sent with a long-term access key")
+		}
+		return &Principal{AccessKeyID: k.key.ID, Secret: k.key.Secret, Policies: k.policies}, nil
+	}
+	if securityToken == "" {
+		// OSS does not know a temporary key without its token.
+		return nil, errInvalidAccessKeyID()
+	}
+	e, err := a.verifyToken(securityToken)
+	if err != nil {
+		return nil, err
+	}
+	if e.claims.AccessKeyID != accessKeyID {
+		return nil, errInvalidSecurityToken("the security token was not issued for this access key")
+	}
+	exp := time.Unix(e.claims.Expiration, 0).UTC()
+	if !now.Before(exp) {
+		return nil, &Error{Status: http.StatusForbidden, Code: "SecurityTokenExpired",
+			Message: "The security token you provided has expired.", EC: ecSecurityTokenExpired}
+	}
+	return &Principal{
+		AccessKeyID: accessKeyID,
+		Secret:      a.secretFor(accessKeyID),
+		Temporary:   true,
+		Role:        e.claims.Role,
+		SessionName: e.claims.Session,
+		Expiration:  exp,
+		Policies:    e.policies,
+	}, nil
+}
+
+// verifyToken checks a token's MAC and returns its claims and policies, from the cache when
+// this token was seen before.
+func (a *Authority) verifyToken(token string) (*tokenEntry, error) {
+	body, macText, ok := strings.Cut(token, ".")
+	if !ok || body == "" || len(macText) != base64.RawURLEncoding.EncodedLen(sha256.Size) {
+		return nil, errInvalidSecurityToken("the security token is malformed")
+	}
+	var got [sha256.Size]byte
+	if n, err := base64.RawURLEncoding.Decode(got[:], []byte(macText)); err != nil || n != sha256.Size {
+		return nil, errInvalidSecurityToken("the security token is malformed")
+	}
+	want := a.tokenMAC(body)
+	if subtle.ConstantTimeCompare(got[:], want) != 1 {
+		return nil, errInvalidSecurityToken("the security token signature does not verify")
+	}
+	a.mu.Lock()
+	e, ok := a.cache[macText]
+	a.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil {
+		return nil, errInvalidSecurityToken("the security token is malformed")
+	}
+	e = &tokenEntry{}
+	if err := json.Unmarshal(raw, &e.claims); err != nil {
+		return nil, errInvalidSecurityToken("the security token is malformed")
+	}
+	role, ok := a.roles[strings.ToLower(e.claims.Role)]
+	if !ok {
+		return nil, errInvalidSecurityToken("the role of the security token no longer exists")
+	}
+	e.policies = []*policy.Document{role.doc}
+	if e.claims.Policy != "" {
+		doc, err := policy.ParseSession(e.claims.Policy)
+		if err != nil { // signed by us, so only a policy package change gets here
+			return nil, errInvalidSecurityToken("the session policy of the security token is invalid")
+		}
+		e.policies = append(e.policies, doc)
+	}
+	a.mu.Lock()
+	if len(a.cache) >= tokenCacheMax {
+		clear(a.cache)
+	}
+	a.cache[macText] = e
+	a.mu.Unlock()
+	return e, nil
+}
+
+// AssumeRole issues temporary credentials for a role to the holder of a long-term key, as
+// STS AssumeRole does. duration 0 means one hour. sessionPolicy "" means none. Errors are
+// *Error with STS codes.
+func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy string, duration time.Duration, now time.Time) (*TempCredentials, error) {
+	caller, ok := a.keys[callerKeyID]
+	if !ok {
+		return nil, stsError(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+	}
+	if roleARN == "" {
+		return nil, stsError(http.StatusBadRequest, "MissingParameter.RoleArn", "Parameter RoleArn is required.")
+	}
+	roleName, err := a.parseRoleARN(roleARN)
+	if err != nil {
+		return nil, err
+	}
+	if len(caller.policies) > 0 && !policy.Authorize(&policy.Request{
+		Action: "sts:AssumeRole", Resource: a.RoleARN(roleName), CurrentTime: now,
+	}, caller.policies...) {
+		return nil, stsError(http.StatusForbidden, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM.")
+	}
+	role, ok := a.roles[roleName]
+	if !ok {
+		return nil, stsError(http.StatusNotFound, "EntityNotExist.Role", "The specified Role not exists .")
+	}
+	if !validSessionName(sessionName) {
+		return nil, stsError(http.StatusBadRequest, "InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed.")
+	}
+	if duration == 0 {
+		duration = DefaultMaxSessionDuration
+	}
+	if duration < MinSessionDuration || duration > role.role.MaxSessionDuration || duration%time.Second != 0 {
+		return nil, stsError(http.StatusBadRequest, "InvalidParameter.DurationSeconds",
+			fmt.Sprintf("The Min/Max value of DurationSeconds is 15min/%s.", fmtHours(role.role.MaxSessionDuration)))
+	}
+	if sessionPolicy != "" {
+		if utf8.RuneCountInString(sessionPolicy) > policy.MaxSessionPolicyLen {
+			return nil, stsError(http.StatusBadRequest, "InvalidParameter.PolicySize",
+				fmt.Sprintf("The size of Policy must be smaller than %d bytes.", policy.MaxSessionPolicyLen))
+		}
+		if _, err := policy.ParseSession(sessionPolicy); err != nil {
+			return nil, stsError(http.StatusBadRequest, "InvalidParameter.PolicyGrammar",
+				"The parameter Policy has not passed grammar check: "+err.Error())
+		}
+	}
+	akid, err := newTempKeyID()
+	if err != nil {
+		return nil, stsError(http.StatusInternalServerError, "InternalError", "STS Server Internal Error happened.")
+	}
+	now = now.UTC().Truncate(time.Second)
+	exp := now.Add(duration)
+	claims := tokenClaims{
+		AccessKeyID: akid,
+		Role:        role.role.Name,
+		Session:     sessionName,
+		Policy:      sessionPolicy,
+		Issued:      now.Unix(),
+		Expiration:  exp.Unix(),
+		Caller:      callerKeyID,
+	}
+	raw, err := json.Marshal(&claims)
+	if err != nil {
+		return nil, stsError(http.StatusInternalServerError, "InternalError", "STS Server Internal Error happened.")
+	}
+	body := base64.RawURLEncoding.EncodeToString(raw)
+	token := body + "." + base64.RawURLEncoding.EncodeToString(a.tokenMAC(body))
+	return &TempCredentials{
+		AccessKeyID:     akid,
+		AccessKeySecret: a.secretFor(akid),
+		SecurityToken:   token,
+		Expiration:      exp,
+		RoleARN:         a.RoleARN(role.lcName),
+		SessionName:     sessionName,
+	}, nil
+}
+
+// assumedRoleID is the AssumedRoleId STS returns: "{roleID}:{session}".
+func (a *Authority) assumedRoleID(roleARN, session string) string {
+	name, err := a.parseRoleARN(roleARN)
+	if err != nil {
+		return ""
+	}
+	if r, ok := a.roles[name]; ok {
+		return r.id + ":" + session
+	}
+	return ""
+}
+
+// parseRoleARN returns the lower-case role name of "acs:ram::{AccountID}:role/{name}".
+func (a *Authority) parseRoleARN(arn string) (string, error) {
+	const prefix = "acs:ram::"
+	lc := strings.ToLower(arn)
+	rest, ok := strings.CutPrefix(lc, prefix)
+	if !ok {
+		return "", errBadRoleARN()
+	}
+	account, name, ok := strings.Cut(rest, ":role/")
+	if !ok || account == "" || name == "" || checkRoleName(name) != nil {
+		return "", errBadRoleARN()
+	}
+	if account != strings.ToLower(a.accountID) {
+		return "", stsError(http.StatusNotFound, "EntityNotExist.Role", "The specified Role not exists .")
+	}
+	return name, nil
+}
+
+func (a *Authority) tokenMAC(body string) []byte {
+	m := hmac.New(sha256.New, a.tokenKey)
+	m.Write([]byte("token\n"))
+	m.Write([]byte(body))
+	return m.Sum(nil)
+}
+
+// secretFor derives the secret of a temporary access key.
+func (a *Authority) secretFor(akid string) string {
+	m := hmac.New(sha256.New, a.tokenKey)
+	m.Write([]byte("secret\n"))
+	m.Write([]byte(akid))
+	return base58(m.Sum(nil))
+}
+
+// roleID derives a stable 19-digit role ID, shaped like RAM's.
+func (a *Authority) roleID(lcName string) string {
+	m := hmac.New(sha256.New, a.tokenKey)
+	m.Write([]byte("role\n"))
+	m.Write([]byte(lcName))
+	n := binary.BigEndian.Uint64(m.Sum(nil)) % 9e18
+	return strconv.FormatUint(n+1e18, 10)
+}
+
+func newTempKeyID() (string, error) {
+	var b [18]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return stsKeyPrefix + base58(b[:]), nil
+}
+
+const base58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+// base58 encodes b in the Bitcoin alphabet (no 0, O, I, l), which is how Alibaba's STS
+// keys and secrets look.
+func base58(b []byte) string {
+	x := new(big.Int).SetBytes(b)
+	base, mod := big.NewInt(58), new(big.Int)
+	out := make([]byte, 0, len(b)*138/100+1)
+	for x.Sign() > 0 {
+		x.DivMod(x, base, mod)
+		out = append(out, base58Alphabet[mod.Int64()])
+	}
+	for _, c := range b {
+		if c != 0 {
+			break
+		}
+		out = append(out, base58Alphabet[0])
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return string(out)
+}
+
+// loadOrCreateTokenKey reads the hex token key from dir, or creates it atomically: the
+// key is written to a temporary file and linked into place, so concurrent first starts
+// agree on one key and a crash never leaves a partial key.
+func loadOrCreateTokenKey(dir string) ([]byte, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("localcloud: data dir: %w", err)
+	}
+	path := filepath.Join(dir, tokenKeyFile)
+	key, err := readTokenKey(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	key = make([]byte, tokenKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("localcloud: token key: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, tokenKeyFile+".tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("localcloud: token key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(hex.EncodeToString(key) + "\n")
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("localcloud: token key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return readTokenKey(path) // another process won the race
+		}
+		return nil, fmt.Errorf("localcloud: token key: %w", err)
+	}
+	return key, nil
+}
+
+func readTokenKey(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("localcloud: token key %s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("localcloud: token key: %w", err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(text)))
+	if err != nil || len(key) != tokenKeySize {
+		return nil, fmt.Errorf("localcloud: token key %s is not %d hex-encoded bytes; delete it to make a new one (outstanding tokens become invalid)", path, tokenKeySize)
+	}
+	return key, nil
+}
+
+// checkKeyID accepts the characters that survive every signature format: OSS V1
+// ("OSS id:sig"), V4 ("Credential=id/...") and the STS RPC parameters.
+func checkKeyID(id string) error {
+	if id == "" || len(id) > 128 {
+		return fmt.Errorf("access key ID %q must be 1 to 128 characters", id)
+	}
+	if strings.HasPrefix(id, stsKeyPrefix) {
+		return fmt.Errorf("access key ID %q: the prefix %q is reserved for temporary keys", id, stsKeyPrefix)
+	}
+	for i := 0; i < len(id); i++ {
+		if !isAlnum(id[i]) && id[i] != '.' && id[i] != '_' && id[i] != '-' {
+			return fmt.Errorf("access key ID %q may contain only letters, digits, '.', '_' and '-'", id)
+		}
+	}
+	return nil
+}
+
+func checkSecret(s string) error {
+	if len(s) < 8 || len(s) > 128 {
+		return errors.New("secret must be 8 to 128 characters")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return errors.New("secret must be printable ASCII without spaces")
+		}
+	}
+	return nil
+}
+
+// checkRoleName applies RAM's role name rule: 1 to 64 letters, digits, '.', '-' and '_'.
+func checkRoleName(name string) error {
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("localcloud: role name %q must be 1 to 64 characters", name)
+	}
+	for i := 0; i < len(name); i++ {
+		if !isAlnum(name[i]) && name[i] != '.' && name[i] != '-' && name[i] != '_' {
+			return fmt.Errorf("localcloud: role name %q may contain only letters, digits, '.', '-' and '_'", name)
+		}
+	}
+	return nil
+}
+
+// validSessionName applies STS's RoleSessionName rule: 2 to 64 of [A-Za-z0-9.@_-].
+func validSessionName(s string) bool {
+	if len(s) < 2 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isAlnum(s[i]) && s[i] != '.' && s[i] != '@' && s[i] != '_' && s[i] != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func fmtHours(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return strconv.Itoa(int(d/time.Hour)) + "hr"
+	}
+	return strconv.Itoa(int(d/time.Minute)) + "min"
+}
+
+func stsError(status int, code, msg string) *Error {
+	return &Error{Status: status, Code: code, Message: msg}
+}
+
+func errBadRoleARN() *Error {
+	return stsError(http.StatusBadRequest, "InvalidParameter.RoleArn", "The parameter RoleArn is wrongly formed.")
+}
+
+func errInvalidAccessKeyID() *Error {
+	return &Error{Status: http.StatusForbidden, Code: "InvalidAccessKeyId",
+		Message: "The OSS Access Key Id you provided does not exist in our records."}
+}
+
+func errInvalidSecurityToken(detail string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: "InvalidSecurityToken",
+		Message: "The security token you provided is invalid: " + detail + ".", EC: ecInvalidSecurityToken}
+}
