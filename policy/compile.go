@@ -1,0 +1,324 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// program is a checked Document in the form Evaluate runs without allocating.
+type program struct {
+	stmts []cstmt
+}
+
+type cstmt struct {
+	deny        bool
+	notAction   bool // actions are NotAction patterns
+	notResource bool // resources are NotResource patterns
+	actions     []pattern
+	resources   []pattern
+	conds       []ccond
+}
+
+// condKey is a condition key the evaluator knows.
+type condKey uint8
+
+const (
+	keyCurrentTime condKey = iota + 1
+	keySourceIP
+	keySecureTransport
+)
+
+// condKeys maps lower-cased key names (keys are case-insensitive) to keys.
+var condKeys = map[string]condKey{
+	"acs:currenttime":     keyCurrentTime,
+	"acs:sourceip":        keySourceIP,
+	"acs:securetransport": keySecureTransport,
+}
+
+const knownKeys = "acs:CurrentTime, acs:SourceIp, acs:SecureTransport"
+
+// opKind is the comparison an operator makes; negated operators share the kind of their
+// positive form and set ccond.negate.
+type opKind uint8
+
+const (
+	opStringEquals opKind = iota + 1
+	opStringEqualsIgnoreCase
+	opStringLike
+	opDateEquals
+	opDateLessThan
+	opDateLessThanEquals
+	opDateGreaterThan
+	opDateGreaterThanEquals
+	opIPAddress
+	opBool
+)
+
+type opInfo struct {
+	kind   opKind
+	negate bool
+}
+
+// operators lists the supported condition operators. Names are case-sensitive, as in RAM.
+var operators = map[string]opInfo{
+	"StringEquals":              {opStringEquals, false},
+	"StringNotEquals":           {opStringEquals, true},
+	"StringEqualsIgnoreCase":    {opStringEqualsIgnoreCase, false},
+	"StringNotEqualsIgnoreCase": {opStringEqualsIgnoreCase, true},
+	"StringLike":                {opStringLike, false},
+	"StringNotLike":             {opStringLike, true},
+	"DateEquals":                {opDateEquals, false},
+	"DateNotEquals":             {opDateEquals, true},
+	"DateLessThan":              {opDateLessThan, false},
+	"DateLessThanEquals":        {opDateLessThanEquals, false},
+	"DateGreaterThan":           {opDateGreaterThan, false},
+	"DateGreaterThanEquals":     {opDateGreaterThanEquals, false},
+	"IpAddress":                 {opIPAddress, false},
+	"NotIpAddress":              {opIPAddress, true},
+	"Bool":                      {opBool, false},
+}
+
+const knownOperators = "StringEquals, StringNotEquals, StringEqualsIgnoreCase, StringNotEqualsIgnoreCase, " +
+	"StringLike, StringNotLike, DateEquals, DateNotEquals, DateLessThan, DateLessThanEquals, " +
+	"DateGreaterThan, DateGreaterThanEquals, IpAddress, NotIpAddress, Bool"
+
+type ccond struct {
+	kind   opKind
+	negate bool
+	key    condKey
+	strs   []string       // string operators (and the text of every value)
+	pats   []pattern      // StringLike, StringNotLike
+	times  []time.Time    // Date*
+	nets   []netip.Prefix // IpAddress, NotIpAddress
+	bools  [2]bool        // Bool: bools[1] if "true" is listed, bools[0] if "false"
+}
+
+// compile checks doc and builds its program. Errors wrap ErrInvalidPolicy.
+func compile(doc *Document) (*program, error) {
+	if doc.Version != Version {
+		return nil, invalidf("Version", "%q is not supported, want \"1\"", truncate(doc.Version))
+	}
+	if len(doc.Statements) == 0 {
+		return nil, invalidf("Statement", "no statements")
+	}
+	if len(doc.Statements) > MaxStatements {
+		return nil, invalidf("Statement", "more than %d statements", MaxStatements)
+	}
+	prog := &program{stmts: make([]cstmt, len(doc.Statements))}
+	for i := range doc.Statements {
+		if err := compileStatement(&doc.Statements[i], &prog.stmts[i], fmt.Sprintf("Statement[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	return prog, nil
+}
+
+func compileStatement(st *Statement, cs *cstmt, path string) error {
+	switch st.Effect {
+	case Allow:
+	case Deny:
+		cs.deny = true
+	default:
+		return invalidf(path+".Effect", "%q is not \"Allow\" or \"Deny\" (case-sensitive)", truncate(string(st.Effect)))
+	}
+
+	var err error
+	var actions []string
+	if actions, cs.notAction, err = pick(path, "Action", st.Actions, st.NotActions); err != nil {
+		return err
+	}
+	field := path + ".Action"
+	if cs.notAction {
+		field = path + ".NotAction"
+	}
+	cs.actions = make([]pattern, len(actions))
+	for i, a := range actions {
+		if err := checkAction(a); err != nil {
+			return invalidf(fmt.Sprintf("%s[%d]", field, i), "%v", err)
+		}
+		cs.actions[i] = compilePattern(a, true)
+	}
+
+	var resources []string
+	if resources, cs.notResource, err = pick(path, "Resource", st.Resources, st.NotResources); err != nil {
+		return err
+	}
+	field = path + ".Resource"
+	if cs.notResource {
+		field = path + ".NotResource"
+	}
+	cs.resources = make([]pattern, len(resources))
+	for i, r := range resources {
+		if err := checkResource(r); err != nil {
+			return invalidf(fmt.Sprintf("%s[%d]", field, i), "%v", err)
+		}
+		cs.resources[i] = compilePattern(r, false)
+	}
+
+	if len(st.Conditions) > MaxConditions {
+		return invalidf(path+".Condition", "more than %d conditions", MaxConditions)
+	}
+	cs.conds = make([]ccond, len(st.Conditions))
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		cpath := fmt.Sprintf("%s.Condition.%s.%s", path, truncate(c.Operator), truncate(c.Key))
+		for j := range i {
+			if st.Conditions[j].Operator == c.Operator && strings.EqualFold(st.Conditions[j].Key, c.Key) {
+				return invalidf(cpath, "key given twice for the same operator")
+			}
+		}
+		if err := compileCondition(c, &cs.conds[i], cpath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pick returns whichever of the positive and negated lists is set, refusing both or none.
+func pick(path, name string, pos, neg []string) (list []string, negated bool, err error) {
+	switch {
+	case len(pos) > 0 && len(neg) > 0:
+		return nil, false, invalidf(path, "has both %s and Not%s", name, name)
+	case len(pos) == 0 && len(neg) == 0:
+		return nil, false, invalidf(path, "needs %s or Not%s (non-empty)", name, name)
+	case len(neg) > 0:
+		list, negated = neg, true
+	default:
+		list = pos
+	}
+	if len(list) > MaxValues {
+		return nil, false, invalidf(path, "more than %d values in %s", MaxValues, name)
+	}
+	return list, negated, nil
+}
+
+// checkAction accepts "*" or "service:action", each part of [A-Za-z0-9_.-] and wildcards.
+func checkAction(a string) error {
+	if a == "*" {
+		return nil
+	}
+	if len(a) > MaxStringLen {
+		return fmt.Errorf("action is %d bytes, limit %d", len(a), MaxStringLen)
+	}
+	svc, name, ok := strings.Cut(a, ":")
+	if !ok || svc == "" || name == "" || !actionChars(svc) || !actionChars(name) {
+		return fmt.Errorf("%q is not an action of the form \"service:ActionName\" (letters, digits, _ . - and the wildcards * ?) or \"*\"", truncate(a))
+	}
+	return nil
+}
+
+func actionChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' || c == '*' || c == '?') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkResource accepts "*" or an "acs:" resource name without control characters.
+func checkResource(r string) error {
+	if r == "*" {
+		return nil
+	}
+	if len(r) > MaxStringLen {
+		return fmt.Errorf("resource is %d bytes, limit %d", len(r), MaxStringLen)
+	}
+	if !strings.HasPrefix(r, "acs:") {
+		return fmt.Errorf("%q is not \"*\" or a resource name \"acs:service:region:account:relative-id\"", truncate(r))
+	}
+	if i := strings.IndexFunc(r, isControl); i >= 0 {
+		return fmt.Errorf("%q has a control character at offset %d", truncate(r), i)
+	}
+	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 }
+
+func compileCondition(c *Condition, cc *ccond, path string) error {
+	op, ok := operators[c.Operator]
+	if !ok {
+		return invalidf(path, "unknown condition operator %q (supported, case-sensitive: %s)", truncate(c.Operator), knownOperators)
+	}
+	key, ok := condKeys[strings.ToLower(c.Key)]
+	if !ok {
+		return invalidf(path, "unknown condition key %q (supported: %s)", truncate(c.Key), knownKeys)
+	}
+	cc.kind, cc.negate, cc.key = op.kind, op.negate, key
+	if len(c.Values) == 0 {
+		return invalidf(path, "no values")
+	}
+	if len(c.Values) > MaxValues {
+		return invalidf(path, "more than %d values", MaxValues)
+	}
+	switch op.kind {
+	case opDateEquals, opDateLessThan, opDateLessThanEquals, opDateGreaterThan, opDateGreaterThanEquals:
+		if key != keyCurrentTime {
+			return invalidf(path, "operator %s compares dates and applies only to acs:CurrentTime", c.Operator)
+		}
+	case opIPAddress:
+		if key != keySourceIP {
+			return invalidf(path, "operator %s compares IP addresses and applies only to acs:SourceIp", c.Operator)
+		}
+	case opBool:
+		if key != keySecureTransport {
+			return invalidf(path, "operator Bool applies only to acs:SecureTransport")
+		}
+	}
+	cc.strs = c.Values
+	for i, v := range c.Values {
+		vpath := fmt.Sprintf("%s[%d]", path, i)
+		if len(v) > MaxStringLen {
+			return invalidf(vpath, "value is %d bytes, limit %d", len(v), MaxStringLen)
+		}
+		switch op.kind {
+		case opStringLike:
+			cc.pats = append(cc.pats, compilePattern(v, false))
+		case opDateEquals, opDateLessThan, opDateLessThanEquals, opDateGreaterThan, opDateGreaterThanEquals:
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return invalidf(vpath, "%q is not an RFC 3339 time such as \"2025-01-02T15:04:05Z\"", truncate(v))
+			}
+			cc.times = append(cc.times, t)
+		case opIPAddress:
+			p, err := parseNet(v)
+			if err != nil {
+				return invalidf(vpath, "%v", err)
+			}
+			cc.nets = append(cc.nets, p)
+		case opBool:
+			switch strings.ToLower(v) {
+			case "true":
+				cc.bools[1] = true
+			case "false":
+				cc.bools[0] = true
+			default:
+				return invalidf(vpath, "%q is not true or false", truncate(v))
+			}
+		}
+	}
+	return nil
+}
+
+// parseNet parses an IPv4 or IPv6 address or CIDR block into a masked prefix.
+func parseNet(v string) (netip.Prefix, error) {
+	if strings.IndexByte(v, '/') >= 0 {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR block", truncate(v))
+		}
+		if p.Addr().Is4In6() {
+			return netip.Prefix{}, fmt.Errorf("%q: write IPv4-mapped blocks as IPv4", truncate(v))
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR block", truncate(v))
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

@@ -1,0 +1,172 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/clipgate/clipgate/internal/deviceid"
+)
+
+// MaxSessionPolicyLen is the longest session policy STS AssumeRole accepts, in characters.
+const MaxSessionPolicyLen = 2048
+
+// Errors wrapped by DevicePolicy and ParseMode, for errors.Is.
+var (
+	ErrInvalidMode     = errors.New("invalid mode")
+	ErrInvalidBucket   = errors.New("invalid bucket name")
+	ErrInvalidPrefix   = errors.New("invalid key prefix")
+	ErrInvalidDeviceID = errors.New("invalid device ID") // also wraps deviceid.ErrInvalid
+	ErrTooLong         = errors.New("policy too long")
+)
+
+// Mode is what a device asks to do with its own objects: letters from "w" (write),
+// "a" (append) and "r" (read), each at most once and in any order, e.g. "w", "wa", "rw".
+type Mode string
+
+// OSS RAM actions granted by the mode letters.
+const (
+	ActionPutObject            = "oss:PutObject"            // put, post, append, multipart upload
+	ActionGetObject            = "oss:GetObject"            // get, HEAD, object meta
+	ActionAbortMultipartUpload = "oss:AbortMultipartUpload" // abandon a multipart upload
+	ActionListParts            = "oss:ListParts"            // resume a multipart upload
+)
+
+// modeActions lists, in the order they appear in a policy, each action and the mode
+// letters that grant it.
+var modeActions = [...]struct {
+	action  string
+	letters string
+}{
+	{ActionPutObject, "wa"},
+	{ActionGetObject, "ar"},
+	{ActionAbortMultipartUpload, "w"},
+	{ActionListParts, "w"},
+}
+
+// ParseMode checks that s is a mode: one to three letters from "w", "a", "r", none
+// repeated. It returns s unchanged as a Mode; the letters' order does not matter.
+func ParseMode(s string) (Mode, error) {
+	if s == "" {
+		return "", fmt.Errorf("%w: empty, want letters from \"w\", \"a\", \"r\"", ErrInvalidMode)
+	}
+	if len(s) > 3 {
+		return "", fmt.Errorf("%w: %q has %d letters, want at most 3 from \"w\", \"a\", \"r\"", ErrInvalidMode, s, len(s))
+	}
+	var seen [3]bool
+	for i := 0; i < len(s); i++ {
+		j := strings.IndexByte("war", s[i])
+		if j < 0 {
+			return "", fmt.Errorf("%w: letter %q in %q is not one of \"w\", \"a\", \"r\"", ErrInvalidMode, s[i], s)
+		}
+		if seen[j] {
+			return "", fmt.Errorf("%w: letter %q repeated in %q", ErrInvalidMode, s[i], s)
+		}
+		seen[j] = true
+	}
+	return Mode(s), nil
+}
+
+// Actions returns the RAM actions the mode grants, without duplicates and in a fixed
+// order (so "wa" and "aw" give the same list). It returns nil for an invalid mode.
+func (m Mode) Actions() []string {
+	if _, err := ParseMode(string(m)); err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range modeActions {
+		if strings.ContainsAny(string(m), a.letters) {
+			out = append(out, a.action)
+		}
+	}
+	return out
+}
+
+// DeviceResource returns the RAM resource pattern covering every object of one device,
+// "acs:oss:*:*:{bucket}/{prefix}{deviceID}/*". It does not validate its inputs: use
+// DevicePolicy, or the checks it makes, before trusting the result.
+func DeviceResource(bucket, prefix, deviceID string) string {
+	return "acs:oss:*:*:" + bucket + "/" + prefix + deviceID + "/*"
+}
+
+// DevicePolicy returns the compact JSON session policy that lets one device do what mode
+// allows on its own objects and nothing else: a single Allow statement with the mode's
+// actions (see Mode.Actions) on DeviceResource(bucket, prefix, deviceID). It grants no
+// bucket-level action (no listing) and nothing outside the device's own prefix.
+//
+// bucket must follow the OSS bucket naming rules (3 to 63 of [a-z0-9-], not starting or
+// ending with '-'); prefix must be "" or characters of [A-Za-z0-9._/-] ending in "/",
+// with no leading "/", no "//" and no ".."; deviceID must pass deviceid.Validate. The
+// result is at most MaxSessionPolicyLen characters. Errors wrap ErrInvalidBucket,
+// ErrInvalidPrefix, ErrInvalidDeviceID (and deviceid.ErrInvalid), ErrInvalidMode or
+// ErrTooLong.
+func DevicePolicy(bucket, prefix, deviceID string, mode Mode) (string, error) {
+	if err := ValidateBucket(bucket); err != nil {
+		return "", err
+	}
+	if err := ValidatePrefix(prefix); err != nil {
+		return "", err
+	}
+	if err := deviceid.Validate(deviceID); err != nil {
+		return "", fmt.Errorf("policy: %w: %w", ErrInvalidDeviceID, err)
+	}
+	if _, err := ParseMode(string(mode)); err != nil {
+		return "", fmt.Errorf("policy: %w", err)
+	}
+	doc := Document{Version: Version, Statements: []Statement{{
+		Effect:    Allow,
+		Actions:   mode.Actions(),
+		Resources: []string{DeviceResource(bucket, prefix, deviceID)},
+	}}}
+	b, err := doc.MarshalJSON()
+	if err != nil { // unreachable: every input was validated above
+		return "", fmt.Errorf("policy: encoding device policy: %w", err)
+	}
+	if len(b) > MaxSessionPolicyLen { // ASCII only, so bytes are characters
+		return "", fmt.Errorf("policy: %w: device policy is %d characters, limit %d (shorten the prefix)", ErrTooLong, len(b), MaxSessionPolicyLen)
+	}
+	return string(b), nil
+}
+
+// ValidateBucket checks an OSS bucket name: 3 to 63 characters of [a-z0-9-], not
+// starting or ending with '-'. Errors wrap ErrInvalidBucket.
+func ValidateBucket(bucket string) error {
+	if len(bucket) < 3 || len(bucket) > 63 {
+		return fmt.Errorf("policy: %w: %q has %d characters, want 3 to 63", ErrInvalidBucket, bucket, len(bucket))
+	}
+	for i := 0; i < len(bucket); i++ {
+		c := bucket[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("policy: %w: character %q at offset %d of %q is not one of [a-z0-9-]", ErrInvalidBucket, c, i, bucket)
+		}
+	}
+	if bucket[0] == '-' || bucket[len(bucket)-1] == '-' {
+		return fmt.Errorf("policy: %w: %q starts or ends with '-'", ErrInvalidBucket, bucket)
+	}
+	return nil
+}
+
+// ValidatePrefix checks an object key prefix: "" or characters of [A-Za-z0-9._/-] ending
+// in "/", with no leading "/", no "//" and no "..". Errors wrap ErrInvalidPrefix.
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := prefix[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '/' || c == '-') {
+			return fmt.Errorf("policy: %w: character %q at offset %d of %q is not one of [A-Za-z0-9._/-]", ErrInvalidPrefix, c, i, prefix)
+		}
+	}
+	switch {
+	case prefix[0] == '/':
+		return fmt.Errorf("policy: %w: %q starts with '/'", ErrInvalidPrefix, prefix)
+	case prefix[len(prefix)-1] != '/':
+		return fmt.Errorf("policy: %w: %q does not end with '/'", ErrInvalidPrefix, prefix)
+	case strings.Contains(prefix, "//"):
+		return fmt.Errorf("policy: %w: %q contains an empty segment \"//\"", ErrInvalidPrefix, prefix)
+	case strings.Contains(prefix, ".."):
+		return fmt.Errorf("policy: %w: %q contains \"..\"", ErrInvalidPrefix, prefix)
+	}
+	return nil
+}

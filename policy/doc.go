@@ -1,0 +1,47 @@
+// Package policy builds and evaluates Alibaba Cloud RAM policies for OSS.
+//
+// # Least privilege per device
+//
+// A camera gets STS credentials whose session policy lets it touch only its own objects,
+// "acs:oss:*:*:{bucket}/{prefix}{deviceID}/*", and only with what its Mode needs:
+//
+//	w  oss:PutObject (put, append, multipart upload), oss:AbortMultipartUpload, oss:ListParts
+//	a  oss:PutObject, oss:GetObject (stat and resync the append position)
+//	r  oss:GetObject
+//
+// Letters combine ("wa", "rw"). No bucket-level action is granted, so a device cannot
+// list the bucket, nor reach another device's prefix. DevicePolicy builds that policy
+// (at most MaxSessionPolicyLen characters, as STS requires) after validating the bucket,
+// prefix and device ID, so that no input can widen the resource with "*", "?" or "..".
+//
+// The OSS Media C SDK this project descends from grants "oss:HeadObject" for reads. That
+// is not a RAM action: OSS authorizes HEAD, like GetObjectMeta, as oss:GetObject, so a
+// policy naming oss:HeadObject grants nothing. This package never uses it.
+//
+// # Evaluation
+//
+// Parse reads a RAM policy document strictly (see Parse) and compiles its wildcard
+// patterns, so that Document.Evaluate decides a Request without allocating. The model is
+// RAM's:
+//
+//   - A statement applies when its Action (or NotAction) matches the request's action,
+//     its Resource (or NotResource) the request's resource, and all its conditions hold.
+//   - In Action and Resource values '*' matches any run of characters and '?' one
+//     character. Actions compare case-insensitively, resources case-sensitively.
+//   - An applicable Deny statement wins over any Allow (Denied); otherwise an applicable
+//     Allow gives Allowed; otherwise the result is NotApplicable, an implicit deny.
+//   - Conditions within a statement are ANDed; the values of one condition are ORed, and
+//     a negated operator (StringNotEquals, NotIpAddress, ...) holds when no value matches.
+//   - Supported keys (names case-insensitive): acs:CurrentTime (Date* operators, RFC 3339
+//     values), acs:SourceIp (IpAddress/NotIpAddress, IPv4 or IPv6 address or CIDR) and
+//     acs:SecureTransport (Bool). String operators (StringEquals, StringNotEquals,
+//     StringEqualsIgnoreCase, StringNotEqualsIgnoreCase, StringLike, StringNotLike) apply
+//     to every key's text form. Other operators and keys are refused at parse time,
+//     rather than silently never matching.
+//   - A key the request does not carry (zero CurrentTime, invalid SourceIP) makes a
+//     positive operator fail and a negated operator hold, as in AWS IAM; RAM's
+//     documentation is silent on this.
+//
+// A request made with STS credentials must be allowed by the role's policy AND by the
+// session policy, with no explicit deny in either: that is Authorize.
+package policy

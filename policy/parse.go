@@ -1,0 +1,343 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+)
+
+// Parse parses and checks a RAM policy document and compiles it for Evaluate.
+//
+// It is strict, as RAM is: element names, operators and "Allow"/"Deny" are
+// case-sensitive; Version must be "1"; Statement must be a non-empty array; each statement
+// needs Effect, exactly one of Action and NotAction, exactly one of Resource and
+// NotResource, and may have a Condition. Action, Resource and condition values may be a
+// string or an array of strings. Unknown or repeated fields, unknown operators, unknown
+// condition keys, values of the wrong form (an IP address, an RFC 3339 time, true or
+// false) and trailing data are errors. The text must be valid UTF-8 of at most
+// MaxDocumentSize bytes; counts are bounded by MaxStatements, MaxValues, MaxConditions
+// and MaxStringLen. Every error wraps ErrInvalidPolicy and says where the defect is.
+func Parse(text []byte) (*Document, error) {
+	if len(text) > MaxDocumentSize {
+		return nil, invalidf("", "document is %d bytes, limit %d", len(text), MaxDocumentSize)
+	}
+	if !utf8.Valid(text) {
+		return nil, invalidf("", "document is not valid UTF-8")
+	}
+	p := &parser{dec: json.NewDecoder(bytes.NewReader(text))}
+	p.dec.UseNumber()
+	doc, err := p.document()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.dec.Token(); err != io.EOF {
+		return nil, invalidf("", "unexpected data after the policy object")
+	}
+	if doc.prog, err = compile(doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// ParseSession is Parse for an STS session policy, which must also be 1 to
+// MaxSessionPolicyLen characters long. Length errors wrap ErrTooLong as well.
+func ParseSession(text string) (*Document, error) {
+	if text == "" {
+		return nil, invalidf("", "session policy is empty")
+	}
+	// Count characters only when the bytes alone could exceed the limit.
+	if len(text) > MaxSessionPolicyLen {
+		if n := utf8.RuneCountInString(text); n > MaxSessionPolicyLen {
+			return nil, fmt.Errorf("policy: %w: %w: session policy is %d characters, limit %d", ErrInvalidPolicy, ErrTooLong, n, MaxSessionPolicyLen)
+		}
+	}
+	return Parse([]byte(text))
+}
+
+// invalidf returns an error wrapping ErrInvalidPolicy, located at path.
+func invalidf(path, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if path != "" {
+		msg = path + ": " + msg
+	}
+	return fmt.Errorf("policy: %w: %s", ErrInvalidPolicy, msg)
+}
+
+// parser reads a policy with a token decoder, so that it can refuse duplicate and
+// differently-cased field names, which encoding/json's struct decoding accepts silently.
+type parser struct {
+	dec *json.Decoder
+}
+
+// token returns the next token, turning a syntax error into a policy error.
+func (p *parser) token(path string) (json.Token, error) {
+	t, err := p.dec.Token()
+	if err == io.EOF {
+		return nil, invalidf(path, "unexpected end of document")
+	}
+	if err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, invalidf(path, "malformed JSON at byte %d: %v", se.Offset, err)
+		}
+		return nil, invalidf(path, "malformed JSON: %v", err)
+	}
+	return t, nil
+}
+
+// describe names a token's JSON type for error messages.
+func describe(t json.Token) string {
+	switch v := t.(type) {
+	case json.Delim:
+		switch v {
+		case '{':
+			return "an object"
+		case '[':
+			return "an array"
+		}
+		return fmt.Sprintf("%q", rune(v))
+	case string:
+		return fmt.Sprintf("the string %q", truncate(v))
+	case json.Number:
+		return "the number " + truncate(v.String())
+	case bool:
+		return fmt.Sprintf("%t", v)
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%T", t)
+}
+
+// truncate shortens s for an error message.
+func truncate(s string) string {
+	const n = 64
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
+}
+
+// object reads an object's fields, calling field for each name; the object's opening
+// brace has not been read yet. It refuses repeated names.
+func (p *parser) object(path string, field func(name, path string) error) error {
+	t, err := p.token(path)
+	if err != nil {
+		return err
+	}
+	if t != json.Delim('{') {
+		return invalidf(path, "want an object, got %s", describe(t))
+	}
+	seen := map[string]bool{}
+	for {
+		t, err := p.token(path)
+		if err != nil {
+			return err
+		}
+		if t == json.Delim('}') {
+			return nil
+		}
+		name := t.(string) // the decoder only returns strings as object keys
+		if seen[name] {
+			return invalidf(path, "field %q appears twice", truncate(name))
+		}
+		seen[name] = true
+		if err := field(name, joinPath(path, name)); err != nil {
+			return err
+		}
+	}
+}
+
+func joinPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func (p *parser) str(path string) (string, error) {
+	t, err := p.token(path)
+	if err != nil {
+		return "", err
+	}
+	s, ok := t.(string)
+	if !ok {
+		return "", invalidf(path, "want a string, got %s", describe(t))
+	}
+	return s, nil
+}
+
+// strings reads a string or an array of strings (allowBool: JSON true/false too, as
+// "true"/"false"), at most MaxValues of them.
+func (p *parser) strings(path string, allowBool bool) ([]string, error) {
+	want, elem := "a string or an array of strings", "a string"
+	if allowBool {
+		want, elem = "a string, a boolean or an array of them", "a string or a boolean"
+	}
+	scalar := func(t json.Token) (string, bool) {
+		switch v := t.(type) {
+		case string:
+			return v, true
+		case bool:
+			if allowBool {
+				if v {
+					return "true", true
+				}
+				return "false", true
+			}
+		}
+		return "", false
+	}
+	t, err := p.token(path)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := scalar(t); ok {
+		return []string{s}, nil
+	}
+	if t != json.Delim('[') {
+		return nil, invalidf(path, "want %s, got %s", want, describe(t))
+	}
+	var out []string
+	for {
+		t, err := p.token(path)
+		if err != nil {
+			return nil, err
+		}
+		if t == json.Delim(']') {
+			if len(out) == 0 {
+				return nil, invalidf(path, "empty array")
+			}
+			return out, nil
+		}
+		s, ok := scalar(t)
+		if !ok {
+			return nil, invalidf(fmt.Sprintf("%s[%d]", path, len(out)), "want %s, got %s", elem, describe(t))
+		}
+		if len(out) == MaxValues {
+			return nil, invalidf(path, "more than %d values", MaxValues)
+		}
+		out = append(out, s)
+	}
+}
+
+func (p *parser) document() (*Document, error) {
+	doc := &Document{}
+	var haveVersion, haveStatement bool
+	err := p.object("", func(name, path string) error {
+		var err error
+		switch name {
+		case "Version":
+			haveVersion = true
+			doc.Version, err = p.str(path)
+		case "Statement":
+			haveStatement = true
+			doc.Statements, err = p.statements(path)
+		default:
+			return invalidf("", "unknown field %q (a policy has Version and Statement; names are case-sensitive)", truncate(name))
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !haveVersion {
+		return nil, invalidf("", "missing Version (want \"1\")")
+	}
+	if !haveStatement {
+		return nil, invalidf("", "missing Statement")
+	}
+	return doc, nil
+}
+
+func (p *parser) statements(path string) ([]Statement, error) {
+	t, err := p.token(path)
+	if err != nil {
+		return nil, err
+	}
+	if t != json.Delim('[') {
+		// RAM's grammar has "Statement": [ <statement>, ... ]; a lone object is refused.
+		return nil, invalidf(path, "want an array of statements, got %s", describe(t))
+	}
+	var out []Statement
+	for p.dec.More() {
+		if len(out) == MaxStatements {
+			return nil, invalidf(path, "more than %d statements", MaxStatements)
+		}
+		st, err := p.statement(fmt.Sprintf("%s[%d]", path, len(out)))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	if _, err := p.token(path); err != nil { // the closing ']'
+		return nil, err
+	}
+	return out, nil
+}
+
+func (p *parser) statement(path string) (Statement, error) {
+	var st Statement
+	var haveEffect bool
+	err := p.object(path, func(name, fpath string) error {
+		var err error
+		switch name {
+		case "Effect":
+			haveEffect = true
+			var s string
+			s, err = p.str(fpath)
+			st.Effect = Effect(s)
+		case "Action":
+			st.Actions, err = p.strings(fpath, false)
+		case "NotAction":
+			st.NotActions, err = p.strings(fpath, false)
+		case "Resource":
+			st.Resources, err = p.strings(fpath, false)
+		case "NotResource":
+			st.NotResources, err = p.strings(fpath, false)
+		case "Condition":
+			st.Conditions, err = p.conditions(fpath)
+		case "Principal":
+			return invalidf(fpath, "Principal belongs only in resource-based (trust) policies, not in a permission or session policy")
+		default:
+			return invalidf(path, "unknown field %q (a statement has Effect, Action or NotAction, Resource or NotResource, Condition; names are case-sensitive)", truncate(name))
+		}
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	if !haveEffect {
+		return st, invalidf(path, "missing Effect (want \"Allow\" or \"Deny\")")
+	}
+	return st, nil
+}
+
+func (p *parser) conditions(path string) ([]Condition, error) {
+	var out []Condition
+	err := p.object(path, func(op, opPath string) error {
+		n := len(out)
+		err := p.object(opPath, func(key, keyPath string) error {
+			if len(out) == MaxConditions {
+				return invalidf(path, "more than %d conditions", MaxConditions)
+			}
+			vals, err := p.strings(keyPath, true)
+			if err != nil {
+				return err
+			}
+			out = append(out, Condition{Operator: op, Key: key, Values: vals})
+			return nil
+		})
+		if err == nil && len(out) == n {
+			return invalidf(opPath, "no condition keys")
+		}
+		return err
+	})
+	return out, err
+}
