@@ -1,0 +1,332 @@
+package protocol
+
+import (
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clipgate/clipgate/internal/deviceid"
+)
+
+// Encoded lengths of the fixed-size binary fields (base64url without padding).
+const (
+	NonceSize = 16
+	SigSize   = 32 // HMAC-SHA256
+	nonceLen  = 22 // base64.RawURLEncoding.EncodedLen(NonceSize)
+	sigLen    = 43 // base64.RawURLEncoding.EncodedLen(SigSize)
+	// minSealedSize is one byte of plaintext plus the AES-GCM tag.
+	minSealedSize = 1 + 16
+)
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// Validate checks every field of the request. Errors are *Error with CodeInvalid.
+func (r *AuthRequest) Validate() error {
+	switch {
+	case r.V != Version:
+		return versionErr(r.V)
+	case !validID(r.ID):
+		return fieldErr("id", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxIDLen)
+	}
+	if err := deviceid.Validate(r.Device); err != nil {
+		return fieldErr("device", "%v", err)
+	}
+	if _, ok := parseTime(r.TS); !ok {
+		return fieldErr("ts", "must be an RFC 3339 time such as 2006-01-02T15:04:05Z")
+	}
+	if !validB64(r.Nonce, nonceLen) {
+		return fieldErr("nonce", "must be %d bytes in base64url without padding (%d characters)", NonceSize, nonceLen)
+	}
+	if !validMode(r.Mode) {
+		return fieldErr("mode", "must be letters from r, w and a, each at most once")
+	}
+	if !validB64(r.Sig, sigLen) {
+		return fieldErr("sig", "must be %d bytes in base64url without padding (%d characters)", SigSize, sigLen)
+	}
+	return nil
+}
+
+// Validate checks the reply: a successful reply needs credentials or sealed credentials
+// (not both) and oss, and no error; a failed one needs an error with a known code and
+// nothing else.
+func (r *AuthReply) Validate() error {
+	switch {
+	case r.V != Version:
+		return versionErr(r.V)
+	case r.ID != "" && !validID(r.ID), r.ID == "" && r.OK:
+		return fieldErr("id", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxIDLen)
+	case r.ServerTime.IsZero():
+		return fieldErr("serverTime", "is required")
+	}
+	if !r.OK {
+		switch {
+		case r.Error == nil:
+			return fieldErr("error", "is required when ok is false")
+		case r.Credentials != nil || r.Sealed != "" || r.OSS != nil:
+			return fieldErr("error", "a failed reply must not carry credentials, sealed or oss")
+		}
+		return r.Error.validate()
+	}
+	switch {
+	case r.Error != nil:
+		return fieldErr("error", "must be absent when ok is true")
+	case r.Credentials == nil && r.Sealed == "":
+		return fieldErr("credentials", "credentials or sealed is required when ok is true")
+	case r.Credentials != nil && r.Sealed != "":
+		return fieldErr("sealed", "must not be sent together with credentials")
+	case r.OSS == nil:
+		return fieldErr("oss", "is required when ok is true")
+	}
+	if r.Credentials != nil {
+		if err := r.Credentials.Validate(); err != nil {
+			return err
+		}
+	} else if !validSealed(r.Sealed) {
+		return fieldErr("sealed", "must be base64url without padding of at least %d bytes", minSealedSize)
+	}
+	return r.OSS.validate()
+}
+
+// Validate checks that every credential field is present. It is used on the plain
+// credentials of a reply and on the opened plaintext of sealed ones.
+func (c *Credentials) Validate() error {
+	switch {
+	case c.AccessKeyID == "":
+		return fieldErr("credentials.accessKeyId", "is required")
+	case c.AccessKeySecret == "":
+		return fieldErr("credentials.accessKeySecret", "is required")
+	case c.SecurityToken == "":
+		return fieldErr("credentials.securityToken", "is required")
+	case c.Expiration.IsZero():
+		return fieldErr("credentials.expiration", "is required")
+	}
+	return nil
+}
+
+func (o *OSSInfo) validate() error {
+	switch {
+	case o.Endpoint == "":
+		return fieldErr("oss.endpoint", "is required")
+	case o.Region == "":
+		return fieldErr("oss.region", "is required")
+	case !validBucket(o.Bucket):
+		return fieldErr("oss.bucket", "must be an OSS bucket name: 3 to 63 characters of [a-z0-9-], not starting or ending with '-'")
+	case o.Prefix != "" && (o.Prefix[0] == '/' || o.Prefix[len(o.Prefix)-1] != '/'):
+		return fieldErr("oss.prefix", "must be empty or end with '/' and not start with '/'")
+	}
+	return nil
+}
+
+func (e *ReplyError) validate() error {
+	switch {
+	case !e.Code.Valid():
+		return fieldErr("error.code", "unknown code %q", e.Code)
+	case len(e.Message) > MaxMessageLen:
+		return fieldErr("error.message", "is %d bytes, at most %d allowed", len(e.Message), MaxMessageLen)
+	case e.RetryAfterMs < 0 || e.RetryAfterMs > MaxRetryAfterMs:
+		return fieldErr("error.retryAfterMs", "must be 0 to %d", MaxRetryAfterMs)
+	}
+	return nil
+}
+
+// Validate checks the event: a completed event needs bucket, key, size, crc64 and
+// uploadedAt and no error; a failed one needs error.
+func (e *UploadEvent) Validate() error {
+	switch {
+	case e.V != Version:
+		return versionErr(e.V)
+	case !validID(e.ID):
+		return fieldErr("id", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxIDLen)
+	}
+	if err := deviceid.Validate(e.Device); err != nil {
+		return fieldErr("device", "%v", err)
+	}
+	completed := e.Status == StatusCompleted
+	switch {
+	case !completed && e.Status != StatusFailed:
+		return fieldErr("status", "must be %q or %q", StatusCompleted, StatusFailed)
+	case (completed || e.Bucket != "") && !validBucket(e.Bucket):
+		return fieldErr("bucket", "must be an OSS bucket name: 3 to 63 characters of [a-z0-9-], not starting or ending with '-'")
+	case (completed || e.Key != "") && !validObjectKey(e.Key):
+		return fieldErr("key", "must be 1 to %d bytes and not start with '/' or '\\'", MaxObjectKeyLen)
+	case e.Size < 0:
+		return fieldErr("size", "must not be negative")
+	case (completed || e.CRC64 != "") && !validCRC64(e.CRC64):
+		return fieldErr("crc64", "must be a decimal unsigned 64-bit integer without leading zeros")
+	case len(e.ContentType) > MaxContentTypeLen:
+		return fieldErr("contentType", "is %d bytes, at most %d allowed", len(e.ContentType), MaxContentTypeLen)
+	case completed && e.UploadedAt.IsZero():
+		return fieldErr("uploadedAt", "is required when status is %q", StatusCompleted)
+	case e.Attempts < 0:
+		return fieldErr("attempts", "must not be negative")
+	case completed && e.Error != "":
+		return fieldErr("error", "must be absent when status is %q", StatusCompleted)
+	case !completed && e.Error == "":
+		return fieldErr("error", "is required when status is %q", StatusFailed)
+	case len(e.Error) > MaxMessageLen:
+		return fieldErr("error", "is %d bytes, at most %d allowed", len(e.Error), MaxMessageLen)
+	case len(e.Metadata) > MaxMetadata:
+		return fieldErr("metadata", "has %d entries, at most %d allowed", len(e.Metadata), MaxMetadata)
+	}
+	for k, v := range e.Metadata {
+		if k == "" || len(k) > MaxMetadataLen || len(v) > MaxMetadataLen {
+			return fieldErr("metadata", "keys must be 1 to %d bytes and values at most %d bytes", MaxMetadataLen, MaxMetadataLen)
+		}
+	}
+	return nil
+}
+
+func versionErr(v int) *Error {
+	return fieldErr("v", "unsupported protocol version %d (this build speaks version %d)", v, Version)
+}
+
+// validID reports whether s is a request or event ID: 1 to 64 of [A-Za-z0-9_-].
+func validID(s string) bool {
+	if s == "" || len(s) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validB64 reports whether s is exactly n characters of canonical base64url without
+// padding. The alphabet is checked first because the decoder skips '\r' and '\n'.
+func validB64(s string, n int) bool {
+	if len(s) != n || !b64Alphabet(s) {
+		return false
+	}
+	var buf [SigSize]byte // large enough for the nonce and the signature
+	_, err := b64.Decode(buf[:], []byte(s))
+	return err == nil
+}
+
+func validSealed(s string) bool {
+	if len(s) < base64.RawURLEncoding.EncodedLen(minSealedSize) || !b64Alphabet(s) {
+		return false
+	}
+	_, err := b64.DecodeString(s)
+	return err == nil
+}
+
+func b64Alphabet(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validMode checks mode letters (r, w, a, each at most once, at least one). It mirrors
+// policy.ParseMode, which this package cannot use yet: see the package note in the
+// report of issue 3.
+func validMode(m string) bool {
+	if m == "" || len(m) > 3 {
+		return false
+	}
+	var seen [3]bool
+	for i := 0; i < len(m); i++ {
+		j := strings.IndexByte("rwa", m[i])
+		if j < 0 || seen[j] {
+			return false
+		}
+		seen[j] = true
+	}
+	return true
+}
+
+// validBucket checks OSS bucket naming: 3 to 63 of [a-z0-9-], no leading or trailing '-'.
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 || b[0] == '-' || b[len(b)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validObjectKey(k string) bool {
+	return k != "" && len(k) <= MaxObjectKeyLen && k[0] != '/' && k[0] != '\\'
+}
+
+// validCRC64 requires the canonical decimal form, so that equal checksums compare equal
+// as strings.
+func validCRC64(s string) bool {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return false
+	}
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
+}
+
+// parseTime parses a strict RFC 3339 time: YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM),
+// upper-case T and Z, 1 to 9 fraction digits. time.Parse alone is more lenient.
+func parseTime(s string) (time.Time, bool) {
+	const base = len("2006-01-02T15:04:05")
+	if len(s) < base+1 || len(s) > base+10+6 {
+		return time.Time{}, false
+	}
+	for i := 0; i < base; i++ {
+		c := s[i]
+		switch i {
+		case 4, 7:
+			if c != '-' {
+				return time.Time{}, false
+			}
+		case 10:
+			if c != 'T' {
+				return time.Time{}, false
+			}
+		case 13, 16:
+			if c != ':' {
+				return time.Time{}, false
+			}
+		default:
+			if c < '0' || c > '9' {
+				return time.Time{}, false
+			}
+		}
+	}
+	rest := s[base:]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return time.Time{}, false
+		}
+		rest = rest[n:]
+	}
+	switch {
+	case rest == "Z":
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':' &&
+		digits(rest[1:3]) && digits(rest[4:6]) && rest[1:3] <= "23" && rest[4:6] <= "59":
+	default:
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	return t, err == nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
