@@ -1,0 +1,493 @@
+// Package tokenworker answers device auth requests: it checks who is asking (topic, strict
+// decoding, revocation, signature, clock, nonce, rate), builds the device's least-privilege
+// session policy, calls STS AssumeRole (RoleSessionName = device ID) or reuses the device's
+// still-valid credentials, and replies on the device's own reply topic, with the credentials
+// sealed to the device key by default.
+//
+// Handle is the transport-free core. Start subscribes a paho client to the shared worker
+// group, so that any number of workers, in one process or many, share the requests; a
+// bounded pool handles them and a full queue is answered with busy, never queued without
+// bound.
+//
+// Error codes: every failure is one code of protocol's closed set. STS failures map as
+// follows: throttling, 5xx, timeouts and network errors are unavailable (retry soon); errors
+// of the worker's own configuration (unknown role, NoPermission, bad access key, a policy
+// STS refuses) are internal with a long retry hint, because the device cannot fix them and
+// must recover once an operator has; InvalidParameter.RoleSessionName (STS refuses this device
+// ID) is denied.
+package tokenworker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Worker is one token worker. Handle is safe for concurrent use.
+type Worker struct {
+	cfg      Config
+	log      zerolog.Logger
+	sts      *stsPool
+	stsLimit *rate.Limiter
+	devLimit *deviceLimiter
+	creds    *credCache
+	ctr      counters
+	stsWG    sync.WaitGroup // AssumeRole calls that outlive their Handle (cancelled context)
+
+	// MQTT side, set by Start.
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	client  mqtt.Client
+	queue   chan job
+	runCtx  context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	subOnce sync.Once
+	subbed  chan struct{}
+}
+
+// New checks cfg and returns a worker. It does not connect; see Start.
+func New(cfg Config) (*Worker, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c.FleetKey = append([]byte(nil), c.FleetKey...)
+	w := &Worker{
+		cfg:      c,
+		log:      c.Logger.With().Str("component", "tokenworker").Str("worker", c.ClientID).Logger(),
+		sts:      newSTSPool(c.STS, c.MaxConcurrent),
+		stsLimit: rate.NewLimiter(c.STSRate, c.STSBurst),
+		devLimit: newDeviceLimiter(float64(c.DeviceRate), c.DeviceBurst, c.CacheSize),
+		creds:    newCredCache(c.CacheSize),
+		subbed:   make(chan struct{}),
+	}
+	return w, nil
+}
+
+// Stats returns a snapshot of the worker's counters.
+func (w *Worker) Stats() Stats { return w.ctr.snapshot() }
+
+// Retry hints for refusals that are not about STS.
+const (
+	retryBusy      = time.Second
+	retryReplayCap = time.Second
+	retryShutdown  = time.Second
+)
+
+// decision is what one request came to, for the reply, the audit line and the counters.
+type decision struct {
+	device, id string
+	code       protocol.Code // "" for success
+	message    string
+	retryAfter time.Duration
+	cached     bool
+	sealed     bool
+	start      time.Time
+}
+
+// Handle is the transport-free core: it decodes and checks one request received on topic,
+// issues or reuses credentials, and returns the reply and its topic. ok is false, and nothing
+// must be sent, when topic is not a device auth-request topic or the payload is too garbled
+// to carry a request ID; both are logged. ctx bounds the wait for STS (an abandoned call
+// completes in the background and its credentials are cached).
+func (w *Worker) Handle(ctx context.Context, topic string, payload []byte) (replyTopic string, reply []byte, ok bool) {
+	w.ctr.requests.Add(1)
+	d := decision{start: time.Now()}
+	kind, device, ok := w.cfg.Topics.Parse(topic)
+	if !ok || kind != topics.KindAuthRequest {
+		w.drop(topic, len(payload), "not a device auth-request topic")
+		return "", nil, false
+	}
+	d.device = device
+	now := w.cfg.Now()
+	req, key := w.check(ctx, &d, topic, payload, now)
+	if d.id == "" {
+		w.drop(topic, len(payload), d.message)
+		return "", nil, false
+	}
+	var err error
+	if d.code == "" {
+		reply, err = w.success(&d, key, req, now)
+		if err != nil {
+			w.log.Error().Err(err).Str("device", device).Str("id", d.id).Msg("cannot build reply")
+			d = decision{device: device, id: d.id, start: d.start, code: protocol.CodeInternal,
+				message: "the token worker cannot build the reply", retryAfter: retryUnavailable}
+		}
+	}
+	if d.code != "" {
+		reply = w.failure(&d, now)
+	}
+	w.audit(&d)
+	return w.cfg.Topics.AuthReply(device), reply, true
+}
+
+// check runs every check in order and, when all pass, obtains credentials. On return d.id is
+// the request ID ("" when unknown), d.code is "" on success, and then req and the device key
+// are set and d carries the credentials' origin.
+func (w *Worker) check(ctx context.Context, d *decision, topic string, payload []byte, now time.Time) (*reqCreds, []byte) {
+	if len(payload) > protocol.MaxAuthRequestSize {
+		d.id, _ = salvage(payload)
+		d.fail(protocol.CodeInvalid, 0, fmt.Sprintf("request is %d bytes; the limit is %d", len(payload), protocol.MaxAuthRequestSize))
+		return nil, nil
+	}
+	req, err := protocol.DecodeAuthRequest(payload)
+	if err != nil {
+		id, dev := salvage(payload)
+		d.id = id
+		if id != "" && dev != "" && dev != d.device {
+			d.fail(protocol.CodeInvalid, 0, "the request's device does not match its topic")
+		} else {
+			d.fail(protocol.CodeInvalid, 0, "malformed request: "+errorMessage(err))
+		}
+		if id == "" {
+			d.message = "undecodable request without a usable ID: " + errorMessage(err)
+		}
+		return nil, nil
+	}
+	d.id = req.ID
+	if req.Device != d.device {
+		d.fail(protocol.CodeInvalid, 0, "the request's device does not match its topic")
+		return nil, nil
+	}
+	if w.cfg.Revocations != nil && w.cfg.Revocations.Revoked(d.device) {
+		w.creds.forget(d.device)
+		d.fail(protocol.CodeRevoked, 0, "this device is revoked")
+		return nil, nil
+	}
+	key := identity.DeriveDeviceKey(w.cfg.FleetKey, d.device)
+	if !identity.Verify(key, req.SigningString(), req.Sig) {
+		d.fail(protocol.CodeUnauthenticated, 0, "the request signature does not verify")
+		return nil, nil
+	}
+	// Only a signed request learns the server time, so the clock cannot be probed.
+	ts := req.Time()
+	if skew := now.Sub(ts); skew > w.cfg.ClockWindow || skew < -w.cfg.ClockWindow {
+		d.fail(protocol.CodeClockSkew, 0, fmt.Sprintf("request time is %v off the server time (window ±%v); correct the clock with serverTime and sign again",
+			skew.Round(time.Second), w.cfg.ClockWindow))
+		return nil, nil
+	}
+	if err := w.cfg.Replay.Check(d.device, req.Nonce, ts, now); err != nil {
+		switch {
+		case errors.Is(err, identity.ErrReplay):
+			d.fail(protocol.CodeReplay, 0, "this nonce was already used; sign a new request")
+		case errors.Is(err, identity.ErrReplayCacheFull):
+			d.fail(protocol.CodeBusy, retryReplayCap, "the token worker is overloaded; retry later")
+		case errors.Is(err, identity.ErrOutsideWindow): // a shared cache with a narrower window
+			d.fail(protocol.CodeClockSkew, 0, "request time is outside the server's window; correct the clock with serverTime and sign again")
+		default:
+			d.fail(protocol.CodeInvalid, 0, "request rejected: "+errorMessage(err))
+		}
+		return nil, nil
+	}
+	if ok, wait := w.devLimit.allow(d.device, now); !ok {
+		d.fail(protocol.CodeRateLimited, wait, "too many requests from this device; retry after retryAfterMs")
+		return nil, nil
+	}
+	mode, err := policy.ParseMode(req.Mode)
+	if err != nil {
+		d.fail(protocol.CodeInvalid, 0, "malformed request: "+err.Error())
+		return nil, nil
+	}
+	rc := &reqCreds{req: req}
+	ck := credKey{device: d.device, mode: req.Mode}
+	if w.cfg.ReuseMargin >= 0 {
+		if cr, ok := w.creds.get(ck, now.Add(w.cfg.ReuseMargin)); ok {
+			rc.creds = cr
+			d.cached = true
+			return rc, key
+		}
+	}
+	cr, ok := w.issue(ctx, d, ck, mode, now)
+	if !ok {
+		return nil, nil
+	}
+	rc.creds = *cr
+	return rc, key
+}
+
+// reqCreds is a checked request and the credentials for it.
+type reqCreds struct {
+	req   *protocol.AuthRequest
+	creds protocol.Credentials
+}
+
+// issue calls STS under the worker's concurrency bound and rate limit.
+func (w *Worker) issue(ctx context.Context, d *decision, ck credKey, mode policy.Mode, now time.Time) (*protocol.Credentials, bool) {
+	if ctx.Err() != nil {
+		d.fail(protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
+		return nil, false
+	}
+	client, ok, err := w.sts.tryAcquire()
+	if err != nil {
+		w.log.Error().Err(err).Msg("cannot create STS client")
+		d.fail(protocol.CodeInternal, retryMisconfig, "the token worker is misconfigured; retry later")
+		return nil, false
+	}
+	if !ok {
+		d.fail(protocol.CodeBusy, retryBusy, "the token worker is at its limit of STS calls; retry after retryAfterMs")
+		return nil, false
+	}
+	if r := w.stsLimit.ReserveN(now, 1); !r.OK() {
+		w.sts.release(client)
+		d.fail(protocol.CodeBusy, retryBusy, "the token worker's STS rate is exhausted; retry after retryAfterMs")
+		return nil, false
+	} else if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now)
+		w.sts.release(client)
+		d.fail(protocol.CodeBusy, wait, "the token worker's STS rate is exhausted; retry after retryAfterMs")
+		return nil, false
+	}
+	pol, err := policy.DevicePolicy(w.cfg.OSS.Bucket, w.cfg.OSS.Prefix, ck.device, mode)
+	if err != nil {
+		w.sts.release(client)
+		w.log.Error().Err(err).Str("device", ck.device).Msg("cannot build device policy")
+		d.fail(protocol.CodeInternal, retryMisconfig, "the token worker cannot build this device's policy")
+		return nil, false
+	}
+	cr, err := w.callSTS(ctx, client, ck, pol)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			d.fail(protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
+			return nil, false
+		}
+		o := classifySTSError(err)
+		ev := w.log.Warn()
+		if o.code == protocol.CodeInternal {
+			ev = w.log.Error()
+		}
+		ev.Err(err).Str("device", ck.device).Str("sts_code", stsErrorCode(err)).Str("code", string(o.code)).Msg("AssumeRole failed")
+		d.fail(o.code, o.retryAfter, o.message)
+		return nil, false
+	}
+	return cr, true
+}
+
+// callSTS runs one AssumeRole call with the slot's client and caches what it returns. When
+// ctx can be cancelled the call runs in its own goroutine, since the SDK takes no context.
+func (w *Worker) callSTS(ctx context.Context, client *sts.Client, ck credKey, pol string) (*protocol.Credentials, error) {
+	w.ctr.stsCalls.Add(1)
+	call := func() (*protocol.Credentials, error) {
+		defer w.sts.release(client)
+		cr, err := w.sts.assumeRole(client, ck.device, pol)
+		if err == nil {
+			w.creds.put(ck, *cr, w.cfg.Now().Add(max(w.cfg.ReuseMargin, 0)))
+		}
+		return cr, err
+	}
+	if ctx.Done() == nil {
+		return call()
+	}
+	type result struct {
+		cr  *protocol.Credentials
+		err error
+	}
+	ch := make(chan result, 1)
+	w.stsWG.Add(1)
+	go func() {
+		defer w.stsWG.Done()
+		cr, err := call()
+		ch <- result{cr, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.cr, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (d *decision) fail(code protocol.Code, retryAfter time.Duration, msg string) {
+	d.code, d.retryAfter, d.message = code, retryAfter, msg
+}
+
+// success builds the reply carrying rc's credentials, sealed to the device unless disabled.
+func (w *Worker) success(d *decision, key []byte, rc *reqCreds, now time.Time) ([]byte, error) {
+	rep := protocol.AuthReply{
+		V:          protocol.Version,
+		ID:         rc.req.ID,
+		OK:         true,
+		ServerTime: now.UTC(),
+		OSS: &protocol.OSSInfo{
+			Endpoint: w.cfg.OSS.Endpoint,
+			Region:   w.cfg.OSS.Region,
+			Bucket:   w.cfg.OSS.Bucket,
+			Prefix:   w.cfg.OSS.Prefix + d.device + "/",
+		},
+	}
+	if *w.cfg.Seal {
+		sealed, err := sealCredentials(key, rc.req, &rc.creds)
+		if err != nil {
+			return nil, err
+		}
+		rep.Sealed = sealed
+		d.sealed = true
+	} else {
+		rep.Credentials = &rc.creds
+	}
+	return json.Marshal(&rep)
+}
+
+// ReplyAAD is the additional data a sealed reply is bound to: the device and the request.
+func ReplyAAD(deviceID, requestID string) []byte {
+	b := make([]byte, 0, len("clipgate-reply-v1\n")+len(deviceID)+1+len(requestID))
+	b = append(b, "clipgate-reply-v1\n"...)
+	b = append(b, deviceID...)
+	b = append(b, '\n')
+	return append(b, requestID...)
+}
+
+// sealCredentials returns base64url(identity.Seal(deviceKey, nonce, credentials JSON, aad)).
+func sealCredentials(key []byte, req *protocol.AuthRequest, cr *protocol.Credentials) (string, error) {
+	nonce, err := decodeNonce(req.Nonce)
+	if err != nil {
+		return "", fmt.Errorf("request nonce: %w", err)
+	}
+	plain, err := json.Marshal(cr)
+	if err != nil {
+		return "", err
+	}
+	sealed, err := identity.Seal(key, nonce, plain, ReplyAAD(req.Device, req.ID))
+	clear(plain) // the plaintext credentials do not linger in freed memory
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
+}
+
+// decodeNonce decodes a base64url nonce, with or without padding.
+func decodeNonce(s string) ([]byte, error) {
+	if b, err := base64.RawURLEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return base64.URLEncoding.DecodeString(s)
+}
+
+// failure builds the error reply for d.
+func (w *Worker) failure(d *decision, now time.Time) []byte {
+	rep := protocol.AuthReply{
+		V:          protocol.Version,
+		ID:         d.id,
+		ServerTime: now.UTC(),
+		Error: &protocol.ReplyError{
+			Code:         d.code,
+			Message:      truncate(d.message, protocol.MaxMessageLen),
+			RetryAfterMs: retryMs(d.retryAfter),
+		},
+	}
+	b, err := json.Marshal(&rep)
+	if err != nil { // not reachable: the reply holds only strings, numbers and a time
+		panic(err)
+	}
+	return b
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// retryMs rounds d up to whole milliseconds, so that a positive wait never becomes 0.
+func retryMs(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// audit writes the one log line per decision and counts it. It never logs a secret.
+func (w *Worker) audit(d *decision) {
+	var ev *zerolog.Event
+	if d.code == "" {
+		w.ctr.ok.Add(1)
+		if d.cached {
+			w.ctr.reused.Add(1)
+		}
+		ev = w.log.Info().Str("outcome", "ok")
+	} else {
+		w.ctr.countError(d.code)
+		ev = w.log.Info().Str("outcome", "refused").Str("code", string(d.code)).Str("reason", d.message)
+		if d.retryAfter > 0 {
+			ev = ev.Int64("retry_after_ms", retryMs(d.retryAfter))
+		}
+	}
+	ev.Str("device", d.device).Str("id", d.id).Bool("cached", d.cached).Bool("sealed", d.sealed).
+		Dur("latency_ms", time.Since(d.start)).Msg("auth decision")
+}
+
+// drop logs and counts a request that gets no reply.
+func (w *Worker) drop(topic string, size int, reason string) {
+	w.ctr.dropped.Add(1)
+	if len(topic) > 200 {
+		topic = topic[:200] + "..."
+	}
+	w.log.Warn().Str("topic", topic).Int("size", size).Str("reason", reason).Msg("auth request dropped without reply")
+}
+
+// errorMessage is the device-facing text of a decoding error.
+func errorMessage(err error) string {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe.Message
+	}
+	return err.Error()
+}
+
+// salvage extracts the request and device IDs from a payload that failed strict decoding,
+// so that the device can be told what was wrong. It returns "" for an ID that is missing or
+// not a well-formed request ID; payloads larger than protocol.MaxMessageSize are not read.
+func salvage(payload []byte) (id, device string) {
+	if len(payload) > protocol.MaxMessageSize {
+		return "", ""
+	}
+	var h struct {
+		ID     any `json:"id"`
+		Device any `json:"device"`
+	}
+	if json.Unmarshal(payload, &h) != nil {
+		return "", ""
+	}
+	sid, _ := h.ID.(string)
+	sdev, _ := h.Device.(string)
+	if !validRequestID(sid) {
+		sid = ""
+	}
+	return sid, sdev
+}
+
+// validRequestID reports whether a salvaged request ID is one a reply may carry:
+// 1 to protocol.MaxIDLen of [A-Za-z0-9_-], as protocol requires.
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > protocol.MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
