@@ -93,10 +93,10 @@ func VerifyMQTTPassword(deviceKey []byte, deviceID, password string, now time.Ti
 	if window <= 0 {
 		window = DefaultPasswordWindow
 	}
-	w := int64(window / time.Second)
+	w := uint64(window / time.Second)
 	n := now.Unix()
-	// unix < n-w || unix > n+w, written so that it cannot overflow.
-	if (unix < n && n-unix > w) || (unix > n && unix-n > w) {
+	// |unix - n| > w; the distance of two int64s always fits in a uint64.
+	if (unix < n && uint64(n)-uint64(unix) > w) || (unix > n && uint64(unix)-uint64(n) > w) {
 		return ErrPasswordExpired
 	}
 	return nil

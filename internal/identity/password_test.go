@@ -1,0 +1,174 @@
+package identity
+
+import (
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMQTTPasswordFormat(t *testing.T) {
+	t.Parallel()
+	key := randBytes(t, KeySize)
+	now := time.Unix(1_700_000_000, 999_000_000)
+	p := MQTTPassword(key, "cam-01", now)
+	mac := base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\ncam-01\n1700000000")))
+	if want := "v1.1700000000." + mac; p != want {
+		t.Fatalf("got %q, want %q", p, want)
+	}
+	if err := VerifyMQTTPassword(key, "cam-01", p, now, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyMQTTPassword(t *testing.T) {
+	t.Parallel()
+	key := randBytes(t, KeySize)
+	other := randBytes(t, KeySize)
+	now := time.Unix(1_700_000_000, 0)
+	good := MQTTPassword(key, "cam-01", now)
+	sig := good[strings.LastIndexByte(good, '.')+1:]
+	// withTS re-signs the password for another timestamp text.
+	withTS := func(ts string) string {
+		return "v1." + ts + "." + base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\ncam-01\n"+ts)))
+	}
+	day := int64(24 * 3600)
+	cases := []struct {
+		name     string
+		key      []byte
+		device   string
+		password string
+		window   time.Duration
+		want     error
+	}{
+		{"good", key, "cam-01", good, 0, nil},
+		{"edge of default window, past", key, "cam-01", withTS(strconv.FormatInt(now.Unix()-day, 10)), 0, nil},
+		{"edge of default window, future", key, "cam-01", withTS(strconv.FormatInt(now.Unix()+day, 10)), 0, nil},
+		{"beyond default window, past", key, "cam-01", withTS(strconv.FormatInt(now.Unix()-day-1, 10)), 0, ErrPasswordExpired},
+		{"beyond default window, future", key, "cam-01", withTS(strconv.FormatInt(now.Unix()+day+1, 10)), 0, ErrPasswordExpired},
+		{"custom window", key, "cam-01", withTS(strconv.FormatInt(now.Unix()-61, 10)), time.Minute, ErrPasswordExpired},
+		{"inside custom window", key, "cam-01", withTS(strconv.FormatInt(now.Unix()-60, 10)), time.Minute, nil},
+		{"epoch", key, "cam-01", withTS("0"), 0, ErrPasswordExpired},
+		{"negative", key, "cam-01", withTS("-5"), 0, ErrPasswordExpired},
+		{"max int64", key, "cam-01", withTS("9223372036854775807"), 0, ErrPasswordExpired},
+		{"min int64", key, "cam-01", withTS("-9223372036854775808"), 0, ErrPasswordExpired},
+		{"wrong key", other, "cam-01", good, 0, ErrBadPassword},
+		{"wrong device", key, "cam-02", good, 0, ErrBadPassword},
+		{"invalid device", key, "cam/01", good, 0, ErrBadPassword},
+		{"empty key", nil, "cam-01", good, 0, ErrBadPassword},
+		{"changed timestamp", key, "cam-01", "v1.1700000001." + sig, 0, ErrBadPassword},
+		{"empty", key, "cam-01", "", 0, ErrMalformedPassword},
+		{"plain text", key, "cam-01", "hunter2", 0, ErrMalformedPassword},
+		{"v2", key, "cam-01", "v2" + good[2:], 0, ErrMalformedPassword},
+		{"no timestamp", key, "cam-01", "v1.." + sig, 0, ErrMalformedPassword},
+		{"no mac", key, "cam-01", "v1.1700000000.", 0, ErrMalformedPassword},
+		{"no dots", key, "cam-01", "v1" + strings.Repeat("A", 60), 0, ErrMalformedPassword},
+		{"prefix only", key, "cam-01", "v1.", 0, ErrMalformedPassword},
+		{"short mac", key, "cam-01", good[:len(good)-1], 0, ErrMalformedPassword},
+		{"long mac", key, "cam-01", good + "A", 0, ErrMalformedPassword},
+		{"padded mac", key, "cam-01", "v1.1700000000." + base64.URLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\ncam-01\n1700000000"))), 0, ErrMalformedPassword},
+		{"mac with bad characters", key, "cam-01", "v1.1700000000." + strings.Repeat("*", 43), 0, ErrBadPassword},
+		{"leading zero", key, "cam-01", withTS("01700000000"), 0, ErrMalformedPassword},
+		{"plus sign", key, "cam-01", withTS("+1700000000"), 0, ErrMalformedPassword},
+		{"minus zero", key, "cam-01", withTS("-0"), 0, ErrMalformedPassword},
+		{"lone minus", key, "cam-01", withTS("-"), 0, ErrMalformedPassword},
+		{"hex timestamp", key, "cam-01", withTS("0x6553f100"), 0, ErrMalformedPassword},
+		{"space in timestamp", key, "cam-01", withTS(" 1700000000"), 0, ErrMalformedPassword},
+		{"int64 overflow", key, "cam-01", withTS("9223372036854775808"), 0, ErrMalformedPassword},
+		{"int64 underflow", key, "cam-01", withTS("-9223372036854775809"), 0, ErrMalformedPassword},
+		{"20 digits", key, "cam-01", withTS("17000000000000000000"), 0, ErrMalformedPassword},
+		{"huge", key, "cam-01", strings.Repeat("v1.", 10000), 0, ErrMalformedPassword},
+	}
+	for _, c := range cases {
+		err := VerifyMQTTPassword(c.key, c.device, c.password, now, c.window)
+		if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+func TestMQTTPasswordWrongClockStillConnects(t *testing.T) {
+	t.Parallel()
+	key := randBytes(t, KeySize)
+	server := time.Unix(1_700_000_000, 0)
+	device := server.Add(-23 * time.Hour) // a camera whose clock is most of a day behind
+	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "cam-01", device), server, 0); err != nil {
+		t.Fatalf("device 23h behind refused: %v", err)
+	}
+	device = server.Add(25 * time.Hour)
+	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "cam-01", device), server, 0); !errors.Is(err, ErrPasswordExpired) {
+		t.Fatalf("device 25h ahead: got %v, want ErrPasswordExpired", err)
+	}
+	// A pre-1970 clock gives a negative timestamp that still round-trips.
+	device = time.Unix(-1000, 0)
+	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "cam-01", device), device, 0); err != nil {
+		t.Fatalf("negative timestamp: %v", err)
+	}
+}
+
+func TestVerifyMQTTPasswordDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	key := randBytes(t, KeySize)
+	now := time.Unix(1_700_000_000, 0)
+	p := MQTTPassword(key, "cam-000123", now)
+	if n := testing.AllocsPerRun(100, func() {
+		if VerifyMQTTPassword(key, "cam-000123", p, now, 0) != nil {
+			panic("refused")
+		}
+	}); n != 0 {
+		t.Fatalf("VerifyMQTTPassword allocates %v times per call", n)
+	}
+	bad := p[:len(p)-2] + "AA"
+	if n := testing.AllocsPerRun(100, func() {
+		if VerifyMQTTPassword(key, "cam-000123", bad, now, 0) == nil {
+			panic("accepted")
+		}
+	}); n != 0 {
+		t.Fatalf("refusing a password allocates %v times per call", n)
+	}
+}
+
+func FuzzVerifyMQTTPassword(f *testing.F) {
+	key := make([]byte, KeySize)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	f.Add("cam-01", MQTTPassword(key, "cam-01", now), int64(0))
+	f.Add("cam-01", "v1.1700000000.", int64(time.Hour))
+	f.Add("x", "v1.-0.AAAA", int64(-1))
+	f.Add("cam-01", "v1.99999999999999999999."+strings.Repeat("A", 43), int64(1))
+	f.Fuzz(func(t *testing.T, device, password string, window int64) {
+		err := VerifyMQTTPassword(key, device, password, now, time.Duration(window))
+		if err == nil {
+			// Only a password made with the key can pass: it must be what MQTTPassword
+			// writes for its own timestamp.
+			unix, ok := parseUnix(password[3:strings.LastIndexByte(password, '.')])
+			if !ok || MQTTPassword(key, device, time.Unix(unix, 0)) != password {
+				t.Fatalf("accepted %q for %q", password, device)
+			}
+			return
+		}
+		if !errors.Is(err, ErrMalformedPassword) && !errors.Is(err, ErrBadPassword) && !errors.Is(err, ErrPasswordExpired) {
+			t.Fatalf("unexpected error %v", err)
+		}
+	})
+}
+
+func BenchmarkVerifyMQTTPassword(b *testing.B) {
+	key := randBytes(b, KeySize)
+	now := time.Unix(1_700_000_000, 0)
+	p := MQTTPassword(key, "cam-000123", now)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := VerifyMQTTPassword(key, "cam-000123", p, now, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
