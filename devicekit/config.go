@@ -1,0 +1,174 @@
+package devicekit
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/rs/zerolog"
+
+	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Config configures a Kit. Zero values take the documented defaults; New rejects values
+// that cannot work with an error that names the field.
+type Config struct {
+	// BrokerURL is the MQTT broker, e.g. "tcp://127.0.0.1:1883" or "ssl://broker:8883"
+	// (schemes tcp, mqtt, ssl, tls, mqtts, ws, wss). Required.
+	BrokerURL string
+	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's defaults.
+	TLS *tls.Config
+
+	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]). It is the
+	// MQTT client ID and username. Required.
+	DeviceID string
+	// DeviceKey is the device's 32-byte key; it signs MQTT passwords and auth requests and
+	// opens sealed credentials. Required.
+	DeviceKey []byte
+
+	// StateDir holds what must survive a restart: multipart checkpoints, the upload journal
+	// and the event outbox. Created 0700 if missing. Required.
+	StateDir string
+	// Topics is the topic root; "" means topics.DefaultRoot.
+	Topics string
+	// Mode is the access asked for: letters from "r", "w", "a". Default "w".
+	Mode string
+
+	// RequestTimeout bounds one credentials request (and the wait for an event's PUBACK).
+	// Default 10s; 100ms to 5m.
+	RequestTimeout time.Duration
+	// RefreshMargin is how long before their expiration cached credentials are renewed.
+	// Default 5m; 1s to 10m (STS credentials last at least 15 minutes).
+	RefreshMargin time.Duration
+	// MultipartThreshold is the size from which clips are uploaded in parts, resumably.
+	// Default 8 MiB; PartSize to 5 GiB.
+	MultipartThreshold int64
+	// PartSize is the multipart part size. Default 1 MiB; 100 KiB to 5 GiB.
+	PartSize int64
+
+	// Now is the device clock; nil means time.Now. The kit corrects it by the offset it
+	// learns from the server time in auth replies.
+	Now func() time.Time
+	// Logger receives the kit's logs; the zero value discards them.
+	Logger zerolog.Logger
+}
+
+// Defaults and limits of Config.
+const (
+	DefaultMode               = "w"
+	DefaultRequestTimeout     = 10 * time.Second
+	DefaultRefreshMargin      = 5 * time.Minute
+	DefaultMultipartThreshold = 8 << 20
+	DefaultPartSize           = 1 << 20
+
+	MinRequestTimeout = 100 * time.Millisecond
+	MaxRequestTimeout = 5 * time.Minute
+	MinRefreshMargin  = time.Second
+	MaxRefreshMargin  = 10 * time.Minute
+	MinPartSize       = oss.MinPartSize // 100 KiB, the OSS minimum
+	MaxPartSize       = oss.MaxPartSize // 5 GiB, the OSS maximum
+	MaxPutSize        = 5 << 30         // largest single PutObject OSS accepts
+)
+
+// ErrConfig is wrapped by every error New returns for a bad Config.
+var ErrConfig = errors.New("devicekit: invalid config")
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+}
+
+// withDefaults validates c, applies defaults and creates the state directories.
+func (c Config) withDefaults() (Config, topics.Scheme, error) {
+	var scheme topics.Scheme
+	if c.BrokerURL == "" {
+		return c, scheme, configErr("BrokerURL is required")
+	}
+	u, err := url.Parse(c.BrokerURL)
+	if err != nil {
+		return c, scheme, configErr("BrokerURL %q: %v", c.BrokerURL, err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	default:
+		return c, scheme, configErr("BrokerURL %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", c.BrokerURL, u.Scheme)
+	}
+	if u.Host == "" {
+		return c, scheme, configErr("BrokerURL %q has no host", c.BrokerURL)
+	}
+	if err := deviceid.Validate(c.DeviceID); err != nil {
+		return c, scheme, configErr("DeviceID: %v", err)
+	}
+	if len(c.DeviceKey) != identity.KeySize {
+		return c, scheme, configErr("DeviceKey is %d bytes, want %d", len(c.DeviceKey), identity.KeySize)
+	}
+	if c.Topics == "" {
+		scheme = topics.Default()
+	} else if scheme, err = topics.New(c.Topics); err != nil {
+		return c, scheme, configErr("Topics: %v", err)
+	}
+	if c.Mode == "" {
+		c.Mode = DefaultMode
+	}
+	if _, err := policy.ParseMode(c.Mode); err != nil {
+		return c, scheme, configErr("Mode: %v", err)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.RequestTimeout < MinRequestTimeout || c.RequestTimeout > MaxRequestTimeout {
+		return c, scheme, configErr("RequestTimeout %v is outside %v..%v", c.RequestTimeout, MinRequestTimeout, MaxRequestTimeout)
+	}
+	if c.RefreshMargin == 0 {
+		c.RefreshMargin = DefaultRefreshMargin
+	}
+	if c.RefreshMargin < MinRefreshMargin || c.RefreshMargin > MaxRefreshMargin {
+		return c, scheme, configErr("RefreshMargin %v is outside %v..%v", c.RefreshMargin, MinRefreshMargin, MaxRefreshMargin)
+	}
+	if c.PartSize == 0 {
+		c.PartSize = DefaultPartSize
+	}
+	if c.PartSize < MinPartSize || c.PartSize > MaxPartSize {
+		return c, scheme, configErr("PartSize %d is outside %d..%d bytes", c.PartSize, MinPartSize, int64(MaxPartSize))
+	}
+	if c.MultipartThreshold == 0 {
+		c.MultipartThreshold = max(DefaultMultipartThreshold, c.PartSize)
+	}
+	if c.MultipartThreshold < c.PartSize || c.MultipartThreshold > MaxPutSize {
+		return c, scheme, configErr("MultipartThreshold %d is outside PartSize (%d) .. %d bytes", c.MultipartThreshold, c.PartSize, int64(MaxPutSize))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.StateDir == "" {
+		return c, scheme, configErr("StateDir is required")
+	}
+	if c.StateDir, err = filepath.Abs(c.StateDir); err != nil {
+		return c, scheme, configErr("StateDir: %v", err)
+	}
+	for _, dir := range []string{c.StateDir, filepath.Join(c.StateDir, checkpointDir), filepath.Join(c.StateDir, journalDir), filepath.Join(c.StateDir, outboxDir)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return c, scheme, configErr("StateDir: %v", err)
+		}
+	}
+	if fi, err := os.Stat(c.StateDir); err != nil {
+		return c, scheme, configErr("StateDir: %v", err)
+	} else if !fi.IsDir() {
+		return c, scheme, configErr("StateDir %q is not a directory", c.StateDir)
+	}
+	return c, scheme, nil
+}
+
+// Subdirectories of StateDir.
+const (
+	checkpointDir = "checkpoints" // SDK multipart checkpoints, <eventID>.cp
+	journalDir    = "uploads"     // upload journal: the stable event ID of a clip in flight
+	outboxDir     = "outbox"      // events not yet acknowledged by the broker
+)

@@ -1,0 +1,322 @@
+package devicekit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/protocol"
+)
+
+// Credentials are temporary OSS credentials with where to use them.
+type Credentials struct {
+	protocol.Credentials
+	OSS protocol.OSSInfo
+}
+
+// GetAccessKeyID, GetAccessKeySecret and GetSecurityToken make *Credentials an
+// oss.Credentials.
+func (c *Credentials) GetAccessKeyID() string { return c.AccessKeyID }
+
+// GetAccessKeySecret returns the temporary access key secret.
+func (c *Credentials) GetAccessKeySecret() string { return c.AccessKeySecret }
+
+// GetSecurityToken returns the STS security token.
+func (c *Credentials) GetSecurityToken() string { return c.SecurityToken }
+
+// AuthError is a refusal by the token worker: Code says what to do next (see the Code
+// constants of the protocol). Credentials returns it at once for the terminal codes
+// (unauthenticated, revoked, denied, invalid) and after its retries for the others.
+type AuthError struct {
+	Code       protocol.Code
+	Message    string
+	RetryAfter time.Duration // the worker's retryAfterMs, if any
+}
+
+// Error returns "devicekit: credentials refused: code: message".
+func (e *AuthError) Error() string {
+	s := "devicekit: credentials refused: " + string(e.Code)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Terminal reports whether retrying the same request cannot succeed.
+func (e *AuthError) Terminal() bool { return terminal(e.Code) }
+
+func terminal(c protocol.Code) bool {
+	switch c {
+	case protocol.CodeUnauthenticated, protocol.CodeRevoked, protocol.CodeDenied, protocol.CodeInvalid:
+		return true
+	}
+	return false
+}
+
+// Retry policy of a credentials fetch: at most maxAttempts requests, exponential backoff
+// with full jitter between backoffBase and backoffCap, and never less than the worker's
+// retryAfterMs.
+const (
+	maxAttempts = 6
+	backoffBase = 250 * time.Millisecond
+	backoffCap  = 15 * time.Second
+	// maxRetryAfter caps a retryAfterMs so that one reply cannot park the device for a day.
+	maxRetryAfter = 5 * time.Minute
+)
+
+// replyAAD is the additional data sealed credentials are bound to.
+func replyAAD(deviceID, requestID string) []byte {
+	return []byte("clipgate-reply-v1\n" + deviceID + "\n" + requestID)
+}
+
+// Credentials returns valid credentials, from the cache while they have more than
+// RefreshMargin left (by the server-corrected clock), otherwise from the token worker.
+// Concurrent callers share one request. Errors: *AuthError for a refusal, ErrNotConnected,
+// ErrClosed, a timeout error when no worker answered, or ctx's error.
+func (k *Kit) Credentials(ctx context.Context) (*Credentials, error) {
+	if c := k.cached(); c != nil {
+		return c, nil
+	}
+	ch := k.sf.DoChan("credentials", func() (any, error) {
+		if c := k.cached(); c != nil { // filled while we queued
+			return c, nil
+		}
+		return k.fetch(k.ctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Credentials), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// cached returns the cached credentials if they are still fresh enough.
+func (k *Kit) cached() *Credentials {
+	c := k.cache.Load()
+	if c == nil || !k.now().Before(c.Expiration.Add(-k.cfg.RefreshMargin)) {
+		return nil
+	}
+	return c
+}
+
+// invalidate drops c from the cache (if it is still the cached value), so that the next
+// call fetches new credentials.
+func (k *Kit) invalidate(c *Credentials) {
+	k.cache.CompareAndSwap(c, nil)
+}
+
+// fetch asks the token worker for credentials, with the retry policy above.
+func (k *Kit) fetch(ctx context.Context) (*Credentials, error) {
+	var lastErr error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			k.log.Debug().Int("attempt", attempt+1).AnErr("previous", lastErr).Msg("retrying credentials request")
+		}
+		reply, err := k.request(ctx)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotConnected) || ctx.Err() != nil {
+				return nil, err
+			}
+			lastErr = err
+			if err := k.wait(ctx, backoff(attempt, 0)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if reply.OK {
+			c, err := k.accept(reply)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		}
+		e := reply.Error
+		aerr := &AuthError{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter()}
+		lastErr = aerr
+		switch {
+		case terminal(e.Code):
+			return nil, aerr
+		case e.Code == protocol.CodeClockSkew, e.Code == protocol.CodeReplay:
+			// The offset was learned from serverTime; the next request is re-signed with a
+			// fresh timestamp and nonce. Retry at once.
+			k.log.Info().Str("code", string(e.Code)).Msg("credentials request refused; re-signing")
+			continue
+		default: // rate_limited, busy, unavailable, internal
+			if err := k.wait(ctx, backoff(attempt, aerr.RetryAfter)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, fmt.Errorf("devicekit: no credentials after %d attempts: %w", maxAttempts, lastErr)
+}
+
+// backoff returns the wait before retry number attempt+1: full jitter over an
+// exponentially growing window, and at least retryAfter (capped at maxRetryAfter).
+func backoff(attempt int, retryAfter time.Duration) time.Duration {
+	window := min(backoffCap, backoffBase<<attempt)
+	d := mrand.N(window) + 1
+	return max(d, min(retryAfter, maxRetryAfter))
+}
+
+// wait sleeps for d, or until ctx ends.
+func (k *Kit) wait(ctx context.Context, d time.Duration) error {
+	if k.sleep != nil {
+		return k.sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), errKitClosed) {
+			return ErrClosed
+		}
+		return ctx.Err()
+	}
+}
+
+// request sends one signed auth request and waits for its reply; the wait for the
+// connection, the PUBACK and the reply together take at most RequestTimeout.
+func (k *Kit) request(ctx context.Context) (*protocol.AuthReply, error) {
+	rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
+	defer cancel()
+	client, err := k.ready(rctx)
+	if err != nil {
+		return nil, k.ctxErr(ctx, err)
+	}
+	var nonce [protocol.NonceSize]byte
+	rand.Read(nonce[:])
+	req := &protocol.AuthRequest{
+		V:      protocol.Version,
+		ID:     newID(),
+		Device: k.cfg.DeviceID,
+		TS:     k.now().UTC().Format(time.RFC3339Nano),
+		Nonce:  base64.RawURLEncoding.EncodeToString(nonce[:]),
+		Mode:   k.cfg.Mode,
+	}
+	req.Sig = identity.Sign(k.cfg.DeviceKey, req.SigningString())
+	payload, err := protocol.Encode(req)
+	if err != nil {
+		return nil, fmt.Errorf("devicekit: encoding the auth request: %w", err)
+	}
+
+	ch := make(chan *protocol.AuthReply, 1)
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return nil, ErrClosed
+	}
+	k.waiters[req.ID] = ch
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		delete(k.waiters, req.ID)
+		k.mu.Unlock()
+	}()
+
+	tok := client.Publish(k.requestTopic, 1, false, payload)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return nil, fmt.Errorf("devicekit: publishing the auth request: %w", err)
+		}
+	case <-rctx.Done():
+		return nil, k.ctxErr(ctx, errors.New("devicekit: the broker did not acknowledge the auth request in time"))
+	}
+	select {
+	case reply, ok := <-ch:
+		if !ok {
+			return nil, ErrClosed
+		}
+		reply.Credentials = k.withNonce(reply, nonce[:])
+		return reply, nil
+	case <-rctx.Done():
+		return nil, k.ctxErr(ctx, fmt.Errorf("devicekit: no auth reply within %v (is a token worker running?)", k.cfg.RequestTimeout))
+	}
+}
+
+// ctxErr returns ErrClosed if the kit was closed, ctx's error if ctx ended, else err.
+func (k *Kit) ctxErr(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(context.Cause(ctx), errKitClosed):
+		return ErrClosed
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return err
+}
+
+// withNonce opens sealed credentials of reply with the request's nonce; plain
+// credentials are returned as they are. Opening failures leave Credentials nil, which
+// accept reports.
+func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *protocol.Credentials {
+	if !reply.OK || reply.Sealed == "" {
+		return reply.Credentials
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(reply.Sealed)
+	if err != nil {
+		k.log.Error().Err(err).Msg("sealed credentials are not base64url")
+		return nil
+	}
+	plain, err := identity.Open(k.cfg.DeviceKey, nonce, sealed, replyAAD(k.cfg.DeviceID, reply.ID))
+	if err != nil {
+		k.log.Error().Err(err).Msg("sealed credentials do not open with the device key")
+		return nil
+	}
+	c, err := protocol.DecodeCredentials(plain)
+	clear(plain)
+	if err != nil {
+		k.log.Error().Err(err).Msg("sealed credentials are not credentials JSON")
+		return nil
+	}
+	return c
+}
+
+// accept checks the credentials of a successful reply and caches them.
+func (k *Kit) accept(reply *protocol.AuthReply) (*Credentials, error) {
+	if reply.Credentials == nil {
+		return nil, errors.New("devicekit: the auth reply's sealed credentials could not be opened (wrong device key or a tampered reply)")
+	}
+	if err := reply.Credentials.Validate(); err != nil {
+		return nil, fmt.Errorf("devicekit: the auth reply's credentials are incomplete: %w", err)
+	}
+	if !reply.Credentials.Expiration.After(k.now()) {
+		return nil, fmt.Errorf("devicekit: the auth reply's credentials expired at %s", reply.Credentials.Expiration.Format(time.RFC3339))
+	}
+	c := &Credentials{Credentials: *reply.Credentials, OSS: *reply.OSS}
+	k.cache.Store(c)
+	k.log.Debug().Time("expiration", c.Expiration).Msg("new credentials")
+	return c, nil
+}
+
+// onReply routes an auth reply to the request waiting for it. Replies that do not
+// decode, and replies for unknown or finished requests, are dropped.
+func (k *Kit) onReply(_ mqtt.Client, m mqtt.Message) {
+	reply, err := protocol.DecodeAuthReply(m.Payload())
+	if err != nil {
+		k.log.Warn().Err(err).Msg("malformed auth reply dropped")
+		return
+	}
+	k.mu.Lock()
+	ch, ok := k.waiters[reply.ID]
+	delete(k.waiters, reply.ID)
+	k.mu.Unlock()
+	if !ok {
+		k.log.Debug().Str("id", reply.ID).Msg("auth reply for no pending request dropped")
+		return
+	}
+	k.learnTime(reply.ServerTime) // only from replies to live requests: stale ones would mislead
+	ch <- reply                   // buffered, and the only send
+}

@@ -1,0 +1,61 @@
+// Package devicekit is clipgate's camera library: it gets a camera short-lived,
+// least-privilege OSS credentials over MQTT, uploads video clips with the official
+// aliyun-oss-go-sdk, and announces every upload with an event for backend consumers.
+//
+// # The flow
+//
+// In outline:
+//
+//	kit, err := devicekit.New(devicekit.Config{BrokerURL: url, DeviceID: "cam-0001", DeviceKey: key, StateDir: dir})
+//	err = kit.Connect(ctx) // MQTT: client ID = username = device ID
+//	ev, err := kit.Upload(ctx, devicekit.Clip{Path: "/var/spool/cam/clip-0001.mp4"})
+//	err = kit.Close()
+//
+// Step by step:
+//
+//  1. Connect opens an MQTT 3.1.1 session to the broker. The password is derived from the
+//     device key and the current time (identity.MQTTPassword) and recomputed at every
+//     reconnect; the kit subscribes to its own reply topic after every connect, and keeps
+//     a retained "online"/"offline" status (with a will) on its status topic.
+//  2. Credentials publishes a signed auth request (HMAC-SHA256 under the device key, a
+//     timestamp and a fresh 16-byte nonce) and waits for the reply with the same request
+//     ID. The credentials may come sealed to the device (AES-256-GCM under a key derived
+//     from the device key and the nonce); the kit opens them. They are cached until
+//     RefreshMargin before they expire, and concurrent callers share one request.
+//  3. Upload stores the clip under {prefix}{deviceID}/{yyyy}/{mm}/{dd}/{name}: one
+//     PutObject below MultipartThreshold, a resumable multipart upload above it, signed
+//     with OSS V4 through CredentialsProvider, which the SDK asks before every request,
+//     so a long upload moves to renewed credentials midway. The CRC-64 that OSS reports
+//     is compared with the file's.
+//  4. The upload event (protocol.UploadEvent) is written to an outbox in StateDir and
+//     published with QoS 1 on the device's event topic; it leaves the outbox when the
+//     broker acknowledges it, and is re-published after every reconnect until then.
+//
+// # Failure model
+//
+// Everything is retried where retrying can help, and nothing else is:
+//
+//   - Broker: the MQTT client reconnects by itself; calls wait for the connection within
+//     their timeouts. Publish acknowledgements that complete across a reconnect are not
+//     trusted and the message is sent again (consumers deduplicate by event ID).
+//   - Token worker: each request waits RequestTimeout; then, and on busy, rate_limited,
+//     unavailable and internal, the kit backs off exponentially with full jitter, never
+//     less than the worker's retryAfterMs, for at most six requests. clock_skew corrects
+//     the clock from the reply's serverTime and replay takes a fresh nonce, both at once.
+//     unauthenticated, revoked, denied and invalid are final: *AuthError at once.
+//   - Clock: every reply's serverTime sets the offset applied to Config.Now, so a camera
+//     whose clock is hours off signs valid requests after its first reply. (OSS request
+//     signatures use the system clock through the SDK: OSS tolerates 15 minutes.)
+//   - OSS: the SDK retries network errors. A 403 InvalidAccessKeyId, InvalidSecurityToken
+//     or SecurityTokenExpired drops the cached credentials and the upload is tried once
+//     more with new ones. Multipart progress is checkpointed in StateDir, with the event
+//     ID, so calling Upload again for the same file resumes it, even after a restart.
+//   - Any other failure after the object key is known is announced with a "failed" event
+//     (with its own ID) and returned with the error.
+//
+// # Security
+//
+// The device key never leaves the device; the credentials it receives are limited by the
+// token worker's session policy to the device's own prefix and the requested mode, and
+// last at most the role's session duration.
+package devicekit

@@ -1,0 +1,398 @@
+package devicekit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Errors of the connection life cycle.
+var (
+	// ErrNotConnected is returned by calls that need the broker before Connect succeeded.
+	ErrNotConnected = errors.New("devicekit: not connected (call Connect first)")
+	// ErrClosed is returned by every call after Close.
+	ErrClosed = errors.New("devicekit: closed")
+)
+
+// Kit is a camera's connection to clipgate: it holds the MQTT session, the credentials
+// cache and the OSS client. A Kit is safe for concurrent use.
+type Kit struct {
+	cfg    Config
+	topics topics.Scheme
+	log    zerolog.Logger
+
+	replyTopic, requestTopic, eventTopic, statusTopic string
+	statusAllowed                                     bool
+
+	// offset is the learned correction of the device clock, in nanoseconds.
+	offset atomic.Int64
+
+	// ctx lives until Close; the shared credentials fetch runs under it.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu        sync.Mutex
+	client    mqtt.Client
+	conn      *connState                          // readiness of the current connection
+	waiters   map[string]chan *protocol.AuthReply // credentials requests awaiting a reply
+	closed    bool
+	lastError error // last connection failure, reported by Connect on timeout
+
+	// gen counts established connections; a publish acknowledged "nil" while gen changed is
+	// not trusted (paho can complete tokens across a reconnect without a PUBACK).
+	gen atomic.Uint64
+
+	sf    singleflight.Group
+	cache atomic.Pointer[Credentials]
+
+	ossMu  sync.Mutex
+	bucket *bucketClient // OSS client for the OSS info of the last credentials
+
+	flushing atomic.Bool // an outbox flush is running
+	wg       sync.WaitGroup
+
+	// Test hooks (nil in production).
+	sleep      func(ctx context.Context, d time.Duration) error // backoff waits
+	onProgress func(completed, total int64)                     // multipart progress
+}
+
+// connState tracks one MQTT connection: ready is closed once the reply subscription is
+// confirmed (err nil) or refused (err set).
+type connState struct {
+	ready chan struct{}
+	err   error
+	once  sync.Once
+}
+
+func newConnState() *connState { return &connState{ready: make(chan struct{})} }
+
+// finish records the outcome of the connection's subscription, once.
+func (s *connState) finish(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.ready)
+	})
+}
+
+// New validates cfg, creates the state directories and returns a Kit that is not yet
+// connected. Errors wrap ErrConfig.
+func New(cfg Config) (*Kit, error) {
+	cfg, scheme, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.DeviceKey = append([]byte(nil), cfg.DeviceKey...)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	k := &Kit{
+		cfg:          cfg,
+		topics:       scheme,
+		log:          cfg.Logger.With().Str("device", cfg.DeviceID).Logger(),
+		replyTopic:   scheme.AuthReply(cfg.DeviceID),
+		requestTopic: scheme.AuthRequest(cfg.DeviceID),
+		eventTopic:   scheme.UploadEvent(cfg.DeviceID),
+		statusTopic:  scheme.Status(cfg.DeviceID),
+		ctx:          ctx,
+		cancel:       cancel,
+		conn:         newConnState(),
+		waiters:      make(map[string]chan *protocol.AuthReply),
+	}
+	k.statusAllowed = scheme.Allowed(topics.RoleDevice, cfg.DeviceID, k.statusTopic, topics.Publish)
+	return k, nil
+}
+
+// now is the device clock corrected by the learned offset: the kit's best guess of the
+// server time.
+func (k *Kit) now() time.Time {
+	return k.cfg.Now().Add(time.Duration(k.offset.Load()))
+}
+
+// learnTime records the server time of a reply as the clock offset.
+func (k *Kit) learnTime(server time.Time) {
+	if server.IsZero() {
+		return
+	}
+	off := server.Sub(k.cfg.Now())
+	if old := time.Duration(k.offset.Swap(int64(off))); (old - off).Abs() > time.Minute {
+		k.log.Info().Dur("offset", off).Msg("device clock corrected by the server time")
+	}
+}
+
+// status is the retained message on the device's status topic.
+type status struct {
+	V      int       `json:"v"`
+	Device string    `json:"device"`
+	Status string    `json:"status"` // "online" or "offline"
+	TS     time.Time `json:"ts"`
+}
+
+func (k *Kit) statusPayload(s string) []byte {
+	b, _ := json.Marshal(status{V: protocol.Version, Device: k.cfg.DeviceID, Status: s, TS: k.now().UTC()})
+	return b
+}
+
+// Connect connects to the broker and subscribes to the device's reply topic. It returns
+// once the subscription is confirmed, or with ctx's error (and the last connection failure)
+// if that does not happen in time. After a successful Connect the kit reconnects by
+// itself, with a fresh password each time, and resubscribes.
+func (k *Kit) Connect(ctx context.Context) error {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return ErrClosed
+	}
+	if k.client != nil {
+		k.mu.Unlock()
+		return errors.New("devicekit: Connect called twice")
+	}
+	opts := mqtt.NewClientOptions().
+		AddBroker(k.cfg.BrokerURL).
+		SetClientID(k.cfg.DeviceID).
+		SetProtocolVersion(4).
+		SetOrderMatters(false).
+		SetCleanSession(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(30 * time.Second).
+		SetConnectTimeout(k.cfg.RequestTimeout).
+		SetKeepAlive(30 * time.Second).
+		SetCredentialsProvider(func() (string, string) {
+			// Called at every (re)connect: the password carries a fresh timestamp.
+			return k.cfg.DeviceID, identity.MQTTPassword(k.cfg.DeviceKey, k.cfg.DeviceID, k.now())
+		}).
+		SetOnConnectHandler(k.onConnect).
+		SetConnectionLostHandler(k.onConnectionLost).
+		SetConnectionNotificationHandler(k.onNotification).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			k.log.Debug().Str("topic", m.Topic()).Msg("unexpected message dropped")
+		})
+	if k.cfg.TLS != nil {
+		opts.SetTLSConfig(k.cfg.TLS)
+	}
+	if k.statusAllowed {
+		opts.SetBinaryWill(k.statusTopic, k.statusPayload("offline"), 1, true)
+	}
+	client := mqtt.NewClient(opts)
+	k.client = client
+	state := k.conn
+	k.mu.Unlock()
+
+	client.Connect() // with ConnectRetry the token completes only once connected
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-state.ready:
+			if state.err == nil {
+				return nil
+			}
+			k.abandon(client)
+			return state.err
+		case <-ctx.Done():
+			k.mu.Lock()
+			last := k.lastError
+			k.mu.Unlock()
+			k.abandon(client)
+			if last != nil {
+				return fmt.Errorf("devicekit: connect to %s: %w (last attempt: %v)", k.cfg.BrokerURL, ctx.Err(), last)
+			}
+			return fmt.Errorf("devicekit: connect to %s: %w", k.cfg.BrokerURL, ctx.Err())
+		case <-k.ctx.Done():
+			return ErrClosed
+		case <-poll.C:
+			// The connection may have been lost and re-established: follow the current state.
+			k.mu.Lock()
+			state = k.conn
+			k.mu.Unlock()
+		}
+	}
+}
+
+// abandon disconnects a client whose Connect failed, so that Connect can be called again.
+func (k *Kit) abandon(client mqtt.Client) {
+	client.Disconnect(0)
+	k.mu.Lock()
+	if k.client == client {
+		k.client = nil
+		k.conn = newConnState()
+	}
+	k.mu.Unlock()
+}
+
+func (k *Kit) onNotification(_ mqtt.Client, n mqtt.ConnectionNotification) {
+	var err error
+	switch n := n.(type) {
+	case mqtt.ConnectionNotificationFailed:
+		err = n.Reason
+	case mqtt.ConnectionNotificationBrokerFailed:
+		err = n.Reason
+	default:
+		return
+	}
+	if err == nil {
+		return
+	}
+	k.log.Warn().Err(err).Msg("connection attempt failed")
+	k.mu.Lock()
+	k.lastError = err
+	k.mu.Unlock()
+}
+
+// onConnect runs (in its own goroutine) after every successful connect: it subscribes to
+// the reply topic, announces the device online and flushes the event outbox.
+func (k *Kit) onConnect(c mqtt.Client) {
+	gen := k.gen.Add(1)
+	k.mu.Lock()
+	if k.client != c || k.closed {
+		k.mu.Unlock()
+		return
+	}
+	state := k.conn
+	select {
+	case <-state.ready: // the state of an earlier connection: start a new one
+		state = newConnState()
+		k.conn = state
+	default:
+	}
+	k.mu.Unlock()
+
+	tok := c.Subscribe(k.replyTopic, 1, k.onReply)
+	err := waitToken(k.ctx, tok, k.cfg.RequestTimeout)
+	if err == nil {
+		if code, ok := tok.(*mqtt.SubscribeToken).Result()[k.replyTopic]; !ok || code > 2 {
+			err = fmt.Errorf("devicekit: the broker refused the subscription to %s (code %#x)", k.replyTopic, code)
+		}
+	}
+	if err != nil {
+		k.log.Error().Err(err).Msg("subscribe to the reply topic failed")
+		// Report only the failure of the current connection; a lost connection is retried.
+		if !errors.Is(err, ErrClosed) && c.IsConnected() && k.gen.Load() == gen {
+			state.finish(err)
+		}
+		return
+	}
+	state.finish(nil)
+	k.log.Info().Msg("connected")
+	if k.statusAllowed {
+		c.Publish(k.statusTopic, 1, true, k.statusPayload("online")) // best effort
+	}
+	k.flushOutbox()
+}
+
+func (k *Kit) onConnectionLost(c mqtt.Client, err error) {
+	k.log.Warn().Err(err).Msg("connection lost; reconnecting")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.client != c {
+		return
+	}
+	select {
+	case <-k.conn.ready:
+		k.conn = newConnState()
+	default:
+	}
+	k.lastError = err
+}
+
+// ready waits until the current connection's reply subscription is confirmed.
+func (k *Kit) ready(ctx context.Context) (mqtt.Client, error) {
+	k.mu.Lock()
+	client, state, closed := k.client, k.conn, k.closed
+	k.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case client == nil:
+		return nil, ErrNotConnected
+	}
+	select {
+	case <-state.ready:
+		return client, state.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("devicekit: waiting for the broker connection: %w", ctx.Err())
+	case <-k.ctx.Done():
+		return nil, ErrClosed
+	}
+}
+
+// waitToken waits for an MQTT token up to timeout, ctx or Close.
+func waitToken(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-t.C:
+		return fmt.Errorf("devicekit: no acknowledgement from the broker within %v", timeout)
+	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), errKitClosed) {
+			return ErrClosed
+		}
+		return ctx.Err()
+	}
+}
+
+var errKitClosed = errors.New("kit closed")
+
+// publish publishes payload with QoS 1 and waits for the PUBACK. A token that completes
+// without error after the connection changed is not trusted: the message is published
+// again (consumers deduplicate), up to three times.
+func (k *Kit) publish(ctx context.Context, topic string, payload []byte) error {
+	var err error
+	for range 3 {
+		var client mqtt.Client
+		if client, err = k.ready(ctx); err != nil {
+			return err
+		}
+		gen := k.gen.Load()
+		err = waitToken(ctx, client.Publish(topic, 1, false, payload), k.cfg.RequestTimeout)
+		if err != nil {
+			return err
+		}
+		if k.gen.Load() == gen && client.IsConnected() {
+			return nil
+		}
+		err = errors.New("devicekit: the connection changed before the broker acknowledged")
+		k.log.Debug().Str("topic", topic).Msg("publish completed across a reconnect; publishing again")
+	}
+	return err
+}
+
+// Close disconnects from the broker and stops the kit's goroutines. Cached credentials,
+// the outbox and checkpoints stay in StateDir for the next Kit.
+func (k *Kit) Close() error {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return nil
+	}
+	k.closed = true
+	client := k.client
+	for id, ch := range k.waiters {
+		close(ch)
+		delete(k.waiters, id)
+	}
+	k.mu.Unlock()
+	k.cancel(errKitClosed)
+	if client != nil {
+		if client.IsConnected() && k.statusAllowed {
+			// A clean disconnect does not fire the will: say offline ourselves.
+			_ = waitToken(context.Background(), client.Publish(k.statusTopic, 1, true, k.statusPayload("offline")), time.Second)
+		}
+		client.Disconnect(250)
+	}
+	k.wg.Wait()
+	return nil
+}

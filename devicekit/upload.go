@@ -1,0 +1,424 @@
+package devicekit
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc64"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+
+	"github.com/clipgate/clipgate/internal/protocol"
+)
+
+// Clip is a recorded file to upload.
+type Clip struct {
+	// Path is the local file. Required.
+	Path string
+	// Name is the last segment of the object key; default filepath.Base(Path). 1 to 200
+	// characters of [A-Za-z0-9._-], not "." or "..". Names must be unique per device and
+	// day: an upload under an existing name replaces the object.
+	Name string
+	// ContentType defaults to the type of Name's extension, else application/octet-stream.
+	ContentType string
+	// RecordedAt dates the clip (and its key); default the file's modification time.
+	RecordedAt time.Time
+	// Metadata travels in the upload event: at most 32 entries, keys 1 to 256 bytes and
+	// values at most 256 bytes of UTF-8.
+	Metadata map[string]string
+}
+
+// MaxClipNameLen bounds Clip.Name.
+const MaxClipNameLen = 200
+
+// ErrInvalidClip is wrapped by the errors Upload returns for a bad Clip.
+var ErrInvalidClip = errors.New("devicekit: invalid clip")
+
+// uploadRoutines is the number of parts uploaded at once.
+const uploadRoutines = 3
+
+// ValidClipName reports whether name may be the last segment of an object key.
+func ValidClipName(name string) error {
+	if name == "" || len(name) > MaxClipNameLen {
+		return fmt.Errorf("%w: name %q must be 1 to %d characters", ErrInvalidClip, name, MaxClipNameLen)
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("%w: name %q is a path traversal", ErrInvalidClip, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: name %q: character %q at offset %d is not one of [A-Za-z0-9._-]", ErrInvalidClip, name, c, i)
+		}
+	}
+	return nil
+}
+
+// ObjectKey returns the key of a clip: {prefix}{deviceID}/{yyyy}/{mm}/{dd}/{name}, with
+// prefix the global prefix and the date of recordedAt in UTC.
+func ObjectKey(prefix, deviceID string, recordedAt time.Time, name string) string {
+	return objectKey(prefix+deviceID+"/", recordedAt, name)
+}
+
+func objectKey(devicePrefix string, recordedAt time.Time, name string) string {
+	return devicePrefix + recordedAt.UTC().Format("2006/01/02") + "/" + name
+}
+
+// devicePrefix returns the device's own key prefix from the OSS info of an auth reply.
+// The token worker sends the device's full prefix ({global}{deviceID}/); a prefix that
+// does not end with the device's level is taken as the global one and completed.
+func (k *Kit) devicePrefix(info protocol.OSSInfo) string {
+	p, tail := info.Prefix, k.cfg.DeviceID+"/"
+	if strings.HasSuffix(p, tail) && (len(p) == len(tail) || p[len(p)-len(tail)-1] == '/') {
+		return p
+	}
+	return p + tail
+}
+
+// prepared is a validated clip.
+type prepared struct {
+	Clip
+	size  int64
+	mtime time.Time
+	crc   uint64
+}
+
+func (k *Kit) prepare(clip Clip) (*prepared, error) {
+	if clip.Path == "" {
+		return nil, fmt.Errorf("%w: Path is required", ErrInvalidClip)
+	}
+	if clip.Name == "" {
+		clip.Name = filepath.Base(clip.Path)
+	}
+	if err := ValidClipName(clip.Name); err != nil {
+		return nil, err
+	}
+	if clip.ContentType == "" {
+		clip.ContentType = mime.TypeByExtension(filepath.Ext(clip.Name))
+		if clip.ContentType == "" {
+			clip.ContentType = oss.TypeByExtension(clip.Name)
+		}
+		if clip.ContentType == "" {
+			clip.ContentType = "application/octet-stream"
+		}
+	}
+	if len(clip.ContentType) > protocol.MaxContentTypeLen {
+		return nil, fmt.Errorf("%w: ContentType is longer than %d bytes", ErrInvalidClip, protocol.MaxContentTypeLen)
+	}
+	if _, _, err := mime.ParseMediaType(clip.ContentType); err != nil {
+		return nil, fmt.Errorf("%w: ContentType %q: %v", ErrInvalidClip, clip.ContentType, err)
+	}
+	if len(clip.Metadata) > protocol.MaxMetadata {
+		return nil, fmt.Errorf("%w: %d metadata entries, at most %d allowed", ErrInvalidClip, len(clip.Metadata), protocol.MaxMetadata)
+	}
+	for key, v := range clip.Metadata {
+		if key == "" || len(key) > protocol.MaxMetadataLen || len(v) > protocol.MaxMetadataLen || !utf8.ValidString(key) || !utf8.ValidString(v) {
+			return nil, fmt.Errorf("%w: metadata %q: keys must be 1 to %d bytes and values at most %d bytes of UTF-8", ErrInvalidClip, key, protocol.MaxMetadataLen, protocol.MaxMetadataLen)
+		}
+	}
+	f, err := os.Open(clip.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidClip, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidClip, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalidClip, clip.Path)
+	}
+	if clip.RecordedAt.IsZero() {
+		clip.RecordedAt = fi.ModTime()
+	}
+	clip.RecordedAt = clip.RecordedAt.UTC()
+	h := crc64.New(crcTable)
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return nil, fmt.Errorf("devicekit: reading %s: %w", clip.Path, err)
+	}
+	if n != fi.Size() {
+		return nil, fmt.Errorf("devicekit: %s changed while it was read (%d bytes, then %d)", clip.Path, fi.Size(), n)
+	}
+	return &prepared{Clip: clip, size: n, mtime: fi.ModTime(), crc: h.Sum64()}, nil
+}
+
+var crcTable = crc64.MakeTable(crc64.ECMA)
+
+// Upload stores clip in OSS and announces it with an upload event, which it returns.
+//
+// Clips under MultipartThreshold go in one PutObject; larger ones in parts, resumably:
+// the checkpoint and the event ID are kept in StateDir, so calling Upload again for the
+// same file (same key, size and modification time) after a failure or a crash continues
+// where it stopped and reports under the same event ID. The CRC-64 of the file is
+// compared with the one OSS computed. On a 403 for expired or invalid credentials the
+// kit renews them and tries once more.
+//
+// The completed event is written to the outbox in StateDir, then published with QoS 1;
+// Upload waits up to RequestTimeout for the broker's acknowledgement. If none comes the
+// event stays in the outbox and is published after the next connect; Upload still
+// returns it with a nil error, since the object is stored and the event will follow.
+//
+// Errors: a bad clip wraps ErrInvalidClip and nothing is uploaded; a credentials failure
+// (*AuthError, ...) is returned as is. A failed upload is announced with a "failed" event
+// (its own event ID, so that a later successful retry is not taken for a duplicate);
+// Upload returns that event together with the error.
+func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, error) {
+	if k.isClosed() {
+		return nil, ErrClosed
+	}
+	p, err := k.prepare(clip)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := k.Credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := objectKey(k.devicePrefix(creds.OSS), p.RecordedAt, p.Name)
+	if len(key) > protocol.MaxObjectKeyLen {
+		return nil, fmt.Errorf("%w: object key %q is longer than %d bytes", ErrInvalidClip, key, protocol.MaxObjectKeyLen)
+	}
+	j, err := k.journalEntry(key, p)
+	if err != nil {
+		return nil, err
+	}
+
+	var respHeader http.Header
+	for try := 0; ; try++ {
+		j.Attempts++
+		if err = k.saveJournal(j); err == nil {
+			respHeader, err = k.put(ctx, creds.OSS, key, p, j.ID)
+		}
+		if err == nil || try > 0 || !credentialsRefused(err) {
+			break
+		}
+		// The credentials were refused (expired, revoked key): renew them once.
+		k.log.Info().Err(err).Msg("OSS refused the credentials; renewing them")
+		k.invalidate(creds)
+		var cerr error
+		if creds, cerr = k.Credentials(ctx); cerr != nil {
+			err = cerr
+			break
+		}
+		if newKey := objectKey(k.devicePrefix(creds.OSS), p.RecordedAt, p.Name); newKey != key {
+			err = fmt.Errorf("devicekit: the OSS prefix changed during the upload (%q, then %q)", key, newKey)
+			break
+		}
+	}
+	if err == nil {
+		err = checkCRC(respHeader, p.crc)
+	}
+	ev := &protocol.UploadEvent{
+		V:           protocol.Version,
+		ID:          j.ID,
+		Device:      k.cfg.DeviceID,
+		Status:      protocol.StatusCompleted,
+		Bucket:      creds.OSS.Bucket,
+		Key:         key,
+		Size:        p.size,
+		ContentType: p.ContentType,
+		RecordedAt:  p.RecordedAt,
+		UploadedAt:  k.now().UTC(),
+		Attempts:    j.Attempts,
+		Metadata:    p.Metadata,
+	}
+	if err != nil {
+		ev.ID = newID()
+		ev.Status = protocol.StatusFailed
+		ev.Error = truncate(err.Error(), protocol.MaxMessageLen)
+		if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+			if perr := k.announce(ev); perr != nil {
+				k.log.Warn().Err(perr).Str("event", ev.ID).Msg("failed event queued in the outbox")
+			}
+		}
+		return ev, fmt.Errorf("devicekit: upload of %s to %s: %w", p.Path, key, err)
+	}
+	ev.CRC64 = strconv.FormatUint(p.crc, 10)
+	if err := k.announce(ev); err != nil {
+		if errors.Is(err, errOutbox) {
+			return ev, err
+		}
+		k.log.Warn().Err(err).Str("event", ev.ID).Msg("upload event queued in the outbox")
+	}
+	k.removeJournal(j)
+	return ev, nil
+}
+
+// put uploads the clip and returns the response header of the PutObject or of the
+// CompleteMultipartUpload.
+func (k *Kit) put(ctx context.Context, info protocol.OSSInfo, key string, p *prepared, eventID string) (http.Header, error) {
+	bucket, err := k.bucketFor(info)
+	if err != nil {
+		return nil, err
+	}
+	var h http.Header
+	opts := []oss.Option{oss.ContentType(p.ContentType), oss.GetResponseHeader(&h), oss.WithContext(ctx)}
+	if p.size < k.cfg.MultipartThreshold {
+		err = bucket.PutObjectFromFile(key, p.Path, opts...)
+		return h, err
+	}
+	cp := filepath.Join(k.cfg.StateDir, checkpointDir, eventID+".cp")
+	opts = append(opts, oss.Checkpoint(true, cp), oss.Routines(uploadRoutines))
+	if k.onProgress != nil {
+		opts = append(opts, oss.Progress(progressFunc(k.onProgress)))
+	}
+	err = bucket.UploadFile(key, p.Path, k.cfg.PartSize, opts...)
+	return h, err
+}
+
+type progressFunc func(completed, total int64)
+
+func (f progressFunc) ProgressChanged(e *oss.ProgressEvent) {
+	if e.EventType == oss.TransferDataEvent {
+		f(e.ConsumedBytes, e.TotalBytes)
+	}
+}
+
+// credentialsRefused reports whether err is OSS refusing the credentials themselves,
+// which new credentials may cure.
+func credentialsRefused(err error) bool {
+	var se oss.ServiceError
+	if !errors.As(err, &se) {
+		var sp *oss.ServiceError
+		if !errors.As(err, &sp) || sp == nil {
+			return false
+		}
+		se = *sp
+	}
+	if se.StatusCode != http.StatusForbidden {
+		return false
+	}
+	switch se.Code {
+	case "InvalidAccessKeyId", "SecurityTokenExpired", "InvalidSecurityToken":
+		return true
+	}
+	return false
+}
+
+// checkCRC compares the CRC-64 that OSS reports with the file's.
+func checkCRC(h http.Header, local uint64) error {
+	v := h.Get(oss.HTTPHeaderOssCRC64)
+	if v == "" {
+		return errors.New("devicekit: OSS did not report the object's CRC-64; integrity unverified")
+	}
+	remote, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("devicekit: OSS reported a malformed CRC-64 %q", v)
+	}
+	if remote != local {
+		return fmt.Errorf("devicekit: CRC-64 mismatch: file %d, stored object %d (the file changed during the upload?)", local, remote)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// newID returns a random event or request ID: 22 characters of base64url.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (k *Kit) isClosed() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.closed
+}
+
+// journal records the event ID and attempt count of a clip in flight, so that a retry
+// after a failure or a crash reuses them (and the multipart checkpoint named after the ID).
+type journal struct {
+	ID       string `json:"id"`
+	Key      string `json:"key"`
+	Attempts int    `json:"attempts"`
+	path     string
+}
+
+func (k *Kit) journalEntry(key string, p *prepared) (*journal, error) {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%d", key, p.size, p.mtime.UnixNano()))
+	path := filepath.Join(k.cfg.StateDir, journalDir, hex.EncodeToString(sum[:16])+".json")
+	j := &journal{path: path}
+	if b, err := os.ReadFile(path); err == nil {
+		if json.Unmarshal(b, j) == nil && j.Key == key && protocolID(j.ID) {
+			j.path = path
+			return j, nil
+		}
+		k.log.Warn().Str("path", path).Msg("unreadable upload journal entry replaced")
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("devicekit: upload journal: %w", err)
+	}
+	*j = journal{ID: newID(), Key: key, path: path}
+	return j, nil
+}
+
+func protocolID(id string) bool {
+	ev := protocol.UploadEvent{V: protocol.Version, ID: id, Device: "xx", Status: protocol.StatusFailed, Error: "x"}
+	return ev.Validate() == nil
+}
+
+func (k *Kit) saveJournal(j *journal) error {
+	b, _ := json.Marshal(j)
+	if err := writeFileAtomic(j.path, b); err != nil {
+		return fmt.Errorf("devicekit: upload journal: %w", err)
+	}
+	return nil
+}
+
+func (k *Kit) removeJournal(j *journal) {
+	if err := os.Remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		k.log.Warn().Err(err).Msg("removing the upload journal entry")
+	}
+}
+
+// writeFileAtomic writes b to path through a synced temporary file and a rename, so that
+// a crash leaves either the old content or the new.
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
