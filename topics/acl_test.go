@@ -179,7 +179,7 @@ func TestAllowedTable(t *testing.T) {
 		{C, "", "#", S, false},
 		{C, "", "+/#", S, false},
 		{C, "", "$SYS/#", S, false},
-		{C, "", r + "/devices/x/events/upload", S, false},    // invalid device ID
+		{C, "", r + "/devices/x/events/upload", S, false},   // invalid device ID
 		{C, "", r + "/devices/cam-01/events/a b", S, false}, // invalid event name
 		{C, "", r + "/devices/cam-01/events/upload", P, false},
 		{C, "", r + "/devices/cam-01/status", P, false},
