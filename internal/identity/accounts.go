@@ -46,7 +46,7 @@ type serviceAccount struct {
 }
 
 type accountsFile struct {
-	Accounts *[]accountEntry `yaml:"accounts"`
+	Accounts *[]*accountEntry `yaml:"accounts"` // pointers: yaml.v3 drops null struct elements
 }
 
 type accountEntry struct {
@@ -98,6 +98,9 @@ func parseServiceAccounts(data []byte) (*ServiceAccounts, error) {
 	maxCost := bcrypt.MinCost
 	for i, a := range *f.Accounts {
 		where := fmt.Sprintf("account %d", i+1)
+		if a == nil {
+			return nil, fmt.Errorf("%s: empty entry", where)
+		}
 		if a.Username != "" {
 			where += fmt.Sprintf(" (%q)", a.Username)
 		}
@@ -126,9 +129,6 @@ func parseServiceAccounts(data []byte) (*ServiceAccounts, error) {
 			return nil, fmt.Errorf("%s: unknown role %q, want %s, %s or %s", where, a.Role, RoleTokenWorker, RoleConsumer, RoleAdmin)
 		}
 		s.byName[a.Username] = serviceAccount{hash: []byte(a.PasswordHash), role: a.Role}
-	}
-	if len(s.byName) == 0 {
-		maxCost = bcrypt.DefaultCost
 	}
 	var pw [16]byte
 	rand.Read(pw[:])

@@ -1,0 +1,274 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clipgate/clipgate/internal/deviceid"
+)
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceFile writes text next to path and renames it into place, as editors and
+// configuration tools do.
+func replaceFile(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".new"
+	writeFile(t, tmp, text)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRevocationsBasics(t *testing.T) {
+	t.Parallel()
+	var nilR *Revocations
+	var zero Revocations
+	if nilR.Revoked("cam-01") || zero.Revoked("cam-01") || nilR.Len() != 0 || zero.Len() != 0 {
+		t.Fatal("nil or zero list revokes")
+	}
+	r := NewRevocations("cam-01", "cam-02")
+	if !r.Revoked("cam-01") || !r.Revoked("cam-02") || r.Revoked("cam-03") || r.Len() != 2 {
+		t.Fatal("NewRevocations")
+	}
+	r.Set([]string{"cam-03"})
+	if r.Revoked("cam-01") || !r.Revoked("cam-03") || r.Len() != 1 {
+		t.Fatal("Set did not replace the list")
+	}
+	r.Set(nil)
+	if r.Revoked("cam-03") || r.Len() != 0 {
+		t.Fatal("Set(nil) did not clear the list")
+	}
+}
+
+func TestLoadRevocations(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cases := []struct {
+		name, text string
+		revoked    []string
+		notRevoked []string
+		errLine    string // "" = no error; else the ":N:" the error must name
+	}{
+		{"empty file", "", nil, []string{"cam-01"}, ""},
+		{"comments and blanks", "# revoked cameras\n\ncam-01\n  cam-02  \n\t\n# cam-03\n", []string{"cam-01", "cam-02"}, []string{"cam-03", "# cam-03"}, ""},
+		{"inline comment", "cam-01 # stolen 2024-05-01\n", []string{"cam-01"}, []string{"cam-01 "}, ""},
+		{"crlf and no final newline", "cam-01\r\ncam-02", []string{"cam-01", "cam-02"}, nil, ""},
+		{"duplicates", "cam-01\ncam-01\n", []string{"cam-01"}, nil, ""},
+		{"invalid character", "cam-01\ncam/02\n", nil, nil, ":2:"},
+		{"two IDs on a line", "cam-01 cam-02\n", nil, nil, ":1:"},
+		{"too long", "ok-1\n\n# x\n" + strings.Repeat("a", 65) + "\n", nil, nil, ":4:"},
+		{"too short", "a\n", nil, nil, ":1:"},
+		{"dot dot", "..\n", nil, nil, ":1:"},
+		{"nul byte", "cam\x0001\n", nil, nil, ":1:"},
+		{"binary", "\xff\xfe\x00\x01", nil, nil, ":1:"},
+	}
+	for i, c := range cases {
+		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_"))
+		writeFile(t, path, c.text)
+		r, err := LoadRevocations(path)
+		if c.errLine != "" {
+			if err == nil || !errors.Is(err, deviceid.ErrInvalid) || !strings.Contains(err.Error(), path+c.errLine) {
+				t.Errorf("%d %s: got %v, want an invalid-ID error naming %s%s", i, c.name, err, path, c.errLine)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		for _, id := range c.revoked {
+			if !r.Revoked(id) {
+				t.Errorf("%s: %q not revoked", c.name, id)
+			}
+		}
+		for _, id := range c.notRevoked {
+			if r.Revoked(id) {
+				t.Errorf("%s: %q revoked", c.name, id)
+			}
+		}
+		if r.Len() != len(c.revoked) {
+			t.Errorf("%s: Len = %d, want %d", c.name, r.Len(), len(c.revoked))
+		}
+	}
+	if _, err := LoadRevocations(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	if _, err := LoadRevocations(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("directory: %v", err)
+	}
+}
+
+// errorLog collects the errors Watch reports.
+type errorLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errorLog) add(err error) { l.mu.Lock(); l.errs = append(l.errs, err); l.mu.Unlock() }
+func (l *errorLog) count() int    { l.mu.Lock(); defer l.mu.Unlock(); return len(l.errs) }
+func (l *errorLog) last() error   { l.mu.Lock(); defer l.mu.Unlock(); return l.errs[len(l.errs)-1] }
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRevocationsWatch(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "revoked.txt")
+	writeFile(t, path, "cam-01\n")
+	r, err := LoadRevocations(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log errorLog
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Watch(ctx, path, log.add) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch returned %v", err)
+		}
+	}()
+
+	// Rename into place (the recommended way).
+	replaceFile(t, path, "cam-01\ncam-02\n")
+	eventually(t, "cam-02 revoked after rename", func() bool { return r.Revoked("cam-02") })
+
+	// Plain rewrite in place.
+	writeFile(t, path, "cam-03\n")
+	eventually(t, "in-place rewrite", func() bool { return r.Revoked("cam-03") && !r.Revoked("cam-01") })
+
+	// An invalid file is reported and the list in force stays.
+	replaceFile(t, path, "cam-04\nnot/valid\n")
+	eventually(t, "error reported", func() bool { return log.count() > 0 })
+	if err := log.last(); !errors.Is(err, deviceid.ErrInvalid) || !strings.Contains(err.Error(), ":2:") ||
+		!strings.Contains(err.Error(), "keeping the previous list") {
+		t.Fatalf("reported %v", err)
+	}
+	if !r.Revoked("cam-03") || r.Revoked("cam-04") {
+		t.Fatal("invalid file changed the list in force")
+	}
+
+	// Removing the file is reported too, and changes nothing.
+	n := log.count()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "removal reported", func() bool { return log.count() > n })
+	if !errors.Is(log.last(), os.ErrNotExist) || !r.Revoked("cam-03") {
+		t.Fatalf("after removal: %v, cam-03 revoked %v", log.last(), r.Revoked("cam-03"))
+	}
+
+	// A valid file again is picked up; activity on other files does not disturb it.
+	writeFile(t, filepath.Join(dir, "unrelated"), "x")
+	replaceFile(t, path, "cam-05\n")
+	eventually(t, "recovery", func() bool { return r.Revoked("cam-05") && !r.Revoked("cam-03") })
+}
+
+// A symlink swap, as Kubernetes does for ConfigMap volumes: the watched name never
+// changes, the link it goes through does.
+func TestRevocationsWatchSymlinkSwap(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, text := range map[string]string{"v1": "cam-01\n", "v2": "cam-02\n"} {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, name, "revoked.txt"), text)
+	}
+	if err := os.Symlink("v1", filepath.Join(dir, "..data")); err != nil {
+		t.Skipf("symlinks unavailable: %v", err)
+	}
+	path := filepath.Join(dir, "revoked.txt")
+	if err := os.Symlink("..data/revoked.txt", path); err != nil {
+		t.Fatal(err)
+	}
+	r, err := LoadRevocations(path)
+	if err != nil || !r.Revoked("cam-01") {
+		t.Fatalf("load through symlink: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Watch(ctx, path, func(err error) { t.Errorf("reported %v", err) }) }()
+	defer func() { cancel(); <-done }()
+
+	if err := os.Symlink("v2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "symlink swap", func() bool { return r.Revoked("cam-02") && !r.Revoked("cam-01") })
+}
+
+func TestRevocationsWatchStartup(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	// A directory that does not exist cannot be watched: Watch says so at once.
+	r := NewRevocations("cam-01")
+	err := r.Watch(context.Background(), filepath.Join(dir, "nope", "revoked.txt"), nil)
+	if err == nil {
+		t.Fatal("watching a missing directory succeeded")
+	}
+	// A change made before Watch starts is picked up by its first load, and an invalid
+	// file at start is reported with the list kept.
+	path := filepath.Join(dir, "revoked.txt")
+	writeFile(t, path, "cam-02\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Watch(ctx, path, nil) }() // nil onErr must be fine
+	eventually(t, "initial load", func() bool { return r.Revoked("cam-02") && !r.Revoked("cam-01") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	writeFile(t, path, "bad/id\n")
+	var log errorLog
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- r.Watch(ctx, path, log.add) }()
+	eventually(t, "initial error", func() bool { return log.count() == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !r.Revoked("cam-02") {
+		t.Fatal("invalid file at start replaced the list")
+	}
+}
+
+func BenchmarkRevoked(b *testing.B) {
+	ids := make([]string, 10000)
+	for i := range ids {
+		ids[i] = "cam-" + strings.Repeat("x", i%50) + string(rune('a'+i%26))
+	}
+	r := NewRevocations(ids...)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r.Revoked("cam-000123")
+		}
+	})
+}
