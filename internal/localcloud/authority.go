@@ -108,51 +108,16 @@ func NewAuthority(cfg *Config) (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Authority{
-		accountID: c.AccountID,
-		keys:      make(map[string]*longTermKey, len(c.Keys)),
-		roles:     make(map[string]*roleEntry, len(c.Roles)),
-		cache:     make(map[string]*tokenEntry),
+	keys, roles, err := parseKeysAndRoles(&c)
+	if err != nil {
+		return nil, err
 	}
-	for i, k := range c.Keys {
-		if err := checkKeyID(k.ID); err != nil {
-			return nil, fmt.Errorf("localcloud: key %d: %w", i+1, err)
-		}
-		if err := checkSecret(k.Secret); err != nil {
-			return nil, fmt.Errorf("localcloud: key %q: %w", k.ID, err)
-		}
-		if _, dup := a.keys[k.ID]; dup {
-			return nil, fmt.Errorf("localcloud: key %q is listed twice", k.ID)
-		}
-		e := &longTermKey{key: k}
-		if k.Policy != "" {
-			doc, err := policy.Parse([]byte(k.Policy))
-			if err != nil {
-				return nil, fmt.Errorf("localcloud: key %q: policy: %w", k.ID, err)
-			}
-			e.policies = []*policy.Document{doc}
-		}
-		a.keys[k.ID] = e
-	}
+	a := &Authority{accountID: c.AccountID, keys: keys, roles: roles, cache: make(map[string]*tokenEntry)}
 	if a.tokenKey, err = loadOrCreateTokenKey(c.DataDir); err != nil {
 		return nil, err
 	}
-	for _, r := range c.Roles {
-		if err := checkRoleName(r.Name); err != nil {
-			return nil, err
-		}
-		lc := strings.ToLower(r.Name)
-		if _, dup := a.roles[lc]; dup {
-			return nil, fmt.Errorf("localcloud: role %q is listed twice (names are case-insensitive)", r.Name)
-		}
-		if strings.TrimSpace(r.Policy) == "" {
-			return nil, fmt.Errorf("localcloud: role %q has no policy", r.Name)
-		}
-		doc, err := policy.Parse([]byte(r.Policy))
-		if err != nil {
-			return nil, fmt.Errorf("localcloud: role %q: policy: %w", r.Name, err)
-		}
-		a.roles[lc] = &roleEntry{role: r, doc: doc, lcName: lc, id: a.roleID(lc)}
+	for _, r := range a.roles {
+		r.id = a.roleID(r.lcName)
 	}
 	return a, nil
 }
@@ -431,12 +396,27 @@ func loadOrCreateTokenKey(dir string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("localcloud: token key: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, tokenKeyFile+".tmp*")
+	created, err := createFileOnce(dir, path, []byte(hex.EncodeToString(key)+"\n"))
 	if err != nil {
 		return nil, fmt.Errorf("localcloud: token key: %w", err)
 	}
+	if !created {
+		return readTokenKey(path) // another process won the race
+	}
+	return key, nil
+}
+
+// createFileOnce creates path (mode 0600) with data unless it exists, atomically: the
+// data goes to a synced temporary file that is then hard-linked into place, so readers
+// never see a partial file and concurrent creators agree on one winner. It reports
+// whether this call created the file.
+func createFileOnce(dir, path string, data []byte) (bool, error) {
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return false, err
+	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(hex.EncodeToString(key) + "\n")
+	_, err = tmp.Write(data)
 	if err == nil {
 		err = tmp.Chmod(0o600)
 	}
@@ -447,21 +427,21 @@ func loadOrCreateTokenKey(dir string) ([]byte, error) {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("localcloud: token key: %w", err)
+		return false, err
 	}
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return readTokenKey(path) // another process won the race
+			return false, nil
 		}
-		return nil, fmt.Errorf("localcloud: token key: %w", err)
+		return false, err
 	}
-	return key, nil
+	return true, nil
 }
 
 func readTokenKey(path string) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("localcloud: token key: %w", err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("localcloud: token key %s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
