@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Environment variables that carry secrets (never flags).
+const (
+	envPassword  = "CLIPGATE_PASSWORD"
+	envSTSSecret = "CLIPGATE_STS_ACCESS_KEY_SECRET"
+)
+
+// CLI is the command line. Every flag also reads CLIPGATE_<FLAG> (dashes as underscores)
+// and the same key in the YAML file given by --config.
+type CLI struct {
+	Config kong.ConfigFlag `help:"YAML configuration file; keys are flag names (nested maps join with '-')." type:"path"`
+
+	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." default:"tcp://127.0.0.1:1883"`
+	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path"`
+	Username     string `help:"Service account user name (role tokenworker)." default:"tokenworker"`
+	PasswordFile string `help:"File holding the service account password (or set ${envPassword})." type:"path"`
+	ClientID     string `help:"MQTT client ID; with --workers N, suffixed -1..-N (default: tokenworker-<random>)."`
+	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
+	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
+
+	FleetKeyFile    string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" required:""`
+	RevocationsFile string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path"`
+
+	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`
+	STSScheme              string        `help:"STS scheme." enum:"https,http" default:"https"`
+	STSRegion              string        `help:"STS region." default:"${defaultRegion}"`
+	STSAccessKeyID         string        `name:"sts-access-key-id" help:"Access key ID of the RAM user that assumes the role." required:""`
+	STSAccessKeySecretFile string        `help:"File holding the access key secret (or set ${envSTSSecret})." type:"path"`
+	STSRoleARN             string        `name:"sts-role-arn" help:"Role to assume: acs:ram::ACCOUNT:role/NAME." required:""`
+	STSDuration            time.Duration `help:"Lifetime of issued credentials (15m to the role's maximum)." default:"1h"`
+	STSTimeout             time.Duration `help:"Timeout of one AssumeRole call." default:"10s"`
+	OSSEndpoint            string        `help:"OSS endpoint returned to devices." required:""`
+	OSSRegion              string        `help:"OSS region returned to devices (default: --sts-region)."`
+	OSSBucket              string        `help:"OSS bucket." required:""`
+	OSSPrefix              string        `help:"Global key prefix, empty or ending in '/'; devices write under PREFIX+ID/."`
+	ClockWindow            time.Duration `help:"Accepted clock difference of requests." default:"5m"`
+	ReuseMargin            time.Duration `help:"Reuse cached credentials with more than this left." default:"10m"`
+	DeviceRate             float64       `help:"Requests per second per device." default:"1"`
+	DeviceBurst            int           `help:"Burst per device." default:"5"`
+	STSRate                float64       `name:"sts-rate" help:"AssumeRole calls per second per worker." default:"50"`
+	STSBurst               int           `name:"sts-burst" help:"AssumeRole burst per worker." default:"50"`
+	MaxConcurrent          int           `help:"AssumeRole calls in flight per worker; beyond, requests get busy." default:"32"`
+	QueueSize              int           `help:"Queued requests per worker before busy (0: 8 x --max-concurrent)." default:"0"`
+	NoSeal                 bool          `help:"Send credentials in clear instead of sealed to the device key (not recommended)."`
+	Workers                int           `help:"Workers in this process." default:"1"`
+	LogLevel               string        `help:"Log level." enum:"debug,info,warn,error" default:"info"`
+	LogFormat              string        `help:"Log format." enum:"json,console" default:"json"`
+	ConnectTimeout         time.Duration `help:"Give up if the broker cannot be reached in this time at start (0: keep trying)." default:"0s"`
+}
+
+var errHelp = errors.New("help shown")
+
+// Main is the program, separated from main() so that tests run it in-process.
+type Main struct {
+	CLI    CLI
+	Getenv func(string) (string, bool) // secret lookup; default os.LookupEnv
+	Stdout io.Writer
+	Stderr io.Writer
+
+	log     zerolog.Logger
+	workers []*tokenworker.Worker
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// NewMain returns a Main reading the process environment and writing to stdout/stderr.
+func NewMain() *Main {
+	return &Main{Getenv: os.LookupEnv, Stdout: os.Stdout, Stderr: os.Stderr}
+}
+
+// ParseFlags parses args (without the program name), the environment and the config file.
+func (m *Main) ParseFlags(args []string) error {
+	exited := false
+	parser, err := kong.New(&m.CLI,
+		kong.Name("tokenworker"),
+		kong.Description("Answers clipgate device auth requests with least-privilege STS credentials."),
+		kong.DefaultEnvars("CLIPGATE"),
+		kong.Configuration(yamlLoader),
+		kong.Vars{
+			"envPassword":   envPassword,
+			"envSTSSecret":  envSTSSecret,
+			"defaultGroup":  topics.DefaultWorkerGroup,
+			"defaultRoot":   topics.DefaultRoot,
+			"defaultRegion": tokenworker.DefaultSTSRegion,
+		},
+		kong.Writers(m.Stdout, m.Stderr),
+		kong.Exit(func(int) { exited = true }),
+	)
+	if err != nil {
+		return err
+	}
+	if _, err := parser.Parse(args); err != nil {
+		if exited {
+			return errHelp
+		}
+		return err
+	}
+	if exited {
+		return errHelp
+	}
+	if m.CLI.Workers < 1 || m.CLI.Workers > 1024 {
+		return fmt.Errorf("--workers %d: want 1 to 1024", m.CLI.Workers)
+	}
+	return nil
+}
+
+// Run builds the workers from the parsed configuration and starts them. It returns once
+// every worker is subscribed, or with the first error.
+func (m *Main) Run(ctx context.Context) error {
+	m.log = newLogger(m.Stderr, m.CLI.LogFormat, m.CLI.LogLevel)
+	cfg, rev, err := m.config()
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	m.stop = stop
+	if m.CLI.RevocationsFile != "" {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			err := rev.Watch(runCtx, m.CLI.RevocationsFile, func(err error) {
+				m.log.Error().Err(err).Msg("revocation list")
+			})
+			if err != nil {
+				m.log.Error().Err(err).Msg("revocation list is not watched; changes need a restart")
+			}
+		}()
+	}
+	startCtx := ctx
+	if m.CLI.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		startCtx, cancel = context.WithTimeout(ctx, m.CLI.ConnectTimeout)
+		defer cancel()
+	}
+	for i := 0; i < m.CLI.Workers; i++ {
+		c := cfg
+		if c.ClientID != "" && m.CLI.Workers > 1 {
+			c.ClientID += "-" + strconv.Itoa(i+1)
+		}
+		w, err := tokenworker.New(c)
+		if err != nil {
+			return err
+		}
+		m.workers = append(m.workers, w)
+		if err := w.Start(startCtx); err != nil {
+			return err
+		}
+	}
+	m.log.Info().Int("workers", len(m.workers)).Str("broker", cfg.BrokerURL).Msg("tokenworker running")
+	return nil
+}
+
+// Workers returns the running workers (for tests and stats).
+func (m *Main) Workers() []*tokenworker.Worker { return m.workers }
+
+// Close stops every worker and the revocation watch.
+func (m *Main) Close() error {
+	var errs []error
+	for _, w := range m.workers {
+		errs = append(errs, w.Close())
+	}
+	if m.stop != nil {
+		m.stop()
+	}
+	m.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// config builds the worker configuration shared by every worker of the process.
+func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
+	c := &m.CLI
+	fleet, err := identity.LoadKey(c.FleetKeyFile)
+	if err != nil {
+		return tokenworker.Config{}, nil, fmt.Errorf("fleet key: %w", err)
+	}
+	password, err := m.secret(envPassword, c.PasswordFile, "broker password", false)
+	if err != nil {
+		return tokenworker.Config{}, nil, err
+	}
+	stsSecret, err := m.secret(envSTSSecret, c.STSAccessKeySecretFile, "STS access key secret", true)
+	if err != nil {
+		return tokenworker.Config{}, nil, err
+	}
+	scheme, err := topics.New(c.TopicRoot)
+	if err != nil {
+		return tokenworker.Config{}, nil, fmt.Errorf("--topic-root: %w", err)
+	}
+	rev := identity.NewRevocations()
+	if c.RevocationsFile != "" {
+		if rev, err = identity.LoadRevocations(c.RevocationsFile); err != nil {
+			return tokenworker.Config{}, nil, err
+		}
+	}
+	var tlsCfg *tls.Config
+	if c.BrokerCA != "" {
+		pem, err := os.ReadFile(c.BrokerCA)
+		if err != nil {
+			return tokenworker.Config{}, nil, fmt.Errorf("--broker-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return tokenworker.Config{}, nil, fmt.Errorf("--broker-ca %s: no PEM certificate found", c.BrokerCA)
+		}
+		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	seal := !c.NoSeal
+	if c.ClockWindow <= 0 {
+		return tokenworker.Config{}, nil, errors.New("--clock-window must be positive")
+	}
+	cfg := tokenworker.Config{
+		BrokerURL:   c.Broker,
+		TLS:         tlsCfg,
+		Username:    c.Username,
+		Password:    password,
+		ClientID:    c.ClientID,
+		Group:       c.Group,
+		Topics:      scheme,
+		FleetKey:    fleet,
+		Revocations: rev,
+		STS: tokenworker.STSConfig{
+			Endpoint:        c.STSEndpoint,
+			Scheme:          c.STSScheme,
+			Region:          c.STSRegion,
+			AccessKeyID:     c.STSAccessKeyID,
+			AccessKeySecret: stsSecret,
+			RoleARN:         c.STSRoleARN,
+			Duration:        c.STSDuration,
+			Timeout:         c.STSTimeout,
+		},
+		OSS:           protocol.OSSInfo{Endpoint: c.OSSEndpoint, Region: c.OSSRegion, Bucket: c.OSSBucket, Prefix: c.OSSPrefix},
+		ClockWindow:   c.ClockWindow,
+		ReuseMargin:   c.ReuseMargin,
+		DeviceRate:    rate.Limit(c.DeviceRate),
+		DeviceBurst:   c.DeviceBurst,
+		STSRate:       rate.Limit(c.STSRate),
+		STSBurst:      c.STSBurst,
+		MaxConcurrent: c.MaxConcurrent,
+		QueueSize:     c.QueueSize,
+		Seal:          &seal,
+		// One replay cache for the whole process, so that a replay cannot slip through a
+		// sibling worker.
+		Replay: identity.NewReplayCache(c.ClockWindow, identity.DefaultReplayEntries),
+		Logger: m.log,
+	}
+	if c.DeviceRate <= 0 || c.DeviceBurst <= 0 || c.STSRate <= 0 || c.STSBurst <= 0 || c.MaxConcurrent <= 0 || c.QueueSize < 0 {
+		return tokenworker.Config{}, nil, errors.New("rates, bursts and --max-concurrent must be positive, --queue-size not negative")
+	}
+	if c.ReuseMargin < 0 {
+		return tokenworker.Config{}, nil, errors.New("--reuse-margin must not be negative")
+	}
+	return cfg, rev, nil
+}
+
+// secret reads a secret from the environment variable env or from file (not both).
+func (m *Main) secret(env, file, what string, required bool) (string, error) {
+	v, inEnv := m.Getenv(env)
+	switch {
+	case inEnv && file != "":
+		return "", fmt.Errorf("%s: set either %s or the file flag, not both", what, env)
+	case inEnv:
+		if v == "" && required {
+			return "", fmt.Errorf("%s: %s is empty", what, env)
+		}
+		return v, nil
+	case file != "":
+		b, err := readSecretFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", what, err)
+		}
+		return b, nil
+	case required:
+		return "", fmt.Errorf("%s is required: set %s or the file flag", what, env)
+	}
+	return "", nil
+}
+
+// maxSecretFile bounds a secret file.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a secret file that only its owner may read, without its final line
+// break.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is accessible by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxSecretFile {
+		return "", fmt.Errorf("%s is larger than %d bytes", path, maxSecretFile)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	if strings.ContainsAny(s, "\r\n") {
+		return "", fmt.Errorf("%s holds more than one line", path)
+	}
+	return s, nil
+}
+
+func newLogger(w io.Writer, format, level string) zerolog.Logger {
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", "tokenworker").Logger()
+}
