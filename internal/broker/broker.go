@@ -1,0 +1,521 @@
+// Package broker is clipgate's MQTT broker: mochi-mqtt with device and service
+// authentication, the topic ACL of package topics, persistent sessions, a fair
+// shared-subscription picker, per-client publish rate limits, health and statistics over
+// HTTP, and the same authentication and ACL decisions served as EMQX's HTTP authn/authz
+// contract for clustered deployments.
+//
+// Identities:
+//   - A device connects with client ID = username = its device ID and the password
+//     identity.MQTTPassword(device key, ID, now), the device key being derived from the
+//     fleet key; or, on a TLS listener with client CAs, with a certificate whose CN is its
+//     ID (then no password is needed). Revoked devices are refused, and disconnected when
+//     the revocation list revokes them.
+//   - A service (token worker, consumer, admin) connects with a username and password
+//     from the service accounts file. Its client ID must not have the form of a device ID
+//     (use ServiceClientID: "USERNAME:INSTANCE") or be empty (assigned by the broker, clean
+//     session), so that services and devices can never take over each other's sessions.
+//     A password of the device form ("v1.…") is always checked as a device password.
+//   - A session (client ID) can only be taken over by a connection with the same username.
+//
+// CONNACK codes (MQTT 3.1.1): 2 client ID rejected, 4 bad username or password (also
+// expired or malformed device passwords), 5 not authorized (revoked device, certificate
+// CN mismatch, will topic not allowed).
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/rs/zerolog"
+
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// connectTimeout bounds how long a new connection may take to complete its TLS handshake
+// and send CONNECT; mochi itself waits forever.
+const connectTimeout = 10 * time.Second
+
+// Broker is a running (or ready to start) MQTT broker.
+type Broker struct {
+	cfg       Config
+	log       zerolog.Logger
+	scheme    topics.Scheme
+	readKinds readKinds
+	fleetKey  []byte
+	accounts  *identity.ServiceAccounts
+	revs      *identity.Revocations
+	tlsConfig *tls.Config
+	emqxToken string
+	now       func() time.Time
+
+	srv      *mqtt.Server
+	sessions sessions
+	picker   *picker
+	stats    counters
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	mqttLn  net.Listener
+	tlsLn   net.Listener
+	httpLn  net.Listener
+	httpSrv *http.Server
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type counters struct {
+	authFailures       atomic.Int64
+	aclDenied          atomic.Int64
+	rateLimited        atomic.Int64
+	revokedDisconnects atomic.Int64
+	takeovers          atomic.Int64
+}
+
+// New checks cfg, loads the key, accounts and revocation files it names and prepares a
+// broker. It opens no listener and no database: Start does.
+func New(cfg Config) (*Broker, error) {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("broker config: %w", err)
+	}
+	b := &Broker{cfg: cfg, log: zerolog.Nop(), now: cfg.Now}
+	if cfg.Logger != nil {
+		b.log = cfg.Logger.With().Str("component", "broker").Logger()
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	b.scheme, _ = topics.New(cfg.TopicRoot) // validated
+	b.readKinds = newReadKinds(b.scheme)
+
+	var err error
+	switch {
+	case cfg.FleetKey != nil:
+		b.fleetKey = append([]byte(nil), cfg.FleetKey...)
+	case cfg.FleetKeyFile != "":
+		if b.fleetKey, err = identity.LoadKey(cfg.FleetKeyFile); err != nil {
+			return nil, fmt.Errorf("broker: fleet key: %w", err)
+		}
+	}
+	switch {
+	case cfg.ServiceAccounts != nil:
+		b.accounts = cfg.ServiceAccounts
+	case cfg.ServiceAccountsFile != "":
+		if b.accounts, err = identity.LoadServiceAccounts(cfg.ServiceAccountsFile); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	switch {
+	case cfg.Revocations != nil:
+		b.revs = cfg.Revocations
+	case cfg.RevocationsFile != "":
+		if b.revs, err = identity.LoadRevocations(cfg.RevocationsFile); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	default:
+		b.revs = identity.NewRevocations()
+	}
+	if cfg.TLS.CertFile != "" {
+		if b.tlsConfig, err = loadTLS(cfg.TLS); err != nil {
+			return nil, fmt.Errorf("broker: tls: %w", err)
+		}
+	}
+	if cfg.EMQX.TokenFile != "" {
+		if b.emqxToken, err = readToken(cfg.EMQX.TokenFile); err != nil {
+			return nil, fmt.Errorf("broker: emqx token: %w", err)
+		}
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = cfg.MaxWritesPending
+	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
+	caps.MaximumMessageExpiryInterval = int64(cfg.MessageExpiry / time.Second)
+	caps.MaximumPacketSize = cfg.MaxPacketSize
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       slog.New(zerolog.NewSlogHandler(b.log.With().Str("component", "mochi").Logger())),
+	})
+	b.picker = newPicker(b.srv.Clients)
+	if cfg.allowAll {
+		err = b.srv.AddHook(new(auth.AllowHook), nil)
+	} else {
+		err = b.srv.AddHook(&hook{b: b}, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	return b, nil
+}
+
+func loadTLS(c TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if c.RequireClientCert {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return tc, nil
+}
+
+// Start opens the session store and the listeners and starts serving.
+func (b *Broker) Start() (err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("broker: closed")
+	}
+	if b.started {
+		return errors.New("broker: already started")
+	}
+	b.started = true
+	defer func() {
+		if err != nil {
+			b.shutdown()
+		}
+	}()
+
+	if b.cfg.DataDir != "" {
+		if err := os.MkdirAll(b.cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("broker: data dir: %w", err)
+		}
+		st := &storageHook{Hook: new(pebble.Hook)}
+		opts := &pebble.Options{Path: filepath.Join(b.cfg.DataDir, "sessions"), Mode: pebble.Sync}
+		if err := b.srv.AddHook(st, opts); err != nil {
+			return fmt.Errorf("broker: session store: %w", err)
+		}
+	} else {
+		b.log.Warn().Msg("no data dir: sessions and queued messages are kept in memory only")
+	}
+
+	if b.cfg.Addr != "none" {
+		ln, err := net.Listen("tcp", b.cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		b.mqttLn = newTrackListener(ln)
+		if err := b.srv.AddListener(listeners.NewNet("tcp", b.mqttLn)); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+	}
+	if b.tlsConfig != nil {
+		ln, err := net.Listen("tcp", b.cfg.TLS.Addr)
+		if err != nil {
+			return fmt.Errorf("broker: tls: %w", err)
+		}
+		b.tlsLn = newTrackListener(ln)
+		if err := b.srv.AddListener(listeners.NewNet("tls", tls.NewListener(b.tlsLn, b.tlsConfig))); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+	}
+	if b.cfg.HTTPAddr != "none" {
+		if b.httpLn, err = net.Listen("tcp", b.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("broker: http: %w", err)
+		}
+	}
+
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	if b.httpLn != nil {
+		b.httpSrv = &http.Server{
+			Handler:           b.httpHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			ErrorLog:          nil,
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			if err := b.httpSrv.Serve(b.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				b.log.Error().Err(err).Msg("http server stopped")
+			}
+		}()
+	}
+	if b.cfg.Revocations == nil && b.cfg.RevocationsFile != "" {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			err := b.revs.Watch(ctx, b.cfg.RevocationsFile, func(err error) {
+				b.log.Error().Err(err).Msg("revocation list")
+			})
+			if err != nil {
+				b.log.Error().Err(err).Msg("revocation list is not watched; restart to reload it")
+			}
+		}()
+	}
+	if !b.cfg.allowAll {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.sweepLoop(ctx)
+		}()
+	}
+	b.log.Info().Str("mqtt", b.addrOf(b.mqttLn)).Str("tls", b.addrOf(b.tlsLn)).Str("http", b.addrOf(b.httpLn)).
+		Str("data_dir", b.cfg.DataDir).Msg("broker started")
+	return nil
+}
+
+func (b *Broker) addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// Addr returns the address of the plain MQTT listener ("" before Start or when disabled).
+func (b *Broker) Addr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addrOf(b.mqttLn)
+}
+
+// TLSAddr returns the address of the MQTT-over-TLS listener ("" when disabled).
+func (b *Broker) TLSAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addrOf(b.tlsLn)
+}
+
+// HTTPAddr returns the address of the HTTP listener ("" when disabled).
+func (b *Broker) HTTPAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addrOf(b.httpLn)
+}
+
+// Close disconnects every client, stops the listeners and closes the session store. It
+// waits for everything it started and may be called more than once.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	if b.started {
+		b.shutdown()
+	}
+	return nil
+}
+
+// shutdown stops what Start started; b.mu is held.
+func (b *Broker) shutdown() {
+	if b.cancel != nil {
+		b.cancel()
+	}
+	if b.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = b.httpSrv.Shutdown(ctx)
+		cancel()
+	} else if b.httpLn != nil {
+		_ = b.httpLn.Close()
+	}
+	// mochi closes each listener (our trackListener also closes connections still in
+	// their CONNECT phase), waits for every client goroutine, then stops the hooks.
+	_ = b.srv.Close()
+	b.wg.Wait()
+	b.log.Info().Msg("broker stopped")
+}
+
+// sweepLoop disconnects connected devices that the revocation list revokes, and drops
+// sessions whose connection ended without mochi calling OnDisconnect (it skips the hook
+// when the CONNACK cannot be written).
+func (b *Broker) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(b.cfg.RevocationSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.DisconnectRevoked()
+			b.pruneSessions()
+		}
+	}
+}
+
+// DisconnectRevoked disconnects every connected device the revocation list revokes and
+// returns how many it disconnected. The broker calls it periodically
+// (Config.RevocationSweep).
+func (b *Broker) DisconnectRevoked() int {
+	n := 0
+	b.sessions.rangeAll(func(cl *mqtt.Client, s *session) bool {
+		if s.Role == topics.RoleDevice && b.revs.Revoked(s.DeviceID) && !cl.Closed() {
+			b.log.Info().Str("client", cl.ID).Msg("device revoked, disconnecting")
+			_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+			b.stats.revokedDisconnects.Add(1)
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// orphanAge is how long a closed client's session may linger before pruneSessions drops it.
+const orphanAge = 60
+
+func (b *Broker) pruneSessions() {
+	now := time.Now().Unix()
+	b.sessions.rangeAll(func(cl *mqtt.Client, _ *session) bool {
+		if t := cl.StopTime(); cl.Closed() && t > 0 && now-t > orphanAge {
+			b.sessions.remove(cl)
+		}
+		return true
+	})
+}
+
+// Stats are the broker's counters: mochi's $SYS figures and clipgate's own.
+type Stats struct {
+	ClientsConnected int64 `json:"clients_connected"`
+	ClientsTotal     int64 `json:"clients_total"`
+	Subscriptions    int64 `json:"subscriptions"`
+	MessagesReceived int64 `json:"messages_received"`
+	MessagesSent     int64 `json:"messages_sent"`
+	// MessagesDropped counts messages dropped because a subscriber's outbound queue was
+	// full (Config.MaxWritesPending); InflightDropped those dropped because its inflight
+	// window or packet IDs were exhausted. mochi acknowledges the publisher before
+	// fan-out, so these are losses the publisher never hears about.
+	MessagesDropped int64 `json:"messages_dropped"`
+	InflightDropped int64 `json:"inflight_dropped"`
+	Inflight        int64 `json:"inflight"`
+	Retained        int64 `json:"retained"`
+
+	Sessions           int64 `json:"sessions"` // authenticated live connections
+	AuthFailures       int64 `json:"auth_failures"`
+	ACLDenied          int64 `json:"acl_denied"`
+	RateLimited        int64 `json:"rate_limited"`
+	RevokedDisconnects int64 `json:"revoked_disconnects"`
+	Takeovers          int64 `json:"takeovers"`
+}
+
+// Stats returns a snapshot of the counters.
+func (b *Broker) Stats() Stats {
+	i := b.srv.Info.Clone()
+	return Stats{
+		ClientsConnected:   i.ClientsConnected,
+		ClientsTotal:       int64(b.srv.Clients.Len()),
+		Subscriptions:      i.Subscriptions,
+		MessagesReceived:   i.MessagesReceived,
+		MessagesSent:       i.MessagesSent,
+		MessagesDropped:    i.MessagesDropped,
+		InflightDropped:    i.InflightDropped,
+		Inflight:           i.Inflight,
+		Retained:           i.Retained,
+		Sessions:           b.sessions.n.Load(),
+		AuthFailures:       b.stats.authFailures.Load(),
+		ACLDenied:          b.stats.aclDenied.Load(),
+		RateLimited:        b.stats.rateLimited.Load(),
+		RevokedDisconnects: b.stats.revokedDisconnects.Load(),
+		Takeovers:          b.stats.takeovers.Load(),
+	}
+}
+
+// Connected reports whether a client with this ID is connected, and as whom.
+func (b *Broker) Connected(clientID string) (Principal, bool) {
+	cl, ok := b.srv.Clients.Get(clientID)
+	if !ok || cl.Closed() {
+		return Principal{}, false
+	}
+	s := b.sessions.get(cl)
+	if s == nil {
+		return Principal{}, false
+	}
+	return s.Principal, true
+}
+
+// trackListener wraps a TCP listener: it sets a deadline on each new connection for its
+// handshake and CONNECT (mochi replaces it with the keepalive deadline once the client is
+// accepted), and on Close it also closes every connection it accepted, so that a client
+// stuck before CONNECT cannot keep the broker from shutting down.
+type trackListener struct {
+	net.Listener
+	mu     sync.Mutex
+	conns  map[*trackConn]struct{}
+	closed bool
+}
+
+func newTrackListener(ln net.Listener) *trackListener {
+	return &trackListener{Listener: ln, conns: make(map[*trackConn]struct{})}
+}
+
+func (l *trackListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(connectTimeout))
+	tc := &trackConn{Conn: c, l: l}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	return tc, nil
+}
+
+func (l *trackListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = make(map[*trackConn]struct{})
+	l.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+	return err
+}
+
+type trackConn struct {
+	net.Conn
+	l    *trackListener
+	once sync.Once
+}
+
+func (c *trackConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}

@@ -1,0 +1,185 @@
+package broker
+
+import (
+	"strings"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// hook is clipgate's mochi hook: authentication, ACL, session takeover, rate limits and
+// the shared-subscription picker.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "clipgate" }
+
+func (h *hook) Provides(x byte) bool {
+	switch x {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
+		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSelectSubscribers, mqtt.OnPacketRead:
+		return true
+	}
+	return false
+}
+
+// OnConnect authenticates the client. It runs before mochi's OnConnectAuthenticate so
+// that a refusal can carry its own CONNACK code (mochi would send "not authorized" for
+// everything); the session it records is what OnConnectAuthenticate then accepts.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	b := h.b
+	p, r, why := b.authenticate(cl, pk)
+	if r != refuseNone {
+		b.stats.authFailures.Add(1)
+		b.log.Info().Str("client", cl.ID).Str("username", safeUsername(pk.Connect.Username)).
+			Str("remote", cl.Net.Remote).Str("refusal", r.String()).Str("reason", why).Msg("connection refused")
+		_ = b.srv.SendConnack(cl, r.connackCode(cl.Properties.ProtocolVersion), false, nil)
+		return errRefused
+	}
+	b.sessions.add(cl, b.newSession(p))
+	b.log.Debug().Str("client", cl.ID).Str("role", p.Role.String()).Str("remote", cl.Net.Remote).Msg("client authenticated")
+	return nil
+}
+
+// safeUsername bounds what an unauthenticated client gets into the logs.
+func safeUsername(u []byte) string {
+	if len(u) > 128 {
+		u = u[:128]
+	}
+	return string(u)
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return h.b.sessions.get(cl) != nil
+}
+
+// OnSessionEstablish runs before mochi takes over an existing session with the same
+// client ID. The old connection's will is cleared: the client is not gone, it has
+// reconnected, and a late "offline" will would contradict its new connection.
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if old, ok := h.b.srv.Clients.Get(cl.ID); ok && old != cl {
+		atomic.StoreUint32(&old.Properties.Will.Flag, 0)
+		h.b.stats.takeovers.Add(1)
+		h.b.log.Info().Str("client", cl.ID).Str("old_remote", old.Net.Remote).Str("remote", cl.Net.Remote).
+			Msg("session taken over")
+	}
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.b.sessions.remove(cl)
+	h.b.log.Debug().Str("client", cl.ID).AnErr("cause", err).Msg("client disconnected")
+}
+
+// OnACLCheck is called for every publish, subscribed filter and delivery.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	b := h.b
+	var ok bool
+	if s := b.sessions.get(cl); s != nil {
+		ok = b.allowed(s, topic, write)
+	} else {
+		ok = b.allowedOffline(cl, topic, write)
+	}
+	if !ok {
+		b.stats.aclDenied.Add(1)
+	}
+	return ok
+}
+
+// allowedOffline decides for a client without a live session: a persistent session
+// whose connection has ended, or one restored from storage. Nothing is published by
+// it; messages are queued for it along its subscriptions, which were checked when made
+// and can only be resumed by the same username (see authenticate). A device session (a
+// client ID of device form equal to its username) is held to the device rule.
+func (b *Broker) allowedOffline(cl *mqtt.Client, topic string, write bool) bool {
+	if write {
+		return false
+	}
+	if deviceid.Valid(cl.ID) && string(cl.Properties.Username) == cl.ID {
+		return !b.revs.Revoked(cl.ID) && b.scheme.Allowed(topics.RoleDevice, cl.ID, topic, topics.Subscribe)
+	}
+	return true
+}
+
+// OnSubscribe decides each filter exactly (mochi's ACL call cannot tell a subscription
+// from a delivery) and replaces a refused one with denyFilter, which OnACLCheck denies.
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	b := h.b
+	s := b.sessions.get(cl)
+	for i := range pk.Filters {
+		f := pk.Filters[i].Filter
+		if s == nil || (s.Role == topics.RoleDevice && b.revs.Revoked(s.DeviceID)) ||
+			!b.scheme.Allowed(s.Role, s.DeviceID, f, topics.Subscribe) {
+			b.log.Info().Str("client", cl.ID).Str("filter", f).Msg("subscription refused")
+			pk.Filters[i].Filter = denyFilter
+		}
+	}
+	return pk
+}
+
+func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, _ packets.Packet) *mqtt.Subscribers {
+	h.b.picker.pick(subs)
+	return subs
+}
+
+// OnPacketRead enforces the publish rate limit. Returning ErrRejectPacket makes mochi
+// close the connection.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return pk, nil
+	}
+	b := h.b
+	// mochi silently drops publishes to $SYS topics, even QoS 1 ones, leaving the client
+	// waiting for its PUBACK; treat them like any denied QoS 1 publish.
+	if pk.FixedHeader.Qos > 0 && strings.HasPrefix(pk.TopicName, "$") {
+		b.stats.aclDenied.Add(1)
+		b.log.Info().Str("client", cl.ID).Str("topic", pk.TopicName).Msg("publish to a $ topic refused, disconnecting")
+		return pk, packets.ErrRejectPacket
+	}
+	s := b.sessions.get(cl)
+	if s != nil && s.limiter != nil && !s.limiter.Allow() {
+		b.stats.rateLimited.Add(1)
+		b.log.Warn().Str("client", cl.ID).Str("remote", cl.Net.Remote).Msg("publish rate exceeded, disconnecting")
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+// storageHook is mochi's pebble storage hook with one fix: mochi hands OnSubscribed
+// every filter of a SUBSCRIBE, refused ones included, and the pebble hook stores them all
+// (with the refusal code as QoS), so a refused subscription would come back as a live one
+// after a restart. Only granted filters are passed on.
+type storageHook struct {
+	*pebble.Hook
+}
+
+func (h *storageHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	n := 0
+	for i := range pk.Filters {
+		if i < len(reasonCodes) && reasonCodes[i] <= packets.CodeGrantedQos2.Code {
+			n++
+		}
+	}
+	if n == len(pk.Filters) {
+		h.Hook.OnSubscribed(cl, pk, reasonCodes)
+		return
+	}
+	filters := make(packets.Subscriptions, 0, n)
+	codes := make([]byte, 0, n)
+	for i, f := range pk.Filters {
+		if i < len(reasonCodes) && reasonCodes[i] <= packets.CodeGrantedQos2.Code {
+			filters = append(filters, f)
+			codes = append(codes, reasonCodes[i])
+		}
+	}
+	if n > 0 {
+		pk.Filters = filters
+		h.Hook.OnSubscribed(cl, pk, codes)
+	}
+}
