@@ -141,6 +141,11 @@ func readLimited(f *os.File, path string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+func isSymlink(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
+}
+
 // reloadDelay coalesces the bursts of events one edit makes (truncate, write, rename).
 const reloadDelay = 50 * time.Millisecond
 
@@ -157,7 +162,8 @@ func (r *Revocations) Watch(ctx context.Context, path string, onErr func(error))
 		return fmt.Errorf("revocation list: %w", err)
 	}
 	defer w.Close()
-	dir := filepath.Dir(path)
+	clean := filepath.Clean(path)
+	dir := filepath.Dir(clean)
 	if err := w.Add(dir); err != nil {
 		return fmt.Errorf("revocation list: watching %s: %w", dir, err)
 	}
@@ -166,8 +172,9 @@ func (r *Revocations) Watch(ctx context.Context, path string, onErr func(error))
 			onErr(err)
 		}
 	}
-	// last identifies the last content (or error) seen, so that unrelated events in the
-	// directory neither rebuild the set nor repeat a report.
+	// last identifies the last content (or error) seen, so that events that change
+	// nothing (chmod, a rewrite with the same content) neither rebuild the set nor repeat
+	// a report.
 	var last [sha256.Size]byte
 	first := true
 	reload := func() {
@@ -202,14 +209,14 @@ func (r *Revocations) Watch(ctx context.Context, path string, onErr func(error))
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return errors.New("revocation list: watcher closed")
 			}
-			// Any event in the directory may change what path names (renames, symlink
-			// swaps); the content check in reload skips the unrelated ones. The timer is
-			// not pushed back by later events, so a busy directory cannot starve reloads.
-			if !pending {
+			// Events name the file itself, except when path is a symlink: then a swap of
+			// any link in the directory may change its target. The timer is not pushed
+			// back by later events, so a busy directory cannot starve reloads.
+			if !pending && (filepath.Clean(ev.Name) == clean || isSymlink(path)) {
 				pending = true
 				timer.Reset(reloadDelay)
 			}
