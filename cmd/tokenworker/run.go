@@ -38,7 +38,7 @@ type CLI struct {
 	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path"`
 	Username     string `help:"Service account user name (role tokenworker)." default:"tokenworker"`
 	PasswordFile string `help:"File holding the service account password (or set ${envPassword})." type:"path"`
-	ClientID     string `help:"MQTT client ID; with --workers N, suffixed -1..-N (default: tokenworker-<random>)."`
+	ClientID     string `help:"MQTT client ID, USERNAME:INSTANCE; with --workers N, suffixed -1..-N (default: USERNAME:<random>)."`
 	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
 	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
 

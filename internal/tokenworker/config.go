@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/policy"
@@ -45,7 +46,7 @@ type Config struct {
 	TLS       *tls.Config // for ssl:// brokers
 	// Username and Password are the worker's service account (role tokenworker).
 	Username, Password string
-	ClientID           string        // default "tokenworker-<random>"
+	ClientID           string        // default "<Username>:<random>" (never of device-ID form)
 	Group              string        // shared-subscription group; default topics.DefaultWorkerGroup
 	Topics             topics.Scheme // zero value = topics.Default()
 	// FleetKey derives every device key (identity.DeriveDeviceKey). Required.
@@ -124,7 +125,16 @@ func (c Config) withDefaults() (Config, error) {
 		if _, err := rand.Read(b[:]); err != nil {
 			return c, err
 		}
-		c.ClientID = "tokenworker-" + hex.EncodeToString(b[:])
+		user := c.Username
+		if user == "" {
+			user = "tokenworker"
+		}
+		c.ClientID = user + ":" + hex.EncodeToString(b[:])
+	}
+	if deviceid.Valid(c.ClientID) {
+		// The broker keeps device IDs for devices, so that no service can take over a
+		// device's session.
+		return c, fmt.Errorf("tokenworker: client ID %q has the form of a device ID; use USERNAME:INSTANCE", c.ClientID)
 	}
 	if c.BrokerURL != "" {
 		u, err := url.Parse(c.BrokerURL)

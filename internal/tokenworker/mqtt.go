@@ -18,6 +18,7 @@ const (
 	publishTimeout     = 10 * time.Second
 	subscribeTimeout   = 10 * time.Second
 	unsubscribeTimeout = time.Second
+	connectTimeout     = 10 * time.Second
 	connectBackoffMin  = 200 * time.Millisecond
 	connectBackoffMax  = 10 * time.Second
 )
@@ -59,7 +60,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		SetAutoReconnect(true).
 		SetConnectRetry(false).
 		SetMaxReconnectInterval(connectBackoffMax).
-		SetConnectTimeout(10 * time.Second).
+		SetConnectTimeout(connectTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetWriteTimeout(publishTimeout).
 		SetOnConnectHandler(func(c mqtt.Client) { w.subscribe(c, filter) }).
@@ -73,9 +74,8 @@ func (w *Worker) Start(ctx context.Context) error {
 		opts.SetTLSConfig(w.cfg.TLS)
 	}
 	w.client = mqtt.NewClient(opts)
-	// Handlers: pool goroutines take requests off the queue. Twice the STS slots, so that
-	// cheap requests (cached credentials, refusals) are served while STS calls are pending.
-	for i := 0; i < 2*w.cfg.MaxConcurrent; i++ {
+	// Handlers: pool goroutines take requests off the queue.
+	for i := 0; i < w.poolSize; i++ {
 		w.wg.Add(1)
 		go w.serve()
 	}
@@ -102,7 +102,10 @@ func (w *Worker) connect(ctx context.Context) error {
 		select {
 		case <-tok.Done():
 		case <-ctx.Done():
-			// The attempt ends by itself within the connect timeout; Close disconnects.
+			// The attempt ends by itself within the connect timeout; Close waits for it.
+			w.mu.Lock()
+			w.abandoned = tok
+			w.mu.Unlock()
 			return ctx.Err()
 		}
 		err := tok.Error()
@@ -192,16 +195,7 @@ func (w *Worker) serve() {
 		case j := <-w.queue:
 			w.handleJob(j)
 		case <-w.runCtx.Done():
-			// Shutting down: tell what is still queued to retry (another worker of the group
-			// takes it), rather than leave the devices to time out.
-			for {
-				select {
-				case j := <-w.queue:
-					w.refuse(j, protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
-				default:
-					return
-				}
-			}
+			return
 		}
 	}
 }
@@ -230,7 +224,7 @@ func (w *Worker) Close() error {
 		return nil
 	}
 	w.closed = true
-	started := w.started
+	started, abandoned := w.started, w.abandoned
 	w.mu.Unlock()
 	if started {
 		if w.client.IsConnectionOpen() {
@@ -238,6 +232,19 @@ func (w *Worker) Close() error {
 		}
 		w.cancel()
 		w.wg.Wait()
+		// Tell what is still queued to retry (another worker of the group takes it), rather
+		// than leave the devices to time out.
+		for drained := false; !drained; {
+			select {
+			case j := <-w.queue:
+				w.refuse(j, protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
+			default:
+				drained = true
+			}
+		}
+		if abandoned != nil {
+			abandoned.WaitTimeout(2 * connectTimeout)
+		}
 		w.client.Disconnect(250)
 	}
 	w.stsWG.Wait()

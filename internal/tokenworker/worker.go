@@ -54,12 +54,17 @@ type Worker struct {
 	started bool
 	closed  bool
 	client  mqtt.Client
-	queue   chan job
-	runCtx  context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	subOnce sync.Once
-	subbed  chan struct{}
+	// abandoned is a connect attempt Start stopped waiting for; Close waits for it.
+	abandoned mqtt.Token
+	queue     chan job
+	runCtx    context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	// poolSize is the number of handler goroutines: twice the STS slots, so that cheap
+	// requests (cached credentials, refusals) are served while STS calls are pending.
+	poolSize int
+	subOnce  sync.Once
+	subbed   chan struct{}
 }
 
 // New checks cfg and returns a worker. It does not connect; see Start.
@@ -77,6 +82,7 @@ func New(cfg Config) (*Worker, error) {
 		devLimit: newDeviceLimiter(float64(c.DeviceRate), c.DeviceBurst, c.CacheSize),
 		creds:    newCredCache(c.CacheSize),
 		subbed:   make(chan struct{}),
+		poolSize: 2 * c.MaxConcurrent,
 	}
 	return w, nil
 }
