@@ -40,7 +40,8 @@ const (
 	MaxRetryAfterMs   = 24 * 60 * 60 * 1000 // one day
 )
 
-// Mode is a credential mode: letters from "r", "w" and "a", each at most once ("w", "wa").
+// Mode is a credential mode: letters from "r", "w" and "a", each at most once ("w",
+// "wa"), as policy.ParseMode checks it.
 type Mode = string
 
 // Code is an error code, from a closed set. Each tells the device what to do next.

@@ -3,10 +3,10 @@ package protocol
 import (
 	"encoding/base64"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/policy"
 )
 
 // Encoded lengths of the fixed-size binary fields (base64url without padding).
@@ -38,8 +38,8 @@ func (r *AuthRequest) Validate() error {
 	if !validB64(r.Nonce, nonceLen) {
 		return fieldErr("nonce", "must be %d bytes in base64url without padding (%d characters)", NonceSize, nonceLen)
 	}
-	if !validMode(r.Mode) {
-		return fieldErr("mode", "must be letters from r, w and a, each at most once")
+	if _, err := policy.ParseMode(r.Mode); err != nil {
+		return fieldErr("mode", "%v", err)
 	}
 	if !validB64(r.Sig, sigLen) {
 		return fieldErr("sig", "must be %d bytes in base64url without padding (%d characters)", SigSize, sigLen)
@@ -201,8 +201,11 @@ func validB64(s string, n int) bool {
 	if len(s) != n || !b64Alphabet(s) {
 		return false
 	}
-	var buf [SigSize]byte // large enough for the nonce and the signature
-	_, err := b64.Decode(buf[:], []byte(s))
+	// Fixed arrays keep the check off the heap (a []byte(s) conversion would allocate).
+	var src [sigLen]byte
+	var dst [SigSize]byte
+	n = copy(src[:], s)
+	_, err := b64.Decode(dst[:], src[:n])
 	return err == nil
 }
 
@@ -220,24 +223,6 @@ func b64Alphabet(s string) bool {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 			return false
 		}
-	}
-	return true
-}
-
-// validMode checks mode letters (r, w, a, each at most once, at least one). It mirrors
-// policy.ParseMode, which this package cannot use yet: see the package note in the
-// report of issue 3.
-func validMode(m string) bool {
-	if m == "" || len(m) > 3 {
-		return false
-	}
-	var seen [3]bool
-	for i := 0; i < len(m); i++ {
-		j := strings.IndexByte("rwa", m[i])
-		if j < 0 || seen[j] {
-			return false
-		}
-		seen[j] = true
 	}
 	return true
 }
