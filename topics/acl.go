@@ -80,7 +80,12 @@ func (a Action) String() string {
 // RoleDevice) publish to the topic, or subscribe to the filter, topicOrFilter?
 //
 // A filter is allowed only if every topic it can match is allowed, so "{root}/#" is
-// denied to consumers (it would also match auth replies). Publish topics never contain
+// denied to consumers (it would also match auth replies). Subscribe with a concrete topic
+// asks whether the client may receive messages on it: mochi-mqtt's OnACLCheck runs with
+// write=false and the message's topic for every delivery, so Subscribe must (and does)
+// allow each concrete topic that an allowed filter of the role matches. Token workers may
+// use the request wildcard only inside a share group ("$share/{group}/"), so that each
+// request reaches one worker. Publish topics never contain
 // wildcards. Malformed topics and filters are denied: empty, longer than 65535 bytes,
 // not UTF-8, containing NUL, with an empty level, with "+" or "#" sharing a level with
 // other characters, "#" not last, "$share" without a group or filter. Allowed does not
@@ -124,6 +129,11 @@ func (s Scheme) maySubscribe(role Role, deviceID, filter string, shared bool) bo
 		kind, id, ok := s.Parse(filter)
 		return ok && id == deviceID && kind == KindAuthReply
 	case RoleTokenWorker:
+		// Any one request topic may be read (this is also the per-delivery check), but
+		// the wildcard only inside a share group, so that each request reaches one worker.
+		if kind, _, ok := s.Parse(filter); ok {
+			return kind == KindAuthRequest
+		}
 		rest, ok := s.under(filter)
 		return shared && ok && rest == "devices/+/"+authRequest
 	case RoleConsumer:

@@ -57,7 +57,8 @@ func expectConcrete(role Role, kind Kind, own bool, a Action) bool {
 		}
 		return kind == KindAuthReply
 	case RoleTokenWorker:
-		return a == Publish && kind == KindAuthReply
+		// Subscribe to a concrete request topic is also mochi's per-delivery check.
+		return a == Publish && kind == KindAuthReply || a == Subscribe && kind == KindAuthRequest
 	case RoleConsumer:
 		return a == Subscribe && (kind == KindEvent || kind == KindStatus)
 	case RoleAdmin:
@@ -126,7 +127,9 @@ func TestAllowedTable(t *testing.T) {
 		{W, "", "$share/tokenworkers/" + r + "/devices/+/auth/request", S, true},
 		{W, "", "$share/any-group/" + r + "/devices/+/auth/request", S, true},
 		{W, "", r + "/devices/+/auth/request", S, false}, // plain: every worker would get every request
-		{W, "", "$share/g/" + r + "/devices/cam-01/auth/request", S, false},
+		{W, "", "$share/g/" + r + "/devices/cam-01/auth/request", S, true},
+		{W, "", r + "/devices/cam-01/auth/request", S, true}, // delivery check of one request
+		{W, "", r + "/devices/cam-01/auth/reply", S, false},
 		{W, "", "$share/g/" + r + "/devices/+/auth/reply", S, false},
 		{W, "", "$share/g/" + r + "/devices/+/auth/+", S, false},
 		{W, "", "$share/g/" + r + "/devices/+/#", S, false},
@@ -394,8 +397,9 @@ func candidateFilters(u []string) []string {
 }
 
 // TestFilterSoundness checks the central rule: a filter is allowed only if every topic
-// it can match is readable by the role. Thousands of filters are derived from a universe
-// of topics and checked against all of them.
+// it can match is readable by the role, and each such topic passes the per-delivery
+// check. Thousands of filters are derived from a universe of topics and checked against
+// all of them.
 func TestFilterSoundness(t *testing.T) {
 	t.Parallel()
 	for _, s := range []Scheme{Default(), mustNew(t, "acme/fleet/v1")} {
@@ -413,8 +417,16 @@ func TestFilterSoundness(t *testing.T) {
 					plain = rest
 				}
 				for _, topic := range u {
-					if match(plain, topic) && !readable(s, role, me, topic) {
+					if !match(plain, topic) {
+						continue
+					}
+					if !readable(s, role, me, topic) {
 						t.Errorf("%v may subscribe to %q, which matches %q", role, f, topic)
+					}
+					// mochi-mqtt checks every delivery with the concrete topic: what the
+					// filter lets through must pass that check too.
+					if !s.Allowed(role, me, topic, Subscribe) {
+						t.Errorf("%v may subscribe to %q but not receive its match %q", role, f, topic)
 					}
 				}
 			}
