@@ -1,0 +1,122 @@
+package localcloud
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"hash/crc64"
+	"io"
+	"os"
+	"sync"
+)
+
+// ecmaTable is the CRC-64/ECMA-182 table OSS uses for x-oss-hash-crc64ecma.
+var ecmaTable = crc64.MakeTable(crc64.ECMA)
+
+// copyBufSize is the size of the pooled buffers bodies are streamed through: large enough
+// that each write to disk is one big system call, small enough to keep memory flat.
+const copyBufSize = 512 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// errTooLarge reports a body over its limit.
+var errTooLarge = errors.New("body too large")
+
+// digest accumulates the size, CRC-64 and hashes of streamed data.
+type digest struct {
+	size   int64
+	crc    uint64      // continues from its initial value, as crc64.Update does
+	hashes []hash.Hash // each sees every byte
+}
+
+// copyIn streams src into f at f's current offset until EOF, updating d. More than limit
+// bytes gives errTooLarge (and nothing beyond limit is written).
+func copyIn(f *os.File, src io.Reader, limit int64, d *digest) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var n0 int64
+	for {
+		n, err := io.ReadFull(src, buf)
+		if n > 0 {
+			if n0+int64(n) > limit {
+				return errTooLarge
+			}
+			p := buf[:n]
+			d.crc = crc64.Update(d.crc, ecmaTable, p)
+			for _, h := range d.hashes {
+				h.Write(p)
+			}
+			if _, werr := f.Write(p); werr != nil {
+				return werr
+			}
+			n0 += int64(n)
+			d.size += int64(n)
+		}
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF: // ReadFull's way of saying the body ended
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
+// crc64Combine returns the CRC-64/ECMA of A‖B from crc1 = CRC(A), crc2 = CRC(B) and
+// len2 = len(B). For a CRC with inverted initial value and output, CRC(A‖B) equals
+// crc2 XOR (crc1 advanced through len2 zero bytes of the raw register), and advancing through
+// n zero bytes is a linear map over GF(2), applied here as a 64×64 bit matrix raised to the
+// n-th power by repeated squaring.
+func crc64Combine(crc1, crc2 uint64, len2 int64) uint64 {
+	if len2 <= 0 {
+		return crc1 // CRC(A‖ε) = CRC(A)
+	}
+	// One zero bit: shift right, folding in the reflected polynomial when bit 0 falls out.
+	var op [64]uint64
+	op[0] = crc64.ECMA
+	for i := 1; i < 64; i++ {
+		op[i] = 1 << (i - 1)
+	}
+	var sq [64]uint64
+	gf2Square(&sq, &op) // two zero bits
+	gf2Square(&op, &sq) // four
+	gf2Square(&sq, &op) // eight: one zero byte
+	// sq now advances one byte; walk len2's bits, squaring for each.
+	for n := uint64(len2); ; {
+		if n&1 != 0 {
+			crc1 = gf2Times(&sq, crc1)
+		}
+		n >>= 1
+		if n == 0 {
+			break
+		}
+		gf2Square(&op, &sq)
+		sq = op
+	}
+	return crc1 ^ crc2
+}
+
+// gf2Times multiplies the bit matrix m (column i is the image of bit i) by v.
+func gf2Times(m *[64]uint64, v uint64) uint64 {
+	var out uint64
+	for i := 0; v != 0; i, v = i+1, v>>1 {
+		if v&1 != 0 {
+			out ^= m[i]
+		}
+	}
+	return out
+}
+
+// gf2Square sets dst to m·m.
+func gf2Square(dst, m *[64]uint64) {
+	for i := range m {
+		dst[i] = gf2Times(m, m[i])
+	}
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
