@@ -7,6 +7,8 @@ var (
 	authRequestFields = []string{"v", "id", "device", "ts", "nonce", "mode", "sig"}
 	authReplyFields   = []string{"v", "id", "ok", "serverTime", "credentials", "sealed", "oss", "error"}
 	credentialsFields = []string{"accessKeyId", "accessKeySecret", "securityToken", "expiration"}
+	credentialsPaths  = []string{"credentials.accessKeyId", "credentials.accessKeySecret",
+		"credentials.securityToken", "credentials.expiration"}
 	ossFields         = []string{"endpoint", "region", "bucket", "prefix"}
 	replyErrorFields  = []string{"code", "message", "retryAfterMs"}
 	uploadEventFields = []string{"v", "id", "device", "status", "bucket", "key", "size", "crc64",
@@ -171,15 +173,19 @@ func (r *reader) credentials(field string) (*Credentials, error) {
 		if !more {
 			break
 		}
+		name := credentialsPaths[i]
+		if field == "" {
+			name = credentialsFields[i]
+		}
 		switch i {
 		case 0:
-			c.AccessKeyID, err = r.str(o.prefix + "accessKeyId")
+			c.AccessKeyID, err = r.str(name)
 		case 1:
-			c.AccessKeySecret, err = r.str(o.prefix + "accessKeySecret")
+			c.AccessKeySecret, err = r.str(name)
 		case 2:
-			c.SecurityToken, err = r.str(o.prefix + "securityToken")
+			c.SecurityToken, err = r.str(name)
 		case 3:
-			c.Expiration, err = r.time(o.prefix + "expiration")
+			c.Expiration, err = r.time(name)
 		}
 		if err != nil {
 			return nil, err
