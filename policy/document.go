@@ -10,17 +10,15 @@ import (
 const Version = "1"
 
 // Limits on a policy document, so that a hostile one cannot make parsing or evaluation
-// expensive. RAM's own limits are lower (6144 characters for a custom policy, 2048 for
-// a session policy).
+// expensive. RAM's own limits are far lower (a few thousand characters for a custom
+// policy, MaxSessionPolicyLen for a session policy). Matching is linear in the request's
+// resource for each pattern, so the worst case is bounded by the document size.
 const (
-	MaxDocumentSize      = 64 << 10 // bytes of JSON
-	MaxStatements        = 256      // statements in one document
-	MaxValues            = 256      // strings in one Action, Resource or condition value list
-	MaxConditions        = 64       // operator/key pairs in one statement
-	MaxStringLen         = 4096     // bytes in one action, resource or condition value
-	maxPatternsPerStmt   = 4 * MaxValues
-	maxPatternsTotal     = 8 << 10
-	maxConditionValueLen = MaxStringLen
+	MaxDocumentSize = 64 << 10 // bytes of JSON
+	MaxStatements   = 256      // statements in one document
+	MaxValues       = 256      // strings in one Action, Resource or condition value list
+	MaxConditions   = 64       // operator/key pairs in one statement
+	MaxStringLen    = 4096     // bytes in one action, resource or condition value
 )
 
 // ErrInvalidPolicy is wrapped by every error Parse and ParseSession return.

@@ -358,3 +358,36 @@ func TestDecisionString(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateConcurrent shares one parsed document between goroutines (run with -race).
+func TestEvaluateConcurrent(t *testing.T) {
+	t.Parallel()
+	role, session := benchDocs(t)
+	reqs := benchRequests()
+	want := map[string]bool{}
+	for name, r := range reqs {
+		want[name] = Authorize(r, role, session)
+	}
+	if !want["own-put"] || want["other-device"] || want["list-bucket"] {
+		t.Fatalf("unexpected decisions %v", want)
+	}
+	done := make(chan error)
+	for range 8 {
+		go func() {
+			var err error
+			for range 500 {
+				for name, r := range reqs {
+					if got := Authorize(r, role, session); got != want[name] && err == nil {
+						err = fmt.Errorf("%s: %v, want %v", name, got, want[name])
+					}
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
