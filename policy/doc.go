@@ -36,11 +36,18 @@
 //     values), acs:SourceIp (IpAddress/NotIpAddress, IPv4 or IPv6 address or CIDR) and
 //     acs:SecureTransport (Bool). String operators (StringEquals, StringNotEquals,
 //     StringEqualsIgnoreCase, StringNotEqualsIgnoreCase, StringLike, StringNotLike) apply
-//     to every key's text form. Other operators and keys are refused at parse time,
-//     rather than silently never matching.
+//     to every key's text form: the time in UTC to the second ("2025-06-01T12:00:00Z"),
+//     the address in canonical form (IPv4-mapped IPv6 as IPv4), "true" or "false". Date
+//     operators compare instants exactly. Other operators and keys (including the
+//     numeric operators and ...IfExists forms) are refused at parse time rather than
+//     silently never matching.
 //   - A key the request does not carry (zero CurrentTime, invalid SourceIP) makes a
 //     positive operator fail and a negated operator hold, as in AWS IAM; RAM's
 //     documentation is silent on this.
+//
+// Parse bounds its input (MaxDocumentSize, MaxStatements, MaxValues, MaxConditions,
+// MaxStringLen) and matching is linear in the request for each pattern, '?' included,
+// so no document can make evaluation blow up.
 //
 // A request made with STS credentials must be allowed by the role's policy AND by the
 // session policy, with no explicit deny in either: that is Authorize.

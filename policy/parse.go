@@ -143,7 +143,10 @@ func (p *parser) object(path string, field func(name, path string) error) error 
 		if t == json.Delim('}') {
 			return nil
 		}
-		name := t.(string) // the decoder only returns strings as object keys
+		name, ok := t.(string)
+		if !ok { // the decoder reports a syntax error first; kept so nothing can panic
+			return invalidf(path, "want a field name, got %s", describe(t))
+		}
 		if seen[name] {
 			return invalidf(path, "field %q appears twice", truncate(name))
 		}
