@@ -343,6 +343,16 @@ func TestEvaluateHandBuiltAndNil(t *testing.T) {
 		{Version: "1", Statements: []Statement{{Effect: Allow, Actions: []string{"*"}, Resources: []string{"*"},
 			Conditions: []Condition{{Operator: "IpAddress", Key: "acs:SourceIp", Values: []string{"nope"}}}}}},
 	}
+	tooMany := make([]Statement, MaxStatements+1)
+	for i := range tooMany {
+		tooMany[i] = Statement{Effect: Allow, Actions: []string{"*"}, Resources: []string{"*"}}
+	}
+	bad = append(bad,
+		&Document{Version: "1", Statements: tooMany},
+		&Document{Version: "1", Statements: []Statement{{Effect: Allow, Actions: make([]string, MaxValues+1), Resources: []string{"*"}}}},
+		&Document{Version: "1", Statements: []Statement{{Effect: Allow, Actions: []string{"*"}, Resources: []string{"*"},
+			Conditions: make([]Condition, MaxConditions+1)}}},
+	)
 	for i, d := range bad {
 		if got := d.Evaluate(&r); got != Denied {
 			t.Errorf("invalid hand-built document %d: %v, want Denied", i, got)

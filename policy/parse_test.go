@@ -117,6 +117,8 @@ func TestParseErrors(t *testing.T) {
 		{"Date on IP", cond(`{"DateGreaterThan":{"acs:SourceIp":"2025-01-02T03:04:05Z"}}`), "applies only to acs:CurrentTime"},
 		{"Bool bad", cond(`{"Bool":{"acs:SecureTransport":"yes"}}`), `"yes" is not true or false`},
 		{"Bool on IP", cond(`{"Bool":{"acs:SourceIp":"true"}}`), "applies only to acs:SecureTransport"},
+		{"long field name", `{"` + strings.Repeat("é", 100) + `":1}`, `..." (a policy has Version and Statement`},
+		{"Action too long", stmt(`{"Effect":"Allow","Action":"oss:` + strings.Repeat("x", MaxStringLen) + `","Resource":"*"}`), "action is 4100 bytes, limit 4096"},
 		{"deep nesting", `{"Version":` + strings.Repeat("[", 10000), "Version: want a string, got an array"},
 	}
 	for _, c := range cases {
