@@ -123,37 +123,33 @@ func (k *Kit) fetch(ctx context.Context) (*Credentials, error) {
 		if attempt > 0 {
 			k.log.Debug().Int("attempt", attempt+1).AnErr("previous", lastErr).Msg("retrying credentials request")
 		}
+		var wait time.Duration
 		reply, err := k.request(ctx)
-		if err != nil {
+		switch {
+		case err != nil:
 			if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotConnected) || ctx.Err() != nil {
 				return nil, err
 			}
-			lastErr = err
-			if err := k.wait(ctx, backoff(attempt, 0)); err != nil {
-				return nil, err
+			lastErr, wait = err, backoff(attempt, 0)
+		case reply.OK:
+			return k.accept(reply)
+		default:
+			e := reply.Error
+			aerr := &AuthError{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter()}
+			lastErr = aerr
+			switch e.Code {
+			case protocol.CodeUnauthenticated, protocol.CodeRevoked, protocol.CodeDenied, protocol.CodeInvalid:
+				return nil, aerr
+			case protocol.CodeClockSkew, protocol.CodeReplay:
+				// The offset was learned from serverTime; the next request is signed anew
+				// with a fresh timestamp and nonce, at once.
+				k.log.Info().Str("code", string(e.Code)).Msg("credentials request refused; re-signing")
+			default: // rate_limited, busy, unavailable, internal
+				wait = backoff(attempt, aerr.RetryAfter)
 			}
-			continue
 		}
-		if reply.OK {
-			c, err := k.accept(reply)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		}
-		e := reply.Error
-		aerr := &AuthError{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter()}
-		lastErr = aerr
-		switch {
-		case terminal(e.Code):
-			return nil, aerr
-		case e.Code == protocol.CodeClockSkew, e.Code == protocol.CodeReplay:
-			// The offset was learned from serverTime; the next request is re-signed with a
-			// fresh timestamp and nonce. Retry at once.
-			k.log.Info().Str("code", string(e.Code)).Msg("credentials request refused; re-signing")
-			continue
-		default: // rate_limited, busy, unavailable, internal
-			if err := k.wait(ctx, backoff(attempt, aerr.RetryAfter)); err != nil {
+		if wait > 0 && attempt < maxAttempts-1 {
+			if err := k.wait(ctx, lastErr, wait); err != nil {
 				return nil, err
 			}
 		}
@@ -169,10 +165,10 @@ func backoff(attempt int, retryAfter time.Duration) time.Duration {
 	return max(d, min(retryAfter, maxRetryAfter))
 }
 
-// wait sleeps for d, or until ctx ends.
-func (k *Kit) wait(ctx context.Context, d time.Duration) error {
-	if k.sleep != nil {
-		return k.sleep(ctx, d)
+// wait sleeps for d, the backoff after err, or until ctx ends.
+func (k *Kit) wait(ctx context.Context, err error, d time.Duration) error {
+	if k.onRetry != nil {
+		k.onRetry(err, d)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -64,8 +64,8 @@ type Kit struct {
 	wg       sync.WaitGroup
 
 	// Test hooks (nil in production).
-	sleep      func(ctx context.Context, d time.Duration) error // backoff waits
-	onProgress func(completed, total int64)                     // multipart progress
+	onRetry    func(err error, wait time.Duration) // before each backoff wait of a credentials fetch
+	onProgress func(completed, total int64)        // multipart progress
 }
 
 // connState tracks one MQTT connection: ready is closed once the reply subscription is

@@ -1,0 +1,385 @@
+package devicekit
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"hash/crc64"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// The test stack: localcloud (OSS + STS), the clipgate broker, a token worker and an
+// event consumer, all on loopback, all real.
+const (
+	testBucket   = "clips-bucket"
+	testPrefix   = "clips/"
+	testRole     = "camera-uploader"
+	testWorkerAK = "LTAIdevkitWorker001"
+	testAdminAK  = "LTAIdevkitAdmin0001"
+	rolePolicy   = `{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:*"],"Resource":["acs:oss:*:*:clips-bucket","acs:oss:*:*:clips-bucket/*"]}]}`
+)
+
+// Service accounts of the test broker (bcrypt minimum cost: cheap connects).
+var testAccounts = []struct{ user, password, role string }{
+	{"worker", "worker-secret-1", "tokenworker"},
+	{"consumer", "consumer-secret-1", "consumer"},
+}
+
+var (
+	accountsOnce sync.Once
+	accountsYAML []byte
+)
+
+func accountsFile(t testing.TB, dir string) string {
+	accountsOnce.Do(func() {
+		s := "accounts:\n"
+		for _, a := range testAccounts {
+			h, err := bcrypt.GenerateFromPassword([]byte(a.password), bcrypt.MinCost)
+			if err != nil {
+				panic(err)
+			}
+			s += fmt.Sprintf("  - username: %s\n    passwordHash: %q\n    role: %s\n", a.user, h, a.role)
+		}
+		accountsYAML = []byte(s)
+	})
+	p := filepath.Join(dir, "accounts.yaml")
+	if err := os.WriteFile(p, accountsYAML, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// testClock is a settable clock shared by localcloud, the worker and (unless a test
+// skews it) the kit.
+type testClock struct{ off atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+type stackOptions struct {
+	cloud  func(*localcloud.Config)
+	worker func(*tokenworker.Config)
+	// answer, when set, answers the auth requests instead of the worker's own MQTT
+	// transport: it gets the worker (not started) and the request and returns the reply,
+	// or nil to send none.
+	answer func(w *tokenworker.Worker, topic string, payload []byte) []byte
+}
+
+type stack struct {
+	t         *testing.T
+	dir       string
+	fleet     []byte
+	clock     *testClock
+	cloud     *localcloud.Server
+	secret    string // the worker's long-term STS key secret
+	admin     string // a full-access key secret, to read objects back
+	broker    *broker.Broker
+	brokerURL string
+	worker    *tokenworker.Worker
+	workerCfg tokenworker.Config
+	events    chan *protocol.UploadEvent
+}
+
+func randomText(t testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)[:n]
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	s := &stack{t: t, dir: t.TempDir(), clock: &testClock{}, events: make(chan *protocol.UploadEvent, 64)}
+	var err error
+	if s.fleet, err = identity.NewFleetKey(); err != nil {
+		t.Fatal(err)
+	}
+	s.secret, s.admin = randomText(t, 30), randomText(t, 30)
+	ccfg := localcloud.Config{
+		DataDir: filepath.Join(s.dir, "cloud"),
+		Keys:    []localcloud.AccessKey{{ID: testWorkerAK, Secret: s.secret}, {ID: testAdminAK, Secret: s.admin}},
+		Roles:   []localcloud.Role{{Name: testRole, Policy: rolePolicy}},
+		Buckets: []string{testBucket},
+		Now:     s.clock.Now,
+		Logger:  zerolog.Nop(),
+	}
+	if o.cloud != nil {
+		o.cloud(&ccfg)
+	}
+	if s.cloud, err = localcloud.Start(ccfg); err != nil {
+		t.Fatalf("localcloud.Start: %v", err)
+	}
+	t.Cleanup(func() { s.cloud.Close() })
+
+	blog := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	s.broker, err = broker.New(broker.Config{
+		Addr:                "127.0.0.1:0",
+		HTTPAddr:            "none",
+		FleetKey:            s.fleet,
+		ServiceAccountsFile: accountsFile(t, s.dir),
+		DeviceRate:          -1,
+		Logger:              &blog,
+	})
+	if err != nil {
+		t.Fatalf("broker.New: %v", err)
+	}
+	if err := s.broker.Start(); err != nil {
+		t.Fatalf("broker.Start: %v", err)
+	}
+	t.Cleanup(func() { s.broker.Close() })
+	s.brokerURL = "tcp://" + s.broker.Addr()
+
+	s.workerCfg = tokenworker.Config{
+		BrokerURL: s.brokerURL,
+		Username:  "worker",
+		Password:  "worker-secret-1",
+		FleetKey:  s.fleet,
+		STS: tokenworker.STSConfig{
+			Endpoint:        s.cloud.STSEndpoint(),
+			Scheme:          "http",
+			Region:          s.cloud.Region(),
+			AccessKeyID:     testWorkerAK,
+			AccessKeySecret: s.secret,
+			RoleARN:         s.cloud.RoleARN(testRole),
+		},
+		OSS:    protocol.OSSInfo{Endpoint: s.cloud.OSSEndpoint(), Region: s.cloud.Region(), Bucket: testBucket, Prefix: testPrefix},
+		Now:    s.clock.Now,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	if o.worker != nil {
+		o.worker(&s.workerCfg)
+	}
+	if o.answer == nil && !workerTransport {
+		o.answer = func(w *tokenworker.Worker, topic string, payload []byte) []byte {
+			_, reply, _ := w.Handle(context.Background(), topic, payload)
+			return reply
+		}
+	}
+	if o.answer == nil {
+		s.worker = s.startWorker(s.workerCfg)
+	} else {
+		w, err := tokenworker.New(s.workerCfg)
+		if err != nil {
+			t.Fatalf("tokenworker.New: %v", err)
+		}
+		t.Cleanup(func() { w.Close() })
+		s.worker = w
+		s.relay(w, o.answer)
+	}
+	s.consume()
+	return s
+}
+
+func (s *stack) startWorker(cfg tokenworker.Config) *tokenworker.Worker {
+	s.t.Helper()
+	w, err := tokenworker.New(cfg)
+	if err != nil {
+		s.t.Fatalf("tokenworker.New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Start(ctx); err != nil {
+		s.t.Fatalf("worker Start: %v", err)
+	}
+	s.t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// workerTransport selects the token worker's own MQTT transport (Worker.Start). While
+// false, a relay in the test subscribes for the worker and calls Worker.Handle.
+const workerTransport = false
+
+// relay answers auth requests with answer, as a token worker connected to the broker.
+func (s *stack) relay(w *tokenworker.Worker, answer func(w *tokenworker.Worker, topic string, payload []byte) []byte) {
+	s.t.Helper()
+	scheme := topics.Default()
+	subscribed := make(chan error, 1)
+	s.service("worker", "worker-secret-1", func(c paho.Client) {
+		tok := c.Subscribe(scheme.WorkerFilter(topics.DefaultWorkerGroup), 1, func(c paho.Client, m paho.Message) {
+			_, device, ok := scheme.Parse(m.Topic())
+			if !ok {
+				return
+			}
+			if reply := answer(w, m.Topic(), m.Payload()); reply != nil {
+				c.Publish(scheme.AuthReply(device), 1, false, reply) // not waited for: in a handler
+			}
+		})
+		tok.Wait()
+		subscribed <- tok.Error()
+	})
+	select {
+	case err := <-subscribed:
+		if err != nil {
+			s.t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("relay subscription timed out")
+	}
+}
+
+// service connects a paho client with a service account.
+func (s *stack) service(user, password string, onConnect paho.OnConnectHandler) paho.Client {
+	s.t.Helper()
+	opts := paho.NewClientOptions().AddBroker(s.brokerURL).
+		SetClientID(broker.ServiceClientID(user, randomText(s.t, 8))).
+		SetUsername(user).SetPassword(password).
+		SetProtocolVersion(4).SetOrderMatters(false).SetOnConnectHandler(onConnect)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		s.t.Fatalf("%s connect: %v", user, tok.Error())
+	}
+	s.t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+// consume subscribes a consumer to every upload event; they arrive on s.events.
+func (s *stack) consume() {
+	s.t.Helper()
+	subscribed := make(chan error, 1)
+	s.service("consumer", "consumer-secret-1", func(c paho.Client) {
+		tok := c.Subscribe(topics.Default().EventFilter(""), 1, func(_ paho.Client, m paho.Message) {
+			ev, err := protocol.DecodeUploadEvent(m.Payload())
+			if err != nil {
+				s.t.Errorf("consumer got a malformed event: %v: %s", err, m.Payload())
+				return
+			}
+			s.events <- ev
+		})
+		tok.Wait()
+		subscribed <- tok.Error()
+	})
+	select {
+	case err := <-subscribed:
+		if err != nil {
+			s.t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("consumer subscription timed out")
+	}
+}
+
+// event waits for the next upload event.
+func (s *stack) event() *protocol.UploadEvent {
+	s.t.Helper()
+	select {
+	case ev := <-s.events:
+		return ev
+	case <-time.After(20 * time.Second):
+		s.t.Fatal("no upload event")
+		return nil
+	}
+}
+
+// noEvent checks that no further event arrived (after the kit's own acknowledgement, so
+// anything in flight has been delivered).
+func (s *stack) noEvent() {
+	s.t.Helper()
+	select {
+	case ev := <-s.events:
+		s.t.Fatalf("unexpected event %+v", ev)
+	default:
+	}
+}
+
+func (s *stack) kitConfig(device string) Config {
+	return Config{
+		BrokerURL: s.brokerURL,
+		DeviceID:  device,
+		DeviceKey: identity.DeriveDeviceKey(s.fleet, device),
+		StateDir:  filepath.Join(s.dir, "kit-"+device),
+		Now:       s.clock.Now,
+		Logger:    zerolog.New(zerolog.NewTestWriter(s.t)).Level(zerolog.WarnLevel),
+	}
+}
+
+// kit starts and connects a kit for device; mod may change its config first.
+func (s *stack) kit(device string, mod func(*Config)) *Kit {
+	s.t.Helper()
+	cfg := s.kitConfig(device)
+	if mod != nil {
+		mod(&cfg)
+	}
+	k, err := New(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { k.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := k.Connect(ctx); err != nil {
+		s.t.Fatalf("Connect: %v", err)
+	}
+	return k
+}
+
+// object reads an object back with the full-access key.
+func (s *stack) object(key string) []byte {
+	s.t.Helper()
+	c, err := oss.New(s.cloud.OSSEndpoint(), testAdminAK, s.admin, oss.AuthVersion(oss.AuthV4), oss.Region(s.cloud.Region()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	b, err := c.Bucket(testBucket)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	r, err := b.GetObject(key)
+	if err != nil {
+		s.t.Fatalf("GetObject %s: %v", key, err)
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		s.t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// clipFile writes n random bytes to a new clip file.
+func clipFile(t testing.TB, name string, n int) (string, []byte) {
+	data := make([]byte, n)
+	rand.Read(data)
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, data
+}
+
+func crcOf(b []byte) string {
+	return strconv.FormatUint(crc64.Checksum(b, crc64.MakeTable(crc64.ECMA)), 10)
+}
+
+// dirEntries lists a state subdirectory.
+func dirEntries(t testing.TB, k *Kit, sub string) []string {
+	es, err := os.ReadDir(filepath.Join(k.cfg.StateDir, sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}

@@ -1,0 +1,204 @@
+package devicekit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/tokenworker"
+)
+
+func mustStat(t *testing.T, path string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+func checkCompleted(t *testing.T, s *stack, k *Kit, ev *protocol.UploadEvent, name string, data []byte, recorded time.Time) {
+	t.Helper()
+	wantKey := testPrefix + k.cfg.DeviceID + "/" + recorded.UTC().Format("2006/01/02") + "/" + name
+	if ev.Status != protocol.StatusCompleted || ev.Key != wantKey || ev.Bucket != testBucket ||
+		ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) || ev.Device != k.cfg.DeviceID ||
+		ev.Error != "" || ev.UploadedAt.IsZero() || !ev.RecordedAt.Equal(recorded.UTC()) {
+		t.Fatalf("event %+v; want key %s, size %d, crc %s", ev, wantKey, len(data), crcOf(data))
+	}
+	if got := s.object(ev.Key); !bytes.Equal(got, data) {
+		t.Fatalf("stored object: %d bytes differ from the clip's %d", len(got), len(data))
+	}
+	// The consumer gets the same event.
+	got := s.event()
+	if got.ID != ev.ID || got.Key != ev.Key || got.CRC64 != ev.CRC64 || got.Status != ev.Status {
+		t.Fatalf("consumer got %+v, want %+v", got, ev)
+	}
+	for _, sub := range []string{outboxDir, journalDir, checkpointDir} {
+		if es := dirEntries(t, k, sub); len(es) != 0 {
+			t.Errorf("%s not empty after the upload: %v", sub, es)
+		}
+	}
+}
+
+func TestUploadSmall(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k := s.kit("cam-small", nil)
+	path, data := clipFile(t, "clip-0001.mp4", 10<<10)
+	recorded := time.Date(2025, 6, 30, 23, 59, 0, 0, time.FixedZone("X", -3*3600)) // July 1st in UTC
+	ev, err := k.Upload(t.Context(), Clip{Path: path, RecordedAt: recorded, Metadata: map[string]string{"camera": "front door"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCompleted(t, s, k, ev, "clip-0001.mp4", data, recorded)
+	if !strings.Contains(ev.Key, "/2025/07/01/") || ev.ContentType != "video/mp4" || ev.Attempts != 1 || ev.Metadata["camera"] != "front door" {
+		t.Errorf("event %+v", ev)
+	}
+	if st := s.worker.Stats(); st.Requests != 1 || st.OK != 1 {
+		t.Errorf("worker stats %+v, want one request", st)
+	}
+}
+
+func TestUploadMultipart(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k := s.kit("cam-multi", func(c *Config) {
+		c.PartSize = MinPartSize
+		c.MultipartThreshold = 2 * MinPartSize
+	})
+	var parts []int64
+	k.onProgress = func(done, total int64) { parts = append(parts, done) }
+	path, data := clipFile(t, "big.bin", 11*MinPartSize+123)
+	ev, err := k.Upload(t.Context(), Clip{Path: path, Name: "big-clip.mp4", ContentType: "video/mp4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi := mustStat(t, path)
+	checkCompleted(t, s, k, ev, "big-clip.mp4", data, fi.ModTime())
+	if len(parts) != 12 {
+		t.Errorf("%d parts reported, want 12 (multipart upload)", len(parts))
+	}
+}
+
+func TestUploadAtThresholdIsMultipart(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k := s.kit("cam-edge", func(c *Config) {
+		c.PartSize = MinPartSize
+		c.MultipartThreshold = 3 * MinPartSize
+	})
+	var parts int
+	k.onProgress = func(done, total int64) { parts++ }
+	small, _ := clipFile(t, "a.mp4", 3*MinPartSize-1)
+	if _, err := k.Upload(t.Context(), Clip{Path: small}); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 0 {
+		t.Errorf("a clip below the threshold went in %d parts", parts)
+	}
+	edge, _ := clipFile(t, "b.mp4", 3*MinPartSize)
+	if _, err := k.Upload(t.Context(), Clip{Path: edge}); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 3 {
+		t.Errorf("a clip at the threshold went in %d parts, want 3", parts)
+	}
+	s.event()
+	s.event()
+}
+
+func TestUploadRejectsBadClipWithoutRequest(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k := s.kit("cam-bad", nil)
+	path, _ := clipFile(t, "ok.mp4", 10)
+	for _, c := range []Clip{
+		{Path: path, Name: "../../etc/passwd"},
+		{Path: path, Name: "a/b.mp4"},
+		{Path: path, Name: ".."},
+		{Path: path, Name: strings.Repeat("n", 201)},
+		{Path: path + ".missing"},
+	} {
+		if ev, err := k.Upload(t.Context(), c); !errors.Is(err, ErrInvalidClip) || ev != nil {
+			t.Errorf("%+v: %v, %v", c, ev, err)
+		}
+	}
+	if st := s.worker.Stats(); st.Requests != 0 {
+		t.Errorf("bad clips caused %d credentials requests", st.Requests)
+	}
+	s.noEvent()
+}
+
+func TestUploadFailurePublishesFailedEvent(t *testing.T) {
+	t.Parallel()
+	// The worker hands out a bucket that does not exist: OSS answers NoSuchBucket.
+	s := newStack(t, stackOptions{worker: func(c *tokenworker.Config) { c.OSS.Bucket = "no-such-bucket" }})
+	k := s.kit("cam-fail", nil)
+	path, _ := clipFile(t, "c.mp4", 1000)
+	ev, err := k.Upload(t.Context(), Clip{Path: path})
+	if err == nil || !strings.Contains(err.Error(), "NoSuchBucket") {
+		t.Fatalf("Upload: %v, want NoSuchBucket", err)
+	}
+	if ev == nil || ev.Status != protocol.StatusFailed || !strings.Contains(ev.Error, "NoSuchBucket") || ev.Bucket != "no-such-bucket" {
+		t.Fatalf("failed event %+v", ev)
+	}
+	got := s.event()
+	if got.ID != ev.ID || got.Status != protocol.StatusFailed || got.Error != ev.Error {
+		t.Fatalf("consumer got %+v, want %+v", got, ev)
+	}
+	if es := dirEntries(t, k, outboxDir); len(es) != 0 {
+		t.Errorf("outbox not empty: %v", es)
+	}
+	// The journal keeps the clip's event ID for a retry.
+	if es := dirEntries(t, k, journalDir); len(es) != 1 {
+		t.Errorf("journal: %v, want one entry", es)
+	}
+}
+
+func TestOutboxFlushedOnConnect(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	cfg := s.kitConfig("cam-outbox")
+	k, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	queued := &protocol.UploadEvent{V: 1, ID: "queued-event-1", Device: "cam-outbox", Status: protocol.StatusCompleted,
+		Bucket: testBucket, Key: "clips/cam-outbox/2025/01/01/x.mp4", Size: 1, CRC64: "1", UploadedAt: time.Now().UTC()}
+	b, err := protocol.Encode(queued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(k.outboxPath(queued.ID), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(k.outboxPath("garbage"), []byte(`{"v":1,"id":"garbage"`)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := k.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.event(); got.ID != queued.ID || got.Key != queued.Key {
+		t.Fatalf("flushed %+v, want %+v", got, queued)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		es := dirEntries(t, k, outboxDir)
+		if len(es) == 1 && es[0] == "garbage.json.bad" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox after the flush: %v, want only the garbage set aside", es)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.noEvent()
+}
