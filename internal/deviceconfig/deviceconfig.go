@@ -1,0 +1,476 @@
+// Package deviceconfig is the device configuration file shared by the commands: devstack
+// writes one for its demo camera (.devstack/device.yaml) and the device CLI reads it.
+//
+// The file is YAML:
+//
+//	broker: tcp://127.0.0.1:1883
+//	deviceId: cam-0001
+//	deviceKeyFile: device.key      # relative paths are relative to this file's directory
+//	stateDir: device-state
+//	topicRoot: clipgate/v1         # optional
+//	mode: w                        # optional
+//	multipartThreshold: 8388608    # optional, bytes
+//	partSize: 1048576              # optional, bytes
+//	tls:                           # optional, for ssl://, tls://, mqtts:// and wss:// brokers
+//	  caFile: ca.pem
+//	  certFile: device.pem
+//	  keyFile: device-key.pem
+//	  serverName: broker.example
+//
+// The device key itself lives in its own file, readable by its owner only
+// (identity.LoadKey refuses anything else); the configuration file holds no secret.
+package deviceconfig
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// File is the content of a device configuration file. Empty fields are unset: the
+// optional ones take devicekit's defaults, and a command may fill the others from flags
+// or the environment before calling KitConfig.
+type File struct {
+	// Broker is the MQTT broker URL, e.g. "tcp://127.0.0.1:1883". Required.
+	Broker string `yaml:"broker,omitempty"`
+	// DeviceID is the camera's identity. Required.
+	DeviceID string `yaml:"deviceId,omitempty"`
+	// DeviceKeyFile is the file holding the 32-byte device key (hex or base64), mode 0600.
+	// Required.
+	DeviceKeyFile string `yaml:"deviceKeyFile,omitempty"`
+	// StateDir is devicekit's state directory (checkpoints, journal, outbox). Required.
+	StateDir string `yaml:"stateDir,omitempty"`
+	// TopicRoot is the topic root; "" means topics.DefaultRoot.
+	TopicRoot string `yaml:"topicRoot,omitempty"`
+	// TLS configures a TLS broker connection; nil means Go's defaults for TLS brokers.
+	TLS *TLS `yaml:"tls,omitempty"`
+	// Mode is the access asked for ("w", "wa", ...); "" means devicekit.DefaultMode.
+	Mode string `yaml:"mode,omitempty"`
+	// MultipartThreshold is the clip size, in bytes, from which uploads go in parts;
+	// 0 means devicekit's default.
+	MultipartThreshold int64 `yaml:"multipartThreshold,omitempty"`
+	// PartSize is the multipart part size in bytes; 0 means devicekit's default.
+	PartSize int64 `yaml:"partSize,omitempty"`
+}
+
+// TLS is the TLS part of a device configuration.
+type TLS struct {
+	// CAFile is a PEM file of the CAs to trust; "" means the system roots.
+	CAFile string `yaml:"caFile,omitempty"`
+	// CertFile and KeyFile are the PEM client certificate and its key (both or neither).
+	CertFile string `yaml:"certFile,omitempty"`
+	KeyFile  string `yaml:"keyFile,omitempty"`
+	// ServerName overrides the name checked in the broker's certificate.
+	ServerName string `yaml:"serverName,omitempty"`
+}
+
+// MaxFileSize bounds a configuration file.
+const MaxFileSize = 64 << 10
+
+// ErrInvalid is wrapped by every error about the content of a configuration.
+var ErrInvalid = errors.New("invalid device config")
+
+// FieldError is a missing or bad value of one field, named as in the file (e.g.
+// "deviceId", "tls.caFile"), so that a command can tell which flag or variable sets it.
+type FieldError struct {
+	Field   string
+	Missing bool // the field is required and empty
+	Err     error
+}
+
+// Error returns "FIELD: message".
+func (e *FieldError) Error() string {
+	if e.Missing {
+		return e.Field + " is required"
+	}
+	return e.Field + ": " + e.Err.Error()
+}
+
+// Unwrap returns ErrInvalid and the underlying error.
+func (e *FieldError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrInvalid}
+	}
+	return []error{ErrInvalid, e.Err}
+}
+
+func fieldErr(field string, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// knownFields lists the keys of the file, by mapping: "" is the top level.
+var knownFields = map[string][]string{
+	"":    {"broker", "deviceId", "deviceKeyFile", "stateDir", "topicRoot", "tls", "mode", "multipartThreshold", "partSize"},
+	"tls": {"caFile", "certFile", "keyFile", "serverName"},
+}
+
+// Load reads and checks a configuration file. It is strict: unknown fields (named in the
+// error with their lines), duplicate keys, wrong types, several documents and values
+// that cannot be right (a malformed device ID, broker URL, mode, ...) are errors. Fields
+// may be missing (KitConfig checks that the required ones are set), so that a command can
+// complete the file from flags. Relative paths are resolved against the directory of
+// path, so the returned File holds absolute paths.
+func Load(path string) (File, error) {
+	data, err := readLimited(path)
+	if err != nil {
+		return File{}, fmt.Errorf("device config: %w", err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return File{}, fmt.Errorf("device config %s: %w", path, err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return File{}, fmt.Errorf("device config %s: %w", path, err)
+	}
+	f.resolve(dir)
+	return f, nil
+}
+
+func readLimited(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
+	}
+	return data, nil
+}
+
+// Parse decodes the YAML text of a configuration, strictly (see Load). Paths are left as
+// written.
+func Parse(data []byte) (File, error) {
+	var f File
+	if len(bytes.TrimSpace(data)) == 0 {
+		return f, fmt.Errorf("%w: the file is empty", ErrInvalid)
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err == io.EOF {
+		return f, fmt.Errorf("%w: the file is empty (no fields, only comments)", ErrInvalid)
+	} else if err != nil {
+		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		return f, fmt.Errorf("%w: more than one YAML document", ErrInvalid)
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return f, fmt.Errorf("%w: want a mapping of fields at the top level", ErrInvalid)
+	}
+	if err := checkKeys(doc.Content[0], ""); err != nil {
+		return f, err
+	}
+	if err := doc.Content[0].Decode(&f); err != nil {
+		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := f.check(); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// checkKeys reports every unknown key of the mapping m (named by section) and of its
+// known sub-mappings.
+func checkKeys(m *yaml.Node, section string) error {
+	var unknown []string
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if !slices.Contains(knownFields[section], k.Value) {
+			name := k.Value
+			if section != "" {
+				name = section + "." + name
+			}
+			unknown = append(unknown, fmt.Sprintf("%q (line %d)", name, k.Line))
+			continue
+		}
+		if _, sub := knownFields[k.Value]; sub && section == "" && v.Kind == yaml.MappingNode {
+			if err := checkKeys(v, k.Value); err != nil {
+				return err
+			}
+		}
+	}
+	switch len(unknown) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("%w: unknown field %s; known fields: %s", ErrInvalid, unknown[0], known(section))
+	}
+	return fmt.Errorf("%w: unknown fields %s; known fields: %s", ErrInvalid, strings.Join(unknown, ", "), known(section))
+}
+
+func known(section string) string {
+	names := knownFields[section]
+	if section != "" {
+		names = slices.Clone(names)
+		for i := range names {
+			names[i] = section + "." + names[i]
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// check validates the fields that are set.
+func (f *File) check() error {
+	if f.Broker != "" {
+		if err := checkBroker(f.Broker); err != nil {
+			return &FieldError{Field: "broker", Err: err}
+		}
+	}
+	if f.DeviceID != "" {
+		if err := deviceid.Validate(f.DeviceID); err != nil {
+			return &FieldError{Field: "deviceId", Err: err}
+		}
+	}
+	if f.TopicRoot != "" {
+		if _, err := topics.New(f.TopicRoot); err != nil {
+			return &FieldError{Field: "topicRoot", Err: err}
+		}
+	}
+	if f.Mode != "" {
+		if _, err := policy.ParseMode(f.Mode); err != nil {
+			return &FieldError{Field: "mode", Err: err}
+		}
+	}
+	if f.MultipartThreshold < 0 {
+		return fieldErr("multipartThreshold", "%d is negative", f.MultipartThreshold)
+	}
+	if f.PartSize < 0 {
+		return fieldErr("partSize", "%d is negative", f.PartSize)
+	}
+	if t := f.TLS; t != nil {
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			return fieldErr("tls", "certFile and keyFile go together: set both or neither")
+		}
+		if f.Broker != "" && !tlsScheme(f.Broker) {
+			return fieldErr("tls", "set, but broker %q does not use TLS (use ssl://, tls://, mqtts:// or wss://)", f.Broker)
+		}
+	}
+	for _, p := range f.paths() {
+		if strings.ContainsRune(*p.v, 0) {
+			return fieldErr(p.name, "contains a NUL byte")
+		}
+	}
+	return nil
+}
+
+func checkBroker(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	default:
+		return fmt.Errorf("%q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", s, u.Scheme)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	return nil
+}
+
+func tlsScheme(broker string) bool {
+	u, err := url.Parse(broker)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "ssl", "tls", "mqtts", "wss":
+		return true
+	}
+	return false
+}
+
+type pathField struct {
+	name string
+	v    *string
+}
+
+// paths returns the fields that hold file or directory paths.
+func (f *File) paths() []pathField {
+	p := []pathField{{"deviceKeyFile", &f.DeviceKeyFile}, {"stateDir", &f.StateDir}}
+	if f.TLS != nil {
+		p = append(p, pathField{"tls.caFile", &f.TLS.CAFile}, pathField{"tls.certFile", &f.TLS.CertFile}, pathField{"tls.keyFile", &f.TLS.KeyFile})
+	}
+	return p
+}
+
+// resolve makes the relative paths of f absolute against dir.
+func (f *File) resolve(dir string) {
+	if f.TLS != nil {
+		t := *f.TLS // do not write through a pointer the caller may share
+		f.TLS = &t
+	}
+	for _, p := range f.paths() {
+		if *p.v != "" && !filepath.IsAbs(*p.v) {
+			*p.v = filepath.Join(dir, *p.v)
+		}
+	}
+}
+
+// Write checks f (the fields that are set, as Load does) and writes it to path, readable
+// by its owner only (0600): through a synced temporary file in the same directory and a
+// rename, so that a reader sees the old file or the new one, never a part. An existing
+// file is replaced. Paths are written as given; relative ones are read back relative to
+// path's directory.
+func Write(path string, f File) error {
+	if err := f.check(); err != nil {
+		return fmt.Errorf("device config %s: %w", path, err)
+	}
+	if f.TLS != nil && *f.TLS == (TLS{}) {
+		f.TLS = nil
+	}
+	var buf bytes.Buffer
+	buf.WriteString("# clipgate device configuration (see internal/deviceconfig); paths are relative to this file.\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&f); err != nil {
+		return fmt.Errorf("device config %s: %w", path, err)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("device config %s: %w", path, err)
+	}
+	if err := writeAtomic(path, buf.Bytes()); err != nil {
+		return fmt.Errorf("device config: %w", err)
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	// CreateTemp makes the file 0600 already; Chmod guards against an odd umask-free FS.
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(name, path)
+	}
+	if err != nil {
+		os.Remove(name)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// KitConfig checks that the required fields are set, loads the device key (which must be
+// readable by its owner only) and the TLS files, and returns the devicekit configuration.
+// Relative paths are taken relative to the working directory (Load has already resolved
+// those of a file). devicekit.New applies the defaults and checks the ranges.
+func (f File) KitConfig() (devicekit.Config, error) {
+	var c devicekit.Config
+	if err := f.check(); err != nil {
+		return c, err
+	}
+	for _, req := range []pathField{{"broker", &f.Broker}, {"deviceId", &f.DeviceID}, {"deviceKeyFile", &f.DeviceKeyFile}, {"stateDir", &f.StateDir}} {
+		if *req.v == "" {
+			return c, &FieldError{Field: req.name, Missing: true}
+		}
+	}
+	key, err := identity.LoadKey(f.DeviceKeyFile)
+	if err != nil {
+		return c, &FieldError{Field: "deviceKeyFile", Err: err}
+	}
+	c = devicekit.Config{
+		BrokerURL:          f.Broker,
+		DeviceID:           f.DeviceID,
+		DeviceKey:          key,
+		StateDir:           f.StateDir,
+		Topics:             f.TopicRoot,
+		Mode:               f.Mode,
+		MultipartThreshold: f.MultipartThreshold,
+		PartSize:           f.PartSize,
+	}
+	if f.TLS != nil && tlsScheme(f.Broker) {
+		if c.TLS, err = f.TLS.config(); err != nil {
+			return devicekit.Config{}, err
+		}
+	}
+	return c, nil
+}
+
+// config builds the client TLS configuration.
+func (t *TLS) config() (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, &FieldError{Field: "tls.caFile", Err: err}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fieldErr("tls.caFile", "%s holds no PEM certificate", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		if err := ownerOnly(t.KeyFile); err != nil {
+			return nil, &FieldError{Field: "tls.keyFile", Err: err}
+		}
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fieldErr("tls.certFile", "%v", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// ownerOnly refuses a private key file that its group or others may read.
+func ownerOnly(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s is accessible by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
+	}
+	return nil
+}

@@ -1,0 +1,403 @@
+package deviceconfig
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/identity"
+)
+
+func writeKey(t *testing.T, path string) []byte {
+	t.Helper()
+	key, err := identity.NewFleetKey() // any 32 random bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := identity.WriteKey(path, key); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func writeText(t *testing.T, dir, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, "device.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestWriteLoadRoundTrip(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f := File{
+		Broker:             "ssl://127.0.0.1:8883",
+		DeviceID:           "cam-0001",
+		DeviceKeyFile:      filepath.Join(dir, "device.key"),
+		StateDir:           filepath.Join(dir, "state"),
+		TopicRoot:          "acme/clips",
+		TLS:                &TLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "c.pem"), KeyFile: filepath.Join(dir, "k.pem"), ServerName: "broker.local"},
+		Mode:               "wa",
+		MultipartThreshold: 16 << 20,
+		PartSize:           2 << 20,
+	}
+	path := filepath.Join(dir, "device.yaml")
+	if err := Write(path, f); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %04o, want 0600", st.Mode().Perm())
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if !reflect.DeepEqual(got, f) {
+		t.Errorf("round trip:\n got %+v %+v\nwant %+v %+v", got, got.TLS, f, f.TLS)
+	}
+
+	// A minimal file round-trips too, with nothing invented.
+	min := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-2", DeviceKeyFile: "/k", StateDir: "/s"}
+	if err := Write(path, min); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = Load(path); err != nil || !reflect.DeepEqual(got, min) {
+		t.Errorf("minimal round trip: %+v, %v", got, err)
+	}
+	text, _ := os.ReadFile(path)
+	for _, absent := range []string{"tls", "mode", "partSize", "topicRoot"} {
+		if bytes.Contains(text, []byte(absent)) {
+			t.Errorf("unset field %s written:\n%s", absent, text)
+		}
+	}
+	// No temporary file is left behind.
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temporary file left: %s", e.Name())
+		}
+	}
+}
+
+func TestWriteReplacesAndRefusesBadValues(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "device.yaml")
+	good := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-1"}
+	if err := Write(path, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []File{
+		{Broker: "http://x"},
+		{DeviceID: "bad id"},
+		{Mode: "wx"},
+		{PartSize: -1},
+		{Broker: "tcp://127.0.0.1:1", TLS: &TLS{CAFile: "ca.pem"}},
+	} {
+		if err := Write(path, bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Write(%+v) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	// The good file is untouched by the refused writes.
+	if got, err := Load(path); err != nil || got.DeviceID != "cam-1" {
+		t.Errorf("after refused writes: %+v, %v", got, err)
+	}
+	// Writing into a missing directory fails cleanly.
+	if err := Write(filepath.Join(dir, "missing", "d.yaml"), good); err == nil {
+		t.Error("Write into a missing directory succeeded")
+	}
+}
+
+func TestRelativePaths(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "conf")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := writeKey(t, filepath.Join(sub, "device.key"))
+	f := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-7", DeviceKeyFile: "device.key", StateDir: "../state",
+		TLS: nil}
+	path := filepath.Join(sub, "device.yaml")
+	if err := Write(path, f); err != nil {
+		t.Fatal(err)
+	}
+	text, _ := os.ReadFile(path)
+	if !bytes.Contains(text, []byte("deviceKeyFile: device.key")) {
+		t.Errorf("relative path not written as given:\n%s", text)
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DeviceKeyFile != filepath.Join(sub, "device.key") || got.StateDir != filepath.Join(dir, "state") {
+		t.Errorf("paths not resolved against %s: key %q state %q", sub, got.DeviceKeyFile, got.StateDir)
+	}
+	kc, err := got.KitConfig()
+	if err != nil {
+		t.Fatalf("KitConfig: %v", err)
+	}
+	if !bytes.Equal(kc.DeviceKey, key) || kc.StateDir != filepath.Join(dir, "state") || kc.BrokerURL != f.Broker || kc.DeviceID != "cam-7" {
+		t.Errorf("KitConfig = %+v", kc)
+	}
+	kit, err := devicekit.New(kc)
+	if err != nil {
+		t.Fatalf("devicekit.New: %v", err)
+	}
+	kit.Close()
+
+	// TLS paths resolve too.
+	tlsPath := writeText(t, sub, "broker: ssl://127.0.0.1:8883\ntls:\n  caFile: ca.pem\n  certFile: /abs/c.pem\n  keyFile: k.pem\n")
+	got, err = Load(tlsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TLS.CAFile != filepath.Join(sub, "ca.pem") || got.TLS.CertFile != "/abs/c.pem" || got.TLS.KeyFile != filepath.Join(sub, "k.pem") {
+		t.Errorf("TLS paths: %+v", got.TLS)
+	}
+}
+
+func TestLoadGarbage(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, text, want string }{
+		{"empty", "", "empty"},
+		{"blank", " \n\t\n", "empty"},
+		{"comment only", "# nothing\n", "empty"},
+		{"not yaml", "{{{{", "invalid device config"},
+		{"binary", "\x00\x01\x02\xff\xfe", "invalid device config"},
+		{"list", "- a\n- b\n", "mapping"},
+		{"scalar", "hello\n", "mapping"},
+		{"unknown field", "broker: tcp://127.0.0.1:1\nbrokr: x\n", `unknown field "brokr" (line 2)`},
+		{"two unknown", "colour: red\ndeviceId: cam-1\nsize: 3\n", `"colour" (line 1), "size" (line 3)`},
+		{"unknown tls field", "tls:\n  caFile: a\n  insecure: true\n", `"tls.insecure" (line 3)`},
+		{"snake case", "device_id: cam-1\n", `unknown field "device_id"`},
+		{"duplicate", "deviceId: cam-1\ndeviceId: cam-2\n", "already defined"},
+		{"two documents", "deviceId: cam-1\n---\ndeviceId: cam-2\n", "more than one"},
+		{"wrong type", "partSize: 1MiB\n", "invalid device config"},
+		{"tls not a map", "tls: true\n", "invalid device config"},
+		{"bad device id", "deviceId: cam/1\n", "deviceId"},
+		{"short device id", "deviceId: c\n", "deviceId"},
+		{"bad broker scheme", "broker: http://127.0.0.1:1\n", "broker"},
+		{"broker without host", "broker: tcp://\n", "broker"},
+		{"bad mode", "mode: ww\n", "mode"},
+		{"bad topic root", "topicRoot: a/+/b\n", "topicRoot"},
+		{"negative part", "partSize: -5\n", "partSize"},
+		{"negative threshold", "multipartThreshold: -5\n", "multipartThreshold"},
+		{"cert without key", "broker: ssl://h:1\ntls:\n  certFile: c.pem\n", "certFile and keyFile"},
+		{"tls on tcp", "broker: tcp://h:1\ntls:\n  caFile: ca.pem\n", "does not use TLS"},
+		{"nul in path", "deviceKeyFile: \"a\\0b\"\n", "NUL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeText(t, t.TempDir(), tc.text)
+			_, err := Load(path)
+			if err == nil {
+				t.Fatalf("Load accepted %q", tc.text)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("directory: %v", err)
+	}
+	big := writeText(t, dir, "deviceId: cam-1\n"+strings.Repeat("# padding\n", MaxFileSize/10+1))
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversized file: %v", err)
+	}
+}
+
+func TestKitConfigRequiredFields(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "device.key")
+	writeKey(t, keyPath)
+	full := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: filepath.Join(dir, "s")}
+	if _, err := full.KitConfig(); err != nil {
+		t.Fatalf("complete config: %v", err)
+	}
+	for _, field := range []string{"broker", "deviceId", "deviceKeyFile", "stateDir"} {
+		f := full
+		switch field {
+		case "broker":
+			f.Broker = ""
+		case "deviceId":
+			f.DeviceID = ""
+		case "deviceKeyFile":
+			f.DeviceKeyFile = ""
+		case "stateDir":
+			f.StateDir = ""
+		}
+		_, err := f.KitConfig()
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != field || !fe.Missing {
+			t.Errorf("without %s: %v, want a missing-field error", field, err)
+		}
+		if err != nil && err.Error() != field+" is required" {
+			t.Errorf("message %q", err)
+		}
+	}
+}
+
+func TestKitConfigRefusesReadableKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "device.key")
+	writeKey(t, keyPath)
+	f := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir}
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
+		if err := os.Chmod(keyPath, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.KitConfig()
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "deviceKeyFile" {
+			t.Errorf("key mode %04o: %v, want a deviceKeyFile error", mode, err)
+		}
+	}
+	// Garbage in the key file.
+	if err := os.WriteFile(keyPath, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "deviceKeyFile") {
+		t.Errorf("garbage key: %v", err)
+	}
+	f.DeviceKeyFile = filepath.Join(dir, "missing.key")
+	if _, err := f.KitConfig(); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing key: %v", err)
+	}
+}
+
+// testCert writes a self-signed certificate and its key (PEM) into dir.
+func testCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cam-1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestKitConfigTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "device.key")
+	writeKey(t, keyPath)
+	certFile, keyFile := testCert(t, dir)
+	f := File{Broker: "ssl://127.0.0.1:8883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir,
+		TLS: &TLS{CAFile: certFile, CertFile: certFile, KeyFile: keyFile, ServerName: "broker.test"}}
+	kc, err := f.KitConfig()
+	if err != nil {
+		t.Fatalf("KitConfig: %v", err)
+	}
+	if kc.TLS == nil || kc.TLS.RootCAs == nil || len(kc.TLS.Certificates) != 1 || kc.TLS.ServerName != "broker.test" {
+		t.Fatalf("TLS config %+v", kc.TLS)
+	}
+
+	bad := f
+	bad.TLS = &TLS{CAFile: keyPath} // not PEM
+	if _, err := bad.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.caFile") {
+		t.Errorf("non-PEM CA: %v", err)
+	}
+	bad.TLS = &TLS{CAFile: filepath.Join(dir, "missing.pem")}
+	if _, err := bad.KitConfig(); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing CA: %v", err)
+	}
+	certAsKey := filepath.Join(dir, "cert-as-key.pem")
+	if b, err := os.ReadFile(certFile); err != nil || os.WriteFile(certAsKey, b, 0o600) != nil {
+		t.Fatal(err)
+	}
+	bad.TLS = &TLS{CertFile: certFile, KeyFile: certAsKey} // a certificate is not a key
+	if _, err := bad.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.certFile") {
+		t.Errorf("bad key pair: %v", err)
+	}
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.keyFile") {
+		t.Errorf("readable TLS key: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("broker: tcp://127.0.0.1:1883\ndeviceId: cam-1\ntls:\n  caFile: a\n"))
+	f.Add([]byte("deviceId: [1, 2]\n"))
+	f.Add([]byte("&a x: *a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			return
+		}
+		// Whatever parses is valid and survives a write and a reload unchanged.
+		if err := c.check(); err != nil {
+			t.Fatalf("Parse accepted an invalid config: %v", err)
+		}
+		path := filepath.Join(t.TempDir(), "d.yaml")
+		if err := Write(path, c); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		back, err := readLimited(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := Parse(back)
+		if err != nil {
+			t.Fatalf("reparse: %v\n%s", err, back)
+		}
+		if c.TLS != nil && *c.TLS == (TLS{}) {
+			c.TLS = nil
+		}
+		if !reflect.DeepEqual(again, c) {
+			t.Fatalf("round trip changed %+v to %+v", c, again)
+		}
+	})
+}
