@@ -210,10 +210,15 @@ func (s *stsService) handle(w http.ResponseWriter, r *http.Request, action *stri
 	var dur time.Duration
 	if v := params["DurationSeconds"]; v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 || n > int64(MaxMaxSessionDuration/time.Second)*10 {
-			return nil, stsError(http.StatusBadRequest, "InvalidParameter.DurationSeconds", "The Min/Max value of DurationSeconds is 15min/1hr.")
+		if err != nil {
+			return nil, stsError(http.StatusBadRequest, "InvalidParameter.DurationSeconds", "The parameter DurationSeconds must be a whole number of seconds.")
 		}
-		dur = time.Duration(n) * time.Second
+		// Out-of-range values go on to AssumeRole, which names the role's own maximum; 0
+		// and below must not read as "not given".
+		if n <= 0 {
+			n = -1
+		}
+		dur = time.Duration(min(n, 1<<31)) * time.Second
 	}
 	if ext, ok := params["ExternalId"]; ok && !validExternalID(ext) {
 		return nil, stsError(http.StatusBadRequest, "InvalidParameter.ExternalId", "The parameter ExternalId is wrongly formed.")
