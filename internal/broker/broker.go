@@ -28,7 +28,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -47,10 +46,6 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/topics"
 )
-
-// connectTimeout bounds how long a new connection may take to complete its TLS handshake
-// and send CONNECT; mochi itself waits forever.
-const connectTimeout = 10 * time.Second
 
 // Broker is a running (or ready to start) MQTT broker.
 type Broker struct {
@@ -151,7 +146,7 @@ func New(cfg Config) (*Broker, error) {
 	caps.MaximumPacketSize = cfg.MaxPacketSize
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       slog.New(zerolog.NewSlogHandler(b.log.With().Str("component", "mochi").Logger())),
+		Logger:       mochiLogger(b.log.With().Str("component", "mochi").Logger()),
 	})
 	b.picker = newPicker(b.srv.Clients)
 	if cfg.allowAll {
@@ -224,7 +219,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
-		b.mqttLn = newTrackListener(ln)
+		b.mqttLn = newTrackListener(ln, b.cfg.ConnectTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tcp", b.mqttLn)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
@@ -234,7 +229,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: tls: %w", err)
 		}
-		b.tlsLn = newTrackListener(ln)
+		b.tlsLn = newTrackListener(ln, b.cfg.ConnectTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tls", tls.NewListener(b.tlsLn, b.tlsConfig))); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
@@ -465,13 +460,14 @@ func (b *Broker) Connected(clientID string) (Principal, bool) {
 // stuck before CONNECT cannot keep the broker from shutting down.
 type trackListener struct {
 	net.Listener
+	timeout time.Duration
 	mu     sync.Mutex
 	conns  map[*trackConn]struct{}
 	closed bool
 }
 
-func newTrackListener(ln net.Listener) *trackListener {
-	return &trackListener{Listener: ln, conns: make(map[*trackConn]struct{})}
+func newTrackListener(ln net.Listener, timeout time.Duration) *trackListener {
+	return &trackListener{Listener: ln, timeout: timeout, conns: make(map[*trackConn]struct{})}
 }
 
 func (l *trackListener) Accept() (net.Conn, error) {
@@ -479,7 +475,7 @@ func (l *trackListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = c.SetDeadline(time.Now().Add(connectTimeout))
+	_ = c.SetDeadline(time.Now().Add(l.timeout))
 	tc := &trackConn{Conn: c, l: l}
 	l.mu.Lock()
 	if l.closed {

@@ -25,6 +25,7 @@ const (
 	DefaultSessionExpiry    = 7 * 24 * time.Hour
 	DefaultMessageExpiry    = 24 * time.Hour
 	DefaultRevocationSweep  = time.Second
+	DefaultConnectTimeout   = 10 * time.Second
 	DefaultDeviceRate       = 10 // publishes per second
 	DefaultDeviceBurst      = 20
 )
@@ -63,6 +64,10 @@ type Config struct {
 	// RevocationSweep is how often connected devices are checked against the revocation
 	// list (DefaultRevocationSweep when zero).
 	RevocationSweep time.Duration `yaml:"revocationSweep"`
+
+	// ConnectTimeout bounds how long a new connection may take for its TLS handshake and
+	// CONNECT packet (mochi alone would wait forever).
+	ConnectTimeout time.Duration `yaml:"connectTimeout"`
 
 	// MaxPacketSize bounds every MQTT packet a client sends, in bytes; larger ones close
 	// the connection.
@@ -154,6 +159,9 @@ func (c *Config) applyDefaults() {
 	if c.RevocationSweep == 0 {
 		c.RevocationSweep = DefaultRevocationSweep
 	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
 	if c.MaxPacketSize == 0 {
 		c.MaxPacketSize = DefaultMaxPacketSize
 	}
@@ -207,6 +215,9 @@ func (c *Config) validate() error {
 	}
 	if c.RevocationSweep < 10*time.Millisecond {
 		bad("revocationSweep %v: at least 10ms", c.RevocationSweep)
+	}
+	if c.ConnectTimeout < 10*time.Millisecond {
+		bad("connectTimeout %v: at least 10ms", c.ConnectTimeout)
 	}
 	if c.MaxPacketSize < 1024 {
 		bad("maxPacketSize %d: at least 1024 bytes", c.MaxPacketSize)

@@ -1,0 +1,37 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/rs/zerolog"
+)
+
+// mochiLogger returns the *slog.Logger mochi logs through, backed by zerolog.
+func mochiLogger(zl zerolog.Logger) *slog.Logger {
+	return slog.New(quietHandler{slog.Handler(zerolog.NewSlogHandler(zl))})
+}
+
+// quietHandler demotes two of mochi's warnings to debug: the message-less one it logs
+// for every connection that ends with an error, including every client that simply goes
+// away (EOF) and every refused login, and "error processing packet" (with the whole
+// packet) for every denied publish; the broker logs refusals itself, with their reasons.
+type quietHandler struct{ slog.Handler }
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && (r.Message == "" || r.Message == "error processing packet") {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name)}
+}
