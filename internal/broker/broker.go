@@ -461,9 +461,9 @@ func (b *Broker) Connected(clientID string) (Principal, bool) {
 type trackListener struct {
 	net.Listener
 	timeout time.Duration
-	mu     sync.Mutex
-	conns  map[*trackConn]struct{}
-	closed bool
+	mu      sync.Mutex
+	conns   map[*trackConn]struct{}
+	closed  bool
 }
 
 func newTrackListener(ln net.Listener, timeout time.Duration) *trackListener {

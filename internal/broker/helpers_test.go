@@ -142,7 +142,7 @@ func (e *testEnv) devicePassword(id string) string {
 // client is a paho client with what the tests observe about it.
 type client struct {
 	paho.Client
-	lost     chan error // closed-over: receives once when the connection is lost
+	lost   chan error // closed-over: receives once when the connection is lost
 	mu     sync.Mutex
 	got    []paho.Message
 	notify chan struct{} // closed and replaced on every message: wakes all waiters
@@ -161,7 +161,7 @@ type clientOpts struct {
 func (e *testEnv) options(o clientOpts) (*paho.ClientOptions, *client) {
 	c := &client{lost: make(chan error, 1), notify: make(chan struct{})}
 	opts := paho.NewClientOptions().
-		AddBroker("tcp://"+e.b.Addr()).
+		AddBroker("tcp://" + e.b.Addr()).
 		SetClientID(o.clientID).
 		SetUsername(o.username).
 		SetPassword(o.password).
@@ -169,9 +169,9 @@ func (e *testEnv) options(o clientOpts) (*paho.ClientOptions, *client) {
 		SetOrderMatters(false).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
-		SetConnectTimeout(5*time.Second).
-		SetWriteTimeout(5*time.Second).
-		SetKeepAlive(30*time.Second).
+		SetConnectTimeout(5 * time.Second).
+		SetWriteTimeout(5 * time.Second).
+		SetKeepAlive(30 * time.Second).
 		SetCleanSession(o.clean == nil || *o.clean).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
