@@ -38,7 +38,7 @@ func copyIn(f *os.File, src io.Reader, limit int64, d *digest) error {
 	buf := *bp
 	var n0 int64
 	for {
-		n, err := io.ReadFull(src, buf)
+		n, err := fill(src, buf)
 		if n > 0 {
 			if n0+int64(n) > limit {
 				return errTooLarge
@@ -54,14 +54,28 @@ func copyIn(f *os.File, src io.Reader, limit int64, d *digest) error {
 			n0 += int64(n)
 			d.size += int64(n)
 		}
-		switch err {
-		case nil:
-		case io.EOF, io.ErrUnexpectedEOF: // ReadFull's way of saying the body ended
+		if err == io.EOF {
 			return nil
-		default:
+		}
+		if err != nil {
 			return err
 		}
 	}
+}
+
+// fill reads into buf until it is full or src fails. Unlike io.ReadFull it passes src's
+// error on unchanged, so that a body cut short (io.ErrUnexpectedEOF from net/http) is not
+// mistaken for its end.
+func fill(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := src.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // crc64Combine returns the CRC-64/ECMA of A‖B from crc1 = CRC(A), crc2 = CRC(B) and
