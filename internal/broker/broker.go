@@ -38,6 +38,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	pebbledb "github.com/cockroachdb/pebble"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -206,7 +207,11 @@ func (b *Broker) Start() (err error) {
 			return fmt.Errorf("broker: data dir: %w", err)
 		}
 		st := &storageHook{Hook: new(pebble.Hook)}
-		opts := &pebble.Options{Path: filepath.Join(b.cfg.DataDir, "sessions"), Mode: pebble.Sync}
+		opts := &pebble.Options{
+			Path:    filepath.Join(b.cfg.DataDir, "sessions"),
+			Mode:    pebble.Sync, // a QoS 1 message is on disk before it is acknowledged
+			Options: &pebbledb.Options{Logger: pebbleLogger{b.log.With().Str("component", "pebble").Logger()}},
+		}
 		if err := b.srv.AddHook(st, opts); err != nil {
 			return fmt.Errorf("broker: session store: %w", err)
 		}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/rs/zerolog"
@@ -34,4 +35,19 @@ func (h quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
 	return quietHandler{h.Handler.WithGroup(name)}
+}
+
+// pebbleLogger sends the session store's logs (recovery notes and the like) to zerolog
+// instead of the standard logger.
+type pebbleLogger struct{ zl zerolog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.zl.Debug().Msgf(format, args...)
+}
+
+// Fatalf is called on unrecoverable store corruption; pebble expects it not to return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.zl.Error().Msg(msg)
+	panic("session store: " + msg)
 }
