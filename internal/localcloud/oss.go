@@ -89,6 +89,7 @@ func (s *ossService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := s.serve(rq)
 	code := ""
 	if err != nil && err != errAbort {
+		drainBody(r)
 		code = s.writeError(rq, err)
 	}
 	s.log.Info().
@@ -110,6 +111,19 @@ func (s *ossService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // errAbort makes ServeHTTP abort a response whose status line is already out.
 var errAbort = errors.New("abort response")
+
+// maxDrain bounds how much of an unread request body is read before an error response.
+const maxDrain = 8 << 20
+
+// drainBody reads what is left of a modest request body before an error is answered, so
+// that a client still sending sees the error rather than a reset connection (and the SDKs,
+// some of which touch their body readers after the response arrives, are not raced).
+func drainBody(r *http.Request) {
+	if r.Body == nil || r.ContentLength > maxDrain || strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, r.Body, maxDrain)
+}
 
 // opSpec is a routed operation: its name, the RAM action it needs, and its handler.
 type opSpec struct {

@@ -64,6 +64,7 @@ type ossEnv struct {
 	roSK     string
 
 	proxy   *http.Server
+	proxyTr *http.Transport // the proxy's connections to the server
 	proxyWG sync.WaitGroup
 	wrapMu  sync.Mutex
 	wrap    func(http.Handler) http.Handler // fault injection in the proxy
@@ -124,6 +125,9 @@ func (e *ossEnv) stop() {
 func (e *ossEnv) restart() {
 	e.t.Helper()
 	e.stop()
+	if e.proxyTr != nil {
+		e.proxyTr.CloseIdleConnections() // they went to the old server
+	}
 	e.start()
 }
 
@@ -142,7 +146,9 @@ func (e *ossEnv) setWrap(wrap func(http.Handler) http.Handler) {
 		e.t.Fatal(err)
 	}
 	target, _ := url.Parse(e.srv.OSSEndpoint())
+	e.proxyTr = &http.Transport{}
 	rp := &httputil.ReverseProxy{
+		Transport:     e.proxyTr,
 		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Host = pr.In.Host },
 		FlushInterval: -1,
 		ErrorLog:      log.New(io.Discard, "", 0),
@@ -166,6 +172,7 @@ func (e *ossEnv) setWrap(wrap func(http.Handler) http.Handler) {
 	e.t.Cleanup(func() {
 		_ = e.proxy.Close()
 		e.proxyWG.Wait()
+		e.proxyTr.CloseIdleConnections()
 	})
 }
 
