@@ -197,8 +197,9 @@ func (b *Broker) Start() (err error) {
 	}
 	b.started = true
 	defer func() {
-		if err != nil {
+		if err != nil { // a failed broker cannot be started again: mochi's server is closed
 			b.shutdown()
+			b.closed = true
 		}
 	}()
 

@@ -1,0 +1,219 @@
+package broker
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipgate/clipgate/internal/identity"
+)
+
+func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "broker.yaml", `
+addr: 127.0.0.1:2883
+httpAddr: none
+dataDir: /var/lib/clipgate
+topicRoot: acme/v1
+fleetKeyFile: /etc/clipgate/fleet.key
+tls:
+  certFile: /etc/tls/crt.pem
+  keyFile: /etc/tls/key.pem
+  requireClientCert: true
+passwordWindow: 1h30m
+sessionExpiry: 48h
+maxPacketSize: 32768
+maxWritesPending: 128
+deviceRate: 2.5
+deviceBurst: 5
+emqx:
+  enabled: true
+`, 0o600)
+	cfg := Config{Addr: "kept-if-absent", ServiceRate: 7}
+	if err := LoadConfigFile(p, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Addr: "127.0.0.1:2883", HTTPAddr: "none", DataDir: "/var/lib/clipgate", TopicRoot: "acme/v1",
+		FleetKeyFile:   "/etc/clipgate/fleet.key",
+		TLS:            TLSConfig{CertFile: "/etc/tls/crt.pem", KeyFile: "/etc/tls/key.pem", RequireClientCert: true},
+		PasswordWindow: 90 * time.Minute, SessionExpiry: 48 * time.Hour, MaxPacketSize: 32768, MaxWritesPending: 128,
+		DeviceRate: 2.5, DeviceBurst: 5, ServiceRate: 7, EMQX: EMQXConfig{Enabled: true},
+	}
+	if cfg.Addr != want.Addr || cfg.HTTPAddr != want.HTTPAddr || cfg.DataDir != want.DataDir || cfg.TopicRoot != want.TopicRoot ||
+		cfg.FleetKeyFile != want.FleetKeyFile || cfg.TLS != want.TLS || cfg.PasswordWindow != want.PasswordWindow ||
+		cfg.SessionExpiry != want.SessionExpiry || cfg.MaxPacketSize != want.MaxPacketSize ||
+		cfg.MaxWritesPending != want.MaxWritesPending || cfg.DeviceRate != want.DeviceRate || cfg.DeviceBurst != want.DeviceBurst ||
+		cfg.ServiceRate != want.ServiceRate || cfg.EMQX != want.EMQX {
+		t.Fatalf("got  %+v\nwant %+v", cfg, want)
+	}
+
+	bad := map[string]string{
+		"unknown key":      "adr: 127.0.0.1:1\n",
+		"unknown nested":   "tls:\n  cert: x\n",
+		"wrong type":       "maxPacketSize: lots\n",
+		"negative uint":    "maxPacketSize: -1\n",
+		"bad duration":     "sessionExpiry: forever\n",
+		"two documents":    "addr: a\n---\naddr: b\n",
+		"not a mapping":    "- addr\n",
+		"unclosed quote":   "addr: \"127.0.0.1\n",
+		"yaml-only secret": "fleetKey: AAAA\n",
+	}
+	for name, content := range bad {
+		t.Run(name, func(t *testing.T) {
+			p := writeFile(t, t.TempDir(), "bad.yaml", content, 0o600)
+			var c Config
+			err := LoadConfigFile(p, &c)
+			if err == nil || !strings.Contains(err.Error(), p) {
+				t.Fatalf("err = %v, want an error naming the file", err)
+			}
+		})
+	}
+	t.Run("empty file", func(t *testing.T) {
+		c := Config{Addr: "x"}
+		if err := LoadConfigFile(writeFile(t, t.TempDir(), "e.yaml", "", 0o600), &c); err != nil || c.Addr != "x" {
+			t.Fatalf("%v %+v", err, c)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		if err := LoadConfigFile(filepath.Join(t.TempDir(), "nope.yaml"), new(Config)); err == nil {
+			t.Fatal("no error")
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		p := writeFile(t, t.TempDir(), "big.yaml", "# "+strings.Repeat("x", maxConfigFile)+"\n", 0o600)
+		if err := LoadConfigFile(p, new(Config)); err == nil || !strings.Contains(err.Error(), "larger") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	fleet, _ := identity.NewFleetKey()
+	keyFile := filepath.Join(dir, "fleet.key")
+	if err := identity.WriteKey(keyFile, fleet); err != nil {
+		t.Fatal(err)
+	}
+	openKey := writeFile(t, dir, "open.key", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0o644)
+	badAccounts := writeFile(t, dir, "accounts.yaml", "accounts:\n  - username: x\n    passwordHash: nope\n    role: admin\n", 0o600)
+	badRevs := writeFile(t, dir, "revoked.txt", "cam-1\nnot a device id\n", 0o644)
+	shortToken := writeFile(t, dir, "token", "short", 0o600)
+	ok := func(c *Config) { c.FleetKeyFile = keyFile }
+	cases := map[string]struct {
+		mod  func(*Config)
+		want string
+	}{
+		"no fleet key":          {func(c *Config) {}, "fleet key"},
+		"short fleet key":       {func(c *Config) { c.FleetKey = []byte("short") }, "32 bytes"},
+		"fleet key file open":   {func(c *Config) { c.FleetKeyFile = openKey }, "group or others"},
+		"fleet key file absent": {func(c *Config) { c.FleetKeyFile = filepath.Join(dir, "none") }, "no such file"},
+		"bad accounts":          {func(c *Config) { ok(c); c.ServiceAccountsFile = badAccounts }, "bcrypt"},
+		"bad revocations":       {func(c *Config) { ok(c); c.RevocationsFile = badRevs }, ":2"},
+		"bad topic root":        {func(c *Config) { ok(c); c.TopicRoot = "a/#" }, "topicRoot"},
+		"cert without key":      {func(c *Config) { ok(c); c.TLS.CertFile = "x.pem" }, "together"},
+		"client CA without TLS": {func(c *Config) { ok(c); c.TLS.ClientCAFile = "ca.pem" }, "need certFile"},
+		"require without CA":    {func(c *Config) { ok(c); c.TLS = TLSConfig{CertFile: "a", KeyFile: "b", RequireClientCert: true} }, "needs clientCAFile"},
+		"missing cert files":    {func(c *Config) { ok(c); c.TLS = TLSConfig{CertFile: "/nonexistent/a", KeyFile: "/nonexistent/b"} }, "tls"},
+		"no listener":           {func(c *Config) { ok(c); c.Addr = "none" }, "no MQTT listener"},
+		"tiny packets":          {func(c *Config) { ok(c); c.MaxPacketSize = 100 }, "maxPacketSize"},
+		"short session expiry":  {func(c *Config) { ok(c); c.SessionExpiry = time.Millisecond }, "sessionExpiry"},
+		"huge session expiry":   {func(c *Config) { ok(c); c.SessionExpiry = 200 * 365 * 24 * time.Hour }, "sessionExpiry"},
+		"negative writes":       {func(c *Config) { ok(c); c.MaxWritesPending = -1 }, "maxWritesPending"},
+		"emqx without http":     {func(c *Config) { ok(c); c.EMQX.Enabled = true; c.HTTPAddr = "none" }, "emqx"},
+		"short emqx token":      {func(c *Config) { ok(c); c.EMQX = EMQXConfig{Enabled: true, TokenFile: shortToken} }, "shorter"},
+		"zero device burst":     {func(c *Config) { ok(c); c.DeviceRate = 1; c.DeviceBurst = -1 }, "deviceBurst"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := Config{}
+			c.mod(&cfg)
+			b, err := New(cfg)
+			if err == nil {
+				b.Close()
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	fleet, _ := identity.NewFleetKey()
+	// A port in use: Start fails and leaves nothing running.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b, err := New(Config{FleetKey: fleet, Addr: busy.Addr().String(), HTTPAddr: "none", DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err == nil {
+		t.Fatal("started on a busy port")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The session store was closed: a new broker can open it.
+	b2, err := New(Config{FleetKey: fleet, Addr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Start(); err == nil {
+		t.Fatal("started twice")
+	}
+	addr := b2.Addr()
+	if err := b2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	if err := b2.Start(); err == nil {
+		t.Fatal("started after Close")
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("listener still open after Close")
+	}
+
+	// A data dir that is a file.
+	file := writeFile(t, t.TempDir(), "f", "x", 0o600)
+	b3, err := New(Config{FleetKey: fleet, Addr: "127.0.0.1:0", HTTPAddr: "none", DataDir: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b3.Start(); err == nil {
+		t.Fatal("started with a file as data dir")
+	}
+	b3.Close()
+
+	// Never started: Close is fine.
+	b4, err := New(Config{FleetKey: fleet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b4.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
