@@ -52,7 +52,7 @@ func (c *ossClock) Advance(d time.Duration) {
 // ossEnv is the local cloud (Start) on loopback ports with a generated admin key, a
 // read-only key and a role. With a wrapper it is reached through a fault-injecting proxy.
 type ossEnv struct {
-	t        *testing.T
+	t        testing.TB
 	cfg      Config
 	srv      *Server
 	auth     *Authority
@@ -72,7 +72,7 @@ type ossEnv struct {
 
 type envOption func(*Config)
 
-func newOSSEnv(t *testing.T, opts ...envOption) *ossEnv {
+func newOSSEnv(t testing.TB, opts ...envOption) *ossEnv {
 	t.Helper()
 	e := &ossEnv{t: t, clock: &ossClock{}}
 	e.ak, e.sk = "LTAI"+randomHex(8, false), randomHex(15, false)

@@ -14,9 +14,12 @@ import (
 // ecmaTable is the CRC-64/ECMA-182 table OSS uses for x-oss-hash-crc64ecma.
 var ecmaTable = crc64.MakeTable(crc64.ECMA)
 
-// copyBufSize is the size of the pooled buffers bodies are streamed through: large enough
-// that each write to disk is one big system call, small enough to keep memory flat.
-const copyBufSize = 512 << 10
+// Bodies are streamed through copyBufs buffers of copyBufSize: large enough that each
+// write to disk is one big system call, few enough (copyDepth per body) to keep memory flat.
+const (
+	copyBufSize = 256 << 10
+	copyDepth   = 4
+)
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
@@ -31,36 +34,61 @@ type digest struct {
 }
 
 // copyIn streams src into f at f's current offset until EOF, updating d. More than limit
-// bytes gives errTooLarge (and nothing beyond limit is written).
+// bytes gives errTooLarge (and nothing beyond limit is written). The hashes run in a second
+// goroutine, overlapped with reading, the CRC and writing: MD5 alone is slower than most
+// disks.
 func copyIn(f *os.File, src io.Reader, limit int64, d *digest) error {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
-	var n0 int64
-	for {
-		n, err := fill(src, buf)
-		if n > 0 {
-			if n0+int64(n) > limit {
-				return errTooLarge
-			}
-			p := buf[:n]
-			d.crc = crc64.Update(d.crc, ecmaTable, p)
+	var bufs [copyDepth]*[]byte
+	free := make(chan []byte, copyDepth) // buffers neither being hashed nor written
+	for i := range bufs {
+		bufs[i] = copyBufs.Get().(*[]byte)
+		free <- *bufs[i]
+	}
+	defer func() {
+		for _, b := range bufs {
+			copyBufs.Put(b)
+		}
+	}()
+	toHash := make(chan []byte, copyDepth)
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for p := range toHash {
 			for _, h := range d.hashes {
 				h.Write(p)
 			}
-			if _, werr := f.Write(p); werr != nil {
-				return werr
+			free <- p[:cap(p)]
+		}
+	}()
+	err := func() error {
+		var n0 int64
+		for {
+			buf := <-free
+			n, err := fill(src, buf)
+			if n > 0 {
+				if n0+int64(n) > limit {
+					return errTooLarge
+				}
+				p := buf[:n]
+				toHash <- p
+				d.crc = crc64.Update(d.crc, ecmaTable, p)
+				d.size += int64(n)
+				if _, werr := f.Write(p); werr != nil {
+					return werr
+				}
+				n0 += int64(n)
 			}
-			n0 += int64(n)
-			d.size += int64(n)
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
 		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	}()
+	close(toHash)
+	<-hashed // d.hashes are the hasher's until here
+	return err
 }
 
 // fill reads into buf until it is full or src fails. Unlike io.ReadFull it passes src's
