@@ -97,6 +97,8 @@ type serveCmd struct {
 	ServiceAccounts      *string        `name:"service-accounts" help:"Service accounts file (YAML, bcrypt hashes)." env:"CLIPGATE_SERVICE_ACCOUNTS_FILE" placeholder:"FILE"`
 	Revocations          *string        `name:"revocations" help:"Revocation list file (one device ID a line), watched for changes." env:"CLIPGATE_REVOCATIONS_FILE" placeholder:"FILE"`
 	PasswordWindow       *time.Duration `name:"password-window" help:"Accepted clock difference of device passwords (default 24h)." env:"CLIPGATE_BROKER_PASSWORD_WINDOW"`
+	ConnectTimeout       *time.Duration `name:"connect-timeout" help:"Time a new connection has for its TLS handshake and CONNECT (default 10s)." env:"CLIPGATE_BROKER_CONNECT_TIMEOUT"`
+	RevocationSweep      *time.Duration `name:"revocation-sweep" help:"How often connected devices are checked against the revocation list (default 1s)." env:"CLIPGATE_BROKER_REVOCATION_SWEEP"`
 	MaxPacketSize        *uint32        `name:"max-packet-size" help:"Largest MQTT packet accepted, bytes." env:"CLIPGATE_BROKER_MAX_PACKET_SIZE"`
 	MaxWritesPending     *int32         `name:"max-writes-pending" help:"Outbound queue per client; messages beyond it are dropped and counted." env:"CLIPGATE_BROKER_MAX_WRITES_PENDING"`
 	SessionExpiry        *time.Duration `name:"session-expiry" help:"How long disconnected persistent sessions are kept." env:"CLIPGATE_BROKER_SESSION_EXPIRY"`
@@ -134,6 +136,8 @@ func (s *serveCmd) config() (broker.Config, error) {
 	set(&cfg.ServiceAccountsFile, s.ServiceAccounts)
 	set(&cfg.RevocationsFile, s.Revocations)
 	set(&cfg.PasswordWindow, s.PasswordWindow)
+	set(&cfg.ConnectTimeout, s.ConnectTimeout)
+	set(&cfg.RevocationSweep, s.RevocationSweep)
 	set(&cfg.MaxPacketSize, s.MaxPacketSize)
 	set(&cfg.MaxWritesPending, s.MaxWritesPending)
 	set(&cfg.SessionExpiry, s.SessionExpiry)

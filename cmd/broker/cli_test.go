@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/clipgate/clipgate/internal/identity"
+)
+
+// syncBuffer is a bytes.Buffer safe for the broker's log writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb syncBuffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestFleetKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.key")
+	if code, _, stderr := runCLI(t, "", "fleet-key", path); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("fleet key file: %v %v", fi, err)
+	}
+	key, err := identity.LoadKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "", "fleet-key", path)
+	if code != 1 || !strings.Contains(stderr, "--force") {
+		t.Fatalf("overwrite: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, "", "fleet-key", "--force", path); code != 0 {
+		t.Fatalf("--force: exit %d: %s", code, stderr)
+	}
+	key2, _ := identity.LoadKey(path)
+	if bytes.Equal(key, key2) {
+		t.Fatal("--force kept the old key")
+	}
+}
+
+func TestDeviceKey(t *testing.T) {
+	dir := t.TempDir()
+	fleetFile := filepath.Join(dir, "fleet.key")
+	if code, _, stderr := runCLI(t, "", "fleet-key", fleetFile); code != 0 {
+		t.Fatal(stderr)
+	}
+	fleet, _ := identity.LoadKey(fleetFile)
+	want := identity.DeriveDeviceKey(fleet, "cam-1")
+
+	code, stdout, stderr := runCLI(t, "", "device-key", "--fleet-key", fleetFile, "cam-1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got, err := base64.StdEncoding.DecodeString(strings.TrimSpace(stdout))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("printed key %q: %v", stdout, err)
+	}
+
+	out := filepath.Join(dir, "cam-1.key")
+	if code, _, stderr := runCLI(t, "", "device-key", "--fleet-key", fleetFile, "--out", out, "cam-1"); code != 0 {
+		t.Fatalf("--out: exit %d: %s", code, stderr)
+	}
+	if k, err := identity.LoadKey(out); err != nil || !bytes.Equal(k, want) {
+		t.Fatalf("written key: %v", err)
+	}
+
+	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-key", fleetFile, "--password", "cam-1")
+	if code != 0 || identity.VerifyMQTTPassword(want, "cam-1", strings.TrimSpace(stdout), time.Now(), time.Minute) != nil {
+		t.Fatalf("--password: exit %d, %q", code, stdout)
+	}
+
+	for name, args := range map[string][]string{
+		"bad device ID":     {"device-key", "--fleet-key", fleetFile, "cam/1"},
+		"missing fleet key": {"device-key", "--fleet-key", filepath.Join(dir, "none"), "cam-1"},
+	} {
+		if code, _, stderr := runCLI(t, "", args...); code != 1 || stderr == "" {
+			t.Errorf("%s: exit %d, stderr %q", name, code, stderr)
+		}
+	}
+	if code, _, _ := runCLI(t, "", "device-key", "cam-1"); code != 2 {
+		t.Errorf("no --fleet-key: exit %d, want usage error 2", code)
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "s3cret pass\n", "hash-password")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(strings.TrimSpace(stdout)), []byte("s3cret pass")); err != nil {
+		t.Fatalf("hash %q: %v", stdout, err)
+	}
+	for name, in := range map[string]string{
+		"empty":    "",
+		"blank":    "\n",
+		"too long": strings.Repeat("x", 2000) + "\n",
+		"72+":      strings.Repeat("y", 100) + "\n",
+	} {
+		if code, _, stderr := runCLI(t, in, "hash-password"); code != 1 || stderr == "" {
+			t.Errorf("%s: exit %d, stderr %q", name, code, stderr)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	if code, _, _ := runCLI(t, "", "serve", "--no-such-flag"); code != 2 {
+		t.Errorf("unknown flag: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, "", "frobnicate"); code != 2 {
+		t.Errorf("unknown command: exit %d", code)
+	}
+	if code, stdout, _ := runCLI(t, "", "--help"); code != 0 || !strings.Contains(stdout, "serve") {
+		t.Errorf("--help: exit %d %q", code, stdout)
+	}
+	code, _, stderr := runCLI(t, "", "serve", "--fleet-key", "x")
+	if code != 1 || !strings.Contains(stderr, "--data-dir") {
+		t.Errorf("serve without data dir: exit %d %q", code, stderr)
+	}
+}
+
+func parseServe(t *testing.T, args ...string) *serveCmd {
+	t.Helper()
+	var c cli
+	k, err := kong.New(&c, kong.Vars{"default_addr": "", "default_tls_addr": "", "default_http_addr": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Parse(append([]string{"serve"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	return &c.Serve
+}
+
+// Flags beat environment variables, which beat the config file, which beats defaults.
+func TestServeConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "broker.yaml")
+	if err := os.WriteFile(file, []byte("addr: 127.0.0.1:1001\nhttpAddr: 127.0.0.1:1002\ndataDir: /from/file\ndeviceRate: 3\nsessionExpiry: 2h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CLIPGATE_BROKER_HTTP_ADDR", "127.0.0.1:2002")
+	t.Setenv("CLIPGATE_BROKER_DEVICE_RATE", "4")
+	cfg, err := parseServe(t, "--config", file, "--device-rate", "5", "--max-packet-size", "9000").config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:1001" || cfg.HTTPAddr != "127.0.0.1:2002" || cfg.DataDir != "/from/file" ||
+		cfg.DeviceRate != 5 || cfg.SessionExpiry != 2*time.Hour || cfg.MaxPacketSize != 9000 || cfg.ServiceRate != 0 {
+		t.Fatalf("%+v", cfg)
+	}
+	cfg, err = parseServe(t, "--config", file, "--in-memory").config()
+	if err != nil || cfg.DataDir != "" {
+		t.Fatalf("--in-memory: %v %q", err, cfg.DataDir)
+	}
+	t.Setenv("CLIPGATE_BROKER_CONFIG", filepath.Join(dir, "missing.yaml"))
+	if _, err := parseServe(t).config(); err == nil {
+		t.Fatal("missing config file accepted")
+	}
+}
+
+// serve runs the broker until its context ends; a device can connect meanwhile.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	fleetFile := filepath.Join(dir, "fleet.key")
+	if code, _, stderr := runCLI(t, "", "fleet-key", fleetFile); code != 0 {
+		t.Fatal(stderr)
+	}
+	fleet, _ := identity.LoadKey(fleetFile)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--fleet-key", fleetFile,
+			"--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "info"}, strings.NewReader(""), &bytes.Buffer{}, &stderr)
+	}()
+	var addr string
+	deadline := time.Now().Add(15 * time.Second)
+	for addr == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no start line in the log: %s", stderr.String())
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d: %s", code, stderr.String())
+		default:
+		}
+		sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line["message"] == "broker started" {
+				addr, _ = line["mqtt"].(string)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	pw := identity.MQTTPassword(identity.DeriveDeviceKey(fleet, "cam-1"), "cam-1", time.Now())
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("cam-1").
+		SetUsername("cam-1").SetPassword(pw).SetProtocolVersion(4).SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	if tok := c.Publish("clipgate/v1/devices/cam-1/status", 1, false, "up"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	c.Disconnect(100)
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
