@@ -1,0 +1,233 @@
+package clipgatetest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/crypto/bcrypt"
+	"gopkg.in/yaml.v3"
+
+	"github.com/clipgate/clipgate/internal/identity"
+)
+
+// Files the stack keeps in its directory. A stack started again on the same directory
+// reuses them, so keys, passwords and stored objects survive a restart.
+const (
+	fleetKeyFile        = "fleet.key"             // identity.WriteKey format
+	keysFile            = "keys.json"             // access keys and service account passwords
+	serviceAccountsFile = "service-accounts.yaml" // bcrypt hashes, rewritten at every start
+	localcloudDir       = "localcloud"
+	devicesDir          = "devices"
+)
+
+// Service account usernames, one per role. The passwords are hex, so they can never be
+// taken for a device password ("v1.…") by the broker.
+var serviceRoles = []string{identity.RoleTokenWorker, identity.RoleConsumer, identity.RoleAdmin}
+
+// keyPair is a localcloud long-term access key.
+type keyPair struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
+}
+
+// stackKeys is the content of keys.json.
+type stackKeys struct {
+	// OSSAdmin is the full-access key of the admin OSS client.
+	OSSAdmin keyPair `json:"ossAdmin"`
+	// STSCaller is the token workers' key: it may only call sts:AssumeRole on the role.
+	STSCaller keyPair `json:"stsCaller"`
+	// Passwords maps each service role (also its username) to its password.
+	Passwords map[string]string `json:"passwords"`
+}
+
+// maxKeysFile bounds keys.json; it is a few hundred bytes.
+const maxKeysFile = 64 << 10
+
+// loadOrCreateKeys returns the fleet key and the other secrets kept in dir, generating and
+// writing (0600) whichever is missing.
+func loadOrCreateKeys(dir string) ([]byte, *stackKeys, error) {
+	fleetPath := filepath.Join(dir, fleetKeyFile)
+	fleet, err := identity.LoadKey(fleetPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if fleet, err = identity.NewFleetKey(); err != nil {
+			return nil, nil, err
+		}
+		if err := identity.WriteKey(fleetPath, fleet); err != nil {
+			return nil, nil, err
+		}
+	case err != nil:
+		return nil, nil, fmt.Errorf("%w (delete it to start with new keys)", err)
+	}
+
+	keysPath := filepath.Join(dir, keysFile)
+	keys, err := readKeys(keysPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if keys, err = newKeys(); err != nil {
+			return nil, nil, err
+		}
+		data, err := json.MarshalIndent(keys, "", "  ")
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := writePrivate(keysPath, append(data, '\n')); err != nil {
+			return nil, nil, err
+		}
+	case err != nil:
+		return nil, nil, fmt.Errorf("keys file %s: %w (delete it to start with new keys)", keysPath, err)
+	}
+	return fleet, keys, nil
+}
+
+func newKeys() (*stackKeys, error) {
+	k := &stackKeys{Passwords: make(map[string]string, len(serviceRoles))}
+	var err error
+	gen := func(prefix string, n int) string {
+		if err != nil {
+			return ""
+		}
+		var s string
+		s, err = randomHex(n)
+		return prefix + s
+	}
+	k.OSSAdmin = keyPair{ID: gen("LTAIadmin", 8), Secret: gen("", 16)}
+	k.STSCaller = keyPair{ID: gen("LTAIworker", 8), Secret: gen("", 16)}
+	for _, role := range serviceRoles {
+		k.Passwords[role] = gen("", 16)
+	}
+	return k, err
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// readKeys reads and checks keys.json, refusing a file that others may read.
+func readKeys(path string) (*stackKeys, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w (mode %v); chmod 600 it", identity.ErrInsecurePermissions, st.Mode().Perm())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeysFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxKeysFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxKeysFile)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var k stackKeys
+	if err := dec.Decode(&k); err != nil {
+		return nil, fmt.Errorf("not a keys file: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	for _, p := range []struct {
+		name string
+		kp   keyPair
+	}{{"ossAdmin", k.OSSAdmin}, {"stsCaller", k.STSCaller}} {
+		if !alnum(p.kp.ID, 1) || !alnum(p.kp.Secret, 8) {
+			return nil, fmt.Errorf("%s: id and secret must be letters and digits (secret at least 8)", p.name)
+		}
+	}
+	if k.OSSAdmin.ID == k.STSCaller.ID {
+		return nil, errors.New("ossAdmin and stsCaller have the same id")
+	}
+	for _, role := range serviceRoles {
+		if !alnum(k.Passwords[role], 8) || len(k.Passwords[role]) > 72 {
+			return nil, fmt.Errorf("passwords.%s: want 8 to 72 letters and digits", role)
+		}
+	}
+	if len(k.Passwords) != len(serviceRoles) {
+		return nil, fmt.Errorf("passwords: want exactly %v", serviceRoles)
+	}
+	return &k, nil
+}
+
+// alnum reports whether s is at least min ASCII letters and digits (at most 128).
+func alnum(s string, min int) bool {
+	if len(s) < min || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// writeServiceAccounts writes the broker's accounts file for the passwords in k, with
+// bcrypt at its minimum cost (a test logs in often; the passwords are random) and loads it.
+func writeServiceAccounts(path string, k *stackKeys) (*identity.ServiceAccounts, error) {
+	type account struct {
+		Username     string `yaml:"username"`
+		PasswordHash string `yaml:"passwordHash"`
+		Role         string `yaml:"role"`
+	}
+	var f struct {
+		Accounts []account `yaml:"accounts"`
+	}
+	for _, role := range serviceRoles {
+		h, err := bcrypt.GenerateFromPassword([]byte(k.Passwords[role]), bcrypt.MinCost)
+		if err != nil {
+			return nil, err
+		}
+		f.Accounts = append(f.Accounts, account{Username: role, PasswordHash: string(h), Role: role})
+	}
+	data, err := yaml.Marshal(&f)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePrivate(path, data); err != nil {
+		return nil, err
+	}
+	return identity.LoadServiceAccounts(path)
+}
+
+// writePrivate writes data to path (mode 0600) through a temporary file and a rename.
+func writePrivate(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*") // 0600
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

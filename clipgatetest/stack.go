@@ -1,0 +1,592 @@
+package clipgatetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/rs/zerolog"
+
+	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Defaults of Options.
+const (
+	DefaultBucket = "clips"
+	DefaultPrefix = "clips/"
+	// RoleName is the localcloud role the token workers assume for devices.
+	RoleName = "clipgate-device"
+	// LogEnv set to "1" sends the stack's logs to stderr (console format) when
+	// Options.Logger is the zero Logger.
+	LogEnv = "CLIPGATE_TEST_LOG"
+	// startWorkerTimeout bounds StartWorker, which takes no context.
+	startWorkerTimeout = 30 * time.Second
+)
+
+// Options configures a Stack. The zero value is a working stack: one token worker, bucket
+// "clips", key prefix "clips/", random loopback ports, a temporary directory.
+type Options struct {
+	// Workers is the number of token workers started; 0 means 1.
+	Workers int
+	// Bucket is the OSS bucket (created in the local cloud); default DefaultBucket.
+	Bucket string
+	// Prefix is the global key prefix, empty or ending in "/": devices write under
+	// {Prefix}{deviceID}/{yyyy}/{mm}/{dd}/. Empty means DefaultPrefix, unless NoPrefix.
+	Prefix string
+	// NoPrefix puts objects directly under {deviceID}/ (Prefix must then be empty).
+	NoPrefix bool
+	// TopicRoot is the MQTT topic root; default topics.DefaultRoot.
+	TopicRoot string
+	// Dir holds keys, the local cloud's objects and the devices' state. Empty means a new
+	// temporary directory, removed by Close. A given directory is kept, and a stack started
+	// again on it reuses its fleet key, access keys, passwords and objects (one stack at a
+	// time per directory).
+	Dir string
+	// Now is the local cloud's clock (STS token issue and expiry, request signatures,
+	// policy conditions); nil means time.Now. Moving it forward expires credentials.
+	// The local cloud refuses requests signed more than 15 minutes away from it.
+	Now func() time.Time
+	// STSRate bounds AssumeRole calls per second in the local cloud; 0 is unlimited.
+	STSRate float64
+	// WorkerConfig, when set, adjusts each token worker's configuration before it starts.
+	WorkerConfig func(*tokenworker.Config)
+	// BrokerConfig, when set, adjusts the broker's configuration before it starts.
+	BrokerConfig func(*broker.Config)
+	// Logger receives every component's logs. The zero Logger discards them, unless the
+	// environment variable CLIPGATE_TEST_LOG is "1": then they go to stderr.
+	Logger zerolog.Logger
+	// Listen addresses; each defaults to "127.0.0.1:0" (a random loopback port).
+	OSSAddr, STSAddr, MQTTAddr, HTTPAddr string
+}
+
+// Stack is a running clipgate: the local cloud (OSS and STS), the MQTT broker and token
+// workers, all in this process. Its methods are safe for concurrent use.
+type Stack struct {
+	opts    Options
+	dir     string
+	tempDir bool
+	log     zerolog.Logger
+	scheme  topics.Scheme
+	prefix  string
+
+	fleetKey []byte
+	keys     *stackKeys
+	revs     *identity.Revocations
+	cloud    *localcloud.Server
+	broker   *broker.Broker
+	roleARN  string
+
+	mu        sync.Mutex
+	closed    bool
+	revoked   map[string]bool
+	workers   []*tokenworker.Worker // nil where stopped
+	replay    *identity.ReplayCache // shared by the workers, so a replay cannot slip past
+	consumers map[*Consumer]struct{}
+}
+
+// ErrClosed is returned by the methods of a closed Stack or Consumer.
+var ErrClosed = errors.New("clipgatetest: closed")
+
+// Start starts a stack: the local cloud with the bucket, an admin key and a role for the
+// devices, the broker, and the token workers. ctx bounds the start only (the workers'
+// first connection); the stack runs until Close. On error nothing is left running.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	s := &Stack{opts: opts, revoked: map[string]bool{}, consumers: map[*Consumer]struct{}{}}
+	if err := s.applyDefaults(); err != nil {
+		return nil, err
+	}
+	if s.opts.Dir == "" {
+		if s.dir, err = os.MkdirTemp("", "clipgatetest-"); err != nil {
+			return nil, fmt.Errorf("clipgatetest: %w", err)
+		}
+		s.tempDir = true
+	} else {
+		if s.dir, err = filepath.Abs(s.opts.Dir); err != nil {
+			return nil, fmt.Errorf("clipgatetest: Dir: %w", err)
+		}
+		if err := os.MkdirAll(s.dir, 0o700); err != nil {
+			return nil, fmt.Errorf("clipgatetest: Dir: %w", err)
+		}
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	if s.fleetKey, s.keys, err = loadOrCreateKeys(s.dir); err != nil {
+		return nil, fmt.Errorf("clipgatetest: %w", err)
+	}
+	accounts, err := writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys)
+	if err != nil {
+		return nil, fmt.Errorf("clipgatetest: %w", err)
+	}
+	s.revs = identity.NewRevocations()
+
+	if err := s.startCloud(); err != nil {
+		return nil, err
+	}
+
+	bl := s.log.With().Str("component", "broker").Logger()
+	bcfg := broker.Config{
+		Addr:            s.opts.MQTTAddr,
+		HTTPAddr:        s.opts.HTTPAddr,
+		TopicRoot:       s.scheme.Root(),
+		FleetKey:        s.fleetKey,
+		ServiceAccounts: accounts,
+		Revocations:     s.revs,
+		Logger:          &bl,
+	}
+	if s.opts.BrokerConfig != nil {
+		s.opts.BrokerConfig(&bcfg)
+	}
+	b, err := broker.New(bcfg)
+	if err != nil {
+		return nil, fmt.Errorf("clipgatetest: %w", err)
+	}
+	if err := b.Start(); err != nil {
+		// A failed Start has already stopped what it started (and Close would stop it again).
+		return nil, fmt.Errorf("clipgatetest: %w", err)
+	}
+	s.broker = b
+
+	// alibaba-cloud-sdk-go fills its STS endpoint table lazily and without a lock on the
+	// first NewClient: fill it now, before several workers create clients at once.
+	_ = sts.GetEndpointMap()
+	for range s.opts.Workers {
+		if _, err := s.startWorker(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s.log.Info().Str("dir", s.dir).Str("mqtt", s.BrokerURL()).Str("oss", s.OSSEndpoint()).
+		Str("sts", s.STSEndpoint()).Int("workers", s.opts.Workers).Msg("clipgatetest stack started")
+	return s, nil
+}
+
+// New starts a stack for a test or benchmark and closes it when the test ends (t.Cleanup).
+// It fails the test at once if the stack does not start within a minute.
+func New(t testing.TB, opts Options) *Stack {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("clipgatetest: close: %v", err)
+		}
+	})
+	return s
+}
+
+func (s *Stack) applyDefaults() error {
+	o := &s.opts
+	if o.Workers < 0 {
+		return fmt.Errorf("clipgatetest: Workers %d is negative", o.Workers)
+	}
+	if o.Workers == 0 {
+		o.Workers = 1
+	}
+	if o.Bucket == "" {
+		o.Bucket = DefaultBucket
+	}
+	switch {
+	case o.NoPrefix && o.Prefix != "":
+		return fmt.Errorf("clipgatetest: NoPrefix with Prefix %q", o.Prefix)
+	case o.NoPrefix:
+		s.prefix = ""
+	case o.Prefix == "":
+		s.prefix = DefaultPrefix
+	default:
+		s.prefix = o.Prefix
+	}
+	// The token workers check bucket and prefix with the same rule; checking here gives
+	// the error before anything starts.
+	if _, err := policy.DevicePolicy(o.Bucket, s.prefix, "probe-device", "w"); err != nil {
+		return fmt.Errorf("clipgatetest: bucket %q / prefix %q: %w", o.Bucket, s.prefix, err)
+	}
+	if o.TopicRoot == "" {
+		o.TopicRoot = topics.DefaultRoot
+	}
+	var err error
+	if s.scheme, err = topics.New(o.TopicRoot); err != nil {
+		return fmt.Errorf("clipgatetest: TopicRoot: %w", err)
+	}
+	if o.STSRate < 0 {
+		return fmt.Errorf("clipgatetest: STSRate %v is negative", o.STSRate)
+	}
+	for _, a := range []*string{&o.OSSAddr, &o.STSAddr, &o.MQTTAddr, &o.HTTPAddr} {
+		if *a == "" {
+			*a = "127.0.0.1:0"
+		}
+	}
+	s.log = o.Logger
+	if reflect.ValueOf(o.Logger).IsZero() {
+		s.log = zerolog.Nop()
+		if os.Getenv(LogEnv) == "1" {
+			s.log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).
+				With().Timestamp().Logger()
+		}
+	}
+	return nil
+}
+
+// startCloud starts the local cloud with the admin key, the workers' key (allowed only to
+// assume the device role) and the device role (anything in the bucket; the workers'
+// session policies narrow it to one device's prefix).
+func (s *Stack) startCloud() error {
+	b := s.opts.Bucket
+	rolePolicy, err := json.Marshal(map[string]any{"Version": "1", "Statement": []any{map[string]any{
+		"Effect": "Allow", "Action": []string{"oss:*"},
+		"Resource": []string{"acs:oss:*:*:" + b, "acs:oss:*:*:" + b + "/*"},
+	}}})
+	if err != nil {
+		return err
+	}
+	account := localcloud.DefaultAccountID
+	s.roleARN = "acs:ram::" + account + ":role/" + RoleName
+	callerPolicy, err := json.Marshal(map[string]any{"Version": "1", "Statement": []any{map[string]any{
+		"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": s.roleARN,
+	}}})
+	if err != nil {
+		return err
+	}
+	cfg := localcloud.Config{
+		OSSAddr:   s.opts.OSSAddr,
+		STSAddr:   s.opts.STSAddr,
+		DataDir:   filepath.Join(s.dir, localcloudDir),
+		AccountID: account,
+		Keys: []localcloud.AccessKey{
+			{ID: s.keys.OSSAdmin.ID, Secret: s.keys.OSSAdmin.Secret},
+			{ID: s.keys.STSCaller.ID, Secret: s.keys.STSCaller.Secret, Policy: string(callerPolicy)},
+		},
+		Roles:   []localcloud.Role{{Name: RoleName, Policy: string(rolePolicy), MaxSessionDuration: localcloud.MaxMaxSessionDuration}},
+		Buckets: []string{b},
+		STSRate: s.opts.STSRate,
+		Now:     s.opts.Now,
+		Logger:  s.log.With().Str("component", "localcloud").Logger(),
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	cloud, err := localcloud.Start(cfg)
+	if err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	s.cloud = cloud
+	return nil
+}
+
+// workerConfig is the configuration of a new token worker.
+func (s *Stack) workerConfig(n int) tokenworker.Config {
+	cfg := tokenworker.Config{
+		BrokerURL:   s.BrokerURL(),
+		Username:    identity.RoleTokenWorker,
+		Password:    s.keys.Passwords[identity.RoleTokenWorker],
+		ClientID:    broker.ServiceClientID(identity.RoleTokenWorker, fmt.Sprintf("w%d-%s", n, mustHex(4))),
+		Topics:      s.scheme,
+		FleetKey:    s.fleetKey,
+		Revocations: s.revs,
+		STS: tokenworker.STSConfig{
+			Endpoint:        s.cloud.STSEndpoint(),
+			Scheme:          "http",
+			Region:          s.cloud.Region(),
+			AccessKeyID:     s.keys.STSCaller.ID,
+			AccessKeySecret: s.keys.STSCaller.Secret,
+			RoleARN:         s.roleARN,
+		},
+		OSS: protocol.OSSInfo{
+			Endpoint: s.cloud.OSSEndpoint(),
+			Region:   s.cloud.Region(),
+			Bucket:   s.opts.Bucket,
+			Prefix:   s.prefix,
+		},
+		Logger: s.log.With().Str("component", "tokenworker").Int("worker", n).Logger(),
+	}
+	if s.opts.WorkerConfig != nil {
+		s.opts.WorkerConfig(&cfg)
+	}
+	return cfg
+}
+
+func mustHex(n int) string {
+	h, err := randomHex(n)
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return h
+}
+
+// startWorker starts one more token worker and returns its index.
+func (s *Stack) startWorker(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, ErrClosed
+	}
+	n := len(s.workers)
+	cfg := s.workerConfig(n)
+	if cfg.Replay == nil {
+		if s.replay == nil {
+			window := cfg.ClockWindow
+			if window <= 0 {
+				window = tokenworker.DefaultClockWindow
+			}
+			s.replay = identity.NewReplayCache(window, 1<<20)
+		}
+		cfg.Replay = s.replay
+	}
+	// The slot is reserved now so that indices stay stable under concurrent calls.
+	s.workers = append(s.workers, nil)
+	s.mu.Unlock()
+
+	w, err := tokenworker.New(cfg)
+	if err == nil {
+		if err = w.Start(ctx); err != nil {
+			_ = w.Close()
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("clipgatetest: token worker %d: %w", n, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed { // Close ran meanwhile: it did not see this worker
+		_ = w.Close()
+		return 0, ErrClosed
+	}
+	s.workers[n] = w
+	return n, nil
+}
+
+// StartWorker starts one more token worker in the shared-subscription group and returns
+// its index (for StopWorker). It waits up to 30 seconds for the worker to subscribe.
+func (s *Stack) StartWorker() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), startWorkerTimeout)
+	defer cancel()
+	return s.startWorker(ctx)
+}
+
+// StopWorker stops token worker i (0-based, in start order): it unsubscribes, answers what
+// it had queued with "unavailable" and disconnects, so that the others take over.
+func (s *Stack) StopWorker(i int) error {
+	s.mu.Lock()
+	if i < 0 || i >= len(s.workers) || s.workers[i] == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("clipgatetest: no running token worker %d", i)
+	}
+	w := s.workers[i]
+	s.workers[i] = nil
+	s.mu.Unlock()
+	return w.Close()
+}
+
+// Workers returns the number of running token workers.
+func (s *Stack) Workers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, w := range s.workers {
+		if w != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// WorkerStats returns the counters of token worker i, or false if it is not running.
+func (s *Stack) WorkerStats(i int) (tokenworker.Stats, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i < 0 || i >= len(s.workers) || s.workers[i] == nil {
+		return tokenworker.Stats{}, false
+	}
+	return s.workers[i].Stats(), true
+}
+
+// Close stops the consumers, the token workers, the broker and the local cloud, in that
+// order, and waits for each; then it removes the directory if Start made it. It is safe
+// to call more than once.
+func (s *Stack) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	consumers := make([]*Consumer, 0, len(s.consumers))
+	for c := range s.consumers {
+		consumers = append(consumers, c)
+	}
+	workers := s.workers
+	s.workers = nil
+	s.mu.Unlock()
+
+	var errs []error
+	for _, c := range consumers {
+		errs = append(errs, c.Close())
+	}
+	for i := len(workers) - 1; i >= 0; i-- {
+		if workers[i] != nil {
+			errs = append(errs, workers[i].Close())
+		}
+	}
+	if s.broker != nil {
+		errs = append(errs, s.broker.Close())
+	}
+	if s.cloud != nil {
+		errs = append(errs, s.cloud.Close())
+	}
+	if s.tempDir {
+		errs = append(errs, os.RemoveAll(s.dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clipgatetest: close: %w", err)
+	}
+	s.log.Info().Msg("clipgatetest stack stopped")
+	return nil
+}
+
+// DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
+// URL, the topic root, the device key derived from the fleet key and a state directory
+// {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
+// sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
+func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
+	state := filepath.Join(s.dir, devicesDir, "invalid-device-id")
+	if deviceid.Valid(deviceID) { // never a path outside devices/
+		state = filepath.Join(s.dir, devicesDir, deviceID)
+	}
+	return devicekit.Config{
+		BrokerURL: s.BrokerURL(),
+		DeviceID:  deviceID,
+		DeviceKey: s.DeviceKey(deviceID),
+		StateDir:  state,
+		Topics:    s.scheme.Root(),
+		Logger:    s.log.With().Str("component", "devicekit").Logger(),
+	}
+}
+
+// DeviceKey returns the key of deviceID, derived from the fleet key.
+func (s *Stack) DeviceKey(deviceID string) []byte {
+	return identity.DeriveDeviceKey(s.fleetKey, deviceID)
+}
+
+// FleetKey returns a copy of the fleet key (also in {Dir}/fleet.key).
+func (s *Stack) FleetKey() []byte { return slices.Clone(s.fleetKey) }
+
+// Revoke adds deviceID to the revocation list that the broker and the token workers share:
+// the broker disconnects the device now and refuses it from then on, and the workers
+// answer its requests with "revoked". Credentials already issued stay valid until they
+// expire, as with real STS.
+func (s *Stack) Revoke(deviceID string) {
+	s.setRevoked(deviceID, true)
+	if s.broker != nil {
+		s.broker.DisconnectRevoked()
+	}
+}
+
+// Restore removes deviceID from the revocation list.
+func (s *Stack) Restore(deviceID string) { s.setRevoked(deviceID, false) }
+
+func (s *Stack) setRevoked(deviceID string, revoked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if revoked {
+		s.revoked[deviceID] = true
+	} else {
+		delete(s.revoked, deviceID)
+	}
+	ids := make([]string, 0, len(s.revoked))
+	for id := range s.revoked {
+		ids = append(ids, id)
+	}
+	s.revs.Set(ids)
+}
+
+// OSSClient returns an aliyun-oss-go-sdk client with the admin's long-term key (full
+// access to the bucket), path-style and V4-signed, to check what devices uploaded.
+func (s *Stack) OSSClient() (*oss.Client, error) {
+	return oss.New(s.OSSEndpoint(), s.keys.OSSAdmin.ID, s.keys.OSSAdmin.Secret,
+		oss.ForcePathStyle(true), oss.AuthVersion(oss.AuthV4), oss.Region(s.cloud.Region()))
+}
+
+// AdminKey returns the admin's long-term access key for the local OSS (any SDK).
+func (s *Stack) AdminKey() (id, secret string) { return s.keys.OSSAdmin.ID, s.keys.OSSAdmin.Secret }
+
+// ServiceAccount returns the MQTT username and password of the stack's service account
+// for role "tokenworker", "consumer" or "admin", or empty strings for another role.
+// Service clients must use a client ID that is not of device-ID form, e.g. "consumer:x".
+func (s *Stack) ServiceAccount(role string) (username, password string) {
+	pw, ok := s.keys.Passwords[role]
+	if !ok {
+		return "", ""
+	}
+	return role, pw
+}
+
+// Dir returns the stack's directory.
+func (s *Stack) Dir() string { return s.dir }
+
+// Bucket returns the bucket name.
+func (s *Stack) Bucket() string { return s.opts.Bucket }
+
+// Prefix returns the global key prefix ("" or ending in "/").
+func (s *Stack) Prefix() string { return s.prefix }
+
+// Region returns the local cloud's region.
+func (s *Stack) Region() string { return s.cloud.Region() }
+
+// Topics returns the topic scheme.
+func (s *Stack) Topics() topics.Scheme { return s.scheme }
+
+// RoleARN returns the ARN of the role the token workers assume.
+func (s *Stack) RoleARN() string { return s.roleARN }
+
+// BrokerURL returns the broker's MQTT URL, "tcp://127.0.0.1:PORT".
+func (s *Stack) BrokerURL() string { return "tcp://" + dialAddr(s.broker.Addr()) }
+
+// BrokerHTTPAddr returns the address of the broker's health and statistics endpoint ("" if
+// BrokerConfig disabled it).
+func (s *Stack) BrokerHTTPAddr() string { return dialAddr(s.broker.HTTPAddr()) }
+
+// BrokerStats returns the broker's counters.
+func (s *Stack) BrokerStats() broker.Stats { return s.broker.Stats() }
+
+// OSSEndpoint returns the local OSS endpoint, "http://127.0.0.1:PORT".
+func (s *Stack) OSSEndpoint() string { return s.cloud.OSSEndpoint() }
+
+// STSEndpoint returns the local STS address, "127.0.0.1:PORT" (plain HTTP).
+func (s *Stack) STSEndpoint() string { return s.cloud.STSEndpoint() }
+
+// dialAddr turns a listener address into one to dial: an unspecified host (0.0.0.0, ::)
+// becomes 127.0.0.1.
+func dialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}

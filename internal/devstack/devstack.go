@@ -1,0 +1,260 @@
+// Package devstack is the logic of cmd/devstack: the whole of clipgate (local cloud,
+// broker, token workers) in one process on fixed loopback ports, with development keys
+// kept in a state directory, and a demo that runs simulated cameras and a consumer
+// against it.
+//
+// The state directory (default ".devstack", mode 0700) holds what a restart reuses:
+//
+//	fleet.key              the fleet key (device keys derive from it)
+//	keys.json              local cloud access keys and service account passwords (0600)
+//	service-accounts.yaml  the broker's accounts (bcrypt), rewritten at every start
+//	localcloud/            objects, multipart state, the STS token key
+//	broker/                persistent MQTT sessions
+//	devices/ID.key         the device key of the configured device
+//	devices/ID/            that device's state (checkpoints, outbox)
+//	device.yaml            the device's configuration, for cmd/device
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
+
+	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Default listen addresses and settings of the development stack: the same ports as
+// cmd/broker and cmd/localcloud, so clients configured for either work with both.
+const (
+	DefaultDir      = ".devstack"
+	DefaultMQTTAddr = broker.DefaultAddr     // 127.0.0.1:1883
+	DefaultHTTPAddr = broker.DefaultHTTPAddr // 127.0.0.1:18830
+	DefaultOSSAddr  = "127.0.0.1:9100"
+	DefaultSTSAddr  = "127.0.0.1:9101"
+	DefaultDeviceID = "cam-01"
+	DefaultWorkers  = 2
+	// DeviceFileName is the device configuration written into the state directory.
+	DeviceFileName = "device.yaml"
+)
+
+// Config configures Start. Empty fields take the defaults above.
+type Config struct {
+	Dir                                  string // state directory
+	MQTTAddr, HTTPAddr, OSSAddr, STSAddr string // listen addresses
+	Bucket, Prefix                       string // default clipgatetest's: "clips", "clips/"
+	DeviceID                             string // the device written to device.yaml
+	Workers                              int    // token workers
+	Logger                               zerolog.Logger
+}
+
+// DeviceFile is the device configuration that Start writes to {Dir}/device.yaml. Its keys
+// are cmd/device's flag names, so that the file can serve as its configuration file.
+type DeviceFile struct {
+	Broker        string `yaml:"broker"`
+	DeviceID      string `yaml:"device-id"`
+	DeviceKeyFile string `yaml:"device-key-file"`
+	StateDir      string `yaml:"state-dir"`
+	TopicRoot     string `yaml:"topic-root"`
+}
+
+// Devstack is a running development stack.
+type Devstack struct {
+	Stack *clipgatetest.Stack
+	// Dir is the absolute state directory.
+	Dir string
+	// Device is what was written to DeviceFilePath.
+	Device         DeviceFile
+	DeviceFilePath string
+}
+
+func (c *Config) applyDefaults() error {
+	set := func(p *string, def string) {
+		if *p == "" {
+			*p = def
+		}
+	}
+	set(&c.Dir, DefaultDir)
+	set(&c.MQTTAddr, DefaultMQTTAddr)
+	set(&c.HTTPAddr, DefaultHTTPAddr)
+	set(&c.OSSAddr, DefaultOSSAddr)
+	set(&c.STSAddr, DefaultSTSAddr)
+	set(&c.DeviceID, DefaultDeviceID)
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.Workers < 1 {
+		return fmt.Errorf("devstack: workers %d: at least 1", c.Workers)
+	}
+	if err := deviceid.Validate(c.DeviceID); err != nil {
+		return fmt.Errorf("devstack: device ID: %w", err)
+	}
+	return nil
+}
+
+// Start starts the stack on cfg's addresses with its state in cfg.Dir (created 0700),
+// reusing the keys, passwords, objects and sessions of an earlier run, and writes the
+// device's key file and device.yaml.
+func Start(ctx context.Context, cfg Config) (*Devstack, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("devstack: state directory: %w", err)
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("devstack: state directory: %w", err)
+	} else if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("devstack: state directory %s holds keys but is accessible by others (mode %v); chmod 700 it", dir, st.Mode().Perm())
+	}
+	s, err := clipgatetest.Start(ctx, clipgatetest.Options{
+		Dir:      dir,
+		Workers:  cfg.Workers,
+		Bucket:   cfg.Bucket,
+		Prefix:   cfg.Prefix,
+		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
+		Logger:       cfg.Logger,
+		BrokerConfig: func(b *broker.Config) { b.DataDir = filepath.Join(dir, "broker") },
+	})
+	if err != nil {
+		return nil, err
+	}
+	d := &Devstack{Stack: s, Dir: dir, DeviceFilePath: filepath.Join(dir, DeviceFileName)}
+	if err := d.writeDevice(cfg.DeviceID); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// writeDevice writes the device key file and device.yaml.
+func (d *Devstack) writeDevice(id string) error {
+	dc := d.Stack.DeviceConfig(id)
+	keyPath := filepath.Join(d.Dir, "devices", id+".key")
+	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	if err := identity.WriteKey(keyPath, dc.DeviceKey); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	d.Device = DeviceFile{
+		Broker:        dc.BrokerURL,
+		DeviceID:      id,
+		DeviceKeyFile: keyPath,
+		StateDir:      dc.StateDir,
+		TopicRoot:     dc.Topics,
+	}
+	text, err := yaml.Marshal(&d.Device)
+	if err != nil {
+		return err
+	}
+	text = append([]byte("# Written by devstack at every start: device "+id+" on the local stack.\n"), text...)
+	tmp := d.DeviceFilePath + ".tmp"
+	if err := os.WriteFile(tmp, text, 0o600); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	if err := os.Rename(tmp, d.DeviceFilePath); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("devstack: %w", err)
+	}
+	return nil
+}
+
+// LoadDeviceFile reads a device.yaml written by Start, strictly.
+func LoadDeviceFile(path string) (DeviceFile, error) {
+	var f DeviceFile
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return f, err
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return f, fmt.Errorf("%s: %w", path, err)
+	}
+	if f.Broker == "" || f.DeviceKeyFile == "" || f.StateDir == "" || f.TopicRoot == "" || !deviceid.Valid(f.DeviceID) {
+		return f, fmt.Errorf("%s: broker, device-id, device-key-file, state-dir and topic-root are required", path)
+	}
+	return f, nil
+}
+
+// Close stops the stack. The state directory stays for the next run.
+func (d *Devstack) Close() error { return d.Stack.Close() }
+
+// PrintBanner writes what runs and how to use it.
+func (d *Devstack) PrintBanner(w io.Writer) error {
+	s := d.Stack
+	var b strings.Builder
+	line := func(k, format string, args ...any) { fmt.Fprintf(&b, "  %-17s %s\n", k, fmt.Sprintf(format, args...)) }
+	fmt.Fprintf(&b, "clipgate devstack is running (Ctrl-C to stop); state in %s\n", d.Dir)
+	line("MQTT broker", "%s", s.BrokerURL())
+	if h := s.BrokerHTTPAddr(); h != "" {
+		line("broker health", "http://%s/healthcheck   statistics: http://%s/sys", h, h)
+	}
+	line("OSS endpoint", "%s   (path-style; region %s)", s.OSSEndpoint(), s.Region())
+	line("bucket / prefix", "%s / %q   (objects: %s{device}/yyyy/mm/dd/{clip})", s.Bucket(), s.Prefix(), s.Prefix())
+	id, secret := s.AdminKey()
+	line("OSS admin key", "%s", id)
+	line("OSS admin secret", "%s", secret)
+	line("STS endpoint", "%s   (plain HTTP)", s.STSEndpoint())
+	line("device role", "%s", s.RoleARN())
+	line("token workers", "%d, group %q", s.Workers(), topics.DefaultWorkerGroup)
+	for _, role := range []string{identity.RoleConsumer, identity.RoleAdmin, identity.RoleTokenWorker} {
+		u, p := s.ServiceAccount(role)
+		line("MQTT "+role, "username %s  password %s", u, p)
+	}
+	line("fleet key", "%s", filepath.Join(d.Dir, "fleet.key"))
+	line("device", "%s   key %s", d.Device.DeviceID, d.Device.DeviceKeyFile)
+	line("device config", "%s", d.DeviceFilePath)
+	b.WriteString("\nUpload a clip as the device:\n")
+	fmt.Fprintf(&b, "  go run ./cmd/device --config %s upload CLIP.mp4\n", d.DeviceFilePath)
+	b.WriteString("Watch the upload events (any MQTT client, e.g. mosquitto_sub):\n")
+	u, p := s.ServiceAccount(identity.RoleConsumer)
+	fmt.Fprintf(&b, "  mosquitto_sub -h %s -p %s -u %s -P %s -i %s:sub -q 1 -t '%s'\n",
+		hostOf(s.BrokerURL()), portOf(s.BrokerURL()), u, p, u, s.Topics().EventFilter(""))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func hostOf(url string) string {
+	hp := strings.TrimPrefix(url, "tcp://")
+	if i := strings.LastIndexByte(hp, ':'); i >= 0 {
+		return hp[:i]
+	}
+	return hp
+}
+
+func portOf(url string) string {
+	if i := strings.LastIndexByte(url, ':'); i >= 0 {
+		return url[i+1:]
+	}
+	return ""
+}
+
+// Run starts the stack, prints the banner to stdout and serves until ctx is done.
+func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
+	d, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := d.PrintBanner(stdout); err != nil {
+		return errors.Join(err, d.Close())
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "devstack: stopping")
+	return d.Close()
+}
