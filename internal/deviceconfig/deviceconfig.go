@@ -1,21 +1,22 @@
 // Package deviceconfig is the device configuration file shared by the commands: devstack
 // writes one for its demo camera (.devstack/device.yaml) and the device CLI reads it.
 //
-// The file is YAML:
+// The file is YAML; its keys are the device CLI's flag names (nested tls keys join with
+// '-': tls: ca-file is --tls-ca-file):
 //
 //	broker: tcp://127.0.0.1:1883
-//	deviceId: cam-0001
-//	deviceKeyFile: device.key      # relative paths are relative to this file's directory
-//	stateDir: device-state
-//	topicRoot: clipgate/v1         # optional
+//	device-id: cam-0001
+//	device-key-file: device.key    # relative paths are relative to this file's directory
+//	state-dir: device-state
+//	topic-root: clipgate/v1        # optional
 //	mode: w                        # optional
-//	multipartThreshold: 8388608    # optional, bytes
-//	partSize: 1048576              # optional, bytes
+//	multipart-threshold: 8388608   # optional, bytes
+//	part-size: 1048576             # optional, bytes
 //	tls:                           # optional, for ssl://, tls://, mqtts:// and wss:// brokers
-//	  caFile: ca.pem
-//	  certFile: device.pem
-//	  keyFile: device-key.pem
-//	  serverName: broker.example
+//	  ca-file: ca.pem
+//	  cert-file: device.pem
+//	  key-file: device-key.pem
+//	  server-name: broker.example
 //
 // The device key itself lives in its own file, readable by its owner only
 // (identity.LoadKey refuses anything else); the configuration file holds no secret.
@@ -50,34 +51,34 @@ type File struct {
 	// Broker is the MQTT broker URL, e.g. "tcp://127.0.0.1:1883". Required.
 	Broker string `yaml:"broker,omitempty"`
 	// DeviceID is the camera's identity. Required.
-	DeviceID string `yaml:"deviceId,omitempty"`
+	DeviceID string `yaml:"device-id,omitempty"`
 	// DeviceKeyFile is the file holding the 32-byte device key (hex or base64), mode 0600.
 	// Required.
-	DeviceKeyFile string `yaml:"deviceKeyFile,omitempty"`
+	DeviceKeyFile string `yaml:"device-key-file,omitempty"`
 	// StateDir is devicekit's state directory (checkpoints, journal, outbox). Required.
-	StateDir string `yaml:"stateDir,omitempty"`
+	StateDir string `yaml:"state-dir,omitempty"`
 	// TopicRoot is the topic root; "" means topics.DefaultRoot.
-	TopicRoot string `yaml:"topicRoot,omitempty"`
+	TopicRoot string `yaml:"topic-root,omitempty"`
 	// TLS configures a TLS broker connection; nil means Go's defaults for TLS brokers.
 	TLS *TLS `yaml:"tls,omitempty"`
 	// Mode is the access asked for ("w", "wa", ...); "" means devicekit.DefaultMode.
 	Mode string `yaml:"mode,omitempty"`
 	// MultipartThreshold is the clip size, in bytes, from which uploads go in parts;
 	// 0 means devicekit's default.
-	MultipartThreshold int64 `yaml:"multipartThreshold,omitempty"`
+	MultipartThreshold int64 `yaml:"multipart-threshold,omitempty"`
 	// PartSize is the multipart part size in bytes; 0 means devicekit's default.
-	PartSize int64 `yaml:"partSize,omitempty"`
+	PartSize int64 `yaml:"part-size,omitempty"`
 }
 
 // TLS is the TLS part of a device configuration.
 type TLS struct {
 	// CAFile is a PEM file of the CAs to trust; "" means the system roots.
-	CAFile string `yaml:"caFile,omitempty"`
+	CAFile string `yaml:"ca-file,omitempty"`
 	// CertFile and KeyFile are the PEM client certificate and its key (both or neither).
-	CertFile string `yaml:"certFile,omitempty"`
-	KeyFile  string `yaml:"keyFile,omitempty"`
+	CertFile string `yaml:"cert-file,omitempty"`
+	KeyFile  string `yaml:"key-file,omitempty"`
 	// ServerName overrides the name checked in the broker's certificate.
-	ServerName string `yaml:"serverName,omitempty"`
+	ServerName string `yaml:"server-name,omitempty"`
 }
 
 // MaxFileSize bounds a configuration file.
@@ -87,7 +88,7 @@ const MaxFileSize = 64 << 10
 var ErrInvalid = errors.New("invalid device config")
 
 // FieldError is a missing or bad value of one field, named as in the file (e.g.
-// "deviceId", "tls.caFile"), so that a command can tell which flag or variable sets it.
+// "device-id", "tls.ca-file"), so that a command can tell which flag or variable sets it.
 type FieldError struct {
 	Field   string
 	Missing bool // the field is required and empty
@@ -116,8 +117,8 @@ func fieldErr(field string, format string, args ...any) error {
 
 // knownFields lists the keys of the file, by mapping: "" is the top level.
 var knownFields = map[string][]string{
-	"":    {"broker", "deviceId", "deviceKeyFile", "stateDir", "topicRoot", "tls", "mode", "multipartThreshold", "partSize"},
-	"tls": {"caFile", "certFile", "keyFile", "serverName"},
+	"":    {"broker", "device-id", "device-key-file", "state-dir", "topic-root", "tls", "mode", "multipart-threshold", "part-size"},
+	"tls": {"ca-file", "cert-file", "key-file", "server-name"},
 }
 
 // Load reads and checks a configuration file. It is strict: unknown fields (named in the
@@ -248,12 +249,12 @@ func (f *File) check() error {
 	}
 	if f.DeviceID != "" {
 		if err := deviceid.Validate(f.DeviceID); err != nil {
-			return &FieldError{Field: "deviceId", Err: err}
+			return &FieldError{Field: "device-id", Err: err}
 		}
 	}
 	if f.TopicRoot != "" {
 		if _, err := topics.New(f.TopicRoot); err != nil {
-			return &FieldError{Field: "topicRoot", Err: err}
+			return &FieldError{Field: "topic-root", Err: err}
 		}
 	}
 	if f.Mode != "" {
@@ -262,14 +263,14 @@ func (f *File) check() error {
 		}
 	}
 	if f.MultipartThreshold < 0 {
-		return fieldErr("multipartThreshold", "%d is negative", f.MultipartThreshold)
+		return fieldErr("multipart-threshold", "%d is negative", f.MultipartThreshold)
 	}
 	if f.PartSize < 0 {
-		return fieldErr("partSize", "%d is negative", f.PartSize)
+		return fieldErr("part-size", "%d is negative", f.PartSize)
 	}
 	if t := f.TLS; t != nil {
 		if (t.CertFile == "") != (t.KeyFile == "") {
-			return fieldErr("tls", "certFile and keyFile go together: set both or neither")
+			return fieldErr("tls", "cert-file and key-file go together: set both or neither")
 		}
 		if f.Broker != "" && !tlsScheme(f.Broker) {
 			return fieldErr("tls", "set, but broker %q does not use TLS (use ssl://, tls://, mqtts:// or wss://)", f.Broker)
@@ -318,9 +319,9 @@ type pathField struct {
 
 // paths returns the fields that hold file or directory paths.
 func (f *File) paths() []pathField {
-	p := []pathField{{"deviceKeyFile", &f.DeviceKeyFile}, {"stateDir", &f.StateDir}}
+	p := []pathField{{"device-key-file", &f.DeviceKeyFile}, {"state-dir", &f.StateDir}}
 	if f.TLS != nil {
-		p = append(p, pathField{"tls.caFile", &f.TLS.CAFile}, pathField{"tls.certFile", &f.TLS.CertFile}, pathField{"tls.keyFile", &f.TLS.KeyFile})
+		p = append(p, pathField{"tls.ca-file", &f.TLS.CAFile}, pathField{"tls.cert-file", &f.TLS.CertFile}, pathField{"tls.key-file", &f.TLS.KeyFile})
 	}
 	return p
 }
@@ -406,14 +407,14 @@ func (f File) KitConfig() (devicekit.Config, error) {
 	if err := f.check(); err != nil {
 		return c, err
 	}
-	for _, req := range []pathField{{"broker", &f.Broker}, {"deviceId", &f.DeviceID}, {"deviceKeyFile", &f.DeviceKeyFile}, {"stateDir", &f.StateDir}} {
+	for _, req := range []pathField{{"broker", &f.Broker}, {"device-id", &f.DeviceID}, {"device-key-file", &f.DeviceKeyFile}, {"state-dir", &f.StateDir}} {
 		if *req.v == "" {
 			return c, &FieldError{Field: req.name, Missing: true}
 		}
 	}
 	key, err := identity.LoadKey(f.DeviceKeyFile)
 	if err != nil {
-		return c, &FieldError{Field: "deviceKeyFile", Err: err}
+		return c, &FieldError{Field: "device-key-file", Err: err}
 	}
 	c = devicekit.Config{
 		BrokerURL:          f.Broker,
@@ -439,21 +440,21 @@ func (t *TLS) config() (*tls.Config, error) {
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, &FieldError{Field: "tls.caFile", Err: err}
+			return nil, &FieldError{Field: "tls.ca-file", Err: err}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fieldErr("tls.caFile", "%s holds no PEM certificate", t.CAFile)
+			return nil, fieldErr("tls.ca-file", "%s holds no PEM certificate", t.CAFile)
 		}
 		c.RootCAs = pool
 	}
 	if t.CertFile != "" {
 		if err := ownerOnly(t.KeyFile); err != nil {
-			return nil, &FieldError{Field: "tls.keyFile", Err: err}
+			return nil, &FieldError{Field: "tls.key-file", Err: err}
 		}
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fieldErr("tls.certFile", "%v", err)
+			return nil, fieldErr("tls.cert-file", "%v", err)
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}

@@ -84,7 +84,7 @@ func TestWriteLoadRoundTrip(t *testing.T) {
 		t.Errorf("minimal round trip: %+v, %v", got, err)
 	}
 	text, _ := os.ReadFile(path)
-	for _, absent := range []string{"tls", "mode", "partSize", "topicRoot"} {
+	for _, absent := range []string{"tls", "mode", "part-size", "topic-root"} {
 		if bytes.Contains(text, []byte(absent)) {
 			t.Errorf("unset field %s written:\n%s", absent, text)
 		}
@@ -142,7 +142,7 @@ func TestRelativePaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	text, _ := os.ReadFile(path)
-	if !bytes.Contains(text, []byte("deviceKeyFile: device.key")) {
+	if !bytes.Contains(text, []byte("device-key-file: device.key")) {
 		t.Errorf("relative path not written as given:\n%s", text)
 	}
 	got, err := Load(path)
@@ -166,7 +166,7 @@ func TestRelativePaths(t *testing.T) {
 	kit.Close()
 
 	// TLS paths resolve too.
-	tlsPath := writeText(t, sub, "broker: ssl://127.0.0.1:8883\ntls:\n  caFile: ca.pem\n  certFile: /abs/c.pem\n  keyFile: k.pem\n")
+	tlsPath := writeText(t, sub, "broker: ssl://127.0.0.1:8883\ntls:\n  ca-file: ca.pem\n  cert-file: /abs/c.pem\n  key-file: k.pem\n")
 	got, err = Load(tlsPath)
 	if err != nil {
 		t.Fatal(err)
@@ -187,24 +187,25 @@ func TestLoadGarbage(t *testing.T) {
 		{"list", "- a\n- b\n", "mapping"},
 		{"scalar", "hello\n", "mapping"},
 		{"unknown field", "broker: tcp://127.0.0.1:1\nbrokr: x\n", `unknown field "brokr" (line 2)`},
-		{"two unknown", "colour: red\ndeviceId: cam-1\nsize: 3\n", `"colour" (line 1), "size" (line 3)`},
-		{"unknown tls field", "tls:\n  caFile: a\n  insecure: true\n", `"tls.insecure" (line 3)`},
+		{"two unknown", "colour: red\ndevice-id: cam-1\nsize: 3\n", `"colour" (line 1), "size" (line 3)`},
+		{"unknown tls field", "tls:\n  ca-file: a\n  insecure: true\n", `"tls.insecure" (line 3)`},
+		{"camel case", "deviceId: cam-1\n", `unknown field "deviceId"`},
 		{"snake case", "device_id: cam-1\n", `unknown field "device_id"`},
-		{"duplicate", "deviceId: cam-1\ndeviceId: cam-2\n", "already defined"},
-		{"two documents", "deviceId: cam-1\n---\ndeviceId: cam-2\n", "more than one"},
-		{"wrong type", "partSize: 1MiB\n", "invalid device config"},
+		{"duplicate", "device-id: cam-1\ndevice-id: cam-2\n", "already defined"},
+		{"two documents", "device-id: cam-1\n---\ndevice-id: cam-2\n", "more than one"},
+		{"wrong type", "part-size: 1MiB\n", "invalid device config"},
 		{"tls not a map", "tls: true\n", "invalid device config"},
-		{"bad device id", "deviceId: cam/1\n", "deviceId"},
-		{"short device id", "deviceId: c\n", "deviceId"},
+		{"bad device id", "device-id: cam/1\n", "device-id"},
+		{"short device id", "device-id: c\n", "device-id"},
 		{"bad broker scheme", "broker: http://127.0.0.1:1\n", "broker"},
 		{"broker without host", "broker: tcp://\n", "broker"},
 		{"bad mode", "mode: ww\n", "mode"},
-		{"bad topic root", "topicRoot: a/+/b\n", "topicRoot"},
-		{"negative part", "partSize: -5\n", "partSize"},
-		{"negative threshold", "multipartThreshold: -5\n", "multipartThreshold"},
-		{"cert without key", "broker: ssl://h:1\ntls:\n  certFile: c.pem\n", "certFile and keyFile"},
-		{"tls on tcp", "broker: tcp://h:1\ntls:\n  caFile: ca.pem\n", "does not use TLS"},
-		{"nul in path", "deviceKeyFile: \"a\\0b\"\n", "NUL"},
+		{"bad topic root", "topic-root: a/+/b\n", "topic-root"},
+		{"negative part", "part-size: -5\n", "part-size"},
+		{"negative threshold", "multipart-threshold: -5\n", "multipart-threshold"},
+		{"cert without key", "broker: ssl://h:1\ntls:\n  cert-file: c.pem\n", "cert-file and key-file"},
+		{"tls on tcp", "broker: tcp://h:1\ntls:\n  ca-file: ca.pem\n", "does not use TLS"},
+		{"nul in path", "device-key-file: \"a\\0b\"\n", "NUL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -224,6 +225,37 @@ func TestLoadGarbage(t *testing.T) {
 	}
 }
 
+// TestLoadsDevstackFile reads a file as devstack writes it (internal/devstack, before it
+// switches to Write): a comment, then absolute paths and the topic root.
+func TestLoadsDevstackFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "devices", "cam-01.key")
+	if err := os.Mkdir(filepath.Dir(keyPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := writeKey(t, keyPath)
+	text := "# Written by devstack at every start: device cam-01 on the local stack.\n" +
+		"broker: tcp://127.0.0.1:1883\n" +
+		"device-id: cam-01\n" +
+		"device-key-file: " + keyPath + "\n" +
+		"state-dir: " + filepath.Join(dir, "devices", "cam-01") + "\n" +
+		"topic-root: clipgate/v1\n"
+	f, err := Load(writeText(t, dir, text))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-01", DeviceKeyFile: keyPath,
+		StateDir: filepath.Join(dir, "devices", "cam-01"), TopicRoot: "clipgate/v1"}
+	if !reflect.DeepEqual(f, want) {
+		t.Fatalf("Load = %+v, want %+v", f, want)
+	}
+	kc, err := f.KitConfig()
+	if err != nil || !bytes.Equal(kc.DeviceKey, key) || kc.Topics != "clipgate/v1" {
+		t.Fatalf("KitConfig = %+v, %v", kc, err)
+	}
+}
+
 func TestLoadFileErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -233,7 +265,7 @@ func TestLoadFileErrors(t *testing.T) {
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory: %v", err)
 	}
-	big := writeText(t, dir, "deviceId: cam-1\n"+strings.Repeat("# padding\n", MaxFileSize/10+1))
+	big := writeText(t, dir, "device-id: cam-1\n"+strings.Repeat("# padding\n", MaxFileSize/10+1))
 	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversized file: %v", err)
 	}
@@ -248,16 +280,16 @@ func TestKitConfigRequiredFields(t *testing.T) {
 	if _, err := full.KitConfig(); err != nil {
 		t.Fatalf("complete config: %v", err)
 	}
-	for _, field := range []string{"broker", "deviceId", "deviceKeyFile", "stateDir"} {
+	for _, field := range []string{"broker", "device-id", "device-key-file", "state-dir"} {
 		f := full
 		switch field {
 		case "broker":
 			f.Broker = ""
-		case "deviceId":
+		case "device-id":
 			f.DeviceID = ""
-		case "deviceKeyFile":
+		case "device-key-file":
 			f.DeviceKeyFile = ""
-		case "stateDir":
+		case "state-dir":
 			f.StateDir = ""
 		}
 		_, err := f.KitConfig()
@@ -283,15 +315,15 @@ func TestKitConfigRefusesReadableKey(t *testing.T) {
 		}
 		_, err := f.KitConfig()
 		var fe *FieldError
-		if !errors.As(err, &fe) || fe.Field != "deviceKeyFile" {
-			t.Errorf("key mode %04o: %v, want a deviceKeyFile error", mode, err)
+		if !errors.As(err, &fe) || fe.Field != "device-key-file" {
+			t.Errorf("key mode %04o: %v, want a device-key-file error", mode, err)
 		}
 	}
 	// Garbage in the key file.
 	if err := os.WriteFile(keyPath, []byte("not a key\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "deviceKeyFile") {
+	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "device-key-file") {
 		t.Errorf("garbage key: %v", err)
 	}
 	f.DeviceKeyFile = filepath.Join(dir, "missing.key")
@@ -345,7 +377,7 @@ func TestKitConfigTLS(t *testing.T) {
 
 	bad := f
 	bad.TLS = &TLS{CAFile: keyPath} // not PEM
-	if _, err := bad.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.caFile") {
+	if _, err := bad.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.ca-file") {
 		t.Errorf("non-PEM CA: %v", err)
 	}
 	bad.TLS = &TLS{CAFile: filepath.Join(dir, "missing.pem")}
@@ -357,20 +389,20 @@ func TestKitConfigTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad.TLS = &TLS{CertFile: certFile, KeyFile: certAsKey} // a certificate is not a key
-	if _, err := bad.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.certFile") {
+	if _, err := bad.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.cert-file") {
 		t.Errorf("bad key pair: %v", err)
 	}
 	if err := os.Chmod(keyFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.keyFile") {
+	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.key-file") {
 		t.Errorf("readable TLS key: %v", err)
 	}
 }
 
 func FuzzParse(f *testing.F) {
-	f.Add([]byte("broker: tcp://127.0.0.1:1883\ndeviceId: cam-1\ntls:\n  caFile: a\n"))
-	f.Add([]byte("deviceId: [1, 2]\n"))
+	f.Add([]byte("broker: tcp://127.0.0.1:1883\ndevice-id: cam-1\ntls:\n  ca-file: a\n"))
+	f.Add([]byte("device-id: [1, 2]\n"))
 	f.Add([]byte("&a x: *a\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
