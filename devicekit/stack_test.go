@@ -80,9 +80,9 @@ type stackOptions struct {
 	cloud  func(*localcloud.Config)
 	worker func(*tokenworker.Config)
 	// answer, when set, answers the auth requests instead of the worker's own MQTT
-	// transport: it gets the worker (not started) and the request and returns the reply,
-	// or nil to send none.
-	answer func(w *tokenworker.Worker, topic string, payload []byte) []byte
+	// transport: it gets the worker (not started) and the request and returns the
+	// messages to publish on the device's reply topic, in order.
+	answer answerFunc
 }
 
 type stack struct {
@@ -171,10 +171,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		o.worker(&s.workerCfg)
 	}
 	if o.answer == nil && !workerTransport {
-		o.answer = func(w *tokenworker.Worker, topic string, payload []byte) []byte {
-			_, reply, _ := w.Handle(context.Background(), topic, payload)
-			return reply
-		}
+		o.answer = handle
 	}
 	if o.answer == nil {
 		s.worker = s.startWorker(s.workerCfg)
@@ -210,8 +207,18 @@ func (s *stack) startWorker(cfg tokenworker.Config) *tokenworker.Worker {
 // false, a relay in the test subscribes for the worker and calls Worker.Handle.
 const workerTransport = false
 
+type answerFunc func(w *tokenworker.Worker, topic string, payload []byte) [][]byte
+
+// handle answers as the worker does.
+func handle(w *tokenworker.Worker, topic string, payload []byte) [][]byte {
+	if _, reply, ok := w.Handle(context.Background(), topic, payload); ok {
+		return [][]byte{reply}
+	}
+	return nil
+}
+
 // relay answers auth requests with answer, as a token worker connected to the broker.
-func (s *stack) relay(w *tokenworker.Worker, answer func(w *tokenworker.Worker, topic string, payload []byte) []byte) {
+func (s *stack) relay(w *tokenworker.Worker, answer answerFunc) {
 	s.t.Helper()
 	scheme := topics.Default()
 	subscribed := make(chan error, 1)
@@ -221,7 +228,7 @@ func (s *stack) relay(w *tokenworker.Worker, answer func(w *tokenworker.Worker, 
 			if !ok {
 				return
 			}
-			if reply := answer(w, m.Topic(), m.Payload()); reply != nil {
+			for _, reply := range answer(w, m.Topic(), m.Payload()) {
 				c.Publish(scheme.AuthReply(device), 1, false, reply) // not waited for: in a handler
 			}
 		})
