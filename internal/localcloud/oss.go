@@ -20,8 +20,10 @@ import (
 	"github.com/clipgate/clipgate/policy"
 )
 
-// maxURLLen bounds the request target; an STS token in a signed URL needs about 2 KB.
-const maxURLLen = 16 << 10
+// maxURLLen bounds the request target. The largest legitimate one is a signed URL for a
+// 1023-byte key with an STS token carrying a 2048-character session policy, all
+// percent-encoded: well under this.
+const maxURLLen = 32 << 10
 
 // ossService is the OSS server: path-style addressing (/bucket/key), signatures, policies,
 // and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would

@@ -553,6 +553,10 @@ func TestSDKListObjectsV2(t *testing.T) {
 
 	_, err := b.ListObjectsV2(oss.MaxKeys(1001))
 	wantOSSCode(t, err, "InvalidArgument")
+	lb, err := b.Client.ListBuckets()
+	if err != nil || len(lb.Buckets) != 2 || lb.Buckets[0].Name != testBucket || lb.Buckets[1].Name != "other-bucket" {
+		t.Errorf("ListBuckets: %+v %v", lb, err)
+	}
 	_, err = b.ListObjectsV2(oss.ContinuationToken("!!not a token"))
 	wantOSSCode(t, err, "InvalidArgument")
 
