@@ -1,0 +1,27 @@
+// Command device is the clipgate camera CLI: it gets short-lived OSS credentials over
+// MQTT with devicekit and uploads files as clips, each announced with an upload event.
+//
+//	device upload FILE...        upload files; one result line per file
+//	device credentials           show the scope and expiry of the device's credentials
+//
+// Configuration comes from flags, CLIPGATE_DEVICE_* environment variables and a device
+// config file (--config, default .devstack/device.yaml when it exists, as devstack writes
+// it), in that order of precedence.
+//
+// Exit status: 0 when everything succeeded, 1 when an upload or the connection failed,
+// 2 for a usage or configuration error.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := NewMain().Run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
