@@ -206,10 +206,7 @@ func (r *results) line(s string, size int64) {
 	}
 	_ = r.bar.Clear()
 	fmt.Fprintln(r.w, s)
-	_ = r.bar.Add64(size)
-	if !r.bar.IsFinished() {
-		_ = r.bar.RenderBlank()
-	}
+	_ = r.bar.Add64(size) // redraws the bar below the line (or clears it when full)
 }
 
 func (r *results) finish() {
