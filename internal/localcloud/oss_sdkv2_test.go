@@ -334,6 +334,21 @@ func TestSDKv2ListAndErrors(t *testing.T) {
 		t.Fatalf("delimiter listing: %+v %v", res, err)
 	}
 
+	// max-keys defaults to 100.
+	for i := range 101 {
+		if _, err := c.PutObject(bg, &osv2.PutObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr(fmt.Sprintf("many/%03d", i)), Body: strings.NewReader("")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err = c.ListObjectsV2(bg, &osv2.ListObjectsV2Request{Bucket: osv2.Ptr(testBucket), Prefix: osv2.Ptr("many/")})
+	if err != nil || len(res.Contents) != 100 || !res.IsTruncated || res.MaxKeys != 100 || res.KeyCount != 100 || res.NextContinuationToken == nil {
+		t.Fatalf("default page: %d keys, truncated %v, max %d, %v", len(res.Contents), res.IsTruncated, res.MaxKeys, err)
+	}
+	res, err = c.ListObjectsV2(bg, &osv2.ListObjectsV2Request{Bucket: osv2.Ptr(testBucket), Prefix: osv2.Ptr("many/"), ContinuationToken: res.NextContinuationToken})
+	if err != nil || len(res.Contents) != 1 || res.IsTruncated || osv2.ToString(res.Contents[0].Key) != "many/100" {
+		t.Fatalf("second page: %+v %v", res, err)
+	}
+
 	bad := e.clientV2(e.ak, e.sk+"x", "")
 	_, err = bad.PutObject(bg, &osv2.PutObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr("k"), Body: strings.NewReader("x")})
 	wantOSSCode(t, err, "SignatureDoesNotMatch")
