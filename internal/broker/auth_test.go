@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,27 +196,58 @@ func TestWillOnAbnormalDisconnect(t *testing.T) {
 	watcher.waitMessage(t, status, "offline")
 }
 
-// TestRateLimit: a device publishing faster than its bucket allows is disconnected;
-// services are unlimited by default.
+// TestRateLimit: a device flooding QoS 0 publishes beyond its bucket is disconnected; one
+// publishing QoS 1 beyond it and waiting for acknowledgements is paced to the rate and
+// stays connected; services are unlimited by default.
 func TestRateLimit(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.DeviceRate = 1
+		c.DeviceRate = 5
 		c.DeviceBurst = 3
 	})
-	d := e.device("cam-1")
-	for i := 0; i < 10; i++ {
-		d.Publish(e.scheme.Status("cam-1"), 0, false, "flood")
+	flood := e.device("cam-flood")
+	for i := 0; i < 20; i++ {
+		flood.Publish(e.scheme.Status("cam-flood"), 0, false, "flood")
 	}
-	d.waitLost(t)
+	flood.waitLost(t)
 	if n := e.b.Stats().RateLimited; n != 1 {
 		t.Fatalf("rate limited %d, want 1", n)
 	}
 
+	sink := e.service("consumer", "sink")
+	sink.subscribe(t, e.scheme.EventFilter(""), 1)
+	backlog := e.device("cam-backlog")
+	for i := 0; i < 8; i++ {
+		backlog.publish(t, e.scheme.UploadEvent("cam-backlog"), 1, fmt.Sprintf("event-%d", i))
+	}
+	sink.waitCount(t, 8)
+	if !backlog.IsConnected() {
+		t.Fatal("a QoS 1 publisher waiting for acknowledgements was disconnected")
+	}
+	st := e.b.Stats()
+	// 8 publishes against a burst of 3 at 5/s: unless they took over a second, some waited.
+	if st.Paced < 1 || st.RateLimited != 1 {
+		t.Fatalf("paced %d (want some), rate limited %d (want 1)", st.Paced, st.RateLimited)
+	}
+
 	admin := e.service("admin", "1")
 	for i := 0; i < 50; i++ {
-		admin.publish(t, e.scheme.Status("cam-1"), 1, "fine")
+		admin.Publish(e.scheme.Status("cam-1"), 0, false, "fine")
 	}
-	if !admin.IsConnected() {
+	admin.publish(t, e.scheme.Status("cam-1"), 1, "last")
+	if !admin.IsConnected() || e.b.Stats().Paced != st.Paced {
 		t.Fatal("service was rate limited")
 	}
+}
+
+// A rate so low that pacing would hold a QoS 1 publish for more than a second
+// disconnects instead.
+func TestRateLimitSlowRate(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.DeviceRate = 0.2
+		c.DeviceBurst = 1
+	})
+	d := e.device("cam-1")
+	d.publish(t, e.scheme.Status("cam-1"), 1, "first")
+	d.Publish(e.scheme.Status("cam-1"), 1, false, "second")
+	d.waitLost(t)
 }

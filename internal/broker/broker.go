@@ -81,6 +81,7 @@ type counters struct {
 	authFailures       atomic.Int64
 	aclDenied          atomic.Int64
 	rateLimited        atomic.Int64
+	paced              atomic.Int64
 	revokedDisconnects atomic.Int64
 	takeovers          atomic.Int64
 }
@@ -420,7 +421,8 @@ type Stats struct {
 	Sessions           int64 `json:"sessions"` // authenticated live connections
 	AuthFailures       int64 `json:"auth_failures"`
 	ACLDenied          int64 `json:"acl_denied"`
-	RateLimited        int64 `json:"rate_limited"`
+	RateLimited        int64 `json:"rate_limited"` // clients disconnected for their publish rate
+	Paced              int64 `json:"paced"`        // QoS 1/2 publishes held back to the client's rate
 	RevokedDisconnects int64 `json:"revoked_disconnects"`
 	Takeovers          int64 `json:"takeovers"`
 }
@@ -442,6 +444,7 @@ func (b *Broker) Stats() Stats {
 		AuthFailures:       b.stats.authFailures.Load(),
 		ACLDenied:          b.stats.aclDenied.Load(),
 		RateLimited:        b.stats.rateLimited.Load(),
+		Paced:              b.stats.paced.Load(),
 		RevokedDisconnects: b.stats.revokedDisconnects.Load(),
 		Takeovers:          b.stats.takeovers.Load(),
 	}

@@ -81,8 +81,10 @@ type Config struct {
 	SessionExpiry time.Duration `yaml:"sessionExpiry"`
 	// MessageExpiry bounds how long queued and retained messages are kept.
 	MessageExpiry time.Duration `yaml:"messageExpiry"`
-	// DeviceRate and DeviceBurst limit each device's publishes (token bucket, per second);
-	// a device that exceeds them is disconnected. A negative rate means unlimited.
+	// DeviceRate and DeviceBurst limit each device's publishes (token bucket, per second).
+	// Beyond them a QoS 0 publish disconnects the device and a QoS 1 publish is held back
+	// (at most a second, else the device is disconnected) until the bucket allows it. A
+	// negative rate means unlimited.
 	DeviceRate  float64 `yaml:"deviceRate"`
 	DeviceBurst int     `yaml:"deviceBurst"`
 	// ServiceRate and ServiceBurst do the same for service accounts; zero or negative

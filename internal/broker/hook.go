@@ -3,6 +3,7 @@ package broker
 import (
 	"strings"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
@@ -128,8 +129,17 @@ func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, _ packets.Packet) *mq
 	return subs
 }
 
-// OnPacketRead enforces the publish rate limit. Returning ErrRejectPacket makes mochi
-// close the connection.
+// maxPace is the longest a QoS 1 or 2 publish is held back to keep its client within its
+// rate; a client that would have to wait longer is disconnected.
+const maxPace = time.Second
+
+// OnPacketRead enforces the publish rate limit (a token bucket per client). A QoS 0
+// publish beyond the rate disconnects the client: nothing else slows a fire-and-forget
+// flood. A QoS 1 or 2 publish beyond it is paced instead: the broker reads nothing more
+// from the client until the bucket allows, so its PUBACK comes later. A client that
+// waits for acknowledgements (the device kit flushing its outbox after an outage) is
+// thus slowed to the rate rather than cut off, only to reconnect and try again.
+// Returning ErrRejectPacket makes mochi close the connection.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type != packets.Publish {
 		return pk, nil
@@ -143,12 +153,34 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return pk, packets.ErrRejectPacket
 	}
 	s := b.sessions.get(cl)
-	if s != nil && s.limiter != nil && !s.limiter.Allow() {
+	if s == nil || s.limiter == nil {
+		return pk, nil
+	}
+	now := time.Now()
+	r := s.limiter.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	if wait == 0 {
+		return pk, nil
+	}
+	if !r.OK() || pk.FixedHeader.Qos == 0 || wait > maxPace {
 		b.stats.rateLimited.Add(1)
-		b.log.Warn().Str("client", cl.ID).Str("remote", cl.Net.Remote).Msg("publish rate exceeded, disconnecting")
+		b.log.Warn().Str("client", cl.ID).Str("remote", cl.Net.Remote).Uint8("qos", pk.FixedHeader.Qos).
+			Msg("publish rate exceeded, disconnecting")
 		return pk, packets.ErrRejectPacket
 	}
+	b.stats.paced.Add(1)
+	pace(cl, wait)
 	return pk, nil
+}
+
+// pace waits d, or less if the client is closed meanwhile (so that Close is not held up).
+func pace(cl *mqtt.Client, d time.Duration) {
+	const step = 50 * time.Millisecond
+	for d > 0 && !cl.Closed() {
+		w := min(d, step)
+		time.Sleep(w)
+		d -= w
+	}
 }
 
 // storageHook is mochi's pebble storage hook with one fix: mochi hands OnSubscribed
