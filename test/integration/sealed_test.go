@@ -1,0 +1,112 @@
+package integration
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/tokenworker"
+)
+
+// TestRepliesAreSealed: credentials in auth replies are sealed to the device. Another
+// device may not even subscribe to the reply topic (SUBACK 0x80). A subscriber that does
+// see replies (the admin service account, standing in for a mis-set ACL or a broker
+// operator) and also sees the request with its nonce finds no credentials in clear, and
+// cannot open the sealed ones with another device's key, nor re-target them to another
+// device; only the device's own key opens them.
+func TestRepliesAreSealed(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t, time.Minute)
+	stack := clipgatetest.New(t, clipgatetest.Options{})
+	const dev, other = "cam-sealed", "cam-nosy"
+	scheme := stack.Topics()
+	root := scheme.Root()
+
+	nosy, err := connectDevice(ctx, stack, other, stack.DeviceKey(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nosy.close()
+	for _, filter := range []string{scheme.AuthReply(dev), root + "/devices/+/auth/reply", root + "/#"} {
+		code, err := nosy.subscribe(ctx, filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != 0x80 {
+			t.Errorf("device %s subscribing to %s: SUBACK %#x, want 0x80", other, filter, code)
+		}
+	}
+
+	admin, err := connectService(ctx, stack, identity.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.close()
+	admin.mustSubscribe(ctx, t, root+"/devices/+/auth/request")
+	admin.mustSubscribe(ctx, t, root+"/devices/+/auth/reply")
+
+	kit := newKit(ctx, t, stack, dev, nil)
+	creds, err := kit.Credentials(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	m, err := admin.next(ctx, scheme.AuthRequest(dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := protocol.DecodeAuthRequest(m.payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce, err := base64.RawURLEncoding.DecodeString(req.Nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, raw, err := admin.reply(ctx, scheme.AuthReply(dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reply.OK || reply.ID != req.ID {
+		t.Fatalf("observed reply %+v for request %s", reply, req.ID)
+	}
+	if reply.Credentials != nil || reply.Sealed == "" {
+		t.Fatalf("reply carries plain credentials %+v (sealed %q)", reply.Credentials, reply.Sealed)
+	}
+	for name, secret := range map[string]string{
+		"access key ID": creds.AccessKeyID, "secret": creds.AccessKeySecret, "security token": creds.SecurityToken,
+	} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("the observed reply contains the %s in clear", name)
+		}
+	}
+
+	sealed, err := base64.RawURLEncoding.DecodeString(reply.Sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aad := tokenworker.ReplyAAD(dev, req.ID)
+	if _, err := identity.Open(stack.DeviceKey(other), nonce, sealed, aad); err == nil {
+		t.Error("another device's key opened the sealed credentials")
+	}
+	if _, err := identity.Open(stack.DeviceKey(dev), nonce, sealed, tokenworker.ReplyAAD(other, req.ID)); err == nil {
+		t.Error("the sealed credentials opened as if addressed to another device")
+	}
+	// Control: the device's key opens them, and they are what the kit got.
+	plain, err := identity.Open(stack.DeviceKey(dev), nonce, sealed, aad)
+	if err != nil {
+		t.Fatalf("the device's own key does not open the reply: %v", err)
+	}
+	got, err := protocol.DecodeCredentials(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessKeyID != creds.AccessKeyID || got.AccessKeySecret != creds.AccessKeySecret ||
+		got.SecurityToken != creds.SecurityToken || !got.Expiration.Equal(creds.Expiration) {
+		t.Errorf("opened credentials differ from the kit's")
+	}
+}
