@@ -94,6 +94,7 @@ type stack struct {
 	secret    string // the worker's long-term STS key secret
 	admin     string // a full-access key secret, to read objects back
 	broker    *broker.Broker
+	brokerCfg broker.Config
 	brokerURL string
 	worker    *tokenworker.Worker
 	workerCfg tokenworker.Config
@@ -133,21 +134,15 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	t.Cleanup(func() { s.cloud.Close() })
 
 	blog := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	s.broker, err = broker.New(broker.Config{
+	s.brokerCfg = broker.Config{
 		Addr:                "127.0.0.1:0",
 		HTTPAddr:            "none",
 		FleetKey:            s.fleet,
 		ServiceAccountsFile: accountsFile(t, s.dir),
 		DeviceRate:          -1,
 		Logger:              &blog,
-	})
-	if err != nil {
-		t.Fatalf("broker.New: %v", err)
 	}
-	if err := s.broker.Start(); err != nil {
-		t.Fatalf("broker.Start: %v", err)
-	}
-	t.Cleanup(func() { s.broker.Close() })
+	s.startBroker()
 	s.brokerURL = "tcp://" + s.broker.Addr()
 
 	s.workerCfg = tokenworker.Config{
@@ -186,6 +181,29 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	s.consume()
 	return s
+}
+
+func (s *stack) startBroker() {
+	s.t.Helper()
+	b, err := broker.New(s.brokerCfg)
+	if err != nil {
+		s.t.Fatalf("broker.New: %v", err)
+	}
+	if err := b.Start(); err != nil {
+		s.t.Fatalf("broker.Start: %v", err)
+	}
+	s.t.Cleanup(func() { b.Close() })
+	s.broker = b
+}
+
+// restartBroker stops the broker and starts a new one on the same address.
+func (s *stack) restartBroker() {
+	s.t.Helper()
+	s.brokerCfg.Addr = s.broker.Addr()
+	if err := s.broker.Close(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.startBroker()
 }
 
 func (s *stack) startWorker(cfg tokenworker.Config) *tokenworker.Worker {

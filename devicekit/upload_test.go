@@ -202,3 +202,36 @@ func TestOutboxFlushedOnConnect(t *testing.T) {
 	}
 	s.noEvent()
 }
+
+func TestReconnectAfterBrokerRestart(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	// A request sent before the worker is back is lost; a short timeout retries it soon.
+	k := s.kit("cam-restart", func(c *Config) { c.RequestTimeout = time.Second })
+	c1, err := k.Credentials(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := k.gen.Load()
+	s.restartBroker()
+	// The kit reconnects with a fresh password, subscribes again and gets new credentials
+	// over the new connection.
+	k.invalidate(c1)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := k.Credentials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k.gen.Load() == gen {
+		t.Error("no new connection was counted")
+	}
+	if st := s.worker.Stats(); st.Requests != 2 {
+		t.Errorf("worker stats %+v, want 2 requests", st)
+	}
+	path, data := clipFile(t, "after-restart.mp4", 500)
+	ev, err := k.Upload(ctx, Clip{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCompleted(t, s, k, ev, "after-restart.mp4", data, mustStat(t, path).ModTime())
+}
