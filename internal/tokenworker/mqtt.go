@@ -34,7 +34,7 @@ var ErrStarted = errors.New("tokenworker: already started or closed")
 
 // Start connects the worker's MQTT client (clean session, protocol 3.1.1) and subscribes to
 // the shared worker filter. It returns once the first subscription is acknowledged, or with
-// ctx's error, or at once when the broker refuses the service account. Afterwards the
+// ctx's error, or at once when the broker refuses the service account or the subscription. Afterwards the
 // client reconnects and resubscribes by itself until Close.
 func (w *Worker) Start(ctx context.Context) error {
 	if w.cfg.BrokerURL == "" {
@@ -88,6 +88,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	case <-w.subbed:
 		w.log.Info().Str("broker", w.cfg.BrokerURL).Str("filter", filter).Msg("token worker ready")
 		return nil
+	case err := <-w.subErr:
+		return fmt.Errorf("tokenworker: subscribing to %s: %w", filter, err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -131,18 +133,28 @@ func (w *Worker) connect(ctx context.Context) error {
 // subscribe runs in paho's OnConnect goroutine (not the router), after every (re)connect.
 func (w *Worker) subscribe(c mqtt.Client, filter string) {
 	tok := c.Subscribe(filter, 1, w.onMessage)
+	fail := func(err error) {
+		w.log.Error().Err(err).Str("filter", filter).Msg("subscribe failed")
+		select {
+		case w.subErr <- err: // for Start, if it is still waiting
+		default:
+		}
+	}
 	if !tok.WaitTimeout(subscribeTimeout) {
-		w.log.Error().Str("filter", filter).Msg("subscribe timed out")
+		fail(errors.New("no SUBACK in time"))
 		return
 	}
 	if err := tok.Error(); err != nil {
-		w.log.Error().Err(err).Str("filter", filter).Msg("subscribe failed")
+		fail(err)
 		return
 	}
+	// One filter, one return code (paho keys it by the filter without "$share/group/").
 	if st, ok := tok.(*mqtt.SubscribeToken); ok {
-		if rc, ok := st.Result()[filter]; !ok || rc > 2 {
-			w.log.Error().Str("filter", filter).Int("suback", int(rc)).Msg("broker refused the subscription (ACL?)")
-			return
+		for _, rc := range st.Result() {
+			if rc > 2 {
+				fail(fmt.Errorf("broker refused the subscription (SUBACK 0x%02x); does the account have the tokenworker role?", rc))
+				return
+			}
 		}
 	}
 	w.subOnce.Do(func() { close(w.subbed) })

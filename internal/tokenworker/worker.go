@@ -65,6 +65,7 @@ type Worker struct {
 	poolSize int
 	subOnce  sync.Once
 	subbed   chan struct{}
+	subErr   chan error
 }
 
 // New checks cfg and returns a worker. It does not connect; see Start.
@@ -82,6 +83,7 @@ func New(cfg Config) (*Worker, error) {
 		devLimit: newDeviceLimiter(float64(c.DeviceRate), c.DeviceBurst, c.CacheSize),
 		creds:    newCredCache(c.CacheSize),
 		subbed:   make(chan struct{}),
+		subErr:   make(chan error, 1),
 		poolSize: 2 * c.MaxConcurrent,
 	}
 	return w, nil
