@@ -103,6 +103,11 @@ type Stack struct {
 	consumers map[*Consumer]struct{}
 }
 
+// stsEndpointsOnce fills alibaba-cloud-sdk-go's STS endpoint table, which the SDK fills
+// lazily and without a lock on the first NewClient, before token workers create clients
+// at once.
+var stsEndpointsOnce sync.Once
+
 // ErrClosed is returned by the methods of a closed Stack or Consumer.
 var ErrClosed = errors.New("clipgatetest: closed")
 
@@ -168,9 +173,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.broker = b
 
-	// alibaba-cloud-sdk-go fills its STS endpoint table lazily and without a lock on the
-	// first NewClient: fill it now, before several workers create clients at once.
-	_ = sts.GetEndpointMap()
+	stsEndpointsOnce.Do(func() { _ = sts.GetEndpointMap() })
 	for range s.opts.Workers {
 		if _, err := s.startWorker(ctx); err != nil {
 			return nil, err

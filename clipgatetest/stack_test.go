@@ -287,6 +287,9 @@ func TestRevokeRestore(t *testing.T) {
 	if n := s.BrokerStats().RevokedDisconnects; n != 1 {
 		t.Errorf("RevokedDisconnects = %d, want 1", n)
 	}
+	// Stop its reconnection attempts, so that it does not take over the session of the
+	// kit connected after Restore.
+	_ = kit.Close()
 	cfg := s.DeviceConfig("cam-03")
 	cfg.StateDir = t.TempDir()
 	second, err := devicekit.New(cfg)
@@ -502,6 +505,10 @@ func TestAccessorsAndClosed(t *testing.T) {
 	if _, err := devicekit.New(cfg); err == nil {
 		t.Error("devicekit accepted an invalid device ID")
 	}
+	consumer, err := s.Consumer(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Consumer(ctx, "bad/group"); err == nil {
 		t.Error("Consumer accepted an invalid group")
 	}
@@ -510,6 +517,9 @@ func TestAccessorsAndClosed(t *testing.T) {
 	}
 	if _, err := s.Consumer(ctx, ""); !errors.Is(err, clipgatetest.ErrClosed) {
 		t.Errorf("Consumer after Close: %v, want ErrClosed", err)
+	}
+	if _, err := consumer.Next(ctx); !errors.Is(err, clipgatetest.ErrClosed) {
+		t.Errorf("Next after Close: %v, want ErrClosed", err)
 	}
 	if _, err := s.StartWorker(); !errors.Is(err, clipgatetest.ErrClosed) {
 		t.Errorf("StartWorker after Close: %v, want ErrClosed", err)
