@@ -272,3 +272,42 @@ func TestUploadBeforeConnect(t *testing.T) {
 		t.Errorf("Connect after Close: %v", err)
 	}
 }
+
+func TestNewPrunesAbandonedUploadState(t *testing.T) {
+	t.Parallel()
+	cfg := validConfig(t)
+	k, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Close()
+	old := time.Now().Add(-stateMaxAge - time.Hour)
+	files := map[string]bool{ // path -> kept
+		filepath.Join(cfg.StateDir, journalDir, "old.json"):    false,
+		filepath.Join(cfg.StateDir, checkpointDir, "old.cp"):   false,
+		filepath.Join(cfg.StateDir, journalDir, "fresh.json"):  true,
+		filepath.Join(cfg.StateDir, checkpointDir, "fresh.cp"): true,
+		filepath.Join(cfg.StateDir, outboxDir, "old.json"):     true, // events are never dropped
+	}
+	for p, kept := range files {
+		if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if !kept || strings.Contains(p, outboxDir) {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	k, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Close()
+	for p, kept := range files {
+		_, err := os.Stat(p)
+		if exists := err == nil; exists != kept {
+			t.Errorf("%s: exists %v, want %v", p, exists, kept)
+		}
+	}
+}

@@ -85,9 +85,15 @@ func (k *Kit) Credentials(ctx context.Context) (*Credentials, error) {
 		return c, nil
 	}
 	ch := k.sf.DoChan("credentials", func() (any, error) {
+		if !k.enter() {
+			return nil, ErrClosed
+		}
+		defer k.wg.Done()
 		if c := k.cached(); c != nil { // filled while we queued
 			return c, nil
 		}
+		// The fetch is shared: it runs until it succeeds, gives up or the kit closes, not
+		// until the first caller's ctx ends.
 		return k.fetch(k.ctx)
 	})
 	select {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,8 +58,8 @@ type Kit struct {
 	sf    singleflight.Group
 	cache atomic.Pointer[Credentials]
 
-	ossMu  sync.Mutex
-	bucket *bucketClient // OSS client for the OSS info of the last credentials
+	http      *http.Client // OSS requests
+	transport *http.Transport
 
 	flushing atomic.Bool // an outbox flush is running
 	wg       sync.WaitGroup
@@ -108,8 +109,21 @@ func New(cfg Config) (*Kit, error) {
 		conn:         newConnState(),
 		waiters:      make(map[string]chan *protocol.AuthReply),
 	}
+	k.http, k.transport = newHTTPClient(nil)
 	k.statusAllowed = scheme.Allowed(topics.RoleDevice, cfg.DeviceID, k.statusTopic, topics.Publish)
+	k.pruneState()
 	return k, nil
+}
+
+// enter registers a goroutine that Close waits for; false after Close.
+func (k *Kit) enter() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return false
+	}
+	k.wg.Add(1)
+	return true
 }
 
 // now is the device clock corrected by the learned offset: the kit's best guess of the
@@ -394,5 +408,6 @@ func (k *Kit) Close() error {
 		client.Disconnect(250)
 	}
 	k.wg.Wait()
+	k.transport.CloseIdleConnections()
 	return nil
 }

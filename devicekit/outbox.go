@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/clipgate/clipgate/internal/protocol"
 )
@@ -54,13 +55,13 @@ func (k *Kit) removeOutbox(path string) {
 // flushOutbox publishes the queued events in the background, one at a time, oldest name
 // first; it stops at the first failure (the next connect tries again).
 func (k *Kit) flushOutbox() {
-	k.mu.Lock()
-	if k.closed || !k.flushing.CompareAndSwap(false, true) {
-		k.mu.Unlock()
+	if !k.flushing.CompareAndSwap(false, true) {
 		return
 	}
-	k.wg.Add(1)
-	k.mu.Unlock()
+	if !k.enter() {
+		k.flushing.Store(false)
+		return
+	}
 	go func() {
 		defer k.wg.Done()
 		defer k.flushing.Store(false)
@@ -109,4 +110,28 @@ func (k *Kit) flush() (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// stateMaxAge is how long an abandoned upload's journal entry and checkpoint are kept.
+const stateMaxAge = 7 * 24 * time.Hour
+
+// pruneState removes journal entries and multipart checkpoints untouched for
+// stateMaxAge: uploads that failed and were never tried again. (The multipart uploads
+// they started expire on the OSS side through the bucket's lifecycle rules.)
+func (k *Kit) pruneState() {
+	cutoff := time.Now().Add(-stateMaxAge)
+	for _, sub := range []string{journalDir, checkpointDir} {
+		dir := filepath.Join(k.cfg.StateDir, sub)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+				if os.Remove(filepath.Join(dir, e.Name())) == nil {
+					k.log.Info().Str("file", e.Name()).Msg("abandoned upload state removed")
+				}
+			}
+		}
+	}
 }

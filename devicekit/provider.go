@@ -1,10 +1,14 @@
 package devicekit
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
@@ -17,14 +21,27 @@ import (
 // SDK prefers, so that a failure to get credentials fails the request with the kit's error
 // instead of sending it unsigned.
 func (k *Kit) CredentialsProvider() oss.CredentialsProvider {
-	return provider{k}
+	return provider{k: k}
 }
 
-type provider struct{ k *Kit }
+// provider serves the kit's credentials to the SDK. With ctx set it serves one upload and
+// refuses once ctx ends: the SDK does not pass a context to the parts of a multipart
+// upload, so this is how cancelling Upload stops it (at the next request).
+type provider struct {
+	k   *Kit
+	ctx context.Context
+}
 
 // GetCredentialsE returns the cached credentials, fetching new ones when needed.
 func (p provider) GetCredentialsE() (oss.Credentials, error) {
-	c, err := p.k.Credentials(p.k.ctx)
+	ctx := p.k.ctx
+	if p.ctx != nil {
+		if err := p.ctx.Err(); err != nil {
+			return nil, err
+		}
+		ctx = p.ctx
+	}
+	c, err := p.k.Credentials(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -42,46 +59,75 @@ func (p provider) GetCredentials() oss.Credentials {
 	return c
 }
 
-// bucketClient is an OSS bucket handle for one OSSInfo.
-type bucketClient struct {
-	info   protocol.OSSInfo
-	bucket *oss.Bucket
-}
-
-// bucketFor returns the OSS bucket handle for info, reusing the last one when the info
-// has not changed.
-func (k *Kit) bucketFor(info protocol.OSSInfo) (*oss.Bucket, error) {
-	k.ossMu.Lock()
-	defer k.ossMu.Unlock()
-	if k.bucket != nil && k.bucket.info == info {
-		return k.bucket.bucket, nil
-	}
+// bucketFor returns an OSS bucket handle for info whose requests take credentials from
+// the kit for as long as ctx lasts. Handles share the kit's HTTP connections.
+func (k *Kit) bucketFor(ctx context.Context, info protocol.OSSInfo) (*oss.Bucket, error) {
 	endpoint := info.Endpoint
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint // the SDK would default to plain http
 	}
 	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" {
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, errors.New("devicekit: the token worker sent an unusable OSS endpoint " + info.Endpoint)
 	}
 	client, err := oss.New(endpoint, "", "",
-		oss.SetCredentialsProvider(k.CredentialsProvider()),
+		oss.SetCredentialsProvider(provider{k: k, ctx: ctx}),
 		oss.AuthVersion(oss.AuthV4),
 		oss.Region(info.Region),
 		// Virtual-host addressing needs DNS for {bucket}.{host}: not for IPs and localhost.
 		oss.ForcePathStyle(pathStyleHost(u.Hostname())),
+		oss.HTTPClient(k.http),
 	)
 	if err != nil {
 		return nil, err
 	}
-	bucket, err := client.Bucket(info.Bucket)
-	if err != nil {
-		return nil, err
-	}
-	k.bucket = &bucketClient{info: info, bucket: bucket}
-	return bucket, nil
+	return client.Bucket(info.Bucket)
 }
 
 func pathStyleHost(host string) bool {
 	return host == "localhost" || strings.HasSuffix(host, ".localhost") || net.ParseIP(host) != nil
+}
+
+// HTTP timeouts of OSS requests, as the SDK's defaults.
+const (
+	httpConnectTimeout   = 30 * time.Second
+	httpReadWriteTimeout = 60 * time.Second // per read or write: a stalled transfer fails
+	httpHeaderTimeout    = 60 * time.Second
+	httpIdleTimeout      = 50 * time.Second
+)
+
+// newHTTPClient returns the OSS HTTP client: the SDK's transport settings (which it
+// applies only to the clients it makes itself), no proxy from the environment.
+func newHTTPClient(tlsConfig *tls.Config) (*http.Client, *http.Transport) {
+	d := &net.Dialer{Timeout: httpConnectTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &deadlineConn{Conn: c}, nil
+		},
+		TLSClientConfig:       tlsConfig,
+		ForceAttemptHTTP2:     false,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   100,
+		IdleConnTimeout:       httpIdleTimeout,
+		ResponseHeaderTimeout: httpHeaderTimeout,
+		TLSHandshakeTimeout:   httpConnectTimeout,
+	}
+	return &http.Client{Transport: t}, t
+}
+
+// deadlineConn gives every read and write httpReadWriteTimeout to make progress.
+type deadlineConn struct{ net.Conn }
+
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(httpReadWriteTimeout))
+	return c.Conn.Read(b)
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(httpReadWriteTimeout))
+	return c.Conn.Write(b)
 }

@@ -173,10 +173,13 @@ var crcTable = crc64.MakeTable(crc64.ECMA)
 // event stays in the outbox and is published after the next connect; Upload still
 // returns it with a nil error, since the object is stored and the event will follow.
 //
+// ctx bounds the upload; cancelling it stops a multipart upload at its next request and
+// keeps the checkpoint for a later call.
+//
 // Errors: a bad clip wraps ErrInvalidClip and nothing is uploaded; a credentials failure
 // (*AuthError, ...) is returned as is. A failed upload is announced with a "failed" event
-// (its own event ID, so that a later successful retry is not taken for a duplicate);
-// Upload returns that event together with the error.
+// (its own event ID, so that a later successful retry is not taken for a duplicate) unless
+// ctx ended; Upload returns that event together with the error.
 func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, error) {
 	if k.isClosed() {
 		return nil, ErrClosed
@@ -262,7 +265,7 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 // put uploads the clip and returns the response header of the PutObject or of the
 // CompleteMultipartUpload.
 func (k *Kit) put(ctx context.Context, info protocol.OSSInfo, key string, p *prepared, eventID string) (http.Header, error) {
-	bucket, err := k.bucketFor(info)
+	bucket, err := k.bucketFor(ctx, info)
 	if err != nil {
 		return nil, err
 	}

@@ -3,14 +3,19 @@ package devicekit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
 )
 
 func mustStat(t *testing.T, path string) os.FileInfo {
@@ -234,4 +239,87 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCompleted(t, s, k, ev, "after-restart.mp4", data, mustStat(t, path).ModTime())
+}
+
+func TestCancelledMultipartResumes(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k := s.kit("cam-resume", func(c *Config) {
+		c.PartSize = MinPartSize
+		c.MultipartThreshold = 2 * MinPartSize
+	})
+	path, data := clipFile(t, "resume.mp4", 10*MinPartSize)
+	ctx, cancel := context.WithCancel(t.Context())
+	parts := 0
+	k.onProgress = func(done, total int64) {
+		if parts++; parts == 2 {
+			cancel()
+		}
+	}
+	ev, err := k.Upload(ctx, Clip{Path: path})
+	if !errors.Is(err, context.Canceled) || ev == nil || ev.Status != protocol.StatusFailed {
+		t.Fatalf("cancelled Upload: %+v, %v", ev, err)
+	}
+	firstParts := parts
+	if firstParts >= 10 {
+		t.Fatalf("the cancelled upload went on to %d parts", firstParts)
+	}
+	journalFiles := dirEntries(t, k, journalDir)
+	if len(journalFiles) != 1 || len(dirEntries(t, k, checkpointDir)) != 1 {
+		t.Fatalf("journal %v, checkpoints %v: want one of each kept for the resume", journalFiles, dirEntries(t, k, checkpointDir))
+	}
+	b, err := os.ReadFile(filepath.Join(k.cfg.StateDir, journalDir, journalFiles[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j journal
+	if err := json.Unmarshal(b, &j); err != nil || j.Attempts != 1 {
+		t.Fatalf("journal entry %s: %v", b, err)
+	}
+
+	parts = 0
+	k.onProgress = func(done, total int64) { parts++ }
+	ev, err = k.Upload(t.Context(), Clip{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.ID != j.ID || ev.Attempts != 2 {
+		t.Errorf("resumed event %s after %d attempts, want the journal's %s after 2", ev.ID, ev.Attempts, j.ID)
+	}
+	if parts+firstParts > 10+uploadRoutines || parts >= 10 {
+		t.Errorf("resume uploaded %d parts after %d: not resumed from the checkpoint", parts, firstParts)
+	}
+	checkCompleted(t, s, k, ev, "resume.mp4", data, mustStat(t, path).ModTime())
+}
+
+func TestStatusOnlineOffline(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	statuses := make(chan string, 8)
+	s.service("consumer", "consumer-secret-1", func(c paho.Client) {
+		c.Subscribe(topics.Default().Status("cam-status"), 1, func(_ paho.Client, m paho.Message) {
+			var st struct{ Device, Status string }
+			if err := json.Unmarshal(m.Payload(), &st); err != nil || st.Device != "cam-status" {
+				t.Errorf("status message %s: %v", m.Payload(), err)
+			}
+			statuses <- st.Status
+		})
+	})
+	next := func() string {
+		select {
+		case st := <-statuses:
+			return st
+		case <-time.After(10 * time.Second):
+			t.Fatal("no status message")
+			return ""
+		}
+	}
+	k := s.kit("cam-status", nil)
+	if st := next(); st != "online" {
+		t.Fatalf("status %q after Connect, want online", st)
+	}
+	k.Close()
+	if st := next(); st != "offline" {
+		t.Fatalf("status %q after Close, want offline", st)
+	}
 }
