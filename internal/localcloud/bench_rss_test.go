@@ -77,15 +77,21 @@ func BenchmarkServerPeakRSS256MiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	idle := vmHWM(b, cmd.Process.Pid)
+	cpu0 := cpuTicks(b, cmd.Process.Pid)
 	src := newPatternReader(b)
 	b.SetBytes(benchBigSize)
-	for i := 0; b.Loop(); i++ {
-		if err := bk.PutObject(fmt.Sprintf("big/%d", i%2), io.LimitReader(src, benchBigSize)); err != nil {
+	n := 0
+	for b.Loop() {
+		if err := bk.PutObject(fmt.Sprintf("big/%d", n%2), io.LimitReader(src, benchBigSize)); err != nil {
 			b.Fatal(err)
 		}
+		n++
 	}
 	b.ReportMetric(float64(vmHWM(b, cmd.Process.Pid))/(1<<20), "peak-RSS-MiB")
 	b.ReportMetric(float64(idle)/(1<<20), "idle-RSS-MiB")
+	// CPU time per GiB does not depend on how busy the machine is, unlike MB/s.
+	cpuSec := float64(cpuTicks(b, cmd.Process.Pid)-cpu0) / userHZ
+	b.ReportMetric(cpuSec/(float64(n)*benchBigSize/(1<<30)), "server-CPU-s/GiB")
 }
 
 // readEndpoint reads the command's banner up to its OSS endpoint line.
@@ -100,6 +106,31 @@ func readEndpoint(b *testing.B, r io.Reader) string {
 	}
 	b.Fatalf("localcloud printed no OSS endpoint (%v)", sc.Err())
 	return ""
+}
+
+// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on Linux).
+const userHZ = 100
+
+// cpuTicks returns the user plus system CPU time of a process (all threads) in USER_HZ
+// ticks.
+func cpuTicks(b *testing.B, pid int) int64 {
+	b.Helper()
+	text, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name in parentheses may hold spaces; fields count from after it.
+	_, rest, ok := strings.Cut(string(text), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		b.Fatalf("unexpected /proc stat %q", text)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of stat(5)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		b.Fatalf("unexpected /proc stat %q", text)
+	}
+	return utime + stime
 }
 
 // vmHWM returns the peak resident set size of a process in bytes.
