@@ -80,8 +80,8 @@ type stackOptions struct {
 	cloud  func(*localcloud.Config)
 	worker func(*tokenworker.Config)
 	// answer, when set, answers the auth requests instead of the worker's own MQTT
-	// transport: it gets the worker (not started) and the request and returns the
-	// messages to publish on the device's reply topic, in order.
+	// transport (fault injection): it gets the worker (not started) and the request and
+	// returns the messages to publish on the device's reply topic, in order.
 	answer answerFunc
 }
 
@@ -165,9 +165,6 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.worker != nil {
 		o.worker(&s.workerCfg)
 	}
-	if o.answer == nil && !workerTransport {
-		o.answer = handle
-	}
 	if o.answer == nil {
 		s.worker = s.startWorker(s.workerCfg)
 	} else {
@@ -220,10 +217,6 @@ func (s *stack) startWorker(cfg tokenworker.Config) *tokenworker.Worker {
 	s.t.Cleanup(func() { w.Close() })
 	return w
 }
-
-// workerTransport selects the token worker's own MQTT transport (Worker.Start). While
-// false, a relay in the test subscribes for the worker and calls Worker.Handle.
-const workerTransport = false
 
 type answerFunc func(w *tokenworker.Worker, topic string, payload []byte) [][]byte
 
