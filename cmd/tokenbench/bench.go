@@ -1,0 +1,586 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Config is the command line.
+type Config struct {
+	Devices            int           `help:"Simulated devices, one MQTT connection each." default:"1000"`
+	Rounds             int           `help:"Measured requests per device and phase (each device asks, waits for its reply, asks again)." default:"5"`
+	Workers            int           `help:"Real token workers." default:"2"`
+	EchoWorkers        int           `help:"Echo workers (0: as many as --workers)." default:"0"`
+	MaxConcurrent      int           `help:"AssumeRole calls in flight per worker (0: the worker's default); beyond, requests are answered busy." default:"0"`
+	Reuse              bool          `help:"Let the workers hand out cached credentials (by default every request calls STS, as when each device asks once an hour)."`
+	Timeout            time.Duration `help:"How long a device waits for a reply." default:"10s"`
+	ConnectConcurrency int           `help:"Devices connecting at once." default:"64"`
+	Phases             string        `help:"Phases to run: real, echo or both." enum:"real,echo,both" default:"both"`
+	CPUProfile         string        `help:"Write a CPU profile of the measured real phase to this file." type:"path"`
+}
+
+// Phase is the measurement of one phase.
+type Phase struct {
+	Name       string
+	RoundTrips int // replies received
+	Timeouts   int
+	Wall       time.Duration
+	P50, P99   time.Duration
+	Codes      map[string]int // "ok" or the reply error code, per reply
+	Failures   map[string]int // device-side problems: publish errors, unopenable credentials
+	// CPU is the process's CPU time (user and system) during the phase: broker, workers,
+	// local cloud and devices together. Per round trip it depends less than the rates on
+	// what else runs on the machine.
+	CPU time.Duration
+}
+
+// CPUPerRoundTrip returns the process CPU time per round trip.
+func (p *Phase) CPUPerRoundTrip() time.Duration {
+	if p.RoundTrips == 0 {
+		return 0
+	}
+	return p.CPU / time.Duration(p.RoundTrips)
+}
+
+// Rate returns round trips per second.
+func (p *Phase) Rate() float64 {
+	if p.Wall <= 0 {
+		return 0
+	}
+	return float64(p.RoundTrips) / p.Wall.Seconds()
+}
+
+// OKRate returns round trips that brought credentials per second.
+func (p *Phase) OKRate() float64 {
+	if p.Wall <= 0 {
+		return 0
+	}
+	return float64(p.Codes["ok"]) / p.Wall.Seconds()
+}
+
+// Report is what Run measured.
+type Report struct {
+	// WarmReal and WarmEcho are the first round of each phase (every device asking at
+	// once from idle), not part of the figures but printed: a burst is where the broker
+	// drops messages.
+	WarmReal, WarmEcho *Phase
+	Real, Echo         *Phase
+	WorkerStats        []tokenworker.Stats // real workers after their phase
+	BrokerBefore       broker.Stats
+	BrokerAfter        broker.Stats
+}
+
+// Run starts the stack and the devices, runs the phases and prints the figures to out.
+func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
+	if cfg.Devices < 1 || cfg.Rounds < 1 || cfg.Workers < 1 || cfg.EchoWorkers < 0 || cfg.ConnectConcurrency < 1 || cfg.Timeout <= 0 {
+		return nil, errors.New("devices, rounds, workers, connect-concurrency and timeout must be positive")
+	}
+	if cfg.EchoWorkers == 0 {
+		cfg.EchoWorkers = cfg.Workers
+	}
+	if cfg.Phases == "" {
+		cfg.Phases = "both"
+	}
+	// alibaba-cloud-sdk-go fills its endpoint table lazily without a lock: fill it before
+	// the workers create STS clients concurrently.
+	_ = sts.GetEndpointMap()
+
+	stack, err := clipgatetest.Start(ctx, clipgatetest.Options{
+		Workers: cfg.Workers,
+		WorkerConfig: func(c *tokenworker.Config) {
+			// The devices ask far more often than real ones would: lift the per-device
+			// limit and the worker's STS rate, so that the figure is the pipeline's.
+			c.DeviceRate = rate.Inf
+			c.STSRate = rate.Inf
+			if cfg.MaxConcurrent > 0 {
+				c.MaxConcurrent = cfg.MaxConcurrent
+			}
+			c.QueueSize = max(cfg.Devices, 8*c.MaxConcurrent) // all requests fit: none is shed for a full queue
+			if !cfg.Reuse {
+				c.ReuseMargin = -1
+			}
+		},
+		BrokerConfig: func(c *broker.Config) {
+			c.DeviceRate = -1 // a device's publish rate limit would pace the echo phase
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer stack.Close()
+
+	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s), %d echo workers; GOMAXPROCS %d, %s/%s, %s\n",
+		cfg.Devices, cfg.Rounds, cfg.Workers, map[bool]string{true: "cached credentials reused", false: "every request calls STS"}[cfg.Reuse],
+		cfg.EchoWorkers, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
+
+	start := time.Now()
+	fleet, err := connectFleet(ctx, stack, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.close()
+	fmt.Fprintf(out, "connected %d devices in %v\n", len(fleet.devices), time.Since(start).Round(time.Millisecond))
+
+	rep := &Report{BrokerBefore: stack.BrokerStats()}
+	if cfg.Phases != "echo" {
+		if rep.WarmReal, err = fleet.run(ctx, "real warm-up", 1); err != nil {
+			return nil, err
+		}
+		stopProfile, err := startProfile(cfg.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		rep.Real, err = fleet.run(ctx, "real", cfg.Rounds)
+		if perr := stopProfile(); err == nil {
+			err = perr
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i := range cfg.Workers {
+			if st, ok := stack.WorkerStats(i); ok {
+				rep.WorkerStats = append(rep.WorkerStats, st)
+			}
+		}
+	}
+	if cfg.Phases != "real" {
+		for i := range cfg.Workers {
+			if err := stack.StopWorker(i); err != nil {
+				return nil, err
+			}
+		}
+		for i := range cfg.EchoWorkers {
+			e, err := startEcho(ctx, stack, i)
+			if err != nil {
+				return nil, err
+			}
+			defer e.Disconnect(100)
+		}
+		if rep.WarmEcho, err = fleet.run(ctx, "echo warm-up", 1); err != nil {
+			return nil, err
+		}
+		if rep.Echo, err = fleet.run(ctx, "echo", cfg.Rounds); err != nil {
+			return nil, err
+		}
+	}
+	rep.BrokerAfter = stack.BrokerStats()
+	rep.print(out)
+	return rep, nil
+}
+
+// startProfile starts a CPU profile into path ("" does nothing) and returns its stop.
+func startProfile(path string) (func() error, error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
+}
+
+// device is one simulated camera.
+type device struct {
+	id           string
+	key          []byte
+	requestTopic string
+	replyTopic   string
+	client       paho.Client
+	replies      chan []byte
+}
+
+type fleet struct {
+	devices []*device
+	timeout time.Duration
+}
+
+// connectFleet connects the devices, each subscribed to its reply topic.
+func connectFleet(ctx context.Context, stack *clipgatetest.Stack, cfg Config) (*fleet, error) {
+	f := &fleet{devices: make([]*device, cfg.Devices), timeout: cfg.Timeout}
+	scheme, fk := stack.Topics(), stack.FleetKey()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.ConnectConcurrency)
+	for i := range f.devices {
+		id := fmt.Sprintf("bench-%05d", i)
+		d := &device{
+			id: id, key: identity.DeriveDeviceKey(fk, id),
+			requestTopic: scheme.AuthRequest(id), replyTopic: scheme.AuthReply(id),
+			replies: make(chan []byte, 4),
+		}
+		f.devices[i] = d
+		g.Go(func() error { return d.connect(gctx, stack.BrokerURL()) })
+	}
+	if err := g.Wait(); err != nil {
+		f.close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (d *device) connect(ctx context.Context, url string) error {
+	opts := paho.NewClientOptions().
+		AddBroker(url).
+		SetClientID(d.id).
+		SetUsername(d.id).
+		SetPassword(identity.MQTTPassword(d.key, d.id, time.Now())).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetOrderMatters(false).
+		SetAutoReconnect(false).
+		SetConnectTimeout(30 * time.Second).
+		SetKeepAlive(2 * time.Minute)
+	c := paho.NewClient(opts)
+	if err := wait(ctx, c.Connect()); err != nil {
+		return fmt.Errorf("%s: connect: %w", d.id, err)
+	}
+	d.client = c
+	tok := c.Subscribe(d.replyTopic, 1, func(_ paho.Client, m paho.Message) {
+		select {
+		case d.replies <- m.Payload():
+		default: // a device has one request out at a time: more is a stale duplicate
+		}
+	})
+	if err := wait(ctx, tok); err != nil {
+		return fmt.Errorf("%s: subscribe: %w", d.id, err)
+	}
+	if code := subackCode(tok, d.replyTopic); code > 2 {
+		return fmt.Errorf("%s: subscription to %s refused (%#x)", d.id, d.replyTopic, code)
+	}
+	return nil
+}
+
+// subackCode returns the SUBACK code of filter; paho keys shared subscriptions by the
+// filter without its "$share/GROUP/" prefix.
+func subackCode(tok paho.Token, filter string) byte {
+	res := tok.(*paho.SubscribeToken).Result()
+	if code, ok := res[filter]; ok {
+		return code
+	}
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		if _, bare, ok := strings.Cut(rest, "/"); ok {
+			if code, ok := res[bare]; ok {
+				return code
+			}
+		}
+	}
+	return 0x80
+}
+
+func wait(ctx context.Context, tok paho.Token) error {
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fleet) close() {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, d := range f.devices {
+		if d == nil || d.client == nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			d.client.Disconnect(0)
+			<-sem
+		}()
+	}
+	wg.Wait()
+}
+
+// sample is one device's results in a phase.
+type sample struct {
+	latencies []time.Duration
+	codes     map[string]int
+	failures  map[string]int
+	timeouts  int
+}
+
+// run makes every device ask rounds times, all devices at once, and measures.
+func (f *fleet) run(ctx context.Context, name string, rounds int) (*Phase, error) {
+	samples := make([]sample, len(f.devices))
+	begin := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, d := range f.devices {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-begin
+			samples[i] = d.ask(ctx, rounds, f.timeout)
+		}()
+	}
+	cpu0 := processCPU()
+	t0 := time.Now()
+	close(begin)
+	wg.Wait()
+	wall := time.Since(t0)
+	cpu := processCPU() - cpu0
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	p := &Phase{Name: name, Wall: wall, CPU: cpu, Codes: map[string]int{}, Failures: map[string]int{}}
+	var all []time.Duration
+	for _, s := range samples {
+		all = append(all, s.latencies...)
+		p.Timeouts += s.timeouts
+		for c, n := range s.codes {
+			p.Codes[c] += n
+		}
+		for c, n := range s.failures {
+			p.Failures[c] += n
+		}
+	}
+	p.RoundTrips = len(all)
+	slices.Sort(all)
+	p.P50, p.P99 = percentile(all, 0.50), percentile(all, 0.99)
+	return p, nil
+}
+
+// processCPU returns the CPU time this process has used (0 where unsupported).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// percentile returns the nearest-rank percentile q (0..1] of sorted durations.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// ask makes rounds requests one after the other, each signed with a fresh nonce and
+// timestamp, and opens sealed credentials as the device kit does.
+func (d *device) ask(ctx context.Context, rounds int, timeout time.Duration) sample {
+	s := sample{codes: map[string]int{}, failures: map[string]int{}}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for range rounds {
+		req, nonce, payload, err := d.sign()
+		if err != nil {
+			s.failures["sign: "+err.Error()]++
+			continue
+		}
+		t0 := time.Now()
+		tok := d.client.Publish(d.requestTopic, 1, false, payload)
+		timer.Reset(timeout)
+		var reply *protocol.AuthReply
+	waiting:
+		for {
+			select {
+			case b := <-d.replies:
+				r, err := protocol.DecodeAuthReply(b)
+				if err != nil {
+					s.failures["malformed reply"]++
+					continue
+				}
+				if r.ID == req.ID {
+					reply = r
+					break waiting
+				}
+			case <-timer.C:
+				break waiting
+			case <-ctx.Done():
+				return s
+			}
+		}
+		if reply == nil {
+			s.timeouts++
+		} else {
+			if reply.OK {
+				if !d.open(req, nonce, reply) {
+					s.failures["credentials do not open"]++
+				}
+			}
+			s.latencies = append(s.latencies, time.Since(t0))
+			code := "ok"
+			if !reply.OK && reply.Error != nil {
+				code = string(reply.Error.Code)
+			}
+			s.codes[code]++
+		}
+		if tok.WaitTimeout(0) && tok.Error() != nil {
+			s.failures["publish: "+tok.Error().Error()]++
+		}
+	}
+	return s
+}
+
+func (d *device) sign() (*protocol.AuthRequest, []byte, []byte, error) {
+	var b [protocol.NonceSize + 16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, nil, nil, err
+	}
+	nonce := b[:protocol.NonceSize]
+	req := &protocol.AuthRequest{
+		V:      protocol.Version,
+		ID:     base64.RawURLEncoding.EncodeToString(b[protocol.NonceSize:]),
+		Device: d.id,
+		TS:     time.Now().UTC().Format(time.RFC3339Nano),
+		Nonce:  base64.RawURLEncoding.EncodeToString(nonce),
+		Mode:   "w",
+	}
+	req.Sig = identity.Sign(d.key, req.SigningString())
+	payload, err := json.Marshal(req)
+	return req, nonce, payload, err
+}
+
+// open opens the sealed credentials of reply (or checks the plain ones).
+func (d *device) open(req *protocol.AuthRequest, nonce []byte, reply *protocol.AuthReply) bool {
+	if reply.Sealed == "" {
+		return reply.Credentials != nil
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(reply.Sealed)
+	if err != nil {
+		return false
+	}
+	plain, err := identity.Open(d.key, nonce, sealed, tokenworker.ReplyAAD(d.id, req.ID))
+	if err != nil {
+		return false
+	}
+	_, err = protocol.DecodeCredentials(plain)
+	return err == nil
+}
+
+// startEcho connects an echo worker: a client of the token worker service account in the
+// workers' shared-subscription group that answers every request at once with a fixed
+// refusal (unavailable), without verifying it or calling STS.
+func startEcho(ctx context.Context, stack *clipgatetest.Stack, n int) (paho.Client, error) {
+	scheme := stack.Topics()
+	user, pw := stack.ServiceAccount(identity.RoleTokenWorker)
+	handler := func(c paho.Client, m paho.Message) {
+		kind, dev, ok := scheme.Parse(m.Topic())
+		if !ok || kind != topics.KindAuthRequest {
+			return
+		}
+		req, err := protocol.DecodeAuthRequest(m.Payload())
+		if err != nil {
+			return
+		}
+		b, err := json.Marshal(&protocol.AuthReply{
+			V: protocol.Version, ID: req.ID, ServerTime: time.Now().UTC(),
+			Error: &protocol.ReplyError{Code: protocol.CodeUnavailable, Message: "echo worker", RetryAfterMs: 1000},
+		})
+		if err != nil {
+			return
+		}
+		c.Publish(scheme.AuthReply(dev), 1, false, b) // not waited for: inside a handler
+	}
+	opts := paho.NewClientOptions().
+		AddBroker(stack.BrokerURL()).
+		SetClientID(broker.ServiceClientID(user, fmt.Sprintf("echo-%d", n))).
+		SetUsername(user).
+		SetPassword(pw).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetOrderMatters(false).
+		SetAutoReconnect(false).
+		SetConnectTimeout(30 * time.Second)
+	c := paho.NewClient(opts)
+	if err := wait(ctx, c.Connect()); err != nil {
+		return nil, fmt.Errorf("echo worker %d: %w", n, err)
+	}
+	filter := scheme.WorkerFilter(topics.DefaultWorkerGroup)
+	tok := c.Subscribe(filter, 1, handler)
+	if err := wait(ctx, tok); err != nil {
+		c.Disconnect(0)
+		return nil, fmt.Errorf("echo worker %d: %w", n, err)
+	}
+	if code := subackCode(tok, filter); code > 2 {
+		c.Disconnect(0)
+		return nil, fmt.Errorf("echo worker %d: subscription to %s refused (%#x)", n, filter, code)
+	}
+	return c, nil
+}
+
+func (r *Report) print(out io.Writer) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tround trips\ttimeouts\twall\tround trips/s\twith credentials/s\tp50\tp99\tCPU/round trip\treplies\t")
+	for _, p := range []*Phase{r.WarmReal, r.Real, r.WarmEcho, r.Echo} {
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%.0f\t%.0f\t%v\t%v\t%v\t%s\t\n", p.Name, p.RoundTrips, p.Timeouts,
+			p.Wall.Round(time.Millisecond), p.Rate(), p.OKRate(), p.P50.Round(10*time.Microsecond), p.P99.Round(10*time.Microsecond),
+			p.CPUPerRoundTrip().Round(time.Microsecond), counts(p.Codes))
+	}
+	tw.Flush()
+	for _, p := range []*Phase{r.WarmReal, r.Real, r.WarmEcho, r.Echo} {
+		if p != nil && len(p.Failures) > 0 {
+			fmt.Fprintf(out, "%s: device-side failures: %s\n", p.Name, counts(p.Failures))
+		}
+	}
+	if r.Real != nil && r.Echo != nil && r.Echo.Rate() > 0 {
+		// Only replies with credentials count for the real workers: a busy reply is a cheap
+		// refusal, not a token round trip.
+		fmt.Fprintf(out, "ratio real (with credentials) / echo round trips per second: %.2f (target >= 0.5)\n", r.Real.OKRate()/r.Echo.Rate())
+		if c := r.Real.CPUPerRoundTrip(); c > 0 {
+			fmt.Fprintf(out, "ratio by CPU per round trip, echo / real: %.2f\n", float64(r.Echo.CPUPerRoundTrip())/float64(c))
+		}
+	}
+	for i, st := range r.WorkerStats {
+		fmt.Fprintf(out, "token worker %d: %d requests, %d ok (%d reused), %d STS calls, errors %v\n",
+			i, st.Requests, st.OK, st.Reused, st.STSCalls, st.Errors)
+	}
+	b, a := r.BrokerBefore, r.BrokerAfter
+	fmt.Fprintf(out, "broker during the phases: %d messages received, %d sent, %d dropped (queue full), %d dropped (inflight)\n",
+		a.MessagesReceived-b.MessagesReceived, a.MessagesSent-b.MessagesSent,
+		a.MessagesDropped-b.MessagesDropped, a.InflightDropped-b.InflightDropped)
+}
+
+// counts formats a code histogram as "a=1 b=2", sorted by code.
+func counts(m map[string]int) string {
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
+}
