@@ -1,20 +1,78 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
 )
+
+// TestMain lets the test binary act as the command itself, so signal handling is tested
+// on a real process without building a separate binary.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOCALCLOUD_RUN_MAIN") == "1" {
+		os.Args = append([]string{"localcloud"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestSignalsStopCleanly(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "--data-dir", t.TempDir(), "--oss-addr", "127.0.0.1:0", "--sts-addr", "127.0.0.1:0")
+			cmd.Env = append(os.Environ(), "LOCALCLOUD_RUN_MAIN=1")
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr syncBuffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(stdout)
+			var out strings.Builder
+			for sc.Scan() {
+				out.WriteString(sc.Text() + "\n")
+				if strings.Contains(sc.Text(), "role ARN") {
+					break
+				}
+			}
+			if !strings.Contains(out.String(), "role ARN") {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				t.Fatalf("no banner:\n%s\n%s", out.String(), stderr.String())
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			for sc.Scan() {
+				out.WriteString(sc.Text() + "\n")
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("exit after %v: %v\n%s", sig, err, stderr.String())
+			}
+			if !strings.Contains(out.String(), "stopping") || !strings.Contains(stderr.String(), "localcloud stopped") {
+				t.Errorf("no clean shutdown:\n%s\n%s", out.String(), stderr.String())
+			}
+		})
+	}
+}
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -215,5 +273,18 @@ func TestRunRejectsBadInput(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "--sts-rate") {
 		t.Errorf("--help output:\n%s", out.String())
+	}
+}
+
+func TestMainExitsNonZeroOnBadInput(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "--sts-rate", "fast")
+	cmd.Env = append(os.Environ(), "LOCALCLOUD_RUN_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("err = %v, want exit status 1\n%s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "localcloud: ") || !strings.Contains(string(out), "fast") {
+		t.Errorf("message %q", out)
 	}
 }
