@@ -103,7 +103,7 @@ type serveCmd struct {
 	MaxWritesPending     *int32         `name:"max-writes-pending" help:"Outbound queue per client; messages beyond it are dropped and counted." env:"CLIPGATE_BROKER_MAX_WRITES_PENDING"`
 	SessionExpiry        *time.Duration `name:"session-expiry" help:"How long disconnected persistent sessions are kept." env:"CLIPGATE_BROKER_SESSION_EXPIRY"`
 	MessageExpiry        *time.Duration `name:"message-expiry" help:"How long queued and retained messages are kept." env:"CLIPGATE_BROKER_MESSAGE_EXPIRY"`
-	DeviceRate           *float64       `name:"device-rate" help:"Publishes per second per device (negative: unlimited); abusers are disconnected." env:"CLIPGATE_BROKER_DEVICE_RATE"`
+	DeviceRate           *float64       `name:"device-rate" help:"Publishes per second per device (negative: unlimited): QoS 0 floods beyond it disconnect, QoS 1 publishes are paced." env:"CLIPGATE_BROKER_DEVICE_RATE"`
 	DeviceBurst          *int           `name:"device-burst" help:"Burst of the device publish rate." env:"CLIPGATE_BROKER_DEVICE_BURST"`
 	ServiceRate          *float64       `name:"service-rate" help:"Publishes per second per service client (0: unlimited)." env:"CLIPGATE_BROKER_SERVICE_RATE"`
 	ServiceBurst         *int           `name:"service-burst" help:"Burst of the service publish rate." env:"CLIPGATE_BROKER_SERVICE_BURST"`

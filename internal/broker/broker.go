@@ -424,7 +424,7 @@ type Stats struct {
 	RateLimited        int64 `json:"rate_limited"` // clients disconnected for their publish rate
 	Paced              int64 `json:"paced"`        // QoS 1/2 publishes held back to the client's rate
 	RevokedDisconnects int64 `json:"revoked_disconnects"`
-	Takeovers          int64 `json:"takeovers"`
+	Takeovers          int64 `json:"takeovers"` // live connections replaced by one with the same client ID
 }
 
 // Stats returns a snapshot of the counters.

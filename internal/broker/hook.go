@@ -67,9 +67,11 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if old, ok := h.b.srv.Clients.Get(cl.ID); ok && old != cl {
 		atomic.StoreUint32(&old.Properties.Will.Flag, 0)
-		h.b.stats.takeovers.Add(1)
-		h.b.log.Info().Str("client", cl.ID).Str("old_remote", old.Net.Remote).Str("remote", cl.Net.Remote).
-			Msg("session taken over")
+		if !old.Closed() { // a live connection, not a stored session being resumed
+			h.b.stats.takeovers.Add(1)
+			h.b.log.Info().Str("client", cl.ID).Str("old_remote", old.Net.Remote).Str("remote", cl.Net.Remote).
+				Msg("session taken over")
+		}
 	}
 }
 

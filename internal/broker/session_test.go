@@ -65,6 +65,9 @@ func TestPersistentSessionSurvivesRestart(t *testing.T) {
 	if got := dev.payloads(e.scheme.AuthReply("cam-2")); len(got) != 0 {
 		t.Fatalf("cam-1 received cam-2's reply: %q", got)
 	}
+	if n := e.b.Stats().Takeovers; n != 0 {
+		t.Fatalf("resuming stored sessions counted as %d takeovers", n)
+	}
 	// The restored subscriptions keep working for new messages.
 	d := e.device("cam-p9")
 	d.publish(t, e.scheme.UploadEvent("cam-p9"), 1, "after restart")
