@@ -38,6 +38,9 @@ const (
 	tokenCacheMax = 4096
 )
 
+// tokenEncoding decodes token parts strictly, so each token has exactly one spelling.
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
 // Principal is the identity behind an access key, as the OSS side authorizes it.
 type Principal struct {
 	AccessKeyID, Secret string
@@ -177,7 +180,7 @@ func (a *Authority) verifyToken(token string) (*tokenEntry, error) {
 		return nil, errInvalidSecurityToken("the security token is malformed")
 	}
 	var got [sha256.Size]byte
-	if n, err := base64.RawURLEncoding.Decode(got[:], []byte(macText)); err != nil || n != sha256.Size {
+	if n, err := tokenEncoding.Decode(got[:], []byte(macText)); err != nil || n != sha256.Size {
 		return nil, errInvalidSecurityToken("the security token is malformed")
 	}
 	want := a.tokenMAC(body)
@@ -190,7 +193,7 @@ func (a *Authority) verifyToken(token string) (*tokenEntry, error) {
 	if ok {
 		return e, nil
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(body)
+	raw, err := tokenEncoding.DecodeString(body)
 	if err != nil {
 		return nil, errInvalidSecurityToken("the security token is malformed")
 	}

@@ -499,3 +499,59 @@ func TestBase58(t *testing.T) {
 		}
 	}
 }
+
+// FuzzResolve checks that no token or key ID, however malformed, panics or resolves,
+// except a genuine one.
+func FuzzResolve(f *testing.F) {
+	cfg := testConfig(f)
+	a, err := NewAuthority(&cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cr, err := a.AssumeRole("LTAIworker", uploaderARN, "cam-1", testSessPolicy, time.Hour, t0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(cr.AccessKeyID, cr.SecurityToken)
+	f.Add(cr.AccessKeyID, cr.SecurityToken+"x")
+	f.Add("LTAIworker", "")
+	f.Add("STS.", ".")
+	f.Fuzz(func(t *testing.T, id, token string) {
+		p, err := a.Resolve(id, token, t0)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Status != 403 {
+				t.Fatalf("error %v is not a 403 *Error", err)
+			}
+			return
+		}
+		genuine := id == cr.AccessKeyID && token == cr.SecurityToken
+		if !genuine && !(token == "" && (id == "LTAIworker" || id == "LTAIscoped" || id == "LTAInoassume")) {
+			t.Fatalf("resolved %q with token %q: %+v", id, token, p)
+		}
+	})
+}
+
+func TestTokenHasOneSpelling(t *testing.T) {
+	t.Parallel()
+	a, _ := newTestAuthority(t)
+	cr, err := a.AssumeRole("LTAIworker", uploaderARN, "cam-1", "", time.Hour, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last base64 character of the MAC carries 4 data bits and 2 unused bits; changing
+	// only the unused bits must not give a second valid spelling.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	tok := cr.SecurityToken
+	last := strings.IndexByte(alphabet, tok[len(tok)-1])
+	for low := range 4 {
+		v := last&^3 | low
+		if v == last {
+			continue
+		}
+		alt := tok[:len(tok)-1] + string(alphabet[v])
+		if _, err := a.Resolve(cr.AccessKeyID, alt, t0); err == nil {
+			t.Fatalf("token with changed padding bits %q accepted", alt[len(alt)-4:])
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -637,4 +638,46 @@ func TestRPCEscape(t *testing.T) {
 			t.Errorf("rpcEscape(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzSTSRequest feeds arbitrary methods, query strings and bodies to the STS handler:
+// it must answer every one with a well-formed STS error (or success), never a 5xx.
+func FuzzSTSRequest(f *testing.F) {
+	cfg := testConfig(f)
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg.Logger = zerolog.Nop()
+	a, err := NewAuthority(&cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := newSTS(&cfg, a)
+	good := signed("LTAIworker", cfg.Keys[0].Secret, "POST", time.Now(), nil).Encode()
+	f.Add("POST", "", []byte(good))
+	f.Add("POST", good, []byte(nil))
+	f.Add("GET", "Action=AssumeRole&Version=2015-04-01", []byte(nil))
+	f.Add("POST", "x=%zz", []byte("a=b&a=c"))
+	f.Add("DELETE", "", []byte("{}"))
+	f.Fuzz(func(t *testing.T, method, query string, body []byte) {
+		r := &http.Request{
+			Method: method, URL: &url.URL{Path: "/", RawQuery: query}, Host: "127.0.0.1",
+			Header:        http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+			Body:          io.NopCloser(bytes.NewReader(body)),
+			ContentLength: int64(len(body)),
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code >= 500 && w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+			t.Fatalf("body %q: %v", w.Body, err)
+		}
+		if w.Code != 200 && (m["Code"] == "" || m["Code"] == nil) {
+			t.Fatalf("error without Code: %s", w.Body)
+		}
+	})
 }
