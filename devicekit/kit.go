@@ -61,8 +61,9 @@ type Kit struct {
 	http      *http.Client // OSS requests
 	transport *http.Transport
 
-	flushing atomic.Bool // an outbox flush is running
-	wg       sync.WaitGroup
+	flushing  atomic.Bool // an outbox flush is running
+	uploading sync.Map    // journal paths of the uploads in progress
+	wg        sync.WaitGroup
 
 	// Test hooks (nil in production).
 	onRetry    func(err error, wait time.Duration) // before each backoff wait of a credentials fetch
@@ -140,6 +141,10 @@ func (k *Kit) learnTime(server time.Time) {
 	off := server.Sub(k.cfg.Now())
 	if old := time.Duration(k.offset.Swap(int64(off))); (old - off).Abs() > time.Minute {
 		k.log.Info().Dur("offset", off).Msg("device clock corrected by the server time")
+		// The OSS SDK signs with the system clock, which the kit cannot correct.
+		if sys := server.Sub(time.Now()); sys.Abs() > 10*time.Minute {
+			k.log.Warn().Dur("off", sys).Msg("the system clock is far off the server time: OSS refuses requests signed more than 15 minutes off (set the clock, e.g. with NTP)")
+		}
 	}
 }
 

@@ -200,6 +200,11 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 	if err != nil {
 		return nil, err
 	}
+	// One upload per clip at a time: they would share the checkpoint and the event ID.
+	if _, busy := k.uploading.LoadOrStore(j.path, struct{}{}); busy {
+		return nil, fmt.Errorf("%w: %s is already being uploaded to %s", ErrInvalidClip, p.Path, key)
+	}
+	defer k.uploading.Delete(j.path)
 
 	var respHeader http.Header
 	for try := 0; ; try++ {

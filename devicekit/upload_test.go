@@ -323,3 +323,27 @@ func TestStatusOnlineOffline(t *testing.T) {
 		t.Fatalf("status %q after Close, want offline", st)
 	}
 }
+
+func TestConcurrentUploadsOfOneClipRefused(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k := s.kit("cam-twice", func(c *Config) {
+		c.PartSize = MinPartSize
+		c.MultipartThreshold = 2 * MinPartSize
+	})
+	path, _ := clipFile(t, "twice.mp4", 4*MinPartSize)
+	var second error
+	k.onProgress = func(done, total int64) {
+		if second == nil {
+			_, second = k.Upload(t.Context(), Clip{Path: path})
+		}
+	}
+	if _, err := k.Upload(t.Context(), Clip{Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(second, ErrInvalidClip) || !strings.Contains(second.Error(), "already being uploaded") {
+		t.Fatalf("second Upload during the first: %v", second)
+	}
+	s.event()
+	s.noEvent()
+}
