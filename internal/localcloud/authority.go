@@ -98,6 +98,7 @@ type tokenClaims struct {
 
 type tokenEntry struct {
 	claims   tokenClaims
+	secret   string // derived secret of claims.AccessKeyID
 	policies []*policy.Document
 }
 
@@ -163,7 +164,7 @@ func (a *Authority) Resolve(accessKeyID, securityToken string, now time.Time) (*
 	}
 	return &Principal{
 		AccessKeyID: accessKeyID,
-		Secret:      a.secretFor(accessKeyID),
+		Secret:      e.secret,
 		Temporary:   true,
 		Role:        e.claims.Role,
 		SessionName: e.claims.Session,
@@ -205,6 +206,7 @@ func (a *Authority) verifyToken(token string) (*tokenEntry, error) {
 	if !ok {
 		return nil, errInvalidSecurityToken("the role of the security token no longer exists")
 	}
+	e.secret = a.secretFor(e.claims.AccessKeyID)
 	e.policies = []*policy.Document{role.doc}
 	if e.claims.Policy != "" {
 		doc, err := policy.ParseSession(e.claims.Policy)

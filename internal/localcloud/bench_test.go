@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
@@ -205,4 +206,31 @@ func benchSyncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// BenchmarkResolveSTSToken is the per-request cost of checking temporary credentials on
+// the OSS side (the token's claims and policies are cached after the first request).
+func BenchmarkResolveSTSToken(b *testing.B) {
+	a, _ := newTestAuthority(b)
+	cr, err := a.AssumeRole("LTAIworker", uploaderARN, "cam-1", testSessPolicy, time.Hour, t0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Resolve(cr.AccessKeyID, cr.SecurityToken, t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAssumeRole is the cost of issuing one set of temporary credentials.
+func BenchmarkAssumeRole(b *testing.B) {
+	a, _ := newTestAuthority(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.AssumeRole("LTAIworker", uploaderARN, "cam-1", testSessPolicy, time.Hour, t0); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
