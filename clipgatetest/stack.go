@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
 
@@ -103,11 +102,6 @@ type Stack struct {
 	consumers map[*Consumer]struct{}
 }
 
-// stsEndpointsOnce fills alibaba-cloud-sdk-go's STS endpoint table, which the SDK fills
-// lazily and without a lock on the first NewClient, before token workers create clients
-// at once.
-var stsEndpointsOnce sync.Once
-
 // ErrClosed is returned by the methods of a closed Stack or Consumer.
 var ErrClosed = errors.New("clipgatetest: closed")
 
@@ -173,7 +167,6 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.broker = b
 
-	stsEndpointsOnce.Do(func() { _ = sts.GetEndpointMap() })
 	for range s.opts.Workers {
 		if _, err := s.startWorker(ctx); err != nil {
 			return nil, err
