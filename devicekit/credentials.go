@@ -78,8 +78,9 @@ func replyAAD(deviceID, requestID string) []byte {
 
 // Credentials returns valid credentials, from the cache while they have more than
 // RefreshMargin left (by the server-corrected clock), otherwise from the token worker.
-// Concurrent callers share one request. Errors: *AuthError for a refusal, ErrNotConnected,
-// ErrClosed, a timeout error when no worker answered, or ctx's error.
+// Concurrent callers share one request, and the result: do not modify it.
+// Errors: *AuthError for a refusal, ErrNotConnected, ErrClosed, a timeout error when no
+// worker answered, or ctx's error.
 func (k *Kit) Credentials(ctx context.Context) (*Credentials, error) {
 	if c := k.cached(); c != nil {
 		return c, nil

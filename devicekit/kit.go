@@ -389,8 +389,9 @@ func (k *Kit) publish(ctx context.Context, topic string, payload []byte) error {
 	return err
 }
 
-// Close disconnects from the broker and stops the kit's goroutines. Cached credentials,
-// the outbox and checkpoints stay in StateDir for the next Kit.
+// Close announces the device offline, disconnects from the broker and stops the kit's
+// goroutines. Unacknowledged events, the upload journal and multipart checkpoints stay in
+// StateDir for the next Kit.
 func (k *Kit) Close() error {
 	k.mu.Lock()
 	if k.closed {

@@ -51,7 +51,8 @@ var ErrInvalidClip = errors.New("devicekit: invalid clip")
 // uploadRoutines is the number of parts uploaded at once.
 const uploadRoutines = 3
 
-// ValidClipName reports whether name may be the last segment of an object key.
+// ValidClipName returns an error wrapping ErrInvalidClip unless name may be the last
+// segment of an object key.
 func ValidClipName(name string) error {
 	if name == "" || len(name) > MaxClipNameLen {
 		return fmt.Errorf("%w: name %q must be 1 to %d characters", ErrInvalidClip, name, MaxClipNameLen)
