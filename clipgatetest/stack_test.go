@@ -394,8 +394,17 @@ func TestConsumerDropsGarbage(t *testing.T) {
 	if ev.ID != "ev-1" {
 		t.Errorf("got event %+v, want ev-1", ev)
 	}
+	// Messages are handled concurrently: the bad ones may still be in flight.
+	for deadline := time.Now().Add(10 * time.Second); consumer.Malformed() < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := consumer.Malformed(); n != 3 {
 		t.Errorf("Malformed = %d, want 3", n)
+	}
+	select {
+	case ev := <-consumer.Events():
+		t.Errorf("a second event got through: %+v", ev)
+	default:
 	}
 }
 
