@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -79,7 +81,7 @@ type bucket struct {
 	last   time.Time
 }
 
-// deviceLimiter is a per-device token bucket rate limiter with a bounded number of devices.
+// deviceLimiter is a per-device token bucket rate limiter (rate.Inf: no limit) with a bounded number of devices.
 // A bucket that has refilled completely is the same as a new one, so idle devices are
 // swept when the table is full without changing any decision.
 type deviceLimiter struct {
@@ -96,6 +98,9 @@ func newDeviceLimiter(perSecond float64, burst, max int) *deviceLimiter {
 
 // allow takes one token for device at now. When none is left it returns the wait until one is.
 func (l *deviceLimiter) allow(device string, now time.Time) (ok bool, wait time.Duration) {
+	if l.rate >= float64(rate.Inf) {
+		return true, 0
+	}
 	if l.burst < 1 {
 		return false, time.Hour
 	}

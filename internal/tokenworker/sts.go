@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
@@ -51,14 +50,12 @@ func (p *stsPool) tryAcquire() (c *sts.Client, ok bool, err error) {
 
 func (p *stsPool) release(c *sts.Client) { p.slots <- c }
 
-// newClientMu serializes client creation: the SDK fills its package-level endpoint map
-// lazily, without synchronization.
-var newClientMu sync.Mutex
+// The SDK fills its package-level endpoint map lazily, without synchronization, on every
+// client creation; filling it before any goroutine exists makes later calls read-only.
+func init() { sts.GetEndpointMap() }
 
 func (p *stsPool) newClient() (*sts.Client, error) {
-	newClientMu.Lock()
 	c, err := sts.NewClientWithAccessKey(p.cfg.Region, p.cfg.AccessKeyID, p.cfg.AccessKeySecret)
-	newClientMu.Unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,7 @@ type decision struct {
 	retryAfter time.Duration
 	cached     bool
 	sealed     bool
+	creds      protocol.Credentials // on success
 	start      time.Time
 }
 
@@ -149,7 +150,7 @@ func (w *Worker) Handle(ctx context.Context, topic string, payload []byte) (repl
 // check runs every check in order and, when all pass, obtains credentials. On return d.id is
 // the request ID ("" when unknown), d.code is "" on success, and then req and the device key
 // are set and d carries the credentials' origin.
-func (w *Worker) check(ctx context.Context, d *decision, topic string, payload []byte, now time.Time) (*reqCreds, []byte) {
+func (w *Worker) check(ctx context.Context, d *decision, topic string, payload []byte, now time.Time) (*protocol.AuthRequest, []byte) {
 	if len(payload) > protocol.MaxAuthRequestSize {
 		d.id, _ = salvage(payload)
 		d.fail(protocol.CodeInvalid, 0, fmt.Sprintf("request is %d bytes; the limit is %d", len(payload), protocol.MaxAuthRequestSize))
@@ -213,27 +214,20 @@ func (w *Worker) check(ctx context.Context, d *decision, topic string, payload [
 		d.fail(protocol.CodeInvalid, 0, "malformed request: "+err.Error())
 		return nil, nil
 	}
-	rc := &reqCreds{req: req}
 	ck := credKey{device: d.device, mode: req.Mode}
 	if w.cfg.ReuseMargin >= 0 {
 		if cr, ok := w.creds.get(ck, now.Add(w.cfg.ReuseMargin)); ok {
-			rc.creds = cr
+			d.creds = cr
 			d.cached = true
-			return rc, key
+			return req, key
 		}
 	}
 	cr, ok := w.issue(ctx, d, ck, mode, now)
 	if !ok {
 		return nil, nil
 	}
-	rc.creds = *cr
-	return rc, key
-}
-
-// reqCreds is a checked request and the credentials for it.
-type reqCreds struct {
-	req   *protocol.AuthRequest
-	creds protocol.Credentials
+	d.creds = *cr
+	return req, key
 }
 
 // issue calls STS under the worker's concurrency bound and rate limit.
@@ -325,31 +319,37 @@ func (d *decision) fail(code protocol.Code, retryAfter time.Duration, msg string
 	d.code, d.retryAfter, d.message = code, retryAfter, msg
 }
 
-// success builds the reply carrying rc's credentials, sealed to the device unless disabled.
-func (w *Worker) success(d *decision, key []byte, rc *reqCreds, now time.Time) ([]byte, error) {
+// success builds the reply carrying d's credentials, sealed to the device unless disabled.
+func (w *Worker) success(d *decision, key []byte, req *protocol.AuthRequest, now time.Time) ([]byte, error) {
+	oss := w.cfg.OSS
+	oss.Prefix = w.cfg.OSS.Prefix + d.device + "/"
 	rep := protocol.AuthReply{
 		V:          protocol.Version,
-		ID:         rc.req.ID,
+		ID:         req.ID,
 		OK:         true,
 		ServerTime: now.UTC(),
-		OSS: &protocol.OSSInfo{
-			Endpoint: w.cfg.OSS.Endpoint,
-			Region:   w.cfg.OSS.Region,
-			Bucket:   w.cfg.OSS.Bucket,
-			Prefix:   w.cfg.OSS.Prefix + d.device + "/",
-		},
+		OSS:        &oss,
 	}
+	var sealed []byte
 	if *w.cfg.Seal {
-		sealed, err := sealCredentials(key, rc.req, &rc.creds)
-		if err != nil {
+		var err error
+		if sealed, err = sealCredentials(key, req, &d.creds); err != nil {
 			return nil, err
 		}
-		rep.Sealed = sealed
 		d.sealed = true
 	} else {
-		rep.Credentials = &rc.creds
+		rep.Credentials = &d.creds
 	}
-	return json.Marshal(&rep)
+	size := replySizeHint + len(oss.Endpoint) + len(oss.Region) + len(oss.Bucket) + len(oss.Prefix) +
+		base64.RawURLEncoding.EncodedLen(len(sealed)) + credentialsSize(&d.creds)
+	return appendReply(make([]byte, 0, size), &rep, sealed), nil
+}
+
+// replySizeHint covers a reply's names, punctuation, ID and times.
+const replySizeHint = 256
+
+func credentialsSize(c *protocol.Credentials) int {
+	return len(c.AccessKeyID) + len(c.AccessKeySecret) + len(c.SecurityToken) + 128
 }
 
 // ReplyAAD is the additional data a sealed reply is bound to: the device and the request.
@@ -361,30 +361,19 @@ func ReplyAAD(deviceID, requestID string) []byte {
 	return append(b, requestID...)
 }
 
-// sealCredentials returns base64url(identity.Seal(deviceKey, nonce, credentials JSON, aad)).
-func sealCredentials(key []byte, req *protocol.AuthRequest, cr *protocol.Credentials) (string, error) {
-	nonce, err := decodeNonce(req.Nonce)
-	if err != nil {
-		return "", fmt.Errorf("request nonce: %w", err)
+// sealCredentials returns identity.Seal(deviceKey, nonce, credentials JSON, aad); the reply
+// carries it in base64url.
+func sealCredentials(key []byte, req *protocol.AuthRequest, cr *protocol.Credentials) ([]byte, error) {
+	// The nonce is 16 bytes in base64url without padding, as protocol.DecodeAuthRequest
+	// checked.
+	var nonce [protocol.NonceSize]byte
+	if n, err := base64.RawURLEncoding.Decode(nonce[:], []byte(req.Nonce)); err != nil || n != len(nonce) {
+		return nil, fmt.Errorf("request nonce is not %d bytes of base64url", protocol.NonceSize)
 	}
-	plain, err := json.Marshal(cr)
-	if err != nil {
-		return "", err
-	}
-	sealed, err := identity.Seal(key, nonce, plain, ReplyAAD(req.Device, req.ID))
+	plain := appendCredentials(make([]byte, 0, credentialsSize(cr)), cr)
+	sealed, err := identity.Seal(key, nonce[:], plain, ReplyAAD(req.Device, req.ID))
 	clear(plain) // the plaintext credentials do not linger in freed memory
-	if err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(sealed), nil
-}
-
-// decodeNonce decodes a base64url nonce, with or without padding.
-func decodeNonce(s string) ([]byte, error) {
-	if b, err := base64.RawURLEncoding.DecodeString(s); err == nil {
-		return b, nil
-	}
-	return base64.URLEncoding.DecodeString(s)
+	return sealed, err
 }
 
 // failure builds the error reply for d.
@@ -399,11 +388,7 @@ func (w *Worker) failure(d *decision, now time.Time) []byte {
 			RetryAfterMs: retryMs(d.retryAfter),
 		},
 	}
-	b, err := json.Marshal(&rep)
-	if err != nil { // not reachable: the reply holds only strings, numbers and a time
-		panic(err)
-	}
-	return b
+	return appendReply(make([]byte, 0, replySizeHint+len(rep.Error.Message)), &rep, nil)
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.
