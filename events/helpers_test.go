@@ -1,0 +1,374 @@
+package events_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc64"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/protocol"
+)
+
+// testTimeout bounds each stack test.
+const testTimeout = 90 * time.Second
+
+func testContext(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// adminBucket returns the stack's bucket with the admin's full-access key.
+func adminBucket(t testing.TB, stack *clipgatetest.Stack) *oss.Bucket {
+	t.Helper()
+	c, err := stack.OSSClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Bucket(stack.Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// consumerConfig is a consumer configuration for stack with the consumer account.
+func consumerConfig(t testing.TB, stack *clipgatetest.Stack, clientID string) events.Config {
+	t.Helper()
+	user, pw := stack.ServiceAccount(identity.RoleConsumer)
+	return events.Config{
+		BrokerURL:       stack.BrokerURL(),
+		Username:        user,
+		Password:        pw,
+		ClientID:        clientID,
+		Group:           "indexer",
+		Topics:          stack.Topics(),
+		Bucket:          stack.Bucket(),
+		Prefix:          stack.Prefix(),
+		OSS:             adminBucket(t, stack),
+		RetryBackoff:    5 * time.Millisecond,
+		MaxBackoff:      20 * time.Millisecond,
+		RedeliveryDelay: 50 * time.Millisecond,
+	}
+}
+
+// startConsumer starts a consumer and closes it when the test ends.
+func startConsumer(t testing.TB, cfg events.Config, h events.Handler) *events.Consumer {
+	t.Helper()
+	c, err := events.NewConsumer(cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Start(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// recorder is a Handler that keeps every event it is given, by event ID, and signals
+// each on a channel.
+type recorder struct {
+	mu    sync.Mutex
+	calls map[string][]events.Event // event ID -> each call's event
+	ch    chan *events.Event
+	// fail, when set, decides whether a call fails.
+	fail func(ev *events.Event, call int) error
+}
+
+func newRecorder() *recorder {
+	return &recorder{calls: map[string][]events.Event{}, ch: make(chan *events.Event, 1024)}
+}
+
+func (r *recorder) handle(_ context.Context, ev *events.Event) error {
+	r.mu.Lock()
+	r.calls[ev.ID] = append(r.calls[ev.ID], *ev)
+	n := len(r.calls[ev.ID])
+	fail := r.fail
+	r.mu.Unlock()
+	if fail != nil {
+		if err := fail(ev, n); err != nil {
+			return err
+		}
+	}
+	r.ch <- ev
+	return nil
+}
+
+// callsOf returns the events the handler was called with for id.
+func (r *recorder) callsOf(id string) []events.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]events.Event(nil), r.calls[id]...)
+}
+
+// next waits for the next accepted event.
+func (r *recorder) next(t testing.TB, ctx context.Context) *events.Event {
+	t.Helper()
+	select {
+	case ev := <-r.ch:
+		return ev
+	case <-ctx.Done():
+		t.Fatalf("no event: %v", ctx.Err())
+		return nil
+	}
+}
+
+// collect waits for n accepted events and returns them by ID.
+func (r *recorder) collect(t testing.TB, ctx context.Context, n int) map[string]*events.Event {
+	t.Helper()
+	got := make(map[string]*events.Event, n)
+	for len(got) < n {
+		ev := r.next(t, ctx)
+		if _, dup := got[ev.ID]; dup {
+			t.Fatalf("event %s accepted twice", ev.ID)
+		}
+		got[ev.ID] = ev
+	}
+	return got
+}
+
+// waitFor polls cond until it holds or ctx ends.
+func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// mqttClient connects a paho client (clean session) and disconnects it when the test ends.
+func mqttClient(t testing.TB, stack *clipgatetest.Stack, clientID, user, password string) paho.Client {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker(stack.BrokerURL()).SetClientID(clientID).
+		SetUsername(user).SetPassword(password).SetProtocolVersion(4).SetCleanSession(true).
+		SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
+	c := paho.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", clientID, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+// rawDevice connects as device id with its MQTT password, as a device kit would, but
+// lets the test publish whatever it likes on the device's topics.
+func rawDevice(t testing.TB, stack *clipgatetest.Stack, id string) paho.Client {
+	t.Helper()
+	return mqttClient(t, stack, id, id, identity.MQTTPassword(stack.DeviceKey(id), id, time.Now()))
+}
+
+// adminClient connects with the stack's admin service account.
+func adminClient(t testing.TB, stack *clipgatetest.Stack) paho.Client {
+	t.Helper()
+	user, pw := stack.ServiceAccount(identity.RoleAdmin)
+	return mqttClient(t, stack, "admin:"+randomHex(4), user, pw)
+}
+
+// publish publishes payload with QoS 1 and waits for the broker's PUBACK.
+func publish(t testing.TB, c paho.Client, topic string, payload []byte) {
+	t.Helper()
+	tok := c.Publish(topic, 1, false, payload)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish on %s: %v", topic, tok.Error())
+	}
+}
+
+// publishEvent encodes ev and publishes it on the upload topic of device from.
+func publishEvent(t testing.TB, stack *clipgatetest.Stack, c paho.Client, from string, ev *protocol.UploadEvent) {
+	t.Helper()
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, c, stack.Topics().UploadEvent(from), b)
+}
+
+var crcTable = crc64.MakeTable(crc64.ECMA)
+
+func crcOf(b []byte) string { return strconv.FormatUint(crc64.Checksum(b, crcTable), 10) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// putObject stores size random bytes at key with the admin key and returns them.
+func putObject(t testing.TB, b *oss.Bucket, key string, size int) []byte {
+	t.Helper()
+	data := make([]byte, size)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutObject(key, bytes.NewReader(data)); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+	return data
+}
+
+// completedEvent is a hand-built completed event of device for key and data.
+func completedEvent(stack *clipgatetest.Stack, device, key string, data []byte) *protocol.UploadEvent {
+	return &protocol.UploadEvent{
+		V: protocol.Version, ID: "ev-" + randomHex(8), Device: device, Status: protocol.StatusCompleted,
+		Bucket: stack.Bucket(), Key: key, Size: int64(len(data)), CRC64: crcOf(data),
+		UploadedAt: time.Now().UTC().Truncate(time.Second),
+	}
+}
+
+// uploadClip uploads size random bytes as clip name from device kit k.
+func uploadClip(t testing.TB, ctx context.Context, k *devicekit.Kit, dir, name string, size int) *protocol.UploadEvent {
+	t.Helper()
+	data := make([]byte, size)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := k.Upload(ctx, devicekit.Clip{Path: p, RecordedAt: time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatalf("upload %s: %v", name, err)
+	}
+	return ev
+}
+
+// newKit connects a device kit for id and closes it when the test ends.
+func newKit(t testing.TB, ctx context.Context, stack *clipgatetest.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
+	t.Helper()
+	cfg := stack.DeviceConfig(id)
+	if mod != nil {
+		mod(&cfg)
+	}
+	k, err := devicekit.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	if err := k.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// flakyStat fails the first n HEADs with a real network error (a request to a closed
+// loopback port through the SDK), then passes them to the real bucket.
+type flakyStat struct {
+	real, dead *oss.Bucket
+	mu         sync.Mutex
+	n          int
+	calls      int
+}
+
+func newFlakyStat(t testing.TB, stack *clipgatetest.Stack, n int) *flakyStat {
+	t.Helper()
+	id, secret := stack.AdminKey()
+	c, err := oss.New("http://"+closedPort(t), id, secret, oss.ForcePathStyle(true),
+		oss.AuthVersion(oss.AuthV4), oss.Region(stack.Region()), oss.Timeout(2, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := c.Bucket(stack.Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &flakyStat{real: adminBucket(t, stack), dead: dead, n: n}
+}
+
+func (f *flakyStat) GetObjectDetailedMeta(key string, options ...oss.Option) (h http.Header, err error) {
+	f.mu.Lock()
+	f.calls++
+	fail := f.calls <= f.n
+	f.mu.Unlock()
+	if fail {
+		h, err = f.dead.GetObjectDetailedMeta(key, options...)
+		if err == nil {
+			return nil, errors.New("flakyStat: the dead endpoint answered")
+		}
+		return h, err
+	}
+	return f.real.GetObjectDetailedMeta(key, options...)
+}
+
+func (f *flakyStat) Calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// closedPort returns a loopback address on which nothing listens (a port just released).
+func closedPort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// memDeduper is a Deduper over a map, standing in for the caller's database table.
+type memDeduper struct {
+	mu      sync.Mutex
+	seen    map[string]bool
+	seenErr error // returned by Seen while set
+	marks   int
+}
+
+func (d *memDeduper) Seen(_ context.Context, device, id string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seenErr != nil {
+		return false, d.seenErr
+	}
+	return d.seen[device+"/"+id], nil
+}
+
+func (d *memDeduper) Mark(_ context.Context, device, id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen == nil {
+		d.seen = map[string]bool{}
+	}
+	d.seen[device+"/"+id] = true
+	d.marks++
+	return nil
+}
+
+func (d *memDeduper) setSeenErr(err error) {
+	d.mu.Lock()
+	d.seenErr = err
+	d.mu.Unlock()
+}
+
+func fmtEvent(ev *events.Event) string {
+	return fmt.Sprintf("%s (device %s, key %s): verified %v, reason %q (%s)", ev.ID, ev.Device, ev.Key, ev.Verified, ev.Reason, ev.Detail)
+}
