@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
+
+	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// TestRunAnswersOverMQTT runs the command in-process against a real broker and local cloud:
+// two workers, a device request answered with sealed credentials, then a revocation picked
+// up from the watched file, then a clean Close.
+func TestRunAnswersOverMQTT(t *testing.T) {
+	dir := t.TempDir()
+	fleetFile := fleetKeyFile(t, dir)
+	fleet, err := identity.LoadKey(fleetFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Local cloud with one role.
+	stsSecret := "sts-secret-for-the-run-test-0123"
+	lc, err := localcloud.Start(localcloud.Config{
+		DataDir: t.TempDir(),
+		Keys:    []localcloud.AccessKey{{ID: "LTAIrunTestKey0001", Secret: stsSecret}},
+		Roles: []localcloud.Role{{Name: "uploader", Policy: `{"Version":"1","Statement":[{"Effect":"Allow",` +
+			`"Action":["oss:*"],"Resource":["acs:oss:*:*:clips/*"]}]}`}},
+		Buckets: []string{"clips"},
+		Logger:  zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+
+	// Broker with the worker's service account.
+	hash, err := identity.HashPassword("run-test-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accFile := writeFile(t, dir, "accounts.yaml",
+		"accounts:\n  - username: tw\n    passwordHash: \""+hash+"\"\n    role: tokenworker\n", 0o600)
+	accounts, err := identity.LoadServiceAccounts(accFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", HTTPAddr: "none", FleetKey: fleet, ServiceAccounts: accounts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	revFile := writeFile(t, dir, "revoked.txt", "# none yet\n", 0o644)
+	cfgFile := writeFile(t, dir, "tokenworker.yaml", `
+username: tw
+sts:
+  scheme: http
+  access-key-id: LTAIrunTestKey0001
+  role-arn: acs:ram::`+localcloud.DefaultAccountID+`:role/uploader
+oss:
+  bucket: clips
+  prefix: cams/
+device-rate: 1000
+device-burst: 1000
+`, 0o600)
+	m, _ := newTestMain(map[string]string{envPassword: "run-test-password", envSTSSecret: stsSecret})
+	err = m.ParseFlags([]string{"--config", cfgFile, "--broker", "tcp://" + b.Addr(), "--fleet-key-file", fleetFile,
+		"--revocations-file", revFile, "--sts-endpoint", lc.STSEndpoint(), "--oss-endpoint", lc.OSSEndpoint(),
+		"--workers", "2", "--client-id", "tw:run", "--connect-timeout", "30s", "--log-level", "error"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = m.Close()
+		}
+	}()
+	if n := len(m.Workers()); n != 2 {
+		t.Fatalf("%d workers, want 2", n)
+	}
+
+	const id = "cam-run-1"
+	key := identity.DeriveDeviceKey(fleet, id)
+	replies := make(chan []byte, 8)
+	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID(id).SetUsername(id).
+		SetPassword(identity.MQTTPassword(key, id, time.Now())).SetProtocolVersion(4).SetOrderMatters(false))
+	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	defer dev.Disconnect(0)
+	if tok := dev.Subscribe(topics.Default().AuthReply(id), 1, func(_ mqtt.Client, msg mqtt.Message) {
+		replies <- msg.Payload()
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("device subscribe: %v", tok.Error())
+	}
+	ask := func() (*protocol.AuthRequest, *protocol.AuthReply) {
+		t.Helper()
+		nonce := make([]byte, protocol.NonceSize)
+		_, _ = rand.Read(nonce)
+		req := &protocol.AuthRequest{V: 1, ID: base64.RawURLEncoding.EncodeToString(nonce[:6]), Device: id,
+			TS: time.Now().UTC().Format(time.RFC3339), Nonce: base64.RawURLEncoding.EncodeToString(nonce), Mode: "w"}
+		req.Sig = identity.Sign(key, req.SigningString())
+		payload, _ := json.Marshal(req)
+		if tok := dev.Publish(topics.Default().AuthRequest(id), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+		select {
+		case raw := <-replies:
+			rep, err := protocol.DecodeAuthReply(raw)
+			if err != nil || rep.ID != req.ID {
+				t.Fatalf("reply %s: %v", raw, err)
+			}
+			return req, rep
+		case <-time.After(30 * time.Second):
+			t.Fatal("no reply")
+		}
+		return nil, nil
+	}
+
+	req, rep := ask()
+	if !rep.OK || rep.Sealed == "" || rep.OSS.Prefix != "cams/"+id+"/" || rep.OSS.Bucket != "clips" {
+		t.Fatalf("reply = %+v", rep)
+	}
+	sealed, _ := base64.RawURLEncoding.DecodeString(rep.Sealed)
+	nonce, _ := base64.RawURLEncoding.DecodeString(req.Nonce)
+	if _, err := identity.Open(key, nonce, sealed, tokenworker.ReplyAAD(id, req.ID)); err != nil {
+		t.Fatalf("open sealed: %v", err)
+	}
+
+	// Revoke through the file (written and renamed into place, as recommended).
+	tmp := filepath.Join(dir, "revoked.tmp")
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, revFile); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, rep := ask()
+		if !rep.OK && rep.Error.Code == protocol.CodeRevoked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revocation file change not picked up; last reply %+v", rep)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	closed = true
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestRunFailsFast(t *testing.T) {
+	dir := t.TempDir()
+	fleet := fleetKeyFile(t, dir)
+	m, _ := newTestMain(map[string]string{envSTSSecret: "x"})
+	// Nothing listens on port 1: Run gives up after --connect-timeout.
+	if err := m.ParseFlags(append(requiredArgs(fleet), "--broker", "tcp://127.0.0.1:1", "--connect-timeout", "300ms",
+		"--log-level", "error")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err == nil {
+		t.Fatal("Run succeeded without a broker")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
