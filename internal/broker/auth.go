@@ -77,8 +77,9 @@ var errRefused = errors.New("connection refused")
 // that a connection being taken over cannot remove its successor's state.
 type session struct {
 	Principal
-	limiter *rate.Limiter // nil: unlimited
-	acl     aclCache
+	limiter    *rate.Limiter // nil: unlimited
+	superseded atomic.Bool   // a new connection with the same client ID is taking over
+	acl        aclCache
 }
 
 // sessions maps *mqtt.Client to *session.

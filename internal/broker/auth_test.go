@@ -153,6 +153,9 @@ func TestTakeover(t *testing.T) {
 			if code := readConnack(t, old); code != 0 {
 				t.Fatalf("old connection: CONNACK %d", code)
 			}
+			// A PINGREQ answered shows the old connection settled in mochi's read loop (the
+			// CONNACK comes before the session store write), as a long-lived one would be.
+			ping(t, old)
 
 			b := e.connect(clientOpts{clientID: "cam-1", username: "cam-1", password: e.devicePassword("cam-1"), clean: ptr(!persistent)})
 			expectClosed(t, old) // within the 15 s read deadline, far below the 90 s keepalive timeout

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"strings"
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -25,7 +24,7 @@ func (h *hook) ID() string { return "clipgate" }
 func (h *hook) Provides(x byte) bool {
 	switch x {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
-		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSelectSubscribers, mqtt.OnPacketRead:
+		mqtt.OnWill, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSelectSubscribers, mqtt.OnPacketRead:
 		return true
 	}
 	return false
@@ -62,17 +61,34 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 }
 
 // OnSessionEstablish runs before mochi takes over an existing session with the same
-// client ID. The old connection's will is cleared: the client is not gone, it has
-// reconnected, and a late "offline" will would contradict its new connection.
+// client ID. A live old connection is marked superseded, so that OnWill drops its will:
+// the client is not gone, it has reconnected, and a late "offline" will would contradict
+// its new connection (mochi issue #483). (The old client's fields are not touched: its own
+// goroutine and the storage hook read them unsynchronised.)
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
-	if old, ok := h.b.srv.Clients.Get(cl.ID); ok && old != cl {
-		atomic.StoreUint32(&old.Properties.Will.Flag, 0)
-		if !old.Closed() { // a live connection, not a stored session being resumed
-			h.b.stats.takeovers.Add(1)
-			h.b.log.Info().Str("client", cl.ID).Str("old_remote", old.Net.Remote).Str("remote", cl.Net.Remote).
-				Msg("session taken over")
-		}
+	old, ok := h.b.srv.Clients.Get(cl.ID)
+	if !ok || old == cl {
+		return
 	}
+	if s := h.b.sessions.get(old); s != nil {
+		s.superseded.Store(true)
+	}
+	if !old.Closed() { // a live connection, not a stored session being resumed
+		h.b.stats.takeovers.Add(1)
+		h.b.log.Info().Str("client", cl.ID).Str("old_remote", old.Net.Remote).Str("remote", cl.Net.Remote).
+			Msg("session taken over")
+	}
+}
+
+// OnWill drops the will of a connection that a new one with the same client ID has
+// replaced. mochi publishes whatever will this returns; one with an empty topic reaches
+// no subscriber and is not retained.
+func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if s := h.b.sessions.get(cl); s != nil && s.superseded.Load() {
+		h.b.log.Debug().Str("client", cl.ID).Str("topic", will.TopicName).Msg("will of a replaced connection dropped")
+		return mqtt.Will{}, nil
+	}
+	return will, nil
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {

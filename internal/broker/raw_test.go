@@ -132,3 +132,15 @@ func expectClosed(t testing.TB, conn net.Conn) {
 		t.Fatalf("broker accepted the connection: % x", got)
 	}
 }
+
+// ping sends PINGREQ and reads the PINGRESP.
+func ping(t testing.TB, conn net.Conn) {
+	t.Helper()
+	if _, err := conn.Write([]byte{0xc0, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	var b [2]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil || b != [2]byte{0xd0, 0x00} {
+		t.Fatalf("PINGRESP: % x %v", b, err)
+	}
+}
