@@ -39,7 +39,7 @@ type Config struct {
 	Rounds             int           `help:"Measured requests per device and phase (each device asks, waits for its reply, asks again)." default:"5"`
 	Workers            int           `help:"Real token workers." default:"2"`
 	EchoWorkers        int           `help:"Echo workers (0: as many as --workers)." default:"0"`
-	MaxConcurrent      int           `help:"AssumeRole calls in flight per worker (0: the worker's default); beyond, requests are answered busy." default:"0"`
+	MaxConcurrent      int           `help:"AssumeRole calls in flight per worker; beyond, requests are answered busy. 0: one per device, so that none is shed whatever the split between workers and the figure is the pipeline's capacity (the production default is 32)." default:"0"`
 	Reuse              bool          `help:"Let the workers hand out cached credentials (by default every request calls STS, as when each device asks once an hour)."`
 	Timeout            time.Duration `help:"How long a device waits for a reply." default:"10s"`
 	ConnectConcurrency int           `help:"Devices connecting at once." default:"64"`
@@ -109,6 +109,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.Phases == "" {
 		cfg.Phases = "both"
 	}
+	if cfg.MaxConcurrent < 0 {
+		return nil, errors.New("max-concurrent must not be negative")
+	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = cfg.Devices
+	}
 	// alibaba-cloud-sdk-go fills its endpoint table lazily without a lock: fill it before
 	// the workers create STS clients concurrently.
 	_ = sts.GetEndpointMap()
@@ -120,9 +126,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 			// limit and the worker's STS rate, so that the figure is the pipeline's.
 			c.DeviceRate = rate.Inf
 			c.STSRate = rate.Inf
-			if cfg.MaxConcurrent > 0 {
-				c.MaxConcurrent = cfg.MaxConcurrent
-			}
+			c.MaxConcurrent = cfg.MaxConcurrent
 			c.QueueSize = max(cfg.Devices, 8*c.MaxConcurrent) // all requests fit: none is shed for a full queue
 			if !cfg.Reuse {
 				c.ReuseMargin = -1
@@ -137,9 +141,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	}
 	defer stack.Close()
 
-	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s), %d echo workers; GOMAXPROCS %d, %s/%s, %s\n",
+	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s, %d STS calls in flight each), %d echo workers; GOMAXPROCS %d, %s/%s, %s\n",
 		cfg.Devices, cfg.Rounds, cfg.Workers, map[bool]string{true: "cached credentials reused", false: "every request calls STS"}[cfg.Reuse],
-		cfg.EchoWorkers, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
+		cfg.MaxConcurrent, cfg.EchoWorkers, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 
 	start := time.Now()
 	fleet, err := connectFleet(ctx, stack, cfg)
