@@ -1,6 +1,7 @@
 package tokenworker
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -63,10 +64,10 @@ func (p *stsPool) newClient() (*sts.Client, error) {
 	// left to honour HTTPS_PROXY/HTTP_PROXY for real endpoints. Loopback stand-ins must never
 	// be reached through a proxy: the SDK, unlike net/http, does not exempt them.
 	c.SetTransport(&http.Transport{
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
-		ForceAttemptHTTP2:   true,
 	})
 	if isLoopback(p.cfg.Endpoint) {
 		c.SetNoProxy("*")

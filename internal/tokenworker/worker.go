@@ -126,7 +126,7 @@ func (w *Worker) Handle(ctx context.Context, topic string, payload []byte) (repl
 	}
 	d.device = device
 	now := w.cfg.Now()
-	req, key := w.check(ctx, &d, topic, payload, now)
+	req, key := w.check(ctx, &d, payload, now)
 	if d.id == "" {
 		w.drop(topic, len(payload), d.message)
 		return "", nil, false
@@ -149,8 +149,8 @@ func (w *Worker) Handle(ctx context.Context, topic string, payload []byte) (repl
 
 // check runs every check in order and, when all pass, obtains credentials. On return d.id is
 // the request ID ("" when unknown), d.code is "" on success, and then req and the device key
-// are set and d carries the credentials' origin.
-func (w *Worker) check(ctx context.Context, d *decision, topic string, payload []byte, now time.Time) (*protocol.AuthRequest, []byte) {
+// are set and d carries the credentials.
+func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now time.Time) (*protocol.AuthRequest, []byte) {
 	if len(payload) > protocol.MaxAuthRequestSize {
 		d.id, _ = salvage(payload)
 		d.fail(protocol.CodeInvalid, 0, fmt.Sprintf("request is %d bytes; the limit is %d", len(payload), protocol.MaxAuthRequestSize))
@@ -288,8 +288,8 @@ func (w *Worker) callSTS(ctx context.Context, client *sts.Client, ck credKey, po
 	call := func() (*protocol.Credentials, error) {
 		defer w.sts.release(client)
 		cr, err := w.sts.assumeRole(client, ck.device, pol)
-		if err == nil {
-			w.creds.put(ck, *cr, w.cfg.Now().Add(max(w.cfg.ReuseMargin, 0)))
+		if err == nil && w.cfg.ReuseMargin >= 0 {
+			w.creds.put(ck, *cr, w.cfg.Now().Add(w.cfg.ReuseMargin))
 		}
 		return cr, err
 	}
