@@ -345,15 +345,16 @@ func (c *Consumer) deadLetter(m mqtt.Message, mal *Malformed) {
 // message may be acknowledged.
 func (c *Consumer) deliver(ev *Event) bool {
 	key := dedupKey(ev.Device, ev.ID)
-	release, ok := c.busy.acquire(key, c.quit)
+	held, ok := c.busy.acquire(key, c.quit)
 	if !ok {
 		return false
 	}
-	defer release()
-	log := c.log.With().Str("event", ev.ID).Str("device", ev.Device).Logger()
+	defer c.busy.release(key, held)
+	// Loggers are built per message only when a line is written: With() would allocate.
+	log := func(e *zerolog.Event) *zerolog.Event { return e.Str("event", ev.ID).Str("device", ev.Device) }
 	if c.seen.has(key) {
 		c.st.duplicates.Add(1)
-		log.Debug().Msg("duplicate event acknowledged")
+		log(c.log.Debug()).Msg("duplicate event acknowledged")
 		return true
 	}
 	if d := c.cfg.Dedup; d != nil {
@@ -366,13 +367,13 @@ func (c *Consumer) deliver(ev *Event) bool {
 			return err
 		})
 		if err != nil {
-			log.Error().Err(err).Msg("deduplication lookup failed; event left for redelivery")
+			log(c.log.Error()).Err(err).Msg("deduplication lookup failed; event left for redelivery")
 			return false
 		}
 		if dup {
 			c.seen.add(key)
 			c.st.duplicates.Add(1)
-			log.Debug().Msg("duplicate event (Dedup) acknowledged")
+			log(c.log.Debug()).Msg("duplicate event (Dedup) acknowledged")
 			return true
 		}
 	}
@@ -384,11 +385,11 @@ func (c *Consumer) deliver(ev *Event) bool {
 		return err
 	})
 	if err != nil {
-		log.Error().Err(err).Str("key", ev.Key).Msg("verification failed; event left for redelivery")
+		log(c.log.Error()).Err(err).Str("key", ev.Key).Msg("verification failed; event left for redelivery")
 		return false
 	}
 	if ev.Rejected() {
-		log.Warn().Str("reason", string(ev.Reason)).Str("detail", ev.Detail).Str("publisher", ev.Publisher).
+		log(c.log.Warn()).Str("reason", string(ev.Reason)).Str("detail", ev.Detail).Str("publisher", ev.Publisher).
 			Str("key", ev.Key).Msg("upload event rejected")
 	}
 	attempt := 0
@@ -403,14 +404,14 @@ func (c *Consumer) deliver(ev *Event) bool {
 		return err
 	})
 	if err != nil {
-		log.Warn().Err(err).Msg("handler failed; event left for redelivery")
+		log(c.log.Warn()).Err(err).Msg("handler failed; event left for redelivery")
 		return false
 	}
 	c.seen.add(key)
 	if d := c.cfg.Dedup; d != nil {
 		if err := d.Mark(c.ctx, ev.Device, ev.ID); err != nil {
 			c.st.dedupErrors.Add(1)
-			log.Error().Err(err).Msg("recording the handled event failed (it may be handed over again)")
+			log(c.log.Error()).Err(err).Msg("recording the handled event failed (it may be handed over again)")
 		}
 	}
 	c.count(ev)

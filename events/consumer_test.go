@@ -549,3 +549,29 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("Start as a token worker: %v, want a refused subscription", err)
 	}
 }
+
+// A panicking handler does not take the consumer down: the panic counts as a handler
+// error and the event is tried again.
+func TestHandlerPanicRecovered(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	stack := clipgatetest.New(t, clipgatetest.Options{})
+	rec := newRecorder()
+	rec.fail = func(_ *events.Event, call int) error {
+		if call == 1 {
+			panic("handler bug")
+		}
+		return nil
+	}
+	cfg := consumerConfig(t, stack, "consumer:panic")
+	cfg.MaxAttempts = 2
+	c := startConsumer(t, cfg, rec.handle)
+	ev := &protocol.UploadEvent{V: 1, ID: "ev-panic", Device: "cam-x", Status: protocol.StatusFailed, Error: "x"}
+	publishEvent(t, stack, rawDevice(t, stack, "cam-x"), "cam-x", ev)
+	if got := rec.next(t, ctx); got.ID != ev.ID || !got.Redelivered {
+		t.Fatalf("got %s, redelivered %v", fmtEvent(got), got.Redelivered)
+	}
+	if st := c.Stats(); st.HandlerErrors != 1 || st.Handled != 1 || st.Failed != 1 {
+		t.Errorf("stats %+v: want 1 handler error, 1 handled failed-upload event", st)
+	}
+}

@@ -86,9 +86,10 @@ type inProgress struct {
 	m  map[string]chan struct{}
 }
 
-// acquire claims key. If another worker holds it, acquire waits for it to finish (or for
-// done to close, then ok is false) and tries again.
-func (p *inProgress) acquire(key string, done <-chan struct{}) (release func(), ok bool) {
+// acquire claims key, returning the channel to pass to release. If another worker
+// holds the key, acquire waits for it to finish (or for done to close, then ok is false)
+// and tries again.
+func (p *inProgress) acquire(key string, done <-chan struct{}) (held chan struct{}, ok bool) {
 	for {
 		p.mu.Lock()
 		if p.m == nil {
@@ -99,12 +100,7 @@ func (p *inProgress) acquire(key string, done <-chan struct{}) (release func(), 
 			ch = make(chan struct{})
 			p.m[key] = ch
 			p.mu.Unlock()
-			return func() {
-				p.mu.Lock()
-				delete(p.m, key)
-				p.mu.Unlock()
-				close(ch)
-			}, true
+			return ch, true
 		}
 		p.mu.Unlock()
 		select {
@@ -113,4 +109,12 @@ func (p *inProgress) acquire(key string, done <-chan struct{}) (release func(), 
 			return nil, false
 		}
 	}
+}
+
+// release gives up key, waking the workers waiting for it.
+func (p *inProgress) release(key string, held chan struct{}) {
+	p.mu.Lock()
+	delete(p.m, key)
+	p.mu.Unlock()
+	close(held)
 }

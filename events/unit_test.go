@@ -130,7 +130,7 @@ func TestInProgressWaitsForTheFirst(t *testing.T) {
 	t.Parallel()
 	var p inProgress
 	done := make(chan struct{})
-	release, ok := p.acquire("k", done)
+	held, ok := p.acquire("k", done)
 	if !ok {
 		t.Fatal("first acquire failed")
 	}
@@ -138,14 +138,14 @@ func TestInProgressWaitsForTheFirst(t *testing.T) {
 	if !ok {
 		t.Fatal("acquire of another key failed")
 	}
-	other()
+	p.release("other", other)
 	var second atomic.Bool
 	got := make(chan struct{})
 	go func() {
-		r, ok := p.acquire("k", done)
+		h, ok := p.acquire("k", done)
 		if ok {
 			second.Store(true)
-			r()
+			p.release("k", h)
 		}
 		close(got)
 	}()
@@ -154,14 +154,14 @@ func TestInProgressWaitsForTheFirst(t *testing.T) {
 		t.Fatal("second acquire did not wait")
 	case <-time.After(20 * time.Millisecond):
 	}
-	release()
+	p.release("k", held)
 	<-got
 	if !second.Load() {
 		t.Fatal("second acquire failed after release")
 	}
 	// A waiter gives up when done closes.
-	release, _ = p.acquire("k", done)
-	defer release()
+	held, _ = p.acquire("k", done)
+	defer p.release("k", held)
 	res := make(chan bool)
 	go func() { _, ok := p.acquire("k", done); res <- ok }()
 	close(done)
