@@ -44,6 +44,7 @@ type Config struct {
 	Timeout            time.Duration `help:"How long a device waits for a reply." default:"10s"`
 	ConnectConcurrency int           `help:"Devices connecting at once." default:"64"`
 	Phases             string        `help:"Phases to run: real, echo or both." enum:"real,echo,both" default:"both"`
+	MaxWritesPending   int32         `help:"Broker's outbound queue per client (0: the broker's default); a burst beyond it to one worker is dropped, and its devices wait --timeout." default:"0"`
 	CPUProfile         string        `help:"Write a CPU profile of the measured real phase to this file." type:"path"`
 }
 
@@ -109,8 +110,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.Phases == "" {
 		cfg.Phases = "both"
 	}
-	if cfg.MaxConcurrent < 0 {
-		return nil, errors.New("max-concurrent must not be negative")
+	if cfg.MaxConcurrent < 0 || cfg.MaxWritesPending < 0 {
+		return nil, errors.New("max-concurrent and max-writes-pending must not be negative")
 	}
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = cfg.Devices
@@ -134,6 +135,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		},
 		BrokerConfig: func(c *broker.Config) {
 			c.DeviceRate = -1 // a device's publish rate limit would pace the echo phase
+			if cfg.MaxWritesPending > 0 {
+				c.MaxWritesPending = cfg.MaxWritesPending
+			}
 		},
 	})
 	if err != nil {
@@ -141,9 +145,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	}
 	defer stack.Close()
 
-	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s, %d STS calls in flight each), %d echo workers; GOMAXPROCS %d, %s/%s, %s\n",
+	writes := "default"
+	if cfg.MaxWritesPending > 0 {
+		writes = fmt.Sprint(cfg.MaxWritesPending)
+	}
+	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s, %d STS calls in flight each), %d echo workers; broker writes pending %s; GOMAXPROCS %d, %s/%s, %s\n",
 		cfg.Devices, cfg.Rounds, cfg.Workers, map[bool]string{true: "cached credentials reused", false: "every request calls STS"}[cfg.Reuse],
-		cfg.MaxConcurrent, cfg.EchoWorkers, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
+		cfg.MaxConcurrent, cfg.EchoWorkers, writes, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 
 	start := time.Now()
 	fleet, err := connectFleet(ctx, stack, cfg)
