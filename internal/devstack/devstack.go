@@ -25,10 +25,10 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
-	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/topics"
@@ -58,23 +58,13 @@ type Config struct {
 	Logger                               zerolog.Logger
 }
 
-// DeviceFile is the device configuration that Start writes to {Dir}/device.yaml. Its keys
-// are cmd/device's flag names, so that the file can serve as its configuration file.
-type DeviceFile struct {
-	Broker        string `yaml:"broker"`
-	DeviceID      string `yaml:"device-id"`
-	DeviceKeyFile string `yaml:"device-key-file"`
-	StateDir      string `yaml:"state-dir"`
-	TopicRoot     string `yaml:"topic-root"`
-}
-
 // Devstack is a running development stack.
 type Devstack struct {
 	Stack *clipgatetest.Stack
 	// Dir is the absolute state directory.
 	Dir string
-	// Device is what was written to DeviceFilePath.
-	Device         DeviceFile
+	// Device is what was written to DeviceFilePath, in the format cmd/device reads.
+	Device         deviceconfig.File
 	DeviceFilePath string
 }
 
@@ -151,45 +141,17 @@ func (d *Devstack) writeDevice(id string) error {
 	if err := identity.WriteKey(keyPath, dc.DeviceKey); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	d.Device = DeviceFile{
+	d.Device = deviceconfig.File{
 		Broker:        dc.BrokerURL,
 		DeviceID:      id,
 		DeviceKeyFile: keyPath,
 		StateDir:      dc.StateDir,
 		TopicRoot:     dc.Topics,
 	}
-	text, err := yaml.Marshal(&d.Device)
-	if err != nil {
-		return err
-	}
-	text = append([]byte("# Written by devstack at every start: device "+id+" on the local stack.\n"), text...)
-	tmp := d.DeviceFilePath + ".tmp"
-	if err := os.WriteFile(tmp, text, 0o600); err != nil {
-		return fmt.Errorf("devstack: %w", err)
-	}
-	if err := os.Rename(tmp, d.DeviceFilePath); err != nil {
-		_ = os.Remove(tmp)
+	if err := deviceconfig.Write(d.DeviceFilePath, d.Device); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	return nil
-}
-
-// LoadDeviceFile reads a device.yaml written by Start, strictly.
-func LoadDeviceFile(path string) (DeviceFile, error) {
-	var f DeviceFile
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return f, err
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return f, fmt.Errorf("%s: %w", path, err)
-	}
-	if f.Broker == "" || f.DeviceKeyFile == "" || f.StateDir == "" || f.TopicRoot == "" || !deviceid.Valid(f.DeviceID) {
-		return f, fmt.Errorf("%s: broker, device-id, device-key-file, state-dir and topic-root are required", path)
-	}
-	return f, nil
 }
 
 // Close stops the stack. The state directory stays for the next run.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
 )
 
@@ -38,7 +39,7 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("state dir: %v, mode %v; want 0700", err, st.Mode().Perm())
 	}
-	f, err := LoadDeviceFile(filepath.Join(dir, "device.yaml"))
+	f, err := deviceconfig.Load(filepath.Join(dir, "device.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,30 +140,6 @@ func TestStartRefusesBadConfig(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestLoadDeviceFileRejectsGarbage(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	for name, text := range map[string]string{
-		"empty":     "",
-		"not yaml":  "{{{",
-		"unknown":   "broker: tcp://x:1\nextra: 1\n",
-		"no key":    "broker: tcp://x:1\ndevice-id: cam-01\nstate-dir: /s\ntopic-root: r\n",
-		"bad id":    "broker: tcp://x:1\ndevice-id: a/b\ndevice-key-file: k\nstate-dir: /s\ntopic-root: r\n",
-		"list root": "- 1\n",
-	} {
-		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := LoadDeviceFile(p); err == nil {
-			t.Errorf("%s: no error", name)
-		}
-	}
-	if _, err := LoadDeviceFile(filepath.Join(dir, "missing.yaml")); err == nil {
-		t.Error("missing file: no error")
 	}
 }
 
