@@ -20,7 +20,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -116,10 +115,6 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = cfg.Devices
 	}
-	// alibaba-cloud-sdk-go fills its endpoint table lazily without a lock: fill it before
-	// the workers create STS clients concurrently.
-	_ = sts.GetEndpointMap()
-
 	stack, err := clipgatetest.Start(ctx, clipgatetest.Options{
 		Workers: cfg.Workers,
 		WorkerConfig: func(c *tokenworker.Config) {
