@@ -250,7 +250,7 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 		ev.ID = newID()
 		ev.Status = protocol.StatusFailed
 		ev.Error = truncate(err.Error(), protocol.MaxMessageLen)
-		if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+		if ctx.Err() == nil && !errors.Is(err, ErrClosed) && !quietFailures(ctx) {
 			if perr := k.announce(ev); perr != nil {
 				k.log.Warn().Err(perr).Str("event", ev.ID).Msg("failed event queued in the outbox")
 			}
