@@ -6,7 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -19,6 +19,8 @@ import (
 type Credentials struct {
 	protocol.Credentials
 	OSS protocol.OSSInfo
+
+	mode string // the mode they were asked for; "" is Config.Mode
 }
 
 // GetAccessKeyID, GetAccessKeySecret and GetSecurityToken make *Credentials an
@@ -60,9 +62,9 @@ func terminal(c protocol.Code) bool {
 	return false
 }
 
-// Retry policy of a credentials fetch: at most maxAttempts requests, exponential backoff
-// with full jitter between backoffBase and backoffCap, and never less than the worker's
-// retryAfterMs.
+// Retry policy of a credentials fetch (credentialsBackoff): at most maxAttempts requests,
+// exponential backoff with full jitter between backoffBase and backoffCap, and never less
+// than the worker's retryAfterMs.
 const (
 	maxAttempts = 6
 	backoffBase = 250 * time.Millisecond
@@ -82,20 +84,28 @@ func replyAAD(deviceID, requestID string) []byte {
 // Errors: *AuthError for a refusal, ErrNotConnected, ErrClosed, a timeout error when no
 // worker answered, or ctx's error.
 func (k *Kit) Credentials(ctx context.Context) (*Credentials, error) {
-	if c := k.cached(); c != nil {
+	return k.credentials(ctx, "")
+}
+
+// credentials is Credentials for mode ("" is Config.Mode): each mode has its own cache.
+func (k *Kit) credentials(ctx context.Context, mode string) (*Credentials, error) {
+	if mode == k.cfg.Mode {
+		mode = ""
+	}
+	if c := k.cachedMode(mode); c != nil {
 		return c, nil
 	}
-	ch := k.sf.DoChan("credentials", func() (any, error) {
+	ch := k.sf.DoChan("credentials/"+mode, func() (any, error) {
 		if !k.enter() {
 			return nil, ErrClosed
 		}
 		defer k.wg.Done()
-		if c := k.cached(); c != nil { // filled while we queued
+		if c := k.cachedMode(mode); c != nil { // filled while we queued
 			return c, nil
 		}
 		// The fetch is shared: it runs until it succeeds, gives up or the kit closes, not
 		// until the first caller's ctx ends.
-		return k.fetch(k.ctx)
+		return k.fetch(k.ctx, mode)
 	})
 	select {
 	case r := <-ch:
@@ -108,30 +118,43 @@ func (k *Kit) Credentials(ctx context.Context) (*Credentials, error) {
 	}
 }
 
-// cached returns the cached credentials if they are still fresh enough.
-func (k *Kit) cached() *Credentials {
-	c := k.cache.Load()
+// cached returns the cached credentials of Config.Mode if they are still fresh enough.
+func (k *Kit) cached() *Credentials { return k.cachedMode("") }
+
+func (k *Kit) cachedMode(mode string) *Credentials {
+	c := k.cacheFor(mode).Load()
 	if c == nil || !k.now().Before(c.Expiration.Add(-k.cfg.RefreshMargin)) {
 		return nil
 	}
 	return c
 }
 
+// cacheFor returns the cache of mode ("" is Config.Mode).
+func (k *Kit) cacheFor(mode string) *atomic.Pointer[Credentials] {
+	if mode == "" {
+		return &k.cache
+	}
+	c, _ := k.modeCache.LoadOrStore(mode, new(atomic.Pointer[Credentials]))
+	return c.(*atomic.Pointer[Credentials])
+}
+
 // invalidate drops c from the cache (if it is still the cached value), so that the next
 // call fetches new credentials.
 func (k *Kit) invalidate(c *Credentials) {
-	k.cache.CompareAndSwap(c, nil)
+	if c != nil {
+		k.cacheFor(c.mode).CompareAndSwap(c, nil)
+	}
 }
 
 // fetch asks the token worker for credentials, with the retry policy above.
-func (k *Kit) fetch(ctx context.Context) (*Credentials, error) {
+func (k *Kit) fetch(ctx context.Context, mode string) (*Credentials, error) {
 	var lastErr error
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			k.log.Debug().Int("attempt", attempt+1).AnErr("previous", lastErr).Msg("retrying credentials request")
 		}
 		var wait time.Duration
-		reply, err := k.request(ctx)
+		reply, err := k.request(ctx, mode)
 		switch {
 		case err != nil:
 			if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotConnected) || ctx.Err() != nil {
@@ -139,7 +162,7 @@ func (k *Kit) fetch(ctx context.Context) (*Credentials, error) {
 			}
 			lastErr, wait = err, backoff(attempt, 0)
 		case reply.OK:
-			return k.accept(reply)
+			return k.accept(reply, mode)
 		default:
 			e := reply.Error
 			aerr := &AuthError{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter()}
@@ -164,12 +187,10 @@ func (k *Kit) fetch(ctx context.Context) (*Credentials, error) {
 	return nil, fmt.Errorf("devicekit: no credentials after %d attempts: %w", maxAttempts, lastErr)
 }
 
-// backoff returns the wait before retry number attempt+1: full jitter over an
-// exponentially growing window, and at least retryAfter (capped at maxRetryAfter).
+// backoff returns the wait before retry number attempt+1 of a credentials request (see
+// backoffPolicy).
 func backoff(attempt int, retryAfter time.Duration) time.Duration {
-	window := min(backoffCap, backoffBase<<attempt)
-	d := mrand.N(window) + 1
-	return max(d, min(retryAfter, maxRetryAfter))
+	return credentialsBackoff.Delay(attempt, retryAfter)
 }
 
 // wait sleeps for d, the backoff after err, or until ctx ends.
@@ -192,7 +213,10 @@ func (k *Kit) wait(ctx context.Context, err error, d time.Duration) error {
 
 // request sends one signed auth request and waits for its reply; the wait for the
 // connection, the PUBACK and the reply together take at most RequestTimeout.
-func (k *Kit) request(ctx context.Context) (*protocol.AuthReply, error) {
+func (k *Kit) request(ctx context.Context, mode string) (*protocol.AuthReply, error) {
+	if mode == "" {
+		mode = k.cfg.Mode
+	}
 	rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
 	defer cancel()
 	client, err := k.ready(rctx)
@@ -207,7 +231,7 @@ func (k *Kit) request(ctx context.Context) (*protocol.AuthReply, error) {
 		Device: k.cfg.DeviceID,
 		TS:     k.now().UTC().Format(time.RFC3339Nano),
 		Nonce:  base64.RawURLEncoding.EncodeToString(nonce[:]),
-		Mode:   k.cfg.Mode,
+		Mode:   mode,
 	}
 	req.Sig = identity.Sign(k.cfg.DeviceKey, req.SigningString())
 	payload, err := protocol.Encode(req)
@@ -288,7 +312,7 @@ func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *protocol.Crede
 }
 
 // accept checks the credentials of a successful reply and caches them.
-func (k *Kit) accept(reply *protocol.AuthReply) (*Credentials, error) {
+func (k *Kit) accept(reply *protocol.AuthReply, mode string) (*Credentials, error) {
 	if reply.Credentials == nil {
 		return nil, errors.New("devicekit: the auth reply's sealed credentials could not be opened (wrong device key or a tampered reply)")
 	}
@@ -298,8 +322,8 @@ func (k *Kit) accept(reply *protocol.AuthReply) (*Credentials, error) {
 	if !reply.Credentials.Expiration.After(k.now()) {
 		return nil, fmt.Errorf("devicekit: the auth reply's credentials expired at %s", reply.Credentials.Expiration.Format(time.RFC3339))
 	}
-	c := &Credentials{Credentials: *reply.Credentials, OSS: *reply.OSS}
-	k.cache.Store(c)
+	c := &Credentials{Credentials: *reply.Credentials, OSS: *reply.OSS, mode: mode}
+	k.cacheFor(mode).Store(c)
 	k.log.Debug().Time("expiration", c.Expiration).Msg("new credentials")
 	return c, nil
 }

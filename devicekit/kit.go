@@ -55,8 +55,9 @@ type Kit struct {
 	// not trusted (paho can complete tokens across a reconnect without a PUBACK).
 	gen atomic.Uint64
 
-	sf    singleflight.Group
-	cache atomic.Pointer[Credentials]
+	sf        singleflight.Group
+	cache     atomic.Pointer[Credentials] // Config.Mode
+	modeCache sync.Map                    // other modes: mode -> *atomic.Pointer[Credentials]
 
 	http      *http.Client // OSS requests
 	transport *http.Transport

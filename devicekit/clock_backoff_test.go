@@ -1,0 +1,111 @@
+package devicekit
+
+import (
+	mrand "math/rand/v2"
+	"testing"
+	"time"
+)
+
+// Extreme random sources: the smallest and the largest draw.
+func randLow(int64) int64    { return 0 }
+func randHigh(n int64) int64 { return n - 1 }
+
+func TestBackoffBoundsWithoutRetryAfter(t *testing.T) {
+	t.Parallel()
+	p := backoffPolicy{Base: 100 * time.Millisecond, Max: 3 * time.Second, MaxRetryAfter: time.Minute}
+	for _, tc := range []struct {
+		attempt int
+		window  time.Duration
+	}{
+		{-1, 100 * time.Millisecond}, // a negative attempt is the first
+		{0, 100 * time.Millisecond},
+		{1, 200 * time.Millisecond},
+		{4, 1600 * time.Millisecond},
+		{5, 3 * time.Second}, // 3.2 s capped
+		{40, 3 * time.Second},
+		{1 << 20, 3 * time.Second}, // no overflow
+	} {
+		low, high := p, p
+		low.rand, high.rand = randLow, randHigh
+		if d := low.Delay(tc.attempt, 0); d != 1 {
+			t.Errorf("attempt %d, lowest draw: %v, want 1ns", tc.attempt, d)
+		}
+		if d := high.Delay(tc.attempt, 0); d != tc.window {
+			t.Errorf("attempt %d, highest draw: %v, want the window %v", tc.attempt, d, tc.window)
+		}
+	}
+}
+
+func TestBackoffHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
+	p := backoffPolicy{Base: 100 * time.Millisecond, Max: 3 * time.Second, MaxRetryAfter: 10 * time.Second}
+	low, high := p, p
+	low.rand, high.rand = randLow, randHigh
+	for _, tc := range []struct {
+		attempt         int
+		retryAfter      time.Duration
+		lowest, highest time.Duration
+	}{
+		// Never less than retryAfter; spread over the next retryAfter (it exceeds the window).
+		{0, 2 * time.Second, 2 * time.Second, 4*time.Second - 1},
+		// Spread over the exponential window once that is the larger.
+		{5, time.Second, time.Second, 4*time.Second - 1},
+		// Capped at MaxRetryAfter, also when the jitter would pass it.
+		{0, 8 * time.Second, 8 * time.Second, 10 * time.Second},
+		{0, 24 * time.Hour, 10 * time.Second, 10 * time.Second},
+	} {
+		if d := low.Delay(tc.attempt, tc.retryAfter); d != tc.lowest {
+			t.Errorf("attempt %d, retryAfter %v, lowest draw: %v, want %v", tc.attempt, tc.retryAfter, d, tc.lowest)
+		}
+		if d := high.Delay(tc.attempt, tc.retryAfter); d != tc.highest {
+			t.Errorf("attempt %d, retryAfter %v, highest draw: %v, want %v", tc.attempt, tc.retryAfter, d, tc.highest)
+		}
+	}
+	// A policy without MaxRetryAfter ignores retryAfter.
+	nora := backoffPolicy{Base: time.Second, Max: time.Minute, rand: randHigh}
+	if d := nora.Delay(0, time.Hour); d != time.Second {
+		t.Errorf("policy without MaxRetryAfter: %v, want the plain window 1s", d)
+	}
+}
+
+// Random draws stay within the bounds and do spread: a fleet told the same retryAfter does
+// not come back at one instant.
+func TestBackoffSpreads(t *testing.T) {
+	t.Parallel()
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	for _, p := range []backoffPolicy{credentialsBackoff, ossBackoff, connectBackoff, publishBackoff} {
+		p.rand = rng.Int64N
+		for attempt := range 12 {
+			for _, ra := range []time.Duration{0, time.Second} {
+				seen := map[time.Duration]bool{}
+				for range 200 {
+					d := p.Delay(attempt, ra)
+					lo, hi := time.Duration(1), p.window(attempt)
+					if ra > 0 && p.MaxRetryAfter > 0 {
+						lo, hi = ra, min(p.MaxRetryAfter, ra+max(hi, ra))
+					}
+					if d < lo || d > hi {
+						t.Fatalf("%+v attempt %d retryAfter %v: %v outside [%v, %v]", p, attempt, ra, d, lo, hi)
+					}
+					seen[d] = true
+				}
+				if len(seen) < 100 {
+					t.Errorf("%+v attempt %d: only %d distinct delays in 200 draws", p, attempt, len(seen))
+				}
+			}
+		}
+	}
+}
+
+func TestBackoffPoliciesBounded(t *testing.T) {
+	t.Parallel()
+	for name, p := range map[string]backoffPolicy{"credentials": credentialsBackoff, "oss": ossBackoff,
+		"connect": connectBackoff, "publish": publishBackoff} {
+		if p.Base <= 0 || p.Max < p.Base || p.Max > 5*time.Minute || p.MaxRetryAfter > 5*time.Minute {
+			t.Errorf("%s policy %+v is not bounded sensibly", name, p)
+		}
+	}
+	if credentialsBackoff.Attempts < 2 || ossBackoff.Attempts < 2 {
+		t.Error("credentials and OSS retries must be bounded in attempts")
+	}
+}
