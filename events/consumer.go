@@ -344,7 +344,10 @@ func (c *Consumer) deadLetter(m mqtt.Message, mal *Malformed) {
 // deliver runs deduplication, verification and the handler; it reports whether the
 // message may be acknowledged.
 func (c *Consumer) deliver(ev *Event) bool {
-	key := dedupKey(ev.Device, ev.ID)
+	// Keyed by the publisher, which the broker authenticated, not by the device the
+	// event claims: a forged event in another device's name must not shadow the real one.
+	source := ev.Publisher
+	key := dedupKey(source, ev.ID)
 	held, ok := c.busy.acquire(key, c.quit)
 	if !ok {
 		return false
@@ -361,7 +364,7 @@ func (c *Consumer) deliver(ev *Event) bool {
 		var dup bool
 		err := c.retry(func(ctx context.Context) error {
 			var err error
-			if dup, err = d.Seen(ctx, ev.Device, ev.ID); err != nil {
+			if dup, err = d.Seen(ctx, source, ev.ID); err != nil {
 				c.st.dedupErrors.Add(1)
 			}
 			return err
@@ -409,7 +412,7 @@ func (c *Consumer) deliver(ev *Event) bool {
 	}
 	c.seen.add(key)
 	if d := c.cfg.Dedup; d != nil {
-		if err := d.Mark(c.ctx, ev.Device, ev.ID); err != nil {
+		if err := d.Mark(c.ctx, source, ev.ID); err != nil {
 			c.st.dedupErrors.Add(1)
 			log(c.log.Error()).Err(err).Msg("recording the handled event failed (it may be handed over again)")
 		}

@@ -171,8 +171,18 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 	if len(calls) != 2 || calls[0].Device == calls[1].Device {
 		t.Fatalf("handler calls for ID %s: %d (%v), want one per device", ev.ID, len(calls), calls)
 	}
-	if dedup.marks != 2 {
-		t.Errorf("Deduper marked %d events, want 2", dedup.marks)
+
+	// cam-evil announces, in cam-a's name, the ID cam-a will use next: the forgery is
+	// rejected, and cam-a's real event with that ID is still handled.
+	key2 := stack.Prefix() + "cam-a/2024/05/01/b.mp4"
+	next := completedEvent(stack, "cam-a", key2, putObject(t, admin, key2, 50))
+	publishEvent(t, stack, rawDevice(t, stack, "cam-evil"), "cam-evil", next)
+	waitFor(t, ctx, "the forgery handled", func() bool { return c.Stats().Handled == 3 })
+	publishEvent(t, stack, dev, "cam-a", next)
+	waitFor(t, ctx, "the real event handled", func() bool { return c.Stats().Handled == 4 })
+	calls = rec.callsOf(next.ID)
+	if len(calls) != 2 || calls[0].Reason != events.ReasonWrongDevice || !calls[1].Verified || calls[1].Publisher != "cam-a" {
+		t.Fatalf("calls for the shadowed ID: %+v; want the forgery rejected, then the real event verified", calls)
 	}
 
 	// A second consumer (a restart, or another member) with the same durable record
@@ -186,6 +196,9 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 	waitFor(t, ctx, "the Deduper's duplicate", func() bool { return c2.Stats().Duplicates == 1 })
 	if n := len(rec2.callsOf(ev.ID)); n != 0 {
 		t.Fatalf("second consumer handled a recorded event %d times", n)
+	}
+	if dedup.markCount() != 4 {
+		t.Errorf("Deduper marked %d events, want 4", dedup.markCount())
 	}
 }
 

@@ -19,9 +19,9 @@
 //  1. Decode, strictly (the wire format of docs/DESIGN.md). A message that is not a valid
 //     upload event can never become one: it is passed to Config.DeadLetter (if set),
 //     counted as ReasonMalformed, logged and acknowledged.
-//  2. Deduplicate by (device, event ID), in a bounded in-memory set and, when set,
-//     Config.Dedup (the caller's durable record). A duplicate is acknowledged and not
-//     handed to the handler again.
+//  2. Deduplicate by (publishing device, event ID), in a bounded in-memory set and,
+//     when set, Config.Dedup (the caller's durable record). A duplicate is acknowledged
+//     and not handed to the handler again.
 //  3. Verify: see below. The result is in Event.Verified and Event.Reason.
 //  4. Call the Handler. On nil the event is recorded as handled and acknowledged.
 //
@@ -54,7 +54,9 @@
 // # Overload
 //
 // mochi-mqtt, the embedded broker, acknowledges a publisher before it delivers and drops
-// QoS 1 messages for a subscriber that falls behind. Consumers must keep up (raise
-// Concurrency, add members to the group) and run a Reconciler, which heals whatever was
-// dropped.
+// QoS 1 messages for a subscriber that falls behind: when its outbound queue is full, or
+// when it holds too many unacknowledged messages (MaximumInflight, 8192 by default).
+// Since the consumer acknowledges only handled events, the messages waiting for a worker
+// count against that limit. Consumers must keep up (raise Concurrency, add members to
+// the group) and run a Reconciler, which heals whatever was dropped.
 package events

@@ -100,7 +100,9 @@ type DeadLetter func(ctx context.Context, m *Malformed) error
 // too, bounded in size and age; a Deduper carries deduplication across restarts and
 // across the members of a shared-subscription group. Events are identified by the
 // device and the event ID together, so that one device cannot suppress another's events
-// by announcing their IDs. Implementations must be safe for concurrent use.
+// by announcing their IDs; the device is the publisher (Event.Publisher, which the broker
+// authenticated), or for reconciled events the device whose prefix holds the object.
+// Implementations must be safe for concurrent use.
 type Deduper interface {
 	// Seen reports whether the event was handled before. An error is transient: the
 	// event is retried and redelivered.

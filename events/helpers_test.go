@@ -363,6 +363,12 @@ func (d *memDeduper) Mark(_ context.Context, device, id string) error {
 	return nil
 }
 
+func (d *memDeduper) markCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.marks
+}
+
 func (d *memDeduper) setSeenErr(err error) {
 	d.mu.Lock()
 	d.seenErr = err

@@ -285,8 +285,8 @@ func TestReconcilerDedup(t *testing.T) {
 			t.Fatalf("%d handler calls, pass emitted %d", calls, n)
 		}
 	}
-	if calls != 1 || dedup.marks != 1 {
-		t.Fatalf("%d handler calls and %d marks, want 1 and 1", calls, dedup.marks)
+	if calls != 1 || dedup.markCount() != 1 {
+		t.Fatalf("%d handler calls and %d marks, want 1 and 1", calls, dedup.markCount())
 	}
 }
 
