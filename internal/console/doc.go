@@ -1,0 +1,2 @@
+// Package console is clipgate's operator console, the logic of cmd/console.
+package console
