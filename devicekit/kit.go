@@ -141,11 +141,8 @@ func (k *Kit) learnTime(server time.Time) {
 	}
 	off := server.Sub(k.cfg.Now())
 	if old := time.Duration(k.offset.Swap(int64(off))); (old - off).Abs() > time.Minute {
+		// OSS requests are signed with the corrected clock too (dateHeader).
 		k.log.Info().Dur("offset", off).Msg("device clock corrected by the server time")
-		// The OSS SDK signs with the system clock, which the kit cannot correct.
-		if sys := server.Sub(time.Now()); sys.Abs() > 10*time.Minute {
-			k.log.Warn().Dur("off", sys).Msg("the system clock is far off the server time: OSS refuses requests signed more than 15 minutes off (set the clock, e.g. with NTP)")
-		}
 	}
 }
 

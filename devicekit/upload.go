@@ -166,8 +166,11 @@ var crcTable = crc64.MakeTable(crc64.ECMA)
 // the checkpoint and the event ID are kept in StateDir, so calling Upload again for the
 // same file (same key, size and modification time) after a failure or a crash continues
 // where it stopped and reports under the same event ID. The CRC-64 of the file is
-// compared with the one OSS computed. On a 403 for expired or invalid credentials the
-// kit renews them and tries once more.
+// compared with the one OSS computed. Every OSS request is signed with the kit's
+// server-corrected clock. On a 403 for expired or invalid credentials, or for a request
+// time OSS finds skewed, the kit renews the credentials (and with them its clock offset)
+// and tries once more; network errors, timeouts and 5xx answers are tried again after a
+// jittered exponential backoff, up to 5 tries in all.
 //
 // The completed event is written to the outbox in StateDir, then published with QoS 1;
 // Upload waits up to RequestTimeout for the broker's acknowledgement. If none comes the
@@ -208,16 +211,31 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 	defer k.uploading.Delete(j.path)
 
 	var respHeader http.Header
-	for try := 0; ; try++ {
+	var retry ossRetry
+	for {
 		j.Attempts++
 		if err = k.saveJournal(j); err == nil {
 			respHeader, err = k.put(ctx, creds.OSS, key, p, j.ID)
 		}
-		if err == nil || try > 0 || !credentialsRefused(err) {
+		if err == nil || ctx.Err() != nil {
 			break
 		}
-		// The credentials were refused (expired, revoked key): renew them once.
-		k.log.Info().Err(err).Msg("OSS refused the credentials; renewing them")
+		renew, wait, ok := retry.next(err)
+		if !ok {
+			break
+		}
+		if !renew {
+			// A transient failure: try again after a backoff (a multipart upload resumes).
+			k.log.Info().Err(err).Dur("wait", wait).Msg("OSS request failed; retrying")
+			if werr := k.sleep(ctx, wait); werr != nil {
+				err = werr
+				break
+			}
+			continue
+		}
+		// The credentials (expired, revoked key) or the request time were refused: renew
+		// the credentials, which also brings the server time, once.
+		k.log.Info().Err(err).Msg("OSS refused the credentials or the request time; renewing them")
 		k.invalidate(creds)
 		var cerr error
 		if creds, cerr = k.Credentials(ctx); cerr != nil {
@@ -276,26 +294,13 @@ func (k *Kit) put(ctx context.Context, info protocol.OSSInfo, key string, p *pre
 		return nil, err
 	}
 	var h http.Header
-	opts := []oss.Option{oss.ContentType(p.ContentType), oss.GetResponseHeader(&h), oss.WithContext(ctx)}
 	if p.size < k.cfg.MultipartThreshold {
-		err = bucket.PutObjectFromFile(key, p.Path, opts...)
+		err = bucket.PutObjectFromFile(key, p.Path, oss.ContentType(p.ContentType), oss.GetResponseHeader(&h),
+			oss.WithContext(ctx), k.dateHeader())
 		return h, err
 	}
-	cp := filepath.Join(k.cfg.StateDir, checkpointDir, eventID+".cp")
-	opts = append(opts, oss.Checkpoint(true, cp), oss.Routines(uploadRoutines))
-	if k.onProgress != nil {
-		opts = append(opts, oss.Progress(progressFunc(k.onProgress)))
-	}
-	err = bucket.UploadFile(key, p.Path, k.cfg.PartSize, opts...)
+	err = k.multipart(ctx, bucket, key, p, filepath.Join(k.cfg.StateDir, checkpointDir, eventID+".cp"), &h)
 	return h, err
-}
-
-type progressFunc func(completed, total int64)
-
-func (f progressFunc) ProgressChanged(e *oss.ProgressEvent) {
-	if e.EventType == oss.TransferDataEvent {
-		f(e.ConsumedBytes, e.TotalBytes)
-	}
 }
 
 // credentialsRefused reports whether err is OSS refusing the credentials themselves,
