@@ -98,15 +98,11 @@ type prepared struct {
 	crc   uint64
 }
 
-func (k *Kit) prepare(clip Clip) (*prepared, error) {
-	if clip.Path == "" {
-		return nil, fmt.Errorf("%w: Path is required", ErrInvalidClip)
-	}
-	if clip.Name == "" {
-		clip.Name = filepath.Base(clip.Path)
-	}
+// checkClip checks the name, content type and metadata of clip and fills in the default
+// content type. Errors wrap ErrInvalidClip.
+func checkClip(clip *Clip) error {
 	if err := ValidClipName(clip.Name); err != nil {
-		return nil, err
+		return err
 	}
 	if clip.ContentType == "" {
 		clip.ContentType = mime.TypeByExtension(filepath.Ext(clip.Name))
@@ -118,18 +114,31 @@ func (k *Kit) prepare(clip Clip) (*prepared, error) {
 		}
 	}
 	if len(clip.ContentType) > protocol.MaxContentTypeLen {
-		return nil, fmt.Errorf("%w: ContentType is longer than %d bytes", ErrInvalidClip, protocol.MaxContentTypeLen)
+		return fmt.Errorf("%w: ContentType is longer than %d bytes", ErrInvalidClip, protocol.MaxContentTypeLen)
 	}
 	if _, _, err := mime.ParseMediaType(clip.ContentType); err != nil {
-		return nil, fmt.Errorf("%w: ContentType %q: %v", ErrInvalidClip, clip.ContentType, err)
+		return fmt.Errorf("%w: ContentType %q: %v", ErrInvalidClip, clip.ContentType, err)
 	}
 	if len(clip.Metadata) > protocol.MaxMetadata {
-		return nil, fmt.Errorf("%w: %d metadata entries, at most %d allowed", ErrInvalidClip, len(clip.Metadata), protocol.MaxMetadata)
+		return fmt.Errorf("%w: %d metadata entries, at most %d allowed", ErrInvalidClip, len(clip.Metadata), protocol.MaxMetadata)
 	}
 	for key, v := range clip.Metadata {
 		if key == "" || len(key) > protocol.MaxMetadataLen || len(v) > protocol.MaxMetadataLen || !utf8.ValidString(key) || !utf8.ValidString(v) {
-			return nil, fmt.Errorf("%w: metadata %q: keys must be 1 to %d bytes and values at most %d bytes of UTF-8", ErrInvalidClip, key, protocol.MaxMetadataLen, protocol.MaxMetadataLen)
+			return fmt.Errorf("%w: metadata %q: keys must be 1 to %d bytes and values at most %d bytes of UTF-8", ErrInvalidClip, key, protocol.MaxMetadataLen, protocol.MaxMetadataLen)
 		}
+	}
+	return nil
+}
+
+func (k *Kit) prepare(clip Clip) (*prepared, error) {
+	if clip.Path == "" {
+		return nil, fmt.Errorf("%w: Path is required", ErrInvalidClip)
+	}
+	if clip.Name == "" {
+		clip.Name = filepath.Base(clip.Path)
+	}
+	if err := checkClip(&clip); err != nil {
+		return nil, err
 	}
 	f, err := os.Open(clip.Path)
 	if err != nil {
