@@ -28,8 +28,9 @@ func (k *Kit) CredentialsProvider() oss.CredentialsProvider {
 // refuses once ctx ends: the SDK does not pass a context to the parts of a multipart
 // upload, so this is how cancelling Upload stops it (at the next request).
 type provider struct {
-	k   *Kit
-	ctx context.Context
+	k    *Kit
+	ctx  context.Context
+	mode string // "" is Config.Mode
 }
 
 // GetCredentialsE returns the cached credentials, fetching new ones when needed.
@@ -41,7 +42,7 @@ func (p provider) GetCredentialsE() (oss.Credentials, error) {
 		}
 		ctx = p.ctx
 	}
-	c, err := p.k.Credentials(ctx)
+	c, err := p.k.credentials(ctx, p.mode)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +63,11 @@ func (p provider) GetCredentials() oss.Credentials {
 // bucketFor returns an OSS bucket handle for info whose requests take credentials from
 // the kit for as long as ctx lasts. Handles share the kit's HTTP connections.
 func (k *Kit) bucketFor(ctx context.Context, info protocol.OSSInfo) (*oss.Bucket, error) {
+	return k.bucketForMode(ctx, info, "")
+}
+
+// bucketForMode is bucketFor with the credentials of mode ("" is Config.Mode).
+func (k *Kit) bucketForMode(ctx context.Context, info protocol.OSSInfo, mode string) (*oss.Bucket, error) {
 	endpoint := info.Endpoint
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint // the SDK would default to plain http
@@ -71,7 +77,7 @@ func (k *Kit) bucketFor(ctx context.Context, info protocol.OSSInfo) (*oss.Bucket
 		return nil, errors.New("devicekit: the token worker sent an unusable OSS endpoint " + info.Endpoint)
 	}
 	client, err := oss.New(endpoint, "", "",
-		oss.SetCredentialsProvider(provider{k: k, ctx: ctx}),
+		oss.SetCredentialsProvider(provider{k: k, ctx: ctx, mode: mode}),
 		oss.AuthVersion(oss.AuthV4),
 		oss.Region(info.Region),
 		// Virtual-host addressing needs DNS for {bucket}.{host}: not for IPs and localhost.
