@@ -404,11 +404,14 @@ func (b *Broker) pruneSessions() {
 
 // Stats are the broker's counters: mochi's $SYS figures and clipgate's own.
 type Stats struct {
-	ClientsConnected int64 `json:"clients_connected"`
-	ClientsTotal     int64 `json:"clients_total"`
-	Subscriptions    int64 `json:"subscriptions"`
-	MessagesReceived int64 `json:"messages_received"`
-	MessagesSent     int64 `json:"messages_sent"`
+	Version          string `json:"version"` // mochi's
+	Uptime           int64  `json:"uptime"`  // seconds
+	ClientsConnected int64  `json:"clients_connected"`
+	ClientsMaximum   int64  `json:"clients_maximum"`
+	ClientsTotal     int64  `json:"clients_total"`
+	Subscriptions    int64  `json:"subscriptions"`
+	MessagesReceived int64  `json:"messages_received"`
+	MessagesSent     int64  `json:"messages_sent"`
 	// MessagesDropped counts messages dropped because a subscriber's outbound queue was
 	// full (Config.MaxWritesPending); InflightDropped those dropped because its inflight
 	// window or packet IDs were exhausted. mochi acknowledges the publisher before
@@ -417,6 +420,10 @@ type Stats struct {
 	InflightDropped int64 `json:"inflight_dropped"`
 	Inflight        int64 `json:"inflight"`
 	Retained        int64 `json:"retained"`
+	BytesReceived   int64 `json:"bytes_received"`
+	BytesSent       int64 `json:"bytes_sent"`
+	PacketsReceived int64 `json:"packets_received"`
+	PacketsSent     int64 `json:"packets_sent"`
 
 	Sessions           int64 `json:"sessions"` // authenticated live connections
 	AuthFailures       int64 `json:"auth_failures"`
@@ -431,7 +438,14 @@ type Stats struct {
 func (b *Broker) Stats() Stats {
 	i := b.srv.Info.Clone()
 	return Stats{
+		Version:            i.Version,
+		Uptime:             time.Now().Unix() - i.Started,
 		ClientsConnected:   i.ClientsConnected,
+		ClientsMaximum:     i.ClientsMaximum,
+		BytesReceived:      i.BytesReceived,
+		BytesSent:          i.BytesSent,
+		PacketsReceived:    i.PacketsReceived,
+		PacketsSent:        i.PacketsSent,
 		ClientsTotal:       int64(b.srv.Clients.Len()),
 		Subscriptions:      i.Subscriptions,
 		MessagesReceived:   i.MessagesReceived,

@@ -64,8 +64,13 @@ func TestHealthAndStats(t *testing.T) {
 			t.Errorf("/sys %s = %v, want %v", key, m[key], want)
 		}
 	}
-	if got, _ := m["messages_received"].(float64); got < 1 {
-		t.Errorf("/sys messages_received = %v", m["messages_received"])
+	for _, key := range []string{"messages_received", "bytes_received", "packets_sent"} {
+		if got, _ := m[key].(float64); got < 1 {
+			t.Errorf("/sys %s = %v", key, m[key])
+		}
+	}
+	if m["version"] != "2.7.9" {
+		t.Errorf("/sys version = %v", m["version"])
 	}
 }
 
