@@ -20,6 +20,13 @@
 // CONNACK codes (MQTT 3.1.1): 2 client ID rejected, 4 bad username or password (also
 // expired or malformed device passwords), 5 not authorized (revoked device, certificate
 // CN mismatch, will topic not allowed).
+//
+// Beyond mochi: a denied QoS 1 publish (also to $SYS) ends the connection; a connection
+// taken over by a new one with the same client ID loses its will (so a late "offline" does
+// not follow the new "online"); publishes beyond a client's rate are paced (QoS 1) or end
+// the connection (QoS 0 floods); a connection must send CONNECT within ConnectTimeout;
+// refused subscriptions are never persisted; shared-subscription groups take turns among
+// connected members.
 package broker
 
 import (
