@@ -175,11 +175,14 @@ type Spool struct {
 	retryAt  time.Time // no upload starts before (wall clock)
 	failures int       // consecutive failed attempts
 	lastErr  error     // of the last failed attempt, cleared by a success
+	queued   bool      // events were put in the outbox
 
 	pub publisher
 
 	// Test hooks (nil in production), called from Run's goroutine.
+	onRunning   func()                        // the watch is set and the first scan done
 	onObserve   func(name string, size int64) // a clip seen for the first time or changed
+	onStart     func(name string)             // an upload attempt starts
 	afterUpload func(name string)             // Upload succeeded, the record is written
 }
 
@@ -367,6 +370,9 @@ func (s *Spool) Run(ctx context.Context) error {
 		s.stopAttempt()
 		stop()
 		wg.Wait()
+		if s.queued {
+			s.kit.flushOutbox() // whatever the spool had no time to publish
+		}
 	}()
 
 	s.pruneRecords()
@@ -379,6 +385,9 @@ func (s *Spool) Run(ctx context.Context) error {
 	s.retry.Stop()
 	defer s.retry.Stop()
 	s.log.Info().Bool("fsnotify", events != nil).Msg("spool started")
+	if s.onRunning != nil {
+		s.onRunning()
+	}
 
 	for {
 		if err := s.step(ctx); err != nil {
@@ -642,6 +651,9 @@ func (s *Spool) start(ctx context.Context, c *spoolClip) {
 	c.attempts++
 	clip := Clip{Path: s.path(c.name), Name: spoolClipName(c.name), Metadata: fileMetadata(c.name)}
 	s.log.Debug().Str("file", c.name).Int64("size", c.size).Int("attempt", c.attempts).Msg("uploading")
+	if s.onStart != nil {
+		s.onStart(c.name)
+	}
 	go func() {
 		ev, err := s.kit.Upload(actx, clip)
 		s.results <- uploadResult{a: a, ev: ev, err: err}
@@ -775,7 +787,7 @@ func (s *Spool) enforce() error {
 		var reason string
 		switch {
 		case s.cfg.MaxAge > 0 && now.Sub(c.mtime) > s.cfg.MaxAge:
-			reason = fmt.Sprintf("dropped: older than %v (recorded %s)", s.cfg.MaxAge, c.mtime.UTC().Format(time.RFC3339))
+			reason = fmt.Sprintf("dropped: older than %s (recorded %s)", formatDuration(s.cfg.MaxAge), c.mtime.UTC().Format(time.RFC3339))
 		case s.cfg.MaxBytes > 0 && total > s.cfg.MaxBytes:
 			reason = fmt.Sprintf("dropped: spool over %s (%s waiting)", formatBytes(s.cfg.MaxBytes), formatBytes(total))
 		default:
@@ -811,6 +823,18 @@ func formatBytes(n int64) string {
 	s := fmt.Sprintf("%.1f", v)
 	s = strings.TrimSuffix(s, ".0")
 	return s + " " + string("KMGTPE"[i]) + "iB"
+}
+
+// formatDuration writes d without trailing zero units: "24h", "1h30m", "90ms".
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // emit reports an outcome to OnEvent.

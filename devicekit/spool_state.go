@@ -182,6 +182,7 @@ func (s *Spool) queueEvent(ev *protocol.UploadEvent) error {
 	if err := writeFileAtomic(path, b); err != nil {
 		return fmt.Errorf("%w: %v", errOutbox, err)
 	}
+	s.queued = true
 	s.pub.push(path)
 	return nil
 }

@@ -1,0 +1,19 @@
+package devicekit
+
+// Test hooks for the external tests of the spool (package devicekit_test). Set them
+// before Run.
+
+// SetSpoolObserveHook calls fn when the spool sees a clip for the first time or changed.
+func SetSpoolObserveHook(s *Spool, fn func(name string, size int64)) { s.onObserve = fn }
+
+// SetSpoolStartHook calls fn when an upload attempt starts.
+func SetSpoolStartHook(s *Spool, fn func(name string)) { s.onStart = fn }
+
+// SetSpoolAfterUploadHook calls fn after a successful upload, before the clip is removed.
+func SetSpoolAfterUploadHook(s *Spool, fn func(name string)) { s.afterUpload = fn }
+
+// SetProgressHook calls fn with the progress of multipart uploads (from SDK goroutines).
+func SetProgressHook(k *Kit, fn func(done, total int64)) { k.onProgress = fn }
+
+// SetSpoolRunningHook calls fn once Run watches the directory and has scanned it.
+func SetSpoolRunningHook(s *Spool, fn func()) { s.onRunning = fn }
