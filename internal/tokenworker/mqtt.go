@@ -260,5 +260,6 @@ func (w *Worker) Close() error {
 		w.client.Disconnect(250)
 	}
 	w.stsWG.Wait()
+	w.sts.close()
 	return nil
 }

@@ -1,6 +1,7 @@
 package tokenworker
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -16,15 +17,40 @@ import (
 )
 
 // stsPool hands out STS SDK clients, one per call in flight. The SDK client is not safe for
-// concurrent use (every call rewrites its http.Client timeout and transport dialer), so each
-// of the MaxConcurrent slots owns one client; taking a slot is also the concurrency bound.
+// concurrent use (every call rewrites its http.Client timeout), so each of the MaxConcurrent
+// slots owns one client; taking a slot is also the concurrency bound. All clients share one
+// HTTP transport, so that connections to STS are kept alive and reused by whichever slot
+// calls next, instead of one connection (and one dial) per slot.
 type stsPool struct {
-	cfg   STSConfig
-	slots chan *sts.Client // capacity MaxConcurrent; nil entries are created on first use
+	cfg       STSConfig
+	transport stsTransport
+	slots     chan *sts.Client // capacity MaxConcurrent; nil entries are created on first use
 }
 
+// stsTransport is the pool's shared transport. It is deliberately not an *http.Transport:
+// the SDK rewrites an *http.Transport's dialer, TLS settings and proxy on every call (a data
+// race once clients share it, and a regexp compiled per call for its no-proxy list), and
+// leaves any other RoundTripper alone. Proxies come from the environment as net/http reads
+// them (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), which never proxies loopback stand-ins.
+type stsTransport struct{ t *http.Transport }
+
+// RoundTrip implements http.RoundTripper.
+func (s stsTransport) RoundTrip(r *http.Request) (*http.Response, error) { return s.t.RoundTrip(r) }
+
 func newSTSPool(cfg STSConfig, size int) *stsPool {
-	p := &stsPool{cfg: cfg, slots: make(chan *sts.Client, size)}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	p := &stsPool{
+		cfg: cfg,
+		transport: stsTransport{&http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         dialer.DialContext,
+			TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+			MaxIdleConnsPerHost: max(size, 2), // every slot's connection stays open between calls
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second,
+		}},
+		slots: make(chan *sts.Client, size),
+	}
 	for i := 0; i < size; i++ {
 		p.slots <- nil
 	}
@@ -38,10 +64,25 @@ func (p *stsPool) tryAcquire() (c *sts.Client, ok bool, err error) {
 	default:
 		return nil, false, nil
 	}
+	return p.ready(c)
+}
+
+// acquire takes a slot, waiting until ctx is done; ok is false when it is.
+func (p *stsPool) acquire(ctx context.Context) (c *sts.Client, ok bool, err error) {
+	select {
+	case c = <-p.slots:
+	case <-ctx.Done():
+		return nil, false, nil
+	}
+	return p.ready(c)
+}
+
+// ready creates the client of a fresh slot.
+func (p *stsPool) ready(c *sts.Client) (*sts.Client, bool, error) {
 	if c != nil {
 		return c, true, nil
 	}
-	c, err = p.newClient()
+	c, err := p.newClient()
 	if err != nil {
 		p.slots <- nil
 		return nil, false, err
@@ -50,6 +91,9 @@ func (p *stsPool) tryAcquire() (c *sts.Client, ok bool, err error) {
 }
 
 func (p *stsPool) release(c *sts.Client) { p.slots <- c }
+
+// close drops the idle connections to STS.
+func (p *stsPool) close() { p.transport.t.CloseIdleConnections() }
 
 // The SDK fills its package-level endpoint map lazily, without synchronization, on every
 // client creation; filling it before any goroutine exists makes later calls read-only.
@@ -60,33 +104,10 @@ func (p *stsPool) newClient() (*sts.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A transport of its own (the SDK mutates it per call), with the SDK's own proxy logic
-	// left to honour HTTPS_PROXY/HTTP_PROXY for real endpoints. Loopback stand-ins must never
-	// be reached through a proxy: the SDK, unlike net/http, does not exempt them.
-	c.SetTransport(&http.Transport{
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
-		MaxIdleConnsPerHost: 2,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 10 * time.Second,
-	})
-	if isLoopback(p.cfg.Endpoint) {
-		c.SetNoProxy("*")
-	}
+	c.SetTransport(p.transport)
 	c.SetConnectTimeout(p.cfg.Timeout)
 	c.SetReadTimeout(p.cfg.Timeout)
 	return c, nil
-}
-
-func isLoopback(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // assumeRole makes one AssumeRole call with client c.
