@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -70,6 +69,41 @@ type Authority struct {
 
 	mu    sync.Mutex
 	cache map[string]*tokenEntry // verified tokens by their MAC
+
+	sessionPolicies policyCache
+}
+
+// policyCache keeps parsed session policies by their text. A device's policy is the same
+// text every time it asks, and AssumeRole checks it, then OSS evaluates it for every token
+// issued with it; parsing it once serves both. Documents are read-only once parsed.
+type policyCache struct {
+	mu sync.Mutex
+	m  map[string]*policy.Document
+}
+
+// policyCacheMax bounds the cache; when full it starts over.
+const policyCacheMax = 4096
+
+// parse returns the parsed session policy text, from the cache when it was parsed before.
+// Errors are not cached.
+func (c *policyCache) parse(text string) (*policy.Document, error) {
+	c.mu.Lock()
+	doc, ok := c.m[text]
+	c.mu.Unlock()
+	if ok {
+		return doc, nil
+	}
+	doc, err := policy.ParseSession(text)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= policyCacheMax {
+		c.m = make(map[string]*policy.Document)
+	}
+	c.m[text] = doc
+	c.mu.Unlock()
+	return doc, nil
 }
 
 type longTermKey struct {
@@ -209,7 +243,7 @@ func (a *Authority) verifyToken(token string) (*tokenEntry, error) {
 	e.secret = a.secretFor(e.claims.AccessKeyID)
 	e.policies = []*policy.Document{role.doc}
 	if e.claims.Policy != "" {
-		doc, err := policy.ParseSession(e.claims.Policy)
+		doc, err := a.sessionPolicies.parse(e.claims.Policy)
 		if err != nil { // signed by us, so only a policy package change gets here
 			return nil, errInvalidSecurityToken("the session policy of the security token is invalid")
 		}
@@ -263,7 +297,7 @@ func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy 
 			return nil, stsError(http.StatusBadRequest, "InvalidParameter.PolicySize",
 				fmt.Sprintf("The size of Policy must be smaller than %d bytes.", policy.MaxSessionPolicyLen))
 		}
-		if _, err := policy.ParseSession(sessionPolicy); err != nil {
+		if _, err := a.sessionPolicies.parse(sessionPolicy); err != nil {
 			return nil, stsError(http.StatusBadRequest, "InvalidParameter.PolicyGrammar",
 				"The parameter Policy has not passed grammar check: "+err.Error())
 		}
@@ -364,23 +398,38 @@ func newTempKeyID() (string, error) {
 const base58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 // base58 encodes b in the Bitcoin alphabet (no 0, O, I, l), which is how Alibaba's STS
-// keys and secrets look.
+// keys and secrets look. It converts base 256 to base 58 digit by digit on a small array
+// (keys are at most a few dozen bytes), without math/big's allocations.
 func base58(b []byte) string {
-	x := new(big.Int).SetBytes(b)
-	base, mod := big.NewInt(58), new(big.Int)
-	out := make([]byte, 0, len(b)*138/100+1)
-	for x.Sign() > 0 {
-		x.DivMod(x, base, mod)
-		out = append(out, base58Alphabet[mod.Int64()])
+	zeros := 0
+	for zeros < len(b) && b[zeros] == 0 {
+		zeros++
 	}
-	for _, c := range b {
-		if c != 0 {
-			break
+	var stack [96]byte
+	var digits []byte // base-58 digits, least significant first
+	if n := len(b) * 138 / 100; n < len(stack) {
+		digits = stack[:0:n+1]
+	} else {
+		digits = make([]byte, 0, n+1)
+	}
+	for _, c := range b[zeros:] {
+		carry := int(c)
+		for i := range digits {
+			carry += int(digits[i]) << 8
+			digits[i] = byte(carry % 58)
+			carry /= 58
 		}
-		out = append(out, base58Alphabet[0])
+		for carry > 0 {
+			digits = append(digits, byte(carry%58))
+			carry /= 58
+		}
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	out := make([]byte, zeros+len(digits))
+	for i := 0; i < zeros; i++ {
+		out[i] = base58Alphabet[0]
+	}
+	for i, d := range digits {
+		out[len(out)-1-i] = base58Alphabet[d]
 	}
 	return string(out)
 }
