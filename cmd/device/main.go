@@ -3,6 +3,7 @@
 //
 //	device upload FILE...        upload files; one result line per file
 //	device credentials           show the scope and expiry of the device's credentials
+//	device watch DIR             upload the clips a recorder writes into DIR (spool mode)
 //
 // Configuration comes from flags, CLIPGATE_DEVICE_* environment variables and a device
 // config file (--config, default .devstack/device.yaml when it exists, as devstack writes

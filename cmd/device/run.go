@@ -53,6 +53,7 @@ type CLI struct {
 
 	Upload      uploadCmd      `cmd:"" help:"Upload files as clips and announce each with an upload event."`
 	Credentials credentialsCmd `cmd:"" help:"Get the device's OSS credentials and show their scope and expiry."`
+	Watch       watchCmd       `cmd:"" help:"Upload the clips a recorder writes into a spool directory, until interrupted."`
 }
 
 // Main is the program, apart from main() so that tests run it in-process.
@@ -101,6 +102,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 			err = m.upload(ctx)
 		case "credentials":
 			err = m.credentials(ctx)
+		case "watch":
+			err = m.watch(ctx)
 		default:
 			err = usagef("unknown command %q", cmd)
 		}

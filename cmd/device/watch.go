@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clipgate/clipgate/devicekit"
+)
+
+type watchCmd struct {
+	Dir          string        `arg:"" name:"DIR" help:"Spool directory the recorder writes clips into (it must exist)."`
+	Settle       time.Duration `default:"5s" help:"How long a file must keep its size and modification time to count as finished (a file renamed into place counts at once)."`
+	After        string        `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove, or move into --done-dir."`
+	DoneDir      string        `help:"Where --after=move puts uploaded clips; on DIR's filesystem (default DIR/done)." placeholder:"DIR"`
+	MaxBytes     string        `default:"0" help:"Drop the oldest clips, each announced with a failed event, while the spool holds more than this: bytes or a size such as 500MB or 2GiB; 0 for no bound." placeholder:"SIZE"`
+	MaxAge       time.Duration `default:"0s" help:"Drop clips older than this (by modification time), each announced with a failed event; 0 for no bound."`
+	PollInterval time.Duration `default:"2s" help:"Period of the directory scan that runs besides inotify."`
+	NoNotify     bool          `help:"Do not use inotify; rely on the scan alone (every clip then waits --settle)."`
+}
+
+// watch uploads the clips a recorder writes into the spool directory until ctx ends
+// (SIGINT, SIGTERM). It writes one line per clip on stdout:
+//
+//	ok  FILE -> oss://BUCKET/KEY size=N crc64=N event=ID     uploaded (then removed or moved)
+//	DROP FILE event=ID: REASON                               deleted by --max-bytes or --max-age
+//	REJECT FILE event=ID: REASON                             not uploadable (empty); kept
+//	SKIP FILE: REASON                                        not a regular file; left alone
+//
+// Failed attempts are retried with backoff and logged on stderr. The spool starts
+// whether or not the broker can be reached: clips wait (within the bounds) until it can.
+// A missing spool directory is a usage error; losing it, or failing to remove an
+// uploaded clip, ends the command with status 1.
+func (m *Main) watch(ctx context.Context) error {
+	w := m.cli.Watch
+	maxBytes, err := parseSize(w.MaxBytes)
+	if err != nil {
+		return usagef("--max-bytes %q: %v", w.MaxBytes, err)
+	}
+	kc, err := m.kitConfig()
+	if err != nil {
+		return err
+	}
+	kit, err := devicekit.New(kc)
+	if err != nil {
+		return usageError{err}
+	}
+	defer kit.Close()
+	spool, err := devicekit.NewSpool(kit, devicekit.SpoolConfig{
+		Dir:          w.Dir,
+		Settle:       w.Settle,
+		After:        devicekit.AfterUpload(w.After),
+		DoneDir:      w.DoneDir,
+		MaxBytes:     maxBytes,
+		MaxAge:       w.MaxAge,
+		PollInterval: w.PollInterval,
+		NoNotify:     w.NoNotify,
+		OnEvent:      m.watchLine,
+	})
+	if err != nil {
+		return usageError{err}
+	}
+
+	cctx, stopConnecting := context.WithCancel(ctx)
+	connected := make(chan struct{})
+	go func() {
+		defer close(connected)
+		m.connectLoop(cctx, kit, kc.BrokerURL)
+	}()
+	err = spool.Run(ctx)
+	stopConnecting()
+	<-connected
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", w.Dir, err)
+	}
+	return nil
+}
+
+// connectLoop connects kit, trying again after every --timeout until it succeeds or
+// ctx ends; the spool meanwhile keeps clips (and their events) for later.
+func (m *Main) connectLoop(ctx context.Context, kit *devicekit.Kit, broker string) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, m.cli.Timeout)
+		err := kit.Connect(actx)
+		cancel()
+		switch {
+		case err == nil:
+			m.log.Info().Str("broker", broker).Msg("connected")
+			return
+		case ctx.Err() != nil || errors.Is(err, devicekit.ErrClosed):
+			return
+		}
+		m.log.Warn().Err(err).Msg("not connected to the broker; clips wait in the spool")
+		select { // a refusal returns at once: do not spin
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// watchLine prints the line of a spool outcome.
+func (m *Main) watchLine(e devicekit.SpoolEvent) {
+	switch e.Kind {
+	case devicekit.SpoolUploaded:
+		if ev := e.Event; ev != nil {
+			fmt.Fprintf(m.Stdout, "ok  %s -> oss://%s/%s size=%d crc64=%s event=%s\n", e.Path, ev.Bucket, ev.Key, ev.Size, ev.CRC64, ev.ID)
+		}
+	case devicekit.SpoolDropped:
+		fmt.Fprintf(m.Stdout, "DROP %s event=%s: %s\n", e.Path, e.Event.ID, e.Event.Error)
+	case devicekit.SpoolRejected:
+		fmt.Fprintf(m.Stdout, "REJECT %s event=%s: %s\n", e.Path, e.Event.ID, e.Event.Error)
+	case devicekit.SpoolSkipped:
+		fmt.Fprintf(m.Stdout, "SKIP %s: %v\n", e.Path, e.Err)
+	}
+}
+
+// sizeUnits are the suffixes parseSize accepts (case-insensitive): decimal KB..TB,
+// binary KiB..TiB, and the single letters K..T as binary.
+var sizeUnits = map[string]float64{
+	"": 1, "b": 1,
+	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+	"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+}
+
+// parseSize parses a byte count: "1048576", "500MB", "2GiB", "1.5g".
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	mult, ok := sizeUnits[unit]
+	if num == "" || !ok {
+		return 0, errors.New("want a number of bytes, optionally with a unit (KB, MB, GB, TB, KiB, MiB, GiB, TiB)")
+	}
+	if mult == 1 && !strings.Contains(num, ".") {
+		return strconv.ParseInt(num, 10, 64)
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0, err
+	}
+	v := math.Round(f * mult)
+	if v >= math.MaxInt64 {
+		return 0, errors.New("too large")
+	}
+	return int64(v), nil
+}
