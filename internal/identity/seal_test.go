@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -156,6 +157,39 @@ func BenchmarkSealOpen(b *testing.B) {
 		}
 		if _, err := Open(key, nonce, s, aad); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestSealKeyMatchesHKDF checks the allocation-free HKDF against x/crypto/hkdf for request
+// nonces of every length up to well past the HMAC block size (longer salts are hashed).
+func TestSealKeyMatchesHKDF(t *testing.T) {
+	t.Parallel()
+	for n := 1; n <= 200; n++ {
+		key := randBytes(t, KeySize)
+		nonce := randBytes(t, n)
+		var want [32]byte
+		if _, err := io.ReadFull(hkdf.New(sha256.New, key, nonce, []byte(sealInfo)), want[:]); err != nil {
+			t.Fatal(err)
+		}
+		if got := sealKey(key, nonce); got != want {
+			t.Fatalf("nonce of %d bytes: sealKey = %x, want %x", n, got, want)
+		}
+	}
+}
+
+// TestHMACSHA256MatchesStdlib checks the fixed-buffer HMAC against crypto/hmac for keys
+// shorter than, equal to and longer than the block, and messages up to hmacMaxMsg.
+func TestHMACSHA256MatchesStdlib(t *testing.T) {
+	t.Parallel()
+	for _, kl := range []int{0, 1, 16, 32, 63, 64, 65, 100, 200} {
+		for _, ml := range []int{0, 1, 17, 32, hmacMaxMsg} {
+			key, msg := randBytes(t, kl), randBytes(t, ml)
+			m := hmac.New(sha256.New, key)
+			m.Write(msg)
+			if got := hmacSHA256(key, msg); !bytes.Equal(got[:], m.Sum(nil)) {
+				t.Fatalf("key %d, message %d bytes: mismatch", kl, ml)
+			}
 		}
 	}
 }
