@@ -68,7 +68,9 @@ type Config struct {
 	// STSRate and STSBurst bound AssumeRole calls of this worker; default 50/s, 50.
 	STSRate  rate.Limit
 	STSBurst int
-	// MaxConcurrent bounds AssumeRole calls in flight; beyond it requests get busy. Default 32.
+	// MaxConcurrent bounds AssumeRole calls in flight. Handle answers busy beyond it; a
+	// request received over MQTT waits for a slot (and for the STS rate) up to 3 s after
+	// its arrival, so that the queue, not the slots, is the backpressure. Default 32.
 	MaxConcurrent int
 	// QueueSize bounds requests received over MQTT and not yet handled; beyond it the worker
 	// answers busy at once. Default 8*MaxConcurrent.

@@ -25,9 +25,15 @@ const (
 
 // job is one request received over MQTT.
 type job struct {
-	topic   string
-	payload []byte
+	topic    string
+	payload  []byte
+	received time.Time
 }
+
+// queueWait is how long after its arrival a request received over MQTT may wait for an STS
+// slot or for the STS rate before it is answered busy. It is well below the device kit's
+// request timeout (10 s), so that a device is told to come back rather than left waiting.
+const queueWait = 3 * time.Second
 
 // ErrStarted is returned by Start on a worker that was already started or closed.
 var ErrStarted = errors.New("tokenworker: already started or closed")
@@ -163,7 +169,7 @@ func (w *Worker) subscribe(c mqtt.Client, filter string) {
 // onMessage runs in a paho goroutine per message: it only queues the request, and answers
 // busy at once when the queue is full.
 func (w *Worker) onMessage(_ mqtt.Client, m mqtt.Message) {
-	j := job{topic: m.Topic(), payload: m.Payload()}
+	j := job{topic: m.Topic(), payload: m.Payload(), received: time.Now()}
 	if w.runCtx.Err() != nil {
 		w.refuse(j, protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
 		return
@@ -213,7 +219,7 @@ func (w *Worker) serve() {
 }
 
 func (w *Worker) handleJob(j job) {
-	topic, reply, ok := w.Handle(w.runCtx, j.topic, j.payload)
+	topic, reply, ok := w.handle(w.runCtx, j.topic, j.payload, j.received.Add(queueWait))
 	if !ok {
 		return
 	}

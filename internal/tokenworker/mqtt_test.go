@@ -255,3 +255,35 @@ func TestMQTTStartGivesUpWithContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMQTTWaitsForSTSSlot: over MQTT a request that finds the only STS slot taken waits
+// for it (the queue is the backpressure) instead of being answered busy at once.
+func TestMQTTWaitsForSTSSlot(t *testing.T) {
+	t.Parallel()
+	c := startCloud(t, nil)
+	fleet := newFleetKey(t)
+	url := startBroker(t, fleet)
+	cfg := mqttConfig(c, fleet, url)
+	cfg.MaxConcurrent = 1
+	w := newWorker(t, cfg)
+	if err := w.Start(bg); err != nil {
+		t.Fatal(err)
+	}
+	a, b := connectDevice(t, url, fleet, "cam-slot-a"), connectDevice(t, url, fleet, "cam-slot-b")
+	release := c.gate.close()
+	defer release()
+	ra := newRequest(t, fleet, a.id, "w", time.Now())
+	a.send(t, ra)
+	<-c.gate.entered // a holds the one slot
+	rb := newRequest(t, fleet, b.id, "w", time.Now())
+	b.send(t, rb)
+	for w.Stats().Requests < 2 { // b is being handled: waiting for the slot
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	openCredentials(t, ra, decodeReply(t, ra.ID, a.reply(t)))
+	openCredentials(t, rb, decodeReply(t, rb.ID, b.reply(t)))
+	if st := w.Stats(); st.Errors[protocol.CodeBusy] != 0 || st.STSCalls != 2 {
+		t.Fatalf("stats = %+v", st)
+	}
+}

@@ -6,8 +6,9 @@
 //
 // Handle is the transport-free core. Start subscribes a paho client to the shared worker
 // group, so that any number of workers, in one process or many, share the requests; a
-// bounded pool handles them and a full queue is answered with busy, never queued without
-// bound.
+// bounded pool handles them, waiting a bounded time for an STS slot or for the STS rate;
+// a full queue, or a request that cannot be served in that time, is answered busy, never
+// queued without bound.
 //
 // Error codes: every failure is one code of protocol's closed set. STS failures map as
 // follows: throttling, 5xx, timeouts and network errors are unavailable (retry soon); errors
@@ -117,6 +118,14 @@ type decision struct {
 // to carry a request ID; both are logged. ctx bounds the wait for STS (an abandoned call
 // completes in the background and its credentials are cached).
 func (w *Worker) Handle(ctx context.Context, topic string, payload []byte) (replyTopic string, reply []byte, ok bool) {
+	return w.handle(ctx, topic, payload, time.Time{})
+}
+
+// handle is Handle with a wait budget: until wait (real time; zero: none), a request that finds every
+// STS slot taken waits for one, and one the STS rate cannot serve at once waits for its
+// turn, instead of being answered busy. The MQTT pool gives each request a budget counted
+// from its arrival, so that busy means the worker really cannot serve it in time.
+func (w *Worker) handle(ctx context.Context, topic string, payload []byte, wait time.Time) (replyTopic string, reply []byte, ok bool) {
 	w.ctr.requests.Add(1)
 	d := decision{start: time.Now()}
 	kind, device, ok := w.cfg.Topics.Parse(topic)
@@ -126,7 +135,7 @@ func (w *Worker) Handle(ctx context.Context, topic string, payload []byte) (repl
 	}
 	d.device = device
 	now := w.cfg.Now()
-	req, key := w.check(ctx, &d, payload, now)
+	req, key := w.check(ctx, &d, payload, now, wait)
 	if d.id == "" {
 		w.drop(topic, len(payload), d.message)
 		return "", nil, false
@@ -150,7 +159,7 @@ func (w *Worker) Handle(ctx context.Context, topic string, payload []byte) (repl
 // check runs every check in order and, when all pass, obtains credentials. On return d.id is
 // the request ID ("" when unknown), d.code is "" on success, and then req and the device key
 // are set and d carries the credentials.
-func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now time.Time) (*protocol.AuthRequest, []byte) {
+func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wait time.Time) (*protocol.AuthRequest, []byte) {
 	if len(payload) > protocol.MaxAuthRequestSize {
 		d.id, _ = salvage(payload)
 		d.fail(protocol.CodeInvalid, 0, fmt.Sprintf("request is %d bytes; the limit is %d", len(payload), protocol.MaxAuthRequestSize))
@@ -222,7 +231,7 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now tim
 			return req, key
 		}
 	}
-	cr, ok := w.issue(ctx, d, ck, mode, now)
+	cr, ok := w.issue(ctx, d, ck, mode, now, wait)
 	if !ok {
 		return nil, nil
 	}
@@ -230,31 +239,50 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now tim
 	return req, key
 }
 
-// issue calls STS under the worker's concurrency bound and rate limit.
-func (w *Worker) issue(ctx context.Context, d *decision, ck credKey, mode policy.Mode, now time.Time) (*protocol.Credentials, bool) {
+// issue calls STS under the worker's concurrency bound and rate limit, waiting for a slot
+// and for the rate until wait (see handle).
+func (w *Worker) issue(ctx context.Context, d *decision, ck credKey, mode policy.Mode, now, wait time.Time) (*protocol.Credentials, bool) {
 	if ctx.Err() != nil {
 		d.fail(protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
 		return nil, false
 	}
 	client, ok, err := w.sts.tryAcquire()
+	if err == nil && !ok && !wait.IsZero() {
+		client, ok, err = w.acquireUntil(ctx, wait)
+	}
 	if err != nil {
 		w.log.Error().Err(err).Msg("cannot create STS client")
 		d.fail(protocol.CodeInternal, retryMisconfig, "the token worker is misconfigured; retry later")
 		return nil, false
 	}
 	if !ok {
+		if ctx.Err() != nil {
+			d.fail(protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
+			return nil, false
+		}
 		d.fail(protocol.CodeBusy, retryBusy, "the token worker is at its limit of STS calls; retry after retryAfterMs")
 		return nil, false
+	}
+	// The rate is reserved after the slot, with the slot's own time, so that a wait for the
+	// slot is not counted twice.
+	if !wait.IsZero() {
+		now = w.cfg.Now()
 	}
 	if r := w.stsLimit.ReserveN(now, 1); !r.OK() {
 		w.sts.release(client)
 		d.fail(protocol.CodeBusy, retryBusy, "the token worker's STS rate is exhausted; retry after retryAfterMs")
 		return nil, false
-	} else if wait := r.DelayFrom(now); wait > 0 {
-		r.CancelAt(now)
-		w.sts.release(client)
-		d.fail(protocol.CodeBusy, wait, "the token worker's STS rate is exhausted; retry after retryAfterMs")
-		return nil, false
+	} else if delay := r.DelayFrom(now); delay > 0 {
+		if wait.IsZero() || delay > time.Until(wait) || !sleepCtx(ctx, delay) {
+			r.CancelAt(now)
+			w.sts.release(client)
+			if ctx.Err() != nil {
+				d.fail(protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
+				return nil, false
+			}
+			d.fail(protocol.CodeBusy, delay, "the token worker's STS rate is exhausted; retry after retryAfterMs")
+			return nil, false
+		}
 	}
 	pol, err := policy.DevicePolicy(w.cfg.OSS.Bucket, w.cfg.OSS.Prefix, ck.device, mode)
 	if err != nil {
@@ -312,6 +340,36 @@ func (w *Worker) callSTS(ctx context.Context, client *sts.Client, ck credKey, po
 		return r.cr, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// acquireUntil waits for an STS slot until the time wait or until ctx is done.
+func (w *Worker) acquireUntil(ctx context.Context, wait time.Time) (*sts.Client, bool, error) {
+	d := time.Until(wait) // wait is on the real clock, as the job's arrival is
+	if d <= 0 {
+		return nil, false, nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case c := <-w.sts.slots:
+		return w.sts.ready(c)
+	case <-t.C:
+		return nil, false, nil
+	case <-ctx.Done():
+		return nil, false, nil
+	}
+}
+
+// sleepCtx sleeps for d; it returns false if ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -711,3 +711,35 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatal("Start without a broker URL succeeded")
 	}
 }
+
+// TestHandleWaitsForSTSRateWithinBudget: with a wait budget, a request the STS rate can
+// serve within it waits for its turn; one it cannot is busy with the rate's own wait.
+func TestHandleWaitsForSTSRateWithinBudget(t *testing.T) {
+	t.Parallel()
+	c := startCloud(t, nil)
+	fleet := newFleetKey(t)
+	cfg := c.config(fleet)
+	cfg.STSRate = 1 // one call per second
+	cfg.STSBurst = 1
+	cfg.ReuseMargin = -1
+	w := newWorker(t, cfg)
+
+	for i := 0; i < 2; i++ { // the second waits about 1 s, well within 10 s
+		r := newRequest(t, fleet, "cam-rate", "w", time.Now())
+		_, b, ok := w.handle(bg, r.topic(), r.payload(t), time.Now().Add(10*time.Second))
+		if !ok {
+			t.Fatal("no reply")
+		}
+		openCredentials(t, r, decodeReply(t, r.ID, b))
+	}
+	// A budget already spent: busy, with the limiter's wait (at most one interval) as hint.
+	r := newRequest(t, fleet, "cam-rate", "w", time.Now())
+	_, b, _ := w.handle(bg, r.topic(), r.payload(t), time.Now().Add(-time.Second))
+	rep := wantError(t, r.ID, b, protocol.CodeBusy)
+	if ms := rep.Error.RetryAfterMs; ms <= 0 || ms > 1000 {
+		t.Fatalf("busy retryAfterMs %d, want the rate's wait (0, 1000]", ms)
+	}
+	if n := c.gate.calls.Load(); n != 2 {
+		t.Fatalf("STS saw %d calls, want 2", n)
+	}
+}
