@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -89,7 +90,11 @@ func (s *Spool) pruneRecords() {
 			continue
 		}
 		if r.Dir != s.cfg.Dir {
-			continue // another spool's
+			// Another spool's; dropped once that spool has not run for a long time.
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > stateMaxAge {
+				os.Remove(p)
+			}
+			continue
 		}
 		fi, err := os.Lstat(s.path(r.Name))
 		if err != nil || fi.Size() != r.Size || fi.ModTime().UnixNano() != r.MTime {
