@@ -1,2 +1,50 @@
-// Package console is clipgate's operator console, the logic of cmd/console.
+// Package console is clipgate's operator console, the logic of cmd/console: a backend
+// service built on the events package that indexes every upload in a database and serves
+// a web UI and a JSON API to watch and manage the clips and the fleet.
+//
+// # Ingestion
+//
+// An events.Consumer in the shared group "console" (persistent session) verifies each
+// upload event against OSS and hands it to Store.Index, which records the event ID (the
+// deduplication record), the device's last contact and counters, and the clip, in one
+// transaction; the event is acknowledged to the broker only after that commits. An
+// events.Reconciler lists the bucket periodically and indexes objects whose event never
+// arrived (its lookup is Store.KnownClip). A plain subscription to every device's status
+// topic (retained "online", and "offline" as the devices' will) keeps the online flags.
+//
+// Events that name an object outside the publishing device's prefix or bucket are not
+// indexed (that would let a device occupy another's keys): they count against the
+// publisher as "rejected". Events whose object is missing or differs (size, CRC-64) are
+// indexed unverified with the reason, and a later verified event or the reconciler
+// replaces them.
+//
+// # Storage
+//
+// SQLite (modernc.org/sqlite, pure Go; WAL, FULL synchronous, busy timeout) by default,
+// PostgreSQL (pgx) when given a postgres:// DSN; embedded migrations recorded in
+// schema_migrations. Clip lists are keyset-paginated on (recorded_at, key), newest
+// first, on an index per device and one for the whole fleet.
+//
+// # Web UI and API
+//
+// Server-rendered pages (html/template, embedded CSS and a few lines of JavaScript, no
+// build step): the fleet (online/offline, last upload, clip counts), a device's clips by
+// recording time, a player whose <video> streams the clip straight from OSS through a
+// presigned GET URL valid for a few minutes, delete, revoke and restore, retention.
+// The JSON API under /api offers the same (see routes).
+//
+// The operator logs in with a password whose bcrypt hash is configured. Sessions are
+// server-side (the database holds the SHA-256 of the random 32-byte session ID, with an
+// expiry); the cookie is HttpOnly, SameSite=Strict, and Secure under TLS. Every
+// state-changing request needs the session's CSRF token (a form field or the
+// X-CSRF-Token header) or is refused with 403; the login form has its own token, paired
+// with a cookie. Login attempts are rate-limited per client address.
+//
+// # Revocation
+//
+// Revoking a device records it in the database and rewrites the revocation file
+// (Config.RevocationsFile) atomically; the broker and the token workers watch that file
+// (identity.Revocations.Watch), so the revocation reaches them within seconds in other
+// processes, and the broker disconnects the device. In-process lists and hooks
+// (Config.Revocations, Config.OnRevoke) are updated too.
 package console

@@ -1,0 +1,201 @@
+package console
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
+
+	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr       = "127.0.0.1:8080"
+	DefaultGroup      = "console"
+	DefaultURLExpiry  = 5 * time.Minute
+	DefaultSessionTTL = 12 * time.Hour
+	DefaultSeenTTL    = 7 * 24 * time.Hour
+	DefaultPruneEvery = time.Hour
+	// DefaultLoginRate and DefaultLoginBurst limit login attempts per client address:
+	// a burst of 5, then one every 12 seconds.
+	DefaultLoginRate  = rate.Limit(1.0 / 12)
+	DefaultLoginBurst = 5
+	// MaxURLExpiry bounds Config.URLExpiry: a player URL is a bearer credential.
+	MaxURLExpiry = time.Hour
+)
+
+// ErrInvalidConfig is wrapped by New's errors for a bad configuration.
+var ErrInvalidConfig = errors.New("console: invalid configuration")
+
+// Config configures a Console. Zero values mean the defaults above.
+type Config struct {
+	// BrokerURL is the MQTT broker (tcp://, ssl://, ws://, wss://). Empty means no
+	// ingestion: the console serves the index it has, without events, status or
+	// reconciliation.
+	BrokerURL string
+	// TLS configures ssl:// and wss:// broker connections.
+	TLS *tls.Config
+	// Username and Password are a service account with role "consumer".
+	Username, Password string
+	// ClientID is the events consumer's persistent session, "USERNAME:INSTANCE"; the
+	// status subscription uses ClientID+"-status". Default Username+":console".
+	ClientID string
+	// Group is the shared-subscription group of the events consumer; default "console".
+	Group string
+	// Topics is the topic scheme; the zero value is topics.Default().
+	Topics topics.Scheme
+	// Concurrency is the number of events indexed at once; 0 means events' default.
+	Concurrency int
+
+	// Bucket is a client for the clips bucket (aliyun-oss-go-sdk), with a key allowed to
+	// head, list, read (for signed URLs) and delete objects. Required.
+	Bucket *oss.Bucket
+	// SignBucket signs the player's URLs; nil means Bucket. Set it when browsers reach
+	// OSS at another endpoint than the console does. Sign with V4 (oss.AuthV4).
+	SignBucket *oss.Bucket
+	// Prefix is the global key prefix ("" or ending in "/"): devices write under
+	// {Prefix}{deviceID}/.
+	Prefix string
+	// URLExpiry is the lifetime of the player's presigned GET URLs (at most MaxURLExpiry).
+	URLExpiry time.Duration
+
+	// Store is the database. Required; the caller closes it after the console.
+	Store Store
+
+	// Addr is the HTTP listen address.
+	Addr string
+	// HTTPTLS, when set, serves HTTPS; the session cookie is then Secure.
+	HTTPTLS *tls.Config
+	// SecureCookies marks the session cookie Secure without HTTPTLS (behind a proxy that
+	// terminates TLS).
+	SecureCookies bool
+	// PasswordHash is the bcrypt hash of the operator password (identity.HashPassword,
+	// or `broker hash-password`). Required.
+	PasswordHash string
+	// SessionTTL is the lifetime of a login.
+	SessionTTL time.Duration
+	// LoginRate and LoginBurst limit login attempts per client address.
+	LoginRate  rate.Limit
+	LoginBurst int
+
+	// RevocationsFile is the revocation list the broker and the token workers watch
+	// (their RevocationsFile setting). The console owns it: it writes the whole list,
+	// atomically, at every change, and at start merges in IDs found there that the
+	// database does not have revoked. Empty: no file.
+	RevocationsFile string
+	// Revocations, when set, is an in-process revocation list (a broker or token workers
+	// in this process) that the console sets to the revoked devices at start and at every
+	// change.
+	Revocations *identity.Revocations
+	// OnRevoke, when set, is called after each change (and at start for each revoked
+	// device), e.g. with clipgatetest.Stack's Revoke and Restore.
+	OnRevoke func(deviceID string, revoked bool)
+
+	// ReconcileInterval and ReconcileMinAge configure the Reconciler (events' defaults
+	// when zero; a negative MinAge means none).
+	ReconcileInterval, ReconcileMinAge time.Duration
+	// SeenTTL is how long handled event IDs are kept for deduplication.
+	SeenTTL time.Duration
+	// PruneEvery is the interval of pruning seen events and expired sessions.
+	PruneEvery time.Duration
+
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives the console's logs; the zero Logger discards them.
+	Logger zerolog.Logger
+}
+
+func (c *Config) applyDefaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.ClientID == "" && c.Username != "" {
+		c.ClientID = c.Username + ":console"
+	}
+	if c.SignBucket == nil {
+		c.SignBucket = c.Bucket
+	}
+	set(&c.URLExpiry, DefaultURLExpiry)
+	set(&c.SessionTTL, DefaultSessionTTL)
+	set(&c.SeenTTL, DefaultSeenTTL)
+	set(&c.PruneEvery, DefaultPruneEvery)
+	set(&c.ReconcileInterval, events.DefaultReconcileInterval)
+	set(&c.ReconcileMinAge, events.DefaultMinAge)
+	if c.LoginRate == 0 {
+		c.LoginRate = DefaultLoginRate
+	}
+	if c.LoginBurst == 0 {
+		c.LoginBurst = DefaultLoginBurst
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.Bucket == nil {
+		bad("Bucket (an OSS client for the clips bucket) is required")
+	} else if err := policy.ValidateBucket(c.Bucket.BucketName); err != nil {
+		bad("Bucket: %v", err)
+	} else if c.SignBucket.BucketName != c.Bucket.BucketName {
+		bad("SignBucket is for bucket %q, not %q", c.SignBucket.BucketName, c.Bucket.BucketName)
+	}
+	if err := policy.ValidatePrefix(c.Prefix); err != nil {
+		bad("Prefix: %v", err)
+	}
+	if c.Store == nil {
+		bad("Store is required")
+	}
+	if c.PasswordHash == "" {
+		bad("PasswordHash (the bcrypt hash of the operator password) is required")
+	} else if _, err := bcrypt.Cost([]byte(c.PasswordHash)); err != nil {
+		bad("PasswordHash is not a bcrypt hash: %v", err)
+	}
+	if c.URLExpiry < time.Second || c.URLExpiry > MaxURLExpiry {
+		bad("URLExpiry %v: want 1s to %v", c.URLExpiry, MaxURLExpiry)
+	}
+	if c.SessionTTL < time.Minute {
+		bad("SessionTTL %v: at least 1m", c.SessionTTL)
+	}
+	if c.SeenTTL < time.Hour || c.PruneEvery < time.Second {
+		bad("SeenTTL %v (at least 1h), PruneEvery %v (at least 1s)", c.SeenTTL, c.PruneEvery)
+	}
+	if c.LoginRate < 0 || c.LoginBurst < 1 {
+		bad("LoginRate %v, LoginBurst %d: want positive", c.LoginRate, c.LoginBurst)
+	}
+	if c.BrokerURL != "" {
+		if c.Username == "" || c.Password == "" {
+			bad("Username and Password (a service account with role consumer) are required with BrokerURL")
+		}
+		if !topics.ValidGroup(c.Group) {
+			bad("Group %q: not a valid shared-subscription group", c.Group)
+		}
+	}
+	if strings.ContainsAny(c.RevocationsFile, "\x00") {
+		bad("RevocationsFile contains NUL")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/protocol"
+)
+
+const testPassword = "correct horse battery staple"
+
+// testHash is testPassword's bcrypt hash at the minimum cost (logins stay cheap).
+var testHash = func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+}()
+
+// env is a console on a clipgatetest stack.
+type env struct {
+	t       testing.TB
+	stack   *clipgatetest.Stack
+	db      *DB
+	console *Console
+	bucket  *oss.Bucket  // admin access
+	offset  atomic.Int64 // added to the console's clock
+	kits    map[string]*devicekit.Kit
+}
+
+type envOptions struct {
+	dialect Dialect
+	stack   clipgatetest.Options
+	config  func(*Config)
+	noStart bool // the caller starts the console
+}
+
+func newEnv(t testing.TB, o envOptions) *env {
+	t.Helper()
+	if o.dialect == "" {
+		o.dialect = SQLite
+	}
+	e := &env{t: t, kits: map[string]*devicekit.Kit{}}
+	e.stack = clipgatetest.New(t, o.stack)
+	e.db = openTestDB(t, o.dialect)
+	client, err := e.stack.OSSClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.bucket, err = client.Bucket(e.stack.Bucket()); err != nil {
+		t.Fatal(err)
+	}
+	user, pass := e.stack.ServiceAccount("consumer")
+	cfg := Config{
+		BrokerURL:         e.stack.BrokerURL(),
+		Username:          user,
+		Password:          pass,
+		ClientID:          "consumer:console-" + randHex(t, 4),
+		Topics:            e.stack.Topics(),
+		Bucket:            e.bucket,
+		Prefix:            e.stack.Prefix(),
+		Store:             e.db,
+		Addr:              "127.0.0.1:0",
+		PasswordHash:      testHash,
+		ReconcileInterval: time.Hour, // tests run passes themselves
+		ReconcileMinAge:   -1,
+		Now:               func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
+		Logger:            testLogger(),
+	}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	if e.console, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, k := range e.kits {
+			_ = k.Close()
+		}
+		if err := e.console.Close(); err != nil {
+			t.Errorf("console close: %v", err)
+		}
+	})
+	if !o.noStart {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.console.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func testLogger() zerolog.Logger {
+	if os.Getenv(clipgatetest.LogEnv) == "1" {
+		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
+	}
+	return zerolog.Nop()
+}
+
+// kit returns a connected device kit for id.
+func (e *env) kit(id string) *devicekit.Kit {
+	e.t.Helper()
+	if k, ok := e.kits[id]; ok {
+		return k
+	}
+	k, err := devicekit.New(e.stack.DeviceConfig(id))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := k.Connect(ctx); err != nil {
+		_ = k.Close()
+		e.t.Fatal(err)
+	}
+	e.kits[id] = k
+	return k
+}
+
+// closeKit closes the kit of id, if any.
+func (e *env) closeKit(id string) {
+	if k, ok := e.kits[id]; ok {
+		_ = k.Close()
+		delete(e.kits, id)
+	}
+}
+
+// tryConnect connects a new kit for id (closed again) and returns the error.
+func (e *env) tryConnect(id string, timeout time.Duration) error {
+	e.t.Helper()
+	k, err := devicekit.New(e.stack.DeviceConfig(id))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer k.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return k.Connect(ctx)
+}
+
+// upload uploads data as a clip of device id and returns the event.
+func (e *env) upload(id, name string, data []byte, recorded time.Time) *protocol.UploadEvent {
+	e.t.Helper()
+	path := filepath.Join(e.t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ev, err := e.kit(id).Upload(ctx, devicekit.Clip{Path: path, Name: name, ContentType: "video/mp4", RecordedAt: recorded})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ev
+}
+
+// waitFor polls cond until it holds or a minute passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitIndexed waits until key is in the index.
+func (e *env) waitIndexed(key string) *Clip {
+	e.t.Helper()
+	var c *Clip
+	waitFor(e.t, "clip "+key+" indexed", func() bool {
+		var err error
+		c, err = e.db.Clip(context.Background(), key)
+		return err == nil
+	})
+	return c
+}
+
+// api is a JSON API client with a cookie jar.
+type api struct {
+	t    testing.TB
+	base string
+	hc   *http.Client
+	csrf string
+}
+
+func (e *env) api() *api {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &api{t: e.t, base: e.console.URL(), hc: &http.Client{Jar: jar, Timeout: time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// do sends a request; body is JSON-encoded unless it is a string or []byte. It returns
+// the status and the body.
+func (a *api) do(method, path string, body any, header ...string) (int, []byte) {
+	a.t.Helper()
+	var r io.Reader
+	ctype := "application/json"
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r, ctype = strings.NewReader(b), "application/x-www-form-urlencoded"
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		r = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, a.base+path, r)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if a.csrf != "" && method != http.MethodGet {
+		req.Header.Set(csrfHeader, a.csrf)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+		} else {
+			req.Header.Set(header[i], header[i+1])
+		}
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return resp.StatusCode, out
+}
+
+// json sends a request, checks the status and decodes the answer into v (if not nil).
+func (a *api) json(method, path string, body any, want int, v any) {
+	a.t.Helper()
+	status, out := a.do(method, path, body)
+	if status != want {
+		a.t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, out)
+	}
+	if v != nil {
+		reflect.ValueOf(v).Elem().SetZero() // no leftovers from an earlier answer
+		if err := json.Unmarshal(out, v); err != nil {
+			a.t.Fatalf("%s %s: %v: %s", method, path, err, out)
+		}
+	}
+}
+
+// errorCode returns the code of an API error body.
+func errorCode(t testing.TB, body []byte) string {
+	t.Helper()
+	var e apiErrorBody
+	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" {
+		t.Fatalf("not an API error: %s", body)
+	}
+	return e.Error.Code
+}
+
+// login logs the client in through the API.
+func (a *api) login() {
+	a.t.Helper()
+	var s sessionInfo
+	a.json(http.MethodGet, "/api/session", nil, http.StatusOK, &s)
+	if s.Authenticated || s.CSRF == "" {
+		a.t.Fatalf("session before login: %+v", s)
+	}
+	a.csrf = s.CSRF
+	a.json(http.MethodPost, "/api/login", map[string]string{"password": testPassword}, http.StatusOK, &s)
+	if !s.Authenticated || s.CSRF == "" || s.CSRF == a.csrf {
+		a.t.Fatalf("session after login: %+v", s)
+	}
+	a.csrf = s.CSRF
+}
+
+func clipData(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
