@@ -38,7 +38,8 @@ type Config struct {
 	Rounds             int           `help:"Measured requests per device and phase (each device asks, waits for its reply, asks again)." default:"5"`
 	Workers            int           `help:"Real token workers." default:"2"`
 	EchoWorkers        int           `help:"Echo workers (0: as many as --workers)." default:"0"`
-	MaxConcurrent      int           `help:"AssumeRole calls in flight per worker; beyond, requests are answered busy. 0: one per device, so that none is shed whatever the split between workers and the figure is the pipeline's capacity (the production default is 32)." default:"0"`
+	MaxConcurrent      int           `help:"AssumeRole calls in flight per worker (0: the worker's default, 32). A request waits up to 3 s for a slot before it is answered busy." default:"0"`
+	QueueSize          int           `help:"Requests a worker holds before it answers busy at once (0: room for every device's request, at least the worker's default of 8 x max-concurrent, so that the all-devices burst is queued, not shed)." default:"0"`
 	Reuse              bool          `help:"Let the workers hand out cached credentials (by default every request calls STS, as when each device asks once an hour)."`
 	Timeout            time.Duration `help:"How long a device waits for a reply." default:"10s"`
 	ConnectConcurrency int           `help:"Devices connecting at once." default:"64"`
@@ -109,21 +110,27 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.Phases == "" {
 		cfg.Phases = "both"
 	}
-	if cfg.MaxConcurrent < 0 || cfg.MaxWritesPending < 0 {
-		return nil, errors.New("max-concurrent and max-writes-pending must not be negative")
+	if cfg.MaxConcurrent < 0 || cfg.QueueSize < 0 || cfg.MaxWritesPending < 0 {
+		return nil, errors.New("max-concurrent, queue-size and max-writes-pending must not be negative")
 	}
 	if cfg.MaxConcurrent == 0 {
-		cfg.MaxConcurrent = cfg.Devices
+		cfg.MaxConcurrent = tokenworker.DefaultMaxConcurrent
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = max(cfg.Devices, 8*cfg.MaxConcurrent)
 	}
 	stack, err := clipgatetest.Start(ctx, clipgatetest.Options{
 		Workers: cfg.Workers,
 		WorkerConfig: func(c *tokenworker.Config) {
 			// The devices ask far more often than real ones would: lift the per-device
-			// limit and the worker's STS rate, so that the figure is the pipeline's.
+			// limit. The worker's STS rate limit (default 50/s) protects Alibaba's STS,
+			// which throttles per account; the local STS has no such limit, so it is
+			// lifted too, and the figure is the pipeline's, not the limiter's. Every
+			// request still calls STS (unless --reuse).
 			c.DeviceRate = rate.Inf
 			c.STSRate = rate.Inf
 			c.MaxConcurrent = cfg.MaxConcurrent
-			c.QueueSize = max(cfg.Devices, 8*c.MaxConcurrent) // all requests fit: none is shed for a full queue
+			c.QueueSize = cfg.QueueSize
 			if !cfg.Reuse {
 				c.ReuseMargin = -1
 			}
@@ -144,9 +151,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.MaxWritesPending > 0 {
 		writes = fmt.Sprint(cfg.MaxWritesPending)
 	}
-	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s, %d STS calls in flight each), %d echo workers; broker writes pending %s; GOMAXPROCS %d, %s/%s, %s\n",
+	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s, %d STS calls in flight and %d queued each), %d echo workers; broker writes pending %s; GOMAXPROCS %d, %s/%s, %s\n",
 		cfg.Devices, cfg.Rounds, cfg.Workers, map[bool]string{true: "cached credentials reused", false: "every request calls STS"}[cfg.Reuse],
-		cfg.MaxConcurrent, cfg.EchoWorkers, writes, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
+		cfg.MaxConcurrent, cfg.QueueSize, cfg.EchoWorkers, writes, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 
 	start := time.Now()
 	fleet, err := connectFleet(ctx, stack, cfg)

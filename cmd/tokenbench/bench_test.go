@@ -67,6 +67,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{Devices: 1, Rounds: 1, Workers: 1, EchoWorkers: -1, Timeout: time.Second, ConnectConcurrency: 1},
 		{Devices: 1, Rounds: 1, Workers: 1, MaxConcurrent: -1, Timeout: time.Second, ConnectConcurrency: 1},
 		{Devices: 1, Rounds: 1, Workers: 1, MaxWritesPending: -1, Timeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 1, QueueSize: -1, Timeout: time.Second, ConnectConcurrency: 1},
 	} {
 		var out bytes.Buffer
 		if _, err := Run(context.Background(), cfg, &out); err == nil {
