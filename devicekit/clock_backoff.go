@@ -3,6 +3,8 @@ package devicekit
 import (
 	mrand "math/rand/v2"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 // backoffPolicy is the kit's one retry schedule: exponential backoff with full jitter.
@@ -71,4 +73,44 @@ func (p backoffPolicy) randN(n int64) int64 {
 		return p.rand(n)
 	}
 	return mrand.Int64N(n)
+}
+
+// connectPause is the MQTT client's own fixed pause between connection attempts; the kit's
+// jittered backoff (connectWait) comes on top of it.
+const connectPause = 500 * time.Millisecond
+
+// connectWait runs before every connection attempt except Connect's first: it waits a
+// jittered, exponentially growing time (connectBackoff), so that a fleet that lost its
+// broker at once does not come back at once, or until the kit closes.
+func (k *Kit) connectWait(n mqtt.ConnectionNotificationConnecting) {
+	attempt := n.Attempt
+	if !n.IsReconnect {
+		attempt-- // Connect's first attempt goes at once
+	}
+	if attempt < 0 {
+		return
+	}
+	d := connectBackoff.Delay(attempt, 0)
+	if k.onConnectWait != nil {
+		k.onConnectWait(attempt, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-k.ctx.Done():
+	}
+}
+
+// retryFlush schedules another outbox flush after a jittered backoff (publishBackoff) when
+// a publication failed while the broker connection is up; a new connection flushes anyway.
+func (k *Kit) retryFlush() {
+	k.mu.Lock()
+	client, closed := k.client, k.closed
+	k.mu.Unlock()
+	if closed || client == nil || !client.IsConnected() {
+		return
+	}
+	n := k.flushFail.Add(1)
+	time.AfterFunc(publishBackoff.Delay(int(n-1), 0), k.flushOutbox)
 }

@@ -1,7 +1,12 @@
 package devicekit
 
 import (
+	"context"
+	"errors"
 	mrand "math/rand/v2"
+	"net"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -108,4 +113,95 @@ func TestBackoffPoliciesBounded(t *testing.T) {
 	if credentialsBackoff.Attempts < 2 || ossBackoff.Attempts < 2 {
 		t.Error("credentials and OSS retries must be bounded in attempts")
 	}
+}
+
+type connectWaits struct {
+	mu    sync.Mutex
+	waits []connectWaitCall
+}
+
+type connectWaitCall struct {
+	attempt int
+	wait    time.Duration
+}
+
+func (c *connectWaits) record(attempt int, wait time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waits = append(c.waits, connectWaitCall{attempt, wait})
+}
+
+func (c *connectWaits) get() []connectWaitCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.waits)
+}
+
+// checkConnectWaits checks that every wait is within its backoff window and that the
+// attempts count up from 0.
+func checkConnectWaits(t *testing.T, waits []connectWaitCall) {
+	t.Helper()
+	if len(waits) == 0 {
+		t.Fatal("no connection backoff")
+	}
+	for i, w := range waits {
+		if w.attempt != i || w.wait <= 0 || w.wait > connectBackoff.window(w.attempt) {
+			t.Errorf("wait %d: attempt %d, %v; want attempt %d within (0, %v]", i, w.attempt, w.wait, i, connectBackoff.window(i))
+		}
+	}
+}
+
+// Connect's retries against a broker that is not there back off with jitter, and Close
+// ends a wait at once.
+func TestConnectRetriesBackOff(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every attempt is refused at once
+	k, err := New(Config{BrokerURL: "tcp://" + addr, DeviceID: "cam-nobroker", DeviceKey: make([]byte, 32), StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	var cw connectWaits
+	k.onConnectWait = cw.record
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if err := k.Connect(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Connect without a broker: %v", err)
+	}
+	checkConnectWaits(t, cw.get())
+}
+
+// After the broker restarts, the kit's reconnection waits a jittered time first.
+func TestReconnectBacksOff(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k, err := New(s.kitConfig("cam-reconnect"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	var cw connectWaits
+	k.onConnectWait = cw.record
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := k.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w := cw.get(); len(w) != 0 {
+		t.Fatalf("Connect's first attempt waited: %v", w)
+	}
+	gen := k.gen.Load()
+	s.restartBroker()
+	for k.gen.Load() == gen {
+		if ctx.Err() != nil {
+			t.Fatal("no reconnection")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkConnectWaits(t, cw.get())
 }

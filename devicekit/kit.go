@@ -62,13 +62,15 @@ type Kit struct {
 	http      *http.Client // OSS requests
 	transport *http.Transport
 
-	flushing  atomic.Bool // an outbox flush is running
-	uploading sync.Map    // journal paths of the uploads in progress
+	flushing  atomic.Bool  // an outbox flush is running
+	flushFail atomic.Int32 // outbox flushes failed in a row (retryFlush)
+	uploading sync.Map     // journal paths of the uploads in progress
 	wg        sync.WaitGroup
 
 	// Test hooks (nil in production).
-	onRetry    func(err error, wait time.Duration) // before each backoff wait of a credentials fetch
-	onProgress func(completed, total int64)        // multipart progress
+	onRetry       func(err error, wait time.Duration)   // before each backoff wait of a credentials fetch
+	onConnectWait func(attempt int, wait time.Duration) // before each connection backoff
+	onProgress    func(completed, total int64)          // multipart progress
 }
 
 // connState tracks one MQTT connection: ready is closed once the reply subscription is
@@ -181,8 +183,10 @@ func (k *Kit) Connect(ctx context.Context) error {
 		SetCleanSession(true).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(30 * time.Second).
+		// The client's own pauses stay short and fixed; connectWait adds the jittered
+		// exponential backoff before each attempt.
+		SetConnectRetryInterval(connectPause).
+		SetMaxReconnectInterval(connectPause).
 		SetConnectTimeout(k.cfg.RequestTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetCredentialsProvider(func() (string, string) {
@@ -251,6 +255,9 @@ func (k *Kit) abandon(client mqtt.Client) {
 func (k *Kit) onNotification(_ mqtt.Client, n mqtt.ConnectionNotification) {
 	var err error
 	switch n := n.(type) {
+	case mqtt.ConnectionNotificationConnecting:
+		k.connectWait(n) // runs in the connecting goroutine: delays the attempt
+		return
 	case mqtt.ConnectionNotificationFailed:
 		err = n.Reason
 	case mqtt.ConnectionNotificationBrokerFailed:
@@ -368,7 +375,12 @@ var errKitClosed = errors.New("kit closed")
 // again (consumers deduplicate), up to three times.
 func (k *Kit) publish(ctx context.Context, topic string, payload []byte) error {
 	var err error
-	for range 3 {
+	for try := range 3 {
+		if try > 0 {
+			if err := k.sleep(ctx, publishBackoff.Delay(try-1, 0)); err != nil {
+				return err
+			}
+		}
 		var client mqtt.Client
 		if client, err = k.ready(ctx); err != nil {
 			return err

@@ -40,6 +40,7 @@ func (k *Kit) announce(ev *protocol.UploadEvent) error {
 	ctx, cancel := context.WithTimeout(k.ctx, k.cfg.RequestTimeout)
 	defer cancel()
 	if err := k.publish(ctx, k.eventTopic, b); err != nil {
+		k.retryFlush()
 		return err
 	}
 	k.removeOutbox(path)
@@ -53,7 +54,8 @@ func (k *Kit) removeOutbox(path string) {
 }
 
 // flushOutbox publishes the queued events in the background, one at a time, oldest name
-// first; it stops at the first failure (the next connect tries again).
+// first; it stops at the first failure, and tries again after a backoff while connected
+// (retryFlush) and after the next connect.
 func (k *Kit) flushOutbox() {
 	if !k.flushing.CompareAndSwap(false, true) {
 		return
@@ -68,6 +70,11 @@ func (k *Kit) flushOutbox() {
 		n, err := k.flush()
 		if n > 0 || err != nil {
 			k.log.Info().Int("published", n).AnErr("stopped", err).Msg("event outbox flushed")
+		}
+		if err != nil {
+			k.retryFlush()
+		} else {
+			k.flushFail.Store(0)
 		}
 	}()
 }
