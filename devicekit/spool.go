@@ -705,7 +705,9 @@ func (s *Spool) onResult(ctx context.Context, r uploadResult) error {
 	if s.observe(c.name, fi) != c || !c.ready {
 		return nil // it changed: it settles and goes again
 	}
-	if errors.Is(r.err, ErrInvalidClip) {
+	// The spool's clip names are always valid: an invalid clip is a file that cannot be
+	// opened. Any other refusal (another Upload of the same file running) is retried.
+	if errors.Is(r.err, ErrInvalidClip) && !readable(s.path(c.name)) {
 		s.reject(c, r.err)
 		return nil
 	}
@@ -717,6 +719,16 @@ func (s *Spool) onResult(ctx context.Context, r uploadResult) error {
 	s.log.Warn().Err(r.err).Str("file", c.name).Int("attempt", c.attempts).Dur("retry", wait).Msg("upload failed; retrying")
 	s.emit(SpoolEvent{Kind: SpoolRetry, Path: s.path(c.name), Size: c.size, Err: r.err, Retry: wait})
 	return nil
+}
+
+// readable reports whether path opens for reading.
+func readable(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
 }
 
 // backoff is the wait after the latest failure: an exponentially growing window, between

@@ -887,6 +887,24 @@ func TestSpoolFatalErrors(t *testing.T) {
 	if err := r.spool.Run(ctx); err == nil {
 		t.Error("a second Run was accepted")
 	}
+
+	// A kit closed under a running spool ends it with ErrClosed.
+	dir2 := t.TempDir()
+	writeFile(t, dir2, "clip.mp4", 100, time.Time{})
+	r2 := newSpool(t, k, devicekit.SpoolConfig{Dir: dir2, Settle: 10 * time.Millisecond})
+	go func() { done <- r2.spool.Run(ctx) }()
+	k.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, devicekit.ErrClosed) {
+			t.Errorf("Run with the kit closed: %v, want ErrClosed", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run went on with a closed kit")
+	}
+	if !exists(filepath.Join(dir2, "clip.mp4")) {
+		t.Error("the clip was removed")
+	}
 }
 
 // An offline kit (never connected) keeps retrying, with bounded waits, and uploads
