@@ -66,7 +66,7 @@ func terminal(c protocol.Code) bool {
 // exponential backoff with full jitter between backoffBase and backoffCap, and never less
 // than the worker's retryAfterMs.
 const (
-	maxAttempts = 6
+	maxAttempts = 8
 	backoffBase = 250 * time.Millisecond
 	backoffCap  = 15 * time.Second
 	// maxRetryAfter caps a retryAfterMs so that one reply cannot park the device for a day.

@@ -31,25 +31,45 @@
 //     published with QoS 1 on the device's event topic; it leaves the outbox when the
 //     broker acknowledges it, and is re-published after every reconnect until then.
 //
+// # Recordings (append mode)
+//
+// OpenAppend writes a growing recording with AppendObject, the seed SDK's "a" mode: the
+// Recording buffers at most BufferSize bytes, appends them, checks the whole object's
+// CRC-64 after every append, and on Close sends the completed event. After an append that
+// got no answer it asks OSS for the object's length and CRC-64 to learn whether it landed
+// (see append.go). Recordings use credentials of mode "a" (PutObject and GetObject). A
+// crash loses at most the buffered bytes: OpenAppend of the same clip continues the
+// recording at the object's length, under the same event ID.
+//
 // # Failure model
 //
 // Everything is retried where retrying can help, and nothing else is:
 //
-//   - Broker: the MQTT client reconnects by itself; calls wait for the connection within
-//     their timeouts. Publish acknowledgements that complete across a reconnect are not
-//     trusted and the message is sent again (consumers deduplicate by event ID).
+// Every retry waits a jittered, exponentially growing time (one policy type, with bounds
+// per kind of retry), so that a fleet hit by the same outage does not come back at once:
+//
+//   - Broker: the MQTT client reconnects by itself, the kit adding a jittered backoff
+//     (up to a minute) before every attempt; calls wait for the connection within their
+//     timeouts. Publish acknowledgements that complete across a reconnect are not trusted
+//     and the message is sent again (consumers deduplicate by event ID); an event whose
+//     publication failed while connected is tried again from the outbox after a backoff.
 //   - Token worker: each request waits RequestTimeout; then, and on busy, rate_limited,
-//     unavailable and internal, the kit backs off exponentially with full jitter, never
-//     less than the worker's retryAfterMs, for at most six requests. clock_skew corrects
-//     the clock from the reply's serverTime and replay takes a fresh nonce, both at once.
+//     unavailable and internal, the kit backs off exponentially with full jitter, and
+//     after a retryAfterMs waits that long plus a random part of it (a worker gives the
+//     same retryAfterMs to everyone it refuses at once), for at most eight requests.
+//     clock_skew corrects the clock from the reply's serverTime and replay takes a fresh
+//     nonce, both at once.
 //     unauthenticated, revoked, denied and invalid are final: *AuthError at once.
 //   - Clock: every reply's serverTime sets the offset applied to Config.Now, so a camera
-//     whose clock is hours off signs valid requests after its first reply. (OSS request
-//     signatures use the system clock through the SDK: OSS tolerates 15 minutes.)
-//   - OSS: the SDK retries network errors. A 403 InvalidAccessKeyId, InvalidSecurityToken
-//     or SecurityTokenExpired drops the cached credentials and the upload is tried once
-//     more with new ones. Multipart progress is checkpointed in StateDir, with the event
-//     ID, so calling Upload again for the same file resumes it, even after a restart.
+//     whose clock is hours off signs valid requests after its first reply. OSS requests
+//     carry the corrected time in their Date header, which the SDK signs, so OSS's
+//     15-minute window holds however far off the system clock is.
+//   - OSS: network errors, timeouts and 5xx answers are tried again after a backoff, up
+//     to 5 tries (the SDK itself does not retry). A 403 InvalidAccessKeyId,
+//     InvalidSecurityToken, SecurityTokenExpired or RequestTimeTooSkewed drops the cached
+//     credentials (new ones bring a fresh serverTime) and the upload is tried once more.
+//     Multipart progress is checkpointed in StateDir after every part, with the event ID,
+//     so calling Upload again for the same file resumes it, even after a restart.
 //   - Any other failure after the object key is known is announced with a "failed" event
 //     (with its own ID) and returned with the error.
 //
