@@ -148,8 +148,9 @@ func TestRetryAfterHonoured(t *testing.T) {
 		code protocol.Code
 		cfg  func(*tokenworker.Config)
 	}{
-		// One STS call every 2 s: the second device is told to wait.
-		{"busy", protocol.CodeBusy, func(c *tokenworker.Config) { c.STSRate, c.STSBurst = rate.Limit(0.5), 1 }},
+		// One STS call every 4 s: longer than the worker waits for the rate (3 s), so the
+		// second device is told busy with the limiter's wait as retryAfterMs.
+		{"busy", protocol.CodeBusy, func(c *tokenworker.Config) { c.STSRate, c.STSBurst = rate.Limit(0.25), 1 }},
 		// One request every 2 s per device: the same device asking again waits.
 		{"rate_limited", protocol.CodeRateLimited, func(c *tokenworker.Config) { c.DeviceRate, c.DeviceBurst = rate.Limit(0.5), 1 }},
 	} {
