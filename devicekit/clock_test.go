@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,14 +28,17 @@ import (
 // clock the OSS SDK would sign with.
 type skewedCloud struct {
 	*localcloud.Server
-	now func() time.Time
+	skew atomic.Int64 // from the system clock
 }
+
+func (sc *skewedCloud) now() time.Time { return time.Now().Add(time.Duration(sc.skew.Load())) }
 
 // skewedStack starts a stack whose OSS and token worker run skew away from the system
 // clock; the kit keeps the system clock.
 func skewedStack(t *testing.T, skew time.Duration) (*stack, *skewedCloud) {
 	t.Helper()
-	sc := &skewedCloud{now: func() time.Time { return time.Now().Add(skew) }}
+	sc := &skewedCloud{}
+	sc.skew.Store(int64(skew))
 	var cloudCfg localcloud.Config
 	s := newStack(t, stackOptions{
 		cloud: func(c *localcloud.Config) {
@@ -152,4 +157,45 @@ func (sc *skewedCloud) get(t *testing.T, s *stack, key string) []byte {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// The cloud's clock moves 20 minutes during a multipart upload: the kit's offset is stale,
+// OSS refuses the next parts with RequestTimeTooSkewed, and the kit renews its credentials
+// (the worker's clock_skew reply brings the new server time) and resumes from the
+// checkpoint.
+func TestMultipartSurvivesClockJump(t *testing.T) {
+	t.Parallel()
+	s, sc := skewedStack(t, 2*time.Hour)
+	k := s.kit("cam-jump", func(c *Config) {
+		c.Now = time.Now
+		c.PartSize = MinPartSize
+		c.MultipartThreshold = 2 * MinPartSize
+	})
+	var once sync.Once
+	parts := 0
+	k.onProgress = func(done, total int64) {
+		parts++
+		once.Do(func() { sc.skew.Add(int64(20 * time.Minute)) })
+	}
+	path, data := clipFile(t, "jump.mp4", 8*MinPartSize)
+	ev, err := k.Upload(t.Context(), Clip{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Status != protocol.StatusCompleted || ev.CRC64 != crcOf(data) || ev.Attempts != 2 {
+		t.Fatalf("event %+v, want completed at the second attempt", ev)
+	}
+	if got := sc.get(t, s, ev.Key); !bytes.Equal(got, data) {
+		t.Fatal("stored object differs from the clip")
+	}
+	if parts > 8+uploadRoutines {
+		t.Errorf("%d parts sent for 8: not resumed from the checkpoint", parts)
+	}
+	if off := time.Duration(k.offset.Load()); (off - 2*time.Hour - 20*time.Minute).Abs() > time.Minute {
+		t.Errorf("offset %v after the jump, want about 2h20m", off)
+	}
+	if st := s.worker.Stats(); st.Errors[protocol.CodeClockSkew] != 2 || st.OK != 2 {
+		t.Errorf("worker stats %+v, want two clock_skew replies and two credentials", st)
+	}
+	s.event()
 }

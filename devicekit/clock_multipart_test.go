@@ -1,0 +1,214 @@
+package devicekit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+)
+
+func TestPartSizeFor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ size, configured, want int64 }{
+		{100 << 20, 1 << 20, 1 << 20},
+		{maxParts << 20, 1 << 20, 1 << 20},                // exactly 10000 parts
+		{maxParts<<20 + 1, 1 << 20, 1<<20 + 1},            // one byte more: bigger parts
+		{5 << 30, MinPartSize, (5<<30 + 9999) / maxParts}, // 5 GiB in 100 KiB parts would be 52429
+	} {
+		got := partSizeFor(tc.size, tc.configured)
+		if got != tc.want || (tc.size+got-1)/got > maxParts {
+			t.Errorf("partSizeFor(%d, %d) = %d, want %d", tc.size, tc.configured, got, tc.want)
+		}
+	}
+}
+
+// A checkpoint that does not belong to the upload, or is garbage, is removed and the
+// upload starts over; one that belongs is used.
+func TestLoadCheckpointRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	k := cachedKit(t)
+	mtime := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	p := &prepared{size: 5 * MinPartSize, mtime: mtime}
+	good := mpCheckpoint{V: checkpointVersion, Bucket: "b", Key: "k", UploadID: "U1", Size: p.size,
+		ModTime: mtime.UnixNano(), PartSize: MinPartSize, Parts: []mpPart{{1, "E1"}, {3, "E3"}}}
+	mod := func(f func(*mpCheckpoint)) []byte {
+		cp := good
+		cp.Parts = append([]mpPart(nil), good.Parts...)
+		f(&cp)
+		b, _ := json.Marshal(cp)
+		return b
+	}
+	for name, content := range map[string][]byte{
+		"empty":          {},
+		"not JSON":       []byte("\x00\x01garbage"),
+		"truncated":      mod(func(*mpCheckpoint) {})[:40],
+		"SDK checkpoint": []byte(`{"Magic":"FE8BB4EA-B593-4FAC-AD7A-2459A36E2E62","MD5":"x","FilePath":"/f","UploadID":"U1"}`),
+		"other version":  mod(func(c *mpCheckpoint) { c.V = 2 }),
+		"other bucket":   mod(func(c *mpCheckpoint) { c.Bucket = "c" }),
+		"other key":      mod(func(c *mpCheckpoint) { c.Key = "k2" }),
+		"no upload ID":   mod(func(c *mpCheckpoint) { c.UploadID = "" }),
+		"other size":     mod(func(c *mpCheckpoint) { c.Size++ }),
+		"other mtime":    mod(func(c *mpCheckpoint) { c.ModTime++ }),
+		"other partsize": mod(func(c *mpCheckpoint) { c.PartSize *= 2 }),
+		"part 0":         mod(func(c *mpCheckpoint) { c.Parts[0].Number = 0 }),
+		"part too high":  mod(func(c *mpCheckpoint) { c.Parts[0].Number = 6 }),
+		"duplicate part": mod(func(c *mpCheckpoint) { c.Parts[1].Number = 1 }),
+		"no ETag":        mod(func(c *mpCheckpoint) { c.Parts[1].ETag = "" }),
+		"too many parts": mod(func(c *mpCheckpoint) {
+			for n := 1; n <= 6; n++ {
+				c.Parts = append(c.Parts, mpPart{n, "E"})
+			}
+		}),
+	} {
+		path := filepath.Join(t.TempDir(), "x.cp")
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if cp := k.loadCheckpoint(path, "b", "k", p, MinPartSize); cp != nil {
+			t.Errorf("%s: accepted %+v", name, cp)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: checkpoint kept: %v", name, err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "good.cp")
+	if err := os.WriteFile(path, mod(func(*mpCheckpoint) {}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp := k.loadCheckpoint(path, "b", "k", p, MinPartSize)
+	if cp == nil || cp.UploadID != "U1" || len(cp.Parts) != 2 {
+		t.Fatalf("good checkpoint: %+v", cp)
+	}
+	if cp := k.loadCheckpoint(filepath.Join(t.TempDir(), "missing.cp"), "b", "k", p, MinPartSize); cp != nil {
+		t.Errorf("missing checkpoint: %+v", cp)
+	}
+}
+
+func TestOSSErrorClassification(t *testing.T) {
+	t.Parallel()
+	netErr := &url.Error{Op: "Post", URL: "http://127.0.0.1:1/b/k", Err: io.EOF}
+	for _, tc := range []struct {
+		err                  error
+		transient, clock, cr bool
+	}{
+		{oss.ServiceError{StatusCode: 500, Code: "InternalError"}, true, false, false},
+		{&oss.ServiceError{StatusCode: 503, Code: "ServiceUnavailable"}, true, false, false},
+		{oss.ServiceError{StatusCode: 400, Code: "RequestTimeout"}, true, false, false},
+		{oss.ServiceError{StatusCode: 404, Code: "NoSuchUpload"}, true, false, false},
+		{oss.ServiceError{StatusCode: 404, Code: "NoSuchBucket"}, false, false, false},
+		{oss.ServiceError{StatusCode: 403, Code: "RequestTimeTooSkewed"}, false, true, false},
+		{oss.ServiceError{StatusCode: 403, Code: "SecurityTokenExpired"}, false, false, true},
+		{oss.ServiceError{StatusCode: 403, Code: "AccessDenied"}, false, false, false},
+		{oss.ServiceError{StatusCode: 409, Code: "PositionNotEqualToLength"}, false, false, false},
+		{netErr, true, false, false},
+		{fmt.Errorf("wrapped: %w", netErr), true, false, false},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true, false, false},
+		{io.ErrUnexpectedEOF, true, false, false},
+		{&url.Error{Op: "Put", Err: fmt.Errorf("x: %w", context.Canceled)}, false, false, false},
+		{&os.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}, false, false, false},
+		{&AuthError{Code: "unavailable"}, false, false, false},
+		{errors.New("something else"), false, false, false},
+		{nil, false, false, false},
+	} {
+		if got := transientOSS(tc.err); got != tc.transient {
+			t.Errorf("transientOSS(%v) = %v", tc.err, got)
+		}
+		if got := clockRefused(tc.err); got != tc.clock {
+			t.Errorf("clockRefused(%v) = %v", tc.err, got)
+		}
+		if got := credentialsRefused(tc.err); got != tc.cr {
+			t.Errorf("credentialsRefused(%v) = %v", tc.err, got)
+		}
+	}
+}
+
+func TestOSSRetryPolicy(t *testing.T) {
+	t.Parallel()
+	transient := oss.ServiceError{StatusCode: http.StatusServiceUnavailable}
+	skew := oss.ServiceError{StatusCode: http.StatusForbidden, Code: "RequestTimeTooSkewed"}
+	expired := oss.ServiceError{StatusCode: http.StatusForbidden, Code: "SecurityTokenExpired"}
+
+	var r ossRetry
+	if renew, wait, ok := r.next(skew); !renew || wait != 0 || !ok {
+		t.Fatalf("skew: %v %v %v, want a renewal at once", renew, wait, ok)
+	}
+	if _, _, ok := r.next(expired); ok {
+		t.Fatal("a second renewal in one operation")
+	}
+	r = ossRetry{}
+	tries := 1
+	for {
+		renew, wait, ok := r.next(transient)
+		if !ok {
+			break
+		}
+		if renew || wait <= 0 || wait > ossBackoff.window(tries-1) {
+			t.Fatalf("transient try %d: renew %v, wait %v", tries, renew, wait)
+		}
+		tries++
+	}
+	if tries != ossBackoff.Attempts {
+		t.Errorf("%d tries of a transient failure, want %d", tries, ossBackoff.Attempts)
+	}
+	if _, _, ok := (&ossRetry{}).next(oss.ServiceError{StatusCode: 404, Code: "NoSuchBucket"}); ok {
+		t.Error("NoSuchBucket retried")
+	}
+}
+
+// Transient failures (a lost response, a request that never arrived) are retried after a
+// backoff; a multipart upload resumes under the same upload ID.
+func TestUploadRetriesTransientFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		size      int
+		fault     *fault
+		attempts  int
+		initiates int
+	}{
+		{"put-response-lost", 5000, &fault{op: "put", action: dropResponse, count: 1}, 2, 0},
+		{"put-request-lost", 5000, &fault{op: "put", action: dropRequest, count: 2}, 3, 0},
+		{"part-request-lost", 6 * MinPartSize, &fault{op: "part", action: dropRequest, skip: 2, count: 1}, 2, 1},
+		{"part-response-lost", 6 * MinPartSize, &fault{op: "part", action: dropResponse, skip: 4, count: 1}, 2, 1},
+		// The completion landed but its answer was lost: OSS no longer knows the upload
+		// (NoSuchUpload), so the kit starts a new one.
+		{"complete-response-lost", 3 * MinPartSize, &fault{op: "complete", action: dropResponse, count: 1}, 3, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, proxy := proxiedStack(t)
+			k := s.kit("cam-transient", func(c *Config) {
+				c.PartSize = MinPartSize
+				c.MultipartThreshold = 2 * MinPartSize
+			})
+			proxy.inject(tc.fault)
+			path, data := clipFile(t, "transient.mp4", tc.size)
+			ev, err := k.Upload(t.Context(), Clip{Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCompleted(t, s, k, ev, "transient.mp4", data, mustStat(t, path).ModTime())
+			if ev.Attempts != tc.attempts || proxy.hits(tc.fault) != tc.fault.count {
+				t.Errorf("%d attempts with %d faults, want %d attempts", ev.Attempts, proxy.hits(tc.fault), tc.attempts)
+			}
+			if n := proxy.count("initiate"); n != tc.initiates {
+				t.Errorf("%d multipart uploads started, want %d", n, tc.initiates)
+			}
+			if nparts := (tc.size + MinPartSize - 1) / MinPartSize; tc.initiates == 1 && proxy.count("part") > nparts+uploadRoutines {
+				t.Errorf("%d part requests for %d parts: not resumed", proxy.count("part"), nparts)
+			}
+			s.noEvent()
+		})
+	}
+}
