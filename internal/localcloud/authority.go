@@ -408,7 +408,7 @@ func base58(b []byte) string {
 	var stack [96]byte
 	var digits []byte // base-58 digits, least significant first
 	if n := len(b) * 138 / 100; n < len(stack) {
-		digits = stack[:0:n+1]
+		digits = stack[: 0 : n+1]
 	} else {
 		digits = make([]byte, 0, n+1)
 	}
