@@ -649,7 +649,7 @@ func (s *Spool) start(ctx context.Context, c *spoolClip) {
 	a := &attempt{clip: c, sent: stat{c.size, c.mtime}, cancel: cancel}
 	s.inflight = a
 	c.attempts++
-	clip := Clip{Path: s.path(c.name), Name: spoolClipName(c.name), Metadata: fileMetadata(c.name)}
+	clip := Clip{Path: s.path(c.name), Name: SanitizeClipName(c.name), Metadata: fileMetadata(c.name)}
 	s.log.Debug().Str("file", c.name).Int64("size", c.size).Int("attempt", c.attempts).Msg("uploading")
 	if s.onStart != nil {
 		s.onStart(c.name)

@@ -21,12 +21,12 @@ func TestSpoolClipName(t *testing.T) {
 		"..":                   "__",
 		long:                   strings.Repeat("x", MaxClipNameLen-4) + ".mp4",
 	} {
-		got := spoolClipName(in)
+		got := SanitizeClipName(in)
 		if got != want {
-			t.Errorf("spoolClipName(%q) = %q, want %q", in, got, want)
+			t.Errorf("SanitizeClipName(%q) = %q, want %q", in, got, want)
 		}
 		if err := ValidClipName(got); err != nil {
-			t.Errorf("spoolClipName(%q) = %q is not a valid clip name: %v", in, got, err)
+			t.Errorf("SanitizeClipName(%q) = %q is not a valid clip name: %v", in, got, err)
 		}
 	}
 }

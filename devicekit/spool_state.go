@@ -114,7 +114,7 @@ func (s *Spool) stableID(kind string, c *spoolClip) string {
 // failedEvent is the "failed" event of a clip the spool gives up on. It names the object
 // key the clip would have had when the kit holds credentials (the key needs the prefix).
 func (s *Spool) failedEvent(kind string, c *spoolClip, reason string) *protocol.UploadEvent {
-	name := spoolClipName(c.name)
+	name := SanitizeClipName(c.name)
 	ev := &protocol.UploadEvent{
 		V:          protocol.Version,
 		ID:         s.stableID(kind, c),
@@ -243,10 +243,11 @@ func (s *Spool) publishLoop(ctx context.Context) {
 	}
 }
 
-// spoolClipName turns a file name into a clip name: every character outside
-// [A-Za-z0-9._-] (and every byte of invalid UTF-8) becomes '_', and names longer than
-// MaxClipNameLen are cut, keeping a short extension.
-func spoolClipName(base string) string {
+// SanitizeClipName turns a file's base name into a valid clip name: every character outside
+// [A-Za-z0-9._-] (and every byte of invalid UTF-8) becomes '_', "." and ".." become
+// underscores, and names longer than MaxClipNameLen are cut, keeping a short extension.
+// The spool and the device CLI name clips with it.
+func SanitizeClipName(base string) string {
 	var b strings.Builder
 	b.Grow(len(base))
 	for len(base) > 0 {

@@ -8,9 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -138,36 +136,8 @@ func checkDuplicateNames(items []uploadItem) error {
 	return nil
 }
 
-// clipName turns the base name of path into a valid clip name: every character outside
-// [A-Za-z0-9._-] (and every byte of invalid UTF-8) becomes '_', "." and ".." become
-// underscores, and names longer than devicekit.MaxClipNameLen are cut, keeping a short
-// extension.
-func clipName(path string) string {
-	base := filepath.Base(path)
-	var b strings.Builder
-	b.Grow(len(base))
-	for len(base) > 0 {
-		r, n := utf8.DecodeRuneInString(base)
-		base = base[n:]
-		if r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	name := b.String()
-	if name == "." || name == ".." {
-		name = strings.Repeat("_", len(name))
-	}
-	if len(name) > devicekit.MaxClipNameLen {
-		ext := filepath.Ext(name)
-		if len(ext) > 16 {
-			ext = ""
-		}
-		name = name[:devicekit.MaxClipNameLen-len(ext)] + ext
-	}
-	return name
-}
+// clipName is the clip name of a file: its base name, sanitised.
+func clipName(path string) string { return devicekit.SanitizeClipName(filepath.Base(path)) }
 
 // results writes the result lines, under a progress bar when stdout is a terminal. The
 // bar counts bytes of finished files: devicekit reports no progress within a file.
