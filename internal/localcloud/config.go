@@ -104,4 +104,5 @@ type Error struct {
 	EC      string // OSS error code detail, e.g. "0002-00000007"; may be empty
 }
 
+// Error returns the code and the message, e.g. "AccessDenied: ...".
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
