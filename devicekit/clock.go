@@ -19,9 +19,10 @@ import (
 // the request's own headers, then signs (conn.go, doRequest). Both V1 (the Date line of the
 // string to sign) and V4 (the signing date as given, and the scope day parsed from it) sign
 // the header's final value, so a Date passed with oss.SetHeader replaces the system time in
-// the signature. The kit passes its server-corrected clock (Config.Now plus the offset
-// learned from the auth replies' serverTime) on every OSS request it makes, so a camera
-// whose system clock is hours off still signs requests that OSS (±15 minutes) accepts.
+// the signature. Once it has learned that the device clock is off, the kit passes its
+// server-corrected clock (Config.Now plus the offset learned from the auth replies'
+// serverTime) on every OSS request it makes, so a camera whose system clock is hours off
+// still signs requests that OSS (±15 minutes) accepts.
 //
 // UploadFile forwards only a few options to its UploadPart and CompleteMultipartUpload
 // calls (ChoiceTransferPartOption, ChoiceCompletePartOption): not SetHeader. Its parts
@@ -29,10 +30,22 @@ import (
 // fresh Date on every request (clock_multipart.go).
 
 // dateHeader returns the Date header option for one OSS request: the kit's best guess of
-// the server time. Compute it per request: OSS refuses a Date more than 15 minutes old.
+// the server time, once the kit has learned that the device clock is off (by more than
+// dateSlack); until then the SDK's own Date, the system clock, is as good. Compute it per
+// request: OSS refuses a Date more than 15 minutes old.
 func (k *Kit) dateHeader() oss.Option {
+	if time.Duration(k.offset.Load()).Abs() <= dateSlack {
+		return sdkDate
+	}
 	return oss.SetHeader(oss.HTTPHeaderDate, k.now().UTC().Format(http.TimeFormat))
 }
+
+// dateSlack is the clock offset below which the kit leaves the Date to the SDK: every
+// learned offset carries some network delay, and a second is nothing to OSS.
+const dateSlack = time.Second
+
+// sdkDate is an option that sets nothing (SetHeader ignores a nil value).
+var sdkDate = oss.SetHeader(oss.HTTPHeaderDate, nil)
 
 // serviceError returns the OSS error in err, whether the SDK returned it as a value or a
 // pointer.

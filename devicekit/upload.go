@@ -175,8 +175,8 @@ var crcTable = crc64.MakeTable(crc64.ECMA)
 // the checkpoint and the event ID are kept in StateDir, so calling Upload again for the
 // same file (same key, size and modification time) after a failure or a crash continues
 // where it stopped and reports under the same event ID. The CRC-64 of the file is
-// compared with the one OSS computed. Every OSS request is signed with the kit's
-// server-corrected clock. On a 403 for expired or invalid credentials, or for a request
+// compared with the one OSS computed. OSS requests are signed with the kit's
+// server-corrected clock when the device clock is off. On a 403 for expired or invalid credentials, or for a request
 // time OSS finds skewed, the kit renews the credentials (and with them its clock offset)
 // and tries once more; network errors, timeouts and 5xx answers are tried again after a
 // jittered exponential backoff, up to 5 tries in all.
