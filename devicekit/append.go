@@ -205,6 +205,7 @@ func (k *Kit) recordingJournal(key string) (*journal, bool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("devicekit: recording journal: %w", err)
 	}
+	k.pruneRecordings(dir)
 	sum := sha256.Sum256([]byte(key))
 	path := filepath.Join(dir, hex.EncodeToString(sum[:16])+".json")
 	j := &journal{}
@@ -218,6 +219,22 @@ func (k *Kit) recordingJournal(key string) (*journal, bool, error) {
 		return nil, false, fmt.Errorf("devicekit: recording journal: %w", err)
 	}
 	return &journal{ID: newID(), Key: key, path: path}, false, nil
+}
+
+// pruneRecordings removes the journal entries of recordings abandoned for stateMaxAge.
+func (k *Kit) pruneRecordings(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-stateMaxAge)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+			if os.Remove(filepath.Join(dir, e.Name())) == nil {
+				k.log.Info().Str("file", e.Name()).Msg("abandoned recording journal removed")
+			}
+		}
+	}
 }
 
 // objectState is what HeadObject tells about the recording's object.

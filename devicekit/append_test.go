@@ -410,3 +410,44 @@ func TestOpenAppendAfterClose(t *testing.T) {
 		t.Errorf("OpenAppend after Close: %v", err)
 	}
 }
+
+// Writes that fit in the buffer only copy: no allocation per Write.
+func TestRecordingWriteDoesNotAllocate(t *testing.T) {
+	r := &Recording{ctx: t.Context(), buf: make([]byte, 0, MaxAppendBuffer)}
+	p := make([]byte, 1000)
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, err := r.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Write allocates %v times per call", n)
+	}
+	if r.Buffered() != 1001*len(p) {
+		t.Errorf("buffered %d bytes", r.Buffered())
+	}
+}
+
+func TestOldRecordingJournalsPruned(t *testing.T) {
+	t.Parallel()
+	k := cachedKit(t)
+	dir := filepath.Join(k.cfg.StateDir, recordingsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := filepath.Join(dir, "old.json"), filepath.Join(dir, "fresh.json")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-stateMaxAge - time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := k.recordingJournal("clips/cam-bench/2025/01/01/x.ts"); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirEntries(t, k, recordingsDir); len(got) != 1 || got[0] != "fresh.json" {
+		t.Errorf("recording journals after pruning: %v", got)
+	}
+}
