@@ -97,15 +97,14 @@ type Recording struct {
 	key    string
 	j      *journal
 
-	mu      sync.Mutex
-	buf     []byte // pending bytes, capacity BufferSize
-	pos     int64  // the object's length: bytes appended
-	crc     uint64 // CRC-64 of the appended bytes
-	appends int    // successful appends
-	failed  error  // a terminal failure: every later call returns it
-	failEv  *protocol.UploadEvent
-	closed  bool
-	done    *protocol.UploadEvent
+	mu     sync.Mutex
+	buf    []byte // pending bytes, capacity BufferSize
+	pos    int64  // the object's length: bytes appended
+	crc    uint64 // CRC-64 of the appended bytes
+	failed error  // a terminal failure: every later call returns it
+	failEv *protocol.UploadEvent
+	closed bool
+	done   *protocol.UploadEvent
 }
 
 // appendMode is the credentials mode of recordings: Config.Mode if it allows appends, else "a".
@@ -421,6 +420,7 @@ func (r *Recording) fail(err error) error {
 		r.k.log.Warn().Err(perr).Str("event", ev.ID).Msg("failed recording event queued in the outbox")
 	}
 	r.k.removeJournal(r.j)
+	r.release()
 	return err
 }
 
@@ -538,7 +538,6 @@ func (r *Recording) modeKey() string {
 func (r *Recording) advance(n int64, crc uint64) {
 	r.pos += n
 	r.crc = crc
-	r.appends++
 	r.buf = r.buf[:0]
 }
 
