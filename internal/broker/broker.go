@@ -26,7 +26,8 @@
 // not follow the new "online"); publishes beyond a client's rate are paced (QoS 1) or end
 // the connection (QoS 0 floods); a connection must send CONNECT within ConnectTimeout;
 // refused subscriptions are never persisted; shared-subscription groups take turns among
-// connected members.
+// connected members (or, with WorkerRouting "device", token workers get each device's
+// requests by a rendezvous hash of its ID over the connected members).
 package broker
 
 import (
@@ -158,6 +159,9 @@ func New(cfg Config) (*Broker, error) {
 		Logger:       mochiLogger(b.log.With().Str("component", "mochi").Logger()),
 	})
 	b.picker = newPicker(b.srv.Clients)
+	if cfg.WorkerRouting == WorkerRoutingDevice {
+		b.picker.device = newDeviceRouter(b.srv.Clients, b.scheme)
+	}
 	if cfg.allowAll {
 		err = b.srv.AddHook(new(auth.AllowHook), nil)
 	} else {

@@ -92,6 +92,14 @@ type Config struct {
 	ServiceRate  float64 `yaml:"serviceRate"`
 	ServiceBurst int     `yaml:"serviceBurst"`
 
+	// WorkerRouting is how an auth request picks a token worker of its shared-subscription
+	// group: WorkerRoutingRoundRobin (the default: connected members take turns) or
+	// WorkerRoutingDevice (all of a device's requests go to the same connected worker, so
+	// its credentials cache, rate limit and replay cache are per device, not per worker).
+	// Either way a disconnected member is skipped while another is connected. Other
+	// shared groups always take turns.
+	WorkerRouting string `yaml:"workerRouting"`
+
 	// EMQX serves the authentication and ACL decisions over EMQX 5's HTTP authn/authz
 	// contract, so that an EMQX cluster enforces the same identities and topic rules.
 	EMQX EMQXConfig `yaml:"emqx"`
@@ -182,6 +190,9 @@ func (c *Config) applyDefaults() {
 	if c.DeviceBurst == 0 {
 		c.DeviceBurst = DefaultDeviceBurst
 	}
+	if c.WorkerRouting == "" {
+		c.WorkerRouting = WorkerRoutingRoundRobin
+	}
 	if c.ServiceRate > 0 && c.ServiceBurst == 0 {
 		c.ServiceBurst = max(1, int(c.ServiceRate))
 	}
@@ -238,6 +249,9 @@ func (c *Config) validate() error {
 	}
 	if c.ServiceRate > 0 && c.ServiceBurst < 1 {
 		bad("serviceBurst %d: at least 1", c.ServiceBurst)
+	}
+	if c.WorkerRouting != WorkerRoutingRoundRobin && c.WorkerRouting != WorkerRoutingDevice {
+		bad("workerRouting %q: %q or %q", c.WorkerRouting, WorkerRoutingRoundRobin, WorkerRoutingDevice)
 	}
 	if c.EMQX.Enabled && c.HTTPAddr == "none" {
 		bad("emqx: enabled but httpAddr is \"none\"")
