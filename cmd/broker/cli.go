@@ -107,6 +107,7 @@ type serveCmd struct {
 	DeviceBurst          *int           `name:"device-burst" help:"Burst of the device publish rate." env:"CLIPGATE_BROKER_DEVICE_BURST"`
 	ServiceRate          *float64       `name:"service-rate" help:"Publishes per second per service client (0: unlimited)." env:"CLIPGATE_BROKER_SERVICE_RATE"`
 	ServiceBurst         *int           `name:"service-burst" help:"Burst of the service publish rate." env:"CLIPGATE_BROKER_SERVICE_BURST"`
+	WorkerRouting        *string        `name:"worker-routing" enum:"round-robin,device" help:"How auth requests pick a token worker: round-robin (default; connected workers take turns) or device (a device's requests always go to the same connected worker, so its cached credentials and rate limit are per device)." env:"CLIPGATE_BROKER_WORKER_ROUTING"`
 	EMQX                 *bool          `name:"emqx" help:"Serve POST /emqx/authn and /emqx/authz (EMQX HTTP contract) on the HTTP address." env:"CLIPGATE_BROKER_EMQX"`
 	EMQXTokenFile        *string        `name:"emqx-token-file" help:"Bearer token the EMQX requests must carry." env:"CLIPGATE_BROKER_EMQX_TOKEN_FILE" placeholder:"FILE"`
 
@@ -146,6 +147,7 @@ func (s *serveCmd) config() (broker.Config, error) {
 	set(&cfg.DeviceBurst, s.DeviceBurst)
 	set(&cfg.ServiceRate, s.ServiceRate)
 	set(&cfg.ServiceBurst, s.ServiceBurst)
+	set(&cfg.WorkerRouting, s.WorkerRouting)
 	set(&cfg.EMQX.Enabled, s.EMQX)
 	set(&cfg.EMQX.TokenFile, s.EMQXTokenFile)
 	if s.InMemory {

@@ -17,6 +17,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 )
 
@@ -247,5 +248,37 @@ func TestServe(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not stop")
+	}
+}
+
+// --worker-routing (or its variable, or workerRouting in the file) selects the token
+// workers' routing; anything but the two strategies is a usage error.
+func TestServeWorkerRouting(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "broker.yaml")
+	if err := os.WriteFile(file, []byte("dataDir: /from/file\nworkerRouting: device\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ""}, // unset: the broker's default applies
+		{[]string{"--worker-routing", "device"}, broker.WorkerRoutingDevice},
+		{[]string{"--worker-routing", "round-robin"}, broker.WorkerRoutingRoundRobin},
+		{[]string{"--config", file}, broker.WorkerRoutingDevice},
+		{[]string{"--config", file, "--worker-routing", "round-robin"}, broker.WorkerRoutingRoundRobin},
+	} {
+		cfg, err := parseServe(t, append([]string{"--in-memory"}, c.args...)...).config()
+		if err != nil || cfg.WorkerRouting != c.want {
+			t.Fatalf("%v: %v %q, want %q", c.args, err, cfg.WorkerRouting, c.want)
+		}
+	}
+	if code, _, stderr := runCLI(t, "", "serve", "--in-memory", "--worker-routing", "hash"); code != 2 || !strings.Contains(stderr, "worker-routing") {
+		t.Fatalf("--worker-routing hash: exit %d %q", code, stderr)
+	}
+	t.Setenv("CLIPGATE_BROKER_WORKER_ROUTING", "device")
+	if cfg, err := parseServe(t, "--in-memory").config(); err != nil || cfg.WorkerRouting != broker.WorkerRoutingDevice {
+		t.Fatalf("environment: %v %q", err, cfg.WorkerRouting)
 	}
 }
