@@ -44,6 +44,7 @@ type Config struct {
 	Timeout            time.Duration `help:"How long a device waits for a reply." default:"10s"`
 	ConnectConcurrency int           `help:"Devices connecting at once." default:"64"`
 	Phases             string        `help:"Phases to run: real, echo or both." enum:"real,echo,both" default:"both"`
+	WorkerRouting      string        `help:"Broker's routing of auth requests to token workers: round-robin (connected workers take turns) or device (a device's requests always go to the same worker, whose cache then reuses its credentials)." enum:"round-robin,device" default:"round-robin"`
 	MaxWritesPending   int32         `help:"Broker's outbound queue per client (0: the broker's default); a burst beyond it to one worker is dropped, and its devices wait --timeout." default:"0"`
 	CPUProfile         string        `help:"Write a CPU profile of the measured real phase to this file." type:"path"`
 }
@@ -113,6 +114,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.MaxConcurrent < 0 || cfg.QueueSize < 0 || cfg.MaxWritesPending < 0 {
 		return nil, errors.New("max-concurrent, queue-size and max-writes-pending must not be negative")
 	}
+	switch cfg.WorkerRouting {
+	case "":
+		cfg.WorkerRouting = broker.WorkerRoutingRoundRobin
+	case broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice:
+	default:
+		return nil, fmt.Errorf("worker routing %q: %q or %q", cfg.WorkerRouting, broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice)
+	}
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = tokenworker.DefaultMaxConcurrent
 	}
@@ -137,6 +145,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		},
 		BrokerConfig: func(c *broker.Config) {
 			c.DeviceRate = -1 // a device's publish rate limit would pace the echo phase
+			c.WorkerRouting = cfg.WorkerRouting
 			if cfg.MaxWritesPending > 0 {
 				c.MaxWritesPending = cfg.MaxWritesPending
 			}
@@ -151,9 +160,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.MaxWritesPending > 0 {
 		writes = fmt.Sprint(cfg.MaxWritesPending)
 	}
-	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s, %d STS calls in flight and %d queued each), %d echo workers; broker writes pending %s; GOMAXPROCS %d, %s/%s, %s\n",
+	fmt.Fprintf(out, "tokenbench: %d devices x %d rounds; %d token workers (%s, %d STS calls in flight and %d queued each), %d echo workers; broker writes pending %s, worker routing %s; GOMAXPROCS %d, %s/%s, %s\n",
 		cfg.Devices, cfg.Rounds, cfg.Workers, map[bool]string{true: "cached credentials reused", false: "every request calls STS"}[cfg.Reuse],
-		cfg.MaxConcurrent, cfg.QueueSize, cfg.EchoWorkers, writes, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
+		cfg.MaxConcurrent, cfg.QueueSize, cfg.EchoWorkers, writes, cfg.WorkerRouting, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 
 	start := time.Now()
 	fleet, err := connectFleet(ctx, stack, cfg)

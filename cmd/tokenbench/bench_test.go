@@ -57,6 +57,35 @@ func TestRunSmall(t *testing.T) {
 	}
 }
 
+// With --reuse and device routing, each device's requests reach one worker, whose cache
+// serves all but the first: one STS call per device across the two workers.
+func TestRunDeviceRoutingReuse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const devices, rounds = 20, 3
+	var out bytes.Buffer
+	rep, err := Run(ctx, Config{Devices: devices, Rounds: rounds, Workers: 2, Reuse: true, WorkerRouting: "device",
+		Phases: "real", Timeout: 10 * time.Second, ConnectConcurrency: 8}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	if rep.Real == nil || rep.Real.Codes["ok"] != devices*rounds {
+		t.Fatalf("real phase %+v, want ok=%d", rep.Real, devices*rounds)
+	}
+	var stsCalls, reused uint64
+	for _, st := range rep.WorkerStats {
+		stsCalls += st.STSCalls
+		reused += st.Reused
+	}
+	if stsCalls != devices || reused != devices*rounds {
+		t.Errorf("workers made %d STS calls and reused %d credentials; want %d and %d", stsCalls, reused, devices, devices*rounds)
+	}
+	if !strings.Contains(out.String(), "worker routing device") {
+		t.Error("the report does not name the routing")
+	}
+}
+
 func TestRunRefusesBadConfig(t *testing.T) {
 	for _, cfg := range []Config{
 		{Devices: 0, Rounds: 1, Workers: 1, Timeout: time.Second, ConnectConcurrency: 1},
@@ -68,6 +97,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{Devices: 1, Rounds: 1, Workers: 1, MaxConcurrent: -1, Timeout: time.Second, ConnectConcurrency: 1},
 		{Devices: 1, Rounds: 1, Workers: 1, MaxWritesPending: -1, Timeout: time.Second, ConnectConcurrency: 1},
 		{Devices: 1, Rounds: 1, Workers: 1, QueueSize: -1, Timeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 1, WorkerRouting: "hash", Timeout: time.Second, ConnectConcurrency: 1},
 	} {
 		var out bytes.Buffer
 		if _, err := Run(context.Background(), cfg, &out); err == nil {
