@@ -257,7 +257,11 @@ func buildQueries(dialect Dialect) queries {
 		greatest = "max"
 	}
 	clips := func(byDevice bool) string {
-		where := "recorded_at >= $1 AND recorded_at < $2 AND (recorded_at, key) < ($3, $4)"
+		// $2 is the inclusive upper bound (the earlier of To and the cursor's time), so
+		// that the index range starts at the cursor; the OR orders the rows recorded at
+		// the cursor's very time by key. (A row-value comparison would be simpler, but
+		// SQLite does not use it to bound the index range.)
+		where := "recorded_at >= $1 AND recorded_at <= $2 AND (recorded_at < $3 OR key < $4)"
 		if byDevice {
 			where = "device = $6 AND " + where
 		}
@@ -492,24 +496,25 @@ func (d *DB) Clip(ctx context.Context, key string) (*Clip, error) {
 // (device, recorded_at, key) or (recorded_at, key) backwards from the cursor, so a deep
 // page costs what the first does.
 func (d *DB) Clips(ctx context.Context, q ClipQuery) ([]Clip, error) {
-	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	from, hi := int64(math.MinInt64), int64(math.MaxInt64)
 	if !q.From.IsZero() {
 		from = us(q.From)
 	}
 	if !q.To.IsZero() {
-		to = us(q.To)
+		hi = us(q.To) - 1 // recorded_at < To, in whole microseconds
 	}
 	// Without a cursor, (MaxInt64, "") is above every row.
 	afterAt, afterKey := int64(math.MaxInt64), ""
 	if q.After != nil {
 		afterAt, afterKey = us(q.After.RecordedAt), q.After.Key
+		hi = min(hi, afterAt)
 	}
 	var rows *sql.Rows
 	var err error
 	if q.Device != "" {
-		rows, err = d.r.QueryContext(ctx, d.q.clipsDevice, from, to, afterAt, afterKey, q.Limit, q.Device)
+		rows, err = d.r.QueryContext(ctx, d.q.clipsDevice, from, hi, afterAt, afterKey, q.Limit, q.Device)
 	} else {
-		rows, err = d.r.QueryContext(ctx, d.q.clipsAll, from, to, afterAt, afterKey, q.Limit)
+		rows, err = d.r.QueryContext(ctx, d.q.clipsAll, from, hi, afterAt, afterKey, q.Limit)
 	}
 	if err != nil {
 		return nil, err

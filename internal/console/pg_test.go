@@ -52,6 +52,12 @@ func TestMain(m *testing.M) {
 	if pg != nil {
 		pg.stop()
 	}
+	if benchDB != nil {
+		_ = benchDB.Close()
+	}
+	if benchDir != "" {
+		_ = os.RemoveAll(benchDir)
+	}
 	os.Exit(code)
 }
 
