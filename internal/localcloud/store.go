@@ -4,23 +4,53 @@ package localcloud
 //
 // Layout under {DataDir}/oss/{bucket}/:
 //
-//	data/{id}                  blobs: object data, appendable data, multipart parts
-//	meta/{sha256(key)}.json    one metadata record per object; renaming it into place is the
-//	                           commit point of every write, so a crash never exposes half an object
-//	uploads/{uploadID}/        upload.json and part-NNNNN.json of one multipart upload
-//	tmp/                       metadata being written (emptied at start)
+//	data/{sha256(key)}     one record per object: [inline data][metadata JSON][trailer]
+//	data/{id}              blobs under random 32-hex names: appendable data, multipart parts
+//	                       and the objects they were linked into, PutObject data in flight
+//	uploads/{uploadID}/    upload.json and part-NNNNN.json of one multipart upload
+//	tmp/                   records being written (emptied at start)
 //
-// Blobs are written under fresh random names and referenced only once complete and synced; a
-// blob that no record references (left by a crash) is removed at start. Object keys never
-// become file names: metadata files are named by the SHA-256 of the key, so no key can reach
-// outside the bucket directory.
+// Object keys never become file names: records are named by the SHA-256 of the key, so no
+// key can reach outside the bucket directory. Renaming a complete, synced record into
+// data/{sha256(key)} is the commit point of every write, so a crash never exposes half an
+// object; a blob that no record or upload references (left by a crash) is removed at start.
+//
+// Two record forms:
+//
+//   - Inline (PutObject): the record file is the object's data followed by its metadata.
+//     Commit: the handler has written and fsynced the data into a fresh blob; commit
+//     appends the metadata and trailer, fsyncs the file, renames it over data/{sha256(key)}
+//     and fsyncs data/. Three fsyncs, the first of which (the handler's) the second makes
+//     redundant. Crash argument: the file's contents are durable before the rename, and
+//     rename replaces the name atomically, so after a crash the name holds either the
+//     previous record or the complete new one; before the directory fsync the write is not
+//     acknowledged, so either outcome is allowed. If the crash precedes the rename, or the
+//     rename's removal of the source name was not persisted, the blob name is unreferenced
+//     and swept at start (unlinking that name leaves the record's inode alone). No ordering
+//     between directory operations is assumed.
+//   - External (appendable and multipart objects, which extend a blob or link parts): the
+//     record holds metadata only, with segments naming blobs. Commit: fsync data/ (the
+//     blobs' names must be durable before a record names them), write the record to tmp/,
+//     fsync it, rename it over data/{sha256(key)}, fsync data/.
+//
+// Readers of an inline object open its file under the key's lock, which commits hold from
+// the rename to the index update, so the file a reader opens is the version it was given;
+// an overwrite renames over the name and the reader's descriptor keeps the old inode.
+// Readers of external objects count themselves on the object, and blobs of a replaced
+// version are removed only once unread.
+//
+// Stores written before records moved into data/ kept them as meta/{sha256(key)}.json;
+// they are converted to external records at start.
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -64,6 +94,9 @@ type objectMeta struct {
 	// MD5State is the marshaled MD5 state of an appendable object, so that its ETag (the MD5
 	// of the whole object) can be carried on across appends and restarts.
 	MD5State []byte `json:"md5State,omitempty"`
+	// Inline is set when the data is the first Size bytes of the record file itself
+	// (Segments is then empty).
+	Inline bool `json:"inline,omitempty"`
 }
 
 // segment is a run of an object's bytes held in one blob.
@@ -73,12 +106,19 @@ type segment struct {
 }
 
 // object is an immutable published objectMeta plus reader accounting, so that blobs of a
-// replaced or deleted object are removed only once no GET still reads them.
+// replaced or deleted external object are removed only once no GET still reads them.
 type object struct {
 	objectMeta
-	readers    int  // guarded by bucket.mu
+	readers    int  // guarded by bucket.mu; external objects only
 	superseded bool // guarded by bucket.mu
 	orphans    []string
+}
+
+// objectReader is one reader's hold on an object version (see bucket.acquire).
+type objectReader struct {
+	*object
+	f   *os.File // inline objects: the version's record file
+	err error    // inline objects: why f could not be opened
 }
 
 // store holds every configured bucket.
@@ -89,8 +129,8 @@ type store struct {
 
 // bucket is one bucket: an in-memory index over its durable records.
 type bucket struct {
-	name                            string
-	dataDir, metaDir, upDir, tmpDir string
+	name                   string
+	dataDir, upDir, tmpDir string
 
 	mu      sync.RWMutex
 	objects map[string]*object
@@ -123,18 +163,20 @@ func openBucket(dir, name string) (*bucket, error) {
 	b := &bucket{
 		name:    name,
 		dataDir: filepath.Join(dir, "data"),
-		metaDir: filepath.Join(dir, "meta"),
 		upDir:   filepath.Join(dir, "uploads"),
 		tmpDir:  filepath.Join(dir, "tmp"),
 		objects: make(map[string]*object),
 		uploads: make(map[string]*upload),
 	}
-	for _, d := range []string{b.dataDir, b.metaDir, b.upDir, b.tmpDir} {
+	for _, d := range []string{b.dataDir, b.upDir, b.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("localcloud: bucket %s: %w", name, err)
 		}
 	}
 	if err := removeContents(b.tmpDir); err != nil {
+		return nil, err
+	}
+	if err := b.convertLegacy(filepath.Join(dir, "meta")); err != nil {
 		return nil, err
 	}
 	if err := b.loadObjects(); err != nil {
@@ -149,26 +191,128 @@ func openBucket(dir, name string) (*bucket, error) {
 	return b, nil
 }
 
+// Record trailer: magic, then little-endian uint32 length and CRC-32C of the metadata JSON
+// that precedes it.
+const (
+	recordMagic   = "lcrec\x00v1"
+	trailerSize   = 16       // the 8-byte magic, the length and the CRC
+	maxRecordJSON = 16 << 20 // 10000 segments fit in about 1 MB
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// encodeRecord returns m's metadata JSON followed by its trailer.
+func encodeRecord(m *objectMeta) ([]byte, error) {
+	js, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if len(js) > maxRecordJSON {
+		return nil, fmt.Errorf("metadata of %d bytes is too large", len(js))
+	}
+	out := append(js, recordMagic...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(js)))
+	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(js, castagnoli)), nil
+}
+
+// readRecord reads and checks the record file at path, which must be the record of the key
+// whose hash is its name.
+func readRecord(path string) (*objectMeta, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	var tr [trailerSize]byte
+	if size < trailerSize {
+		return nil, errCorruptRecord
+	}
+	if _, err := f.ReadAt(tr[:], size-trailerSize); err != nil {
+		return nil, err
+	}
+	n := int64(binary.LittleEndian.Uint32(tr[len(recordMagic):]))
+	if string(tr[:len(recordMagic)]) != recordMagic || n > maxRecordJSON || n > size-trailerSize {
+		return nil, errCorruptRecord
+	}
+	js := make([]byte, n)
+	if _, err := f.ReadAt(js, size-trailerSize-n); err != nil {
+		return nil, err
+	}
+	var m objectMeta
+	if crc32.Checksum(js, castagnoli) != binary.LittleEndian.Uint32(tr[len(recordMagic)+4:]) ||
+		json.Unmarshal(js, &m) != nil || recordName(m.Key) != filepath.Base(path) || validObjectName(m.Key) != nil {
+		return nil, errCorruptRecord
+	}
+	// Inline data is exactly what precedes the metadata; an external record holds none.
+	data := size - trailerSize - n
+	if m.Size < 0 || (m.Inline && (data != m.Size || len(m.Segments) != 0)) || (!m.Inline && data != 0) {
+		return nil, errCorruptRecord
+	}
+	return &m, nil
+}
+
+var errCorruptRecord = errors.New("corrupt record")
+
 func (b *bucket) loadObjects() error {
-	entries, err := os.ReadDir(b.metaDir)
+	entries, err := os.ReadDir(b.dataDir)
 	if err != nil {
 		return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
 	}
 	for _, e := range entries {
-		name := e.Name()
-		data, err := os.ReadFile(filepath.Join(b.metaDir, name))
+		if !isRecordName(e.Name()) {
+			continue
+		}
+		m, err := readRecord(filepath.Join(b.dataDir, e.Name()))
 		if err != nil {
-			return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
+			return fmt.Errorf("localcloud: bucket %s: record %s: %w", b.name, e.Name(), err)
 		}
-		var m objectMeta
-		if err := json.Unmarshal(data, &m); err != nil || metaName(m.Key) != name || validObjectName(m.Key) != nil {
-			return fmt.Errorf("localcloud: bucket %s: corrupt metadata file %s", b.name, name)
-		}
-		b.objects[m.Key] = &object{objectMeta: m}
+		b.objects[m.Key] = &object{objectMeta: *m}
 		b.keys = append(b.keys, m.Key)
 	}
 	sort.Strings(b.keys)
 	return nil
+}
+
+// convertLegacy turns the meta/{sha256(key)}.json records of an older store into external
+// records in data/ and then removes meta/. A crash midway leaves meta/ in place and the
+// conversion is simply done again (no write can happen before it finishes).
+func (b *bucket) convertLegacy(metaDir string) error {
+	entries, err := os.ReadDir(metaDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(metaDir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
+		}
+		var m objectMeta
+		if err := json.Unmarshal(data, &m); err != nil || recordName(m.Key)+".json" != e.Name() || validObjectName(m.Key) != nil || m.Inline {
+			return fmt.Errorf("localcloud: bucket %s: corrupt metadata file %s", b.name, e.Name())
+		}
+		rec, err := encodeRecord(&m)
+		if err == nil {
+			err = writeFileSynced(b.tmpDir, filepath.Join(b.dataDir, recordName(m.Key)), rec)
+		}
+		if err != nil {
+			return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
+		}
+	}
+	if err := syncDir(b.dataDir); err != nil {
+		return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
+	}
+	if err := os.RemoveAll(metaDir); err != nil {
+		return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
+	}
+	return syncDir(filepath.Dir(metaDir))
 }
 
 // collectGarbage removes blobs that no object or upload references.
@@ -189,7 +333,8 @@ func (b *bucket) collectGarbage() error {
 		return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
 	}
 	for _, e := range entries {
-		if !used[e.Name()] {
+		// Every record name was loaded (or the load failed).
+		if !used[e.Name()] && !isRecordName(e.Name()) {
 			if err := os.Remove(filepath.Join(b.dataDir, e.Name())); err != nil {
 				return fmt.Errorf("localcloud: bucket %s: %w", b.name, err)
 			}
@@ -198,10 +343,24 @@ func (b *bucket) collectGarbage() error {
 	return nil
 }
 
-// metaName is the metadata file name of a key.
-func metaName(key string) string {
-	return sha256Hex(key) + ".json"
+// recordName is the record file name of a key.
+func recordName(key string) string { return sha256Hex(key) }
+
+// isRecordName reports whether name has the form of a record name (64 lower-case hex
+// digits; blobs have 32).
+func isRecordName(name string) bool {
+	if len(name) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
+
+func (b *bucket) recordPath(key string) string { return filepath.Join(b.dataDir, recordName(key)) }
 
 // newBlob creates an empty blob under a fresh random name.
 func (b *bucket) newBlob() (*os.File, string, error) {
@@ -230,18 +389,44 @@ func (b *bucket) get(key string) (*objectMeta, bool) {
 	return &o.objectMeta, true
 }
 
-// acquire returns the object for reading its blobs; release must be called when done.
-func (b *bucket) acquire(key string) (*object, bool) {
+// acquire returns a hold on key's current version for reading its data; release must be
+// called when done.
+func (b *bucket) acquire(key string) (*objectReader, bool) {
+	o, ok := b.pin(key)
+	if !ok || !o.Inline {
+		return &objectReader{object: o}, ok
+	}
+	// The record file is replaced by rename: open it under the key's lock, which a commit
+	// holds from its rename to the index update, so that the file is the indexed version.
+	unlock := b.locks.lock(key)
+	defer unlock()
+	if o, ok = b.pin(key); !ok || !o.Inline {
+		return &objectReader{object: o}, ok
+	}
+	r := &objectReader{object: o}
+	r.f, r.err = os.Open(b.recordPath(key))
+	return r, true
+}
+
+// pin returns key's object, counting a reader on it if it is external.
+func (b *bucket) pin(key string) (*object, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o, ok := b.objects[key]
-	if ok {
+	if ok && !o.Inline {
 		o.readers++
 	}
 	return o, ok
 }
 
-func (b *bucket) release(o *object) {
+func (b *bucket) release(r *objectReader) {
+	if r.Inline {
+		if r.f != nil {
+			_ = r.f.Close()
+		}
+		return
+	}
+	o := r.object
 	b.mu.Lock()
 	o.readers--
 	var orphans []string
@@ -254,7 +439,10 @@ func (b *bucket) release(o *object) {
 
 // commit makes m the durable, visible state of its key (m == nil with key deletes it). The
 // caller holds the key's lock. With forbidOverwrite an existing object is not replaced.
-// Blobs of the previous version that m does not reuse are removed once unread.
+// A Normal object's single segment must be a fresh, complete and synced blob that nothing
+// else references: it becomes the inline record (see the file comment for the commit
+// orders and the crash argument). Blobs of the previous version that m does not reuse are
+// removed once unread.
 func (b *bucket) commit(key string, m *objectMeta, forbidOverwrite bool) error {
 	b.mu.RLock()
 	_, exists := b.objects[key]
@@ -262,19 +450,34 @@ func (b *bucket) commit(key string, m *objectMeta, forbidOverwrite bool) error {
 	if forbidOverwrite && exists && m != nil {
 		return errObjectExists
 	}
-	path := filepath.Join(b.metaDir, metaName(key))
-	if m == nil {
+	path := b.recordPath(key)
+	var err error
+	switch {
+	case m == nil:
 		if !exists {
 			return nil
 		}
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		if err := syncDir(b.metaDir); err != nil {
+		err = syncDir(b.dataDir)
+	case m.Type == objectNormal && len(m.Segments) == 1:
+		blob := m.Segments[0].Blob
+		cp := *m
+		cp.Inline, cp.Segments = true, nil
+		m = &cp
+		if err := b.appendRecord(blob, m); err != nil {
 			return err
 		}
-	} else {
-		data, err := json.Marshal(m)
+		if err := os.Rename(b.blobPath(blob), path); err != nil {
+			return err
+		}
+		// Renamed: the file now at path is m's, so the index must say so whatever the
+		// directory sync gives (an error leaves the write unacknowledged, either outcome
+		// allowed).
+		err = syncDir(b.dataDir)
+	default:
+		rec, err := encodeRecord(m)
 		if err != nil {
 			return err
 		}
@@ -282,9 +485,10 @@ func (b *bucket) commit(key string, m *objectMeta, forbidOverwrite bool) error {
 		if err := syncDir(b.dataDir); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(b.tmpDir, path, data); err != nil {
+		if err := writeFileSynced(b.tmpDir, path, rec); err != nil {
 			return err
 		}
+		err = syncDir(b.dataDir)
 	}
 
 	b.mu.Lock()
@@ -311,7 +515,34 @@ func (b *bucket) commit(key string, m *objectMeta, forbidOverwrite bool) error {
 	}
 	b.mu.Unlock()
 	b.removeBlobs(orphans)
-	return nil
+	return err
+}
+
+// appendRecord appends m's metadata and trailer to the blob holding its data, which must be
+// exactly m.Size bytes, and syncs it.
+func (b *bucket) appendRecord(blob string, m *objectMeta) error {
+	rec, err := encodeRecord(m)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(b.blobPath(blob), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() != m.Size {
+		err = fmt.Errorf("blob %s holds %d bytes, the object %d", blob, fi.Size(), m.Size)
+	}
+	if err == nil {
+		_, err = f.WriteAt(rec, m.Size)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // unusedBlobs lists the blobs of segs that m does not reference.
@@ -336,7 +567,10 @@ func unusedBlobs(segs []segment, m *objectMeta) []string {
 
 // writeRange writes n bytes of o from offset off to w, blob by blob, so that a file-aware
 // writer (net/http) can use sendfile.
-func (b *bucket) writeRange(w io.Writer, o *object, off, n int64) (int64, error) {
+func (b *bucket) writeRange(w io.Writer, o *objectReader, off, n int64) (int64, error) {
+	if o.Inline {
+		return copyRange(w, o.f, o.err, off, n)
+	}
 	var written int64
 	for _, sg := range o.Segments {
 		if n == 0 {
@@ -366,6 +600,14 @@ func copyBlob(w io.Writer, path string, off, n int64) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
+	return copyRange(w, f, nil, off, n)
+}
+
+// copyRange writes n bytes of f (or openErr, if f could not be opened) from offset off.
+func copyRange(w io.Writer, f *os.File, openErr error, off, n int64) (int64, error) {
+	if openErr != nil {
+		return 0, openErr
+	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return 0, err
 	}
@@ -472,6 +714,15 @@ func (k *keyLocks) lock(key string) (unlock func()) {
 // writeFileAtomic writes data to path through a synced temporary file in tmpDir and a rename,
 // then syncs path's directory.
 func writeFileAtomic(tmpDir, path string, data []byte) error {
+	if err := writeFileSynced(tmpDir, path, data); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// writeFileSynced writes data to path through a synced temporary file in tmpDir and a
+// rename; path's directory is not synced.
+func writeFileSynced(tmpDir, path string, data []byte) error {
 	f, err := os.CreateTemp(tmpDir, "rec-*")
 	if err != nil {
 		return err
@@ -489,9 +740,8 @@ func writeFileAtomic(tmpDir, path string, data []byte) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return err
 }
 
 func syncDir(dir string) error {

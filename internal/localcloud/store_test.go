@@ -3,6 +3,7 @@ package localcloud
 import (
 	"bytes"
 	"crypto/md5"
+	"encoding/json"
 	"hash"
 	"hash/crc64"
 	"io"
@@ -241,14 +242,349 @@ func TestStoreRecoversFromCrashLeftovers(t *testing.T) {
 	b2.release(o)
 
 	// A corrupt record is an error, not silently dropped data.
-	os.WriteFile(filepath.Join(b2.metaDir, metaName("keep")), []byte("not json"), 0o600)
+	os.WriteFile(b2.recordPath("keep"), []byte("not a record"), 0o600)
 	if _, err := openStore(dir, []string{"b"}); err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("corrupt metadata: %v", err)
 	}
 	// So is a record filed under another key's name.
-	os.WriteFile(filepath.Join(b2.metaDir, metaName("keep")), []byte(`{"key":"other"}`), 0o600)
+	other, _ := encodeRecord(&objectMeta{Key: "other"})
+	os.WriteFile(b2.recordPath("keep"), other, 0o600)
 	if _, err := openStore(dir, []string{"b"}); err == nil {
 		t.Fatal("misfiled metadata accepted")
+	}
+}
+
+// writeBlob writes data into a fresh synced blob, as the PutObject handler does.
+func writeBlob(t *testing.T, b *bucket, data string) string {
+	t.Helper()
+	f, blob, err := b.newBlob()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return blob
+}
+
+// putNormal commits data under key as PutObject does (an inline record).
+func putNormal(t *testing.T, b *bucket, key, data string) {
+	t.Helper()
+	blob := writeBlob(t, b, data)
+	m := &objectMeta{Key: key, Type: objectNormal, Size: int64(len(data)), ETag: "E", Segments: []segment{{blob, int64(len(data))}}}
+	if err := b.commit(key, m, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readAll reads key's current version through acquire, or reports it absent.
+func readAll(t *testing.T, b *bucket, key string) (string, bool) {
+	t.Helper()
+	o, ok := b.acquire(key)
+	if !ok {
+		return "", false
+	}
+	defer b.release(o)
+	var buf bytes.Buffer
+	if _, err := b.writeRange(&buf, o, 0, o.Size); err != nil {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	return buf.String(), true
+}
+
+func dataNames(t *testing.T, b *bucket) []string {
+	t.Helper()
+	es, err := os.ReadDir(b.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// TestInlineCommitCrashPoints replays PutObject's commit over an existing object step by
+// step, stops at each point a crash can hit (the state on disk then is exactly what the
+// steps so far wrote, since each step's effect is made durable before the next begins, and
+// the last step's may or may not be), and reopens: the key holds either the old version or
+// the complete new one, and nothing else remains.
+func TestInlineCommitCrashPoints(t *testing.T) {
+	t.Parallel()
+	const key, oldData, newData = "cams/cam-1/clip.webm", "old version", "the new version"
+	newMeta := &objectMeta{Key: key, Type: objectNormal, Size: int64(len(newData)), ETag: "NEW", Inline: true}
+	cases := []struct {
+		name  string
+		steps func(t *testing.T, b *bucket) // the commit's steps up to the crash
+		want  string
+	}{
+		{"data written, no record", func(t *testing.T, b *bucket) {
+			writeBlob(t, b, newData)
+		}, oldData},
+		{"data half written", func(t *testing.T, b *bucket) {
+			writeBlob(t, b, newData[:5])
+		}, oldData},
+		{"record appended, not renamed", func(t *testing.T, b *bucket) {
+			if err := b.appendRecord(writeBlob(t, b, newData), newMeta); err != nil {
+				t.Fatal(err)
+			}
+		}, oldData},
+		{"record half appended, not renamed", func(t *testing.T, b *bucket) {
+			rec, _ := encodeRecord(newMeta)
+			writeBlob(t, b, newData+string(rec[:len(rec)/2]))
+		}, oldData},
+		{"renamed, source name also persisted", func(t *testing.T, b *bucket) {
+			blob := writeBlob(t, b, newData)
+			if err := b.appendRecord(blob, newMeta); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(b.recordPath(key)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(b.blobPath(blob), b.recordPath(key)); err != nil {
+				t.Fatal(err)
+			}
+		}, newData},
+		{"renamed", func(t *testing.T, b *bucket) {
+			blob := writeBlob(t, b, newData)
+			if err := b.appendRecord(blob, newMeta); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(b.blobPath(blob), b.recordPath(key)); err != nil {
+				t.Fatal(err)
+			}
+		}, newData},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			b, err := openBucket(dir, "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			putNormal(t, b, key, oldData)
+			c.steps(t, b)
+			b2, err := openBucket(dir, "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := readAll(t, b2, key); !ok || got != c.want {
+				t.Fatalf("after restart %q (present %v), want %q", got, ok, c.want)
+			}
+			if names := dataNames(t, b2); !slices.Equal(names, []string{recordName(key)}) {
+				t.Errorf("data/ after restart: %q", names)
+			}
+			// The survivor is a working object: it can be replaced and deleted.
+			putNormal(t, b2, key, "third")
+			if got, _ := readAll(t, b2, key); got != "third" {
+				t.Errorf("after overwrite %q", got)
+			}
+			if err := b2.commit(key, nil, false); err != nil {
+				t.Fatal(err)
+			}
+			b3, err := openBucket(dir, "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := readAll(t, b3, key); ok || len(dataNames(t, b3)) != 0 {
+				t.Errorf("deleted object back after restart: %q", dataNames(t, b3))
+			}
+		})
+	}
+}
+
+// TestExternalCommitCrashPoints does the same for an appendable object's commit (a record
+// naming a blob): a record written to tmp/ but not renamed is dropped, a renamed one is the
+// new state.
+func TestExternalCommitCrashPoints(t *testing.T) {
+	t.Parallel()
+	for _, renamed := range []bool{false, true} {
+		dir := t.TempDir()
+		b, err := openBucket(dir, "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob := writeBlob(t, b, "first")
+		m := &objectMeta{Key: "log", Type: objectAppendable, Size: 5, Segments: []segment{{blob, 5}}}
+		if err := b.commit("log", m, false); err != nil {
+			t.Fatal(err)
+		}
+		// The next append: data beyond the committed size, then the record.
+		f, _ := os.OpenFile(b.blobPath(blob), os.O_WRONLY|os.O_APPEND, 0)
+		f.WriteString("+second")
+		f.Close()
+		m2 := *m
+		m2.Size, m2.Segments = 12, []segment{{blob, 12}}
+		rec, _ := encodeRecord(&m2)
+		tmp := filepath.Join(b.tmpDir, "rec-1")
+		os.WriteFile(tmp, rec, 0o600)
+		want := "first"
+		if renamed {
+			if err := os.Rename(tmp, b.recordPath("log")); err != nil {
+				t.Fatal(err)
+			}
+			want = "first+second"
+		}
+		b2, err := openBucket(dir, "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := readAll(t, b2, "log"); got != want || !ok {
+			t.Errorf("renamed %v: %q %v, want %q", renamed, got, ok, want)
+		}
+		if names := dataNames(t, b2); len(names) != 2 {
+			t.Errorf("renamed %v: data/ %q", renamed, names)
+		}
+	}
+}
+
+// TestInlineReaders checks that a reader of an inline object keeps reading its version
+// through an overwrite, a delete and an overwrite by an appendable object, and that
+// replacing an external object by an inline one frees its blob once unread.
+func TestInlineReaders(t *testing.T) {
+	t.Parallel()
+	b, err := openBucket(t.TempDir(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	putNormal(t, b, "k", "version one")
+	r1, _ := b.acquire("k")
+	putNormal(t, b, "k", "version two, longer")
+	r2, _ := b.acquire("k")
+	if err := b.commit("k", nil, false); err != nil {
+		t.Fatal(err)
+	}
+	blob := writeBlob(t, b, "appendable")
+	if err := b.commit("k", &objectMeta{Key: "k", Type: objectAppendable, Size: 10, Segments: []segment{{blob, 10}}}, false); err != nil {
+		t.Fatal(err)
+	}
+	r3, _ := b.acquire("k")
+	putNormal(t, b, "k", "version four")
+	for _, c := range []struct {
+		r    *objectReader
+		want string
+	}{{r1, "version one"}, {r2, "version two, longer"}, {r3, "appendable"}} {
+		var buf bytes.Buffer
+		if _, err := b.writeRange(&buf, c.r, 0, c.r.Size); err != nil || buf.String() != c.want {
+			t.Errorf("reader got %q %v, want %q", buf.String(), err, c.want)
+		}
+		var part bytes.Buffer
+		if _, err := b.writeRange(&part, c.r, 2, 3); err != nil || part.String() != c.want[2:5] {
+			t.Errorf("range read %q %v", part.String(), err)
+		}
+	}
+	if _, err := os.Stat(b.blobPath(blob)); err != nil {
+		t.Error("appendable blob removed under its reader")
+	}
+	for _, r := range []*objectReader{r1, r2, r3} {
+		b.release(r)
+	}
+	if names := dataNames(t, b); !slices.Equal(names, []string{recordName("k")}) {
+		t.Errorf("data/ %q", names)
+	}
+	if got, _ := readAll(t, b, "k"); got != "version four" {
+		t.Errorf("current %q", got)
+	}
+	// forbidOverwrite leaves the existing object and its data alone.
+	blob = writeBlob(t, b, "no")
+	if err := b.commit("k", &objectMeta{Key: "k", Type: objectNormal, Size: 2, Segments: []segment{{blob, 2}}}, true); err != errObjectExists {
+		t.Errorf("forbidOverwrite: %v", err)
+	}
+	// A blob that does not hold exactly the object's bytes is refused, nothing replaced.
+	if err := b.commit("k", &objectMeta{Key: "k", Type: objectNormal, Size: 5, Segments: []segment{{blob, 5}}}, false); err == nil {
+		t.Error("short blob committed")
+	}
+	if got, _ := readAll(t, b, "k"); got != "version four" {
+		t.Errorf("after refused commits %q", got)
+	}
+}
+
+// TestReadRecordGarbage feeds readRecord damaged and misfiled record files.
+func TestReadRecordGarbage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, recordName("k"))
+	good := &objectMeta{Key: "k", Type: objectNormal, Size: 4, Inline: true}
+	rec, _ := encodeRecord(good)
+	valid := append([]byte("data"), rec...)
+	mutate := func(f func(b []byte) []byte) []byte { return f(slices.Clone(valid)) }
+	ext, _ := encodeRecord(&objectMeta{Key: "k", Type: objectAppendable, Size: 4, Segments: []segment{{"x", 4}}})
+	badKey, _ := encodeRecord(&objectMeta{Key: "", Size: 0, Inline: true})
+	cases := map[string][]byte{
+		"empty":           {},
+		"short":           valid[:10],
+		"no trailer":      valid[:len(valid)-1],
+		"bad magic":       mutate(func(b []byte) []byte { b[len(b)-trailerSize] ^= 1; return b }),
+		"huge length":     mutate(func(b []byte) []byte { b[len(b)-5] = 0xff; return b }),
+		"length too long": mutate(func(b []byte) []byte { b[len(b)-8] += 10; return b }),
+		"bad crc":         mutate(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }),
+		"flipped json":    mutate(func(b []byte) []byte { b[5] ^= 0x20; return b }),
+		"inline size":     append([]byte("dat"), rec...),
+		"external data":   append([]byte("data"), ext...),
+		"invalid key":     badKey,
+	}
+	for name, data := range cases {
+		os.WriteFile(path, data, 0o600)
+		if _, err := readRecord(path); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	os.WriteFile(path, valid, 0o600)
+	if m, err := readRecord(path); err != nil || m.Key != "k" || m.Size != 4 || !m.Inline {
+		t.Fatalf("valid record: %+v %v", m, err)
+	}
+	if err := os.Rename(path, filepath.Join(dir, recordName("other"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readRecord(filepath.Join(dir, recordName("other"))); err == nil {
+		t.Error("misfiled record accepted")
+	}
+}
+
+// TestLegacyLayoutConverted opens a store written with meta/{sha256(key)}.json records,
+// including one whose conversion a crash interrupted.
+func TestLegacyLayoutConverted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, d := range []string{"data", "meta", "uploads", "tmp"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o700)
+	}
+	legacy := func(key, blob, data string) {
+		os.WriteFile(filepath.Join(dir, "data", blob), []byte(data), 0o600)
+		js, _ := json.Marshal(&objectMeta{Key: key, Type: objectNormal, Size: int64(len(data)), Segments: []segment{{blob, int64(len(data))}}})
+		os.WriteFile(filepath.Join(dir, "meta", recordName(key)+".json"), js, 0o600)
+	}
+	legacy("a", "0123456789abcdef0123456789abcdef", "alpha")
+	legacy("b/c", "fedcba9876543210fedcba9876543210", "beta")
+	// "b/c" was converted before a crash.
+	rec, _ := encodeRecord(&objectMeta{Key: "b/c", Type: objectNormal, Size: 4, Segments: []segment{{"fedcba9876543210fedcba9876543210", 4}}})
+	os.WriteFile(filepath.Join(dir, "data", recordName("b/c")), rec, 0o600)
+	for range 2 {
+		b, err := openBucket(dir, "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := readAll(t, b, "a"); got != "alpha" {
+			t.Errorf("a: %q", got)
+		}
+		if got, _ := readAll(t, b, "b/c"); got != "beta" {
+			t.Errorf("b/c: %q", got)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "meta")); !os.IsNotExist(err) {
+			t.Errorf("meta/ kept: %v", err)
+		}
+	}
+	// A corrupt legacy record stops the start.
+	os.Mkdir(filepath.Join(dir, "meta"), 0o700)
+	os.WriteFile(filepath.Join(dir, "meta", recordName("x")+".json"), []byte(`{"key":"y"}`), 0o600)
+	if _, err := openBucket(dir, "b"); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("corrupt legacy record: %v", err)
 	}
 }
 
