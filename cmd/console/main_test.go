@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/devicekit"
+)
+
+// newTestMain returns a Main whose secrets come from env (a map), not the process.
+func newTestMain(env map[string]string) (*Main, *bytes.Buffer) {
+	var out bytes.Buffer
+	return &Main{
+		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Stdout: &out,
+		Stderr: &out,
+	}, &out
+}
+
+func writeFile(t *testing.T, name, text string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var required = []string{"--oss-endpoint", "http://127.0.0.1:1", "--oss-bucket", "clips", "--oss-access-key-id", "AK"}
+
+func TestParseFlagsPrecedence(t *testing.T) {
+	cfg := writeFile(t, "console.yaml", `
+listen: 127.0.0.1:9999
+database: /var/lib/console.db
+group: from-file
+oss:
+  endpoint: http://127.0.0.1:9100
+  bucket: file-bucket
+  access_key_id: AK-file
+  prefix: videos/
+url-expiry: 2m
+concurrency: 3
+`, 0o600)
+	t.Setenv("CLIPGATE_GROUP", "from-env")
+	t.Setenv("CLIPGATE_CONCURRENCY", "5")
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--config", cfg, "--concurrency", "7"}); err != nil {
+		t.Fatal(err)
+	}
+	c := m.CLI
+	if c.Listen != "127.0.0.1:9999" || c.Database != "/var/lib/console.db" || c.OSSBucket != "file-bucket" || c.OSSAccessKeyID != "AK-file" ||
+		c.OSSPrefix != "videos/" || c.URLExpiry != 2*time.Minute || c.OSSEndpoint != "http://127.0.0.1:9100" {
+		t.Fatalf("from the file: %+v", c)
+	}
+	if c.Group != "from-env" || c.Concurrency != 7 {
+		t.Fatalf("precedence: group %q (want the environment's), concurrency %d (want the flag's)", c.Group, c.Concurrency)
+	}
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags(required); err != nil {
+		t.Fatal(err)
+	}
+	if m.CLI.Listen != "127.0.0.1:8080" || m.CLI.Database != "console.db" || m.CLI.Broker != "tcp://127.0.0.1:1883" ||
+		m.CLI.Username != "consumer" || m.CLI.Group != "console" || m.CLI.OSSPrefix != "clips/" || m.CLI.URLExpiry != 5*time.Minute {
+		t.Fatalf("defaults: %+v", m.CLI)
+	}
+}
+
+func TestParseFlagsErrors(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		file string
+		want string
+	}{
+		"missing required": {args: []string{"--oss-bucket", "clips"}, want: "missing flags"},
+		"bad duration":     {args: append([]string{"--url-expiry", "soon"}, required...), want: "url-expiry"},
+		"unknown flag":     {args: append([]string{"--nope"}, required...), want: "unknown flag"},
+		"unknown key":      {file: "listen: x\nlisen: y\n", want: "unknown setting(s) lisen"},
+		"secret in file":   {file: "oss:\n  access-key-secret: s3cr3t\n", want: "secrets do not belong in the file"},
+		"list":             {file: "listen: [a, b]\n", want: "lists"},
+		"two documents":    {file: "listen: a\n---\nlisten: b\n", want: "more than one YAML document"},
+		"not a map":        {file: "just a string\n", want: "map of settings"},
+		"null":             {file: "listen:\n", want: "no value"},
+		"twice":            {file: "oss-bucket: a\noss:\n  bucket: b\n", want: "set twice"},
+		"bad level":        {args: append([]string{"--log-level", "loud"}, required...), want: "log-level"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := tc.args
+			if tc.file != "" {
+				args = append([]string{"--config", writeFile(t, "c.yaml", tc.file, 0o600)}, required...)
+			}
+			m, _ := newTestMain(nil)
+			err := m.ParseFlags(args)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ParseFlags: %v, want %q", err, tc.want)
+			}
+		})
+	}
+	m, out := newTestMain(nil)
+	if err := m.ParseFlags([]string{"--help"}); err != errHelp || !strings.Contains(out.String(), "--oss-endpoint") {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+}
+
+func hashOf(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func TestConfigErrors(t *testing.T) {
+	hash := hashOf(t, "pw")
+	hashFile := writeFile(t, "hash", hash+"\n", 0o600)
+	openHashFile := writeFile(t, "open-hash", hash+"\n", 0o644)
+	secretEnv := map[string]string{envOSSSecret: "secret", envPassword: "pw"}
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"no hash":             {env: secretEnv, want: "password hash is required"},
+		"both hashes":         {args: []string{"--password-hash", hash, "--password-hash-file", hashFile}, env: secretEnv, want: "not both"},
+		"readable hash file":  {args: []string{"--password-hash-file", openHashFile}, env: secretEnv, want: "chmod 600"},
+		"no OSS secret":       {args: []string{"--password-hash", hash}, env: map[string]string{envPassword: "pw"}, want: "OSS access key secret is required"},
+		"empty OSS secret":    {args: []string{"--password-hash", hash}, env: map[string]string{envOSSSecret: "", envPassword: "pw"}, want: "is empty"},
+		"secret twice":        {args: []string{"--password-hash", hash, "--oss-access-key-secret-file", hashFile}, env: secretEnv, want: "not both"},
+		"no broker password":  {args: []string{"--password-hash", hash}, env: map[string]string{envOSSSecret: "s"}, want: "broker password is required"},
+		"bad endpoint":        {args: []string{"--password-hash", hash, "--oss-endpoint", "ftp://x"}, env: secretEnv, want: "--oss-endpoint"},
+		"endpoint with path":  {args: []string{"--password-hash", hash, "--oss-endpoint", "http://127.0.0.1:1/x"}, env: secretEnv, want: "--oss-endpoint"},
+		"tls cert alone":      {args: []string{"--password-hash", hash, "--tls-cert", hashFile}, env: secretEnv, want: "go together"},
+		"tls garbage":         {args: []string{"--password-hash", hash, "--tls-cert", hashFile, "--tls-key", hashFile}, env: secretEnv, want: "--tls-cert"},
+		"bad topic root":      {args: []string{"--password-hash", hash, "--topic-root", "a/+/b"}, env: secretEnv, want: "--topic-root"},
+		"bad concurrency":     {args: []string{"--password-hash", hash, "--concurrency", "0"}, env: secretEnv, want: "--concurrency"},
+		"not a bcrypt hash":   {args: []string{"--password-hash", "plaintext", "--broker", ""}, env: secretEnv, want: "not a bcrypt hash"},
+		"bad prefix":          {args: []string{"--password-hash", hash, "--oss-prefix", "../x/", "--broker", ""}, env: secretEnv, want: "Prefix"},
+		"broker CA not found": {args: []string{"--password-hash", hash, "--broker-ca", "/nonexistent/ca.pem"}, env: secretEnv, want: "--broker-ca"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m, _ := newTestMain(tc.env)
+			args := append(append([]string{"--database", filepath.Join(t.TempDir(), "c.db"), "--listen", "127.0.0.1:0"}, required...), tc.args...)
+			if err := m.ParseFlags(args); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := m.Run(ctx)
+			_ = m.Close()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRun runs the command's Main against a whole stack: it indexes a device's upload,
+// serves the UI and API, and writes the revocation file.
+func TestRun(t *testing.T) {
+	stack := clipgatetest.New(t, clipgatetest.Options{})
+	dir := t.TempDir()
+	hashFile := writeFile(t, "hash", hashOf(t, "operator pw")+"\n", 0o600)
+	user, pass := stack.ServiceAccount("consumer")
+	id, secret := stack.AdminKey()
+	revFile := filepath.Join(dir, "revoked.txt")
+	m, out := newTestMain(map[string]string{envPassword: pass, envOSSSecret: secret})
+	if err := m.ParseFlags([]string{
+		"--listen", "127.0.0.1:0", "--database", "sqlite:" + filepath.Join(dir, "console.db"),
+		"--broker", stack.BrokerURL(), "--username", user, "--client-id", "consumer:console-test",
+		"--oss-endpoint", stack.OSSEndpoint(), "--oss-region", stack.Region(), "--oss-bucket", stack.Bucket(),
+		"--oss-prefix", stack.Prefix(), "--oss-access-key-id", id, "--password-hash-file", hashFile,
+		"--revocations-file", revFile, "--log-level", "error",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !strings.Contains(out.String(), "console: serving "+m.URL()) || !strings.HasPrefix(m.URL(), "http://127.0.0.1:") {
+		t.Fatalf("output: %q (URL %q)", out, m.URL())
+	}
+	if _, err := os.Stat(revFile); err != nil {
+		t.Fatalf("revocation file not written at start: %v", err)
+	}
+
+	kit, err := devicekit.New(stack.DeviceConfig("cam-01"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kit.Close()
+	if err := kit.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clip := filepath.Join(dir, "a.mp4")
+	if err := os.WriteFile(clip, []byte("a clip"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := kit.Upload(ctx, devicekit.Clip{Path: clip})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Log in through the API and find the clip.
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	call := func(method, path, csrf string, body any, v any) int {
+		t.Helper()
+		var r io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			r = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, m.URL()+path, r)
+		req.Header.Set("Content-Type", "application/json")
+		if csrf != "" {
+			req.Header.Set("X-CSRF-Token", csrf)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil {
+			if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode
+	}
+	var s struct{ CSRF string }
+	call("GET", "/api/session", "", nil, &s)
+	if status := call("POST", "/api/login", s.CSRF, map[string]string{"password": "operator pw"}, &s); status != 200 {
+		t.Fatalf("login: %d", status)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var page struct {
+			Clips []struct{ Key string }
+		}
+		if status := call("GET", "/api/clips?device=cam-01", "", nil, &page); status != 200 {
+			t.Fatalf("clips: %d", status)
+		}
+		if len(page.Clips) == 1 && page.Clips[0].Key == ev.Key {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clip %s not indexed: %+v", ev.Key, page)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status := call("POST", "/api/devices/cam-01/revoke", s.CSRF, nil, nil); status != 200 {
+		t.Fatalf("revoke: %d", status)
+	}
+	text, err := os.ReadFile(revFile)
+	if err != nil || !strings.Contains(string(text), "\ncam-01\n") {
+		t.Fatalf("revocation file: %q, %v", text, err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
