@@ -27,20 +27,21 @@ import (
 )
 
 type cli struct {
-	Dir      string        `placeholder:"DIR" help:"State directory (default ${defaultDir}; the demo uses a temporary one)."`
-	MQTTAddr string        `name:"mqtt-addr" placeholder:"HOST:PORT" help:"MQTT listen address (default ${defaultMQTT}; the demo picks a free port)."`
-	HTTPAddr string        `name:"http-addr" placeholder:"HOST:PORT" help:"Broker health/statistics address (default ${defaultHTTP}; the demo picks a free port)."`
-	OSSAddr  string        `name:"oss-addr" placeholder:"HOST:PORT" help:"Local OSS listen address (default ${defaultOSS}; the demo picks a free port)."`
-	STSAddr  string        `name:"sts-addr" placeholder:"HOST:PORT" help:"Local STS listen address (default ${defaultSTS}; the demo picks a free port)."`
-	Bucket   string        `placeholder:"NAME" help:"OSS bucket (default clips)."`
-	Prefix   string        `placeholder:"PREFIX" help:"Global key prefix, ending in '/' (default clips/)."`
-	DeviceID string        `name:"device-id" default:"${defaultDevice}" help:"Device written to device.yaml."`
-	Workers  int           `default:"${defaultWorkers}" help:"Token workers."`
-	Demo     bool          `help:"Run simulated cameras and a consumer, check every upload, print a summary and exit."`
-	Devices  int           `default:"${defaultDevices}" help:"Demo: simulated cameras."`
-	Clips    int           `default:"${defaultClips}" help:"Demo: clips per camera (a few hundred KiB each; the last above the multipart threshold)."`
-	Timeout  time.Duration `default:"${defaultTimeout}" help:"Demo: give up after this long."`
-	LogLevel string        `enum:"debug,info,warn,error," default:"" help:"Log level on stderr: debug, info, warn or error (default warn; error with --demo)."`
+	Dir         string        `placeholder:"DIR" help:"State directory (default ${defaultDir}; the demo uses a temporary one)."`
+	MQTTAddr    string        `name:"mqtt-addr" placeholder:"HOST:PORT" help:"MQTT listen address (default ${defaultMQTT}; the demo picks a free port)."`
+	HTTPAddr    string        `name:"http-addr" placeholder:"HOST:PORT" help:"Broker health/statistics address (default ${defaultHTTP}; the demo picks a free port)."`
+	OSSAddr     string        `name:"oss-addr" placeholder:"HOST:PORT" help:"Local OSS listen address (default ${defaultOSS}; the demo picks a free port)."`
+	STSAddr     string        `name:"sts-addr" placeholder:"HOST:PORT" help:"Local STS listen address (default ${defaultSTS}; the demo picks a free port)."`
+	ConsoleAddr string        `name:"console-addr" placeholder:"HOST:PORT" help:"Operator console listen address (default ${defaultConsole}; the demo picks a free port)."`
+	Bucket      string        `placeholder:"NAME" help:"OSS bucket (default clips)."`
+	Prefix      string        `placeholder:"PREFIX" help:"Global key prefix, ending in '/' (default clips/)."`
+	DeviceID    string        `name:"device-id" default:"${defaultDevice}" help:"Device written to device.yaml."`
+	Workers     int           `default:"${defaultWorkers}" help:"Token workers."`
+	Demo        bool          `help:"Run simulated cameras and a consumer, check every upload, print a summary and exit."`
+	Devices     int           `default:"${defaultDevices}" help:"Demo: simulated cameras."`
+	Clips       int           `default:"${defaultClips}" help:"Demo: clips per camera (a few hundred KiB each; the last above the multipart threshold)."`
+	Timeout     time.Duration `default:"${defaultTimeout}" help:"Demo: give up after this long."`
+	LogLevel    string        `enum:"debug,info,warn,error," default:"" help:"Log level on stderr: debug, info, warn or error (default warn; error with --demo)."`
 }
 
 func main() {
@@ -65,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		kong.Vars{
 			"defaultDir": devstack.DefaultDir, "defaultMQTT": devstack.DefaultMQTTAddr,
 			"defaultHTTP": devstack.DefaultHTTPAddr, "defaultOSS": devstack.DefaultOSSAddr,
-			"defaultSTS": devstack.DefaultSTSAddr, "defaultDevice": devstack.DefaultDeviceID,
+			"defaultSTS": devstack.DefaultSTSAddr, "defaultConsole": devstack.DefaultConsoleAddr, "defaultDevice": devstack.DefaultDeviceID,
 			"defaultWorkers": fmt.Sprint(devstack.DefaultWorkers), "defaultDevices": fmt.Sprint(devstack.DefaultDemoDevices),
 			"defaultClips": fmt.Sprint(devstack.DefaultDemoClips), "defaultTimeout": devstack.DefaultDemoTimeout.String(),
 		},
@@ -88,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	lvl, _ := zerolog.ParseLevel(c.LogLevel) // kong checked the enum
 	cfg := devstack.Config{
-		Dir: c.Dir, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, OSSAddr: c.OSSAddr, STSAddr: c.STSAddr,
+		Dir: c.Dir, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, OSSAddr: c.OSSAddr, STSAddr: c.STSAddr, ConsoleAddr: c.ConsoleAddr,
 		Bucket: c.Bucket, Prefix: c.Prefix, DeviceID: c.DeviceID, Workers: c.Workers,
 		Logger: zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05.000"}).Level(lvl).With().Timestamp().Logger(),
 	}

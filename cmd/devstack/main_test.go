@@ -66,7 +66,7 @@ func TestRunServe(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--dir", dir, "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-			"--oss-addr", "127.0.0.1:0", "--sts-addr", "127.0.0.1:0", "--device-id", "cam-77"}, &stdout, &stderr)
+			"--oss-addr", "127.0.0.1:0", "--sts-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--device-id", "cam-77"}, &stdout, &stderr)
 	}()
 	deadline := time.Now().Add(time.Minute)
 	for !strings.Contains(stdout.String(), "is running") {

@@ -56,6 +56,7 @@ type DemoResult struct {
 	Uploads   int   // clips uploaded and announced by the devices
 	Multipart int   // of Uploads, those sent as multipart uploads
 	Events    int   // distinct upload events the consumer received
+	Indexed   int   // uploads found in the console's index
 	Bytes     int64 // bytes uploaded
 	Failures  []string
 	Elapsed   time.Duration
@@ -93,6 +94,12 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 	out.printf("demo: stack up (MQTT %s, OSS %s, %d token workers); %d cameras x %d clips\n",
 		s.BrokerURL(), s.OSSEndpoint(), s.Workers(), cfg.Devices, cfg.Clips)
 
+	con, err := startConsole(ctx, s, s.Dir(), cfg.ConsoleAddr, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer con.Close()
+	out.printf("demo: console at %s (password %s)\n", con.URL(), con.Password)
 	if cfg.afterStart != nil {
 		cfg.afterStart(s)
 	}
@@ -176,6 +183,17 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 	<-consumed
 
 	verify(s, want, received, fail)
+	// Every upload must appear in the console.
+	var keys []string
+	for _, w := range want {
+		keys = append(keys, w.key)
+	}
+	missing := con.waitIndexed(ctx, keys)
+	for _, k := range missing {
+		fail("%s: not in the console's index", k)
+	}
+	res.Indexed = len(keys) - len(missing)
+	out.printf("demo: %d of %d clips in the console at %s\n", res.Indexed, len(keys), con.URL())
 	res.Events = len(received)
 	res.Elapsed = time.Since(start)
 	sort.Strings(res.Failures)
@@ -189,7 +207,7 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 }
 
 func (c *DemoConfig) applyDemoDefaults() error {
-	for _, a := range []*string{&c.MQTTAddr, &c.HTTPAddr, &c.OSSAddr, &c.STSAddr} {
+	for _, a := range []*string{&c.MQTTAddr, &c.HTTPAddr, &c.OSSAddr, &c.STSAddr, &c.ConsoleAddr} {
 		if *a == "" {
 			*a = "127.0.0.1:0"
 		}

@@ -13,6 +13,9 @@
 //	devices/ID.key         the device key of the configured device
 //	devices/ID/            that device's state (checkpoints, outbox)
 //	device.yaml            the device's configuration, for cmd/device
+//	console.db             the operator console's index (SQLite)
+//	console-password       the console's operator password
+//	revoked.txt            the revocation list the console writes
 package devstack
 
 import (
@@ -28,6 +31,7 @@ import (
 
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
@@ -42,8 +46,10 @@ const (
 	DefaultHTTPAddr = broker.DefaultHTTPAddr // 127.0.0.1:18830
 	DefaultOSSAddr  = "127.0.0.1:9100"
 	DefaultSTSAddr  = "127.0.0.1:9101"
-	DefaultDeviceID = "cam-01"
-	DefaultWorkers  = 2
+	// DefaultConsoleAddr is the operator console's, as cmd/console's.
+	DefaultConsoleAddr = console.DefaultAddr // 127.0.0.1:8080
+	DefaultDeviceID    = "cam-01"
+	DefaultWorkers     = 2
 	// DeviceFileName is the device configuration written into the state directory.
 	DeviceFileName = "device.yaml"
 )
@@ -52,6 +58,7 @@ const (
 type Config struct {
 	Dir                                  string // state directory
 	MQTTAddr, HTTPAddr, OSSAddr, STSAddr string // listen addresses
+	ConsoleAddr                          string // the operator console's
 	Bucket, Prefix                       string // default clipgatetest's: "clips", "clips/"
 	DeviceID                             string // the device written to device.yaml
 	Workers                              int    // token workers
@@ -66,6 +73,8 @@ type Devstack struct {
 	// Device is what was written to DeviceFilePath, in the format cmd/device reads.
 	Device         deviceconfig.File
 	DeviceFilePath string
+	// Console is the operator console, indexing the stack's uploads.
+	Console *Console
 }
 
 func (c *Config) applyDefaults() error {
@@ -79,6 +88,7 @@ func (c *Config) applyDefaults() error {
 	set(&c.HTTPAddr, DefaultHTTPAddr)
 	set(&c.OSSAddr, DefaultOSSAddr)
 	set(&c.STSAddr, DefaultSTSAddr)
+	set(&c.ConsoleAddr, DefaultConsoleAddr)
 	set(&c.DeviceID, DefaultDeviceID)
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
@@ -128,6 +138,10 @@ func Start(ctx context.Context, cfg Config) (*Devstack, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if d.Console, err = startConsole(ctx, s, dir, cfg.ConsoleAddr, cfg.Logger); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -154,8 +168,14 @@ func (d *Devstack) writeDevice(id string) error {
 	return nil
 }
 
-// Close stops the stack. The state directory stays for the next run.
-func (d *Devstack) Close() error { return d.Stack.Close() }
+// Close stops the console and the stack. The state directory stays for the next run.
+func (d *Devstack) Close() error {
+	var err error
+	if d.Console != nil {
+		err = d.Console.Close()
+	}
+	return errors.Join(err, d.Stack.Close())
+}
 
 // PrintBanner writes what runs and how to use it.
 func (d *Devstack) PrintBanner(w io.Writer) error {
@@ -163,6 +183,9 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	var b strings.Builder
 	line := func(k, format string, args ...any) { fmt.Fprintf(&b, "  %-17s %s\n", k, fmt.Sprintf(format, args...)) }
 	fmt.Fprintf(&b, "clipgate devstack is running (Ctrl-C to stop); state in %s\n", d.Dir)
+	if d.Console != nil {
+		line("console", "%s   (password %s)", d.Console.URL(), d.Console.Password)
+	}
 	line("MQTT broker", "%s", s.BrokerURL())
 	if h := s.BrokerHTTPAddr(); h != "" {
 		line("broker health", "http://%s/healthcheck   statistics: http://%s/sys", h, h)

@@ -16,7 +16,7 @@ import (
 )
 
 func randomPorts(dir string) Config {
-	return Config{Dir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OSSAddr: "127.0.0.1:0", STSAddr: "127.0.0.1:0"}
+	return Config{Dir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OSSAddr: "127.0.0.1:0", STSAddr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0"}
 }
 
 func testContext(t *testing.T) context.Context {
