@@ -51,16 +51,18 @@ type faultCall struct {
 }
 
 // faultGate is a loopback reverse proxy in front of OSS (the token workers hand its
-// address to devices) that can hold part uploads: the first `allow` part requests go
-// through, later ones wait until Release (then go on) or Abort (then their connection is
-// cut, as by a server that died with requests in flight). It records every request.
+// address to devices) that can hold requests of one kind (op: "part", "put", ...): the
+// first `allow` of them go through, later ones wait until Release (then go on) or Abort
+// (then their connection is cut, as by a server that died with requests in flight). It
+// records every request.
 type faultGate struct {
 	srv    *httptest.Server
 	target atomic.Pointer[url.URL]
 	held   atomic.Int64
+	op     string
 
 	mu      sync.Mutex
-	allow   int // part requests let through before holding; < 0: no limit
+	allow   int // requests of op let through before holding; < 0: no limit
 	passed  int
 	release chan struct{} // closed by Release or Abort
 	abort   bool
@@ -68,8 +70,8 @@ type faultGate struct {
 	calls   []faultCall
 }
 
-func newFaultGate(t testing.TB, allow int) *faultGate {
-	g := &faultGate{allow: allow, release: make(chan struct{})}
+func newFaultGate(t testing.TB, op string, allow int) *faultGate {
+	g := &faultGate{op: op, allow: allow, release: make(chan struct{})}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(g.target.Load())
@@ -86,8 +88,8 @@ func newFaultGate(t testing.TB, allow int) *faultGate {
 		}
 		g.mu.Lock()
 		c.phase = g.phase
-		hold := c.op == "part" && g.allow >= 0 && g.passed >= g.allow
-		if !hold && c.op == "part" {
+		hold := c.op == g.op && g.allow >= 0 && g.passed >= g.allow
+		if !hold && c.op == g.op {
 			g.passed++
 		}
 		release := g.release

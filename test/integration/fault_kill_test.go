@@ -100,7 +100,7 @@ func TestFaultKillDeviceMidMultipart(t *testing.T) {
 		size    = (parts-1)*part + 777
 		allowed = 2 // parts stored before the kill
 	)
-	gate := newFaultGate(t, allowed)
+	gate := newFaultGate(t, "part", allowed)
 	stack := clipgatetest.New(t, clipgatetest.Options{
 		WorkerConfig: func(c *tokenworker.Config) { c.OSS.Endpoint = gate.endpoint() },
 	})
