@@ -338,7 +338,15 @@ func (d *DB) Index(ctx context.Context, ev *events.Event, now time.Time) (IndexO
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	res, err := tx.ExecContext(ctx, d.q.insertSeen, ev.Device, ev.ID, us(now))
+	// The device that sent the event: the publisher (authenticated by the broker), or
+	// for a reconciled event the owner of the key. Events are deduplicated by it, as the
+	// events package does, so that an event forged in another device's name cannot
+	// shadow that device's real event with the same ID.
+	who := ev.Publisher
+	if who == "" {
+		who = ev.Device
+	}
+	res, err := tx.ExecContext(ctx, d.q.insertSeen, who, ev.ID, us(now))
 	if err != nil {
 		return 0, err
 	}
@@ -347,11 +355,7 @@ func (d *DB) Index(ctx context.Context, ev *events.Event, now time.Time) (IndexO
 	} else if n == 0 {
 		return Duplicate, nil
 	}
-	// The device that sent the event: the publisher (authenticated by the broker), or
-	// for a reconciled event the owner of the key.
-	who := ev.Publisher
-	if who == "" {
-		who = ev.Device
+	if ev.Publisher == "" {
 		_, err = tx.ExecContext(ctx, d.q.ensureDevice, who)
 	} else {
 		_, err = tx.ExecContext(ctx, d.q.touchDevice, who, us(now))

@@ -119,8 +119,9 @@ type Store interface {
 	// nothing: Index records the event in the transaction that indexes it.
 	events.Deduper
 
-	// Index records ev in one transaction: the event as seen (for deduplication), the
-	// device's last contact and counters, and the clip. It is idempotent.
+	// Index records ev in one transaction: the event as seen (for deduplication, by
+	// publisher and ID, as Seen), the device's last contact and counters, and the clip.
+	// It is idempotent.
 	Index(ctx context.Context, ev *events.Event, now time.Time) (IndexOutcome, error)
 	// KnownClip reports whether a verified clip with this key is indexed (the
 	// Reconciler's lookup).

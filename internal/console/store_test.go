@@ -268,6 +268,13 @@ func TestStoreIndex(t *testing.T) {
 		}
 		owner := clipEvent("cam-02", "e1", foreign.Key, t0)
 		mustIndex(t, db, owner, Inserted)
+		// The spoofed event's ID is recorded for its publisher: cam-02's own event with
+		// that ID is not taken for a duplicate.
+		if seen, err := db.Seen(ctx, "cam-01", "e5"); err != nil || !seen {
+			t.Fatalf("Seen(cam-01, e5) = %v, %v", seen, err)
+		}
+		real5 := clipEvent("cam-02", "e5", spoof.Key, t0)
+		mustIndex(t, db, real5, Inserted)
 
 		// A failed upload counts, names no clip.
 		failed := &events.Event{UploadEvent: protocol.UploadEvent{V: 1, ID: "e6", Device: "cam-03", Status: protocol.StatusFailed, Error: "disk"}, Publisher: "cam-03"}
