@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,7 +116,8 @@ func (p *Proxy) SetTarget(target string) error {
 
 // Partition cuts the network: every forwarded connection is closed at once, and new
 // connections are accepted but get nothing through (a black hole: a client waits for
-// its own timeout) until Heal. It returns how many connections it closed.
+// its own timeout) until Heal. What they send is kept (up to 1 MiB each) for Heal. It
+// returns how many connections it closed.
 func (p *Proxy) Partition() int {
 	p.mu.Lock()
 	if p.closed {
@@ -137,7 +139,9 @@ func (p *Proxy) Partition() int {
 
 // Heal ends a partition: connections held in the black hole are forwarded now (what the
 // client sent meanwhile arrives late, as after TCP retransmissions), and new ones are
-// forwarded as usual.
+// forwarded as usual. A held connection its client gave up on (closed) during the
+// partition is not forwarded: like a SYN lost in a real partition, the server never
+// sees it.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -245,9 +249,14 @@ func (p *Proxy) accept() {
 	}
 }
 
+// maxHeld bounds what the proxy keeps of a held connection's data; a client that sends
+// more during a partition is cut off.
+const maxHeld = 1 << 20
+
 // handle forwards one client connection, holding it while the proxy is partitioned.
 func (p *Proxy) handle(c net.Conn) {
 	defer p.wg.Done()
+	var pending []byte // sent by the client while it was held
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -259,13 +268,15 @@ func (p *Proxy) handle(c net.Conn) {
 			healed := p.healed
 			p.held[c] = struct{}{}
 			p.mu.Unlock()
-			select {
-			case <-healed:
-			case <-p.done:
-			}
+			data, alive := p.hold(c, healed, maxHeld-len(pending))
 			p.mu.Lock()
 			delete(p.held, c)
 			p.mu.Unlock()
+			if !alive {
+				c.Close()
+				return
+			}
+			pending = append(pending, data...)
 			continue
 		}
 		target := p.target
@@ -286,11 +297,64 @@ func (p *Proxy) handle(c net.Conn) {
 		}
 		p.pairs[pr] = struct{}{}
 		p.mu.Unlock()
+		if len(pending) > 0 {
+			n, err := s.Write(pending)
+			p.bytesUp.Add(int64(n))
+			if err != nil {
+				pr.close()
+			}
+			pending = nil
+		}
 		p.pipe(pr)
 		p.mu.Lock()
 		delete(p.pairs, pr)
 		p.mu.Unlock()
 		return
+	}
+}
+
+// hold keeps a client in the black hole until healed is closed or the proxy closes. It
+// reads what the client sends meanwhile (at most limit bytes) and returns it, with
+// alive false if the client went away (closed, reset, or sent too much) or the proxy
+// closed: such a connection is dropped instead of being forwarded late.
+func (p *Proxy) hold(c net.Conn, healed <-chan struct{}, limit int) (data []byte, alive bool) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-healed:
+		case <-p.done:
+		case <-stop:
+			return
+		}
+		c.SetReadDeadline(time.Unix(1, 0)) // wakes the Read below
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+		c.SetReadDeadline(time.Time{})
+	}()
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		data = append(data, buf[:n]...)
+		switch {
+		case len(data) > limit:
+			return nil, false
+		case err == nil:
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			select {
+			case <-p.done:
+				return nil, false
+			default:
+				return data, true
+			}
+		default:
+			return nil, false
+		}
 	}
 }
 

@@ -227,6 +227,55 @@ func TestPartitionAndHeal(t *testing.T) {
 	}
 }
 
+// A client that gives up during the partition (closes its held connection) is dropped at
+// once; Heal does not deliver its stale data to the server.
+func TestHeldClientGivesUp(t *testing.T) {
+	t.Parallel()
+	e := newEcho(t, "g:")
+	p := newProxy(t, e.addr())
+	p.Partition()
+	c := dial(t, p)
+	if _, err := io.WriteString(c, "stale\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the connection to be held", func() bool { return p.Stats().Held == 1 })
+	c.Close()
+	waitFor(t, "the given-up connection to be dropped", func() bool { return p.Stats().Held == 0 })
+	p.Heal()
+	// A fresh connection after Heal goes through: it is the first the server sees.
+	fresh := dial(t, p)
+	if got, err := roundTrip(fresh, bufio.NewReader(fresh), "new"); err != nil || got != "g:new" {
+		t.Fatalf("after Heal: %q, %v", got, err)
+	}
+	if n := e.accepted.Load(); n != 1 {
+		t.Errorf("the server accepted %d connections, want only the fresh one", n)
+	}
+}
+
+// A held client that sends more than the proxy keeps is cut off.
+func TestHeldClientFloods(t *testing.T) {
+	t.Parallel()
+	e := newEcho(t, "f:")
+	p := newProxy(t, e.addr())
+	p.Partition()
+	c := dial(t, p)
+	go io.Copy(c, io.LimitReader(zeros{}, maxHeld+100000)) // ends with an error once cut
+	if _, err := io.Copy(io.Discard, c); err != nil && !isReset(err) {
+		t.Fatalf("read from a flooding held connection: %v", err)
+	}
+	waitFor(t, "the flood to be dropped", func() bool { return p.Stats().Held == 0 })
+	if n := e.accepted.Load(); n != 0 {
+		t.Errorf("the server accepted %d connections", n)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
+}
+
 func TestDropAndSetTarget(t *testing.T) {
 	t.Parallel()
 	a, b := newEcho(t, "a:"), newEcho(t, "b:")
