@@ -547,3 +547,84 @@ func formValue(t *testing.T, page []byte, name string) string {
 	rest := page[i+len(marker):]
 	return string(rest[:bytes.IndexByte(rest, '"')])
 }
+
+// TestUIPages renders every page, with data and with bad input.
+func TestUIPages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ev := e.upload("cam-01", "a.mp4", clipData(2048, 1), time.Now().Add(-time.Hour))
+	e.waitIndexed(ev.Key)
+	a := e.api()
+	_, page := a.do(http.MethodGet, "/login", nil)
+	status, _ := a.do(http.MethodPost, "/login", url.Values{"password": {testPassword}, "csrf": {formValue(t, page, "csrf")}}.Encode())
+	if status != http.StatusSeeOther {
+		t.Fatalf("login: %d", status)
+	}
+	from := time.Now().Add(-2 * time.Hour).UTC().Format("2006-01-02T15:04")
+	for _, tc := range []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{"/", 200, `data-device="cam-01"`},
+		{"/devices/cam-01", 200, `data-key="` + ev.Key + `"`},
+		{"/devices/cam-01?from=" + from, 200, `value="` + from + `"`},
+		{"/devices/cam-01?limit=1&after=" + encodeCursor(Cursor{RecordedAt: time.Now(), Key: "zzz"}), 200, "← Newest"},
+		{"/devices/?id=cam-01", 303, ""},
+		{"/clips", 200, ev.Key},
+		{"/clips?device=cam-01&to=" + from, 200, "No clips in this time range"},
+		{"/play?key=" + url.QueryEscape(ev.Key), 200, `<video id="player"`},
+		{"/retention", 200, `name="days"`},
+		{"/devices/" + url.PathEscape("bad id!"), 400, "invalid request"},
+		{"/devices/?id=..", 400, "invalid request"},
+		{"/devices/nobody", 404, "Not found."},
+		{"/play?key=" + url.QueryEscape(e.stack.Prefix()+"cam-01/none"), 404, "Not found."},
+		{"/clips?from=never", 400, "from"},
+		{"/clips?after=garbage!", 400, "cursor"},
+		{"/static/style.css", 200, "clipgate console"},
+		{"/static/app.js", 200, "data-confirm"},
+		{"/static/", 404, ""},
+		{"/static/../console.go", 307, "/console.go"}, // cleaned, then not a file of ours
+		{"/healthz", 200, "ok"},
+	} {
+		status, body := a.do(http.MethodGet, tc.path, nil)
+		if status != tc.status || !strings.Contains(string(body), tc.want) {
+			t.Errorf("GET %s: %d, want %d with %q:\n%.600s", tc.path, status, tc.status, tc.want, body)
+		}
+	}
+	// The player's <video> points at a signed OSS URL, which the CSP allows.
+	_, body := a.do(http.MethodGet, "/play?key="+url.QueryEscape(ev.Key), nil)
+	video := body[bytes.Index(body, []byte(`<video id="player"`)):]
+	src := string(video[bytes.Index(video, []byte(`src="`))+5:])
+	src = strings.ReplaceAll(src[:strings.IndexByte(src, '"')], "&amp;", "&")
+	if got := fetch(t, src, ""); len(got) != 2048 {
+		t.Fatalf("the player's URL served %d bytes", len(got))
+	}
+	resp, err := a.hc.Get(e.console.URL() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "media-src 'self' "+e.stack.OSSEndpoint()) ||
+		resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("headers: %v", resp.Header)
+	}
+	// Retention through the form (nothing is old enough), and a bad one.
+	token := formValue(t, body, "csrf")
+	status, body = a.do(http.MethodPost, "/retention", url.Values{"csrf": {token}, "prefix": {e.stack.Prefix()}, "days": {"3"}}.Encode())
+	if status != 200 || !strings.Contains(string(body), "Deleted 0 objects and 0 index rows") {
+		t.Fatalf("retention form: %d %.400s", status, body)
+	}
+	status, body = a.do(http.MethodPost, "/retention", url.Values{"csrf": {token}, "prefix": {"x/"}, "days": {"three"}}.Encode())
+	if status != 400 || !strings.Contains(string(body), "whole number") {
+		t.Fatalf("bad retention form: %d %.400s", status, body)
+	}
+	// Delete through the form.
+	status, _ = a.do(http.MethodPost, "/clips/delete", url.Values{"csrf": {token}, "key": {ev.Key}}.Encode())
+	if status != http.StatusSeeOther {
+		t.Fatalf("delete form: %d", status)
+	}
+	if _, err := e.db.Clip(context.Background(), ev.Key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after the delete form: %v", err)
+	}
+}
