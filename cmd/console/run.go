@@ -41,7 +41,7 @@ type CLI struct {
 	PasswordHashFile string        `help:"File holding the operator password's bcrypt hash." type:"path"`
 	SessionTTL       time.Duration `name:"session-ttl" help:"Lifetime of a login." default:"12h"`
 
-	Database string `help:"SQLite database file, or a postgres:// URL." default:"console.db"`
+	Database string `help:"SQLite database file, or PostgreSQL: a postgres:// URL or host=... dbname=... string." default:"console.db"`
 
 	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://); empty: serve the index without ingesting." default:"tcp://127.0.0.1:1883"`
 	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path"`

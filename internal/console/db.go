@@ -45,15 +45,19 @@ type DB struct {
 	q       queries
 }
 
-// Open opens the database named by dsn: a postgres:// or postgresql:// URL opens
-// PostgreSQL, anything else is a SQLite file path (an optional "sqlite:" prefix is
-// removed). It applies the migrations the database lacks.
+// Open opens the database named by dsn: a postgres:// or postgresql:// URL, or a
+// key=value connection string ("host=... dbname=..."), opens PostgreSQL; anything else
+// is a SQLite file path (an optional "sqlite:" prefix is removed). It applies the
+// migrations the database lacks.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return OpenSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"),
+		strings.Contains(dsn, "host="), strings.Contains(dsn, "dbname="):
 		return OpenPostgres(ctx, dsn)
 	default:
-		return OpenSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
+		return OpenSQLite(ctx, dsn)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -143,7 +144,17 @@ func TestStorePostgresMigrations(t *testing.T) {
 			t.Fatalf("Open(%q) dialect %s", dsn, db.Dialect())
 		}
 	}
-	db := openTestDB(t, Postgres)
+	// The key=value form of a connection string opens PostgreSQL too.
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := fmt.Sprintf("host=%s port=%s user=postgres dbname=%s sslmode=disable", u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/"))
+	db, err := Open(ctx, kv)
+	if err != nil || db.Dialect() != Postgres {
+		t.Fatalf("Open(%q): %v", kv, err)
+	}
+	defer db.Close()
 	if v, err := db.SchemaVersion(ctx); err != nil || v != 1 {
 		t.Fatalf("SchemaVersion = %d, %v", v, err)
 	}
