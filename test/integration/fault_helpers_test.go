@@ -344,6 +344,13 @@ func (e *faultEvents) add(ev *protocol.UploadEvent) {
 	e.change = make(chan struct{})
 }
 
+// seen returns how many times event id has arrived.
+func (e *faultEvents) seen(id string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.byID[id])
+}
+
 // waitIDs waits until every id has arrived; it returns the missing ones if ctx ends.
 func (e *faultEvents) waitIDs(ctx context.Context, ids []string) []string {
 	for {
