@@ -66,6 +66,9 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
+// ErrConfig is wrapped by the errors Run returns for a bad Config.
+var ErrConfig = errors.New("soak: invalid config")
+
 func (c *Config) defaults() error {
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -98,26 +101,26 @@ func (c *Config) defaults() error {
 	}
 	switch {
 	case c.Devices < 1 || c.Devices > 1000:
-		return fmt.Errorf("soak: devices %d: want 1 to 1000", c.Devices)
+		return fmt.Errorf("%w: devices %d: want 1 to 1000", ErrConfig, c.Devices)
 	case c.Clips < 1 || c.Clips > 1000:
-		return fmt.Errorf("soak: clips %d: want 1 to 1000", c.Clips)
+		return fmt.Errorf("%w: clips %d: want 1 to 1000", ErrConfig, c.Clips)
 	case c.Workers < 1 || c.Workers > 64:
-		return fmt.Errorf("soak: workers %d: want 1 to 64", c.Workers)
+		return fmt.Errorf("%w: workers %d: want 1 to 64", ErrConfig, c.Workers)
 	case c.Duration < 0 || c.Drain < 0 || c.Interval < 0 || c.FaultInterval < time.Second ||
 		c.MaxPartition < time.Second || c.MaxDown < 0 || c.ProgressEvery < time.Second:
-		return errors.New("soak: durations must be positive (fault interval, max partition and progress at least 1s)")
+		return fmt.Errorf("%w: durations must be positive (fault interval, max partition and progress at least 1s)", ErrConfig)
 	case c.SmallSize < 1 || c.LargeSize < 1 || c.SmallSize > 1<<30 || c.LargeSize > 1<<30:
-		return errors.New("soak: clip sizes: want 1 byte to 1 GiB")
+		return fmt.Errorf("%w: clip sizes: want 1 byte to 1 GiB", ErrConfig)
 	case c.PartSize < devicekit.MinPartSize || c.PartSize > c.LargeSize:
-		return fmt.Errorf("soak: part size %d: want %d to the large clip size %d", c.PartSize, devicekit.MinPartSize, c.LargeSize)
+		return fmt.Errorf("%w: part size %d: want %d to the large clip size %d", ErrConfig, c.PartSize, devicekit.MinPartSize, c.LargeSize)
 	case c.LargeEvery < 0:
-		return fmt.Errorf("soak: large-every %d is negative", c.LargeEvery)
+		return fmt.Errorf("%w: large-every %d is negative", ErrConfig, c.LargeEvery)
 	}
 	for _, f := range c.Faults {
 		switch f {
 		case FaultBrokerRestart, FaultWorkerRestart, FaultPartition, FaultCloudRestart:
 		default:
-			return fmt.Errorf("soak: unknown fault %q", f)
+			return fmt.Errorf("%w: unknown fault %q", ErrConfig, f)
 		}
 	}
 	return nil

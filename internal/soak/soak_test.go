@@ -3,6 +3,7 @@ package soak
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,8 +168,8 @@ func TestConfigRefused(t *testing.T) {
 		{LargeEvery: -1},
 		{Faults: []string{"meteor"}},
 	} {
-		if _, err := Run(testContext(t, time.Minute), c); err == nil {
-			t.Errorf("Run(%+v) succeeded", c)
+		if _, err := Run(testContext(t, time.Minute), c); !errors.Is(err, ErrConfig) {
+			t.Errorf("Run(%+v): %v, want ErrConfig", c, err)
 		}
 	}
 }
