@@ -393,15 +393,21 @@ func (b *bucket) get(key string) (*objectMeta, bool) {
 // called when done.
 func (b *bucket) acquire(key string) (*objectReader, bool) {
 	o, ok := b.pin(key)
-	if !ok || !o.Inline {
-		return &objectReader{object: o}, ok
+	if !ok {
+		return nil, false
+	}
+	if !o.Inline {
+		return &objectReader{object: o}, true
 	}
 	// The record file is replaced by rename: open it under the key's lock, which a commit
 	// holds from its rename to the index update, so that the file is the indexed version.
 	unlock := b.locks.lock(key)
 	defer unlock()
-	if o, ok = b.pin(key); !ok || !o.Inline {
-		return &objectReader{object: o}, ok
+	if o, ok = b.pin(key); !ok {
+		return nil, false
+	}
+	if !o.Inline {
+		return &objectReader{object: o}, true
 	}
 	r := &objectReader{object: o}
 	r.f, r.err = os.Open(b.recordPath(key))
