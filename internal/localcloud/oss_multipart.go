@@ -111,7 +111,7 @@ func (s *ossService) uploadPart(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
-	if err := rq.receive(f, maxPartSize, d, check); err != nil {
+	if err := rq.receive(f, maxPartSize, d, check, true); err != nil {
 		b.removeBlobs([]string{blob})
 		return err
 	}
