@@ -13,6 +13,7 @@ import (
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -67,6 +68,7 @@ func (s *Stack) Consumer(ctx context.Context, group string) (*Consumer, error) {
 	s.mu.Unlock()
 
 	opts := mqtt.NewClientOptions().
+		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
 		AddBroker(s.BrokerURL()).
 		SetClientID(broker.ServiceClientID(user, mustHex(6))).
 		SetUsername(user).

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -176,6 +177,7 @@ func (k *Kit) Connect(ctx context.Context) error {
 		return errors.New("devicekit: Connect called twice")
 	}
 	opts := mqtt.NewClientOptions().
+		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
 		AddBroker(k.cfg.BrokerURL).
 		SetClientID(k.cfg.DeviceID).
 		SetProtocolVersion(4).

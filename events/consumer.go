@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -86,6 +87,7 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 		wake:   make(chan struct{}, 1),
 	}
 	opts := mqtt.NewClientOptions().
+		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
 		AddBroker(cfg.BrokerURL).
 		SetClientID(cfg.ClientID).
 		SetUsername(cfg.Username).

@@ -27,6 +27,7 @@ import (
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -278,6 +279,7 @@ func connectFleet(ctx context.Context, stack *clipgatetest.Stack, cfg Config) (*
 
 func (d *device) connect(ctx context.Context, url string) error {
 	opts := paho.NewClientOptions().
+		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
 		AddBroker(url).
 		SetClientID(d.id).
 		SetUsername(d.id).
@@ -537,6 +539,7 @@ func startEcho(ctx context.Context, stack *clipgatetest.Stack, n int) (paho.Clie
 		c.Publish(scheme.AuthReply(dev), 1, false, b) // not waited for: inside a handler
 	}
 	opts := paho.NewClientOptions().
+		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
 		AddBroker(stack.BrokerURL()).
 		SetClientID(broker.ServiceClientID(user, fmt.Sprintf("echo-%d", n))).
 		SetUsername(user).

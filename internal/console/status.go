@@ -11,6 +11,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -35,6 +36,7 @@ func newStatusSubscriber(c *Console) (*statusSubscriber, error) {
 	cfg := &c.cfg
 	s := &statusSubscriber{c: c, filter: cfg.Topics.StatusFilter(""), first: make(chan error, 1)}
 	opts := mqtt.NewClientOptions().
+		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
 		AddBroker(cfg.BrokerURL).
 		SetClientID(cfg.ClientID + "-status").
 		SetUsername(cfg.Username).

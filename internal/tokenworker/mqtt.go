@@ -9,6 +9,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -56,6 +57,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.queue = make(chan job, w.cfg.QueueSize)
 	filter := w.cfg.Topics.WorkerFilter(w.cfg.Group)
 	opts := mqtt.NewClientOptions().
+		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
 		AddBroker(w.cfg.BrokerURL).
 		SetClientID(w.cfg.ClientID).
 		SetUsername(w.cfg.Username).
