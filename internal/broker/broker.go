@@ -73,6 +73,8 @@ type Broker struct {
 	sessions sessions
 	picker   *picker
 	stats    counters
+	store    *storageHook // nil without a data dir
+	carry    takeovers    // messages carried across session takeovers
 
 	mu      sync.Mutex
 	started bool
@@ -92,6 +94,7 @@ type counters struct {
 	paced              atomic.Int64
 	revokedDisconnects atomic.Int64
 	takeovers          atomic.Int64
+	takeoverCarried    atomic.Int64
 }
 
 // New checks cfg, loads the key, accounts and revocation files it names and prepares a
@@ -228,6 +231,7 @@ func (b *Broker) Start() (err error) {
 		if err := b.srv.AddHook(st, opts); err != nil {
 			return fmt.Errorf("broker: session store: %w", err)
 		}
+		b.store = st
 	} else {
 		b.log.Warn().Msg("no data dir: sessions and queued messages are kept in memory only")
 	}
@@ -442,7 +446,8 @@ type Stats struct {
 	RateLimited        int64 `json:"rate_limited"` // clients disconnected for their publish rate
 	Paced              int64 `json:"paced"`        // QoS 1/2 publishes held back to the client's rate
 	RevokedDisconnects int64 `json:"revoked_disconnects"`
-	Takeovers          int64 `json:"takeovers"` // live connections replaced by one with the same client ID
+	Takeovers          int64 `json:"takeovers"`       // live connections replaced by one with the same client ID
+	TakeoverCarried    int64 `json:"takeoverCarried"` // messages carried from a taken-over session to the new one
 }
 
 // Stats returns a snapshot of the counters.
@@ -472,6 +477,7 @@ func (b *Broker) Stats() Stats {
 		Paced:              b.stats.paced.Load(),
 		RevokedDisconnects: b.stats.revokedDisconnects.Load(),
 		Takeovers:          b.stats.takeovers.Load(),
+		TakeoverCarried:    b.stats.takeoverCarried.Load(),
 	}
 }
 

@@ -24,6 +24,7 @@ func (h *hook) ID() string { return "clipgate" }
 func (h *hook) Provides(x byte) bool {
 	switch x {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
+		mqtt.OnSessionEstablished, mqtt.OnQosDropped,
 		mqtt.OnWill, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSelectSubscribers, mqtt.OnPacketRead:
 		return true
 	}
@@ -65,10 +66,14 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // the client is not gone, it has reconnected, and a late "offline" will would contradict
 // its new connection (mochi issue #483). (The old client's fields are not touched: its own
 // goroutine and the storage hook read them unsynchronised.)
-func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.b.srv.Clients.Get(cl.ID)
 	if !ok || old == cl {
 		return
+	}
+	// The conditions under which mochi inherits the old session (inheritClientSession).
+	if !pk.Connect.Clean && !(old.Properties.Clean && old.Properties.ProtocolVersion < 5) {
+		h.b.carry.begin(old, cl)
 	}
 	if s := h.b.sessions.get(old); s != nil {
 		s.superseded.Store(true)
@@ -77,6 +82,22 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		h.b.stats.takeovers.Add(1)
 		h.b.log.Info().Str("client", cl.ID).Str("old_remote", old.Net.Remote).Str("remote", cl.Net.Remote).
 			Msg("session taken over")
+	}
+}
+
+// OnQosDropped collects the messages mochi drops from a session being taken over, so that
+// OnSessionEstablished can hand them to the new client (see takeovers).
+func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.b.carry.dropped(cl, pk)
+}
+
+// OnSessionEstablished completes a takeover: what reached the old session meanwhile goes to
+// the new client (see takeovers).
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if carried, restored := h.b.carry.end(h.b, cl); carried+restored > 0 {
+		h.b.stats.takeoverCarried.Add(int64(carried))
+		h.b.log.Info().Str("client", cl.ID).Int("carried", carried).Int("restored", restored).
+			Msg("session takeover: messages carried to the new connection")
 	}
 }
 
