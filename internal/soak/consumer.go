@@ -11,6 +11,7 @@ import (
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -43,6 +44,7 @@ func NewConsumer(ctx context.Context, c *Cluster, instance string) (*Consumer, e
 		changed:    make(chan struct{}),
 	}
 	opts := mqtt.NewClientOptions().
+		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
 		AddBroker(c.BrokerURL()).
 		SetClientID(broker.ServiceClientID(user, instance)).
 		SetUsername(user).
