@@ -35,7 +35,7 @@ func (k *Kit) announce(ev *protocol.UploadEvent) error {
 	}
 	path := k.outboxPath(ev.ID)
 	if err := writeFileAtomic(path, b); err != nil {
-		return fmt.Errorf("%w: %v", errOutbox, err)
+		return fmt.Errorf("%w: %w", errOutbox, err)
 	}
 	ctx, cancel := context.WithTimeout(k.ctx, k.cfg.RequestTimeout)
 	defer cancel()

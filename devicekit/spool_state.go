@@ -185,7 +185,7 @@ func (s *Spool) queueEvent(ev *protocol.UploadEvent) error {
 	}
 	path := s.kit.outboxPath(ev.ID)
 	if err := writeFileAtomic(path, b); err != nil {
-		return fmt.Errorf("%w: %v", errOutbox, err)
+		return fmt.Errorf("%w: %w", errOutbox, err)
 	}
 	s.queued = true
 	s.pub.push(path)
