@@ -19,6 +19,7 @@ import (
 
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/console"
+	"github.com/clipgate/clipgate/internal/kongyaml"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -96,7 +97,7 @@ func (m *Main) ParseFlags(args []string) error {
 		kong.Name("console"),
 		kong.Description("clipgate's operator console: indexes upload events and serves the web UI and API."),
 		kong.DefaultEnvars("CLIPGATE"),
-		kong.Configuration(yamlLoader),
+		kong.Configuration(kongyaml.Loader(fmt.Sprintf("use %s / %s or a *-file setting", envPassword, envOSSSecret))),
 		kong.Vars{
 			"envPassword":      envPassword,
 			"envOSSSecret":     envOSSSecret,

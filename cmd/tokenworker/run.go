@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/kongyaml"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -99,7 +100,7 @@ func (m *Main) ParseFlags(args []string) error {
 		kong.Name("tokenworker"),
 		kong.Description("Answers clipgate device auth requests with least-privilege STS credentials."),
 		kong.DefaultEnvars("CLIPGATE"),
-		kong.Configuration(yamlLoader),
+		kong.Configuration(kongyaml.Loader(fmt.Sprintf("use %s / %s or a *-file setting", envPassword, envSTSSecret))),
 		kong.Vars{
 			"envPassword":   envPassword,
 			"envSTSSecret":  envSTSSecret,

@@ -1,4 +1,8 @@
-package main
+// Package kongyaml is the YAML configuration file of clipgate's commands, as a kong
+// configuration loader: keys are flag names, nested maps join their keys with '-', unknown
+// keys and secrets written into the file are errors, and a flag's environment variable
+// wins over the file.
+package kongyaml
 
 import (
 	"bytes"
@@ -16,12 +20,17 @@ import (
 // maxConfigFile bounds the YAML configuration file.
 const maxConfigFile = 1 << 20
 
-// yamlLoader is a kong.ConfigurationLoader for YAML files. Keys are flag names in
+// Loader returns a kong.ConfigurationLoader for YAML files. Keys are flag names in
 // kebab-case or snake_case; nested maps join their keys with '-' (sts: {endpoint: x} is
-// sts-endpoint). Unknown keys are errors, so that a typo does not pass silently. A flag
-// whose environment variable is set takes that value: the precedence is flags, then the
-// environment, then the file.
-func yamlLoader(r io.Reader) (kong.Resolver, error) {
+// sts-endpoint). Unknown keys are errors, so that a typo does not pass silently; a key
+// naming a password or secret is refused with secretHint (where secrets go instead). A
+// flag whose environment variable is set takes that value: the precedence is flags, then
+// the environment, then the file.
+func Loader(secretHint string) kong.ConfigurationLoader {
+	return func(r io.Reader) (kong.Resolver, error) { return load(r, secretHint) }
+}
+
+func load(r io.Reader, secretHint string) (kong.Resolver, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxConfigFile+1))
 	if err != nil {
 		return nil, err
@@ -44,7 +53,7 @@ func yamlLoader(r io.Reader) (kong.Resolver, error) {
 			return nil, fmt.Errorf("configuration file: %w", err)
 		}
 	}
-	return &yamlResolver{values: values}, nil
+	return &yamlResolver{values: values, secretHint: secretHint}, nil
 }
 
 // flatten collects the scalar leaves of n under their joined keys.
@@ -90,7 +99,8 @@ func flatten(n *yaml.Node, prefix string, out map[string]string) error {
 }
 
 type yamlResolver struct {
-	values map[string]string
+	values     map[string]string
+	secretHint string
 }
 
 // Validate refuses keys that are no flag, and secrets written into the file.
@@ -113,13 +123,13 @@ func (r *yamlResolver) Validate(app *kong.Application) error {
 	sort.Strings(unknown)
 	for _, k := range unknown {
 		if strings.Contains(k, "password") || strings.Contains(k, "secret") {
-			return fmt.Errorf("configuration file: %q: secrets do not belong in the file; use %s / %s or a *-file setting",
-				k, envPassword, envSTSSecret)
+			return fmt.Errorf("configuration file: %q: secrets do not belong in the file; %s", k, r.secretHint)
 		}
 	}
 	return fmt.Errorf("configuration file: unknown setting(s) %s", strings.Join(unknown, ", "))
 }
 
+// Resolve returns the file's value of a flag, unless its environment variable is set.
 func (r *yamlResolver) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
 	v, ok := r.values[flag.Name]
 	if !ok {
