@@ -20,6 +20,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/kongyaml"
+	"github.com/clipgate/clipgate/internal/secretfile"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -177,7 +178,7 @@ func (m *Main) config() (console.Config, error) {
 	if err != nil {
 		return console.Config{}, err
 	}
-	ossSecret, err := m.secret(envOSSSecret, c.OSSAccessKeySecretFile, "OSS access key secret", true)
+	ossSecret, err := secretfile.Lookup(m.Getenv, envOSSSecret, c.OSSAccessKeySecretFile, "OSS access key secret", true)
 	if err != nil {
 		return console.Config{}, err
 	}
@@ -216,7 +217,7 @@ func (m *Main) config() (console.Config, error) {
 		Logger:            m.log,
 	}
 	if c.Broker != "" {
-		if cfg.Password, err = m.secret(envPassword, c.PasswordFile, "broker password", true); err != nil {
+		if cfg.Password, err = secretfile.Lookup(m.Getenv, envPassword, c.PasswordFile, "broker password", true); err != nil {
 			return console.Config{}, err
 		}
 		if c.BrokerCA != "" {
@@ -257,7 +258,7 @@ func (m *Main) passwordHash() (string, error) {
 	case c.PasswordHash != "":
 		return c.PasswordHash, nil
 	case c.PasswordHashFile != "":
-		h, err := readSecretFile(c.PasswordHashFile)
+		h, err := secretfile.Read(c.PasswordHashFile)
 		if err != nil {
 			return "", fmt.Errorf("--password-hash-file: %w", err)
 		}
@@ -285,59 +286,6 @@ func ossBucket(endpoint, region, bucket, id, secret string) (*oss.Bucket, error)
 		return nil, err
 	}
 	return client.Bucket(bucket)
-}
-
-// secret reads a secret from the environment variable env or from file (not both).
-func (m *Main) secret(env, file, what string, required bool) (string, error) {
-	v, inEnv := m.Getenv(env)
-	switch {
-	case inEnv && file != "":
-		return "", fmt.Errorf("%s: set either %s or the file flag, not both", what, env)
-	case inEnv:
-		if v == "" && required {
-			return "", fmt.Errorf("%s: %s is empty", what, env)
-		}
-		return v, nil
-	case file != "":
-		return readSecretFile(file)
-	case required:
-		return "", fmt.Errorf("%s is required: set %s or the file flag", what, env)
-	}
-	return "", nil
-}
-
-// maxSecretFile bounds a secret file.
-const maxSecretFile = 64 << 10
-
-// readSecretFile reads a file that only its owner may read, without its final line break.
-func readSecretFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is accessible by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("%s is larger than %d bytes", path, maxSecretFile)
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
 }
 
 func newLogger(w io.Writer, format, level string) zerolog.Logger {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/kongyaml"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/secretfile"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -198,11 +198,11 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 	if err != nil {
 		return tokenworker.Config{}, nil, fmt.Errorf("fleet key: %w", err)
 	}
-	password, err := m.secret(envPassword, c.PasswordFile, "broker password", false)
+	password, err := secretfile.Lookup(m.Getenv, envPassword, c.PasswordFile, "broker password", false)
 	if err != nil {
 		return tokenworker.Config{}, nil, err
 	}
-	stsSecret, err := m.secret(envSTSSecret, c.STSAccessKeySecretFile, "STS access key secret", true)
+	stsSecret, err := secretfile.Lookup(m.Getenv, envSTSSecret, c.STSAccessKeySecretFile, "STS access key secret", true)
 	if err != nil {
 		return tokenworker.Config{}, nil, err
 	}
@@ -274,67 +274,6 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		return tokenworker.Config{}, nil, errors.New("--reuse-margin must not be negative")
 	}
 	return cfg, rev, nil
-}
-
-// secret reads a secret from the environment variable env or from file (not both).
-func (m *Main) secret(env, file, what string, required bool) (string, error) {
-	v, inEnv := m.Getenv(env)
-	switch {
-	case inEnv && file != "":
-		return "", fmt.Errorf("%s: set either %s or the file flag, not both", what, env)
-	case inEnv:
-		if v == "" && required {
-			return "", fmt.Errorf("%s: %s is empty", what, env)
-		}
-		return v, nil
-	case file != "":
-		b, err := readSecretFile(file)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", what, err)
-		}
-		return b, nil
-	case required:
-		return "", fmt.Errorf("%s is required: set %s or the file flag", what, env)
-	}
-	return "", nil
-}
-
-// maxSecretFile bounds a secret file.
-const maxSecretFile = 64 << 10
-
-// readSecretFile reads a secret file that only its owner may read, without its final line
-// break.
-func readSecretFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is accessible by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("%s is larger than %d bytes", path, maxSecretFile)
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	if strings.ContainsAny(s, "\r\n") {
-		return "", fmt.Errorf("%s holds more than one line", path)
-	}
-	return s, nil
 }
 
 func newLogger(w io.Writer, format, level string) zerolog.Logger {
