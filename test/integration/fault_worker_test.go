@@ -106,9 +106,10 @@ func TestFaultWorkerStops(t *testing.T) {
 		}
 		results := faultAsk(ctx, kits)
 		asked := map[string]bool{}
+		watched := watcher.stream(ctx)
 		for len(asked) < devices {
 			select {
-			case m := <-watcher.messages:
+			case m := <-watched:
 				if kind, dev, ok := scheme.Parse(m.topic); ok && kind == topics.KindAuthRequest {
 					asked[dev] = true
 				}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -207,16 +208,20 @@ type message struct {
 }
 
 // mqttClient is a raw paho client (MQTT 3.1.1, clean session, no reconnect) that collects
-// what it receives.
+// what it receives. Every message is kept until a test takes it, whatever its topic, so a
+// reply that arrives before the test waits for it is never lost.
 type mqttClient struct {
-	client   paho.Client
-	messages chan message
-	lost     chan error // connection lost (buffered, first loss only)
+	client paho.Client
+	lost   chan error // connection lost (buffered, first loss only)
+
+	mu       sync.Mutex
+	received []message     // in arrival order, not yet taken
+	arrived  chan struct{} // closed and replaced at every arrival
 }
 
 // connectMQTT connects a raw client. The caller disconnects it (close).
 func connectMQTT(ctx context.Context, url, clientID, username, password string) (*mqttClient, error) {
-	c := &mqttClient{messages: make(chan message, 256), lost: make(chan error, 1)}
+	c := &mqttClient{lost: make(chan error, 1), arrived: make(chan struct{})}
 	opts := paho.NewClientOptions().
 		AddBroker(url).
 		SetClientID(clientID).
@@ -243,9 +248,44 @@ func connectMQTT(ctx context.Context, url, clientID, username, password string) 
 }
 
 func (c *mqttClient) receive(_ paho.Client, m paho.Message) {
-	select {
-	case c.messages <- message{m.Topic(), m.Payload()}:
-	default: // a test that floods itself fails on what it misses
+	c.add(message{m.Topic(), m.Payload()})
+}
+
+func (c *mqttClient) add(m message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.received = append(c.received, m)
+	close(c.arrived)
+	c.arrived = make(chan struct{})
+}
+
+// take removes and returns the oldest message that match accepts, if there is one, and
+// otherwise a channel closed at the next arrival.
+func (c *mqttClient) take(match func(message) bool) (message, bool, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range c.received {
+		if match(m) {
+			c.received = append(c.received[:i], c.received[i+1:]...)
+			return m, true, nil
+		}
+	}
+	return message{}, false, c.arrived
+}
+
+// nextMatching returns the oldest message match accepts, waiting for one until ctx ends.
+// Messages it does not accept stay for later calls.
+func (c *mqttClient) nextMatching(ctx context.Context, what string, match func(message) bool) (message, error) {
+	for {
+		m, ok, arrived := c.take(match)
+		if ok {
+			return m, nil
+		}
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return message{}, fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		}
 	}
 }
 
@@ -290,18 +330,34 @@ func (c *mqttClient) publish(ctx context.Context, topic string, payload []byte) 
 	return waitToken(ctx, c.client.Publish(topic, 1, false, payload))
 }
 
-// next returns the next message on topic, dropping others.
+// next returns the oldest message on topic; messages on other topics are kept.
 func (c *mqttClient) next(ctx context.Context, topic string) (message, error) {
-	for {
-		select {
-		case m := <-c.messages:
-			if m.topic == topic {
-				return m, nil
+	return c.nextMatching(ctx, "a message on "+topic, func(m message) bool { return m.topic == topic })
+}
+
+// stream hands every message, oldest first, to the returned channel until ctx ends, for
+// tests that wait on messages and other channels at once.
+func (c *mqttClient) stream(ctx context.Context) <-chan message {
+	ch := make(chan message)
+	go func() {
+		for {
+			m, err := c.nextAny(ctx)
+			if err != nil {
+				return
 			}
-		case <-ctx.Done():
-			return message{}, fmt.Errorf("waiting for a message on %s: %w", topic, ctx.Err())
+			select {
+			case ch <- m:
+			case <-ctx.Done():
+				return
+			}
 		}
-	}
+	}()
+	return ch
+}
+
+// nextAny returns the oldest message on any topic.
+func (c *mqttClient) nextAny(ctx context.Context) (message, error) {
+	return c.nextMatching(ctx, "a message", func(message) bool { return true })
 }
 
 // reply returns the next auth reply on topic, decoded.
