@@ -60,7 +60,11 @@ func (s *ossService) initiateUpload(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
-	if _, exists := rq.bucket.get(rq.key); exists && forbidOverwrite(rq.r) {
+	forbid, err := forbidOverwrite(rq.r)
+	if err != nil {
+		return err
+	}
+	if _, exists := rq.bucket.get(rq.key); exists && forbid {
 		return errFileExists
 	}
 	u, err := rq.bucket.initiate(uploadRecord{Key: rq.key, ContentType: contentType(rq.r), Headers: headers, Initiated: rq.now})
@@ -147,6 +151,10 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
+	forbid, err := forbidOverwrite(rq.r)
+	if err != nil {
+		return err
+	}
 	var list []completePart
 	if strings.EqualFold(rq.r.Header.Get("x-oss-complete-all"), "yes") {
 		if len(bytes.TrimSpace(body)) != 0 {
@@ -178,12 +186,12 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 			list = append(list, completePart{Number: n, ETag: strings.TrimSpace(p.ETag)})
 		}
 	}
-	m, err := rq.bucket.complete(u, list, forbidOverwrite(rq.r), rq.now)
+	m, err := rq.bucket.complete(u, list, forbid, rq.now)
 	switch {
 	case errors.Is(err, errNoSuchUpload):
 		return errNoSuchUpl
 	case errors.Is(err, errObjectExists):
-		return errFileExists
+		return errFileExistsComplete
 	case err != nil:
 		return err
 	}
