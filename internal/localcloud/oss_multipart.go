@@ -316,3 +316,61 @@ func intParam(rq *ossRequest, name string, def, lo, hi int) (int, error) {
 	}
 	return v, nil
 }
+
+// listUploads serves ListMultipartUploads (GET /bucket/?uploads), as documented at
+// https://www.alibabacloud.com/help/en/oss/developer-reference/listmultipartuploads: uploads
+// in progress ordered by key and upload ID, key-marker and upload-id-marker (ignored without
+// key-marker), prefix, delimiter with CommonPrefixes, max-uploads (default and maximum 1000)
+// and encoding-type=url, which encodes Delimiter, KeyMarker, Prefix, NextKeyMarker, Key and
+// the common prefixes. NextKeyMarker and NextUploadIdMarker name the last entry returned
+// whether or not the list is truncated, as in the documented example response.
+func (s *ossService) listUploads(rq *ossRequest) error {
+	enc, err := rq.encoder()
+	if err != nil {
+		return err
+	}
+	q := rq.query
+	prefix, delimiter, keyMarker, idMarker := q.Get("prefix"), q.Get("delimiter"), q.Get("key-marker"), q.Get("upload-id-marker")
+	for name, v := range map[string]string{"prefix": prefix, "delimiter": delimiter, "key-marker": keyMarker} {
+		if len(v) > 1023 {
+			return errInvalidArgument(name + " must be at most 1023 bytes.")
+		}
+	}
+	maxUploads, err := intParam(rq, "max-uploads", 1000, 1, 1000)
+	if err != nil {
+		return err
+	}
+	if keyMarker == "" {
+		idMarker = ""
+	}
+	page := rq.bucket.listUploads(prefix, delimiter, keyMarker, idMarker, maxUploads)
+	type xmlUpload struct {
+		Key       string
+		UploadId  string
+		Initiated string
+	}
+	res := struct {
+		XMLName            xml.Name `xml:"ListMultipartUploadsResult"`
+		EncodingType       string   `xml:",omitempty"`
+		Bucket             string
+		KeyMarker          string
+		UploadIdMarker     string
+		NextKeyMarker      string
+		NextUploadIdMarker string
+		Delimiter          string
+		Prefix             string
+		MaxUploads         int
+		IsTruncated        bool
+		Uploads            []xmlUpload `xml:"Upload"`
+		CommonPrefixes     []xmlPrefix
+	}{EncodingType: rq.encodingType(), Bucket: rq.bucketName, KeyMarker: enc(keyMarker), UploadIdMarker: q.Get("upload-id-marker"),
+		Delimiter: enc(delimiter), Prefix: enc(prefix), MaxUploads: maxUploads, IsTruncated: page.truncated}
+	res.NextKeyMarker, res.NextUploadIdMarker = enc(page.nextKey), page.nextID
+	for _, u := range page.uploads {
+		res.Uploads = append(res.Uploads, xmlUpload{enc(u.Key), u.ID, u.Initiated.UTC().Format(xmlTime)})
+	}
+	for _, p := range page.prefixes {
+		res.CommonPrefixes = append(res.CommonPrefixes, xmlPrefix{enc(p)})
+	}
+	return rq.writeXML(&res)
+}
