@@ -394,6 +394,13 @@ func (s *ossService) getObject(rq *ossRequest) error {
 // conditional evaluates If-Match, If-None-Match, If-Unmodified-Since and If-Modified-Since,
 // returning 412, 304 or 0 (serve).
 func conditional(r *http.Request, m *objectMeta) int {
+	return preconditions(r.Header, "", m)
+}
+
+// preconditions evaluates the conditional headers named prefix+"If-Match" and so on
+// (prefix "x-oss-copy-source-" for CopyObject's conditions on its source), returning 412,
+// 304 or 0.
+func preconditions(h http.Header, prefix string, m *objectMeta) int {
 	etagMatch := func(v string) bool {
 		for t := range strings.SplitSeq(v, ",") {
 			t = strings.Trim(strings.TrimSpace(t), `"`)
@@ -404,18 +411,18 @@ func conditional(r *http.Request, m *objectMeta) int {
 		return false
 	}
 	mod := m.Modified.Truncate(time.Second)
-	if v := r.Header.Get("If-Match"); v != "" && !etagMatch(v) {
+	if v := h.Get(prefix + "If-Match"); v != "" && !etagMatch(v) {
 		return http.StatusPreconditionFailed
 	}
-	if v := r.Header.Get("If-Unmodified-Since"); v != "" {
+	if v := h.Get(prefix + "If-Unmodified-Since"); v != "" {
 		if t, err := http.ParseTime(v); err == nil && mod.After(t) {
 			return http.StatusPreconditionFailed
 		}
 	}
-	if v := r.Header.Get("If-None-Match"); v != "" && etagMatch(v) {
+	if v := h.Get(prefix + "If-None-Match"); v != "" && etagMatch(v) {
 		return http.StatusNotModified
 	}
-	if v := r.Header.Get("If-Modified-Since"); v != "" {
+	if v := h.Get(prefix + "If-Modified-Since"); v != "" {
 		if t, err := http.ParseTime(v); err == nil && !mod.After(t) {
 			return http.StatusNotModified
 		}
