@@ -341,8 +341,8 @@ func setObjectHeaders(h http.Header, m *objectMeta) {
 	}
 }
 
-// getObject serves GetObject and HeadObject: conditional headers, a single byte range (OSS
-// ignores a malformed Range and returns the whole object), response-* overrides.
+// getObject serves GetObject and HeadObject: conditional headers, a byte range (see
+// parseRange), response-* overrides.
 func (s *ossService) getObject(rq *ossRequest) error {
 	b := rq.bucket
 	o, ok := b.acquire(rq.key)
@@ -368,7 +368,8 @@ func (s *ossService) getObject(rq *ossRequest) error {
 			h.Set(k, v)
 		}
 	}
-	start, n, partial, ok := parseRange(rq.r.Header.Get("Range"), m.Size)
+	standard := strings.EqualFold(rq.r.Header.Get("x-oss-range-behavior"), "standard")
+	start, n, partial, ok := parseRange(rq.r.Header.Get("Range"), m.Size, standard)
 	if !ok {
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(m.Size, 10))
 		return &Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: "InvalidRange", Message: "The requested range cannot be satisfied."}
@@ -430,17 +431,26 @@ func preconditions(h http.Header, prefix string, m *objectMeta) int {
 	return 0
 }
 
-// parseRange interprets a Range header as OSS does: one range "bytes=a-b", "bytes=a-" or
-// "bytes=-n"; anything malformed is ignored (whole object, partial false); a range starting
-// at or beyond the end is unsatisfiable (ok false); an end beyond the object is clipped.
-func parseRange(v string, size int64) (start, n int64, partial, ok bool) {
+// parseRange interprets a Range header as OSS does, following
+// https://www.alibabacloud.com/help/en/oss/how-to-obtain-oss-resources-by-segmenting-http-range-requests:
+// one range "bytes=a-b", "bytes=a-" or "bytes=-n", of which the valid interval is 0 to
+// size-1; anything malformed is ignored (the whole object, partial false). By default a range
+// not wholly inside the object is ignored as well, and of several ranges only the first
+// counts. With standard (x-oss-range-behavior: standard) an end or a suffix beyond the object
+// is clipped, and a start at or past the end, or several ranges
+// (https://www.alibabacloud.com/help/en/oss/user-guide/http-status-code-416), is
+// unsatisfiable (ok false: 416 InvalidRange).
+func parseRange(v string, size int64, standard bool) (start, n int64, partial, ok bool) {
+	whole := func() (int64, int64, bool, bool) { return 0, size, false, true }
+	unsatisfiable := func() (int64, int64, bool, bool) { return 0, 0, false, false }
 	spec, found := strings.CutPrefix(v, "bytes=")
-	if !found || strings.Contains(spec, ",") {
-		return 0, size, false, true
+	if !found {
+		return whole()
 	}
+	spec, _, multi := strings.Cut(spec, ",")
 	a, z, found := strings.Cut(strings.TrimSpace(spec), "-")
 	if !found {
-		return 0, size, false, true
+		return whole()
 	}
 	num := func(s string) (int64, bool) {
 		if s == "" || len(s) > 18 || strings.TrimLeft(s, "0123456789") != "" {
@@ -449,35 +459,42 @@ func parseRange(v string, size int64) (start, n int64, partial, ok bool) {
 		x, err := strconv.ParseInt(s, 10, 64)
 		return x, err == nil
 	}
+	var first, last int64
 	switch {
-	case a == "": // suffix
+	case a == "": // suffix: the last k bytes
 		k, good := num(z)
 		if !good || k == 0 {
-			return 0, size, false, true
+			return whole()
 		}
-		if size == 0 {
-			return 0, 0, false, false
+		if k > size && !standard {
+			return whole()
 		}
 		k = min(k, size)
-		return size - k, k, true, true
+		first, last = size-k, size-1
 	default:
-		first, good := num(a)
-		if !good {
-			return 0, size, false, true
+		var good bool
+		if first, good = num(a); !good {
+			return whole()
 		}
-		last := size - 1
+		last = size - 1
 		if z != "" {
 			l, good := num(z)
 			if !good || l < first {
-				return 0, size, false, true
+				return whole()
+			}
+			if l >= size && !standard {
+				return whole()
 			}
 			last = min(l, size-1)
 		}
-		if first >= size {
-			return 0, 0, false, false
-		}
-		return first, last - first + 1, true, true
 	}
+	switch {
+	case standard && (multi || first >= size):
+		return unsatisfiable()
+	case first >= size:
+		return whole()
+	}
+	return first, last - first + 1, true, true
 }
 
 func (s *ossService) getObjectMeta(rq *ossRequest) error {

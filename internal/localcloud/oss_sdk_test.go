@@ -68,18 +68,22 @@ func TestSDKObjectLifecycle(t *testing.T) {
 				t.Errorf("GetObjectMeta headers %v", m)
 			}
 
-			// Ranges: closed, open-ended, suffix; malformed ranges are ignored (whole object).
+			// Ranges: closed, open-ended, suffix; malformed ranges and, without
+			// x-oss-range-behavior: standard, ranges outside the object are ignored (whole
+			// object; TestRangeBehavior has the details).
 			mustEqualBytes(t, getAll(t, b, key, oss.Range(10, 19)), data[10:20])
 			mustEqualBytes(t, getAll(t, b, key, oss.NormalizedRange("299990-")), data[299990:])
 			mustEqualBytes(t, getAll(t, b, key, oss.NormalizedRange("-7")), data[len(data)-7:])
-			mustEqualBytes(t, getAll(t, b, key, oss.NormalizedRange("299990-999999999")), data[299990:])
+			mustEqualBytes(t, getAll(t, b, key, oss.NormalizedRange("299990-999999999")), data)
+			mustEqualBytes(t, getAll(t, b, key, oss.NormalizedRange("299990-999999999"), oss.RangeBehavior("standard")), data[299990:])
 			mustEqualBytes(t, getAll(t, b, key, oss.NormalizedRange("20-10")), data)
 			var rh http.Header
 			_ = getAll(t, b, key, oss.Range(0, 0), oss.GetResponseHeader(&rh))
 			if got := rh.Get("Content-Range"); got != "bytes 0-0/300000" {
 				t.Errorf("Content-Range %q", got)
 			}
-			_, err = b.GetObject(key, oss.NormalizedRange("300000-"))
+			mustEqualBytes(t, getAll(t, b, key, oss.NormalizedRange("300000-")), data)
+			_, err = b.GetObject(key, oss.NormalizedRange("300000-"), oss.RangeBehavior("standard"))
 			wantOSSCode(t, err, "InvalidRange")
 
 			ok, err := b.IsObjectExist(key)
@@ -121,7 +125,7 @@ func TestSDKObjectLifecycle(t *testing.T) {
 			if got := getAll(t, b, key+".empty"); len(got) != 0 {
 				t.Fatalf("empty object has %d bytes", len(got))
 			}
-			_, err = b.GetObject(key+".empty", oss.Range(0, 1))
+			_, err = b.GetObject(key+".empty", oss.Range(0, 1), oss.RangeBehavior("standard"))
 			wantOSSCode(t, err, "InvalidRange")
 		})
 	}
