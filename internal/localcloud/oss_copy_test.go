@@ -380,7 +380,7 @@ func TestDeleteMultipleObjects(t *testing.T) {
 	}
 	one := "<Delete><Object><Key>d/keep.mp4</Key></Object></Delete>"
 	wantSvcErr(t, post(one, map[string]string{}), http.StatusBadRequest, "MissingArgument", "0016-00000606")
-	wantSvcErr(t, post(one, map[string]string{"Content-MD5": md5B64([]byte("other"))}), http.StatusBadRequest, "BadDigest", "")
+	wantSvcErr(t, post(one, map[string]string{"Content-MD5": md5B64([]byte("other"))}), http.StatusBadRequest, "InvalidDigest", "")
 	wantSvcErr(t, post("<Remove><Object><Key>d/keep.mp4</Key></Object></Remove>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000608")
 	wantSvcErr(t, post("<Delete><Object><Key>d/keep.mp4</Key>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000608")
 	wantSvcErr(t, post("<Delete></Delete>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000608")

@@ -255,7 +255,7 @@ func TestGarbageComplete(t *testing.T) {
 	wantOSSCode(t, complete("<CompleteMultipartUpload>"+part("2", p2.ETag)+part("1", p1.ETag)+"</CompleteMultipartUpload>"), "InvalidPartOrder")
 	wantOSSCode(t, complete("<CompleteMultipartUpload>"+part("1", p2.ETag)+"</CompleteMultipartUpload>"), "InvalidPart")
 	good := "<CompleteMultipartUpload>" + part("1", p1.ETag) + part("2", p2.ETag) + "</CompleteMultipartUpload>"
-	wantOSSCode(t, complete(good, oss.ContentMD5(md5B64([]byte("other")))), "BadDigest")
+	wantOSSCode(t, complete(good, oss.ContentMD5(md5B64([]byte("other")))), "InvalidDigest")
 	wantOSSCode(t, complete(good, oss.SetHeader("x-oss-complete-all", "yes")), "InvalidArgument")
 	// After all that, the upload still completes.
 	if err := complete(good, oss.ContentMD5(md5B64([]byte(good)))); err != nil {

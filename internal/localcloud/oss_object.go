@@ -158,20 +158,24 @@ func (rq *ossRequest) receive(f *os.File, limit int64, d *digest, c *bodyCheck, 
 	return c.verify(rq.r, d)
 }
 
+// verify compares the body with the digests the request declared. A Content-MD5 mismatch is
+// InvalidDigest, "The Content-MD5 you specified was invalid" (BadDigest is S3's code):
+// https://www.alibabacloud.com/help/en/oss/the-the-content-md5-you-specified-was-invalid-error-message-is-returned-when-you-upload-a-file-to-oss-by-using-sts.
+// The other two digests get the same code, OSS having none of its own documented for them.
 func (c *bodyCheck) verify(r *http.Request, d *digest) error {
 	if c.md5 != nil {
 		want, _ := base64.StdEncoding.DecodeString(r.Header.Get("Content-MD5"))
 		if string(c.md5.Sum(nil)) != string(want) {
-			return &Error{Status: http.StatusBadRequest, Code: "BadDigest", Message: "The Content-MD5 you specified did not match what we received."}
+			return &Error{Status: http.StatusBadRequest, Code: "InvalidDigest", Message: "The Content-MD5 you specified was invalid."}
 		}
 	}
 	if c.sha != nil {
 		if hex.EncodeToString(c.sha.Sum(nil)) != r.Header.Get("x-oss-content-sha256") {
-			return &Error{Status: http.StatusBadRequest, Code: "BadDigest", Message: "The x-oss-content-sha256 you specified did not match what we received."}
+			return &Error{Status: http.StatusBadRequest, Code: "InvalidDigest", Message: "The x-oss-content-sha256 you specified did not match what we received."}
 		}
 	}
 	if v := r.Header.Get("x-oss-hash-crc64ecma"); c.crcHdr && v != "" && v != strconv.FormatUint(d.crc, 10) {
-		return &Error{Status: http.StatusBadRequest, Code: "BadDigest", Message: "The x-oss-hash-crc64ecma you specified did not match what we received."}
+		return &Error{Status: http.StatusBadRequest, Code: "InvalidDigest", Message: "The x-oss-hash-crc64ecma you specified did not match what we received."}
 	}
 	return nil
 }

@@ -141,11 +141,11 @@ func TestSDKPutIntegrityHeaders(t *testing.T) {
 	e := newOSSEnv(t)
 	b := e.admin(oss.AuthV4)
 	err := b.PutObject("bad-md5", strings.NewReader("hello"), oss.ContentMD5(md5B64([]byte("other"))))
-	wantOSSCode(t, err, "BadDigest")
+	wantOSSCode(t, err, "InvalidDigest")
 	err = b.PutObject("bad-md5", strings.NewReader("hello"), oss.ContentMD5("not base64!"))
 	wantOSSCode(t, err, "InvalidDigest")
 	err = b.PutObject("bad-crc", strings.NewReader("hello"), oss.SetHeader("x-oss-hash-crc64ecma", "12345"))
-	wantOSSCode(t, err, "BadDigest")
+	wantOSSCode(t, err, "InvalidDigest")
 	if err := b.PutObject("good-crc", strings.NewReader("hello"), oss.SetHeader("x-oss-hash-crc64ecma", crcOf([]byte("hello")))); err != nil {
 		t.Fatal(err)
 	}
