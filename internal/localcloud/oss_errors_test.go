@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	osv2 "github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
@@ -46,4 +47,18 @@ func TestContentMD5Mismatch(t *testing.T) {
 	_, err = c.PutObject(bg, &osv2.PutObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr("k2"), Body: strings.NewReader("hello"),
 		ContentMD5: osv2.Ptr(md5B64([]byte("hello!")))})
 	wantSvcErr(t, err, http.StatusBadRequest, "InvalidDigest", "")
+}
+
+// TestKeyTokenMismatch: a genuine security token sent with another temporary key is 403
+// AccessKeyIdAndSecurityTokenNotMatch (EC 0002-00000004), through both SDKs.
+func TestKeyTokenMismatch(t *testing.T) {
+	t.Parallel()
+	e := newOSSEnv(t)
+	a := e.assumeRole("", time.Hour)
+	b := e.assumeRole("", time.Hour)
+	err := e.stsClient(&TempCredentials{AccessKeyID: a.AccessKeyID, AccessKeySecret: a.AccessKeySecret, SecurityToken: b.SecurityToken}, oss.AuthV4).
+		PutObject("k", strings.NewReader("x"))
+	wantSvcErr(t, err, http.StatusForbidden, "AccessKeyIdAndSecurityTokenNotMatch", "0002-00000004")
+	_, err = e.clientV2(b.AccessKeyID, b.AccessKeySecret, a.SecurityToken).GetObject(bg, &osv2.GetObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr("k")})
+	wantSvcErr(t, err, http.StatusForbidden, "AccessKeyIdAndSecurityTokenNotMatch", "0002-00000004")
 }
