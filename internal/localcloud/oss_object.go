@@ -3,8 +3,8 @@ package localcloud
 import (
 	"crypto/md5"
 	"crypto/sha256"
-	"encoding"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"hash"
@@ -265,15 +265,11 @@ func (s *ossService) appendObject(rq *ossRequest) error {
 		return &Error{Status: http.StatusConflict, Code: "PositionNotEqualToLength", Message: "Position is not equal to file length."}
 	}
 
-	objMD5 := md5.New()
-	d := &digest{hashes: []hash.Hash{objMD5}}
+	d := &digest{}
 	var f *os.File
 	var blob string
 	m := &objectMeta{Key: rq.key, Type: objectAppendable, Modified: rq.now}
 	if exists {
-		if err := objMD5.(encoding.BinaryUnmarshaler).UnmarshalBinary(cur.MD5State); err != nil {
-			return err
-		}
 		d.crc, d.size = cur.CRC64, cur.Size
 		m.ContentType, m.Headers = cur.ContentType, cur.Headers
 		blob = cur.Segments[0].Blob
@@ -305,11 +301,9 @@ func (s *ossService) appendObject(rq *ossRequest) error {
 	}
 	if err == nil {
 		m.Size, m.CRC64 = d.size, d.crc
-		m.ETag = upperHex(objMD5.Sum(nil))
+		m.ETag = appendableETag(m.CRC64, m.Size)
 		m.Segments = []segment{{Blob: blob, Size: d.size}}
-		if m.MD5State, err = objMD5.(encoding.BinaryMarshaler).MarshalBinary(); err == nil {
-			err = b.commit(rq.key, m, false)
-		}
+		err = b.commit(rq.key, m, false)
 	}
 	if err != nil {
 		if exists {
@@ -326,6 +320,19 @@ func (s *ossService) appendObject(rq *ossRequest) error {
 	wh.Set("Content-Length", "0")
 	rq.w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// appendableETag is the ETag of an appendable object of the given CRC-64 and size. On OSS
+// only simple uploads have the MD5 of their content as ETag; an appendable object's ETag
+// changes with every append but is not its MD5
+// (https://www.alibabacloud.com/help/en/oss/developer-reference/appendobject). Deriving it
+// from the CRC-64 and size, which are kept anyway, spares appends an MD5 over the object.
+func appendableETag(crc uint64, size int64) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], crc)
+	binary.BigEndian.PutUint64(b[8:], uint64(size))
+	sum := sha256.Sum256(b[:])
+	return upperHex(sum[:16])
 }
 
 // setObjectHeaders sets the headers GET and HEAD return for m.
