@@ -376,8 +376,8 @@ func (d *detailedError) Unwrap() error { return d.e }
 
 type xmlField struct{ name, value string }
 
-// writeError writes err as OSS's error document (HEAD: headers only, with the document in
-// x-oss-err as OSS does) and returns its code.
+// writeError writes err as OSS's error document with its EC and RecommendDoc (HEAD: headers
+// only, with the document in x-oss-err as OSS does) and returns its code.
 func (s *ossService) writeError(rq *ossRequest, err error) string {
 	var e *Error
 	var fields []xmlField
@@ -401,8 +401,10 @@ func (s *ossService) writeError(rq *ossRequest, err error) string {
 			writeXMLElem(&b, f.name, f.value)
 		}
 	}
-	if e.EC != "" {
-		writeXMLElem(&b, "EC", e.EC)
+	ec, documented := errorEC(e)
+	writeXMLElem(&b, "EC", ec)
+	if documented {
+		writeXMLElem(&b, "RecommendDoc", recommendDoc(ec))
 	}
 	b.WriteString("</Error>\n")
 	doc := b.String()
@@ -414,9 +416,7 @@ func (s *ossService) writeError(rq *ossRequest, err error) string {
 			h.Del(k)
 		}
 	}
-	if e.EC != "" {
-		h.Set("x-oss-ec", e.EC)
-	}
+	h.Set("x-oss-ec", ec)
 	h.Set("Content-Type", "application/xml")
 	if rq.r.Method == http.MethodHead {
 		h.Set("x-oss-err", b64(doc))
