@@ -25,8 +25,8 @@ import (
 // percent-encoded: well under this.
 const maxURLLen = 32 << 10
 
-// ossService is the OSS server: path-style addressing (/bucket/key), signatures, policies,
-// and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
+// ossService is the OSS server: virtual-hosted and path-style addressing, signatures,
+// policies, and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
 // clean paths and so change object keys.
 type ossService struct {
 	cfg    *Config
@@ -156,7 +156,7 @@ func (s *ossService) serve(rq *ossRequest) error {
 	if !strings.HasPrefix(path, "/") {
 		return errInvalidArgument("The request path must start with /.")
 	}
-	bucketName, rawKey, _ := strings.Cut(path[1:], "/")
+	bucketName, rawKey := bucketAndPath(r.Host, s.cfg.EndpointDomain, path)
 	if rq.bucketName, err = url.PathUnescape(bucketName); err != nil {
 		return &Error{Status: http.StatusNotFound, Code: "NoSuchBucket", Message: "The specified bucket does not exist."}
 	}

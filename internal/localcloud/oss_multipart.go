@@ -208,7 +208,7 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 		Bucket       string
 		Key          string
 		ETag         string
-	}{EncodingType: rq.encodingType(), Location: "http://" + rq.r.Host + "/" + rq.bucketName + "/" + enc(rq.key),
+	}{EncodingType: rq.encodingType(), Location: location(rq) + enc(rq.key),
 		Bucket: rq.bucketName, Key: enc(rq.key), ETag: quoteETag(m.ETag)})
 }
 
@@ -378,4 +378,12 @@ func (s *ossService) listUploads(rq *ossRequest) error {
 		res.CommonPrefixes = append(res.CommonPrefixes, xmlPrefix{enc(p)})
 	}
 	return rq.writeXML(&res)
+}
+
+// location is the URL prefix of the request's objects, as the request addressed the bucket.
+func location(rq *ossRequest) string {
+	if strings.HasPrefix(strings.ToLower(rq.r.Host), rq.bucketName+".") {
+		return "http://" + rq.r.Host + "/"
+	}
+	return "http://" + rq.r.Host + "/" + rq.bucketName + "/"
 }
