@@ -60,7 +60,11 @@ func (s *ossService) initiateUpload(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
-	if _, exists := rq.bucket.get(rq.key); exists && forbidOverwrite(rq.r) {
+	forbid, err := forbidOverwrite(rq.r)
+	if err != nil {
+		return err
+	}
+	if _, exists := rq.bucket.get(rq.key); exists && forbid {
 		return errFileExists
 	}
 	u, err := rq.bucket.initiate(uploadRecord{Key: rq.key, ContentType: contentType(rq.r), Headers: headers, Initiated: rq.now})
@@ -131,8 +135,10 @@ func (s *ossService) uploadPart(rq *ossRequest) error {
 	return nil
 }
 
+// errMalformedXML refuses a CompleteMultipartUpload document (EC as in the sample error of
+// alibabacloud-oss-go-sdk-v2's client_mock_object_multipart_test.go).
 var errMalformedXML = &Error{Status: http.StatusBadRequest, Code: "MalformedXML",
-	Message: "The XML you provided was not well-formed or did not validate against our published schema."}
+	Message: "The XML you provided was not well-formed or did not validate against our published schema.", EC: "0042-00000205"}
 
 func (s *ossService) completeUpload(rq *ossRequest) error {
 	enc, err := rq.encoder()
@@ -147,10 +153,16 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
+	forbid, err := forbidOverwrite(rq.r)
+	if err != nil {
+		return err
+	}
 	var list []completePart
 	if strings.EqualFold(rq.r.Header.Get("x-oss-complete-all"), "yes") {
 		if len(bytes.TrimSpace(body)) != 0 {
-			return errInvalidArgument("With x-oss-complete-all: yes the body must be empty.")
+			// EC as in the same sample errors.
+			return &Error{Status: http.StatusBadRequest, Code: "InvalidArgument",
+				Message: "Should not specify both complete all header and http body.", EC: "0042-00000216"}
 		}
 		parts, err := rq.bucket.listParts(u)
 		if err != nil {
@@ -178,12 +190,12 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 			list = append(list, completePart{Number: n, ETag: strings.TrimSpace(p.ETag)})
 		}
 	}
-	m, err := rq.bucket.complete(u, list, forbidOverwrite(rq.r), rq.now)
+	m, err := rq.bucket.complete(u, list, forbid, rq.now)
 	switch {
 	case errors.Is(err, errNoSuchUpload):
 		return errNoSuchUpl
 	case errors.Is(err, errObjectExists):
-		return errFileExists
+		return errFileExistsComplete
 	case err != nil:
 		return err
 	}
@@ -196,14 +208,15 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 		Bucket       string
 		Key          string
 		ETag         string
-	}{EncodingType: rq.encodingType(), Location: "http://" + rq.r.Host + "/" + rq.bucketName + "/" + enc(rq.key),
+	}{EncodingType: rq.encodingType(), Location: location(rq) + enc(rq.key),
 		Bucket: rq.bucketName, Key: enc(rq.key), ETag: quoteETag(m.ETag)})
 }
 
 // readSmallBody reads a body of at most limit bytes, verified like object bodies.
 func (s *ossService) readSmallBody(rq *ossRequest, limit int64) ([]byte, error) {
+	tooLarge := &Error{Status: http.StatusBadRequest, Code: "MalformedXML", Message: errMalformedXML.Message}
 	if rq.r.ContentLength > limit {
-		return nil, errMalformedXML
+		return nil, tooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(rq.r.Body, limit+1))
 	rq.bytesIn += int64(len(body))
@@ -211,7 +224,7 @@ func (s *ossService) readSmallBody(rq *ossRequest, limit int64) ([]byte, error) 
 		return nil, &Error{Status: http.StatusBadRequest, Code: "IncompleteBody", Message: "The request body could not be read."}
 	}
 	if int64(len(body)) > limit {
-		return nil, errMalformedXML
+		return nil, tooLarge
 	}
 	d := &digest{}
 	check, err := rq.prepareChecks(d, nil, false)
@@ -307,4 +320,70 @@ func intParam(rq *ossRequest, name string, def, lo, hi int) (int, error) {
 		return 0, errInvalidArgument(name + " must be an integer from " + strconv.Itoa(lo) + " to " + strconv.Itoa(hi) + ".")
 	}
 	return v, nil
+}
+
+// listUploads serves ListMultipartUploads (GET /bucket/?uploads), as documented at
+// https://www.alibabacloud.com/help/en/oss/developer-reference/listmultipartuploads: uploads
+// in progress ordered by key and upload ID, key-marker and upload-id-marker (ignored without
+// key-marker), prefix, delimiter with CommonPrefixes, max-uploads (default and maximum 1000)
+// and encoding-type=url, which encodes Delimiter, KeyMarker, Prefix, NextKeyMarker, Key and
+// the common prefixes. NextKeyMarker and NextUploadIdMarker name the last entry returned
+// whether or not the list is truncated, as in the documented example response.
+func (s *ossService) listUploads(rq *ossRequest) error {
+	enc, err := rq.encoder()
+	if err != nil {
+		return err
+	}
+	q := rq.query
+	prefix, delimiter, keyMarker, idMarker := q.Get("prefix"), q.Get("delimiter"), q.Get("key-marker"), q.Get("upload-id-marker")
+	for name, v := range map[string]string{"prefix": prefix, "delimiter": delimiter, "key-marker": keyMarker} {
+		if len(v) > 1023 {
+			return errInvalidArgument(name + " must be at most 1023 bytes.")
+		}
+	}
+	maxUploads, err := intParam(rq, "max-uploads", 1000, 1, 1000)
+	if err != nil {
+		return err
+	}
+	if keyMarker == "" {
+		idMarker = ""
+	}
+	page := rq.bucket.listUploads(prefix, delimiter, keyMarker, idMarker, maxUploads)
+	type xmlUpload struct {
+		Key       string
+		UploadId  string
+		Initiated string
+	}
+	res := struct {
+		XMLName            xml.Name `xml:"ListMultipartUploadsResult"`
+		EncodingType       string   `xml:",omitempty"`
+		Bucket             string
+		KeyMarker          string
+		UploadIdMarker     string
+		NextKeyMarker      string
+		NextUploadIdMarker string
+		Delimiter          string
+		Prefix             string
+		MaxUploads         int
+		IsTruncated        bool
+		Uploads            []xmlUpload `xml:"Upload"`
+		CommonPrefixes     []xmlPrefix
+	}{EncodingType: rq.encodingType(), Bucket: rq.bucketName, KeyMarker: enc(keyMarker), UploadIdMarker: q.Get("upload-id-marker"),
+		Delimiter: enc(delimiter), Prefix: enc(prefix), MaxUploads: maxUploads, IsTruncated: page.truncated}
+	res.NextKeyMarker, res.NextUploadIdMarker = enc(page.nextKey), page.nextID
+	for _, u := range page.uploads {
+		res.Uploads = append(res.Uploads, xmlUpload{enc(u.Key), u.ID, u.Initiated.UTC().Format(xmlTime)})
+	}
+	for _, p := range page.prefixes {
+		res.CommonPrefixes = append(res.CommonPrefixes, xmlPrefix{enc(p)})
+	}
+	return rq.writeXML(&res)
+}
+
+// location is the URL prefix of the request's objects, as the request addressed the bucket.
+func location(rq *ossRequest) string {
+	if strings.HasPrefix(strings.ToLower(rq.r.Host), rq.bucketName+".") {
+		return "http://" + rq.r.Host + "/"
+	}
+	return "http://" + rq.r.Host + "/" + rq.bucketName + "/"
 }
