@@ -1,6 +1,7 @@
 package mqttstore
 
 import (
+	"io"
 	"testing"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -52,4 +53,33 @@ func TestGetOthers(t *testing.T) {
 	if got := s.Get("o.99"); got != nil {
 		t.Fatalf("Get of a missing key = %v, want nil", got)
 	}
+}
+
+// The packet given to Put goes on to the connection's writer, which sets its remaining
+// length while encoding it; a reconnect meanwhile reads the stored packet through Get.
+// The store must not share that packet with the writer (a data race seen in
+// TestFaultNetworkPartition under -race: PublishPacket.Write against Get's copy).
+func TestPutKeepsItsOwnCopy(t *testing.T) {
+	t.Parallel()
+	s := New()
+	s.Open()
+	defer s.Close()
+	pub := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	pub.Qos, pub.MessageID, pub.TopicName, pub.Payload = 1, 9, "a/b", []byte("payload")
+	s.Put("o.9", pub)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			_ = pub.Write(io.Discard) // the writer owns the packet it was handed
+		}
+	}()
+	for range 100 {
+		got, ok := s.Get("o.9").(*packets.PublishPacket)
+		if !ok || got.MessageID != 9 || string(got.Payload) != "payload" {
+			t.Fatalf("Get = %+v", got)
+		}
+	}
+	<-done
 }
