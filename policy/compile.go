@@ -3,8 +3,10 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // program is a checked Document in the form Evaluate runs without allocating.
@@ -21,23 +23,36 @@ type cstmt struct {
 	conds       []ccond
 }
 
-// condKey is a condition key the evaluator knows.
+// condKey is a condition key: one the evaluator knows, or keyOther for any other
+// well-formed key, which no request carries.
 type condKey uint8
 
 const (
-	keyCurrentTime condKey = iota + 1
+	keyOther condKey = iota
+	keyCurrentTime
 	keySourceIP
 	keySecureTransport
+	keyUserAgent
+	keyAccessID
+	keyPrefix
+	keyDelimiter
 )
 
-// condKeys maps lower-cased key names (keys are case-insensitive) to keys.
+// condKeys maps lower-cased key names (keys are case-insensitive) to the keys the
+// evaluator knows: RAM's common keys and the ones OSS documents for its actions
+// (https://www.alibabacloud.com/help/en/oss/user-guide/ram-policy-overview, "Conditions in
+// RAM policies for OSS").
 var condKeys = map[string]condKey{
 	"acs:currenttime":     keyCurrentTime,
 	"acs:sourceip":        keySourceIP,
 	"acs:securetransport": keySecureTransport,
+	"acs:useragent":       keyUserAgent,
+	"acs:accessid":        keyAccessID,
+	"oss:prefix":          keyPrefix,
+	"oss:delimiter":       keyDelimiter,
 }
 
-const knownKeys = "acs:CurrentTime, acs:SourceIp, acs:SecureTransport"
+const knownKeys = "acs:CurrentTime, acs:SourceIp, acs:SecureTransport, acs:UserAgent, acs:AccessId, oss:Prefix, oss:Delimiter"
 
 // opKind is the comparison an operator makes; negated operators share the kind of their
 // positive form and set ccond.negate.
@@ -54,6 +69,7 @@ const (
 	opDateGreaterThanEquals
 	opIPAddress
 	opBool
+	opNumeric // any Numeric* operator: no known key is numeric, see compileCondition
 )
 
 type opInfo struct {
@@ -78,11 +94,20 @@ var operators = map[string]opInfo{
 	"IpAddress":                 {opIPAddress, false},
 	"NotIpAddress":              {opIPAddress, true},
 	"Bool":                      {opBool, false},
+	// RAM documents the numeric operators
+	// (https://www.alibabacloud.com/help/en/ram/user-guide/policy-elements, "Condition").
+	"NumericEquals":            {opNumeric, false},
+	"NumericNotEquals":         {opNumeric, true},
+	"NumericLessThan":          {opNumeric, false},
+	"NumericLessThanEquals":    {opNumeric, false},
+	"NumericGreaterThan":       {opNumeric, false},
+	"NumericGreaterThanEquals": {opNumeric, false},
 }
 
 const knownOperators = "StringEquals, StringNotEquals, StringEqualsIgnoreCase, StringNotEqualsIgnoreCase, " +
 	"StringLike, StringNotLike, DateEquals, DateNotEquals, DateLessThan, DateLessThanEquals, " +
-	"DateGreaterThan, DateGreaterThanEquals, IpAddress, NotIpAddress, Bool"
+	"DateGreaterThan, DateGreaterThanEquals, IpAddress, NotIpAddress, Bool, NumericEquals, " +
+	"NumericNotEquals, NumericLessThan, NumericLessThanEquals, NumericGreaterThan, NumericGreaterThanEquals"
 
 type ccond struct {
 	kind   opKind
@@ -243,10 +268,10 @@ func compileCondition(c *Condition, cc *ccond, path string) error {
 	if !ok {
 		return invalidf(path, "unknown condition operator %q (supported, case-sensitive: %s)", truncate(c.Operator), knownOperators)
 	}
-	key, ok := condKeys[strings.ToLower(c.Key)]
-	if !ok {
-		return invalidf(path, "unknown condition key %q (supported: %s)", truncate(c.Key), knownKeys)
+	if err := checkConditionKey(c.Key); err != nil {
+		return invalidf(path, "%v", err)
 	}
+	key := condKeys[strings.ToLower(c.Key)] // keyOther when not known
 	cc.kind, cc.negate, cc.key = op.kind, op.negate, key
 	if len(c.Values) == 0 {
 		return invalidf(path, "no values")
@@ -254,18 +279,30 @@ func compileCondition(c *Condition, cc *ccond, path string) error {
 	if len(c.Values) > MaxValues {
 		return invalidf(path, "more than %d values", MaxValues)
 	}
+	// A known key has a type; an operator of another type is refused rather than never
+	// matching. Other keys take any operator (their values must still have its form).
 	switch op.kind {
 	case opDateEquals, opDateLessThan, opDateLessThanEquals, opDateGreaterThan, opDateGreaterThanEquals:
-		if key != keyCurrentTime {
+		if key != keyCurrentTime && key != keyOther {
 			return invalidf(path, "operator %s compares dates and applies only to acs:CurrentTime", c.Operator)
 		}
 	case opIPAddress:
-		if key != keySourceIP {
+		if key != keySourceIP && key != keyOther {
 			return invalidf(path, "operator %s compares IP addresses and applies only to acs:SourceIp", c.Operator)
 		}
 	case opBool:
-		if key != keySecureTransport {
+		if key != keySecureTransport && key != keyOther {
 			return invalidf(path, "operator Bool applies only to acs:SecureTransport")
+		}
+		// RAM's policy check refuses more than one Boolean value for a condition
+		// ("Invalid condition multiple Boolean",
+		// https://www.alibabacloud.com/help/en/ram/permission-policy-check).
+		if len(c.Values) > 1 {
+			return invalidf(path, "a Bool condition takes exactly one value, got %d", len(c.Values))
+		}
+	case opNumeric:
+		if key != keyOther {
+			return invalidf(path, "operator %s compares numbers and no known key (%s) is a number", c.Operator, knownKeys)
 		}
 	}
 	cc.strs = c.Values
@@ -298,7 +335,32 @@ func compileCondition(c *Condition, cc *ccond, path string) error {
 			default:
 				return invalidf(vpath, "%q is not true or false", truncate(v))
 			}
+		case opNumeric:
+			if _, err := strconv.ParseFloat(v, 64); err != nil {
+				return invalidf(vpath, "%q is not a number", truncate(v))
+			}
 		}
+	}
+	return nil
+}
+
+// checkConditionKey accepts a key of the form "<service>:<name>", as RAM's policy check
+// requires ("Invalid condition key format"): a service code of letters, digits and '-',
+// and a name without control characters, such as "oss:Prefix" or
+// "oss:ExistingObjectTag/owner".
+func checkConditionKey(k string) error {
+	svc, name, ok := strings.Cut(k, ":")
+	if !ok || svc == "" || name == "" {
+		return fmt.Errorf("condition key %q is not of the form \"<service>:<key>\" (known keys: %s)", truncate(k), knownKeys)
+	}
+	for i := 0; i < len(svc); i++ {
+		c := svc[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("condition key %q: the service %q may hold only letters, digits and '-'", truncate(k), truncate(svc))
+		}
+	}
+	if i := strings.IndexFunc(name, isControl); i >= 0 || !utf8.ValidString(name) || len(k) > MaxStringLen {
+		return fmt.Errorf("condition key %q has a control character, invalid UTF-8 or more than %d bytes", truncate(k), MaxStringLen)
 	}
 	return nil
 }

@@ -72,6 +72,17 @@ type Request struct {
 	SourceIP netip.Addr
 	// SecureTransport is acs:SecureTransport (true for HTTPS); every request carries it.
 	SecureTransport bool
+	// UserAgent is acs:UserAgent, the User-Agent header; "" means the request does not
+	// carry it.
+	UserAgent string
+	// AccessKeyID is acs:AccessId, the access key that signed the request; "" means the
+	// request does not carry it (an anonymous request).
+	AccessKeyID string
+	// Listing says the request lists objects (oss:ListObjects). Only then does it carry
+	// oss:Prefix and oss:Delimiter, as Prefix and Delimiter ("" when it names none, so
+	// that a policy can allow the top level with the value "").
+	Listing           bool
+	Prefix, Delimiter string
 }
 
 // Decision is the result of evaluating one document.

@@ -322,22 +322,7 @@ func (s *ossService) authorize(rq *ossRequest, action string) error {
 	if len(p.Policies) == 0 && !p.Temporary {
 		return nil
 	}
-	res := "acs:oss:" + s.cfg.Region + ":" + s.cfg.AccountID + ":"
-	switch {
-	case rq.bucket == nil:
-		res += "*"
-	case rq.key == "":
-		res += rq.bucketName
-	default:
-		res += rq.bucketName + "/" + rq.key
-	}
-	req := &policy.Request{
-		Action:          action,
-		Resource:        res,
-		CurrentTime:     rq.now,
-		SourceIP:        remoteIP(rq.r),
-		SecureTransport: rq.r.TLS != nil,
-	}
+	req, res := s.policyRequest(rq, action)
 	if !policy.Authorize(req, p.Policies...) {
 		return &Error{Status: http.StatusForbidden, Code: "AccessDenied",
 			Message: "You are not authorized to do this action: " + action + " on " + res + " is not allowed by the access policy."}
