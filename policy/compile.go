@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,9 +19,18 @@ type cstmt struct {
 	deny        bool
 	notAction   bool // actions are NotAction patterns
 	notResource bool // resources are NotResource patterns
+	anyResource bool // a trust policy statement: no Resource element
 	actions     []pattern
 	resources   []pattern
 	conds       []ccond
+	principals  []cprincipal // nil: anyone (no Principal element)
+}
+
+// cprincipal is a compiled Principal entry.
+type cprincipal struct {
+	typ    string
+	anyone bool // "*", or an empty bucket policy list
+	ids    []pattern
 }
 
 // condKey is a condition key: one the evaluator knows, or keyOther for any other
@@ -122,6 +132,9 @@ type ccond struct {
 
 // compile checks doc and builds its program. Errors wrap ErrInvalidPolicy.
 func compile(doc *Document) (*program, error) {
+	if doc.Kind > TrustPolicy {
+		return nil, invalidf("", "unknown document kind %d", doc.Kind)
+	}
 	if doc.Version != Version {
 		return nil, invalidf("Version", "%q is not supported, want \"1\"", truncate(doc.Version))
 	}
@@ -133,20 +146,28 @@ func compile(doc *Document) (*program, error) {
 	}
 	prog := &program{stmts: make([]cstmt, len(doc.Statements))}
 	for i := range doc.Statements {
-		if err := compileStatement(&doc.Statements[i], &prog.stmts[i], fmt.Sprintf("Statement[%d]", i)); err != nil {
+		if err := compileStatement(doc.Kind, &doc.Statements[i], &prog.stmts[i], fmt.Sprintf("Statement[%d]", i)); err != nil {
 			return nil, err
 		}
 	}
 	return prog, nil
 }
 
-func compileStatement(st *Statement, cs *cstmt, path string) error {
+func compileStatement(kind Kind, st *Statement, cs *cstmt, path string) error {
 	switch st.Effect {
 	case Allow:
 	case Deny:
 		cs.deny = true
 	default:
 		return invalidf(path+".Effect", "%q is not \"Allow\" or \"Deny\" (case-sensitive)", truncate(string(st.Effect)))
+	}
+	if err := compilePrincipals(kind, st.Principals, cs, path+".Principal"); err != nil {
+		return err
+	}
+	if kind == BucketPolicy {
+		if err := checkBucketPolicyValues(st, path); err != nil {
+			return err
+		}
 	}
 
 	var err error
@@ -166,9 +187,17 @@ func compileStatement(st *Statement, cs *cstmt, path string) error {
 		cs.actions[i] = compilePattern(a, true)
 	}
 
+	if kind == TrustPolicy {
+		if len(st.Resources) > 0 || len(st.NotResources) > 0 {
+			return invalidf(path, "a trust policy statement has no Resource or NotResource (the role is the resource)")
+		}
+		cs.anyResource = true
+	}
 	var resources []string
-	if resources, cs.notResource, err = pick(path, "Resource", st.Resources, st.NotResources); err != nil {
-		return err
+	if !cs.anyResource {
+		if resources, cs.notResource, err = pick(path, "Resource", st.Resources, st.NotResources); err != nil {
+			return err
+		}
 	}
 	field = path + ".Resource"
 	if cs.notResource {
@@ -195,6 +224,90 @@ func compileStatement(st *Statement, cs *cstmt, path string) error {
 			}
 		}
 		if err := compileCondition(c, &cs.conds[i], cpath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compilePrincipals checks a statement's Principal entries against the document kind.
+func compilePrincipals(kind Kind, ps []Principal, cs *cstmt, path string) error {
+	switch {
+	case len(ps) == 0 && kind == TrustPolicy:
+		return invalidf(path, "missing (a trust policy names who may assume the role)")
+	case len(ps) == 0:
+		return nil
+	case kind == Identity:
+		return invalidf(path, "Principal belongs only in resource-based (bucket or trust) policies, not in a permission or session policy")
+	case kind == BucketPolicy && (len(ps) != 1 || ps[0].Type != ""):
+		return invalidf(path, "a bucket policy's Principal is one list of IDs, without a type")
+	}
+	cs.principals = make([]cprincipal, len(ps))
+	for i, p := range ps {
+		cp := &cs.principals[i]
+		cp.typ = p.Type
+		if kind == TrustPolicy {
+			if !slices.Contains(principalTypes, p.Type) {
+				return invalidf(path, "unknown principal type %q (want RAM, Service or Federated)", truncate(p.Type))
+			}
+			for j := range i {
+				if ps[j].Type == p.Type {
+					return invalidf(path, "principal type %q given twice", p.Type)
+				}
+			}
+			if len(p.IDs) == 0 {
+				return invalidf(path+"."+p.Type, "no principals")
+			}
+		}
+		if len(p.IDs) > MaxValues {
+			return invalidf(path, "more than %d values", MaxValues)
+		}
+		cp.anyone = len(p.IDs) == 0 // an empty bucket policy list is "*", as OSS documents
+		for j, id := range p.IDs {
+			if id == "" || len(id) > MaxStringLen || strings.IndexFunc(id, isControl) >= 0 {
+				return invalidf(fmt.Sprintf("%s[%d]", path, j), "%q is not a principal (1 to %d bytes, no control characters)", truncate(id), MaxStringLen)
+			}
+			if id == "*" {
+				cp.anyone = true
+			}
+			cp.ids = append(cp.ids, compilePattern(id, false))
+		}
+	}
+	return nil
+}
+
+// checkBucketPolicyValues applies OSS's limits on a bucket policy's values: at most
+// MaxBucketPolicyField bytes, and no consecutive wildcards "**".
+func checkBucketPolicyValues(st *Statement, path string) error {
+	check := func(field string, vals []string) error {
+		for i, v := range vals {
+			if len(v) > MaxBucketPolicyField {
+				return fmt.Errorf("policy: %w: %w: %s.%s[%d]: value is %d bytes, a bucket policy allows %d", ErrInvalidPolicy, ErrTooLong, path, field, i, len(v), MaxBucketPolicyField)
+			}
+			if strings.Contains(v, "**") {
+				return invalidf(fmt.Sprintf("%s.%s[%d]", path, field, i), "%q has consecutive wildcards \"**\", which OSS refuses in a bucket policy", truncate(v))
+			}
+		}
+		return nil
+	}
+	lists := []struct {
+		name string
+		vals []string
+	}{{"Action", st.Actions}, {"NotAction", st.NotActions}, {"Resource", st.Resources}, {"NotResource", st.NotResources}}
+	for _, p := range st.Principals {
+		lists = append(lists, struct {
+			name string
+			vals []string
+		}{"Principal", p.IDs})
+	}
+	for _, c := range st.Conditions {
+		lists = append(lists, struct {
+			name string
+			vals []string
+		}{"Condition." + c.Operator + "." + c.Key, c.Values})
+	}
+	for _, l := range lists {
+		if err := check(l.name, l.vals); err != nil {
 			return err
 		}
 	}

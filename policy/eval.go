@@ -70,7 +70,10 @@ func (s *cstmt) applies(r *Request) bool {
 	if anyMatch(s.actions, r.Action) == s.notAction {
 		return false
 	}
-	if anyMatch(s.resources, r.Resource) == s.notResource {
+	if !s.anyResource && anyMatch(s.resources, r.Resource) == s.notResource {
+		return false
+	}
+	if s.principals != nil && !s.principalMatches(r.Caller) {
 		return false
 	}
 	for i := range s.conds {
@@ -79,6 +82,30 @@ func (s *cstmt) applies(r *Request) bool {
 		}
 	}
 	return true
+}
+
+// principalMatches reports whether a Principal entry names the caller. In a bucket
+// policy "*" names anyone, even an anonymous (nil) caller; in a trust policy anyone of
+// its type. Other IDs match one of the caller's names of the same type.
+func (s *cstmt) principalMatches(c *Caller) bool {
+	for i := range s.principals {
+		p := &s.principals[i]
+		if p.anyone && p.typ == "" {
+			return true
+		}
+		if c == nil || p.typ != c.Type {
+			continue
+		}
+		if p.anyone {
+			return true
+		}
+		for _, n := range c.Names {
+			if anyMatch(p.ids, n) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func anyMatch(pats []pattern, s string) bool {

@@ -1,6 +1,7 @@
 package localcloud
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -109,6 +110,8 @@ func (c *policyCache) parse(text string) (*policy.Document, error) {
 type longTermKey struct {
 	key      AccessKey
 	policies []*policy.Document
+	user     string // RAM user name: key.User, or the key ID
+	userID   string // numeric RAM user ID, stable for a given token key and user name
 }
 
 type roleEntry struct {
@@ -156,6 +159,10 @@ func NewAuthority(cfg *Config) (*Authority, error) {
 	}
 	for _, r := range a.roles {
 		r.id = a.roleID(r.lcName)
+	}
+	for _, k := range a.keys {
+		k.user = cmp.Or(k.key.User, k.key.ID)
+		k.userID = a.userID(k.user)
 	}
 	return a, nil
 }

@@ -19,6 +19,9 @@ type AccessKey struct {
 	Secret string `yaml:"secret" json:"secret"`
 	// Policy is the user's permission policy (JSON); empty grants full access.
 	Policy string `yaml:"policy,omitempty" json:"policy,omitempty"`
+	// User is the name of the RAM user the key belongs to, as trust policies and
+	// GetCallerIdentity name it ("acs:ram::{AccountID}:user/{User}"); empty means the key ID.
+	User string `yaml:"user,omitempty" json:"user,omitempty"`
 }
 
 // Role is a RAM role that AssumeRole can issue temporary credentials for.

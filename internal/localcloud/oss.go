@@ -16,8 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
-
-	"github.com/clipgate/clipgate/policy"
 )
 
 // maxURLLen bounds the request target. The largest legitimate one is a signed URL for a
@@ -29,11 +27,12 @@ const maxURLLen = 32 << 10
 // and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
 // clean paths and so change object keys.
 type ossService struct {
-	cfg    *Config
-	auth   *Authority
-	store  *store
-	log    zerolog.Logger
-	closed atomic.Bool
+	cfg     *Config
+	auth    *Authority
+	store   *store
+	configs map[string]*bucketConfig // by bucket name: policy, lifecycle
+	log     zerolog.Logger
+	closed  atomic.Bool
 }
 
 var bucketNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`)
@@ -53,7 +52,11 @@ func newOSS(cfg *Config, auth *Authority) (*ossService, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ossService{cfg: cfg, auth: auth, store: st, log: cfg.Logger}, nil
+	configs, err := loadBucketConfigs(st)
+	if err != nil {
+		return nil, err
+	}
+	return &ossService{cfg: cfg, auth: auth, store: st, configs: configs, log: cfg.Logger}, nil
 }
 
 // Close stops serving requests. Every write is durable before it is acknowledged, so there is
@@ -203,6 +206,9 @@ func route(rq *ossRequest) (opSpec, error) {
 		}
 		return notImpl(m + " on the service")
 	}
+	if op, ok := routeBucketConfig(rq); ok {
+		return op, nil
+	}
 	if sub := unsupportedSubresource(q); sub != "" {
 		return notImpl("the " + sub + " sub-resource")
 	}
@@ -312,21 +318,6 @@ func (s *ossService) authenticate(rq *ossRequest) error {
 		return err
 	}
 	rq.principal = p
-	return nil
-}
-
-// authorize evaluates the principal's policies (all must allow, none deny) for action on the
-// request's resource. An unrestricted long-term key has no policies and skips evaluation.
-func (s *ossService) authorize(rq *ossRequest, action string) error {
-	p := rq.principal
-	if len(p.Policies) == 0 && !p.Temporary {
-		return nil
-	}
-	req, res := s.policyRequest(rq, action)
-	if !policy.Authorize(req, p.Policies...) {
-		return &Error{Status: http.StatusForbidden, Code: "AccessDenied",
-			Message: "You are not authorized to do this action: " + action + " on " + res + " is not allowed by the access policy."}
-	}
 	return nil
 }
 
