@@ -273,6 +273,13 @@ func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy 
 	if !ok {
 		return nil, stsError(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
 	}
+	p := &Principal{AccessKeyID: callerKeyID, Secret: caller.key.Secret, Policies: caller.policies}
+	return a.assumeRole(p, roleARN, sessionName, sessionPolicy, duration, now)
+}
+
+// assumeRole issues temporary credentials for a role to an authenticated caller: a RAM
+// user (long-term key) or a role session (STS credentials).
+func (a *Authority) assumeRole(caller *Principal, roleARN, sessionName, sessionPolicy string, duration time.Duration, now time.Time) (*TempCredentials, error) {
 	if roleARN == "" {
 		return nil, stsError(http.StatusBadRequest, "MissingParameter.RoleArn", "Parameter RoleArn is required.")
 	}
@@ -280,9 +287,9 @@ func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy 
 	if err != nil {
 		return nil, err
 	}
-	if len(caller.policies) > 0 && !policy.Authorize(&policy.Request{
+	if (len(caller.Policies) > 0 || caller.Temporary) && !policy.Authorize(&policy.Request{
 		Action: "sts:AssumeRole", Resource: a.RoleARN(roleName), CurrentTime: now,
-	}, caller.policies...) {
+	}, caller.Policies...) {
 		return nil, stsError(http.StatusForbidden, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM.")
 	}
 	role, ok := a.roles[roleName]
@@ -322,7 +329,7 @@ func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy 
 		Policy:      sessionPolicy,
 		Issued:      now.Unix(),
 		Expiration:  exp.Unix(),
-		Caller:      callerKeyID,
+		Caller:      caller.AccessKeyID,
 	}
 	raw, err := json.Marshal(&claims)
 	if err != nil {

@@ -4,8 +4,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/clipgate/clipgate/policy"
 )
@@ -39,4 +41,72 @@ func (a *Authority) bucketPolicyCaller(p *Principal) *policy.Caller {
 		return &policy.Caller{Names: []string{k.userID}}
 	}
 	return nil
+}
+
+// Errors of Alibaba Cloud's RPC gateway for temporary credentials, as its common error
+// tables list them (400, "Specified SecurityToken is expired." and so on).
+func errRPCToken(code, msg string) *Error { return stsError(http.StatusBadRequest, code, msg) }
+
+// resolveRPC authenticates the caller of an STS request: a long-term key, or STS
+// credentials with their SecurityToken. It answers with the RPC gateway's codes, not
+// OSS's.
+func (a *Authority) resolveRPC(akid, token string, now time.Time) (*Principal, *Error) {
+	notFound := stsError(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+	k, longTerm := a.keys[akid]
+	if token == "" {
+		if !longTerm {
+			return nil, notFound
+		}
+		return &Principal{AccessKeyID: akid, Secret: k.key.Secret, Policies: k.policies}, nil
+	}
+	if !longTerm && !strings.HasPrefix(akid, stsKeyPrefix) {
+		return nil, notFound
+	}
+	e, err := a.verifyToken(token)
+	if err != nil {
+		return nil, errRPCToken("InvalidSecurityToken.Malformed", "Specified SecurityToken is malformed.")
+	}
+	if e.claims.AccessKeyID != akid {
+		return nil, errRPCToken("InvalidSecurityToken.MismatchWithAccessKey", "Specified SecurityToken mismatch with the AccessKey.")
+	}
+	exp := time.Unix(e.claims.Expiration, 0).UTC()
+	if !now.Before(exp) {
+		return nil, errRPCToken("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
+	}
+	return &Principal{AccessKeyID: akid, Secret: e.secret, Temporary: true, Role: e.claims.Role,
+		SessionName: e.claims.Session, Expiration: exp, Policies: e.policies}, nil
+}
+
+// stsCallerIdentityResponse is GetCallerIdentity's answer
+// (https://www.alibabacloud.com/help/en/ram/developer-reference/api-sts-2015-04-01-getcalleridentity).
+type stsCallerIdentityResponse struct {
+	RequestID    string `json:"RequestId"`
+	IdentityType string `json:"IdentityType"`
+	AccountID    string `json:"AccountId"`
+	PrincipalID  string `json:"PrincipalId"`
+	UserID       string `json:"UserId,omitempty"` // RAM users only
+	Arn          string `json:"Arn"`
+	RoleID       string `json:"RoleId,omitempty"` // role sessions only
+}
+
+// callerIdentity describes an authenticated caller: a RAM user ("acs:ram::{uid}:user/{name}")
+// or a role session ("acs:ram::{uid}:assumed-role/{role}/{session}", PrincipalId
+// "{roleId}:{session}").
+func (a *Authority) callerIdentity(p *Principal, reqID string) *stsCallerIdentityResponse {
+	r := &stsCallerIdentityResponse{RequestID: reqID, AccountID: a.accountID}
+	if p.Temporary {
+		lc := strings.ToLower(p.Role)
+		roleID := a.roleID(lc)
+		if re, ok := a.roles[lc]; ok {
+			roleID = re.id
+		}
+		r.IdentityType, r.RoleID = "AssumedRoleUser", roleID
+		r.PrincipalID = roleID + ":" + p.SessionName
+		r.Arn = "acs:ram::" + a.accountID + ":assumed-role/" + lc + "/" + p.SessionName
+		return r
+	}
+	k := a.keys[p.AccessKeyID]
+	r.IdentityType, r.UserID, r.PrincipalID = "RAMUser", k.userID, k.userID
+	r.Arn = "acs:ram::" + a.accountID + ":user/" + k.user
+	return r
 }
