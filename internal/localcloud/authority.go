@@ -117,7 +117,8 @@ type longTermKey struct {
 type roleEntry struct {
 	role   Role
 	doc    *policy.Document
-	id     string // numeric role ID, stable for a given token key and name
+	trust  *policy.Document // who may assume the role
+	id     string           // numeric role ID, stable for a given token key and name
 	lcName string
 }
 
@@ -295,6 +296,9 @@ func (a *Authority) assumeRole(caller *Principal, roleARN, sessionName, sessionP
 	role, ok := a.roles[roleName]
 	if !ok {
 		return nil, stsError(http.StatusNotFound, "EntityNotExist.Role", "The specified Role not exists .")
+	}
+	if !a.trusts(role, caller, now) {
+		return nil, stsError(http.StatusForbidden, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM.")
 	}
 	if !validSessionName(sessionName) {
 		return nil, stsError(http.StatusBadRequest, "InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed.")

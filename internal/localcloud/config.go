@@ -32,6 +32,11 @@ type Role struct {
 	Policy string `yaml:"policy" json:"policy"`
 	// MaxSessionDuration bounds DurationSeconds: 1h to 12h, default 1h.
 	MaxSessionDuration time.Duration `yaml:"maxSessionDuration,omitempty" json:"maxSessionDuration,omitempty"`
+	// Trust is the role's trust policy (JSON): who may assume it, RAM users and roles
+	// named by "acs:ram::{AccountID}:root", ":user/{name}" or ":role/{name}". Empty trusts
+	// the account, {"RAM":["acs:ram::{AccountID}:root"]}: any of its RAM users and role
+	// sessions whose own policies allow sts:AssumeRole on the role.
+	Trust string `yaml:"trust,omitempty" json:"trust,omitempty"`
 }
 
 // Config configures both servers. Zero values take the documented defaults.

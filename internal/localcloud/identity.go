@@ -110,3 +110,32 @@ func (a *Authority) callerIdentity(p *Principal, reqID string) *stsCallerIdentit
 	r.Arn = "acs:ram::" + a.accountID + ":user/" + k.user
 	return r
 }
+
+// defaultTrust is the trust policy of a role configured without one: the account itself,
+// so any of its RAM users and role sessions whose own policies allow it.
+func defaultTrust(accountID string) string {
+	return `{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::` + accountID + `:root"]}}]}`
+}
+
+// trusts reports whether the role's trust policy lets the caller assume it
+// (https://www.alibabacloud.com/help/en/ram/support/faq-about-ram-roles-and-sts-tokens:
+// the caller needs sts:AssumeRole in its own policies AND the role's trust policy must
+// name it). RAM users go by "acs:ram::{uid}:user/{name}", role sessions by
+// "acs:ram::{uid}:role/{role}"; both by the account, "acs:ram::{uid}:root".
+func (a *Authority) trusts(role *roleEntry, caller *Principal, now time.Time) bool {
+	root := "acs:ram::" + a.accountID + ":root"
+	var self string
+	if caller.Temporary {
+		self = "acs:ram::" + a.accountID + ":role/" + strings.ToLower(caller.Role)
+	} else if k, ok := a.keys[caller.AccessKeyID]; ok {
+		self = "acs:ram::" + a.accountID + ":user/" + k.user
+	} else {
+		return false
+	}
+	return role.trust.Evaluate(&policy.Request{
+		Action:      "sts:AssumeRole",
+		Resource:    a.RoleARN(role.lcName),
+		CurrentTime: now,
+		Caller:      &policy.Caller{Type: "RAM", Names: []string{root, self}},
+	}) == policy.Allowed
+}

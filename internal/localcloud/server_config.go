@@ -47,6 +47,7 @@ type fileRole struct {
 	Name               string        `yaml:"name"`
 	Policy             policyText    `yaml:"policy"`
 	MaxSessionDuration time.Duration `yaml:"maxSessionDuration"`
+	Trust              policyText    `yaml:"trust"`
 }
 
 // policyText is a policy document given either as a JSON string or as YAML structure.
@@ -126,7 +127,7 @@ func ParseConfig(text []byte) (Config, error) {
 		cfg.Keys = append(cfg.Keys, AccessKey{ID: k.ID, Secret: k.Secret, Policy: string(k.Policy), User: k.User})
 	}
 	for _, r := range fc.Roles {
-		cfg.Roles = append(cfg.Roles, Role{Name: r.Name, Policy: string(r.Policy), MaxSessionDuration: r.MaxSessionDuration})
+		cfg.Roles = append(cfg.Roles, Role{Name: r.Name, Policy: string(r.Policy), MaxSessionDuration: r.MaxSessionDuration, Trust: string(r.Trust)})
 	}
 	if err := CheckConfig(cfg); err != nil {
 		return Config{}, err
@@ -212,7 +213,15 @@ func parseKeysAndRoles(c *Config) (map[string]*longTermKey, map[string]*roleEntr
 		if err != nil {
 			return nil, nil, fmt.Errorf("localcloud: role %q: policy: %w", r.Name, err)
 		}
-		roles[lc] = &roleEntry{role: r, doc: doc, lcName: lc}
+		trust := r.Trust
+		if trust == "" {
+			trust = defaultTrust(c.AccountID)
+		}
+		trustDoc, err := policy.ParseTrustPolicy([]byte(trust))
+		if err != nil {
+			return nil, nil, fmt.Errorf("localcloud: role %q: trust policy: %w", r.Name, err)
+		}
+		roles[lc] = &roleEntry{role: r, doc: doc, trust: trustDoc, lcName: lc}
 	}
 	return keys, roles, nil
 }

@@ -205,10 +205,6 @@ func (s *stsService) handle(w http.ResponseWriter, r *http.Request, reqID string
 	if params["Action"] == "GetCallerIdentity" {
 		return s.auth.callerIdentity(caller, reqID), nil
 	}
-	if caller.Temporary {
-		// AssumeRole with temporary credentials (role chaining) is not supported yet.
-		return nil, stsError(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-	}
 	return s.assumeRole(caller, params, now, reqID)
 }
 
