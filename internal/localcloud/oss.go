@@ -187,8 +187,10 @@ func (s *ossService) serve(rq *ossRequest) error {
 	if routeErr != nil {
 		return routeErr
 	}
-	if err := s.authorize(rq, op.action); err != nil {
-		return err
+	if op.action != "" { // otherwise the handler authorizes (per key, or on a second resource)
+		if err := s.authorize(rq, op.action); err != nil {
+			return err
+		}
 	}
 	return op.handle(s, rq)
 }
@@ -215,7 +217,7 @@ func route(rq *ossRequest) (opSpec, error) {
 	if rq.key == "" {
 		switch {
 		case m == http.MethodGet && q.Has("uploads"):
-			return notImpl("ListMultipartUploads")
+			return opSpec{"ListMultipartUploads", "oss:ListMultipartUploads", (*ossService).listUploads}, nil
 		case m == http.MethodGet && q.Has("list-type"):
 			if q.Get("list-type") != "2" {
 				return opSpec{name: "ListObjectsV2"}, errInvalidArgument("list-type must be 2.")
@@ -223,13 +225,18 @@ func route(rq *ossRequest) (opSpec, error) {
 			return opSpec{"ListObjectsV2", "oss:ListObjects", (*ossService).listObjectsV2}, nil
 		case m == http.MethodGet:
 			return opSpec{"ListObjects", "oss:ListObjects", (*ossService).listObjectsV1}, nil
+		case m == http.MethodPost && q.Has("delete"):
+			return opSpec{"DeleteMultipleObjects", "", (*ossService).deleteMultiple}, nil
 		}
 		return notImpl(m + " on a bucket")
 	}
 	switch m {
 	case http.MethodPut:
 		if rq.r.Header.Get("x-oss-copy-source") != "" {
-			return notImpl("CopyObject")
+			if q.Has("uploadId") || q.Has("partNumber") {
+				return notImpl("UploadPartCopy")
+			}
+			return opSpec{"CopyObject", "oss:PutObject", (*ossService).copyObject}, nil
 		}
 		if q.Has("uploadId") || q.Has("partNumber") {
 			return opSpec{"UploadPart", "oss:PutObject", (*ossService).uploadPart}, nil
@@ -267,7 +274,7 @@ func route(rq *ossRequest) (opSpec, error) {
 
 // handledSubresources are the signed sub-resources the implemented operations understand.
 var handledSubresources = map[string]bool{
-	"uploads": true, "uploadId": true, "partNumber": true, "append": true, "position": true,
+	"uploads": true, "uploadId": true, "partNumber": true, "append": true, "position": true, "delete": true,
 	"objectMeta": true, "security-token": true, "continuation-token": true,
 	"response-content-type": true, "response-content-language": true, "response-expires": true,
 	"response-cache-control": true, "response-content-disposition": true, "response-content-encoding": true,

@@ -307,13 +307,17 @@ func blobNames(segs []segment) []string {
 }
 
 // linkBlob gives the blob src a second name (a hard link, or a copy where links fail).
-func (b *bucket) linkBlob(src string) (string, error) {
+func (b *bucket) linkBlob(src string) (string, error) { return b.linkBlobFrom(b, src) }
+
+// linkBlobFrom gives the blob src of bucket from a name in b (a hard link, or a copy where
+// links fail). Only blobs that are never written again may be shared this way.
+func (b *bucket) linkBlobFrom(from *bucket, src string) (string, error) {
 	name := randomHex(16, false)
-	err := os.Link(b.blobPath(src), b.blobPath(name))
+	err := os.Link(from.blobPath(src), b.blobPath(name))
 	if err == nil {
 		return name, nil
 	}
-	in, err := os.Open(b.blobPath(src))
+	in, err := os.Open(from.blobPath(src))
 	if err != nil {
 		return "", err
 	}
@@ -334,4 +338,102 @@ func (b *bucket) linkBlob(src string) (string, error) {
 		return "", err
 	}
 	return name, nil
+}
+
+// uploadPage is one page of ListMultipartUploads.
+type uploadPage struct {
+	uploads   []uploadRecord
+	prefixes  []string
+	truncated bool
+	// nextKey and nextID are the position of the last entry returned: a key and upload ID,
+	// or a common prefix and "".
+	nextKey, nextID string
+}
+
+// listUploads lists the uploads in progress whose keys have prefix, ordered by key and then
+// upload ID, starting after (keyMarker, idMarker): keys after keyMarker, and with idMarker
+// also keyMarker's uploads with a greater ID. Keys with delimiter after the prefix roll up
+// into common prefixes, each one entry at its own position in the order (as bucket.list
+// does), so that a common prefix passed back as keyMarker skips all its uploads.
+func (b *bucket) listUploads(prefix, delimiter, keyMarker, idMarker string, max int) uploadPage {
+	b.upMu.Lock()
+	all := make([]uploadRecord, 0, len(b.uploads))
+	for _, u := range b.uploads {
+		if strings.HasPrefix(u.Key, prefix) {
+			all = append(all, u.uploadRecord)
+		}
+	}
+	b.upMu.Unlock()
+	slices.SortFunc(all, func(x, y uploadRecord) int {
+		if c := strings.Compare(x.Key, y.Key); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	after := func(u *uploadRecord) bool {
+		return u.Key > keyMarker || (idMarker != "" && u.Key == keyMarker && u.ID > idMarker)
+	}
+	var p uploadPage
+	for i := 0; i < len(all); i++ {
+		u := &all[i]
+		if delimiter != "" {
+			if j := strings.Index(u.Key[len(prefix):], delimiter); j >= 0 {
+				cp := u.Key[:len(prefix)+j+len(delimiter)]
+				if cp > keyMarker {
+					if len(p.uploads)+len(p.prefixes) == max {
+						p.truncated = true
+						break
+					}
+					p.prefixes = append(p.prefixes, cp)
+					p.nextKey, p.nextID = cp, ""
+				}
+				for i+1 < len(all) && strings.HasPrefix(all[i+1].Key, cp) {
+					i++
+				}
+				continue
+			}
+		}
+		if !after(u) {
+			continue
+		}
+		if len(p.uploads)+len(p.prefixes) == max {
+			p.truncated = true
+			break
+		}
+		p.uploads = append(p.uploads, *u)
+		p.nextKey, p.nextID = u.Key, u.ID
+	}
+	return p
+}
+
+// cloneData gives b its own copy of the data of o, an object of bucket src, as the segments
+// of a new object: a Multipart object's part blobs, which are never written again, are
+// linked; any other object's data is copied into a fresh blob, which commit may then turn
+// into an inline record.
+func (b *bucket) cloneData(src *bucket, o *objectReader) ([]segment, error) {
+	if o.Type == objectMultipart {
+		segs := make([]segment, 0, len(o.Segments))
+		for _, sg := range o.Segments {
+			name, err := b.linkBlobFrom(src, sg.Blob)
+			if err != nil {
+				b.removeBlobs(blobNames(segs))
+				return nil, err
+			}
+			segs = append(segs, segment{Blob: name, Size: sg.Size})
+		}
+		return segs, nil
+	}
+	f, name, err := b.newBlob()
+	if err != nil {
+		return nil, err
+	}
+	_, err = src.writeRange(f, o, 0, o.Size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		b.removeBlobs([]string{name})
+		return nil, err
+	}
+	return []segment{{Blob: name, Size: o.Size}}, nil
 }
