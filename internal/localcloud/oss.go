@@ -174,6 +174,10 @@ func (s *ossService) serve(rq *ossRequest) error {
 		return &Error{Status: http.StatusNotFound, Code: "NoSuchBucket", Message: "The specified bucket does not exist."}
 	}
 
+	if isPostObject(rq) { // a form upload carries its own signature (oss_post.go)
+		rq.op = "PostObject"
+		return s.postObject(rq)
+	}
 	op, routeErr := route(rq)
 	rq.op = op.name
 	if rq.key != "" {

@@ -66,7 +66,7 @@ const (
 // bucket policy's Deny, except for the bucket policy operations themselves, so that the
 // bucket's administrator can always repair a policy (a deliberate difference).
 func (s *ossService) authorize(rq *ossRequest, action string) error {
-	p := rq.principal
+	p := rq.principal // nil: an anonymous form upload, which only a bucket policy can allow
 	req, res := s.policyRequest(rq, action)
 	bucketAllows := false
 	if bp := s.bucketPolicy(rq); bp != nil && !(p.unrestricted() && isBucketPolicyAction(action)) {
@@ -78,6 +78,12 @@ func (s *ossService) authorize(rq *ossRequest, action string) error {
 		case policy.Allowed:
 			bucketAllows = true
 		}
+	}
+	if p == nil {
+		if bucketAllows {
+			return nil
+		}
+		return errAnonymous
 	}
 	if p.unrestricted() {
 		return nil
@@ -103,7 +109,7 @@ func errNotAllowed(action, res string) *Error {
 }
 
 // unrestricted reports whether p is a long-term key without a policy (full access).
-func (p *Principal) unrestricted() bool { return len(p.Policies) == 0 && !p.Temporary }
+func (p *Principal) unrestricted() bool { return p != nil && len(p.Policies) == 0 && !p.Temporary }
 
 func isBucketPolicyAction(action string) bool {
 	switch action {
