@@ -52,9 +52,16 @@ type Config struct {
 	// STSRate is the number of AssumeRole calls per second allowed (burst equal to the rate,
 	// at least 1); 0 means unlimited. Over it, STS answers Throttling.User.
 	STSRate float64
-	// Now is the clock used for signatures, tokens and policy conditions; nil means time.Now.
-	Now    func() time.Time
-	Logger zerolog.Logger
+	// Now is the clock used for signatures, tokens, policy conditions and lifecycle rules;
+	// nil means time.Now.
+	Now func() time.Time
+	// LifecycleCheck is how often (in real time) the OSS server looks at Now for the daily
+	// lifecycle run, which otherwise happens before the first request after midnight UTC;
+	// 0 means DefaultLifecycleCheck, negative never.
+	LifecycleCheck time.Duration
+	Logger         zerolog.Logger
+
+	lifecycleRan func(time.Time) // tests: called after each lifecycle run
 }
 
 // Defaults for Config.
@@ -83,6 +90,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.LifecycleCheck == 0 {
+		c.LifecycleCheck = DefaultLifecycleCheck
 	}
 	if c.DataDir == "" {
 		return c, errors.New("localcloud: DataDir is required")

@@ -27,12 +27,13 @@ const maxURLLen = 32 << 10
 // and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
 // clean paths and so change object keys.
 type ossService struct {
-	cfg     *Config
-	auth    *Authority
-	store   *store
-	configs map[string]*bucketConfig // by bucket name: policy, lifecycle
-	log     zerolog.Logger
-	closed  atomic.Bool
+	cfg       *Config
+	auth      *Authority
+	store     *store
+	configs   map[string]*bucketConfig // by bucket name: policy, lifecycle
+	lifecycle *lifecycleRunner
+	log       zerolog.Logger
+	closed    atomic.Bool
 }
 
 var bucketNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`)
@@ -56,13 +57,16 @@ func newOSS(cfg *Config, auth *Authority) (*ossService, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ossService{cfg: cfg, auth: auth, store: st, configs: configs, log: cfg.Logger}, nil
+	s := &ossService{cfg: cfg, auth: auth, store: st, configs: configs, log: cfg.Logger}
+	s.lifecycle = newLifecycleRunner(s, cfg.LifecycleCheck, cfg.lifecycleRan)
+	return s, nil
 }
 
 // Close stops serving requests. Every write is durable before it is acknowledged, so there is
 // nothing to flush.
 func (s *ossService) Close() error {
 	s.closed.Store(true)
+	s.lifecycle.Close()
 	return nil
 }
 
@@ -140,6 +144,7 @@ func (s *ossService) serve(rq *ossRequest) error {
 	if s.closed.Load() {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable", Message: "The server is shutting down."}
 	}
+	s.lifecycle.runDue(rq.now) // the day's lifecycle run, if due (oss_lifecycle.go)
 	r := rq.r
 	if len(r.URL.RawQuery)+len(r.URL.RawPath)+len(r.URL.Path) > maxURLLen {
 		return errInvalidArgument("The request URL is too long.")

@@ -22,7 +22,8 @@ type bucketConfig struct {
 	tmpDir string     // the bucket's tmp/, for atomic replacement
 	mu     sync.Mutex // serializes writers
 
-	policy atomic.Pointer[bucketPolicy] // nil: no bucket policy
+	policy    atomic.Pointer[bucketPolicy]    // nil: no bucket policy
+	lifecycle atomic.Pointer[lifecycleConfig] // nil: no lifecycle rules
 }
 
 // bucketPolicy is a bucket policy as stored: its text, returned verbatim by
@@ -32,7 +33,7 @@ type bucketPolicy struct {
 	doc  *policy.Document
 }
 
-const policyFile = "policy.json"
+const policyFile = "policy.json" // lifecycleFile is in oss_lifecycle.go
 
 // loadBucketConfigs opens the configuration of every bucket of st.
 func loadBucketConfigs(st *store) (map[string]*bucketConfig, error) {
@@ -53,6 +54,9 @@ func loadBucketConfigs(st *store) (map[string]*bucketConfig, error) {
 		case !errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("localcloud: bucket %s: %w", name, err)
 		}
+		if err := c.loadLifecycle(); err != nil {
+			return nil, fmt.Errorf("localcloud: bucket %s: %w", name, err)
+		}
 		out[name] = c
 	}
 	return out, nil
@@ -70,7 +74,7 @@ func (c *bucketConfig) save(name string, data []byte) error {
 	return syncDir(c.dir)
 }
 
-// routeBucketConfig routes the bucket configuration operations (?policy).
+// routeBucketConfig routes the bucket configuration operations (?policy, ?lifecycle).
 func routeBucketConfig(rq *ossRequest) (opSpec, bool) {
 	if rq.key != "" {
 		return opSpec{}, false
@@ -85,6 +89,15 @@ func routeBucketConfig(rq *ossRequest) (opSpec, bool) {
 			return opSpec{"GetBucketPolicy", "oss:GetBucketPolicy", (*ossService).getBucketPolicy}, true
 		case http.MethodDelete:
 			return opSpec{"DeleteBucketPolicy", "oss:DeleteBucketPolicy", (*ossService).deleteBucketPolicy}, true
+		}
+	case q.Has("lifecycle"):
+		switch m {
+		case http.MethodPut:
+			return opSpec{"PutBucketLifecycle", "oss:PutBucketLifecycle", (*ossService).putBucketLifecycle}, true
+		case http.MethodGet:
+			return opSpec{"GetBucketLifecycle", "oss:GetBucketLifecycle", (*ossService).getBucketLifecycle}, true
+		case http.MethodDelete:
+			return opSpec{"DeleteBucketLifecycle", "oss:DeleteBucketLifecycle", (*ossService).deleteBucketLifecycle}, true
 		}
 	}
 	return opSpec{}, false
