@@ -322,7 +322,7 @@ func (a *Authority) assumeRole(caller *Principal, roleARN, sessionName, sessionP
 	if sessionPolicy != "" {
 		if utf8.RuneCountInString(sessionPolicy) > policy.MaxSessionPolicyLen {
 			return nil, stsError(http.StatusBadRequest, "InvalidParameter.PolicySize",
-				fmt.Sprintf("The size of Policy must be smaller than %d bytes.", policy.MaxSessionPolicyLen))
+				fmt.Sprintf("The Policy must be at most %d characters long.", policy.MaxSessionPolicyLen))
 		}
 		if _, err := a.sessionPolicies.parse(sessionPolicy); err != nil {
 			return nil, stsError(http.StatusBadRequest, "InvalidParameter.PolicyGrammar",

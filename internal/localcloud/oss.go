@@ -23,8 +23,8 @@ import (
 // percent-encoded: well under this.
 const maxURLLen = 32 << 10
 
-// ossService is the OSS server: path-style addressing (/bucket/key), signatures, policies,
-// and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
+// ossService is the OSS server: virtual-hosted and path-style addressing, signatures,
+// policies, and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
 // clean paths and so change object keys.
 type ossService struct {
 	cfg       *Config
@@ -164,7 +164,7 @@ func (s *ossService) serve(rq *ossRequest) error {
 	if !strings.HasPrefix(path, "/") {
 		return errInvalidArgument("The request path must start with /.")
 	}
-	bucketName, rawKey, _ := strings.Cut(path[1:], "/")
+	bucketName, rawKey := bucketAndPath(r.Host, s.cfg.EndpointDomain, path)
 	if rq.bucketName, err = url.PathUnescape(bucketName); err != nil {
 		return &Error{Status: http.StatusNotFound, Code: "NoSuchBucket", Message: "The specified bucket does not exist."}
 	}
@@ -361,8 +361,8 @@ func (d *detailedError) Unwrap() error { return d.e }
 
 type xmlField struct{ name, value string }
 
-// writeError writes err as OSS's error document (HEAD: headers only, with the document in
-// x-oss-err as OSS does) and returns its code.
+// writeError writes err as OSS's error document with its EC and RecommendDoc (HEAD: headers
+// only, with the document in x-oss-err as OSS does) and returns its code.
 func (s *ossService) writeError(rq *ossRequest, err error) string {
 	var e *Error
 	var fields []xmlField
@@ -386,8 +386,10 @@ func (s *ossService) writeError(rq *ossRequest, err error) string {
 			writeXMLElem(&b, f.name, f.value)
 		}
 	}
-	if e.EC != "" {
-		writeXMLElem(&b, "EC", e.EC)
+	ec, documented := errorEC(e)
+	writeXMLElem(&b, "EC", ec)
+	if documented {
+		writeXMLElem(&b, "RecommendDoc", recommendDoc(ec))
 	}
 	b.WriteString("</Error>\n")
 	doc := b.String()
@@ -399,9 +401,7 @@ func (s *ossService) writeError(rq *ossRequest, err error) string {
 			h.Del(k)
 		}
 	}
-	if e.EC != "" {
-		h.Set("x-oss-ec", e.EC)
-	}
+	h.Set("x-oss-ec", ec)
 	h.Set("Content-Type", "application/xml")
 	if rq.r.Method == http.MethodHead {
 		h.Set("x-oss-err", b64(doc))

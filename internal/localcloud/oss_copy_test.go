@@ -97,7 +97,7 @@ func TestCopyObjectSDKv3(t *testing.T) {
 			t.Errorf("%s: source metadata changed: %v", av.name, hs)
 		}
 		_, err = b.CopyObject(src, rdst, oss.MetadataDirective("MOVE"))
-		wantSvcErr(t, err, http.StatusBadRequest, "InvalidArgument", "")
+		wantSvcErr(t, err, http.StatusBadRequest, "InvalidArgument", ecUnknown)
 
 		// Across buckets, in both directions.
 		if _, err := b.CopyObjectTo("other-bucket", dst, src); err != nil {
@@ -113,7 +113,7 @@ func TestCopyObjectSDKv3(t *testing.T) {
 
 		// Conditions on the source.
 		_, err = b.CopyObject(src, dir+"cond.mp4", oss.CopySourceIfMatch(`"0123"`))
-		wantSvcErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed", "")
+		wantSvcErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed", ecUnknown)
 		_, err = b.CopyObject(src, dir+"cond.mp4", oss.CopySourceIfNoneMatch(srcHead.Get("ETag")))
 		// The v3 SDK reports a 304 as a plain error naming the status.
 		if err == nil || !strings.Contains(err.Error(), "304 Not Modified") {
@@ -146,14 +146,14 @@ func TestCopyObjectSDKv3(t *testing.T) {
 
 		// Missing source, missing bucket, appendable source.
 		_, err = b.CopyObject(dir+"absent.mp4", dir+"x.mp4")
-		wantSvcErr(t, err, http.StatusNotFound, "NoSuchKey", "")
+		wantSvcErr(t, err, http.StatusNotFound, "NoSuchKey", "0026-00000001")
 		_, err = b.CopyObjectFrom("no-such-bucket", "k", dir+"x.mp4")
-		wantSvcErr(t, err, http.StatusNotFound, "NoSuchBucket", "")
+		wantSvcErr(t, err, http.StatusNotFound, "NoSuchBucket", "0015-00000101")
 		if _, err := b.AppendObject(dir+"log", strings.NewReader("abc"), 0); err != nil {
 			t.Fatal(err)
 		}
 		_, err = b.CopyObject(dir+"log", dir+"log.copy")
-		wantSvcErr(t, err, http.StatusBadRequest, "InvalidRequest", "")
+		wantSvcErr(t, err, http.StatusBadRequest, "InvalidRequest", ecUnknown)
 		if ok, _ := b.IsObjectExist(dir + "x.mp4"); ok {
 			t.Errorf("%s: a failed copy left an object", av.name)
 		}
@@ -220,18 +220,18 @@ func TestCopyObjectSDKv2(t *testing.T) {
 		return err
 	}
 	for _, bad := range []string{"/", "/other-bucket", "/other-bucket/", "nobucketslash", "/other-bucket/a%zz", "/other-bucket/a?acl", "/other-bucket/a?versionId=1&x=2"} {
-		wantSvcErr(t, put(bad), http.StatusBadRequest, "InvalidArgument", "")
+		wantSvcErr(t, put(bad), http.StatusBadRequest, "InvalidArgument", ecUnknown)
 	}
-	wantSvcErr(t, put("/other-bucket/a%2Fb%20c%2Bd.bin?versionId=CAEQ"), http.StatusNotFound, "NoSuchVersion", "")
+	wantSvcErr(t, put("/other-bucket/a%2Fb%20c%2Bd.bin?versionId=CAEQ"), http.StatusNotFound, "NoSuchVersion", ecUnknown)
 	if err := put("/other-bucket/a%2Fb%20c%2Bd.bin?versionId=null"); err != nil {
 		t.Errorf("versionId=null: %v", err)
 	}
-	wantSvcErr(t, put("/other-bucket/%2Fslash"), http.StatusBadRequest, "InvalidObjectName", "")
+	wantSvcErr(t, put("/other-bucket/%2Fslash"), http.StatusBadRequest, "InvalidObjectName", ecUnknown)
 	// UploadPartCopy is not implemented and says so.
 	_, err = c.InvokeOperation(bg, &osv2.OperationInput{OpName: "UploadPartCopy", Method: "PUT", Bucket: osv2.Ptr(testBucket),
 		Key: osv2.Ptr("x/z.bin"), Headers: map[string]string{"x-oss-copy-source": "/clips/x/y.bin"},
 		Parameters: map[string]string{"partNumber": "1", "uploadId": "0123456789ABCDEF0123456789ABCDEF"}})
-	wantSvcErr(t, err, http.StatusNotImplemented, "NotImplemented", "")
+	wantSvcErr(t, err, http.StatusNotImplemented, "NotImplemented", ecUnknown)
 }
 
 // TestCopyObjectRAM: a copy needs oss:GetObject on the source and oss:PutObject on the target.
@@ -252,16 +252,16 @@ func TestCopyObjectRAM(t *testing.T) {
 		t.Fatalf("copy inside the prefix: %v", err)
 	}
 	_, err := rw.CopyObject("cams/cam-2/a.mp4", "cams/cam-1/c.mp4")
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 	_, err = rw.CopyObject("cams/cam-1/a.mp4", "cams/cam-2/c.mp4")
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 	// Denied on a source that does not exist: existence is not revealed.
 	_, err = rw.CopyObject("cams/cam-2/absent.mp4", "cams/cam-1/c.mp4")
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 	_, err = e.stsClient(e.assumeRole(pol("oss:PutObject"), time.Hour), oss.AuthV4).CopyObject("cams/cam-1/a.mp4", "cams/cam-1/d.mp4")
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 	_, err = e.stsClient(e.assumeRole(pol("oss:GetObject"), time.Hour), oss.AuthV4).CopyObject("cams/cam-1/a.mp4", "cams/cam-1/d.mp4")
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 	for _, k := range []string{"cams/cam-1/c.mp4", "cams/cam-2/c.mp4", "cams/cam-1/d.mp4"} {
 		if ok, _ := admin.IsObjectExist(k); ok {
 			t.Errorf("a denied copy wrote %s", k)
@@ -380,14 +380,14 @@ func TestDeleteMultipleObjects(t *testing.T) {
 	}
 	one := "<Delete><Object><Key>d/keep.mp4</Key></Object></Delete>"
 	wantSvcErr(t, post(one, map[string]string{}), http.StatusBadRequest, "MissingArgument", "0016-00000606")
-	wantSvcErr(t, post(one, map[string]string{"Content-MD5": md5B64([]byte("other"))}), http.StatusBadRequest, "InvalidDigest", "")
+	wantSvcErr(t, post(one, map[string]string{"Content-MD5": md5B64([]byte("other"))}), http.StatusBadRequest, "InvalidDigest", ecUnknown)
 	wantSvcErr(t, post("<Remove><Object><Key>d/keep.mp4</Key></Object></Remove>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000608")
 	wantSvcErr(t, post("<Delete><Object><Key>d/keep.mp4</Key>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000608")
 	wantSvcErr(t, post("<Delete></Delete>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000608")
 	wantSvcErr(t, post("<Delete><Quiet>maybe</Quiet><Object><Key>d/keep.mp4</Key></Object></Delete>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000608")
 	wantSvcErr(t, post("<Delete><Object><Key>d/keep.mp4</Key></Object><Object></Object></Delete>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000613")
-	wantSvcErr(t, post("<Delete><Object><Key>/abs</Key></Object></Delete>", nil), http.StatusBadRequest, "InvalidObjectName", "")
-	wantSvcErr(t, post("<Delete><Object><Key>d/keep.mp4</Key><VersionId>CAEQ</VersionId></Object></Delete>", nil), http.StatusNotFound, "NoSuchVersion", "")
+	wantSvcErr(t, post("<Delete><Object><Key>/abs</Key></Object></Delete>", nil), http.StatusBadRequest, "InvalidObjectName", ecUnknown)
+	wantSvcErr(t, post("<Delete><Object><Key>d/keep.mp4</Key><VersionId>CAEQ</VersionId></Object></Delete>", nil), http.StatusNotFound, "NoSuchVersion", ecUnknown)
 	wantSvcErr(t, post("<Delete>"+strings.Repeat("<Object><Key>d/keep.mp4</Key></Object>", 1001)+"</Delete>", nil), http.StatusBadRequest, "MalformedXML", "0016-00000608")
 	if ok, _ := b.IsObjectExist("d/keep.mp4"); !ok {
 		t.Fatal("a refused delete removed an object")
@@ -413,7 +413,7 @@ func TestDeleteMultipleObjectsRAM(t *testing.T) {
 	}
 	dev := e.stsClient(e.assumeRole(`{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:DeleteObject"],"Resource":["acs:oss:*:*:clips/cams/cam-1/*"]}]}`, time.Hour), oss.AuthV4)
 	_, err := dev.DeleteObjects([]string{"cams/cam-1/a.mp4", "cams/cam-2/a.mp4"})
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 	for _, k := range []string{"cams/cam-1/a.mp4", "cams/cam-2/a.mp4"} {
 		if ok, _ := admin.IsObjectExist(k); !ok {
 			t.Errorf("%s deleted by a refused request", k)
@@ -426,7 +426,7 @@ func TestDeleteMultipleObjectsRAM(t *testing.T) {
 		t.Error("allowed delete did not happen")
 	}
 	_, err = e.client(e.roAK, e.roSK, oss.AuthV4).DeleteObjects([]string{"cams/cam-2/a.mp4"})
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 }
 
 // TestControlRefs checks the rewriting of control-character references in Delete documents,

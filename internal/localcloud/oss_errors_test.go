@@ -47,7 +47,7 @@ func TestContentMD5Mismatch(t *testing.T) {
 	c := e.adminV2(osv2.SignatureVersionV4)
 	_, err = c.PutObject(bg, &osv2.PutObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr("k2"), Body: strings.NewReader("hello"),
 		ContentMD5: osv2.Ptr(md5B64([]byte("hello!")))})
-	wantSvcErr(t, err, http.StatusBadRequest, "InvalidDigest", "")
+	wantSvcErr(t, err, http.StatusBadRequest, "InvalidDigest", ecUnknown)
 }
 
 // TestKeyTokenMismatch: a genuine security token sent with another temporary key is 403
@@ -111,5 +111,64 @@ func TestAppendableETag(t *testing.T) {
 	}
 	if etag := r.Headers.Get("ETag"); etag == second || etag == "" {
 		t.Errorf("ETag after a third append: %q", etag)
+	}
+}
+
+// TestErrorEC: error documents carry EC (Alibaba's where documented, 0000-00000000
+// otherwise) and RecommendDoc with a documented EC, the x-oss-ec header repeats the EC, and
+// HEAD errors carry both in their headers. (rawDo checks the same for every garbage request.)
+func TestErrorEC(t *testing.T) {
+	t.Parallel()
+	e := newOSSEnv(t)
+	c := e.adminV2(osv2.SignatureVersionV4)
+	if _, err := c.PutObject(bg, &osv2.PutObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr("k"), Body: strings.NewReader("data")}); err != nil {
+		t.Fatal(err)
+	}
+	bad := e.clientV2(e.ak, e.sk+"x", "")
+	ro := e.clientV2(e.roAK, e.roSK, "")
+	get := func(c *osv2.Client, bucket, key string, mod func(*osv2.GetObjectRequest)) error {
+		req := &osv2.GetObjectRequest{Bucket: osv2.Ptr(bucket), Key: osv2.Ptr(key)}
+		if mod != nil {
+			mod(req)
+		}
+		_, err := c.GetObject(bg, req)
+		return err
+	}
+	for _, tc := range []struct {
+		name           string
+		err            error
+		status         int
+		code, ec       string
+		withRecommends bool
+	}{
+		{"absent key", get(c, testBucket, "absent", nil), 404, "NoSuchKey", "0026-00000001", true},
+		{"absent bucket", get(c, "no-such-bucket", "k", nil), 404, "NoSuchBucket", "0015-00000101", true},
+		{"wrong secret", get(bad, testBucket, "k", nil), 403, "SignatureDoesNotMatch", "0002-00000040", true},
+		{"policy", func() error {
+			_, err := ro.PutObject(bg, &osv2.PutObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr("k"), Body: strings.NewReader("x")})
+			return err
+		}(), 403, "AccessDenied", "0003-00000001", true},
+		{"forbid-overwrite", func() error {
+			_, err := c.PutObject(bg, &osv2.PutObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr("k"), Body: strings.NewReader("x"), ForbidOverwrite: osv2.Ptr("true")})
+			return err
+		}(), 409, "FileAlreadyExists", "0026-00000002", true},
+		{"range", get(c, testBucket, "k", func(r *osv2.GetObjectRequest) { r.Range, r.RangeBehavior = osv2.Ptr("bytes=10-"), osv2.Ptr("standard") }),
+			416, "InvalidRange", ecUnknown, false},
+	} {
+		wantSvcErr(t, tc.err, tc.status, tc.code, tc.ec)
+		var se *osv2.ServiceError
+		errors.As(tc.err, &se)
+		body := string(se.Snapshot)
+		if !strings.Contains(body, "<EC>"+tc.ec+"</EC>") || strings.Contains(body, "<RecommendDoc>"+recommendDoc(tc.ec)+"</RecommendDoc>") != tc.withRecommends {
+			t.Errorf("%s: error body %s", tc.name, body)
+		}
+	}
+	// HEAD: no body; the document travels base64-encoded in x-oss-err, the EC in x-oss-ec.
+	_, err := c.HeadObject(bg, &osv2.HeadObjectRequest{Bucket: osv2.Ptr(testBucket), Key: osv2.Ptr("absent")})
+	wantSvcErr(t, err, 404, "NoSuchKey", "0026-00000001")
+	var se3 oss.ServiceError
+	_, err = e.admin(oss.AuthV1).GetObjectDetailedMeta("absent")
+	if !errors.As(err, &se3) || se3.Code != "NoSuchKey" || se3.Ec != "0026-00000001" {
+		t.Errorf("v3 HEAD error %+v", err)
 	}
 }

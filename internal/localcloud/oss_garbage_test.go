@@ -20,7 +20,7 @@ import (
 )
 
 type errorDoc struct {
-	Code, Message, RequestId, HostId, EC, StringToSign string
+	Code, Message, RequestId, HostId, EC, RecommendDoc, StringToSign string
 }
 
 // rawDo sends a request without an SDK and returns the status, the parsed error document
@@ -64,6 +64,10 @@ func rawDo(t *testing.T, e *ossEnv, method, target string, hdr http.Header, body
 	}
 	if doc.Code == "" || doc.Message == "" || doc.RequestId != resp.Header.Get("x-oss-request-id") {
 		t.Errorf("%s %s: incomplete error document %+v", method, truncate(target, 100), doc)
+	}
+	// Every error has an EC, repeated in x-oss-ec; a documented one comes with RecommendDoc.
+	if doc.EC == "" || resp.Header.Get("x-oss-ec") != doc.EC || (doc.EC != ecUnknown) != (doc.RecommendDoc == recommendDoc(doc.EC)) {
+		t.Errorf("%s %s: EC %q, x-oss-ec %q, RecommendDoc %q", method, truncate(target, 100), doc.EC, resp.Header.Get("x-oss-ec"), doc.RecommendDoc)
 	}
 	return resp.StatusCode, &doc, b
 }

@@ -61,7 +61,7 @@ func TestRangeBehavior(t *testing.T) {
 			}
 			g, err := e.adminV2(osv2.SignatureVersionV4).GetObject(bg, req)
 			if w.status == http.StatusRequestedRangeNotSatisfiable {
-				wantSvcErr(t, err, w.status, "InvalidRange", "")
+				wantSvcErr(t, err, w.status, "InvalidRange", ecUnknown)
 				continue
 			}
 			if err != nil {
@@ -87,16 +87,16 @@ func TestRangeBehavior(t *testing.T) {
 		t.Errorf("standard, end past the object: Content-Range %q", rh.Get("Content-Range"))
 	}
 	_, err := b.GetObject("r", oss.NormalizedRange("1000-"), oss.RangeBehavior("standard"))
-	wantSvcErr(t, err, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "")
+	wantSvcErr(t, err, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", ecUnknown)
 
 	// An empty object: every range is outside it.
 	if got := getAll(t, b, "empty", oss.Range(0, 1)); len(got) != 0 {
 		t.Errorf("empty object, default: %d bytes", len(got))
 	}
 	_, err = b.GetObject("empty", oss.Range(0, 1), oss.RangeBehavior("standard"))
-	wantSvcErr(t, err, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "")
+	wantSvcErr(t, err, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", ecUnknown)
 	_, err = b.GetObject("empty", oss.NormalizedRange("-5"), oss.RangeBehavior("standard"))
-	wantSvcErr(t, err, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "")
+	wantSvcErr(t, err, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", ecUnknown)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
