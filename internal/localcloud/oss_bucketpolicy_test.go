@@ -171,9 +171,9 @@ func TestBucketPolicyV2SDKAndPrincipals(t *testing.T) {
 		t.Fatalf("put allowed by the bucket policy: %v", err)
 	}
 	err := e.stsClient(cam2, oss.AuthV4).PutObject("shared/b", strings.NewReader("x"))
-	wantOSSEC(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantOSSEC(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001") // no Allow
 	err = e.stsClient(cam1, oss.AuthV1).PutObject("denied/a", strings.NewReader("x"))
-	wantOSSEC(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantOSSEC(t, err, http.StatusForbidden, "AccessDenied", "0003-00000201") // the session policy's Deny
 
 	put(`{"Version":"1","Statement":[{"Effect":"Deny","Principal":["arn:sts::*:*/*/cam-2"],"Action":"oss:GetObject","Resource":"acs:oss:*:*:clips/*"}]}`)
 	if _, err := e.stsClient(cam1, oss.AuthV4).GetObject("shared/a"); err != nil {

@@ -54,6 +54,7 @@ const (
 	ecNoSuchBucketPolicy   = "0030-00000006"
 	ecPolicyWildcards      = "0030-00000007"
 	ecDeniedByBucketPolicy = "0003-00000101" // https://help.aliyun.com/zh/oss/support/0003-00000101
+	ecDeniedByRAMPolicy    = "0003-00000201" // https://www.alibabacloud.com/help/en/oss/support/0003-00000201
 )
 
 // authorize decides whether the principal may do action on the request's resource, as
@@ -74,7 +75,7 @@ func (s *ossService) authorize(rq *ossRequest, action string) error {
 		switch bp.doc.Evaluate(req) {
 		case policy.Denied:
 			return &Error{Status: http.StatusForbidden, Code: "AccessDenied", EC: ecDeniedByBucketPolicy,
-				Message: "You have no right to access this object because of bucket policy: " + action + " on " + res + " is denied."}
+				Message: "Access denied by bucket policy: " + action + " on " + res + " is denied."}
 		case policy.Allowed:
 			bucketAllows = true
 		}
@@ -92,7 +93,8 @@ func (s *ossService) authorize(rq *ossRequest, action string) error {
 	for _, d := range p.Policies {
 		switch d.Evaluate(req) {
 		case policy.Denied:
-			return errNotAllowed(action, res)
+			return &Error{Status: http.StatusForbidden, Code: "AccessDenied", EC: ecDeniedByRAMPolicy,
+				Message: "Access denied by RAM policy: " + action + " on " + res + " is explicitly denied."}
 		case policy.NotApplicable:
 			ownAllows = false
 		}

@@ -52,8 +52,9 @@ func errPostPolicy(msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: "InvalidPolicyDocument", Message: "Invalid Policy: " + msg}
 }
 
+// errPostDenied is a form the policy refuses. OSS documents no EC for it.
 func errPostDenied(msg string) *Error {
-	return &Error{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Invalid according to Policy: " + msg}
+	return &Error{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Invalid according to Policy: " + msg, EC: ecUnknown}
 }
 
 // postForm is a form's fields (names lower-cased; OSS reads them case-insensitively) and
@@ -356,7 +357,8 @@ func (s *ossService) authenticatePost(rq *ossRequest, fields map[string]string) 
 			return nil, errSkewed
 		}
 		if rq.now.Sub(t) > maxV4PostAge {
-			return nil, errExpired
+			return nil, &Error{Status: http.StatusForbidden, Code: "AccessDenied", EC: ecUnknown,
+				Message: "Request has expired: x-oss-date is more than 7 days old."}
 		}
 		verify = func(secret string) bool {
 			key := hmacSum(sha256.New, []byte("aliyun_v4"+secret), day)
@@ -385,7 +387,7 @@ func (s *ossService) authenticatePost(rq *ossRequest, fields map[string]string) 
 	}
 	if !verify(p.Secret) {
 		// The PostObject troubleshooting page gives AccessDenied with this message.
-		return nil, &Error{Status: http.StatusForbidden, Code: "AccessDenied",
+		return nil, &Error{Status: http.StatusForbidden, Code: "AccessDenied", EC: ecUnknown,
 			Message: "SignatureDoesNotMatch The request signature we calculated does not match the signature you provided. Check your key and signing method."}
 	}
 	rq.sig = &sigInfo{accessKeyID: akid, token: token}

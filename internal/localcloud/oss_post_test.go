@@ -227,7 +227,7 @@ func TestPostObjectV4WithSTS(t *testing.T) {
 	}
 	mustEqualBytes(t, getAll(t, e.admin(oss.AuthV1), "cams/cam-1/v4.mp4"), []byte("v4 data"))
 	// The form's policy allows cams/*, the session policy only cams/cam-1/*.
-	wantPostError(t, post("cams/cam-2/v4.mp4"), http.StatusForbidden, "AccessDenied", "")
+	wantPostError(t, post("cams/cam-2/v4.mp4"), http.StatusForbidden, "AccessDenied", "0003-00000001")
 
 	if err := e.v3Client(e.ak, e.sk, oss.AuthV4).SetBucketPolicy(testBucket, revokePolicy("cam-1")); err != nil {
 		t.Fatal(err)
@@ -251,15 +251,15 @@ func TestPostObjectRefused(t *testing.T) {
 
 	wantPostError(t, e.postForm(t, v1("up/big", base()), "f", bytes.Repeat([]byte("x"), 11), nil), 400, "EntityTooLarge", "0006-00000003")
 	wantPostError(t, e.postForm(t, v1("up/small", base()), "f", []byte("x"), nil), 400, "EntityTooSmall", "0006-00000004")
-	msg := wantPostError(t, e.postForm(t, v1("down/a", base()), "f", data, nil), 403, "AccessDenied", "")
+	msg := wantPostError(t, e.postForm(t, v1("down/a", base()), "f", data, nil), 403, "AccessDenied", ecUnknown)
 	if !strings.Contains(msg.Message, `Policy Condition failed: ["starts-with","$key","up/"]`) {
 		t.Fatalf("message %q", msg.Message)
 	}
-	wantPostError(t, e.postForm(t, v1("up/a", base(map[string]string{"bucket": "other-bucket"})), "f", data, nil), 403, "AccessDenied", "")
-	wantPostError(t, e.postForm(t, v1("up/a", base([]any{"eq", "$x-oss-meta-a", "1"})), "f", data, nil), 403, "AccessDenied", "") // field absent
-	wantPostError(t, e.postForm(t, v1("up/a", base([]any{"not-in", "$content-type", []string{"text/html"}}), formField{"content-type", "text/html"}), "f", data, nil), 403, "AccessDenied", "")
+	wantPostError(t, e.postForm(t, v1("up/a", base(map[string]string{"bucket": "other-bucket"})), "f", data, nil), 403, "AccessDenied", ecUnknown)
+	wantPostError(t, e.postForm(t, v1("up/a", base([]any{"eq", "$x-oss-meta-a", "1"})), "f", data, nil), 403, "AccessDenied", ecUnknown) // field absent
+	wantPostError(t, e.postForm(t, v1("up/a", base([]any{"not-in", "$content-type", []string{"text/html"}}), formField{"content-type", "text/html"}), "f", data, nil), 403, "AccessDenied", ecUnknown)
 	expired := encodePolicy(t, now.Add(-time.Second), []any{"starts-with", "$key", "up/"})
-	msg = wantPostError(t, e.postForm(t, v1("up/a", expired), "f", data, nil), 403, "AccessDenied", "")
+	msg = wantPostError(t, e.postForm(t, v1("up/a", expired), "f", data, nil), 403, "AccessDenied", ecUnknown)
 	if msg.Message != "Invalid according to Policy: Policy expired." {
 		t.Fatalf("message %q", msg.Message)
 	}
@@ -267,19 +267,19 @@ func TestPostObjectRefused(t *testing.T) {
 	// Signatures.
 	bad := v1("up/a", base())
 	bad[len(bad)-1].value = signV1("wrong-secret", base())
-	wantPostError(t, e.postForm(t, bad, "f", data, nil), 403, "AccessDenied", "")
+	wantPostError(t, e.postForm(t, bad, "f", data, nil), 403, "AccessDenied", ecUnknown)
 	wantPostError(t, e.postForm(t, []formField{{"key", "up/a"}, {"OSSAccessKeyId", e.ak}, {"policy", base()}}, "f", data, nil), 400, "InvalidArgument", "0002-00000703")
-	wantPostError(t, e.postForm(t, []formField{{"key", "up/a"}, {"OSSAccessKeyId", e.ak}, {"Signature", "x"}}, "f", data, nil), 400, "InvalidArgument", "")
-	wantPostError(t, e.postForm(t, v1Fields("LTAInobody", e.sk, base()), "f", data, nil), 400, "InvalidArgument", "") // no key field
-	wantPostError(t, e.postForm(t, append([]formField{{"key", "up/a"}}, v1Fields("LTAInobody", e.sk, base())...), "f", data, nil), 403, "InvalidAccessKeyId", "")
+	wantPostError(t, e.postForm(t, []formField{{"key", "up/a"}, {"OSSAccessKeyId", e.ak}, {"Signature", "x"}}, "f", data, nil), 400, "InvalidArgument", ecUnknown)
+	wantPostError(t, e.postForm(t, v1Fields("LTAInobody", e.sk, base()), "f", data, nil), 400, "InvalidArgument", ecUnknown) // no key field
+	wantPostError(t, e.postForm(t, append([]formField{{"key", "up/a"}}, v1Fields("LTAInobody", e.sk, base())...), "f", data, nil), 403, "InvalidAccessKeyId", ecUnknown)
 	v4 := v4Fields(e.ak, e.sk, "", base(), now)
 	v4[1].value = strings.Replace(v4[1].value, testRegion, "cn-shanghai", 1)
 	wantPostError(t, e.postForm(t, append([]formField{{"key", "up/a"}}, v4...), "f", data, nil), 400, "InvalidArgument", "0002-00000710")
 	v4 = v4Fields(e.ak, e.sk, "", base(), now.Add(-8*24*time.Hour))
-	wantPostError(t, e.postForm(t, append([]formField{{"key", "up/a"}}, v4...), "f", data, nil), 403, "AccessDenied", "")
+	wantPostError(t, e.postForm(t, append([]formField{{"key", "up/a"}}, v4...), "f", data, nil), 403, "AccessDenied", ecUnknown)
 	v4 = v4Fields(e.ak, e.sk, "", base(), now)
 	v4[4].value = signV4("wrong-secret", now.UTC().Format("20060102"), testRegion, base())
-	wantPostError(t, e.postForm(t, append([]formField{{"key", "up/a"}}, v4...), "f", data, nil), 403, "AccessDenied", "")
+	wantPostError(t, e.postForm(t, append([]formField{{"key", "up/a"}}, v4...), "f", data, nil), 403, "AccessDenied", ecUnknown)
 	old, err := e.auth.AssumeRole(e.ak, e.auth.RoleARN(testRoleName), "cam-1", "", 15*time.Minute, now.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -290,16 +290,16 @@ func TestPostObjectRefused(t *testing.T) {
 	// Policies OSS cannot read.
 	enc := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	for _, c := range []struct{ policy, ec string }{
-		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[{"key":"a","bucket":"b"}]}`), ""},
+		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[{"key":"a","bucket":"b"}]}`), ecUnknown},
 		{enc(`{"expiration":"2099-01-01T00:00:00.000Z"}`), "0006-00000207"},
-		{enc(`{"conditions":[]}`), ""},
-		{enc(`{"expiration":"tomorrow","conditions":[]}`), ""},
+		{enc(`{"conditions":[]}`), ecUnknown},
+		{enc(`{"expiration":"tomorrow","conditions":[]}`), ecUnknown},
 		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[["content-length-range",1,"test"]]}`), "0006-00000221"},
-		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[["matches","$key","a"]]}`), ""},
-		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[["eq","key","a"]]}`), ""},
-		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[["in","$key","a"]]}`), ""},
-		{enc(`{"expiration":`), ""},
-		{"not base64!", ""},
+		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[["matches","$key","a"]]}`), ecUnknown},
+		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[["eq","key","a"]]}`), ecUnknown},
+		{enc(`{"expiration":"2099-01-01T00:00:00.000Z","conditions":[["in","$key","a"]]}`), ecUnknown},
+		{enc(`{"expiration":`), ecUnknown},
+		{"not base64!", ecUnknown},
 	} {
 		wantPostError(t, e.postForm(t, v1("up/a", c.policy), "f", data, nil), 400, "InvalidPolicyDocument", c.ec)
 	}
@@ -310,18 +310,18 @@ func TestPostObjectRefused(t *testing.T) {
 	}
 
 	// The form itself.
-	wantPostError(t, e.postForm(t, v1("up/a", base()), "", nil, nil), 400, "IncorrectNumberOfFilesInPOSTRequest", "")
-	wantPostError(t, e.postForm(t, v1("up/a", base()), "f", data, func(r *http.Request) { r.Header.Set("Content-Type", "text/plain") }), 400, "MalformedPOSTRequest", "")
+	wantPostError(t, e.postForm(t, v1("up/a", base()), "", nil, nil), 400, "IncorrectNumberOfFilesInPOSTRequest", ecUnknown)
+	wantPostError(t, e.postForm(t, v1("up/a", base()), "f", data, func(r *http.Request) { r.Header.Set("Content-Type", "text/plain") }), 400, "MalformedPOSTRequest", ecUnknown)
 	wide := encodePolicy(t, now.Add(time.Hour), []any{"starts-with", "$key", "up/"})
 	wantPostError(t, e.postForm(t, v1("up/cut", wide), "f", bytes.Repeat([]byte("d"), 10000), func(r *http.Request) {
 		r.Body = io.NopCloser(io.LimitReader(r.Body, 3000)) // cut inside the file
 		r.ContentLength = -1
-	}), 400, "MalformedPOSTRequest", "")
+	}), 400, "MalformedPOSTRequest", ecUnknown)
 	if _, err := e.admin(oss.AuthV1).GetObject("up/cut"); svcCode(err) != "NoSuchKey" {
 		t.Fatalf("a cut upload was stored: %v", err)
 	}
-	wantPostError(t, e.postForm(t, v1("up/a", base(), formField{"x-oss-meta-big", strings.Repeat("v", maxPostFieldValues)}), "f", data, nil), 400, "FieldItemTooLong", "")
-	wantPostError(t, e.postForm(t, v1("up/a", base()), "f", data, func(r *http.Request) { r.Header.Set("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==") }), 400, "InvalidDigest", "")
+	wantPostError(t, e.postForm(t, v1("up/a", base(), formField{"x-oss-meta-big", strings.Repeat("v", maxPostFieldValues)}), "f", data, nil), 400, "FieldItemTooLong", ecUnknown)
+	wantPostError(t, e.postForm(t, v1("up/a", base()), "f", data, func(r *http.Request) { r.Header.Set("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==") }), 400, "InvalidDigest", ecUnknown)
 	// A correct Content-MD5 of the whole body is accepted.
 	if resp := e.postForm(t, v1("up/md5", base()), "f", data, func(r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -338,7 +338,7 @@ func TestPostObjectRefused(t *testing.T) {
 	// Anonymous: refused as the bucket's ACL (private) says, unless a bucket policy
 	// allows everyone.
 	anon := []formField{{"key", "up/anon"}}
-	e2 := wantPostError(t, e.postForm(t, anon, "f", data, nil), 403, "AccessDenied", "")
+	e2 := wantPostError(t, e.postForm(t, anon, "f", data, nil), 403, "AccessDenied", "0003-00000001")
 	if !strings.Contains(e2.Message, "because of bucket acl") {
 		t.Fatalf("anonymous: %q", e2.Message)
 	}
@@ -349,7 +349,7 @@ func TestPostObjectRefused(t *testing.T) {
 	if resp := e.postForm(t, anon, "f", data, nil); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("anonymous allowed by the bucket policy: %d", resp.StatusCode)
 	}
-	wantPostError(t, e.postForm(t, []formField{{"key", "up/anon2"}}, "f", data, nil), 403, "AccessDenied", "")
+	wantPostError(t, e.postForm(t, []formField{{"key", "up/anon2"}}, "f", data, nil), 403, "AccessDenied", "0003-00000001")
 }
 
 // FuzzPostPolicy: any policy text is either refused with an OSS error or checked without
