@@ -58,4 +58,17 @@
 //
 // A request made with STS credentials must be allowed by the role's policy AND by the
 // session policy, with no explicit deny in either: that is Authorize.
+//
+// # Bucket and trust policies
+//
+// ParseBucketPolicy reads an OSS bucket policy and ParseTrustPolicy a RAM role's trust
+// policy (Document.Kind BucketPolicy and TrustPolicy). Their statements name a Principal,
+// and apply only to a Request whose Caller it names: in a bucket policy "*" (or an empty
+// list, or no Principal) is anyone, even an anonymous caller, and other IDs are RAM user
+// IDs or "arn:sts::{uid}:assumed-role/{role}/{session}", with wildcards; in a trust policy
+// IDs are grouped by type ("RAM": "acs:ram::{uid}:root", ":user/{name}", ":role/{name}").
+// ParseBucketPolicy also applies OSS's limits: MaxBucketPolicySize bytes,
+// MaxBucketPolicyField bytes per value, no "**". How a service combines the decisions of
+// identity and bucket policies is the service's own (OSS: any explicit Deny refuses, then
+// an Allow of either grants).
 package policy
