@@ -195,3 +195,44 @@ func TestTrustPolicy(t *testing.T) {
 		t.Error(`{"Service":"*"} matched the wrong callers`)
 	}
 }
+
+// FuzzParseResourcePolicies: bucket and trust policies parse or fail with
+// ErrInvalidPolicy, and a parsed one round-trips through MarshalJSON to the same
+// statements and decisions.
+func FuzzParseResourcePolicies(f *testing.F) {
+	for _, s := range []string{
+		`{"Version":"1","Statement":[{"Effect":"Deny","Principal":["*"],"Action":"oss:*","Resource":"acs:oss:*:*:b/p/cam-1/*"}]}`,
+		`{"Version":"1","Statement":[{"Effect":"Allow","Principal":[],"Action":"oss:GetObject","NotResource":"acs:oss:*:*:b/x*"}]}`,
+		`{"Version":"1","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"RAM":["acs:ram::1:root"],"Service":"ecs.aliyuncs.com"}}]}`,
+		`{"Version":"1","Statement":[{"Effect":"Allow","Principal":"arn:sts::*:*/*/*","Action":"oss:*","Resource":"*","Condition":{"StringLike":{"oss:Prefix":"a/*"}}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	callers := []*Caller{nil, {Names: []string{"123"}}, {Type: "RAM", Names: []string{"acs:ram::1:root", "acs:ram::1:role/x"}},
+		{Names: []string{"arn:sts::1:assumed-role/uploader/cam-1"}}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, parse := range []func([]byte) (*Document, error){ParseBucketPolicy, ParseTrustPolicy} {
+			doc, err := parse(data)
+			if err != nil {
+				if doc != nil || !errors.Is(err, ErrInvalidPolicy) {
+					t.Fatalf("error %v (document %v) does not wrap ErrInvalidPolicy", err, doc)
+				}
+				continue
+			}
+			text, err := doc.MarshalJSON()
+			if err != nil {
+				t.Fatalf("MarshalJSON of a parsed %v: %v", doc.Kind, err)
+			}
+			again, err := parse(text)
+			if err != nil {
+				t.Fatalf("marshalled %v does not parse: %v\n%s", doc.Kind, err, text)
+			}
+			for _, c := range callers {
+				r := &Request{Action: "oss:GetObject", Resource: "acs:oss:*:*:b/p/cam-1/x", Caller: c, Listing: true, Prefix: "a/"}
+				if a, b := doc.Evaluate(r), again.Evaluate(r); a != b {
+					t.Fatalf("caller %+v: %v after round trip, %v before", c, b, a)
+				}
+			}
+		}
+	})
+}
