@@ -267,7 +267,7 @@ func (s *ossService) postResponse(rq *ossRequest, fields map[string]string, m *o
 			Location string
 			Key      string
 			ETag     string
-		}{Bucket: rq.bucketName, Location: "http://" + rq.r.Host + "/" + rq.bucketName + "/" + escapeV4Path(m.Key), Key: m.Key, ETag: quoteETag(m.ETag)})
+		}{Bucket: rq.bucketName, Location: location(rq) + escapeV4Path(m.Key), Key: m.Key, ETag: quoteETag(m.ETag)})
 		if err != nil {
 			return err
 		}

@@ -199,6 +199,17 @@ func TestPostObjectV1(t *testing.T) {
 		}
 	}
 	p := encodePolicy(t, now.Add(time.Hour), []any{"starts-with", "$key", "uploads/"})
+	// Virtual-hosted style, as a browser posts to https://BUCKET.ENDPOINT/: the Location
+	// follows it.
+	resp = e.postForm(t, append([]formField{{"key", "uploads/vh"}, {"success_action_status", "201"}}, v1Fields(e.ak, e.sk, p)...), "vh", []byte("x"), func(r *http.Request) {
+		r.Host = testBucket + "." + DefaultEndpointDomain + ":" + r.URL.Port()
+		r.URL.Path = "/"
+	})
+	body, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated || !strings.Contains(string(body), "<Location>http://"+testBucket+"."+DefaultEndpointDomain+":") ||
+		!strings.Contains(string(body), "/uploads/vh</Location>") {
+		t.Fatalf("virtual-hosted form: %d %s", resp.StatusCode, body)
+	}
 	resp = e.postForm(t, append([]formField{{"key", "uploads/r"}, {"success_action_redirect", "https://example.com/done?x=1"}}, v1Fields(e.ak, e.sk, p)...), "r", []byte("x"), nil)
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusSeeOther || err != nil || loc.Host != "example.com" || loc.Query().Get("key") != "uploads/r" ||
