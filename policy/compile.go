@@ -3,8 +3,11 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // program is a checked Document in the form Evaluate runs without allocating.
@@ -16,28 +19,50 @@ type cstmt struct {
 	deny        bool
 	notAction   bool // actions are NotAction patterns
 	notResource bool // resources are NotResource patterns
+	anyResource bool // a trust policy statement: no Resource element
 	actions     []pattern
 	resources   []pattern
 	conds       []ccond
+	principals  []cprincipal // nil: anyone (no Principal element)
 }
 
-// condKey is a condition key the evaluator knows.
+// cprincipal is a compiled Principal entry.
+type cprincipal struct {
+	typ    string
+	anyone bool // "*", or an empty bucket policy list
+	ids    []pattern
+}
+
+// condKey is a condition key: one the evaluator knows, or keyOther for any other
+// well-formed key, which no request carries.
 type condKey uint8
 
 const (
-	keyCurrentTime condKey = iota + 1
+	keyOther condKey = iota
+	keyCurrentTime
 	keySourceIP
 	keySecureTransport
+	keyUserAgent
+	keyAccessID
+	keyPrefix
+	keyDelimiter
 )
 
-// condKeys maps lower-cased key names (keys are case-insensitive) to keys.
+// condKeys maps lower-cased key names (keys are case-insensitive) to the keys the
+// evaluator knows: RAM's common keys and the ones OSS documents for its actions
+// (https://www.alibabacloud.com/help/en/oss/user-guide/ram-policy-overview, "Conditions in
+// RAM policies for OSS").
 var condKeys = map[string]condKey{
 	"acs:currenttime":     keyCurrentTime,
 	"acs:sourceip":        keySourceIP,
 	"acs:securetransport": keySecureTransport,
+	"acs:useragent":       keyUserAgent,
+	"acs:accessid":        keyAccessID,
+	"oss:prefix":          keyPrefix,
+	"oss:delimiter":       keyDelimiter,
 }
 
-const knownKeys = "acs:CurrentTime, acs:SourceIp, acs:SecureTransport"
+const knownKeys = "acs:CurrentTime, acs:SourceIp, acs:SecureTransport, acs:UserAgent, acs:AccessId, oss:Prefix, oss:Delimiter"
 
 // opKind is the comparison an operator makes; negated operators share the kind of their
 // positive form and set ccond.negate.
@@ -54,6 +79,7 @@ const (
 	opDateGreaterThanEquals
 	opIPAddress
 	opBool
+	opNumeric // any Numeric* operator: no known key is numeric, see compileCondition
 )
 
 type opInfo struct {
@@ -78,11 +104,20 @@ var operators = map[string]opInfo{
 	"IpAddress":                 {opIPAddress, false},
 	"NotIpAddress":              {opIPAddress, true},
 	"Bool":                      {opBool, false},
+	// RAM documents the numeric operators
+	// (https://www.alibabacloud.com/help/en/ram/user-guide/policy-elements, "Condition").
+	"NumericEquals":            {opNumeric, false},
+	"NumericNotEquals":         {opNumeric, true},
+	"NumericLessThan":          {opNumeric, false},
+	"NumericLessThanEquals":    {opNumeric, false},
+	"NumericGreaterThan":       {opNumeric, false},
+	"NumericGreaterThanEquals": {opNumeric, false},
 }
 
 const knownOperators = "StringEquals, StringNotEquals, StringEqualsIgnoreCase, StringNotEqualsIgnoreCase, " +
 	"StringLike, StringNotLike, DateEquals, DateNotEquals, DateLessThan, DateLessThanEquals, " +
-	"DateGreaterThan, DateGreaterThanEquals, IpAddress, NotIpAddress, Bool"
+	"DateGreaterThan, DateGreaterThanEquals, IpAddress, NotIpAddress, Bool, NumericEquals, " +
+	"NumericNotEquals, NumericLessThan, NumericLessThanEquals, NumericGreaterThan, NumericGreaterThanEquals"
 
 type ccond struct {
 	kind   opKind
@@ -97,6 +132,9 @@ type ccond struct {
 
 // compile checks doc and builds its program. Errors wrap ErrInvalidPolicy.
 func compile(doc *Document) (*program, error) {
+	if doc.Kind > TrustPolicy {
+		return nil, invalidf("", "unknown document kind %d", doc.Kind)
+	}
 	if doc.Version != Version {
 		return nil, invalidf("Version", "%q is not supported, want \"1\"", truncate(doc.Version))
 	}
@@ -108,20 +146,28 @@ func compile(doc *Document) (*program, error) {
 	}
 	prog := &program{stmts: make([]cstmt, len(doc.Statements))}
 	for i := range doc.Statements {
-		if err := compileStatement(&doc.Statements[i], &prog.stmts[i], fmt.Sprintf("Statement[%d]", i)); err != nil {
+		if err := compileStatement(doc.Kind, &doc.Statements[i], &prog.stmts[i], fmt.Sprintf("Statement[%d]", i)); err != nil {
 			return nil, err
 		}
 	}
 	return prog, nil
 }
 
-func compileStatement(st *Statement, cs *cstmt, path string) error {
+func compileStatement(kind Kind, st *Statement, cs *cstmt, path string) error {
 	switch st.Effect {
 	case Allow:
 	case Deny:
 		cs.deny = true
 	default:
 		return invalidf(path+".Effect", "%q is not \"Allow\" or \"Deny\" (case-sensitive)", truncate(string(st.Effect)))
+	}
+	if err := compilePrincipals(kind, st.Principals, cs, path+".Principal"); err != nil {
+		return err
+	}
+	if kind == BucketPolicy {
+		if err := checkBucketPolicyValues(st, path); err != nil {
+			return err
+		}
 	}
 
 	var err error
@@ -141,9 +187,17 @@ func compileStatement(st *Statement, cs *cstmt, path string) error {
 		cs.actions[i] = compilePattern(a, true)
 	}
 
+	if kind == TrustPolicy {
+		if len(st.Resources) > 0 || len(st.NotResources) > 0 {
+			return invalidf(path, "a trust policy statement has no Resource or NotResource (the role is the resource)")
+		}
+		cs.anyResource = true
+	}
 	var resources []string
-	if resources, cs.notResource, err = pick(path, "Resource", st.Resources, st.NotResources); err != nil {
-		return err
+	if !cs.anyResource {
+		if resources, cs.notResource, err = pick(path, "Resource", st.Resources, st.NotResources); err != nil {
+			return err
+		}
 	}
 	field = path + ".Resource"
 	if cs.notResource {
@@ -170,6 +224,90 @@ func compileStatement(st *Statement, cs *cstmt, path string) error {
 			}
 		}
 		if err := compileCondition(c, &cs.conds[i], cpath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compilePrincipals checks a statement's Principal entries against the document kind.
+func compilePrincipals(kind Kind, ps []Principal, cs *cstmt, path string) error {
+	switch {
+	case len(ps) == 0 && kind == TrustPolicy:
+		return invalidf(path, "missing (a trust policy names who may assume the role)")
+	case len(ps) == 0:
+		return nil
+	case kind == Identity:
+		return invalidf(path, "Principal belongs only in resource-based (bucket or trust) policies, not in a permission or session policy")
+	case kind == BucketPolicy && (len(ps) != 1 || ps[0].Type != ""):
+		return invalidf(path, "a bucket policy's Principal is one list of IDs, without a type")
+	}
+	cs.principals = make([]cprincipal, len(ps))
+	for i, p := range ps {
+		cp := &cs.principals[i]
+		cp.typ = p.Type
+		if kind == TrustPolicy {
+			if !slices.Contains(principalTypes, p.Type) {
+				return invalidf(path, "unknown principal type %q (want RAM, Service or Federated)", truncate(p.Type))
+			}
+			for j := range i {
+				if ps[j].Type == p.Type {
+					return invalidf(path, "principal type %q given twice", p.Type)
+				}
+			}
+			if len(p.IDs) == 0 {
+				return invalidf(path+"."+p.Type, "no principals")
+			}
+		}
+		if len(p.IDs) > MaxValues {
+			return invalidf(path, "more than %d values", MaxValues)
+		}
+		cp.anyone = len(p.IDs) == 0 // an empty bucket policy list is "*", as OSS documents
+		for j, id := range p.IDs {
+			if id == "" || len(id) > MaxStringLen || strings.IndexFunc(id, isControl) >= 0 {
+				return invalidf(fmt.Sprintf("%s[%d]", path, j), "%q is not a principal (1 to %d bytes, no control characters)", truncate(id), MaxStringLen)
+			}
+			if id == "*" {
+				cp.anyone = true
+			}
+			cp.ids = append(cp.ids, compilePattern(id, false))
+		}
+	}
+	return nil
+}
+
+// checkBucketPolicyValues applies OSS's limits on a bucket policy's values: at most
+// MaxBucketPolicyField bytes, and no consecutive wildcards "**".
+func checkBucketPolicyValues(st *Statement, path string) error {
+	check := func(field string, vals []string) error {
+		for i, v := range vals {
+			if len(v) > MaxBucketPolicyField {
+				return fmt.Errorf("policy: %w: %w: %s.%s[%d]: value is %d bytes, a bucket policy allows %d", ErrInvalidPolicy, ErrTooLong, path, field, i, len(v), MaxBucketPolicyField)
+			}
+			if strings.Contains(v, "**") {
+				return invalidf(fmt.Sprintf("%s.%s[%d]", path, field, i), "%q has consecutive wildcards \"**\", which OSS refuses in a bucket policy", truncate(v))
+			}
+		}
+		return nil
+	}
+	lists := []struct {
+		name string
+		vals []string
+	}{{"Action", st.Actions}, {"NotAction", st.NotActions}, {"Resource", st.Resources}, {"NotResource", st.NotResources}}
+	for _, p := range st.Principals {
+		lists = append(lists, struct {
+			name string
+			vals []string
+		}{"Principal", p.IDs})
+	}
+	for _, c := range st.Conditions {
+		lists = append(lists, struct {
+			name string
+			vals []string
+		}{"Condition." + c.Operator + "." + c.Key, c.Values})
+	}
+	for _, l := range lists {
+		if err := check(l.name, l.vals); err != nil {
 			return err
 		}
 	}
@@ -243,10 +381,10 @@ func compileCondition(c *Condition, cc *ccond, path string) error {
 	if !ok {
 		return invalidf(path, "unknown condition operator %q (supported, case-sensitive: %s)", truncate(c.Operator), knownOperators)
 	}
-	key, ok := condKeys[strings.ToLower(c.Key)]
-	if !ok {
-		return invalidf(path, "unknown condition key %q (supported: %s)", truncate(c.Key), knownKeys)
+	if err := checkConditionKey(c.Key); err != nil {
+		return invalidf(path, "%v", err)
 	}
+	key := condKeys[strings.ToLower(c.Key)] // keyOther when not known
 	cc.kind, cc.negate, cc.key = op.kind, op.negate, key
 	if len(c.Values) == 0 {
 		return invalidf(path, "no values")
@@ -254,18 +392,30 @@ func compileCondition(c *Condition, cc *ccond, path string) error {
 	if len(c.Values) > MaxValues {
 		return invalidf(path, "more than %d values", MaxValues)
 	}
+	// A known key has a type; an operator of another type is refused rather than never
+	// matching. Other keys take any operator (their values must still have its form).
 	switch op.kind {
 	case opDateEquals, opDateLessThan, opDateLessThanEquals, opDateGreaterThan, opDateGreaterThanEquals:
-		if key != keyCurrentTime {
+		if key != keyCurrentTime && key != keyOther {
 			return invalidf(path, "operator %s compares dates and applies only to acs:CurrentTime", c.Operator)
 		}
 	case opIPAddress:
-		if key != keySourceIP {
+		if key != keySourceIP && key != keyOther {
 			return invalidf(path, "operator %s compares IP addresses and applies only to acs:SourceIp", c.Operator)
 		}
 	case opBool:
-		if key != keySecureTransport {
+		if key != keySecureTransport && key != keyOther {
 			return invalidf(path, "operator Bool applies only to acs:SecureTransport")
+		}
+		// RAM's policy check refuses more than one Boolean value for a condition
+		// ("Invalid condition multiple Boolean",
+		// https://www.alibabacloud.com/help/en/ram/permission-policy-check).
+		if len(c.Values) > 1 {
+			return invalidf(path, "a Bool condition takes exactly one value, got %d", len(c.Values))
+		}
+	case opNumeric:
+		if key != keyOther {
+			return invalidf(path, "operator %s compares numbers and no known key (%s) is a number", c.Operator, knownKeys)
 		}
 	}
 	cc.strs = c.Values
@@ -298,7 +448,32 @@ func compileCondition(c *Condition, cc *ccond, path string) error {
 			default:
 				return invalidf(vpath, "%q is not true or false", truncate(v))
 			}
+		case opNumeric:
+			if _, err := strconv.ParseFloat(v, 64); err != nil {
+				return invalidf(vpath, "%q is not a number", truncate(v))
+			}
 		}
+	}
+	return nil
+}
+
+// checkConditionKey accepts a key of the form "<service>:<name>", as RAM's policy check
+// requires ("Invalid condition key format"): a service code of letters, digits and '-',
+// and a name without control characters, such as "oss:Prefix" or
+// "oss:ExistingObjectTag/owner".
+func checkConditionKey(k string) error {
+	svc, name, ok := strings.Cut(k, ":")
+	if !ok || svc == "" || name == "" {
+		return fmt.Errorf("condition key %q is not of the form \"<service>:<key>\" (known keys: %s)", truncate(k), knownKeys)
+	}
+	for i := 0; i < len(svc); i++ {
+		c := svc[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("condition key %q: the service %q may hold only letters, digits and '-'", truncate(k), truncate(svc))
+		}
+	}
+	if i := strings.IndexFunc(name, isControl); i >= 0 || !utf8.ValidString(name) || len(k) > MaxStringLen {
+		return fmt.Errorf("condition key %q has a control character, invalid UTF-8 or more than %d bytes", truncate(k), MaxStringLen)
 	}
 	return nil
 }

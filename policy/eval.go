@@ -70,7 +70,10 @@ func (s *cstmt) applies(r *Request) bool {
 	if anyMatch(s.actions, r.Action) == s.notAction {
 		return false
 	}
-	if anyMatch(s.resources, r.Resource) == s.notResource {
+	if !s.anyResource && anyMatch(s.resources, r.Resource) == s.notResource {
+		return false
+	}
+	if s.principals != nil && !s.principalMatches(r.Caller) {
 		return false
 	}
 	for i := range s.conds {
@@ -79,6 +82,30 @@ func (s *cstmt) applies(r *Request) bool {
 		}
 	}
 	return true
+}
+
+// principalMatches reports whether a Principal entry names the caller. In a bucket
+// policy "*" names anyone, even an anonymous (nil) caller; in a trust policy anyone of
+// its type. Other IDs match one of the caller's names of the same type.
+func (s *cstmt) principalMatches(c *Caller) bool {
+	for i := range s.principals {
+		p := &s.principals[i]
+		if p.anyone && p.typ == "" {
+			return true
+		}
+		if c == nil || p.typ != c.Type {
+			continue
+		}
+		if p.anyone {
+			return true
+		}
+		for _, n := range c.Names {
+			if anyMatch(p.ids, n) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func anyMatch(pats []pattern, s string) bool {
@@ -94,17 +121,29 @@ func anyMatch(pats []pattern, s string) bool {
 // a positive operator fails and a negated one (StringNotEquals, NotIpAddress, ...) holds,
 // as in AWS IAM, whose semantics RAM follows; RAM's documentation does not say.
 func (c *ccond) holds(r *Request) bool {
-	switch c.key {
-	case keyCurrentTime:
-		if r.CurrentTime.IsZero() {
-			return c.negate
-		}
-	case keySourceIP:
-		if !r.SourceIP.IsValid() {
-			return c.negate
-		}
+	if !carries(c.key, r) {
+		return c.negate
 	}
 	return c.matchAny(r) != c.negate
+}
+
+// carries reports whether the request has a value for the key.
+func carries(k condKey, r *Request) bool {
+	switch k {
+	case keyCurrentTime:
+		return !r.CurrentTime.IsZero()
+	case keySourceIP:
+		return r.SourceIP.IsValid()
+	case keySecureTransport:
+		return true
+	case keyUserAgent:
+		return r.UserAgent != ""
+	case keyAccessID:
+		return r.AccessKeyID != ""
+	case keyPrefix, keyDelimiter:
+		return r.Listing
+	}
+	return false // keyOther: a key this evaluator does not supply
 }
 
 // matchAny reports whether the request's value for the key matches any of the values.
@@ -130,6 +169,8 @@ func (c *ccond) matchAny(r *Request) bool {
 			}
 		}
 		return false
+	case opNumeric:
+		return false // only keys no request carries take numeric operators (compileCondition)
 	}
 
 	// String operators compare the key's text form; buf keeps it on the stack.
@@ -173,7 +214,8 @@ func dateHolds(k opKind, cmp int) bool {
 
 // keyText returns the text string operators see for a key: acs:CurrentTime in RFC 3339,
 // UTC, whole seconds ("2025-01-02T15:04:05Z"); acs:SourceIp in its canonical form
-// (IPv4-mapped addresses as IPv4, no zone); acs:SecureTransport as "true" or "false".
+// (IPv4-mapped addresses as IPv4, no zone); acs:SecureTransport as "true" or "false";
+// the others as the request gives them.
 // The result may point into buf and must not outlive it.
 func keyText(k condKey, r *Request, buf *[64]byte) string {
 	var b []byte
@@ -187,6 +229,14 @@ func keyText(k condKey, r *Request, buf *[64]byte) string {
 			return "true"
 		}
 		return "false"
+	case keyUserAgent:
+		return r.UserAgent
+	case keyAccessID:
+		return r.AccessKeyID
+	case keyPrefix:
+		return r.Prefix
+	case keyDelimiter:
+		return r.Delimiter
 	}
 	if len(b) == 0 {
 		return ""

@@ -25,6 +25,8 @@ func baseRequest() Request {
 		CurrentTime:     baseTime,
 		SourceIP:        netip.MustParseAddr("192.168.1.10"),
 		SecureTransport: true,
+		UserAgent:       "aliyun-sdk-go/v3.0.2 (Linux)",
+		AccessKeyID:     "STS.abc",
 	}
 }
 
@@ -35,6 +37,11 @@ func TestConditionOperators(t *testing.T) {
 	noIP := func(r *Request) { r.SourceIP = netip.Addr{} }
 	noTime := func(r *Request) { r.CurrentTime = time.Time{} }
 	insecure := func(r *Request) { r.SecureTransport = false }
+	list := func(prefix, delim string) func(*Request) {
+		return func(r *Request) { r.Listing, r.Prefix, r.Delimiter = true, prefix, delim }
+	}
+	noAgent := func(r *Request) { r.UserAgent = "" }
+	anonymous := func(r *Request) { r.AccessKeyID = "" }
 	offsetTime := func(r *Request) {
 		r.CurrentTime = time.Date(2025, 6, 1, 20, 0, 0, 999, time.FixedZone("CST", 8*3600))
 	}
@@ -133,6 +140,32 @@ func TestConditionOperators(t *testing.T) {
 		{`{"StringLike":{"acs:SourceIp":"192.*","acs:CurrentTime":"2025-*"}}`, nil, true},
 		{`{"StringLike":{"acs:SourceIp":"192.*","acs:CurrentTime":"2024-*"}}`, nil, false},
 		{`{}`, nil, true},
+
+		// OSS listing keys: present only on a listing, "" when the listing names none.
+		{`{"StringLike":{"oss:Prefix":"cam-1/*"}}`, list("cam-1/2025/", "/"), true},
+		{`{"StringLike":{"oss:Prefix":"cam-1/*"}}`, list("cam-2/", "/"), false},
+		{`{"StringLike":{"oss:Prefix":"cam-1/*"}}`, nil, false},
+		{`{"StringEquals":{"oss:Prefix":["","cam-1/"]}}`, list("", ""), true},
+		{`{"StringNotLike":{"oss:Prefix":"cam-1/*"}}`, list("cam-2/", ""), true},
+		{`{"StringNotLike":{"oss:Prefix":"cam-1/*"}}`, nil, true},
+		{`{"StringEquals":{"oss:Delimiter":"/"}}`, list("a/", "/"), true},
+		{`{"StringEquals":{"oss:Delimiter":"/"}}`, list("a/", ""), false},
+		{`{"StringEquals":{"OSS:DELIMITER":"/","oss:prefix":"a/"}}`, list("a/", "/"), true},
+		// The caller's User-Agent and access key.
+		{`{"StringLike":{"acs:UserAgent":"aliyun-sdk-go/*"}}`, nil, true},
+		{`{"StringLike":{"acs:UserAgent":"aliyun-sdk-go/*"}}`, noAgent, false},
+		{`{"StringNotLike":{"acs:UserAgent":"curl/*"}}`, noAgent, true},
+		{`{"StringLike":{"acs:AccessId":"STS.*"}}`, nil, true},
+		{`{"StringEquals":{"acs:AccessId":"STS.abc"}}`, anonymous, false},
+		// Keys this evaluator does not supply are never present.
+		{`{"StringEquals":{"oss:ExistingObjectTag/owner":"me"}}`, nil, false},
+		{`{"StringNotEquals":{"acs:SourceVpc":"vpc-1"}}`, nil, true},
+		{`{"NumericLessThan":{"oss:MaxKeys":"100"}}`, nil, false},
+		{`{"NumericNotEquals":{"oss:MaxKeys":"100"}}`, nil, true},
+		{`{"Bool":{"acs:MFAPresent":"true"}}`, nil, false},
+		{`{"DateLessThan":{"oss:LastModified":"2030-01-01T00:00:00Z"}}`, nil, false},
+		{`{"IpAddress":{"acs:ClientIp":"0.0.0.0/0"}}`, nil, false},
+		{`{"NotIpAddress":{"acs:ClientIp":"0.0.0.0/0"}}`, nil, true},
 	}
 	for _, c := range cases {
 		r := baseRequest()

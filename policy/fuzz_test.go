@@ -28,7 +28,7 @@ func FuzzParse(f *testing.F) {
 		stmt(`{"Effect":"Allow","Action":"oss:GetObject","Resource":"*"}`),
 		stmt(`{"Effect":"Deny","NotAction":["oss:Get*"],"NotResource":"acs:oss:*:*:b/?*"}`),
 		cond(`{"StringNotLike":{"acs:SourceIp":["1*2?3"]},"DateLessThanEquals":{"acs:CurrentTime":"2025-01-01T00:00:00+08:00"}}`),
-		cond(`{"IpAddress":{"acs:SourceIp":["::/0","0.0.0.0/0"]},"Bool":{"acs:SecureTransport":[true,"FALSE"]}}`),
+		cond(`{"IpAddress":{"acs:SourceIp":["::/0","0.0.0.0/0"]},"Bool":{"acs:SecureTransport":["FALSE"]},"StringLike":{"oss:Prefix":["a/*",""]}}`),
 		`{"Version":"1","Statement":{"Effect":"Allow"}}`,
 		`{"Version":"1","Statement":[{"Effect":"Allow","Action":[1,2],"Resource":[[]]}]}`,
 		`{"Version":"1","Statement":[` + strings.Repeat("[", 100),

@@ -7,8 +7,9 @@ import (
 )
 
 // MarshalJSON encodes the document as compact RAM policy JSON, every list as an array and
-// the conditions grouped by operator in order of first appearance, so that Parse gives the
-// document back. It refuses a document that Parse would refuse.
+// the conditions grouped by operator in order of first appearance, so that the parse
+// function of its Kind (Parse, ParseBucketPolicy, ParseTrustPolicy) gives the document
+// back. It refuses a document that function would refuse.
 func (d *Document) MarshalJSON() ([]byte, error) {
 	if _, err := compile(d); err != nil {
 		return nil, err
@@ -24,6 +25,7 @@ func (d *Document) MarshalJSON() ([]byte, error) {
 		st := &d.Statements[i]
 		b = append(b, `{"Effect":`...)
 		b = appendString(b, string(st.Effect))
+		b = appendPrincipals(b, d.Kind, st.Principals)
 		b = appendList(b, "Action", st.Actions)
 		b = appendList(b, "NotAction", st.NotActions)
 		b = appendList(b, "Resource", st.Resources)
@@ -34,7 +36,44 @@ func (d *Document) MarshalJSON() ([]byte, error) {
 		b = append(b, '}')
 	}
 	b = append(b, "]}"...)
+	if d.Kind == BucketPolicy && len(b) > MaxBucketPolicySize {
+		return nil, fmt.Errorf("policy: %w: %w: bucket policy is %d bytes, limit %d", ErrInvalidPolicy, ErrTooLong, len(b), MaxBucketPolicySize)
+	}
 	return b, nil
+}
+
+// appendPrincipals appends a statement's Principal: a list in a bucket policy, an object
+// by type in a trust policy.
+func appendPrincipals(b []byte, kind Kind, ps []Principal) []byte {
+	if len(ps) == 0 {
+		return b
+	}
+	if kind == BucketPolicy {
+		b = append(b, `,"Principal":[`...)
+		for i, id := range ps[0].IDs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, id)
+		}
+		return append(b, ']')
+	}
+	b = append(b, `,"Principal":{`...)
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, p.Type)
+		b = append(b, ':', '[')
+		for j, id := range p.IDs {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, id)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
 }
 
 func appendList(b []byte, name string, list []string) []byte {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -21,13 +22,18 @@ import (
 // MaxDocumentSize bytes; counts are bounded by MaxStatements, MaxValues, MaxConditions
 // and MaxStringLen. Every error wraps ErrInvalidPolicy and says where the defect is.
 func Parse(text []byte) (*Document, error) {
+	return parseKind(text, Identity)
+}
+
+// parseKind parses and compiles a document of the given kind.
+func parseKind(text []byte, kind Kind) (*Document, error) {
 	if len(text) > MaxDocumentSize {
 		return nil, invalidf("", "document is %d bytes, limit %d", len(text), MaxDocumentSize)
 	}
 	if !utf8.Valid(text) {
 		return nil, invalidf("", "document is not valid UTF-8")
 	}
-	p := &parser{dec: json.NewDecoder(bytes.NewReader(text))}
+	p := &parser{dec: json.NewDecoder(bytes.NewReader(text)), kind: kind}
 	p.dec.UseNumber()
 	doc, err := p.document()
 	if err != nil {
@@ -57,6 +63,31 @@ func ParseSession(text string) (*Document, error) {
 	return Parse([]byte(text))
 }
 
+// OSS's limits on a bucket policy
+// (https://help.aliyun.com/en/oss/user-guide/0030-00000001 and 0030-00000003).
+const (
+	MaxBucketPolicySize  = 16 << 10 // bytes of JSON
+	MaxBucketPolicyField = 4095     // bytes in one value (an action, resource, principal or condition value)
+)
+
+// ParseBucketPolicy is Parse for an OSS bucket policy (Kind BucketPolicy): statements may
+// name a Principal; the text is at most MaxBucketPolicySize bytes, no value is longer than
+// MaxBucketPolicyField bytes, and no value has consecutive wildcards "**", which OSS
+// refuses (https://help.aliyun.com/zh/oss/support/0030-00000007). Length errors wrap
+// ErrTooLong as well.
+func ParseBucketPolicy(text []byte) (*Document, error) {
+	if len(text) > MaxBucketPolicySize {
+		return nil, fmt.Errorf("policy: %w: %w: bucket policy is %d bytes, limit %d", ErrInvalidPolicy, ErrTooLong, len(text), MaxBucketPolicySize)
+	}
+	return parseKind(text, BucketPolicy)
+}
+
+// ParseTrustPolicy is Parse for a RAM role's trust policy (Kind TrustPolicy): every
+// statement names a Principal by type and has no Resource.
+func ParseTrustPolicy(text []byte) (*Document, error) {
+	return parseKind(text, TrustPolicy)
+}
+
 // invalidf returns an error wrapping ErrInvalidPolicy, located at path.
 func invalidf(path, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
@@ -69,7 +100,8 @@ func invalidf(path, format string, args ...any) error {
 // parser reads a policy with a token decoder, so that it can refuse duplicate and
 // differently-cased field names, which encoding/json's struct decoding accepts silently.
 type parser struct {
-	dec *json.Decoder
+	dec  *json.Decoder
+	kind Kind
 }
 
 // token returns the next token, turning a syntax error into a policy error.
@@ -231,7 +263,7 @@ func (p *parser) strings(path string, allowBool bool) ([]string, error) {
 }
 
 func (p *parser) document() (*Document, error) {
-	doc := &Document{}
+	doc := &Document{Kind: p.kind}
 	var haveVersion, haveStatement bool
 	err := p.object("", func(name, path string) error {
 		var err error
@@ -307,9 +339,18 @@ func (p *parser) statement(path string) (Statement, error) {
 		case "Condition":
 			st.Conditions, err = p.conditions(fpath)
 		case "Principal":
-			return invalidf(fpath, "Principal belongs only in resource-based (trust) policies, not in a permission or session policy")
+			switch p.kind {
+			case BucketPolicy:
+				var ids []string
+				ids, err = p.principalList(fpath)
+				st.Principals = []Principal{{IDs: ids}}
+			case TrustPolicy:
+				st.Principals, err = p.principalMap(fpath)
+			default:
+				return invalidf(fpath, "Principal belongs only in resource-based (bucket or trust) policies, not in a permission or session policy")
+			}
 		default:
-			return invalidf(path, "unknown field %q (a statement has Effect, Action or NotAction, Resource or NotResource, Condition; names are case-sensitive)", truncate(name))
+			return invalidf(path, "unknown field %q (a statement has Effect, %sAction or NotAction, %sCondition; names are case-sensitive)", truncate(name), principalField[p.kind], resourceField[p.kind])
 		}
 		return err
 	})
@@ -319,7 +360,73 @@ func (p *parser) statement(path string) (Statement, error) {
 	if !haveEffect {
 		return st, invalidf(path, "missing Effect (want \"Allow\" or \"Deny\")")
 	}
+	if p.kind == TrustPolicy && st.Principals == nil {
+		return st, invalidf(path, "missing Principal (a trust policy names who may assume the role)")
+	}
 	return st, nil
+}
+
+// Field lists for error messages, by kind.
+var (
+	principalField = [...]string{Identity: "", BucketPolicy: "Principal, ", TrustPolicy: "Principal, "}
+	resourceField  = [...]string{Identity: "Resource or NotResource, ", BucketPolicy: "Resource or NotResource, ", TrustPolicy: ""}
+)
+
+// principalList reads a bucket policy's Principal: a string or an array of strings, which
+// may be empty (meaning anyone, as OSS documents).
+func (p *parser) principalList(path string) ([]string, error) {
+	t, err := p.token(path)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := t.(string); ok {
+		return []string{s}, nil
+	}
+	if t != json.Delim('[') {
+		return nil, invalidf(path, "want a string or an array of strings, got %s", describe(t))
+	}
+	out := []string{}
+	for {
+		t, err := p.token(path)
+		if err != nil {
+			return nil, err
+		}
+		if t == json.Delim(']') {
+			return out, nil
+		}
+		s, ok := t.(string)
+		if !ok {
+			return nil, invalidf(fmt.Sprintf("%s[%d]", path, len(out)), "want a string, got %s", describe(t))
+		}
+		if len(out) == MaxValues {
+			return nil, invalidf(path, "more than %d values", MaxValues)
+		}
+		out = append(out, s)
+	}
+}
+
+// principalTypes are the Principal types of a trust policy.
+var principalTypes = []string{"RAM", "Service", "Federated"}
+
+// principalMap reads a trust policy's Principal: an object from type to a string or an
+// array of strings.
+func (p *parser) principalMap(path string) ([]Principal, error) {
+	var out []Principal
+	err := p.object(path, func(name, fpath string) error {
+		if !slices.Contains(principalTypes, name) {
+			return invalidf(path, "unknown principal type %q (want RAM, Service or Federated; names are case-sensitive)", truncate(name))
+		}
+		ids, err := p.strings(fpath, false)
+		if err != nil {
+			return err
+		}
+		out = append(out, Principal{Type: name, IDs: ids})
+		return nil
+	})
+	if err == nil && len(out) == 0 {
+		return nil, invalidf(path, "no principals")
+	}
+	return out, err
 }
 
 func (p *parser) conditions(path string) ([]Condition, error) {

@@ -18,10 +18,13 @@
 //	keys:
 //	  - id: LTAIexampleworker
 //	    secret: change-me-please
+//	    user: token-worker        # the RAM user's name (GetCallerIdentity, trust policies); default the key ID
 //	roles:
 //	  - name: clipgate-device
 //	    maxSessionDuration: 1h
 //	    policy: {Version: "1", Statement: [{Effect: Allow, Action: "oss:*", Resource: "acs:oss:*:*:clips/*"}]}
+//	    # who may assume the role; this is the default (the account's users and role sessions)
+//	    trust: {Version: "1", Statement: [{Effect: Allow, Action: "sts:AssumeRole", Principal: {RAM: ["acs:ram::1000000000000000:root"]}}]}
 //
 // Flags override the file. SIGINT or SIGTERM stops the servers cleanly.
 package main

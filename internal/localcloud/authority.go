@@ -1,6 +1,7 @@
 package localcloud
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -111,12 +112,15 @@ func (c *policyCache) parse(text string) (*policy.Document, error) {
 type longTermKey struct {
 	key      AccessKey
 	policies []*policy.Document
+	user     string // RAM user name: key.User, or the key ID
+	userID   string // numeric RAM user ID, stable for a given token key and user name
 }
 
 type roleEntry struct {
 	role   Role
 	doc    *policy.Document
-	id     string // numeric role ID, stable for a given token key and name
+	trust  *policy.Document // who may assume the role
+	id     string           // numeric role ID, stable for a given token key and name
 	lcName string
 }
 
@@ -158,6 +162,10 @@ func NewAuthority(cfg *Config) (*Authority, error) {
 	}
 	for _, r := range a.roles {
 		r.id = a.roleID(r.lcName)
+	}
+	for _, k := range a.keys {
+		k.user = cmp.Or(k.key.User, k.key.ID)
+		k.userID = a.userID(k.user)
 	}
 	return a, nil
 }
@@ -275,6 +283,13 @@ func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy 
 	if !ok {
 		return nil, stsError(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
 	}
+	p := &Principal{AccessKeyID: callerKeyID, Secret: caller.key.Secret, Policies: caller.policies}
+	return a.assumeRole(p, roleARN, sessionName, sessionPolicy, duration, now)
+}
+
+// assumeRole issues temporary credentials for a role to an authenticated caller: a RAM
+// user (long-term key) or a role session (STS credentials).
+func (a *Authority) assumeRole(caller *Principal, roleARN, sessionName, sessionPolicy string, duration time.Duration, now time.Time) (*TempCredentials, error) {
 	if roleARN == "" {
 		return nil, stsError(http.StatusBadRequest, "MissingParameter.RoleArn", "Parameter RoleArn is required.")
 	}
@@ -282,14 +297,17 @@ func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy 
 	if err != nil {
 		return nil, err
 	}
-	if len(caller.policies) > 0 && !policy.Authorize(&policy.Request{
+	if (len(caller.Policies) > 0 || caller.Temporary) && !policy.Authorize(&policy.Request{
 		Action: "sts:AssumeRole", Resource: a.RoleARN(roleName), CurrentTime: now,
-	}, caller.policies...) {
+	}, caller.Policies...) {
 		return nil, stsError(http.StatusForbidden, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM.")
 	}
 	role, ok := a.roles[roleName]
 	if !ok {
 		return nil, stsError(http.StatusNotFound, "EntityNotExist.Role", "The specified Role not exists .")
+	}
+	if !a.trusts(role, caller, now) {
+		return nil, stsError(http.StatusForbidden, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM.")
 	}
 	if !validSessionName(sessionName) {
 		return nil, stsError(http.StatusBadRequest, "InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed.")
@@ -324,7 +342,7 @@ func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy 
 		Policy:      sessionPolicy,
 		Issued:      now.Unix(),
 		Expiration:  exp.Unix(),
-		Caller:      callerKeyID,
+		Caller:      caller.AccessKeyID,
 	}
 	raw, err := json.Marshal(&claims)
 	if err != nil {

@@ -20,6 +20,9 @@ type AccessKey struct {
 	Secret string `yaml:"secret" json:"secret"`
 	// Policy is the user's permission policy (JSON); empty grants full access.
 	Policy string `yaml:"policy,omitempty" json:"policy,omitempty"`
+	// User is the name of the RAM user the key belongs to, as trust policies and
+	// GetCallerIdentity name it ("acs:ram::{AccountID}:user/{User}"); empty means the key ID.
+	User string `yaml:"user,omitempty" json:"user,omitempty"`
 }
 
 // Role is a RAM role that AssumeRole can issue temporary credentials for.
@@ -30,6 +33,11 @@ type Role struct {
 	Policy string `yaml:"policy" json:"policy"`
 	// MaxSessionDuration bounds DurationSeconds: 1h to 12h, default 1h.
 	MaxSessionDuration time.Duration `yaml:"maxSessionDuration,omitempty" json:"maxSessionDuration,omitempty"`
+	// Trust is the role's trust policy (JSON): who may assume it, RAM users and roles
+	// named by "acs:ram::{AccountID}:root", ":user/{name}" or ":role/{name}". Empty trusts
+	// the account, {"RAM":["acs:ram::{AccountID}:root"]}: any of its RAM users and role
+	// sessions whose own policies allow sts:AssumeRole on the role.
+	Trust string `yaml:"trust,omitempty" json:"trust,omitempty"`
 }
 
 // Config configures both servers. Zero values take the documented defaults.
@@ -49,9 +57,16 @@ type Config struct {
 	// STSRate is the number of AssumeRole calls per second allowed (burst equal to the rate,
 	// at least 1); 0 means unlimited. Over it, STS answers Throttling.User.
 	STSRate float64
-	// Now is the clock used for signatures, tokens and policy conditions; nil means time.Now.
-	Now    func() time.Time
-	Logger zerolog.Logger
+	// Now is the clock used for signatures, tokens, policy conditions and lifecycle rules;
+	// nil means time.Now.
+	Now func() time.Time
+	// LifecycleCheck is how often (in real time) the OSS server looks at Now for the daily
+	// lifecycle run, which otherwise happens before the first request after midnight UTC;
+	// 0 means DefaultLifecycleCheck, negative never.
+	LifecycleCheck time.Duration
+	Logger         zerolog.Logger
+
+	lifecycleRan func(time.Time) // tests: called after each lifecycle run
 }
 
 // Defaults for Config.
@@ -90,6 +105,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.LifecycleCheck == 0 {
+		c.LifecycleCheck = DefaultLifecycleCheck
 	}
 	if c.DataDir == "" {
 		return c, errors.New("localcloud: DataDir is required")

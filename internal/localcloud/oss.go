@@ -16,8 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
-
-	"github.com/clipgate/clipgate/policy"
 )
 
 // maxURLLen bounds the request target. The largest legitimate one is a signed URL for a
@@ -29,11 +27,13 @@ const maxURLLen = 32 << 10
 // policies, and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
 // clean paths and so change object keys.
 type ossService struct {
-	cfg    *Config
-	auth   *Authority
-	store  *store
-	log    zerolog.Logger
-	closed atomic.Bool
+	cfg       *Config
+	auth      *Authority
+	store     *store
+	configs   map[string]*bucketConfig // by bucket name: policy, lifecycle
+	lifecycle *lifecycleRunner
+	log       zerolog.Logger
+	closed    atomic.Bool
 }
 
 var bucketNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`)
@@ -53,13 +53,20 @@ func newOSS(cfg *Config, auth *Authority) (*ossService, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ossService{cfg: cfg, auth: auth, store: st, log: cfg.Logger}, nil
+	configs, err := loadBucketConfigs(st)
+	if err != nil {
+		return nil, err
+	}
+	s := &ossService{cfg: cfg, auth: auth, store: st, configs: configs, log: cfg.Logger}
+	s.lifecycle = newLifecycleRunner(s, cfg.LifecycleCheck, cfg.lifecycleRan)
+	return s, nil
 }
 
 // Close stops serving requests. Every write is durable before it is acknowledged, so there is
 // nothing to flush.
 func (s *ossService) Close() error {
 	s.closed.Store(true)
+	s.lifecycle.Close()
 	return nil
 }
 
@@ -137,6 +144,7 @@ func (s *ossService) serve(rq *ossRequest) error {
 	if s.closed.Load() {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable", Message: "The server is shutting down."}
 	}
+	s.lifecycle.runDue(rq.now) // the day's lifecycle run, if due (oss_lifecycle.go)
 	r := rq.r
 	if len(r.URL.RawQuery)+len(r.URL.RawPath)+len(r.URL.Path) > maxURLLen {
 		return errInvalidArgument("The request URL is too long.")
@@ -171,6 +179,10 @@ func (s *ossService) serve(rq *ossRequest) error {
 		return &Error{Status: http.StatusNotFound, Code: "NoSuchBucket", Message: "The specified bucket does not exist."}
 	}
 
+	if isPostObject(rq) { // a form upload carries its own signature (oss_post.go)
+		rq.op = "PostObject"
+		return s.postObject(rq)
+	}
 	op, routeErr := route(rq)
 	rq.op = op.name
 	if rq.key != "" {
@@ -204,6 +216,9 @@ func route(rq *ossRequest) (opSpec, error) {
 			return opSpec{"ListBuckets", "oss:ListBuckets", (*ossService).listBuckets}, nil
 		}
 		return notImpl(m + " on the service")
+	}
+	if op, ok := routeBucketConfig(rq); ok {
+		return op, nil
 	}
 	if sub := unsupportedSubresource(q); sub != "" {
 		return notImpl("the " + sub + " sub-resource")
@@ -319,36 +334,6 @@ func (s *ossService) authenticate(rq *ossRequest) error {
 		return err
 	}
 	rq.principal = p
-	return nil
-}
-
-// authorize evaluates the principal's policies (all must allow, none deny) for action on the
-// request's resource. An unrestricted long-term key has no policies and skips evaluation.
-func (s *ossService) authorize(rq *ossRequest, action string) error {
-	p := rq.principal
-	if len(p.Policies) == 0 && !p.Temporary {
-		return nil
-	}
-	res := "acs:oss:" + s.cfg.Region + ":" + s.cfg.AccountID + ":"
-	switch {
-	case rq.bucket == nil:
-		res += "*"
-	case rq.key == "":
-		res += rq.bucketName
-	default:
-		res += rq.bucketName + "/" + rq.key
-	}
-	req := &policy.Request{
-		Action:          action,
-		Resource:        res,
-		CurrentTime:     rq.now,
-		SourceIP:        remoteIP(rq.r),
-		SecureTransport: rq.r.TLS != nil,
-	}
-	if !policy.Authorize(req, p.Policies...) {
-		return &Error{Status: http.StatusForbidden, Code: "AccessDenied",
-			Message: "You are not authorized to do this action: " + action + " on " + res + " is not allowed by the access policy."}
-	}
 	return nil
 }
 

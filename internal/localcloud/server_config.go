@@ -41,12 +41,14 @@ type fileKey struct {
 	ID     string     `yaml:"id"`
 	Secret string     `yaml:"secret"`
 	Policy policyText `yaml:"policy"`
+	User   string     `yaml:"user"`
 }
 
 type fileRole struct {
 	Name               string        `yaml:"name"`
 	Policy             policyText    `yaml:"policy"`
 	MaxSessionDuration time.Duration `yaml:"maxSessionDuration"`
+	Trust              policyText    `yaml:"trust"`
 }
 
 // policyText is a policy document given either as a JSON string or as YAML structure.
@@ -123,10 +125,10 @@ func ParseConfig(text []byte) (Config, error) {
 		AccountID: fc.AccountID, STSRate: fc.STSRate, Buckets: fc.Buckets,
 	}
 	for _, k := range fc.Keys {
-		cfg.Keys = append(cfg.Keys, AccessKey{ID: k.ID, Secret: k.Secret, Policy: string(k.Policy)})
+		cfg.Keys = append(cfg.Keys, AccessKey{ID: k.ID, Secret: k.Secret, Policy: string(k.Policy), User: k.User})
 	}
 	for _, r := range fc.Roles {
-		cfg.Roles = append(cfg.Roles, Role{Name: r.Name, Policy: string(r.Policy), MaxSessionDuration: r.MaxSessionDuration})
+		cfg.Roles = append(cfg.Roles, Role{Name: r.Name, Policy: string(r.Policy), MaxSessionDuration: r.MaxSessionDuration, Trust: string(r.Trust)})
 	}
 	if err := CheckConfig(cfg); err != nil {
 		return Config{}, err
@@ -183,6 +185,9 @@ func parseKeysAndRoles(c *Config) (map[string]*longTermKey, map[string]*roleEntr
 		if _, dup := keys[k.ID]; dup {
 			return nil, nil, fmt.Errorf("localcloud: key %q is listed twice", k.ID)
 		}
+		if k.User != "" && !validUserName(k.User) {
+			return nil, nil, fmt.Errorf("localcloud: key %q: user %q must be 1 to 64 of letters, digits, '.', '@', '-' and '_'", k.ID, k.User)
+		}
 		e := &longTermKey{key: k}
 		if k.Policy != "" {
 			doc, err := policy.Parse([]byte(k.Policy))
@@ -209,9 +214,30 @@ func parseKeysAndRoles(c *Config) (map[string]*longTermKey, map[string]*roleEntr
 		if err != nil {
 			return nil, nil, fmt.Errorf("localcloud: role %q: policy: %w", r.Name, err)
 		}
-		roles[lc] = &roleEntry{role: r, doc: doc, lcName: lc}
+		trust := r.Trust
+		if trust == "" {
+			trust = defaultTrust(c.AccountID)
+		}
+		trustDoc, err := policy.ParseTrustPolicy([]byte(trust))
+		if err != nil {
+			return nil, nil, fmt.Errorf("localcloud: role %q: trust policy: %w", r.Name, err)
+		}
+		roles[lc] = &roleEntry{role: r, doc: doc, trust: trustDoc, lcName: lc}
 	}
 	return keys, roles, nil
+}
+
+// validUserName applies RAM's user name rule: 1 to 64 of [A-Za-z0-9.@_-].
+func validUserName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isAlnum(s[i]) && !strings.ContainsRune(".@-_", rune(s[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 func splitHostPort(addr string) (string, string, error) {

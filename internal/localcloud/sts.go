@@ -32,7 +32,8 @@ const (
 	stsMaxNonces = 1 << 18
 )
 
-// stsService answers STS AssumeRole requests signed with the RPC (HMAC-SHA1) signature.
+// stsService answers STS AssumeRole and GetCallerIdentity requests signed with the RPC
+// (HMAC-SHA1) signature, with a long-term key or with STS credentials (SecurityToken).
 type stsService struct {
 	auth    *Authority
 	now     func() time.Time
@@ -100,7 +101,7 @@ func (s *stsService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.Msg("sts request")
 	}()
 
-	resp, err := s.handle(w, r, &action)
+	resp, err := s.handle(w, r, reqID, &action)
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")
 	w.Header().Set("x-acs-request-id", reqID)
 	var body any
@@ -115,7 +116,6 @@ func (s *stsService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		status = http.StatusOK
-		resp.RequestID = reqID
 		body = resp
 	}
 	out, merr := json.Marshal(body)
@@ -129,9 +129,9 @@ func (s *stsService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // handle checks and answers one request. The checks run in the order STS applies them:
-// the request shape, then the API, then the signature, then the replay and rate limits,
-// and only then the action's own parameters.
-func (s *stsService) handle(w http.ResponseWriter, r *http.Request, action *string) (*stsAssumeRoleResponse, *Error) {
+// the request shape, then the API, then the caller's credentials and signature, then the
+// replay and rate limits, and only then the action's own parameters.
+func (s *stsService) handle(w http.ResponseWriter, r *http.Request, reqID string, action *string) (any, *Error) {
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return nil, stsError(http.StatusMethodNotAllowed, "UnsupportedHTTPMethod", "Specified HTTP method "+strconv.Quote(r.Method)+" is not supported; use POST or GET.")
 	}
@@ -162,7 +162,7 @@ func (s *stsService) handle(w http.ResponseWriter, r *http.Request, action *stri
 	if params["Version"] != stsVersion {
 		return nil, stsError(http.StatusBadRequest, "InvalidVersion", "Specified parameter Version is not valid.")
 	}
-	if params["Action"] != "AssumeRole" {
+	if params["Action"] != "AssumeRole" && params["Action"] != "GetCallerIdentity" {
 		return nil, stsError(http.StatusNotFound, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.")
 	}
 	if f := params["Format"]; f != "" && !strings.EqualFold(f, "JSON") {
@@ -177,10 +177,6 @@ func (s *stsService) handle(w http.ResponseWriter, r *http.Request, action *stri
 	if t := params["SignatureType"]; t != "" {
 		return nil, stsError(http.StatusBadRequest, "InvalidParameter.SignatureType", "Specified signature type is not supported.")
 	}
-	if params["SecurityToken"] != "" {
-		// AssumeRole with temporary credentials (role chaining) is not supported here.
-		return nil, stsError(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-	}
 	ts, ok := parseRPCTimestamp(params["Timestamp"])
 	if !ok {
 		return nil, stsError(http.StatusBadRequest, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
@@ -190,12 +186,12 @@ func (s *stsService) handle(w http.ResponseWriter, r *http.Request, action *stri
 		return nil, stsError(http.StatusBadRequest, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
 	}
 	akid := params["AccessKeyId"]
-	caller, ok := s.auth.keys[akid]
-	if !ok {
-		return nil, stsError(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+	caller, cerr := s.auth.resolveRPC(akid, params["SecurityToken"], now)
+	if cerr != nil {
+		return nil, cerr
 	}
 	sts := rpcStringToSign(r.Method, params)
-	want := rpcSignature(caller.key.Secret, sts)
+	want := rpcSignature(caller.Secret, sts)
 	if subtle.ConstantTimeCompare([]byte(want), []byte(params["Signature"])) != 1 {
 		return nil, stsError(http.StatusBadRequest, "SignatureDoesNotMatch",
 			"Specified signature is not matched with our calculation. server string to sign is:"+sts)
@@ -206,7 +202,14 @@ func (s *stsService) handle(w http.ResponseWriter, r *http.Request, action *stri
 	if s.limiter != nil && !s.limiter.AllowN(now, 1) {
 		return nil, stsError(http.StatusBadRequest, "Throttling.User", "Request was denied due to user flow control.")
 	}
+	if params["Action"] == "GetCallerIdentity" {
+		return s.auth.callerIdentity(caller, reqID), nil
+	}
+	return s.assumeRole(caller, params, now, reqID)
+}
 
+// assumeRole answers AssumeRole for the authenticated caller.
+func (s *stsService) assumeRole(caller *Principal, params map[string]string, now time.Time, reqID string) (*stsAssumeRoleResponse, *Error) {
 	var dur time.Duration
 	if v := params["DurationSeconds"]; v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -223,7 +226,7 @@ func (s *stsService) handle(w http.ResponseWriter, r *http.Request, action *stri
 	if ext, ok := params["ExternalId"]; ok && !validExternalID(ext) {
 		return nil, stsError(http.StatusBadRequest, "InvalidParameter.ExternalId", "The parameter ExternalId is wrongly formed.")
 	}
-	cr, err := s.auth.AssumeRole(akid, params["RoleArn"], params["RoleSessionName"], params["Policy"], dur, now)
+	cr, err := s.auth.assumeRole(caller, params["RoleArn"], params["RoleSessionName"], params["Policy"], dur, now)
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) {
@@ -232,6 +235,7 @@ func (s *stsService) handle(w http.ResponseWriter, r *http.Request, action *stri
 		return nil, stsError(http.StatusInternalServerError, "InternalError", "STS Server Internal Error happened.")
 	}
 	return &stsAssumeRoleResponse{
+		RequestID: reqID,
 		AssumedRoleUser: stsAssumedRoleUser{
 			Arn:           cr.RoleARN + "/" + cr.SessionName,
 			AssumedRoleID: s.auth.assumedRoleID(cr.RoleARN, cr.SessionName),

@@ -466,7 +466,7 @@ func TestSTSHandWrittenRequests(t *testing.T) {
 			return post("/", "", form(func(v url.Values) { v.Set("Version", "2014-01-01") }))
 		}, 400, "InvalidVersion"},
 		{"other action", func() *http.Response {
-			return post("/", "", form(func(v url.Values) { v.Set("Action", "GetCallerIdentity") }))
+			return post("/", "", form(func(v url.Values) { v.Set("Action", "GetFederationToken") }))
 		}, 404, "InvalidAction.NotFound"},
 		{"xml", func() *http.Response { return post("/", "", form(func(v url.Values) { v.Set("Format", "XML") })) }, 400, "InvalidParameter.Format"},
 		{"sha256", func() *http.Response {
@@ -502,9 +502,9 @@ func TestSTSHandWrittenRequests(t *testing.T) {
 		{"signed as GET, sent as POST", func() *http.Response {
 			return post("/", "", signed("LTAIworker", secret, "GET", now, nil).Encode())
 		}, 400, "SignatureDoesNotMatch"},
-		{"security token", func() *http.Response {
+		{"garbage security token", func() *http.Response {
 			return post("/", "", form(func(v url.Values) { v.Set("SecurityToken", "x") }))
-		}, 404, "InvalidAccessKeyId.NotFound"},
+		}, 400, "InvalidSecurityToken.Malformed"},
 		{"duplicate parameter", func() *http.Response {
 			return post("/", "?RoleSessionName=cam-9", form(nil))
 		}, 400, "InvalidParameter"},
