@@ -357,6 +357,13 @@ func (s *Spool) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errSpoolRunning
 	}
+	// Recorded in the state lock, so that another process of the camera can hand files
+	// to this spool (StateHolder.Spools).
+	unrecord, err := s.kit.lock.addSpool(s.cfg.Dir)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot record the spool in the state lock")
+	}
+	defer unrecord()
 	ctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
