@@ -340,6 +340,10 @@ func probeRename(dir, done string) error {
 	return os.Remove(target)
 }
 
+// SpoolIgnores reports whether a Spool ignores files of this name: names of files being
+// written (starting with '.', ending in .tmp or .part).
+func SpoolIgnores(name string) bool { return tempName(name) }
+
 // tempName reports whether name is a file being written that the spool must ignore.
 func tempName(name string) bool {
 	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".part")

@@ -190,6 +190,32 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// The watch command deletes uploaded clips by default: its help and the README's example
+// say so (issue 9, point 5: the README's example did not).
+func TestWatchSaysItDeletes(t *testing.T) {
+	t.Parallel()
+	code, stdout, _ := run(t, nil, "watch", "--help")
+	if code != 0 || !strings.Contains(stdout, "DELETED") || !strings.Contains(stdout, "--after remove, the default") {
+		t.Errorf("watch --help (exit %d) does not say that uploaded clips are deleted:\n%s", code, stdout)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.Contains(line, "cmd/device watch spool/") {
+			found = true
+			if !strings.Contains(line, "DELETE") {
+				t.Errorf("README: %q does not say the clips are deleted", line)
+			}
+		}
+	}
+	if !found || !strings.Contains(string(readme), "`--after remove`, the default") {
+		t.Error("README does not document --after remove as the default of device watch")
+	}
+}
+
 func TestClipName(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("a", 300)

@@ -38,7 +38,7 @@ type CLI struct {
 	Broker             string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://). Env: CLIPGATE_DEVICE_BROKER." placeholder:"URL"`
 	DeviceID           string `name:"device-id" help:"Device ID. Env: CLIPGATE_DEVICE_ID." placeholder:"ID"`
 	DeviceKeyFile      string `help:"Device key file (mode 0600). Env: CLIPGATE_DEVICE_KEY_FILE." placeholder:"FILE"`
-	StateDir           string `help:"State directory (upload checkpoints, event outbox). Env: CLIPGATE_DEVICE_STATE_DIR." placeholder:"DIR"`
+	StateDir           string `help:"State directory (upload checkpoints, event outbox); one command of the device at a time holds it. Env: CLIPGATE_DEVICE_STATE_DIR." placeholder:"DIR"`
 	TopicRoot          string `help:"Topic root (default clipgate/v1). Env: CLIPGATE_DEVICE_TOPIC_ROOT."`
 	Mode               string `help:"Access asked for: letters of r, w, a (default w). Env: CLIPGATE_DEVICE_MODE."`
 	MultipartThreshold int64  `help:"Size from which files go in parts, resumably (default 8 MiB). Env: CLIPGATE_DEVICE_MULTIPART_THRESHOLD." placeholder:"BYTES"`
@@ -51,9 +51,9 @@ type CLI struct {
 	Timeout  time.Duration `help:"How long to wait for the broker connection and for credentials." default:"30s"`
 	LogLevel string        `help:"Level of the log on stderr." enum:"debug,info,warn,error" default:"warn"`
 
-	Upload      uploadCmd      `cmd:"" help:"Upload files as clips and announce each with an upload event."`
-	Credentials credentialsCmd `cmd:"" help:"Get the device's OSS credentials and show their scope and expiry."`
-	Watch       watchCmd       `cmd:"" help:"Upload the clips a recorder writes into a spool directory, until interrupted."`
+	Upload      uploadCmd      `cmd:"" help:"Upload files as clips and announce each with an upload event. While device watch runs for the device (same state directory), the files are handed to its spool and it uploads them."`
+	Credentials credentialsCmd `cmd:"" help:"Get the device's OSS credentials and show their scope and expiry (not while another process of the device runs: it would be disconnected)."`
+	Watch       watchCmd       `cmd:"" help:"Upload the clips a recorder writes into a spool directory, until interrupted; each uploaded clip is deleted (--after remove, the default) or moved aside (--after move)."`
 }
 
 // Main is the program, apart from main() so that tests run it in-process.
@@ -314,21 +314,48 @@ func (m *Main) kitConfig() (devicekit.Config, error) {
 	return kc, nil
 }
 
-// connect builds a kit from the configuration and connects it to the broker.
-func (m *Main) connect(ctx context.Context) (*devicekit.Kit, devicekit.Config, error) {
+// newKit builds a kit from the configuration. While another process of the camera holds
+// the state directory, the error is a *devicekit.StateInUseError.
+func (m *Main) newKit() (*devicekit.Kit, devicekit.Config, error) {
 	kc, err := m.kitConfig()
 	if err != nil {
 		return nil, kc, err
 	}
 	kit, err := devicekit.New(kc)
-	if err != nil {
+	var inUse *devicekit.StateInUseError
+	switch {
+	case errors.As(err, &inUse):
+		return nil, kc, inUse
+	case err != nil:
 		return nil, kc, usageError{err}
 	}
+	return kit, kc, nil
+}
+
+// connect builds a kit from the configuration and connects it to the broker. A state
+// directory held by another process is an error that names it.
+func (m *Main) connect(ctx context.Context) (*devicekit.Kit, devicekit.Config, error) {
+	kit, kc, err := m.newKit()
+	var inUse *devicekit.StateInUseError
+	if errors.As(err, &inUse) {
+		return nil, kc, busyError(inUse, kc.DeviceID)
+	}
+	if err != nil {
+		return nil, kc, err
+	}
+	if err := m.dial(ctx, kit, kc); err != nil {
+		kit.Close()
+		return nil, kc, err
+	}
+	return kit, kc, nil
+}
+
+// dial connects kit to the broker within --timeout.
+func (m *Main) dial(ctx context.Context, kit *devicekit.Kit, kc devicekit.Config) error {
 	cctx, cancel := context.WithTimeout(ctx, m.cli.Timeout)
 	defer cancel()
 	if err := kit.Connect(cctx); err != nil {
-		kit.Close()
-		return nil, kc, fmt.Errorf("connect to %s as %s: %w", kc.BrokerURL, kc.DeviceID, err)
+		return fmt.Errorf("connect to %s as %s: %w", kc.BrokerURL, kc.DeviceID, err)
 	}
-	return kit, kc, nil
+	return nil
 }

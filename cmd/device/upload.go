@@ -27,6 +27,10 @@ type uploadCmd struct {
 // It returns errReported if any file failed. A file that is missing or unreadable fails
 // alone; when the device cannot get credentials at all, or they are refused for good
 // (revoked, denied, ...), the files not yet uploaded fail with that error.
+//
+// While `device watch` runs on the same state directory, the files are handed to its
+// spool instead (handOff), as "queued FILE -> SPOOL/NAME" lines: a second connection
+// with the device's client ID would disconnect the watcher.
 func (m *Main) upload(ctx context.Context) error {
 	files := m.cli.Upload.Files
 	items := make([]uploadItem, len(files))
@@ -39,11 +43,21 @@ func (m *Main) upload(ctx context.Context) error {
 		return err
 	}
 
-	kit, _, err := m.connect(ctx)
+	kit, kc, err := m.newKit()
+	var inUse *devicekit.StateInUseError
+	if errors.As(err, &inUse) {
+		if len(inUse.Holder.Spools) > 0 {
+			return m.handOff(items, inUse) // a watcher runs: it uploads them
+		}
+		return busyError(inUse, kc.DeviceID)
+	}
 	if err != nil {
 		return err
 	}
 	defer kit.Close()
+	if err := m.dial(ctx, kit, kc); err != nil {
+		return err
+	}
 	// Ask for credentials once up front: a device that gets none fails fast and once.
 	cctx, cancel := context.WithTimeout(ctx, m.cli.Timeout)
 	_, credErr := kit.Credentials(cctx)

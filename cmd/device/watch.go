@@ -15,7 +15,7 @@ import (
 type watchCmd struct {
 	Dir          string        `arg:"" name:"DIR" help:"Spool directory the recorder writes clips into (it must exist)."`
 	Settle       time.Duration `default:"5s" help:"How long a file must keep its size and modification time to count as finished (a file renamed into place counts at once)."`
-	After        string        `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove, or move into --done-dir."`
+	After        string        `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove (the default: the file is DELETED once it is stored and its event durable), or move into --done-dir."`
 	DoneDir      string        `help:"Where --after=move puts uploaded clips; on DIR's filesystem (default DIR/done)." placeholder:"DIR"`
 	MaxBytes     string        `default:"0" help:"Drop the oldest clips, each announced with a failed event, while the spool holds more than this: bytes or a size such as 500MB or 2GiB; 0 for no bound." placeholder:"SIZE"`
 	MaxAge       time.Duration `default:"0s" help:"Drop clips older than this (by modification time), each announced with a failed event; 0 for no bound."`
@@ -41,13 +41,13 @@ func (m *Main) watch(ctx context.Context) error {
 	if err != nil {
 		return usagef("--max-bytes %q: %v", w.MaxBytes, err)
 	}
-	kc, err := m.kitConfig()
+	kit, kc, err := m.newKit()
+	var inUse *devicekit.StateInUseError
+	if errors.As(err, &inUse) {
+		return busyError(inUse, kc.DeviceID)
+	}
 	if err != nil {
 		return err
-	}
-	kit, err := devicekit.New(kc)
-	if err != nil {
-		return usageError{err}
 	}
 	defer kit.Close()
 	spool, err := devicekit.NewSpool(kit, devicekit.SpoolConfig{
