@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"hash/crc64"
 	"io"
 	"os"
@@ -366,7 +367,7 @@ func TestSpoolRenamedIntoPlace(t *testing.T) {
 			r := newSpool(t, k, devicekit.SpoolConfig{Dir: dir, Settle: time.Hour, Now: clock.Now, After: after}).start(t)
 			data := renameIn(t, dir, "clip 1:a.mp4", 20<<10)
 			evs := e.waitEvents(device, 1)
-			e.checkUploaded(evs[0], device, "clip_1_a.mp4", "clip 1:a.mp4", data)
+			e.checkUploaded(evs[0], device, "clip 1:a.mp4", "clip 1:a.mp4", data) // the name is kept as it is
 			if evs[0].ContentType != "video/mp4" {
 				t.Errorf("content type %q", evs[0].ContentType)
 			}
@@ -610,7 +611,7 @@ func TestSpoolGarbage(t *testing.T) {
 	if !exists(target) {
 		t.Error("the symlink's target was removed")
 	}
-	if rej.Event == nil || rej.Event.Status != protocol.StatusFailed || !strings.Contains(rej.Event.Error, "rejected: empty file") ||
+	if rej.Event == nil || rej.Event.Status != protocol.StatusFailed || !strings.HasPrefix(rej.Event.Error, "rejected: ") || !strings.Contains(rej.Event.Error, "empty file (0 bytes)") ||
 		rej.Event.Metadata["file"] != "empty.mp4" || rej.Event.Size != 0 {
 		t.Fatalf("rejection %+v", rej.Event)
 	}
@@ -635,7 +636,9 @@ func TestSpoolGarbage(t *testing.T) {
 	}
 }
 
-// A clip that changes after its upload, before its removal, is kept and uploaded again.
+// A clip that changes after its upload, before its removal, is kept and uploaded again:
+// under its alternate name, since its first version holds its own and is never
+// overwritten.
 func TestSpoolClipChangedAfterUpload(t *testing.T) {
 	t.Parallel()
 	e := newSpoolEnv(t)
@@ -665,7 +668,10 @@ func TestSpoolClipChangedAfterUpload(t *testing.T) {
 	if evs[0].Size != int64(len(first)) || evs[1].ID != up.Event.ID {
 		t.Fatalf("events %+v %+v; want the first version, then the grown one (%s)", evs[0], evs[1], up.Event.ID)
 	}
-	e.checkUploaded(evs[1], device, "clip.mp4", "clip.mp4", append(first, more...))
+	e.checkUploaded(evs[0], device, "clip.mp4", "clip.mp4", first)
+	grown := append(first, more...)
+	alt := fmt.Sprintf("clip~%016x.mp4", crc64.Checksum(grown, crc64.MakeTable(crc64.ECMA)))
+	e.checkUploaded(evs[1], device, alt, "clip.mp4", grown)
 	if exists(path) {
 		t.Error("the clip was not removed after its second upload")
 	}
