@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"slices"
@@ -24,7 +25,9 @@ import (
 // StateDir/checkpoints/<eventID>.cp (written atomically and synced after every part), so an
 // Upload of the same clip after a failure, a cancellation or a crash sends only the parts
 // that are not recorded there. A part whose response was lost is sent again (OSS keeps the
-// last copy of a part number).
+// last copy of a part number). The kit's own loop also lets CompleteMultipartUpload carry
+// x-oss-forbid-overwrite, look at the key first (HeadObject), and abort every upload it
+// gives up (AbortMultipartUpload).
 
 // maxParts is the most parts OSS accepts in one multipart upload.
 const maxParts = 10000
@@ -202,6 +205,11 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info protocol.O
 	if err := g.Wait(); err != nil {
 		if noSuchUpload(err) {
 			return k.lostUpload(ctx, info, key, p, cpPath, err)
+		}
+		if _, serr := os.Stat(p.Path); errors.Is(err, fs.ErrNotExist) && errors.Is(serr, fs.ErrNotExist) {
+			// The file is gone: its upload can never complete.
+			k.dropUpload(ctx, bucket, cp, cpPath)
+			return nil, fmt.Errorf("devicekit: %s disappeared during its upload: %w", p.Path, err)
 		}
 		return nil, err
 	}

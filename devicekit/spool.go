@@ -190,6 +190,7 @@ type Spool struct {
 	onObserve   func(name string, size int64) // a clip seen for the first time or changed
 	onStart     func(name string)             // an upload attempt starts
 	afterUpload func(name string)             // Upload succeeded, the record is written
+	onDropping  func(name string)             // the bounds interrupt the running upload to drop its clip
 }
 
 // spoolClip is a regular file in Dir that is not a temporary name.
@@ -826,6 +827,9 @@ func (s *Spool) enforce() error {
 		if s.inflight != nil && s.inflight.clip == c {
 			c.drop = reason // dropped when the interrupted attempt returns
 			s.inflight.cancel()
+			if s.onDropping != nil {
+				s.onDropping(c.name)
+			}
 			continue
 		}
 		if err := s.drop(c, reason); err != nil {

@@ -877,6 +877,78 @@ func TestSpoolDropsClipInFlight(t *testing.T) {
 	}
 }
 
+// A clip dropped by the bounds in the middle of its multipart upload has that upload
+// aborted: no parts are left in OSS. (Before, they stayed until a lifecycle rule.)
+func TestSpoolDropAbortsMultipartUpload(t *testing.T) {
+	t.Parallel()
+	e := newSpoolEnv(t)
+	const device = "cam-dropmp"
+	k := e.kit(device, func(c *devicekit.Config) {
+		c.PartSize = devicekit.MinPartSize
+		c.MultipartThreshold = 2 * devicekit.MinPartSize
+	})
+	sweeps := make(chan int, 8)
+	devicekit.SetSweepHook(k, func(n int, err error) {
+		if err != nil {
+			t.Errorf("sweep: %v", err)
+		}
+		sweeps <- n
+	})
+	dir := t.TempDir()
+	clock := &frozenClock{}
+	writeFile(t, dir, "long.mp4", 12*devicekit.MinPartSize, clock.Now())
+	r := newSpool(t, k, devicekit.SpoolConfig{Dir: dir, Settle: time.Second, MaxAge: time.Hour, Now: clock.Now})
+	dropping := make(chan struct{})
+	devicekit.SetSpoolDroppingHook(r.spool, func(string) { close(dropping) })
+	var once sync.Once
+	devicekit.SetProgressHook(k, func(done, total int64) {
+		once.Do(func() {
+			// Two hours pass during the upload; the part waits until the spool decided
+			// to drop the clip (and cancelled the attempt).
+			clock.Advance(2 * time.Hour)
+			select {
+			case <-dropping:
+			case <-time.After(testTimeout):
+				t.Error("the spool did not drop the clip")
+			}
+		})
+	})
+	r.start(t)
+	clock.Advance(time.Second)
+	d := r.out.wait(t, devicekit.SpoolDropped, "long.mp4")
+	if !strings.Contains(d.Event.Error, "dropped: older than 1h") {
+		t.Errorf("drop event %+v", d.Event)
+	}
+	// The first Upload's sweep, then the one the drop asked for.
+	aborted := 0
+	for aborted == 0 {
+		select {
+		case n := <-sweeps:
+			aborted += n
+		case <-time.After(testTimeout):
+			t.Fatal("no sweep aborted the upload")
+		}
+	}
+	c, err := e.stack.OSSClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Bucket(e.stack.Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.ListMultipartUploads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aborted != 1 || len(res.Uploads) != 0 {
+		t.Errorf("aborted %d, uploads left %+v: want the one upload aborted", aborted, res.Uploads)
+	}
+	if n := len(e.objects(device)); n != 0 {
+		t.Errorf("%d objects stored for a dropped clip", n)
+	}
+}
+
 // Run fails when the spool directory disappears; a second Run is refused.
 func TestSpoolFatalErrors(t *testing.T) {
 	t.Parallel()
