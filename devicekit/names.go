@@ -33,12 +33,19 @@ var ErrEmptyClip = fmt.Errorf("%w: empty file", ErrInvalidClip)
 
 // emptyClip returns the error for a clip file of size bytes, nil unless it is empty:
 // the one rule of Upload and the Spool.
-func emptyClip(path string, size int64) error {
+func emptyClip(size int64) error {
 	if size != 0 {
 		return nil
 	}
-	return fmt.Errorf("%w (0 bytes): %s; the recorder wrote nothing", ErrEmptyClip, path)
+	return emptyClipError{}
 }
+
+// emptyClipError reads "empty file (0 bytes): ..." (as a Spool's rejection: "rejected:
+// empty file ...") and wraps ErrEmptyClip.
+type emptyClipError struct{}
+
+func (emptyClipError) Error() string { return "empty file (0 bytes): the recorder wrote nothing" }
+func (emptyClipError) Unwrap() error { return ErrEmptyClip }
 
 // unsafeRune reports whether r may not appear in a clip name.
 func unsafeRune(r rune) bool {

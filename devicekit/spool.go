@@ -150,7 +150,7 @@ type SpoolEvent struct {
 // camera that is offline are published once it reconnects.
 //
 // Empty files are never uploaded (the rule of Kit.Upload, ErrEmptyClip): a "failed"
-// event ("rejected: ... empty file ...") announces each one, which stays in Dir until it
+// event ("rejected: empty file ...") announces each one, which stays in Dir until it
 // changes or the bounds drop it.
 //
 // A clip that leaves Dir before it is uploaded (dropped by the bounds, deleted, renamed)
@@ -639,7 +639,7 @@ func (s *Spool) dispatch(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := emptyClip(s.path(next.name), next.size); err != nil {
+		if err := emptyClip(next.size); err != nil {
 			s.reject(next, err)
 			continue
 		}

@@ -132,7 +132,7 @@ func (k *Kit) prepare(clip Clip) (*prepared, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalidClip, clip.Path)
 	}
-	if err := emptyClip(clip.Path, fi.Size()); err != nil {
+	if err := emptyClip(fi.Size()); err != nil {
 		return nil, err
 	}
 	if clip.RecordedAt.IsZero() {
