@@ -70,11 +70,14 @@ func clockRefused(err error) bool {
 
 // transientOSS reports whether an OSS request failed in a way that trying again later may
 // cure: the network (connection refused or reset, timeouts, a cut response), a 5xx answer,
-// OSS's own RequestTimeout, or a multipart upload that OSS no longer knows (it is started
-// again). The caller checks its context first: a cancelled request is not transient.
+// OSS's own RequestTimeout, a multipart upload that OSS no longer knows (it is started
+// again), or errTryAgain. The caller checks its context first: a cancelled request is not transient.
 func transientOSS(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
+	}
+	if errors.Is(err, errTryAgain) {
+		return true
 	}
 	if se, ok := serviceError(err); ok {
 		return se.StatusCode >= 500 || se.Code == "RequestTimeout" || se.Code == "NoSuchUpload"

@@ -63,16 +63,21 @@ type Kit struct {
 	http      *http.Client // OSS requests
 	transport *http.Transport
 
-	flushing  atomic.Bool  // an outbox flush is running
-	flushFail atomic.Int32 // outbox flushes failed in a row (retryFlush)
-	uploading sync.Map     // journal paths of the uploads in progress
-	wg        sync.WaitGroup
-	lock      *stateLock // held on StateDir until Close (statelock.go)
+	flushing   atomic.Bool  // an outbox flush is running
+	flushFail  atomic.Int32 // outbox flushes failed in a row (retryFlush)
+	uploading  sync.Map     // journal paths of the uploads in progress (and of the entries a sweep works on)
+	sweeping   atomic.Bool  // a sweep of abandoned uploads is running
+	sweepAgain atomic.Bool  // a sweep was asked for
+	lastSweep  atomic.Int64 // UnixNano of the start of the last sweep; 0: none yet
+	wg         sync.WaitGroup
+	lock       *stateLock // held on StateDir until Close (statelock.go)
 
 	// Test hooks (nil in production).
 	onRetry       func(err error, wait time.Duration)   // before each backoff wait of a credentials fetch
 	onConnectWait func(attempt int, wait time.Duration) // before each connection backoff
-	onProgress    func(completed, total int64)          // multipart progress
+	onProgress    func(completed, total int64)          // multipart progress, per part stored
+	afterComplete func(cpPath string)                   // CompleteMultipartUpload succeeded, checkpoint not yet removed
+	onSweep       func(aborted int, err error)          // a background sweep (sweepSoon) ended
 }
 
 // connState tracks one MQTT connection: ready is closed once the reply subscription is
@@ -123,7 +128,7 @@ func New(cfg Config) (*Kit, error) {
 	}
 	k.http, k.transport = newHTTPClient(nil)
 	k.statusAllowed = scheme.Allowed(topics.RoleDevice, cfg.DeviceID, k.statusTopic, topics.Publish)
-	k.pruneState()
+	k.sweepTemp()
 	return k, nil
 }
 

@@ -281,9 +281,11 @@ func TestClipName(t *testing.T) {
 	long := strings.Repeat("a", 300)
 	cases := []struct{ path, want string }{
 		{"/x/clip-0001.mp4", "clip-0001.mp4"},
-		{"clip one#1.mp4", "clip_one_1.mp4"},
-		{"dir/caméra.mp4", "cam_ra.mp4"}, // one rune, one '_'
-		{"日本.ts", "__.ts"},
+		{"clip one#1.mp4", "clip one#1.mp4"}, // OSS keys are UTF-8: names stay as they are
+		{"dir/caméra.mp4", "caméra.mp4"},
+		{"门口 camera #1.mp4", "门口 camera #1.mp4"},
+		{"日本.ts", "日本.ts"},
+		{"tab\there.mp4", "tab_here.mp4"},
 		{"bad\xffbyte", "bad_byte"},
 		{".hidden", ".hidden"},
 		{"..", "__"},

@@ -16,7 +16,7 @@ import (
 )
 
 type uploadCmd struct {
-	Files []string `arg:"" name:"FILE" help:"Files to upload; each becomes a clip named after its base name (characters outside [A-Za-z0-9._-] become '_'), dated by its modification time."`
+	Files []string `arg:"" name:"FILE" help:"Files to upload; each becomes a clip named after its base name (Unicode kept; control characters, '/' and '\\' become '_'), dated by its modification time. A name another recording of that day holds is never overwritten: the clip goes under NAME~CRC64.EXT."`
 }
 
 // upload uploads every file and writes one result line per file on stdout:

@@ -84,7 +84,7 @@ var dropLine = regexp.MustCompile(`^DROP (.+) event=([A-Za-z0-9_-]+): (dropped: 
 
 // okLineFor matches the ok line of one file.
 func okLineFor(path string) *regexp.Regexp {
-	return regexp.MustCompile(`^ok  ` + regexp.QuoteMeta(path) + ` -> oss://([a-z0-9-]+)/(\S+) size=(\d+) crc64=(\d+) event=([A-Za-z0-9_-]+)$`)
+	return regexp.MustCompile(`^ok  ` + regexp.QuoteMeta(path) + ` -> oss://([a-z0-9-]+)/(.+?) size=(\d+) crc64=(\d+) event=([A-Za-z0-9_-]+)$`)
 }
 
 // renameInto writes data under a temporary name in dir and renames it to name.
@@ -182,7 +182,7 @@ func TestWatchAgainstStack(t *testing.T) {
 		data := renameInto(t, dir, "clip 1.mp4", 3000)
 		m := w.waitLine(t, okLineFor(path))
 		key, id := m[2], m[5]
-		if !strings.HasSuffix(key, "/clip_1.mp4") || m[3] != "3000" {
+		if !strings.HasSuffix(key, "/clip 1.mp4") || m[3] != "3000" {
 			t.Errorf("ok line %q", m[0])
 		}
 		checkObject(t, s, key, data)

@@ -209,7 +209,7 @@ func route(rq *ossRequest) (opSpec, error) {
 	if rq.key == "" {
 		switch {
 		case m == http.MethodGet && q.Has("uploads"):
-			return notImpl("ListMultipartUploads")
+			return opSpec{"ListMultipartUploads", "oss:ListMultipartUploads", (*ossService).listUploads}, nil
 		case m == http.MethodGet && q.Has("list-type"):
 			if q.Get("list-type") != "2" {
 				return opSpec{name: "ListObjectsV2"}, errInvalidArgument("list-type must be 2.")

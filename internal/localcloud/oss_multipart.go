@@ -60,7 +60,11 @@ func (s *ossService) initiateUpload(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
-	if _, exists := rq.bucket.get(rq.key); exists && forbidOverwrite(rq.r) {
+	forbid, err := forbidOverwrite(rq.r)
+	if err != nil {
+		return err
+	}
+	if _, exists := rq.bucket.get(rq.key); exists && forbid {
 		return errFileExists
 	}
 	u, err := rq.bucket.initiate(uploadRecord{Key: rq.key, ContentType: contentType(rq.r), Headers: headers, Initiated: rq.now})
@@ -147,6 +151,10 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
+	forbid, err := forbidOverwrite(rq.r)
+	if err != nil {
+		return err
+	}
 	var list []completePart
 	if strings.EqualFold(rq.r.Header.Get("x-oss-complete-all"), "yes") {
 		if len(bytes.TrimSpace(body)) != 0 {
@@ -178,12 +186,12 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 			list = append(list, completePart{Number: n, ETag: strings.TrimSpace(p.ETag)})
 		}
 	}
-	m, err := rq.bucket.complete(u, list, forbidOverwrite(rq.r), rq.now)
+	m, err := rq.bucket.complete(u, list, forbid, rq.now)
 	switch {
 	case errors.Is(err, errNoSuchUpload):
 		return errNoSuchUpl
 	case errors.Is(err, errObjectExists):
-		return errFileExists
+		return errFileExistsComplete
 	case err != nil:
 		return err
 	}
@@ -307,4 +315,62 @@ func intParam(rq *ossRequest, name string, def, lo, hi int) (int, error) {
 		return 0, errInvalidArgument(name + " must be an integer from " + strconv.Itoa(lo) + " to " + strconv.Itoa(hi) + ".")
 	}
 	return v, nil
+}
+
+// listUploads serves ListMultipartUploads (GET /bucket/?uploads), as documented at
+// https://www.alibabacloud.com/help/en/oss/developer-reference/listmultipartuploads: uploads
+// in progress ordered by key and upload ID, key-marker and upload-id-marker (ignored without
+// key-marker), prefix, delimiter with CommonPrefixes, max-uploads (default and maximum 1000)
+// and encoding-type=url, which encodes Delimiter, KeyMarker, Prefix, NextKeyMarker, Key and
+// the common prefixes. NextKeyMarker and NextUploadIdMarker name the last entry returned
+// whether or not the list is truncated, as in the documented example response.
+func (s *ossService) listUploads(rq *ossRequest) error {
+	enc, err := rq.encoder()
+	if err != nil {
+		return err
+	}
+	q := rq.query
+	prefix, delimiter, keyMarker, idMarker := q.Get("prefix"), q.Get("delimiter"), q.Get("key-marker"), q.Get("upload-id-marker")
+	for name, v := range map[string]string{"prefix": prefix, "delimiter": delimiter, "key-marker": keyMarker} {
+		if len(v) > 1023 {
+			return errInvalidArgument(name + " must be at most 1023 bytes.")
+		}
+	}
+	maxUploads, err := intParam(rq, "max-uploads", 1000, 1, 1000)
+	if err != nil {
+		return err
+	}
+	if keyMarker == "" {
+		idMarker = ""
+	}
+	page := rq.bucket.listUploads(prefix, delimiter, keyMarker, idMarker, maxUploads)
+	type xmlUpload struct {
+		Key       string
+		UploadId  string
+		Initiated string
+	}
+	res := struct {
+		XMLName            xml.Name `xml:"ListMultipartUploadsResult"`
+		EncodingType       string   `xml:",omitempty"`
+		Bucket             string
+		KeyMarker          string
+		UploadIdMarker     string
+		NextKeyMarker      string
+		NextUploadIdMarker string
+		Delimiter          string
+		Prefix             string
+		MaxUploads         int
+		IsTruncated        bool
+		Uploads            []xmlUpload `xml:"Upload"`
+		CommonPrefixes     []xmlPrefix
+	}{EncodingType: rq.encodingType(), Bucket: rq.bucketName, KeyMarker: enc(keyMarker), UploadIdMarker: q.Get("upload-id-marker"),
+		Delimiter: enc(delimiter), Prefix: enc(prefix), MaxUploads: maxUploads, IsTruncated: page.truncated}
+	res.NextKeyMarker, res.NextUploadIdMarker = enc(page.nextKey), page.nextID
+	for _, u := range page.uploads {
+		res.Uploads = append(res.Uploads, xmlUpload{enc(u.Key), u.ID, u.Initiated.UTC().Format(xmlTime)})
+	}
+	for _, p := range page.prefixes {
+		res.CommonPrefixes = append(res.CommonPrefixes, xmlPrefix{enc(p)})
+	}
+	return rq.writeXML(&res)
 }

@@ -24,10 +24,15 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 func quoteETag(etag string) string { return `"` + etag + `"` }
 
 var (
-	errNoSuchKey    = &Error{Status: http.StatusNotFound, Code: "NoSuchKey", Message: "The specified key does not exist."}
-	errNoSuchUpl    = &Error{Status: http.StatusNotFound, Code: "NoSuchUpload", Message: "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."}
-	errFileExists   = &Error{Status: http.StatusConflict, Code: "FileAlreadyExists", Message: "The object you specified already exists and can not be overwritten."}
-	errTooLargeBody = &Error{Status: http.StatusBadRequest, Code: "EntityTooLarge", Message: "Your proposed upload exceeds the maximum allowed size."}
+	errNoSuchKey = &Error{Status: http.StatusNotFound, Code: "NoSuchKey", Message: "The specified key does not exist."}
+	errNoSuchUpl = &Error{Status: http.StatusNotFound, Code: "NoSuchUpload", Message: "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."}
+	// errFileExists answers PutObject, CopyObject and InitiateMultipartUpload with
+	// x-oss-forbid-overwrite: true on an existing key (EC as documented at
+	// https://help.aliyun.com/en/oss/user-guide/0026-00000002), errFileExistsComplete a
+	// CompleteMultipartUpload (https://www.alibabacloud.com/help/en/oss/user-guide/0042-00000214).
+	errFileExists         = &Error{Status: http.StatusConflict, Code: "FileAlreadyExists", Message: "The object you specified already exists and can not be overwritten.", EC: "0026-00000002"}
+	errFileExistsComplete = &Error{Status: http.StatusConflict, Code: "FileAlreadyExists", Message: "The object you specified already exists and can not be overwritten.", EC: "0042-00000214"}
+	errTooLargeBody       = &Error{Status: http.StatusBadRequest, Code: "EntityTooLarge", Message: "Your proposed upload exceeds the maximum allowed size."}
 )
 
 // objectHeaders collects the user metadata (x-oss-meta-*) and stored standard headers of a
@@ -66,8 +71,24 @@ func contentType(r *http.Request) string {
 	return "application/octet-stream"
 }
 
-func forbidOverwrite(r *http.Request) bool {
-	return strings.EqualFold(r.Header.Get("x-oss-forbid-overwrite"), "true")
+// forbidOverwrite reads x-oss-forbid-overwrite: "true" forbids replacing an existing object,
+// "false" or no header allows it, and any other value is refused, as OSS refuses it
+// (https://help.aliyun.com/en/oss/user-guide/0017-00000279: "Valid values are true and false
+// only"). The docs do not say whether the comparison ignores case or how an empty value is
+// taken; here case is ignored and an empty header counts as absent.
+func forbidOverwrite(r *http.Request) (bool, error) {
+	v := r.Header["X-Oss-Forbid-Overwrite"]
+	if len(v) == 0 || (len(v) == 1 && v[0] == "") {
+		return false, nil
+	}
+	switch {
+	case len(v) == 1 && strings.EqualFold(v[0], "true"):
+		return true, nil
+	case len(v) == 1 && strings.EqualFold(v[0], "false"):
+		return false, nil
+	}
+	return false, &Error{Status: http.StatusBadRequest, Code: "InvalidArgument",
+		Message: "The value of x-oss-forbid-overwrite must be true or false.", EC: "0017-00000279"}
 }
 
 // checkLength refuses a declared body over limit before reading it.
@@ -166,7 +187,10 @@ func (s *ossService) putObject(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
-	forbid := forbidOverwrite(r)
+	forbid, err := forbidOverwrite(r)
+	if err != nil {
+		return err
+	}
 	if _, exists := b.get(rq.key); forbid && exists {
 		return errFileExists
 	}

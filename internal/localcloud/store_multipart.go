@@ -335,3 +335,69 @@ func (b *bucket) linkBlob(src string) (string, error) {
 	}
 	return name, nil
 }
+
+// uploadPage is one page of ListMultipartUploads.
+type uploadPage struct {
+	uploads   []uploadRecord
+	prefixes  []string
+	truncated bool
+	// nextKey and nextID are the position of the last entry returned: a key and upload ID,
+	// or a common prefix and "".
+	nextKey, nextID string
+}
+
+// listUploads lists the uploads in progress whose keys have prefix, ordered by key and then
+// upload ID, starting after (keyMarker, idMarker): keys after keyMarker, and with idMarker
+// also keyMarker's uploads with a greater ID. Keys with delimiter after the prefix roll up
+// into common prefixes, each one entry at its own position in the order (as bucket.list
+// does), so that a common prefix passed back as keyMarker skips all its uploads.
+func (b *bucket) listUploads(prefix, delimiter, keyMarker, idMarker string, max int) uploadPage {
+	b.upMu.Lock()
+	all := make([]uploadRecord, 0, len(b.uploads))
+	for _, u := range b.uploads {
+		if strings.HasPrefix(u.Key, prefix) {
+			all = append(all, u.uploadRecord)
+		}
+	}
+	b.upMu.Unlock()
+	slices.SortFunc(all, func(x, y uploadRecord) int {
+		if c := strings.Compare(x.Key, y.Key); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	after := func(u *uploadRecord) bool {
+		return u.Key > keyMarker || (idMarker != "" && u.Key == keyMarker && u.ID > idMarker)
+	}
+	var p uploadPage
+	for i := 0; i < len(all); i++ {
+		u := &all[i]
+		if delimiter != "" {
+			if j := strings.Index(u.Key[len(prefix):], delimiter); j >= 0 {
+				cp := u.Key[:len(prefix)+j+len(delimiter)]
+				if cp > keyMarker {
+					if len(p.uploads)+len(p.prefixes) == max {
+						p.truncated = true
+						break
+					}
+					p.prefixes = append(p.prefixes, cp)
+					p.nextKey, p.nextID = cp, ""
+				}
+				for i+1 < len(all) && strings.HasPrefix(all[i+1].Key, cp) {
+					i++
+				}
+				continue
+			}
+		}
+		if !after(u) {
+			continue
+		}
+		if len(p.uploads)+len(p.prefixes) == max {
+			p.truncated = true
+			break
+		}
+		p.uploads = append(p.uploads, *u)
+		p.nextKey, p.nextID = u.Key, u.ID
+	}
+	return p
+}
