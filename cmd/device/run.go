@@ -70,6 +70,10 @@ type Main struct {
 
 	cli CLI
 	log zerolog.Logger
+
+	// Test hooks (zero in production).
+	drawAll    bool                    // draw the upload status line at every report
+	onProgress func(sent, total int64) // told of every progress report of an upload
 }
 
 // NewMain returns a Main on the process's standard streams and environment.
