@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -78,6 +79,12 @@ func transientOSS(err error) bool {
 	}
 	if errors.Is(err, errTryAgain) {
 		return true
+	}
+	// A local file error (the clip was deleted) is not the network's, although its
+	// syscall.Errno passes for a net.Error below.
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return false
 	}
 	if se, ok := serviceError(err); ok {
 		return se.StatusCode >= 500 || se.Code == "RequestTimeout" || se.Code == "NoSuchUpload"

@@ -45,6 +45,9 @@ type mpCheckpoint struct {
 	ModTime  int64    `json:"mtime"` // UnixNano of the file's modification time
 	PartSize int64    `json:"partSize"`
 	Parts    []mpPart `json:"parts"` // uploaded parts, in completion order
+	// Completing is set before CompleteMultipartUpload is sent: the upload may be
+	// complete, and a resume looks at the key first.
+	Completing bool `json:"completing,omitempty"`
 }
 
 type mpPart struct {
@@ -125,31 +128,36 @@ func (k *Kit) dropUpload(ctx context.Context, bucket *oss.Bucket, cp *mpCheckpoi
 // the CompleteMultipartUpload response header (with the object's CRC-64), or the
 // HeadObject header when the key holds the clip already.
 //
-// It asks OSS what the key holds first: the clip itself after a crash between
-// CompleteMultipartUpload and the removal of the checkpoint (or a Complete whose answer
-// was lost), in which case nothing is sent again; another recording (errKeyTaken), in
-// which case no part is sent to a key that cannot take them. A refused HeadObject (no
-// oss:GetObject) leaves the decision to CompleteMultipartUpload's x-oss-forbid-overwrite.
-// Every upload it gives up is aborted.
+// A new upload is initiated with x-oss-forbid-overwrite, so a key another recording holds
+// is found before any part is sent (errKeyTaken, after HeadObject tells it from this clip).
+// A checkpoint marked completing (CompleteMultipartUpload may have been sent: a kill
+// before the checkpoint was removed, an answer lost) is checked first: if the key holds
+// the clip, nothing is sent again. Every upload it gives up is aborted.
 func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info protocol.OSSInfo, key string, p *prepared, cpPath string, prog *progress) (http.Header, error) {
 	partSize := partSizeFor(p.size, k.cfg.PartSize)
 	cp := k.loadCheckpoint(ctx, bucket, cpPath, key, p, partSize)
-	h, err := k.holds(ctx, info, key, p)
-	switch {
-	case h != nil:
-		k.log.Info().Str("key", key).Msg("the clip was stored already (same size and CRC-64); nothing sent again")
-		k.dropUpload(ctx, bucket, cp, cpPath)
-		return h, nil
-	case errors.Is(err, errKeyTaken):
-		k.dropUpload(ctx, bucket, cp, cpPath)
-		return nil, err
-	case errors.Is(err, errHeadRefused):
-		k.log.Debug().Err(err).Str("key", key).Msg("cannot look at the key before the upload")
-	case err != nil:
-		return nil, err
+	if cp != nil && cp.Completing {
+		h, err := k.holds(ctx, info, key, p)
+		switch {
+		case h != nil:
+			k.log.Info().Str("key", key).Msg("the upload had completed (same size and CRC-64); nothing sent again")
+			k.dropUpload(ctx, bucket, cp, cpPath)
+			return h, nil
+		case errors.Is(err, errKeyTaken):
+			k.dropUpload(ctx, bucket, cp, cpPath)
+			return nil, err
+		case errors.Is(err, errHeadRefused):
+			k.log.Debug().Err(err).Str("key", key).Msg("cannot look at the key; completing again")
+		case err != nil:
+			return nil, err
+		}
 	}
 	if cp == nil {
-		imur, err := bucket.InitiateMultipartUpload(key, oss.ContentType(p.ContentType), k.dateHeader(), oss.WithContext(ctx))
+		imur, err := bucket.InitiateMultipartUpload(key, oss.ContentType(p.ContentType), oss.ForbidOverWrite(true),
+			k.dateHeader(), oss.WithContext(ctx))
+		if alreadyExists(err) {
+			return k.existing(ctx, info, key, p, err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -221,8 +229,14 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info protocol.O
 		parts[i] = oss.UploadPart{PartNumber: part.Number, ETag: part.ETag}
 	}
 	slices.SortFunc(parts, func(a, b oss.UploadPart) int { return a.PartNumber - b.PartNumber })
-	h = nil
-	_, err = bucket.CompleteMultipartUpload(imur, parts, oss.ForbidOverWrite(true), k.dateHeader(), oss.WithContext(ctx), oss.GetResponseHeader(&h))
+	if !cp.Completing {
+		cp.Completing = true // from here on, a restart looks at the key first
+		if err := saveCheckpoint(cpPath, cp); err != nil {
+			return nil, err
+		}
+	}
+	var h http.Header
+	_, err := bucket.CompleteMultipartUpload(imur, parts, oss.ForbidOverWrite(true), k.dateHeader(), oss.WithContext(ctx), oss.GetResponseHeader(&h))
 	switch {
 	case err == nil:
 		if k.afterComplete != nil {

@@ -167,6 +167,7 @@ func TestOSSErrorClassification(t *testing.T) {
 		{io.ErrUnexpectedEOF, true, false, false},
 		{&url.Error{Op: "Put", Err: fmt.Errorf("x: %w", context.Canceled)}, false, false, false},
 		{&os.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}, false, false, false},
+		{fmt.Errorf("x: %w", &os.PathError{Op: "open", Path: "/x", Err: syscall.ENOENT}), false, false, false}, // a deleted clip
 		{&AuthError{Code: "unavailable"}, false, false, false},
 		{errors.New("something else"), false, false, false},
 		{nil, false, false, false},

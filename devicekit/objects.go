@@ -95,7 +95,14 @@ func (k *Kit) holds(ctx context.Context, info protocol.OSSInfo, key string, p *p
 		return nil, err
 	}
 	st, h, err := k.statObject(ctx, bucket, key)
+	var ae *AuthError
 	switch {
+	case errors.As(err, &ae) && ae.Code == protocol.CodeDenied:
+		return nil, fmt.Errorf("%w: the token worker denied read credentials: %w", errHeadRefused, err)
+	case credentialsRefused(err) || clockRefused(err):
+		// Upload renews its own credentials and tries again; these need renewing too.
+		k.invalidate(k.cacheFor(k.readMode()).Load())
+		return nil, err
 	case err != nil:
 		return nil, err
 	case !st.exists:

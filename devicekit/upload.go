@@ -181,15 +181,16 @@ func clipKeysOf(devicePrefix string, p *prepared) (clipKeys, error) {
 // and tries once more; network errors, timeouts and 5xx answers are tried again after a
 // jittered exponential backoff, up to 5 tries in all.
 //
-// Upload never replaces an object: PutObject and CompleteMultipartUpload carry
-// x-oss-forbid-overwrite. When the key is taken (409 FileAlreadyExists), or found taken
-// by the HeadObject that precedes every multipart upload, the kit compares the object's
-// size and CRC-64 with the file's: equal, the clip is already stored (a retry whose first
-// answer was lost, a crash after CompleteMultipartUpload) and Upload succeeds without
-// sending it again; different, another recording holds the name, and the clip goes under
-// its alternate name "{stem}~{CRC-64 in hex}{ext}", which the journal keeps for retries.
-// These checks need oss:GetObject: the kit asks for credentials of mode "r" for them
-// unless Config.Mode grants it.
+// Upload never replaces an object: PutObject, InitiateMultipartUpload and
+// CompleteMultipartUpload carry x-oss-forbid-overwrite. When the key is taken (409
+// FileAlreadyExists), and when a multipart upload resumes after CompleteMultipartUpload
+// may have been sent (a crash before the checkpoint was removed, a lost answer) or OSS no
+// longer knows it, the kit compares the object's size and CRC-64 with the file's
+// (HeadObject): equal, the clip is already stored and Upload succeeds without sending it
+// again; different, another recording holds the name, and the clip goes under its
+// alternate name "{stem}~{CRC-64 in hex}{ext}", which the journal keeps for retries.
+// HeadObject needs oss:GetObject: for it the kit asks for credentials of mode "r"
+// (cached like the others) unless Config.Mode grants it.
 //
 // The completed event is written to the outbox in StateDir, then published with QoS 1;
 // Upload waits up to RequestTimeout for the broker's acknowledgement. If none comes the
