@@ -43,6 +43,10 @@ func (m *Main) handOff(items []uploadItem, e *devicekit.StateInUseError) error {
 	failed := 0
 	for _, it := range items {
 		err := it.err
+		if err == nil && it.size == 0 {
+			// Refused as Upload refuses it, rather than left to the spool's rejection.
+			err = fmt.Errorf("%w (0 bytes): nothing to upload", devicekit.ErrEmptyClip)
+		}
 		if err == nil {
 			var dest string
 			if dest, err = handFile(it.path, it.clip.RecordedAt, spool); err == nil {
@@ -53,8 +57,10 @@ func (m *Main) handOff(items []uploadItem, e *devicekit.StateInUseError) error {
 		failed++
 		fmt.Fprintf(m.Stdout, "FAIL %s: %v\n", it.path, err)
 	}
-	fmt.Fprintf(m.Stderr, "device: process %d (%s) watches %s for this device: the files were handed to it (linked or copied; yours stay where they are), and it uploads them\n",
-		e.Holder.PID, e.Holder.Command, spool)
+	if failed < len(items) {
+		fmt.Fprintf(m.Stderr, "device: process %d (%s) watches %s for this device: the files were handed to it (linked or copied; yours stay where they are), and it uploads them\n",
+			e.Holder.PID, e.Holder.Command, spool)
+	}
 	if failed > 0 {
 		return errReported
 	}

@@ -195,6 +195,28 @@ func TestHandFile(t *testing.T) {
 		t.Errorf("spool holds %v", names)
 	}
 
+	// handOff: a line per file; a missing or empty file fails alone and is not handed.
+	spool2 := t.TempDir()
+	m := &Main{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
+	empty := writeClip(t, mine, "empty.mp4", 0, testTime)
+	items := []uploadItem{statClip(src), statClip(empty), statClip(filepath.Join(mine, "gone.mp4"))}
+	holder := &devicekit.StateInUseError{StateDir: "/state", Holder: devicekit.StateHolder{PID: 42, Command: "device watch s", Spools: []string{spool2}}}
+	if err := m.handOff(items, holder); !errors.Is(err, errReported) {
+		t.Errorf("handOff with failures: %v", err)
+	}
+	out := m.Stdout.(*syncBuffer).String()
+	for _, w := range []string{"queued " + src + " -> " + filepath.Join(spool2, "clip.mp4") + "\n", "FAIL " + empty + ": devicekit: invalid clip: empty file (0 bytes)", "FAIL " + filepath.Join(mine, "gone.mp4") + ": no such file"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("handOff output lacks %q:\n%s", w, out)
+		}
+	}
+	if errOut := m.Stderr.(*syncBuffer).String(); !strings.Contains(errOut, "process 42 (device watch s) watches "+spool2) {
+		t.Errorf("handOff stderr: %q", errOut)
+	}
+	if entries, _ := os.ReadDir(spool2); len(entries) != 1 {
+		t.Errorf("spool holds %d entries, want only the clip", len(entries))
+	}
+
 	// The copy (hard links fail across filesystems) keeps content and date.
 	dst := filepath.Join(spool, ".copy.tmp")
 	if err := copyFile(src, dst, testTime); err != nil {
