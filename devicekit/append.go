@@ -236,37 +236,13 @@ func (k *Kit) pruneRecordings(dir string) {
 	}
 }
 
-// objectState is what HeadObject tells about the recording's object.
-type objectState struct {
-	exists, appendable bool
-	size               int64
-	crc                uint64
-}
-
 // stat asks OSS for the object's length and CRC-64 (HeadObject: oss:GetObject).
 func (r *Recording) stat() (objectState, error) {
-	h, err := r.bucket.GetObjectDetailedMeta(r.key, r.k.dateHeader(), oss.WithContext(r.ctx))
-	if err != nil {
-		if se, ok := serviceError(err); ok {
-			switch se.StatusCode {
-			case http.StatusNotFound:
-				return objectState{}, nil
-			case http.StatusForbidden:
-				if se.Code == "AccessDenied" || se.Code == "" {
-					return objectState{}, fmt.Errorf("OSS refused HeadObject (credentials of mode %q; append mode needs oss:GetObject, mode \"a\"): %w", r.mode, err)
-				}
-			}
-		}
-		return objectState{}, err
+	st, _, err := r.k.statObject(r.ctx, r.bucket, r.key)
+	if errors.Is(err, errHeadRefused) {
+		return st, fmt.Errorf("credentials of mode %q (append mode needs oss:GetObject, mode \"a\"): %w", r.mode, err)
 	}
-	st := objectState{exists: true, appendable: h.Get("X-Oss-Object-Type") == "Appendable"}
-	if st.size, err = strconv.ParseInt(h.Get("Content-Length"), 10, 64); err != nil || st.size < 0 {
-		return st, fmt.Errorf("OSS reported a malformed length %q for %s", h.Get("Content-Length"), r.key)
-	}
-	if st.crc, err = strconv.ParseUint(h.Get(oss.HTTPHeaderOssCRC64), 10, 64); err != nil {
-		return st, fmt.Errorf("OSS reported no usable CRC-64 (%q) for %s", h.Get(oss.HTTPHeaderOssCRC64), r.key)
-	}
-	return st, nil
+	return st, err
 }
 
 // Key returns the recording's object key.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -70,10 +71,19 @@ func clockRefused(err error) bool {
 
 // transientOSS reports whether an OSS request failed in a way that trying again later may
 // cure: the network (connection refused or reset, timeouts, a cut response), a 5xx answer,
-// OSS's own RequestTimeout, or a multipart upload that OSS no longer knows (it is started
-// again). The caller checks its context first: a cancelled request is not transient.
+// OSS's own RequestTimeout, a multipart upload that OSS no longer knows (it is started
+// again), or errTryAgain. The caller checks its context first: a cancelled request is not transient.
 func transientOSS(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, errTryAgain) {
+		return true
+	}
+	// A local file error (the clip was deleted) is not the network's, although its
+	// syscall.Errno passes for a net.Error below.
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
 		return false
 	}
 	if se, ok := serviceError(err); ok {

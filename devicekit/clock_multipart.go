@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"slices"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/clipgate/clipgate/internal/protocol"
 )
 
 // Resumable multipart uploads, signed with the kit's clock.
@@ -22,7 +25,9 @@ import (
 // StateDir/checkpoints/<eventID>.cp (written atomically and synced after every part), so an
 // Upload of the same clip after a failure, a cancellation or a crash sends only the parts
 // that are not recorded there. A part whose response was lost is sent again (OSS keeps the
-// last copy of a part number).
+// last copy of a part number). The kit's own loop also lets CompleteMultipartUpload carry
+// x-oss-forbid-overwrite, look at the key first (HeadObject), and abort every upload it
+// gives up (AbortMultipartUpload).
 
 // maxParts is the most parts OSS accepts in one multipart upload.
 const maxParts = 10000
@@ -40,6 +45,9 @@ type mpCheckpoint struct {
 	ModTime  int64    `json:"mtime"` // UnixNano of the file's modification time
 	PartSize int64    `json:"partSize"`
 	Parts    []mpPart `json:"parts"` // uploaded parts, in completion order
+	// Completing is set before CompleteMultipartUpload is sent: the upload may be
+	// complete, and a resume looks at the key first.
+	Completing bool `json:"completing,omitempty"`
 }
 
 type mpPart struct {
@@ -56,9 +64,10 @@ func partSizeFor(size, configured int64) int64 {
 	return configured
 }
 
-// loadCheckpoint returns the checkpoint at path if it belongs to this upload of p; a
-// checkpoint that does not (another file version, another key, garbage) is removed.
-func (k *Kit) loadCheckpoint(path, bucket, key string, p *prepared, partSize int64) *mpCheckpoint {
+// loadCheckpoint returns the checkpoint at path if it belongs to this upload of p to key;
+// a checkpoint that does not (another key, another file version, another part size,
+// garbage) is removed, and the multipart upload it names is aborted.
+func (k *Kit) loadCheckpoint(ctx context.Context, bucket *oss.Bucket, path, key string, p *prepared, partSize int64) *mpCheckpoint {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
@@ -68,7 +77,8 @@ func (k *Kit) loadCheckpoint(path, bucket, key string, p *prepared, partSize int
 	}
 	var cp mpCheckpoint
 	nparts := int((p.size + partSize - 1) / partSize)
-	valid := json.Unmarshal(b, &cp) == nil && cp.V == checkpointVersion && cp.Bucket == bucket &&
+	parsed := json.Unmarshal(b, &cp) == nil && cp.V == checkpointVersion
+	valid := parsed && cp.Bucket == bucket.BucketName &&
 		cp.Key == key && cp.UploadID != "" && cp.Size == p.size && cp.ModTime == p.mtime.UnixNano() &&
 		cp.PartSize == partSize && len(cp.Parts) <= nparts
 	seen := make(map[int]bool, len(cp.Parts))
@@ -81,6 +91,9 @@ func (k *Kit) loadCheckpoint(path, bucket, key string, p *prepared, partSize int
 	}
 	if !valid {
 		k.log.Warn().Str("path", path).Msg("multipart checkpoint does not match the clip; starting over")
+		if parsed {
+			k.dropUpload(ctx, bucket, &cp, path)
+		}
 		os.Remove(path)
 		return nil
 	}
@@ -98,20 +111,61 @@ func saveCheckpoint(path string, cp *mpCheckpoint) error {
 	return nil
 }
 
-// multipart uploads p to key in parts, resuming from the checkpoint at cpPath, and stores
-// the CompleteMultipartUpload response header (with the object's CRC-64) in *h.
-func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, key string, p *prepared, cpPath string, h *http.Header) error {
+// dropUpload gives up the multipart upload of cp (if any): it is aborted (when the
+// checkpoint names one in this bucket) and the checkpoint at path removed.
+func (k *Kit) dropUpload(ctx context.Context, bucket *oss.Bucket, cp *mpCheckpoint, path string) {
+	if cp != nil && cp.UploadID != "" && cp.Key != "" {
+		if cp.Bucket == bucket.BucketName {
+			k.abortUpload(ctx, bucket, cp.Key, cp.UploadID) // a failure is logged; the lifecycle rule is the backstop
+		} else {
+			k.log.Warn().Str("bucket", cp.Bucket).Str("upload", cp.UploadID).Msg("multipart upload in another bucket left to its lifecycle rule")
+		}
+	}
+	os.Remove(path)
+}
+
+// multipart uploads p to key in parts, resuming from the checkpoint at cpPath, and returns
+// the CompleteMultipartUpload response header (with the object's CRC-64), or the
+// HeadObject header when the key holds the clip already.
+//
+// A new upload is initiated with x-oss-forbid-overwrite, so a key another recording holds
+// is found before any part is sent (errKeyTaken, after HeadObject tells it from this clip).
+// A checkpoint marked completing (CompleteMultipartUpload may have been sent: a kill
+// before the checkpoint was removed, an answer lost) is checked first: if the key holds
+// the clip, nothing is sent again. Every upload it gives up is aborted.
+func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info protocol.OSSInfo, key string, p *prepared, cpPath string, prog *progress) (http.Header, error) {
 	partSize := partSizeFor(p.size, k.cfg.PartSize)
-	cp := k.loadCheckpoint(cpPath, bucket.BucketName, key, p, partSize)
+	cp := k.loadCheckpoint(ctx, bucket, cpPath, key, p, partSize)
+	if cp != nil && cp.Completing {
+		h, err := k.holds(ctx, info, key, p)
+		switch {
+		case h != nil:
+			k.log.Info().Str("key", key).Msg("the upload had completed (same size and CRC-64); nothing sent again")
+			k.dropUpload(ctx, bucket, cp, cpPath)
+			return h, nil
+		case errors.Is(err, errKeyTaken):
+			k.dropUpload(ctx, bucket, cp, cpPath)
+			return nil, err
+		case errors.Is(err, errHeadRefused):
+			k.log.Debug().Err(err).Str("key", key).Msg("cannot look at the key; completing again")
+		case err != nil:
+			return nil, err
+		}
+	}
 	if cp == nil {
-		imur, err := bucket.InitiateMultipartUpload(key, oss.ContentType(p.ContentType), k.dateHeader(), oss.WithContext(ctx))
+		imur, err := bucket.InitiateMultipartUpload(key, oss.ContentType(p.ContentType), oss.ForbidOverWrite(true),
+			k.dateHeader(), oss.WithContext(ctx))
+		if alreadyExists(err) {
+			return k.existing(ctx, info, key, p, err)
+		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cp = &mpCheckpoint{V: checkpointVersion, Bucket: bucket.BucketName, Key: key, UploadID: imur.UploadID,
 			Size: p.size, ModTime: p.mtime.UnixNano(), PartSize: partSize}
 		if err := saveCheckpoint(cpPath, cp); err != nil {
-			return err
+			k.abortUpload(ctx, bucket, key, imur.UploadID)
+			return nil, err
 		}
 	}
 	imur := oss.InitiateMultipartUploadResult{Bucket: bucket.BucketName, Key: key, UploadID: cp.UploadID}
@@ -122,6 +176,7 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, key string, p *
 		done[part.Number] = true
 		sent += min(partSize, p.size-int64(part.Number-1)*partSize)
 	}
+	prog.resumed(sent)
 
 	var mu sync.Mutex // guards cp, sent and the checkpoint file
 	g, gctx := errgroup.WithContext(ctx)
@@ -136,10 +191,12 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, key string, p *
 			}
 			off := int64(n-1) * partSize
 			size := min(partSize, p.size-off)
-			part, err := bucket.UploadPartFromFile(imur, p.Path, off, size, n, k.dateHeader(), oss.WithContext(gctx))
+			part, err := bucket.UploadPartFromFile(imur, p.Path, off, size, n, prog.with(n, k.dateHeader(), oss.WithContext(gctx))...)
 			if err != nil {
+				prog.failed(n)
 				return err
 			}
+			prog.done(n, size)
 			mu.Lock()
 			defer mu.Unlock()
 			cp.Parts = append(cp.Parts, mpPart{Number: n, ETag: part.ETag})
@@ -154,32 +211,66 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, key string, p *
 		})
 	}
 	if err := g.Wait(); err != nil {
-		k.dropLostUpload(err, cpPath)
-		return err
+		if noSuchUpload(err) {
+			return k.lostUpload(ctx, info, key, p, cpPath, err)
+		}
+		if _, serr := os.Stat(p.Path); errors.Is(err, fs.ErrNotExist) && errors.Is(serr, fs.ErrNotExist) {
+			// The file is gone: its upload can never complete.
+			k.dropUpload(ctx, bucket, cp, cpPath)
+			return nil, fmt.Errorf("devicekit: %s disappeared during its upload: %w", p.Path, err)
+		}
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	parts := make([]oss.UploadPart, len(cp.Parts))
 	for i, part := range cp.Parts {
 		parts[i] = oss.UploadPart{PartNumber: part.Number, ETag: part.ETag}
 	}
 	slices.SortFunc(parts, func(a, b oss.UploadPart) int { return a.PartNumber - b.PartNumber })
-	_, err := bucket.CompleteMultipartUpload(imur, parts, k.dateHeader(), oss.WithContext(ctx), oss.GetResponseHeader(h))
-	if err != nil {
-		k.dropLostUpload(err, cpPath)
-		return err
+	if !cp.Completing {
+		cp.Completing = true // from here on, a restart looks at the key first
+		if err := saveCheckpoint(cpPath, cp); err != nil {
+			return nil, err
+		}
 	}
-	os.Remove(cpPath)
-	return nil
+	var h http.Header
+	_, err := bucket.CompleteMultipartUpload(imur, parts, oss.ForbidOverWrite(true), k.dateHeader(), oss.WithContext(ctx), oss.GetResponseHeader(&h))
+	switch {
+	case err == nil:
+		if k.afterComplete != nil {
+			k.afterComplete(cpPath)
+		}
+		os.Remove(cpPath)
+		return h, nil
+	case noSuchUpload(err):
+		return k.lostUpload(ctx, info, key, p, cpPath, err)
+	case alreadyExists(err):
+		// Another recording took the key since the HeadObject (or it could not be made).
+		h, err := k.existing(ctx, info, key, p, err)
+		if err == nil || errors.Is(err, errKeyTaken) {
+			k.dropUpload(ctx, bucket, cp, cpPath)
+		}
+		return h, err
+	}
+	return nil, err
 }
 
-// dropLostUpload removes the checkpoint of a multipart upload that OSS no longer knows
-// (aborted, expired, or completed by a request whose response was lost): the next try
-// starts a new one.
-func (k *Kit) dropLostUpload(err error, cpPath string) {
-	if se, ok := serviceError(err); ok && se.StatusCode == http.StatusNotFound && se.Code == "NoSuchUpload" {
-		k.log.Warn().Str("path", cpPath).Msg("OSS no longer knows the multipart upload; it will start over")
-		os.Remove(cpPath)
+// lostUpload handles a multipart upload that OSS no longer knows (err: NoSuchUpload):
+// completed by a request whose answer was lost, aborted, or expired. Its checkpoint goes;
+// if the key holds the clip, the upload is done, else the next try starts a new one
+// (NoSuchUpload is transient).
+func (k *Kit) lostUpload(ctx context.Context, info protocol.OSSInfo, key string, p *prepared, cpPath string, err error) (http.Header, error) {
+	os.Remove(cpPath)
+	h, herr := k.holds(ctx, info, key, p)
+	switch {
+	case h != nil:
+		k.log.Info().Str("key", key).Msg("the multipart upload had completed (same size and CRC-64)")
+		return h, nil
+	case errors.Is(herr, errKeyTaken):
+		return nil, herr
 	}
+	k.log.Warn().Str("path", cpPath).Msg("OSS no longer knows the multipart upload; it will start over")
+	return nil, err
 }

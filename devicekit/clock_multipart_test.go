@@ -8,9 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,14 +36,48 @@ func TestPartSizeFor(t *testing.T) {
 	}
 }
 
+// abortServer answers AbortMultipartUpload (DELETE ?uploadId) with 204 and records the
+// "key uploadID" of each, in order; anything else gets 400.
+func abortServer(t *testing.T) (*oss.Bucket, func() []string) {
+	t.Helper()
+	var mu sync.Mutex
+	var aborted []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodDelete || !r.URL.Query().Has("uploadId") {
+			http.Error(w, "unexpected", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		aborted = append(aborted, strings.TrimPrefix(r.URL.Path, "/bkt/")+" "+r.URL.Query().Get("uploadId"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := oss.New(srv.URL, "ak", "sk", oss.ForcePathStyle(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Bucket("bkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), aborted...)
+	}
+}
+
 // A checkpoint that does not belong to the upload, or is garbage, is removed and the
-// upload starts over; one that belongs is used.
+// upload starts over, and the multipart upload it names (in this bucket) is aborted; one
+// that belongs is used.
 func TestLoadCheckpointRejectsGarbage(t *testing.T) {
 	t.Parallel()
 	k := cachedKit(t)
+	bucket, aborted := abortServer(t)
 	mtime := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	p := &prepared{size: 5 * MinPartSize, mtime: mtime}
-	good := mpCheckpoint{V: checkpointVersion, Bucket: "b", Key: "k", UploadID: "U1", Size: p.size,
+	good := mpCheckpoint{V: checkpointVersion, Bucket: "bkt", Key: "k", UploadID: "U1", Size: p.size,
 		ModTime: mtime.UnixNano(), PartSize: MinPartSize, Parts: []mpPart{{1, "E1"}, {3, "E3"}}}
 	mod := func(f func(*mpCheckpoint)) []byte {
 		cp := good
@@ -49,49 +86,62 @@ func TestLoadCheckpointRejectsGarbage(t *testing.T) {
 		b, _ := json.Marshal(cp)
 		return b
 	}
-	for name, content := range map[string][]byte{
-		"empty":          {},
-		"not JSON":       []byte("\x00\x01garbage"),
-		"truncated":      mod(func(*mpCheckpoint) {})[:40],
-		"SDK checkpoint": []byte(`{"Magic":"FE8BB4EA-B593-4FAC-AD7A-2459A36E2E62","MD5":"x","FilePath":"/f","UploadID":"U1"}`),
-		"other version":  mod(func(c *mpCheckpoint) { c.V = 2 }),
-		"other bucket":   mod(func(c *mpCheckpoint) { c.Bucket = "c" }),
-		"other key":      mod(func(c *mpCheckpoint) { c.Key = "k2" }),
-		"no upload ID":   mod(func(c *mpCheckpoint) { c.UploadID = "" }),
-		"other size":     mod(func(c *mpCheckpoint) { c.Size++ }),
-		"other mtime":    mod(func(c *mpCheckpoint) { c.ModTime++ }),
-		"other partsize": mod(func(c *mpCheckpoint) { c.PartSize *= 2 }),
-		"part 0":         mod(func(c *mpCheckpoint) { c.Parts[0].Number = 0 }),
-		"part too high":  mod(func(c *mpCheckpoint) { c.Parts[0].Number = 6 }),
-		"duplicate part": mod(func(c *mpCheckpoint) { c.Parts[1].Number = 1 }),
-		"no ETag":        mod(func(c *mpCheckpoint) { c.Parts[1].ETag = "" }),
-		"too many parts": mod(func(c *mpCheckpoint) {
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		abort   string // the upload aborted, if any
+	}{
+		{"empty", []byte{}, ""},
+		{"not JSON", []byte("\x00\x01garbage"), ""},
+		{"truncated", mod(func(*mpCheckpoint) {})[:40], ""},
+		{"SDK checkpoint", []byte(`{"Magic":"FE8BB4EA-B593-4FAC-AD7A-2459A36E2E62","MD5":"x","FilePath":"/f","UploadID":"U1"}`), ""},
+		{"other version", mod(func(c *mpCheckpoint) { c.V = 2 }), ""},
+		{"other bucket", mod(func(c *mpCheckpoint) { c.Bucket = "ckt" }), ""},
+		{"other key", mod(func(c *mpCheckpoint) { c.Key = "k2" }), "k2 U1"},
+		{"no upload ID", mod(func(c *mpCheckpoint) { c.UploadID = "" }), ""},
+		{"other size", mod(func(c *mpCheckpoint) { c.Size++ }), "k U1"},
+		{"other mtime", mod(func(c *mpCheckpoint) { c.ModTime++ }), "k U1"},
+		{"other partsize", mod(func(c *mpCheckpoint) { c.PartSize *= 2 }), "k U1"},
+		{"part 0", mod(func(c *mpCheckpoint) { c.Parts[0].Number = 0 }), "k U1"},
+		{"part too high", mod(func(c *mpCheckpoint) { c.Parts[0].Number = 6 }), "k U1"},
+		{"duplicate part", mod(func(c *mpCheckpoint) { c.Parts[1].Number = 1 }), "k U1"},
+		{"no ETag", mod(func(c *mpCheckpoint) { c.Parts[1].ETag = "" }), "k U1"},
+		{"too many parts", mod(func(c *mpCheckpoint) {
 			for n := 1; n <= 6; n++ {
 				c.Parts = append(c.Parts, mpPart{n, "E"})
 			}
-		}),
+		}), "k U1"},
 	} {
 		path := filepath.Join(t.TempDir(), "x.cp")
-		if err := os.WriteFile(path, content, 0o600); err != nil {
+		if err := os.WriteFile(path, tc.content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if cp := k.loadCheckpoint(path, "b", "k", p, MinPartSize); cp != nil {
-			t.Errorf("%s: accepted %+v", name, cp)
+		before := len(aborted())
+		if cp := k.loadCheckpoint(t.Context(), bucket, path, "k", p, MinPartSize); cp != nil {
+			t.Errorf("%s: accepted %+v", tc.name, cp)
 		}
 		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s: checkpoint kept: %v", name, err)
+			t.Errorf("%s: checkpoint kept: %v", tc.name, err)
+		}
+		got := aborted()[before:]
+		if tc.abort == "" && len(got) != 0 || tc.abort != "" && (len(got) != 1 || got[0] != tc.abort) {
+			t.Errorf("%s: aborted %q, want %q", tc.name, got, tc.abort)
 		}
 	}
 	path := filepath.Join(t.TempDir(), "good.cp")
 	if err := os.WriteFile(path, mod(func(*mpCheckpoint) {}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cp := k.loadCheckpoint(path, "b", "k", p, MinPartSize)
+	before := len(aborted())
+	cp := k.loadCheckpoint(t.Context(), bucket, path, "k", p, MinPartSize)
 	if cp == nil || cp.UploadID != "U1" || len(cp.Parts) != 2 {
 		t.Fatalf("good checkpoint: %+v", cp)
 	}
-	if cp := k.loadCheckpoint(filepath.Join(t.TempDir(), "missing.cp"), "b", "k", p, MinPartSize); cp != nil {
+	if cp := k.loadCheckpoint(t.Context(), bucket, filepath.Join(t.TempDir(), "missing.cp"), "k", p, MinPartSize); cp != nil {
 		t.Errorf("missing checkpoint: %+v", cp)
+	}
+	if got := aborted()[before:]; len(got) != 0 {
+		t.Errorf("aborted %q for a good or missing checkpoint", got)
 	}
 }
 
@@ -117,6 +167,7 @@ func TestOSSErrorClassification(t *testing.T) {
 		{io.ErrUnexpectedEOF, true, false, false},
 		{&url.Error{Op: "Put", Err: fmt.Errorf("x: %w", context.Canceled)}, false, false, false},
 		{&os.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}, false, false, false},
+		{fmt.Errorf("x: %w", &os.PathError{Op: "open", Path: "/x", Err: syscall.ENOENT}), false, false, false}, // a deleted clip
 		{&AuthError{Code: "unavailable"}, false, false, false},
 		{errors.New("something else"), false, false, false},
 		{nil, false, false, false},
@@ -181,9 +232,10 @@ func TestUploadRetriesTransientFailures(t *testing.T) {
 		{"put-request-lost", 5000, &fault{op: "put", action: dropRequest, count: 2}, 3, 0},
 		{"part-request-lost", 6 * MinPartSize, &fault{op: "part", action: dropRequest, skip: 2, count: 1}, 2, 1},
 		{"part-response-lost", 6 * MinPartSize, &fault{op: "part", action: dropResponse, skip: 4, count: 1}, 2, 1},
-		// The completion landed but its answer was lost: OSS no longer knows the upload
-		// (NoSuchUpload), so the kit starts a new one.
-		{"complete-response-lost", 3 * MinPartSize, &fault{op: "complete", action: dropResponse, count: 1}, 3, 2},
+		// The completion landed but its answer was lost: the retry's HeadObject finds the
+		// clip stored (same size and CRC-64); nothing is sent again. (Before, the retried
+		// Complete got NoSuchUpload and a new upload sent every part again.)
+		{"complete-response-lost", 3 * MinPartSize, &fault{op: "complete", action: dropResponse, count: 1}, 2, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -207,6 +259,9 @@ func TestUploadRetriesTransientFailures(t *testing.T) {
 			}
 			if nparts := (tc.size + MinPartSize - 1) / MinPartSize; tc.initiates == 1 && proxy.count("part") > nparts+uploadRoutines {
 				t.Errorf("%d part requests for %d parts: not resumed", proxy.count("part"), nparts)
+			}
+			if tc.fault.op == "complete" && (proxy.count("part") != 3 || proxy.count("complete") != 1) {
+				t.Errorf("%d part and %d complete requests, want 3 and 1: the stored clip was sent again", proxy.count("part"), proxy.count("complete"))
 			}
 			s.noEvent()
 		})

@@ -112,20 +112,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
-func TestValidClipName(t *testing.T) {
-	t.Parallel()
-	for _, ok := range []string{"a", "clip-0001.mp4", "A_b.C-9", strings.Repeat("x", MaxClipNameLen), "..."} {
-		if err := ValidClipName(ok); err != nil {
-			t.Errorf("%q refused: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", ".", "..", "a/b", "../x", `a\b`, "a b", "clip?.mp4", "a\x00", "é.mp4", strings.Repeat("x", MaxClipNameLen+1), "a%2Fb", "#", "+"} {
-		if err := ValidClipName(bad); !errors.Is(err, ErrInvalidClip) {
-			t.Errorf("%q: got %v, want ErrInvalidClip", bad, err)
-		}
-	}
-}
-
 func TestObjectKeyAndDevicePrefix(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2025, 3, 9, 23, 30, 0, 0, time.FixedZone("UTC+8", 8*3600)) // 15:30 UTC
@@ -274,7 +260,10 @@ func TestUploadBeforeConnect(t *testing.T) {
 	}
 }
 
-func TestNewPrunesAbandonedUploadState(t *testing.T) {
+// A kill during an atomic write leaves its temporary file; New removes those of every
+// state directory once they are older than tmpMaxAge (a younger one may be another
+// process's write in progress), and nothing else.
+func TestNewSweepsTempFiles(t *testing.T) {
 	t.Parallel()
 	cfg := validConfig(t)
 	k, err := New(cfg)
@@ -282,19 +271,25 @@ func TestNewPrunesAbandonedUploadState(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.Close()
-	old := time.Now().Add(-stateMaxAge - time.Hour)
-	files := map[string]bool{ // path -> kept
-		filepath.Join(cfg.StateDir, journalDir, "old.json"):    false,
-		filepath.Join(cfg.StateDir, checkpointDir, "old.cp"):   false,
-		filepath.Join(cfg.StateDir, journalDir, "fresh.json"):  true,
-		filepath.Join(cfg.StateDir, checkpointDir, "fresh.cp"): true,
-		filepath.Join(cfg.StateDir, outboxDir, "old.json"):     true, // events are never dropped
+	for _, sub := range []string{spoolDir, recordingsDir} {
+		if err := os.MkdirAll(filepath.Join(cfg.StateDir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for p, kept := range files {
+	old := time.Now().Add(-tmpMaxAge - time.Minute)
+	files := map[string]bool{} // path -> kept
+	for _, sub := range []string{"", checkpointDir, journalDir, outboxDir, spoolDir, recordingsDir} {
+		dir := filepath.Join(cfg.StateDir, sub)
+		files[filepath.Join(dir, ".tmp-123456")] = false
+		files[filepath.Join(dir, ".tmp-fresh")] = true
+		files[filepath.Join(dir, "old.json")] = true
+		files[filepath.Join(dir, "tmp-not-ours")] = true
+	}
+	for p := range files {
 		if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if !kept || strings.Contains(p, outboxDir) {
+		if !strings.HasSuffix(p, "fresh") {
 			if err := os.Chtimes(p, old, old); err != nil {
 				t.Fatal(err)
 			}

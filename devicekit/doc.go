@@ -26,7 +26,11 @@
 //     PutObject below MultipartThreshold, a resumable multipart upload above it, signed
 //     with OSS V4 through CredentialsProvider, which the SDK asks before every request,
 //     so a long upload moves to renewed credentials midway. The CRC-64 that OSS reports
-//     is compared with the file's.
+//     is compared with the file's. The name is the file's (SanitizeClipName: UTF-8 kept)
+//     and the Content-Type comes from a fixed table (ContentTypeOf). No object is ever
+//     overwritten (x-oss-forbid-overwrite): a name held by another recording of the same
+//     day sends the clip to "{stem}~{CRC-64 in hex}{ext}". Clip.Progress follows the bytes
+//     as they go out.
 //  4. The upload event (protocol.UploadEvent) is written to an outbox in StateDir and
 //     published with QoS 1 on the device's event topic; it leaves the outbox when the
 //     broker acknowledges it, and is re-published after every reconnect until then.
@@ -70,6 +74,16 @@
 //     credentials (new ones bring a fresh serverTime) and the upload is tried once more.
 //     Multipart progress is checkpointed in StateDir after every part, with the event ID,
 //     so calling Upload again for the same file resumes it, even after a restart.
+//   - A key that answers 409 FileAlreadyExists (PutObject, InitiateMultipartUpload and
+//     CompleteMultipartUpload carry x-oss-forbid-overwrite), and the key of a multipart
+//     upload resumed after its CompleteMultipartUpload may have been sent, is looked at
+//     (HeadObject, with credentials of mode "r" unless Config.Mode reads): the clip itself
+//     there (a retry whose answer was lost, a kill after CompleteMultipartUpload) is
+//     success without sending anything again.
+//   - Abandoned uploads are aborted (AbortMultipartUpload): a checkpoint that no longer
+//     fits, a name found taken midway, a file deleted during or after its upload, a clip
+//     a Spool drops, state untouched for 7 days (a background sweep). New removes the
+//     temporary files of writes a kill interrupted.
 //   - Any other failure after the object key is known is announced with a "failed" event
 //     (with its own ID) and returned with the error.
 //

@@ -18,7 +18,9 @@ type faultProxy struct {
 
 	mu     sync.Mutex
 	faults []*fault
-	ops    map[string]int // requests seen, by operation
+	ops    map[string]int      // requests seen, by operation
+	forbid map[string]int      // requests with x-oss-forbid-overwrite: true, by operation
+	paths  map[string][]string // unescaped URL paths of the requests, by operation
 }
 
 type faultAction int
@@ -46,7 +48,7 @@ func newFaultProxy(t *testing.T, ossEndpoint string) *faultProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &faultProxy{target: u.Host, tr: &http.Transport{}, ops: map[string]int{}}
+	p := &faultProxy{target: u.Host, tr: &http.Transport{}, ops: map[string]int{}, forbid: map[string]int{}, paths: map[string][]string{}}
 	p.Server = httptest.NewServer(p)
 	t.Cleanup(func() {
 		p.Server.Close()
@@ -71,6 +73,8 @@ func opOf(r *http.Request) string {
 		return "put"
 	case r.Method == http.MethodHead:
 		return "head"
+	case r.Method == http.MethodDelete && q.Has("uploadId"):
+		return "abort"
 	}
 	return r.Method
 }
@@ -95,10 +99,29 @@ func (p *faultProxy) hits(f *fault) int {
 	return f.hits
 }
 
-func (p *faultProxy) take(op string) faultAction {
+// forbidden returns how many requests of op carried x-oss-forbid-overwrite: true.
+func (p *faultProxy) forbidden(op string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.forbid[op]
+}
+
+// pathsOf returns the URL paths of the requests of op, in order.
+func (p *faultProxy) pathsOf(op string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.paths[op]...)
+}
+
+func (p *faultProxy) take(r *http.Request) faultAction {
+	op := opOf(r)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.ops[op]++
+	p.paths[op] = append(p.paths[op], r.URL.Path)
+	if r.Header.Get("x-oss-forbid-overwrite") == "true" {
+		p.forbid[op]++
+	}
 	for _, f := range p.faults {
 		if f.op != op || f.hits >= f.count {
 			continue
@@ -114,7 +137,7 @@ func (p *faultProxy) take(op string) faultAction {
 }
 
 func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	action := p.take(opOf(r))
+	action := p.take(r)
 	if action == dropRequest {
 		io.Copy(io.Discard, r.Body)
 		hangUp(w)

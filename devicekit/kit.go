@@ -63,15 +63,21 @@ type Kit struct {
 	http      *http.Client // OSS requests
 	transport *http.Transport
 
-	flushing  atomic.Bool  // an outbox flush is running
-	flushFail atomic.Int32 // outbox flushes failed in a row (retryFlush)
-	uploading sync.Map     // journal paths of the uploads in progress
-	wg        sync.WaitGroup
+	flushing   atomic.Bool  // an outbox flush is running
+	flushFail  atomic.Int32 // outbox flushes failed in a row (retryFlush)
+	uploading  sync.Map     // journal paths of the uploads in progress (and of the entries a sweep works on)
+	sweeping   atomic.Bool  // a sweep of abandoned uploads is running
+	sweepAgain atomic.Bool  // a sweep was asked for
+	lastSweep  atomic.Int64 // UnixNano of the start of the last sweep; 0: none yet
+	wg         sync.WaitGroup
+	lock       *stateLock // held on StateDir until Close (statelock.go)
 
 	// Test hooks (nil in production).
 	onRetry       func(err error, wait time.Duration)   // before each backoff wait of a credentials fetch
 	onConnectWait func(attempt int, wait time.Duration) // before each connection backoff
-	onProgress    func(completed, total int64)          // multipart progress
+	onProgress    func(completed, total int64)          // multipart progress, per part stored
+	afterComplete func(cpPath string)                   // CompleteMultipartUpload succeeded, checkpoint not yet removed
+	onSweep       func(aborted int, err error)          // a background sweep (sweepSoon) ended
 }
 
 // connState tracks one MQTT connection: ready is closed once the reply subscription is
@@ -92,10 +98,15 @@ func (s *connState) finish(err error) {
 	})
 }
 
-// New validates cfg, creates the state directories and returns a Kit that is not yet
-// connected. Errors wrap ErrConfig.
+// New validates cfg, creates the state directories, locks StateDir and returns a Kit
+// that is not yet connected. Errors for a bad cfg wrap ErrConfig; while another Kit (in
+// this process or another) holds StateDir, the error is a *StateInUseError naming it.
 func New(cfg Config) (*Kit, error) {
 	cfg, scheme, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	lock, err := lockState(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -113,10 +124,11 @@ func New(cfg Config) (*Kit, error) {
 		cancel:       cancel,
 		conn:         newConnState(),
 		waiters:      make(map[string]chan *protocol.AuthReply),
+		lock:         lock,
 	}
 	k.http, k.transport = newHTTPClient(nil)
 	k.statusAllowed = scheme.Allowed(topics.RoleDevice, cfg.DeviceID, k.statusTopic, topics.Publish)
-	k.pruneState()
+	k.sweepTemp()
 	return k, nil
 }
 
@@ -401,9 +413,9 @@ func (k *Kit) publish(ctx context.Context, topic string, payload []byte) error {
 	return err
 }
 
-// Close announces the device offline, disconnects from the broker and stops the kit's
-// goroutines. Unacknowledged events, the upload journal and multipart checkpoints stay in
-// StateDir for the next Kit.
+// Close announces the device offline, disconnects from the broker, stops the kit's
+// goroutines and releases StateDir. Unacknowledged events, the upload journal and
+// multipart checkpoints stay in StateDir for the next Kit.
 func (k *Kit) Close() error {
 	k.mu.Lock()
 	if k.closed {
@@ -427,5 +439,6 @@ func (k *Kit) Close() error {
 	}
 	k.wg.Wait()
 	k.transport.CloseIdleConnections()
+	k.lock.release()
 	return nil
 }

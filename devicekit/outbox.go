@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/clipgate/clipgate/internal/protocol"
 )
@@ -117,28 +116,4 @@ func (k *Kit) flush() (int, error) {
 		n++
 	}
 	return n, nil
-}
-
-// stateMaxAge is how long an abandoned upload's journal entry and checkpoint are kept.
-const stateMaxAge = 7 * 24 * time.Hour
-
-// pruneState removes journal entries and multipart checkpoints untouched for
-// stateMaxAge: uploads that failed and were never tried again. (The multipart uploads
-// they started expire on the OSS side through the bucket's lifecycle rules.)
-func (k *Kit) pruneState() {
-	cutoff := time.Now().Add(-stateMaxAge)
-	for _, sub := range []string{journalDir, checkpointDir} {
-		dir := filepath.Join(k.cfg.StateDir, sub)
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range entries {
-			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
-				if os.Remove(filepath.Join(dir, e.Name())) == nil {
-					k.log.Info().Str("file", e.Name()).Msg("abandoned upload state removed")
-				}
-			}
-		}
-	}
 }

@@ -134,8 +134,10 @@ type SpoolEvent struct {
 // once as SpoolSkipped; symlinks are not followed).
 //
 // Finished clips are uploaded one at a time, oldest modification time first (then by
-// name), with Kit.Upload under a clip name made of the file name (characters outside
-// [A-Za-z0-9._-] become '_'); the metadata key "file" carries the original name. Once
+// name), with Kit.Upload under a clip name made of the file name (SanitizeClipName:
+// Unicode stays, only what is unsafe in a key becomes '_'); the metadata key "file"
+// carries the original name. A clip whose name another recording of the same day holds
+// goes under its alternate name (see Kit.Upload): nothing is overwritten. Once
 // Upload returns (the object is stored and its event is in the kit's durable outbox), the
 // file is removed, or moved into DoneDir. A file that changed after it was uploaded is
 // left in place and uploaded again. A failed upload is retried, after a backoff with
@@ -147,8 +149,12 @@ type SpoolEvent struct {
 // error says why ("dropped: ..."). Events go through the kit's outbox, so those of a
 // camera that is offline are published once it reconnects.
 //
-// Empty files are never uploaded: a "failed" event ("rejected: empty file ...")
-// announces each one, which stays in Dir until it changes or the bounds drop it.
+// Empty files are never uploaded (the rule of Kit.Upload, ErrEmptyClip): a "failed"
+// event ("rejected: empty file ...") announces each one, which stays in Dir until it
+// changes or the bounds drop it.
+//
+// A clip that leaves Dir before it is uploaded (dropped by the bounds, deleted, renamed)
+// has its interrupted multipart upload aborted in the background (see the kit's sweep).
 //
 // Restarts: an interrupted upload is resumed by the next Spool on the same kit state
 // (Upload's journal keeps its event ID and multipart checkpoint). An uploaded clip that
@@ -184,6 +190,7 @@ type Spool struct {
 	onObserve   func(name string, size int64) // a clip seen for the first time or changed
 	onStart     func(name string)             // an upload attempt starts
 	afterUpload func(name string)             // Upload succeeded, the record is written
+	onDropping  func(name string)             // the bounds interrupt the running upload to drop its clip
 }
 
 // spoolClip is a regular file in Dir that is not a temporary name.
@@ -340,6 +347,10 @@ func probeRename(dir, done string) error {
 	return os.Remove(target)
 }
 
+// SpoolIgnores reports whether a Spool ignores files of this name: names of files being
+// written (starting with '.', ending in .tmp or .part).
+func SpoolIgnores(name string) bool { return tempName(name) }
+
 // tempName reports whether name is a file being written that the spool must ignore.
 func tempName(name string) bool {
 	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".part")
@@ -357,6 +368,13 @@ func (s *Spool) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errSpoolRunning
 	}
+	// Recorded in the state lock, so that another process of the camera can hand files
+	// to this spool (StateHolder.Spools).
+	unrecord, err := s.kit.lock.addSpool(s.cfg.Dir)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot record the spool in the state lock")
+	}
+	defer unrecord()
 	ctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -540,6 +558,9 @@ func (s *Spool) forget(name string) {
 	if s.inflight != nil && s.inflight.clip.name == name {
 		return
 	}
+	if c := s.clips[name]; c != nil && c.attempts > 0 {
+		s.kit.sweepSoon(true) // it left before its upload succeeded: abort what that left in OSS
+	}
 	delete(s.clips, name)
 }
 
@@ -629,8 +650,8 @@ func (s *Spool) dispatch(ctx context.Context) error {
 			}
 			continue
 		}
-		if next.size == 0 {
-			s.reject(next, errors.New("empty file: the recorder wrote nothing"))
+		if err := emptyClip(next.size); err != nil {
+			s.reject(next, err)
 			continue
 		}
 		s.start(ctx, next)
@@ -700,10 +721,15 @@ func (s *Spool) onResult(ctx context.Context, r uploadResult) error {
 	if err != nil {
 		s.log.Info().Str("file", c.name).Err(r.err).Msg("clip vanished during its upload")
 		delete(s.clips, c.name)
+		s.kit.sweepSoon(true) // abort what its upload left in OSS
 		return nil
 	}
 	if s.observe(c.name, fi) != c || !c.ready {
 		return nil // it changed: it settles and goes again
+	}
+	if errors.Is(r.err, ErrEmptyClip) { // emptied since it was seen
+		s.reject(c, r.err)
+		return nil
 	}
 	// The spool's clip names are always valid: an invalid clip is a file that cannot be
 	// opened. Any other refusal (another Upload of the same file running) is retried.
@@ -812,6 +838,9 @@ func (s *Spool) enforce() error {
 		if s.inflight != nil && s.inflight.clip == c {
 			c.drop = reason // dropped when the interrupted attempt returns
 			s.inflight.cancel()
+			if s.onDropping != nil {
+				s.onDropping(c.name)
+			}
 			continue
 		}
 		if err := s.drop(c, reason); err != nil {

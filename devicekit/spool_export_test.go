@@ -17,3 +17,11 @@ func SetProgressHook(k *Kit, fn func(done, total int64)) { k.onProgress = fn }
 
 // SetSpoolRunningHook calls fn once Run watches the directory and has scanned it.
 func SetSpoolRunningHook(s *Spool, fn func()) { s.onRunning = fn }
+
+// SetSpoolDroppingHook calls fn when the bounds interrupt the running upload to drop its
+// clip (after the attempt's context is cancelled).
+func SetSpoolDroppingHook(s *Spool, fn func(name string)) { s.onDropping = fn }
+
+// SetSweepHook calls fn at the end of every background sweep of abandoned uploads, with
+// the number of multipart uploads it aborted.
+func SetSweepHook(k *Kit, fn func(aborted int, err error)) { k.onSweep = fn }

@@ -9,28 +9,6 @@ import (
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
-func TestSpoolClipName(t *testing.T) {
-	t.Parallel()
-	long := strings.Repeat("x", 300) + ".mp4"
-	for in, want := range map[string]string{
-		"clip-01.mp4":          "clip-01.mp4",
-		"2024-05-06T07:08.mp4": "2024-05-06T07_08.mp4",
-		"caméra 1.mp4":         "cam_ra_1.mp4",
-		"bad\xffutf8":          "bad_utf8",
-		".":                    "_",
-		"..":                   "__",
-		long:                   strings.Repeat("x", MaxClipNameLen-4) + ".mp4",
-	} {
-		got := SanitizeClipName(in)
-		if got != want {
-			t.Errorf("SanitizeClipName(%q) = %q, want %q", in, got, want)
-		}
-		if err := ValidClipName(got); err != nil {
-			t.Errorf("SanitizeClipName(%q) = %q is not a valid clip name: %v", in, got, err)
-		}
-	}
-}
-
 func TestFileMetadata(t *testing.T) {
 	t.Parallel()
 	m := fileMetadata("bad\xff" + strings.Repeat("é", 300))

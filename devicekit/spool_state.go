@@ -9,13 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"mime"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/clipgate/clipgate/internal/protocol"
 )
@@ -116,19 +114,17 @@ func (s *Spool) stableID(kind string, c *spoolClip) string {
 func (s *Spool) failedEvent(kind string, c *spoolClip, reason string) *protocol.UploadEvent {
 	name := SanitizeClipName(c.name)
 	ev := &protocol.UploadEvent{
-		V:          protocol.Version,
-		ID:         s.stableID(kind, c),
-		Device:     s.kit.cfg.DeviceID,
-		Status:     protocol.StatusFailed,
-		Size:       c.size,
-		RecordedAt: c.mtime.UTC(),
-		UploadedAt: s.kit.now().UTC(),
-		Attempts:   c.attempts,
-		Metadata:   fileMetadata(c.name),
-		Error:      truncate(reason, protocol.MaxMessageLen),
-	}
-	if ct := mime.TypeByExtension(filepath.Ext(name)); len(ct) <= protocol.MaxContentTypeLen {
-		ev.ContentType = ct
+		V:           protocol.Version,
+		ID:          s.stableID(kind, c),
+		Device:      s.kit.cfg.DeviceID,
+		Status:      protocol.StatusFailed,
+		Size:        c.size,
+		RecordedAt:  c.mtime.UTC(),
+		UploadedAt:  s.kit.now().UTC(),
+		Attempts:    c.attempts,
+		Metadata:    fileMetadata(c.name),
+		ContentType: ContentTypeOf(name),
+		Error:       truncate(reason, protocol.MaxMessageLen),
 	}
 	if creds := s.kit.cache.Load(); creds != nil {
 		key := objectKey(s.kit.devicePrefix(creds.OSS), c.mtime, name)
@@ -171,6 +167,7 @@ func (s *Spool) drop(c *spoolClip, reason string) error {
 		}
 	}
 	delete(s.clips, c.name)
+	s.kit.sweepSoon(true) // abort what an interrupted upload of it left in OSS
 	s.log.Warn().Str("file", c.name).Str("event", ev.ID).Str("reason", reason).Msg("clip dropped")
 	s.emit(SpoolEvent{Kind: SpoolDropped, Path: path, Size: c.size, Event: ev})
 	return nil
@@ -241,36 +238,6 @@ func (s *Spool) publishLoop(ctx context.Context) {
 			s.kit.removeOutbox(path)
 		}
 	}
-}
-
-// SanitizeClipName turns a file's base name into a valid clip name: every character outside
-// [A-Za-z0-9._-] (and every byte of invalid UTF-8) becomes '_', "." and ".." become
-// underscores, and names longer than MaxClipNameLen are cut, keeping a short extension.
-// The spool and the device CLI name clips with it.
-func SanitizeClipName(base string) string {
-	var b strings.Builder
-	b.Grow(len(base))
-	for len(base) > 0 {
-		r, n := utf8.DecodeRuneInString(base)
-		base = base[n:]
-		if r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	name := b.String()
-	if name == "." || name == ".." {
-		name = strings.Repeat("_", len(name))
-	}
-	if len(name) > MaxClipNameLen {
-		ext := filepath.Ext(name)
-		if len(ext) > 16 {
-			ext = ""
-		}
-		name = name[:MaxClipNameLen-len(ext)] + ext
-	}
-	return name
 }
 
 // fileMetadata is the event metadata of a spooled clip: its file name, as valid UTF-8

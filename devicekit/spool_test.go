@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"hash/crc64"
 	"io"
 	"os"
@@ -366,7 +367,7 @@ func TestSpoolRenamedIntoPlace(t *testing.T) {
 			r := newSpool(t, k, devicekit.SpoolConfig{Dir: dir, Settle: time.Hour, Now: clock.Now, After: after}).start(t)
 			data := renameIn(t, dir, "clip 1:a.mp4", 20<<10)
 			evs := e.waitEvents(device, 1)
-			e.checkUploaded(evs[0], device, "clip_1_a.mp4", "clip 1:a.mp4", data)
+			e.checkUploaded(evs[0], device, "clip 1:a.mp4", "clip 1:a.mp4", data) // the name is kept as it is
 			if evs[0].ContentType != "video/mp4" {
 				t.Errorf("content type %q", evs[0].ContentType)
 			}
@@ -610,7 +611,7 @@ func TestSpoolGarbage(t *testing.T) {
 	if !exists(target) {
 		t.Error("the symlink's target was removed")
 	}
-	if rej.Event == nil || rej.Event.Status != protocol.StatusFailed || !strings.Contains(rej.Event.Error, "rejected: empty file") ||
+	if rej.Event == nil || rej.Event.Status != protocol.StatusFailed || !strings.HasPrefix(rej.Event.Error, "rejected: empty file (0 bytes)") ||
 		rej.Event.Metadata["file"] != "empty.mp4" || rej.Event.Size != 0 {
 		t.Fatalf("rejection %+v", rej.Event)
 	}
@@ -635,7 +636,9 @@ func TestSpoolGarbage(t *testing.T) {
 	}
 }
 
-// A clip that changes after its upload, before its removal, is kept and uploaded again.
+// A clip that changes after its upload, before its removal, is kept and uploaded again:
+// under its alternate name, since its first version holds its own and is never
+// overwritten.
 func TestSpoolClipChangedAfterUpload(t *testing.T) {
 	t.Parallel()
 	e := newSpoolEnv(t)
@@ -665,7 +668,10 @@ func TestSpoolClipChangedAfterUpload(t *testing.T) {
 	if evs[0].Size != int64(len(first)) || evs[1].ID != up.Event.ID {
 		t.Fatalf("events %+v %+v; want the first version, then the grown one (%s)", evs[0], evs[1], up.Event.ID)
 	}
-	e.checkUploaded(evs[1], device, "clip.mp4", "clip.mp4", append(first, more...))
+	e.checkUploaded(evs[0], device, "clip.mp4", "clip.mp4", first)
+	grown := append(first, more...)
+	alt := fmt.Sprintf("clip~%016x.mp4", crc64.Checksum(grown, crc64.MakeTable(crc64.ECMA)))
+	e.checkUploaded(evs[1], device, alt, "clip.mp4", grown)
 	if exists(path) {
 		t.Error("the clip was not removed after its second upload")
 	}
@@ -868,6 +874,78 @@ func TestSpoolDropsClipInFlight(t *testing.T) {
 	}
 	if n := len(r.out.of(devicekit.SpoolUploaded)); n != 0 {
 		t.Error("uploaded although revoked")
+	}
+}
+
+// A clip dropped by the bounds in the middle of its multipart upload has that upload
+// aborted: no parts are left in OSS. (Before, they stayed until a lifecycle rule.)
+func TestSpoolDropAbortsMultipartUpload(t *testing.T) {
+	t.Parallel()
+	e := newSpoolEnv(t)
+	const device = "cam-dropmp"
+	k := e.kit(device, func(c *devicekit.Config) {
+		c.PartSize = devicekit.MinPartSize
+		c.MultipartThreshold = 2 * devicekit.MinPartSize
+	})
+	sweeps := make(chan int, 8)
+	devicekit.SetSweepHook(k, func(n int, err error) {
+		if err != nil {
+			t.Errorf("sweep: %v", err)
+		}
+		sweeps <- n
+	})
+	dir := t.TempDir()
+	clock := &frozenClock{}
+	writeFile(t, dir, "long.mp4", 12*devicekit.MinPartSize, clock.Now())
+	r := newSpool(t, k, devicekit.SpoolConfig{Dir: dir, Settle: time.Second, MaxAge: time.Hour, Now: clock.Now})
+	dropping := make(chan struct{})
+	devicekit.SetSpoolDroppingHook(r.spool, func(string) { close(dropping) })
+	var once sync.Once
+	devicekit.SetProgressHook(k, func(done, total int64) {
+		once.Do(func() {
+			// Two hours pass during the upload; the part waits until the spool decided
+			// to drop the clip (and cancelled the attempt).
+			clock.Advance(2 * time.Hour)
+			select {
+			case <-dropping:
+			case <-time.After(testTimeout):
+				t.Error("the spool did not drop the clip")
+			}
+		})
+	})
+	r.start(t)
+	clock.Advance(time.Second)
+	d := r.out.wait(t, devicekit.SpoolDropped, "long.mp4")
+	if !strings.Contains(d.Event.Error, "dropped: older than 1h") {
+		t.Errorf("drop event %+v", d.Event)
+	}
+	// The first Upload's sweep, then the one the drop asked for.
+	aborted := 0
+	for aborted == 0 {
+		select {
+		case n := <-sweeps:
+			aborted += n
+		case <-time.After(testTimeout):
+			t.Fatal("no sweep aborted the upload")
+		}
+	}
+	c, err := e.stack.OSSClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Bucket(e.stack.Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.ListMultipartUploads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aborted != 1 || len(res.Uploads) != 0 {
+		t.Errorf("aborted %d, uploads left %+v: want the one upload aborted", aborted, res.Uploads)
+	}
+	if n := len(e.objects(device)); n != 0 {
+		t.Errorf("%d objects stored for a dropped clip", n)
 	}
 }
 

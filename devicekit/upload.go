@@ -27,47 +27,33 @@ import (
 
 // Clip is a recorded file to upload.
 type Clip struct {
-	// Path is the local file. Required.
+	// Path is the local file. Required. An empty file is refused (ErrEmptyClip).
 	Path string
-	// Name is the last segment of the object key; default filepath.Base(Path). 1 to 200
-	// characters of [A-Za-z0-9._-], not "." or "..". Names must be unique per device and
-	// day: an upload under an existing name replaces the object.
+	// Name is the last segment of the object key; default SanitizeClipName of
+	// filepath.Base(Path). See ValidClipName: UTF-8, Unicode kept. A name held by another
+	// recording of the same device and day is never overwritten: the clip then goes under
+	// "{stem}~{CRC-64 in hex}{ext}" (the event carries the key it got).
 	Name string
-	// ContentType defaults to the type of Name's extension, else application/octet-stream.
+	// ContentType defaults to ContentTypeOf(Name): a fixed table of camera formats, else
+	// application/octet-stream.
 	ContentType string
 	// RecordedAt dates the clip (and its key); default the file's modification time.
 	RecordedAt time.Time
 	// Metadata travels in the upload event: at most 32 entries, keys 1 to 256 bytes and
 	// values at most 256 bytes of UTF-8.
 	Metadata map[string]string
+	// Progress, when set, is told how many of the clip's bytes are out, as they go (the
+	// OSS SDK's progress listener on PutObject and on every part of a multipart upload),
+	// so that a user interface can show bytes, rate and time left. total is the file's
+	// size; sent starts at what a resumed upload had already stored, and goes down again
+	// when a failed request's bytes are to be sent again. The last call of a successful
+	// Upload is Progress(total, total). Calls come from the upload's goroutines, one at a
+	// time: it must return quickly.
+	Progress func(sent, total int64)
 }
-
-// MaxClipNameLen bounds Clip.Name.
-const MaxClipNameLen = 200
-
-// ErrInvalidClip is wrapped by the errors Upload returns for a bad Clip.
-var ErrInvalidClip = errors.New("devicekit: invalid clip")
 
 // uploadRoutines is the number of parts uploaded at once.
 const uploadRoutines = 3
-
-// ValidClipName returns an error wrapping ErrInvalidClip unless name may be the last
-// segment of an object key.
-func ValidClipName(name string) error {
-	if name == "" || len(name) > MaxClipNameLen {
-		return fmt.Errorf("%w: name %q must be 1 to %d characters", ErrInvalidClip, name, MaxClipNameLen)
-	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("%w: name %q is a path traversal", ErrInvalidClip, name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: name %q: character %q at offset %d is not one of [A-Za-z0-9._-]", ErrInvalidClip, name, c, i)
-		}
-	}
-	return nil
-}
 
 // ObjectKey returns the key of a clip: {prefix}{deviceID}/{yyyy}/{mm}/{dd}/{name}, with
 // prefix the global prefix and the date of recordedAt in UTC.
@@ -105,13 +91,7 @@ func checkClip(clip *Clip) error {
 		return err
 	}
 	if clip.ContentType == "" {
-		clip.ContentType = mime.TypeByExtension(filepath.Ext(clip.Name))
-		if clip.ContentType == "" {
-			clip.ContentType = oss.TypeByExtension(clip.Name)
-		}
-		if clip.ContentType == "" {
-			clip.ContentType = "application/octet-stream"
-		}
+		clip.ContentType = ContentTypeOf(clip.Name)
 	}
 	if len(clip.ContentType) > protocol.MaxContentTypeLen {
 		return fmt.Errorf("%w: ContentType is longer than %d bytes", ErrInvalidClip, protocol.MaxContentTypeLen)
@@ -135,7 +115,7 @@ func (k *Kit) prepare(clip Clip) (*prepared, error) {
 		return nil, fmt.Errorf("%w: Path is required", ErrInvalidClip)
 	}
 	if clip.Name == "" {
-		clip.Name = filepath.Base(clip.Path)
+		clip.Name = SanitizeClipName(filepath.Base(clip.Path))
 	}
 	if err := checkClip(&clip); err != nil {
 		return nil, err
@@ -151,6 +131,9 @@ func (k *Kit) prepare(clip Clip) (*prepared, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalidClip, clip.Path)
+	}
+	if err := emptyClip(fi.Size()); err != nil {
+		return nil, err
 	}
 	if clip.RecordedAt.IsZero() {
 		clip.RecordedAt = fi.ModTime()
@@ -169,6 +152,23 @@ func (k *Kit) prepare(clip Clip) (*prepared, error) {
 
 var crcTable = crc64.MakeTable(crc64.ECMA)
 
+// clipKeys are the two keys a clip may be stored under: its own, and the alternate one it
+// takes when another recording holds its own (alternateName).
+type clipKeys struct{ own, alt string }
+
+func clipKeysOf(devicePrefix string, p *prepared) (clipKeys, error) {
+	keys := clipKeys{
+		own: objectKey(devicePrefix, p.RecordedAt, p.Name),
+		alt: objectKey(devicePrefix, p.RecordedAt, alternateName(p.Name, p.crc)),
+	}
+	for _, key := range []string{keys.own, keys.alt} {
+		if len(key) > protocol.MaxObjectKeyLen {
+			return keys, fmt.Errorf("%w: object key %q is longer than %d bytes", ErrInvalidClip, key, protocol.MaxObjectKeyLen)
+		}
+	}
+	return keys, nil
+}
+
 // Upload stores clip in OSS and announces it with an upload event, which it returns.
 //
 // Clips under MultipartThreshold go in one PutObject; larger ones in parts, resumably:
@@ -181,6 +181,17 @@ var crcTable = crc64.MakeTable(crc64.ECMA)
 // and tries once more; network errors, timeouts and 5xx answers are tried again after a
 // jittered exponential backoff, up to 5 tries in all.
 //
+// Upload never replaces an object: PutObject, InitiateMultipartUpload and
+// CompleteMultipartUpload carry x-oss-forbid-overwrite. When the key is taken (409
+// FileAlreadyExists), and when a multipart upload resumes after CompleteMultipartUpload
+// may have been sent (a crash before the checkpoint was removed, a lost answer) or OSS no
+// longer knows it, the kit compares the object's size and CRC-64 with the file's
+// (HeadObject): equal, the clip is already stored and Upload succeeds without sending it
+// again; different, another recording holds the name, and the clip goes under its
+// alternate name "{stem}~{CRC-64 in hex}{ext}", which the journal keeps for retries.
+// HeadObject needs oss:GetObject: for it the kit asks for credentials of mode "r"
+// (cached like the others) unless Config.Mode grants it.
+//
 // The completed event is written to the outbox in StateDir, then published with QoS 1;
 // Upload waits up to RequestTimeout for the broker's acknowledgement. If none comes the
 // event stays in the outbox and is published after the next connect; Upload still
@@ -189,10 +200,11 @@ var crcTable = crc64.MakeTable(crc64.ECMA)
 // ctx bounds the upload; cancelling it stops a multipart upload at its next request and
 // keeps the checkpoint for a later call.
 //
-// Errors: a bad clip wraps ErrInvalidClip and nothing is uploaded; a credentials failure
-// (*AuthError, ...) is returned as is. A failed upload is announced with a "failed" event
-// (its own event ID, so that a later successful retry is not taken for a duplicate) unless
-// ctx ended; Upload returns that event together with the error.
+// Errors: a bad clip wraps ErrInvalidClip (an empty file ErrEmptyClip) and nothing is
+// uploaded; a credentials failure (*AuthError, ...) is returned as is. A failed upload is
+// announced with a "failed" event (its own event ID, so that a later successful retry is
+// not taken for a duplicate) unless ctx ended; Upload returns that event together with
+// the error.
 func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, error) {
 	if k.isClosed() {
 		return nil, ErrClosed
@@ -205,26 +217,28 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 	if err != nil {
 		return nil, err
 	}
-	key := objectKey(k.devicePrefix(creds.OSS), p.RecordedAt, p.Name)
-	if len(key) > protocol.MaxObjectKeyLen {
-		return nil, fmt.Errorf("%w: object key %q is longer than %d bytes", ErrInvalidClip, key, protocol.MaxObjectKeyLen)
+	keys, err := clipKeysOf(k.devicePrefix(creds.OSS), p)
+	if err != nil {
+		return nil, err
 	}
-	j, err := k.journalEntry(key, p)
+	j, err := k.journalEntry(keys, p)
 	if err != nil {
 		return nil, err
 	}
 	// One upload per clip at a time: they would share the checkpoint and the event ID.
 	if _, busy := k.uploading.LoadOrStore(j.path, struct{}{}); busy {
-		return nil, fmt.Errorf("%w: %s is already being uploaded to %s", ErrInvalidClip, p.Path, key)
+		return nil, fmt.Errorf("%w: %s is already being uploaded to %s", ErrInvalidClip, p.Path, j.target())
 	}
 	defer k.uploading.Delete(j.path)
+	k.sweepSoon(false)
 
+	prog := newProgress(p.Progress, p.size)
 	var respHeader http.Header
 	var retry ossRetry
 	for {
 		j.Attempts++
 		if err = k.saveJournal(j); err == nil {
-			respHeader, err = k.put(ctx, creds.OSS, key, p, j.ID)
+			respHeader, err = k.store(ctx, creds.OSS, keys, p, j, prog)
 		}
 		if err == nil || ctx.Err() != nil {
 			break
@@ -251,8 +265,8 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 			err = cerr
 			break
 		}
-		if newKey := objectKey(k.devicePrefix(creds.OSS), p.RecordedAt, p.Name); newKey != key {
-			err = fmt.Errorf("devicekit: the OSS prefix changed during the upload (%q, then %q)", key, newKey)
+		if newKey := objectKey(k.devicePrefix(creds.OSS), p.RecordedAt, p.Name); newKey != keys.own {
+			err = fmt.Errorf("devicekit: the OSS prefix changed during the upload (%q, then %q)", keys.own, newKey)
 			break
 		}
 	}
@@ -265,7 +279,7 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 		Device:      k.cfg.DeviceID,
 		Status:      protocol.StatusCompleted,
 		Bucket:      creds.OSS.Bucket,
-		Key:         key,
+		Key:         j.target(),
 		Size:        p.size,
 		ContentType: p.ContentType,
 		RecordedAt:  p.RecordedAt,
@@ -282,8 +296,9 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 				k.log.Warn().Err(perr).Str("event", ev.ID).Msg("failed event queued in the outbox")
 			}
 		}
-		return ev, fmt.Errorf("devicekit: upload of %s to %s: %w", p.Path, key, err)
+		return ev, fmt.Errorf("devicekit: upload of %s to %s: %w", p.Path, ev.Key, err)
 	}
+	prog.stored()
 	ev.CRC64 = strconv.FormatUint(p.crc, 10)
 	if err := k.announce(ev); err != nil {
 		if errors.Is(err, errOutbox) {
@@ -295,21 +310,52 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 	return ev, nil
 }
 
-// put uploads the clip and returns the response header of the PutObject or of the
-// CompleteMultipartUpload.
-func (k *Kit) put(ctx context.Context, info protocol.OSSInfo, key string, p *prepared, eventID string) (http.Header, error) {
+// store uploads the clip under the journal's target key, moving it to the alternate key
+// (and recording that in the journal) when another recording holds its own. It returns
+// the response header with the object's CRC-64: of the PutObject, of the
+// CompleteMultipartUpload, or of the HeadObject that found the clip already stored.
+func (k *Kit) store(ctx context.Context, info protocol.OSSInfo, keys clipKeys, p *prepared, j *journal, prog *progress) (http.Header, error) {
 	bucket, err := k.bucketFor(ctx, info)
 	if err != nil {
 		return nil, err
 	}
-	var h http.Header
-	if p.size < k.cfg.MultipartThreshold {
-		err = bucket.PutObjectFromFile(key, p.Path, oss.ContentType(p.ContentType), oss.GetResponseHeader(&h),
-			oss.WithContext(ctx), k.dateHeader())
-		return h, err
+	for {
+		key := j.target()
+		h, err := k.put(ctx, bucket, info, key, p, j.ID, prog)
+		if !errors.Is(err, errKeyTaken) {
+			return h, err
+		}
+		if key == keys.alt {
+			return nil, fmt.Errorf("devicekit: %s and %s both hold other recordings; the clip is not stored (rename it): %w", keys.own, keys.alt, err)
+		}
+		k.log.Warn().Str("key", keys.own).Str("alternate", keys.alt).Msg("another recording holds the clip's key; storing it under its alternate name")
+		j.Object = keys.alt
+		if err := k.saveJournal(j); err != nil {
+			return nil, err
+		}
 	}
-	err = k.multipart(ctx, bucket, key, p, filepath.Join(k.cfg.StateDir, checkpointDir, eventID+".cp"), &h)
-	return h, err
+}
+
+// put uploads the clip to key, never over an existing object: in one PutObject below
+// MultipartThreshold, else in parts. A key that holds this clip already counts as done;
+// one that holds something else is errKeyTaken.
+func (k *Kit) put(ctx context.Context, bucket *oss.Bucket, info protocol.OSSInfo, key string, p *prepared, eventID string, prog *progress) (http.Header, error) {
+	if p.size >= k.cfg.MultipartThreshold {
+		return k.multipart(ctx, bucket, info, key, p, filepath.Join(k.cfg.StateDir, checkpointDir, eventID+".cp"), prog)
+	}
+	var h http.Header
+	err := bucket.PutObjectFromFile(key, p.Path, prog.with(0, oss.ContentType(p.ContentType), oss.ForbidOverWrite(true),
+		oss.GetResponseHeader(&h), oss.WithContext(ctx), k.dateHeader())...)
+	if err == nil {
+		prog.done(0, p.size)
+		return h, nil
+	}
+	prog.failed(0)
+	if !alreadyExists(err) {
+		return nil, err
+	}
+	// The key is taken: by this clip (an earlier try whose answer was lost), or not.
+	return k.existing(ctx, info, key, p, err)
 }
 
 // credentialsRefused reports whether err is OSS refusing the credentials themselves,
@@ -376,29 +422,57 @@ func (k *Kit) isClosed() bool {
 }
 
 // journal records the event ID and attempt count of a clip in flight, so that a retry
-// after a failure or a crash reuses them (and the multipart checkpoint named after the ID).
+// after a failure or a crash reuses them (and the multipart checkpoint named after the ID),
+// and the key the clip goes under once its own was found taken. It names the file, so that
+// the sweep (sweep.go) abandons the upload of a file that is gone or changed.
 type journal struct {
 	ID       string `json:"id"`
-	Key      string `json:"key"`
+	Key      string `json:"key"`              // the clip's own key
+	Object   string `json:"object,omitempty"` // the alternate key, once the own one was found taken
 	Attempts int    `json:"attempts"`
+	File     string `json:"file,omitempty"` // the clip's file, its size and modification time (UnixNano)
+	Size     int64  `json:"size,omitempty"`
+	MTime    int64  `json:"mtime,omitempty"`
 	path     string
 }
 
-func (k *Kit) journalEntry(key string, p *prepared) (*journal, error) {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%d", key, p.size, p.mtime.UnixNano()))
+// target is the key the clip goes under.
+func (j *journal) target() string {
+	if j.Object != "" {
+		return j.Object
+	}
+	return j.Key
+}
+
+func (k *Kit) journalEntry(keys clipKeys, p *prepared) (*journal, error) {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%d", keys.own, p.size, p.mtime.UnixNano()))
 	path := filepath.Join(k.cfg.StateDir, journalDir, hex.EncodeToString(sum[:16])+".json")
 	j := &journal{path: path}
 	if b, err := os.ReadFile(path); err == nil {
-		if json.Unmarshal(b, j) == nil && j.Key == key && protocolID(j.ID) {
+		if json.Unmarshal(b, j) == nil && j.Key == keys.own && protocolID(j.ID) {
+			if j.Object != "" && j.Object != keys.alt {
+				j.Object = "" // not this content's alternate: start from the own key
+			}
 			j.path = path
+			j.File, j.Size, j.MTime = absPath(p.Path), p.size, p.mtime.UnixNano()
 			return j, nil
 		}
 		k.log.Warn().Str("path", path).Msg("unreadable upload journal entry replaced")
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("devicekit: upload journal: %w", err)
 	}
-	*j = journal{ID: newID(), Key: key, path: path}
+	*j = journal{ID: newID(), Key: keys.own, path: path}
+	j.File, j.Size, j.MTime = absPath(p.Path), p.size, p.mtime.UnixNano()
 	return j, nil
+}
+
+// absPath returns path made absolute, or "" if it cannot be.
+func absPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	return abs
 }
 
 func protocolID(id string) bool {

@@ -347,3 +347,49 @@ func TestConcurrentUploadsOfOneClipRefused(t *testing.T) {
 	s.event()
 	s.noEvent()
 }
+
+// A 0-byte recording is refused with ErrEmptyClip before anything goes out. (Before, it
+// was stored as an empty object and announced as completed.)
+func TestUploadRefusesEmptyClip(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k := s.kit("cam-empty", nil)
+	path, _ := clipFile(t, "empty.mp4", 0)
+	ev, err := k.Upload(t.Context(), Clip{Path: path})
+	if !errors.Is(err, ErrEmptyClip) || !errors.Is(err, ErrInvalidClip) || ev != nil || !strings.Contains(err.Error(), "empty file (0 bytes)") {
+		t.Fatalf("Upload of an empty file: %+v, %v", ev, err)
+	}
+	if st := s.worker.Stats(); st.Requests != 0 {
+		t.Errorf("an empty clip caused %d credentials requests", st.Requests)
+	}
+	if keys := s.objects("cam-empty"); len(keys) != 0 {
+		t.Errorf("objects stored: %v", keys)
+	}
+	s.noEvent()
+}
+
+// The Content-Type of a clip comes from the kit's fixed table, not from the host's MIME
+// database (Debian's maps .ts to text/vnd.trolltech.linguist and .webm to audio/webm).
+func TestUploadContentTypeFromTable(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	k := s.kit("cam-types", nil)
+	for name, want := range map[string]string{
+		"a.ts": "video/mp2t", "b.webm": "video/webm", "c.h264": "video/h264", "d.MKV": "video/x-matroska",
+		"e.m3u8": "application/vnd.apple.mpegurl", "f.wav": "audio/wav", "g.bin": "application/octet-stream",
+	} {
+		path, _ := clipFile(t, name, 100)
+		ev, err := k.Upload(t.Context(), Clip{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.event()
+		h, err := s.adminBucket().GetObjectDetailedMeta(ev.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.ContentType != want || h.Get("Content-Type") != want {
+			t.Errorf("%s: event %q, object %q, want %q", name, ev.ContentType, h.Get("Content-Type"), want)
+		}
+	}
+}

@@ -19,7 +19,8 @@ import (
 )
 
 // Clips uploaded by devices (PutObject and multipart) arrive verified, with the
-// publisher and the object's ETag.
+// publisher and the object's ETag, whatever their names (UTF-8 keys: the kit keeps
+// Unicode, spaces, '#', '?' and '%').
 func TestUploadsArriveVerified(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -35,7 +36,8 @@ func TestUploadsArriveVerified(t *testing.T) {
 	sent := []*protocol.UploadEvent{
 		uploadClip(t, ctx, kit, dir, "small.mp4", 1000),
 		uploadClip(t, ctx, kit, dir, "large.mp4", 300<<10), // multipart
-		uploadClip(t, ctx, kit, dir, "empty.mp4", 0),
+		uploadClip(t, ctx, kit, dir, "门口 camera #1.mp4", 2000),
+		uploadClip(t, ctx, kit, dir, "50% & more?x=1+2 📹.ts", 3000),
 	}
 	got := rec.collect(t, ctx, len(sent))
 	admin := adminBucket(t, stack)
@@ -60,8 +62,8 @@ func TestUploadsArriveVerified(t *testing.T) {
 		}
 	}
 	st := c.Stats()
-	if st.Verified != 3 || st.Handled != 3 || len(st.Rejected) != 0 || !st.Connected {
-		t.Errorf("stats %+v: want 3 verified and handled, none rejected, connected", st)
+	if st.Verified != 4 || st.Handled != 4 || len(st.Rejected) != 0 || !st.Connected {
+		t.Errorf("stats %+v: want 4 verified and handled, none rejected, connected", st)
 	}
 }
 

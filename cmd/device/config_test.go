@@ -140,8 +140,8 @@ func TestBadConfig(t *testing.T) {
 			[]string{"--device-id:"}},
 		{"bad mode env", map[string]string{"CLIPGATE_DEVICE_MODE": "x"}, []string{"--config", good, "credentials"}, exitUsage,
 			[]string{"CLIPGATE_DEVICE_MODE:"}},
-		{"bad size env", map[string]string{"CLIPGATE_DEVICE_PART_SIZE": "1MiB"}, []string{"--config", good, "credentials"}, exitUsage,
-			[]string{"CLIPGATE_DEVICE_PART_SIZE", "whole number"}},
+		{"bad size env", map[string]string{"CLIPGATE_DEVICE_PART_SIZE": "1MiBB"}, []string{"--config", good, "credentials"}, exitUsage,
+			[]string{`CLIPGATE_DEVICE_PART_SIZE: "1MiBB" is not a size`}},
 		{"part size out of range", nil, []string{"--config", good, "--part-size", "10", "credentials"}, exitUsage,
 			[]string{"PartSize"}},
 		{"bad broker flag", nil, []string{"--config", good, "--broker", "http://h:1", "credentials"}, exitUsage,
@@ -177,6 +177,66 @@ func TestBadConfig(t *testing.T) {
 	}
 }
 
+// Sizes are read the same way from flags, the environment and the config file: bytes or
+// a number with a unit (issue 9, point 5: --part-size and --multipart-threshold took raw
+// integers only, and refused 1MiB, while --max-bytes took 500MB).
+func TestSizesEverywhere(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "device.yaml")
+	if err := os.WriteFile(cfg, []byte("broker: tcp://127.0.0.1:1\ndevice-id: cam-1\nstate-dir: s\npart-size: 512KiB\nmultipart-threshold: 3MB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := parsed(t, "", nil, "--config", cfg, "credentials")
+	if err != nil || r.file.PartSize != 512<<10 || r.file.MultipartThreshold != 3e6 {
+		t.Fatalf("config file sizes: %+v, %v", r, err)
+	}
+	r, err = parsed(t, "", map[string]string{"CLIPGATE_DEVICE_PART_SIZE": "1MiB", "CLIPGATE_DEVICE_MULTIPART_THRESHOLD": "8 mib"}, "--config", cfg, "credentials")
+	if err != nil || r.file.PartSize != 1<<20 || r.file.MultipartThreshold != 8<<20 || r.sources["part-size"] != "CLIPGATE_DEVICE_PART_SIZE" {
+		t.Fatalf("environment sizes: %+v, %v", r, err)
+	}
+	r, err = parsed(t, "", map[string]string{"CLIPGATE_DEVICE_PART_SIZE": "1MiB"}, "--config", cfg, "--part-size", "2MiB", "--multipart-threshold", "20971520", "credentials")
+	if err != nil || r.file.PartSize != 2<<20 || r.file.MultipartThreshold != 20<<20 || r.sources["part-size"] != "--part-size" {
+		t.Fatalf("flag sizes: %+v, %v", r, err)
+	}
+	m := &Main{Getenv: func(string) (string, bool) { return "", false }, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
+	if _, err := m.parseFlags([]string{"--config", cfg, "watch", dir, "--max-bytes", "1.5GiB"}); err != nil || m.cli.Watch.MaxBytes != 3<<29 {
+		t.Errorf("--max-bytes 1.5GiB: %d, %v", m.cli.Watch.MaxBytes, err)
+	}
+
+	bad := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("broker: tcp://127.0.0.1:1\ndevice-id: cam-1\n"+content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"flag garbage", nil, []string{"--part-size", "1MiBx", "credentials"}, `--part-size: "1MiBx" is not a size`},
+		{"flag fraction", nil, []string{"--multipart-threshold", "1.5", "credentials"}, `--multipart-threshold: "1.5" is not a size: a number of bytes must be whole`},
+		{"flag negative", nil, []string{"--part-size=-1MiB", "credentials"}, `--part-size: "-1MiB" is not a size`},
+		{"flag overflow", nil, []string{"--part-size", "9999999TiB", "credentials"}, "too large"},
+		{"env garbage", map[string]string{"CLIPGATE_DEVICE_MULTIPART_THRESHOLD": "lots"}, []string{"--config", cfg, "credentials"}, `CLIPGATE_DEVICE_MULTIPART_THRESHOLD: "lots" is not a size`},
+		{"env unit", map[string]string{"CLIPGATE_DEVICE_PART_SIZE": "5 parsecs"}, []string{"--config", cfg, "credentials"}, `CLIPGATE_DEVICE_PART_SIZE: "5 parsecs" is not a size`},
+		{"file garbage", nil, []string{"--config", bad("g.yaml", "part-size: lots\n"), "credentials"}, `part-size: line 3: "lots" is not a size`},
+		{"file negative", nil, []string{"--config", bad("n.yaml", "multipart-threshold: -5\n"), "credentials"}, `multipart-threshold: line 3: "-5" is not a size`},
+		{"file list", nil, []string{"--config", bad("l.yaml", "part-size: [1, 2]\n"), "credentials"}, "part-size: line 3: want a size"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := run(t, c.env, c.args...)
+			if code != exitUsage || stdout != "" || !strings.Contains(stderr, c.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, stdout, stderr, exitUsage, c.want)
+			}
+		})
+	}
+}
+
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	code, stdout, _ := run(t, nil, "--help")
@@ -190,14 +250,42 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// The watch command deletes uploaded clips by default: its help and the README's example
+// say so (issue 9, point 5: the README's example did not).
+func TestWatchSaysItDeletes(t *testing.T) {
+	t.Parallel()
+	code, stdout, _ := run(t, nil, "watch", "--help")
+	if code != 0 || !strings.Contains(stdout, "DELETED") || !strings.Contains(stdout, "--after remove, the default") {
+		t.Errorf("watch --help (exit %d) does not say that uploaded clips are deleted:\n%s", code, stdout)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.Contains(line, "cmd/device watch spool/") {
+			found = true
+			if !strings.Contains(line, "DELETE") {
+				t.Errorf("README: %q does not say the clips are deleted", line)
+			}
+		}
+	}
+	if !found || !strings.Contains(string(readme), "`--after remove`, the default") {
+		t.Error("README does not document --after remove as the default of device watch")
+	}
+}
+
 func TestClipName(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("a", 300)
 	cases := []struct{ path, want string }{
 		{"/x/clip-0001.mp4", "clip-0001.mp4"},
-		{"clip one#1.mp4", "clip_one_1.mp4"},
-		{"dir/caméra.mp4", "cam_ra.mp4"}, // one rune, one '_'
-		{"日本.ts", "__.ts"},
+		{"clip one#1.mp4", "clip one#1.mp4"}, // OSS keys are UTF-8: names stay as they are
+		{"dir/caméra.mp4", "caméra.mp4"},
+		{"门口 camera #1.mp4", "门口 camera #1.mp4"},
+		{"日本.ts", "日本.ts"},
+		{"tab\there.mp4", "tab_here.mp4"},
 		{"bad\xffbyte", "bad_byte"},
 		{".hidden", ".hidden"},
 		{"..", "__"},

@@ -94,6 +94,14 @@ func run(t *testing.T, env map[string]string, args ...string) (code int, stdout,
 
 func runWith(t *testing.T, m *Main, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return runCtx(t, ctx, m, env, args...)
+}
+
+// runCtx runs the command in-process until it ends or ctx does (as SIGINT ends it).
+func runCtx(t *testing.T, ctx context.Context, m *Main, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut syncBuffer
 	m.Stdout, m.Stderr = &out, &errOut
 	m.Getenv = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
@@ -103,8 +111,6 @@ func runWith(t *testing.T, m *Main, env map[string]string, args ...string) (code
 	if m.WorkDir == "" {
 		m.WorkDir = t.TempDir() // no default config file unless a test puts one there
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	code = m.Run(ctx, args)
 	return code, out.String(), errOut.String()
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 )
 
@@ -35,25 +36,25 @@ const DefaultConfigPath = ".devstack/device.yaml"
 type CLI struct {
 	Config string `help:"Device config file (YAML; keys are the flag names: broker, device-id, device-key-file, state-dir, ...). Default: ${defaultConfig} if it exists. Env: CLIPGATE_DEVICE_CONFIG." placeholder:"FILE"`
 
-	Broker             string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://). Env: CLIPGATE_DEVICE_BROKER." placeholder:"URL"`
-	DeviceID           string `name:"device-id" help:"Device ID. Env: CLIPGATE_DEVICE_ID." placeholder:"ID"`
-	DeviceKeyFile      string `help:"Device key file (mode 0600). Env: CLIPGATE_DEVICE_KEY_FILE." placeholder:"FILE"`
-	StateDir           string `help:"State directory (upload checkpoints, event outbox). Env: CLIPGATE_DEVICE_STATE_DIR." placeholder:"DIR"`
-	TopicRoot          string `help:"Topic root (default clipgate/v1). Env: CLIPGATE_DEVICE_TOPIC_ROOT."`
-	Mode               string `help:"Access asked for: letters of r, w, a (default w). Env: CLIPGATE_DEVICE_MODE."`
-	MultipartThreshold int64  `help:"Size from which files go in parts, resumably (default 8 MiB). Env: CLIPGATE_DEVICE_MULTIPART_THRESHOLD." placeholder:"BYTES"`
-	PartSize           int64  `help:"Multipart part size (default 1 MiB). Env: CLIPGATE_DEVICE_PART_SIZE." placeholder:"BYTES"`
-	TLSCAFile          string `name:"tls-ca-file" help:"PEM CAs to trust for a TLS broker. Env: CLIPGATE_DEVICE_TLS_CA_FILE." placeholder:"FILE"`
-	TLSCertFile        string `name:"tls-cert-file" help:"PEM client certificate. Env: CLIPGATE_DEVICE_TLS_CERT_FILE." placeholder:"FILE"`
-	TLSKeyFile         string `name:"tls-key-file" help:"PEM client key (mode 0600). Env: CLIPGATE_DEVICE_TLS_KEY_FILE." placeholder:"FILE"`
-	TLSServerName      string `name:"tls-server-name" help:"Name to check in the broker's certificate. Env: CLIPGATE_DEVICE_TLS_SERVER_NAME."`
+	Broker             string        `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://). Env: CLIPGATE_DEVICE_BROKER." placeholder:"URL"`
+	DeviceID           string        `name:"device-id" help:"Device ID. Env: CLIPGATE_DEVICE_ID." placeholder:"ID"`
+	DeviceKeyFile      string        `help:"Device key file (mode 0600). Env: CLIPGATE_DEVICE_KEY_FILE." placeholder:"FILE"`
+	StateDir           string        `help:"State directory (upload checkpoints, event outbox); one command of the device at a time holds it. Env: CLIPGATE_DEVICE_STATE_DIR." placeholder:"DIR"`
+	TopicRoot          string        `help:"Topic root (default clipgate/v1). Env: CLIPGATE_DEVICE_TOPIC_ROOT."`
+	Mode               string        `help:"Access asked for: letters of r, w, a (default w). Env: CLIPGATE_DEVICE_MODE."`
+	MultipartThreshold bytesize.Size `help:"Size from which files go in parts, resumably: bytes or a size such as 8MiB or 500KB (default 8 MiB). Env: CLIPGATE_DEVICE_MULTIPART_THRESHOLD." placeholder:"SIZE"`
+	PartSize           bytesize.Size `help:"Multipart part size: bytes or a size such as 1MiB (default 1 MiB). Env: CLIPGATE_DEVICE_PART_SIZE." placeholder:"SIZE"`
+	TLSCAFile          string        `name:"tls-ca-file" help:"PEM CAs to trust for a TLS broker. Env: CLIPGATE_DEVICE_TLS_CA_FILE." placeholder:"FILE"`
+	TLSCertFile        string        `name:"tls-cert-file" help:"PEM client certificate. Env: CLIPGATE_DEVICE_TLS_CERT_FILE." placeholder:"FILE"`
+	TLSKeyFile         string        `name:"tls-key-file" help:"PEM client key (mode 0600). Env: CLIPGATE_DEVICE_TLS_KEY_FILE." placeholder:"FILE"`
+	TLSServerName      string        `name:"tls-server-name" help:"Name to check in the broker's certificate. Env: CLIPGATE_DEVICE_TLS_SERVER_NAME."`
 
 	Timeout  time.Duration `help:"How long to wait for the broker connection and for credentials." default:"30s"`
 	LogLevel string        `help:"Level of the log on stderr." enum:"debug,info,warn,error" default:"warn"`
 
-	Upload      uploadCmd      `cmd:"" help:"Upload files as clips and announce each with an upload event."`
-	Credentials credentialsCmd `cmd:"" help:"Get the device's OSS credentials and show their scope and expiry."`
-	Watch       watchCmd       `cmd:"" help:"Upload the clips a recorder writes into a spool directory, until interrupted."`
+	Upload      uploadCmd      `cmd:"" help:"Upload files as clips and announce each with an upload event. While device watch runs for the device (same state directory), the files are handed to its spool and it uploads them."`
+	Credentials credentialsCmd `cmd:"" help:"Get the device's OSS credentials and show their scope and expiry (not while another process of the device runs: it would be disconnected)."`
+	Watch       watchCmd       `cmd:"" help:"Upload the clips a recorder writes into a spool directory, until interrupted; each uploaded clip is deleted (--after remove, the default) or moved aside (--after move)."`
 }
 
 // Main is the program, apart from main() so that tests run it in-process.
@@ -69,6 +70,10 @@ type Main struct {
 
 	cli CLI
 	log zerolog.Logger
+
+	// Test hooks (zero in production).
+	drawAll    bool                    // draw the upload status line at every report
+	onProgress func(sent, total int64) // told of every progress report of an upload
 }
 
 // NewMain returns a Main on the process's standard streams and environment.
@@ -171,7 +176,7 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 
 // setting is one device setting: the flag, the variable and the config file field that
 // may set it, in that order of precedence. ptr points into the CLI or the File: a *string
-// or an *int64.
+// or a *bytesize.Size.
 type setting struct {
 	field, flag, env string
 	ptr              func(c *CLI, f *deviceconfig.File) (flag, file any)
@@ -235,9 +240,9 @@ func (m *Main) config() (*resolved, error) {
 		switch p := flagPtr.(type) {
 		case *string:
 			v = *p
-		case *int64:
+		case *bytesize.Size:
 			if *p != 0 {
-				v = strconv.FormatInt(*p, 10)
+				v = strconv.FormatInt(int64(*p), 10)
 			}
 		}
 		if v == "" {
@@ -255,10 +260,10 @@ func (m *Main) config() (*resolved, error) {
 		switch p := filePtr.(type) {
 		case *string:
 			*p = v
-		case *int64:
-			n, err := strconv.ParseInt(v, 10, 64)
+		case *bytesize.Size:
+			n, err := bytesize.Parse(v)
 			if err != nil {
-				return nil, usagef("%s %q: want a whole number of bytes", src, v)
+				return nil, usagef("%s: %v", src, err)
 			}
 			*p = n
 		}
@@ -314,21 +319,48 @@ func (m *Main) kitConfig() (devicekit.Config, error) {
 	return kc, nil
 }
 
-// connect builds a kit from the configuration and connects it to the broker.
-func (m *Main) connect(ctx context.Context) (*devicekit.Kit, devicekit.Config, error) {
+// newKit builds a kit from the configuration. While another process of the camera holds
+// the state directory, the error is a *devicekit.StateInUseError.
+func (m *Main) newKit() (*devicekit.Kit, devicekit.Config, error) {
 	kc, err := m.kitConfig()
 	if err != nil {
 		return nil, kc, err
 	}
 	kit, err := devicekit.New(kc)
-	if err != nil {
+	var inUse *devicekit.StateInUseError
+	switch {
+	case errors.As(err, &inUse):
+		return nil, kc, inUse
+	case err != nil:
 		return nil, kc, usageError{err}
 	}
+	return kit, kc, nil
+}
+
+// connect builds a kit from the configuration and connects it to the broker. A state
+// directory held by another process is an error that names it.
+func (m *Main) connect(ctx context.Context) (*devicekit.Kit, devicekit.Config, error) {
+	kit, kc, err := m.newKit()
+	var inUse *devicekit.StateInUseError
+	if errors.As(err, &inUse) {
+		return nil, kc, busyError(inUse, kc.DeviceID)
+	}
+	if err != nil {
+		return nil, kc, err
+	}
+	if err := m.dial(ctx, kit, kc); err != nil {
+		kit.Close()
+		return nil, kc, err
+	}
+	return kit, kc, nil
+}
+
+// dial connects kit to the broker within --timeout.
+func (m *Main) dial(ctx context.Context, kit *devicekit.Kit, kc devicekit.Config) error {
 	cctx, cancel := context.WithTimeout(ctx, m.cli.Timeout)
 	defer cancel()
 	if err := kit.Connect(cctx); err != nil {
-		kit.Close()
-		return nil, kc, fmt.Errorf("connect to %s as %s: %w", kc.BrokerURL, kc.DeviceID, err)
+		return fmt.Errorf("connect to %s as %s: %w", kc.BrokerURL, kc.DeviceID, err)
 	}
-	return kit, kc, nil
+	return nil
 }

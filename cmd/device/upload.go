@@ -4,19 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/clipgate/clipgate/devicekit"
 )
 
 type uploadCmd struct {
-	Files []string `arg:"" name:"FILE" help:"Files to upload; each becomes a clip named after its base name (characters outside [A-Za-z0-9._-] become '_'), dated by its modification time."`
+	Files []string `arg:"" name:"FILE" help:"Files to upload; each becomes a clip named after its base name (Unicode kept; control characters, '/' and '\\' become '_'), dated by its modification time. A name another recording of that day holds is never overwritten: the clip goes under NAME~CRC64.EXT."`
 }
 
 // upload uploads every file and writes one result line per file on stdout:
@@ -26,57 +23,85 @@ type uploadCmd struct {
 //
 // It returns errReported if any file failed. A file that is missing or unreadable fails
 // alone; when the device cannot get credentials at all, or they are refused for good
-// (revoked, denied, ...), the files not yet uploaded fail with that error.
+// (revoked, denied, ...), the files not yet uploaded fail with that error. An interrupt
+// (ctx ends: SIGINT, SIGTERM) fails the file in progress and the rest, saying that the
+// same command resumes them. On a terminal, a status line follows the file in progress
+// (results).
+//
+// While `device watch` runs on the same state directory, the files are handed to its
+// spool instead (handOff), as "queued FILE -> SPOOL/NAME" lines: a second connection
+// with the device's client ID would disconnect the watcher.
 func (m *Main) upload(ctx context.Context) error {
 	files := m.cli.Upload.Files
 	items := make([]uploadItem, len(files))
-	var total int64
 	for i, path := range files {
 		items[i] = statClip(path)
-		total += items[i].size
 	}
 	if err := checkDuplicateNames(items); err != nil {
 		return err
 	}
 
-	kit, _, err := m.connect(ctx)
+	kit, kc, err := m.newKit()
+	var inUse *devicekit.StateInUseError
+	if errors.As(err, &inUse) {
+		if len(inUse.Holder.Spools) > 0 {
+			return m.handOff(items, inUse) // a watcher runs: it uploads them
+		}
+		return busyError(inUse, kc.DeviceID)
+	}
 	if err != nil {
 		return err
 	}
 	defer kit.Close()
-	// Ask for credentials once up front: a device that gets none fails fast and once.
-	cctx, cancel := context.WithTimeout(ctx, m.cli.Timeout)
-	_, credErr := kit.Credentials(cctx)
-	cancel()
+	var credErr error
+	if err := m.dial(ctx, kit, kc); err != nil {
+		if ctx.Err() == nil {
+			return err
+		}
+		credErr = err // interrupted: every file says so below
+	} else {
+		// Ask for credentials once up front: a device that gets none fails fast and once.
+		cctx, cancel := context.WithTimeout(ctx, m.cli.Timeout)
+		_, credErr = kit.Credentials(cctx)
+		cancel()
+	}
 
-	out := m.newResults(total)
-	failed := 0
+	out := m.newResults()
+	failed, interrupted := 0, false
 	for i := range items {
 		it := &items[i]
 		switch {
 		case it.err != nil:
+		case ctx.Err() != nil:
+			it.err, interrupted = errNotStarted, true
 		case credErr != nil:
 			it.err = credErr
-		case ctx.Err() != nil:
-			it.err = errors.New("not uploaded: interrupted")
 		default:
-			out.start(i, len(items), it.clip.Name)
+			it.clip.Progress = out.start(i, len(items), it.clip.Name, it.size)
 			ev, err := kit.Upload(ctx, it.clip)
-			if err != nil {
+			switch {
+			case err == nil:
+				out.line(fmt.Sprintf("ok  %s -> oss://%s/%s size=%d crc64=%s event=%s", it.path, ev.Bucket, ev.Key, ev.Size, ev.CRC64, ev.ID))
+				continue
+			case ctx.Err() != nil:
+				// Not the SDK's error, which quotes the request's URL: what to do about it.
+				it.err, interrupted = errInterrupted, true
+			default:
 				it.err = err
 				var ae *devicekit.AuthError
 				if errors.As(err, &ae) && ae.Terminal() {
 					credErr = err // the next files would be refused the same way
 				}
-			} else {
-				out.line(fmt.Sprintf("ok  %s -> oss://%s/%s size=%d crc64=%s event=%s", it.path, ev.Bucket, ev.Key, ev.Size, ev.CRC64, ev.ID), it.size)
-				continue
 			}
 		}
 		failed++
-		out.line(fmt.Sprintf("FAIL %s: %v", it.path, it.err), it.size)
+		out.line(fmt.Sprintf("FAIL %s: %v", it.path, it.err))
 	}
 	out.finish()
+	if interrupted {
+		fmt.Fprintf(m.Stderr, "device: interrupted: %d of %d files not uploaded; run the same command again to upload them (an interrupted upload resumes where it stopped)\n", failed, len(items))
+		return errReported
+	}
 	if failed > 0 {
 		if failed > 1 || len(items) > 1 {
 			fmt.Fprintf(m.Stderr, "device: %d of %d uploads failed\n", failed, len(items))
@@ -85,6 +110,12 @@ func (m *Main) upload(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Errors of the files an interrupt (SIGINT, SIGTERM) stopped.
+var (
+	errInterrupted = errors.New("interrupted; running the same command again resumes the upload")
+	errNotStarted  = errors.New("not uploaded: interrupted")
+)
 
 // uploadItem is one file to upload and what is known of it before the upload.
 type uploadItem struct {
@@ -138,49 +169,3 @@ func checkDuplicateNames(items []uploadItem) error {
 
 // clipName is the clip name of a file: its base name, sanitised.
 func clipName(path string) string { return devicekit.SanitizeClipName(filepath.Base(path)) }
-
-// results writes the result lines, under a progress bar when stdout is a terminal. The
-// bar counts bytes of finished files: devicekit reports no progress within a file.
-type results struct {
-	w   io.Writer
-	bar *progressbar.ProgressBar
-}
-
-func (m *Main) newResults(total int64) *results {
-	r := &results{w: m.Stdout}
-	if total > 0 && m.IsTerminal(m.Stdout) {
-		r.bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(m.Stdout),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionClearOnFinish(),
-			progressbar.OptionSetPredictTime(false),
-		)
-	}
-	return r
-}
-
-// start shows that file i of n is being uploaded.
-func (r *results) start(i, n int, name string) {
-	if r.bar != nil {
-		r.bar.Describe(fmt.Sprintf("[%d/%d] %s", i+1, n, name))
-	}
-}
-
-// line prints a result line and advances the bar by the file's size.
-func (r *results) line(s string, size int64) {
-	if r.bar == nil {
-		fmt.Fprintln(r.w, s)
-		return
-	}
-	_ = r.bar.Clear()
-	fmt.Fprintln(r.w, s)
-	_ = r.bar.Add64(size) // redraws the bar below the line (or clears it when full)
-}
-
-func (r *results) finish() {
-	if r.bar != nil && !r.bar.IsFinished() {
-		_ = r.bar.Clear()
-	}
-}

@@ -4,20 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/bytesize"
 )
 
 type watchCmd struct {
 	Dir          string        `arg:"" name:"DIR" help:"Spool directory the recorder writes clips into (it must exist)."`
 	Settle       time.Duration `default:"5s" help:"How long a file must keep its size and modification time to count as finished (a file renamed into place counts at once)."`
-	After        string        `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove, or move into --done-dir."`
+	After        string        `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove (the default: the file is DELETED once it is stored and its event durable), or move into --done-dir."`
 	DoneDir      string        `help:"Where --after=move puts uploaded clips; on DIR's filesystem (default DIR/done)." placeholder:"DIR"`
-	MaxBytes     string        `default:"0" help:"Drop the oldest clips, each announced with a failed event, while the spool holds more than this: bytes or a size such as 500MB or 2GiB; 0 for no bound." placeholder:"SIZE"`
+	MaxBytes     bytesize.Size `default:"0" help:"Drop the oldest clips, each announced with a failed event, while the spool holds more than this: bytes or a size such as 500MB or 2GiB; 0 for no bound." placeholder:"SIZE"`
 	MaxAge       time.Duration `default:"0s" help:"Drop clips older than this (by modification time), each announced with a failed event; 0 for no bound."`
 	PollInterval time.Duration `default:"2s" help:"Period of the directory scan that runs besides inotify."`
 	NoNotify     bool          `help:"Do not use inotify; rely on the scan alone (every clip then waits --settle)."`
@@ -37,17 +35,13 @@ type watchCmd struct {
 // uploaded clip, ends the command with status 1.
 func (m *Main) watch(ctx context.Context) error {
 	w := m.cli.Watch
-	maxBytes, err := parseSize(w.MaxBytes)
-	if err != nil {
-		return usagef("--max-bytes %q: %v", w.MaxBytes, err)
+	kit, kc, err := m.newKit()
+	var inUse *devicekit.StateInUseError
+	if errors.As(err, &inUse) {
+		return busyError(inUse, kc.DeviceID)
 	}
-	kc, err := m.kitConfig()
 	if err != nil {
 		return err
-	}
-	kit, err := devicekit.New(kc)
-	if err != nil {
-		return usageError{err}
 	}
 	defer kit.Close()
 	spool, err := devicekit.NewSpool(kit, devicekit.SpoolConfig{
@@ -55,7 +49,7 @@ func (m *Main) watch(ctx context.Context) error {
 		Settle:       w.Settle,
 		After:        devicekit.AfterUpload(w.After),
 		DoneDir:      w.DoneDir,
-		MaxBytes:     maxBytes,
+		MaxBytes:     int64(w.MaxBytes),
 		MaxAge:       w.MaxAge,
 		PollInterval: w.PollInterval,
 		NoNotify:     w.NoNotify,
@@ -117,39 +111,4 @@ func (m *Main) watchLine(e devicekit.SpoolEvent) {
 	case devicekit.SpoolSkipped:
 		fmt.Fprintf(m.Stdout, "SKIP %s: %v\n", e.Path, e.Err)
 	}
-}
-
-// sizeUnits are the suffixes parseSize accepts (case-insensitive): decimal KB..TB,
-// binary KiB..TiB, and the single letters K..T as binary.
-var sizeUnits = map[string]float64{
-	"": 1, "b": 1,
-	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-	"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
-	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
-}
-
-// parseSize parses a byte count: "1048576", "500MB", "2GiB", "1.5g".
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
-		i++
-	}
-	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	mult, ok := sizeUnits[unit]
-	if num == "" || !ok {
-		return 0, errors.New("want a number of bytes, optionally with a unit (KB, MB, GB, TB, KiB, MiB, GiB, TiB)")
-	}
-	if mult == 1 && !strings.Contains(num, ".") {
-		return strconv.ParseInt(num, 10, 64)
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil {
-		return 0, err
-	}
-	v := math.Round(f * mult)
-	if v >= math.MaxInt64 {
-		return 0, errors.New("too large")
-	}
-	return int64(v), nil
 }

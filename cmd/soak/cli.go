@@ -13,6 +13,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/soak"
 )
 
@@ -31,10 +32,10 @@ type CLI struct {
 	Drain      time.Duration `default:"2m" help:"How much longer the last uploads and the events may take."`
 	Interval   time.Duration `default:"1s" help:"Pause between two uploads of a camera (±50%)."`
 	Workers    int           `default:"2" help:"Token workers."`
-	SmallSize  int64         `default:"32768" help:"Size of most clips, in bytes."`
-	LargeSize  int64         `default:"460800" help:"Size of the large clips (uploaded in parts), in bytes."`
+	SmallSize  bytesize.Size `default:"32KiB" help:"Size of most clips: bytes or a size such as 32KiB."`
+	LargeSize  bytesize.Size `default:"450KiB" help:"Size of the large clips (uploaded in parts): bytes or a size such as 450KiB."`
 	LargeEvery int           `default:"4" help:"Every n-th clip of a camera is large (0: none)."`
-	PartSize   int64         `default:"102400" help:"Multipart part size, in bytes (at least 100 KiB)."`
+	PartSize   bytesize.Size `default:"100KiB" help:"Multipart part size (at least 100 KiB): bytes or a size such as 1MiB."`
 
 	FaultInterval time.Duration `default:"20s" help:"Mean pause between two faults (±50%)."`
 	MaxPartition  time.Duration `default:"30s" help:"Longest network partition."`
@@ -103,8 +104,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := soak.Config{
 		Devices: cli.Devices, Clips: cli.Clips, Duration: cli.Duration, Drain: cli.Drain,
-		Interval: cli.Interval, Workers: cli.Workers, SmallSize: cli.SmallSize,
-		LargeSize: cli.LargeSize, LargeEvery: cli.LargeEvery, PartSize: cli.PartSize,
+		Interval: cli.Interval, Workers: cli.Workers, SmallSize: int64(cli.SmallSize),
+		LargeSize: int64(cli.LargeSize), LargeEvery: cli.LargeEvery, PartSize: int64(cli.PartSize),
 		Faults: cli.faults(), FaultInterval: cli.FaultInterval, MaxPartition: cli.MaxPartition,
 		MaxDown: cli.MaxDown, Dir: cli.Dir, Progress: stderr, ProgressEvery: cli.Progress,
 	}

@@ -10,8 +10,8 @@
 //	state-dir: device-state
 //	topic-root: clipgate/v1        # optional
 //	mode: w                        # optional
-//	multipart-threshold: 8388608   # optional, bytes
-//	part-size: 1048576             # optional, bytes
+//	multipart-threshold: 8MiB      # optional: bytes, or a size such as 8MiB or 500KB
+//	part-size: 1048576             # optional: bytes, or a size such as 1MiB
 //	tls:                           # optional, for ssl://, tls://, mqtts:// and wss:// brokers
 //	  ca-file: ca.pem
 //	  cert-file: device.pem
@@ -38,6 +38,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/policy"
@@ -63,11 +64,12 @@ type File struct {
 	TLS *TLS `yaml:"tls,omitempty"`
 	// Mode is the access asked for ("w", "wa", ...); "" means devicekit.DefaultMode.
 	Mode string `yaml:"mode,omitempty"`
-	// MultipartThreshold is the clip size, in bytes, from which uploads go in parts;
-	// 0 means devicekit's default.
-	MultipartThreshold int64 `yaml:"multipart-threshold,omitempty"`
-	// PartSize is the multipart part size in bytes; 0 means devicekit's default.
-	PartSize int64 `yaml:"part-size,omitempty"`
+	// MultipartThreshold is the clip size from which uploads go in parts; 0 means
+	// devicekit's default. The file may give it as bytes or with a unit (bytesize).
+	MultipartThreshold bytesize.Size `yaml:"multipart-threshold,omitempty"`
+	// PartSize is the multipart part size; 0 means devicekit's default. Bytes or a size
+	// with a unit, as MultipartThreshold.
+	PartSize bytesize.Size `yaml:"part-size,omitempty"`
 }
 
 // TLS is the TLS part of a device configuration.
@@ -191,6 +193,9 @@ func Parse(data []byte) (File, error) {
 	if err := checkKeys(doc.Content[0], ""); err != nil {
 		return f, err
 	}
+	if err := checkSizes(doc.Content[0]); err != nil {
+		return f, err
+	}
 	if err := doc.Content[0].Decode(&f); err != nil {
 		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -227,6 +232,26 @@ func checkKeys(m *yaml.Node, section string) error {
 		return fmt.Errorf("%w: unknown field %s; known fields: %s", ErrInvalid, unknown[0], known(section))
 	}
 	return fmt.Errorf("%w: unknown fields %s; known fields: %s", ErrInvalid, strings.Join(unknown, ", "), known(section))
+}
+
+// sizeFields are the keys whose values are sizes (bytesize).
+var sizeFields = []string{"multipart-threshold", "part-size"}
+
+// checkSizes reports a size field whose value is not a size, as a FieldError naming it.
+func checkSizes(m *yaml.Node) error {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if !slices.Contains(sizeFields, k.Value) {
+			continue
+		}
+		if v.Kind != yaml.ScalarNode {
+			return fieldErr(k.Value, "line %d: want a size such as 1048576 or 8MiB", v.Line)
+		}
+		if _, err := bytesize.Parse(v.Value); err != nil {
+			return fieldErr(k.Value, "line %d: %w", v.Line, err)
+		}
+	}
+	return nil
 }
 
 func known(section string) string {
@@ -423,8 +448,8 @@ func (f File) KitConfig() (devicekit.Config, error) {
 		StateDir:           f.StateDir,
 		Topics:             f.TopicRoot,
 		Mode:               f.Mode,
-		MultipartThreshold: f.MultipartThreshold,
-		PartSize:           f.PartSize,
+		MultipartThreshold: int64(f.MultipartThreshold),
+		PartSize:           int64(f.PartSize),
 	}
 	if f.TLS != nil && tlsScheme(f.Broker) {
 		if c.TLS, err = f.TLS.config(); err != nil {

@@ -193,7 +193,12 @@ func TestLoadGarbage(t *testing.T) {
 		{"snake case", "device_id: cam-1\n", `unknown field "device_id"`},
 		{"duplicate", "device-id: cam-1\ndevice-id: cam-2\n", "already defined"},
 		{"two documents", "device-id: cam-1\n---\ndevice-id: cam-2\n", "more than one"},
-		{"wrong type", "part-size: 1MiB\n", "invalid device config"},
+		{"wrong type", "mode: [w]\n", "invalid device config"},
+		{"size garbage", "part-size: lots\n", `part-size: line 1: "lots" is not a size`},
+		{"size with a bad unit", "multipart-threshold: 8 MiBs\n", "multipart-threshold: line 1"},
+		{"size fraction", "part-size: 1048576.5\n", "must be whole"},
+		{"size overflow", "part-size: 99999999999999999999\n", "too large"},
+		{"size not a scalar", "part-size: {a: 1}\n", "part-size: line 1: want a size"},
 		{"tls not a map", "tls: true\n", "invalid device config"},
 		{"bad device id", "device-id: cam/1\n", "device-id"},
 		{"short device id", "device-id: c\n", "device-id"},
@@ -201,7 +206,7 @@ func TestLoadGarbage(t *testing.T) {
 		{"broker without host", "broker: tcp://\n", "broker"},
 		{"bad mode", "mode: ww\n", "mode"},
 		{"bad topic root", "topic-root: a/+/b\n", "topic-root"},
-		{"negative part", "part-size: -5\n", "part-size"},
+		{"negative part", "part-size: -5\n", `part-size: line 1: "-5" is not a size`},
 		{"negative threshold", "multipart-threshold: -5\n", "multipart-threshold"},
 		{"cert without key", "broker: ssl://h:1\ntls:\n  cert-file: c.pem\n", "cert-file and key-file"},
 		{"tls on tcp", "broker: tcp://h:1\ntls:\n  ca-file: ca.pem\n", "does not use TLS"},
@@ -222,6 +227,19 @@ func TestLoadGarbage(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+// Sizes in the file may carry a unit, as the flags (issue 9, point 5).
+func TestSizesWithUnits(t *testing.T) {
+	t.Parallel()
+	path := writeText(t, t.TempDir(), "part-size: 1MiB\nmultipart-threshold: \"2.5 MB\"\n")
+	f, err := Load(path)
+	if err != nil || f.PartSize != 1<<20 || f.MultipartThreshold != 2.5e6 {
+		t.Fatalf("%+v, %v", f, err)
+	}
+	if f, err = Parse([]byte("part-size: 204800\n")); err != nil || f.PartSize != 200<<10 {
+		t.Errorf("plain bytes: %+v, %v", f, err)
 	}
 }
 

@@ -252,6 +252,50 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 	}
 }
 
+// Object keys are UTF-8 (OSS's rule): the clip names the device kit keeps as recorded
+// (Unicode, spaces, '#', '?', '%') validate and survive the wire; invalid UTF-8 does not
+// validate (json.Marshal would silently change it).
+func TestUnicodeObjectKeys(t *testing.T) {
+	t.Parallel()
+	for _, key := range []string{
+		"clips/cam-01/2025/05/04/门口 camera #1.mp4",
+		"clips/cam-01/2025/05/04/50% & more?x=1+2.ts",
+		"clips/cam-01/2025/05/04/emoji 📹~0123456789abcdef.mp4",
+		"clips/cam-01/2025/05/04/<script>\"'.mp4",
+		strings.Repeat("门", MaxObjectKeyLen/3),
+	} {
+		ev := validEvent()
+		ev.Key = key
+		b, err := Encode(ev)
+		if err != nil {
+			t.Fatalf("Encode(key %q): %v", key, err)
+		}
+		got, err := DecodeUploadEvent(b)
+		if err != nil || got.Key != key {
+			t.Fatalf("round trip of %q: %q, %v", key, got.Key, err)
+		}
+	}
+	// The same key with its characters escaped on the wire.
+	got, err := DecodeUploadEvent([]byte(strings.Replace(marshal(t, validEvent()), "clip-1.mp4", `\u95e8\u53e3 camera #1.mp4`, 1)))
+	if err != nil || got.Key != "fleet/cam-01/2026/03/14/门口 camera #1.mp4" {
+		t.Errorf("escaped key: %q, %v", got.Key, err)
+	}
+	for _, key := range []string{"clips/bad\xffbyte.mp4", "clips/\xc3", "\xe9t\xe9.mp4", strings.Repeat("门", MaxObjectKeyLen/3) + "x"} {
+		ev := validEvent()
+		ev.Key = key
+		if err := ev.Validate(); ErrorCode(err) != CodeInvalid || !strings.Contains(err.Error(), `"key"`) {
+			t.Errorf("Validate(key %q) = %v", key, err)
+		}
+		if _, err := Encode(ev); err == nil {
+			t.Errorf("Encode(key %q) accepted", key)
+		}
+	}
+	// On the wire: a lone surrogate escape is not UTF-8 either.
+	if _, err := DecodeUploadEvent([]byte(strings.Replace(marshal(t, validEvent()), "clip-1.mp4", `\ud800.mp4`, 1))); err == nil {
+		t.Error("a key with a lone surrogate decoded")
+	}
+}
+
 func TestDecodeCredentials(t *testing.T) {
 	t.Parallel()
 	b, _ := json.Marshal(validCredentials())

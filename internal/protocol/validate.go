@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/policy"
@@ -149,7 +150,7 @@ func (e *UploadEvent) Validate() error {
 	case (completed || e.Bucket != "") && !validBucket(e.Bucket):
 		return fieldErr("bucket", "must be an OSS bucket name: 3 to 63 characters of [a-z0-9-], not starting or ending with '-'")
 	case (completed || e.Key != "") && !validObjectKey(e.Key):
-		return fieldErr("key", "must be 1 to %d bytes and not start with '/' or '\\'", MaxObjectKeyLen)
+		return fieldErr("key", "must be 1 to %d bytes of UTF-8 and not start with '/' or '\\'", MaxObjectKeyLen)
 	case e.Size < 0:
 		return fieldErr("size", "must not be negative")
 	case (completed || e.CRC64 != "") && !validCRC64(e.CRC64):
@@ -241,8 +242,11 @@ func validBucket(b string) bool {
 	return true
 }
 
+// validObjectKey checks OSS's object naming rules: 1 to 1,023 bytes of UTF-8, not
+// starting with '/' or '\'. Any other character is valid, Unicode included
+// (https://www.alibabacloud.com/help/en/oss/user-guide/object-naming-conventions).
 func validObjectKey(k string) bool {
-	return k != "" && len(k) <= MaxObjectKeyLen && k[0] != '/' && k[0] != '\\'
+	return k != "" && len(k) <= MaxObjectKeyLen && k[0] != '/' && k[0] != '\\' && utf8.ValidString(k)
 }
 
 // validCRC64 requires the canonical decimal form, so that equal checksums compare equal
