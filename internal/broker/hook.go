@@ -83,6 +83,50 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.b.log.Info().Str("client", cl.ID).Str("old_remote", old.Net.Remote).Str("remote", cl.Net.Remote).
 			Msg("session taken over")
 	}
+	if sessionExpires(old) {
+		h.awaitCleanup(old, cl)
+	}
+}
+
+// sessionExpires reports whether mochi ends cl's session when its connection ends (clean
+// session in MQTT 3, session expiry 0 in MQTT 5), the condition of attachClient's cleanup.
+func sessionExpires(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
+}
+
+// maxCleanupWait bounds how long a new connection waits for the cleanup of the old one
+// with its client ID.
+const maxCleanupWait = 5 * time.Second
+
+// awaitCleanup stops old, a connection whose session ends with it, and waits until mochi
+// has finished its cleanup, before mochi goes on to take over old's client ID for cl.
+//
+// mochi v2.7.9 cleans up a connection that ended (attachClient: "if expire &&
+// !cl.IsTakenOver()") by unsubscribing its client ID from every filter and deleting the ID
+// from the client table. A connection that ends by itself (a clean DISCONNECT, just before
+// the device connects again) is not taken over, so when the new connection wins the race
+// to the table, that cleanup removes the new connection's entry and subscriptions: it then
+// receives nothing, its auth replies included (TestReconnectAfterCleanDisconnect lost one
+// in a few hundred reconnects). Waiting here puts the old cleanup before the new connection
+// enters the table; its session had nothing to inherit.
+func (h *hook) awaitCleanup(old, cl *mqtt.Client) {
+	if !old.Closed() {
+		_ = h.b.srv.DisconnectClient(old, packets.ErrSessionTakenOver) // as mochi's takeover would
+	}
+	deadline := time.Now().Add(maxCleanupWait)
+	for wait := 50 * time.Microsecond; ; wait = min(2*wait, 5*time.Millisecond) {
+		if cur, ok := h.b.srv.Clients.Get(cl.ID); !ok || cur != old {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.b.log.Warn().Str("client", cl.ID).Msg("the previous connection's cleanup did not finish; taking over its session")
+			return
+		}
+		time.Sleep(wait)
+	}
 }
 
 // OnQosDropped collects the messages mochi drops from a session being taken over, so that
