@@ -161,6 +161,7 @@ func TestCredentialsRefused(t *testing.T) {
 	}{
 		{oss.ServiceError{StatusCode: 403, Code: "SecurityTokenExpired"}, true},
 		{oss.ServiceError{StatusCode: 403, Code: "InvalidSecurityToken"}, true},
+		{oss.ServiceError{StatusCode: 403, Code: "AccessKeyIdAndSecurityTokenNotMatch"}, true},
 		{oss.ServiceError{StatusCode: 403, Code: "InvalidAccessKeyId"}, true},
 		{&oss.ServiceError{StatusCode: 403, Code: "InvalidAccessKeyId"}, true},
 		{oss.ServiceError{StatusCode: 403, Code: "AccessDenied"}, false},

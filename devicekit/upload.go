@@ -359,7 +359,9 @@ func (k *Kit) put(ctx context.Context, bucket *oss.Bucket, info protocol.OSSInfo
 }
 
 // credentialsRefused reports whether err is OSS refusing the credentials themselves,
-// which new credentials may cure.
+// which new credentials may cure: an unknown key (or an STS key without its token), an
+// expired or invalid token, or a key and token from different AssumeRole calls
+// (AccessKeyIdAndSecurityTokenNotMatch, https://www.alibabacloud.com/help/en/oss/support/0002-00000004).
 func credentialsRefused(err error) bool {
 	var se oss.ServiceError
 	if !errors.As(err, &se) {
@@ -373,7 +375,7 @@ func credentialsRefused(err error) bool {
 		return false
 	}
 	switch se.Code {
-	case "InvalidAccessKeyId", "SecurityTokenExpired", "InvalidSecurityToken":
+	case "InvalidAccessKeyId", "SecurityTokenExpired", "InvalidSecurityToken", "AccessKeyIdAndSecurityTokenNotMatch":
 		return true
 	}
 	return false

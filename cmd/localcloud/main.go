@@ -11,6 +11,7 @@
 //	stsAddr: 127.0.0.1:9101
 //	dataDir: localcloud-data
 //	region: cn-hangzhou
+//	endpointDomain: localhost   # Host BUCKET.localhost addresses BUCKET; - turns it off
 //	accountId: "1000000000000000"
 //	stsRate: 50                 # AssumeRole calls per second; 0 = unlimited
 //	buckets: [clips]
@@ -54,6 +55,7 @@ type cli struct {
 	OSSAddr   string   `name:"oss-addr" placeholder:"HOST:PORT" help:"OSS listen address (default ${defaultOSSAddr}); port 0 picks one."`
 	STSAddr   string   `name:"sts-addr" placeholder:"HOST:PORT" help:"STS listen address (default ${defaultSTSAddr}); port 0 picks one."`
 	Region    string   `placeholder:"REGION" help:"Region the servers claim (default cn-hangzhou)."`
+	Domain    string   `name:"endpoint-domain" placeholder:"DOMAIN" help:"Domain for virtual-hosted-style requests: Host BUCKET.DOMAIN addresses BUCKET (default localhost; - turns it off). Path style always works."`
 	AccountID string   `name:"account-id" placeholder:"DIGITS" help:"Account ID in role ARNs (default 1000000000000000)."`
 	STSRate   *float64 `name:"sts-rate" placeholder:"N" help:"AssumeRole calls per second allowed; 0 is unlimited."`
 	Bucket    []string `placeholder:"NAME" help:"A bucket to serve (repeatable); replaces the file's buckets."`
@@ -131,6 +133,7 @@ func (c *cli) config() (localcloud.Config, error) {
 	set(&cfg.OSSAddr, c.OSSAddr, defaultOSSAddr)
 	set(&cfg.STSAddr, c.STSAddr, defaultSTSAddr)
 	set(&cfg.Region, c.Region, "")
+	set(&cfg.EndpointDomain, c.Domain, "")
 	set(&cfg.AccountID, c.AccountID, "")
 	if c.STSRate != nil {
 		cfg.STSRate = *c.STSRate
@@ -167,6 +170,9 @@ func printBanner(w io.Writer, srv *localcloud.Server, cfg localcloud.Config, dev
 	line("OSS endpoint", srv.OSSEndpoint())
 	line("STS endpoint", srv.STSEndpoint()+"  (plain HTTP: set the request Scheme to \"http\")")
 	line("region", srv.Region())
+	if d := srv.EndpointDomain(); d != "" {
+		line("virtual hosts", "BUCKET."+d+" (path style /BUCKET/KEY too)")
+	}
 	line("buckets", strings.Join(cfg.Buckets, ", "))
 	line("data dir", cfg.DataDir)
 	if dev.Key != nil {

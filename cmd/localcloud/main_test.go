@@ -215,9 +215,9 @@ roles:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, "-c", path, "--bucket", "from-flag", "--log-level", "warn")
+	r := start(t, "-c", path, "--bucket", "from-flag", "--log-level", "warn", "--endpoint-domain", "oss.example.test")
 	out := r.out.String()
-	for _, want := range []string{"cn-beijing", "from-flag", "LTAIfilekey", "acs:ram::1000000000000000:role/uploader", filepath.Join(dir, "state")} {
+	for _, want := range []string{"cn-beijing", "from-flag", "BUCKET.oss.example.test", "LTAIfilekey", "acs:ram::1000000000000000:role/uploader", filepath.Join(dir, "state")} {
 		if !strings.Contains(out, want) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
 		}
@@ -257,6 +257,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		"bad address":       {[]string{"--data-dir", data, "--oss-addr", "nowhere"}, "oss"},
 		"negative rate":     {[]string{"--data-dir", data, "--sts-rate=-2"}, "negative"},
 		"rate not a number": {[]string{"--sts-rate", "fast"}, "fast"},
+		"bad domain":        {[]string{"--data-dir", data, "--endpoint-domain", "oss_local"}, "endpoint domain"},
 		"address in use": {[]string{"--data-dir", data, "--oss-addr", busy.Addr().String(),
 			"--sts-addr", "127.0.0.1:0"}, "address already in use"},
 	}

@@ -27,6 +27,8 @@ import (
 // Error codes and details the authority returns, as Alibaba Cloud spells them.
 const (
 	ecInvalidSecurityToken = "0002-00000006"
+	ecKeyTokenMismatch     = "0002-00000004"
+	ecSTSAccessKeyNotFound = "0002-00000002"
 	ecSecurityTokenExpired = "0002-00000007"
 
 	tokenKeyFile = "sts-token.key"
@@ -176,7 +178,10 @@ func (a *Authority) Resolve(accessKeyID, securityToken string, now time.Time) (*
 			return nil, errInvalidAccessKeyID()
 		}
 		if securityToken != "" {
-			return nil, errInvalidSecurityToken("a security token was sent with a long-term access key")
+			// With a token the request is an STS request, and a long-term key ID is then
+			// unknown: https://www.alibabacloud.com/help/en/oss/support/0002-00000002.
+			return nil, &Error{Status: http.StatusForbidden, Code: "InvalidAccessKeyId",
+				Message: "The OSS Access Key Id you provided does not exist in our records.", EC: ecSTSAccessKeyNotFound}
 		}
 		return &Principal{AccessKeyID: k.key.ID, Secret: k.key.Secret, Policies: k.policies}, nil
 	}
@@ -189,7 +194,11 @@ func (a *Authority) Resolve(accessKeyID, securityToken string, now time.Time) (*
 		return nil, err
 	}
 	if e.claims.AccessKeyID != accessKeyID {
-		return nil, errInvalidSecurityToken("the security token was not issued for this access key")
+		// A genuine token sent with another key: OSS's AccessKeyIdAndSecurityTokenNotMatch,
+		// https://www.alibabacloud.com/help/en/oss/support/0002-00000004 (the page gives the
+		// EC; the message is ours).
+		return nil, &Error{Status: http.StatusForbidden, Code: "AccessKeyIdAndSecurityTokenNotMatch",
+			Message: "The AccessKeyId and the SecurityToken you provided do not match.", EC: ecKeyTokenMismatch}
 	}
 	exp := time.Unix(e.claims.Expiration, 0).UTC()
 	if !now.Before(exp) {
@@ -295,7 +304,7 @@ func (a *Authority) AssumeRole(callerKeyID, roleARN, sessionName, sessionPolicy 
 	if sessionPolicy != "" {
 		if utf8.RuneCountInString(sessionPolicy) > policy.MaxSessionPolicyLen {
 			return nil, stsError(http.StatusBadRequest, "InvalidParameter.PolicySize",
-				fmt.Sprintf("The size of Policy must be smaller than %d bytes.", policy.MaxSessionPolicyLen))
+				fmt.Sprintf("The Policy must be at most %d characters long.", policy.MaxSessionPolicyLen))
 		}
 		if _, err := a.sessionPolicies.parse(sessionPolicy); err != nil {
 			return nil, stsError(http.StatusBadRequest, "InvalidParameter.PolicyGrammar",

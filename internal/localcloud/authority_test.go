@@ -155,8 +155,9 @@ func TestResolveLongTermKeys(t *testing.T) {
 		_, err := a.Resolve(id, "", t0)
 		wantCode(t, err, 403, "InvalidAccessKeyId", "")
 	}
+	// A token makes it an STS request, where a long-term key ID is unknown.
 	_, err = a.Resolve("LTAIworker", "some-token", t0)
-	wantCode(t, err, 403, "InvalidSecurityToken", "0002-00000006")
+	wantCode(t, err, 403, "InvalidAccessKeyId", "0002-00000002")
 }
 
 func TestResolveRejectsBadTokens(t *testing.T) {
@@ -187,7 +188,6 @@ func TestResolveRejectsBadTokens(t *testing.T) {
 		"mac padded":         body + "." + mac + "=",
 		"no mac":             body,
 		"empty body":         "." + mac,
-		"other key's token":  other.SecurityToken,
 		"garbage":            "not a token at all",
 		"dots":               "...",
 		"non-ascii":          "é.é",
@@ -204,9 +204,11 @@ func TestResolveRejectsBadTokens(t *testing.T) {
 	// A temporary key without its token is unknown to OSS.
 	_, err = a.Resolve(cr.AccessKeyID, "", t0)
 	wantCode(t, err, 403, "InvalidAccessKeyId", "")
-	// A token under a made-up key ID.
+	// A genuine token with another temporary key, or under a made-up key ID.
+	_, err = a.Resolve(cr.AccessKeyID, other.SecurityToken, t0)
+	wantCode(t, err, 403, "AccessKeyIdAndSecurityTokenNotMatch", "0002-00000004")
 	_, err = a.Resolve("STS.madeup", cr.SecurityToken, t0)
-	wantCode(t, err, 403, "InvalidSecurityToken", "0002-00000006")
+	wantCode(t, err, 403, "AccessKeyIdAndSecurityTokenNotMatch", "0002-00000004")
 	// Expiry: valid a second before, expired at the instant and after.
 	if _, err := a.Resolve(cr.AccessKeyID, cr.SecurityToken, cr.Expiration.Add(-time.Second)); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ package localcloud
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -33,14 +34,18 @@ type Role struct {
 
 // Config configures both servers. Zero values take the documented defaults.
 type Config struct {
-	OSSAddr   string      // OSS listen address; default "127.0.0.1:0"
-	STSAddr   string      // STS listen address; default "127.0.0.1:0"
-	DataDir   string      // required: objects, metadata, multipart state, token key
-	Region    string      // default "cn-hangzhou"
-	AccountID string      // default "1000000000000000"
-	Keys      []AccessKey // long-term keys
-	Roles     []Role      // roles for AssumeRole
-	Buckets   []string    // the buckets that exist; others are NoSuchBucket
+	OSSAddr string // OSS listen address; default "127.0.0.1:0"
+	STSAddr string // STS listen address; default "127.0.0.1:0"
+	DataDir string // required: objects, metadata, multipart state, token key
+	Region  string // default "cn-hangzhou"
+	// EndpointDomain is the domain under which buckets are addressed virtual-hosted style:
+	// a request with Host bucket.EndpointDomain[:port] is for that bucket. Any other Host
+	// means path style (/bucket/key). Default "localhost"; "-" turns virtual hosting off.
+	EndpointDomain string
+	AccountID      string      // default "1000000000000000"
+	Keys           []AccessKey // long-term keys
+	Roles          []Role      // roles for AssumeRole
+	Buckets        []string    // the buckets that exist; others are NoSuchBucket
 	// STSRate is the number of AssumeRole calls per second allowed (burst equal to the rate,
 	// at least 1); 0 means unlimited. Over it, STS answers Throttling.User.
 	STSRate float64
@@ -69,6 +74,16 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Region == "" {
 		c.Region = DefaultRegion
+	}
+	switch c.EndpointDomain = strings.TrimSuffix(strings.ToLower(c.EndpointDomain), "."); c.EndpointDomain {
+	case "":
+		c.EndpointDomain = DefaultEndpointDomain
+	case "-":
+		c.EndpointDomain = ""
+	default:
+		if !validDomain(c.EndpointDomain) {
+			return c, fmt.Errorf("localcloud: endpoint domain %q must be a DNS name (letters, digits, '-' and '.')", c.EndpointDomain)
+		}
 	}
 	if c.AccountID == "" {
 		c.AccountID = DefaultAccountID
@@ -106,3 +121,22 @@ type Error struct {
 
 // Error returns the code and the message, e.g. "AccessDenied: ...".
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// validDomain reports whether d is a DNS name: dot-separated labels of 1 to 63 of
+// [a-z0-9-], not starting or ending with '-', 253 characters at most.
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -25,8 +25,8 @@ import (
 // percent-encoded: well under this.
 const maxURLLen = 32 << 10
 
-// ossService is the OSS server: path-style addressing (/bucket/key), signatures, policies,
-// and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
+// ossService is the OSS server: virtual-hosted and path-style addressing, signatures,
+// policies, and the object operations clipgate uses. It is a plain http.Handler: a ServeMux would
 // clean paths and so change object keys.
 type ossService struct {
 	cfg    *Config
@@ -156,7 +156,7 @@ func (s *ossService) serve(rq *ossRequest) error {
 	if !strings.HasPrefix(path, "/") {
 		return errInvalidArgument("The request path must start with /.")
 	}
-	bucketName, rawKey, _ := strings.Cut(path[1:], "/")
+	bucketName, rawKey := bucketAndPath(r.Host, s.cfg.EndpointDomain, path)
 	if rq.bucketName, err = url.PathUnescape(bucketName); err != nil {
 		return &Error{Status: http.StatusNotFound, Code: "NoSuchBucket", Message: "The specified bucket does not exist."}
 	}
@@ -184,8 +184,10 @@ func (s *ossService) serve(rq *ossRequest) error {
 	if routeErr != nil {
 		return routeErr
 	}
-	if err := s.authorize(rq, op.action); err != nil {
-		return err
+	if op.action != "" { // otherwise the handler authorizes (per key, or on a second resource)
+		if err := s.authorize(rq, op.action); err != nil {
+			return err
+		}
 	}
 	return op.handle(s, rq)
 }
@@ -217,13 +219,18 @@ func route(rq *ossRequest) (opSpec, error) {
 			return opSpec{"ListObjectsV2", "oss:ListObjects", (*ossService).listObjectsV2}, nil
 		case m == http.MethodGet:
 			return opSpec{"ListObjects", "oss:ListObjects", (*ossService).listObjectsV1}, nil
+		case m == http.MethodPost && q.Has("delete"):
+			return opSpec{"DeleteMultipleObjects", "", (*ossService).deleteMultiple}, nil
 		}
 		return notImpl(m + " on a bucket")
 	}
 	switch m {
 	case http.MethodPut:
 		if rq.r.Header.Get("x-oss-copy-source") != "" {
-			return notImpl("CopyObject")
+			if q.Has("uploadId") || q.Has("partNumber") {
+				return notImpl("UploadPartCopy")
+			}
+			return opSpec{"CopyObject", "oss:PutObject", (*ossService).copyObject}, nil
 		}
 		if q.Has("uploadId") || q.Has("partNumber") {
 			return opSpec{"UploadPart", "oss:PutObject", (*ossService).uploadPart}, nil
@@ -261,7 +268,7 @@ func route(rq *ossRequest) (opSpec, error) {
 
 // handledSubresources are the signed sub-resources the implemented operations understand.
 var handledSubresources = map[string]bool{
-	"uploads": true, "uploadId": true, "partNumber": true, "append": true, "position": true,
+	"uploads": true, "uploadId": true, "partNumber": true, "append": true, "position": true, "delete": true,
 	"objectMeta": true, "security-token": true, "continuation-token": true,
 	"response-content-type": true, "response-content-language": true, "response-expires": true,
 	"response-cache-control": true, "response-content-disposition": true, "response-content-encoding": true,
@@ -369,8 +376,8 @@ func (d *detailedError) Unwrap() error { return d.e }
 
 type xmlField struct{ name, value string }
 
-// writeError writes err as OSS's error document (HEAD: headers only, with the document in
-// x-oss-err as OSS does) and returns its code.
+// writeError writes err as OSS's error document with its EC and RecommendDoc (HEAD: headers
+// only, with the document in x-oss-err as OSS does) and returns its code.
 func (s *ossService) writeError(rq *ossRequest, err error) string {
 	var e *Error
 	var fields []xmlField
@@ -394,8 +401,10 @@ func (s *ossService) writeError(rq *ossRequest, err error) string {
 			writeXMLElem(&b, f.name, f.value)
 		}
 	}
-	if e.EC != "" {
-		writeXMLElem(&b, "EC", e.EC)
+	ec, documented := errorEC(e)
+	writeXMLElem(&b, "EC", ec)
+	if documented {
+		writeXMLElem(&b, "RecommendDoc", recommendDoc(ec))
 	}
 	b.WriteString("</Error>\n")
 	doc := b.String()
@@ -407,9 +416,7 @@ func (s *ossService) writeError(rq *ossRequest, err error) string {
 			h.Del(k)
 		}
 	}
-	if e.EC != "" {
-		h.Set("x-oss-ec", e.EC)
-	}
+	h.Set("x-oss-ec", ec)
 	h.Set("Content-Type", "application/xml")
 	if rq.r.Method == http.MethodHead {
 		h.Set("x-oss-err", b64(doc))

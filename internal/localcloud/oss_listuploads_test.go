@@ -159,7 +159,7 @@ func TestListMultipartUploadsSDKv3(t *testing.T) {
 
 	for _, bad := range []string{"0", "1001", "-1", "x"} {
 		_, err = b.ListMultipartUploads(oss.AddParam("max-uploads", bad))
-		wantSvcErr(t, err, http.StatusBadRequest, "InvalidArgument", "")
+		wantSvcErr(t, err, http.StatusBadRequest, "InvalidArgument", ecUnknown)
 	}
 }
 
@@ -202,7 +202,7 @@ func TestListMultipartUploadsSDKv2(t *testing.T) {
 	}
 	_, err = c.InvokeOperation(bg, &osv2.OperationInput{OpName: "ListMultipartUploads", Method: "GET",
 		Bucket: osv2.Ptr(testBucket), Parameters: map[string]string{"uploads": "", "encoding-type": "base64"}})
-	wantSvcErr(t, err, http.StatusBadRequest, "InvalidArgument", "")
+	wantSvcErr(t, err, http.StatusBadRequest, "InvalidArgument", ecUnknown)
 }
 
 // TestListMultipartUploadsRAM: the action is oss:ListMultipartUploads on the bucket.
@@ -212,7 +212,7 @@ func TestListMultipartUploadsRAM(t *testing.T) {
 	startUploads(t, e.admin(oss.AuthV4), "cams/cam-1/a.mp4")
 	// The read-only key may get and list objects, not list uploads.
 	_, err := e.client(e.roAK, e.roSK, oss.AuthV4).ListMultipartUploads()
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 
 	only := `{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:ListMultipartUploads"],"Resource":["acs:oss:*:*:clips"]}]}`
 	res, err := e.stsClient(e.assumeRole(only, time.Hour), oss.AuthV4).ListMultipartUploads()
@@ -221,5 +221,5 @@ func TestListMultipartUploadsRAM(t *testing.T) {
 	}
 	objectsOnly := `{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:ListObjects"],"Resource":["acs:oss:*:*:clips"]}]}`
 	_, err = e.stsClient(e.assumeRole(objectsOnly, time.Hour), oss.AuthV4).ListMultipartUploads()
-	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "")
+	wantSvcErr(t, err, http.StatusForbidden, "AccessDenied", "0003-00000001")
 }

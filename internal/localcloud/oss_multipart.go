@@ -135,8 +135,10 @@ func (s *ossService) uploadPart(rq *ossRequest) error {
 	return nil
 }
 
+// errMalformedXML refuses a CompleteMultipartUpload document (EC as in the sample error of
+// alibabacloud-oss-go-sdk-v2's client_mock_object_multipart_test.go).
 var errMalformedXML = &Error{Status: http.StatusBadRequest, Code: "MalformedXML",
-	Message: "The XML you provided was not well-formed or did not validate against our published schema."}
+	Message: "The XML you provided was not well-formed or did not validate against our published schema.", EC: "0042-00000205"}
 
 func (s *ossService) completeUpload(rq *ossRequest) error {
 	enc, err := rq.encoder()
@@ -158,7 +160,9 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 	var list []completePart
 	if strings.EqualFold(rq.r.Header.Get("x-oss-complete-all"), "yes") {
 		if len(bytes.TrimSpace(body)) != 0 {
-			return errInvalidArgument("With x-oss-complete-all: yes the body must be empty.")
+			// EC as in the same sample errors.
+			return &Error{Status: http.StatusBadRequest, Code: "InvalidArgument",
+				Message: "Should not specify both complete all header and http body.", EC: "0042-00000216"}
 		}
 		parts, err := rq.bucket.listParts(u)
 		if err != nil {
@@ -204,14 +208,15 @@ func (s *ossService) completeUpload(rq *ossRequest) error {
 		Bucket       string
 		Key          string
 		ETag         string
-	}{EncodingType: rq.encodingType(), Location: "http://" + rq.r.Host + "/" + rq.bucketName + "/" + enc(rq.key),
+	}{EncodingType: rq.encodingType(), Location: location(rq) + enc(rq.key),
 		Bucket: rq.bucketName, Key: enc(rq.key), ETag: quoteETag(m.ETag)})
 }
 
 // readSmallBody reads a body of at most limit bytes, verified like object bodies.
 func (s *ossService) readSmallBody(rq *ossRequest, limit int64) ([]byte, error) {
+	tooLarge := &Error{Status: http.StatusBadRequest, Code: "MalformedXML", Message: errMalformedXML.Message}
 	if rq.r.ContentLength > limit {
-		return nil, errMalformedXML
+		return nil, tooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(rq.r.Body, limit+1))
 	rq.bytesIn += int64(len(body))
@@ -219,7 +224,7 @@ func (s *ossService) readSmallBody(rq *ossRequest, limit int64) ([]byte, error) 
 		return nil, &Error{Status: http.StatusBadRequest, Code: "IncompleteBody", Message: "The request body could not be read."}
 	}
 	if int64(len(body)) > limit {
-		return nil, errMalformedXML
+		return nil, tooLarge
 	}
 	d := &digest{}
 	check, err := rq.prepareChecks(d, nil, false)
@@ -373,4 +378,12 @@ func (s *ossService) listUploads(rq *ossRequest) error {
 		res.CommonPrefixes = append(res.CommonPrefixes, xmlPrefix{enc(p)})
 	}
 	return rq.writeXML(&res)
+}
+
+// location is the URL prefix of the request's objects, as the request addressed the bucket.
+func location(rq *ossRequest) string {
+	if strings.HasPrefix(strings.ToLower(rq.r.Host), rq.bucketName+".") {
+		return "http://" + rq.r.Host + "/"
+	}
+	return "http://" + rq.r.Host + "/" + rq.bucketName + "/"
 }

@@ -3,8 +3,8 @@ package localcloud
 import (
 	"crypto/md5"
 	"crypto/sha256"
-	"encoding"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"hash"
@@ -158,20 +158,24 @@ func (rq *ossRequest) receive(f *os.File, limit int64, d *digest, c *bodyCheck, 
 	return c.verify(rq.r, d)
 }
 
+// verify compares the body with the digests the request declared. A Content-MD5 mismatch is
+// InvalidDigest, "The Content-MD5 you specified was invalid" (BadDigest is S3's code):
+// https://www.alibabacloud.com/help/en/oss/the-the-content-md5-you-specified-was-invalid-error-message-is-returned-when-you-upload-a-file-to-oss-by-using-sts.
+// The other two digests get the same code, OSS having none of its own documented for them.
 func (c *bodyCheck) verify(r *http.Request, d *digest) error {
 	if c.md5 != nil {
 		want, _ := base64.StdEncoding.DecodeString(r.Header.Get("Content-MD5"))
 		if string(c.md5.Sum(nil)) != string(want) {
-			return &Error{Status: http.StatusBadRequest, Code: "BadDigest", Message: "The Content-MD5 you specified did not match what we received."}
+			return &Error{Status: http.StatusBadRequest, Code: "InvalidDigest", Message: "The Content-MD5 you specified was invalid."}
 		}
 	}
 	if c.sha != nil {
 		if hex.EncodeToString(c.sha.Sum(nil)) != r.Header.Get("x-oss-content-sha256") {
-			return &Error{Status: http.StatusBadRequest, Code: "BadDigest", Message: "The x-oss-content-sha256 you specified did not match what we received."}
+			return &Error{Status: http.StatusBadRequest, Code: "InvalidDigest", Message: "The x-oss-content-sha256 you specified did not match what we received."}
 		}
 	}
 	if v := r.Header.Get("x-oss-hash-crc64ecma"); c.crcHdr && v != "" && v != strconv.FormatUint(d.crc, 10) {
-		return &Error{Status: http.StatusBadRequest, Code: "BadDigest", Message: "The x-oss-hash-crc64ecma you specified did not match what we received."}
+		return &Error{Status: http.StatusBadRequest, Code: "InvalidDigest", Message: "The x-oss-hash-crc64ecma you specified did not match what we received."}
 	}
 	return nil
 }
@@ -261,15 +265,11 @@ func (s *ossService) appendObject(rq *ossRequest) error {
 		return &Error{Status: http.StatusConflict, Code: "PositionNotEqualToLength", Message: "Position is not equal to file length."}
 	}
 
-	objMD5 := md5.New()
-	d := &digest{hashes: []hash.Hash{objMD5}}
+	d := &digest{}
 	var f *os.File
 	var blob string
 	m := &objectMeta{Key: rq.key, Type: objectAppendable, Modified: rq.now}
 	if exists {
-		if err := objMD5.(encoding.BinaryUnmarshaler).UnmarshalBinary(cur.MD5State); err != nil {
-			return err
-		}
 		d.crc, d.size = cur.CRC64, cur.Size
 		m.ContentType, m.Headers = cur.ContentType, cur.Headers
 		blob = cur.Segments[0].Blob
@@ -301,11 +301,9 @@ func (s *ossService) appendObject(rq *ossRequest) error {
 	}
 	if err == nil {
 		m.Size, m.CRC64 = d.size, d.crc
-		m.ETag = upperHex(objMD5.Sum(nil))
+		m.ETag = appendableETag(m.CRC64, m.Size)
 		m.Segments = []segment{{Blob: blob, Size: d.size}}
-		if m.MD5State, err = objMD5.(encoding.BinaryMarshaler).MarshalBinary(); err == nil {
-			err = b.commit(rq.key, m, false)
-		}
+		err = b.commit(rq.key, m, false)
 	}
 	if err != nil {
 		if exists {
@@ -322,6 +320,19 @@ func (s *ossService) appendObject(rq *ossRequest) error {
 	wh.Set("Content-Length", "0")
 	rq.w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// appendableETag is the ETag of an appendable object of the given CRC-64 and size. On OSS
+// only simple uploads have the MD5 of their content as ETag; an appendable object's ETag
+// changes with every append but is not its MD5
+// (https://www.alibabacloud.com/help/en/oss/developer-reference/appendobject). Deriving it
+// from the CRC-64 and size, which are kept anyway, spares appends an MD5 over the object.
+func appendableETag(crc uint64, size int64) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], crc)
+	binary.BigEndian.PutUint64(b[8:], uint64(size))
+	sum := sha256.Sum256(b[:])
+	return upperHex(sum[:16])
 }
 
 // setObjectHeaders sets the headers GET and HEAD return for m.
@@ -341,8 +352,8 @@ func setObjectHeaders(h http.Header, m *objectMeta) {
 	}
 }
 
-// getObject serves GetObject and HeadObject: conditional headers, a single byte range (OSS
-// ignores a malformed Range and returns the whole object), response-* overrides.
+// getObject serves GetObject and HeadObject: conditional headers, a byte range (see
+// parseRange), response-* overrides.
 func (s *ossService) getObject(rq *ossRequest) error {
 	b := rq.bucket
 	o, ok := b.acquire(rq.key)
@@ -368,7 +379,8 @@ func (s *ossService) getObject(rq *ossRequest) error {
 			h.Set(k, v)
 		}
 	}
-	start, n, partial, ok := parseRange(rq.r.Header.Get("Range"), m.Size)
+	standard := strings.EqualFold(rq.r.Header.Get("x-oss-range-behavior"), "standard")
+	start, n, partial, ok := parseRange(rq.r.Header.Get("Range"), m.Size, standard)
 	if !ok {
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(m.Size, 10))
 		return &Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: "InvalidRange", Message: "The requested range cannot be satisfied."}
@@ -394,6 +406,13 @@ func (s *ossService) getObject(rq *ossRequest) error {
 // conditional evaluates If-Match, If-None-Match, If-Unmodified-Since and If-Modified-Since,
 // returning 412, 304 or 0 (serve).
 func conditional(r *http.Request, m *objectMeta) int {
+	return preconditions(r.Header, "", m)
+}
+
+// preconditions evaluates the conditional headers named prefix+"If-Match" and so on
+// (prefix "x-oss-copy-source-" for CopyObject's conditions on its source), returning 412,
+// 304 or 0.
+func preconditions(h http.Header, prefix string, m *objectMeta) int {
 	etagMatch := func(v string) bool {
 		for t := range strings.SplitSeq(v, ",") {
 			t = strings.Trim(strings.TrimSpace(t), `"`)
@@ -404,18 +423,18 @@ func conditional(r *http.Request, m *objectMeta) int {
 		return false
 	}
 	mod := m.Modified.Truncate(time.Second)
-	if v := r.Header.Get("If-Match"); v != "" && !etagMatch(v) {
+	if v := h.Get(prefix + "If-Match"); v != "" && !etagMatch(v) {
 		return http.StatusPreconditionFailed
 	}
-	if v := r.Header.Get("If-Unmodified-Since"); v != "" {
+	if v := h.Get(prefix + "If-Unmodified-Since"); v != "" {
 		if t, err := http.ParseTime(v); err == nil && mod.After(t) {
 			return http.StatusPreconditionFailed
 		}
 	}
-	if v := r.Header.Get("If-None-Match"); v != "" && etagMatch(v) {
+	if v := h.Get(prefix + "If-None-Match"); v != "" && etagMatch(v) {
 		return http.StatusNotModified
 	}
-	if v := r.Header.Get("If-Modified-Since"); v != "" {
+	if v := h.Get(prefix + "If-Modified-Since"); v != "" {
 		if t, err := http.ParseTime(v); err == nil && !mod.After(t) {
 			return http.StatusNotModified
 		}
@@ -423,17 +442,26 @@ func conditional(r *http.Request, m *objectMeta) int {
 	return 0
 }
 
-// parseRange interprets a Range header as OSS does: one range "bytes=a-b", "bytes=a-" or
-// "bytes=-n"; anything malformed is ignored (whole object, partial false); a range starting
-// at or beyond the end is unsatisfiable (ok false); an end beyond the object is clipped.
-func parseRange(v string, size int64) (start, n int64, partial, ok bool) {
+// parseRange interprets a Range header as OSS does, following
+// https://www.alibabacloud.com/help/en/oss/how-to-obtain-oss-resources-by-segmenting-http-range-requests:
+// one range "bytes=a-b", "bytes=a-" or "bytes=-n", of which the valid interval is 0 to
+// size-1; anything malformed is ignored (the whole object, partial false). By default a range
+// not wholly inside the object is ignored as well, and of several ranges only the first
+// counts. With standard (x-oss-range-behavior: standard) an end or a suffix beyond the object
+// is clipped, and a start at or past the end, or several ranges
+// (https://www.alibabacloud.com/help/en/oss/user-guide/http-status-code-416), is
+// unsatisfiable (ok false: 416 InvalidRange).
+func parseRange(v string, size int64, standard bool) (start, n int64, partial, ok bool) {
+	whole := func() (int64, int64, bool, bool) { return 0, size, false, true }
+	unsatisfiable := func() (int64, int64, bool, bool) { return 0, 0, false, false }
 	spec, found := strings.CutPrefix(v, "bytes=")
-	if !found || strings.Contains(spec, ",") {
-		return 0, size, false, true
+	if !found {
+		return whole()
 	}
+	spec, _, multi := strings.Cut(spec, ",")
 	a, z, found := strings.Cut(strings.TrimSpace(spec), "-")
 	if !found {
-		return 0, size, false, true
+		return whole()
 	}
 	num := func(s string) (int64, bool) {
 		if s == "" || len(s) > 18 || strings.TrimLeft(s, "0123456789") != "" {
@@ -442,35 +470,42 @@ func parseRange(v string, size int64) (start, n int64, partial, ok bool) {
 		x, err := strconv.ParseInt(s, 10, 64)
 		return x, err == nil
 	}
+	var first, last int64
 	switch {
-	case a == "": // suffix
+	case a == "": // suffix: the last k bytes
 		k, good := num(z)
 		if !good || k == 0 {
-			return 0, size, false, true
+			return whole()
 		}
-		if size == 0 {
-			return 0, 0, false, false
+		if k > size && !standard {
+			return whole()
 		}
 		k = min(k, size)
-		return size - k, k, true, true
+		first, last = size-k, size-1
 	default:
-		first, good := num(a)
-		if !good {
-			return 0, size, false, true
+		var good bool
+		if first, good = num(a); !good {
+			return whole()
 		}
-		last := size - 1
+		last = size - 1
 		if z != "" {
 			l, good := num(z)
 			if !good || l < first {
-				return 0, size, false, true
+				return whole()
+			}
+			if l >= size && !standard {
+				return whole()
 			}
 			last = min(l, size-1)
 		}
-		if first >= size {
-			return 0, 0, false, false
-		}
-		return first, last - first + 1, true, true
 	}
+	switch {
+	case standard && (multi || first >= size):
+		return unsatisfiable()
+	case first >= size:
+		return whole()
+	}
+	return first, last - first + 1, true, true
 }
 
 func (s *ossService) getObjectMeta(rq *ossRequest) error {

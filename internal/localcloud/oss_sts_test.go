@@ -2,6 +2,7 @@ package localcloud
 
 import (
 	"bytes"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,9 +191,9 @@ func TestSTSTokenFailures(t *testing.T) {
 	ltWithToken := TempCredentials{AccessKeyID: e.ak, AccessKeySecret: e.sk, SecurityToken: creds.SecurityToken}
 	for _, av := range authVersions {
 		wantOSSCode(t, e.stsClient(&tampered, av.v).PutObject(key, strings.NewReader("x")), "InvalidSecurityToken")
-		wantOSSCode(t, e.stsClient(&swapped, av.v).PutObject(key, strings.NewReader("x")), "InvalidSecurityToken")
+		wantSvcErr(t, e.stsClient(&swapped, av.v).PutObject(key, strings.NewReader("x")), http.StatusForbidden, "AccessKeyIdAndSecurityTokenNotMatch", "0002-00000004")
 		wantOSSCode(t, e.stsClient(&noToken, av.v).PutObject(key, strings.NewReader("x")), "InvalidAccessKeyId")
-		wantOSSCode(t, e.stsClient(&ltWithToken, av.v).PutObject(key, strings.NewReader("x")), "InvalidSecurityToken")
+		wantSvcErr(t, e.stsClient(&ltWithToken, av.v).PutObject(key, strings.NewReader("x")), http.StatusForbidden, "InvalidAccessKeyId", "0002-00000002")
 		wrongSecret := *creds
 		wrongSecret.AccessKeySecret += "x"
 		wantOSSCode(t, e.stsClient(&wrongSecret, av.v).PutObject(key, strings.NewReader("x")), "SignatureDoesNotMatch")

@@ -107,6 +107,9 @@ func (s *Server) STSEndpoint() string { return loopbackHostPort(s.stsLn.Addr()) 
 // Authority returns the credential authority, to issue or check credentials in-process.
 func (s *Server) Authority() *Authority { return s.auth }
 
+// EndpointDomain is the domain under which buckets are virtual hosts ("" when off).
+func (s *Server) EndpointDomain() string { return s.cfg.EndpointDomain }
+
 // Region is the region the servers claim to be in.
 func (s *Server) Region() string { return s.cfg.Region }
 

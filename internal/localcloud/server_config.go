@@ -29,6 +29,7 @@ type fileConfig struct {
 	STSAddr   string     `yaml:"stsAddr"`
 	DataDir   string     `yaml:"dataDir"`
 	Region    string     `yaml:"region"`
+	Domain    string     `yaml:"endpointDomain"`
 	AccountID string     `yaml:"accountId"`
 	STSRate   float64    `yaml:"stsRate"`
 	Buckets   []string   `yaml:"buckets"`
@@ -118,7 +119,7 @@ func ParseConfig(text []byte) (Config, error) {
 		return Config{}, errors.New("the file holds more than one YAML document")
 	}
 	cfg := Config{
-		OSSAddr: fc.OSSAddr, STSAddr: fc.STSAddr, DataDir: fc.DataDir, Region: fc.Region,
+		OSSAddr: fc.OSSAddr, STSAddr: fc.STSAddr, DataDir: fc.DataDir, Region: fc.Region, EndpointDomain: fc.Domain,
 		AccountID: fc.AccountID, STSRate: fc.STSRate, Buckets: fc.Buckets,
 	}
 	for _, k := range fc.Keys {

@@ -15,6 +15,7 @@ ossAddr: 127.0.0.1:0
 stsAddr: 127.0.0.1:0
 dataDir: data
 region: cn-shanghai
+endpointDomain: oss-cn-shanghai.example.test
 accountId: "1234567890"
 stsRate: 20
 buckets: [clips, clips-archive]
@@ -54,7 +55,7 @@ func TestLoadConfigFile(t *testing.T) {
 	if cfg.DataDir != filepath.Join(dir, "data") {
 		t.Errorf("DataDir = %q, want it relative to the file", cfg.DataDir)
 	}
-	if cfg.Region != "cn-shanghai" || cfg.AccountID != "1234567890" || cfg.STSRate != 20 ||
+	if cfg.Region != "cn-shanghai" || cfg.EndpointDomain != "oss-cn-shanghai.example.test" || cfg.AccountID != "1234567890" || cfg.STSRate != 20 ||
 		cfg.OSSAddr != "127.0.0.1:0" || len(cfg.Buckets) != 2 || cfg.Buckets[1] != "clips-archive" {
 		t.Errorf("cfg = %+v", cfg)
 	}
@@ -111,6 +112,9 @@ func TestLoadConfigFileErrors(t *testing.T) {
 		"account not digits":  {edit(`"1234567890"`, "acme"), "accountId"},
 		"bad region":          {edit("cn-shanghai", "CN Shanghai"), "region"},
 		"negative rate":       {edit("stsRate: 20", "stsRate: -1"), "negative"},
+		"bad domain":          {edit("oss-cn-shanghai.example.test", "oss_cn.example.test"), "endpoint domain"},
+		"empty label":         {edit("oss-cn-shanghai.example.test", "oss..test"), "endpoint domain"},
+		"label dash":          {edit("oss-cn-shanghai.example.test", "-oss.test"), "endpoint domain"},
 		"duplicate key":       {edit("LTAIadmin", "LTAIworker"), "twice"},
 		"short secret":        {edit("admin-secret-456", "short"), "secret"},
 		"reserved key prefix": {edit("LTAIadmin", "STS.admin"), "reserved"},

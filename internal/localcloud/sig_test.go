@@ -18,38 +18,48 @@ func TestParseRange(t *testing.T) {
 		start, n      int64
 		partial, good bool
 	}
+	whole10 := want{0, 10, false, true}
 	for _, c := range []struct {
-		h    string
-		size int64
-		want want
+		h        string
+		size     int64
+		def, std want // without and with x-oss-range-behavior: standard
 	}{
-		{"", 10, want{0, 10, false, true}},
-		{"bytes=0-0", 10, want{0, 1, true, true}},
-		{"bytes=2-5", 10, want{2, 4, true, true}},
-		{"bytes=2-", 10, want{2, 8, true, true}},
-		{"bytes=-3", 10, want{7, 3, true, true}},
-		{"bytes=-30", 10, want{0, 10, true, true}},
-		{"bytes=5-100", 10, want{5, 5, true, true}},
-		{"bytes=9-9", 10, want{9, 1, true, true}},
-		{"bytes=10-", 10, want{0, 0, false, false}},
-		{"bytes=10-20", 10, want{0, 0, false, false}},
-		{"bytes=0-", 0, want{0, 0, false, false}},
-		{"bytes=-1", 0, want{0, 0, false, false}},
-		// Ignored: the whole object.
-		{"bytes=5-2", 10, want{0, 10, false, true}},
-		{"bytes=-0", 10, want{0, 10, false, true}},
-		{"bytes=a-b", 10, want{0, 10, false, true}},
-		{"bytes=1-2,4-5", 10, want{0, 10, false, true}},
-		{"bytes=+1-2", 10, want{0, 10, false, true}},
-		{"bytes=1", 10, want{0, 10, false, true}},
-		{"bits=1-2", 10, want{0, 10, false, true}},
-		{"bytes=-", 10, want{0, 10, false, true}},
-		{"bytes=0x1-2", 10, want{0, 10, false, true}},
-		{"bytes=1234567890123456789012-", 10, want{0, 10, false, true}},
+		{"", 10, whole10, whole10},
+		{"bytes=0-0", 10, want{0, 1, true, true}, want{0, 1, true, true}},
+		{"bytes=2-5", 10, want{2, 4, true, true}, want{2, 4, true, true}},
+		{"bytes=2-", 10, want{2, 8, true, true}, want{2, 8, true, true}},
+		{"bytes=-3", 10, want{7, 3, true, true}, want{7, 3, true, true}},
+		{"bytes=-10", 10, want{0, 10, true, true}, want{0, 10, true, true}},
+		{"bytes=9-9", 10, want{9, 1, true, true}, want{9, 1, true, true}},
+		{"bytes=1-2,4-5", 10, want{1, 2, true, true}, want{0, 0, false, false}},
+		// Outside the object: ignored by default; clipped or unsatisfiable with standard.
+		{"bytes=-30", 10, whole10, want{0, 10, true, true}},
+		{"bytes=5-100", 10, whole10, want{5, 5, true, true}},
+		{"bytes=10-", 10, whole10, want{0, 0, false, false}},
+		{"bytes=10-20", 10, whole10, want{0, 0, false, false}},
+		{"bytes=0-", 0, want{0, 0, false, true}, want{0, 0, false, false}},
+		{"bytes=-1", 0, want{0, 0, false, true}, want{0, 0, false, false}},
+		// Malformed: the whole object either way.
+		{"bytes=5-2", 10, whole10, whole10},
+		{"bytes=-0", 10, whole10, whole10},
+		{"bytes=a-b", 10, whole10, whole10},
+		{"bytes=+1-2", 10, whole10, whole10},
+		{"bytes=1", 10, whole10, whole10},
+		{"bits=1-2", 10, whole10, whole10},
+		{"bytes=-", 10, whole10, whole10},
+		{"bytes=0x1-2", 10, whole10, whole10},
+		{"bytes=1234567890123456789012-", 10, whole10, whole10},
+		{"bytes=a-b,1-2", 10, whole10, whole10},
 	} {
-		start, n, partial, good := parseRange(c.h, c.size)
-		if got := (want{start, n, partial, good}); got != c.want {
-			t.Errorf("parseRange(%q, %d) = %+v, want %+v", c.h, c.size, got, c.want)
+		for _, std := range []bool{false, true} {
+			w := c.def
+			if std {
+				w = c.std
+			}
+			start, n, partial, good := parseRange(c.h, c.size, std)
+			if got := (want{start, n, partial, good}); got != w {
+				t.Errorf("parseRange(%q, %d, standard=%v) = %+v, want %+v", c.h, c.size, std, got, w)
+			}
 		}
 	}
 }
@@ -62,7 +72,7 @@ func FuzzParseRange(f *testing.F) {
 		if size < 0 {
 			size = -size
 		}
-		start, n, partial, ok := parseRange(h, size)
+		start, n, partial, ok := parseRange(h, size, size%2 == 0)
 		if !ok {
 			return
 		}

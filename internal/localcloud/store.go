@@ -91,8 +91,9 @@ type objectMeta struct {
 	Modified    time.Time         `json:"modified"`
 	Headers     map[string]string `json:"headers,omitempty"` // x-oss-meta-* and stored standard headers
 	Segments    []segment         `json:"segments"`
-	// MD5State is the marshaled MD5 state of an appendable object, so that its ETag (the MD5
-	// of the whole object) can be carried on across appends and restarts.
+	// MD5State is the marshaled MD5 state of an appendable object, written by stores whose
+	// appendable ETags were the MD5 of the content; it is read and no longer used (an old
+	// record keeps its ETag until its next append).
 	MD5State []byte `json:"md5State,omitempty"`
 	// Inline is set when the data is the first Size bytes of the record file itself
 	// (Segments is then empty).

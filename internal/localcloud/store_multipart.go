@@ -307,13 +307,17 @@ func blobNames(segs []segment) []string {
 }
 
 // linkBlob gives the blob src a second name (a hard link, or a copy where links fail).
-func (b *bucket) linkBlob(src string) (string, error) {
+func (b *bucket) linkBlob(src string) (string, error) { return b.linkBlobFrom(b, src) }
+
+// linkBlobFrom gives the blob src of bucket from a name in b (a hard link, or a copy where
+// links fail). Only blobs that are never written again may be shared this way.
+func (b *bucket) linkBlobFrom(from *bucket, src string) (string, error) {
 	name := randomHex(16, false)
-	err := os.Link(b.blobPath(src), b.blobPath(name))
+	err := os.Link(from.blobPath(src), b.blobPath(name))
 	if err == nil {
 		return name, nil
 	}
-	in, err := os.Open(b.blobPath(src))
+	in, err := os.Open(from.blobPath(src))
 	if err != nil {
 		return "", err
 	}
@@ -400,4 +404,36 @@ func (b *bucket) listUploads(prefix, delimiter, keyMarker, idMarker string, max 
 		p.nextKey, p.nextID = u.Key, u.ID
 	}
 	return p
+}
+
+// cloneData gives b its own copy of the data of o, an object of bucket src, as the segments
+// of a new object: a Multipart object's part blobs, which are never written again, are
+// linked; any other object's data is copied into a fresh blob, which commit may then turn
+// into an inline record.
+func (b *bucket) cloneData(src *bucket, o *objectReader) ([]segment, error) {
+	if o.Type == objectMultipart {
+		segs := make([]segment, 0, len(o.Segments))
+		for _, sg := range o.Segments {
+			name, err := b.linkBlobFrom(src, sg.Blob)
+			if err != nil {
+				b.removeBlobs(blobNames(segs))
+				return nil, err
+			}
+			segs = append(segs, segment{Blob: name, Size: sg.Size})
+		}
+		return segs, nil
+	}
+	f, name, err := b.newBlob()
+	if err != nil {
+		return nil, err
+	}
+	_, err = src.writeRange(f, o, 0, o.Size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		b.removeBlobs([]string{name})
+		return nil, err
+	}
+	return []segment{{Blob: name, Size: o.Size}}, nil
 }

@@ -307,7 +307,16 @@ func TestSTSErrorsWithSDK(t *testing.T) {
 			t.Errorf("%s: err = %v, want %d %s", c.name, err, c.status, c.code)
 		}
 	}
-	// The longest legal policy and the longest legal duration pass.
+	// The PolicySize message states the limit as it is applied: at most 2048 characters.
+	_, err = f.assume(worker, uploaderARN, "cam-1", longPol, "")
+	if se := wantSDKCode(t, err, 400, "InvalidParameter.PolicySize"); !strings.Contains(se.Message(), "at most 2048 characters") {
+		t.Errorf("PolicySize message %q", se.Message())
+	}
+	// The longest legal policy and the longest legal duration pass, also in multi-byte
+	// characters (the limit counts characters, not bytes).
+	if _, err := f.assume(worker, uploaderARN, "cam-1", strings.Replace(longPol[:2048], strings.Repeat("a", 1900), strings.Repeat("é", 1900), 1), ""); err != nil {
+		t.Errorf("2048 characters in more bytes: %v", err)
+	}
 	if _, err := f.assume(worker, uploaderARN, "cam-1", longPol[:2048], "7200"); err != nil {
 		t.Errorf("2048-character policy, 7200 s: %v", err)
 	}
