@@ -35,7 +35,7 @@ func TestUnderDevicePrefix(t *testing.T) {
 		{"clips/cam-1//a.mp4", "clips/", "cam-1", false},
 		{"clips/cam-1/a/..", "clips/", "cam-1", false},
 		{"clips/cam-1/a/", "clips/", "cam-1", false},
-		{"clips/cam-1/..a", "clips/", "cam-1", true}, // a name, not a traversal
+		{"clips/cam-1/..a", "clips/", "cam-1", true},                         // a name, not a traversal
 		{"clips/cam-1/2024/05/01/门口 camera #1.mp4", "clips/", "cam-1", true}, // UTF-8 names
 		{"clips/cam-1/2024/05/01/50% & more?x=1+2.ts", "clips/", "cam-1", true},
 		{"", "clips/", "cam-1", false},
