@@ -363,11 +363,35 @@ func (b *Broker) shutdown() {
 	} else if b.httpLn != nil {
 		_ = b.httpLn.Close()
 	}
-	// mochi closes each listener (our trackListener also closes connections still in
-	// their CONNECT phase), waits for every client goroutine, then stops the hooks.
+	b.endConnections()
+	// mochi closes each listener, waits for every client goroutine, then stops the hooks.
 	_ = b.srv.Close()
 	b.wg.Wait()
 	b.log.Info().Msg("broker stopped")
+}
+
+// endConnections closes the listeners and every connection they accepted, and waits for
+// mochi's client goroutines to finish their cleanup, before mochi's own Close runs.
+// mochi v2.7.9's Close takes the client table's read lock twice (Clients.GetByListener
+// calls Len); a client leaving in between queues a write lock, and the second read lock
+// then waits for ever (upstream issue #488, seen once in a race run of the device kit's
+// tests). With no connection left, nothing writes to the table while Close reads it.
+func (b *Broker) endConnections() {
+	for _, ln := range []net.Listener{b.mqttLn, b.tlsLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		b.srv.Listeners.ClientsWg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		b.log.Warn().Msg("client connections still ending after 10 s; closing the broker anyway")
+	}
 }
 
 // sweepLoop disconnects connected devices that the revocation list revokes, and drops
