@@ -6,6 +6,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
+	"github.com/mochi-mqtt/server/v2/system"
 )
 
 // Close returns while clients connect and disconnect. mochi v2.7.9's Close takes the
@@ -51,5 +53,24 @@ func TestCloseWhileClientsChurn(t *testing.T) {
 		}
 		close(stop)
 		wg.Wait()
+	}
+}
+
+// mochi's housekeeping loop may still run a tick while Close stops the hooks: the storage
+// hook then skips the tick's writes instead of panicking on the closed database.
+func TestStorageHookAfterStop(t *testing.T) {
+	t.Parallel()
+	h := &storageHook{Hook: new(pebble.Hook)}
+	if err := h.Init(&pebble.Options{Path: t.TempDir(), Mode: pebble.Sync}); err != nil {
+		t.Fatal(err)
+	}
+	h.OnSysInfoTick(&system.Info{Uptime: 1}) // written while open
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.OnSysInfoTick(&system.Info{Uptime: 2})
+	h.OnRetainedExpired("a/b")
+	if err := h.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
 	}
 }

@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"github.com/mochi-mqtt/server/v2/system"
+	"sync"
+
 	"strings"
 	"time"
 
@@ -266,15 +269,92 @@ func pace(cl *mqtt.Client, d time.Duration) {
 	}
 }
 
-// storageHook is mochi's pebble storage hook with one fix: mochi hands OnSubscribed
-// every filter of a SUBSCRIBE, refused ones included, and the pebble hook stores them all
-// (with the refusal code as QoS), so a refused subscription would come back as a live one
-// after a restart. Only granted filters are passed on.
+// storageHook is mochi's pebble storage hook with two fixes.
+//
+// mochi hands OnSubscribed every filter of a SUBSCRIBE, refused ones included, and the
+// pebble hook stores them all (with the refusal code as QoS), so a refused subscription
+// would come back as a live one after a restart. Only granted filters are passed on.
+//
+// mochi's Close stops the hooks (closing the database) while its housekeeping loop may
+// still be running a tick ($SYS info, expiries), whose writes then panic with "pebble:
+// closed" (seen once in 600 closes of TestCloseWhileClientsChurn). Every write is skipped
+// once the hook has stopped.
 type storageHook struct {
 	*pebble.Hook
+	mu      sync.RWMutex
+	stopped bool
+}
+
+// live runs f unless the hook has stopped, and keeps Stop from closing the database
+// while f runs.
+func (h *storageHook) live(f func()) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if !h.stopped {
+		f()
+	}
+}
+
+// Stop closes the database once no write is in progress; later writes are skipped.
+func (h *storageHook) Stop() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return nil
+	}
+	h.stopped = true
+	return h.Hook.Stop()
+}
+
+func (h *storageHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	h.live(func() { h.Hook.OnSessionEstablished(cl, pk) })
+}
+
+func (h *storageHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	h.live(func() { h.Hook.OnWillSent(cl, pk) })
+}
+
+func (h *storageHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.live(func() { h.Hook.OnDisconnect(cl, err, expire) })
+}
+
+func (h *storageHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	h.live(func() { h.Hook.OnUnsubscribed(cl, pk) })
+}
+
+func (h *storageHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	h.live(func() { h.Hook.OnRetainMessage(cl, pk, r) })
+}
+
+func (h *storageHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	h.live(func() { h.Hook.OnQosPublish(cl, pk, sent, resends) })
+}
+
+func (h *storageHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	h.live(func() { h.Hook.OnQosComplete(cl, pk) })
+}
+
+func (h *storageHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.live(func() { h.Hook.OnQosDropped(cl, pk) })
+}
+
+func (h *storageHook) OnSysInfoTick(sys *system.Info) {
+	h.live(func() { h.Hook.OnSysInfoTick(sys) })
+}
+
+func (h *storageHook) OnRetainedExpired(filter string) {
+	h.live(func() { h.Hook.OnRetainedExpired(filter) })
+}
+
+func (h *storageHook) OnClientExpired(cl *mqtt.Client) {
+	h.live(func() { h.Hook.OnClientExpired(cl) })
 }
 
 func (h *storageHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	h.live(func() { h.onSubscribed(cl, pk, reasonCodes) })
+}
+
+func (h *storageHook) onSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
 	n := 0
 	for i := range pk.Filters {
 		if i < len(reasonCodes) && reasonCodes[i] <= packets.CodeGrantedQos2.Code {
