@@ -77,8 +77,10 @@ func TestFaultWorkerStops(t *testing.T) {
 		// And the survivor alone serves a device that asks now.
 		late := startKits(ctx, t, stack, "cam-wc", 1, fast)
 		faultCollect(ctx, t, faultAsk(ctx, late), 1, "after the stop")
-		if st, _ := stack.WorkerStats(1); st.OK != st1.OK+1 {
-			t.Errorf("worker 1 issued %d credentials after the stop, want 1", st.OK-st1.OK)
+		// At least 1: on a busy machine the kit may time out (2 s) and ask again, and the
+		// worker answers both requests (the second from its cache).
+		if st, _ := stack.WorkerStats(1); st.OK < st1.OK+1 {
+			t.Errorf("worker 1 issued %d credentials after the stop, want at least 1", st.OK-st1.OK)
 		}
 	})
 
@@ -127,9 +129,12 @@ func TestFaultWorkerStops(t *testing.T) {
 			t.Fatal(err)
 		}
 		faultCollect(ctx, t, results, devices, "after the worker returned")
+		// Every device was served by the restarted worker, the only one running; a device
+		// whose request timed out (2 s) on a busy machine asked again and was answered
+		// twice, so the worker's count is at least, not exactly, one per device.
 		st, ok := stack.WorkerStats(i)
-		if !ok || st.OK != devices {
-			t.Errorf("the restarted worker issued %d credentials (running %v), want %d", st.OK, ok, devices)
+		if !ok || st.OK < devices {
+			t.Errorf("the restarted worker issued %d credentials (running %v), want at least %d", st.OK, ok, devices)
 		}
 	})
 }
