@@ -137,7 +137,7 @@ func testAPI(t *testing.T, dialect Dialect) {
 	if status != http.StatusForbidden || errorCode(t, body) != "csrf" {
 		t.Fatalf("delete without CSRF: %d %s", status, body)
 	}
-	status, body = a.do(http.MethodDelete, del, nil, csrfHeader, "x"+a.csrf[1:])
+	status, body = a.do(http.MethodDelete, del, nil, csrfHeader, otherToken(a.csrf))
 	if status != http.StatusForbidden {
 		t.Fatalf("delete with a wrong CSRF token: %d %s", status, body)
 	}
@@ -626,5 +626,18 @@ func TestUIPages(t *testing.T) {
 	}
 	if _, err := e.db.Clip(context.Background(), ev.Key); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after the delete form: %v", err)
+	}
+}
+
+// TestOtherToken checks the tests' wrong CSRF token: it differs from the real one
+// whatever the real one starts with (one in 64 starts with "x").
+func TestOtherToken(t *testing.T) {
+	t.Parallel()
+	tok := newToken()
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		good := string(c) + tok[1:]
+		if wrong := otherToken(good); wrong == good || len(wrong) != len(good) || !validToken(wrong) {
+			t.Errorf("otherToken(%q) = %q", good, wrong)
+		}
 	}
 }

@@ -304,6 +304,19 @@ func (a *api) login() {
 	a.csrf = s.CSRF
 }
 
+// otherToken returns a token of the same length and alphabet as tok that always differs
+// from it (its first character replaced by another).
+func otherToken(tok string) string {
+	if tok == "" {
+		return "x"
+	}
+	c := byte('x')
+	if tok[0] == c {
+		c = 'y'
+	}
+	return string(c) + tok[1:]
+}
+
 func clipData(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {

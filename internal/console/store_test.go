@@ -149,7 +149,7 @@ func TestStorePostgresMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv := fmt.Sprintf("host=%s port=%s user=postgres dbname=%s sslmode=disable", u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/"))
+	kv := fmt.Sprintf("host=%s port=%s user=postgres dbname=%s sslmode=disable", u.Query().Get("host"), u.Query().Get("port"), strings.TrimPrefix(u.Path, "/"))
 	db, err := Open(ctx, kv)
 	if err != nil || db.Dialect() != Postgres {
 		t.Fatalf("Open(%q): %v", kv, err)
