@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttdial"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -547,8 +549,8 @@ func TestConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(testContext(t)); err == nil {
-		t.Error("Start with a wrong password succeeded")
+	if err := c.Start(testContext(t)); !errors.Is(err, mqttdial.ErrRefused) {
+		t.Errorf("Start with a wrong password: %v, want a refused login (at once, not retried)", err)
 	}
 	// A token worker account may not subscribe to events: the refused subscription
 	// fails Start.
@@ -586,5 +588,38 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	}
 	if st := c.Stats(); st.HandlerErrors != 1 || st.Handled != 1 || st.Failed != 1 {
 		t.Errorf("stats %+v: want 1 handler error, 1 handled failed-upload event", st)
+	}
+}
+
+// A consumer started while its broker is down (a stack stopped, its address free) keeps
+// trying to connect, then connects and takes events once the broker is back there.
+func TestStartBeforeBroker(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	first, again := stoppedStack(t)
+	cfg := consumerConfig(t, first, "consumer:early")
+	dials := newLogSignal("cannot connect to the broker")
+	cfg.Logger = zerolog.New(dials)
+	rec := newRecorder()
+	c, err := events.NewConsumer(cfg, rec.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	started := make(chan error, 1)
+	go func() { started <- c.Start(ctx) }()
+	select {
+	case <-dials.ch: // a dial failed: nothing listens yet
+	case err := <-started:
+		t.Fatalf("Start returned while the broker was down: %v", err)
+	}
+	stack := again()
+	if err := <-started; err != nil {
+		t.Fatalf("Start after the broker came back: %v", err)
+	}
+	kit := newKit(t, ctx, stack, "cam-late", nil)
+	sent := uploadClip(t, ctx, kit, t.TempDir(), "late.mp4", 100)
+	if ev := rec.next(t, ctx); ev.ID != sent.ID || !ev.Verified {
+		t.Fatalf("event after a late start: %s", fmtEvent(ev))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"hash/crc64"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -377,4 +378,47 @@ func (d *memDeduper) setSeenErr(err error) {
 
 func fmtEvent(ev *events.Event) string {
 	return fmt.Sprintf("%s (device %s, key %s): verified %v, reason %q (%s)", ev.ID, ev.Device, ev.Key, ev.Verified, ev.Reason, ev.Detail)
+}
+
+// stoppedStack starts a stack on a directory of its own and stops it, so that its
+// addresses are free; again starts it anew on the same addresses and keys (a broker
+// restart, as far as its clients can tell).
+func stoppedStack(t testing.TB) (stopped *clipgatetest.Stack, again func() *clipgatetest.Stack) {
+	t.Helper()
+	dir := t.TempDir()
+	s := clipgatetest.New(t, clipgatetest.Options{Dir: dir})
+	opts := clipgatetest.Options{Dir: dir, MQTTAddr: hostPort(t, s.BrokerURL()),
+		OSSAddr: hostPort(t, s.OSSEndpoint()), STSAddr: s.STSEndpoint()}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return s, func() *clipgatetest.Stack { return clipgatetest.New(t, opts) }
+}
+
+// hostPort returns the host:port of a URL.
+func hostPort(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("URL %q: %v", rawURL, err)
+	}
+	return u.Host
+}
+
+// logSignal is a log writer that closes ch at the first line containing what.
+type logSignal struct {
+	what []byte
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newLogSignal(what string) *logSignal {
+	return &logSignal{what: []byte(what), ch: make(chan struct{})}
+}
+
+func (l *logSignal) Write(p []byte) (int, error) {
+	if bytes.Contains(p, l.what) {
+		l.once.Do(func() { close(l.ch) })
+	}
+	return len(p), nil
 }

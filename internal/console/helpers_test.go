@@ -8,10 +8,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +47,8 @@ type env struct {
 	bucket  *oss.Bucket  // admin access
 	offset  atomic.Int64 // added to the console's clock
 	kits    map[string]*devicekit.Kit
+	// restart starts the stack again on its addresses and keys (with brokerLater).
+	restart func()
 }
 
 type envOptions struct {
@@ -52,6 +56,9 @@ type envOptions struct {
 	stack   clipgatetest.Options
 	config  func(*Config)
 	noStart bool // the caller starts the console
+	// brokerLater stops the stack before the console starts (implies noStart): its
+	// addresses are free until env.restart starts it again there.
+	brokerLater bool
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -60,6 +67,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.dialect = SQLite
 	}
 	e := &env{t: t, kits: map[string]*devicekit.Kit{}}
+	if o.brokerLater {
+		o.stack.Dir, o.noStart = t.TempDir(), true
+	}
 	e.stack = clipgatetest.New(t, o.stack)
 	e.db = openTestDB(t, o.dialect)
 	client, err := e.stack.OSSClient()
@@ -91,6 +101,14 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if e.console, err = New(cfg); err != nil {
 		t.Fatal(err)
+	}
+	if o.brokerLater {
+		again := o.stack
+		again.MQTTAddr, again.OSSAddr, again.STSAddr = hostPort(t, e.stack.BrokerURL()), hostPort(t, e.stack.OSSEndpoint()), e.stack.STSEndpoint()
+		if err := e.stack.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.restart = func() { e.stack = clipgatetest.New(t, again) }
 	}
 	t.Cleanup(func() {
 		for _, k := range e.kits {
@@ -331,6 +349,34 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// hostPort returns the host:port of a URL.
+func hostPort(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("URL %q: %v", rawURL, err)
+	}
+	return u.Host
+}
+
+// logSignal is a log writer that closes ch at the first line containing what.
+type logSignal struct {
+	what []byte
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newLogSignal(what string) *logSignal {
+	return &logSignal{what: []byte(what), ch: make(chan struct{})}
+}
+
+func (l *logSignal) Write(p []byte) (int, error) {
+	if bytes.Contains(p, l.what) {
+		l.once.Do(func() { close(l.ch) })
+	}
+	return len(p), nil
 }
 
 // testBucket is an OSS client for bucket "clips" at an address where nothing listens,

@@ -3,11 +3,13 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -150,6 +152,35 @@ func TestEventsWhileDown(t *testing.T) {
 	}
 	defer c2.Close()
 	e.waitIndexed(second.Key)
+}
+
+// TestStartBeforeBroker: a console started while its broker is down serves its UI, keeps
+// trying to connect, and indexes uploads once the broker is back on its address.
+func TestStartBeforeBroker(t *testing.T) {
+	t.Parallel()
+	dials := newLogSignal("cannot connect to the broker")
+	e := newEnv(t, envOptions{brokerLater: true, config: func(c *Config) { c.Logger = zerolog.New(dials) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	started := make(chan error, 1)
+	go func() { started <- e.console.Start(ctx) }()
+	select {
+	case <-dials.ch: // a dial failed: nothing listens yet
+	case err := <-started:
+		t.Fatalf("Start returned while the broker was down: %v", err)
+	}
+	// The UI is up meanwhile.
+	if status, body := e.api().do(http.MethodGet, "/healthz", nil); status != http.StatusOK {
+		t.Fatalf("healthz while connecting: %d %s", status, body)
+	}
+	e.restart()
+	if err := <-started; err != nil {
+		t.Fatalf("Start after the broker came back: %v", err)
+	}
+	ev := e.upload("cam-01", "late.mp4", clipData(100, 1), time.Now())
+	if c := e.waitIndexed(ev.Key); !c.Verified {
+		t.Fatalf("clip after a late start: %+v", c)
+	}
 }
 
 // TestStatusOnline: the device's retained status and its will drive the online flag.

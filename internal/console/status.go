@@ -11,6 +11,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate/internal/mqttdial"
 	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
@@ -60,15 +61,10 @@ func newStatusSubscriber(c *Console) (*statusSubscriber, error) {
 	return s, nil
 }
 
-// start connects and waits for the first subscription.
+// start connects (trying again until ctx ends while the broker cannot be reached) and
+// waits for the first subscription.
 func (s *statusSubscriber) start(ctx context.Context) error {
-	tok := s.client.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := tok.Error(); err != nil {
+	if _, err := mqttdial.Connect(ctx, s.client, s.c.log); err != nil {
 		return fmt.Errorf("status subscription: %w", err)
 	}
 	select {
