@@ -243,6 +243,28 @@ func (c *Console) apiRetention(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+type problemsPage struct {
+	Problems []Problem `json:"problems"`
+	// Next is the "after" of the next page; empty at the end.
+	Next string `json:"next,omitempty"`
+}
+
+// apiProblems lists failed and rejected events, newest first: GET /api/problems with
+// device (optional), after and limit.
+func (c *Console) apiProblems(w http.ResponseWriter, r *http.Request) {
+	q, err := problemQuery(r.URL.Query(), DefaultPageSize)
+	if err != nil {
+		c.apiError(w, err)
+		return
+	}
+	ps, next, err := c.listProblems(r.Context(), q)
+	if err != nil {
+		c.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, problemsPage{Problems: ps, Next: next})
+}
+
 func (c *Console) apiStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, c.Stats())
 }
