@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +133,17 @@ func testAPI(t *testing.T, dialect Dialect) {
 	}
 	if got := fetch(t, cw.URL, "bytes=10-19"); !bytes.Equal(got, data[keys[1]][10:20]) {
 		t.Fatalf("range: %q", got)
+	}
+	// The download URL serves it as an attachment named after the key.
+	resp, err := http.Get(cw.DownloadURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if _, params, perr := mime.ParseMediaType(resp.Header.Get("Content-Disposition")); err != nil || perr != nil || resp.StatusCode != http.StatusOK ||
+		!strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment;") || params["filename"] != path.Base(keys[1]) || !bytes.Equal(got, data[keys[1]]) {
+		t.Fatalf("download URL: %d %q, %d bytes, %v", resp.StatusCode, resp.Header.Get("Content-Disposition"), len(got), err)
 	}
 
 	// Delete: the CSRF header is required, then the object and the row are gone.
@@ -745,5 +758,33 @@ func TestProblems(t *testing.T) {
 	}
 	if status, body := a.do(http.MethodGet, "/problems?after=zz", nil); status != http.StatusBadRequest {
 		t.Errorf("GET /problems?after=zz: %d %.300s", status, body)
+	}
+}
+
+// TestDownloadURLName: the download URL asks OSS for an attachment named after the key's
+// last segment, Unicode included.
+func TestDownloadURLName(t *testing.T) {
+	t.Parallel()
+	c, err := New(Config{Bucket: testBucket(t), Store: openTestDB(t, SQLite), PasswordHash: testHash, Prefix: "clips/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"clips/cam-01/2026/03/01/a.mp4":             "a.mp4",
+		"clips/cam-01/2026/03/01/门口 camera #1.mp4":  "门口 camera #1.mp4",
+		`clips/cam-01/2026/03/01/say "hi"; x=1.mov`: `say "hi"; x=1.mov`,
+	} {
+		u, _, err := c.DownloadURL(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		disp, params, err := mime.ParseMediaType(parsed.Query().Get("response-content-disposition"))
+		if err != nil || disp != "attachment" || params["filename"] != want {
+			t.Errorf("%s: disposition %q %v, %v; want attachment named %q", key, disp, params, err, want)
+		}
 	}
 }

@@ -176,8 +176,14 @@ func (e *env) tryConnect(id string, timeout time.Duration) error {
 	return k.Connect(ctx)
 }
 
-// upload uploads data as a clip of device id and returns the event.
+// upload uploads data as a video/mp4 clip of device id and returns the event.
 func (e *env) upload(id, name string, data []byte, recorded time.Time) *protocol.UploadEvent {
+	e.t.Helper()
+	return e.uploadAs(id, name, "video/mp4", data, recorded)
+}
+
+// uploadAs uploads data as a clip of device id with the given content type.
+func (e *env) uploadAs(id, name, contentType string, data []byte, recorded time.Time) *protocol.UploadEvent {
 	e.t.Helper()
 	path := filepath.Join(e.t.TempDir(), name)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -185,7 +191,7 @@ func (e *env) upload(id, name string, data []byte, recorded time.Time) *protocol
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ev, err := e.kit(id).Upload(ctx, devicekit.Clip{Path: path, Name: name, ContentType: "video/mp4", RecordedAt: recorded})
+	ev, err := e.kit(id).Upload(ctx, devicekit.Clip{Path: path, Name: name, ContentType: contentType, RecordedAt: recorded})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -398,9 +398,10 @@ func formatDays(d time.Duration) string {
 }
 
 type playerData struct {
-	Clip    *Clip
-	URL     string
-	Expires time.Time
+	Clip     *Clip
+	URL      string // to play
+	Download string // to download (as an attachment)
+	Expires  time.Time
 }
 
 func (c *Console) playerPage(w http.ResponseWriter, r *http.Request) {
@@ -414,7 +415,12 @@ func (c *Console) playerPage(w http.ResponseWriter, r *http.Request) {
 		c.pageError(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "player", view{Title: "Clip", Data: playerData{Clip: clip, URL: u, Expires: exp}})
+	dl, _, err := c.DownloadURL(clip.Key)
+	if err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "player", view{Title: "Clip", Data: playerData{Clip: clip, URL: u, Download: dl, Expires: exp}})
 }
 
 func (c *Console) deleteForm(w http.ResponseWriter, r *http.Request) {
