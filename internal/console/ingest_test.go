@@ -276,6 +276,13 @@ func TestStatusLastSeen(t *testing.T) {
 	if !d.LastSeen.Equal(seen) {
 		t.Fatalf("after an older status: last seen %v, want %v", d.LastSeen, seen)
 	}
+	// The UI shows it (an online device is seen now).
+	a := &api{t: t, base: restarted.URL(), hc: e.api().hc}
+	a.login()
+	if status, body := a.do(http.MethodGet, "/devices/cam-07", nil); status != http.StatusOK ||
+		!strings.Contains(string(body), "<dt>Last seen</dt><dd>"+formatTime(seen)+"</dd>") {
+		t.Fatalf("device page: %d, want last seen %s:\n%.1500s", status, formatTime(seen), body)
+	}
 	// A device clock a day ahead: seen now, not tomorrow.
 	publishRetained(t, adm, topic, status("online", time.Now().Add(24*time.Hour)), true)
 	waitFor(t, "cam-07 online again", func() bool {
