@@ -591,8 +591,8 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	}
 }
 
-// A consumer started while its broker is down (a stack stopped, its address free) keeps
-// trying to connect, then connects and takes events once the broker is back there.
+// A consumer started while its broker is down (a stack stopped, nothing listening on its
+// address) keeps trying to connect, then connects and takes events once the broker is back there.
 func TestStartBeforeBroker(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)

@@ -11,7 +11,6 @@ import (
 	"hash/crc64"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -380,29 +379,18 @@ func fmtEvent(ev *events.Event) string {
 	return fmt.Sprintf("%s (device %s, key %s): verified %v, reason %q (%s)", ev.ID, ev.Device, ev.Key, ev.Verified, ev.Reason, ev.Detail)
 }
 
-// stoppedStack starts a stack on a directory of its own and stops it, so that its
-// addresses are free; again starts it anew on the same addresses and keys (a broker
-// restart, as far as its clients can tell).
+// stoppedStack starts a stack on addresses held for the test (clipgatetest.HoldAddr)
+// and stops it; again starts it anew there, with the same keys: a broker restart, as far
+// as its clients can tell.
 func stoppedStack(t testing.TB) (stopped *clipgatetest.Stack, again func() *clipgatetest.Stack) {
 	t.Helper()
-	dir := t.TempDir()
-	s := clipgatetest.New(t, clipgatetest.Options{Dir: dir})
-	opts := clipgatetest.Options{Dir: dir, MQTTAddr: hostPort(t, s.BrokerURL()),
-		OSSAddr: hostPort(t, s.OSSEndpoint()), STSAddr: s.STSEndpoint()}
+	opts := clipgatetest.Options{Dir: t.TempDir(), MQTTAddr: clipgatetest.HoldAddr(t),
+		OSSAddr: clipgatetest.HoldAddr(t), STSAddr: clipgatetest.HoldAddr(t)}
+	s := clipgatetest.New(t, opts)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return s, func() *clipgatetest.Stack { return clipgatetest.New(t, opts) }
-}
-
-// hostPort returns the host:port of a URL.
-func hostPort(t testing.TB, rawURL string) string {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		t.Fatalf("URL %q: %v", rawURL, err)
-	}
-	return u.Host
 }
 
 // logSignal is a log writer that closes ch at the first line containing what.

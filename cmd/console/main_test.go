@@ -302,13 +302,12 @@ func TestRun(t *testing.T) {
 }
 
 // TestRunWaitsForBroker: with --connect-timeout 0, a console started while the broker is
-// down (a stack stopped, its addresses free) keeps trying, and Run returns once the
+// down (a stack stopped, nothing listening on its addresses) keeps trying, and Run returns once the
 // broker is back there and the console is subscribed.
 func TestRunWaitsForBroker(t *testing.T) {
-	dir := t.TempDir()
-	first := clipgatetest.New(t, clipgatetest.Options{Dir: dir})
-	again := clipgatetest.Options{Dir: dir, MQTTAddr: strings.TrimPrefix(first.BrokerURL(), "tcp://"),
-		OSSAddr: strings.TrimPrefix(first.OSSEndpoint(), "http://"), STSAddr: first.STSEndpoint()}
+	opts := clipgatetest.Options{Dir: t.TempDir(), MQTTAddr: clipgatetest.HoldAddr(t),
+		OSSAddr: clipgatetest.HoldAddr(t), STSAddr: clipgatetest.HoldAddr(t)}
+	first := clipgatetest.New(t, opts)
 	user, pass := first.ServiceAccount("consumer")
 	id, secret := first.AdminKey()
 	args := []string{
@@ -338,7 +337,7 @@ func TestRunWaitsForBroker(t *testing.T) {
 	case err := <-started:
 		t.Fatalf("Run returned while the broker was down: %v", err)
 	}
-	clipgatetest.New(t, again)
+	clipgatetest.New(t, opts)
 	if err := <-started; err != nil {
 		t.Fatalf("Run after the broker came back: %v", err)
 	}

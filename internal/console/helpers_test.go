@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -56,8 +55,8 @@ type envOptions struct {
 	stack   clipgatetest.Options
 	config  func(*Config)
 	noStart bool // the caller starts the console
-	// brokerLater stops the stack before the console starts (implies noStart): its
-	// addresses are free until env.restart starts it again there.
+	// brokerLater stops the stack before the console starts (implies noStart): nothing
+	// listens on its addresses (held for the test) until env.restart starts it again.
 	brokerLater bool
 }
 
@@ -69,6 +68,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	e := &env{t: t, kits: map[string]*devicekit.Kit{}}
 	if o.brokerLater {
 		o.stack.Dir, o.noStart = t.TempDir(), true
+		o.stack.MQTTAddr, o.stack.OSSAddr, o.stack.STSAddr = clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t)
 	}
 	e.stack = clipgatetest.New(t, o.stack)
 	e.db = openTestDB(t, o.dialect)
@@ -103,12 +103,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	if o.brokerLater {
-		again := o.stack
-		again.MQTTAddr, again.OSSAddr, again.STSAddr = hostPort(t, e.stack.BrokerURL()), hostPort(t, e.stack.OSSEndpoint()), e.stack.STSEndpoint()
 		if err := e.stack.Close(); err != nil {
 			t.Fatal(err)
 		}
-		e.restart = func() { e.stack = clipgatetest.New(t, again) }
+		e.restart = func() { e.stack = clipgatetest.New(t, o.stack) }
 	}
 	t.Cleanup(func() {
 		for _, k := range e.kits {
@@ -355,16 +353,6 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
-}
-
-// hostPort returns the host:port of a URL.
-func hostPort(t testing.TB, rawURL string) string {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		t.Fatalf("URL %q: %v", rawURL, err)
-	}
-	return u.Host
 }
 
 // logSignal is a log writer that closes ch at the first line containing what.

@@ -1,4 +1,4 @@
-package mqttdial
+package mqttdial_test
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -18,22 +17,10 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
-)
 
-// reservePort returns a loopback address where nothing listens (a port the kernel just
-// handed out and that was closed again).
-func reservePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/internal/mqttdial"
+)
 
 // startBroker starts a mochi broker on addr with the given authentication hook.
 func startBroker(t *testing.T, addr string, hook mochi.Hook) {
@@ -98,7 +85,7 @@ func (f *failures) count() int {
 // attempts fail, and Connect succeeds once the broker is up.
 func TestConnectWaitsForBroker(t *testing.T) {
 	t.Parallel()
-	addr := reservePort(t)
+	addr := clipgatetest.HoldAddr(t)
 	client := newClient(t, addr)
 	fails := &failures{ch: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -109,7 +96,7 @@ func TestConnectWaitsForBroker(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		tok, err := Connect(ctx, client, zerolog.New(fails))
+		tok, err := mqttdial.Connect(ctx, client, zerolog.New(fails))
 		done <- result{tok, err}
 	}()
 	select {
@@ -127,28 +114,28 @@ func TestConnectWaitsForBroker(t *testing.T) {
 // TestConnectRefused: a refused login fails at once, not at the context's end.
 func TestConnectRefused(t *testing.T) {
 	t.Parallel()
-	addr := reservePort(t)
+	addr := clipgatetest.HoldAddr(t)
 	startBroker(t, addr, new(denyHook))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	fails := &failures{ch: make(chan struct{})}
-	_, err := Connect(ctx, newClient(t, addr), zerolog.New(fails))
-	if !errors.Is(err, ErrRefused) || ctx.Err() != nil || fails.count() != 0 {
-		t.Fatalf("Connect = %v (context %v, %d retries); want ErrRefused at once", err, ctx.Err(), fails.count())
+	_, err := mqttdial.Connect(ctx, newClient(t, addr), zerolog.New(fails))
+	if !errors.Is(err, mqttdial.ErrRefused) || ctx.Err() != nil || fails.count() != 0 {
+		t.Fatalf("Connect = %v (context %v, %d retries); want mqttdial.ErrRefused at once", err, ctx.Err(), fails.count())
 	}
 }
 
 // TestConnectGivesUp: without a broker, Connect ends with the context, saying why.
 func TestConnectGivesUp(t *testing.T) {
 	t.Parallel()
-	addr := reservePort(t)
+	addr := clipgatetest.HoldAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	fails := &failures{ch: make(chan struct{})}
 	go func() {
 		<-fails.ch
 		cancel()
 	}()
-	_, err := Connect(ctx, newClient(t, addr), zerolog.New(fails))
+	_, err := mqttdial.Connect(ctx, newClient(t, addr), zerolog.New(fails))
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "last attempt") {
 		t.Fatalf("Connect = %v; want the context's error with the last attempt's", err)
 	}
