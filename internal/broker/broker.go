@@ -363,11 +363,25 @@ func (b *Broker) shutdown() {
 	} else if b.httpLn != nil {
 		_ = b.httpLn.Close()
 	}
+	// mochi's own way to disconnect a listener's clients at Close, Clients.GetByListener,
+	// read-locks the clients twice and deadlocks when a client connects or disconnects in
+	// between (mochi-mqtt/server#488, unfixed in v2.7.9). Close the listeners first with
+	// closeClients, which locks once; Server.Close then finds them closed.
+	b.srv.Listeners.CloseAll(b.closeClients)
 	// mochi closes each listener (our trackListener also closes connections still in
 	// their CONNECT phase), waits for every client goroutine, then stops the hooks.
 	_ = b.srv.Close()
 	b.wg.Wait()
 	b.log.Info().Msg("broker stopped")
+}
+
+// closeClients disconnects the clients of a listener that is closing (see shutdown).
+func (b *Broker) closeClients(listener string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // sweepLoop disconnects connected devices that the revocation list revokes, and drops
