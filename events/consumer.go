@@ -427,8 +427,9 @@ func (c *Consumer) deliver(ev *Event) bool {
 	return true
 }
 
+// count counts a handled event: its kind first, then handled, so that a reader who sees
+// the handled count sees the kinds of those events counted too.
 func (c *Consumer) count(ev *Event) {
-	c.st.handled.Add(1)
 	switch {
 	case ev.Verified:
 		c.st.verified.Add(1)
@@ -437,6 +438,7 @@ func (c *Consumer) count(ev *Event) {
 	case ev.Status == protocol.StatusFailed:
 		c.st.failed.Add(1)
 	}
+	c.st.handled.Add(1)
 }
 
 // callHandler calls the handler, turning a panic into an error (the event is then

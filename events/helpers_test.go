@@ -148,6 +148,19 @@ func (r *recorder) collect(t testing.TB, ctx context.Context, n int) map[string]
 	return got
 }
 
+// settled waits until c has counted n handled events and returns its stats. A handler
+// signals the test before it returns, and the consumer counts the event after that; it
+// counts handled last, so the other counters of those events are final by then.
+func settled(t testing.TB, ctx context.Context, c *events.Consumer, n int64) events.Stats {
+	t.Helper()
+	var st events.Stats
+	waitFor(t, ctx, fmt.Sprintf("%d events counted as handled", n), func() bool {
+		st = c.Stats()
+		return st.Handled >= n
+	})
+	return st
+}
+
 // waitFor polls cond until it holds or ctx ends.
 func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
