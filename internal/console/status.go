@@ -24,9 +24,9 @@ const maxStatusSize = 1024
 // {"v":1,"device":ID,"status":"online","ts":...} retained when it connects, and sets the
 // same with "offline" as its will, which the broker publishes when the connection drops
 // (and the kit publishes when it closes). The device's last seen is the message's ts,
-// not its arrival: retained statuses arrive again at every console start. The subscription is plain (not shared: every
-// console wants every status) with a clean session, since the retained messages give the
-// current state at each connect.
+// not its arrival: retained statuses arrive again at every console start. The
+// subscription is plain (not shared: every console wants every status) with a clean
+// session, since the retained messages give the current state at each connect.
 type statusSubscriber struct {
 	c      *Console
 	filter string
@@ -122,8 +122,8 @@ func (s *statusSubscriber) close() {
 }
 
 // statusMessage is devicekit's status payload. TS is the device's time when it made
-// the message: its connection for "online" and for its will, its close for an
-// "offline" it publishes itself.
+// the message: when it connected, for "online"; when it first connected, for its will
+// (the "offline" the broker publishes); when it closed, for an "offline" of its own.
 type statusMessage struct {
 	V      int       `json:"v"`
 	Device string    `json:"device"`
