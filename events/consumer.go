@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate/internal/mqttdial"
 	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
@@ -97,7 +98,7 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 		SetOrderMatters(false). // handlers must not block paho's reader
 		SetAutoAckDisabled(true).
 		SetAutoReconnect(true).
-		SetConnectRetry(false). // Start reports a refused login instead of retrying it
+		SetConnectRetry(false). // Start retries the first connection itself (mqttdial), not a refused login
 		SetMaxReconnectInterval(10 * time.Second).
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetWriteTimeout(cfg.ConnectTimeout).
@@ -118,7 +119,9 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 }
 
 // Start starts the workers, connects to the broker and subscribes, returning once the
-// subscription is acknowledged; ctx bounds that wait only. The consumer then runs,
+// subscription is acknowledged. While the broker cannot be reached, it tries again with
+// backoff until ctx ends (a context without deadline: until the broker is back); a
+// refused login fails at once. ctx bounds the start only. The consumer then runs,
 // reconnecting as needed, until Close. Start may be called once; if it fails, the
 // consumer is closed.
 func (c *Consumer) Start(ctx context.Context) error {
@@ -139,8 +142,9 @@ func (c *Consumer) Start(ctx context.Context) error {
 	}
 	go c.resumer()
 
-	tok := c.client.Connect()
-	err := waitToken(ctx, tok)
+	// The broker may be restarting: keep trying until ctx ends (a refused login fails
+	// at once).
+	tok, err := mqttdial.Connect(ctx, c.client, c.log)
 	if err == nil {
 		select {
 		case err = <-c.first:
@@ -148,7 +152,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
-	if errors.Is(err, errPacketIDInUse) && tok.(*mqtt.ConnectToken).SessionPresent() {
+	if errors.Is(err, errPacketIDInUse) && tok != nil && tok.SessionPresent() {
 		// The session was resumed, so it holds the subscription made when it was new.
 		c.log.Warn().Err(err).Msg("subscription not renewed; relying on the resumed session's")
 		err = nil
@@ -423,8 +427,9 @@ func (c *Consumer) deliver(ev *Event) bool {
 	return true
 }
 
+// count counts a handled event: its kind first, then handled, so that a reader who sees
+// the handled count sees the kinds of those events counted too.
 func (c *Consumer) count(ev *Event) {
-	c.st.handled.Add(1)
 	switch {
 	case ev.Verified:
 		c.st.verified.Add(1)
@@ -433,6 +438,7 @@ func (c *Consumer) count(ev *Event) {
 	case ev.Status == protocol.StatusFailed:
 		c.st.failed.Add(1)
 	}
+	c.st.handled.Add(1)
 }
 
 // callHandler calls the handler, turning a panic into an error (the event is then

@@ -148,6 +148,19 @@ func (r *recorder) collect(t testing.TB, ctx context.Context, n int) map[string]
 	return got
 }
 
+// settled waits until c has counted n handled events and returns its stats. A handler
+// signals the test before it returns, and the consumer counts the event after that; it
+// counts handled last, so the other counters of those events are final by then.
+func settled(t testing.TB, ctx context.Context, c *events.Consumer, n int64) events.Stats {
+	t.Helper()
+	var st events.Stats
+	waitFor(t, ctx, fmt.Sprintf("%d events counted as handled", n), func() bool {
+		st = c.Stats()
+		return st.Handled >= n
+	})
+	return st
+}
+
 // waitFor polls cond until it holds or ctx ends.
 func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
@@ -377,4 +390,36 @@ func (d *memDeduper) setSeenErr(err error) {
 
 func fmtEvent(ev *events.Event) string {
 	return fmt.Sprintf("%s (device %s, key %s): verified %v, reason %q (%s)", ev.ID, ev.Device, ev.Key, ev.Verified, ev.Reason, ev.Detail)
+}
+
+// stoppedStack starts a stack on addresses held for the test (clipgatetest.HoldAddr)
+// and stops it; again starts it anew there, with the same keys: a broker restart, as far
+// as its clients can tell.
+func stoppedStack(t testing.TB) (stopped *clipgatetest.Stack, again func() *clipgatetest.Stack) {
+	t.Helper()
+	opts := clipgatetest.Options{Dir: t.TempDir(), MQTTAddr: clipgatetest.HoldAddr(t),
+		OSSAddr: clipgatetest.HoldAddr(t), STSAddr: clipgatetest.HoldAddr(t)}
+	s := clipgatetest.New(t, opts)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return s, func() *clipgatetest.Stack { return clipgatetest.New(t, opts) }
+}
+
+// logSignal is a log writer that closes ch at the first line containing what.
+type logSignal struct {
+	what []byte
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newLogSignal(what string) *logSignal {
+	return &logSignal{what: []byte(what), ch: make(chan struct{})}
+}
+
+func (l *logSignal) Write(p []byte) (int, error) {
+	if bytes.Contains(p, l.what) {
+		l.once.Do(func() { close(l.ch) })
+	}
+	return len(p), nil
 }

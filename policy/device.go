@@ -11,6 +11,10 @@ import (
 // MaxSessionPolicyLen is the longest session policy STS AssumeRole accepts, in characters.
 const MaxSessionPolicyLen = 2048
 
+// DefaultPrefix is the global key prefix the commands (tokenworker, console) default to,
+// so that with their defaults the token workers hand out the prefix the console expects.
+const DefaultPrefix = "clips/"
+
 // Errors wrapped by DevicePolicy and ParseMode, for errors.Is.
 var (
 	ErrInvalidMode     = errors.New("invalid mode")

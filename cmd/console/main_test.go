@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/policy"
 )
 
 // newTestMain returns a Main whose secrets come from env (a map), not the process.
@@ -80,6 +82,23 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if m.CLI.Listen != "127.0.0.1:8080" || m.CLI.Database != "console.db" || m.CLI.Broker != "tcp://127.0.0.1:1883" ||
 		m.CLI.Username != "consumer" || m.CLI.Group != "console" || m.CLI.OSSPrefix != "clips/" || m.CLI.URLExpiry != 5*time.Minute {
 		t.Fatalf("defaults: %+v", m.CLI)
+	}
+}
+
+// TestDefaultPrefix: the console defaults to policy.DefaultPrefix, as the token worker
+// does (cmd/tokenworker's TestDefaultPrefix) and the test stacks do, so that with the
+// defaults it accepts the keys the devices are given; an empty prefix is still possible.
+func TestDefaultPrefix(t *testing.T) {
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags(required); err != nil {
+		t.Fatal(err)
+	}
+	if m.CLI.OSSPrefix != policy.DefaultPrefix || clipgatetest.DefaultPrefix != policy.DefaultPrefix {
+		t.Fatalf("default --oss-prefix %q, clipgatetest's %q; want %q", m.CLI.OSSPrefix, clipgatetest.DefaultPrefix, policy.DefaultPrefix)
+	}
+	m, _ = newTestMain(nil)
+	if err := m.ParseFlags(append([]string{"--oss-prefix="}, required...)); err != nil || m.CLI.OSSPrefix != "" {
+		t.Fatalf("--oss-prefix= gives %q, %v; want no prefix", m.CLI.OSSPrefix, err)
 	}
 }
 
@@ -154,6 +173,7 @@ func TestConfigErrors(t *testing.T) {
 		"not a bcrypt hash":   {args: []string{"--password-hash", "plaintext", "--broker", ""}, env: secretEnv, want: "not a bcrypt hash"},
 		"bad prefix":          {args: []string{"--password-hash", hash, "--oss-prefix", "../x/", "--broker", ""}, env: secretEnv, want: "Prefix"},
 		"broker CA not found": {args: []string{"--password-hash", hash, "--broker-ca", "/nonexistent/ca.pem"}, env: secretEnv, want: "--broker-ca"},
+		"negative timeout":    {args: []string{"--password-hash", hash, "--connect-timeout=-1s"}, env: secretEnv, want: "--connect-timeout"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, _ := newTestMain(tc.env)
@@ -279,4 +299,60 @@ func TestRun(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRunWaitsForBroker: with --connect-timeout 0, a console started while the broker is
+// down (a stack stopped, nothing listening on its addresses) keeps trying, and Run returns once the
+// broker is back there and the console is subscribed.
+func TestRunWaitsForBroker(t *testing.T) {
+	opts := clipgatetest.Options{Dir: t.TempDir(), MQTTAddr: clipgatetest.HoldAddr(t),
+		OSSAddr: clipgatetest.HoldAddr(t), STSAddr: clipgatetest.HoldAddr(t)}
+	first := clipgatetest.New(t, opts)
+	user, pass := first.ServiceAccount("consumer")
+	id, secret := first.AdminKey()
+	args := []string{
+		"--listen", "127.0.0.1:0", "--database", "sqlite:" + filepath.Join(t.TempDir(), "console.db"),
+		"--broker", first.BrokerURL(), "--username", user, "--client-id", "consumer:console-late",
+		"--oss-endpoint", first.OSSEndpoint(), "--oss-region", first.Region(), "--oss-bucket", first.Bucket(),
+		"--oss-access-key-id", id, "--password-hash", hashOf(t, "pw"), "--connect-timeout", "0",
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dials := &logSignal{what: []byte("cannot connect to the broker"), ch: make(chan struct{})}
+	m := &Main{Getenv: func(k string) (string, bool) {
+		v, ok := map[string]string{envPassword: pass, envOSSSecret: secret}[k]
+		return v, ok
+	}, Stdout: io.Discard, Stderr: dials}
+	if err := m.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	started := make(chan error, 1)
+	go func() { started <- m.Run(ctx) }()
+	select {
+	case <-dials.ch: // a dial failed: nothing listens yet
+	case err := <-started:
+		t.Fatalf("Run returned while the broker was down: %v", err)
+	}
+	clipgatetest.New(t, opts)
+	if err := <-started; err != nil {
+		t.Fatalf("Run after the broker came back: %v", err)
+	}
+}
+
+// logSignal is a log writer that closes ch at the first line containing what.
+type logSignal struct {
+	what []byte
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (l *logSignal) Write(p []byte) (int, error) {
+	if bytes.Contains(p, l.what) {
+		l.once.Do(func() { close(l.ch) })
+	}
+	return len(p), nil
 }

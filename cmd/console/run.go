@@ -21,6 +21,7 @@ import (
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/kongyaml"
 	"github.com/clipgate/clipgate/internal/secretfile"
+	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -58,7 +59,7 @@ type CLI struct {
 	OSSPublicEndpoint      string        `help:"OSS endpoint the operators' browsers reach, for the player's signed URLs (default: --oss-endpoint)."`
 	OSSRegion              string        `help:"OSS region (V4 signatures)." default:"cn-hangzhou"`
 	OSSBucket              string        `help:"Bucket the devices upload to." required:""`
-	OSSPrefix              string        `help:"Global key prefix, empty or ending in '/'; devices write under PREFIX+ID/." default:"clips/"`
+	OSSPrefix              string        `help:"Global key prefix, empty (--oss-prefix='') or ending in '/'; devices write under PREFIX+ID/. The token workers' --oss-prefix must match." default:"${defaultPrefix}"`
 	OSSAccessKeyID         string        `name:"oss-access-key-id" help:"Access key allowed to head, list, get and delete the bucket's objects." required:""`
 	OSSAccessKeySecretFile string        `help:"File holding the access key secret (or set ${envOSSSecret})." type:"path"`
 	URLExpiry              time.Duration `name:"url-expiry" help:"Lifetime of the player's signed URLs." default:"5m"`
@@ -67,7 +68,7 @@ type CLI struct {
 	ReconcileInterval time.Duration `help:"Time between reconciler passes over the bucket." default:"${defaultReconcile}"`
 	ReconcileMinAge   time.Duration `help:"Objects younger than this are left to their events." default:"${defaultMinAge}"`
 
-	ConnectTimeout time.Duration `help:"Give up if the broker cannot be reached in this time at start." default:"30s"`
+	ConnectTimeout time.Duration `help:"Give up if the broker cannot be reached in this time at start, trying again meanwhile (0: keep trying)." default:"30s"`
 	LogLevel       string        `help:"Log level." enum:"debug,info,warn,error" default:"info"`
 	LogFormat      string        `help:"Log format." enum:"json,console" default:"json"`
 }
@@ -107,6 +108,7 @@ func (m *Main) ParseFlags(args []string) error {
 			"defaultRoot":      topics.DefaultRoot,
 			"defaultReconcile": events.DefaultReconcileInterval.String(),
 			"defaultMinAge":    events.DefaultMinAge.String(),
+			"defaultPrefix":    policy.DefaultPrefix,
 		},
 		kong.Writers(m.Stdout, m.Stderr),
 		kong.Exit(func(int) { exited = true }),
@@ -134,8 +136,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, m.CLI.ConnectTimeout)
-	defer cancel()
+	startCtx := ctx
+	if m.CLI.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		startCtx, cancel = context.WithTimeout(ctx, m.CLI.ConnectTimeout)
+		defer cancel()
+	}
 	if m.db, err = console.Open(startCtx, m.CLI.Database); err != nil {
 		return err
 	}
@@ -241,6 +247,9 @@ func (m *Main) config() (console.Config, error) {
 			return console.Config{}, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 		cfg.HTTPTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if c.ConnectTimeout < 0 {
+		return console.Config{}, fmt.Errorf("--connect-timeout %v: want 0 (keep trying) or more", c.ConnectTimeout)
 	}
 	if c.Concurrency < 1 || c.Concurrency > events.MaxConcurrency {
 		return console.Config{}, fmt.Errorf("--concurrency %d: want 1 to %d", c.Concurrency, events.MaxConcurrency)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/policy"
 )
 
 // newTestMain returns a Main whose secrets come from env (a map), not the process.
@@ -68,7 +69,7 @@ sts:
 oss:
   endpoint: http://127.0.0.1:9
   bucket: file-bucket
-  prefix: clips/
+  prefix: videos/
 device-rate: 2.5
 max-concurrent: 7
 fleet-key-file: `+fleet+`
@@ -88,7 +89,7 @@ fleet-key-file: `+fleet+`
 		{"sts key id (snake case)", c.STSAccessKeyID, "AK-file"},
 		{"role", c.STSRoleARN, "acs:ram::1:role/file"},
 		{"bucket", c.OSSBucket, "file-bucket"},
-		{"prefix", c.OSSPrefix, "clips/"},
+		{"prefix", c.OSSPrefix, "videos/"},
 		{"username (default)", c.Username, "tokenworker"},
 	} {
 		if tc.got != tc.want {
@@ -197,5 +198,23 @@ func TestConfigSecrets(t *testing.T) {
 		if _, _, err := build(tc.env, tc.extra...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want one mentioning %q", name, err, tc.want)
 		}
+	}
+}
+
+// TestDefaultPrefix: the token worker defaults to policy.DefaultPrefix, as the console
+// does (cmd/console's TestDefaultPrefix), so that with both defaults the console accepts
+// the keys the devices are given; an empty prefix is still possible.
+func TestDefaultPrefix(t *testing.T) {
+	fleet := fleetKeyFile(t, t.TempDir())
+	m, _ := newTestMain(nil)
+	if err := m.ParseFlags(requiredArgs(fleet)); err != nil {
+		t.Fatal(err)
+	}
+	if m.CLI.OSSPrefix != policy.DefaultPrefix {
+		t.Fatalf("default --oss-prefix %q, want %q (the console's default)", m.CLI.OSSPrefix, policy.DefaultPrefix)
+	}
+	m, _ = newTestMain(nil)
+	if err := m.ParseFlags(append(requiredArgs(fleet), "--oss-prefix=")); err != nil || m.CLI.OSSPrefix != "" {
+		t.Fatalf("--oss-prefix= gives %q, %v; want no prefix", m.CLI.OSSPrefix, err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/secretfile"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -57,7 +58,7 @@ type CLI struct {
 	OSSEndpoint            string        `help:"OSS endpoint returned to devices." required:""`
 	OSSRegion              string        `help:"OSS region returned to devices (default: --sts-region)."`
 	OSSBucket              string        `help:"OSS bucket." required:""`
-	OSSPrefix              string        `help:"Global key prefix, empty or ending in '/'; devices write under PREFIX+ID/."`
+	OSSPrefix              string        `help:"Global key prefix, empty (--oss-prefix='') or ending in '/'; devices write under PREFIX+ID/. The console's --oss-prefix must match." default:"${defaultPrefix}"`
 	ClockWindow            time.Duration `help:"Accepted clock difference of requests." default:"5m"`
 	ReuseMargin            time.Duration `help:"Reuse cached credentials with more than this left." default:"10m"`
 	DeviceRate             float64       `help:"Requests per second per device." default:"1"`
@@ -107,6 +108,7 @@ func (m *Main) ParseFlags(args []string) error {
 			"defaultGroup":  topics.DefaultWorkerGroup,
 			"defaultRoot":   topics.DefaultRoot,
 			"defaultRegion": tokenworker.DefaultSTSRegion,
+			"defaultPrefix": policy.DefaultPrefix,
 		},
 		kong.Writers(m.Stdout, m.Stderr),
 		kong.Exit(func(int) { exited = true }),

@@ -363,34 +363,24 @@ func (b *Broker) shutdown() {
 	} else if b.httpLn != nil {
 		_ = b.httpLn.Close()
 	}
-	b.endConnections()
-	// mochi closes each listener, waits for every client goroutine, then stops the hooks.
+	// mochi's own way to disconnect a listener's clients at Close, Clients.GetByListener,
+	// read-locks the clients twice and deadlocks when a client connects or disconnects in
+	// between (mochi-mqtt/server#488, unfixed in v2.7.9). Close the listeners first with
+	// closeClients, which locks once; Server.Close then finds them closed.
+	b.srv.Listeners.CloseAll(b.closeClients)
+	// mochi closes each listener (our trackListener also closes connections still in
+	// their CONNECT phase), waits for every client goroutine, then stops the hooks.
 	_ = b.srv.Close()
 	b.wg.Wait()
 	b.log.Info().Msg("broker stopped")
 }
 
-// endConnections closes the listeners and every connection they accepted, and waits for
-// mochi's client goroutines to finish their cleanup, before mochi's own Close runs.
-// mochi v2.7.9's Close takes the client table's read lock twice (Clients.GetByListener
-// calls Len); a client leaving in between queues a write lock, and the second read lock
-// then waits for ever (upstream issue #488, seen once in a race run of the device kit's
-// tests). With no connection left, nothing writes to the table while Close reads it.
-func (b *Broker) endConnections() {
-	for _, ln := range []net.Listener{b.mqttLn, b.tlsLn} {
-		if ln != nil {
-			_ = ln.Close()
+// closeClients disconnects the clients of a listener that is closing (see shutdown).
+func (b *Broker) closeClients(listener string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		}
-	}
-	done := make(chan struct{})
-	go func() {
-		b.srv.Listeners.ClientsWg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		b.log.Warn().Msg("client connections still ending after 10 s; closing the broker anyway")
 	}
 }
 

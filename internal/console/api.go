@@ -190,11 +190,13 @@ func (c *Console) apiClips(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, clipsPage{Clips: clips, Next: next})
 }
 
-// clipWithURL is GET /api/clip's answer: the clip and a presigned GET URL to play it.
+// clipWithURL is GET /api/clip's answer: the clip and presigned GET URLs to play it and
+// to download it (as an attachment), valid until URLExpires.
 type clipWithURL struct {
-	Clip       *Clip     `json:"clip"`
-	URL        string    `json:"url"`
-	URLExpires time.Time `json:"urlExpires"`
+	Clip        *Clip     `json:"clip"`
+	URL         string    `json:"url"`
+	DownloadURL string    `json:"downloadUrl"`
+	URLExpires  time.Time `json:"urlExpires"`
 }
 
 func (c *Console) clipOf(r *http.Request) (*Clip, error) {
@@ -216,7 +218,12 @@ func (c *Console) apiClip(w http.ResponseWriter, r *http.Request) {
 		c.apiError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, clipWithURL{Clip: clip, URL: u, URLExpires: exp})
+	dl, _, err := c.DownloadURL(clip.Key)
+	if err != nil {
+		c.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, clipWithURL{Clip: clip, URL: u, DownloadURL: dl, URLExpires: exp})
 }
 
 func (c *Console) apiDeleteClip(w http.ResponseWriter, r *http.Request) {
@@ -241,6 +248,28 @@ func (c *Console) apiRetention(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+type problemsPage struct {
+	Problems []Problem `json:"problems"`
+	// Next is the "after" of the next page; empty at the end.
+	Next string `json:"next,omitempty"`
+}
+
+// apiProblems lists failed and rejected events, newest first: GET /api/problems with
+// device (optional), after and limit.
+func (c *Console) apiProblems(w http.ResponseWriter, r *http.Request) {
+	q, err := problemQuery(r.URL.Query(), DefaultPageSize)
+	if err != nil {
+		c.apiError(w, err)
+		return
+	}
+	ps, next, err := c.listProblems(r.Context(), q)
+	if err != nil {
+		c.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, problemsPage{Problems: ps, Next: next})
 }
 
 func (c *Console) apiStats(w http.ResponseWriter, _ *http.Request) {

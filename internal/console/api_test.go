@@ -6,14 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"golang.org/x/time/rate"
+
+	"github.com/clipgate/clipgate/internal/protocol"
 )
 
 // TestAPI drives the JSON API against SQLite and PostgreSQL: login, devices and their
@@ -130,6 +134,17 @@ func testAPI(t *testing.T, dialect Dialect) {
 	if got := fetch(t, cw.URL, "bytes=10-19"); !bytes.Equal(got, data[keys[1]][10:20]) {
 		t.Fatalf("range: %q", got)
 	}
+	// The download URL serves it as an attachment named after the key.
+	resp, err := http.Get(cw.DownloadURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if _, params, perr := mime.ParseMediaType(resp.Header.Get("Content-Disposition")); err != nil || perr != nil || resp.StatusCode != http.StatusOK ||
+		!strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment;") || params["filename"] != path.Base(keys[1]) || !bytes.Equal(got, data[keys[1]]) {
+		t.Fatalf("download URL: %d %q, %d bytes, %v", resp.StatusCode, resp.Header.Get("Content-Disposition"), len(got), err)
+	}
 
 	// Delete: the CSRF header is required, then the object and the row are gone.
 	del := "/api/clip?key=" + url.QueryEscape(keys[1])
@@ -137,7 +152,7 @@ func testAPI(t *testing.T, dialect Dialect) {
 	if status != http.StatusForbidden || errorCode(t, body) != "csrf" {
 		t.Fatalf("delete without CSRF: %d %s", status, body)
 	}
-	status, body = a.do(http.MethodDelete, del, nil, csrfHeader, "x"+a.csrf[1:])
+	status, body = a.do(http.MethodDelete, del, nil, csrfHeader, otherToken(a.csrf))
 	if status != http.StatusForbidden {
 		t.Fatalf("delete with a wrong CSRF token: %d %s", status, body)
 	}
@@ -626,5 +641,150 @@ func TestUIPages(t *testing.T) {
 	}
 	if _, err := e.db.Clip(context.Background(), ev.Key); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after the delete form: %v", err)
+	}
+}
+
+// TestOtherToken checks the tests' wrong CSRF token: it differs from the real one
+// whatever the real one starts with (one in 64 starts with "x").
+func TestOtherToken(t *testing.T) {
+	t.Parallel()
+	tok := newToken()
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		good := string(c) + tok[1:]
+		if wrong := otherToken(good); wrong == good || len(wrong) != len(good) || !validToken(wrong) {
+			t.Errorf("otherToken(%q) = %q", good, wrong)
+		}
+	}
+}
+
+// TestProblems: failed and rejected events are listed with their reasons, per device and
+// fleet-wide, in the JSON API and the UI, as many as the devices' counters say.
+func TestProblems(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{dialect: Postgres})
+	ctx := context.Background()
+	real := e.upload("cam-02", "real.mp4", clipData(300, 3), time.Now())
+	e.waitIndexed(real.Key)
+	adm := e.admin()
+	scheme := e.stack.Topics()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	completed := func(id, device, key string) protocol.UploadEvent {
+		return protocol.UploadEvent{V: 1, ID: id, Device: device, Status: protocol.StatusCompleted, Bucket: e.stack.Bucket(),
+			Key: key, Size: real.Size, CRC64: real.CRC64, RecordedAt: now, UploadedAt: now}
+	}
+	// cam-01: a failed upload, cam-02's object claimed as its own, a missing object.
+	publish(t, adm, scheme.UploadEvent("cam-01"), protocol.UploadEvent{V: 1, ID: "p-failed", Device: "cam-01",
+		Status: protocol.StatusFailed, UploadedAt: now, Error: "the <file> vanished"})
+	publish(t, adm, scheme.UploadEvent("cam-01"), completed("p-foreign", "cam-01", real.Key))
+	publish(t, adm, scheme.UploadEvent("cam-01"), completed("p-missing", "cam-01", e.stack.Prefix()+"cam-01/2026/01/01/ghost.mp4"))
+	// cam-03: an event in cam-02's name.
+	publish(t, adm, scheme.UploadEvent("cam-03"), completed("p-spoof", "cam-02", real.Key))
+	waitFor(t, "the counters", func() bool {
+		d1, err1 := e.db.Device(ctx, "cam-01")
+		d3, err3 := e.db.Device(ctx, "cam-03")
+		return err1 == nil && err3 == nil && d1.Failed == 1 && d1.Rejected == 2 && d3.Rejected == 1
+	})
+
+	a := e.api()
+	if status, body := a.do(http.MethodGet, "/api/problems", nil); status != http.StatusUnauthorized {
+		t.Fatalf("problems without a session: %d %s", status, body)
+	}
+	a.login()
+	var page problemsPage
+	a.json(http.MethodGet, "/api/problems", nil, http.StatusOK, &page)
+	byID := map[string]Problem{}
+	for _, p := range page.Problems {
+		byID[p.EventID] = p
+	}
+	if len(page.Problems) != 4 || len(byID) != 4 || page.Next != "" {
+		t.Fatalf("fleet-wide: %+v", page)
+	}
+	for id, want := range map[string]struct{ device, status, reason, text string }{
+		"p-failed":  {"cam-01", "failed", "", "the <file> vanished"},
+		"p-foreign": {"cam-01", "completed", "wrong_prefix", ""},
+		"p-missing": {"cam-01", "completed", "not_found", ""},
+		"p-spoof":   {"cam-03", "completed", "wrong_device", ""},
+	} {
+		p := byID[id]
+		if p.Device != want.device || p.Status != want.status || p.Reason != want.reason || !strings.Contains(p.Error, want.text) ||
+			(p.Reason != "" && p.Detail == "") || !p.EventAt.Equal(now) {
+			t.Errorf("%s: %+v, want %+v", id, p, want)
+		}
+	}
+	if byID["p-spoof"].ClaimedDevice != "cam-02" {
+		t.Errorf("spoof: %+v", byID["p-spoof"])
+	}
+	// Per device, by pages.
+	a.json(http.MethodGet, "/api/problems?device=cam-01&limit=2", nil, http.StatusOK, &page)
+	if len(page.Problems) != 2 || page.Next == "" || page.Problems[0].Device != "cam-01" {
+		t.Fatalf("cam-01 page 1: %+v", page)
+	}
+	first := page.Problems
+	a.json(http.MethodGet, "/api/problems?device=cam-01&limit=2&after="+page.Next, nil, http.StatusOK, &page)
+	if len(page.Problems) != 1 || page.Next != "" || page.Problems[0].ID >= first[1].ID {
+		t.Fatalf("cam-01 page 2: %+v", page)
+	}
+	a.json(http.MethodGet, "/api/problems?device=cam-02", nil, http.StatusOK, &page)
+	if len(page.Problems) != 0 {
+		t.Fatalf("cam-02 (named, did not publish): %+v", page)
+	}
+	for _, q := range []string{"device=..", "device=a%2Fb", "after=x", "after=0", "after=-3", "after=99999999999999999999", "limit=0", "limit=501"} {
+		status, body := a.do(http.MethodGet, "/api/problems?"+q, nil)
+		if status != http.StatusBadRequest || errorCode(t, body) != "invalid" {
+			t.Errorf("GET /api/problems?%s: %d %s", q, status, body)
+		}
+	}
+
+	// The UI: the fleet-wide page, the device's, the device page's section; the device's
+	// error is escaped.
+	for _, tc := range []struct {
+		path, want, not string
+	}{
+		{"/problems", `data-event="p-spoof"`, ""},
+		{"/problems", "the &lt;file&gt; vanished", "the <file>"},
+		{"/problems", "rejected: wrong_device", ""},
+		{"/problems?device=cam-01", `data-event="p-missing"`, `data-event="p-spoof"`},
+		{"/problems?device=cam-01&limit=1", `rel="next"`, ""},
+		{"/problems?device=cam-02", "No failed or rejected events of this device", "data-event"},
+		{"/devices/cam-01", `id="device-problems"`, ""},
+		{"/devices/cam-01", `data-event="p-failed"`, ""},
+		{"/devices/cam-02", `data-key="` + real.Key + `"`, `id="device-problems"`},
+		{"/", `href="/problems?device=cam-03"`, ""},
+	} {
+		status, body := a.do(http.MethodGet, tc.path, nil)
+		if status != http.StatusOK || !strings.Contains(string(body), tc.want) || (tc.not != "" && strings.Contains(string(body), tc.not)) {
+			t.Errorf("GET %s: %d, want %q without %q:\n%.2000s", tc.path, status, tc.want, tc.not, body)
+		}
+	}
+	if status, body := a.do(http.MethodGet, "/problems?after=zz", nil); status != http.StatusBadRequest {
+		t.Errorf("GET /problems?after=zz: %d %.300s", status, body)
+	}
+}
+
+// TestDownloadURLName: the download URL asks OSS for an attachment named after the key's
+// last segment, Unicode included.
+func TestDownloadURLName(t *testing.T) {
+	t.Parallel()
+	c, err := New(Config{Bucket: testBucket(t), Store: openTestDB(t, SQLite), PasswordHash: testHash, Prefix: "clips/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"clips/cam-01/2026/03/01/a.mp4":             "a.mp4",
+		"clips/cam-01/2026/03/01/门口 camera #1.mp4":  "门口 camera #1.mp4",
+		`clips/cam-01/2026/03/01/say "hi"; x=1.mov`: `say "hi"; x=1.mov`,
+	} {
+		u, _, err := c.DownloadURL(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		disp, params, err := mime.ParseMediaType(parsed.Query().Get("response-content-disposition"))
+		if err != nil || disp != "attachment" || params["filename"] != want {
+			t.Errorf("%s: disposition %q %v, %v; want attachment named %q", key, disp, params, err, want)
+		}
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -122,7 +125,11 @@ func TestBrowser(t *testing.T) {
 
 	// The browser: a fresh profile, nothing but loopback.
 	userData := t.TempDir()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+	// A bound on the whole browser session, so that a wait for an element that never
+	// shows fails the test instead of hanging it.
+	limit, cancelLimit := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancelLimit()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(limit,
 		chromedp.ExecPath(chromium),
 		chromedp.Flag("headless", true),
 		chromedp.NoSandbox,
@@ -173,9 +180,13 @@ func TestBrowser(t *testing.T) {
 	if err != nil || len(video) < 1000 || !bytes.HasPrefix(video, []byte{0x1a, 0x45, 0xdf, 0xa3}) {
 		t.Fatalf("recorded video: %d bytes, %v", len(video), err)
 	}
-	ev := e.upload("cam-web", "clip.webm", video, time.Now().Add(-time.Minute))
+	ev := e.uploadAs("cam-web", "clip.webm", "video/webm", video, time.Now().Add(-time.Minute))
 	e.waitIndexed(ev.Key)
 	t.Logf("uploaded a %d-byte WebM as %s", len(video), ev.Key)
+	// And a clip no browser can play: bytes that are no video, said to be MP4.
+	junk := clipData(64<<10, 9)
+	broken := e.uploadAs("cam-web", "broken.mp4", "video/mp4", junk, time.Now().Add(-2*time.Minute))
+	e.waitIndexed(broken.Key)
 
 	// Log in: the console sends the browser to the login page first.
 	do("login",
@@ -238,6 +249,10 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the local OSS served no bytes of %s (requests: %+v)", ev.Key, gets)
 	}
 	t.Logf("video readyState %d, %.2fs buffered; local OSS served %d bytes of %d in %d GETs", st.ReadyState, st.Buffered, served, len(video), len(gets))
+	// A playable clip shows neither message.
+	if msgs := run("player messages", chromedp.Evaluate[string](`["cannot-play", "may-not-play"].filter((id) => !document.getElementById(id).hidden).join()`)); msgs != "" {
+		t.Fatalf("a playable clip shows %q", msgs)
+	}
 
 	// Delete it (accepting the confirmation): back on the device page, without the clip.
 	do("delete", chromedp.Click(chromedp.CSS(`#delete button`)), chromedp.WaitVisible(chromedp.CSS(`p.flash`)))
@@ -245,14 +260,62 @@ func TestBrowser(t *testing.T) {
 	if loc := run("location", chromedp.Location()); flash != "Clip deleted." || !strings.HasPrefix(loc, e.console.URL()+"/devices/cam-web") {
 		t.Fatalf("after delete: %q at %s", flash, loc)
 	}
-	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('tr[data-key]').length`))
-	if err != nil || rows != 0 {
-		t.Fatalf("%d clip rows after delete, %v", rows, err)
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('tr[data-key]')].map((r) => r.dataset.key).join()`))
+	if err != nil || rows != broken.Key {
+		t.Fatalf("clip rows after delete: %q, %v; want only %s", rows, err, broken.Key)
 	}
 	if _, err := e.bucket.GetObjectDetailedMeta(ev.Key); !isOSSNotFound(err) {
 		t.Fatalf("object after delete: %v", err)
 	}
 	if _, err := e.db.Clip(context.Background(), ev.Key); err == nil {
 		t.Fatal("index row after delete")
+	}
+
+	// The clip the browser cannot play: a message and the download, not a blank player.
+	do("opening the broken clip", chromedp.Navigate(e.console.URL()+"/play?key="+url.QueryEscape(broken.Key)),
+		chromedp.WaitVisible(chromedp.ID("cannot-play")))
+	type verdict struct {
+		PlayerHidden bool   `json:"playerHidden"`
+		Message      string `json:"message"`
+		Download     string `json:"download"`
+	}
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[verdict](`(() => { const m = document.getElementById("cannot-play");
+		return {playerHidden: document.getElementById("player").hidden, message: m.innerText, download: m.querySelector("a").href}; })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.PlayerHidden || !strings.Contains(v.Message, "cannot play this clip (video/mp4)") {
+		t.Fatalf("unplayable clip: %+v", v)
+	}
+	resp, err := http.Get(v.Download)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if _, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Disposition")); err != nil || resp.StatusCode != http.StatusOK ||
+		!strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") || params["filename"] != "broken.mp4" || !bytes.Equal(got, junk) {
+		t.Fatalf("download link: %d %q, %d bytes, %v", resp.StatusCode, resp.Header.Get("Content-Disposition"), len(got), err)
+	}
+
+	// Every input pattern compiles as Chrome compiles patterns (the v flag; an invalid
+	// one is silently ignored), and the retention form's refuses a bad prefix.
+	for _, path := range []string{"/", "/clips", "/problems", "/retention"} {
+		do("opening "+path, chromedp.Navigate(e.console.URL()+path), chromedp.WaitReady(chromedp.CSS("main")))
+		bad := run("patterns of "+path, chromedp.Evaluate[string](`[...document.querySelectorAll("input[pattern]")].filter((i) => {
+			try { new RegExp("^(?:" + i.pattern + ")$", "v"); return false; } catch (e) { return true; } }).map((i) => i.name).join()`))
+		if bad != "" {
+			t.Errorf("%s: invalid pattern on input(s) %s", path, bad)
+		}
+	}
+	type validity struct {
+		Bad, Good, Submittable bool
+	}
+	val, err := chromedp.Run(ctx, chromedp.Evaluate[validity](`(() => { const p = document.getElementById("prefix"), out = {};
+		p.value = "clips/cam 01/"; out.Bad = p.validity.patternMismatch; out.Submittable = document.getElementById("retention").checkValidity();
+		p.value = "clips/cam-01/"; out.Good = p.validity.patternMismatch; return out; })()`))
+	if err != nil || !val.Bad || val.Good || val.Submittable {
+		t.Fatalf("retention prefix validity: bad value mismatched %v, good value mismatched %v, form with the bad one submittable %v (%v)",
+			val.Bad, val.Good, val.Submittable, err)
 	}
 }

@@ -104,7 +104,8 @@ type Config struct {
 	// ReconcileInterval and ReconcileMinAge configure the Reconciler (events' defaults
 	// when zero; a negative MinAge means none).
 	ReconcileInterval, ReconcileMinAge time.Duration
-	// SeenTTL is how long handled event IDs are kept for deduplication.
+	// SeenTTL is how long handled event IDs are kept for deduplication, and failed and
+	// rejected events for their list.
 	SeenTTL time.Duration
 	// PruneEvery is the interval of pruning seen events and expired sessions.
 	PruneEvery time.Duration

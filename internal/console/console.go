@@ -145,8 +145,10 @@ func (c *Console) handle(ctx context.Context, ev *events.Event) error {
 }
 
 // Start syncs the revocation list, listens on Addr and starts serving, then connects the
-// events consumer and the status subscription (if a broker is configured); ctx bounds
-// the start only. On error nothing is left running.
+// events consumer and the status subscription (if a broker is configured). While the
+// broker cannot be reached it keeps trying, serving the UI meanwhile, until ctx ends (a
+// context without deadline: until the broker is back); a refused login fails at once.
+// ctx bounds the start only. On error nothing is left running.
 func (c *Console) Start(ctx context.Context) (err error) {
 	c.mu.Lock()
 	if c.started || c.closed {

@@ -18,6 +18,7 @@ import (
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite" (pure Go)
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/protocol"
 )
 
 // Dialect names a supported database.
@@ -248,11 +249,15 @@ type queries struct {
 	setRevoked, revoked                       string
 	createSession, session, deleteSession     string
 	pruneSeen, pruneSessions, decrementDevice string
+	insertProblem, pruneProblems              string
+	problemsAll, problemsDevice               string
 }
 
 const deviceColumns = "id, online, status_at, last_seen, last_upload, clip_count, rejected_count, failed_count, revoked, revoked_at"
 
 const clipColumns = "key, event_id, device, bucket, size, crc64, content_type, recorded_at, uploaded_at, indexed_at, verified, reason, reconciled"
+
+const problemColumns = "id, device, event_id, claimed, status, reason, detail, error, bucket, key, size, event_at, indexed_at"
 
 func buildQueries(dialect Dialect) queries {
 	// GREATEST is max() in SQLite (the two-argument scalar function).
@@ -274,7 +279,7 @@ func buildQueries(dialect Dialect) queries {
 	return queries{
 		insertSeen:    "INSERT INTO seen_events (device, event_id, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
 		seen:          "SELECT 1 FROM seen_events WHERE device = $1 AND event_id = $2",
-		touchDevice:   "INSERT INTO devices (id, last_seen) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET last_seen = " + greatest + "(COALESCE(devices.last_seen, 0), excluded.last_seen)",
+		touchDevice:   "INSERT INTO devices (id, last_seen) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET last_seen = " + greatest + "(COALESCE(devices.last_seen, 0), COALESCE(excluded.last_seen, 0))",
 		ensureDevice:  "INSERT INTO devices (id) VALUES ($1) ON CONFLICT (id) DO NOTHING",
 		countFailed:   "UPDATE devices SET failed_count = failed_count + 1 WHERE id = $1",
 		countRejected: "UPDATE devices SET rejected_count = rejected_count + 1 WHERE id = $1",
@@ -286,8 +291,8 @@ func buildQueries(dialect Dialect) queries {
 		setLastUpload:   "UPDATE devices SET last_upload = " + greatest + "(COALESCE(last_upload, 0), $2) WHERE id = $1",
 		decrementDevice: "UPDATE devices SET clip_count = " + greatest + "(clip_count - $2, 0) WHERE id = $1",
 		knownClip:       "SELECT 1 FROM clips WHERE key = $1 AND verified",
-		setStatus: "INSERT INTO devices (id, online, status_at, last_seen) VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO UPDATE SET " +
-			"online = excluded.online, status_at = excluded.status_at, last_seen = " + greatest + "(COALESCE(devices.last_seen, 0), excluded.last_seen)",
+		setStatus: "INSERT INTO devices (id, online, status_at, last_seen) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET " +
+			"online = excluded.online, status_at = excluded.status_at, last_seen = " + greatest + "(COALESCE(devices.last_seen, 0), COALESCE(excluded.last_seen, 0))",
 		devices:       "SELECT " + deviceColumns + " FROM devices WHERE id > $1 ORDER BY id LIMIT $2",
 		device:        "SELECT " + deviceColumns + " FROM devices WHERE id = $1",
 		clip:          "SELECT " + clipColumns + " FROM clips WHERE key = $1",
@@ -304,6 +309,11 @@ func buildQueries(dialect Dialect) queries {
 		pruneSeen: "DELETE FROM seen_events WHERE (device, event_id) IN " +
 			"(SELECT device, event_id FROM seen_events WHERE seen_at < $1 LIMIT $2)",
 		pruneSessions: "DELETE FROM sessions WHERE expires_at <= $1",
+		insertProblem: "INSERT INTO problem_events (device, event_id, claimed, status, reason, detail, error, bucket, key, size, event_at, indexed_at) " +
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+		pruneProblems:  "DELETE FROM problem_events WHERE id IN (SELECT id FROM problem_events WHERE indexed_at < $1 LIMIT $2)",
+		problemsAll:    "SELECT " + problemColumns + " FROM problem_events WHERE id < $1 ORDER BY id DESC LIMIT $2",
+		problemsDevice: "SELECT " + problemColumns + " FROM problem_events WHERE device = $3 AND id < $1 ORDER BY id DESC LIMIT $2",
 	}
 }
 
@@ -359,16 +369,24 @@ func (d *DB) Index(ctx context.Context, ev *events.Event, now time.Time) (IndexO
 	} else if n == 0 {
 		return Duplicate, nil
 	}
-	if ev.Publisher == "" {
+	// The device was seen when it made the event (its own clock, no later than now), not
+	// when the console got it: a redelivery after a restart is no sign of life.
+	if seen := seenAt(ev.UploadedAt, now); ev.Publisher == "" || !seen.Valid {
 		_, err = tx.ExecContext(ctx, d.q.ensureDevice, who)
 	} else {
-		_, err = tx.ExecContext(ctx, d.q.touchDevice, who, us(now))
+		_, err = tx.ExecContext(ctx, d.q.touchDevice, who, seen)
 	}
 	if err != nil {
 		return 0, err
 	}
 	if ev.Rejected() {
 		if _, err := tx.ExecContext(ctx, d.q.countRejected, who); err != nil {
+			return 0, err
+		}
+	}
+	if ev.Rejected() || ev.Status == protocol.StatusFailed {
+		if _, err := tx.ExecContext(ctx, d.q.insertProblem, who, ev.ID, ev.Device, ev.Status, string(ev.Reason),
+			truncate(ev.Detail, maxProblemText), ev.Error, ev.Bucket, ev.Key, ev.Size, seenAt(ev.UploadedAt, now), us(now)); err != nil {
 			return 0, err
 		}
 	}
@@ -434,9 +452,63 @@ func (d *DB) KnownClip(ctx context.Context, key string) (bool, error) {
 }
 
 // SetStatus implements Store.
-func (d *DB) SetStatus(ctx context.Context, device string, online bool, at time.Time) error {
-	_, err := d.w.ExecContext(ctx, d.q.setStatus, device, online, us(at))
+func (d *DB) SetStatus(ctx context.Context, device string, online bool, at, seen time.Time) error {
+	_, err := d.w.ExecContext(ctx, d.q.setStatus, device, online, us(at), seenAt(seen, at))
 	return err
+}
+
+// seenAt is a device's own time of a message as a nullable column: NULL when unknown
+// (zero), and no later than now (a device whose clock runs ahead is not seen in the
+// future).
+func seenAt(t, now time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	if t.After(now) {
+		t = now
+	}
+	return sql.NullInt64{Int64: us(t), Valid: true}
+}
+
+// maxProblemText bounds the stored explanation of a rejection.
+const maxProblemText = 1000
+
+func scanProblem(s scanner) (Problem, error) {
+	var p Problem
+	var eventAt sql.NullInt64
+	var indexed int64
+	err := s.Scan(&p.ID, &p.Device, &p.EventID, &p.ClaimedDevice, &p.Status, &p.Reason, &p.Detail, &p.Error,
+		&p.Bucket, &p.Key, &p.Size, &eventAt, &indexed)
+	p.EventAt, p.IndexedAt = nullUS(eventAt), fromUS(indexed)
+	return p, err
+}
+
+// Problems implements Store.
+func (d *DB) Problems(ctx context.Context, q ProblemQuery) ([]Problem, error) {
+	after := q.After
+	if after <= 0 {
+		after = math.MaxInt64
+	}
+	var rows *sql.Rows
+	var err error
+	if q.Device != "" {
+		rows, err = d.r.QueryContext(ctx, d.q.problemsDevice, after, q.Limit, q.Device)
+	} else {
+		rows, err = d.r.QueryContext(ctx, d.q.problemsAll, after, q.Limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]Problem, 0, min(q.Limit, 256))
+	for rows.Next() {
+		p, err := scanProblem(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -695,19 +767,12 @@ const pruneBatch = 10_000
 // Prune implements Store.
 func (d *DB) Prune(ctx context.Context, seenBefore, now time.Time) (PruneResult, error) {
 	var r PruneResult
-	for {
-		res, err := d.w.ExecContext(ctx, d.q.pruneSeen, us(seenBefore), pruneBatch)
-		if err != nil {
-			return r, err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return r, err
-		}
-		r.Seen += n
-		if n < pruneBatch {
-			break
-		}
+	var err error
+	if r.Seen, err = d.pruneBatches(ctx, d.q.pruneSeen, seenBefore); err != nil {
+		return r, err
+	}
+	if r.Problems, err = d.pruneBatches(ctx, d.q.pruneProblems, seenBefore); err != nil {
+		return r, err
 	}
 	res, err := d.w.ExecContext(ctx, d.q.pruneSessions, us(now))
 	if err != nil {
@@ -715,4 +780,24 @@ func (d *DB) Prune(ctx context.Context, seenBefore, now time.Time) (PruneResult,
 	}
 	r.Sessions, err = res.RowsAffected()
 	return r, err
+}
+
+// pruneBatches runs a pruning statement ($1 the cutoff, $2 the batch size) until it
+// deletes less than a batch, and returns the rows deleted.
+func (d *DB) pruneBatches(ctx context.Context, query string, before time.Time) (int64, error) {
+	var total int64
+	for {
+		res, err := d.w.ExecContext(ctx, query, us(before), pruneBatch)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
 }

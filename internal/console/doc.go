@@ -16,7 +16,13 @@
 // indexed (that would let a device occupy another's keys): they count against the
 // publisher as "rejected". Events whose object is missing or differs (size, CRC-64) are
 // indexed unverified with the reason, and a later verified event or the reconciler
-// replaces them.
+// replaces them. Every rejected event and every failed upload is also listed, with its
+// reason and the device's error (Store.Problems, /problems, /api/problems), for as long
+// as the deduplication record (Config.SeenTTL).
+//
+// A device's "last seen" is its own time: the ts of its status messages and the
+// uploadedAt of its events, never later than the console's clock. (A retained status
+// arrives again at each console start; its arrival says nothing about the device.)
 //
 // # Storage
 //

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +46,8 @@ type env struct {
 	bucket  *oss.Bucket  // admin access
 	offset  atomic.Int64 // added to the console's clock
 	kits    map[string]*devicekit.Kit
+	// restart starts the stack again on its addresses and keys (with brokerLater).
+	restart func()
 }
 
 type envOptions struct {
@@ -52,6 +55,9 @@ type envOptions struct {
 	stack   clipgatetest.Options
 	config  func(*Config)
 	noStart bool // the caller starts the console
+	// brokerLater stops the stack before the console starts (implies noStart): nothing
+	// listens on its addresses (held for the test) until env.restart starts it again.
+	brokerLater bool
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -60,6 +66,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.dialect = SQLite
 	}
 	e := &env{t: t, kits: map[string]*devicekit.Kit{}}
+	if o.brokerLater {
+		o.stack.Dir, o.noStart = t.TempDir(), true
+		o.stack.MQTTAddr, o.stack.OSSAddr, o.stack.STSAddr = clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t)
+	}
 	e.stack = clipgatetest.New(t, o.stack)
 	e.db = openTestDB(t, o.dialect)
 	client, err := e.stack.OSSClient()
@@ -91,6 +101,12 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if e.console, err = New(cfg); err != nil {
 		t.Fatal(err)
+	}
+	if o.brokerLater {
+		if err := e.stack.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.restart = func() { e.stack = clipgatetest.New(t, o.stack) }
 	}
 	t.Cleanup(func() {
 		for _, k := range e.kits {
@@ -158,8 +174,14 @@ func (e *env) tryConnect(id string, timeout time.Duration) error {
 	return k.Connect(ctx)
 }
 
-// upload uploads data as a clip of device id and returns the event.
+// upload uploads data as a video/mp4 clip of device id and returns the event.
 func (e *env) upload(id, name string, data []byte, recorded time.Time) *protocol.UploadEvent {
+	e.t.Helper()
+	return e.uploadAs(id, name, "video/mp4", data, recorded)
+}
+
+// uploadAs uploads data as a clip of device id with the given content type.
+func (e *env) uploadAs(id, name, contentType string, data []byte, recorded time.Time) *protocol.UploadEvent {
 	e.t.Helper()
 	path := filepath.Join(e.t.TempDir(), name)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -167,7 +189,7 @@ func (e *env) upload(id, name string, data []byte, recorded time.Time) *protocol
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ev, err := e.kit(id).Upload(ctx, devicekit.Clip{Path: path, Name: name, ContentType: "video/mp4", RecordedAt: recorded})
+	ev, err := e.kit(id).Upload(ctx, devicekit.Clip{Path: path, Name: name, ContentType: contentType, RecordedAt: recorded})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -304,6 +326,19 @@ func (a *api) login() {
 	a.csrf = s.CSRF
 }
 
+// otherToken returns a token of the same length and alphabet as tok that always differs
+// from it (its first character replaced by another).
+func otherToken(tok string) string {
+	if tok == "" {
+		return "x"
+	}
+	c := byte('x')
+	if tok[0] == c {
+		c = 'y'
+	}
+	return string(c) + tok[1:]
+}
+
 func clipData(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -318,6 +353,24 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// logSignal is a log writer that closes ch at the first line containing what.
+type logSignal struct {
+	what []byte
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newLogSignal(what string) *logSignal {
+	return &logSignal{what: []byte(what), ch: make(chan struct{})}
+}
+
+func (l *logSignal) Write(p []byte) (int, error) {
+	if bytes.Contains(p, l.what) {
+		l.once.Do(func() { close(l.ch) })
+	}
+	return len(p), nil
 }
 
 // testBucket is an OSS client for bucket "clips" at an address where nothing listens,

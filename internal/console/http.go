@@ -46,6 +46,7 @@ func (c *Console) routes() http.Handler {
 	mux.Handle("POST /devices/{id}/revoke", ui(c.revokeForm(true)))
 	mux.Handle("POST /devices/{id}/restore", ui(c.revokeForm(false)))
 	mux.Handle("GET /clips", ui(c.clipsPage))
+	mux.Handle("GET /problems", ui(c.problemsPage))
 	mux.Handle("GET /play", ui(c.playerPage))
 	mux.Handle("POST /clips/delete", ui(c.deleteForm))
 	mux.Handle("GET /retention", ui(c.retentionPage))
@@ -60,6 +61,7 @@ func (c *Console) routes() http.Handler {
 	mux.Handle("POST /api/devices/{id}/restore", api(c.apiRevoke(false)))
 	mux.Handle("GET /api/clips", api(c.apiClips))
 	mux.Handle("GET /api/clip", api(c.apiClip))
+	mux.Handle("GET /api/problems", api(c.apiProblems))
 	mux.Handle("DELETE /api/clip", api(c.apiDeleteClip))
 	mux.Handle("POST /api/retention", api(c.apiRetention))
 	mux.Handle("GET /api/stats", api(c.apiStats))
@@ -273,6 +275,42 @@ func (c *Console) listClips(ctx context.Context, q ClipQuery) ([]Clip, string, e
 		next = encodeCursor(Cursor{RecordedAt: last.RecordedAt, Key: last.Key})
 	}
 	return clips, next, nil
+}
+
+// problemQuery reads a problem list's parameters: device (optional), after, limit.
+func problemQuery(q url.Values, defLimit int) (ProblemQuery, error) {
+	var pq ProblemQuery
+	if pq.Device = q.Get("device"); pq.Device != "" {
+		if err := deviceid.Validate(pq.Device); err != nil {
+			return pq, invalidf("device: %v", err)
+		}
+	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return pq, invalidf("after %q: not a cursor from this console", truncate(v, 40))
+		}
+		pq.After = n
+	}
+	var err error
+	pq.Limit, err = parseLimit(q, defLimit)
+	return pq, err
+}
+
+// listProblems runs q and returns the page and the "after" of the next ("" at the end).
+func (c *Console) listProblems(ctx context.Context, q ProblemQuery) ([]Problem, string, error) {
+	want := q.Limit
+	q.Limit++
+	ps, err := c.store.Problems(ctx, q)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(ps) > want {
+		ps = ps[:want]
+		next = strconv.FormatInt(ps[want-1].ID, 10)
+	}
+	return ps, next, nil
 }
 
 // listDevices returns a page of devices after the given ID and the next page's "after".

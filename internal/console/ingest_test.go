@@ -3,11 +3,13 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -30,6 +32,11 @@ func (e *env) admin() mqtt.Client {
 
 func publish(t *testing.T, c mqtt.Client, topic string, payload any) {
 	t.Helper()
+	publishRetained(t, c, topic, payload, false)
+}
+
+func publishRetained(t *testing.T, c mqtt.Client, topic string, payload any, retained bool) {
+	t.Helper()
 	var b []byte
 	switch p := payload.(type) {
 	case []byte:
@@ -40,7 +47,7 @@ func publish(t *testing.T, c mqtt.Client, topic string, payload any) {
 			t.Fatal(err)
 		}
 	}
-	if tok := c.Publish(topic, 1, false, b); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(topic, 1, retained, b); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
 }
@@ -99,6 +106,13 @@ func TestIngestVerification(t *testing.T) {
 func TestReconcile(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{dialect: Postgres})
+	ctx := context.Background()
+	// The reconciler's first pass runs at start: let it finish (a pass waits for the
+	// one in progress), so that the object below is left to the passes of the test.
+	waitFor(t, "the first reconciler pass", func() bool { return e.console.Stats().Reconciler.Passes >= 1 })
+	if _, err := e.console.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
 	key := e.stack.Prefix() + "cam-05/2026/01/02/lost.mp4"
 	if err := e.bucket.PutObject(key, strings.NewReader("an upload whose event the broker dropped")); err != nil {
 		t.Fatal(err)
@@ -107,7 +121,6 @@ func TestReconcile(t *testing.T) {
 	if err := e.bucket.PutObject(e.stack.Prefix()+"stray.txt", strings.NewReader("x")); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	n, err := e.console.Reconcile(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("Reconcile = %d, %v", n, err)
@@ -152,6 +165,35 @@ func TestEventsWhileDown(t *testing.T) {
 	e.waitIndexed(second.Key)
 }
 
+// TestStartBeforeBroker: a console started while its broker is down serves its UI, keeps
+// trying to connect, and indexes uploads once the broker is back on its address.
+func TestStartBeforeBroker(t *testing.T) {
+	t.Parallel()
+	dials := newLogSignal("cannot connect to the broker")
+	e := newEnv(t, envOptions{brokerLater: true, config: func(c *Config) { c.Logger = zerolog.New(dials) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	started := make(chan error, 1)
+	go func() { started <- e.console.Start(ctx) }()
+	select {
+	case <-dials.ch: // a dial failed: nothing listens yet
+	case err := <-started:
+		t.Fatalf("Start returned while the broker was down: %v", err)
+	}
+	// The UI is up meanwhile.
+	if status, body := e.api().do(http.MethodGet, "/healthz", nil); status != http.StatusOK {
+		t.Fatalf("healthz while connecting: %d %s", status, body)
+	}
+	e.restart()
+	if err := <-started; err != nil {
+		t.Fatalf("Start after the broker came back: %v", err)
+	}
+	ev := e.upload("cam-01", "late.mp4", clipData(100, 1), time.Now())
+	if c := e.waitIndexed(ev.Key); !c.Verified {
+		t.Fatalf("clip after a late start: %+v", c)
+	}
+}
+
 // TestStatusOnline: the device's retained status and its will drive the online flag.
 func TestStatusOnline(t *testing.T) {
 	t.Parallel()
@@ -181,16 +223,100 @@ func TestStatusOnline(t *testing.T) {
 	}
 }
 
+// TestStatusLastSeen: a device's last seen is the time in its status messages, not when
+// they arrive: the retained status a restarted console receives again does not make
+// every device look seen at the restart. A time ahead of the console's clock counts as
+// now, and an older status does not move last seen back.
+func TestStatusLastSeen(t *testing.T) {
+	t.Parallel()
+	var cfg Config
+	e := newEnv(t, envOptions{config: func(c *Config) { cfg = *c }})
+	ctx := context.Background()
+	adm := e.admin()
+	topic := e.stack.Topics().Status("cam-07")
+	seen := time.Now().Add(-3 * time.Hour).UTC().Truncate(time.Microsecond)
+	status := func(s string, ts time.Time) map[string]any {
+		return map[string]any{"v": 1, "device": "cam-07", "status": s, "ts": ts}
+	}
+	publishRetained(t, adm, topic, status("online", seen), true)
+	var d *Device
+	waitFor(t, "cam-07 online", func() bool {
+		var err error
+		d, err = e.db.Device(ctx, "cam-07")
+		return err == nil && d.Online
+	})
+	if !d.LastSeen.Equal(seen) {
+		t.Fatalf("last seen %v, want the status's time %v (arrived %v)", d.LastSeen, seen, d.StatusAt)
+	}
+
+	// A restart an hour later: the retained status arrives again; last seen stays.
+	if err := e.console.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.offset.Add(int64(time.Hour))
+	restarted, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Close()
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := restarted.Start(startCtx); err != nil {
+		t.Fatal(err)
+	}
+	before := d.StatusAt
+	waitFor(t, "the retained status again", func() bool {
+		d, err = e.db.Device(ctx, "cam-07")
+		return err == nil && d.StatusAt.After(before)
+	})
+	if !d.LastSeen.Equal(seen) {
+		t.Fatalf("after a restart: last seen %v, want %v", d.LastSeen, seen)
+	}
+
+	// An older offline status (a will set at an earlier connection) leaves it.
+	publishRetained(t, adm, topic, status("offline", seen.Add(-time.Hour)), true)
+	waitFor(t, "cam-07 offline", func() bool {
+		d, err = e.db.Device(ctx, "cam-07")
+		return err == nil && !d.Online
+	})
+	if !d.LastSeen.Equal(seen) {
+		t.Fatalf("after an older status: last seen %v, want %v", d.LastSeen, seen)
+	}
+	// The UI shows it (an online device is seen now).
+	a := &api{t: t, base: restarted.URL(), hc: e.api().hc}
+	a.login()
+	if status, body := a.do(http.MethodGet, "/devices/cam-07", nil); status != http.StatusOK ||
+		!strings.Contains(string(body), "<dt>Last seen</dt><dd>"+formatTime(seen)+"</dd>") {
+		t.Fatalf("device page: %d, want last seen %s:\n%.1500s", status, formatTime(seen), body)
+	}
+	// A device clock a day ahead: seen now, not tomorrow.
+	publishRetained(t, adm, topic, status("online", time.Now().Add(24*time.Hour)), true)
+	waitFor(t, "cam-07 online again", func() bool {
+		d, err = e.db.Device(ctx, "cam-07")
+		return err == nil && d.Online
+	})
+	if !d.LastSeen.Equal(d.StatusAt) {
+		t.Fatalf("a status from the future: last seen %v, want its arrival %v", d.LastSeen, d.StatusAt)
+	}
+	// Clear the retained message (an empty payload is counted as a bad status).
+	publishRetained(t, adm, topic, []byte{}, true)
+}
+
 func TestParseStatus(t *testing.T) {
 	t.Parallel()
 	s := topics.Default()
 	topic := s.Status("cam-01")
-	ok := `{"v":1,"device":"cam-01","status":"online","ts":"2026-01-01T00:00:00Z"}`
-	if dev, online, err := parseStatus(s, topic, []byte(ok)); err != nil || dev != "cam-01" || !online {
-		t.Fatalf("online: %s %v %v", dev, online, err)
+	ok := `{"v":1,"device":"cam-01","status":"online","ts":"2026-01-01T00:00:00.123456Z"}`
+	want := deviceStatus{Device: "cam-01", Online: true, TS: time.Date(2026, 1, 1, 0, 0, 0, 123456000, time.UTC)}
+	if st, err := parseStatus(s, topic, []byte(ok)); err != nil || st != want {
+		t.Fatalf("online: %+v %v", st, err)
 	}
-	if _, online, err := parseStatus(s, topic, []byte(strings.Replace(ok, "online", "offline", 1))); err != nil || online {
-		t.Fatalf("offline: %v %v", online, err)
+	if st, err := parseStatus(s, topic, []byte(strings.Replace(ok, "online", "offline", 1))); err != nil || st.Online || !st.TS.Equal(want.TS) {
+		t.Fatalf("offline: %+v %v", st, err)
+	}
+	// Without a time: accepted, the time unknown.
+	if st, err := parseStatus(s, topic, []byte(`{"v":1,"device":"cam-01","status":"online"}`)); err != nil || !st.TS.IsZero() {
+		t.Fatalf("without ts: %+v %v", st, err)
 	}
 	for _, tc := range []struct{ topic, payload string }{
 		{s.UploadEvent("cam-01"), ok},
@@ -204,10 +330,12 @@ func TestParseStatus(t *testing.T) {
 		{topic, `{"v":1,"device":"cam-01","status":"online","extra":1}`},
 		{topic, `{"v":1,"device":"cam-01","status":"online"} {}`},
 		{topic, `{"v":1,"device":"cam-01","status":"online","ts":"yesterday"}`},
+		{topic, `{"v":1,"device":"cam-01","status":"online","ts":1767225600}`},
+		{topic, `{"v":1,"device":"cam-01","status":"online","ts":"0000-01-01T00:00:00Z"}`},
 		{topic, `[1]`},
 		{topic, "\xff\xfe"},
 	} {
-		if _, _, err := parseStatus(s, tc.topic, []byte(tc.payload)); err == nil {
+		if _, err := parseStatus(s, tc.topic, []byte(tc.payload)); err == nil {
 			t.Errorf("parseStatus(%q, %.60q) accepted", tc.topic, tc.payload)
 		}
 	}
@@ -218,12 +346,12 @@ func FuzzParseStatus(f *testing.F) {
 	f.Add([]byte(`{"v":1,"device":"cam-01","status":"offline"}`))
 	s := topics.Default()
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		dev, online, err := parseStatus(s, s.Status("cam-01"), payload)
-		if err == nil && dev != "cam-01" {
-			t.Fatalf("accepted for device %q", dev)
+		st, err := parseStatus(s, s.Status("cam-01"), payload)
+		if err == nil && st.Device != "cam-01" {
+			t.Fatalf("accepted for device %q", st.Device)
 		}
-		if err != nil && online {
-			t.Fatal("online with an error")
+		if err != nil && st != (deviceStatus{}) {
+			t.Fatalf("%+v with an error", st)
 		}
 	})
 }

@@ -1,13 +1,12 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -121,8 +120,9 @@ func randHex(t testing.TB, n int) string {
 
 var errNoPostgres = fmt.Errorf("postgres not installed")
 
+// dsn returns the URL of database db over the server's Unix socket.
 func (s *pgServer) dsn(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
+	return fmt.Sprintf("postgres://postgres@/%s?host=%s&port=%d&sslmode=disable", db, url.QueryEscape(s.dir), s.port)
 }
 
 // command runs a PostgreSQL program, as s.asUser when set (PostgreSQL refuses root).
@@ -170,24 +170,15 @@ func startPostgres() (*pgServer, error) {
 	if out, err := s.command("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	// A free port, then the server on it; another process may take the port in between,
-	// so try a few.
-	for attempt := 0; ; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		s.port = l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off", s.port, dir)
-		out, err := s.command("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start").CombinedOutput()
-		if err == nil {
-			break
-		}
+	// No TCP at all: the server listens on a Unix socket in dir only, so that the tests
+	// never need a free loopback port (a busy machine can run out of ephemeral ports to
+	// TIME-WAIT sockets: "connect: cannot assign requested address"), and no other
+	// process can take the server's address. The port only names the socket file.
+	s.port = 5432
+	opts := fmt.Sprintf("-c listen_addresses= -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off", s.port, dir)
+	if out, err := s.command("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
-		if attempt == 2 || !bytes.Contains(log, []byte("could not bind")) {
-			return nil, fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
-		}
+		return nil, fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
 	}
 	if s.admin, err = sql.Open("pgx", s.dsn("postgres")); err != nil {
 		return nil, err
@@ -211,4 +202,21 @@ func (s *pgServer) stop() {
 		}
 	}
 	_ = os.RemoveAll(s.dir)
+}
+
+// TestPostgresOverUnixSocket checks that the tests reach PostgreSQL over its Unix socket
+// and that the server has no TCP listener, so that they never depend on free loopback
+// ports (inet_client_addr() is NULL for a Unix-socket connection).
+func TestPostgresOverUnixSocket(t *testing.T) {
+	t.Parallel()
+	db := openTestDB(t, Postgres)
+	ctx := context.Background()
+	var client sql.NullString
+	var listen string
+	if err := db.r.QueryRowContext(ctx, "SELECT host(inet_client_addr()), current_setting('listen_addresses')").Scan(&client, &listen); err != nil {
+		t.Fatal(err)
+	}
+	if client.Valid || listen != "" {
+		t.Fatalf("connected from %q, server listening on %q: want a Unix socket and no TCP listener", client.String, listen)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate/internal/mqttdial"
 	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
@@ -22,9 +23,10 @@ const maxStatusSize = 1024
 // statusSubscriber follows every device's status topic. devicekit publishes
 // {"v":1,"device":ID,"status":"online","ts":...} retained when it connects, and sets the
 // same with "offline" as its will, which the broker publishes when the connection drops
-// (and the kit publishes when it closes). The subscription is plain (not shared: every
-// console wants every status) with a clean session, since the retained messages give the
-// current state at each connect.
+// (and the kit publishes when it closes). The device's last seen is the message's ts,
+// not its arrival: retained statuses arrive again at every console start. The
+// subscription is plain (not shared: every console wants every status) with a clean
+// session, since the retained messages give the current state at each connect.
 type statusSubscriber struct {
 	c      *Console
 	filter string
@@ -60,15 +62,10 @@ func newStatusSubscriber(c *Console) (*statusSubscriber, error) {
 	return s, nil
 }
 
-// start connects and waits for the first subscription.
+// start connects (trying again until ctx ends while the broker cannot be reached) and
+// waits for the first subscription.
 func (s *statusSubscriber) start(ctx context.Context) error {
-	tok := s.client.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := tok.Error(); err != nil {
+	if _, err := mqttdial.Connect(ctx, s.client, s.c.log); err != nil {
 		return fmt.Errorf("status subscription: %w", err)
 	}
 	select {
@@ -104,7 +101,7 @@ func (s *statusSubscriber) onConnect(client mqtt.Client) {
 }
 
 func (s *statusSubscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
-	device, online, err := parseStatus(s.c.cfg.Topics, m.Topic(), m.Payload())
+	st, err := parseStatus(s.c.cfg.Topics, m.Topic(), m.Payload())
 	if err != nil {
 		s.c.statusErrors.Add(1)
 		s.c.log.Warn().Err(err).Str("topic", m.Topic()).Int("bytes", len(m.Payload())).Msg("status message dropped")
@@ -112,9 +109,11 @@ func (s *statusSubscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.c.store.SetStatus(ctx, device, online, s.c.cfg.Now()); err != nil {
+	// The device was seen at the status's own time: a retained status delivered when the
+	// console (re)subscribes is as old as the device made it.
+	if err := s.c.store.SetStatus(ctx, st.Device, st.Online, s.c.cfg.Now(), st.TS); err != nil {
 		s.c.statusErrors.Add(1)
-		s.c.log.Error().Err(err).Str("device", device).Msg("recording a status")
+		s.c.log.Error().Err(err).Str("device", st.Device).Msg("recording a status")
 	}
 }
 
@@ -122,7 +121,9 @@ func (s *statusSubscriber) close() {
 	s.client.Disconnect(250)
 }
 
-// statusMessage is devicekit's status payload.
+// statusMessage is devicekit's status payload. TS is the device's time when it made
+// the message: when it connected, for "online"; when it first connected, for its will
+// (the "offline" the broker publishes); when it closed, for an "offline" of its own.
 type statusMessage struct {
 	V      int       `json:"v"`
 	Device string    `json:"device"`
@@ -130,36 +131,49 @@ type statusMessage struct {
 	TS     time.Time `json:"ts"`
 }
 
+// deviceStatus is a parsed status message.
+type deviceStatus struct {
+	Device string
+	Online bool
+	// TS is the message's time by the device's clock; zero if it has none.
+	TS time.Time
+}
+
 // parseStatus decodes a status message strictly: a status topic of the scheme, a
 // payload of at most maxStatusSize bytes, one JSON object with known fields only,
-// version 1, the topic's device, status "online" or "offline". An empty payload (a
-// retained status being cleared) is an error too: it says nothing.
-func parseStatus(scheme topics.Scheme, topic string, payload []byte) (device string, online bool, err error) {
+// version 1, the topic's device, status "online" or "offline", and a ts (RFC 3339) if
+// any. An empty payload (a retained status being cleared) is an error too: it says
+// nothing.
+func parseStatus(scheme topics.Scheme, topic string, payload []byte) (deviceStatus, error) {
 	kind, device, ok := scheme.Parse(topic)
 	if !ok || kind != topics.KindStatus {
-		return "", false, fmt.Errorf("topic %q is not a device status topic", topic)
+		return deviceStatus{}, fmt.Errorf("topic %q is not a device status topic", topic)
 	}
 	if len(payload) == 0 || len(payload) > maxStatusSize {
-		return "", false, fmt.Errorf("status message of %d bytes (want 1 to %d)", len(payload), maxStatusSize)
+		return deviceStatus{}, fmt.Errorf("status message of %d bytes (want 1 to %d)", len(payload), maxStatusSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
 	var msg statusMessage
 	if err := dec.Decode(&msg); err != nil {
-		return "", false, fmt.Errorf("status message: %w", err)
+		return deviceStatus{}, fmt.Errorf("status message: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return "", false, errors.New("status message: data after the JSON object")
+		return deviceStatus{}, errors.New("status message: data after the JSON object")
 	}
+	st := deviceStatus{Device: device, TS: msg.TS}
 	switch {
 	case msg.V != protocol.Version:
-		return "", false, fmt.Errorf("status message version %d, want %d", msg.V, protocol.Version)
+		return deviceStatus{}, fmt.Errorf("status message version %d, want %d", msg.V, protocol.Version)
 	case msg.Device != device:
-		return "", false, fmt.Errorf("status message for device %q on the topic of %q", msg.Device, device)
+		return deviceStatus{}, fmt.Errorf("status message for device %q on the topic of %q", msg.Device, device)
+	case msg.TS.Year() < 1 || msg.TS.Year() > 9999:
+		return deviceStatus{}, fmt.Errorf("status message time %v out of range", msg.TS)
 	case msg.Status == "online":
-		return device, true, nil
+		st.Online = true
+		return st, nil
 	case msg.Status == "offline":
-		return device, false, nil
+		return st, nil
 	}
-	return "", false, fmt.Errorf("status %q: want online or offline", msg.Status)
+	return deviceStatus{}, fmt.Errorf("status %q: want online or offline", msg.Status)
 }

@@ -20,9 +20,10 @@ type Device struct {
 	// Online is the device's last status (devicekit publishes "online" retained when it
 	// connects, and the broker publishes its will, "offline", when the connection drops).
 	Online bool `json:"online"`
-	// StatusAt is when the last status message arrived; zero if none did.
+	// StatusAt is when the last status message arrived at the console; zero if none did.
 	StatusAt time.Time `json:"statusAt,omitzero"`
-	// LastSeen is when the console last heard from the device (an event or a status).
+	// LastSeen is the latest time the device was seen, by its own clock (no later than
+	// the console's): the time of its latest status message or event. Zero if unknown.
 	LastSeen time.Time `json:"lastSeen,omitzero"`
 	// LastUpload is the upload time of the device's latest verified clip.
 	LastUpload time.Time `json:"lastUpload,omitzero"`
@@ -57,6 +58,43 @@ type Clip struct {
 	Reason   string `json:"reason,omitempty"`
 	// Reconciled marks a clip found by listing the bucket rather than by its event.
 	Reconciled bool `json:"reconciled"`
+}
+
+// Problem is a failed or rejected event of a device, as indexed: what the devices'
+// Failed and Rejected counters count.
+type Problem struct {
+	// ID orders the list (newest first); a list continues after an ID.
+	ID int64 `json:"id"`
+	// Device published the event (the broker authenticated it); ClaimedDevice is the
+	// device the event names, which differs for a wrong_device rejection.
+	Device        string `json:"device"`
+	EventID       string `json:"eventId"`
+	ClaimedDevice string `json:"claimedDevice"`
+	// Status is the event's: "completed" (rejected by the verification) or "failed".
+	Status string `json:"status"`
+	// Reason is the rejection's (wrong_device, wrong_bucket, wrong_prefix, not_found,
+	// size_mismatch, crc_mismatch), empty for a failed upload that passed the checks;
+	// Detail explains it. Error is the device's own account of a failed upload.
+	Reason string `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Bucket, Key and Size are what the event announced.
+	Bucket string `json:"bucket,omitempty"`
+	Key    string `json:"key,omitempty"`
+	Size   int64  `json:"size"`
+	// EventAt is the device's time of the event (its uploadedAt), IndexedAt the console's.
+	EventAt   time.Time `json:"eventAt,omitzero"`
+	IndexedAt time.Time `json:"indexedAt"`
+}
+
+// ProblemQuery selects failed and rejected events, newest first.
+type ProblemQuery struct {
+	// Device restricts the list to one device's (as publisher); empty means every device.
+	Device string
+	// After continues a list: only problems with a smaller ID. 0 starts at the newest.
+	After int64
+	// Limit is the page size, 1 to MaxPageSize.
+	Limit int
 }
 
 // Cursor is a position in a clip list, ordered by (RecordedAt, Key) descending.
@@ -109,7 +147,7 @@ const (
 
 // PruneResult counts what Store.Prune removed.
 type PruneResult struct {
-	Seen, Sessions int64
+	Seen, Problems, Sessions int64
 }
 
 // Store is the console's database. *DB implements it on SQLite and on PostgreSQL.
@@ -120,14 +158,16 @@ type Store interface {
 	events.Deduper
 
 	// Index records ev in one transaction: the event as seen (for deduplication, by
-	// publisher and ID, as Seen), the device's last contact and counters, and the clip.
-	// It is idempotent.
+	// publisher and ID, as Seen), the device's last contact (the event's own time) and
+	// counters, a failed or rejected event in the problem list, and the clip. It is
+	// idempotent.
 	Index(ctx context.Context, ev *events.Event, now time.Time) (IndexOutcome, error)
 	// KnownClip reports whether a verified clip with this key is indexed (the
 	// Reconciler's lookup).
 	KnownClip(ctx context.Context, key string) (bool, error)
-	// SetStatus records a status message of a device, received at.
-	SetStatus(ctx context.Context, device string, online bool, at time.Time) error
+	// SetStatus records a status message of a device, received at; seen is the time of
+	// the message by the device's clock (zero if unknown: last seen is left alone).
+	SetStatus(ctx context.Context, device string, online bool, at, seen time.Time) error
 
 	// Devices lists devices by ID, after the given ID ("" for the first page).
 	Devices(ctx context.Context, after string, limit int) ([]Device, error)
@@ -135,6 +175,8 @@ type Store interface {
 	Device(ctx context.Context, id string) (*Device, error)
 	// Clips lists clips by q.
 	Clips(ctx context.Context, q ClipQuery) ([]Clip, error)
+	// Problems lists failed and rejected events by q.
+	Problems(ctx context.Context, q ProblemQuery) ([]Problem, error)
 	// Clip returns one clip, or ErrNotFound.
 	Clip(ctx context.Context, key string) (*Clip, error)
 	// DeleteClips removes the clips with these keys (keys not indexed are ignored) and
@@ -156,7 +198,8 @@ type Store interface {
 	// DeleteSession removes a session (logout).
 	DeleteSession(ctx context.Context, idHash string) error
 
-	// Prune removes seen-event records older than seenBefore and sessions expired at now.
+	// Prune removes seen-event records and problem events older than seenBefore, and
+	// sessions expired at now.
 	Prune(ctx context.Context, seenBefore, now time.Time) (PruneResult, error)
 
 	// Close closes the database.

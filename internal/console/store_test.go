@@ -78,6 +78,20 @@ func mustDevice(t *testing.T, db *DB, id string) *Device {
 	return d
 }
 
+// schemaVersion is the number of embedded migrations (the same for both dialects).
+func schemaVersion(t *testing.T) int {
+	t.Helper()
+	lite, err := loadMigrations(SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := loadMigrations(Postgres)
+	if err != nil || len(pg) != len(lite) {
+		t.Fatalf("%d PostgreSQL migrations, %d SQLite: %v", len(pg), len(lite), err)
+	}
+	return len(lite)
+}
+
 func TestStoreMigrations(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -87,8 +101,8 @@ func TestStoreMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, err := db.SchemaVersion(ctx)
-	if err != nil || v != 1 {
-		t.Fatalf("SchemaVersion = %d, %v; want 1", v, err)
+	if err != nil || v != schemaVersion(t) {
+		t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, schemaVersion(t))
 	}
 	var mode string
 	if err := db.r.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
@@ -107,7 +121,7 @@ func TestStoreMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := db.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil || n != 1 {
+	if err := db.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil || n != schemaVersion(t) {
 		t.Fatalf("schema_migrations rows = %d, %v", n, err)
 	}
 	// A database from a newer console is refused.
@@ -149,13 +163,13 @@ func TestStorePostgresMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv := fmt.Sprintf("host=%s port=%s user=postgres dbname=%s sslmode=disable", u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/"))
+	kv := fmt.Sprintf("host=%s port=%s user=postgres dbname=%s sslmode=disable", u.Query().Get("host"), u.Query().Get("port"), strings.TrimPrefix(u.Path, "/"))
 	db, err := Open(ctx, kv)
 	if err != nil || db.Dialect() != Postgres {
 		t.Fatalf("Open(%q): %v", kv, err)
 	}
 	defer db.Close()
-	if v, err := db.SchemaVersion(ctx); err != nil || v != 1 {
+	if v, err := db.SchemaVersion(ctx); err != nil || v != schemaVersion(t) {
 		t.Fatalf("SchemaVersion = %d, %v", v, err)
 	}
 }
@@ -210,7 +224,8 @@ func TestStoreIndex(t *testing.T) {
 			t.Fatalf("Seen(cam-02, e1) = %v, %v", seen, err)
 		}
 		d := mustDevice(t, db, "cam-01")
-		if d.Clips != 1 || !d.LastUpload.Equal(t0.Add(time.Second)) || !d.LastSeen.Equal(t0.Add(time.Hour)) {
+		// Last seen: the event's own time (uploadedAt), not when it was indexed.
+		if d.Clips != 1 || !d.LastUpload.Equal(t0.Add(time.Second)) || !d.LastSeen.Equal(t0.Add(time.Second)) {
 			t.Fatalf("device after one clip: %+v", d)
 		}
 		c, err := db.Clip(ctx, key)
@@ -303,18 +318,39 @@ func TestStoreIndex(t *testing.T) {
 func TestStoreStatusAndRevocation(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB) {
 		ctx := context.Background()
-		if err := db.SetStatus(ctx, "cam-01", true, t0); err != nil {
+		// Last seen is the status's own time, not its arrival.
+		if err := db.SetStatus(ctx, "cam-01", true, t0, t0.Add(-2*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		if d := mustDevice(t, db, "cam-01"); !d.Online || !d.StatusAt.Equal(t0) || !d.LastSeen.Equal(t0) {
+		if d := mustDevice(t, db, "cam-01"); !d.Online || !d.StatusAt.Equal(t0) || !d.LastSeen.Equal(t0.Add(-2*time.Hour)) {
 			t.Fatalf("online: %+v", d)
 		}
-		// An offline status arriving later; last seen never goes back.
-		if err := db.SetStatus(ctx, "cam-01", false, t0.Add(-time.Hour)); err != nil {
+		// An offline status with an older time; last seen never goes back.
+		if err := db.SetStatus(ctx, "cam-01", false, t0.Add(time.Minute), t0.Add(-3*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		if d := mustDevice(t, db, "cam-01"); d.Online || !d.LastSeen.Equal(t0) {
+		if d := mustDevice(t, db, "cam-01"); d.Online || !d.StatusAt.Equal(t0.Add(time.Minute)) || !d.LastSeen.Equal(t0.Add(-2*time.Hour)) {
 			t.Fatalf("offline: %+v", d)
+		}
+		// Without a time, last seen is left alone; a new device has none.
+		if err := db.SetStatus(ctx, "cam-01", true, t0.Add(2*time.Minute), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetStatus(ctx, "cam-02", true, t0, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if d := mustDevice(t, db, "cam-01"); !d.Online || !d.LastSeen.Equal(t0.Add(-2*time.Hour)) {
+			t.Fatalf("status without a time: %+v", d)
+		}
+		if d := mustDevice(t, db, "cam-02"); !d.Online || !d.LastSeen.IsZero() {
+			t.Fatalf("new device, status without a time: %+v", d)
+		}
+		// A time ahead of the arrival (a device clock running fast) counts as the arrival.
+		if err := db.SetStatus(ctx, "cam-01", true, t0.Add(3*time.Minute), t0.Add(24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if d := mustDevice(t, db, "cam-01"); !d.LastSeen.Equal(t0.Add(3 * time.Minute)) {
+			t.Fatalf("status from the future: %+v", d)
 		}
 		for _, id := range []string{"cam-09", "cam-01", "never-seen"} {
 			if err := db.SetRevoked(ctx, id, true, t0); err != nil {
@@ -336,11 +372,11 @@ func TestStoreStatusAndRevocation(t *testing.T) {
 		}
 		// Devices pages by ID.
 		all, err := db.Devices(ctx, "", 100)
-		if err != nil || len(all) != 3 || all[0].ID != "cam-01" || all[2].ID != "never-seen" {
+		if err != nil || len(all) != 4 || all[0].ID != "cam-01" || all[3].ID != "never-seen" {
 			t.Fatalf("Devices = %+v, %v", all, err)
 		}
 		page, err := db.Devices(ctx, "cam-01", 1)
-		if err != nil || len(page) != 1 || page[0].ID != "cam-09" {
+		if err != nil || len(page) != 1 || page[0].ID != "cam-02" {
 			t.Fatalf("Devices after cam-01 = %+v, %v", page, err)
 		}
 	})
@@ -524,6 +560,89 @@ func TestStoreSessionsAndPrune(t *testing.T) {
 		// The clips stay.
 		if known, _ := db.KnownClip(ctx, "clips/cam-01/0"); !known {
 			t.Fatal("pruning removed a clip")
+		}
+	})
+}
+
+// TestStoreProblems: failed and rejected events are listed with their reasons, per device
+// and fleet-wide, newest first, once each, as many as the counters say; pruned with the
+// seen events.
+func TestStoreProblems(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		mustIndex(t, db, clipEvent("cam-01", "ok", "clips/cam-01/2026/03/01/ok.mp4", t0), Inserted)
+		failed := &events.Event{UploadEvent: protocol.UploadEvent{V: 1, ID: "f1", Device: "cam-03", Status: protocol.StatusFailed,
+			Size: 5, UploadedAt: t0.Add(time.Minute), Error: "disk full"}, Publisher: "cam-03"}
+		mustIndex(t, db, failed, NotStored)
+		mustIndex(t, db, failed, Duplicate) // a redelivery: listed once
+		foreign := clipEvent("cam-01", "r1", "clips/cam-02/2026/03/01/x.mp4", t0)
+		foreign.Verified, foreign.Reason, foreign.Detail = false, events.ReasonWrongPrefix, "the key is not under clips/cam-01/"
+		mustIndex(t, db, foreign, NotStored)
+		missing := clipEvent("cam-01", "r2", "clips/cam-01/2026/03/01/ghost.mp4", t0)
+		missing.Verified, missing.Reason = false, events.ReasonNotFound
+		mustIndex(t, db, missing, Inserted)
+		spoof := clipEvent("cam-02", "r3", "clips/cam-02/2026/03/01/y.mp4", t0)
+		spoof.Publisher, spoof.Verified, spoof.Reason = "cam-01", false, events.ReasonWrongDevice
+		mustIndex(t, db, spoof, NotStored)
+
+		all, err := db.Problems(ctx, ProblemQuery{Limit: 100})
+		if err != nil || len(all) != 4 {
+			t.Fatalf("Problems = %+v, %v; want 4", all, err)
+		}
+		for i := 1; i < len(all); i++ {
+			if all[i].ID >= all[i-1].ID {
+				t.Fatalf("not newest first: %+v", all)
+			}
+		}
+		indexed := t0.Add(time.Hour) // mustIndex's now
+		want := []Problem{
+			{Device: "cam-01", EventID: "r3", ClaimedDevice: "cam-02", Status: "completed", Reason: "wrong_device", Bucket: "clips",
+				Key: spoof.Key, Size: 10, EventAt: t0.Add(time.Second), IndexedAt: indexed},
+			{Device: "cam-01", EventID: "r2", ClaimedDevice: "cam-01", Status: "completed", Reason: "not_found", Bucket: "clips",
+				Key: missing.Key, Size: 10, EventAt: t0.Add(time.Second), IndexedAt: indexed},
+			{Device: "cam-01", EventID: "r1", ClaimedDevice: "cam-01", Status: "completed", Reason: "wrong_prefix",
+				Detail: foreign.Detail, Bucket: "clips", Key: foreign.Key, Size: 10, EventAt: t0.Add(time.Second), IndexedAt: indexed},
+			{Device: "cam-03", EventID: "f1", ClaimedDevice: "cam-03", Status: "failed", Error: "disk full", Size: 5,
+				EventAt: t0.Add(time.Minute), IndexedAt: indexed},
+		}
+		for i := range want {
+			want[i].ID = all[i].ID
+			if all[i] != want[i] {
+				t.Errorf("problem %d = %+v\nwant %+v", i, all[i], want[i])
+			}
+		}
+		// Per device, by pages; as many as the counters say.
+		p1, err := db.Problems(ctx, ProblemQuery{Device: "cam-01", Limit: 2})
+		if err != nil || len(p1) != 2 || p1[0].EventID != "r3" || p1[1].EventID != "r2" {
+			t.Fatalf("cam-01 page 1 = %+v, %v", p1, err)
+		}
+		p2, err := db.Problems(ctx, ProblemQuery{Device: "cam-01", After: p1[1].ID, Limit: 2})
+		if err != nil || len(p2) != 1 || p2[0].EventID != "r1" {
+			t.Fatalf("cam-01 page 2 = %+v, %v", p2, err)
+		}
+		if p3, err := db.Problems(ctx, ProblemQuery{Device: "cam-01", After: p2[0].ID, Limit: 2}); err != nil || len(p3) != 0 {
+			t.Fatalf("cam-01 page 3 = %+v, %v", p3, err)
+		}
+		if d := mustDevice(t, db, "cam-01"); d.Rejected != 3 || d.Failed != 0 {
+			t.Fatalf("cam-01 counters: %+v", d)
+		}
+		if d := mustDevice(t, db, "cam-03"); d.Failed != 1 {
+			t.Fatalf("cam-03 counters: %+v", d)
+		}
+		if none, err := db.Problems(ctx, ProblemQuery{Device: "cam-02", Limit: 10}); err != nil || len(none) != 0 {
+			t.Fatalf("cam-02 (named, not the publisher) = %+v, %v", none, err)
+		}
+		// Pruned with the seen events.
+		r, err := db.Prune(ctx, indexed, indexed)
+		if err != nil || r.Problems != 0 {
+			t.Fatalf("Prune before = %+v, %v", r, err)
+		}
+		r, err = db.Prune(ctx, indexed.Add(time.Microsecond), indexed)
+		if err != nil || r.Problems != 4 {
+			t.Fatalf("Prune = %+v, %v", r, err)
+		}
+		if left, err := db.Problems(ctx, ProblemQuery{Limit: 10}); err != nil || len(left) != 0 {
+			t.Fatalf("after pruning: %+v, %v", left, err)
 		}
 	})
 }

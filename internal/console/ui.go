@@ -39,15 +39,18 @@ type pages struct {
 	t map[string]*template.Template
 }
 
-var pageNames = []string{"login", "devices", "clips", "player", "retention", "error"}
+var pageNames = []string{"login", "devices", "clips", "problems", "player", "retention", "error"}
 
 func loadPages() (*pages, error) {
 	funcs := template.FuncMap{
 		"when":      formatTime,
 		"size":      formatSize,
 		"inputTime": func(t time.Time) string { return inputTime(t) },
+		"problemRows": func(ps []Problem, showDevice bool) problemRows {
+			return problemRows{Problems: ps, ShowDevice: showDevice}
+		},
 	}
-	base, err := template.New("layout").Funcs(funcs).ParseFS(webFiles, "web/templates/layout.html")
+	base, err := template.New("layout").Funcs(funcs).ParseFS(webFiles, "web/templates/layout.html", "web/templates/partials.html")
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +243,20 @@ type clipsData struct {
 	From, To time.Time
 	Next     string // URL of the next page
 	First    string // URL of the first page, when not on it
+	// Problems are the device's latest failed and rejected events (device page only);
+	// MoreProblems says there are more than shown.
+	Problems     []Problem
+	MoreProblems bool
 }
+
+// problemRows is the argument of the "problemTable" template.
+type problemRows struct {
+	Problems   []Problem
+	ShowDevice bool
+}
+
+// deviceProblems is how many of a device's failed and rejected events its page shows.
+const deviceProblems = 10
 
 func (c *Console) devicePage(w http.ResponseWriter, r *http.Request) {
 	d, err := c.device(r)
@@ -281,6 +297,14 @@ func (c *Console) clipList(w http.ResponseWriter, r *http.Request, d *Device, pa
 		return
 	}
 	data := clipsData{Device: d, DeviceID: q.Device, Clips: clips, From: q.From, To: q.To}
+	if d != nil && d.Failed+d.Rejected > 0 {
+		ps, more, err := c.listProblems(r.Context(), ProblemQuery{Device: d.ID, Limit: deviceProblems})
+		if err != nil {
+			c.pageError(w, r, err)
+			return
+		}
+		data.Problems, data.MoreProblems = ps, more != ""
+	}
 	link := func(after string) string {
 		v := url.Values{}
 		if d == nil && q.Device != "" {
@@ -316,10 +340,68 @@ func (c *Console) clipList(w http.ResponseWriter, r *http.Request, d *Device, pa
 	c.render(w, r, http.StatusOK, "clips", view{Title: title, Data: data})
 }
 
+type problemsData struct {
+	DeviceID string
+	Problems []Problem
+	Next     string // URL of the next page
+	First    string // URL of the first page, when not on it
+	Keep     string // how long they are kept
+}
+
+func (c *Console) problemsPage(w http.ResponseWriter, r *http.Request) {
+	q, err := problemQuery(r.URL.Query(), DefaultPageSize)
+	if err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	ps, next, err := c.listProblems(r.Context(), q)
+	if err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	data := problemsData{DeviceID: q.Device, Problems: ps, Keep: formatDays(c.cfg.SeenTTL)}
+	link := func(after string) string {
+		v := url.Values{}
+		if q.Device != "" {
+			v.Set("device", q.Device)
+		}
+		if after != "" {
+			v.Set("after", after)
+		}
+		if q.Limit != DefaultPageSize {
+			v.Set("limit", strconv.Itoa(q.Limit))
+		}
+		if len(v) == 0 {
+			return "/problems"
+		}
+		return "/problems?" + v.Encode()
+	}
+	if next != "" {
+		data.Next = link(next)
+	}
+	if q.After != 0 {
+		data.First = link("")
+	}
+	c.render(w, r, http.StatusOK, "problems", view{Title: "Failed and rejected events", Data: data})
+}
+
+// formatDays writes a duration in days when it is whole days ("7 days").
+func formatDays(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == day:
+		return "1 day"
+	case d%day == 0:
+		return strconv.FormatInt(int64(d/day), 10) + " days"
+	}
+	return d.String()
+}
+
 type playerData struct {
-	Clip    *Clip
-	URL     string
-	Expires time.Time
+	Clip     *Clip
+	URL      string // to play
+	Download string // to download (as an attachment)
+	Expires  time.Time
 }
 
 func (c *Console) playerPage(w http.ResponseWriter, r *http.Request) {
@@ -333,7 +415,12 @@ func (c *Console) playerPage(w http.ResponseWriter, r *http.Request) {
 		c.pageError(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "player", view{Title: "Clip", Data: playerData{Clip: clip, URL: u, Expires: exp}})
+	dl, _, err := c.DownloadURL(clip.Key)
+	if err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "player", view{Title: "Clip", Data: playerData{Clip: clip, URL: u, Download: dl, Expires: exp}})
 }
 
 func (c *Console) deleteForm(w http.ResponseWriter, r *http.Request) {
