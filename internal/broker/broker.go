@@ -170,6 +170,10 @@ func New(cfg Config) (*Broker, error) {
 	} else {
 		err = b.srv.AddHook(&hook{b: b}, nil)
 	}
+	if err == nil {
+		// After every hook that may change a will, before the storage hook (see retainGate).
+		err = b.srv.AddHook(&retainGate{srv: b.srv}, nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
