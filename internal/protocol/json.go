@@ -13,8 +13,8 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// The decoders use github.com/go-json-experiment/json (the JSON v2 proposal). Its
-// defaults already refuse duplicate member names (in maps too, and compared after
+// The decoders use github.com/go-json-experiment/json, the module that mirrors Go 1.27's
+// encoding/json/v2. Its defaults already refuse duplicate member names (in maps too, and compared after
 // unescaping), invalid UTF-8 and anything but exactly one JSON value, and it matches
 // member names case-sensitively. RejectUnknownMembers refuses unknown members. The
 // unmarshalers refuse what the library allows and the protocol does not: null, which the
@@ -62,6 +62,7 @@ func nonNull[T any]() *jsonv2.Unmarshalers {
 	})
 }
 
+// unmarshalString reads a string, refusing null and NUL.
 func unmarshalString(dec *jsontext.Decoder, p *string) error {
 	switch dec.PeekKind() {
 	case 'n':
@@ -82,6 +83,7 @@ func unmarshalString(dec *jsontext.Decoder, p *string) error {
 	return nil
 }
 
+// unmarshalTime reads a time in the strict RFC 3339 form of parseTime, refusing null.
 func unmarshalTime(dec *jsontext.Decoder, p *time.Time) error {
 	switch dec.PeekKind() {
 	case 'n':
