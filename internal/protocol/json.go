@@ -170,8 +170,24 @@ func finish(b []byte, v int, unknown error) error {
 // hasMember reports whether the decoded JSON object b has a member name. It tells a
 // missing member from one holding its zero value, for the few whose zero value is valid.
 func hasMember(b []byte, name string) bool {
-	var members map[string]jsontext.Value
-	return jsonv2.Unmarshal(b, &members) == nil && members[name] != nil
+	// b is valid: no need to track names for duplicates.
+	dec := jsontext.NewDecoder(bytes.NewBuffer(b), jsontext.AllowDuplicateNames(true))
+	if _, err := dec.ReadToken(); err != nil { // '{'
+		return false
+	}
+	for dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return false
+		}
+		if tok.String() == name {
+			return true
+		}
+		if err := dec.SkipValue(); err != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // translate turns an error of the library into an *Error that names the field.
