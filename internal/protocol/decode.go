@@ -26,6 +26,10 @@ func DecodeAuthReply(b []byte) (*AuthReply, error) {
 	if err := finish(b, rep.V, unknown); err != nil {
 		return nil, err
 	}
+	// A failed reply may carry an empty id and carries ok false: only presence tells.
+	if rep.ID == "" && !hasMember(b, "id") {
+		return nil, fieldErr("id", "is required")
+	}
 	if !rep.OK && !hasMember(b, "ok") {
 		return nil, fieldErr("ok", "is required")
 	}

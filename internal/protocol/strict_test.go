@@ -76,3 +76,18 @@ func TestDecodeRefusesNullEverywhere(t *testing.T) {
 		t.Errorf("checked %d fields only", checked)
 	}
 }
+
+// A failed reply to an unreadable request carries "id": "", but it must carry it (the
+// hand-written reader did): the zero values of id and ok are valid there, so only the
+// members' presence tells.
+func TestDecodeFailedReplyRequiresMembers(t *testing.T) {
+	t.Parallel()
+	anonymous := marshal(t, &AuthReply{V: 1, ServerTime: testTime, Error: &ReplyError{Code: CodeInvalid}})
+	if _, err := DecodeAuthReply([]byte(anonymous)); err != nil {
+		t.Fatalf("DecodeAuthReply(%s): %v", anonymous, err)
+	}
+	checkInvalid(t, DecodeAuthReply, []badCase{
+		{"no id", edit(t, anonymous, `"id":"",`, ``), `"id": is required`},
+		{"no ok", edit(t, anonymous, `"ok":false,`, ``), `"ok": is required`},
+	})
+}
