@@ -14,9 +14,9 @@ import (
 )
 
 // The decoders use github.com/go-json-experiment/json, the module that mirrors Go 1.27's
-// encoding/json/v2. Its defaults already refuse duplicate member names (in maps too, and compared after
-// unescaping), invalid UTF-8 and anything but exactly one JSON value, and it matches
-// member names case-sensitively. RejectUnknownMembers refuses unknown members. The
+// encoding/json/v2. Its defaults already refuse duplicate member names (in maps too, and
+// compared after unescaping), invalid UTF-8 and anything but exactly one JSON value, and
+// it matches member names case-sensitively. RejectUnknownMembers refuses unknown members. The
 // unmarshalers refuse what the library allows and the protocol does not: null, which the
 // library reads as the zero value (a top-level null is refused by decode); strings
 // holding NUL (clipgate uses it as a separator when it derives IDs from them); and times
