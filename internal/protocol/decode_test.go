@@ -356,15 +356,18 @@ func TestDecodeUploadEvent(t *testing.T) {
 }
 
 func TestDecodeAuthRequestAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	b := []byte(marshal(t, validRequest()))
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := DecodeAuthRequest(b); err != nil {
 			t.Fatal(err)
 		}
 	})
-	// One copy of the input (every field is a slice of it) and the request itself.
-	if allocs > 2 {
-		t.Errorf("DecodeAuthRequest: %v allocations, want at most 2", allocs)
+	// The request itself and one string per string field (six).
+	if allocs > 7 {
+		t.Errorf("DecodeAuthRequest: %v allocations, want at most 7", allocs)
 	}
 }
 

@@ -1,489 +1,362 @@
 package protocol
 
 import (
+	"bytes"
+	"errors"
+	"io"
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
-// reader is a small strict JSON reader for the flat messages of this package. Unlike
-// encoding/json it matches field names exactly, refuses duplicates, and names the field
-// in every error; and it reads the fast path (strings without escapes) without
-// allocating: strings are slices of one copy of the input.
-type reader struct {
-	s       string
-	pos     int
-	unknown error // the first unknown field, reported after the version check
-}
+// The decoders use github.com/go-json-experiment/json, the module that mirrors Go 1.27's
+// encoding/json/v2. Its defaults already refuse duplicate member names (in maps too, and
+// compared after unescaping), invalid UTF-8 and anything but exactly one JSON value, and
+// it matches member names case-sensitively. RejectUnknownMembers refuses unknown members. The
+// unmarshalers refuse what the library allows and the protocol does not: null, which the
+// library reads as the zero value (a top-level null is refused by decode); strings
+// holding NUL (clipgate uses it as a separator when it derives IDs from them); and times
+// other than the strict RFC 3339 of parseTime.
+//
+// The unmarshalers are per type, as one for every type would cost an allocation per
+// value: every type of a message field needs one (TestDecodeRefusesNullEverywhere).
+var (
+	strict = jsonv2.JoinOptions(
+		jsonv2.RejectUnknownMembers(true),
+		jsonv2.WithUnmarshalers(jsonv2.JoinUnmarshalers(
+			jsonv2.UnmarshalFromFunc(unmarshalString),
+			jsonv2.UnmarshalFromFunc(unmarshalTime),
+			nonNull[bool](), nonNull[int](), nonNull[int64](), nonNull[Code](),
+			nonNull[map[string]string](), nonNull[*Credentials](), nonNull[*OSSInfo](), nonNull[*ReplyError](),
+		)),
+	)
+	// lenient skips unknown members: see decode.
+	lenient = jsonv2.JoinOptions(strict, jsonv2.RejectUnknownMembers(false))
+)
 
-// maxDepth bounds the nesting of skipped (unknown) values.
+// maxDepth bounds the nesting of a message. Known members nest at most two deep, so only
+// unknown ones can go deeper.
 const maxDepth = 32
 
-// newReader checks the size limit (before anything else) and UTF-8 validity.
-func newReader(b []byte, limit int, what string) (reader, error) {
-	if len(b) > limit {
-		return reader{}, invalidf("%s is %d bytes, at most %d allowed", what, len(b), limit)
-	}
-	if !utf8.Valid(b) {
-		return reader{}, invalidf("%s is not valid UTF-8", what)
-	}
-	return reader{s: string(b)}, nil
+var (
+	errNUL     = errors.New("NUL character in string")
+	errNotTime = errors.New("not a time")
+)
+
+// nullErr refuses a null where a T is wanted.
+func nullErr[T any]() error {
+	return &jsonv2.SemanticError{JSONKind: 'n', GoType: reflect.TypeFor[T]()}
 }
 
-func (r *reader) syntax(msg string) *Error {
-	return invalidf("malformed JSON at offset %d: %s", r.pos, msg)
-}
-
-func (r *reader) ws() {
-	for r.pos < len(r.s) {
-		switch r.s[r.pos] {
-		case ' ', '\t', '\n', '\r':
-			r.pos++
-		default:
-			return
+// nonNull refuses null for a T and leaves anything else to the library.
+func nonNull[T any]() *jsonv2.Unmarshalers {
+	return jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, _ *T) error {
+		if dec.PeekKind() == 'n' {
+			return nullErr[T]()
 		}
-	}
+		return errors.ErrUnsupported
+	})
 }
 
-// got describes the value at r.pos, for error messages.
-func (r *reader) got() string {
-	if r.pos >= len(r.s) {
-		return "end of input"
-	}
-	switch c := r.s[r.pos]; {
-	case c == '"':
-		return "a string"
-	case c == '{':
-		return "an object"
-	case c == '[':
-		return "an array"
-	case c == 't' || c == 'f':
-		return "a boolean"
-	case c == 'n':
-		return "null"
-	case c == '-' || c >= '0' && c <= '9':
-		return "a number"
-	}
-	return "invalid JSON"
-}
-
-// end checks that only whitespace follows the message.
-func (r *reader) end() error {
-	r.ws()
-	if r.pos != len(r.s) {
-		return r.syntax("trailing data after the JSON object")
-	}
-	return nil
-}
-
-// object is one JSON object being read member by member.
-type object struct {
-	r      *reader
-	names  []string // the known member names; index i is bit 1<<i of seen
-	prefix string   // "" or "parent." for error messages
-	first  bool
-	seen   uint32
-}
-
-// object consumes the '{' of an object whose members are names; field names the object
-// in errors ("" for the message itself).
-func (r *reader) object(field string, names []string) (object, error) {
-	r.ws()
-	if r.pos >= len(r.s) || r.s[r.pos] != '{' {
-		if field == "" {
-			return object{}, invalidf("message must be a JSON object, got %s", r.got())
-		}
-		return object{}, fieldErr(field, "want an object, got %s", r.got())
-	}
-	r.pos++
-	prefix := ""
-	if field != "" {
-		prefix = field + "."
-	}
-	return object{r: r, names: names, prefix: prefix, first: true}, nil
-}
-
-// next reads the next known member's name up to its ':' and returns its index in
-// o.names, or more false at the end of the object. Unknown members are skipped (the first
-// is remembered in r.unknown); a repeated member is an error.
-func (o *object) next() (i int, more bool, err error) {
-	for {
-		key, more, err := o.r.key(&o.first)
-		if err != nil || !more {
-			return 0, false, err
-		}
-		i := index(o.names, key)
-		if i < 0 {
-			if o.r.unknown == nil {
-				o.r.unknown = fieldErr(o.prefix+key, "unknown field")
-			}
-			if err := o.r.skip(0); err != nil {
-				return 0, false, err
-			}
-			continue
-		}
-		if o.seen&(1<<i) != 0 {
-			return 0, false, fieldErr(o.prefix+key, "appears more than once")
-		}
-		o.seen |= 1 << i
-		return i, true, nil
-	}
-}
-
-// missing returns an error naming the first member of required (a bit set over o.names)
-// that was not present.
-func (o *object) missing(required uint32, why string) error {
-	for i, name := range o.names {
-		if required&(1<<i) != 0 && o.seen&(1<<i) == 0 {
-			return fieldErr(o.prefix+name, "is required%s", why)
-		}
-	}
-	return nil
-}
-
-func (o *object) has(i int) bool { return o.seen&(1<<i) != 0 }
-
-func index(names []string, key string) int {
-	for i, n := range names {
-		if n == key {
-			return i
-		}
-	}
-	return -1
-}
-
-// key reads ",", or "}" (more false), then a member name and ':'.
-func (r *reader) key(first *bool) (key string, more bool, err error) {
-	r.ws()
-	if r.pos < len(r.s) && r.s[r.pos] == '}' {
-		r.pos++
-		return "", false, nil
-	}
-	if !*first {
-		if r.pos >= len(r.s) || r.s[r.pos] != ',' {
-			return "", false, r.syntax("want ',' or '}'")
-		}
-		r.pos++
-		r.ws()
-	}
-	*first = false
-	if r.pos >= len(r.s) || r.s[r.pos] != '"' {
-		return "", false, r.syntax("want a member name")
-	}
-	key, err = r.rawString()
-	if err != nil {
-		return "", false, err
-	}
-	r.ws()
-	if r.pos >= len(r.s) || r.s[r.pos] != ':' {
-		return "", false, r.syntax("want ':'")
-	}
-	r.pos++
-	return key, true, nil
-}
-
-// str reads a string value.
-func (r *reader) str(field string) (string, error) {
-	r.ws()
-	if r.pos >= len(r.s) || r.s[r.pos] != '"' {
-		return "", fieldErr(field, "want a string, got %s", r.got())
-	}
-	return r.rawString()
-}
-
-// rawString reads the string at r.pos (a '"'); without escapes it is a slice of r.s.
-func (r *reader) rawString() (string, error) {
-	start := r.pos + 1
-	for i := start; i < len(r.s); i++ {
-		switch c := r.s[i]; {
-		case c == '"':
-			r.pos = i + 1
-			return r.s[start:i], nil
-		case c == '\\':
-			return r.unescape(start)
-		case c < 0x20:
-			r.pos = i
-			return "", r.syntax("control character in string")
-		}
-	}
-	r.pos = len(r.s)
-	return "", r.syntax("unterminated string")
-}
-
-func (r *reader) unescape(start int) (string, error) {
-	buf := make([]byte, 0, 64)
-	i := start
-	fail := func(msg string) (string, error) {
-		r.pos = i
-		return "", r.syntax(msg)
-	}
-	for i < len(r.s) {
-		c := r.s[i]
-		switch {
-		case c == '"':
-			r.pos = i + 1
-			return string(buf), nil
-		case c < 0x20:
-			return fail("control character in string")
-		case c != '\\':
-			buf = append(buf, c)
-			i++
-			continue
-		}
-		if i+1 >= len(r.s) {
-			break
-		}
-		switch e := r.s[i+1]; e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r1, ok := hex4(r.s, i+2)
-			if !ok {
-				return fail(`invalid \u escape`)
-			}
-			if r1 == 0 {
-				return fail("NUL character in string")
-			}
-			if utf16.IsSurrogate(r1) {
-				r2, ok := hex4(r.s, i+8)
-				if r1 >= 0xdc00 || !ok || r.s[i+6] != '\\' || r.s[i+7] != 'u' || r2 < 0xdc00 || r2 > 0xdfff {
-					return fail("unpaired UTF-16 surrogate in string")
-				}
-				r1 = utf16.DecodeRune(r1, r2)
-				i += 6
-			}
-			buf = utf8.AppendRune(buf, r1)
-			i += 6
-			continue
-		default:
-			return fail("invalid escape in string")
-		}
-		i += 2
-	}
-	return fail("unterminated string")
-}
-
-// hex4 decodes the four hex digits at s[i:i+4].
-func hex4(s string, i int) (rune, bool) {
-	if i < 0 || i+4 > len(s) {
-		return 0, false
-	}
-	var v rune
-	for _, c := range []byte(s[i : i+4]) {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		v = v<<4 | rune(c)
-	}
-	return v, true
-}
-
-// number scans a JSON number and reports whether it is an integer (no fraction or
-// exponent).
-func (r *reader) number() (num string, integer bool, err error) {
-	start := r.pos
-	s := r.s
-	i := start
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
+// unmarshalString reads a string, refusing null and NUL.
+func unmarshalString(dec *jsontext.Decoder, p *string) error {
+	switch dec.PeekKind() {
+	case 'n':
+		return nullErr[string]()
+	case '"':
 	default:
-		r.pos = i
-		return "", false, r.syntax("invalid number")
+		return errors.ErrUnsupported // the library refuses it
 	}
-	integer = true
-	if i < len(s) && s[i] == '.' {
-		integer = false
-		i++
-		if !(i < len(s) && s[i] >= '0' && s[i] <= '9') {
-			r.pos = i
-			return "", false, r.syntax("invalid number")
-		}
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		integer = false
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		if !(i < len(s) && s[i] >= '0' && s[i] <= '9') {
-			r.pos = i
-			return "", false, r.syntax("invalid number")
-		}
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	}
-	r.pos = i
-	return s[start:i], integer, nil
-}
-
-// integer reads an integer value in [min, max].
-func (r *reader) integer(field string, min, max int64) (int64, error) {
-	r.ws()
-	if r.pos >= len(r.s) || (r.s[r.pos] != '-' && (r.s[r.pos] < '0' || r.s[r.pos] > '9')) {
-		return 0, fieldErr(field, "want a number, got %s", r.got())
-	}
-	num, integer, err := r.number()
+	tok, err := dec.ReadToken()
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if !integer {
-		return 0, fieldErr(field, "must be an integer, got %s", num)
+	s := tok.String()
+	if strings.IndexByte(s, 0) >= 0 {
+		return errNUL
 	}
-	v, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || v < min || v > max {
-		return 0, fieldErr(field, "%s is out of range [%d, %d]", num, min, max)
-	}
-	return v, nil
+	*p = s
+	return nil
 }
 
-// boolean reads true or false.
-func (r *reader) boolean(field string) (bool, error) {
-	r.ws()
+// unmarshalTime reads a time in the strict RFC 3339 form of parseTime, refusing null.
+func unmarshalTime(dec *jsontext.Decoder, p *time.Time) error {
+	switch dec.PeekKind() {
+	case 'n':
+		return nullErr[time.Time]()
+	case '"':
+	default:
+		return errors.ErrUnsupported // the library refuses it
+	}
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	s := tok.String()
+	t, ok := parseTime(s)
+	if !ok {
+		return &jsonv2.SemanticError{JSONKind: '"', JSONValue: jsontext.Value(strconv.Quote(s)), Err: errNotTime}
+	}
+	*p = t
+	return nil
+}
+
+// decode strictly unmarshals b, at most limit bytes (checked before parsing), into a new
+// T. It returns an unknown member apart, for the caller to report after the version: a
+// message of a newer version may add members. Every error is an *Error with CodeInvalid.
+func decode[T any](b []byte, limit int, what string) (m *T, unknown, err error) {
+	if len(b) > limit {
+		return nil, nil, invalidf("%s is %d bytes, at most %d allowed", what, len(b), limit)
+	}
+	if string(bytes.Trim(b, " \t\r\n")) == "null" { // the library reads it as the zero T
+		return nil, nil, invalidf("message must be a JSON object, got null")
+	}
+	m = new(T)
+	err = jsonv2.Unmarshal(b, m, strict)
+	if err == nil {
+		return m, nil, nil
+	}
+	root := reflect.TypeFor[T]()
+	if se, ok := errors.AsType[*jsonv2.SemanticError](err); !ok || se.Err != jsonv2.ErrUnknownName {
+		return nil, nil, translate(b, root, err)
+	}
+	// The library stops at the first unknown member. Every other defect, wherever it is,
+	// comes first: decode again skipping unknown members, once their nesting is bounded.
+	unknown = translate(b, root, err)
+	if err := checkDepth(b, root); err != nil {
+		return nil, nil, err
+	}
+	m = new(T)
+	if err := jsonv2.Unmarshal(b, m, lenient); err != nil {
+		return nil, nil, translate(b, root, err)
+	}
+	return m, unknown, nil
+}
+
+// checkDepth refuses b if it nests deeper than maxDepth. It stops quietly at a syntax
+// error, which the decoder then reports.
+func checkDepth(b []byte, root reflect.Type) error {
+	dec := jsontext.NewDecoder(bytes.NewReader(b))
+	for {
+		if _, err := dec.ReadToken(); err != nil {
+			return nil
+		}
+		if dec.StackDepth() > maxDepth {
+			name, _, _ := locate(root, dec.StackPointer())
+			return fieldErr(name, "nested too deeply (more than %d levels)", maxDepth)
+		}
+	}
+}
+
+// finish applies the checks common to every message once decoded, given its version v
+// (0 when absent) and its first unknown member: a version other than ours comes first,
+// then the unknown member, then a missing version.
+func finish(b []byte, v int, unknown error) error {
 	switch {
-	case r.lit("true"):
-		return true, nil
-	case r.lit("false"):
-		return false, nil
+	case v != Version && (v != 0 || hasMember(b, "v")):
+		return versionErr(v)
+	case unknown != nil:
+		return unknown
+	case v == 0:
+		return fieldErr("v", "is required")
 	}
-	return false, fieldErr(field, "want a boolean, got %s", r.got())
+	return nil
 }
 
-// lit consumes the literal word if it is next.
-func (r *reader) lit(word string) bool {
-	if len(r.s)-r.pos >= len(word) && r.s[r.pos:r.pos+len(word)] == word {
-		r.pos += len(word)
-		return true
+// hasMember reports whether the decoded JSON object b has a member name. It tells a
+// missing member from one holding its zero value, for the few whose zero value is valid.
+func hasMember(b []byte, name string) bool {
+	// b is valid: no need to track names for duplicates.
+	dec := jsontext.NewDecoder(bytes.NewBuffer(b), jsontext.AllowDuplicateNames(true))
+	if _, err := dec.ReadToken(); err != nil { // '{'
+		return false
+	}
+	for dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return false
+		}
+		if tok.String() == name {
+			return true
+		}
+		if err := dec.SkipValue(); err != nil {
+			return false
+		}
 	}
 	return false
 }
 
-// time reads an RFC 3339 time string.
-func (r *reader) time(field string) (time.Time, error) {
-	s, err := r.str(field)
-	if err != nil {
-		return time.Time{}, err
+// translate turns an error of the library into an *Error that names the field.
+func translate(b []byte, root reflect.Type, err error) *Error {
+	if se, ok := errors.AsType[*jsonv2.SemanticError](err); ok {
+		return semanticErr(root, se)
 	}
-	t, ok := parseTime(s)
-	if !ok {
-		return time.Time{}, fieldErr(field, "must be an RFC 3339 time such as 2006-01-02T15:04:05Z, got %q", s)
+	if se, ok := errors.AsType[*jsontext.SyntacticError](err); ok {
+		return syntaxErr(b, root, se)
 	}
-	return t, nil
+	return invalidf("malformed JSON: %v", err)
 }
 
-// stringMap reads an object of string values with at most maxEntries members; an empty
-// object yields nil.
-func (r *reader) stringMap(field string, maxEntries int) (map[string]string, error) {
-	o, err := r.object(field, nil)
-	if err != nil {
-		return nil, err
+func semanticErr(root reflect.Type, se *jsonv2.SemanticError) *Error {
+	name, t, _ := locate(root, se.JSONPointer)
+	if se.GoType != nil {
+		t = se.GoType
 	}
-	var m map[string]string
-	for {
-		k, more, err := r.key(&o.first)
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			return m, nil
-		}
-		if _, dup := m[k]; dup {
-			return nil, fieldErr(field, "key %q appears more than once", k)
-		}
-		if len(m) == maxEntries {
-			return nil, fieldErr(field, "more than %d entries", maxEntries)
-		}
-		v, err := r.str(field)
-		if err != nil {
-			return nil, err
-		}
-		if m == nil {
-			m = make(map[string]string)
-		}
-		m[k] = v
+	switch {
+	case se.Err == jsonv2.ErrUnknownName:
+		return fieldErr(name, "unknown field")
+	case name == "":
+		return invalidf("message must be a JSON object, got %s", kindName(se.JSONKind))
+	case se.Err == errNUL:
+		return fieldErr(name, "%v", se.Err)
+	case se.Err == errNotTime:
+		return fieldErr(name, "must be an RFC 3339 time such as 2006-01-02T15:04:05Z, got %s", se.JSONValue)
+	case se.Err == strconv.ErrSyntax: // a number with a fraction or exponent
+		return fieldErr(name, "must be an integer, got %s", se.JSONValue)
+	case se.Err == strconv.ErrRange:
+		return fieldErr(name, "%s is out of range for %v", se.JSONValue, t)
+	case se.Err != nil:
+		return fieldErr(name, "%v", se.Err)
 	}
+	return fieldErr(name, "want %s, got %s", typeName(t), kindName(se.JSONKind))
 }
 
-// skip skips any JSON value (of an unknown member).
-func (r *reader) skip(depth int) error {
-	r.ws()
-	if r.pos >= len(r.s) {
-		return r.syntax("unexpected end of input")
+// syntaxPhrases words the library's syntax errors, found by a part of their text, as this
+// package always has. An error not listed keeps the library's wording: a new wording in a
+// later version of the library changes a message, never what is refused.
+var syntaxPhrases = []struct{ lib, ours string }{
+	{"after object name (expecting ':')", "want ':'"},
+	{"after object value (expecting ',' or '}')", "want ',' or '}'"},
+	{"after array element (expecting ',' or ']')", "want ',' or ']'"},
+	{"in number", "invalid number"},
+	{"escape sequence `\\u", `invalid \u escape`},
+	{`escape sequence "\\u`, `invalid \u escape`},
+}
+
+// syntaxErr describes a syntax error. It reads b again with the library's tokenizer up to
+// the error: where the tokenizer stands tells a missing member name from a value that is
+// not JSON and from data after the message, and what it left unread tells a string cut
+// short.
+func syntaxErr(b []byte, root reflect.Type, se *jsontext.SyntacticError) *Error {
+	name, t, key := locate(root, se.JSONPointer)
+	if se.Err == jsontext.ErrDuplicateName {
+		if key != "" {
+			return fieldErr(name, "key %q appears more than once", key)
+		}
+		return fieldErr(name, "appears more than once")
 	}
-	switch c := r.s[r.pos]; {
-	case c == '"':
-		_, err := r.rawString()
-		return err
-	case c == '-' || c >= '0' && c <= '9':
-		_, _, err := r.number()
-		return err
-	case r.lit("true"), r.lit("false"), r.lit("null"):
-		return nil
-	case c == '{' || c == '[':
-		if depth >= maxDepth {
-			return r.syntax("nested too deeply")
-		}
-		r.pos++
-		if c == '{' {
-			for first := true; ; {
-				_, more, err := r.key(&first)
-				if err != nil || !more {
-					return err
-				}
-				if err := r.skip(depth + 1); err != nil {
-					return err
-				}
-			}
-		}
-		r.ws()
-		if r.pos < len(r.s) && r.s[r.pos] == ']' {
-			r.pos++
-			return nil
-		}
-		for {
-			if err := r.skip(depth + 1); err != nil {
-				return err
-			}
-			r.ws()
-			if r.pos < len(r.s) && r.s[r.pos] == ',' {
-				r.pos++
-				continue
-			}
-			if r.pos < len(r.s) && r.s[r.pos] == ']' {
-				r.pos++
-				return nil
-			}
-			return r.syntax("want ',' or ']'")
+	dec := jsontext.NewDecoder(bytes.NewReader(b))
+	tokens := 0
+	for ; ; tokens++ {
+		if _, err := dec.ReadToken(); err != nil {
+			break
 		}
 	}
-	return r.syntax("invalid value")
+	kind, n := dec.StackIndex(dec.StackDepth())
+	rest := bytes.TrimLeft(dec.UnreadBuffer(), ",: \t\r\n")
+	msg := se.Err.Error()
+	badStart := strings.HasSuffix(msg, "at start of value")
+	switch {
+	case tokens == 0 && len(rest) == 0:
+		return invalidf("message must be a JSON object, got end of input")
+	case tokens == 0:
+		return invalidf("message must be a JSON object, got invalid JSON")
+	case dec.StackDepth() == 0:
+		msg = "trailing data after the JSON object"
+	case se.Err == io.ErrUnexpectedEOF && len(rest) > 0 && rest[0] == '"':
+		msg = "unterminated string"
+	case se.Err == io.ErrUnexpectedEOF:
+		msg = "unexpected end of input"
+	case badStart && kind == '{' && n%2 == 0:
+		msg = "want a member name"
+	case badStart && kind == '{' && t != nil:
+		return fieldErr(name, "want %s, got invalid JSON", typeName(t))
+	}
+	for _, p := range syntaxPhrases {
+		if strings.Contains(msg, p.lib) {
+			msg = p.ours
+			break
+		}
+	}
+	if name != "" {
+		return fieldErr(name, "malformed JSON at offset %d: %s", se.ByteOffset, msg)
+	}
+	return invalidf("malformed JSON at offset %d: %s", se.ByteOffset, msg)
+}
+
+// locate follows the JSON pointer p through the message type root. It returns the
+// field's name as errors give it ("credentials.accessKeyId") and its Go type; for a
+// pointer into a map, the map's name and type and the key; for a pointer into an unknown
+// member, that member's name and a nil type.
+func locate(root reflect.Type, p jsontext.Pointer) (name string, t reflect.Type, key string) {
+	t = root
+	var names []string
+	for tok := range p.Tokens() {
+		if t == nil {
+			break
+		}
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch t.Kind() {
+		case reflect.Map:
+			return strings.Join(names, "."), t, tok
+		case reflect.Struct:
+			t = fieldType(t, tok)
+		default:
+			t = nil
+		}
+		names = append(names, tok)
+	}
+	return strings.Join(names, "."), t, ""
+}
+
+// fieldType returns the type of the field of struct t whose JSON name is name, or nil.
+func fieldType(t reflect.Type, name string) reflect.Type {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == name {
+			return f.Type
+		}
+	}
+	return nil
+}
+
+// typeName says what JSON a Go type of the messages wants.
+func typeName(t reflect.Type) string {
+	if t == reflect.TypeFor[time.Time]() {
+		return "a string"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int64:
+		return "a number"
+	}
+	return "an object"
+}
+
+// kindName names a JSON kind.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '0':
+		return "a number"
+	}
+	return "invalid JSON"
 }

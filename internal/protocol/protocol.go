@@ -5,8 +5,10 @@
 // Decoding is strict: the size cap is checked before parsing; the input must be valid
 // UTF-8 and exactly one JSON object; field names are matched exactly (case-sensitive),
 // unknown, duplicate and null fields are refused, as is an unknown version; required
-// fields must be present and every field is checked for its format. Every defect is an
-// *Error with CodeInvalid whose message names the field.
+// fields must be present and every field is checked for its format; nesting deeper than
+// 32 levels is refused. Every defect is an *Error with CodeInvalid whose message names the
+// field. The decoders use github.com/go-json-experiment/json and check around it what it
+// does not (json.go).
 //
 // Encoding: json.Marshal of a message produces its wire form (the types carry the wire
 // field names); Encode does the same after Validate, so that a sender never emits what a

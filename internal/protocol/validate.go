@@ -2,7 +2,9 @@ package protocol
 
 import (
 	"encoding/base64"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -24,9 +26,17 @@ var b64 = base64.RawURLEncoding.Strict()
 
 // Validate checks every field of the request. Errors are *Error with CodeInvalid.
 func (r *AuthRequest) Validate() error {
-	switch {
-	case r.V != Version:
+	if r.V != Version {
 		return versionErr(r.V)
+	}
+	for _, f := range [...]struct{ name, value string }{
+		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", r.Mode}, {"sig", r.Sig},
+	} {
+		if f.value == "" {
+			return fieldErr(f.name, "is required")
+		}
+	}
+	switch {
 	case !validID(r.ID):
 		return fieldErr("id", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxIDLen)
 	}
@@ -55,7 +65,9 @@ func (r *AuthReply) Validate() error {
 	switch {
 	case r.V != Version:
 		return versionErr(r.V)
-	case r.ID != "" && !validID(r.ID), r.ID == "" && r.OK:
+	case r.ID == "" && r.OK:
+		return fieldErr("id", "is required when ok is true")
+	case r.ID != "" && !validID(r.ID):
 		return fieldErr("id", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxIDLen)
 	case r.ServerTime.IsZero():
 		return fieldErr("serverTime", "is required")
@@ -111,6 +123,8 @@ func (o *OSSInfo) validate() error {
 		return fieldErr("oss.endpoint", "is required")
 	case o.Region == "":
 		return fieldErr("oss.region", "is required")
+	case o.Bucket == "":
+		return fieldErr("oss.bucket", "is required")
 	case !validBucket(o.Bucket):
 		return fieldErr("oss.bucket", "must be an OSS bucket name: 3 to 63 characters of [a-z0-9-], not starting or ending with '-'")
 	case o.Prefix != "" && (o.Prefix[0] == '/' || o.Prefix[len(o.Prefix)-1] != '/'):
@@ -121,6 +135,8 @@ func (o *OSSInfo) validate() error {
 
 func (e *ReplyError) validate() error {
 	switch {
+	case e.Code == "":
+		return fieldErr("error.code", "is required")
 	case !e.Code.Valid():
 		return fieldErr("error.code", "unknown code %q", e.Code)
 	case len(e.Message) > MaxMessageLen:
@@ -134,16 +150,28 @@ func (e *ReplyError) validate() error {
 // Validate checks the event: a completed event needs bucket, key, size, crc64 and
 // uploadedAt and no error; a failed one needs error.
 func (e *UploadEvent) Validate() error {
+	completed := e.Status == StatusCompleted
 	switch {
 	case e.V != Version:
 		return versionErr(e.V)
+	case e.ID == "":
+		return fieldErr("id", "is required")
+	case e.Device == "":
+		return fieldErr("device", "is required")
+	case e.Status == "":
+		return fieldErr("status", "is required")
+	case completed && e.Bucket == "":
+		return fieldErr("bucket", "is required when status is %q", StatusCompleted)
+	case completed && e.Key == "":
+		return fieldErr("key", "is required when status is %q", StatusCompleted)
+	case completed && e.CRC64 == "":
+		return fieldErr("crc64", "is required when status is %q", StatusCompleted)
 	case !validID(e.ID):
 		return fieldErr("id", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxIDLen)
 	}
 	if err := deviceid.Validate(e.Device); err != nil {
 		return fieldErr("device", "%v", err)
 	}
-	completed := e.Status == StatusCompleted
 	switch {
 	case !completed && e.Status != StatusFailed:
 		return fieldErr("status", "must be %q or %q", StatusCompleted, StatusFailed)
@@ -152,15 +180,15 @@ func (e *UploadEvent) Validate() error {
 	case (completed || e.Key != "") && !validObjectKey(e.Key):
 		return fieldErr("key", "must be 1 to %d bytes of UTF-8 and not start with '/' or '\\'", MaxObjectKeyLen)
 	case e.Size < 0:
-		return fieldErr("size", "must not be negative")
+		return fieldErr("size", "%d is out of range [0, %d]", e.Size, int64(math.MaxInt64))
 	case (completed || e.CRC64 != "") && !validCRC64(e.CRC64):
 		return fieldErr("crc64", "must be a decimal unsigned 64-bit integer without leading zeros")
 	case len(e.ContentType) > MaxContentTypeLen:
 		return fieldErr("contentType", "is %d bytes, at most %d allowed", len(e.ContentType), MaxContentTypeLen)
 	case completed && e.UploadedAt.IsZero():
 		return fieldErr("uploadedAt", "is required when status is %q", StatusCompleted)
-	case e.Attempts < 0:
-		return fieldErr("attempts", "must not be negative")
+	case e.Attempts < 0 || e.Attempts > math.MaxInt32:
+		return fieldErr("attempts", "%d is out of range [0, %d]", e.Attempts, math.MaxInt32)
 	case completed && e.Error != "":
 		return fieldErr("error", "must be absent when status is %q", StatusCompleted)
 	case !completed && e.Error == "":
@@ -168,11 +196,14 @@ func (e *UploadEvent) Validate() error {
 	case len(e.Error) > MaxMessageLen:
 		return fieldErr("error", "is %d bytes, at most %d allowed", len(e.Error), MaxMessageLen)
 	case len(e.Metadata) > MaxMetadata:
-		return fieldErr("metadata", "has %d entries, at most %d allowed", len(e.Metadata), MaxMetadata)
+		return fieldErr("metadata", "more than %d entries (%d)", MaxMetadata, len(e.Metadata))
 	}
 	for k, v := range e.Metadata {
 		if k == "" || len(k) > MaxMetadataLen || len(v) > MaxMetadataLen {
 			return fieldErr("metadata", "keys must be 1 to %d bytes and values at most %d bytes", MaxMetadataLen, MaxMetadataLen)
+		}
+		if strings.IndexByte(k, 0) >= 0 {
+			return fieldErr("metadata", "key %q: %v", k, errNUL)
 		}
 	}
 	return nil
