@@ -644,7 +644,11 @@ func TestSDKSignedURLs(t *testing.T) {
 				}
 				return err
 			})
-			wantOSSCode(t, exp, "AccessDenied")
+			wantEC := "0002-00000069" // V1 and V2 signed URLs
+			if av.v == oss.AuthV4 {
+				wantEC = "0002-00000236"
+			}
+			wantOSSEC(t, exp, http.StatusForbidden, "AccessDenied", wantEC)
 		})
 	}
 }

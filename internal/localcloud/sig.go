@@ -82,7 +82,10 @@ func errAuth(status int, code, msg string) *Error {
 
 var (
 	errAnonymous = errAuth(http.StatusForbidden, "AccessDenied", "You have no right to access this object because of bucket acl.")
-	errExpired   = errAuth(http.StatusForbidden, "AccessDenied", "Request has expired.")
+	// Expired signed URLs: https://www.alibabacloud.com/help/en/oss/support/0002-00000069
+	// (V1 Expires, V2 x-oss-expires) and .../0002-00000236 (V4 x-oss-date + x-oss-expires).
+	errExpired   = &Error{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Request has expired.", EC: "0002-00000069"}
+	errExpiredV4 = &Error{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Request has expired.", EC: "0002-00000236"}
 	errSkewed    = errAuth(http.StatusForbidden, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")
 	errNoDate    = errAuth(http.StatusForbidden, "AccessDenied", "OSS authentication requires a valid Date or x-oss-date header.")
 )
@@ -302,7 +305,7 @@ func parseSigQueryV4(q url.Values, region string, now time.Time) (*sigInfo, *Err
 		return nil, errSkewed
 	}
 	if now.After(t.Add(time.Duration(exp) * time.Second)) {
-		return nil, errExpired
+		return nil, errExpiredV4
 	}
 	return s, nil
 }
