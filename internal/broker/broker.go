@@ -367,6 +367,7 @@ func (b *Broker) shutdown() {
 	} else if b.httpLn != nil {
 		_ = b.httpLn.Close()
 	}
+	b.stopAccepting()
 	// mochi's own way to disconnect a listener's clients at Close, Clients.GetByListener,
 	// read-locks the clients twice and deadlocks when a client connects or disconnects in
 	// between (mochi-mqtt/server#488, unfixed in v2.7.9). Close the listeners first with
@@ -377,6 +378,25 @@ func (b *Broker) shutdown() {
 	_ = b.srv.Close()
 	b.wg.Wait()
 	b.log.Info().Msg("broker stopped")
+}
+
+// stopAccepting closes the MQTT listeners (and the connections they accepted) and waits,
+// at most 10 s, until mochi serves every connection they handed out (see claimedAll), so
+// that waiting for mochi's client goroutines cannot race with one still starting.
+func (b *Broker) stopAccepting() {
+	var lns []*trackListener
+	for _, ln := range []net.Listener{b.mqttLn, b.tlsLn} {
+		if tl, ok := ln.(*trackListener); ok {
+			_ = tl.Close()
+			lns = append(lns, tl)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, tl := range lns {
+		for !tl.claimedAll() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 // closeClients disconnects the clients of a listener that is closing (see shutdown).
@@ -516,12 +536,18 @@ func (b *Broker) Connected(clientID string) (Principal, bool) {
 // handshake and CONNECT (mochi replaces it with the keepalive deadline once the client is
 // accepted), and on Close it also closes every connection it accepted, so that a client
 // stuck before CONNECT cannot keep the broker from shutting down.
+//
+// It also counts the connections it hands out and those mochi has started to serve (the
+// first Read), so that shutdown can wait until every accepted connection is counted in
+// mochi's client WaitGroup before anything waits on it (see claimedAll).
 type trackListener struct {
 	net.Listener
 	timeout time.Duration
 	mu      sync.Mutex
 	conns   map[*trackConn]struct{}
 	closed  bool
+
+	accepted, claimed atomic.Int64
 }
 
 func newTrackListener(ln net.Listener, timeout time.Duration) *trackListener {
@@ -542,9 +568,17 @@ func (l *trackListener) Accept() (net.Conn, error) {
 		return nil, net.ErrClosed
 	}
 	l.conns[tc] = struct{}{}
+	l.accepted.Add(1)
 	l.mu.Unlock()
 	return tc, nil
 }
+
+// claimedAll reports whether mochi has started to serve every connection the listener
+// handed out. mochi adds a connection to its client WaitGroup in the goroutine that serves
+// it, just before its first Read; a Wait that begins before that Add is a WaitGroup misuse
+// (the race detector reported it in TestCloseWhileClientsChurn). Once the listener is
+// closed, no connection is handed out any more, and when this holds every Add has happened.
+func (l *trackListener) claimedAll() bool { return l.claimed.Load() == l.accepted.Load() }
 
 func (l *trackListener) Close() error {
 	err := l.Listener.Close()
@@ -561,8 +595,14 @@ func (l *trackListener) Close() error {
 
 type trackConn struct {
 	net.Conn
-	l    *trackListener
-	once sync.Once
+	l       *trackListener
+	once    sync.Once
+	readOne sync.Once
+}
+
+func (c *trackConn) Read(b []byte) (int, error) {
+	c.readOne.Do(func() { c.l.claimed.Add(1) })
+	return c.Conn.Read(b)
 }
 
 func (c *trackConn) Close() error {
