@@ -230,8 +230,10 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 	if k.gen.Load() == gen {
 		t.Error("no new connection was counted")
 	}
-	if st := s.worker.Stats(); st.Requests != 2 {
-		t.Errorf("worker stats %+v, want 2 requests", st)
+	// At least one request after the restart; on a busy machine the 1 s timeout may expire
+	// and the kit ask again, so not exactly one.
+	if st := s.worker.Stats(); st.Requests < 2 || st.OK < 2 {
+		t.Errorf("worker stats %+v, want at least 2 requests answered", st)
 	}
 	path, data := clipFile(t, "after-restart.mp4", 500)
 	ev, err := k.Upload(ctx, Clip{Path: path})
