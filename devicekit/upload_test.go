@@ -298,15 +298,23 @@ func TestStatusOnlineOffline(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
 	statuses := make(chan string, 8)
+	subscribed := make(chan error, 1)
 	s.service("consumer", "consumer-secret-1", func(c paho.Client) {
-		c.Subscribe(topics.Default().Status("cam-status"), 1, func(_ paho.Client, m paho.Message) {
+		tok := c.Subscribe(topics.Default().Status("cam-status"), 1, func(_ paho.Client, m paho.Message) {
 			var st struct{ Device, Status string }
 			if err := json.Unmarshal(m.Payload(), &st); err != nil || st.Device != "cam-status" {
 				t.Errorf("status message %s: %v", m.Payload(), err)
 			}
 			statuses <- st.Status
 		})
+		tok.Wait()
+		subscribed <- tok.Error()
 	})
+	// Subscribed before the device connects: a subscription made while the retained
+	// "online" is being published may receive it twice (live and retained), as MQTT allows.
+	if err := <-subscribed; err != nil {
+		t.Fatal(err)
+	}
 	next := func() string {
 		select {
 		case st := <-statuses:
