@@ -368,7 +368,7 @@ func (r *Recording) release() {
 	r.closed = true
 }
 
-func (r *Recording) event(status string) *protocol.UploadEvent {
+func (r *Recording) event(status protocol.Status) *protocol.UploadEvent {
 	return &protocol.UploadEvent{
 		V:           protocol.Version,
 		ID:          newID(),

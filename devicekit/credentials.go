@@ -316,7 +316,7 @@ func (k *Kit) accept(reply *protocol.AuthReply, mode string) (*Credentials, erro
 	if reply.Credentials == nil {
 		return nil, errors.New("devicekit: the auth reply's sealed credentials could not be opened (wrong device key or a tampered reply)")
 	}
-	if err := reply.Credentials.Validate(); err != nil {
+	if err := protocol.ValidateCredentials(reply.Credentials); err != nil {
 		return nil, fmt.Errorf("devicekit: the auth reply's credentials are incomplete: %w", err)
 	}
 	if !reply.Credentials.Expiration.After(k.now()) {

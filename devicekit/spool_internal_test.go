@@ -17,7 +17,7 @@ func TestFileMetadata(t *testing.T) {
 		t.Errorf("metadata %q (%d bytes)", v, len(v))
 	}
 	ev := protocol.UploadEvent{V: 1, ID: "x", Device: "cam-01", Status: protocol.StatusFailed, Error: "e", Metadata: m}
-	if err := ev.Validate(); err != nil {
+	if err := protocol.ValidateUploadEvent(&ev); err != nil {
 		t.Error(err)
 	}
 }

@@ -53,7 +53,7 @@ func (s *Spool) loadRecord(c *spoolClip) *record {
 	}
 	var r record
 	if json.Unmarshal(b, &r) != nil || r.Dir != s.cfg.Dir || r.Name != c.name || r.Size != c.size ||
-		r.MTime != c.mtime.UnixNano() || r.Event == nil || r.Event.Validate() != nil {
+		r.MTime != c.mtime.UnixNano() || r.Event == nil || protocol.ValidateUploadEvent(r.Event) != nil {
 		return nil
 	}
 	return &r

@@ -477,7 +477,7 @@ func absPath(path string) string {
 
 func protocolID(id string) bool {
 	ev := protocol.UploadEvent{V: protocol.Version, ID: id, Device: "xx", Status: protocol.StatusFailed, Error: "x"}
-	return ev.Validate() == nil
+	return protocol.ValidateUploadEvent(&ev) == nil
 }
 
 func (k *Kit) saveJournal(j *journal) error {

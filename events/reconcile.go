@@ -296,7 +296,7 @@ func (r *Reconciler) consider(ctx context.Context, o *oss.ObjectProperties) (boo
 	if len(ev.ContentType) > protocol.MaxContentTypeLen {
 		ev.ContentType = ""
 	}
-	if err := ev.Validate(); err != nil {
+	if err := protocol.ValidateUploadEvent(&ev.UploadEvent); err != nil {
 		// OSS gave no usable CRC-64 or size: an object the events cannot describe.
 		r.skipped.Add(1)
 		r.log.Error().Err(err).Str("key", o.Key).Msg("object skipped: its metadata does not make a valid event")

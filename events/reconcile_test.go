@@ -138,7 +138,7 @@ func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 	if !ev.Reconciled || !ev.Verified || ev.Rejected() || ev.Publisher != "" || ev.ETag != etag {
 		t.Errorf("reconciled event flags: %s reconciled %v publisher %q etag %q", fmtEvent(ev), ev.Reconciled, ev.Publisher, ev.ETag)
 	}
-	if err := ev.Validate(); err != nil {
+	if err := protocol.ValidateUploadEvent(&ev.UploadEvent); err != nil {
 		t.Errorf("reconciled event is not a valid upload event: %v", err)
 	}
 	if n := pass(t, r); n != 0 {

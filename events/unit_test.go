@@ -183,7 +183,7 @@ func TestReconciledID(t *testing.T) {
 		t.Errorf("ID %q: want r- and 32 hex digits", id)
 	}
 	ev := protocol.UploadEvent{V: 1, ID: id, Device: "cam-1", Status: protocol.StatusFailed, Error: "x"}
-	if err := ev.Validate(); err != nil {
+	if err := protocol.ValidateUploadEvent(&ev); err != nil {
 		t.Errorf("reconciled ID is not a valid event ID: %v", err)
 	}
 	seen := map[string]bool{id: true}

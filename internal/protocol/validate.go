@@ -92,18 +92,19 @@ func (r *AuthReply) Validate() error {
 		return fieldErr("oss", "is required when ok is true")
 	}
 	if r.Credentials != nil {
-		if err := r.Credentials.Validate(); err != nil {
+		if err := ValidateCredentials(r.Credentials); err != nil {
 			return err
 		}
 	} else if !validSealed(r.Sealed) {
 		return fieldErr("sealed", "must be base64url without padding of at least %d bytes", minSealedSize)
 	}
-	return r.OSS.validate()
+	return validateOSS(r.OSS)
 }
 
-// Validate checks that every credential field is present. It is used on the plain
-// credentials of a reply and on the opened plaintext of sealed ones.
-func (c *Credentials) Validate() error {
+// ValidateCredentials checks that every credential field is present. It is used on the
+// plain credentials of a reply and on the opened plaintext of sealed ones. Errors are
+// *Error with CodeInvalid.
+func ValidateCredentials(c *Credentials) error {
 	switch {
 	case c.AccessKeyID == "":
 		return fieldErr("credentials.accessKeyId", "is required")
@@ -117,7 +118,7 @@ func (c *Credentials) Validate() error {
 	return nil
 }
 
-func (o *OSSInfo) validate() error {
+func validateOSS(o *OSSInfo) error {
 	switch {
 	case o.Endpoint == "":
 		return fieldErr("oss.endpoint", "is required")
@@ -147,9 +148,10 @@ func (e *ReplyError) validate() error {
 	return nil
 }
 
-// Validate checks the event: a completed event needs bucket, key, size, crc64 and
-// uploadedAt and no error; a failed one needs error.
-func (e *UploadEvent) Validate() error {
+// ValidateUploadEvent checks the event: a completed event needs bucket, key, size, crc64
+// and uploadedAt and no error; a failed one needs error. Errors are *Error with
+// CodeInvalid.
+func ValidateUploadEvent(e *UploadEvent) error {
 	completed := e.Status == StatusCompleted
 	switch {
 	case e.V != Version:

@@ -275,7 +275,7 @@ func openCredentials(t testing.TB, r *request, rep *protocol.AuthReply) *protoco
 	if err := json.Unmarshal(plain, &cr); err != nil {
 		t.Fatalf("sealed plaintext is not credentials JSON: %v", err)
 	}
-	if err := cr.Validate(); err != nil {
+	if err := protocol.ValidateCredentials(&cr); err != nil {
 		t.Fatalf("sealed credentials incomplete: %v", err)
 	}
 	return &cr
