@@ -17,12 +17,12 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
-	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -311,7 +311,7 @@ func (s *Stack) workerConfig(n int) tokenworker.Config {
 			AccessKeySecret: s.keys.STSCaller.Secret,
 			RoleARN:         s.roleARN,
 		},
-		OSS: protocol.OSSInfo{
+		OSS: clipgate.OSSInfo{
 			Endpoint: s.cloud.OSSEndpoint(),
 			Region:   s.cloud.Region(),
 			Bucket:   s.opts.Bucket,

@@ -19,11 +19,11 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -197,7 +197,7 @@ func TestUploadAndEvents(t *testing.T) {
 		name string
 		size int
 	}
-	sent := map[string]*protocol.UploadEvent{}
+	sent := map[string]*clipgate.UploadEvent{}
 	crcs := map[string]uint64{}
 	for _, c := range []clip{{"small.mp4", 50 << 10}, {"large.mp4", 450 << 10}} {
 		p, crc := writeClip(t, dir, c.name, c.size)
@@ -222,7 +222,7 @@ func TestUploadAndEvents(t *testing.T) {
 		if !ok {
 			continue // a duplicate delivery of an event already seen
 		}
-		if got.Status != protocol.StatusCompleted || got.Key != want.Key || got.Size != want.Size ||
+		if got.Status != clipgate.StatusCompleted || got.Key != want.Key || got.Size != want.Size ||
 			got.CRC64 != want.CRC64 || got.Device != "cam-01" || !got.RecordedAt.Equal(recorded) {
 			t.Errorf("consumer got %+v, the device sent %+v", got, want)
 		}
@@ -375,7 +375,7 @@ func TestConsumerDropsGarbage(t *testing.T) {
 		t.Fatalf("device connect: %v", tok.Error())
 	}
 	defer dev.Disconnect(100)
-	good := protocol.UploadEvent{V: 1, ID: "ev-1", Device: id, Status: protocol.StatusCompleted,
+	good := clipgate.UploadEvent{V: 1, ID: "ev-1", Device: id, Status: clipgate.StatusCompleted,
 		Bucket: "clips", Key: "clips/cam-06/2024/05/01/x.mp4", Size: 1, CRC64: "1",
 		ContentType: "video/mp4", RecordedAt: recorded, UploadedAt: recorded, Attempts: 1}
 	other := good

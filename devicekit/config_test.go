@@ -11,6 +11,7 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -126,7 +127,7 @@ func TestObjectKeyAndDevicePrefix(t *testing.T) {
 		"":              "cam-1/",
 		"clips/xcam-1/": "clips/xcam-1/cam-1/",
 	} {
-		if got := k.devicePrefix(protocol.OSSInfo{Prefix: prefix}); got != want {
+		if got := k.devicePrefix(clipgate.OSSInfo{Prefix: prefix}); got != want {
 			t.Errorf("devicePrefix(%q) = %q, want %q", prefix, got, want)
 		}
 	}

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -70,9 +70,9 @@ func TestSTSThrottlingNoRetryStorm(t *testing.T) {
 	if !ok {
 		t.Fatal("no worker stats")
 	}
-	refused := st.Errors[protocol.CodeBusy] + st.Errors[protocol.CodeUnavailable]
+	refused := st.Errors[clipgate.CodeBusy] + st.Errors[clipgate.CodeUnavailable]
 	t.Logf("worker: %d requests, %d STS calls, %d OK, %d busy, %d unavailable", st.Requests, st.STSCalls, st.OK,
-		st.Errors[protocol.CodeBusy], st.Errors[protocol.CodeUnavailable])
+		st.Errors[clipgate.CodeBusy], st.Errors[clipgate.CodeUnavailable])
 	if st.OK != devices {
 		t.Errorf("%d credentials issued, want %d", st.OK, devices)
 	}
@@ -83,7 +83,7 @@ func TestSTSThrottlingNoRetryStorm(t *testing.T) {
 		t.Errorf("%d requests for %d devices: a retry storm", st.Requests, devices)
 	}
 	for code, n := range st.Errors {
-		if code != protocol.CodeBusy && code != protocol.CodeUnavailable && n > 0 {
+		if code != clipgate.CodeBusy && code != clipgate.CodeUnavailable && n > 0 {
 			t.Errorf("%d unexpected %s replies", n, code)
 		}
 	}

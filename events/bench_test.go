@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -58,7 +59,7 @@ func benchConsume(b *testing.B, concurrency int) {
 	pub := adminClient(b, stack)
 	run := randomHex(4)
 	payloads := make([][]byte, len(objects))
-	ev := protocol.UploadEvent{V: protocol.Version, Status: protocol.StatusCompleted, Bucket: stack.Bucket(),
+	ev := clipgate.UploadEvent{V: protocol.Version, Status: clipgate.StatusCompleted, Bucket: stack.Bucket(),
 		UploadedAt: time.Now().UTC().Truncate(time.Second)}
 
 	b.ReportAllocs()

@@ -21,6 +21,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
@@ -212,7 +213,7 @@ func publish(t testing.TB, c paho.Client, topic string, payload []byte) {
 }
 
 // publishEvent encodes ev and publishes it on the upload topic of device from.
-func publishEvent(t testing.TB, stack *clipgatetest.Stack, c paho.Client, from string, ev *protocol.UploadEvent) {
+func publishEvent(t testing.TB, stack *clipgatetest.Stack, c paho.Client, from string, ev *clipgate.UploadEvent) {
 	t.Helper()
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -247,16 +248,16 @@ func putObject(t testing.TB, b *oss.Bucket, key string, size int) []byte {
 }
 
 // completedEvent is a hand-built completed event of device for key and data.
-func completedEvent(stack *clipgatetest.Stack, device, key string, data []byte) *protocol.UploadEvent {
-	return &protocol.UploadEvent{
-		V: protocol.Version, ID: "ev-" + randomHex(8), Device: device, Status: protocol.StatusCompleted,
+func completedEvent(stack *clipgatetest.Stack, device, key string, data []byte) *clipgate.UploadEvent {
+	return &clipgate.UploadEvent{
+		V: protocol.Version, ID: "ev-" + randomHex(8), Device: device, Status: clipgate.StatusCompleted,
 		Bucket: stack.Bucket(), Key: key, Size: int64(len(data)), CRC64: crcOf(data),
 		UploadedAt: time.Now().UTC().Truncate(time.Second),
 	}
 }
 
 // uploadClip uploads size random bytes as clip name from device kit k.
-func uploadClip(t testing.TB, ctx context.Context, k *devicekit.Kit, dir, name string, size int) *protocol.UploadEvent {
+func uploadClip(t testing.TB, ctx context.Context, k *devicekit.Kit, dir, name string, size int) *clipgate.UploadEvent {
 	t.Helper()
 	data := make([]byte, size)
 	if _, err := rand.Read(data); err != nil {

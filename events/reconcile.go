@@ -14,6 +14,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -286,8 +287,8 @@ func (r *Reconciler) consider(ctx context.Context, o *oss.ObjectProperties) (boo
 	}
 	size, crc, etag := objectFacts(h)
 	ev := &Event{
-		UploadEvent: protocol.UploadEvent{
-			V: protocol.Version, ID: id, Device: device, Status: protocol.StatusCompleted,
+		UploadEvent: clipgate.UploadEvent{
+			V: protocol.Version, ID: id, Device: device, Status: clipgate.StatusCompleted,
 			Bucket: r.cfg.Bucket, Key: o.Key, Size: size, CRC64: crc,
 			ContentType: h.Get("Content-Type"), UploadedAt: o.LastModified.UTC(),
 		},

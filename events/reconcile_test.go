@@ -11,6 +11,7 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -127,8 +128,8 @@ func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 	if !ev.UploadedAt.Truncate(time.Second).Equal(lastMod) || ev.UploadedAt.Location() != time.UTC {
 		t.Errorf("UploadedAt %v, object last modified %v", ev.UploadedAt, lastMod)
 	}
-	want := protocol.UploadEvent{
-		V: 1, ID: events.ReconciledID(stack.Bucket(), orphan, etag), Device: "cam-r", Status: protocol.StatusCompleted,
+	want := clipgate.UploadEvent{
+		V: 1, ID: events.ReconciledID(stack.Bucket(), orphan, etag), Device: "cam-r", Status: clipgate.StatusCompleted,
 		Bucket: stack.Bucket(), Key: orphan, Size: int64(len(data)), CRC64: crcOf(data),
 		ContentType: h.Get("Content-Type"), UploadedAt: ev.UploadedAt,
 	}
@@ -324,7 +325,7 @@ func TestReconcilerWithConsumer(t *testing.T) {
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:with-reconciler"), x.add)
 	kit := newKit(t, ctx, stack, "cam-w", nil)
 	dir := t.TempDir()
-	var sent []*protocol.UploadEvent
+	var sent []*clipgate.UploadEvent
 	for _, name := range []string{"a.mp4", "b.mp4"} {
 		sent = append(sent, uploadClip(t, ctx, kit, dir, name, 50))
 	}
