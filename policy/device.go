@@ -11,16 +11,20 @@ import (
 // MaxSessionPolicyLen is the longest session policy STS AssumeRole accepts, in characters.
 const MaxSessionPolicyLen = 2048
 
+// Version is the only RAM policy language version.
+const Version = "1"
+
 // DefaultPrefix is the global key prefix the commands (tokenworker, console) default to,
 // so that with their defaults the token workers hand out the prefix the console expects.
 const DefaultPrefix = "clips/"
 
-// Errors wrapped by DevicePolicy and ParseMode, for errors.Is.
+// Errors wrapped by DevicePolicy and ParseMode, for errors.Is. ErrTooLong is also wrapped
+// by the errors of policy documents over their length limits.
 var (
 	ErrInvalidMode     = errors.New("invalid mode")
 	ErrInvalidBucket   = errors.New("invalid bucket name")
 	ErrInvalidPrefix   = errors.New("invalid key prefix")
-	ErrInvalidDeviceID = errors.New("invalid device ID") // also wraps deviceid.ErrInvalid
+	ErrInvalidDeviceID = errors.New("invalid device ID")
 	ErrTooLong         = errors.New("policy too long")
 )
 
@@ -100,10 +104,10 @@ func DeviceResource(bucket, prefix, deviceID string) string {
 //
 // bucket must follow the OSS bucket naming rules (3 to 63 of [a-z0-9-], not starting or
 // ending with '-'); prefix must be "" or characters of [A-Za-z0-9._/-] ending in "/",
-// with no leading "/", no "//" and no ".."; deviceID must pass deviceid.Validate. The
-// result is at most MaxSessionPolicyLen characters. Errors wrap ErrInvalidBucket,
-// ErrInvalidPrefix, ErrInvalidDeviceID (and deviceid.ErrInvalid), ErrInvalidMode or
-// ErrTooLong.
+// with no leading "/", no "//" and no ".."; deviceID must be a device ID (2 to 64
+// characters of [A-Za-z0-9._-], not "." or ".."). The result is at most
+// MaxSessionPolicyLen characters. Errors wrap ErrInvalidBucket, ErrInvalidPrefix,
+// ErrInvalidDeviceID, ErrInvalidMode or ErrTooLong.
 func DevicePolicy(bucket, prefix, deviceID string, mode Mode) (string, error) {
 	if err := ValidateBucket(bucket); err != nil {
 		return "", err
@@ -117,15 +121,20 @@ func DevicePolicy(bucket, prefix, deviceID string, mode Mode) (string, error) {
 	if _, err := ParseMode(string(mode)); err != nil {
 		return "", fmt.Errorf("policy: %w", err)
 	}
-	doc := Document{Version: Version, Statements: []Statement{{
-		Effect:    Allow,
-		Actions:   mode.Actions(),
-		Resources: []string{DeviceResource(bucket, prefix, deviceID)},
-	}}}
-	b, err := doc.MarshalJSON()
-	if err != nil { // unreachable: every input was validated above
-		return "", fmt.Errorf("policy: encoding device policy: %w", err)
+	// Every input was validated above: none holds a character JSON would escape.
+	b := make([]byte, 0, 256)
+	b = append(b, `{"Version":"`+Version+`","Statement":[{"Effect":"Allow","Action":[`...)
+	for i, a := range mode.Actions() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, a...)
+		b = append(b, '"')
 	}
+	b = append(b, `],"Resource":["`...)
+	b = append(b, DeviceResource(bucket, prefix, deviceID)...)
+	b = append(b, `"]}]}`...)
 	if len(b) > MaxSessionPolicyLen { // ASCII only, so bytes are characters
 		return "", fmt.Errorf("policy: %w: device policy is %d characters, limit %d (shorten the prefix)", ErrTooLong, len(b), MaxSessionPolicyLen)
 	}
