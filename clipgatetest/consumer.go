@@ -13,7 +13,6 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/broker"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
@@ -51,7 +50,7 @@ func (s *Stack) Consumer(ctx context.Context, group string) (*Consumer, error) {
 	if group != "" && !topics.ValidGroup(group) {
 		return nil, fmt.Errorf("clipgatetest: %q is not a valid shared-subscription group", group)
 	}
-	user, pw := s.ServiceAccount(identity.RoleConsumer)
+	user, pw := s.ServiceAccount(topics.RoleConsumer)
 	c := &Consumer{
 		stack:  s,
 		filter: s.scheme.EventFilter(group),

@@ -297,9 +297,9 @@ func (s *Stack) startCloud() error {
 func (s *Stack) workerConfig(n int) tokenworker.Config {
 	cfg := tokenworker.Config{
 		BrokerURL:   s.BrokerURL(),
-		Username:    identity.RoleTokenWorker,
-		Password:    s.keys.Passwords[identity.RoleTokenWorker],
-		ClientID:    broker.ServiceClientID(identity.RoleTokenWorker, fmt.Sprintf("w%d-%s", n, mustHex(4))),
+		Username:    topics.RoleTokenWorker.String(),
+		Password:    s.keys.Passwords[topics.RoleTokenWorker.String()],
+		ClientID:    broker.ServiceClientID(topics.RoleTokenWorker.String(), fmt.Sprintf("w%d-%s", n, mustHex(4))),
 		Topics:      s.scheme,
 		FleetKey:    s.fleetKey,
 		Revocations: s.revs,
@@ -530,14 +530,18 @@ func (s *Stack) OSSClient() (*oss.Client, error) {
 func (s *Stack) AdminKey() (id, secret string) { return s.keys.OSSAdmin.ID, s.keys.OSSAdmin.Secret }
 
 // ServiceAccount returns the MQTT username and password of the stack's service account
-// for role "tokenworker", "consumer" or "admin", or empty strings for another role.
-// Service clients must use a client ID that is not of device-ID form, e.g. "consumer:x".
-func (s *Stack) ServiceAccount(role string) (username, password string) {
-	pw, ok := s.keys.Passwords[role]
+// for role topics.RoleTokenWorker, RoleConsumer or RoleAdmin (the username is the role's
+// name), or empty strings for another role. Service clients must use a client ID that is
+// not of device-ID form, e.g. "consumer:x".
+func (s *Stack) ServiceAccount(role topics.Role) (username, password string) {
+	if role == topics.RoleDevice {
+		return "", ""
+	}
+	pw, ok := s.keys.Passwords[role.String()]
 	if !ok {
 		return "", ""
 	}
-	return role, pw
+	return role.String(), pw
 }
 
 // Dir returns the stack's directory.

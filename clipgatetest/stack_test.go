@@ -25,6 +25,7 @@ import (
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
 )
 
 var recorded = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -491,12 +492,12 @@ func TestAccessorsAndClosed(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	s := clipgatetest.New(t, clipgatetest.Options{})
-	for _, role := range []string{"tokenworker", "consumer", "admin"} {
-		if u, p := s.ServiceAccount(role); u != role || len(p) < 16 {
-			t.Errorf("ServiceAccount(%q) = %q, %q", role, u, p)
+	for role, name := range map[topics.Role]string{topics.RoleTokenWorker: "tokenworker", topics.RoleConsumer: "consumer", topics.RoleAdmin: "admin"} {
+		if u, p := s.ServiceAccount(role); u != name || len(p) < 16 {
+			t.Errorf("ServiceAccount(%v) = %q, %q", role, u, p)
 		}
 	}
-	if u, p := s.ServiceAccount("device"); u != "" || p != "" {
+	if u, p := s.ServiceAccount(topics.RoleDevice); u != "" || p != "" {
 		t.Errorf("ServiceAccount(device) = %q, %q; want empty", u, p)
 	}
 	if !strings.HasPrefix(s.BrokerURL(), "tcp://127.0.0.1:") || !strings.HasPrefix(s.OSSEndpoint(), "http://127.0.0.1:") ||

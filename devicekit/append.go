@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -81,7 +80,7 @@ type AppendClip struct {
 	// recording and what a crash can lose.
 	BufferSize int
 
-	mode string // test hook: the credentials mode; "" means the kit's append mode
+	mode clipgate.Mode // test hook: the credentials mode; "" means the kit's append mode
 }
 
 // Recording is an open recording (see OpenAppend). Its methods are safe for concurrent
@@ -91,7 +90,7 @@ type Recording struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	stop   func() bool // detaches ctx from the kit's life
-	mode   string
+	mode   clipgate.Mode
 	clip   Clip
 	bucket *oss.Bucket
 	info   clipgate.OSSInfo
@@ -109,8 +108,8 @@ type Recording struct {
 }
 
 // appendMode is the credentials mode of recordings: Config.Mode if it allows appends, else "a".
-func (k *Kit) appendMode() string {
-	if strings.Contains(k.cfg.Mode, "a") {
+func (k *Kit) appendMode() clipgate.Mode {
+	if k.cfg.Mode.Has(clipgate.ModeAppend) {
 		return k.cfg.Mode
 	}
 	return "a"
@@ -505,7 +504,7 @@ func terminalAppend(err error) bool {
 }
 
 // modeKey is the cache key of the recording's credentials mode.
-func (r *Recording) modeKey() string {
+func (r *Recording) modeKey() clipgate.Mode {
 	if r.mode == r.k.cfg.Mode {
 		return ""
 	}

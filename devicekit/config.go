@@ -12,9 +12,9 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -40,7 +40,7 @@ type Config struct {
 	// Topics is the topic root; "" means topics.DefaultRoot.
 	Topics string
 	// Mode is the access asked for: letters from "r", "w", "a". Default "w".
-	Mode string
+	Mode clipgate.Mode
 
 	// RequestTimeout bounds one credentials request (and the wait for an event's PUBACK).
 	// Default 10s; 100ms to 5m.
@@ -63,7 +63,7 @@ type Config struct {
 
 // Defaults and limits of Config.
 const (
-	DefaultMode               = "w"
+	DefaultMode               = clipgate.ModeWrite
 	DefaultRequestTimeout     = 10 * time.Second
 	DefaultRefreshMargin      = 5 * time.Minute
 	DefaultMultipartThreshold = 8 << 20
@@ -117,7 +117,7 @@ func (c Config) withDefaults() (Config, topics.Scheme, error) {
 	if c.Mode == "" {
 		c.Mode = DefaultMode
 	}
-	if _, err := policy.ParseMode(c.Mode); err != nil {
+	if _, err := clipgate.ParseMode(string(c.Mode)); err != nil {
 		return c, scheme, configErr("Mode: %v", err)
 	}
 	if c.RequestTimeout == 0 {

@@ -21,7 +21,7 @@ type Credentials struct {
 	clipgate.Credentials
 	OSS clipgate.OSSInfo
 
-	mode string // the mode they were asked for; "" is Config.Mode
+	mode clipgate.Mode // the mode they were asked for; "" is Config.Mode
 }
 
 // GetAccessKeyID, GetAccessKeySecret and GetSecurityToken make *Credentials an
@@ -60,14 +60,14 @@ func (k *Kit) Credentials(ctx context.Context) (*Credentials, error) {
 }
 
 // credentials is Credentials for mode ("" is Config.Mode): each mode has its own cache.
-func (k *Kit) credentials(ctx context.Context, mode string) (*Credentials, error) {
+func (k *Kit) credentials(ctx context.Context, mode clipgate.Mode) (*Credentials, error) {
 	if mode == k.cfg.Mode {
 		mode = ""
 	}
 	if c := k.cachedMode(mode); c != nil {
 		return c, nil
 	}
-	ch := k.sf.DoChan("credentials/"+mode, func() (any, error) {
+	ch := k.sf.DoChan("credentials/"+string(mode), func() (any, error) {
 		if !k.enter() {
 			return nil, ErrClosed
 		}
@@ -93,7 +93,7 @@ func (k *Kit) credentials(ctx context.Context, mode string) (*Credentials, error
 // cached returns the cached credentials of Config.Mode if they are still fresh enough.
 func (k *Kit) cached() *Credentials { return k.cachedMode("") }
 
-func (k *Kit) cachedMode(mode string) *Credentials {
+func (k *Kit) cachedMode(mode clipgate.Mode) *Credentials {
 	c := k.cacheFor(mode).Load()
 	if c == nil || !k.now().Before(c.Expiration.Add(-k.cfg.RefreshMargin)) {
 		return nil
@@ -102,7 +102,7 @@ func (k *Kit) cachedMode(mode string) *Credentials {
 }
 
 // cacheFor returns the cache of mode ("" is Config.Mode).
-func (k *Kit) cacheFor(mode string) *atomic.Pointer[Credentials] {
+func (k *Kit) cacheFor(mode clipgate.Mode) *atomic.Pointer[Credentials] {
 	if mode == "" {
 		return &k.cache
 	}
@@ -119,7 +119,7 @@ func (k *Kit) invalidate(c *Credentials) {
 }
 
 // fetch asks the token worker for credentials, with the retry policy above.
-func (k *Kit) fetch(ctx context.Context, mode string) (*Credentials, error) {
+func (k *Kit) fetch(ctx context.Context, mode clipgate.Mode) (*Credentials, error) {
 	var lastErr error
 	for attempt := range maxAttempts {
 		if attempt > 0 {
@@ -185,7 +185,7 @@ func (k *Kit) wait(ctx context.Context, err error, d time.Duration) error {
 
 // request sends one signed auth request and waits for its reply; the wait for the
 // connection, the PUBACK and the reply together take at most RequestTimeout.
-func (k *Kit) request(ctx context.Context, mode string) (*protocol.AuthReply, error) {
+func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthReply, error) {
 	if mode == "" {
 		mode = k.cfg.Mode
 	}
@@ -284,7 +284,7 @@ func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *clipgate.Crede
 }
 
 // accept checks the credentials of a successful reply and caches them.
-func (k *Kit) accept(reply *protocol.AuthReply, mode string) (*Credentials, error) {
+func (k *Kit) accept(reply *protocol.AuthReply, mode clipgate.Mode) (*Credentials, error) {
 	if reply.Credentials == nil {
 		return nil, errors.New("devicekit: the auth reply's sealed credentials could not be opened (wrong device key or a tampered reply)")
 	}

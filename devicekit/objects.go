@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/clipgate/clipgate"
@@ -78,8 +77,8 @@ func (k *Kit) statObject(ctx context.Context, bucket *oss.Bucket, key string) (o
 
 // readMode is the credentials mode of the kit's HeadObject requests: Config.Mode if it
 // grants oss:GetObject ("a" or "r"), else "r".
-func (k *Kit) readMode() string {
-	if strings.ContainsAny(k.cfg.Mode, "ar") {
+func (k *Kit) readMode() clipgate.Mode {
+	if k.cfg.Mode.Has(clipgate.ModeAppend) || k.cfg.Mode.Has(clipgate.ModeRead) {
 		return ""
 	}
 	return "r"

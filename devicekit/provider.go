@@ -29,7 +29,7 @@ func (k *Kit) CredentialsProvider() oss.CredentialsProvider {
 type provider struct {
 	k    *Kit
 	ctx  context.Context
-	mode string // "" is Config.Mode
+	mode clipgate.Mode // "" is Config.Mode
 }
 
 // GetCredentialsE returns the cached credentials, fetching new ones when needed.
@@ -66,7 +66,7 @@ func (k *Kit) bucketFor(ctx context.Context, info clipgate.OSSInfo) (*oss.Bucket
 }
 
 // bucketForMode is bucketFor with the credentials of mode ("" is Config.Mode).
-func (k *Kit) bucketForMode(ctx context.Context, info clipgate.OSSInfo, mode string) (*oss.Bucket, error) {
+func (k *Kit) bucketForMode(ctx context.Context, info clipgate.OSSInfo, mode clipgate.Mode) (*oss.Bucket, error) {
 	endpoint := info.Endpoint
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint // the SDK would default to plain http

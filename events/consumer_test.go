@@ -16,9 +16,9 @@ import (
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttdial"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // Clips uploaded by devices (PutObject and multipart) arrive verified, with the
@@ -563,7 +563,7 @@ func TestConfigErrors(t *testing.T) {
 	// A token worker account may not subscribe to events: the refused subscription
 	// fails Start.
 	worker := good
-	worker.Username, worker.Password = stack.ServiceAccount(identity.RoleTokenWorker)
+	worker.Username, worker.Password = stack.ServiceAccount(topics.RoleTokenWorker)
 	worker.ClientID = "tokenworker:not-a-consumer"
 	if c, err = events.NewConsumer(worker, h); err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // testTimeout bounds each stack test.
@@ -56,7 +57,7 @@ func adminBucket(t testing.TB, stack *clipgatetest.Stack) *oss.Bucket {
 // consumerConfig is a consumer configuration for stack with the consumer account.
 func consumerConfig(t testing.TB, stack *clipgatetest.Stack, clientID string) events.Config {
 	t.Helper()
-	user, pw := stack.ServiceAccount(identity.RoleConsumer)
+	user, pw := stack.ServiceAccount(topics.RoleConsumer)
 	return events.Config{
 		BrokerURL:       stack.BrokerURL(),
 		Username:        user,
@@ -199,7 +200,7 @@ func rawDevice(t testing.TB, stack *clipgatetest.Stack, id string) paho.Client {
 // adminClient connects with the stack's admin service account.
 func adminClient(t testing.TB, stack *clipgatetest.Stack) paho.Client {
 	t.Helper()
-	user, pw := stack.ServiceAccount(identity.RoleAdmin)
+	user, pw := stack.ServiceAccount(topics.RoleAdmin)
 	return mqttClient(t, stack, "admin:"+randomHex(4), user, pw)
 }
 

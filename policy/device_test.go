@@ -6,46 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/deviceid"
 )
 
-func TestParseMode(t *testing.T) {
+func TestActions(t *testing.T) {
 	t.Parallel()
-	valid := []string{"w", "a", "r", "wa", "aw", "rw", "wr", "ar", "war", "rwa", "raw"}
-	for _, s := range valid {
-		m, err := ParseMode(s)
-		if err != nil || string(m) != s {
-			t.Errorf("ParseMode(%q) = %q, %v; want %q, nil", s, m, err, s)
-		}
-	}
-	invalid := map[string]string{
-		"":      "empty",
-		"x":     "not one of",
-		"W":     "not one of",
-		"ww":    "repeated",
-		"wrw":   "repeated",
-		"wx":    "not one of",
-		"w ":    "not one of",
-		"warr":  "at most 3",
-		"rwa*":  "at most 3",
-		"*":     "not one of",
-		"r\x00": "not one of",
-	}
-	for s, want := range invalid {
-		m, err := ParseMode(s)
-		if !errors.Is(err, ErrInvalidMode) || m != "" {
-			t.Errorf("ParseMode(%q) = %q, %v; want ErrInvalidMode", s, m, err)
-			continue
-		}
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("ParseMode(%q) error %q does not mention %q", s, err, want)
-		}
-	}
-}
-
-func TestModeActions(t *testing.T) {
-	t.Parallel()
-	cases := map[Mode][]string{
+	cases := map[clipgate.Mode][]string{
 		"w":   {ActionPutObject, ActionAbortMultipartUpload, ActionListParts},
 		"a":   {ActionPutObject, ActionGetObject},
 		"r":   {ActionGetObject},
@@ -58,8 +25,8 @@ func TestModeActions(t *testing.T) {
 		"xyz": nil,
 	}
 	for m, want := range cases {
-		if got := m.Actions(); !slices.Equal(got, want) {
-			t.Errorf("Mode(%q).Actions() = %q, want %q", m, got, want)
+		if got := Actions(m); !slices.Equal(got, want) {
+			t.Errorf("Actions(%q) = %q, want %q", m, got, want)
 		}
 	}
 }
@@ -107,7 +74,7 @@ func TestDevicePolicyValidation(t *testing.T) {
 	long := strings.Repeat("abcdefghij/", 180) // 1980 characters: too long once wrapped
 	cases := []struct {
 		bucket, prefix, device string
-		mode                   Mode
+		mode                   clipgate.Mode
 		want                   error
 	}{
 		{"ab", "", "cam-1", "w", ErrInvalidBucket},
@@ -140,10 +107,10 @@ func TestDevicePolicyValidation(t *testing.T) {
 		{"clips", "", "..", "w", ErrInvalidDeviceID},
 		{"clips", "", "cam\"1", "w", ErrInvalidDeviceID},
 		{"clips", "", strings.Repeat("d", 65), "w", ErrInvalidDeviceID},
-		{"clips", "", "cam-1", "", ErrInvalidMode},
-		{"clips", "", "cam-1", "x", ErrInvalidMode},
-		{"clips", "", "cam-1", "ww", ErrInvalidMode},
-		{"clips", "", "cam-1", "d", ErrInvalidMode},
+		{"clips", "", "cam-1", "", clipgate.ErrInvalidMode},
+		{"clips", "", "cam-1", "x", clipgate.ErrInvalidMode},
+		{"clips", "", "cam-1", "ww", clipgate.ErrInvalidMode},
+		{"clips", "", "cam-1", "d", clipgate.ErrInvalidMode},
 		{"clips", long, "cam-1", "w", ErrTooLong},
 	}
 	for _, c := range cases {

@@ -1,10 +1,10 @@
 // Package policy builds the least-privilege Alibaba Cloud RAM session policy of one
-// device, and says what it grants (Mode.Actions, DeviceResource).
+// device, and says what it grants (Actions, DeviceResource).
 //
 // # Least privilege per device
 //
 // A camera gets STS credentials whose session policy lets it touch only its own objects,
-// "acs:oss:*:*:{bucket}/{prefix}{deviceID}/*", and only with what its Mode needs:
+// "acs:oss:*:*:{bucket}/{prefix}{deviceID}/*", and only with what its clipgate.Mode needs:
 //
 //	w  oss:PutObject (put, append, multipart upload), oss:AbortMultipartUpload, oss:ListParts
 //	a  oss:PutObject, oss:GetObject (stat and resync the append position)

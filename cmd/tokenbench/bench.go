@@ -519,7 +519,7 @@ func (d *device) open(req *protocol.AuthRequest, nonce []byte, reply *protocol.A
 // refusal (unavailable), without verifying it or calling STS.
 func startEcho(ctx context.Context, stack *clipgatetest.Stack, n int) (paho.Client, error) {
 	scheme := stack.Topics()
-	user, pw := stack.ServiceAccount(identity.RoleTokenWorker)
+	user, pw := stack.ServiceAccount(topics.RoleTokenWorker)
 	handler := func(c paho.Client, m paho.Message) {
 		kind, dev, ok := scheme.Parse(m.Topic())
 		if !ok || kind != topics.KindAuthRequest {

@@ -24,6 +24,7 @@ import (
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 const testPassword = "correct horse battery staple"
@@ -79,7 +80,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if e.bucket, err = client.Bucket(e.stack.Bucket()); err != nil {
 		t.Fatal(err)
 	}
-	user, pass := e.stack.ServiceAccount("consumer")
+	user, pass := e.stack.ServiceAccount(topics.RoleConsumer)
 	cfg := Config{
 		BrokerURL:         e.stack.BrokerURL(),
 		Username:          user,

@@ -16,6 +16,7 @@ import (
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // Files of the console in the state directory.
@@ -62,7 +63,7 @@ func startConsole(ctx context.Context, s *clipgatetest.Stack, dir, addr string, 
 	if err != nil {
 		return nil, err
 	}
-	user, pass := s.ServiceAccount(identity.RoleConsumer)
+	user, pass := s.ServiceAccount(topics.RoleConsumer)
 	c, err := console.New(console.Config{
 		BrokerURL:       s.BrokerURL(),
 		Username:        user,

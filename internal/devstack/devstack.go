@@ -198,9 +198,9 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	line("STS endpoint", "%s   (plain HTTP)", s.STSEndpoint())
 	line("device role", "%s", s.RoleARN())
 	line("token workers", "%d, group %q", s.Workers(), topics.DefaultWorkerGroup)
-	for _, role := range []string{identity.RoleConsumer, identity.RoleAdmin, identity.RoleTokenWorker} {
+	for _, role := range []topics.Role{topics.RoleConsumer, topics.RoleAdmin, topics.RoleTokenWorker} {
 		u, p := s.ServiceAccount(role)
-		line("MQTT "+role, "username %s  password %s", u, p)
+		line("MQTT "+role.String(), "username %s  password %s", u, p)
 	}
 	line("fleet key", "%s", filepath.Join(d.Dir, "fleet.key"))
 	line("device", "%s   key %s", d.Device.DeviceID, d.Device.DeviceKeyFile)
@@ -208,7 +208,7 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	b.WriteString("\nUpload a clip as the device:\n")
 	fmt.Fprintf(&b, "  go run ./cmd/device --config %s upload CLIP.mp4\n", d.DeviceFilePath)
 	b.WriteString("Watch the upload events (any MQTT client, e.g. mosquitto_sub):\n")
-	u, p := s.ServiceAccount(identity.RoleConsumer)
+	u, p := s.ServiceAccount(topics.RoleConsumer)
 	fmt.Fprintf(&b, "  mosquitto_sub -h %s -p %s -u %s -P %s -i %s:sub -q 1 -t '%s'\n",
 		hostOf(s.BrokerURL()), portOf(s.BrokerURL()), u, p, u, s.Topics().EventFilter(""))
 	_, err := io.WriteString(w, b.String())

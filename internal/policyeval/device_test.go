@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/policy"
 )
 
@@ -35,7 +36,7 @@ func TestDevicePolicyDecisions(t *testing.T) {
 		{"bucket ACL", "oss:PutBucketAcl", "acs:oss:*:*:clips"},
 		{"object ACL", "oss:PutObjectAcl", own},
 	}
-	for _, mode := range []policy.Mode{"w", "a", "r", "wa", "rw", "ar", "war"} {
+	for _, mode := range []clipgate.Mode{"w", "a", "r", "wa", "rw", "ar", "war"} {
 		text, err := policy.DevicePolicy(bucket, prefix, dev, mode)
 		if err != nil {
 			t.Fatalf("policy.DevicePolicy(%q): %v", mode, err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipgate/clipgate"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -30,6 +31,7 @@ var (
 		jsonv2.WithUnmarshalers(jsonv2.JoinUnmarshalers(
 			jsonv2.UnmarshalFromFunc(unmarshalString[string]),
 			jsonv2.UnmarshalFromFunc(unmarshalString[Status]),
+			jsonv2.UnmarshalFromFunc(unmarshalString[clipgate.Mode]),
 			jsonv2.UnmarshalFromFunc(unmarshalTime),
 			nonNull[bool](), nonNull[int](), nonNull[int64](), nonNull[Code](),
 			nonNull[map[string]string](), nonNull[*Credentials](), nonNull[*OSSInfo](), nonNull[*ReplyError](),
@@ -63,8 +65,8 @@ func nonNull[T any]() *jsonv2.Unmarshalers {
 	})
 }
 
-// unmarshalString reads a string (or a string type such as Status), refusing null and
-// NUL.
+// unmarshalString reads a string (or a string type: Status, clipgate.Mode), refusing
+// null and NUL.
 func unmarshalString[S ~string](dec *jsontext.Decoder, p *S) error {
 	switch dec.PeekKind() {
 	case 'n':

@@ -46,10 +46,6 @@ const (
 	MaxRetryAfterMs   = 24 * 60 * 60 * 1000 // one day
 )
 
-// Mode is a credential mode: letters from "r", "w" and "a", each at most once ("w",
-// "wa"), as policy.ParseMode checks it.
-type Mode = string
-
 // Code is clipgate.Code, the closed set of error codes; the constants below are
 // clipgate's, named here for this package's users.
 type Code = clipgate.Code
@@ -101,13 +97,13 @@ func fieldErr(field, format string, args ...any) *Error {
 // AuthRequest asks a token worker for credentials (device -> worker), at most
 // MaxAuthRequestSize bytes on the wire.
 type AuthRequest struct {
-	V      int    `json:"v"`
-	ID     string `json:"id"`     // request ID, 1..64 of [A-Za-z0-9_-], echoed in the reply
-	Device string `json:"device"` // device ID (internal/deviceid)
-	TS     string `json:"ts"`     // RFC 3339 time of signing, kept verbatim (it is signed)
-	Nonce  string `json:"nonce"`  // base64url, no padding, of 16 random bytes
-	Mode   Mode   `json:"mode"`   // requested mode
-	Sig    string `json:"sig"`    // base64url, no padding, of HMAC-SHA256 over SigningString
+	V      int           `json:"v"`
+	ID     string        `json:"id"`     // request ID, 1..64 of [A-Za-z0-9_-], echoed in the reply
+	Device string        `json:"device"` // device ID (internal/deviceid)
+	TS     string        `json:"ts"`     // RFC 3339 time of signing, kept verbatim (it is signed)
+	Nonce  string        `json:"nonce"`  // base64url, no padding, of 16 random bytes
+	Mode   clipgate.Mode `json:"mode"`   // requested mode
+	Sig    string        `json:"sig"`    // base64url, no padding, of HMAC-SHA256 over SigningString
 }
 
 // signingTag is the domain tag that starts every auth request signing string.
@@ -120,7 +116,7 @@ func (r *AuthRequest) SigningString() []byte {
 	b = append(b, signingTag...)
 	b = append(b, '\n')
 	b = appendInt(b, int64(r.V))
-	for _, f := range [...]string{r.ID, r.Device, r.TS, r.Nonce, r.Mode} {
+	for _, f := range [...]string{r.ID, r.Device, r.TS, r.Nonce, string(r.Mode)} {
 		b = append(b, '\n')
 		b = append(b, f...)
 	}

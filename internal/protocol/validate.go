@@ -8,8 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/deviceid"
-	"github.com/clipgate/clipgate/policy"
 )
 
 // Encoded lengths of the fixed-size binary fields (base64url without padding).
@@ -30,7 +30,7 @@ func (r *AuthRequest) Validate() error {
 		return versionErr(r.V)
 	}
 	for _, f := range [...]struct{ name, value string }{
-		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", r.Mode}, {"sig", r.Sig},
+		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", string(r.Mode)}, {"sig", r.Sig},
 	} {
 		if f.value == "" {
 			return fieldErr(f.name, "is required")
@@ -49,7 +49,7 @@ func (r *AuthRequest) Validate() error {
 	if !validB64(r.Nonce, nonceLen) {
 		return fieldErr("nonce", "must be %d bytes in base64url without padding (%d characters)", NonceSize, nonceLen)
 	}
-	if _, err := policy.ParseMode(r.Mode); err != nil {
+	if _, err := clipgate.ParseMode(string(r.Mode)); err != nil {
 		return fieldErr("mode", "%v", err)
 	}
 	if !validB64(r.Sig, sigLen) {

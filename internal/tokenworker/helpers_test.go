@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -195,7 +196,7 @@ func newRequest(t testing.TB, fleet []byte, device, mode string, ts time.Time) *
 			Device: device,
 			TS:     ts.UTC().Format(time.RFC3339Nano),
 			Nonce:  base64.RawURLEncoding.EncodeToString(nonce),
-			Mode:   mode,
+			Mode:   clipgate.Mode(mode),
 		},
 		key: identity.DeriveDeviceKey(fleet, device),
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // TestWrongDeviceKey: a device key that is not the one derived from the fleet key gets
@@ -133,7 +134,7 @@ func TestRevokedDevice(t *testing.T) {
 		t.Fatalf("before revocation: reply %+v, %v; want credentials", r, err)
 	}
 
-	admin, err := connectService(ctx, stack, identity.RoleAdmin)
+	admin, err := connectService(ctx, stack, topics.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func TestFaultWorkerStops(t *testing.T) {
 		kits := startKits(ctx, t, stack, "cam-wr", devices, func(c *devicekit.Config) {
 			c.RequestTimeout = 2 * time.Second
 		})
-		watcher, err := connectService(ctx, stack, "admin")
+		watcher, err := connectService(ctx, stack, topics.RoleAdmin)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,12 +22,14 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // headerObjectType is OSS's object type header: Normal, Multipart or Appendable.
@@ -179,7 +181,7 @@ func randomHex(n int) string {
 
 // signedRequest returns an auth request of device, signed with key, its nonce and its
 // payload.
-func signedRequest(key []byte, device string, now time.Time, mode string) (*protocol.AuthRequest, []byte, []byte, error) {
+func signedRequest(key []byte, device string, now time.Time, mode clipgate.Mode) (*protocol.AuthRequest, []byte, []byte, error) {
 	nonce := make([]byte, protocol.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, nil, nil, err
@@ -295,7 +297,7 @@ func connectDevice(ctx context.Context, stack *clipgatetest.Stack, id string, ke
 }
 
 // connectService connects a raw client with the stack's service account for role.
-func connectService(ctx context.Context, stack *clipgatetest.Stack, role string) (*mqttClient, error) {
+func connectService(ctx context.Context, stack *clipgatetest.Stack, role topics.Role) (*mqttClient, error) {
 	user, pw := stack.ServiceAccount(role)
 	return connectMQTT(ctx, stack.BrokerURL(), broker.ServiceClientID(user, randomHex(6)), user, pw)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // TestRepliesAreSealed: credentials in auth replies are sealed to the device. Another
@@ -41,7 +42,7 @@ func TestRepliesAreSealed(t *testing.T) {
 		}
 	}
 
-	admin, err := connectService(ctx, stack, identity.RoleAdmin)
+	admin, err := connectService(ctx, stack, topics.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
