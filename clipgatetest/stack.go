@@ -53,8 +53,8 @@ type Options struct {
 	Prefix string
 	// NoPrefix puts objects directly under {deviceID}/ (Prefix must then be empty).
 	NoPrefix bool
-	// TopicRoot is the MQTT topic root; default topics.DefaultRoot.
-	TopicRoot string
+	// Topics is the MQTT topic scheme (topics.New); the zero value is topics.Default().
+	Topics topics.Scheme
 	// Dir holds keys, the local cloud's objects and the devices' state. Empty means a new
 	// temporary directory, removed by Close. A given directory is kept, and a stack started
 	// again on it reuses its fleet key, access keys, passwords and objects (one stack at a
@@ -221,13 +221,7 @@ func (s *Stack) applyDefaults() error {
 	if _, err := policy.DevicePolicy(o.Bucket, s.prefix, "probe-device", "w"); err != nil {
 		return fmt.Errorf("clipgatetest: bucket %q / prefix %q: %w", o.Bucket, s.prefix, err)
 	}
-	if o.TopicRoot == "" {
-		o.TopicRoot = topics.DefaultRoot
-	}
-	var err error
-	if s.scheme, err = topics.New(o.TopicRoot); err != nil {
-		return fmt.Errorf("clipgatetest: TopicRoot: %w", err)
-	}
+	s.scheme = o.Topics
 	if o.STSRate < 0 {
 		return fmt.Errorf("clipgatetest: STSRate %v is negative", o.STSRate)
 	}
@@ -464,7 +458,7 @@ func (s *Stack) Close() error {
 }
 
 // DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
-// URL, the topic root, the device key derived from the fleet key and a state directory
+// URL, the topic scheme, the device key derived from the fleet key and a state directory
 // {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
 // sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
 func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
@@ -477,7 +471,7 @@ func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
 		DeviceID:  deviceID,
 		DeviceKey: s.DeviceKey(deviceID),
 		StateDir:  state,
-		Topics:    s.scheme.Root(),
+		Topics:    s.scheme,
 		Logger:    s.log.With().Str("component", "devicekit").Logger(),
 	}
 }

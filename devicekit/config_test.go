@@ -82,7 +82,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"long key", func(c *Config) { c.DeviceKey = make([]byte, 33) }, "DeviceKey is 33 bytes"},
 		{"no state dir", func(c *Config) { c.StateDir = "" }, "StateDir is required"},
 		{"state dir is a file", func(c *Config) { c.StateDir = file }, "StateDir"},
-		{"bad topic root", func(c *Config) { c.Topics = "a/+/b" }, "Topics"},
 		{"bad mode", func(c *Config) { c.Mode = "x" }, "Mode"},
 		{"repeated mode", func(c *Config) { c.Mode = "ww" }, "Mode"},
 		{"negative timeout", func(c *Config) { c.RequestTimeout = -time.Second }, "RequestTimeout"},

@@ -441,12 +441,18 @@ func (f File) KitConfig() (devicekit.Config, error) {
 	if err != nil {
 		return c, &FieldError{Field: "device-key-file", Err: err}
 	}
+	var scheme topics.Scheme // the zero scheme is the default root
+	if f.TopicRoot != "" {
+		if scheme, err = topics.New(f.TopicRoot); err != nil {
+			return c, &FieldError{Field: "topic-root", Err: err}
+		}
+	}
 	c = devicekit.Config{
 		BrokerURL:          f.Broker,
 		DeviceID:           f.DeviceID,
 		DeviceKey:          key,
 		StateDir:           f.StateDir,
-		Topics:             f.TopicRoot,
+		Topics:             scheme,
 		Mode:               clipgate.Mode(f.Mode),
 		MultipartThreshold: int64(f.MultipartThreshold),
 		PartSize:           int64(f.PartSize),

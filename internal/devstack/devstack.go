@@ -160,7 +160,7 @@ func (d *Devstack) writeDevice(id string) error {
 		DeviceID:      id,
 		DeviceKeyFile: keyPath,
 		StateDir:      dc.StateDir,
-		TopicRoot:     dc.Topics,
+		TopicRoot:     dc.Topics.Root(),
 	}
 	if err := deviceconfig.Write(d.DeviceFilePath, d.Device); err != nil {
 		return fmt.Errorf("devstack: %w", err)

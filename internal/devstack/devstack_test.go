@@ -13,6 +13,7 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/topics"
 )
 
 func randomPorts(dir string) Config {
@@ -56,7 +57,11 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 	}
 
 	// The device of the file uploads a clip.
-	kit, err := devicekit.New(devicekit.Config{BrokerURL: f.Broker, DeviceID: f.DeviceID, DeviceKey: key, StateDir: f.StateDir, Topics: f.TopicRoot})
+	scheme, err := topics.New(f.TopicRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kit, err := devicekit.New(devicekit.Config{BrokerURL: f.Broker, DeviceID: f.DeviceID, DeviceKey: key, StateDir: f.StateDir, Topics: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -513,7 +513,7 @@ func (c *Cluster) DeviceConfig(deviceID string) devicekit.Config {
 		DeviceID:  deviceID,
 		DeviceKey: c.DeviceKey(deviceID),
 		StateDir:  state,
-		Topics:    c.scheme.Root(),
+		Topics:    c.scheme,
 		Logger:    c.log.With().Str("component", "device").Logger(),
 	}
 }
