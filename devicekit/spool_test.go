@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate"
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -28,7 +28,7 @@ import (
 // it receives by device.
 type spoolEnv struct {
 	t     *testing.T
-	stack *clipgatetest.Stack
+	stack *inproc.Stack
 
 	mu     sync.Mutex
 	events map[string][]*clipgate.UploadEvent
@@ -39,7 +39,7 @@ const testTimeout = 60 * time.Second
 
 func newSpoolEnv(t *testing.T) *spoolEnv {
 	t.Helper()
-	e := &spoolEnv{t: t, stack: clipgatetest.New(t, clipgatetest.Options{}), events: map[string][]*clipgate.UploadEvent{}}
+	e := &spoolEnv{t: t, stack: inproc.New(t, inproc.Options{}), events: map[string][]*clipgate.UploadEvent{}}
 	e.consume()
 	return e
 }
@@ -1031,7 +1031,7 @@ func TestSpoolRetriesWhileNeverConnected(t *testing.T) {
 func TestSpoolAttemptsNotAnnounced(t *testing.T) {
 	t.Parallel()
 	e := &spoolEnv{t: t, events: map[string][]*clipgate.UploadEvent{}}
-	e.stack = clipgatetest.New(t, clipgatetest.Options{WorkerConfig: func(c *tokenworker.Config) { c.OSS.Bucket = "no-such-bucket" }})
+	e.stack = inproc.New(t, inproc.Options{WorkerConfig: func(c *tokenworker.Config) { c.OSS.Bucket = "no-such-bucket" }})
 	e.consume()
 	const device = "cam-quiet"
 	k := e.kit(device, nil)

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate"
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -21,7 +21,7 @@ import (
 func TestSTSThrottlingNoRetryStorm(t *testing.T) {
 	t.Parallel()
 	const devices = 20
-	stack := clipgatetest.New(t, clipgatetest.Options{
+	stack := inproc.New(t, inproc.Options{
 		STSRate: 2,
 		WorkerConfig: func(c *tokenworker.Config) {
 			c.ReuseMargin = -1 // every request goes to STS: only the device's backoff protects it

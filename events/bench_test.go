@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate"
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -33,7 +33,7 @@ const (
 )
 
 func benchConsume(b *testing.B, concurrency int) {
-	stack := clipgatetest.New(b, clipgatetest.Options{})
+	stack := inproc.New(b, inproc.Options{})
 	admin := adminBucket(b, stack)
 	type object struct {
 		device, key string

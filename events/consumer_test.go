@@ -13,9 +13,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate"
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/mqttdial"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
@@ -27,7 +27,7 @@ import (
 func TestUploadsArriveVerified(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:verified"), rec.handle)
 
@@ -76,7 +76,7 @@ func TestUploadsArriveVerified(t *testing.T) {
 func TestForgedEventsRejected(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:forged"), rec.handle)
 	admin := adminBucket(t, stack)
@@ -149,7 +149,7 @@ func TestForgedEventsRejected(t *testing.T) {
 func TestDuplicatesHandledOnce(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	dedup := &memDeduper{}
 	cfg := consumerConfig(t, stack, "consumer:dups")
@@ -211,7 +211,7 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 func TestHandlerErrorRetried(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	rec.fail = func(_ *events.Event, call int) error {
 		if call < 3 {
@@ -241,7 +241,7 @@ func TestHandlerErrorRetried(t *testing.T) {
 func TestHandlerErrorRedelivered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	rec.fail = func(_ *events.Event, call int) error {
 		if call == 1 {
@@ -281,7 +281,7 @@ func TestHandlerErrorRedelivered(t *testing.T) {
 func TestTransientOSSErrorRedelivered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	flaky := newFlakyStat(t, stack, 3)
 	cfg := consumerConfig(t, stack, "consumer:flaky")
@@ -309,7 +309,7 @@ func TestTransientOSSErrorRedelivered(t *testing.T) {
 func TestDedupErrorRedelivered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	dedup := &memDeduper{}
 	dedup.setSeenErr(errors.New("database unreachable"))
@@ -338,7 +338,7 @@ func TestDedupErrorRedelivered(t *testing.T) {
 func TestGarbageDeadLettered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	var (
 		letters  = make(chan *events.Malformed, 64)
@@ -422,7 +422,7 @@ func TestGarbageDeadLettered(t *testing.T) {
 func TestPersistentSession(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	cfg := consumerConfig(t, stack, "consumer:persistent")
 
 	// First run: the handler holds the first event until Close cancels it.
@@ -483,7 +483,7 @@ func TestPersistentSession(t *testing.T) {
 func TestSharedGroup(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	c1 := startConsumer(t, consumerConfig(t, stack, "consumer:member-1"), rec.handle)
 	c2 := startConsumer(t, consumerConfig(t, stack, "consumer:member-2"), rec.handle)
@@ -503,7 +503,7 @@ func TestSharedGroup(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	good := consumerConfig(t, stack, "consumer:cfg")
 	otherBucket, err := adminBucket(t, stack).Client.Bucket("another-bucket")
 	if err != nil {
@@ -578,7 +578,7 @@ func TestConfigErrors(t *testing.T) {
 func TestHandlerPanicRecovered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	rec.fail = func(_ *events.Event, call int) error {
 		if call == 1 {

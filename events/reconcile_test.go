@@ -12,8 +12,8 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate"
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -59,7 +59,7 @@ func (x *index) len() int {
 	return len(x.keys)
 }
 
-func reconcilerConfig(t testing.TB, stack *clipgatetest.Stack, x *index) events.ReconcilerConfig {
+func reconcilerConfig(t testing.TB, stack *inproc.Stack, x *index) events.ReconcilerConfig {
 	return events.ReconcilerConfig{
 		Bucket:  stack.Bucket(),
 		Prefix:  stack.Prefix(),
@@ -93,7 +93,7 @@ func pass(t testing.TB, r *events.Reconciler) int {
 // any device prefix and objects outside the prefix get none; a second pass emits nothing.
 func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	admin := adminBucket(t, stack)
 	x := newIndex()
 	p := stack.Prefix()
@@ -154,7 +154,7 @@ func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 // Objects younger than MinAge are left for their events.
 func TestReconcilerMinAge(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	key := stack.Prefix() + "cam-y/2024/05/01/young.mp4"
 	putObject(t, adminBucket(t, stack), key, 5)
 	x := newIndex()
@@ -173,7 +173,7 @@ func TestReconcilerMinAge(t *testing.T) {
 // next pass continues where it stopped, wrapping around at the end.
 func TestReconcilerPagesAndBounds(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	admin := adminBucket(t, stack)
 	const n = 7
 	for i := range n {
@@ -227,7 +227,7 @@ func TestReconcilerPagesAndBounds(t *testing.T) {
 // object that failed, so nothing is skipped.
 func TestReconcilerErrorsRetryTheObject(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	admin := adminBucket(t, stack)
 	keys := []string{stack.Prefix() + "cam-e/a.mp4", stack.Prefix() + "cam-e/b.mp4", stack.Prefix() + "cam-e/c.mp4"}
 	for _, k := range keys {
@@ -274,7 +274,7 @@ func TestReconcilerErrorsRetryTheObject(t *testing.T) {
 // Reconciler (another process).
 func TestReconcilerDedup(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	putObject(t, adminBucket(t, stack), stack.Prefix()+"cam-d/a.mp4", 3)
 	dedup := &memDeduper{}
 	calls := 0
@@ -294,7 +294,7 @@ func TestReconcilerDedup(t *testing.T) {
 // Run passes until its context ends.
 func TestReconcilerRun(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	admin := adminBucket(t, stack)
 	x := newIndex()
 	cfg := reconcilerConfig(t, stack, x)
@@ -320,7 +320,7 @@ func TestReconcilerRun(t *testing.T) {
 func TestReconcilerWithConsumer(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	x := newIndex()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:with-reconciler"), x.add)
 	kit := newKit(t, ctx, stack, "cam-w", nil)
@@ -349,7 +349,7 @@ func TestReconcilerWithConsumer(t *testing.T) {
 
 func TestReconcilerConfigErrors(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	good := reconcilerConfig(t, stack, newIndex())
 	otherBucket, err := adminBucket(t, stack).Client.Bucket("another-bucket")
 	if err != nil {

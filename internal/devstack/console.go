@@ -13,9 +13,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -37,7 +37,7 @@ type Console struct {
 // startConsole runs the console on the stack: it indexes the stack's upload events into
 // {dir}/console.db and serves on addr. Revoking a device in it revokes the device in the
 // stack (and writes {dir}/revoked.txt for a broker or workers outside this process).
-func startConsole(ctx context.Context, s *clipgatetest.Stack, dir, addr string, log zerolog.Logger) (_ *Console, err error) {
+func startConsole(ctx context.Context, s *inproc.Stack, dir, addr string, log zerolog.Logger) (_ *Console, err error) {
 	password, err := consolePassword(filepath.Join(dir, consolePasswordFile))
 	if err != nil {
 		return nil, err

@@ -29,12 +29,12 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -67,7 +67,7 @@ type Config struct {
 
 // Devstack is a running development stack.
 type Devstack struct {
-	Stack *clipgatetest.Stack
+	Stack *inproc.Stack
 	// Dir is the absolute state directory.
 	Dir string
 	// Device is what was written to DeviceFilePath, in the format cmd/device reads.
@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Devstack, error) {
 	} else if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("devstack: state directory %s holds keys but is accessible by others (mode %v); chmod 700 it", dir, st.Mode().Perm())
 	}
-	s, err := clipgatetest.Start(ctx, clipgatetest.Options{
+	s, err := inproc.Start(ctx, inproc.Options{
 		Dir:      dir,
 		Workers:  cfg.Workers,
 		Bucket:   cfg.Bucket,

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -185,7 +185,7 @@ func TestDemoReportsFailures(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	cfg := DemoConfig{Devices: 2, Clips: 1, Timeout: 8 * time.Second}
-	cfg.afterStart = func(s *clipgatetest.Stack) { s.Revoke("cam-02") }
+	cfg.afterStart = func(s *inproc.Stack) { s.Revoke("cam-02") }
 	res, err := Demo(testContext(t), cfg, &out)
 	if err == nil {
 		t.Fatalf("no error:\n%s", out.String())

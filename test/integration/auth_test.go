@@ -8,9 +8,9 @@ import (
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -22,7 +22,7 @@ import (
 func TestWrongDeviceKey(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	const dev = "cam-wrongkey"
 	wrong, err := identity.NewFleetKey() // random 32 bytes: a device key of the right size
 	if err != nil {
@@ -112,7 +112,7 @@ func TestWrongDeviceKey(t *testing.T) {
 func TestRevokedDevice(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	const dev = "cam-revoked"
 	key := stack.DeviceKey(dev)
 	scheme := stack.Topics()
@@ -206,7 +206,7 @@ func TestRevokedDevice(t *testing.T) {
 func TestReplayedRequest(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{Workers: 2})
+	stack := inproc.New(t, inproc.Options{Workers: 2})
 	const dev = "cam-replay"
 	scheme := stack.Topics()
 	c, err := connectDevice(ctx, stack, dev, stack.DeviceKey(dev))
@@ -251,7 +251,7 @@ func TestReplayedRequest(t *testing.T) {
 func TestDeviceClockOff(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 2*time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	for _, skew := range []time.Duration{2 * time.Hour, -2 * time.Hour} {
 		t.Run(skew.String(), func(t *testing.T) {
 			before := workerTotals(stack, 1).Errors[protocol.CodeClockSkew]

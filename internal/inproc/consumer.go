@@ -1,4 +1,4 @@
-package clipgatetest
+package inproc
 
 import (
 	"context"

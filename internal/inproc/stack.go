@@ -1,4 +1,4 @@
-package clipgatetest
+package inproc
 
 import (
 	"context"
@@ -89,14 +89,16 @@ type Stack struct {
 
 	fleetKey []byte
 	keys     *stackKeys
-	revs     *identity.Revocations
+	revs     *identity.Revocations // the broker's: the devices of revoked
+	wrevs    *identity.Revocations // the workers': revoked and workerRevoked
 	cloud    *localcloud.Server
 	broker   *broker.Broker
 	roleARN  string
 
 	mu        sync.Mutex
 	closed    bool
-	revoked   map[string]bool
+	revoked   map[string]bool       // Revoke
+	wrevoked  map[string]bool       // RevokeAtWorkers
 	workers   []*tokenworker.Worker // nil where stopped
 	replay    *identity.ReplayCache // shared by the workers, so a replay cannot slip past
 	consumers map[*Consumer]struct{}
@@ -109,7 +111,7 @@ var ErrClosed = errors.New("clipgatetest: closed")
 // devices, the broker, and the token workers. ctx bounds the start only (the workers'
 // first connection); the stack runs until Close. On error nothing is left running.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
-	s := &Stack{opts: opts, revoked: map[string]bool{}, consumers: map[*Consumer]struct{}{}}
+	s := &Stack{opts: opts, revoked: map[string]bool{}, wrevoked: map[string]bool{}, consumers: map[*Consumer]struct{}{}}
 	if err := s.applyDefaults(); err != nil {
 		return nil, err
 	}
@@ -138,7 +140,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
-	s.revs = identity.NewRevocations()
+	s.revs, s.wrevs = identity.NewRevocations(), identity.NewRevocations()
 
 	if err := s.startCloud(); err != nil {
 		return nil, err
@@ -296,7 +298,7 @@ func (s *Stack) workerConfig(n int) tokenworker.Config {
 		ClientID:    broker.ServiceClientID(topics.RoleTokenWorker.String(), fmt.Sprintf("w%d-%s", n, mustHex(4))),
 		Topics:      s.scheme,
 		FleetKey:    s.fleetKey,
-		Revocations: s.revs,
+		Revocations: s.wrevs,
 		STS: tokenworker.STSConfig{
 			Endpoint:        s.cloud.STSEndpoint(),
 			Scheme:          "http",
@@ -489,28 +491,44 @@ func (s *Stack) FleetKey() []byte { return slices.Clone(s.fleetKey) }
 // answer its requests with "revoked". Credentials already issued stay valid until they
 // expire, as with real STS.
 func (s *Stack) Revoke(deviceID string) {
-	s.setRevoked(deviceID, true)
+	s.setRevoked(s.revoked, deviceID, true)
 	if s.broker != nil {
 		s.broker.DisconnectRevoked()
 	}
 }
 
-// Restore removes deviceID from the revocation list.
-func (s *Stack) Restore(deviceID string) { s.setRevoked(deviceID, false) }
+// RevokeAtWorkers revokes deviceID at the token workers only: the broker still lets the
+// device in, and the workers answer its credentials requests with "revoked", as when the
+// workers learn of a revocation before the broker does.
+func (s *Stack) RevokeAtWorkers(deviceID string) { s.setRevoked(s.wrevoked, deviceID, true) }
 
-func (s *Stack) setRevoked(deviceID string, revoked bool) {
+// Restore undoes Revoke and RevokeAtWorkers for deviceID.
+func (s *Stack) Restore(deviceID string) {
+	s.setRevoked(s.revoked, deviceID, false)
+	s.setRevoked(s.wrevoked, deviceID, false)
+}
+
+// setRevoked adds deviceID to set or removes it, and sets the broker's list to revoked and
+// the workers' to revoked and wrevoked.
+func (s *Stack) setRevoked(set map[string]bool, deviceID string, revoked bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if revoked {
-		s.revoked[deviceID] = true
+		set[deviceID] = true
 	} else {
-		delete(s.revoked, deviceID)
+		delete(set, deviceID)
 	}
-	ids := make([]string, 0, len(s.revoked))
+	ids := make([]string, 0, len(s.revoked)+len(s.wrevoked))
 	for id := range s.revoked {
 		ids = append(ids, id)
 	}
 	s.revs.Set(ids)
+	for id := range s.wrevoked {
+		if !s.revoked[id] {
+			ids = append(ids, id)
+		}
+	}
+	s.wrevs.Set(ids)
 }
 
 // OSSClient returns an aliyun-oss-go-sdk client with the admin's long-term key (full
