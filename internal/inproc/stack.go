@@ -90,7 +90,7 @@ type Stack struct {
 	fleetKey []byte
 	keys     *stackKeys
 	revs     *identity.Revocations // the broker's: the devices of revoked
-	wrevs    *identity.Revocations // the workers': revoked and workerRevoked
+	wrevs    *identity.Revocations // the workers': revoked and wrevoked
 	cloud    *localcloud.Server
 	broker   *broker.Broker
 	roleARN  string
