@@ -262,7 +262,7 @@ func (a *Authority) verifyToken(token string) (*tokenEntry, error) {
 	e.policies = []*policyeval.Document{role.doc}
 	if e.claims.Policy != "" {
 		doc, err := a.sessionPolicies.parse(e.claims.Policy)
-		if err != nil { // signed by us, so only a policy package change gets here
+		if err != nil { // signed by us, so only a policyeval change gets here
 			return nil, errInvalidSecurityToken("the session policy of the security token is invalid")
 		}
 		e.policies = append(e.policies, doc)

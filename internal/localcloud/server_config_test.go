@@ -62,7 +62,7 @@ func TestLoadConfigFile(t *testing.T) {
 	if len(cfg.Keys) != 2 || cfg.Keys[0].Secret != "worker-secret-123" || cfg.Keys[1].Policy != "" {
 		t.Fatalf("keys = %+v", cfg.Keys)
 	}
-	// A policy written as YAML becomes JSON that the policy package reads.
+	// A policy written as YAML becomes JSON that policyeval reads.
 	doc, err := policyeval.Parse([]byte(cfg.Keys[0].Policy))
 	if err != nil {
 		t.Fatalf("key policy %q: %v", cfg.Keys[0].Policy, err)
