@@ -12,7 +12,8 @@
 //	topics         the MQTT topic scheme and who may publish or subscribe where
 //	policy         the least-privilege RAM policy of one device
 //
-// The wire format of these types (JSON, version field "v", the strict decoding every
-// receiver applies) is described in docs/DESIGN.md; a type's JSON field names are its
-// wire names.
+// On the wire these types are JSON objects whose member names are their fields' JSON
+// names: an UploadEvent is a message of its own (version member "v"), Credentials and
+// OSSInfo travel inside the token worker's reply. Every receiver decodes them strictly:
+// unknown, duplicate and null members are refused, and every field is checked.
 package clipgate
