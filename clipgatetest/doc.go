@@ -24,7 +24,8 @@
 //     key with full access (AdminKey, OSSClient), a role RoleName allowed oss:* on the
 //     bucket, and the workers' access key, allowed nothing but sts:AssumeRole on that role;
 //   - the broker with those identities and one revocation list shared with the workers
-//     (Revoke, Restore);
+//     (Revoke, Restore; RevokeAtWorkers revokes at the workers only, so that a device
+//     gets its credentials refused with clipgate.CodeRevoked);
 //   - the token workers in one shared-subscription group, handing out credentials for the
 //     device's prefix {Prefix}{deviceID}/ (Prefix default "clips/"); StopWorker and
 //     StartWorker change the group while devices run.
@@ -33,7 +34,4 @@
 // keys, passwords and objects; cmd/devstack runs it that way on fixed ports.
 //
 // Set CLIPGATE_TEST_LOG=1 to see every component's logs on stderr.
-//
-// The hooks Options.WorkerConfig and Options.BrokerConfig, and the event type, are
-// clipgate's internal packages: the hooks can be written inside this module only.
 package clipgatetest

@@ -13,12 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -80,7 +80,7 @@ type AppendClip struct {
 	// recording and what a crash can lose.
 	BufferSize int
 
-	mode string // test hook: the credentials mode; "" means the kit's append mode
+	mode clipgate.Mode // test hook: the credentials mode; "" means the kit's append mode
 }
 
 // Recording is an open recording (see OpenAppend). Its methods are safe for concurrent
@@ -90,10 +90,10 @@ type Recording struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	stop   func() bool // detaches ctx from the kit's life
-	mode   string
+	mode   clipgate.Mode
 	clip   Clip
 	bucket *oss.Bucket
-	info   protocol.OSSInfo
+	info   clipgate.OSSInfo
 	key    string
 	j      *journal
 
@@ -102,14 +102,14 @@ type Recording struct {
 	pos    int64  // the object's length: bytes appended
 	crc    uint64 // CRC-64 of the appended bytes
 	failed error  // a terminal failure: every later call returns it
-	failEv *protocol.UploadEvent
+	failEv *clipgate.UploadEvent
 	closed bool
-	done   *protocol.UploadEvent
+	done   *clipgate.UploadEvent
 }
 
 // appendMode is the credentials mode of recordings: Config.Mode if it allows appends, else "a".
-func (k *Kit) appendMode() string {
-	if strings.Contains(k.cfg.Mode, "a") {
+func (k *Kit) appendMode() clipgate.Mode {
+	if k.cfg.Mode.Has(clipgate.ModeAppend) {
 		return k.cfg.Mode
 	}
 	return "a"
@@ -124,7 +124,7 @@ func (k *Kit) appendMode() string {
 // ctx bounds the whole recording: once it ends, Write, Flush and Close fail (what was
 // appended and the journal stay, for a later OpenAppend). Closing the kit ends it too.
 //
-// Errors: a bad clip wraps ErrInvalidClip; a credentials failure (*AuthError, ...) as is.
+// Errors: a bad clip wraps ErrInvalidClip; a credentials failure (*clipgate.AuthError, ...) as is.
 func (k *Kit) OpenAppend(ctx context.Context, clip AppendClip) (*Recording, error) {
 	if k.isClosed() {
 		return nil, ErrClosed
@@ -319,7 +319,7 @@ func (r *Recording) usable() error {
 // the outbox like Upload's. After a transient failure Close may be called again. A failed
 // recording returns its "failed" event and error. Close after a successful Close returns
 // the same event.
-func (r *Recording) Close() (*protocol.UploadEvent, error) {
+func (r *Recording) Close() (*clipgate.UploadEvent, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
@@ -345,7 +345,7 @@ func (r *Recording) Close() (*protocol.UploadEvent, error) {
 		r.release()
 		return nil, ErrEmptyRecording
 	}
-	ev := r.event(protocol.StatusCompleted)
+	ev := r.event(clipgate.StatusCompleted)
 	ev.ID = r.j.ID
 	ev.CRC64 = strconv.FormatUint(r.crc, 10)
 	if err := r.k.announce(ev); err != nil {
@@ -368,8 +368,8 @@ func (r *Recording) release() {
 	r.closed = true
 }
 
-func (r *Recording) event(status string) *protocol.UploadEvent {
-	return &protocol.UploadEvent{
+func (r *Recording) event(status clipgate.Status) *clipgate.UploadEvent {
+	return &clipgate.UploadEvent{
 		V:           protocol.Version,
 		ID:          newID(),
 		Device:      r.k.cfg.DeviceID,
@@ -389,7 +389,7 @@ func (r *Recording) event(status string) *protocol.UploadEvent {
 func (r *Recording) fail(err error) error {
 	err = fmt.Errorf("devicekit: recording %s: %w", r.key, err)
 	r.failed = err
-	ev := r.event(protocol.StatusFailed)
+	ev := r.event(clipgate.StatusFailed)
 	ev.Error = truncate(err.Error(), protocol.MaxMessageLen)
 	r.failEv = ev
 	if perr := r.k.announce(ev); perr != nil {
@@ -495,7 +495,7 @@ func (r *Recording) flush() error {
 // Anything else (the network, a token worker that does not answer) leaves the recording
 // open, its bytes buffered.
 func terminalAppend(err error) bool {
-	var ae *AuthError
+	var ae *clipgate.AuthError
 	if errors.As(err, &ae) {
 		return ae.Terminal()
 	}
@@ -504,7 +504,7 @@ func terminalAppend(err error) bool {
 }
 
 // modeKey is the cache key of the recording's credentials mode.
-func (r *Recording) modeKey() string {
+func (r *Recording) modeKey() clipgate.Mode {
 	if r.mode == r.k.cfg.Mode {
 		return ""
 	}

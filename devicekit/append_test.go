@@ -12,7 +12,7 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -68,9 +68,9 @@ func writeAll(t *testing.T, r *Recording, data []byte) {
 }
 
 // checkRecording checks the completed event, the stored object and the consumer's copy.
-func checkRecording(t *testing.T, s *stack, k *Kit, ev *protocol.UploadEvent, name string, data []byte) {
+func checkRecording(t *testing.T, s *stack, k *Kit, ev *clipgate.UploadEvent, name string, data []byte) {
 	t.Helper()
-	if ev == nil || ev.Status != protocol.StatusCompleted || ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) ||
+	if ev == nil || ev.Status != clipgate.StatusCompleted || ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) ||
 		ev.Device != k.cfg.DeviceID || ev.Bucket != testBucket || !strings.HasSuffix(ev.Key, "/"+name) || ev.Error != "" {
 		t.Fatalf("event %+v; want %d bytes, CRC-64 %s", ev, len(data), crcOf(data))
 	}
@@ -84,7 +84,7 @@ func checkRecording(t *testing.T, s *stack, k *Kit, ev *protocol.UploadEvent, na
 	if typ := h.Get("X-Oss-Object-Type"); typ != "Appendable" {
 		t.Errorf("object type %q, want Appendable", typ)
 	}
-	if got := s.event(); got.ID != ev.ID || got.Status != protocol.StatusCompleted || got.CRC64 != ev.CRC64 {
+	if got := s.event(); got.ID != ev.ID || got.Status != clipgate.StatusCompleted || got.CRC64 != ev.CRC64 {
 		t.Fatalf("consumer got %+v, want %+v", got, ev)
 	}
 	s.noEvent()
@@ -223,7 +223,7 @@ func TestRecordingPositionConflict(t *testing.T) {
 				t.Errorf("error does not say what happened: %v", err)
 			}
 			got := s.event()
-			if got.Status != protocol.StatusFailed || got.Key != r.Key() || got.Size != MinAppendBuffer || !strings.Contains(got.Error, "does not hold") {
+			if got.Status != clipgate.StatusFailed || got.Key != r.Key() || got.Size != MinAppendBuffer || !strings.Contains(got.Error, "does not hold") {
 				t.Fatalf("failed event %+v", got)
 			}
 			if _, werr := r.Write([]byte("x")); !errors.Is(werr, ErrAppendConflict) {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate"
 )
 
 // cachedKit is a kit (never connected) with fresh credentials in its cache.
@@ -16,7 +16,7 @@ func cachedKit(tb testing.TB) *Kit {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { k.Close() })
-	k.cache.Store(&Credentials{Credentials: protocol.Credentials{AccessKeyID: "STS.x", AccessKeySecret: "s",
+	k.cache.Store(&Credentials{Credentials: clipgate.Credentials{AccessKeyID: "STS.x", AccessKeySecret: "s",
 		SecurityToken: "t", Expiration: time.Now().Add(time.Hour)}})
 	return k
 }

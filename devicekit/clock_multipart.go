@@ -12,9 +12,8 @@ import (
 	"sync"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/clipgate/clipgate"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/clipgate/clipgate/internal/protocol"
 )
 
 // Resumable multipart uploads, signed with the kit's clock.
@@ -133,7 +132,7 @@ func (k *Kit) dropUpload(ctx context.Context, bucket *oss.Bucket, cp *mpCheckpoi
 // A checkpoint marked completing (CompleteMultipartUpload may have been sent: a kill
 // before the checkpoint was removed, an answer lost) is checked first: if the key holds
 // the clip, nothing is sent again. Every upload it gives up is aborted.
-func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info protocol.OSSInfo, key string, p *prepared, cpPath string, prog *progress) (http.Header, error) {
+func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info clipgate.OSSInfo, key string, p *prepared, cpPath string, prog *progress) (http.Header, error) {
 	partSize := partSizeFor(p.size, k.cfg.PartSize)
 	cp := k.loadCheckpoint(ctx, bucket, cpPath, key, p, partSize)
 	if cp != nil && cp.Completing {
@@ -261,7 +260,7 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info protocol.O
 // completed by a request whose answer was lost, aborted, or expired. Its checkpoint goes;
 // if the key holds the clip, the upload is done, else the next try starts a new one
 // (NoSuchUpload is transient).
-func (k *Kit) lostUpload(ctx context.Context, info protocol.OSSInfo, key string, p *prepared, cpPath string, err error) (http.Header, error) {
+func (k *Kit) lostUpload(ctx context.Context, info clipgate.OSSInfo, key string, p *prepared, cpPath string, err error) (http.Header, error) {
 	os.Remove(cpPath)
 	h, herr := k.holds(ctx, info, key, p)
 	switch {

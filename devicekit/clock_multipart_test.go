@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/clipgate/clipgate"
 )
 
 func TestPartSizeFor(t *testing.T) {
@@ -168,7 +169,7 @@ func TestOSSErrorClassification(t *testing.T) {
 		{&url.Error{Op: "Put", Err: fmt.Errorf("x: %w", context.Canceled)}, false, false, false},
 		{&os.PathError{Op: "open", Path: "/x", Err: os.ErrNotExist}, false, false, false},
 		{fmt.Errorf("x: %w", &os.PathError{Op: "open", Path: "/x", Err: syscall.ENOENT}), false, false, false}, // a deleted clip
-		{&AuthError{Code: "unavailable"}, false, false, false},
+		{&clipgate.AuthError{Code: "unavailable"}, false, false, false},
 		{errors.New("something else"), false, false, false},
 		{nil, false, false, false},
 	} {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/localcloud"
-	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -106,13 +106,13 @@ func TestUploadWithDeviceClockHoursOff(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ev.Status != protocol.StatusCompleted || ev.Size != int64(size) || ev.CRC64 != crcOf(data) || ev.Attempts != 1 {
+				if ev.Status != clipgate.StatusCompleted || ev.Size != int64(size) || ev.CRC64 != crcOf(data) || ev.Attempts != 1 {
 					t.Fatalf("event %+v", ev)
 				}
 				if got := sc.get(t, s, ev.Key); !bytes.Equal(got, data) {
 					t.Fatalf("stored object: %d bytes, differing from the clip's %d", len(got), len(data))
 				}
-				if got := s.event(); got.ID != ev.ID || got.Status != protocol.StatusCompleted {
+				if got := s.event(); got.ID != ev.ID || got.Status != clipgate.StatusCompleted {
 					t.Fatalf("consumer got %+v, want %+v", got, ev)
 				}
 				if wantParts := map[bool]int{true: 6, false: 0}[size > MinPartSize]; parts != wantParts {
@@ -121,7 +121,7 @@ func TestUploadWithDeviceClockHoursOff(t *testing.T) {
 				if off := time.Duration(k.offset.Load()); (off - skew).Abs() > time.Minute {
 					t.Errorf("learned offset %v, want about %v", off, skew)
 				}
-				if st := s.worker.Stats(); st.Errors[protocol.CodeClockSkew] != 1 || st.OK != 1 {
+				if st := s.worker.Stats(); st.Errors[clipgate.CodeClockSkew] != 1 || st.OK != 1 {
 					t.Errorf("worker stats %+v, want one clock_skew, then credentials", st)
 				}
 			})
@@ -182,7 +182,7 @@ func TestMultipartSurvivesClockJump(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Status != protocol.StatusCompleted || ev.CRC64 != crcOf(data) || ev.Attempts != 2 {
+	if ev.Status != clipgate.StatusCompleted || ev.CRC64 != crcOf(data) || ev.Attempts != 2 {
 		t.Fatalf("event %+v, want completed at the second attempt", ev)
 	}
 	if got := sc.get(t, s, ev.Key); !bytes.Equal(got, data) {
@@ -194,7 +194,7 @@ func TestMultipartSurvivesClockJump(t *testing.T) {
 	if off := time.Duration(k.offset.Load()); (off - 2*time.Hour - 20*time.Minute).Abs() > time.Minute {
 		t.Errorf("offset %v after the jump, want about 2h20m", off)
 	}
-	if st := s.worker.Stats(); st.Errors[protocol.CodeClockSkew] != 2 || st.OK != 2 {
+	if st := s.worker.Stats(); st.Errors[clipgate.CodeClockSkew] != 2 || st.OK != 2 {
 		t.Errorf("worker stats %+v, want two clock_skew replies and two credentials", st)
 	}
 	s.event()

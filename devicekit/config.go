@@ -12,9 +12,9 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -37,10 +37,10 @@ type Config struct {
 	// StateDir holds what must survive a restart: multipart checkpoints, the upload journal
 	// and the event outbox. Created 0700 if missing. Required.
 	StateDir string
-	// Topics is the topic root; "" means topics.DefaultRoot.
-	Topics string
+	// Topics is the topic scheme (topics.New); the zero value is topics.Default().
+	Topics topics.Scheme
 	// Mode is the access asked for: letters from "r", "w", "a". Default "w".
-	Mode string
+	Mode clipgate.Mode
 
 	// RequestTimeout bounds one credentials request (and the wait for an event's PUBACK).
 	// Default 10s; 100ms to 5m.
@@ -63,7 +63,7 @@ type Config struct {
 
 // Defaults and limits of Config.
 const (
-	DefaultMode               = "w"
+	DefaultMode               = clipgate.ModeWrite
 	DefaultRequestTimeout     = 10 * time.Second
 	DefaultRefreshMargin      = 5 * time.Minute
 	DefaultMultipartThreshold = 8 << 20
@@ -86,84 +86,78 @@ func configErr(format string, args ...any) error {
 }
 
 // withDefaults validates c, applies defaults and creates the state directories.
-func (c Config) withDefaults() (Config, topics.Scheme, error) {
-	var scheme topics.Scheme
+func (c Config) withDefaults() (Config, error) {
 	if c.BrokerURL == "" {
-		return c, scheme, configErr("BrokerURL is required")
+		return c, configErr("BrokerURL is required")
 	}
 	u, err := url.Parse(c.BrokerURL)
 	if err != nil {
-		return c, scheme, configErr("BrokerURL %q: %v", c.BrokerURL, err)
+		return c, configErr("BrokerURL %q: %v", c.BrokerURL, err)
 	}
 	switch u.Scheme {
 	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
 	default:
-		return c, scheme, configErr("BrokerURL %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", c.BrokerURL, u.Scheme)
+		return c, configErr("BrokerURL %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", c.BrokerURL, u.Scheme)
 	}
 	if u.Host == "" {
-		return c, scheme, configErr("BrokerURL %q has no host", c.BrokerURL)
+		return c, configErr("BrokerURL %q has no host", c.BrokerURL)
 	}
 	if err := deviceid.Validate(c.DeviceID); err != nil {
-		return c, scheme, configErr("DeviceID: %v", err)
+		return c, configErr("DeviceID: %v", err)
 	}
 	if len(c.DeviceKey) != identity.KeySize {
-		return c, scheme, configErr("DeviceKey is %d bytes, want %d", len(c.DeviceKey), identity.KeySize)
-	}
-	if c.Topics == "" {
-		scheme = topics.Default()
-	} else if scheme, err = topics.New(c.Topics); err != nil {
-		return c, scheme, configErr("Topics: %v", err)
+		return c, configErr("DeviceKey is %d bytes, want %d", len(c.DeviceKey), identity.KeySize)
 	}
 	if c.Mode == "" {
 		c.Mode = DefaultMode
 	}
-	if _, err := policy.ParseMode(c.Mode); err != nil {
-		return c, scheme, configErr("Mode: %v", err)
+	if _, err := clipgate.ParseMode(string(c.Mode)); err != nil {
+		return c, configErr("Mode: %v", err)
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.RequestTimeout < MinRequestTimeout || c.RequestTimeout > MaxRequestTimeout {
-		return c, scheme, configErr("RequestTimeout %v is outside %v..%v", c.RequestTimeout, MinRequestTimeout, MaxRequestTimeout)
+		return c, configErr("RequestTimeout %v is outside %v..%v", c.RequestTimeout, MinRequestTimeout, MaxRequestTimeout)
 	}
 	if c.RefreshMargin == 0 {
 		c.RefreshMargin = DefaultRefreshMargin
 	}
 	if c.RefreshMargin < MinRefreshMargin || c.RefreshMargin > MaxRefreshMargin {
-		return c, scheme, configErr("RefreshMargin %v is outside %v..%v", c.RefreshMargin, MinRefreshMargin, MaxRefreshMargin)
+		return c, configErr("RefreshMargin %v is outside %v..%v", c.RefreshMargin, MinRefreshMargin, MaxRefreshMargin)
 	}
 	if c.PartSize == 0 {
 		c.PartSize = DefaultPartSize
 	}
 	if c.PartSize < MinPartSize || c.PartSize > MaxPartSize {
-		return c, scheme, configErr("PartSize %d is outside %d..%d bytes", c.PartSize, MinPartSize, int64(MaxPartSize))
+		return c, configErr("PartSize %d is outside %d..%d bytes", c.PartSize, MinPartSize, int64(MaxPartSize))
 	}
 	if c.MultipartThreshold == 0 {
 		c.MultipartThreshold = max(DefaultMultipartThreshold, c.PartSize)
 	}
 	if c.MultipartThreshold < c.PartSize || c.MultipartThreshold > MaxPutSize {
-		return c, scheme, configErr("MultipartThreshold %d is outside PartSize (%d) .. %d bytes", c.MultipartThreshold, c.PartSize, int64(MaxPutSize))
+		return c, configErr("MultipartThreshold %d is outside PartSize (%d) .. %d bytes", c.MultipartThreshold, c.PartSize, int64(MaxPutSize))
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	if c.StateDir == "" {
-		return c, scheme, configErr("StateDir is required")
+		return c, configErr("StateDir is required")
 	}
 	if c.StateDir, err = filepath.Abs(c.StateDir); err != nil {
-		return c, scheme, configErr("StateDir: %v", err)
+		return c, configErr("StateDir: %v", err)
 	}
 	for _, dir := range []string{c.StateDir, filepath.Join(c.StateDir, checkpointDir), filepath.Join(c.StateDir, journalDir), filepath.Join(c.StateDir, outboxDir)} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return c, scheme, configErr("StateDir: %v", err)
+			return c, configErr("StateDir: %v", err)
 		}
 	}
 	if fi, err := os.Stat(c.StateDir); err != nil {
-		return c, scheme, configErr("StateDir: %v", err)
+		return c, configErr("StateDir: %v", err)
 	} else if !fi.IsDir() {
-		return c, scheme, configErr("StateDir %q is not a directory", c.StateDir)
+		return c, configErr("StateDir %q is not a directory", c.StateDir)
 	}
-	return c, scheme, nil
+	return c, nil
 }
 
 // Subdirectories of StateDir.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -81,7 +82,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"long key", func(c *Config) { c.DeviceKey = make([]byte, 33) }, "DeviceKey is 33 bytes"},
 		{"no state dir", func(c *Config) { c.StateDir = "" }, "StateDir is required"},
 		{"state dir is a file", func(c *Config) { c.StateDir = file }, "StateDir"},
-		{"bad topic root", func(c *Config) { c.Topics = "a/+/b" }, "Topics"},
 		{"bad mode", func(c *Config) { c.Mode = "x" }, "Mode"},
 		{"repeated mode", func(c *Config) { c.Mode = "ww" }, "Mode"},
 		{"negative timeout", func(c *Config) { c.RequestTimeout = -time.Second }, "RequestTimeout"},
@@ -126,7 +126,7 @@ func TestObjectKeyAndDevicePrefix(t *testing.T) {
 		"":              "cam-1/",
 		"clips/xcam-1/": "clips/xcam-1/cam-1/",
 	} {
-		if got := k.devicePrefix(protocol.OSSInfo{Prefix: prefix}); got != want {
+		if got := k.devicePrefix(clipgate.OSSInfo{Prefix: prefix}); got != want {
 			t.Errorf("devicePrefix(%q) = %q, want %q", prefix, got, want)
 		}
 	}

@@ -11,16 +11,17 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
 // Credentials are temporary OSS credentials with where to use them.
 type Credentials struct {
-	protocol.Credentials
-	OSS protocol.OSSInfo
+	clipgate.Credentials
+	OSS clipgate.OSSInfo
 
-	mode string // the mode they were asked for; "" is Config.Mode
+	mode clipgate.Mode // the mode they were asked for; "" is Config.Mode
 }
 
 // GetAccessKeyID, GetAccessKeySecret and GetSecurityToken make *Credentials an
@@ -32,35 +33,6 @@ func (c *Credentials) GetAccessKeySecret() string { return c.AccessKeySecret }
 
 // GetSecurityToken returns the STS security token.
 func (c *Credentials) GetSecurityToken() string { return c.SecurityToken }
-
-// AuthError is a refusal by the token worker: Code says what to do next (see the Code
-// constants of the protocol). Credentials returns it at once for the terminal codes
-// (unauthenticated, revoked, denied, invalid) and after its retries for the others.
-type AuthError struct {
-	Code       protocol.Code
-	Message    string
-	RetryAfter time.Duration // the worker's retryAfterMs, if any
-}
-
-// Error returns "devicekit: credentials refused: code: message".
-func (e *AuthError) Error() string {
-	s := "devicekit: credentials refused: " + string(e.Code)
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	return s
-}
-
-// Terminal reports whether retrying the same request cannot succeed.
-func (e *AuthError) Terminal() bool { return terminal(e.Code) }
-
-func terminal(c protocol.Code) bool {
-	switch c {
-	case protocol.CodeUnauthenticated, protocol.CodeRevoked, protocol.CodeDenied, protocol.CodeInvalid:
-		return true
-	}
-	return false
-}
 
 // Retry policy of a credentials fetch (credentialsBackoff): at most maxAttempts requests,
 // exponential backoff with full jitter between backoffBase and backoffCap, and never less
@@ -81,21 +53,21 @@ func replyAAD(deviceID, requestID string) []byte {
 // Credentials returns valid credentials, from the cache while they have more than
 // RefreshMargin left (by the server-corrected clock), otherwise from the token worker.
 // Concurrent callers share one request, and the result: do not modify it.
-// Errors: *AuthError for a refusal, ErrNotConnected, ErrClosed, a timeout error when no
+// Errors: *clipgate.AuthError for a refusal, ErrNotConnected, ErrClosed, a timeout error when no
 // worker answered, or ctx's error.
 func (k *Kit) Credentials(ctx context.Context) (*Credentials, error) {
 	return k.credentials(ctx, "")
 }
 
 // credentials is Credentials for mode ("" is Config.Mode): each mode has its own cache.
-func (k *Kit) credentials(ctx context.Context, mode string) (*Credentials, error) {
+func (k *Kit) credentials(ctx context.Context, mode clipgate.Mode) (*Credentials, error) {
 	if mode == k.cfg.Mode {
 		mode = ""
 	}
 	if c := k.cachedMode(mode); c != nil {
 		return c, nil
 	}
-	ch := k.sf.DoChan("credentials/"+mode, func() (any, error) {
+	ch := k.sf.DoChan("credentials/"+string(mode), func() (any, error) {
 		if !k.enter() {
 			return nil, ErrClosed
 		}
@@ -121,7 +93,7 @@ func (k *Kit) credentials(ctx context.Context, mode string) (*Credentials, error
 // cached returns the cached credentials of Config.Mode if they are still fresh enough.
 func (k *Kit) cached() *Credentials { return k.cachedMode("") }
 
-func (k *Kit) cachedMode(mode string) *Credentials {
+func (k *Kit) cachedMode(mode clipgate.Mode) *Credentials {
 	c := k.cacheFor(mode).Load()
 	if c == nil || !k.now().Before(c.Expiration.Add(-k.cfg.RefreshMargin)) {
 		return nil
@@ -130,7 +102,7 @@ func (k *Kit) cachedMode(mode string) *Credentials {
 }
 
 // cacheFor returns the cache of mode ("" is Config.Mode).
-func (k *Kit) cacheFor(mode string) *atomic.Pointer[Credentials] {
+func (k *Kit) cacheFor(mode clipgate.Mode) *atomic.Pointer[Credentials] {
 	if mode == "" {
 		return &k.cache
 	}
@@ -147,7 +119,7 @@ func (k *Kit) invalidate(c *Credentials) {
 }
 
 // fetch asks the token worker for credentials, with the retry policy above.
-func (k *Kit) fetch(ctx context.Context, mode string) (*Credentials, error) {
+func (k *Kit) fetch(ctx context.Context, mode clipgate.Mode) (*Credentials, error) {
 	var lastErr error
 	for attempt := range maxAttempts {
 		if attempt > 0 {
@@ -165,12 +137,12 @@ func (k *Kit) fetch(ctx context.Context, mode string) (*Credentials, error) {
 			return k.accept(reply, mode)
 		default:
 			e := reply.Error
-			aerr := &AuthError{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter()}
+			aerr := &clipgate.AuthError{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter()}
 			lastErr = aerr
-			switch e.Code {
-			case protocol.CodeUnauthenticated, protocol.CodeRevoked, protocol.CodeDenied, protocol.CodeInvalid:
+			switch {
+			case e.Code.Terminal():
 				return nil, aerr
-			case protocol.CodeClockSkew, protocol.CodeReplay:
+			case e.Code == clipgate.CodeClockSkew || e.Code == clipgate.CodeReplay:
 				// The offset was learned from serverTime; the next request is signed anew
 				// with a fresh timestamp and nonce, at once.
 				k.log.Info().Str("code", string(e.Code)).Msg("credentials request refused; re-signing")
@@ -213,7 +185,7 @@ func (k *Kit) wait(ctx context.Context, err error, d time.Duration) error {
 
 // request sends one signed auth request and waits for its reply; the wait for the
 // connection, the PUBACK and the reply together take at most RequestTimeout.
-func (k *Kit) request(ctx context.Context, mode string) (*protocol.AuthReply, error) {
+func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthReply, error) {
 	if mode == "" {
 		mode = k.cfg.Mode
 	}
@@ -288,7 +260,7 @@ func (k *Kit) ctxErr(ctx context.Context, err error) error {
 // withNonce opens sealed credentials of reply with the request's nonce; plain
 // credentials are returned as they are. Opening failures leave Credentials nil, which
 // accept reports.
-func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *protocol.Credentials {
+func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *clipgate.Credentials {
 	if !reply.OK || reply.Sealed == "" {
 		return reply.Credentials
 	}
@@ -312,11 +284,11 @@ func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *protocol.Crede
 }
 
 // accept checks the credentials of a successful reply and caches them.
-func (k *Kit) accept(reply *protocol.AuthReply, mode string) (*Credentials, error) {
+func (k *Kit) accept(reply *protocol.AuthReply, mode clipgate.Mode) (*Credentials, error) {
 	if reply.Credentials == nil {
 		return nil, errors.New("devicekit: the auth reply's sealed credentials could not be opened (wrong device key or a tampered reply)")
 	}
-	if err := reply.Credentials.Validate(); err != nil {
+	if err := protocol.ValidateCredentials(reply.Credentials); err != nil {
 		return nil, fmt.Errorf("devicekit: the auth reply's credentials are incomplete: %w", err)
 	}
 	if !reply.Credentials.Expiration.After(k.now()) {

@@ -13,13 +13,14 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"golang.org/x/time/rate"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
 // errorReply is a refusal of the request in payload.
-func errorReply(t *testing.T, payload []byte, code protocol.Code, retryAfterMs int64) []byte {
+func errorReply(t *testing.T, payload []byte, code clipgate.Code, retryAfterMs int64) []byte {
 	req, err := protocol.DecodeAuthRequest(payload)
 	if err != nil {
 		t.Errorf("the kit sent a malformed request: %v", err)
@@ -124,7 +125,7 @@ func TestClockSkewCorrected(t *testing.T) {
 				t.Errorf("event %+v", ev)
 			}
 			st := s.worker.Stats()
-			if st.Errors[protocol.CodeClockSkew] != 1 || st.OK != 1 || st.Requests != 2 {
+			if st.Errors[clipgate.CodeClockSkew] != 1 || st.OK != 1 || st.Requests != 2 {
 				t.Errorf("worker stats %+v, want one clock_skew then one success", st)
 			}
 			if off := time.Duration(k.offset.Load()); (off + skew).Abs() > time.Minute {
@@ -145,14 +146,14 @@ func TestRetryAfterHonoured(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		code protocol.Code
+		code clipgate.Code
 		cfg  func(*tokenworker.Config)
 	}{
 		// One STS call every 4 s: longer than the worker waits for the rate (3 s), so the
 		// second device is told busy with the limiter's wait as retryAfterMs.
-		{"busy", protocol.CodeBusy, func(c *tokenworker.Config) { c.STSRate, c.STSBurst = rate.Limit(0.25), 1 }},
+		{"busy", clipgate.CodeBusy, func(c *tokenworker.Config) { c.STSRate, c.STSBurst = rate.Limit(0.25), 1 }},
 		// One request every 2 s per device: the same device asking again waits.
-		{"rate_limited", protocol.CodeRateLimited, func(c *tokenworker.Config) { c.DeviceRate, c.DeviceBurst = rate.Limit(0.5), 1 }},
+		{"rate_limited", clipgate.CodeRateLimited, func(c *tokenworker.Config) { c.DeviceRate, c.DeviceBurst = rate.Limit(0.5), 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -165,7 +166,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 				t.Fatal(err)
 			}
 			k := first
-			if tc.code == protocol.CodeBusy {
+			if tc.code == clipgate.CodeBusy {
 				k = s.kit("cam-second", nil)
 			} else {
 				k.invalidate(k.cache.Load())
@@ -190,7 +191,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 				t.Fatalf("no retry; worker stats %+v", s.worker.Stats())
 			}
 			for _, r := range retries {
-				var ae *AuthError
+				var ae *clipgate.AuthError
 				if !errors.As(r.err, &ae) || ae.Code != tc.code || ae.RetryAfter <= 0 || ae.Terminal() {
 					t.Fatalf("retry after %v, want a %s refusal with retryAfterMs", r.err, tc.code)
 				}
@@ -207,19 +208,19 @@ func TestRetryAfterHonoured(t *testing.T) {
 
 func TestTerminalErrors(t *testing.T) {
 	t.Parallel()
-	scripted := func(code protocol.Code) stackOptions {
+	scripted := func(code clipgate.Code) stackOptions {
 		return stackOptions{answer: func(w *tokenworker.Worker, topic string, payload []byte) [][]byte {
 			return [][]byte{errorReply(t, payload, code, 1000)}
 		}}
 	}
 	for _, tc := range []struct {
-		code protocol.Code
+		code clipgate.Code
 		opts func(t *testing.T) stackOptions
 	}{
-		{protocol.CodeRevoked, func(t *testing.T) stackOptions {
+		{clipgate.CodeRevoked, func(t *testing.T) stackOptions {
 			return stackOptions{worker: func(c *tokenworker.Config) { c.Revocations = identity.NewRevocations("cam-term") }}
 		}},
-		{protocol.CodeUnauthenticated, func(t *testing.T) stackOptions {
+		{clipgate.CodeUnauthenticated, func(t *testing.T) stackOptions {
 			// The worker derives device keys from another fleet key than the broker.
 			return stackOptions{worker: func(c *tokenworker.Config) {
 				other, err := identity.NewFleetKey()
@@ -229,8 +230,8 @@ func TestTerminalErrors(t *testing.T) {
 				c.FleetKey = other
 			}}
 		}},
-		{protocol.CodeDenied, func(*testing.T) stackOptions { return scripted(protocol.CodeDenied) }},
-		{protocol.CodeInvalid, func(*testing.T) stackOptions { return scripted(protocol.CodeInvalid) }},
+		{clipgate.CodeDenied, func(*testing.T) stackOptions { return scripted(clipgate.CodeDenied) }},
+		{clipgate.CodeInvalid, func(*testing.T) stackOptions { return scripted(clipgate.CodeInvalid) }},
 	} {
 		t.Run(string(tc.code), func(t *testing.T) {
 			t.Parallel()
@@ -239,9 +240,9 @@ func TestTerminalErrors(t *testing.T) {
 			var waits atomic.Int32
 			k.onRetry = func(error, time.Duration) { waits.Add(1) }
 			_, err := k.Credentials(t.Context())
-			var ae *AuthError
+			var ae *clipgate.AuthError
 			if !errors.As(err, &ae) || ae.Code != tc.code || !ae.Terminal() {
-				t.Fatalf("Credentials: %v, want a terminal *AuthError %s", err, tc.code)
+				t.Fatalf("Credentials: %v, want a terminal *clipgate.AuthError %s", err, tc.code)
 			}
 			if waits.Load() != 0 {
 				t.Errorf("a terminal %s was retried", tc.code)
@@ -251,7 +252,7 @@ func TestTerminalErrors(t *testing.T) {
 			if ev, err := k.Upload(t.Context(), Clip{Path: path}); !errors.As(err, &ae) || ev != nil {
 				t.Errorf("Upload: %v, %v", ev, err)
 			}
-			if tc.code == protocol.CodeRevoked || tc.code == protocol.CodeUnauthenticated {
+			if tc.code == clipgate.CodeRevoked || tc.code == clipgate.CodeUnauthenticated {
 				if st := s.worker.Stats(); st.Requests != 2 || st.Errors[tc.code] != 2 {
 					t.Errorf("worker stats %+v, want one request per call", st)
 				}
@@ -276,11 +277,11 @@ func TestReplayAndUnknownRepliesHandled(t *testing.T) {
 		n := len(nonces)
 		mu.Unlock()
 		if n == 1 {
-			return [][]byte{errorReply(t, payload, protocol.CodeReplay, 0)}
+			return [][]byte{errorReply(t, payload, clipgate.CodeReplay, 0)}
 		}
 		// Noise first: garbage, a reply to another request, a forged sealed reply for
 		// this one. Only the worker's real reply may be taken.
-		other := errorReply(t, payload, protocol.CodeRevoked, 0)
+		other := errorReply(t, payload, clipgate.CodeRevoked, 0)
 		other = []byte(strings.Replace(string(other), req.ID, "someone-else", 1))
 		replies := [][]byte{[]byte("not json"), []byte(`{"v":1}`), other}
 		for _, r := range handle(w, topic, payload) {

@@ -14,7 +14,7 @@
 // Step by step:
 //
 //  1. Connect opens an MQTT 3.1.1 session to the broker. The password is derived from the
-//     device key and the current time (identity.MQTTPassword) and recomputed at every
+//     device key and the current time (an HMAC-SHA256 of both) and recomputed at every
 //     reconnect; the kit subscribes to its own reply topic after every connect, and keeps
 //     a retained "online"/"offline" status (with a will) on its status topic.
 //  2. Credentials publishes a signed auth request (HMAC-SHA256 under the device key, a
@@ -31,7 +31,7 @@
 //     overwritten (x-oss-forbid-overwrite): a name held by another recording of the same
 //     day sends the clip to "{stem}~{CRC-64 in hex}{ext}". Clip.Progress follows the bytes
 //     as they go out.
-//  4. The upload event (protocol.UploadEvent) is written to an outbox in StateDir and
+//  4. The upload event (clipgate.UploadEvent) is written to an outbox in StateDir and
 //     published with QoS 1 on the device's event topic; it leaves the outbox when the
 //     broker acknowledges it, and is re-published after every reconnect until then.
 //
@@ -57,13 +57,14 @@
 //     timeouts. Publish acknowledgements that complete across a reconnect are not trusted
 //     and the message is sent again (consumers deduplicate by event ID); an event whose
 //     publication failed while connected is tried again from the outbox after a backoff.
-//   - Token worker: each request waits RequestTimeout; then, and on busy, rate_limited,
-//     unavailable and internal, the kit backs off exponentially with full jitter, and
-//     after a retryAfterMs waits that long plus a random part of it (a worker gives the
-//     same retryAfterMs to everyone it refuses at once), for at most eight requests.
-//     clock_skew corrects the clock from the reply's serverTime and replay takes a fresh
-//     nonce, both at once.
-//     unauthenticated, revoked, denied and invalid are final: *AuthError at once.
+//   - Token worker: each request waits RequestTimeout; then, and on the codes
+//     clipgate.CodeBusy, CodeRateLimited, CodeUnavailable and CodeInternal, the kit backs
+//     off exponentially with full jitter, and after a retryAfterMs waits that long plus a
+//     random part of it (a worker gives the same retryAfterMs to everyone it refuses at
+//     once), for at most eight requests. CodeClockSkew corrects the clock from the
+//     reply's serverTime and CodeReplay takes a fresh nonce, both at once. The terminal
+//     codes (clipgate.Code.Terminal: CodeUnauthenticated, CodeRevoked, CodeDenied,
+//     CodeInvalid) are final: a *clipgate.AuthError at once.
 //   - Clock: every reply's serverTime sets the offset applied to Config.Now, so a camera
 //     whose clock is hours off signs valid requests after its first reply. OSS requests
 //     carry the corrected time in their Date header, which the SDK signs, so OSS's

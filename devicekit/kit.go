@@ -102,7 +102,7 @@ func (s *connState) finish(err error) {
 // that is not yet connected. Errors for a bad cfg wrap ErrConfig; while another Kit (in
 // this process or another) holds StateDir, the error is a *StateInUseError naming it.
 func New(cfg Config) (*Kit, error) {
-	cfg, scheme, err := cfg.withDefaults()
+	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +111,7 @@ func New(cfg Config) (*Kit, error) {
 		return nil, err
 	}
 	cfg.DeviceKey = append([]byte(nil), cfg.DeviceKey...)
+	scheme := cfg.Topics
 	ctx, cancel := context.WithCancelCause(context.Background())
 	k := &Kit{
 		cfg:          cfg,

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
-
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate"
 )
 
 // What an object key holds, and giving up multipart uploads.
@@ -79,8 +77,8 @@ func (k *Kit) statObject(ctx context.Context, bucket *oss.Bucket, key string) (o
 
 // readMode is the credentials mode of the kit's HeadObject requests: Config.Mode if it
 // grants oss:GetObject ("a" or "r"), else "r".
-func (k *Kit) readMode() string {
-	if strings.ContainsAny(k.cfg.Mode, "ar") {
+func (k *Kit) readMode() clipgate.Mode {
+	if k.cfg.Mode.Has(clipgate.ModeAppend) || k.cfg.Mode.Has(clipgate.ModeRead) {
 		return ""
 	}
 	return "r"
@@ -89,15 +87,15 @@ func (k *Kit) readMode() string {
 // holds asks OSS what key holds: the clip p (its HeadObject header is returned, with the
 // CRC-64), another object (errKeyTaken), or nothing (nil header and nil error). A refused
 // HeadObject wraps errHeadRefused.
-func (k *Kit) holds(ctx context.Context, info protocol.OSSInfo, key string, p *prepared) (http.Header, error) {
+func (k *Kit) holds(ctx context.Context, info clipgate.OSSInfo, key string, p *prepared) (http.Header, error) {
 	bucket, err := k.bucketForMode(ctx, info, k.readMode())
 	if err != nil {
 		return nil, err
 	}
 	st, h, err := k.statObject(ctx, bucket, key)
-	var ae *AuthError
+	var ae *clipgate.AuthError
 	switch {
-	case errors.As(err, &ae) && ae.Code == protocol.CodeDenied:
+	case errors.As(err, &ae) && ae.Code == clipgate.CodeDenied:
 		return nil, fmt.Errorf("%w: the token worker denied read credentials: %w", errHeadRefused, err)
 	case credentialsRefused(err) || clockRefused(err):
 		// Upload renews its own credentials and tries again; these need renewing too.
@@ -116,7 +114,7 @@ func (k *Kit) holds(ctx context.Context, info protocol.OSSInfo, key string, p *p
 // existing settles a write to key that OSS refused with 409 FileAlreadyExists (conflict):
 // the clip is stored already (its header), or another recording holds the key
 // (errKeyTaken).
-func (k *Kit) existing(ctx context.Context, info protocol.OSSInfo, key string, p *prepared, conflict error) (http.Header, error) {
+func (k *Kit) existing(ctx context.Context, info clipgate.OSSInfo, key string, p *prepared, conflict error) (http.Header, error) {
 	h, err := k.holds(ctx, info, key, p)
 	switch {
 	case h != nil:

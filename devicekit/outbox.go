@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -27,7 +28,7 @@ func (k *Kit) outboxPath(id string) string {
 // announce stores ev in the outbox, publishes it and waits up to RequestTimeout for the
 // acknowledgement. An error wrapping errOutbox means the event is not stored; any other
 // error means it stays queued.
-func (k *Kit) announce(ev *protocol.UploadEvent) error {
+func (k *Kit) announce(ev *clipgate.UploadEvent) error {
 	b, err := protocol.Encode(ev)
 	if err != nil {
 		return fmt.Errorf("%w: encoding event %s: %v", errOutbox, ev.ID, err)

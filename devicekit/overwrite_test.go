@@ -16,8 +16,7 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
-
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate"
 )
 
 // Point 2 of issue 9 (a recording silently overwritten) and point 7 (device state after
@@ -96,7 +95,7 @@ func TestUploadNeverOverwritesAnotherRecording(t *testing.T) {
 			if !bytes.Equal(s.object(ev1.Key), data1) || !bytes.Equal(s.object(ev2.Key), data2) {
 				t.Fatal("an object does not hold its recording")
 			}
-			for _, ev := range []*protocol.UploadEvent{ev1, ev2} {
+			for _, ev := range []*clipgate.UploadEvent{ev1, ev2} {
 				if got := s.event(); got.ID != ev.ID || got.Key != ev.Key {
 					t.Errorf("consumer got %+v, want %+v", got, ev)
 				}
@@ -197,7 +196,7 @@ func TestCollisionRetryKeepsAlternateKey(t *testing.T) {
 	lost := &fault{op: "put", action: dropRequest, skip: 1, count: ossBackoff.Attempts}
 	proxy.inject(lost)
 	ev, err := k.Upload(t.Context(), Clip{Path: second})
-	if err == nil || ev.Status != protocol.StatusFailed {
+	if err == nil || ev.Status != clipgate.StatusFailed {
 		t.Fatalf("upload with every request lost: %+v, %v", ev, err)
 	}
 	s.event() // the failed event
@@ -402,7 +401,7 @@ func TestSweepAbortsAbandonedUploads(t *testing.T) {
 	}
 	// The live one resumes and completes.
 	ev, err := k.Upload(t.Context(), Clip{Path: live})
-	if err != nil || ev.Status != protocol.StatusCompleted {
+	if err != nil || ev.Status != clipgate.StatusCompleted {
 		t.Fatalf("live upload: %+v, %v", ev, err)
 	}
 	if ups := s.openUploads(); len(ups) != 0 {
@@ -420,7 +419,7 @@ func TestFileDeletedMidUploadAborts(t *testing.T) {
 	var once sync.Once
 	k.onProgress = func(done, total int64) { once.Do(func() { os.Remove(path) }) }
 	ev, err := k.Upload(t.Context(), Clip{Path: path})
-	if err == nil || !strings.Contains(err.Error(), "disappeared") || ev.Status != protocol.StatusFailed || ev.Attempts != 1 {
+	if err == nil || !strings.Contains(err.Error(), "disappeared") || ev.Status != clipgate.StatusFailed || ev.Attempts != 1 {
 		t.Fatalf("upload of a deleted file: %+v, %v", ev, err)
 	}
 	if ups := s.openUploads(); len(ups) != 0 {

@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
-
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate"
 )
 
 // CredentialsProvider returns an aliyun-oss-go-sdk credentials provider backed by the
@@ -30,7 +29,7 @@ func (k *Kit) CredentialsProvider() oss.CredentialsProvider {
 type provider struct {
 	k    *Kit
 	ctx  context.Context
-	mode string // "" is Config.Mode
+	mode clipgate.Mode // "" is Config.Mode
 }
 
 // GetCredentialsE returns the cached credentials, fetching new ones when needed.
@@ -62,12 +61,12 @@ func (p provider) GetCredentials() oss.Credentials {
 
 // bucketFor returns an OSS bucket handle for info whose requests take credentials from
 // the kit for as long as ctx lasts. Handles share the kit's HTTP connections.
-func (k *Kit) bucketFor(ctx context.Context, info protocol.OSSInfo) (*oss.Bucket, error) {
+func (k *Kit) bucketFor(ctx context.Context, info clipgate.OSSInfo) (*oss.Bucket, error) {
 	return k.bucketForMode(ctx, info, "")
 }
 
 // bucketForMode is bucketFor with the credentials of mode ("" is Config.Mode).
-func (k *Kit) bucketForMode(ctx context.Context, info protocol.OSSInfo, mode string) (*oss.Bucket, error) {
+func (k *Kit) bucketForMode(ctx context.Context, info clipgate.OSSInfo, mode clipgate.Mode) (*oss.Bucket, error) {
 	endpoint := info.Endpoint
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "https://" + endpoint // the SDK would default to plain http

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -81,7 +81,7 @@ func TestExpiredTokenRenewedAfter403(t *testing.T) {
 		t.Errorf("%d attempts, want 2 (403 SecurityTokenExpired, then success)", ev.Attempts)
 	}
 	// The renewal met the worker's clock window and corrected the offset again.
-	if st := s.worker.Stats(); st.STSCalls != 2 || st.Errors[protocol.CodeClockSkew] != 2 {
+	if st := s.worker.Stats(); st.STSCalls != 2 || st.Errors[clipgate.CodeClockSkew] != 2 {
 		t.Errorf("worker stats %+v, want 2 STS calls and 2 clock_skew", st)
 	}
 	if c2 := k.cache.Load(); c2 == nil || c2.AccessKeyID == c1.AccessKeyID {
@@ -111,7 +111,7 @@ func TestUploadRetriesAfterCredentialsRefused(t *testing.T) {
 			info := s.workerCfg.OSS
 			info.Prefix += device + "/"
 			bogus := &Credentials{
-				Credentials: protocol.Credentials{AccessKeyID: tc.key, AccessKeySecret: "not-a-secret",
+				Credentials: clipgate.Credentials{AccessKeyID: tc.key, AccessKeySecret: "not-a-secret",
 					SecurityToken: "bogus-token", Expiration: time.Now().Add(time.Hour)},
 				OSS: info,
 			}

@@ -15,10 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clipgate/clipgate"
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
-
-	"github.com/clipgate/clipgate/internal/protocol"
 )
 
 // AfterUpload says what a Spool does with a clip once it is uploaded and its event is
@@ -118,7 +117,7 @@ type SpoolEvent struct {
 	Kind  SpoolEventKind
 	Path  string                // the file in Dir
 	Size  int64                 // its size
-	Event *protocol.UploadEvent // the upload event (Uploaded, Dropped, Rejected)
+	Event *clipgate.UploadEvent // the upload event (Uploaded, Dropped, Rejected)
 	Err   error                 // why (Rejected, Retry, Skipped)
 	Retry time.Duration         // the wait before the next attempt (Retry)
 }
@@ -220,7 +219,7 @@ type attempt struct {
 
 type uploadResult struct {
 	a   *attempt
-	ev  *protocol.UploadEvent
+	ev  *clipgate.UploadEvent
 	err error
 }
 
@@ -765,7 +764,7 @@ func (s *Spool) backoff(err error) time.Duration {
 		window = s.cfg.RetryMin << n
 	}
 	d := window/2 + mrand.N(window/2+1)
-	var ae *AuthError
+	var ae *clipgate.AuthError
 	if errors.As(err, &ae) && ae.RetryAfter > d {
 		d = ae.RetryAfter
 	}
@@ -773,7 +772,7 @@ func (s *Spool) backoff(err error) time.Duration {
 }
 
 // finish removes or moves an uploaded clip, if it is still what was uploaded.
-func (s *Spool) finish(c *spoolClip, sent stat, ev *protocol.UploadEvent) error {
+func (s *Spool) finish(c *spoolClip, sent stat, ev *clipgate.UploadEvent) error {
 	path := s.path(c.name)
 	fi, err := os.Lstat(path)
 	switch {

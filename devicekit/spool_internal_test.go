@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -16,8 +17,8 @@ func TestFileMetadata(t *testing.T) {
 	if len(v) > protocol.MaxMetadataLen || !strings.HasPrefix(v, "bad\uFFFD") || !utf8.ValidString(v) {
 		t.Errorf("metadata %q (%d bytes)", v, len(v))
 	}
-	ev := protocol.UploadEvent{V: 1, ID: "x", Device: "cam-01", Status: protocol.StatusFailed, Error: "e", Metadata: m}
-	if err := ev.Validate(); err != nil {
+	ev := clipgate.UploadEvent{V: 1, ID: "x", Device: "cam-01", Status: clipgate.StatusFailed, Error: "e", Metadata: m}
+	if err := protocol.ValidateUploadEvent(&ev); err != nil {
 		t.Error(err)
 	}
 }
@@ -65,10 +66,10 @@ func TestSpoolBackoff(t *testing.T) {
 		}
 	}
 	s.failures = 1
-	if d := s.backoff(&AuthError{Code: protocol.CodeBusy, RetryAfter: 10 * time.Second}); d != 10*time.Second {
+	if d := s.backoff(&clipgate.AuthError{Code: clipgate.CodeBusy, RetryAfter: 10 * time.Second}); d != 10*time.Second {
 		t.Errorf("retryAfter 10s: waited %v", d)
 	}
-	if d := s.backoff(&AuthError{Code: protocol.CodeBusy, RetryAfter: time.Hour}); d != time.Minute {
+	if d := s.backoff(&clipgate.AuthError{Code: clipgate.CodeBusy, RetryAfter: time.Hour}); d != time.Minute {
 		t.Errorf("retryAfter 1h: waited %v, want RetryMax", d)
 	}
 }

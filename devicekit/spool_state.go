@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -29,7 +30,7 @@ type record struct {
 	Name  string                `json:"name"`
 	Size  int64                 `json:"size"`
 	MTime int64                 `json:"mtime"` // UnixNano
-	Event *protocol.UploadEvent `json:"event"`
+	Event *clipgate.UploadEvent `json:"event"`
 }
 
 func (s *Spool) recordPath(name string, st stat) string {
@@ -37,7 +38,7 @@ func (s *Spool) recordPath(name string, st stat) string {
 	return filepath.Join(s.stateDir, hex.EncodeToString(sum[:16])+".json")
 }
 
-func (s *Spool) saveRecord(c *spoolClip, st stat, ev *protocol.UploadEvent) error {
+func (s *Spool) saveRecord(c *spoolClip, st stat, ev *clipgate.UploadEvent) error {
 	b, err := json.Marshal(record{Dir: s.cfg.Dir, Name: c.name, Size: st.size, MTime: st.mtime.UnixNano(), Event: ev})
 	if err != nil {
 		return err
@@ -53,7 +54,7 @@ func (s *Spool) loadRecord(c *spoolClip) *record {
 	}
 	var r record
 	if json.Unmarshal(b, &r) != nil || r.Dir != s.cfg.Dir || r.Name != c.name || r.Size != c.size ||
-		r.MTime != c.mtime.UnixNano() || r.Event == nil || r.Event.Validate() != nil {
+		r.MTime != c.mtime.UnixNano() || r.Event == nil || protocol.ValidateUploadEvent(r.Event) != nil {
 		return nil
 	}
 	return &r
@@ -111,13 +112,13 @@ func (s *Spool) stableID(kind string, c *spoolClip) string {
 
 // failedEvent is the "failed" event of a clip the spool gives up on. It names the object
 // key the clip would have had when the kit holds credentials (the key needs the prefix).
-func (s *Spool) failedEvent(kind string, c *spoolClip, reason string) *protocol.UploadEvent {
+func (s *Spool) failedEvent(kind string, c *spoolClip, reason string) *clipgate.UploadEvent {
 	name := SanitizeClipName(c.name)
-	ev := &protocol.UploadEvent{
+	ev := &clipgate.UploadEvent{
 		V:           protocol.Version,
 		ID:          s.stableID(kind, c),
 		Device:      s.kit.cfg.DeviceID,
-		Status:      protocol.StatusFailed,
+		Status:      clipgate.StatusFailed,
 		Size:        c.size,
 		RecordedAt:  c.mtime.UTC(),
 		UploadedAt:  s.kit.now().UTC(),
@@ -175,7 +176,7 @@ func (s *Spool) drop(c *spoolClip, reason string) error {
 
 // queueEvent stores ev in the kit's outbox (durably) and has it published in the
 // background; while the camera is offline it waits there for the next connection.
-func (s *Spool) queueEvent(ev *protocol.UploadEvent) error {
+func (s *Spool) queueEvent(ev *clipgate.UploadEvent) error {
 	b, err := protocol.Encode(ev)
 	if err != nil {
 		return fmt.Errorf("%w: encoding event %s: %v", errOutbox, ev.ID, err)

@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -28,10 +28,10 @@ import (
 // it receives by device.
 type spoolEnv struct {
 	t     *testing.T
-	stack *clipgatetest.Stack
+	stack *inproc.Stack
 
 	mu     sync.Mutex
-	events map[string][]*protocol.UploadEvent
+	events map[string][]*clipgate.UploadEvent
 }
 
 // testTimeout bounds every wait of these tests.
@@ -39,7 +39,7 @@ const testTimeout = 60 * time.Second
 
 func newSpoolEnv(t *testing.T) *spoolEnv {
 	t.Helper()
-	e := &spoolEnv{t: t, stack: clipgatetest.New(t, clipgatetest.Options{}), events: map[string][]*protocol.UploadEvent{}}
+	e := &spoolEnv{t: t, stack: inproc.New(t, inproc.Options{}), events: map[string][]*clipgate.UploadEvent{}}
 	e.consume()
 	return e
 }
@@ -91,7 +91,7 @@ func (e *spoolEnv) kit(device string, mod func(*devicekit.Config)) *devicekit.Ki
 }
 
 // deviceEvents returns the events received so far for device, in arrival order.
-func (e *spoolEnv) deviceEvents(device string) []*protocol.UploadEvent {
+func (e *spoolEnv) deviceEvents(device string) []*clipgate.UploadEvent {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.events[device])
@@ -99,9 +99,9 @@ func (e *spoolEnv) deviceEvents(device string) []*protocol.UploadEvent {
 
 // waitEvents waits until n distinct event IDs arrived for device and returns the first
 // arrival of each, in order.
-func (e *spoolEnv) waitEvents(device string, n int) []*protocol.UploadEvent {
+func (e *spoolEnv) waitEvents(device string, n int) []*clipgate.UploadEvent {
 	e.t.Helper()
-	var distinct []*protocol.UploadEvent
+	var distinct []*clipgate.UploadEvent
 	eventually(e.t, func() bool {
 		distinct = e.distinctEvents(device)
 		return len(distinct) >= n
@@ -110,8 +110,8 @@ func (e *spoolEnv) waitEvents(device string, n int) []*protocol.UploadEvent {
 }
 
 // distinctEvents returns the device's events so far, first of each event ID, in order.
-func (e *spoolEnv) distinctEvents(device string) []*protocol.UploadEvent {
-	var distinct []*protocol.UploadEvent
+func (e *spoolEnv) distinctEvents(device string) []*clipgate.UploadEvent {
+	var distinct []*clipgate.UploadEvent
 	seen := map[string]bool{}
 	for _, ev := range e.deviceEvents(device) {
 		if !seen[ev.ID] {
@@ -333,9 +333,9 @@ func crcOf(b []byte) string {
 }
 
 // checkUploaded checks a completed event against the clip's bytes and the stored object.
-func (e *spoolEnv) checkUploaded(ev *protocol.UploadEvent, device, clipName, file string, data []byte) {
+func (e *spoolEnv) checkUploaded(ev *clipgate.UploadEvent, device, clipName, file string, data []byte) {
 	e.t.Helper()
-	if ev.Status != protocol.StatusCompleted || ev.Device != device || ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) ||
+	if ev.Status != clipgate.StatusCompleted || ev.Device != device || ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) ||
 		!strings.HasPrefix(ev.Key, e.stack.Prefix()+device+"/") || !strings.HasSuffix(ev.Key, "/"+clipName) || ev.Metadata["file"] != file {
 		e.t.Fatalf("event %+v does not describe %s (%d bytes, clip %s)", ev, file, len(data), clipName)
 	}
@@ -611,11 +611,11 @@ func TestSpoolGarbage(t *testing.T) {
 	if !exists(target) {
 		t.Error("the symlink's target was removed")
 	}
-	if rej.Event == nil || rej.Event.Status != protocol.StatusFailed || !strings.HasPrefix(rej.Event.Error, "rejected: empty file (0 bytes)") ||
+	if rej.Event == nil || rej.Event.Status != clipgate.StatusFailed || !strings.HasPrefix(rej.Event.Error, "rejected: empty file (0 bytes)") ||
 		rej.Event.Metadata["file"] != "empty.mp4" || rej.Event.Size != 0 {
 		t.Fatalf("rejection %+v", rej.Event)
 	}
-	byID := map[string]*protocol.UploadEvent{}
+	byID := map[string]*clipgate.UploadEvent{}
 	for _, ev := range evs {
 		byID[ev.ID] = ev
 	}
@@ -623,7 +623,7 @@ func TestSpoolGarbage(t *testing.T) {
 		t.Fatalf("the rejection %s did not arrive: %+v", rej.Event.ID, evs)
 	}
 	for _, ev := range evs {
-		if ev.Status == protocol.StatusCompleted {
+		if ev.Status == clipgate.StatusCompleted {
 			e.checkUploaded(ev, device, "good.mp4", "good.mp4", data)
 		}
 	}
@@ -793,7 +793,7 @@ func TestSpoolBoundsWhileOffline(t *testing.T) {
 		t.Errorf("age drop: %q", aged.Event.Error)
 	}
 	for _, d := range []devicekit.SpoolEvent{d0, d1} {
-		if !strings.Contains(d.Event.Error, "dropped: spool over 30 KiB") || d.Event.Status != protocol.StatusFailed {
+		if !strings.Contains(d.Event.Error, "dropped: spool over 30 KiB") || d.Event.Status != clipgate.StatusFailed {
 			t.Errorf("size drop: %+v", d.Event)
 		}
 		if exists(d.Path) {
@@ -815,12 +815,12 @@ func TestSpoolBoundsWhileOffline(t *testing.T) {
 	e.stack.Restore(device)
 	evs := e.waitEvents(device, 6)
 	failed := map[string]bool{aged.Event.ID: true, d0.Event.ID: true, d1.Event.ID: true}
-	var completed []*protocol.UploadEvent
+	var completed []*clipgate.UploadEvent
 	for _, ev := range evs {
 		switch {
-		case ev.Status == protocol.StatusFailed && failed[ev.ID]:
+		case ev.Status == clipgate.StatusFailed && failed[ev.ID]:
 			delete(failed, ev.ID)
-		case ev.Status == protocol.StatusCompleted:
+		case ev.Status == clipgate.StatusCompleted:
 			completed = append(completed, ev)
 		default:
 			t.Errorf("unexpected event %+v", ev)
@@ -1030,8 +1030,8 @@ func TestSpoolRetriesWhileNeverConnected(t *testing.T) {
 // the token worker hands out a bucket the device cannot write, so every PUT fails.
 func TestSpoolAttemptsNotAnnounced(t *testing.T) {
 	t.Parallel()
-	e := &spoolEnv{t: t, events: map[string][]*protocol.UploadEvent{}}
-	e.stack = clipgatetest.New(t, clipgatetest.Options{WorkerConfig: func(c *tokenworker.Config) { c.OSS.Bucket = "no-such-bucket" }})
+	e := &spoolEnv{t: t, events: map[string][]*clipgate.UploadEvent{}}
+	e.stack = inproc.New(t, inproc.Options{WorkerConfig: func(c *tokenworker.Config) { c.OSS.Bucket = "no-such-bucket" }})
 	e.consume()
 	const device = "cam-quiet"
 	k := e.kit(device, nil)
@@ -1045,7 +1045,7 @@ func TestSpoolAttemptsNotAnnounced(t *testing.T) {
 	fence := filepath.Join(t.TempDir(), "fence.mp4")
 	writeFile(t, filepath.Dir(fence), "fence.mp4", 100, time.Time{})
 	ev, err := k.Upload(t.Context(), devicekit.Clip{Path: fence})
-	if err == nil || ev == nil || ev.Status != protocol.StatusFailed {
+	if err == nil || ev == nil || ev.Status != clipgate.StatusFailed {
 		t.Fatalf("Upload to a foreign bucket: %+v, %v", ev, err)
 	}
 	evs := e.waitEvents(device, 1)

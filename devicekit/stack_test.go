@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
@@ -98,7 +99,7 @@ type stack struct {
 	brokerURL string
 	worker    *tokenworker.Worker
 	workerCfg tokenworker.Config
-	events    chan *protocol.UploadEvent
+	events    chan *clipgate.UploadEvent
 }
 
 func randomText(t testing.TB, n int) string {
@@ -111,7 +112,7 @@ func randomText(t testing.TB, n int) string {
 
 func newStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	s := &stack{t: t, dir: t.TempDir(), clock: &testClock{}, events: make(chan *protocol.UploadEvent, 64)}
+	s := &stack{t: t, dir: t.TempDir(), clock: &testClock{}, events: make(chan *clipgate.UploadEvent, 64)}
 	var err error
 	if s.fleet, err = identity.NewFleetKey(); err != nil {
 		t.Fatal(err)
@@ -158,7 +159,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			AccessKeySecret: s.secret,
 			RoleARN:         s.cloud.RoleARN(testRole),
 		},
-		OSS:    protocol.OSSInfo{Endpoint: s.cloud.OSSEndpoint(), Region: s.cloud.Region(), Bucket: testBucket, Prefix: testPrefix},
+		OSS:    clipgate.OSSInfo{Endpoint: s.cloud.OSSEndpoint(), Region: s.cloud.Region(), Bucket: testBucket, Prefix: testPrefix},
 		Now:    s.clock.Now,
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 	}
@@ -298,7 +299,7 @@ func (s *stack) consume() {
 }
 
 // event waits for the next upload event.
-func (s *stack) event() *protocol.UploadEvent {
+func (s *stack) event() *clipgate.UploadEvent {
 	s.t.Helper()
 	select {
 	case ev := <-s.events:

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -21,7 +21,7 @@ import (
 func TestSTSThrottlingNoRetryStorm(t *testing.T) {
 	t.Parallel()
 	const devices = 20
-	stack := clipgatetest.New(t, clipgatetest.Options{
+	stack := inproc.New(t, inproc.Options{
 		STSRate: 2,
 		WorkerConfig: func(c *tokenworker.Config) {
 			c.ReuseMargin = -1 // every request goes to STS: only the device's backoff protects it
@@ -70,9 +70,9 @@ func TestSTSThrottlingNoRetryStorm(t *testing.T) {
 	if !ok {
 		t.Fatal("no worker stats")
 	}
-	refused := st.Errors[protocol.CodeBusy] + st.Errors[protocol.CodeUnavailable]
+	refused := st.Errors[clipgate.CodeBusy] + st.Errors[clipgate.CodeUnavailable]
 	t.Logf("worker: %d requests, %d STS calls, %d OK, %d busy, %d unavailable", st.Requests, st.STSCalls, st.OK,
-		st.Errors[protocol.CodeBusy], st.Errors[protocol.CodeUnavailable])
+		st.Errors[clipgate.CodeBusy], st.Errors[clipgate.CodeUnavailable])
 	if st.OK != devices {
 		t.Errorf("%d credentials issued, want %d", st.OK, devices)
 	}
@@ -83,7 +83,7 @@ func TestSTSThrottlingNoRetryStorm(t *testing.T) {
 		t.Errorf("%d requests for %d devices: a retry storm", st.Requests, devices)
 	}
 	for code, n := range st.Errors {
-		if code != protocol.CodeBusy && code != protocol.CodeUnavailable && n > 0 {
+		if code != clipgate.CodeBusy && code != clipgate.CodeUnavailable && n > 0 {
 			t.Errorf("%d unexpected %s replies", n, code)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -68,7 +69,7 @@ func objectKey(devicePrefix string, recordedAt time.Time, name string) string {
 // devicePrefix returns the device's own key prefix from the OSS info of an auth reply.
 // The token worker sends the device's full prefix ({global}{deviceID}/); a prefix that
 // does not end with the device's level is taken as the global one and completed.
-func (k *Kit) devicePrefix(info protocol.OSSInfo) string {
+func (k *Kit) devicePrefix(info clipgate.OSSInfo) string {
 	p, tail := info.Prefix, k.cfg.DeviceID+"/"
 	if strings.HasSuffix(p, tail) && (len(p) == len(tail) || p[len(p)-len(tail)-1] == '/') {
 		return p
@@ -201,11 +202,11 @@ func clipKeysOf(devicePrefix string, p *prepared) (clipKeys, error) {
 // keeps the checkpoint for a later call.
 //
 // Errors: a bad clip wraps ErrInvalidClip (an empty file ErrEmptyClip) and nothing is
-// uploaded; a credentials failure (*AuthError, ...) is returned as is. A failed upload is
+// uploaded; a credentials failure (*clipgate.AuthError, ...) is returned as is. A failed upload is
 // announced with a "failed" event (its own event ID, so that a later successful retry is
 // not taken for a duplicate) unless ctx ended; Upload returns that event together with
 // the error.
-func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, error) {
+func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, error) {
 	if k.isClosed() {
 		return nil, ErrClosed
 	}
@@ -273,11 +274,11 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 	if err == nil {
 		err = checkCRC(respHeader, p.crc)
 	}
-	ev := &protocol.UploadEvent{
+	ev := &clipgate.UploadEvent{
 		V:           protocol.Version,
 		ID:          j.ID,
 		Device:      k.cfg.DeviceID,
-		Status:      protocol.StatusCompleted,
+		Status:      clipgate.StatusCompleted,
 		Bucket:      creds.OSS.Bucket,
 		Key:         j.target(),
 		Size:        p.size,
@@ -289,7 +290,7 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 	}
 	if err != nil {
 		ev.ID = newID()
-		ev.Status = protocol.StatusFailed
+		ev.Status = clipgate.StatusFailed
 		ev.Error = truncate(err.Error(), protocol.MaxMessageLen)
 		if ctx.Err() == nil && !errors.Is(err, ErrClosed) && !quietFailures(ctx) {
 			if perr := k.announce(ev); perr != nil {
@@ -314,7 +315,7 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*protocol.UploadEvent, err
 // (and recording that in the journal) when another recording holds its own. It returns
 // the response header with the object's CRC-64: of the PutObject, of the
 // CompleteMultipartUpload, or of the HeadObject that found the clip already stored.
-func (k *Kit) store(ctx context.Context, info protocol.OSSInfo, keys clipKeys, p *prepared, j *journal, prog *progress) (http.Header, error) {
+func (k *Kit) store(ctx context.Context, info clipgate.OSSInfo, keys clipKeys, p *prepared, j *journal, prog *progress) (http.Header, error) {
 	bucket, err := k.bucketFor(ctx, info)
 	if err != nil {
 		return nil, err
@@ -339,7 +340,7 @@ func (k *Kit) store(ctx context.Context, info protocol.OSSInfo, keys clipKeys, p
 // put uploads the clip to key, never over an existing object: in one PutObject below
 // MultipartThreshold, else in parts. A key that holds this clip already counts as done;
 // one that holds something else is errKeyTaken.
-func (k *Kit) put(ctx context.Context, bucket *oss.Bucket, info protocol.OSSInfo, key string, p *prepared, eventID string, prog *progress) (http.Header, error) {
+func (k *Kit) put(ctx context.Context, bucket *oss.Bucket, info clipgate.OSSInfo, key string, p *prepared, eventID string, prog *progress) (http.Header, error) {
 	if p.size >= k.cfg.MultipartThreshold {
 		return k.multipart(ctx, bucket, info, key, p, filepath.Join(k.cfg.StateDir, checkpointDir, eventID+".cp"), prog)
 	}
@@ -476,8 +477,8 @@ func absPath(path string) string {
 }
 
 func protocolID(id string) bool {
-	ev := protocol.UploadEvent{V: protocol.Version, ID: id, Device: "xx", Status: protocol.StatusFailed, Error: "x"}
-	return ev.Validate() == nil
+	ev := clipgate.UploadEvent{V: protocol.Version, ID: id, Device: "xx", Status: clipgate.StatusFailed, Error: "x"}
+	return protocol.ValidateUploadEvent(&ev) == nil
 }
 
 func (k *Kit) saveJournal(j *journal) error {

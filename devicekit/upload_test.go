@@ -13,6 +13,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -27,10 +28,10 @@ func mustStat(t *testing.T, path string) os.FileInfo {
 	return fi
 }
 
-func checkCompleted(t *testing.T, s *stack, k *Kit, ev *protocol.UploadEvent, name string, data []byte, recorded time.Time) {
+func checkCompleted(t *testing.T, s *stack, k *Kit, ev *clipgate.UploadEvent, name string, data []byte, recorded time.Time) {
 	t.Helper()
 	wantKey := testPrefix + k.cfg.DeviceID + "/" + recorded.UTC().Format("2006/01/02") + "/" + name
-	if ev.Status != protocol.StatusCompleted || ev.Key != wantKey || ev.Bucket != testBucket ||
+	if ev.Status != clipgate.StatusCompleted || ev.Key != wantKey || ev.Bucket != testBucket ||
 		ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) || ev.Device != k.cfg.DeviceID ||
 		ev.Error != "" || ev.UploadedAt.IsZero() || !ev.RecordedAt.Equal(recorded.UTC()) {
 		t.Fatalf("event %+v; want key %s, size %d, crc %s", ev, wantKey, len(data), crcOf(data))
@@ -149,11 +150,11 @@ func TestUploadFailurePublishesFailedEvent(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "NoSuchBucket") {
 		t.Fatalf("Upload: %v, want NoSuchBucket", err)
 	}
-	if ev == nil || ev.Status != protocol.StatusFailed || !strings.Contains(ev.Error, "NoSuchBucket") || ev.Bucket != "no-such-bucket" {
+	if ev == nil || ev.Status != clipgate.StatusFailed || !strings.Contains(ev.Error, "NoSuchBucket") || ev.Bucket != "no-such-bucket" {
 		t.Fatalf("failed event %+v", ev)
 	}
 	got := s.event()
-	if got.ID != ev.ID || got.Status != protocol.StatusFailed || got.Error != ev.Error {
+	if got.ID != ev.ID || got.Status != clipgate.StatusFailed || got.Error != ev.Error {
 		t.Fatalf("consumer got %+v, want %+v", got, ev)
 	}
 	if es := dirEntries(t, k, outboxDir); len(es) != 0 {
@@ -174,7 +175,7 @@ func TestOutboxFlushedOnConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	queued := &protocol.UploadEvent{V: 1, ID: "queued-event-1", Device: "cam-outbox", Status: protocol.StatusCompleted,
+	queued := &clipgate.UploadEvent{V: 1, ID: "queued-event-1", Device: "cam-outbox", Status: clipgate.StatusCompleted,
 		Bucket: testBucket, Key: "clips/cam-outbox/2025/01/01/x.mp4", Size: 1, CRC64: "1", UploadedAt: time.Now().UTC()}
 	b, err := protocol.Encode(queued)
 	if err != nil {
@@ -259,7 +260,7 @@ func TestCancelledMultipartResumes(t *testing.T) {
 		}
 	}
 	ev, err := k.Upload(ctx, Clip{Path: path})
-	if !errors.Is(err, context.Canceled) || ev == nil || ev.Status != protocol.StatusFailed {
+	if !errors.Is(err, context.Canceled) || ev == nil || ev.Status != clipgate.StatusFailed {
 		t.Fatalf("cancelled Upload: %+v, %v", ev, err)
 	}
 	firstParts := parts

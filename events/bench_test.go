@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -32,7 +33,7 @@ const (
 )
 
 func benchConsume(b *testing.B, concurrency int) {
-	stack := clipgatetest.New(b, clipgatetest.Options{})
+	stack := inproc.New(b, inproc.Options{})
 	admin := adminBucket(b, stack)
 	type object struct {
 		device, key string
@@ -58,7 +59,7 @@ func benchConsume(b *testing.B, concurrency int) {
 	pub := adminClient(b, stack)
 	run := randomHex(4)
 	payloads := make([][]byte, len(objects))
-	ev := protocol.UploadEvent{V: protocol.Version, Status: protocol.StatusCompleted, Bucket: stack.Bucket(),
+	ev := clipgate.UploadEvent{V: protocol.Version, Status: clipgate.StatusCompleted, Bucket: stack.Bucket(),
 		UploadedAt: time.Now().UTC().Truncate(time.Second)}
 
 	b.ReportAllocs()

@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/mqttdial"
 	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -314,7 +315,7 @@ func (c *Consumer) worker() {
 func (c *Consumer) process(m mqtt.Message) {
 	topic, payload := m.Topic(), m.Payload()
 	kind, publisher, ok := c.cfg.Topics.Parse(topic)
-	var ue *protocol.UploadEvent
+	var ue *clipgate.UploadEvent
 	var err error
 	if !ok || kind != topics.KindEvent {
 		err = fmt.Errorf("topic %q is not a device event topic of this scheme", topic)
@@ -435,7 +436,7 @@ func (c *Consumer) count(ev *Event) {
 		c.st.verified.Add(1)
 	case ev.Rejected():
 		c.st.rejected[reasonIndex(ev.Reason)].Add(1)
-	case ev.Status == protocol.StatusFailed:
+	case ev.Status == clipgate.StatusFailed:
 		c.st.failed.Add(1)
 	}
 	c.st.handled.Add(1)

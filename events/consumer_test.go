@@ -12,12 +12,13 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
 
-	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/mqttdial"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // Clips uploaded by devices (PutObject and multipart) arrive verified, with the
@@ -26,7 +27,7 @@ import (
 func TestUploadsArriveVerified(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:verified"), rec.handle)
 
@@ -35,7 +36,7 @@ func TestUploadsArriveVerified(t *testing.T) {
 		cfg.PartSize = 100 << 10
 	})
 	dir := t.TempDir()
-	sent := []*protocol.UploadEvent{
+	sent := []*clipgate.UploadEvent{
 		uploadClip(t, ctx, kit, dir, "small.mp4", 1000),
 		uploadClip(t, ctx, kit, dir, "large.mp4", 300<<10), // multipart
 		uploadClip(t, ctx, kit, dir, "门口 camera #1.mp4", 2000),
@@ -75,7 +76,7 @@ func TestUploadsArriveVerified(t *testing.T) {
 func TestForgedEventsRejected(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:forged"), rec.handle)
 	admin := adminBucket(t, stack)
@@ -87,32 +88,32 @@ func TestForgedEventsRejected(t *testing.T) {
 
 	evil := rawDevice(t, stack, "cam-evil")
 	type forged struct {
-		ev     *protocol.UploadEvent
+		ev     *clipgate.UploadEvent
 		reason events.Reason
 	}
 	var cases []forged
-	add := func(reason events.Reason, mod func(ev *protocol.UploadEvent)) {
+	add := func(reason events.Reason, mod func(ev *clipgate.UploadEvent)) {
 		ev := completedEvent(stack, "cam-evil", own, ownData)
 		mod(ev)
 		cases = append(cases, forged{ev, reason})
 	}
-	add(events.ReasonWrongPrefix, func(ev *protocol.UploadEvent) { // the victim's real object
+	add(events.ReasonWrongPrefix, func(ev *clipgate.UploadEvent) { // the victim's real object
 		ev.Key, ev.Size, ev.CRC64 = victim, int64(len(victimData)), crcOf(victimData)
 	})
-	add(events.ReasonWrongPrefix, func(ev *protocol.UploadEvent) { // a path out of its prefix
+	add(events.ReasonWrongPrefix, func(ev *clipgate.UploadEvent) { // a path out of its prefix
 		ev.Key, ev.Size, ev.CRC64 = stack.Prefix()+"cam-evil/../cam-victim/2024/05/01/secret.mp4", int64(len(victimData)), crcOf(victimData)
 	})
-	add(events.ReasonNotFound, func(ev *protocol.UploadEvent) { ev.Key = stack.Prefix() + "cam-evil/2024/05/01/ghost.mp4" })
-	add(events.ReasonSizeMismatch, func(ev *protocol.UploadEvent) { ev.Size++ })
-	add(events.ReasonCRCMismatch, func(ev *protocol.UploadEvent) { ev.CRC64 = crcOf(append(ownData, 0)) })
-	add(events.ReasonWrongBucket, func(ev *protocol.UploadEvent) { ev.Bucket = "other-bucket" })
-	add(events.ReasonWrongDevice, func(ev *protocol.UploadEvent) { // in the victim's name
+	add(events.ReasonNotFound, func(ev *clipgate.UploadEvent) { ev.Key = stack.Prefix() + "cam-evil/2024/05/01/ghost.mp4" })
+	add(events.ReasonSizeMismatch, func(ev *clipgate.UploadEvent) { ev.Size++ })
+	add(events.ReasonCRCMismatch, func(ev *clipgate.UploadEvent) { ev.CRC64 = crcOf(append(ownData, 0)) })
+	add(events.ReasonWrongBucket, func(ev *clipgate.UploadEvent) { ev.Bucket = "other-bucket" })
+	add(events.ReasonWrongDevice, func(ev *clipgate.UploadEvent) { // in the victim's name
 		ev.Device, ev.Key, ev.Size, ev.CRC64 = "cam-victim", victim, int64(len(victimData)), crcOf(victimData)
 	})
-	add("", func(ev *protocol.UploadEvent) { // a failed upload: nothing to check
-		ev.Status, ev.Bucket, ev.Key, ev.Size, ev.CRC64, ev.UploadedAt, ev.Error = protocol.StatusFailed, "", "", 0, "", time.Time{}, "disk full"
+	add("", func(ev *clipgate.UploadEvent) { // a failed upload: nothing to check
+		ev.Status, ev.Bucket, ev.Key, ev.Size, ev.CRC64, ev.UploadedAt, ev.Error = clipgate.StatusFailed, "", "", 0, "", time.Time{}, "disk full"
 	})
-	add("", func(*protocol.UploadEvent) {}) // and the honest event passes
+	add("", func(*clipgate.UploadEvent) {}) // and the honest event passes
 	for _, fc := range cases {
 		publishEvent(t, stack, evil, "cam-evil", fc.ev)
 	}
@@ -122,7 +123,7 @@ func TestForgedEventsRejected(t *testing.T) {
 		if ev.Reason != fc.reason || ev.Publisher != "cam-evil" {
 			t.Errorf("%s: reason %q, publisher %q; want reason %q", fmtEvent(ev), ev.Reason, ev.Publisher, fc.reason)
 		}
-		wantVerified := fc.reason == "" && fc.ev.Status == protocol.StatusCompleted
+		wantVerified := fc.reason == "" && fc.ev.Status == clipgate.StatusCompleted
 		if ev.Verified != wantVerified {
 			t.Errorf("%s: verified %v, want %v", fmtEvent(ev), ev.Verified, wantVerified)
 		}
@@ -148,7 +149,7 @@ func TestForgedEventsRejected(t *testing.T) {
 func TestDuplicatesHandledOnce(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	dedup := &memDeduper{}
 	cfg := consumerConfig(t, stack, "consumer:dups")
@@ -164,7 +165,7 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 		publishEvent(t, stack, dev, "cam-a", ev)
 	}
 	// cam-b reuses the ID for its own (failed) upload: not a duplicate of cam-a's.
-	other := &protocol.UploadEvent{V: 1, ID: ev.ID, Device: "cam-b", Status: protocol.StatusFailed, Error: "x"}
+	other := &clipgate.UploadEvent{V: 1, ID: ev.ID, Device: "cam-b", Status: clipgate.StatusFailed, Error: "x"}
 	publishEvent(t, stack, rawDevice(t, stack, "cam-b"), "cam-b", other)
 
 	waitFor(t, ctx, "2 handled and 2 duplicates", func() bool {
@@ -210,7 +211,7 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 func TestHandlerErrorRetried(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	rec.fail = func(_ *events.Event, call int) error {
 		if call < 3 {
@@ -240,7 +241,7 @@ func TestHandlerErrorRetried(t *testing.T) {
 func TestHandlerErrorRedelivered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	rec.fail = func(_ *events.Event, call int) error {
 		if call == 1 {
@@ -268,7 +269,7 @@ func TestHandlerErrorRedelivered(t *testing.T) {
 		t.Errorf("stats %+v: want 1 unacknowledged, a resume, 2 receptions, 1 handled", st)
 	}
 	// After the resume the consumer still takes new events.
-	ev2 := &protocol.UploadEvent{V: 1, ID: "ev-after-resume", Device: "cam-d2", Status: protocol.StatusFailed, Error: "x"}
+	ev2 := &clipgate.UploadEvent{V: 1, ID: "ev-after-resume", Device: "cam-d2", Status: clipgate.StatusFailed, Error: "x"}
 	publishEvent(t, stack, rawDevice(t, stack, "cam-d2"), "cam-d2", ev2)
 	if got := rec.next(t, ctx); got.ID != ev2.ID {
 		t.Fatalf("after the resume got %s", fmtEvent(got))
@@ -280,7 +281,7 @@ func TestHandlerErrorRedelivered(t *testing.T) {
 func TestTransientOSSErrorRedelivered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	flaky := newFlakyStat(t, stack, 3)
 	cfg := consumerConfig(t, stack, "consumer:flaky")
@@ -308,7 +309,7 @@ func TestTransientOSSErrorRedelivered(t *testing.T) {
 func TestDedupErrorRedelivered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	dedup := &memDeduper{}
 	dedup.setSeenErr(errors.New("database unreachable"))
@@ -316,7 +317,7 @@ func TestDedupErrorRedelivered(t *testing.T) {
 	cfg.Dedup = dedup
 	cfg.MaxAttempts = 2
 	c := startConsumer(t, cfg, rec.handle)
-	ev := &protocol.UploadEvent{V: 1, ID: "ev-dedup", Device: "cam-e", Status: protocol.StatusFailed, Error: "x"}
+	ev := &clipgate.UploadEvent{V: 1, ID: "ev-dedup", Device: "cam-e", Status: clipgate.StatusFailed, Error: "x"}
 	publishEvent(t, stack, rawDevice(t, stack, "cam-e"), "cam-e", ev)
 	waitFor(t, ctx, "a left event", func() bool { return c.Stats().Unacked >= 1 })
 	if n := len(rec.callsOf(ev.ID)); n != 0 {
@@ -337,7 +338,7 @@ func TestDedupErrorRedelivered(t *testing.T) {
 func TestGarbageDeadLettered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	var (
 		letters  = make(chan *events.Malformed, 64)
@@ -379,7 +380,7 @@ func TestGarbageDeadLettered(t *testing.T) {
 	// Then one whose dead letter fails at first, and a valid event, which still gets through.
 	garbage = append(garbage, []byte("fail once"))
 	publish(t, admin, topic, garbage[len(garbage)-1])
-	good := &protocol.UploadEvent{V: 1, ID: "ev-after-garbage", Device: "cam-g", Status: protocol.StatusFailed, Error: "x"}
+	good := &clipgate.UploadEvent{V: 1, ID: "ev-after-garbage", Device: "cam-g", Status: clipgate.StatusFailed, Error: "x"}
 	publishEvent(t, stack, admin, "cam-g", good)
 	if got := rec.next(t, ctx); got.ID != good.ID || got.Publisher != "cam-g" {
 		t.Fatalf("got %s, want %s", fmtEvent(got), good.ID)
@@ -391,7 +392,7 @@ func TestGarbageDeadLettered(t *testing.T) {
 			if m.Err == nil || m.Topic != topic || m.Publisher != "cam-g" {
 				t.Errorf("dead letter %q: err %v, topic %q, publisher %q", m.Payload, m.Err, m.Topic, m.Publisher)
 			}
-			if protocol.ErrorCode(m.Err) != protocol.CodeInvalid {
+			if protocol.ErrorCode(m.Err) != clipgate.CodeInvalid {
 				t.Errorf("dead letter %.40q: error %v is not a protocol CodeInvalid", m.Payload, m.Err)
 			}
 			seen[string(m.Payload)] = true
@@ -421,7 +422,7 @@ func TestGarbageDeadLettered(t *testing.T) {
 func TestPersistentSession(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	cfg := consumerConfig(t, stack, "consumer:persistent")
 
 	// First run: the handler holds the first event until Close cancels it.
@@ -456,7 +457,7 @@ func TestPersistentSession(t *testing.T) {
 	}
 
 	// While it is down: three more uploads.
-	var sent []*protocol.UploadEvent
+	var sent []*clipgate.UploadEvent
 	for _, name := range []string{"a.mp4", "b.mp4", "c.mp4"} {
 		sent = append(sent, uploadClip(t, ctx, kit, dir, name, 200))
 	}
@@ -482,14 +483,14 @@ func TestPersistentSession(t *testing.T) {
 func TestSharedGroup(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	c1 := startConsumer(t, consumerConfig(t, stack, "consumer:member-1"), rec.handle)
 	c2 := startConsumer(t, consumerConfig(t, stack, "consumer:member-2"), rec.handle)
 	dev := rawDevice(t, stack, "cam-s")
 	const n = 20
 	for i := range n {
-		ev := &protocol.UploadEvent{V: 1, ID: "ev-" + string(rune('a'+i)), Device: "cam-s", Status: protocol.StatusFailed, Error: "x"}
+		ev := &clipgate.UploadEvent{V: 1, ID: "ev-" + string(rune('a'+i)), Device: "cam-s", Status: clipgate.StatusFailed, Error: "x"}
 		publishEvent(t, stack, dev, "cam-s", ev)
 	}
 	rec.collect(t, ctx, n)
@@ -502,7 +503,7 @@ func TestSharedGroup(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	good := consumerConfig(t, stack, "consumer:cfg")
 	otherBucket, err := adminBucket(t, stack).Client.Bucket("another-bucket")
 	if err != nil {
@@ -562,7 +563,7 @@ func TestConfigErrors(t *testing.T) {
 	// A token worker account may not subscribe to events: the refused subscription
 	// fails Start.
 	worker := good
-	worker.Username, worker.Password = stack.ServiceAccount(identity.RoleTokenWorker)
+	worker.Username, worker.Password = stack.ServiceAccount(topics.RoleTokenWorker)
 	worker.ClientID = "tokenworker:not-a-consumer"
 	if c, err = events.NewConsumer(worker, h); err != nil {
 		t.Fatal(err)
@@ -577,7 +578,7 @@ func TestConfigErrors(t *testing.T) {
 func TestHandlerPanicRecovered(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	rec.fail = func(_ *events.Event, call int) error {
 		if call == 1 {
@@ -588,7 +589,7 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	cfg := consumerConfig(t, stack, "consumer:panic")
 	cfg.MaxAttempts = 2
 	c := startConsumer(t, cfg, rec.handle)
-	ev := &protocol.UploadEvent{V: 1, ID: "ev-panic", Device: "cam-x", Status: protocol.StatusFailed, Error: "x"}
+	ev := &clipgate.UploadEvent{V: 1, ID: "ev-panic", Device: "cam-x", Status: clipgate.StatusFailed, Error: "x"}
 	publishEvent(t, stack, rawDevice(t, stack, "cam-x"), "cam-x", ev)
 	if got := rec.next(t, ctx); got.ID != ev.ID || !got.Redelivered {
 		t.Fatalf("got %s, redelivered %v", fmtEvent(got), got.Redelivered)

@@ -3,14 +3,14 @@ package events
 import (
 	"context"
 
-	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate"
 )
 
 // Event is an upload event as the handler receives it: the event the device sent (or the
 // Reconciler made up), with the outcome of its verification.
 type Event struct {
 	// UploadEvent is the decoded event: ID, Device, Status, Bucket, Key, Size, CRC64, ...
-	protocol.UploadEvent
+	clipgate.UploadEvent
 	// Publisher is the device that published the event: the device ID in the MQTT topic,
 	// which the broker authenticated (an admin account may also publish there). It is
 	// empty for reconciled events.

@@ -11,6 +11,7 @@ import (
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // A backend service consumes verified upload events: a camera uploads a clip, and the
@@ -36,7 +37,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	user, password := stack.ServiceAccount("consumer")
+	user, password := stack.ServiceAccount(topics.RoleConsumer)
 	got := make(chan *events.Event, 1)
 	consumer, err := events.NewConsumer(events.Config{
 		BrokerURL: stack.BrokerURL(),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -72,7 +73,7 @@ func FuzzProcess(f *testing.F) {
 		if ev.Status == "completed" && !ev.Rejected() && !ev.Verified {
 			panic("handler got a completed event that was neither verified nor rejected")
 		}
-		if err := ev.Validate(); err != nil {
+		if err := protocol.ValidateUploadEvent(&ev.UploadEvent); err != nil {
 			panic("handler got an invalid event: " + err.Error())
 		}
 		return nil

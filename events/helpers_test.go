@@ -21,11 +21,14 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // testTimeout bounds each stack test.
@@ -39,7 +42,7 @@ func testContext(t testing.TB) context.Context {
 }
 
 // adminBucket returns the stack's bucket with the admin's full-access key.
-func adminBucket(t testing.TB, stack *clipgatetest.Stack) *oss.Bucket {
+func adminBucket(t testing.TB, stack *inproc.Stack) *oss.Bucket {
 	t.Helper()
 	c, err := stack.OSSClient()
 	if err != nil {
@@ -53,9 +56,9 @@ func adminBucket(t testing.TB, stack *clipgatetest.Stack) *oss.Bucket {
 }
 
 // consumerConfig is a consumer configuration for stack with the consumer account.
-func consumerConfig(t testing.TB, stack *clipgatetest.Stack, clientID string) events.Config {
+func consumerConfig(t testing.TB, stack *inproc.Stack, clientID string) events.Config {
 	t.Helper()
-	user, pw := stack.ServiceAccount(identity.RoleConsumer)
+	user, pw := stack.ServiceAccount(topics.RoleConsumer)
 	return events.Config{
 		BrokerURL:       stack.BrokerURL(),
 		Username:        user,
@@ -174,7 +177,7 @@ func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 }
 
 // mqttClient connects a paho client (clean session) and disconnects it when the test ends.
-func mqttClient(t testing.TB, stack *clipgatetest.Stack, clientID, user, password string) paho.Client {
+func mqttClient(t testing.TB, stack *inproc.Stack, clientID, user, password string) paho.Client {
 	t.Helper()
 	opts := paho.NewClientOptions().AddBroker(stack.BrokerURL()).SetClientID(clientID).
 		SetUsername(user).SetPassword(password).SetProtocolVersion(4).SetCleanSession(true).
@@ -190,15 +193,15 @@ func mqttClient(t testing.TB, stack *clipgatetest.Stack, clientID, user, passwor
 
 // rawDevice connects as device id with its MQTT password, as a device kit would, but
 // lets the test publish whatever it likes on the device's topics.
-func rawDevice(t testing.TB, stack *clipgatetest.Stack, id string) paho.Client {
+func rawDevice(t testing.TB, stack *inproc.Stack, id string) paho.Client {
 	t.Helper()
 	return mqttClient(t, stack, id, id, identity.MQTTPassword(stack.DeviceKey(id), id, time.Now()))
 }
 
 // adminClient connects with the stack's admin service account.
-func adminClient(t testing.TB, stack *clipgatetest.Stack) paho.Client {
+func adminClient(t testing.TB, stack *inproc.Stack) paho.Client {
 	t.Helper()
-	user, pw := stack.ServiceAccount(identity.RoleAdmin)
+	user, pw := stack.ServiceAccount(topics.RoleAdmin)
 	return mqttClient(t, stack, "admin:"+randomHex(4), user, pw)
 }
 
@@ -212,7 +215,7 @@ func publish(t testing.TB, c paho.Client, topic string, payload []byte) {
 }
 
 // publishEvent encodes ev and publishes it on the upload topic of device from.
-func publishEvent(t testing.TB, stack *clipgatetest.Stack, c paho.Client, from string, ev *protocol.UploadEvent) {
+func publishEvent(t testing.TB, stack *inproc.Stack, c paho.Client, from string, ev *clipgate.UploadEvent) {
 	t.Helper()
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -247,16 +250,16 @@ func putObject(t testing.TB, b *oss.Bucket, key string, size int) []byte {
 }
 
 // completedEvent is a hand-built completed event of device for key and data.
-func completedEvent(stack *clipgatetest.Stack, device, key string, data []byte) *protocol.UploadEvent {
-	return &protocol.UploadEvent{
-		V: protocol.Version, ID: "ev-" + randomHex(8), Device: device, Status: protocol.StatusCompleted,
+func completedEvent(stack *inproc.Stack, device, key string, data []byte) *clipgate.UploadEvent {
+	return &clipgate.UploadEvent{
+		V: protocol.Version, ID: "ev-" + randomHex(8), Device: device, Status: clipgate.StatusCompleted,
 		Bucket: stack.Bucket(), Key: key, Size: int64(len(data)), CRC64: crcOf(data),
 		UploadedAt: time.Now().UTC().Truncate(time.Second),
 	}
 }
 
 // uploadClip uploads size random bytes as clip name from device kit k.
-func uploadClip(t testing.TB, ctx context.Context, k *devicekit.Kit, dir, name string, size int) *protocol.UploadEvent {
+func uploadClip(t testing.TB, ctx context.Context, k *devicekit.Kit, dir, name string, size int) *clipgate.UploadEvent {
 	t.Helper()
 	data := make([]byte, size)
 	if _, err := rand.Read(data); err != nil {
@@ -274,7 +277,7 @@ func uploadClip(t testing.TB, ctx context.Context, k *devicekit.Kit, dir, name s
 }
 
 // newKit connects a device kit for id and closes it when the test ends.
-func newKit(t testing.TB, ctx context.Context, stack *clipgatetest.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
+func newKit(t testing.TB, ctx context.Context, stack *inproc.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
 	t.Helper()
 	cfg := stack.DeviceConfig(id)
 	if mod != nil {
@@ -300,7 +303,7 @@ type flakyStat struct {
 	calls      int
 }
 
-func newFlakyStat(t testing.TB, stack *clipgatetest.Stack, n int) *flakyStat {
+func newFlakyStat(t testing.TB, stack *inproc.Stack, n int) *flakyStat {
 	t.Helper()
 	id, secret := stack.AdminKey()
 	c, err := oss.New("http://"+closedPort(t), id, secret, oss.ForcePathStyle(true),
@@ -395,15 +398,15 @@ func fmtEvent(ev *events.Event) string {
 // stoppedStack starts a stack on addresses held for the test (clipgatetest.HoldAddr)
 // and stops it; again starts it anew there, with the same keys: a broker restart, as far
 // as its clients can tell.
-func stoppedStack(t testing.TB) (stopped *clipgatetest.Stack, again func() *clipgatetest.Stack) {
+func stoppedStack(t testing.TB) (stopped *inproc.Stack, again func() *inproc.Stack) {
 	t.Helper()
-	opts := clipgatetest.Options{Dir: t.TempDir(), MQTTAddr: clipgatetest.HoldAddr(t),
+	opts := inproc.Options{Dir: t.TempDir(), MQTTAddr: clipgatetest.HoldAddr(t),
 		OSSAddr: clipgatetest.HoldAddr(t), STSAddr: clipgatetest.HoldAddr(t)}
-	s := clipgatetest.New(t, opts)
+	s := inproc.New(t, opts)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return s, func() *clipgatetest.Stack { return clipgatetest.New(t, opts) }
+	return s, func() *inproc.Stack { return inproc.New(t, opts) }
 }
 
 // logSignal is a log writer that closes ch at the first line containing what.

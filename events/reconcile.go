@@ -14,6 +14,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -286,8 +287,8 @@ func (r *Reconciler) consider(ctx context.Context, o *oss.ObjectProperties) (boo
 	}
 	size, crc, etag := objectFacts(h)
 	ev := &Event{
-		UploadEvent: protocol.UploadEvent{
-			V: protocol.Version, ID: id, Device: device, Status: protocol.StatusCompleted,
+		UploadEvent: clipgate.UploadEvent{
+			V: protocol.Version, ID: id, Device: device, Status: clipgate.StatusCompleted,
 			Bucket: r.cfg.Bucket, Key: o.Key, Size: size, CRC64: crc,
 			ContentType: h.Get("Content-Type"), UploadedAt: o.LastModified.UTC(),
 		},
@@ -296,7 +297,7 @@ func (r *Reconciler) consider(ctx context.Context, o *oss.ObjectProperties) (boo
 	if len(ev.ContentType) > protocol.MaxContentTypeLen {
 		ev.ContentType = ""
 	}
-	if err := ev.Validate(); err != nil {
+	if err := protocol.ValidateUploadEvent(&ev.UploadEvent); err != nil {
 		// OSS gave no usable CRC-64 or size: an object the events cannot describe.
 		r.skipped.Add(1)
 		r.log.Error().Err(err).Str("key", o.Key).Msg("object skipped: its metadata does not make a valid event")

@@ -11,8 +11,9 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
-	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -58,7 +59,7 @@ func (x *index) len() int {
 	return len(x.keys)
 }
 
-func reconcilerConfig(t testing.TB, stack *clipgatetest.Stack, x *index) events.ReconcilerConfig {
+func reconcilerConfig(t testing.TB, stack *inproc.Stack, x *index) events.ReconcilerConfig {
 	return events.ReconcilerConfig{
 		Bucket:  stack.Bucket(),
 		Prefix:  stack.Prefix(),
@@ -92,7 +93,7 @@ func pass(t testing.TB, r *events.Reconciler) int {
 // any device prefix and objects outside the prefix get none; a second pass emits nothing.
 func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	admin := adminBucket(t, stack)
 	x := newIndex()
 	p := stack.Prefix()
@@ -127,8 +128,8 @@ func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 	if !ev.UploadedAt.Truncate(time.Second).Equal(lastMod) || ev.UploadedAt.Location() != time.UTC {
 		t.Errorf("UploadedAt %v, object last modified %v", ev.UploadedAt, lastMod)
 	}
-	want := protocol.UploadEvent{
-		V: 1, ID: events.ReconciledID(stack.Bucket(), orphan, etag), Device: "cam-r", Status: protocol.StatusCompleted,
+	want := clipgate.UploadEvent{
+		V: 1, ID: events.ReconciledID(stack.Bucket(), orphan, etag), Device: "cam-r", Status: clipgate.StatusCompleted,
 		Bucket: stack.Bucket(), Key: orphan, Size: int64(len(data)), CRC64: crcOf(data),
 		ContentType: h.Get("Content-Type"), UploadedAt: ev.UploadedAt,
 	}
@@ -138,7 +139,7 @@ func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 	if !ev.Reconciled || !ev.Verified || ev.Rejected() || ev.Publisher != "" || ev.ETag != etag {
 		t.Errorf("reconciled event flags: %s reconciled %v publisher %q etag %q", fmtEvent(ev), ev.Reconciled, ev.Publisher, ev.ETag)
 	}
-	if err := ev.Validate(); err != nil {
+	if err := protocol.ValidateUploadEvent(&ev.UploadEvent); err != nil {
 		t.Errorf("reconciled event is not a valid upload event: %v", err)
 	}
 	if n := pass(t, r); n != 0 {
@@ -153,7 +154,7 @@ func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 // Objects younger than MinAge are left for their events.
 func TestReconcilerMinAge(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	key := stack.Prefix() + "cam-y/2024/05/01/young.mp4"
 	putObject(t, adminBucket(t, stack), key, 5)
 	x := newIndex()
@@ -172,7 +173,7 @@ func TestReconcilerMinAge(t *testing.T) {
 // next pass continues where it stopped, wrapping around at the end.
 func TestReconcilerPagesAndBounds(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	admin := adminBucket(t, stack)
 	const n = 7
 	for i := range n {
@@ -226,7 +227,7 @@ func TestReconcilerPagesAndBounds(t *testing.T) {
 // object that failed, so nothing is skipped.
 func TestReconcilerErrorsRetryTheObject(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	admin := adminBucket(t, stack)
 	keys := []string{stack.Prefix() + "cam-e/a.mp4", stack.Prefix() + "cam-e/b.mp4", stack.Prefix() + "cam-e/c.mp4"}
 	for _, k := range keys {
@@ -273,7 +274,7 @@ func TestReconcilerErrorsRetryTheObject(t *testing.T) {
 // Reconciler (another process).
 func TestReconcilerDedup(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	putObject(t, adminBucket(t, stack), stack.Prefix()+"cam-d/a.mp4", 3)
 	dedup := &memDeduper{}
 	calls := 0
@@ -293,7 +294,7 @@ func TestReconcilerDedup(t *testing.T) {
 // Run passes until its context ends.
 func TestReconcilerRun(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	admin := adminBucket(t, stack)
 	x := newIndex()
 	cfg := reconcilerConfig(t, stack, x)
@@ -319,12 +320,12 @@ func TestReconcilerRun(t *testing.T) {
 func TestReconcilerWithConsumer(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	x := newIndex()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:with-reconciler"), x.add)
 	kit := newKit(t, ctx, stack, "cam-w", nil)
 	dir := t.TempDir()
-	var sent []*protocol.UploadEvent
+	var sent []*clipgate.UploadEvent
 	for _, name := range []string{"a.mp4", "b.mp4"} {
 		sent = append(sent, uploadClip(t, ctx, kit, dir, name, 50))
 	}
@@ -348,7 +349,7 @@ func TestReconcilerWithConsumer(t *testing.T) {
 
 func TestReconcilerConfigErrors(t *testing.T) {
 	t.Parallel()
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	good := reconcilerConfig(t, stack, newIndex())
 	otherBucket, err := adminBucket(t, stack).Client.Bucket("another-bucket")
 	if err != nil {

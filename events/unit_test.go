@@ -13,6 +13,7 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -182,8 +183,8 @@ func TestReconciledID(t *testing.T) {
 	if len(id) != 34 || !strings.HasPrefix(id, "r-") {
 		t.Errorf("ID %q: want r- and 32 hex digits", id)
 	}
-	ev := protocol.UploadEvent{V: 1, ID: id, Device: "cam-1", Status: protocol.StatusFailed, Error: "x"}
-	if err := ev.Validate(); err != nil {
+	ev := clipgate.UploadEvent{V: 1, ID: id, Device: "cam-1", Status: clipgate.StatusFailed, Error: "x"}
+	if err := protocol.ValidateUploadEvent(&ev); err != nil {
 		t.Errorf("reconciled ID is not a valid event ID: %v", err)
 	}
 	seen := map[string]bool{id: true}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/deviceid"
-	"github.com/clipgate/clipgate/internal/protocol"
 )
 
 // ObjectStat reads an object's metadata (an OSS HeadObject). aliyun-oss-go-sdk's
@@ -65,7 +65,7 @@ func (v *verifier) verify(ctx context.Context, ev *Event) error {
 		ev.reject(ReasonWrongDevice, "published by device "+ev.Publisher)
 		return nil
 	}
-	if ev.Status != protocol.StatusCompleted {
+	if ev.Status != clipgate.StatusCompleted {
 		return nil // a failed upload names no object to check
 	}
 	if ev.Bucket != v.bucket {

@@ -5,28 +5,28 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/deviceid"
 )
 
 // MaxSessionPolicyLen is the longest session policy STS AssumeRole accepts, in characters.
 const MaxSessionPolicyLen = 2048
 
+// Version is the only RAM policy language version.
+const Version = "1"
+
 // DefaultPrefix is the global key prefix the commands (tokenworker, console) default to,
 // so that with their defaults the token workers hand out the prefix the console expects.
 const DefaultPrefix = "clips/"
 
-// Errors wrapped by DevicePolicy and ParseMode, for errors.Is.
+// Errors wrapped by DevicePolicy (besides clipgate.ErrInvalidMode), for errors.Is.
+// ErrTooLong is also wrapped by the errors of policy documents over their length limits.
 var (
-	ErrInvalidMode     = errors.New("invalid mode")
 	ErrInvalidBucket   = errors.New("invalid bucket name")
 	ErrInvalidPrefix   = errors.New("invalid key prefix")
-	ErrInvalidDeviceID = errors.New("invalid device ID") // also wraps deviceid.ErrInvalid
+	ErrInvalidDeviceID = errors.New("invalid device ID")
 	ErrTooLong         = errors.New("policy too long")
 )
-
-// Mode is what a device asks to do with its own objects: letters from "w" (write),
-// "a" (append) and "r" (read), each at most once and in any order, e.g. "w", "wa", "rw".
-type Mode string
 
 // OSS RAM actions granted by the mode letters.
 const (
@@ -48,33 +48,10 @@ var modeActions = [...]struct {
 	{ActionListParts, "w"},
 }
 
-// ParseMode checks that s is a mode: one to three letters from "w", "a", "r", none
-// repeated. It returns s unchanged as a Mode; the letters' order does not matter.
-func ParseMode(s string) (Mode, error) {
-	if s == "" {
-		return "", fmt.Errorf("%w: empty, want letters from \"w\", \"a\", \"r\"", ErrInvalidMode)
-	}
-	if len(s) > 3 {
-		return "", fmt.Errorf("%w: %q has %d letters, want at most 3 from \"w\", \"a\", \"r\"", ErrInvalidMode, s, len(s))
-	}
-	var seen [3]bool
-	for i := 0; i < len(s); i++ {
-		j := strings.IndexByte("war", s[i])
-		if j < 0 {
-			return "", fmt.Errorf("%w: letter %q in %q is not one of \"w\", \"a\", \"r\"", ErrInvalidMode, s[i], s)
-		}
-		if seen[j] {
-			return "", fmt.Errorf("%w: letter %q repeated in %q", ErrInvalidMode, s[i], s)
-		}
-		seen[j] = true
-	}
-	return Mode(s), nil
-}
-
-// Actions returns the RAM actions the mode grants, without duplicates and in a fixed
-// order (so "wa" and "aw" give the same list). It returns nil for an invalid mode.
-func (m Mode) Actions() []string {
-	if _, err := ParseMode(string(m)); err != nil {
+// Actions returns the RAM actions mode grants, without duplicates and in a fixed order
+// (so "wa" and "aw" give the same list). It returns nil for an invalid mode.
+func Actions(m clipgate.Mode) []string {
+	if _, err := clipgate.ParseMode(string(m)); err != nil {
 		return nil
 	}
 	var out []string
@@ -95,16 +72,16 @@ func DeviceResource(bucket, prefix, deviceID string) string {
 
 // DevicePolicy returns the compact JSON session policy that lets one device do what mode
 // allows on its own objects and nothing else: a single Allow statement with the mode's
-// actions (see Mode.Actions) on DeviceResource(bucket, prefix, deviceID). It grants no
+// actions (see Actions) on DeviceResource(bucket, prefix, deviceID). It grants no
 // bucket-level action (no listing) and nothing outside the device's own prefix.
 //
 // bucket must follow the OSS bucket naming rules (3 to 63 of [a-z0-9-], not starting or
 // ending with '-'); prefix must be "" or characters of [A-Za-z0-9._/-] ending in "/",
-// with no leading "/", no "//" and no ".."; deviceID must pass deviceid.Validate. The
-// result is at most MaxSessionPolicyLen characters. Errors wrap ErrInvalidBucket,
-// ErrInvalidPrefix, ErrInvalidDeviceID (and deviceid.ErrInvalid), ErrInvalidMode or
-// ErrTooLong.
-func DevicePolicy(bucket, prefix, deviceID string, mode Mode) (string, error) {
+// with no leading "/", no "//" and no ".."; deviceID must be a device ID (2 to 64
+// characters of [A-Za-z0-9._-], not "." or ".."). The result is at most
+// MaxSessionPolicyLen characters. Errors wrap ErrInvalidBucket, ErrInvalidPrefix,
+// ErrInvalidDeviceID, clipgate.ErrInvalidMode or ErrTooLong.
+func DevicePolicy(bucket, prefix, deviceID string, mode clipgate.Mode) (string, error) {
 	if err := ValidateBucket(bucket); err != nil {
 		return "", err
 	}
@@ -114,18 +91,23 @@ func DevicePolicy(bucket, prefix, deviceID string, mode Mode) (string, error) {
 	if err := deviceid.Validate(deviceID); err != nil {
 		return "", fmt.Errorf("policy: %w: %w", ErrInvalidDeviceID, err)
 	}
-	if _, err := ParseMode(string(mode)); err != nil {
+	if _, err := clipgate.ParseMode(string(mode)); err != nil {
 		return "", fmt.Errorf("policy: %w", err)
 	}
-	doc := Document{Version: Version, Statements: []Statement{{
-		Effect:    Allow,
-		Actions:   mode.Actions(),
-		Resources: []string{DeviceResource(bucket, prefix, deviceID)},
-	}}}
-	b, err := doc.MarshalJSON()
-	if err != nil { // unreachable: every input was validated above
-		return "", fmt.Errorf("policy: encoding device policy: %w", err)
+	// Every input was validated above: none holds a character JSON would escape.
+	b := make([]byte, 0, 256)
+	b = append(b, `{"Version":"`+Version+`","Statement":[{"Effect":"Allow","Action":[`...)
+	for i, a := range Actions(mode) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, a...)
+		b = append(b, '"')
 	}
+	b = append(b, `],"Resource":["`...)
+	b = append(b, DeviceResource(bucket, prefix, deviceID)...)
+	b = append(b, `"]}]}`...)
 	if len(b) > MaxSessionPolicyLen { // ASCII only, so bytes are characters
 		return "", fmt.Errorf("policy: %w: device policy is %d characters, limit %d (shorten the prefix)", ErrTooLong, len(b), MaxSessionPolicyLen)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // newTestMain returns a Main whose secrets come from env (a map), not the process.
@@ -198,7 +199,7 @@ func TestRun(t *testing.T) {
 	stack := clipgatetest.New(t, clipgatetest.Options{})
 	dir := t.TempDir()
 	hashFile := writeFile(t, "hash", hashOf(t, "operator pw")+"\n", 0o600)
-	user, pass := stack.ServiceAccount("consumer")
+	user, pass := stack.ServiceAccount(topics.RoleConsumer)
 	id, secret := stack.AdminKey()
 	revFile := filepath.Join(dir, "revoked.txt")
 	m, out := newTestMain(map[string]string{envPassword: pass, envOSSSecret: secret})
@@ -308,7 +309,7 @@ func TestRunWaitsForBroker(t *testing.T) {
 	opts := clipgatetest.Options{Dir: t.TempDir(), MQTTAddr: clipgatetest.HoldAddr(t),
 		OSSAddr: clipgatetest.HoldAddr(t), STSAddr: clipgatetest.HoldAddr(t)}
 	first := clipgatetest.New(t, opts)
-	user, pass := first.ServiceAccount("consumer")
+	user, pass := first.ServiceAccount(topics.RoleConsumer)
 	id, secret := first.AdminKey()
 	args := []string{
 		"--listen", "127.0.0.1:0", "--database", "sqlite:" + filepath.Join(t.TempDir(), "console.db"),

@@ -54,7 +54,7 @@ func (m *Main) credentials(ctx context.Context) error {
 		Prefix:      devicePrefix(c.OSS.Prefix, kc.DeviceID),
 		Endpoint:    c.OSS.Endpoint,
 		Region:      c.OSS.Region,
-		Mode:        mode,
+		Mode:        string(mode),
 		AccessKeyID: c.AccessKeyID,
 		Expiration:  c.Expiration.UTC(),
 	}

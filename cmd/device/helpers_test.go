@@ -13,28 +13,21 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/internal/inproc"
 )
 
-// stack is a whole clipgate on loopback (clipgatetest) whose token workers use their own
-// revocation list, so that a test can have credentials refused to a device that the
-// broker still lets in.
+// stack is a whole clipgate on loopback (internal/inproc, the stack of clipgatetest).
+// RevokeAtWorkers has credentials refused to a device that the broker still lets in.
 type stack struct {
-	*clipgatetest.Stack
-	workerRevoked *identity.Revocations
+	*inproc.Stack
 }
 
 // startStack starts a stack that stops when the test ends.
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	revoked := identity.NewRevocations()
-	s := clipgatetest.New(t, clipgatetest.Options{
-		WorkerConfig: func(c *tokenworker.Config) { c.Revocations = revoked },
-	})
-	return &stack{Stack: s, workerRevoked: revoked}
+	return &stack{Stack: inproc.New(t, inproc.Options{})}
 }
 
 // device writes the key and the config file of a device of s, with a relative key path

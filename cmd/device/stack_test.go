@@ -257,7 +257,7 @@ func TestAgainstStack(t *testing.T) {
 	t.Run("RevokedDeviceFailsEveryFile", func(t *testing.T) {
 		t.Parallel()
 		cfg := s.device(t, "cam-revoked")
-		s.workerRevoked.Set([]string{"cam-revoked"}) // the broker lets it in; the workers refuse
+		s.RevokeAtWorkers("cam-revoked") // the broker lets it in; the workers refuse
 		dir := t.TempDir()
 		a := writeClip(t, dir, "r1.mp4", 100, recorded)
 		b := writeClip(t, dir, "r2.mp4", 100, recorded)

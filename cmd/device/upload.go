@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 )
 
@@ -88,7 +89,7 @@ func (m *Main) upload(ctx context.Context) error {
 				it.err, interrupted = errInterrupted, true
 			default:
 				it.err = err
-				var ae *devicekit.AuthError
+				var ae *clipgate.AuthError
 				if errors.As(err, &ae) && ae.Terminal() {
 					credErr = err // the next files would be refused the same way
 				}

@@ -24,9 +24,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = max(cfg.Devices, 8*cfg.MaxConcurrent)
 	}
-	stack, err := clipgatetest.Start(ctx, clipgatetest.Options{
+	stack, err := inproc.Start(ctx, inproc.Options{
 		Workers: cfg.Workers,
 		WorkerConfig: func(c *tokenworker.Config) {
 			// The devices ask far more often than real ones would: lift the per-device
@@ -255,7 +255,7 @@ type fleet struct {
 }
 
 // connectFleet connects the devices, each subscribed to its reply topic.
-func connectFleet(ctx context.Context, stack *clipgatetest.Stack, cfg Config) (*fleet, error) {
+func connectFleet(ctx context.Context, stack *inproc.Stack, cfg Config) (*fleet, error) {
 	f := &fleet{devices: make([]*device, cfg.Devices), timeout: cfg.Timeout}
 	scheme, fk := stack.Topics(), stack.FleetKey()
 	g, gctx := errgroup.WithContext(ctx)
@@ -517,9 +517,9 @@ func (d *device) open(req *protocol.AuthRequest, nonce []byte, reply *protocol.A
 // startEcho connects an echo worker: a client of the token worker service account in the
 // workers' shared-subscription group that answers every request at once with a fixed
 // refusal (unavailable), without verifying it or calling STS.
-func startEcho(ctx context.Context, stack *clipgatetest.Stack, n int) (paho.Client, error) {
+func startEcho(ctx context.Context, stack *inproc.Stack, n int) (paho.Client, error) {
 	scheme := stack.Topics()
-	user, pw := stack.ServiceAccount(identity.RoleTokenWorker)
+	user, pw := stack.ServiceAccount(topics.RoleTokenWorker)
 	handler := func(c paho.Client, m paho.Message) {
 		kind, dev, ok := scheme.Parse(m.Topic())
 		if !ok || kind != topics.KindAuthRequest {

@@ -5,9 +5,9 @@
 // that answer at once without verifying or calling STS. It prints round trips per
 // second, p50 and p99 latency of both, and their ratio.
 //
-// Everything runs in this process on loopback (clipgatetest): the broker, the workers, the
-// local STS and the devices share the machine, so the figures are a lower bound of each
-// part's capacity. Example:
+// Everything runs in this process on loopback (internal/inproc): the broker, the workers,
+// the local STS and the devices share the machine, so the figures are a lower bound of
+// each part's capacity. Example:
 //
 //	go run ./cmd/tokenbench --devices 1000 --rounds 5 --workers 2
 package main

@@ -172,12 +172,11 @@ func (b *Broker) decideLogin(in *login) (Principal, refusal, string) {
 	case in.username == "" || in.password == "":
 		return Principal{}, refuseBadLogin, "missing username or password"
 	default:
-		roleName, ok := b.accounts.Authenticate(in.username, in.password)
+		role, ok := b.accounts.Authenticate(in.username, in.password)
 		if !ok {
 			return Principal{}, refuseBadLogin, "unknown service account or wrong password"
 		}
-		role, err := topics.ParseRole(roleName)
-		if err != nil || role == topics.RoleDevice {
+		if role == topics.RoleDevice { // LoadServiceAccounts refuses it
 			return Principal{}, refuseNotAllowed, "service account has no usable role"
 		}
 		if !in.assignedID && deviceid.Valid(in.clientID) {

@@ -21,7 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/rs/zerolog"
 
-	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/internal/inproc"
 )
 
 // chromiumPath finds Chromium: /usr/bin/chromium (Debian's package), else on PATH.
@@ -121,7 +121,7 @@ func TestBrowser(t *testing.T) {
 	}
 	t.Parallel()
 	tap := &logTap{}
-	e := newEnv(t, envOptions{stack: clipgatetest.Options{Logger: zerolog.New(tap).Level(zerolog.InfoLevel)}})
+	e := newEnv(t, envOptions{stack: inproc.Options{Logger: zerolog.New(tap).Level(zerolog.InfoLevel)}})
 
 	// The browser: a fresh profile, nothing but loopback.
 	userData := t.TempDir()

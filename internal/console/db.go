@@ -385,7 +385,7 @@ func (d *DB) Index(ctx context.Context, ev *events.Event, now time.Time) (IndexO
 		}
 	}
 	if ev.Rejected() || ev.Status == protocol.StatusFailed {
-		if _, err := tx.ExecContext(ctx, d.q.insertProblem, who, ev.ID, ev.Device, ev.Status, string(ev.Reason),
+		if _, err := tx.ExecContext(ctx, d.q.insertProblem, who, ev.ID, ev.Device, string(ev.Status), string(ev.Reason),
 			truncate(ev.Detail, maxProblemText), ev.Error, ev.Bucket, ev.Key, ev.Size, seenAt(ev.UploadedAt, now), us(now)); err != nil {
 			return 0, err
 		}

@@ -23,7 +23,9 @@ import (
 
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 const testPassword = "correct horse battery staple"
@@ -40,7 +42,7 @@ var testHash = func() string {
 // env is a console on a clipgatetest stack.
 type env struct {
 	t       testing.TB
-	stack   *clipgatetest.Stack
+	stack   *inproc.Stack
 	db      *DB
 	console *Console
 	bucket  *oss.Bucket  // admin access
@@ -52,7 +54,7 @@ type env struct {
 
 type envOptions struct {
 	dialect Dialect
-	stack   clipgatetest.Options
+	stack   inproc.Options
 	config  func(*Config)
 	noStart bool // the caller starts the console
 	// brokerLater stops the stack before the console starts (implies noStart): nothing
@@ -70,7 +72,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.stack.Dir, o.noStart = t.TempDir(), true
 		o.stack.MQTTAddr, o.stack.OSSAddr, o.stack.STSAddr = clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t)
 	}
-	e.stack = clipgatetest.New(t, o.stack)
+	e.stack = inproc.New(t, o.stack)
 	e.db = openTestDB(t, o.dialect)
 	client, err := e.stack.OSSClient()
 	if err != nil {
@@ -79,7 +81,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if e.bucket, err = client.Bucket(e.stack.Bucket()); err != nil {
 		t.Fatal(err)
 	}
-	user, pass := e.stack.ServiceAccount("consumer")
+	user, pass := e.stack.ServiceAccount(topics.RoleConsumer)
 	cfg := Config{
 		BrokerURL:         e.stack.BrokerURL(),
 		Username:          user,
@@ -106,7 +108,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		if err := e.stack.Close(); err != nil {
 			t.Fatal(err)
 		}
-		e.restart = func() { e.stack = clipgatetest.New(t, o.stack) }
+		e.restart = func() { e.stack = inproc.New(t, o.stack) }
 	}
 	t.Cleanup(func() {
 		for _, k := range e.kits {
@@ -127,7 +129,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 }
 
 func testLogger() zerolog.Logger {
-	if os.Getenv(clipgatetest.LogEnv) == "1" {
+	if os.Getenv(inproc.LogEnv) == "1" {
 		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
 	}
 	return zerolog.Nop()

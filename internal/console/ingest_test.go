@@ -20,7 +20,7 @@ import (
 // device's topics (as a misbehaving device could on its own).
 func (e *env) admin() mqtt.Client {
 	e.t.Helper()
-	user, pass := e.stack.ServiceAccount("admin")
+	user, pass := e.stack.ServiceAccount(topics.RoleAdmin)
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(e.stack.BrokerURL()).SetClientID("admin:t-" + randHex(e.t, 4)).
 		SetUsername(user).SetPassword(pass).SetProtocolVersion(4).SetConnectTimeout(10 * time.Second))
 	if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {

@@ -15,9 +15,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
@@ -46,7 +46,7 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 		}
 	})
 	e := newEnv(t, envOptions{
-		stack: clipgatetest.Options{
+		stack: inproc.Options{
 			BrokerConfig: func(b *broker.Config) { b.Revocations, b.RevocationsFile = nil, file },
 			WorkerConfig: func(w *tokenworker.Config) { w.Revocations = workers },
 		},

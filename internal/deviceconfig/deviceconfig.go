@@ -37,11 +37,11 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -283,7 +283,7 @@ func (f *File) check() error {
 		}
 	}
 	if f.Mode != "" {
-		if _, err := policy.ParseMode(f.Mode); err != nil {
+		if _, err := clipgate.ParseMode(f.Mode); err != nil {
 			return &FieldError{Field: "mode", Err: err}
 		}
 	}
@@ -441,13 +441,19 @@ func (f File) KitConfig() (devicekit.Config, error) {
 	if err != nil {
 		return c, &FieldError{Field: "device-key-file", Err: err}
 	}
+	var scheme topics.Scheme // the zero scheme is the default root
+	if f.TopicRoot != "" {
+		if scheme, err = topics.New(f.TopicRoot); err != nil {
+			return c, &FieldError{Field: "topic-root", Err: err}
+		}
+	}
 	c = devicekit.Config{
 		BrokerURL:          f.Broker,
 		DeviceID:           f.DeviceID,
 		DeviceKey:          key,
 		StateDir:           f.StateDir,
-		Topics:             f.TopicRoot,
-		Mode:               f.Mode,
+		Topics:             scheme,
+		Mode:               clipgate.Mode(f.Mode),
 		MultipartThreshold: int64(f.MultipartThreshold),
 		PartSize:           int64(f.PartSize),
 	}

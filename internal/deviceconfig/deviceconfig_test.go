@@ -269,8 +269,12 @@ func TestLoadsDevstackFile(t *testing.T) {
 		t.Fatalf("Load = %+v, want %+v", f, want)
 	}
 	kc, err := f.KitConfig()
-	if err != nil || !bytes.Equal(kc.DeviceKey, key) || kc.Topics != "clipgate/v1" {
+	if err != nil || !bytes.Equal(kc.DeviceKey, key) || kc.Topics.Root() != "clipgate/v1" {
 		t.Fatalf("KitConfig = %+v, %v", kc, err)
+	}
+	f.TopicRoot = "acme/clips"
+	if kc, err = f.KitConfig(); err != nil || kc.Topics.Root() != "acme/clips" {
+		t.Fatalf("KitConfig with topic-root acme/clips: topics %q, %v", kc.Topics.Root(), err)
 	}
 }
 

@@ -13,9 +13,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // Files of the console in the state directory.
@@ -36,7 +37,7 @@ type Console struct {
 // startConsole runs the console on the stack: it indexes the stack's upload events into
 // {dir}/console.db and serves on addr. Revoking a device in it revokes the device in the
 // stack (and writes {dir}/revoked.txt for a broker or workers outside this process).
-func startConsole(ctx context.Context, s *clipgatetest.Stack, dir, addr string, log zerolog.Logger) (_ *Console, err error) {
+func startConsole(ctx context.Context, s *inproc.Stack, dir, addr string, log zerolog.Logger) (_ *Console, err error) {
 	password, err := consolePassword(filepath.Join(dir, consolePasswordFile))
 	if err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func startConsole(ctx context.Context, s *clipgatetest.Stack, dir, addr string, 
 	if err != nil {
 		return nil, err
 	}
-	user, pass := s.ServiceAccount(identity.RoleConsumer)
+	user, pass := s.ServiceAccount(topics.RoleConsumer)
 	c, err := console.New(console.Config{
 		BrokerURL:       s.BrokerURL(),
 		Username:        user,

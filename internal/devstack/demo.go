@@ -16,8 +16,8 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -47,7 +47,7 @@ type DemoConfig struct {
 	Clips   int           // clips per camera; default DefaultDemoClips
 	Timeout time.Duration // for the whole demo; default DefaultDemoTimeout
 
-	afterStart func(*clipgatetest.Stack) // test hook: runs once the stack is up
+	afterStart func(*inproc.Stack) // test hook: runs once the stack is up
 }
 
 // DemoResult sums up a demo.
@@ -82,7 +82,7 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 	defer cancel()
 	out := &printer{w: stdout}
 
-	s, err := clipgatetest.Start(ctx, clipgatetest.Options{
+	s, err := inproc.Start(ctx, inproc.Options{
 		Dir: cfg.Dir, Workers: cfg.Workers, Bucket: cfg.Bucket, Prefix: cfg.Prefix,
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
 		Logger: cfg.Logger,
@@ -238,7 +238,7 @@ func (c *DemoConfig) applyDemoDefaults() error {
 }
 
 // runCamera connects one simulated camera and uploads its clips one after the other.
-func runCamera(ctx context.Context, s *clipgatetest.Stack, id string, clips int, dir string, out *printer,
+func runCamera(ctx context.Context, s *inproc.Stack, id string, clips int, dir string, out *printer,
 	fail func(string, ...any), done func(*protocol.UploadEvent, uint64, bool)) {
 	cfg := s.DeviceConfig(id)
 	cfg.PartSize = demoPartSize
@@ -296,7 +296,7 @@ func writeRandomFile(path string, size int) (uint64, error) {
 
 // verify checks every expected object through the admin OSS client, and the received
 // events against what the devices sent.
-func verify(s *clipgatetest.Stack, want map[string]expected, received map[string]*protocol.UploadEvent, fail func(string, ...any)) {
+func verify(s *inproc.Stack, want map[string]expected, received map[string]*protocol.UploadEvent, fail func(string, ...any)) {
 	client, err := s.OSSClient()
 	if err != nil {
 		fail("admin OSS client: %v", err)

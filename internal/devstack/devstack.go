@@ -29,12 +29,12 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -67,7 +67,7 @@ type Config struct {
 
 // Devstack is a running development stack.
 type Devstack struct {
-	Stack *clipgatetest.Stack
+	Stack *inproc.Stack
 	// Dir is the absolute state directory.
 	Dir string
 	// Device is what was written to DeviceFilePath, in the format cmd/device reads.
@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Devstack, error) {
 	} else if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("devstack: state directory %s holds keys but is accessible by others (mode %v); chmod 700 it", dir, st.Mode().Perm())
 	}
-	s, err := clipgatetest.Start(ctx, clipgatetest.Options{
+	s, err := inproc.Start(ctx, inproc.Options{
 		Dir:      dir,
 		Workers:  cfg.Workers,
 		Bucket:   cfg.Bucket,
@@ -160,7 +160,7 @@ func (d *Devstack) writeDevice(id string) error {
 		DeviceID:      id,
 		DeviceKeyFile: keyPath,
 		StateDir:      dc.StateDir,
-		TopicRoot:     dc.Topics,
+		TopicRoot:     dc.Topics.Root(),
 	}
 	if err := deviceconfig.Write(d.DeviceFilePath, d.Device); err != nil {
 		return fmt.Errorf("devstack: %w", err)
@@ -198,9 +198,9 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	line("STS endpoint", "%s   (plain HTTP)", s.STSEndpoint())
 	line("device role", "%s", s.RoleARN())
 	line("token workers", "%d, group %q", s.Workers(), topics.DefaultWorkerGroup)
-	for _, role := range []string{identity.RoleConsumer, identity.RoleAdmin, identity.RoleTokenWorker} {
+	for _, role := range []topics.Role{topics.RoleConsumer, topics.RoleAdmin, topics.RoleTokenWorker} {
 		u, p := s.ServiceAccount(role)
-		line("MQTT "+role, "username %s  password %s", u, p)
+		line("MQTT "+role.String(), "username %s  password %s", u, p)
 	}
 	line("fleet key", "%s", filepath.Join(d.Dir, "fleet.key"))
 	line("device", "%s   key %s", d.Device.DeviceID, d.Device.DeviceKeyFile)
@@ -208,7 +208,7 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	b.WriteString("\nUpload a clip as the device:\n")
 	fmt.Fprintf(&b, "  go run ./cmd/device --config %s upload CLIP.mp4\n", d.DeviceFilePath)
 	b.WriteString("Watch the upload events (any MQTT client, e.g. mosquitto_sub):\n")
-	u, p := s.ServiceAccount(identity.RoleConsumer)
+	u, p := s.ServiceAccount(topics.RoleConsumer)
 	fmt.Fprintf(&b, "  mosquitto_sub -h %s -p %s -u %s -P %s -i %s:sub -q 1 -t '%s'\n",
 		hostOf(s.BrokerURL()), portOf(s.BrokerURL()), u, p, u, s.Topics().EventFilter(""))
 	_, err := io.WriteString(w, b.String())

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/topics"
 )
 
 func randomPorts(dir string) Config {
@@ -56,7 +57,11 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 	}
 
 	// The device of the file uploads a clip.
-	kit, err := devicekit.New(devicekit.Config{BrokerURL: f.Broker, DeviceID: f.DeviceID, DeviceKey: key, StateDir: f.StateDir, Topics: f.TopicRoot})
+	scheme, err := topics.New(f.TopicRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kit, err := devicekit.New(devicekit.Config{BrokerURL: f.Broker, DeviceID: f.DeviceID, DeviceKey: key, StateDir: f.StateDir, Topics: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +185,7 @@ func TestDemoReportsFailures(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	cfg := DemoConfig{Devices: 2, Clips: 1, Timeout: 8 * time.Second}
-	cfg.afterStart = func(s *clipgatetest.Stack) { s.Revoke("cam-02") }
+	cfg.afterStart = func(s *inproc.Stack) { s.Revoke("cam-02") }
 	res, err := Demo(testContext(t), cfg, &out)
 	if err == nil {
 		t.Fatalf("no error:\n%s", out.String())

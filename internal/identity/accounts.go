@@ -9,15 +9,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/clipgate/clipgate/topics"
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
-)
-
-// Service account roles.
-const (
-	RoleTokenWorker = "tokenworker"
-	RoleConsumer    = "consumer"
-	RoleAdmin       = "admin"
 )
 
 // MaxUsernameLen bounds service account usernames.
@@ -42,7 +36,7 @@ type ServiceAccounts struct {
 
 type serviceAccount struct {
 	hash []byte
-	role string
+	role topics.Role
 }
 
 type accountsFile struct {
@@ -121,14 +115,14 @@ func parseServiceAccounts(data []byte) (*ServiceAccounts, error) {
 			return nil, fmt.Errorf("%s: bcrypt cost %d would make every login take seconds; at most %d", where, cost, maxBcryptCost)
 		}
 		maxCost = max(maxCost, cost)
-		switch a.Role {
-		case RoleTokenWorker, RoleConsumer, RoleAdmin:
-		case "":
-			return nil, fmt.Errorf("%s: empty role, want %s, %s or %s", where, RoleTokenWorker, RoleConsumer, RoleAdmin)
-		default:
-			return nil, fmt.Errorf("%s: unknown role %q, want %s, %s or %s", where, a.Role, RoleTokenWorker, RoleConsumer, RoleAdmin)
+		role, err := topics.ParseRole(a.Role)
+		switch {
+		case a.Role == "":
+			return nil, fmt.Errorf("%s: empty role, want %s, %s or %s", where, topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin)
+		case err != nil || role == topics.RoleDevice:
+			return nil, fmt.Errorf("%s: unknown role %q, want %s, %s or %s", where, a.Role, topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin)
 		}
-		s.byName[a.Username] = serviceAccount{hash: []byte(a.PasswordHash), role: a.Role}
+		s.byName[a.Username] = serviceAccount{hash: []byte(a.PasswordHash), role: role}
 	}
 	var pw [16]byte
 	rand.Read(pw[:])
@@ -181,9 +175,9 @@ func hashPassword(pw string, cost int) (string, error) {
 // Authenticate returns the role of username when password is its password. It costs one
 // bcrypt comparison whether or not the user exists (an unknown user is compared against a
 // dummy hash), so its timing does not tell which usernames exist.
-func (s *ServiceAccounts) Authenticate(username, password string) (role string, ok bool) {
+func (s *ServiceAccounts) Authenticate(username, password string) (role topics.Role, ok bool) {
 	if s == nil {
-		return "", false
+		return 0, false
 	}
 	a, found := s.byName[username]
 	hash := s.dummy
@@ -192,7 +186,7 @@ func (s *ServiceAccounts) Authenticate(username, password string) (role string, 
 	}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
 	if !found || err != nil || password == "" || len(password) > maxPasswordBytes {
-		return "", false
+		return 0, false
 	}
 	return a.role, true
 }

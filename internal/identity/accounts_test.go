@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clipgate/clipgate/topics"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -42,24 +43,25 @@ accounts:
 		t.Fatalf("Len = %d", s.Len())
 	}
 	cases := []struct {
-		user, pw, role string
-		ok             bool
+		user, pw string
+		role     topics.Role
+		ok       bool
 	}{
-		{"worker-1", "w-secret", RoleTokenWorker, true},
-		{"indexer", "i-secret", RoleConsumer, true},
-		{"ops@example.com", "o-secret", RoleAdmin, true},
-		{"worker-1", "i-secret", "", false},
-		{"worker-1", "w-secret ", "", false},
-		{"worker-1", "", "", false},
-		{"Worker-1", "w-secret", "", false},
-		{"nobody", "w-secret", "", false},
-		{"", "", "", false},
-		{"worker-1", strings.Repeat("x", 100), "", false},
+		{"worker-1", "w-secret", topics.RoleTokenWorker, true},
+		{"indexer", "i-secret", topics.RoleConsumer, true},
+		{"ops@example.com", "o-secret", topics.RoleAdmin, true},
+		{"worker-1", "i-secret", 0, false},
+		{"worker-1", "w-secret ", 0, false},
+		{"worker-1", "", 0, false},
+		{"Worker-1", "w-secret", 0, false},
+		{"nobody", "w-secret", 0, false},
+		{"", "", 0, false},
+		{"worker-1", strings.Repeat("x", 100), 0, false},
 	}
 	for _, c := range cases {
 		role, ok := s.Authenticate(c.user, c.pw)
 		if role != c.role || ok != c.ok {
-			t.Errorf("Authenticate(%q, %q) = %q, %v; want %q, %v", c.user, c.pw, role, ok, c.role, c.ok)
+			t.Errorf("Authenticate(%q, %q) = %v, %v; want %v, %v", c.user, c.pw, role, ok, c.role, c.ok)
 		}
 	}
 	// Unknown users are compared against a dummy hash as costly as the real ones.

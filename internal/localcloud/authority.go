@@ -22,6 +22,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/clipgate/clipgate/internal/policyeval"
 	"github.com/clipgate/clipgate/policy"
 )
 
@@ -50,7 +51,7 @@ type Principal struct {
 	Role, SessionName   string    // for temporary credentials
 	Expiration          time.Time // for temporary credentials
 	// Policies must all allow a request; empty for an unrestricted long-term key.
-	Policies []*policy.Document
+	Policies []*policyeval.Document
 }
 
 // TempCredentials are the temporary credentials AssumeRole issues.
@@ -81,7 +82,7 @@ type Authority struct {
 // issued with it; parsing it once serves both. Documents are read-only once parsed.
 type policyCache struct {
 	mu sync.Mutex
-	m  map[string]*policy.Document
+	m  map[string]*policyeval.Document
 }
 
 // policyCacheMax bounds the cache; when full it starts over.
@@ -89,20 +90,20 @@ const policyCacheMax = 4096
 
 // parse returns the parsed session policy text, from the cache when it was parsed before.
 // Errors are not cached.
-func (c *policyCache) parse(text string) (*policy.Document, error) {
+func (c *policyCache) parse(text string) (*policyeval.Document, error) {
 	c.mu.Lock()
 	doc, ok := c.m[text]
 	c.mu.Unlock()
 	if ok {
 		return doc, nil
 	}
-	doc, err := policy.ParseSession(text)
+	doc, err := policyeval.ParseSession(text)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= policyCacheMax {
-		c.m = make(map[string]*policy.Document)
+		c.m = make(map[string]*policyeval.Document)
 	}
 	c.m[text] = doc
 	c.mu.Unlock()
@@ -111,16 +112,16 @@ func (c *policyCache) parse(text string) (*policy.Document, error) {
 
 type longTermKey struct {
 	key      AccessKey
-	policies []*policy.Document
+	policies []*policyeval.Document
 	user     string // RAM user name: key.User, or the key ID
 	userID   string // numeric RAM user ID, stable for a given token key and user name
 }
 
 type roleEntry struct {
 	role   Role
-	doc    *policy.Document
-	trust  *policy.Document // who may assume the role
-	id     string           // numeric role ID, stable for a given token key and name
+	doc    *policyeval.Document
+	trust  *policyeval.Document // who may assume the role
+	id     string               // numeric role ID, stable for a given token key and name
 	lcName string
 }
 
@@ -139,7 +140,7 @@ type tokenClaims struct {
 type tokenEntry struct {
 	claims   tokenClaims
 	secret   string // derived secret of claims.AccessKeyID
-	policies []*policy.Document
+	policies []*policyeval.Document
 }
 
 // NewAuthority checks the keys and roles of cfg, parses their policies and loads the token
@@ -258,10 +259,10 @@ func (a *Authority) verifyToken(token string) (*tokenEntry, error) {
 		return nil, errInvalidSecurityToken("the role of the security token no longer exists")
 	}
 	e.secret = a.secretFor(e.claims.AccessKeyID)
-	e.policies = []*policy.Document{role.doc}
+	e.policies = []*policyeval.Document{role.doc}
 	if e.claims.Policy != "" {
 		doc, err := a.sessionPolicies.parse(e.claims.Policy)
-		if err != nil { // signed by us, so only a policy package change gets here
+		if err != nil { // signed by us, so only a policyeval change gets here
 			return nil, errInvalidSecurityToken("the session policy of the security token is invalid")
 		}
 		e.policies = append(e.policies, doc)
@@ -297,7 +298,7 @@ func (a *Authority) assumeRole(caller *Principal, roleARN, sessionName, sessionP
 	if err != nil {
 		return nil, err
 	}
-	if (len(caller.Policies) > 0 || caller.Temporary) && !policy.Authorize(&policy.Request{
+	if (len(caller.Policies) > 0 || caller.Temporary) && !policyeval.Authorize(&policyeval.Request{
 		Action: "sts:AssumeRole", Resource: a.RoleARN(roleName), CurrentTime: now,
 	}, caller.Policies...) {
 		return nil, stsError(http.StatusForbidden, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM.")

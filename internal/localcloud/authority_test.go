@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/internal/policyeval"
 )
 
 const (
@@ -101,12 +101,12 @@ func TestAssumeRoleThenResolve(t *testing.T) {
 			t.Fatalf("%d policies, want %d", len(p.Policies), want)
 		}
 		// The role policy allows the whole bucket; with the session policy only cam-1/.
-		other := &policy.Request{Action: "oss:PutObject", Resource: "acs:oss:*:*:clips/cam-2/x", CurrentTime: t0}
-		if got := policy.Authorize(other, p.Policies...); got != (sess == "") {
+		other := &policyeval.Request{Action: "oss:PutObject", Resource: "acs:oss:*:*:clips/cam-2/x", CurrentTime: t0}
+		if got := policyeval.Authorize(other, p.Policies...); got != (sess == "") {
 			t.Errorf("session policy %q: put to cam-2 allowed = %v", sess, got)
 		}
-		own := &policy.Request{Action: "oss:PutObject", Resource: "acs:oss:*:*:clips/cam-1/x", CurrentTime: t0}
-		if !policy.Authorize(own, p.Policies...) {
+		own := &policyeval.Request{Action: "oss:PutObject", Resource: "acs:oss:*:*:clips/cam-1/x", CurrentTime: t0}
+		if !policyeval.Authorize(own, p.Policies...) {
 			t.Error("put to cam-1 denied")
 		}
 		// Second resolution comes from the cache and must still check expiry.

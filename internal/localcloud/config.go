@@ -2,7 +2,8 @@
 // HTTP servers on loopback that the official Alibaba Cloud SDKs cannot tell from the real
 // services for the calls clipgate makes. Unlike other emulators it verifies V1 and V4
 // signatures, issues STS security tokens that expire, and enforces role and session policies
-// with package policy, so a test that passes against it proves that credentials are scoped.
+// (internal/policyeval), so a test that passes against it proves that credentials are
+// scoped.
 package localcloud
 
 import (

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/internal/policyeval"
 )
 
 // userID derives a stable 18-digit RAM user ID from the user name, shaped like RAM's.
@@ -30,15 +30,15 @@ func (a *Authority) stsSessionARN(role, session string) string {
 
 // bucketPolicyCaller names p as bucket policies do: a RAM user by its user ID, an STS
 // session by its session ARN. A nil p is an anonymous caller.
-func (a *Authority) bucketPolicyCaller(p *Principal) *policy.Caller {
+func (a *Authority) bucketPolicyCaller(p *Principal) *policyeval.Caller {
 	if p == nil {
 		return nil
 	}
 	if p.Temporary {
-		return &policy.Caller{Names: []string{a.stsSessionARN(p.Role, p.SessionName)}}
+		return &policyeval.Caller{Names: []string{a.stsSessionARN(p.Role, p.SessionName)}}
 	}
 	if k, ok := a.keys[p.AccessKeyID]; ok {
-		return &policy.Caller{Names: []string{k.userID}}
+		return &policyeval.Caller{Names: []string{k.userID}}
 	}
 	return nil
 }
@@ -132,10 +132,10 @@ func (a *Authority) trusts(role *roleEntry, caller *Principal, now time.Time) bo
 	} else {
 		return false
 	}
-	return role.trust.Evaluate(&policy.Request{
+	return role.trust.Evaluate(&policyeval.Request{
 		Action:      "sts:AssumeRole",
 		Resource:    a.RoleARN(role.lcName),
 		CurrentTime: now,
-		Caller:      &policy.Caller{Type: "RAM", Names: []string{root, self}},
-	}) == policy.Allowed
+		Caller:      &policyeval.Caller{Type: "RAM", Names: []string{root, self}},
+	}) == policyeval.Allowed
 }

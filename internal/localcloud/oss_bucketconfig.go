@@ -10,7 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/internal/policyeval"
 )
 
 // bucketConfig is a bucket's configuration that OSS keeps besides its objects: the bucket
@@ -30,7 +30,7 @@ type bucketConfig struct {
 // GetBucketPolicy, and its parsed form.
 type bucketPolicy struct {
 	text string
-	doc  *policy.Document
+	doc  *policyeval.Document
 }
 
 const policyFile = "policy.json" // lifecycleFile is in oss_lifecycle.go
@@ -46,7 +46,7 @@ func loadBucketConfigs(st *store) (map[string]*bucketConfig, error) {
 		text, err := os.ReadFile(filepath.Join(c.dir, policyFile))
 		switch {
 		case err == nil:
-			doc, err := policy.ParseBucketPolicy(text)
+			doc, err := policyeval.ParseBucketPolicy(text)
 			if err != nil {
 				return nil, fmt.Errorf("localcloud: bucket %s: stored policy: %w", name, err)
 			}

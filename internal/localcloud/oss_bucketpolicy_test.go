@@ -11,6 +11,7 @@ import (
 	osv2 "github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate/internal/policyeval"
 	"github.com/clipgate/clipgate/policy"
 )
 
@@ -199,7 +200,7 @@ func TestBucketPolicyRefused(t *testing.T) {
 	stmt := `{"Effect":"Deny","Principal":["*"],"Action":"oss:GetObject","Resource":"acs:oss:*:*:clips/RES"}`
 	doc := func(s string) string { return `{"Version":"1","Statement":[` + s + `]}` }
 	var big []string
-	for len(strings.Join(big, ",")) < policy.MaxBucketPolicySize {
+	for len(strings.Join(big, ",")) < policyeval.MaxBucketPolicySize {
 		big = append(big, strings.Replace(stmt, "RES", strings.Repeat("a", 3000), 1))
 	}
 	cases := []struct {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/clipgate/clipgate/internal/policyeval"
 	"github.com/clipgate/clipgate/policy"
 )
 
@@ -16,7 +17,7 @@ import (
 // condition keys RAM and OSS document (acs:CurrentTime, acs:SourceIp,
 // acs:SecureTransport, acs:UserAgent, acs:AccessId; oss:Prefix and oss:Delimiter on a
 // listing).
-func (s *ossService) policyRequest(rq *ossRequest, action string) (*policy.Request, string) {
+func (s *ossService) policyRequest(rq *ossRequest, action string) (*policyeval.Request, string) {
 	res := "acs:oss:" + s.cfg.Region + ":" + s.cfg.AccountID + ":"
 	switch {
 	case rq.bucket == nil:
@@ -26,7 +27,7 @@ func (s *ossService) policyRequest(rq *ossRequest, action string) (*policy.Reque
 	default:
 		res += rq.bucketName + "/" + rq.key
 	}
-	req := &policy.Request{
+	req := &policyeval.Request{
 		Action:          action,
 		Resource:        res,
 		CurrentTime:     rq.now,
@@ -73,10 +74,10 @@ func (s *ossService) authorize(rq *ossRequest, action string) error {
 	if bp := s.bucketPolicy(rq); bp != nil && !(p.unrestricted() && isBucketPolicyAction(action)) {
 		req.Caller = s.auth.bucketPolicyCaller(p)
 		switch bp.doc.Evaluate(req) {
-		case policy.Denied:
+		case policyeval.Denied:
 			return &Error{Status: http.StatusForbidden, Code: "AccessDenied", EC: ecDeniedByBucketPolicy,
 				Message: "Access denied by bucket policy: " + action + " on " + res + " is denied."}
-		case policy.Allowed:
+		case policyeval.Allowed:
 			bucketAllows = true
 		}
 	}
@@ -92,10 +93,10 @@ func (s *ossService) authorize(rq *ossRequest, action string) error {
 	ownAllows := len(p.Policies) > 0
 	for _, d := range p.Policies {
 		switch d.Evaluate(req) {
-		case policy.Denied:
+		case policyeval.Denied:
 			return &Error{Status: http.StatusForbidden, Code: "AccessDenied", EC: ecDeniedByRAMPolicy,
 				Message: "Access denied by RAM policy: " + action + " on " + res + " is explicitly denied."}
-		case policy.NotApplicable:
+		case policyeval.NotApplicable:
 			ownAllows = false
 		}
 	}
@@ -136,7 +137,7 @@ func (s *ossService) putBucketPolicy(rq *ossRequest) error {
 	if err != nil {
 		return err
 	}
-	doc, err := policy.ParseBucketPolicy(body)
+	doc, err := policyeval.ParseBucketPolicy(body)
 	if err != nil {
 		return policyDocumentError(err, body)
 	}
@@ -156,16 +157,16 @@ func (s *ossService) putBucketPolicy(rq *ossRequest) error {
 // read to tell a larger one), checking Content-MD5 when given.
 func (s *ossService) readPolicyBody(rq *ossRequest) ([]byte, error) {
 	tooLarge := &Error{Status: http.StatusBadRequest, Code: "InvalidPolicyDocument", EC: ecPolicyTooLarge,
-		Message: fmt.Sprintf("The bucket policy is larger than %d bytes.", policy.MaxBucketPolicySize)}
-	if rq.r.ContentLength > policy.MaxBucketPolicySize {
+		Message: fmt.Sprintf("The bucket policy is larger than %d bytes.", policyeval.MaxBucketPolicySize)}
+	if rq.r.ContentLength > policyeval.MaxBucketPolicySize {
 		return nil, tooLarge
 	}
-	body, err := io.ReadAll(io.LimitReader(rq.r.Body, policy.MaxBucketPolicySize+1))
+	body, err := io.ReadAll(io.LimitReader(rq.r.Body, policyeval.MaxBucketPolicySize+1))
 	rq.bytesIn += int64(len(body))
 	if err != nil {
 		return nil, &Error{Status: http.StatusBadRequest, Code: "IncompleteBody", Message: "The request body could not be read."}
 	}
-	if len(body) > policy.MaxBucketPolicySize {
+	if len(body) > policyeval.MaxBucketPolicySize {
 		return nil, tooLarge
 	}
 	d := &digest{}
@@ -190,7 +191,7 @@ func policyDocumentError(err error, body []byte) *Error {
 		Message: "The bucket policy is invalid: " + err.Error()}
 	msg := err.Error()
 	switch {
-	case len(body) > policy.MaxBucketPolicySize:
+	case len(body) > policyeval.MaxBucketPolicySize:
 		e.EC = ecPolicyTooLarge
 	case errors.Is(err, policy.ErrTooLong):
 		e.EC = ecPolicyFieldTooLong

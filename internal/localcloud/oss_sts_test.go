@@ -12,12 +12,13 @@ import (
 	osv2 "github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/policy"
 )
 
 func devicePolicy(t *testing.T, mode string) string {
 	t.Helper()
-	m, err := policy.ParseMode(mode)
+	m, err := clipgate.ParseMode(mode)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipgate/clipgate/internal/policyeval"
 	"gopkg.in/yaml.v3"
-
-	"github.com/clipgate/clipgate/policy"
 )
 
 // maxConfigFileSize bounds a configuration file; real ones are a few kilobytes.
@@ -190,11 +189,11 @@ func parseKeysAndRoles(c *Config) (map[string]*longTermKey, map[string]*roleEntr
 		}
 		e := &longTermKey{key: k}
 		if k.Policy != "" {
-			doc, err := policy.Parse([]byte(k.Policy))
+			doc, err := policyeval.Parse([]byte(k.Policy))
 			if err != nil {
 				return nil, nil, fmt.Errorf("localcloud: key %q: policy: %w", k.ID, err)
 			}
-			e.policies = []*policy.Document{doc}
+			e.policies = []*policyeval.Document{doc}
 		}
 		keys[k.ID] = e
 	}
@@ -210,7 +209,7 @@ func parseKeysAndRoles(c *Config) (map[string]*longTermKey, map[string]*roleEntr
 		if strings.TrimSpace(r.Policy) == "" {
 			return nil, nil, fmt.Errorf("localcloud: role %q has no policy", r.Name)
 		}
-		doc, err := policy.Parse([]byte(r.Policy))
+		doc, err := policyeval.Parse([]byte(r.Policy))
 		if err != nil {
 			return nil, nil, fmt.Errorf("localcloud: role %q: policy: %w", r.Name, err)
 		}
@@ -218,7 +217,7 @@ func parseKeysAndRoles(c *Config) (map[string]*longTermKey, map[string]*roleEntr
 		if trust == "" {
 			trust = defaultTrust(c.AccountID)
 		}
-		trustDoc, err := policy.ParseTrustPolicy([]byte(trust))
+		trustDoc, err := policyeval.ParseTrustPolicy([]byte(trust))
 		if err != nil {
 			return nil, nil, fmt.Errorf("localcloud: role %q: trust policy: %w", r.Name, err)
 		}

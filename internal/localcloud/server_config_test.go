@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/policy"
+	"github.com/clipgate/clipgate/internal/policyeval"
 )
 
 const goodYAML = `
@@ -62,12 +62,12 @@ func TestLoadConfigFile(t *testing.T) {
 	if len(cfg.Keys) != 2 || cfg.Keys[0].Secret != "worker-secret-123" || cfg.Keys[1].Policy != "" {
 		t.Fatalf("keys = %+v", cfg.Keys)
 	}
-	// A policy written as YAML becomes JSON that the policy package reads.
-	doc, err := policy.Parse([]byte(cfg.Keys[0].Policy))
+	// A policy written as YAML becomes JSON that policyeval reads.
+	doc, err := policyeval.Parse([]byte(cfg.Keys[0].Policy))
 	if err != nil {
 		t.Fatalf("key policy %q: %v", cfg.Keys[0].Policy, err)
 	}
-	if !policy.Authorize(&policy.Request{Action: "sts:AssumeRole", Resource: "acs:ram::1234567890:role/uploader"}, doc) {
+	if !policyeval.Authorize(&policyeval.Request{Action: "sts:AssumeRole", Resource: "acs:ram::1234567890:role/uploader"}, doc) {
 		t.Error("YAML policy lost its statement")
 	}
 	if len(cfg.Roles) != 1 || cfg.Roles[0].MaxSessionDuration != 2*time.Hour {
@@ -170,9 +170,9 @@ func TestApplyDevDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := &policy.Request{Action: "oss:PutObject", Resource: "acs:oss:*:*:" + DevBucket + "/a/b", CurrentTime: t0}
-	other := &policy.Request{Action: "oss:PutObject", Resource: "acs:oss:*:*:elsewhere/a", CurrentTime: t0}
-	if !policy.Authorize(put, p.Policies...) || policy.Authorize(other, p.Policies...) {
+	put := &policyeval.Request{Action: "oss:PutObject", Resource: "acs:oss:*:*:" + DevBucket + "/a/b", CurrentTime: t0}
+	other := &policyeval.Request{Action: "oss:PutObject", Resource: "acs:oss:*:*:elsewhere/a", CurrentTime: t0}
+	if !policyeval.Authorize(put, p.Policies...) || policyeval.Authorize(other, p.Policies...) {
 		t.Error("dev role should allow its bucket and only it")
 	}
 

@@ -49,7 +49,7 @@ func DecodeCredentials(b []byte) (*Credentials, error) {
 	if unknown != nil {
 		return nil, unknown
 	}
-	if err := c.Validate(); err != nil {
+	if err := ValidateCredentials(c); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -71,7 +71,7 @@ func DecodeUploadEvent(b []byte) (*UploadEvent, error) {
 	if len(ev.Metadata) == 0 {
 		ev.Metadata = nil // as json.Marshal omits it
 	}
-	if err := ev.Validate(); err != nil {
+	if err := ValidateUploadEvent(ev); err != nil {
 		return nil, err
 	}
 	return ev, nil

@@ -81,7 +81,7 @@ func TestDecodeAuthRequestAccepts(t *testing.T) {
 	}
 	for _, mode := range []string{"w", "r", "a", "rw", "war", "ra"} {
 		in := edit(t, base, `"mode":"wa"`, `"mode":"`+mode+`"`)
-		if r, err := DecodeAuthRequest([]byte(in)); err != nil || r.Mode != mode {
+		if r, err := DecodeAuthRequest([]byte(in)); err != nil || string(r.Mode) != mode {
 			t.Errorf("mode %q: %+v, %v", mode, r, err)
 		}
 	}

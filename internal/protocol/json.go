@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipgate/clipgate"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -28,7 +29,9 @@ var (
 	strict = jsonv2.JoinOptions(
 		jsonv2.RejectUnknownMembers(true),
 		jsonv2.WithUnmarshalers(jsonv2.JoinUnmarshalers(
-			jsonv2.UnmarshalFromFunc(unmarshalString),
+			jsonv2.UnmarshalFromFunc(unmarshalString[string]),
+			jsonv2.UnmarshalFromFunc(unmarshalString[Status]),
+			jsonv2.UnmarshalFromFunc(unmarshalString[clipgate.Mode]),
 			jsonv2.UnmarshalFromFunc(unmarshalTime),
 			nonNull[bool](), nonNull[int](), nonNull[int64](), nonNull[Code](),
 			nonNull[map[string]string](), nonNull[*Credentials](), nonNull[*OSSInfo](), nonNull[*ReplyError](),
@@ -62,11 +65,12 @@ func nonNull[T any]() *jsonv2.Unmarshalers {
 	})
 }
 
-// unmarshalString reads a string, refusing null and NUL.
-func unmarshalString(dec *jsontext.Decoder, p *string) error {
+// unmarshalString reads a string (or a string type: Status, clipgate.Mode), refusing
+// null and NUL.
+func unmarshalString[S ~string](dec *jsontext.Decoder, p *S) error {
 	switch dec.PeekKind() {
 	case 'n':
-		return nullErr[string]()
+		return nullErr[S]()
 	case '"':
 	default:
 		return errors.ErrUnsupported // the library refuses it
@@ -79,7 +83,7 @@ func unmarshalString(dec *jsontext.Decoder, p *string) error {
 	if strings.IndexByte(s, 0) >= 0 {
 		return errNUL
 	}
-	*p = s
+	*p = S(s)
 	return nil
 }
 

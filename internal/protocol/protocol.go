@@ -1,6 +1,8 @@
 // Package protocol holds clipgate's wire messages (the auth request, the auth reply and
-// the upload event of docs/DESIGN.md), their strict decoders and the closed set of error
-// codes.
+// the upload event of docs/DESIGN.md), their strict decoders, encoder and validation.
+// The types users see (the upload event, credentials, OSS info, the error codes and
+// statuses) are defined in the root package clipgate and aliased here; the auth request
+// and reply, which only the device kit and the token worker exchange, are defined here.
 //
 // Decoding is strict: the size cap is checked before parsing; the input must be valid
 // UTF-8 and exactly one JSON object; field names are matched exactly (case-sensitive),
@@ -20,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/clipgate/clipgate"
 )
 
 // Version is the protocol version this package speaks (the "v" field).
@@ -42,49 +46,26 @@ const (
 	MaxRetryAfterMs   = 24 * 60 * 60 * 1000 // one day
 )
 
-// Mode is a credential mode: letters from "r", "w" and "a", each at most once ("w",
-// "wa"), as policy.ParseMode checks it.
-type Mode = string
+// Code is clipgate.Code, the closed set of error codes; the constants below are
+// clipgate's, named here for this package's users.
+type Code = clipgate.Code
 
-// Code is an error code, from a closed set. Each tells the device what to do next.
-type Code string
-
-// The error codes.
+// The error codes (see clipgate.Code).
 const (
-	// CodeInvalid: the message is malformed. Fix the client; retrying the same message fails again.
-	CodeInvalid Code = "invalid"
-	// CodeUnauthenticated: the signature did not verify. Check the device key.
-	CodeUnauthenticated Code = "unauthenticated"
-	// CodeDenied: the device may not have what it asked for (e.g. that mode). Do not retry as is.
-	CodeDenied Code = "denied"
-	// CodeRevoked: the device is revoked. Stop asking.
-	CodeRevoked Code = "revoked"
-	// CodeClockSkew: the timestamp is outside the window. Correct the clock from the
-	// reply's serverTime, re-sign and retry.
-	CodeClockSkew Code = "clock_skew"
-	// CodeReplay: the nonce was seen before. Retry with a fresh nonce.
-	CodeReplay Code = "replay"
-	// CodeRateLimited: the device asks too often. Retry after retryAfterMs.
-	CodeRateLimited Code = "rate_limited"
-	// CodeBusy: the worker sheds load. Retry after retryAfterMs, with jitter.
-	CodeBusy Code = "busy"
-	// CodeUnavailable: a dependency (STS) is down. Retry later with backoff.
-	CodeUnavailable Code = "unavailable"
-	// CodeInternal: a bug or unexpected failure on the server. Retry later with backoff.
-	CodeInternal Code = "internal"
+	CodeInvalid         = clipgate.CodeInvalid
+	CodeUnauthenticated = clipgate.CodeUnauthenticated
+	CodeDenied          = clipgate.CodeDenied
+	CodeRevoked         = clipgate.CodeRevoked
+	CodeClockSkew       = clipgate.CodeClockSkew
+	CodeReplay          = clipgate.CodeReplay
+	CodeRateLimited     = clipgate.CodeRateLimited
+	CodeBusy            = clipgate.CodeBusy
+	CodeUnavailable     = clipgate.CodeUnavailable
+	CodeInternal        = clipgate.CodeInternal
 )
 
-// Valid reports whether c is one of the codes of the closed set.
-func (c Code) Valid() bool {
-	switch c {
-	case CodeInvalid, CodeUnauthenticated, CodeDenied, CodeRevoked, CodeClockSkew,
-		CodeReplay, CodeRateLimited, CodeBusy, CodeUnavailable, CodeInternal:
-		return true
-	}
-	return false
-}
-
-// Error is a protocol error: a code and a message fit for the user.
+// Error is a protocol error: a code and a message fit for the user. Every decoding and
+// validation defect is an *Error with CodeInvalid.
 type Error struct {
 	Code    Code
 	Message string
@@ -116,13 +97,13 @@ func fieldErr(field, format string, args ...any) *Error {
 // AuthRequest asks a token worker for credentials (device -> worker), at most
 // MaxAuthRequestSize bytes on the wire.
 type AuthRequest struct {
-	V      int    `json:"v"`
-	ID     string `json:"id"`     // request ID, 1..64 of [A-Za-z0-9_-], echoed in the reply
-	Device string `json:"device"` // device ID (internal/deviceid)
-	TS     string `json:"ts"`     // RFC 3339 time of signing, kept verbatim (it is signed)
-	Nonce  string `json:"nonce"`  // base64url, no padding, of 16 random bytes
-	Mode   Mode   `json:"mode"`   // requested mode
-	Sig    string `json:"sig"`    // base64url, no padding, of HMAC-SHA256 over SigningString
+	V      int           `json:"v"`
+	ID     string        `json:"id"`     // request ID, 1..64 of [A-Za-z0-9_-], echoed in the reply
+	Device string        `json:"device"` // device ID (internal/deviceid)
+	TS     string        `json:"ts"`     // RFC 3339 time of signing, kept verbatim (it is signed)
+	Nonce  string        `json:"nonce"`  // base64url, no padding, of 16 random bytes
+	Mode   clipgate.Mode `json:"mode"`   // requested mode
+	Sig    string        `json:"sig"`    // base64url, no padding, of HMAC-SHA256 over SigningString
 }
 
 // signingTag is the domain tag that starts every auth request signing string.
@@ -135,7 +116,7 @@ func (r *AuthRequest) SigningString() []byte {
 	b = append(b, signingTag...)
 	b = append(b, '\n')
 	b = appendInt(b, int64(r.V))
-	for _, f := range [...]string{r.ID, r.Device, r.TS, r.Nonce, r.Mode} {
+	for _, f := range [...]string{r.ID, r.Device, r.TS, r.Nonce, string(r.Mode)} {
 		b = append(b, '\n')
 		b = append(b, f...)
 	}
@@ -149,21 +130,11 @@ func (r *AuthRequest) Time() time.Time {
 	return t
 }
 
-// Credentials are temporary STS credentials for OSS.
-type Credentials struct {
-	AccessKeyID     string    `json:"accessKeyId"`
-	AccessKeySecret string    `json:"accessKeySecret"`
-	SecurityToken   string    `json:"securityToken"`
-	Expiration      time.Time `json:"expiration"`
-}
+// Credentials are the temporary STS credentials of a reply (clipgate.Credentials).
+type Credentials = clipgate.Credentials
 
-// OSSInfo tells the device where to upload.
-type OSSInfo struct {
-	Endpoint string `json:"endpoint"`
-	Region   string `json:"region"`
-	Bucket   string `json:"bucket"`
-	Prefix   string `json:"prefix"` // key prefix, "" or ending in "/"; keys are {prefix}{deviceID}/...
-}
+// OSSInfo tells the device where to upload (clipgate.OSSInfo).
+type OSSInfo = clipgate.OSSInfo
 
 // ReplyError is the error of a failed auth reply.
 type ReplyError struct {
@@ -200,40 +171,44 @@ type AuthReply struct {
 	Error       *ReplyError  `json:"error,omitempty"`
 }
 
-// Upload event statuses.
+// Status is an upload event's status (clipgate.Status).
+type Status = clipgate.Status
+
+// Upload event statuses (see clipgate.Status).
 const (
-	StatusCompleted = "completed"
-	StatusFailed    = "failed"
+	StatusCompleted = clipgate.StatusCompleted
+	StatusFailed    = clipgate.StatusFailed
 )
 
-// UploadEvent announces a finished (or definitively failed) upload (device -> consumers).
-// ID is stable across retries; consumers deduplicate by it.
-type UploadEvent struct {
-	V           int               `json:"v"`
-	ID          string            `json:"id"`     // event ID, 1..64 of [A-Za-z0-9_-]
-	Device      string            `json:"device"` // device ID
-	Status      string            `json:"status"` // StatusCompleted or StatusFailed
-	Bucket      string            `json:"bucket,omitempty"`
-	Key         string            `json:"key,omitempty"`
-	Size        int64             `json:"size"`            // bytes; required when completed
-	CRC64       string            `json:"crc64,omitempty"` // decimal uint64 (OSS CRC-64/ECMA), required when completed
-	ContentType string            `json:"contentType,omitempty"`
-	RecordedAt  time.Time         `json:"recordedAt,omitzero"`
-	UploadedAt  time.Time         `json:"uploadedAt,omitzero"` // required when completed
-	Attempts    int               `json:"attempts,omitempty"`
-	Metadata    map[string]string `json:"metadata,omitempty"`
-	Error       string            `json:"error,omitempty"` // required when failed
-}
+// UploadEvent announces a finished (or definitively failed) upload (device -> consumers):
+// clipgate.UploadEvent. ID is stable across retries; consumers deduplicate by it.
+type UploadEvent = clipgate.UploadEvent
 
 // Message is a wire message: *AuthRequest, *AuthReply or *UploadEvent.
 type Message interface {
-	Validate() error
+	*AuthRequest | *AuthReply | *UploadEvent
+}
+
+// Validate checks every field of m: AuthRequest.Validate, AuthReply.Validate or
+// ValidateUploadEvent. Errors are *Error with CodeInvalid.
+func Validate[M Message](m M) error { return validate(m) }
+
+func validate(m any) error {
+	switch m := m.(type) {
+	case *AuthRequest:
+		return m.Validate()
+	case *AuthReply:
+		return m.Validate()
+	case *UploadEvent:
+		return ValidateUploadEvent(m)
+	}
+	return invalidf("%T is not a message", m)
 }
 
 // Encode validates m and returns its JSON wire form. It refuses messages over their size
 // limit.
-func Encode(m Message) ([]byte, error) {
-	if err := m.Validate(); err != nil {
+func Encode[M Message](m M) ([]byte, error) {
+	if err := validate(m); err != nil {
 		return nil, err
 	}
 	b, err := json.Marshal(m)
@@ -241,7 +216,7 @@ func Encode(m Message) ([]byte, error) {
 		return nil, invalidf("encoding: %v", err)
 	}
 	limit := MaxMessageSize
-	if _, ok := m.(*AuthRequest); ok {
+	if _, ok := any(m).(*AuthRequest); ok {
 		limit = MaxAuthRequestSize
 	}
 	if len(b) > limit {

@@ -8,8 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/deviceid"
-	"github.com/clipgate/clipgate/policy"
 )
 
 // Encoded lengths of the fixed-size binary fields (base64url without padding).
@@ -30,7 +30,7 @@ func (r *AuthRequest) Validate() error {
 		return versionErr(r.V)
 	}
 	for _, f := range [...]struct{ name, value string }{
-		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", r.Mode}, {"sig", r.Sig},
+		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", string(r.Mode)}, {"sig", r.Sig},
 	} {
 		if f.value == "" {
 			return fieldErr(f.name, "is required")
@@ -49,7 +49,7 @@ func (r *AuthRequest) Validate() error {
 	if !validB64(r.Nonce, nonceLen) {
 		return fieldErr("nonce", "must be %d bytes in base64url without padding (%d characters)", NonceSize, nonceLen)
 	}
-	if _, err := policy.ParseMode(r.Mode); err != nil {
+	if _, err := clipgate.ParseMode(string(r.Mode)); err != nil {
 		return fieldErr("mode", "%v", err)
 	}
 	if !validB64(r.Sig, sigLen) {
@@ -92,18 +92,19 @@ func (r *AuthReply) Validate() error {
 		return fieldErr("oss", "is required when ok is true")
 	}
 	if r.Credentials != nil {
-		if err := r.Credentials.Validate(); err != nil {
+		if err := ValidateCredentials(r.Credentials); err != nil {
 			return err
 		}
 	} else if !validSealed(r.Sealed) {
 		return fieldErr("sealed", "must be base64url without padding of at least %d bytes", minSealedSize)
 	}
-	return r.OSS.validate()
+	return validateOSS(r.OSS)
 }
 
-// Validate checks that every credential field is present. It is used on the plain
-// credentials of a reply and on the opened plaintext of sealed ones.
-func (c *Credentials) Validate() error {
+// ValidateCredentials checks that every credential field is present. It is used on the
+// plain credentials of a reply and on the opened plaintext of sealed ones. Errors are
+// *Error with CodeInvalid.
+func ValidateCredentials(c *Credentials) error {
 	switch {
 	case c.AccessKeyID == "":
 		return fieldErr("credentials.accessKeyId", "is required")
@@ -117,7 +118,7 @@ func (c *Credentials) Validate() error {
 	return nil
 }
 
-func (o *OSSInfo) validate() error {
+func validateOSS(o *OSSInfo) error {
 	switch {
 	case o.Endpoint == "":
 		return fieldErr("oss.endpoint", "is required")
@@ -147,9 +148,10 @@ func (e *ReplyError) validate() error {
 	return nil
 }
 
-// Validate checks the event: a completed event needs bucket, key, size, crc64 and
-// uploadedAt and no error; a failed one needs error.
-func (e *UploadEvent) Validate() error {
+// ValidateUploadEvent checks the event: a completed event needs bucket, key, size, crc64
+// and uploadedAt and no error; a failed one needs error. Errors are *Error with
+// CodeInvalid.
+func ValidateUploadEvent(e *UploadEvent) error {
 	completed := e.Status == StatusCompleted
 	switch {
 	case e.V != Version:

@@ -94,7 +94,7 @@ type accessKey struct{ ID, Secret string }
 var ErrClosed = errors.New("soak: cluster closed")
 
 // serviceRoles are the service accounts; each role's username is the role itself.
-var serviceRoles = []string{identity.RoleTokenWorker, identity.RoleConsumer, identity.RoleAdmin}
+var serviceRoles = []string{topics.RoleTokenWorker.String(), topics.RoleConsumer.String(), topics.RoleAdmin.String()}
 
 // StartCluster starts a cluster. ctx bounds the start (the workers' first connection).
 // On error nothing is left running.
@@ -347,9 +347,9 @@ func (c *Cluster) StartWorker(ctx context.Context) (int, error) {
 	c.mu.Unlock()
 	cfg := tokenworker.Config{
 		BrokerURL:   c.BrokerURL(),
-		Username:    identity.RoleTokenWorker,
-		Password:    c.pw[identity.RoleTokenWorker],
-		ClientID:    broker.ServiceClientID(identity.RoleTokenWorker, fmt.Sprintf("w%d-%s", n, randomHex(4))),
+		Username:    topics.RoleTokenWorker.String(),
+		Password:    c.pw[topics.RoleTokenWorker.String()],
+		ClientID:    broker.ServiceClientID(topics.RoleTokenWorker.String(), fmt.Sprintf("w%d-%s", n, randomHex(4))),
 		Topics:      c.scheme,
 		FleetKey:    c.fleetKey,
 		Revocations: c.revs,
@@ -513,20 +513,20 @@ func (c *Cluster) DeviceConfig(deviceID string) devicekit.Config {
 		DeviceID:  deviceID,
 		DeviceKey: c.DeviceKey(deviceID),
 		StateDir:  state,
-		Topics:    c.scheme.Root(),
+		Topics:    c.scheme,
 		Logger:    c.log.With().Str("component", "device").Logger(),
 	}
 }
 
-// ServiceAccount returns the MQTT username and password for role "tokenworker",
-// "consumer" or "admin" (empty for another role). Service client IDs must not look like
-// device IDs: use broker.ServiceClientID.
-func (c *Cluster) ServiceAccount(role string) (username, password string) {
-	pw, ok := c.pw[role]
-	if !ok {
+// ServiceAccount returns the MQTT username and password for role topics.RoleTokenWorker,
+// RoleConsumer or RoleAdmin (empty for another role). Service client IDs must not look
+// like device IDs: use broker.ServiceClientID.
+func (c *Cluster) ServiceAccount(role topics.Role) (username, password string) {
+	pw, ok := c.pw[role.String()]
+	if !ok || role == topics.RoleDevice {
 		return "", ""
 	}
-	return role, pw
+	return role.String(), pw
 }
 
 // OSSClient returns an OSS client with the admin's full-access key, through the proxy.

@@ -10,9 +10,9 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/clipgate/clipgate/internal/broker"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // Consumer is a backend consumer with a persistent session (clean session false, QoS 1):
@@ -35,7 +35,7 @@ type Consumer struct {
 // events. The same instance name resumes the same session. ctx bounds the first
 // connection and subscription.
 func NewConsumer(ctx context.Context, c *Cluster, instance string) (*Consumer, error) {
-	user, pw := c.ServiceAccount(identity.RoleConsumer)
+	user, pw := c.ServiceAccount(topics.RoleConsumer)
 	k := &Consumer{
 		filter:     c.Topics().EventFilter(""),
 		subErr:     make(chan error, 1),

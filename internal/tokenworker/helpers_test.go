@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -195,7 +196,7 @@ func newRequest(t testing.TB, fleet []byte, device, mode string, ts time.Time) *
 			Device: device,
 			TS:     ts.UTC().Format(time.RFC3339Nano),
 			Nonce:  base64.RawURLEncoding.EncodeToString(nonce),
-			Mode:   mode,
+			Mode:   clipgate.Mode(mode),
 		},
 		key: identity.DeriveDeviceKey(fleet, device),
 	}
@@ -275,7 +276,7 @@ func openCredentials(t testing.TB, r *request, rep *protocol.AuthReply) *protoco
 	if err := json.Unmarshal(plain, &cr); err != nil {
 		t.Fatalf("sealed plaintext is not credentials JSON: %v", err)
 	}
-	if err := cr.Validate(); err != nil {
+	if err := protocol.ValidateCredentials(&cr); err != nil {
 		t.Fatalf("sealed credentials incomplete: %v", err)
 	}
 	return &cr

@@ -33,6 +33,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/policy"
@@ -218,12 +219,12 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 		d.fail(protocol.CodeRateLimited, wait, "too many requests from this device; retry after retryAfterMs")
 		return nil, nil
 	}
-	mode, err := policy.ParseMode(req.Mode)
+	mode, err := clipgate.ParseMode(string(req.Mode))
 	if err != nil {
 		d.fail(protocol.CodeInvalid, 0, "malformed request: "+err.Error())
 		return nil, nil
 	}
-	ck := credKey{device: d.device, mode: req.Mode}
+	ck := credKey{device: d.device, mode: string(req.Mode)}
 	if w.cfg.ReuseMargin >= 0 {
 		if cr, ok := w.creds.get(ck, now.Add(w.cfg.ReuseMargin)); ok {
 			d.creds = cr
@@ -241,7 +242,7 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 
 // issue calls STS under the worker's concurrency bound and rate limit, waiting for a slot
 // and for the rate until wait (see handle).
-func (w *Worker) issue(ctx context.Context, d *decision, ck credKey, mode policy.Mode, now, wait time.Time) (*protocol.Credentials, bool) {
+func (w *Worker) issue(ctx context.Context, d *decision, ck credKey, mode clipgate.Mode, now, wait time.Time) (*protocol.Credentials, bool) {
 	if ctx.Err() != nil {
 		d.fail(protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
 		return nil, false

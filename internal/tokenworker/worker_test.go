@@ -16,8 +16,8 @@ import (
 
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/policyeval"
 	"github.com/clipgate/clipgate/internal/protocol"
-	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -41,8 +41,8 @@ func handleRaw(t *testing.T, w *Worker, topic string, payload []byte, device str
 	return reply
 }
 
-func ossRequest(action, bucket, key string) *policy.Request {
-	return &policy.Request{
+func ossRequest(action, bucket, key string) *policyeval.Request {
+	return &policyeval.Request{
 		Action:      action,
 		Resource:    "acs:oss:" + testRegion + ":" + testAccount + ":" + bucket + "/" + key,
 		CurrentTime: time.Now(),
@@ -105,7 +105,7 @@ func TestHandleIssuesSealedCredentials(t *testing.T) {
 		t.Fatalf("principal has %d policies, want role and session policy", len(p.Policies))
 	}
 	for _, tc := range []struct {
-		req  *policy.Request
+		req  *policyeval.Request
 		want bool
 	}{
 		{ossRequest("oss:PutObject", testBucket, "clips/cam-0001/2026/01/02/a.mp4"), true},
@@ -116,7 +116,7 @@ func TestHandleIssuesSealedCredentials(t *testing.T) {
 		{ossRequest("oss:GetObject", testBucket, "clips/cam-0001/a.mp4"), false}, // mode w only
 		{ossRequest("oss:DeleteObject", testBucket, "clips/cam-0001/a.mp4"), false},
 	} {
-		if got := policy.Authorize(tc.req, p.Policies...); got != tc.want {
+		if got := policyeval.Authorize(tc.req, p.Policies...); got != tc.want {
 			t.Errorf("Authorize(%s %s) = %v, want %v", tc.req.Action, tc.req.Resource, got, tc.want)
 		}
 	}
@@ -147,7 +147,7 @@ func TestHandleUnsealed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Resolve: %v", err)
 	}
-	if !policy.Authorize(ossRequest("oss:GetObject", testBucket, "clips/cam-plain/x"), p.Policies...) {
+	if !policyeval.Authorize(ossRequest("oss:GetObject", testBucket, "clips/cam-plain/x"), p.Policies...) {
 		t.Fatal("mode wa does not allow GetObject on the device prefix")
 	}
 }

@@ -8,10 +8,11 @@ import (
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // TestWrongDeviceKey: a device key that is not the one derived from the fleet key gets
@@ -21,7 +22,7 @@ import (
 func TestWrongDeviceKey(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	const dev = "cam-wrongkey"
 	wrong, err := identity.NewFleetKey() // random 32 bytes: a device key of the right size
 	if err != nil {
@@ -111,7 +112,7 @@ func TestWrongDeviceKey(t *testing.T) {
 func TestRevokedDevice(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	const dev = "cam-revoked"
 	key := stack.DeviceKey(dev)
 	scheme := stack.Topics()
@@ -133,7 +134,7 @@ func TestRevokedDevice(t *testing.T) {
 		t.Fatalf("before revocation: reply %+v, %v; want credentials", r, err)
 	}
 
-	admin, err := connectService(ctx, stack, identity.RoleAdmin)
+	admin, err := connectService(ctx, stack, topics.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestRevokedDevice(t *testing.T) {
 func TestReplayedRequest(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{Workers: 2})
+	stack := inproc.New(t, inproc.Options{Workers: 2})
 	const dev = "cam-replay"
 	scheme := stack.Topics()
 	c, err := connectDevice(ctx, stack, dev, stack.DeviceKey(dev))
@@ -250,7 +251,7 @@ func TestReplayedRequest(t *testing.T) {
 func TestDeviceClockOff(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 2*time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	for _, skew := range []time.Duration{2 * time.Hour, -2 * time.Hour} {
 		t.Run(skew.String(), func(t *testing.T) {
 			before := workerTotals(stack, 1).Errors[protocol.CodeClockSkew]

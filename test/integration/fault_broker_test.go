@@ -15,6 +15,7 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/soak"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // faultCluster starts a soak.Cluster (clipgate with parts that restart in place, each
@@ -84,7 +85,7 @@ func TestFaultBrokerRestartQueuedEvents(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 3*time.Minute)
 	c := faultCluster(t, soak.ClusterOptions{})
-	user, pw := c.ServiceAccount(identity.RoleConsumer)
+	user, pw := c.ServiceAccount(topics.RoleConsumer)
 	consumer := newFaultPersistentConsumer(c.BrokerURL(), user, pw, "fault-restart", c.Topics().EventFilter(""))
 	if present, err := consumer.connect(ctx, true); err != nil || present {
 		t.Fatalf("first connect: session present %v, %v; want a new session", present, err)
@@ -183,7 +184,7 @@ func TestFaultSessionTakeoverRace(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 3*time.Minute)
 	c := faultCluster(t, soak.ClusterOptions{Workers: 1})
-	user, pw := c.ServiceAccount(identity.RoleConsumer)
+	user, pw := c.ServiceAccount(topics.RoleConsumer)
 	consumer := newFaultPersistentConsumer(c.BrokerURL(), user, pw, "fault-takeover", c.Topics().EventFilter(""))
 	if _, err := consumer.connect(ctx, true); err != nil {
 		t.Fatal(err)

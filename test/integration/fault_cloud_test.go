@@ -8,10 +8,10 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/soak"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // TestFaultCloudRestartMidUpload: the local cloud (OSS and STS) stops in the middle of a
@@ -38,7 +38,7 @@ func TestFaultCloudRestartMidUpload(t *testing.T) {
 		WorkerConfig: func(cfg *tokenworker.Config) { cfg.OSS.Endpoint = gate.endpoint() },
 	})
 	gate.setTarget(t, c.OSSEndpoint()) // the cloud's proxy: the same address across restarts
-	user, pw := c.ServiceAccount(identity.RoleConsumer)
+	user, pw := c.ServiceAccount(topics.RoleConsumer)
 	consumer := newFaultPersistentConsumer(c.BrokerURL(), user, pw, "fault-cloud", c.Topics().EventFilter(""))
 	if _, err := consumer.connect(ctx, true); err != nil {
 		t.Fatal(err)

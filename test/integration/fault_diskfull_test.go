@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
@@ -133,7 +133,7 @@ func faultCheckState(t *testing.T, stateDir string) {
 // faultDiskStack is a stack with an OSS gate, a consumer whose events are collected, and
 // a device whose state directory is a 2 MiB tmpfs.
 type faultDiskStack struct {
-	stack  *clipgatetest.Stack
+	stack  *inproc.Stack
 	gate   *faultGate
 	events *faultEvents
 	state  string
@@ -143,7 +143,7 @@ type faultDiskStack struct {
 func newFaultDiskStack(ctx context.Context, t *testing.T, dev, holdOp string, allow int) *faultDiskStack {
 	s := &faultDiskStack{state: faultTmpfs(t, "2m"), dev: dev, events: newFaultEvents()}
 	s.gate = newFaultGate(t, holdOp, allow)
-	s.stack = clipgatetest.New(t, clipgatetest.Options{
+	s.stack = inproc.New(t, inproc.Options{
 		WorkerConfig: func(c *tokenworker.Config) { c.OSS.Endpoint = s.gate.endpoint() },
 	})
 	s.gate.setTarget(t, s.stack.OSSEndpoint())

@@ -15,10 +15,10 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
@@ -101,7 +101,7 @@ func TestFaultKillDeviceMidMultipart(t *testing.T) {
 		allowed = 2 // parts stored before the kill
 	)
 	gate := newFaultGate(t, "part", allowed)
-	stack := clipgatetest.New(t, clipgatetest.Options{
+	stack := inproc.New(t, inproc.Options{
 		WorkerConfig: func(c *tokenworker.Config) { c.OSS.Endpoint = gate.endpoint() },
 	})
 	gate.setTarget(t, stack.OSSEndpoint())
@@ -258,7 +258,7 @@ func TestFaultKillDeviceMidMultipart(t *testing.T) {
 // faultProbe publishes an event from a probe device and waits for it: the broker sends a
 // subscriber's messages in order, so whatever the devices published before has arrived
 // too, and the test can check for duplicates without sleeping.
-func faultProbe(ctx context.Context, t *testing.T, stack *clipgatetest.Stack, events *faultEvents) {
+func faultProbe(ctx context.Context, t *testing.T, stack *inproc.Stack, events *faultEvents) {
 	t.Helper()
 	probe := "probe-" + randomHex(4)
 	c, err := connectDevice(ctx, stack, probe, stack.DeviceKey(probe))

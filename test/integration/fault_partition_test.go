@@ -11,9 +11,9 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/faultnet"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -32,7 +32,7 @@ const faultPartitionLength = 60 * time.Second
 func TestFaultNetworkPartition(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 5*time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	u, err := url.Parse(stack.BrokerURL())
 	if err != nil {
 		t.Fatal(err)

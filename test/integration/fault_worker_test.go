@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -52,7 +52,7 @@ func TestFaultWorkerStops(t *testing.T) {
 	t.Run("one of two stops mid-stream", func(t *testing.T) {
 		t.Parallel()
 		ctx := testContext(t, 2*time.Minute)
-		stack := clipgatetest.New(t, clipgatetest.Options{Workers: 2})
+		stack := inproc.New(t, inproc.Options{Workers: 2})
 		fast := func(c *devicekit.Config) { c.RequestTimeout = 2 * time.Second }
 		first := startKits(ctx, t, stack, "cam-wa", 6, fast)
 		second := startKits(ctx, t, stack, "cam-wb", 10, fast)
@@ -90,12 +90,12 @@ func TestFaultWorkerStops(t *testing.T) {
 	t.Run("the only one stops and returns", func(t *testing.T) {
 		t.Parallel()
 		ctx := testContext(t, 2*time.Minute)
-		stack := clipgatetest.New(t, clipgatetest.Options{Workers: 1})
+		stack := inproc.New(t, inproc.Options{Workers: 1})
 		const devices = 6
 		kits := startKits(ctx, t, stack, "cam-wr", devices, func(c *devicekit.Config) {
 			c.RequestTimeout = 2 * time.Second
 		})
-		watcher, err := connectService(ctx, stack, "admin")
+		watcher, err := connectService(ctx, stack, topics.RoleAdmin)
 		if err != nil {
 			t.Fatal(err)
 		}

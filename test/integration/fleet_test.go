@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -25,7 +25,7 @@ func TestFleetUploads(t *testing.T) {
 		clipsPerDevice = 2
 	)
 	ctx := testContext(t, 3*time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{Workers: 2})
+	stack := inproc.New(t, inproc.Options{Workers: 2})
 	consumer, err := stack.Consumer(ctx, "")
 	if err != nil {
 		t.Fatal(err)

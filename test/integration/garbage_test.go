@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
 // waitStats polls worker 0's counters until ok returns true or ctx ends.
-func waitStats(ctx context.Context, t *testing.T, stack *clipgatetest.Stack, what string, ok func(tokenworker.Stats) bool) {
+func waitStats(ctx context.Context, t *testing.T, stack *inproc.Stack, what string, ok func(tokenworker.Stats) bool) {
 	t.Helper()
 	for {
 		st, running := stack.WorkerStats(0)
@@ -36,7 +36,7 @@ func waitStats(ctx context.Context, t *testing.T, stack *clipgatetest.Stack, wha
 func TestGarbageRequests(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	const dev = "cam-garbage"
 	key := stack.DeviceKey(dev)
 	scheme := stack.Topics()
@@ -158,7 +158,7 @@ func TestGarbageRequests(t *testing.T) {
 func TestGarbageEvents(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	consumer, err := stack.Consumer(ctx, "")
 	if err != nil {
 		t.Fatal(err)

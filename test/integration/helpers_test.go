@@ -22,12 +22,14 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/clipgate/clipgate/clipgatetest"
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // headerObjectType is OSS's object type header: Normal, Multipart or Appendable.
@@ -46,7 +48,7 @@ func testContext(t testing.TB, d time.Duration) context.Context {
 
 // newKit creates a device kit for id on stack (mod may adjust its config), connects it
 // and closes it when the test ends.
-func newKit(ctx context.Context, t testing.TB, stack *clipgatetest.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
+func newKit(ctx context.Context, t testing.TB, stack *inproc.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
 	t.Helper()
 	k, err := startKit(ctx, stack, id, mod)
 	if err != nil {
@@ -58,7 +60,7 @@ func newKit(ctx context.Context, t testing.TB, stack *clipgatetest.Stack, id str
 
 // startKit is newKit for goroutines: it returns errors instead of failing the test. The
 // caller closes the kit.
-func startKit(ctx context.Context, stack *clipgatetest.Stack, id string, mod func(*devicekit.Config)) (*devicekit.Kit, error) {
+func startKit(ctx context.Context, stack *inproc.Stack, id string, mod func(*devicekit.Config)) (*devicekit.Kit, error) {
 	cfg := stack.DeviceConfig(id)
 	if mod != nil {
 		mod(&cfg)
@@ -101,7 +103,7 @@ func writeClip(dir, name string, size int) (clipFile, error) {
 }
 
 // adminBucket returns the stack's bucket with the admin's full-access key.
-func adminBucket(t testing.TB, stack *clipgatetest.Stack) *oss.Bucket {
+func adminBucket(t testing.TB, stack *inproc.Stack) *oss.Bucket {
 	t.Helper()
 	c, err := stack.OSSClient()
 	if err != nil {
@@ -179,7 +181,7 @@ func randomHex(n int) string {
 
 // signedRequest returns an auth request of device, signed with key, its nonce and its
 // payload.
-func signedRequest(key []byte, device string, now time.Time, mode string) (*protocol.AuthRequest, []byte, []byte, error) {
+func signedRequest(key []byte, device string, now time.Time, mode clipgate.Mode) (*protocol.AuthRequest, []byte, []byte, error) {
 	nonce := make([]byte, protocol.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, nil, nil, err
@@ -290,12 +292,12 @@ func (c *mqttClient) nextMatching(ctx context.Context, what string, match func(m
 }
 
 // connectDevice connects a raw client as device id, with an MQTT password made from key.
-func connectDevice(ctx context.Context, stack *clipgatetest.Stack, id string, key []byte) (*mqttClient, error) {
+func connectDevice(ctx context.Context, stack *inproc.Stack, id string, key []byte) (*mqttClient, error) {
 	return connectMQTT(ctx, stack.BrokerURL(), id, id, identity.MQTTPassword(key, id, time.Now()))
 }
 
 // connectService connects a raw client with the stack's service account for role.
-func connectService(ctx context.Context, stack *clipgatetest.Stack, role string) (*mqttClient, error) {
+func connectService(ctx context.Context, stack *inproc.Stack, role topics.Role) (*mqttClient, error) {
 	user, pw := stack.ServiceAccount(role)
 	return connectMQTT(ctx, stack.BrokerURL(), broker.ServiceClientID(user, randomHex(6)), user, pw)
 }
@@ -401,7 +403,7 @@ func wantReplyError(t testing.TB, what string, r *protocol.AuthReply, code proto
 }
 
 // workerTotals sums the counters of the stack's token workers 0..n-1 (running ones).
-func workerTotals(stack *clipgatetest.Stack, n int) tokenworker.Stats {
+func workerTotals(stack *inproc.Stack, n int) tokenworker.Stats {
 	var sum tokenworker.Stats
 	sum.Errors = map[protocol.Code]uint64{}
 	for i := range n {

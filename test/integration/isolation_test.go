@@ -8,8 +8,8 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 )
 
 // TestCredentialsConfinedToDevicePrefix: the credentials device A receives, used directly
@@ -19,7 +19,7 @@ import (
 func TestCredentialsConfinedToDevicePrefix(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 2*time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	const devA, devB = "cam-1", "cam-10"
 	recorded := time.Date(2024, 6, 2, 8, 0, 0, 0, time.UTC)
 

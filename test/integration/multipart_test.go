@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
@@ -166,7 +166,7 @@ func TestMultipartCredentialsExpire(t *testing.T) {
 			ctx := testContext(t, 2*time.Minute)
 			clk := newClock(start)
 			tap := newOSSTap(t)
-			stack := clipgatetest.New(t, clipgatetest.Options{
+			stack := inproc.New(t, inproc.Options{
 				Now: clk.Now,
 				WorkerConfig: func(c *tokenworker.Config) {
 					c.Now = clk.Now

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // TestRepliesAreSealed: credentials in auth replies are sealed to the device. Another
@@ -21,7 +22,7 @@ import (
 func TestRepliesAreSealed(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{})
+	stack := inproc.New(t, inproc.Options{})
 	const dev, other = "cam-sealed", "cam-nosy"
 	scheme := stack.Topics()
 	root := scheme.Root()
@@ -41,7 +42,7 @@ func TestRepliesAreSealed(t *testing.T) {
 		}
 	}
 
-	admin, err := connectService(ctx, stack, identity.RoleAdmin)
+	admin, err := connectService(ctx, stack, topics.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}

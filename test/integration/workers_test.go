@@ -15,14 +15,14 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
 // startKits connects n kits at once (device IDs prefix-00, prefix-01, ...); they close
 // when the test ends.
-func startKits(ctx context.Context, t *testing.T, stack *clipgatetest.Stack, prefix string, n int, mod func(*devicekit.Config)) []*devicekit.Kit {
+func startKits(ctx context.Context, t *testing.T, stack *inproc.Stack, prefix string, n int, mod func(*devicekit.Config)) []*devicekit.Kit {
 	t.Helper()
 	kits := make([]*devicekit.Kit, n)
 	g, gctx := errgroup.WithContext(ctx)
@@ -84,7 +84,7 @@ func TestWorkersShareRequests(t *testing.T) {
 	t.Parallel()
 	const devices = 20
 	ctx := testContext(t, 2*time.Minute)
-	stack := clipgatetest.New(t, clipgatetest.Options{Workers: 2})
+	stack := inproc.New(t, inproc.Options{Workers: 2})
 	kits := startKits(ctx, t, stack, "cam-share", devices, nil)
 	creds, err := askAll(ctx, kits)
 	if err != nil {
@@ -156,7 +156,7 @@ func TestStopWorkerLosesNone(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	gate := newSTSGate(t)
 	var started atomic.Int32
-	stack := clipgatetest.New(t, clipgatetest.Options{
+	stack := inproc.New(t, inproc.Options{
 		Workers: 2,
 		WorkerConfig: func(c *tokenworker.Config) {
 			if started.Add(1) != 1 {

@@ -1,6 +1,6 @@
 //go:build !race
 
-package policy
+package policyeval
 
 import "testing"
 

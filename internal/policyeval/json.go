@@ -1,9 +1,11 @@
-package policy
+package policyeval
 
 import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/clipgate/clipgate/policy"
 )
 
 // MarshalJSON encodes the document as compact RAM policy JSON, every list as an array and
@@ -37,7 +39,7 @@ func (d *Document) MarshalJSON() ([]byte, error) {
 	}
 	b = append(b, "]}"...)
 	if d.Kind == BucketPolicy && len(b) > MaxBucketPolicySize {
-		return nil, fmt.Errorf("policy: %w: %w: bucket policy is %d bytes, limit %d", ErrInvalidPolicy, ErrTooLong, len(b), MaxBucketPolicySize)
+		return nil, fmt.Errorf("policy: %w: %w: bucket policy is %d bytes, limit %d", ErrInvalidPolicy, policy.ErrTooLong, len(b), MaxBucketPolicySize)
 	}
 	return b, nil
 }

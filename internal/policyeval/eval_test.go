@@ -1,10 +1,12 @@
-package policy
+package policyeval
 
 import (
 	"fmt"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/clipgate/clipgate/policy"
 )
 
 func mustParse(t testing.TB, text string) *Document {
@@ -310,7 +312,7 @@ func TestAuthorize(t *testing.T) {
 	role := mustParse(t, `{"Version":"1","Statement":[
 		{"Effect":"Allow","Action":"oss:*","Resource":["acs:oss:*:*:bkt","acs:oss:*:*:bkt/*"]},
 		{"Effect":"Deny","Action":"oss:DeleteObject","Resource":"*"}]}`)
-	text, err := DevicePolicy("bkt", "", "dev", "wa")
+	text, err := policy.DevicePolicy("bkt", "", "dev", "wa")
 	if err != nil {
 		t.Fatal(err)
 	}

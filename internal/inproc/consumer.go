@@ -1,4 +1,4 @@
-package clipgatetest
+package inproc
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/broker"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttstore"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
@@ -32,7 +32,7 @@ type Consumer struct {
 	client mqtt.Client
 	filter string
 	log    zerolog.Logger
-	events chan *protocol.UploadEvent
+	events chan *clipgate.UploadEvent
 	done   chan struct{}
 	first  chan error // result of the first subscription
 	bad    atomic.Int64
@@ -50,12 +50,12 @@ func (s *Stack) Consumer(ctx context.Context, group string) (*Consumer, error) {
 	if group != "" && !topics.ValidGroup(group) {
 		return nil, fmt.Errorf("clipgatetest: %q is not a valid shared-subscription group", group)
 	}
-	user, pw := s.ServiceAccount(identity.RoleConsumer)
+	user, pw := s.ServiceAccount(topics.RoleConsumer)
 	c := &Consumer{
 		stack:  s,
 		filter: s.scheme.EventFilter(group),
 		log:    s.log.With().Str("component", "consumer").Str("group", group).Logger(),
-		events: make(chan *protocol.UploadEvent, consumerBuffer),
+		events: make(chan *clipgate.UploadEvent, consumerBuffer),
 		done:   make(chan struct{}),
 		first:  make(chan error, 1),
 	}
@@ -173,10 +173,10 @@ func (c *Consumer) onMessage(_ mqtt.Client, m mqtt.Message) {
 
 // Events returns the decoded upload events, in arrival order per device. The channel is
 // closed by Close. Delivery is at least once: the same event ID may arrive again.
-func (c *Consumer) Events() <-chan *protocol.UploadEvent { return c.events }
+func (c *Consumer) Events() <-chan *clipgate.UploadEvent { return c.events }
 
 // Next returns the next event, or ctx's error, or ErrClosed after Close.
-func (c *Consumer) Next(ctx context.Context) (*protocol.UploadEvent, error) {
+func (c *Consumer) Next(ctx context.Context) (*clipgate.UploadEvent, error) {
 	select {
 	case ev, ok := <-c.events:
 		if !ok {

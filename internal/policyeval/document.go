@@ -1,4 +1,4 @@
-package policy
+package policyeval
 
 import (
 	"errors"
@@ -6,12 +6,9 @@ import (
 	"time"
 )
 
-// Version is the only RAM policy language version.
-const Version = "1"
-
 // Limits on a policy document, so that a hostile one cannot make parsing or evaluation
 // expensive. RAM's own limits are far lower (a few thousand characters for a custom
-// policy, MaxSessionPolicyLen for a session policy). Matching is linear in the request's
+// policy, policy.MaxSessionPolicyLen for a session policy). Matching is linear in the request's
 // resource for each pattern, so the worst case is bounded by the document size.
 const (
 	MaxDocumentSize = 64 << 10 // bytes of JSON

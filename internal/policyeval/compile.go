@@ -1,4 +1,4 @@
-package policy
+package policyeval
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/clipgate/clipgate/policy"
 )
 
 // program is a checked Document in the form Evaluate runs without allocating.
@@ -135,7 +137,7 @@ func compile(doc *Document) (*program, error) {
 	if doc.Kind > TrustPolicy {
 		return nil, invalidf("", "unknown document kind %d", doc.Kind)
 	}
-	if doc.Version != Version {
+	if doc.Version != policy.Version {
 		return nil, invalidf("Version", "%q is not supported, want \"1\"", truncate(doc.Version))
 	}
 	if len(doc.Statements) == 0 {
@@ -282,7 +284,7 @@ func checkBucketPolicyValues(st *Statement, path string) error {
 	check := func(field string, vals []string) error {
 		for i, v := range vals {
 			if len(v) > MaxBucketPolicyField {
-				return fmt.Errorf("policy: %w: %w: %s.%s[%d]: value is %d bytes, a bucket policy allows %d", ErrInvalidPolicy, ErrTooLong, path, field, i, len(v), MaxBucketPolicyField)
+				return fmt.Errorf("policy: %w: %w: %s.%s[%d]: value is %d bytes, a bucket policy allows %d", ErrInvalidPolicy, policy.ErrTooLong, path, field, i, len(v), MaxBucketPolicyField)
 			}
 			if strings.Contains(v, "**") {
 				return invalidf(fmt.Sprintf("%s.%s[%d]", path, field, i), "%q has consecutive wildcards \"**\", which OSS refuses in a bucket policy", truncate(v))

@@ -1,4 +1,4 @@
-package policy
+package policyeval
 
 import (
 	"encoding/json"
@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/clipgate/clipgate/policy"
 )
 
 // fuzzRequests are evaluated against every document FuzzParse accepts.
@@ -34,7 +36,7 @@ func FuzzParse(f *testing.F) {
 		`{"Version":"1","Statement":[` + strings.Repeat("[", 100),
 		``, `null`, `{}`, `{"Version":"1"} {}`,
 	}
-	if text, err := DevicePolicy("clips", "v1/", "cam-1", "war"); err == nil {
+	if text, err := policy.DevicePolicy("clips", "v1/", "cam-1", "war"); err == nil {
 		seeds = append(seeds, text)
 	}
 	for _, s := range seeds {
@@ -82,7 +84,7 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		// ParseSession agrees with Parse within the session length limit.
-		if n := utf8.RuneCount(data); n <= MaxSessionPolicyLen {
+		if n := utf8.RuneCount(data); n <= policy.MaxSessionPolicyLen {
 			if _, err := ParseSession(string(data)); err != nil {
 				t.Fatalf("ParseSession refused a valid policy of %d characters: %v", n, err)
 			}

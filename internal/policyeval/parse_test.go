@@ -1,4 +1,4 @@
-package policy
+package policyeval
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/clipgate/clipgate/policy"
 )
 
 // stmt wraps statement JSON in a valid document.
@@ -192,16 +194,16 @@ func TestParseSession(t *testing.T) {
 		tail := `"}}}]}`
 		return head + strings.Repeat("é", n-len(head)-len(tail)) + tail
 	}
-	at := padded(MaxSessionPolicyLen)
-	if len(at) <= MaxSessionPolicyLen {
+	at := padded(policy.MaxSessionPolicyLen)
+	if len(at) <= policy.MaxSessionPolicyLen {
 		t.Fatalf("test policy is only %d bytes", len(at))
 	}
 	if _, err := ParseSession(at); err != nil {
-		t.Errorf("policy of exactly %d characters (%d bytes): %v", MaxSessionPolicyLen, len(at), err)
+		t.Errorf("policy of exactly %d characters (%d bytes): %v", policy.MaxSessionPolicyLen, len(at), err)
 	}
-	_, err := ParseSession(padded(MaxSessionPolicyLen + 1))
-	if !errors.Is(err, ErrTooLong) || !errors.Is(err, ErrInvalidPolicy) {
-		t.Errorf("policy of %d characters: %v, want ErrTooLong and ErrInvalidPolicy", MaxSessionPolicyLen+1, err)
+	_, err := ParseSession(padded(policy.MaxSessionPolicyLen + 1))
+	if !errors.Is(err, policy.ErrTooLong) || !errors.Is(err, ErrInvalidPolicy) {
+		t.Errorf("policy of %d characters: %v, want policy.ErrTooLong and ErrInvalidPolicy", policy.MaxSessionPolicyLen+1, err)
 	}
 	if _, err := ParseSession(`{"Version":"1"}`); !errors.Is(err, ErrInvalidPolicy) {
 		t.Errorf("invalid session policy: %v", err)

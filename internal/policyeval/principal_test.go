@@ -1,9 +1,11 @@
-package policy
+package policyeval
 
 import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/clipgate/clipgate/policy"
 )
 
 func TestBucketPolicyPrincipals(t *testing.T) {
@@ -94,7 +96,7 @@ func TestBucketPolicyLimits(t *testing.T) {
 	}
 	exact = withPad(MaxBucketPolicySize + 1)
 	_, err := ParseBucketPolicy(exact)
-	if !errors.Is(err, ErrTooLong) || !errors.Is(err, ErrInvalidPolicy) {
+	if !errors.Is(err, policy.ErrTooLong) || !errors.Is(err, ErrInvalidPolicy) {
 		t.Fatalf("policy of %d bytes: %v", len(exact), err)
 	}
 
@@ -103,7 +105,7 @@ func TestBucketPolicyLimits(t *testing.T) {
 		t.Fatalf("field of %d bytes: %v", len(long), err)
 	}
 	_, err = ParseBucketPolicy(stmt(strings.Replace(ok, "acs:oss:*:*:clips/x/*", long+"a", 1)))
-	if !errors.Is(err, ErrTooLong) {
+	if !errors.Is(err, policy.ErrTooLong) {
 		t.Fatalf("field of %d bytes: %v", len(long)+1, err)
 	}
 

@@ -1,4 +1,4 @@
-package policy
+package policyeval
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"io"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/clipgate/clipgate/policy"
 )
 
 // Parse parses and checks a RAM policy document and compiles it for Evaluate.
@@ -49,15 +51,15 @@ func parseKind(text []byte, kind Kind) (*Document, error) {
 }
 
 // ParseSession is Parse for an STS session policy, which must also be 1 to
-// MaxSessionPolicyLen characters long. Length errors wrap ErrTooLong as well.
+// policy.MaxSessionPolicyLen characters long. Length errors wrap policy.ErrTooLong as well.
 func ParseSession(text string) (*Document, error) {
 	if text == "" {
 		return nil, invalidf("", "session policy is empty")
 	}
 	// Count characters only when the bytes alone could exceed the limit.
-	if len(text) > MaxSessionPolicyLen {
-		if n := utf8.RuneCountInString(text); n > MaxSessionPolicyLen {
-			return nil, fmt.Errorf("policy: %w: %w: session policy is %d characters, limit %d", ErrInvalidPolicy, ErrTooLong, n, MaxSessionPolicyLen)
+	if len(text) > policy.MaxSessionPolicyLen {
+		if n := utf8.RuneCountInString(text); n > policy.MaxSessionPolicyLen {
+			return nil, fmt.Errorf("policy: %w: %w: session policy is %d characters, limit %d", ErrInvalidPolicy, policy.ErrTooLong, n, policy.MaxSessionPolicyLen)
 		}
 	}
 	return Parse([]byte(text))
@@ -74,10 +76,10 @@ const (
 // name a Principal; the text is at most MaxBucketPolicySize bytes, no value is longer than
 // MaxBucketPolicyField bytes, and no value has consecutive wildcards "**", which OSS
 // refuses (https://help.aliyun.com/zh/oss/support/0030-00000007). Length errors wrap
-// ErrTooLong as well.
+// policy.ErrTooLong as well.
 func ParseBucketPolicy(text []byte) (*Document, error) {
 	if len(text) > MaxBucketPolicySize {
-		return nil, fmt.Errorf("policy: %w: %w: bucket policy is %d bytes, limit %d", ErrInvalidPolicy, ErrTooLong, len(text), MaxBucketPolicySize)
+		return nil, fmt.Errorf("policy: %w: %w: bucket policy is %d bytes, limit %d", ErrInvalidPolicy, policy.ErrTooLong, len(text), MaxBucketPolicySize)
 	}
 	return parseKind(text, BucketPolicy)
 }

@@ -1,4 +1,4 @@
-package clipgatetest
+package inproc
 
 import (
 	"context"
@@ -17,12 +17,12 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
-	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -53,8 +53,8 @@ type Options struct {
 	Prefix string
 	// NoPrefix puts objects directly under {deviceID}/ (Prefix must then be empty).
 	NoPrefix bool
-	// TopicRoot is the MQTT topic root; default topics.DefaultRoot.
-	TopicRoot string
+	// Topics is the MQTT topic scheme (topics.New); the zero value is topics.Default().
+	Topics topics.Scheme
 	// Dir holds keys, the local cloud's objects and the devices' state. Empty means a new
 	// temporary directory, removed by Close. A given directory is kept, and a stack started
 	// again on it reuses its fleet key, access keys, passwords and objects (one stack at a
@@ -89,14 +89,16 @@ type Stack struct {
 
 	fleetKey []byte
 	keys     *stackKeys
-	revs     *identity.Revocations
+	revs     *identity.Revocations // the broker's: the devices of revoked
+	wrevs    *identity.Revocations // the workers': revoked and wrevoked
 	cloud    *localcloud.Server
 	broker   *broker.Broker
 	roleARN  string
 
 	mu        sync.Mutex
 	closed    bool
-	revoked   map[string]bool
+	revoked   map[string]bool       // Revoke
+	wrevoked  map[string]bool       // RevokeAtWorkers
 	workers   []*tokenworker.Worker // nil where stopped
 	replay    *identity.ReplayCache // shared by the workers, so a replay cannot slip past
 	consumers map[*Consumer]struct{}
@@ -109,7 +111,7 @@ var ErrClosed = errors.New("clipgatetest: closed")
 // devices, the broker, and the token workers. ctx bounds the start only (the workers'
 // first connection); the stack runs until Close. On error nothing is left running.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
-	s := &Stack{opts: opts, revoked: map[string]bool{}, consumers: map[*Consumer]struct{}{}}
+	s := &Stack{opts: opts, revoked: map[string]bool{}, wrevoked: map[string]bool{}, consumers: map[*Consumer]struct{}{}}
 	if err := s.applyDefaults(); err != nil {
 		return nil, err
 	}
@@ -138,7 +140,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
-	s.revs = identity.NewRevocations()
+	s.revs, s.wrevs = identity.NewRevocations(), identity.NewRevocations()
 
 	if err := s.startCloud(); err != nil {
 		return nil, err
@@ -221,13 +223,7 @@ func (s *Stack) applyDefaults() error {
 	if _, err := policy.DevicePolicy(o.Bucket, s.prefix, "probe-device", "w"); err != nil {
 		return fmt.Errorf("clipgatetest: bucket %q / prefix %q: %w", o.Bucket, s.prefix, err)
 	}
-	if o.TopicRoot == "" {
-		o.TopicRoot = topics.DefaultRoot
-	}
-	var err error
-	if s.scheme, err = topics.New(o.TopicRoot); err != nil {
-		return fmt.Errorf("clipgatetest: TopicRoot: %w", err)
-	}
+	s.scheme = o.Topics
 	if o.STSRate < 0 {
 		return fmt.Errorf("clipgatetest: STSRate %v is negative", o.STSRate)
 	}
@@ -297,12 +293,12 @@ func (s *Stack) startCloud() error {
 func (s *Stack) workerConfig(n int) tokenworker.Config {
 	cfg := tokenworker.Config{
 		BrokerURL:   s.BrokerURL(),
-		Username:    identity.RoleTokenWorker,
-		Password:    s.keys.Passwords[identity.RoleTokenWorker],
-		ClientID:    broker.ServiceClientID(identity.RoleTokenWorker, fmt.Sprintf("w%d-%s", n, mustHex(4))),
+		Username:    topics.RoleTokenWorker.String(),
+		Password:    s.keys.Passwords[topics.RoleTokenWorker.String()],
+		ClientID:    broker.ServiceClientID(topics.RoleTokenWorker.String(), fmt.Sprintf("w%d-%s", n, mustHex(4))),
 		Topics:      s.scheme,
 		FleetKey:    s.fleetKey,
-		Revocations: s.revs,
+		Revocations: s.wrevs,
 		STS: tokenworker.STSConfig{
 			Endpoint:        s.cloud.STSEndpoint(),
 			Scheme:          "http",
@@ -311,7 +307,7 @@ func (s *Stack) workerConfig(n int) tokenworker.Config {
 			AccessKeySecret: s.keys.STSCaller.Secret,
 			RoleARN:         s.roleARN,
 		},
-		OSS: protocol.OSSInfo{
+		OSS: clipgate.OSSInfo{
 			Endpoint: s.cloud.OSSEndpoint(),
 			Region:   s.cloud.Region(),
 			Bucket:   s.opts.Bucket,
@@ -464,7 +460,7 @@ func (s *Stack) Close() error {
 }
 
 // DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
-// URL, the topic root, the device key derived from the fleet key and a state directory
+// URL, the topic scheme, the device key derived from the fleet key and a state directory
 // {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
 // sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
 func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
@@ -477,7 +473,7 @@ func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
 		DeviceID:  deviceID,
 		DeviceKey: s.DeviceKey(deviceID),
 		StateDir:  state,
-		Topics:    s.scheme.Root(),
+		Topics:    s.scheme,
 		Logger:    s.log.With().Str("component", "devicekit").Logger(),
 	}
 }
@@ -495,28 +491,44 @@ func (s *Stack) FleetKey() []byte { return slices.Clone(s.fleetKey) }
 // answer its requests with "revoked". Credentials already issued stay valid until they
 // expire, as with real STS.
 func (s *Stack) Revoke(deviceID string) {
-	s.setRevoked(deviceID, true)
+	s.setRevoked(s.revoked, deviceID, true)
 	if s.broker != nil {
 		s.broker.DisconnectRevoked()
 	}
 }
 
-// Restore removes deviceID from the revocation list.
-func (s *Stack) Restore(deviceID string) { s.setRevoked(deviceID, false) }
+// RevokeAtWorkers revokes deviceID at the token workers only: the broker still lets the
+// device in, and the workers answer its credentials requests with "revoked", as when the
+// workers learn of a revocation before the broker does.
+func (s *Stack) RevokeAtWorkers(deviceID string) { s.setRevoked(s.wrevoked, deviceID, true) }
 
-func (s *Stack) setRevoked(deviceID string, revoked bool) {
+// Restore undoes Revoke and RevokeAtWorkers for deviceID.
+func (s *Stack) Restore(deviceID string) {
+	s.setRevoked(s.revoked, deviceID, false)
+	s.setRevoked(s.wrevoked, deviceID, false)
+}
+
+// setRevoked adds deviceID to set or removes it, and sets the broker's list to revoked and
+// the workers' to revoked and wrevoked.
+func (s *Stack) setRevoked(set map[string]bool, deviceID string, revoked bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if revoked {
-		s.revoked[deviceID] = true
+		set[deviceID] = true
 	} else {
-		delete(s.revoked, deviceID)
+		delete(set, deviceID)
 	}
-	ids := make([]string, 0, len(s.revoked))
+	ids := make([]string, 0, len(s.revoked)+len(s.wrevoked))
 	for id := range s.revoked {
 		ids = append(ids, id)
 	}
 	s.revs.Set(ids)
+	for id := range s.wrevoked {
+		if !s.revoked[id] {
+			ids = append(ids, id)
+		}
+	}
+	s.wrevs.Set(ids)
 }
 
 // OSSClient returns an aliyun-oss-go-sdk client with the admin's long-term key (full
@@ -530,14 +542,18 @@ func (s *Stack) OSSClient() (*oss.Client, error) {
 func (s *Stack) AdminKey() (id, secret string) { return s.keys.OSSAdmin.ID, s.keys.OSSAdmin.Secret }
 
 // ServiceAccount returns the MQTT username and password of the stack's service account
-// for role "tokenworker", "consumer" or "admin", or empty strings for another role.
-// Service clients must use a client ID that is not of device-ID form, e.g. "consumer:x".
-func (s *Stack) ServiceAccount(role string) (username, password string) {
-	pw, ok := s.keys.Passwords[role]
+// for role topics.RoleTokenWorker, RoleConsumer or RoleAdmin (the username is the role's
+// name), or empty strings for another role. Service clients must use a client ID that is
+// not of device-ID form, e.g. "consumer:x".
+func (s *Stack) ServiceAccount(role topics.Role) (username, password string) {
+	if role == topics.RoleDevice {
+		return "", ""
+	}
+	pw, ok := s.keys.Passwords[role.String()]
 	if !ok {
 		return "", ""
 	}
-	return role, pw
+	return role.String(), pw
 }
 
 // Dir returns the stack's directory.

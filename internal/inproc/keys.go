@@ -1,4 +1,4 @@
-package clipgatetest
+package inproc
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // Files the stack keeps in its directory. A stack started again on the same directory
@@ -30,7 +31,7 @@ const (
 
 // Service account usernames, one per role. The passwords are hex, so they can never be
 // taken for a device password ("v1.…") by the broker.
-var serviceRoles = []string{identity.RoleTokenWorker, identity.RoleConsumer, identity.RoleAdmin}
+var serviceRoles = []topics.Role{topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin}
 
 // keyPair is a localcloud long-term access key.
 type keyPair struct {
@@ -44,7 +45,7 @@ type stackKeys struct {
 	OSSAdmin keyPair `json:"ossAdmin"`
 	// STSCaller is the token workers' key: it may only call sts:AssumeRole on the role.
 	STSCaller keyPair `json:"stsCaller"`
-	// Passwords maps each service role (also its username) to its password.
+	// Passwords maps each service role's name (also its username) to its password.
 	Passwords map[string]string `json:"passwords"`
 }
 
@@ -102,7 +103,7 @@ func newKeys() (*stackKeys, error) {
 	k.OSSAdmin = keyPair{ID: gen("LTAIadmin", 8), Secret: gen("", 16)}
 	k.STSCaller = keyPair{ID: gen("LTAIworker", 8), Secret: gen("", 16)}
 	for _, role := range serviceRoles {
-		k.Passwords[role] = gen("", 16)
+		k.Passwords[role.String()] = gen("", 16)
 	}
 	return k, err
 }
@@ -157,7 +158,7 @@ func readKeys(path string) (*stackKeys, error) {
 		return nil, errors.New("ossAdmin and stsCaller have the same id")
 	}
 	for _, role := range serviceRoles {
-		if !alnum(k.Passwords[role], 8) || len(k.Passwords[role]) > 72 {
+		if !alnum(k.Passwords[role.String()], 8) || len(k.Passwords[role.String()]) > 72 {
 			return nil, fmt.Errorf("passwords.%s: want 8 to 72 letters and digits", role)
 		}
 	}
@@ -193,11 +194,12 @@ func writeServiceAccounts(path string, k *stackKeys) (*identity.ServiceAccounts,
 		Accounts []account `yaml:"accounts"`
 	}
 	for _, role := range serviceRoles {
-		h, err := bcrypt.GenerateFromPassword([]byte(k.Passwords[role]), bcrypt.MinCost)
+		name := role.String()
+		h, err := bcrypt.GenerateFromPassword([]byte(k.Passwords[name]), bcrypt.MinCost)
 		if err != nil {
 			return nil, err
 		}
-		f.Accounts = append(f.Accounts, account{Username: role, PasswordHash: string(h), Role: role})
+		f.Accounts = append(f.Accounts, account{Username: name, PasswordHash: string(h), Role: name})
 	}
 	data, err := yaml.Marshal(&f)
 	if err != nil {
