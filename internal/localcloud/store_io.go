@@ -17,9 +17,12 @@ var ecmaTable = crc64.MakeTable(crc64.ECMA)
 
 // Bodies are streamed through copyBufs buffers of copyBufSize: large enough that each
 // write to disk is one big system call, few enough (copyDepth per body) to keep memory flat.
+// Bodies of at most inlineMax bytes are hashed by the goroutine that reads them (the
+// handoff to other goroutines would cost more than it saves).
 const (
 	copyBufSize = 256 << 10
 	copyDepth   = 4
+	inlineMax   = 16 << 10
 )
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
@@ -44,11 +47,11 @@ type chunk struct {
 // copyIn streams src into f at f's current offset until EOF, updating d. More than limit
 // bytes gives errTooLarge (and nothing beyond limit is written).
 //
-// A body that fits in one buffer is written, checksummed and hashed by the caller. A
-// longer one is a pipeline: the caller only reads, and each buffer goes to one goroutine
-// per consumer (the file write, the CRC-64, each hash), so that MD5 (slower than most
-// disks), the CRC and the write run in parallel with each other and with the next read. A
-// buffer is read into again once every consumer is done with it.
+// The copy is a pipeline: the caller only reads, and each buffer goes to one goroutine per
+// consumer (the file write, the CRC-64, each hash), so that MD5 (slower than most disks),
+// the CRC and the write run in parallel with each other and with the next read. A buffer
+// is read into again once every consumer is done with it. A body of at most inlineMax
+// bytes is written, checksummed and hashed by the caller.
 func copyIn(f *os.File, src io.Reader, limit int64, d *digest) error {
 	var chunks [copyDepth]chunk
 	for i := range chunks {
@@ -64,8 +67,8 @@ func copyIn(f *os.File, src io.Reader, limit int64, d *digest) error {
 	if n > 0 && int64(n) > limit {
 		return errTooLarge
 	}
-	if err != nil {
-		// The whole body (or all there is of it) is in one buffer.
+	if err != nil && n <= inlineMax {
+		// The whole body (or all there is of it) is in the buffer.
 		p := (*first.buf)[:n]
 		d.size += int64(n)
 		d.crc = crc64.Update(d.crc, ecmaTable, p)

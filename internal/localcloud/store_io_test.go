@@ -15,8 +15,8 @@ import (
 	"testing"
 )
 
-// TestCopyIn streams bodies of sizes around the buffer boundaries (one buffer, several,
-// more than the pipeline's depth) through copyIn in reads of odd sizes and checks the
+// TestCopyIn streams bodies of sizes around the boundaries (hashed inline, one buffer,
+// several, more than the pipeline's depth) through copyIn in reads of odd sizes and checks the
 // file, the size, the CRC-64 and every hash against the data.
 func TestCopyIn(t *testing.T) {
 	t.Parallel()
@@ -25,7 +25,7 @@ func TestCopyIn(t *testing.T) {
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	sizes := []int{0, 1, copyBufSize - 1, copyBufSize, copyBufSize + 1, 2 * copyBufSize,
+	sizes := []int{0, 1, inlineMax, inlineMax + 1, copyBufSize - 1, copyBufSize, copyBufSize + 1, 2 * copyBufSize,
 		copyDepth * copyBufSize, (copyDepth+1)*copyBufSize + 7, len(data)}
 	for _, size := range sizes {
 		t.Run(strconv.Itoa(size), func(t *testing.T) {
@@ -65,11 +65,11 @@ func TestCopyIn(t *testing.T) {
 
 // TestCopyInErrors checks that a body over the limit writes nothing beyond it, that a
 // source error is passed on unchanged, and that a failed write stops the copy with its
-// error, with bodies of one buffer and of several.
+// error, with bodies hashed inline, of one buffer and of several.
 func TestCopyInErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	for _, size := range []int{1000, 3*copyBufSize + 5} {
+	for _, size := range []int{1000, 100_000, 3*copyBufSize + 5} {
 		body := bytes.Repeat([]byte{'x'}, size)
 		name := strconv.Itoa(size)
 
