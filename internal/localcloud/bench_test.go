@@ -95,19 +95,40 @@ func BenchmarkPutObject256MiB(b *testing.B) {
 	}
 }
 
+// Small-object benchmarks run twice: names=new puts 1000 new keys (files) in every
+// iteration, as cameras do (each clip has its own key); names=reused puts the same 1000
+// keys in every iteration, so from the second on each PutObject replaces an object (and
+// the raw baseline truncates and rewrites its file in place). On ext4 the replacements
+// cost localcloud CPU out of proportion: each frees the old version's inode, and ext4's
+// inode allocator skips inodes freed within the last minute or more by scanning them on
+// every new file (recently_deleted in find_inode_bit; see BENCHMARKS.md).
+var benchNames = []string{"names=new", "names=reused"}
+
+// smallName is the name of object j of iteration i.
+func smallName(names string, i, j int) string {
+	if names == "names=reused" {
+		return fmt.Sprintf("small-%04d", j)
+	}
+	return fmt.Sprintf("small-%d-%04d", i, j)
+}
+
 // BenchmarkPutObject64KiBx1000 uploads 1000 objects of 64 KiB one after another per
 // iteration.
 func BenchmarkPutObject64KiBx1000(b *testing.B) {
-	bk := benchBucket(b)
-	src := newPatternReader(b)
-	b.SetBytes(benchSmallSize * benchSmallN)
-	defer reportCPU(b, benchSmallSize*benchSmallN)()
-	for b.Loop() {
-		for j := range benchSmallN {
-			if err := bk.PutObject(fmt.Sprintf("small/%04d", j), io.LimitReader(src, benchSmallSize)); err != nil {
-				b.Fatal(err)
+	for _, names := range benchNames {
+		b.Run(names, func(b *testing.B) {
+			bk := benchBucket(b)
+			src := newPatternReader(b)
+			b.SetBytes(benchSmallSize * benchSmallN)
+			defer reportCPU(b, benchSmallSize*benchSmallN)()
+			for i := 0; b.Loop(); i++ {
+				for j := range benchSmallN {
+					if err := bk.PutObject(smallName(names, i, j), io.LimitReader(src, benchSmallSize)); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
-		}
+		})
 	}
 }
 
@@ -119,6 +140,12 @@ const benchClients = 16
 // benchClients SDK clients at once (each its own client and connection), so that commits
 // overlap and share fsyncs of data/.
 func BenchmarkPutObject64KiBx1000Concurrent(b *testing.B) {
+	for _, names := range benchNames {
+		b.Run(names, func(b *testing.B) { benchPutConcurrent(b, names) })
+	}
+}
+
+func benchPutConcurrent(b *testing.B, names string) {
 	bk := benchBucket(b)
 	bks := make([]*oss.Bucket, benchClients)
 	for i := range bks {
@@ -136,9 +163,9 @@ func BenchmarkPutObject64KiBx1000Concurrent(b *testing.B) {
 	}
 	b.SetBytes(benchSmallSize * benchSmallN)
 	defer reportCPU(b, benchSmallSize*benchSmallN)()
-	for b.Loop() {
+	for i := 0; b.Loop(); i++ {
 		runConcurrent(b, func(w, j int) error {
-			return bks[w].PutObject(fmt.Sprintf("small/%04d", j), io.LimitReader(srcs[w], benchSmallSize))
+			return bks[w].PutObject(smallName(names, i, j), io.LimitReader(srcs[w], benchSmallSize))
 		})
 	}
 }
@@ -177,29 +204,33 @@ func runConcurrent(b *testing.B, do func(w, j int) error) {
 // its name to be durable (sync=file+dir: what a raw durable write costs, with no sharing
 // of directory fsyncs between writers).
 func BenchmarkRawDisk64KiBx1000Concurrent(b *testing.B) {
-	for _, dirSync := range []bool{false, true} {
-		name := "sync=file"
-		if dirSync {
-			name = "sync=file+dir"
+	for _, names := range benchNames {
+		for _, dirSync := range []bool{false, true} {
+			name := names + "/sync=file"
+			if dirSync {
+				name += "+dir"
+			}
+			b.Run(name, func(b *testing.B) { benchRawConcurrent(b, names, dirSync) })
 		}
-		b.Run(name, func(b *testing.B) {
-			dir := b.TempDir()
-			srcs := make([]*patternReader, benchClients)
-			bufs := make([][]byte, benchClients)
-			for i := range srcs {
-				srcs[i], bufs[i] = newPatternReader(b), make([]byte, benchWriteBuf)
+	}
+}
+
+func benchRawConcurrent(b *testing.B, names string, dirSync bool) {
+	dir := b.TempDir()
+	srcs := make([]*patternReader, benchClients)
+	bufs := make([][]byte, benchClients)
+	for i := range srcs {
+		srcs[i], bufs[i] = newPatternReader(b), make([]byte, benchWriteBuf)
+	}
+	b.SetBytes(benchSmallSize * benchSmallN)
+	defer reportCPU(b, benchSmallSize*benchSmallN)()
+	for i := 0; b.Loop(); i++ {
+		runConcurrent(b, func(w, j int) error {
+			err := writeSynced(filepath.Join(dir, smallName(names, i, j)), srcs[w], benchSmallSize, bufs[w])
+			if err == nil && dirSync {
+				err = benchSyncDir(dir)
 			}
-			b.SetBytes(benchSmallSize * benchSmallN)
-			defer reportCPU(b, benchSmallSize*benchSmallN)()
-			for b.Loop() {
-				runConcurrent(b, func(w, j int) error {
-					err := writeSynced(filepath.Join(dir, fmt.Sprintf("small-%04d", j)), srcs[w], benchSmallSize, bufs[w])
-					if err == nil && dirSync {
-						err = benchSyncDir(dir)
-					}
-					return err
-				})
-			}
+			return err
 		})
 	}
 }
@@ -244,17 +275,21 @@ func BenchmarkRawDisk256MiB(b *testing.B) {
 // BenchmarkRawDisk64KiBx1000 writes and fsyncs 1000 files of 64 KiB per iteration: the
 // baseline for BenchmarkPutObject64KiBx1000.
 func BenchmarkRawDisk64KiBx1000(b *testing.B) {
-	dir := b.TempDir()
-	src := newPatternReader(b)
-	buf := make([]byte, benchWriteBuf)
-	b.SetBytes(benchSmallSize * benchSmallN)
-	defer reportCPU(b, benchSmallSize*benchSmallN)()
-	for b.Loop() {
-		for j := range benchSmallN {
-			if err := writeSynced(filepath.Join(dir, fmt.Sprintf("small-%04d", j)), src, benchSmallSize, buf); err != nil {
-				b.Fatal(err)
+	for _, names := range benchNames {
+		b.Run(names, func(b *testing.B) {
+			dir := b.TempDir()
+			src := newPatternReader(b)
+			buf := make([]byte, benchWriteBuf)
+			b.SetBytes(benchSmallSize * benchSmallN)
+			defer reportCPU(b, benchSmallSize*benchSmallN)()
+			for i := 0; b.Loop(); i++ {
+				for j := range benchSmallN {
+					if err := writeSynced(filepath.Join(dir, smallName(names, i, j)), src, benchSmallSize, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
-		}
+		})
 	}
 }
 
