@@ -1,0 +1,148 @@
+//go:build unix
+
+package devicekit_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/metrics"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+
+	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/inproc"
+)
+
+// Device upload against the raw SDK (issue 15): each iteration uploads the same file
+// twice against the same in-process stack (local OSS and STS, broker, token worker, a
+// consumer of every event): once with Kit.Upload (a new clip name each time) and once
+// with a plain PutObjectFromFile of the same SDK under the kit's own STS credentials (a
+// new key each time). The two alternate in order, so that both see the same machine, and
+// the ratio is of time and CPU summed over the same iterations.
+//
+// The broker's per-device publish limit (DefaultDeviceRate) is lifted: it caps a device
+// at about 10 uploads per second whatever the kit costs (see README, "Publish limits").
+//
+//	go test -run '^$' -bench 'Benchmark(Upload|RawPut)' -benchtime 40x -count 6 ./devicekit/
+func BenchmarkUploadVsRawPut4MiB(b *testing.B)  { benchUploadVsRawPut(b, 4<<20) }
+func BenchmarkUploadVsRawPut64KiB(b *testing.B) { benchUploadVsRawPut(b, 64<<10) }
+
+// phase sums what one side of the comparison cost.
+type phase struct {
+	wall, cpu time.Duration
+	allocs    uint64
+}
+
+// measure runs fn and adds its wall time, the process CPU time (user and system, all
+// threads: the whole stack's share of the work is counted too) and the heap allocations
+// of the process to p.
+func (p *phase) measure(b *testing.B, fn func() error) {
+	cpu0, allocs0, t0 := processCPU(b), heapAllocs(), time.Now()
+	if err := fn(); err != nil {
+		b.Fatal(err)
+	}
+	p.wall += time.Since(t0)
+	p.cpu += processCPU(b) - cpu0
+	p.allocs += heapAllocs() - allocs0
+}
+
+func benchUploadVsRawPut(b *testing.B, size int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := inproc.New(b, inproc.Options{BrokerConfig: func(c *broker.Config) { c.DeviceRate = -1 }})
+	consumer, err := s.Consumer(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for range consumer.Events() {
+		}
+	}()
+	kit, err := devicekit.New(s.DeviceConfig("cam-bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kit.Close()
+	if err := kit.Connect(ctx); err != nil {
+		b.Fatal(err)
+	}
+	creds, err := kit.Credentials(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := oss.New(creds.OSS.Endpoint, creds.AccessKeyID, creds.AccessKeySecret,
+		oss.SecurityToken(creds.SecurityToken), oss.AuthVersion(oss.AuthV4), oss.Region(creds.OSS.Region), oss.ForcePathStyle(true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	bucket, err := client.Bucket(creds.OSS.Bucket)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	data := make([]byte, size)
+	rand.Read(data)
+	path := filepath.Join(b.TempDir(), "clip.mp4")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	upload := func(i int) error {
+		_, err := kit.Upload(ctx, devicekit.Clip{Path: path, Name: fmt.Sprintf("k%07d.mp4", i)})
+		return err
+	}
+	rawPut := func(i int) error {
+		return bucket.PutObjectFromFile(fmt.Sprintf("%sraw/r%07d.mp4", creds.OSS.Prefix, i), path, oss.ContentType("video/mp4"))
+	}
+	// Warm up both paths (connections, the kit's read credentials are not needed).
+	if err := upload(-1); err != nil {
+		b.Fatal(err)
+	}
+	if err := rawPut(-1); err != nil {
+		b.Fatal(err)
+	}
+
+	var kp, rp phase
+	i := 0
+	for b.Loop() {
+		if i%2 == 0 {
+			kp.measure(b, func() error { return upload(i) })
+			rp.measure(b, func() error { return rawPut(i) })
+		} else {
+			rp.measure(b, func() error { return rawPut(i) })
+			kp.measure(b, func() error { return upload(i) })
+		}
+		i++
+	}
+	n := float64(i)
+	mb := float64(size) * n / 1e6
+	b.ReportMetric(mb/kp.wall.Seconds(), "kit-MB/s")
+	b.ReportMetric(mb/rp.wall.Seconds(), "raw-MB/s")
+	b.ReportMetric(rp.wall.Seconds()/kp.wall.Seconds(), "kit/raw")
+	b.ReportMetric(float64(kp.cpu.Microseconds())/1e3/n, "kit-cpu-ms/clip")
+	b.ReportMetric(float64(rp.cpu.Microseconds())/1e3/n, "raw-cpu-ms/clip")
+	b.ReportMetric(float64(kp.allocs)/n, "kit-allocs/clip")
+	b.ReportMetric(float64(rp.allocs)/n, "raw-allocs/clip")
+}
+
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var allocSample = []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+
+// heapAllocs returns the number of heap objects the process has allocated so far.
+func heapAllocs() uint64 {
+	metrics.Read(allocSample)
+	return allocSample[0].Value.Uint64()
+}
