@@ -104,10 +104,7 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("broker config: %w", err)
 	}
-	b := &Broker{cfg: cfg, log: zerolog.Nop(), now: cfg.Now}
-	if cfg.Logger != nil {
-		b.log = cfg.Logger.With().Str("component", "broker").Logger()
-	}
+	b := &Broker{cfg: cfg, log: cfg.componentLogger("broker"), now: cfg.Now}
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -146,10 +143,14 @@ func New(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("broker: tls: %w", err)
 		}
 	}
-	if cfg.EMQX.TokenFile != "" {
-		if b.emqxToken, err = readToken(cfg.EMQX.TokenFile); err != nil {
-			return nil, fmt.Errorf("broker: emqx token: %w", err)
-		}
+	switch {
+	case cfg.EMQX.Token != "":
+		b.emqxToken, err = checkToken(cfg.EMQX.Token)
+	case cfg.EMQX.TokenFile != "":
+		b.emqxToken, err = readToken(cfg.EMQX.TokenFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("broker: emqx token: %w", err)
 	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -159,7 +160,7 @@ func New(cfg Config) (*Broker, error) {
 	caps.MaximumPacketSize = cfg.MaxPacketSize
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       mochiLogger(b.log.With().Str("component", "mochi").Logger()),
+		Logger:       mochiLogger(cfg.componentLogger("mochi")),
 	})
 	b.picker = newPicker(b.srv.Clients)
 	if cfg.WorkerRouting == WorkerRoutingDevice {
@@ -230,7 +231,7 @@ func (b *Broker) Start() (err error) {
 		opts := &pebble.Options{
 			Path:    filepath.Join(b.cfg.DataDir, "sessions"),
 			Mode:    pebble.Sync, // a QoS 1 message is on disk before it is acknowledged
-			Options: &pebbledb.Options{Logger: pebbleLogger{b.log.With().Str("component", "pebble").Logger()}},
+			Options: &pebbledb.Options{Logger: pebbleLogger{b.cfg.componentLogger("pebble")}},
 		}
 		if err := b.srv.AddHook(st, opts); err != nil {
 			return fmt.Errorf("broker: session store: %w", err)
