@@ -184,9 +184,9 @@ func (c *fleetKeyCmd) Run(e *env) error {
 
 type deviceKeyCmd struct {
 	FleetKeyFile string `name:"fleet-key-file" required:"" help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE"`
-	DeviceID string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9._-])."`
-	Out      string `help:"Write the device key to this file (0600) instead of printing it." placeholder:"FILE"`
-	Password bool   `help:"Print the device's MQTT password for the current time instead of its key (for mosquitto_pub and the like)."`
+	DeviceID     string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9._-])."`
+	Out          string `help:"Write the device key to this file (0600) instead of printing it." placeholder:"FILE"`
+	Password     bool   `help:"Print the device's MQTT password for the current time instead of its key (for mosquitto_pub and the like)."`
 }
 
 func (c *deviceKeyCmd) Run(e *env) error {
