@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -306,7 +307,7 @@ func TestWatchAgainstStack(t *testing.T) {
 		select {
 		case code := <-w.code:
 			close(w.code)
-			if code != exitFailed || !strings.Contains(w.stderr.String(), "watch "+dir) {
+			if code != cli.ExitFailure || !strings.Contains(w.stderr.String(), "watch "+dir) {
 				t.Errorf("exit %d, stderr:\n%s", code, w.stderr.String())
 			}
 		case <-time.After(watchTimeout):
@@ -355,9 +356,9 @@ func TestWatchUsageErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			code, stdout, stderr := run(t, nil, append([]string{"--config", cfg}, c.args...)...)
-			if code != exitUsage || !strings.Contains(stderr, c.want) || stdout != "" {
-				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, stdout, stderr, exitUsage, c.want)
+			code, stdout, stderr := runCmd(t, nil, append([]string{"--config", cfg}, c.args...)...)
+			if code != cli.ExitUsage || !strings.Contains(stderr, c.want) || stdout != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, stdout, stderr, cli.ExitUsage, c.want)
 			}
 		})
 	}

@@ -110,15 +110,20 @@ func (r *resolver) Validate(*kong.Application) error {
 		return nil
 	}
 	for _, k := range unknown {
-		if strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.Contains(k, "token") {
-			hint := "give it in a file named by a *-file setting, or in the environment"
-			if f := r.flags[k+"-file"]; f != nil && f.Tag.Has("secret") {
-				hint = fmt.Sprintf("put it in a file named by %s-file, or in $%s", k, r.secretEnv(f))
-			}
-			return fmt.Errorf("configuration file %s: %q: secrets do not belong in the file; %s", r.file.path, k, hint)
+		f := r.flags[k+"-file"]
+		switch {
+		case f != nil && f.Tag.Has("secret"):
+			return fmt.Errorf("configuration file %s: %q: secrets do not belong in the file; put it in a file named by %s-file, or in $%s", r.file.path, k, k, r.secretEnv(f))
+		case f != nil:
+			return fmt.Errorf("configuration file %s: %q: secrets do not belong in the file; put it in a file named by %s-file", r.file.path, k, k)
+		case strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.Contains(k, "token"):
+			return fmt.Errorf("configuration file %s: %q: secrets do not belong in the file; give it in a file named by a *-file setting, or in the environment", r.file.path, k)
 		}
 	}
 	sort.Strings(unknown)
+	for i, k := range unknown {
+		unknown[i] = fmt.Sprintf("%s (line %d)", k, r.file.values[k].Line)
+	}
 	return fmt.Errorf("configuration file %s: unknown setting(s) %s", r.file.path, strings.Join(unknown, ", "))
 }
 
