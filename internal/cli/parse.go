@@ -32,7 +32,7 @@ type Spec struct {
 //		...
 //	}
 type Common struct {
-	Config    string      `name:"config" type:"path" placeholder:"FILE" help:"YAML file of settings: the keys are flag names (nested maps join their keys with '-'), relative paths are relative to the file."`
+	Config    string      `name:"config" short:"c" type:"path" placeholder:"FILE" help:"YAML file of settings: the keys are flag names (nested maps join their keys with '-'), relative paths are relative to the file."`
 	Version   versionFlag `name:"version" help:"Print the version and exit."`
 	LogLevel  string      `name:"log-level" enum:"debug,info,warn,error" default:"${logLevel}" help:"Log level: ${enum}."`
 	LogFormat string      `name:"log-format" enum:"console,json" default:"${logFormat}" help:"Log format: console (for people; coloured on a terminal only) or json."`

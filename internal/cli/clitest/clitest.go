@@ -258,7 +258,8 @@ func (c Command) checkSecret(t *testing.T, base []string, name, env string) {
 // fileText is a configuration file setting the flag name to s.
 func fileText(f *kong.Flag, name, s string) string {
 	var v any = s
-	if f.Target.Kind() == reflect.Slice && f.Tag.Sep != -1 && strings.ContainsRune(s, f.Tag.Sep) {
+	typ := f.Target.Type()
+	if typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.String && f.Tag.Sep != -1 && strings.ContainsRune(s, f.Tag.Sep) {
 		v = strings.Split(s, string(f.Tag.Sep)) // a YAML list
 	}
 	b, err := yaml.Marshal(map[string]any{name: v})
