@@ -32,7 +32,7 @@ func (s *Buffer) String() string {
 
 // CheckJSONLog checks that every line of log is a JSON object whose keys are unique,
 // and returns the lines decoded.
-func CheckJSONLog(t *testing.T, log string) []map[string]any {
+func CheckJSONLog(t testing.TB, log string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for i, line := range strings.Split(strings.TrimSpace(log), "\n") {

@@ -43,7 +43,7 @@ type leaf struct {
 	flags []*kong.Flag
 }
 
-func (c Command) leaves(t *testing.T) []leaf {
+func (c Command) leaves(t testing.TB) []leaf {
 	t.Helper()
 	p, err := cli.NewParser(c.Spec, c.Grammar(), cli.IO{})
 	if err != nil {
@@ -91,7 +91,7 @@ type parsed struct {
 
 // parse parses args with env and a configuration file holding file (YAML), and returns
 // the value of the flag name.
-func (c Command) parse(t *testing.T, name string, args []string, env map[string]string, file string) parsed {
+func (c Command) parse(t testing.TB, name string, args []string, env map[string]string, file string) parsed {
 	t.Helper()
 	if file != "" {
 		path := filepath.Join(t.TempDir(), "config.yaml")
@@ -123,7 +123,7 @@ func (c Command) parse(t *testing.T, name string, args []string, env map[string]
 // configuration key each set it to the same value, which differs from its default; the
 // flag wins over the variable, which wins over the file. The secret flags' secrets are
 // read from their variables and files.
-func CheckFlags(t *testing.T, c Command) {
+func CheckFlags(t testing.TB, c Command) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, l := range c.leaves(t) {
@@ -152,7 +152,7 @@ func CheckFlags(t *testing.T, c Command) {
 	}
 }
 
-func (c Command) checkFlag(t *testing.T, l leaf, f *kong.Flag, env string) {
+func (c Command) checkFlag(t testing.TB, l leaf, f *kong.Flag, env string) {
 	t.Helper()
 	name := f.Name
 	samples := c.samples(t, f)
@@ -235,7 +235,7 @@ func (c Command) checkFlag(t *testing.T, l leaf, f *kong.Flag, env string) {
 
 // checkSecret checks that the secret of the secret flag name comes from its variable or
 // its file.
-func (c Command) checkSecret(t *testing.T, base []string, name, env string) {
+func (c Command) checkSecret(t testing.TB, base []string, name, env string) {
 	t.Helper()
 	secretEnv := strings.TrimSuffix(env, "_FILE")
 	file := filepath.Join(t.TempDir(), "secret")
@@ -272,7 +272,7 @@ func fileText(f *kong.Flag, name, s string) string {
 var durationType = reflect.TypeOf(time.Duration(0))
 
 // samples returns values for f that differ from its default and from each other.
-func (c Command) samples(t *testing.T, f *kong.Flag) []string {
+func (c Command) samples(t testing.TB, f *kong.Flag) []string {
 	t.Helper()
 	if s, ok := c.Samples[f.Name]; ok {
 		return s
@@ -344,7 +344,7 @@ type Exits map[int][][]string
 // CheckExitCodes runs a command in-process with Exec: --help and --version exit 0 (and
 // --version prints the name), an unknown flag, a bad --log-level and a configuration
 // file with an unknown key exit 2 with a message, and each of more exits as it says.
-func CheckExitCodes(t *testing.T, name string, run cli.RunFunc, more Exits) {
+func CheckExitCodes(t testing.TB, name string, run cli.RunFunc, more Exits) {
 	t.Helper()
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("no-such-setting: 1\n"), 0o600); err != nil {
