@@ -217,13 +217,17 @@ func TestRun(t *testing.T) {
 	user, pass := stack.ServiceAccount("consumer")
 	id, secret := stack.AdminKey()
 	revFile := filepath.Join(dir, "revoked.txt")
-	m, out := newTestMain(map[string]string{envPassword: pass, envOSSSecret: secret})
+	var out, logs clitest.Buffer
+	m := NewMain(cli.IO{Stdout: &out, Stderr: &logs, Getenv: func(k string) (string, bool) {
+		v, ok := map[string]string{envPassword: pass, envOSSSecret: secret}[k]
+		return v, ok
+	}})
 	if err := m.ParseFlags([]string{
 		"--listen", "127.0.0.1:0", "--database", "sqlite:" + filepath.Join(dir, "console.db"),
 		"--broker", stack.BrokerURL(), "--username", user, "--client-id", "consumer:console-test",
 		"--oss-endpoint", stack.OSSEndpoint(), "--oss-region", stack.Region(), "--oss-bucket", stack.Bucket(),
 		"--oss-prefix", stack.Prefix(), "--oss-access-key-id", id, "--password-hash-file", hashFile,
-		"--revocations-file", revFile, "--log-level", "error",
+		"--revocations-file", revFile, "--log-level", "debug",
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +238,7 @@ func TestRun(t *testing.T) {
 	}
 	defer m.Close()
 	if !strings.Contains(out.String(), "console: serving "+m.URL()) || !strings.HasPrefix(m.URL(), "http://127.0.0.1:") {
-		t.Fatalf("output: %q (URL %q)", out, m.URL())
+		t.Fatalf("output: %q (URL %q)", out.String(), m.URL())
 	}
 	if _, err := os.Stat(revFile); err != nil {
 		t.Fatalf("revocation file not written at start: %v", err)
@@ -314,6 +318,10 @@ func TestRun(t *testing.T) {
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// The log is JSON lines whose keys are unique.
+	if lines := clitest.CheckJSONLog(t, logs.String()); len(lines) == 0 {
+		t.Error("no log at --log-level debug")
 	}
 }
 
