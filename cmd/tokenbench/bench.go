@@ -47,7 +47,7 @@ type Config struct {
 	ConnectConcurrency int           `help:"Devices connecting at once." default:"64"`
 	Phases             string        `help:"Phases to run: real, echo or both." enum:"real,echo,both" default:"both"`
 	WorkerRouting      string        `help:"Broker's routing of auth requests to token workers: round-robin (connected workers take turns) or device (a device's requests always go to the same worker, whose cache then reuses its credentials)." enum:"round-robin,device" default:"round-robin"`
-	MaxWritesPending   int32         `help:"Broker's outbound queue per client (0: the broker's default); a burst beyond it to one worker is dropped, and its devices wait --timeout." default:"0"`
+	MaxWritesPending   int32         `help:"Broker's outbound queue per client (0: the broker's default); a burst beyond it to one worker is dropped, and its devices wait --reply-timeout." default:"0"`
 	CPUProfile         string        `help:"Write a CPU profile of the measured real phase to this file." type:"path" placeholder:"FILE"`
 	// Logger receives the stack's logs (not a flag).
 	Logger zerolog.Logger `kong:"-"`

@@ -24,7 +24,7 @@
 // Beyond mochi: a denied QoS 1 publish (also to $SYS) ends the connection; a connection
 // taken over by a new one with the same client ID loses its will (so a late "offline" does
 // not follow the new "online"); publishes beyond a client's rate are paced (QoS 1) or end
-// the connection (QoS 0 floods); a connection must send CONNECT within ConnectTimeout;
+// the connection (QoS 0 floods); a connection must send CONNECT within HandshakeTimeout;
 // refused subscriptions are never persisted; shared-subscription groups take turns among
 // connected members (or, with WorkerRouting "device", token workers get each device's
 // requests by a rendezvous hash of its ID over the connected members).
@@ -246,7 +246,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
-		b.mqttLn = newTrackListener(ln, b.cfg.ConnectTimeout)
+		b.mqttLn = newTrackListener(ln, b.cfg.HandshakeTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tcp", b.mqttLn)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
@@ -256,7 +256,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: tls: %w", err)
 		}
-		b.tlsLn = newTrackListener(ln, b.cfg.ConnectTimeout)
+		b.tlsLn = newTrackListener(ln, b.cfg.HandshakeTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tls", tls.NewListener(b.tlsLn, b.tlsConfig))); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}

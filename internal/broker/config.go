@@ -21,7 +21,7 @@ const (
 	DefaultSessionExpiry    = 7 * 24 * time.Hour
 	DefaultMessageExpiry    = 24 * time.Hour
 	DefaultRevocationSweep  = time.Second
-	DefaultConnectTimeout   = 10 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDeviceRate       = 10 // publishes per second
 	DefaultDeviceBurst      = 20
 )
@@ -60,9 +60,9 @@ type Config struct {
 	// list (DefaultRevocationSweep when zero).
 	RevocationSweep time.Duration
 
-	// ConnectTimeout bounds how long a new connection may take for its TLS handshake and
+	// HandshakeTimeout bounds how long a new connection may take for its TLS handshake and
 	// CONNECT packet (mochi alone would wait forever).
-	ConnectTimeout time.Duration
+	HandshakeTimeout time.Duration
 
 	// MaxPacketSize bounds every MQTT packet a client sends, in bytes; larger ones close
 	// the connection.
@@ -166,8 +166,8 @@ func (c *Config) applyDefaults() {
 	if c.RevocationSweep == 0 {
 		c.RevocationSweep = DefaultRevocationSweep
 	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if c.MaxPacketSize == 0 {
 		c.MaxPacketSize = DefaultMaxPacketSize
@@ -226,8 +226,8 @@ func (c *Config) validate() error {
 	if c.RevocationSweep < 10*time.Millisecond {
 		bad("revocationSweep %v: at least 10ms", c.RevocationSweep)
 	}
-	if c.ConnectTimeout < 10*time.Millisecond {
-		bad("connectTimeout %v: at least 10ms", c.ConnectTimeout)
+	if c.HandshakeTimeout < 10*time.Millisecond {
+		bad("handshakeTimeout %v: at least 10ms", c.HandshakeTimeout)
 	}
 	if c.MaxPacketSize < 1024 {
 		bad("maxPacketSize %d: at least 1024 bytes", c.MaxPacketSize)
