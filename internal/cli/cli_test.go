@@ -273,6 +273,8 @@ func TestSecret(t *testing.T) {
 		{nil, "", false, "", ""},
 		{map[string]string{"CLIPGATE_TEST_PASSWORD": "x"}, file, false, "", "not both"},
 		{map[string]string{"CLIPGATE_TEST_PASSWORD": ""}, "", true, "", "is empty"},
+		{map[string]string{"CLIPGATE_TEST_PASSWORD": ""}, file, true, "from-file", ""},
+		{map[string]string{"CLIPGATE_TEST_PASSWORD": ""}, "", false, "", ""},
 		{nil, "", true, "", "the secret is required: set $CLIPGATE_TEST_PASSWORD or --password-file"},
 		{nil, open, true, "", "chmod 600"},
 		{map[string]string{"CLIPGATE_TEST_PASSWORD_FILE": file}, "", true, "from-file", ""},

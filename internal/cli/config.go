@@ -64,7 +64,6 @@ func (r *resolver) load(kctx *kong.Context) error {
 		return nil
 	}
 	r.loaded = true
-	r.sources = map[*kong.Flag]string{}
 	cfg := r.flags["config"]
 	path, def := "", false
 	for _, p := range kctx.Path {

@@ -77,7 +77,7 @@ func NewParser(spec Spec, g any, io IO) (*Parser, error) {
 	}
 	io = io.withDefaults()
 	p := &Parser{spec: spec, io: io, g: gr}
-	p.res = &resolver{spec: spec, getenv: io.Getenv}
+	p.res = &resolver{spec: spec, getenv: io.Getenv, sources: map[*kong.Flag]string{}}
 	vars := kong.Vars{"logLevel": or(spec.LogLevel, "info"), "logFormat": or(spec.LogFormat, "json")}
 	for k, v := range spec.Vars {
 		vars[k] = v
@@ -128,7 +128,7 @@ func (p *Parser) Parse(args []string) (ctx *Context, err error) {
 	if err != nil {
 		return nil, Usage(err)
 	}
-	return &Context{Kong: kctx, IO: p.io, spec: p.spec, res: p.res, common: p.g.common()}, nil
+	return &Context{Kong: kctx, IO: p.io, res: p.res, common: p.g.common()}, nil
 }
 
 // Parse parses args into g (see NewParser and Parser.Parse).
@@ -145,7 +145,6 @@ type Context struct {
 	Kong *kong.Context
 	IO   IO
 
-	spec   Spec
 	res    *resolver
 	common *Common
 }
@@ -177,9 +176,9 @@ func (c *Context) flag(name string) *kong.Flag {
 	return nil
 }
 
-// Source says where the value of a flag came from: "--name" for the command line, the
-// variable's name, or "name in FILE" for the configuration file; "" when it has its
-// default.
+// Source says where the value of a flag came from: "--name" for the command line,
+// "$VARIABLE" for the environment, or "name in FILE" for the configuration file; "" when
+// it has its default.
 func (c *Context) Source(name string) string {
 	f := c.flag(name)
 	if f == nil {
@@ -267,9 +266,9 @@ func (r *resolver) helpValue(v *kong.Value) string {
 }
 
 // Secret returns the secret of the secret flag fileFlag (named x-file): read from the file
-// it names, or taken from the variable of x; setting both is an error. With required, a
-// missing secret is an error; otherwise it is "". Errors are *UsageError and name what
-// the secret is for.
+// it names, or taken from the variable of x (an empty variable counts as unset); setting
+// both is an error. With required, a missing secret is an error; otherwise it is "".
+// Errors are *UsageError and name what the secret is for.
 func (c *Context) Secret(fileFlag, what string, required bool) (string, error) {
 	f := c.flag(fileFlag)
 	if f == nil || !f.Tag.Has("secret") {

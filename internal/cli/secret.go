@@ -48,17 +48,16 @@ func ReadSecretFile(path string) (string, error) {
 }
 
 // lookupSecret returns the secret named what from the variable env (looked up with
-// getenv) or from file (given by flag), never both. With required, a missing or empty
-// secret is an error; otherwise a missing one is "".
+// getenv; empty counts as unset) or from file (given by flag), never both. With
+// required, a missing secret is an error; otherwise a missing one is "".
 func lookupSecret(getenv func(string) (string, bool), env, flag, file, what string, required bool) (string, error) {
-	v, inEnv := getenv(env)
+	v, set := getenv(env)
+	empty := set && v == ""
+	set = set && v != ""
 	switch {
-	case inEnv && file != "":
+	case set && file != "":
 		return "", fmt.Errorf("%s: set either $%s or %s, not both", what, env, flag)
-	case inEnv:
-		if v == "" && required {
-			return "", fmt.Errorf("%s: $%s is empty", what, env)
-		}
+	case set:
 		return v, nil
 	case file != "":
 		s, err := ReadSecretFile(file)
@@ -66,6 +65,8 @@ func lookupSecret(getenv func(string) (string, bool), env, flag, file, what stri
 			return "", fmt.Errorf("%s: %s: %w", what, flag, err)
 		}
 		return s, nil
+	case required && empty:
+		return "", fmt.Errorf("%s is required: $%s is empty; set it or %s", what, env, flag)
 	case required:
 		return "", fmt.Errorf("%s is required: set $%s or %s", what, env, flag)
 	}
