@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -451,5 +452,31 @@ func TestWatchSignals(t *testing.T) {
 				t.Fatalf("still running after %v", sig)
 			}
 		})
+	}
+}
+
+// TestLogNotColouredOffTerminal: the log (console format, the default) written to a pipe
+// or a file carries no colour escape codes; and with --log-format json it is JSON lines
+// whose keys are unique.
+func TestLogNotColouredOffTerminal(t *testing.T) {
+	t.Parallel()
+	cfg := offlineConfig(t)
+	for _, format := range []string{"console", "json"} {
+		w := startWatch(t, "--config", cfg, "--timeout", "200ms", "--log-format", format, "watch", t.TempDir())
+		deadline := time.Now().Add(watchTimeout)
+		for !strings.Contains(w.stderr.String(), "not connected to the broker") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no warning in the log:\n%s", w.stderr.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		w.stop(t)
+		log := w.stderr.String()
+		if strings.Contains(log, "\x1b[") {
+			t.Errorf("--log-format %s: escape codes in a log that is no terminal: %q", format, log)
+		}
+		if format == "json" {
+			clitest.CheckJSONLog(t, log)
+		}
 	}
 }
