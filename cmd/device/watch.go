@@ -8,6 +8,7 @@ import (
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/bytesize"
+	"github.com/clipgate/clipgate/internal/cli"
 )
 
 type watchCmd struct {
@@ -56,7 +57,7 @@ func (m *Main) watch(ctx context.Context) error {
 		OnEvent:      m.watchLine,
 	})
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 
 	cctx, stopConnecting := context.WithCancel(ctx)

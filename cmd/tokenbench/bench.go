@@ -21,6 +21,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
@@ -33,7 +34,7 @@ import (
 	"github.com/clipgate/clipgate/topics"
 )
 
-// Config is the command line.
+// Config is what to measure: the command's own flags.
 type Config struct {
 	Devices            int           `help:"Simulated devices, one MQTT connection each." default:"1000"`
 	Rounds             int           `help:"Measured requests per device and phase (each device asks, waits for its reply, asks again)." default:"5"`
@@ -42,12 +43,14 @@ type Config struct {
 	MaxConcurrent      int           `help:"AssumeRole calls in flight per worker (0: the worker's default, 32). A request waits up to 3 s for a slot before it is answered busy." default:"0"`
 	QueueSize          int           `help:"Requests a worker holds before it answers busy at once (0: room for every device's request, at least the worker's default of 8 x max-concurrent, so that the all-devices burst is queued, not shed)." default:"0"`
 	Reuse              bool          `help:"Let the workers hand out cached credentials (by default every request calls STS, as when each device asks once an hour)."`
-	Timeout            time.Duration `help:"How long a device waits for a reply." default:"10s"`
+	ReplyTimeout       time.Duration `help:"How long a device waits for a reply." default:"10s"`
 	ConnectConcurrency int           `help:"Devices connecting at once." default:"64"`
 	Phases             string        `help:"Phases to run: real, echo or both." enum:"real,echo,both" default:"both"`
 	WorkerRouting      string        `help:"Broker's routing of auth requests to token workers: round-robin (connected workers take turns) or device (a device's requests always go to the same worker, whose cache then reuses its credentials)." enum:"round-robin,device" default:"round-robin"`
-	MaxWritesPending   int32         `help:"Broker's outbound queue per client (0: the broker's default); a burst beyond it to one worker is dropped, and its devices wait --timeout." default:"0"`
-	CPUProfile         string        `help:"Write a CPU profile of the measured real phase to this file." type:"path"`
+	MaxWritesPending   int32         `help:"Broker's outbound queue per client (0: the broker's default); a burst beyond it to one worker is dropped, and its devices wait --reply-timeout." default:"0"`
+	CPUProfile         string        `help:"Write a CPU profile of the measured real phase to this file." type:"path" placeholder:"FILE"`
+	// Logger receives the stack's logs (not a flag).
+	Logger zerolog.Logger `kong:"-"`
 }
 
 // Phase is the measurement of one phase.
@@ -101,10 +104,26 @@ type Report struct {
 	BrokerAfter        broker.Stats
 }
 
+// check refuses a configuration that cannot be measured.
+func (cfg *Config) check() error {
+	if cfg.Devices < 1 || cfg.Rounds < 1 || cfg.Workers < 1 || cfg.EchoWorkers < 0 || cfg.ConnectConcurrency < 1 || cfg.ReplyTimeout <= 0 {
+		return errors.New("devices, rounds, workers, connect-concurrency and reply-timeout must be positive")
+	}
+	if cfg.MaxConcurrent < 0 || cfg.QueueSize < 0 || cfg.MaxWritesPending < 0 {
+		return errors.New("max-concurrent, queue-size and max-writes-pending must not be negative")
+	}
+	switch cfg.WorkerRouting {
+	case "", broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice:
+	default:
+		return fmt.Errorf("worker routing %q: %q or %q", cfg.WorkerRouting, broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice)
+	}
+	return nil
+}
+
 // Run starts the stack and the devices, runs the phases and prints the figures to out.
 func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
-	if cfg.Devices < 1 || cfg.Rounds < 1 || cfg.Workers < 1 || cfg.EchoWorkers < 0 || cfg.ConnectConcurrency < 1 || cfg.Timeout <= 0 {
-		return nil, errors.New("devices, rounds, workers, connect-concurrency and timeout must be positive")
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	if cfg.EchoWorkers == 0 {
 		cfg.EchoWorkers = cfg.Workers
@@ -112,15 +131,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.Phases == "" {
 		cfg.Phases = "both"
 	}
-	if cfg.MaxConcurrent < 0 || cfg.QueueSize < 0 || cfg.MaxWritesPending < 0 {
-		return nil, errors.New("max-concurrent, queue-size and max-writes-pending must not be negative")
-	}
-	switch cfg.WorkerRouting {
-	case "":
+	if cfg.WorkerRouting == "" {
 		cfg.WorkerRouting = broker.WorkerRoutingRoundRobin
-	case broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice:
-	default:
-		return nil, fmt.Errorf("worker routing %q: %q or %q", cfg.WorkerRouting, broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice)
 	}
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = tokenworker.DefaultMaxConcurrent
@@ -129,6 +141,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		cfg.QueueSize = max(cfg.Devices, 8*cfg.MaxConcurrent)
 	}
 	stack, err := inproc.Start(ctx, inproc.Options{
+		Logger:  cfg.Logger,
 		Workers: cfg.Workers,
 		WorkerConfig: func(c *tokenworker.Config) {
 			// The devices ask far more often than real ones would: lift the per-device
@@ -256,7 +269,7 @@ type fleet struct {
 
 // connectFleet connects the devices, each subscribed to its reply topic.
 func connectFleet(ctx context.Context, stack *inproc.Stack, cfg Config) (*fleet, error) {
-	f := &fleet{devices: make([]*device, cfg.Devices), timeout: cfg.Timeout}
+	f := &fleet{devices: make([]*device, cfg.Devices), timeout: cfg.ReplyTimeout}
 	scheme, fk := stack.Topics(), stack.FleetKey()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.ConnectConcurrency)

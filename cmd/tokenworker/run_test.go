@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -80,10 +81,10 @@ oss:
 device-rate: 1000
 device-burst: 1000
 `, 0o600)
-	m, _ := newTestMain(map[string]string{envPassword: "run-test-password", envSTSSecret: stsSecret})
+	m, logs := newTestMain(map[string]string{envPassword: "run-test-password", envSTSSecret: stsSecret})
 	err = m.ParseFlags([]string{"--config", cfgFile, "--broker", "tcp://" + b.Addr(), "--fleet-key-file", fleetFile,
 		"--revocations-file", revFile, "--sts-endpoint", lc.STSEndpoint(), "--oss-endpoint", lc.OSSEndpoint(),
-		"--workers", "2", "--client-id", "tw:run", "--connect-timeout", "30s", "--log-level", "error"})
+		"--workers", "2", "--client-id", "tw:run", "--connect-timeout", "30s", "--log-level", "debug"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +171,10 @@ device-burst: 1000
 	closed = true
 	if err := m.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	// The log is JSON lines whose keys are unique.
+	if lines := clitest.CheckJSONLog(t, logs.String()); len(lines) == 0 {
+		t.Error("no log at --log-level debug")
 	}
 }
 
