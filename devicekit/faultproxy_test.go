@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -31,6 +32,11 @@ const (
 	dropResponse faultAction = iota + 1
 	// dropRequest cuts the connection without forwarding the request.
 	dropRequest
+	// corruptBody flips the bits of the request body's first byte on the way to OSS, which
+	// stores what it got and reports its CRC-64.
+	corruptBody
+	// wrongCRC adds one to the CRC-64 that OSS reports in its answer.
+	wrongCRC
 )
 
 // fault injects action into the requests of operation op: it lets skip of them through,
@@ -143,7 +149,11 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hangUp(w)
 		return
 	}
-	out, err := http.NewRequest(r.Method, "http://"+p.target+r.RequestURI, r.Body)
+	body := io.Reader(r.Body)
+	if action == corruptBody {
+		body = io.MultiReader(&flipFirst{r: r.Body}, r.Body)
+	}
+	out, err := http.NewRequest(r.Method, "http://"+p.target+r.RequestURI, body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -165,6 +175,10 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
 	}
+	if v := resp.Header.Get("x-oss-hash-crc64ecma"); action == wrongCRC && v != "" {
+		crc, _ := strconv.ParseUint(v, 10, 64)
+		w.Header().Set("x-oss-hash-crc64ecma", strconv.FormatUint(crc+1, 10))
+	}
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
 }
@@ -176,4 +190,24 @@ func hangUp(w http.ResponseWriter) {
 		panic(err)
 	}
 	c.Close()
+}
+
+// flipFirst reads the first byte of r with its bits flipped, then stops (the rest of r
+// follows it in a MultiReader).
+type flipFirst struct {
+	r    io.Reader
+	done bool
+}
+
+func (f *flipFirst) Read(b []byte) (int, error) {
+	if f.done || len(b) == 0 {
+		return 0, io.EOF
+	}
+	f.done = true
+	n, err := io.ReadFull(f.r, b[:1])
+	if n == 1 {
+		b[0] ^= 0xff
+		return 1, nil
+	}
+	return 0, err
 }
