@@ -53,10 +53,17 @@ func (p *phase) measure(b *testing.B, fn func() error) {
 	p.allocs += heapAllocs() - allocs0
 }
 
-func benchUploadVsRawPut(b *testing.B, size int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := inproc.New(b, inproc.Options{BrokerConfig: func(c *broker.Config) { c.DeviceRate = -1 }})
+// benchKit is a connected kit on an in-process stack, the kit's credentials, and a clip
+// file of size random bytes.
+type benchKit struct {
+	stack *inproc.Stack
+	kit   *devicekit.Kit
+	creds *devicekit.Credentials
+	path  string
+}
+
+func newBenchKit(b *testing.B, ctx context.Context, size int, brokerConfig func(*broker.Config)) *benchKit {
+	s := inproc.New(b, inproc.Options{BrokerConfig: brokerConfig})
 	consumer, err := s.Consumer(ctx, "")
 	if err != nil {
 		b.Fatal(err)
@@ -69,7 +76,7 @@ func benchUploadVsRawPut(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer kit.Close()
+	b.Cleanup(func() { kit.Close() })
 	if err := kit.Connect(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -77,6 +84,20 @@ func benchUploadVsRawPut(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	data := make([]byte, size)
+	rand.Read(data)
+	path := filepath.Join(b.TempDir(), "clip.mp4")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return &benchKit{stack: s, kit: kit, creds: creds, path: path}
+}
+
+func benchUploadVsRawPut(b *testing.B, size int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bk := newBenchKit(b, ctx, size, func(c *broker.Config) { c.DeviceRate = -1 })
+	kit, creds, path := bk.kit, bk.creds, bk.path
 	client, err := oss.New(creds.OSS.Endpoint, creds.AccessKeyID, creds.AccessKeySecret,
 		oss.SecurityToken(creds.SecurityToken), oss.AuthVersion(oss.AuthV4), oss.Region(creds.OSS.Region), oss.ForcePathStyle(true))
 	if err != nil {
@@ -86,13 +107,6 @@ func benchUploadVsRawPut(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-
-	data := make([]byte, size)
-	rand.Read(data)
-	path := filepath.Join(b.TempDir(), "clip.mp4")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
 	upload := func(i int) error {
 		_, err := kit.Upload(ctx, devicekit.Clip{Path: path, Name: fmt.Sprintf("k%07d.mp4", i)})
 		return err
@@ -100,7 +114,7 @@ func benchUploadVsRawPut(b *testing.B, size int) {
 	rawPut := func(i int) error {
 		return bucket.PutObjectFromFile(fmt.Sprintf("%sraw/r%07d.mp4", creds.OSS.Prefix, i), path, oss.ContentType("video/mp4"))
 	}
-	// Warm up both paths (connections, the kit's read credentials are not needed).
+	// Warm up both paths (connections, caches).
 	if err := upload(-1); err != nil {
 		b.Fatal(err)
 	}
@@ -129,6 +143,29 @@ func benchUploadVsRawPut(b *testing.B, size int) {
 	b.ReportMetric(float64(rp.cpu.Microseconds())/1e3/n, "raw-cpu-ms/clip")
 	b.ReportMetric(float64(kp.allocs)/n, "kit-allocs/clip")
 	b.ReportMetric(float64(rp.allocs)/n, "raw-allocs/clip")
+}
+
+// BenchmarkUpload64KiBDefaultDeviceRate uploads 64 KiB clips one after another under the
+// broker's default per-device publish limit (10 a second, burst 20): past the burst the
+// device announces about 10 clips a second, whatever the upload costs. paced/clip is the
+// share of its publishes that the broker held back.
+//
+//	go test -run '^$' -bench 'BenchmarkUpload64KiBDefaultDeviceRate' -benchtime 120x ./devicekit/
+func BenchmarkUpload64KiBDefaultDeviceRate(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bk := newBenchKit(b, ctx, 64<<10, nil)
+	paced := bk.stack.BrokerStats().Paced
+	t0 := time.Now()
+	i := 0
+	for b.Loop() {
+		if _, err := bk.kit.Upload(ctx, devicekit.Clip{Path: bk.path, Name: fmt.Sprintf("k%07d.mp4", i)}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(i)/time.Since(t0).Seconds(), "clips/s")
+	b.ReportMetric(float64(bk.stack.BrokerStats().Paced-paced)/float64(i), "paced/clip")
 }
 
 func processCPU(b *testing.B) time.Duration {
