@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -296,14 +295,12 @@ func TestStatusOnlineOffline(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
 	statuses := make(chan string, 8)
-	s.service("consumer", "consumer-secret-1", func(c paho.Client) {
-		c.Subscribe(topics.Default().Status("cam-status"), 1, func(_ paho.Client, m paho.Message) {
-			var st struct{ Device, Status string }
-			if err := json.Unmarshal(m.Payload(), &st); err != nil || st.Device != "cam-status" {
-				t.Errorf("status message %s: %v", m.Payload(), err)
-			}
-			statuses <- st.Status
-		})
+	s.service("consumer", "consumer-secret-1", topics.Default().Status("cam-status"), func(m mqttclient.Message) {
+		var st struct{ Device, Status string }
+		if err := json.Unmarshal(m.Payload(), &st); err != nil || st.Device != "cam-status" {
+			t.Errorf("status message %s: %v", m.Payload(), err)
+		}
+		statuses <- st.Status
 	})
 	next := func() string {
 		select {
