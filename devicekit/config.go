@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -88,20 +88,9 @@ func configErr(format string, args ...any) error {
 // withDefaults validates c, applies defaults and creates the state directories.
 func (c Config) withDefaults() (Config, topics.Scheme, error) {
 	var scheme topics.Scheme
-	if c.BrokerURL == "" {
-		return c, scheme, configErr("BrokerURL is required")
-	}
-	u, err := url.Parse(c.BrokerURL)
+	err := mqttclient.CheckURL("BrokerURL", c.BrokerURL)
 	if err != nil {
-		return c, scheme, configErr("BrokerURL %q: %v", c.BrokerURL, err)
-	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-	default:
-		return c, scheme, configErr("BrokerURL %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", c.BrokerURL, u.Scheme)
-	}
-	if u.Host == "" {
-		return c, scheme, configErr("BrokerURL %q has no host", c.BrokerURL)
+		return c, scheme, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := deviceid.Validate(c.DeviceID); err != nil {
 		return c, scheme, configErr("DeviceID: %v", err)
