@@ -17,12 +17,12 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
@@ -368,13 +368,15 @@ func TestConsumerDropsGarbage(t *testing.T) {
 		t.Fatal(err)
 	}
 	const id = "cam-06"
-	opts := mqtt.NewClientOptions().AddBroker(s.BrokerURL()).SetClientID(id).SetUsername(id).
-		SetPassword(identity.MQTTPassword(s.DeviceKey(id), id, time.Now())).SetProtocolVersion(4)
-	dev := mqtt.NewClient(opts)
-	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("device connect: %v", tok.Error())
+	dev, err := mqttclient.New(mqttclient.Config{BrokerURL: s.BrokerURL(), ClientID: id, NoReconnect: true,
+		Credentials: func() (string, string) { return id, identity.MQTTPassword(s.DeviceKey(id), id, time.Now()) }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer dev.Disconnect(100)
+	defer dev.Close()
+	if err := dev.Connect(ctx); err != nil {
+		t.Fatalf("device connect: %v", err)
+	}
 	good := protocol.UploadEvent{V: 1, ID: "ev-1", Device: id, Status: protocol.StatusCompleted,
 		Bucket: "clips", Key: "clips/cam-06/2024/05/01/x.mp4", Size: 1, CRC64: "1",
 		ContentType: "video/mp4", RecordedAt: recorded, UploadedAt: recorded, Attempts: 1}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/testpki"
 )
 
 func TestCheckURL(t *testing.T) {
@@ -158,10 +159,10 @@ func TestBackoff(t *testing.T) {
 func TestTLSFilesGarbage(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ca := newCA(t)
-	caFile := ca.writeCA(t, dir)
-	certFile, keyFile := ca.issue(t, dir, "cam-1", false)
-	_, otherKey := ca.issue(t, dir, "cam-2", false)
+	ca := testpki.NewCA(t, "CA")
+	caFile := ca.WriteCA(t, dir)
+	certFile, keyFile := testpki.WritePair(t, dir, "cam-1", ca.Issue(t, "cam-1", false))
+	_, otherKey := testpki.WritePair(t, dir, "cam-2", ca.Issue(t, "cam-2", false))
 	garbage := filepath.Join(dir, "garbage.pem")
 	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)

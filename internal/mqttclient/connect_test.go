@@ -14,6 +14,7 @@ import (
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/testpki"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -321,13 +322,13 @@ func TestUnsubscribe(t *testing.T) {
 func TestTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	serverCA, deviceCA, rogueCA := newCA(t), newCA(t), newCA(t)
-	certFile, keyFile := serverCA.issue(t, dir, "broker", true)
+	serverCA, deviceCA, rogueCA := testpki.NewCA(t, "server CA"), testpki.NewCA(t, "device CA"), testpki.NewCA(t, "rogue CA")
+	certFile, keyFile := testpki.WritePair(t, dir, "broker", serverCA.Issue(t, "broker", true))
 	tb := newBroker(t, "", func(c *broker.Config) {
-		c.TLS = broker.TLSConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, ClientCAFile: deviceCA.writeCA(t, dir)}
+		c.TLS = broker.TLSConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, ClientCAFile: deviceCA.WriteCA(t, dir)}
 	})
 	url := "ssl://" + tb.b.TLSAddr()
-	caFile := serverCA.writeCA(t, dir)
+	caFile := serverCA.WriteCA(t, dir)
 	load := func(f mqttclient.TLSFiles) mqttclient.Config {
 		tc, err := f.Load()
 		if err != nil {
@@ -340,7 +341,7 @@ func TestTLS(t *testing.T) {
 	connect(t, newClient(t, load(mqttclient.TLSFiles{CAFile: caFile})))
 
 	for name, files := range map[string]mqttclient.TLSFiles{
-		"another CA":          {CAFile: rogueCA.writeCA(t, dir)},
+		"another CA":          {CAFile: rogueCA.WriteCA(t, dir)},
 		"another server name": {CAFile: caFile, ServerName: "broker.example"},
 		"system roots":        {},
 	} {
@@ -350,7 +351,7 @@ func TestTLS(t *testing.T) {
 	}
 
 	// A device with a certificate of the device CA whose CN is its ID needs no password.
-	devCert, devKey := deviceCA.issue(t, dir, "cam-tls", false)
+	devCert, devKey := testpki.WritePair(t, dir, "cam-tls", deviceCA.Issue(t, "cam-tls", false))
 	tc, err := mqttclient.TLSFiles{CAFile: caFile, CertFile: devCert, KeyFile: devKey}.Load()
 	if err != nil {
 		t.Fatal(err)
