@@ -303,16 +303,17 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Connect(ctx context.Context) error {
 	wait := make(chan error, 1)
 	c.mu.Lock()
-	switch {
-	case c.closed:
-		c.mu.Unlock()
+	closed, started := c.closed, c.started
+	if !closed && !started {
+		c.started, c.waiter = true, wait
+	}
+	c.mu.Unlock()
+	if closed {
 		return ErrClosed
-	case c.started:
-		c.mu.Unlock()
+	}
+	if started {
 		return errors.New("mqttclient: Connect called twice")
 	}
-	c.started, c.waiter = true, wait
-	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		if c.waiter == wait {
