@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -212,15 +212,19 @@ func TestServe(t *testing.T) {
 	}
 
 	pw := identity.MQTTPassword(identity.DeriveDeviceKey(fleet, "cam-1"), "cam-1", time.Now())
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("cam-1").
-		SetUsername("cam-1").SetPassword(pw).SetProtocolVersion(4).SetAutoReconnect(false))
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
+	c, err := mqttclient.New(mqttclient.Config{BrokerURL: "tcp://" + addr, ClientID: "cam-1", Username: "cam-1", Password: pw, NoReconnect: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if tok := c.Publish("clipgate/v1/devices/cam-1/status", 1, false, "up"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	connectCtx, cancelConnect := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelConnect()
+	if err := c.Connect(connectCtx); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	if tok := c.Publish("clipgate/v1/devices/cam-1/status", 1, false, []byte("up")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
-	c.Disconnect(100)
+	c.Close()
 
 	cancel()
 	select {

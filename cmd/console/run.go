@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/console"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -214,15 +213,9 @@ func (m *Main) config() (console.Config, error) {
 			return console.Config{}, err
 		}
 		if c.BrokerCA != "" {
-			pem, err := os.ReadFile(c.BrokerCA)
-			if err != nil {
+			if cfg.TLS, err = (mqttclient.TLSFiles{CAFile: c.BrokerCA}).Load(); err != nil {
 				return console.Config{}, fmt.Errorf("--broker-ca: %w", err)
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return console.Config{}, fmt.Errorf("--broker-ca %s: no PEM certificate found", c.BrokerCA)
-			}
-			cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
 	}
 	switch {

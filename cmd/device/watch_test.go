@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
@@ -362,6 +363,29 @@ func TestWatchUsageErrors(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, stdout, stderr, cli.ExitUsage, c.want)
 			}
 		})
+	}
+}
+
+// A usage error is told even while another process of the camera holds the state
+// directory (the parallel cases of TestWatchUsageErrors share one: 1 run in 10 got the
+// "is running" error instead of exit 2).
+func TestWatchUsageErrorWhileStateHeld(t *testing.T) {
+	t.Parallel()
+	cfg := offlineConfig(t)
+	dir := filepath.Dir(cfg) // as offlineConfig wrote it, with absolute paths
+	kc, err := deviceconfig.File{Broker: "tcp://127.0.0.1:1", DeviceID: "cam-usage",
+		DeviceKeyFile: filepath.Join(dir, "device.key"), StateDir: filepath.Join(dir, "state")}.KitConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := devicekit.New(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	code, stdout, stderr := runCmd(t, nil, "--config", cfg, "watch", t.TempDir(), "--poll-interval", "1ms")
+	if code != cli.ExitUsage || !strings.Contains(stderr, "PollInterval") || stdout != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and PollInterval", code, stdout, stderr, cli.ExitUsage)
 	}
 }
 

@@ -20,7 +20,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -28,7 +27,7 @@ import (
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -219,7 +218,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			defer e.Disconnect(100)
+			defer e.Close()
 		}
 		if rep.WarmEcho, err = fleet.run(ctx, "echo warm-up", 1); err != nil {
 			return nil, err
@@ -258,7 +257,7 @@ type device struct {
 	key          []byte
 	requestTopic string
 	replyTopic   string
-	client       paho.Client
+	client       *mqttclient.Client
 	replies      chan []byte
 }
 
@@ -291,62 +290,30 @@ func connectFleet(ctx context.Context, stack *inproc.Stack, cfg Config) (*fleet,
 }
 
 func (d *device) connect(ctx context.Context, url string) error {
-	opts := paho.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(url).
-		SetClientID(d.id).
-		SetUsername(d.id).
-		SetPassword(identity.MQTTPassword(d.key, d.id, time.Now())).
-		SetProtocolVersion(4).
-		SetCleanSession(true).
-		SetOrderMatters(false).
-		SetAutoReconnect(false).
-		SetConnectTimeout(30 * time.Second).
-		SetKeepAlive(2 * time.Minute)
-	c := paho.NewClient(opts)
-	if err := wait(ctx, c.Connect()); err != nil {
-		return fmt.Errorf("%s: connect: %w", d.id, err)
+	c, err := mqttclient.New(mqttclient.Config{
+		BrokerURL: url,
+		ClientID:  d.id,
+		Credentials: func() (string, string) {
+			return d.id, identity.MQTTPassword(d.key, d.id, time.Now())
+		},
+		NoReconnect:    true,
+		ConnectTimeout: 30 * time.Second,
+		KeepAlive:      2 * time.Minute,
+		Subscriptions: []mqttclient.Subscription{{Filter: d.replyTopic, QoS: 1, Handler: func(m mqttclient.Message) {
+			select {
+			case d.replies <- m.Payload():
+			default: // a device has one request out at a time: more is a stale duplicate
+			}
+		}}},
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.id, err)
 	}
 	d.client = c
-	tok := c.Subscribe(d.replyTopic, 1, func(_ paho.Client, m paho.Message) {
-		select {
-		case d.replies <- m.Payload():
-		default: // a device has one request out at a time: more is a stale duplicate
-		}
-	})
-	if err := wait(ctx, tok); err != nil {
-		return fmt.Errorf("%s: subscribe: %w", d.id, err)
-	}
-	if code := subackCode(tok, d.replyTopic); code > 2 {
-		return fmt.Errorf("%s: subscription to %s refused (%#x)", d.id, d.replyTopic, code)
+	if err := c.Connect(ctx); err != nil {
+		return fmt.Errorf("%s: connect: %w", d.id, err)
 	}
 	return nil
-}
-
-// subackCode returns the SUBACK code of filter; paho keys shared subscriptions by the
-// filter without its "$share/GROUP/" prefix.
-func subackCode(tok paho.Token, filter string) byte {
-	res := tok.(*paho.SubscribeToken).Result()
-	if code, ok := res[filter]; ok {
-		return code
-	}
-	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
-		if _, bare, ok := strings.Cut(rest, "/"); ok {
-			if code, ok := res[bare]; ok {
-				return code
-			}
-		}
-	}
-	return 0x80
-}
-
-func wait(ctx context.Context, tok paho.Token) error {
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func (f *fleet) close() {
@@ -360,7 +327,7 @@ func (f *fleet) close() {
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			d.client.Disconnect(0)
+			d.client.Close()
 			<-sem
 		}()
 	}
@@ -530,10 +497,11 @@ func (d *device) open(req *protocol.AuthRequest, nonce []byte, reply *protocol.A
 // startEcho connects an echo worker: a client of the token worker service account in the
 // workers' shared-subscription group that answers every request at once with a fixed
 // refusal (unavailable), without verifying it or calling STS.
-func startEcho(ctx context.Context, stack *inproc.Stack, n int) (paho.Client, error) {
+func startEcho(ctx context.Context, stack *inproc.Stack, n int) (*mqttclient.Client, error) {
 	scheme := stack.Topics()
 	user, pw := stack.ServiceAccount(topics.RoleTokenWorker)
-	handler := func(c paho.Client, m paho.Message) {
+	var c *mqttclient.Client
+	handler := func(m mqttclient.Message) {
 		kind, dev, ok := scheme.Parse(m.Topic())
 		if !ok || kind != topics.KindAuthRequest {
 			return
@@ -551,30 +519,21 @@ func startEcho(ctx context.Context, stack *inproc.Stack, n int) (paho.Client, er
 		}
 		c.Publish(scheme.AuthReply(dev), 1, false, b) // not waited for: inside a handler
 	}
-	opts := paho.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(stack.BrokerURL()).
-		SetClientID(broker.ServiceClientID(user, fmt.Sprintf("echo-%d", n))).
-		SetUsername(user).
-		SetPassword(pw).
-		SetProtocolVersion(4).
-		SetCleanSession(true).
-		SetOrderMatters(false).
-		SetAutoReconnect(false).
-		SetConnectTimeout(30 * time.Second)
-	c := paho.NewClient(opts)
-	if err := wait(ctx, c.Connect()); err != nil {
+	c, err := mqttclient.New(mqttclient.Config{
+		BrokerURL:      stack.BrokerURL(),
+		ClientID:       broker.ServiceClientID(user, fmt.Sprintf("echo-%d", n)),
+		Username:       user,
+		Password:       pw,
+		NoReconnect:    true,
+		ConnectTimeout: 30 * time.Second,
+		Subscriptions:  []mqttclient.Subscription{{Filter: scheme.WorkerFilter(topics.DefaultWorkerGroup), QoS: 1, Handler: handler}},
+	})
+	if err != nil {
 		return nil, fmt.Errorf("echo worker %d: %w", n, err)
 	}
-	filter := scheme.WorkerFilter(topics.DefaultWorkerGroup)
-	tok := c.Subscribe(filter, 1, handler)
-	if err := wait(ctx, tok); err != nil {
-		c.Disconnect(0)
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
 		return nil, fmt.Errorf("echo worker %d: %w", n, err)
-	}
-	if code := subackCode(tok, filter); code > 2 {
-		c.Disconnect(0)
-		return nil, fmt.Errorf("echo worker %d: subscription to %s refused (%#x)", n, filter, code)
 	}
 	return c, nil
 }

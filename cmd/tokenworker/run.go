@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/policy"
@@ -208,15 +207,9 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 	}
 	var tlsCfg *tls.Config
 	if c.BrokerCA != "" {
-		pem, err := os.ReadFile(c.BrokerCA)
-		if err != nil {
+		if tlsCfg, err = (mqttclient.TLSFiles{CAFile: c.BrokerCA}).Load(); err != nil {
 			return tokenworker.Config{}, nil, fmt.Errorf("--broker-ca: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return tokenworker.Config{}, nil, fmt.Errorf("--broker-ca %s: no PEM certificate found", c.BrokerCA)
-		}
-		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	seal := !c.NoSeal
 	if c.ClockWindow <= 0 {

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -104,16 +104,19 @@ device-burst: 1000
 	const id = "cam-run-1"
 	key := identity.DeriveDeviceKey(fleet, id)
 	replies := make(chan []byte, 8)
-	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID(id).SetUsername(id).
-		SetPassword(identity.MQTTPassword(key, id, time.Now())).SetProtocolVersion(4).SetOrderMatters(false))
-	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("device connect: %v", tok.Error())
+	dev, err := mqttclient.New(mqttclient.Config{BrokerURL: "tcp://" + b.Addr(), ClientID: id, NoReconnect: true,
+		Credentials: func() (string, string) { return id, identity.MQTTPassword(key, id, time.Now()) },
+		Subscriptions: []mqttclient.Subscription{{Filter: topics.Default().AuthReply(id), QoS: 1, Handler: func(m mqttclient.Message) {
+			replies <- m.Payload()
+		}}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer dev.Disconnect(0)
-	if tok := dev.Subscribe(topics.Default().AuthReply(id), 1, func(_ mqtt.Client, msg mqtt.Message) {
-		replies <- msg.Payload()
-	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("device subscribe: %v", tok.Error())
+	defer dev.Close()
+	connectCtx, cancelConnect := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelConnect()
+	if err := dev.Connect(connectCtx); err != nil {
+		t.Fatalf("device connect: %v", err)
 	}
 	ask := func() (*protocol.AuthRequest, *protocol.AuthReply) {
 		t.Helper()

@@ -27,10 +27,8 @@ package deviceconfig
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +40,7 @@ import (
 	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -117,8 +116,8 @@ func fieldErr(field string, format string, args ...any) error {
 // check validates the fields that are set.
 func (f *File) check() error {
 	if f.Broker != "" {
-		if err := checkBroker(f.Broker); err != nil {
-			return &FieldError{Field: "broker", Err: err}
+		if err := mqttclient.CheckURL("broker", f.Broker); err != nil {
+			return &FieldError{Field: "broker", Err: errors.Unwrap(err)} // FieldError names the field
 		}
 	}
 	if f.DeviceID != "" {
@@ -146,7 +145,7 @@ func (f *File) check() error {
 		if (t.CertFile == "") != (t.KeyFile == "") {
 			return fieldErr("tls", "cert-file and key-file go together: set both or neither")
 		}
-		if f.Broker != "" && !tlsScheme(f.Broker) {
+		if f.Broker != "" && !mqttclient.UsesTLS(f.Broker) {
 			return fieldErr("tls", "set, but broker %q does not use TLS (use ssl://, tls://, mqtts:// or wss://)", f.Broker)
 		}
 	}
@@ -156,34 +155,6 @@ func (f *File) check() error {
 		}
 	}
 	return nil
-}
-
-func checkBroker(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-	default:
-		return fmt.Errorf("%q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", s, u.Scheme)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q has no host", s)
-	}
-	return nil
-}
-
-func tlsScheme(broker string) bool {
-	u, err := url.Parse(broker)
-	if err != nil {
-		return false
-	}
-	switch u.Scheme {
-	case "ssl", "tls", "mqtts", "wss":
-		return true
-	}
-	return false
 }
 
 type pathField struct {
@@ -293,7 +264,7 @@ func (f File) KitConfig() (devicekit.Config, error) {
 		MultipartThreshold: int64(f.MultipartThreshold),
 		PartSize:           int64(f.PartSize),
 	}
-	if f.TLS != nil && tlsScheme(f.Broker) {
+	if f.TLS != nil && mqttclient.UsesTLS(f.Broker) {
 		if c.TLS, err = f.TLS.config(); err != nil {
 			return devicekit.Config{}, err
 		}
@@ -303,27 +274,18 @@ func (f File) KitConfig() (devicekit.Config, error) {
 
 // config builds the client TLS configuration.
 func (t *TLS) config() (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, &FieldError{Field: "tls.ca-file", Err: err}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fieldErr("tls.ca-file", "%s holds no PEM certificate", t.CAFile)
-		}
-		c.RootCAs = pool
-	}
 	if t.CertFile != "" {
 		if err := ownerOnly(t.KeyFile); err != nil {
 			return nil, &FieldError{Field: "tls.key-file", Err: err}
 		}
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fieldErr("tls.cert-file", "%v", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
+	}
+	c, err := mqttclient.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName}.Load()
+	var fe *mqttclient.FileError
+	switch {
+	case errors.As(err, &fe) && fe.Field == "CAFile":
+		return nil, &FieldError{Field: "tls.ca-file", Err: err}
+	case err != nil:
+		return nil, &FieldError{Field: "tls.cert-file", Err: err}
 	}
 	return c, nil
 }

@@ -2,25 +2,18 @@ package deviceconfig
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/testpki"
 )
 
 func writeKey(t *testing.T, path string) []byte {
@@ -222,41 +215,15 @@ func TestKitConfigRefusesReadableKey(t *testing.T) {
 	}
 }
 
-// testCert writes a self-signed certificate and its key (PEM) into dir.
-func testCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cam-1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
 func TestKitConfigTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "device.key")
 	writeKey(t, keyPath)
-	certFile, keyFile := testCert(t, dir)
+	ca := testpki.NewCA(t, "CA")
+	certFile, keyFile := testpki.WritePair(t, dir, "cam-1", ca.Issue(t, "cam-1", false))
 	f := File{Broker: "ssl://127.0.0.1:8883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir,
-		TLS: &TLS{CAFile: certFile, CertFile: certFile, KeyFile: keyFile, ServerName: "broker.test"}}
+		TLS: &TLS{CAFile: ca.WriteCA(t, dir), CertFile: certFile, KeyFile: keyFile, ServerName: "broker.test"}}
 	kc, err := f.KitConfig()
 	if err != nil {
 		t.Fatalf("KitConfig: %v", err)
