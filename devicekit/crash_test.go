@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // These tests set the package's test hooks (syncHook, stepHook), so they do not run in
@@ -210,5 +211,141 @@ func TestSweepForgetsEmptyJournalEntry(t *testing.T) {
 	}
 	if abandoned(&journal{}, false, mustStat(t, full), cutoff) {
 		t.Error("an unparsed, recent, non-empty entry (an older kit's) is abandoned before its age")
+	}
+}
+
+// powerLoss applies crash to every journal and outbox entry in stateDir that the syncs
+// recorded there (synced, in order) did not make durable: a file is durable once it was
+// synced (under its name, or as the temporary file that writeFile renamed to it) and
+// then its directory was.
+func powerLoss(t *testing.T, stateDir string, synced []string, crash func(path string) error) {
+	t.Helper()
+	durable := func(path string) bool {
+		dir, fileSynced := filepath.Dir(path), false
+		for _, name := range synced {
+			switch {
+			case name == path || filepath.Dir(name) == dir && strings.HasPrefix(filepath.Base(name), ".tmp-"):
+				fileSynced = true
+			case name == dir && fileSynced:
+				return true
+			}
+		}
+		return false
+	}
+	for _, sub := range []string{journalDir, outboxDir} {
+		es, err := os.ReadDir(filepath.Join(stateDir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if path := filepath.Join(stateDir, sub, e.Name()); !durable(path) {
+				if err := crash(path); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// The broker connection dies while a single PutObject's event is being published: before
+// the broker gets the PUBLISH, or after, before the device gets the PUBACK; the broker
+// comes back at once or stays away beyond RequestTimeout. Upload returns the completed
+// event, and the caller removes the clip (as Spool does), so the clip is never uploaded
+// again. Then the device crashes (killed, or power lost: what was not synced is gone or
+// empty) and restarts with a new kit on the same state directory. The event reaches the
+// consumer, under the ID that Upload returned and no other, and the state directory is
+// left clean. (This fails if Upload returns an unacknowledged event without syncing its
+// outbox entry, or drops the entry before the acknowledgement.)
+func TestUploadEventSurvivesBrokerCut(t *testing.T) {
+	var mu sync.Mutex
+	var synced []string
+	h := func(name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		synced = append(synced, name)
+	}
+	if !syncHook.CompareAndSwap(nil, &h) {
+		t.Fatal("syncHook in use")
+	}
+	t.Cleanup(func() { syncHook.Store(nil) })
+	syncsUnder := func(dir string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var names []string
+		for _, name := range synced {
+			if name == dir || strings.HasPrefix(name, dir+string(filepath.Separator)) {
+				names = append(names, name)
+			}
+		}
+		return names
+	}
+
+	for _, cut := range []struct {
+		name string
+		cut  mqttCut
+	}{{"before PUBLISH", cutPublish}, {"before PUBACK", cutPuback}} {
+		for _, stayDown := range []bool{false, true} {
+			for mode, crash := range crashModes {
+				broker := "back at once"
+				if stayDown {
+					broker = "stays away"
+				}
+				t.Run(cut.name+"/"+broker+"/"+mode, func(t *testing.T) {
+					t.Parallel()
+					s := newStack(t, stackOptions{})
+					const dev = "cam-cut"
+					proxy := newMQTTProxy(t, s.broker.Addr(), topics.Default().UploadEvent(dev), cut.cut, stayDown)
+					k1 := s.kit(dev, func(c *Config) {
+						c.BrokerURL = proxy.URL()
+						c.RequestTimeout = 2 * time.Second
+					})
+					path, data := clipFile(t, "cut.mp4", 64<<10)
+					ev, err := k1.Upload(t.Context(), Clip{Path: path})
+					if err != nil || ev.Status != clipgate.StatusCompleted {
+						t.Fatalf("Upload: %+v, %v", ev, err)
+					}
+					select {
+					case <-proxy.cuts:
+					default:
+						t.Fatal("the connection was never cut")
+					}
+					if err := os.Remove(path); err != nil { // uploaded: the caller lets it go
+						t.Fatal(err)
+					}
+					k1.Close()
+					powerLoss(t, k1.cfg.StateDir, syncsUnder(k1.cfg.StateDir), crash)
+
+					k2 := s.kit(dev, nil) // straight to the broker: flushes what the outbox kept
+					waitEmpty(t, k2, outboxDir)
+					if objs := s.objects(dev); len(objs) != 1 || objs[0] != ev.Key {
+						t.Errorf("objects %v, want %s only", objs, ev.Key)
+					}
+					if got := s.object(ev.Key); string(got) != string(data) {
+						t.Error("stored object differs from the clip")
+					}
+					// Every event published before the probe's has arrived before it.
+					probe, _ := clipFile(t, "probe.mp4", 1000)
+					pev, err := k2.Upload(t.Context(), Clip{Path: probe})
+					if err != nil {
+						t.Fatal(err)
+					}
+					announced := 0
+					for got := s.event(); got.ID != pev.ID; got = s.event() {
+						if got.ID != ev.ID || got.Key != ev.Key || got.CRC64 != crcOf(data) || got.Status != clipgate.StatusCompleted {
+							t.Errorf("consumer got %+v, want only event %s for %s", got, ev.ID, ev.Key)
+						}
+						announced++
+					}
+					if announced == 0 {
+						t.Errorf("event %s, returned by Upload, never arrived", ev.ID)
+					}
+					for _, sub := range []string{journalDir, outboxDir, checkpointDir} {
+						if es := dirEntries(t, k2, sub); len(es) != 0 {
+							t.Errorf("%s left %v", sub, es)
+						}
+					}
+				})
+			}
+		}
 	}
 }
