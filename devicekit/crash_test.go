@@ -304,6 +304,7 @@ func TestUploadEventSurvivesBrokerCut(t *testing.T) {
 					if err != nil || ev.Status != clipgate.StatusCompleted {
 						t.Fatalf("Upload: %+v, %v", ev, err)
 					}
+					synced := syncsUnder(k1.cfg.StateDir) // what a power loss now would keep
 					select {
 					case <-proxy.cuts:
 					default:
@@ -312,8 +313,8 @@ func TestUploadEventSurvivesBrokerCut(t *testing.T) {
 					if err := os.Remove(path); err != nil { // uploaded: the caller lets it go
 						t.Fatal(err)
 					}
-					k1.Close()
-					powerLoss(t, k1.cfg.StateDir, syncsUnder(k1.cfg.StateDir), crash)
+					k1.Close() // killed (or, with powerLoss, the power lost) as Upload returned
+					powerLoss(t, k1.cfg.StateDir, synced, crash)
 
 					k2 := s.kit(dev, nil) // straight to the broker: flushes what the outbox kept
 					waitEmpty(t, k2, outboxDir)
