@@ -1,5 +1,7 @@
 package devicekit
 
+import "sync/atomic"
+
 // Test hooks for the external tests of the spool (package devicekit_test). Set them
 // before Run.
 
@@ -25,3 +27,17 @@ func SetSpoolDroppingHook(s *Spool, fn func(name string)) { s.onDropping = fn }
 // SetSweepHook calls fn at the end of every background sweep of abandoned uploads, with
 // the number of multipart uploads it aborted.
 func SetSweepHook(k *Kit, fn func(aborted int, err error)) { k.onSweep = fn }
+
+// CountSyncs counts the fsyncs that the kits' state writes make from now on, until stop,
+// which returns the count.
+func CountSyncs() (stop func() int64) {
+	var n atomic.Int64
+	h := func(string) { n.Add(1) }
+	if !syncHook.CompareAndSwap(nil, &h) {
+		panic("syncHook in use")
+	}
+	return func() int64 {
+		syncHook.Store(nil)
+		return n.Load()
+	}
+}
