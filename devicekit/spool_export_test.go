@@ -41,3 +41,12 @@ func CountSyncs() (stop func() int64) {
 		return n.Load()
 	}
 }
+
+// SetStepHook calls fn at each step of Upload (see "Crash safety" in upload.go) from now
+// on, until stop.
+func SetStepHook(fn func(step string)) (stop func()) {
+	if !stepHook.CompareAndSwap(nil, &fn) {
+		panic("stepHook in use")
+	}
+	return func() { stepHook.Store(nil) }
+}

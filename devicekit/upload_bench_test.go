@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/metrics"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ import (
 // The broker's per-device publish limit (DefaultDeviceRate) is lifted: it caps a device
 // at about 10 uploads per second whatever the kit costs (see README, "Publish limits").
 //
+// N-...-ms/clip split the kit's wall time per clip (kit-ms/clip) by the steps of Upload.
 // kit-fsyncs/clip counts the fsyncs of the kit's state writes (journal, outbox), the
 // device's own; the local OSS syncs what it stores for both sides alike.
 //
@@ -110,8 +112,20 @@ func benchUploadVsRawPut(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Where the kit's time goes: the time from the previous step (or the call) to each
+	// step of Upload, and from the last to its return, summed by step.
+	var steps [len(uploadSteps)]time.Duration
+	var last time.Time
 	upload := func(i int) error {
+		last = time.Now()
+		stop := devicekit.SetStepHook(func(step string) {
+			now := time.Now()
+			steps[slices.Index(uploadSteps[:], step)] += now.Sub(last)
+			last = now
+		})
 		_, err := kit.Upload(ctx, devicekit.Clip{Path: path, Name: fmt.Sprintf("k%07d.mp4", i)})
+		stop()
+		steps[len(steps)-1] += time.Since(last)
 		return err
 	}
 	rawPut := func(i int) error {
@@ -126,6 +140,7 @@ func benchUploadVsRawPut(b *testing.B, size int) {
 	}
 
 	var kp, rp phase
+	steps = [len(steps)]time.Duration{} // not the warm-up's
 	i := 0
 	syncs := devicekit.CountSyncs()
 	for b.Loop() {
@@ -146,9 +161,28 @@ func benchUploadVsRawPut(b *testing.B, size int) {
 	b.ReportMetric(rp.wall.Seconds()/kp.wall.Seconds(), "kit/raw")
 	b.ReportMetric(float64(kp.cpu.Microseconds())/1e3/n, "kit-cpu-ms/clip")
 	b.ReportMetric(float64(rp.cpu.Microseconds())/1e3/n, "raw-cpu-ms/clip")
+	for i, d := range steps {
+		b.ReportMetric(float64(d.Microseconds())/1e3/n, uploadStepMetrics[i])
+	}
+	b.ReportMetric(float64(kp.wall.Microseconds())/1e3/n, "kit-ms/clip")
+	b.ReportMetric(float64(rp.wall.Microseconds())/1e3/n, "raw-ms/clip")
 	b.ReportMetric(float64(kp.allocs)/n, "kit-allocs/clip")
 	b.ReportMetric(float64(rp.allocs)/n, "raw-allocs/clip")
 }
+
+// uploadSteps are the steps of Upload that the kit's test hook names, then its return;
+// uploadStepMetrics name the time spent reaching each.
+var (
+	uploadSteps       = [...]string{"journal", "stored", "outbox", "acknowledged", "announced", ""}
+	uploadStepMetrics = [...]string{
+		"1-journal-ms/clip", // checks, credentials, journal entry written
+		"2-put-ms/clip",     // PutObject, file and CRC-64 checked
+		"3-outbox-ms/clip",  // event in the outbox
+		"4-ack-ms/clip",     // QoS 1 publish until the broker's PUBACK
+		"5-cleanup-ms/clip", // outbox entry removed
+		"6-return-ms/clip",  // journal entry removed
+	}
+)
 
 // BenchmarkUpload64KiBDefaultDeviceRate uploads 64 KiB clips one after another under the
 // broker's default per-device publish limit (10 a second, burst 20): past the burst the
