@@ -449,6 +449,8 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, err
 // cannot be announced again by calling anything again. A multipart upload keeps its
 // synced journal entry and checkpoints (the parts stored must outlive a power loss) and
 // announces its completed event as above.
+//
+// TestUploadCrashAtEachStep and TestUploadEventSurvivesBrokerCut (crash_test.go) check this.
 
 // eventID returns the event ID of the clip p stored under key: an HMAC under the device
 // key of the key and the file's size and modification time, as 22 characters of
