@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate"
+	"github.com/clipgate/clipgate/internal/atomicfile"
 	"github.com/clipgate/clipgate/topics"
 )
 
-// These tests set the package's test hooks (syncHook, stepHook), so they do not run in
+// These tests set the test hooks (atomicfile.SyncHook, stepHook), so they do not run in
 // parallel: a test that calls t.Parallel waits until they are over.
 
 // watchSyncs records the files and directories under dir that the kit syncs, until the
@@ -31,10 +32,10 @@ func watchSyncs(t *testing.T, dir string) func() []string {
 			names = append(names, name)
 		}
 	}
-	if !syncHook.CompareAndSwap(nil, &h) {
+	if !atomicfile.SyncHook.CompareAndSwap(nil, &h) {
 		t.Fatal("syncHook in use")
 	}
-	t.Cleanup(func() { syncHook.Store(nil) })
+	t.Cleanup(func() { atomicfile.SyncHook.Store(nil) })
 	return func() []string {
 		mu.Lock()
 		defer mu.Unlock()
@@ -216,15 +217,16 @@ func TestSweepForgetsEmptyJournalEntry(t *testing.T) {
 
 // powerLoss applies crash to every journal and outbox entry in stateDir that the syncs
 // recorded there (synced, in order) did not make durable: a file is durable once it was
-// synced (under its name, or as the temporary file that writeFile renamed to it) and
+// synced (under its name, or as the temporary file that atomicfile renamed to it) and
 // then its directory was.
 func powerLoss(t *testing.T, stateDir string, synced []string, crash func(path string) error) {
 	t.Helper()
 	durable := func(path string) bool {
 		dir, fileSynced := filepath.Dir(path), false
+		tmp := "." + filepath.Base(path) + strings.TrimSuffix(atomicfile.TempPattern, "*")
 		for _, name := range synced {
 			switch {
-			case name == path || filepath.Dir(name) == dir && strings.HasPrefix(filepath.Base(name), ".tmp-"):
+			case name == path || filepath.Dir(name) == dir && strings.HasPrefix(filepath.Base(name), tmp):
 				fileSynced = true
 			case name == dir && fileSynced:
 				return true
@@ -264,10 +266,10 @@ func TestUploadEventSurvivesBrokerCut(t *testing.T) {
 		defer mu.Unlock()
 		synced = append(synced, name)
 	}
-	if !syncHook.CompareAndSwap(nil, &h) {
+	if !atomicfile.SyncHook.CompareAndSwap(nil, &h) {
 		t.Fatal("syncHook in use")
 	}
-	t.Cleanup(func() { syncHook.Store(nil) })
+	t.Cleanup(func() { atomicfile.SyncHook.Store(nil) })
 	syncsUnder := func(dir string) []string {
 		mu.Lock()
 		defer mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/clipgate/clipgate"
+	"github.com/clipgate/clipgate/internal/atomicfile"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -54,7 +55,7 @@ func (k *Kit) queue(ev *clipgate.UploadEvent, syncFirst bool) error {
 		if !syncFirst {
 			// The event waits for the next flush: on disk. (A flush that published and
 			// removed it meanwhile leaves nothing to sync.)
-			if serr := syncPath(path); serr != nil && !errors.Is(serr, fs.ErrNotExist) {
+			if serr := atomicfile.Sync(path); serr != nil && !errors.Is(serr, fs.ErrNotExist) {
 				return fmt.Errorf("%w: %w", errOutbox, serr)
 			}
 		}

@@ -1,6 +1,10 @@
 package devicekit
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/clipgate/clipgate/internal/atomicfile"
+)
 
 // Test hooks for the external tests of the spool (package devicekit_test). Set them
 // before Run.
@@ -33,11 +37,11 @@ func SetSweepHook(k *Kit, fn func(aborted int, err error)) { k.onSweep = fn }
 func CountSyncs() (stop func() int64) {
 	var n atomic.Int64
 	h := func(string) { n.Add(1) }
-	if !syncHook.CompareAndSwap(nil, &h) {
+	if !atomicfile.SyncHook.CompareAndSwap(nil, &h) {
 		panic("syncHook in use")
 	}
 	return func() int64 {
-		syncHook.Store(nil)
+		atomicfile.SyncHook.Store(nil)
 		return n.Load()
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate"
+	"github.com/clipgate/clipgate/internal/atomicfile"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -675,66 +676,19 @@ func (k *Kit) removeJournal(j *journal) {
 	}
 }
 
-// writeFileAtomic writes b to path through a synced temporary file and a rename, so that
-// a crash leaves either the old content or the new.
-func writeFileAtomic(path string, b []byte) error { return writeFile(path, b, true) }
+// writeFileAtomic replaces path with b (mode 0600) so that a crash leaves the old
+// content or the new (internal/atomicfile).
+func writeFileAtomic(path string, b []byte) error {
+	return atomicfile.Write(path, b, 0o600)
+}
 
-// writeFile writes b to path through a temporary file and a rename, so that a reader
-// sees either the old content or the new. With durable, the file is synced before the
-// rename and the directory after it, so that a crash, even a power loss, leaves either
-// the old content or the new; without, a process crash does (the page cache survives
-// it), and a power loss may leave the old content, the new, or an empty file.
+// writeFile is writeFileAtomic if durable, else atomicfile.WriteVolatile: a process
+// crash leaves the old content or the new, a power loss either or nothing.
 func writeFile(path string, b []byte, durable bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(b)
-	if err == nil && durable {
-		err = syncFile(tmp)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
 	if durable {
-		syncDir(filepath.Dir(path))
+		return writeFileAtomic(path, b)
 	}
-	return nil
-}
-
-// syncPath makes the file at path, written by writeFile without durable, durable: it
-// syncs the file, then its directory (for the rename that named it).
-func syncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = syncFile(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir syncs directory dir, so that the names created or renamed in it last.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = syncFile(d)
-	d.Close()
-	return err
+	return atomicfile.WriteVolatile(path, b, 0o600)
 }
 
 // stepHook, when set (by tests), is called at each step of Upload that a crash may
@@ -748,15 +702,4 @@ func step(name string) {
 	if h := stepHook.Load(); h != nil {
 		(*h)(name)
 	}
-}
-
-// syncHook, when set (by tests), is called with the name of every file or directory
-// that the kit's atomic writes sync, before the sync.
-var syncHook atomic.Pointer[func(name string)]
-
-func syncFile(f *os.File) error {
-	if h := syncHook.Load(); h != nil {
-		(*h)(f.Name())
-	}
-	return f.Sync()
 }
