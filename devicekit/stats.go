@@ -15,11 +15,16 @@ type KitStats struct {
 	// OutboxDepth is the number of upload events waiting in the outbox for the broker's
 	// acknowledgement, counted now in StateDir.
 	OutboxDepth int
+	// Connected reports whether the kit is connected to the broker now.
+	Connected bool
 }
 
 // Stats returns the kit's counters. OutboxDepth is -1 when the outbox cannot be read.
 func (k *Kit) Stats() KitStats {
-	s := KitStats{CredentialRefreshes: k.refreshes.Load(), OutboxDepth: -1}
+	k.mu.Lock()
+	client := k.client
+	k.mu.Unlock()
+	s := KitStats{CredentialRefreshes: k.refreshes.Load(), OutboxDepth: -1, Connected: client != nil && client.Connected()}
 	entries, err := os.ReadDir(filepath.Join(k.cfg.StateDir, outboxDir))
 	if err == nil {
 		s.OutboxDepth = 0

@@ -54,11 +54,7 @@ func ConsumerCollector(consumer func() events.Stats, reconciler func() events.Re
 			ops.Counter(ch, errs, s.HandlerErrors, "handler")
 			ops.Counter(ch, errs, s.OSSErrors, "oss")
 			ops.Counter(ch, errs, s.DedupErrors, "dedup")
-			up := 0
-			if s.Connected {
-				up = 1
-			}
-			ops.Gauge(ch, connected, up)
+			ops.Gauge(ch, connected, boolValue(s.Connected))
 		}
 		if reconciler != nil {
 			r := reconciler()
@@ -83,12 +79,14 @@ func DeviceCollector(kit *devicekit.Kit, spool *devicekit.Spool) *ops.Collector 
 		rejected  = ops.Desc("device", "rejected_clips_total", "Clips that cannot be uploaded as they are (empty, unreadable).")
 		backlog   = ops.Desc("device", "spool_backlog_clips", "Clips in the spool waiting to be uploaded (-1: unreadable).")
 		backBytes = ops.Desc("device", "spool_backlog_bytes", "Bytes of the clips in the spool waiting to be uploaded (-1: unreadable).")
+		connected = ops.Desc("device", "broker_connected", "1 while the device is connected to the broker.")
 	)
-	descs := []*prometheus.Desc{refreshes, outbox, uploads, bytes, dropped, rejected, backlog, backBytes}
+	descs := []*prometheus.Desc{refreshes, outbox, uploads, bytes, dropped, rejected, backlog, backBytes, connected}
 	return ops.NewCollector(descs, func(ch chan<- prometheus.Metric) {
 		k := kit.Stats()
 		ops.Counter(ch, refreshes, k.CredentialRefreshes)
 		ops.Gauge(ch, outbox, k.OutboxDepth)
+		ops.Gauge(ch, connected, boolValue(k.Connected))
 		if spool == nil {
 			return
 		}
@@ -100,4 +98,16 @@ func DeviceCollector(kit *devicekit.Kit, spool *devicekit.Spool) *ops.Collector 
 		ops.Gauge(ch, backlog, s.Backlog)
 		ops.Gauge(ch, backBytes, s.BacklogBytes)
 	})
+}
+
+func boolValue(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// DeviceReady is a device's readiness check: "broker", the kit is connected.
+func DeviceReady(kit *devicekit.Kit) ops.Check {
+	return ops.ConnectedCheck("broker", func() bool { return kit.Stats().Connected })
 }

@@ -191,8 +191,11 @@ func (s *Server) Start(addr string) error {
 	return nil
 }
 
-// Addr returns the address Start listens on ("" before Start).
+// Addr returns the address Start listens on ("" before Start, and for a nil Server).
 func (s *Server) Addr() string {
+	if s == nil {
+		return ""
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln == nil {
@@ -201,8 +204,12 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// Close stops serving (requests in flight get a moment to finish).
+// Close stops serving (requests in flight get a moment to finish). A nil Server is
+// closed already.
 func (s *Server) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	srv := s.srv
 	s.mu.Unlock()
@@ -217,4 +224,17 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return err
+}
+
+// Serve starts the endpoint of a command on addr, or returns nil when addr is empty (the
+// endpoint is off). Close the returned server when the command ends (nil is fine).
+func Serve(addr, service string, reg *prometheus.Registry, checks ...Check) (*Server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	s := NewServer(service, reg, checks...)
+	if err := s.Start(addr); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
