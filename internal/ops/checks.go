@@ -21,7 +21,7 @@ func ConnectedCheck(name string, connected func() bool) Check {
 }
 
 // HTTPReachable is a check that endpoint (a URL, or host:port for https) answers HTTP at
-// all: any response, whatever its status, counts, since the check is about the network
+// all (client nil: a client without keep-alive connections): any response, whatever its status, counts, since the check is about the network
 // path and the server, not about credentials (a GET of the root of STS or OSS costs the
 // caller nothing and changes nothing).
 func HTTPReachable(name, endpoint string, client *http.Client) Check {
@@ -30,7 +30,9 @@ func HTTPReachable(name, endpoint string, client *http.Client) Check {
 		target = "https://" + target
 	}
 	if client == nil {
-		client = &http.Client{}
+		// A fresh connection each time: the check is about reaching the server now, not
+		// about a pooled connection to it.
+		client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}}
 	}
 	return Check{Name: name, Run: func(ctx context.Context) error {
 		u, err := url.Parse(target)
