@@ -49,8 +49,9 @@ func serve(t testing.TB, service string, checks []ops.Check, cs ...prometheus.Co
 	return s
 }
 
-// waitFor waits until cond holds, checking it whenever poke says something may have
-// changed, or fails the test when ctx ends.
+// waitFor waits until cond holds, or fails the test when ctx ends. It is for states that
+// another process's goroutines reach (a broker noticing a disconnection) and that the test
+// has no event to wait on.
 func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -226,13 +227,15 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 
 	// cam-2 asks for credentials twice, from two kits in turn: the second is served from
-	// the worker's cache.
+	// the worker's cache. Each kit's connection is gone from the broker before the next
+	// one comes (else the broker would count a session takeover).
 	for range 2 {
 		k := newKit(t, ctx, stack, "cam-2")
 		if _, err := k.Credentials(ctx); err != nil {
 			t.Fatal(err)
 		}
 		k.Close()
+		waitFor(t, ctx, "cam-2 to be disconnected", func() bool { _, up := stack.Broker().Connected("cam-2"); return !up })
 	}
 
 	// cam-3 publishes a rejected event twice (the second is a duplicate) and a failed one,

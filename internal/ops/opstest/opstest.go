@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -151,4 +153,25 @@ func get(t testing.TB, url string) (string, int) {
 // Delta returns after minus before for a series.
 func Delta(before, after Metrics, name string, labels ...string) float64 {
 	return after.Get(name, labels...) - before.Get(name, labels...)
+}
+
+// fqNameRE finds the name in a Desc's String (client_golang has no accessor for it).
+var fqNameRE = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// DescribedNames returns the names of the metrics the collectors describe.
+func DescribedNames(cs ...prometheus.Collector) map[string]bool {
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	out := map[string]bool{}
+	for d := range ch {
+		if m := fqNameRE.FindStringSubmatch(d.String()); m != nil {
+			out[m[1]] = true
+		}
+	}
+	return out
 }
