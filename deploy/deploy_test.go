@@ -140,10 +140,10 @@ func TestUnits(t *testing.T) {
 	}
 }
 
-// TestUnitsVerify runs systemd-analyze verify on the units, when it is installed (with
-// CLIPGATE_E2E=1 it must be), and
-// fails on any complaint (it exits 0 on unknown keys and bad values, with a warning). The
-// binaries are not installed here, so ExecStart runs /bin/true in the copies it checks.
+// TestUnitsVerify runs systemd-analyze verify on the units when it is installed (with
+// CLIPGATE_E2E=1 it must be) and fails on any complaint: it exits 0 on unknown keys and
+// bad values, with a warning. The binaries are not installed here, so ExecStart runs
+// /bin/true in the copies it checks.
 func TestUnitsVerify(t *testing.T) {
 	t.Parallel()
 	analyze, err := exec.LookPath("systemd-analyze")
