@@ -11,7 +11,7 @@ var lagBounds = [...]float64{1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 24 * 3600}
 // LagBuckets returns the upper bounds, in seconds, of the buckets of LagHistogram.Counts.
 func LagBuckets() []float64 { return append([]float64(nil), lagBounds[:]...) }
 
-// LagHistogram is the distribution of the ingest lag of handled completed-upload events:
+// LagHistogram is the distribution of the ingest lag of handled verified events:
 // the time from the upload's completion (the event's UploadedAt, by the device's clock)
 // to the handler's acceptance. Counts[i] counts the events with a lag up to
 // LagBuckets()[i] seconds (cumulative, as Prometheus has it); Count counts them all and
