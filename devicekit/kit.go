@@ -65,6 +65,7 @@ type Kit struct {
 	http      *http.Client // OSS requests
 	transport *http.Transport
 
+	refreshes  atomic.Int64 // credentials accepted (Stats)
 	flushing   atomic.Bool  // an outbox flush is running
 	flushFail  atomic.Int32 // outbox flushes failed in a row (retryFlush)
 	uploading  sync.Map     // journal paths of the uploads in progress (and of the entries a sweep works on)

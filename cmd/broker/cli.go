@@ -18,6 +18,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -73,6 +74,7 @@ func run(ctx context.Context, io cli.IO, args []string) error {
 }
 
 type serveCmd struct {
+	cli.Ops
 	Addr                 string        `help:"MQTT TCP listen address; \"none\" disables it." default:"${defaultAddr}"`
 	TLSAddr              string        `name:"tls-addr" help:"MQTT over TLS listen address (default ${defaultTLSAddr} when --tls-cert is set)."`
 	TLSCert              string        `name:"tls-cert" help:"TLS certificate chain (PEM); enables the TLS listener." type:"path" placeholder:"FILE"`
@@ -155,9 +157,18 @@ func (s *serveCmd) Run(e *env) error {
 	if err := b.Start(); err != nil {
 		return err
 	}
+	reg := ops.NewRegistry("broker")
+	reg.MustRegister(b.Collector())
+	opsSrv, err := ops.Serve(s.MetricsAddr, "broker", reg, b.ReadyCheck())
+	if err != nil {
+		return errors.Join(cli.Usage(fmt.Errorf("--metrics-addr: %w", err)), b.Close())
+	}
+	if opsSrv != nil {
+		log.Info().Str("addr", opsSrv.Addr()).Msg("serving /metrics, /healthz and /readyz")
+	}
 	<-e.ctx.Done()
 	log.Info().Msg("shutting down")
-	return b.Close()
+	return errors.Join(opsSrv.Close(), b.Close())
 }
 
 type fleetKeyCmd struct {

@@ -73,6 +73,7 @@ type Broker struct {
 	sessions sessions
 	picker   *picker
 	stats    counters
+	met      connMetrics  // connects and refusals, for Collector
 	store    *storageHook // nil without a data dir
 	carry    takeovers    // messages carried across session takeovers
 

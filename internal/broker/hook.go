@@ -42,12 +42,14 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	p, r, why := b.authenticate(cl, pk)
 	if r != refuseNone {
 		b.stats.authFailures.Add(1)
+		b.met.refused(r)
 		b.log.Info().Str("client", cl.ID).Str("username", safeUsername(pk.Connect.Username)).
 			Str("remote", cl.Net.Remote).Str("refusal", r.String()).Str("reason", why).Msg("connection refused")
 		_ = b.srv.SendConnack(cl, r.connackCode(cl.Properties.ProtocolVersion), false, nil)
 		return errRefused
 	}
 	b.sessions.add(cl, b.newSession(p))
+	b.met.accepted(p.Role)
 	b.log.Debug().Str("client", cl.ID).Str("role", p.Role.String()).Str("remote", cl.Net.Remote).Msg("client authenticated")
 	return nil
 }

@@ -135,10 +135,12 @@ func (b *Broker) emqxAuthn(w http.ResponseWriter, r *http.Request) {
 	p, refused, why := b.decideLogin(&in)
 	if refused != refuseNone {
 		b.stats.authFailures.Add(1)
+		b.met.refused(refused)
 		b.log.Info().Str("client", req.ClientID).Str("refusal", refused.String()).Str("reason", why).Msg("emqx authn denied")
 		writeJSON(w, http.StatusOK, emqxAuthnResponse{Result: "deny"})
 		return
 	}
+	b.met.accepted(p.Role)
 	role := p.Role.String()
 	writeJSON(w, http.StatusOK, emqxAuthnResponse{
 		Result: "allow",
