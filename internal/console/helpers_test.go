@@ -60,6 +60,8 @@ type envOptions struct {
 	// brokerLater stops the stack before the console starts (implies noStart): nothing
 	// listens on its addresses (held for the test) until env.restart starts it again.
 	brokerLater bool
+	// db is the store to use instead of a fresh SQLite file (benchmarks seed it).
+	db *DB
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -73,7 +75,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.stack.MQTTAddr, o.stack.OSSAddr, o.stack.STSAddr = clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t)
 	}
 	e.stack = inproc.New(t, o.stack)
-	e.db = openTestDB(t, o.dialect)
+	if e.db = o.db; e.db == nil {
+		e.db = openTestDB(t, o.dialect)
+	}
 	client, err := e.stack.OSSClient()
 	if err != nil {
 		t.Fatal(err)
