@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,10 +37,11 @@ func BenchmarkIngest(b *testing.B) {
 // BenchmarkIngestGrowth is BenchmarkIngest (window 16) with 1k, 100k and 1M clips already
 // in the SQLite index (CLIPGATE_BENCH_SEEDS="1000,100000" to choose), to show how the
 // ingest rate changes as the index grows. Each size's index is built once per process
-// (buildBenchIndex: one transaction, 1,000 devices) and copied for every run, so with
-// -count N the sizes take turns.
+// (buildBenchIndex: one transaction, 1,000 devices) and copied for every run;
+// CLIPGATE_BENCH_ROUNDS=N runs the sizes N times in turn (-count would repeat each size
+// back to back).
 //
-//	go test -run '^$' -bench IngestGrowth -benchtime 2000x -count 2 ./internal/console
+//	CLIPGATE_BENCH_ROUNDS=2 go test -run '^$' -bench IngestGrowth -benchtime 2000x ./internal/console
 func BenchmarkIngestGrowth(b *testing.B) {
 	seeds := []int{1000, 100_000, 1_000_000}
 	if v := os.Getenv("CLIPGATE_BENCH_SEEDS"); v != "" {
@@ -52,12 +54,29 @@ func BenchmarkIngestGrowth(b *testing.B) {
 			seeds = append(seeds, n)
 		}
 	}
-	for _, n := range seeds {
-		b.Run(fmt.Sprintf("indexed=%d", n), func(b *testing.B) {
-			db := seededCopy(b, n)
-			benchIngest(b, 16, db)
-		})
+	rounds := 1
+	if v := os.Getenv("CLIPGATE_BENCH_ROUNDS"); v != "" {
+		var err error
+		if rounds, err = strconv.Atoi(v); err != nil {
+			b.Fatalf("CLIPGATE_BENCH_ROUNDS: %v", err)
+		}
 	}
+	for range rounds { // the sizes take turns, so that the machine's load hits them alike
+		for _, n := range seeds {
+			b.Run(fmt.Sprintf("indexed=%d", n), func(b *testing.B) {
+				db := seededCopy(b, n)
+				benchIngest(b, 16, db)
+			})
+		}
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far (the whole in-process stack:
+// broker, local OSS, console, publisher).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // seededIndexes holds, per size, the path of a closed SQLite file seeded with that many
@@ -138,7 +157,7 @@ func benchIngest(b *testing.B, window int, db *DB) {
 		payloads[i], topicsOf[i] = p, scheme.UploadEvent(dev)
 	}
 	adm := e.admin()
-	start := e.console.Stats().Indexed
+	start, cpu0 := e.console.Stats().Indexed, cpuTime()
 	dropped0 := e.stack.BrokerStats().MessagesDropped
 	b.ResetTimer()
 	pending := make([]mqtt.Token, 0, window)
@@ -166,6 +185,7 @@ func benchIngest(b *testing.B, window int, db *DB) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(indexed)/b.Elapsed().Seconds(), "indexed/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
 	b.ReportMetric(float64(dropped), "dropped")
 	if st := e.console.Stats().Consumer; st.Verified < indexed {
 		b.Fatalf("verified %d of %d indexed events (rejected %v)", st.Verified, indexed, st.Rejected)
