@@ -75,6 +75,7 @@ type Broker struct {
 	stats    counters
 	store    *storageHook // nil without a data dir
 	carry    takeovers    // messages carried across session takeovers
+	lim      *limits      // abuse limits (limits.go)
 
 	mu      sync.Mutex
 	started bool
@@ -109,6 +110,7 @@ func New(cfg Config) (*Broker, error) {
 		b.now = time.Now
 	}
 	b.scheme, _ = topics.New(cfg.TopicRoot) // validated
+	b.lim = newLimits(cfg.Limits, cfg.PasswordWindow, b.now)
 	b.readKinds = newReadKinds(b.scheme)
 
 	var err error
@@ -242,7 +244,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
-		b.mqttLn = newTrackListener(ln, b.cfg.HandshakeTimeout)
+		b.mqttLn = newTrackListener(&limitListener{ln, b}, b.cfg.HandshakeTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tcp", b.mqttLn)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
@@ -252,7 +254,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: tls: %w", err)
 		}
-		b.tlsLn = newTrackListener(ln, b.cfg.HandshakeTimeout)
+		b.tlsLn = newTrackListener(&limitListener{ln, b}, b.cfg.HandshakeTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tls", tls.NewListener(b.tlsLn, b.tlsConfig))); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
@@ -483,6 +485,7 @@ type Stats struct {
 	RevokedDisconnects int64 `json:"revoked_disconnects"`
 	Takeovers          int64 `json:"takeovers"`       // live connections replaced by one with the same client ID
 	TakeoverCarried    int64 `json:"takeoverCarried"` // messages carried from a taken-over session to the new one
+	AbuseStats
 }
 
 // Stats returns a snapshot of the counters.
@@ -513,6 +516,7 @@ func (b *Broker) Stats() Stats {
 		RevokedDisconnects: b.stats.revokedDisconnects.Load(),
 		Takeovers:          b.stats.takeovers.Load(),
 		TakeoverCarried:    b.stats.takeoverCarried.Load(),
+		AbuseStats:         b.lim.stats(),
 	}
 }
 
