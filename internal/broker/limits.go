@@ -164,6 +164,7 @@ func (c *LimitsConfig) validate() error {
 
 // AbuseStats are the counters of the abuse limits, part of Stats (/sys).
 type AbuseStats struct {
+	SyncedPasswords      int64 `json:"synced_passwords"`       // device logins with a synced password (narrow window)
 	PasswordReplays      int64 `json:"password_replays"`       // device passwords refused as used before
 	PasswordCacheFull    int64 `json:"password_cache_full"`    // device logins refused: replay cache full
 	PasswordCacheEntries int64 `json:"password_cache_entries"` // passwords remembered now
@@ -193,7 +194,7 @@ type limits struct {
 	pending   *pendingCount
 
 	passwordReplays, passwordCacheFull, loginsDelayed, loginsBlocked  atomic.Int64
-	bcryptBusy                                                        atomic.Int64
+	bcryptBusy, syncedPasswords                                       atomic.Int64
 	clientRateLimited, sourceRateLimited, pendingRefused, subsRefused atomic.Int64
 	retainRefused, untracked                                          atomic.Int64
 }
@@ -212,6 +213,7 @@ func newLimits(cfg LimitsConfig, window time.Duration, now func() time.Time) *li
 
 func (l *limits) stats() AbuseStats {
 	return AbuseStats{
+		SyncedPasswords:      l.syncedPasswords.Load(),
 		PasswordReplays:      l.passwordReplays.Load(),
 		PasswordCacheFull:    l.passwordCacheFull.Load(),
 		PasswordCacheEntries: int64(l.passwords.Len()),
@@ -244,6 +246,9 @@ func (b *Broker) passwordOnce(deviceID, password string) (refusal, string) {
 	}
 	switch {
 	case err == nil:
+		if st.Synced {
+			b.lim.syncedPasswords.Add(1)
+		}
 		return refuseNone, ""
 	case errors.Is(err, identity.ErrReplay):
 		b.lim.passwordReplays.Add(1)
