@@ -677,13 +677,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		remote := c.RemoteAddr().String()
 		switch {
 		case !lim.srcRates.allow(sourceOf(remote), lim.now()):
+			_ = c.Close() // mochi's Serve stops at an Accept error: refuse here and go on
 			lim.sourceRateLimited.Add(1)
 		case !lim.pending.add(remote):
+			_ = c.Close()
 			lim.pendingRefused.Add(1)
 		default:
 			return &pendingConn{Conn: c, p: lim.pending, remote: remote}, nil
 		}
-		_ = c.Close() // mochi's Serve stops at an Accept error: refuse here and go on
 	}
 }
 

@@ -2,7 +2,10 @@ package broker
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,5 +152,278 @@ func TestUnknownEventNameRefused(t *testing.T) {
 	cons.waitMessage(t, e.scheme.UploadEvent("cam-ev"), "marker")
 	if n := cons.count(); n != 1 {
 		t.Fatalf("consumer got %d messages, want only the marker", n)
+	}
+}
+
+// dialFrom opens a TCP connection to the broker from a loopback source address.
+func (e *testEnv) dialFrom(t testing.TB, ip string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	conn, err := d.Dial("tcp", e.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	return conn
+}
+
+// loginFrom sends a CONNECT from source ip and returns the CONNACK code; the connection
+// is closed after.
+func (e *testEnv) loginFrom(t testing.TB, ip string, c connectPacket) byte {
+	t.Helper()
+	conn := e.dialFrom(t, ip)
+	defer conn.Close()
+	if _, err := conn.Write(c.encode()); err != nil {
+		t.Fatal(err)
+	}
+	return readConnack(t, conn)
+}
+
+func serviceLogin(user, password string) connectPacket {
+	return connectPacket{clientID: unique(user + ":"), username: user, password: password, clean: true, keepalive: 30}
+}
+
+// 12.6: failed logins from one source address are answered later and later, and after
+// BlockAfter of them the address is blocked (3, server unavailable) even with the right
+// password, without a password check, until BlockFor has passed. Other addresses are
+// not affected. The clock is fake.
+func TestLoginThrottleBlocksSource(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	e := newEnv(t, func(c *Config) {
+		c.Now = clock.Now
+		c.Limits.FailureDelay, c.Limits.MaxFailureDelay = time.Millisecond, 2*time.Millisecond
+		c.Limits.BlockAfter, c.Limits.BlockFor = 3, time.Minute
+	})
+	const attacker, other = "127.0.0.21", "127.0.0.22"
+	for i := range 3 {
+		if code := e.loginFrom(t, attacker, serviceLogin("admin", "guess-"+strconv.Itoa(i))); code != 4 {
+			t.Fatalf("guess %d: CONNACK %d, want 4", i, code)
+		}
+	}
+	if code := e.loginFrom(t, attacker, serviceLogin("admin", passwordOf("admin"))); code != 3 {
+		t.Fatalf("right password from the blocked address: CONNACK %d, want 3", code)
+	}
+	dev := connectPacket{clientID: "cam-thr", username: "cam-thr", password: e.devicePassword("cam-thr"), clean: true, keepalive: 30}
+	if code := e.loginFrom(t, attacker, dev); code != 3 {
+		t.Fatalf("device from the blocked address: CONNACK %d, want 3", code)
+	}
+	if code := e.loginFrom(t, other, serviceLogin("consumer", passwordOf("consumer"))); code != 0 {
+		t.Fatalf("another address: CONNACK %d, want 0", code)
+	}
+	st := e.sysStats()
+	if st.LoginsDelayed != 3 || st.LoginsBlocked != 2 {
+		t.Fatalf("/sys logins_delayed %d, logins_blocked %d; want 3 and 2", st.LoginsDelayed, st.LoginsBlocked)
+	}
+	clock.Add(time.Minute + time.Second)
+	if code := e.loginFrom(t, attacker, serviceLogin("admin", passwordOf("admin"))); code != 0 {
+		t.Fatalf("after the block: CONNACK %d, want 0", code)
+	}
+}
+
+// 12.6: guesses at one service username from many addresses block the username, but not
+// for an address it logged in from before, so an attack cannot lock a service out.
+// Device usernames are never blocked: their passwords are MACs, not guessable.
+func TestLoginThrottleBlocksUsername(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	e := newEnv(t, func(c *Config) {
+		c.Now = clock.Now
+		c.Limits.FailureDelay, c.Limits.MaxFailureDelay = time.Millisecond, 2*time.Millisecond
+		c.Limits.BlockAfter, c.Limits.BlockFor = 3, time.Minute
+	})
+	const home = "127.0.0.31"
+	if code := e.loginFrom(t, home, serviceLogin("worker", passwordOf("worker"))); code != 0 {
+		t.Fatalf("worker from home: CONNACK %d", code)
+	}
+	for i, src := range []string{"127.0.0.32", "127.0.0.33", "127.0.0.34"} {
+		if code := e.loginFrom(t, src, serviceLogin("worker", "guess")); code != 4 {
+			t.Fatalf("guess %d: CONNACK %d, want 4", i, code)
+		}
+		dev := connectPacket{clientID: "cam-u", username: "cam-u", password: "v1.1.AAAAAAAAAAAAAAAA." + strings.Repeat("A", 43), clean: true, keepalive: 30}
+		if code := e.loginFrom(t, src, dev); code != 4 {
+			t.Fatalf("forged device password %d: CONNACK %d, want 4", i, code)
+		}
+	}
+	if code := e.loginFrom(t, "127.0.0.35", serviceLogin("worker", passwordOf("worker"))); code != 3 {
+		t.Fatalf("worker from a new address while blocked: CONNACK %d, want 3", code)
+	}
+	if code := e.loginFrom(t, home, serviceLogin("worker", passwordOf("worker"))); code != 0 {
+		t.Fatalf("worker from home while blocked elsewhere: CONNACK %d, want 0", code)
+	}
+	dev := connectPacket{clientID: "cam-u", username: "cam-u", password: e.devicePassword("cam-u"), clean: true, keepalive: 30}
+	if code := e.loginFrom(t, "127.0.0.36", dev); code != 0 {
+		t.Fatalf("device after forged passwords for it: CONNACK %d, want 0", code)
+	}
+}
+
+// 12.6: the bcrypt gate runs at most its concurrency at once, at most perSource for one
+// source, and refuses what cannot start within its wait.
+func TestBcryptGate(t *testing.T) {
+	t.Parallel()
+	g := newBcryptGate(2, 1, time.Millisecond)
+	if !g.acquire("a") {
+		t.Fatal("first slot refused")
+	}
+	if g.acquire("a") {
+		t.Fatal("a second slot for the same source")
+	}
+	if !g.acquire("b") {
+		t.Fatal("second slot refused")
+	}
+	if g.acquire("c") {
+		t.Fatal("a third slot with a concurrency of 2")
+	}
+	g.release("a")
+	if !g.acquire("c") {
+		t.Fatal("freed slot refused")
+	}
+	g.release("b")
+	g.release("c")
+	if len(g.bySource) != 0 || len(g.slots) != 0 {
+		t.Fatalf("gate not empty after releases: %v, %d", g.bySource, len(g.slots))
+	}
+}
+
+// 12.7: connections per client ID: beyond the burst a CONNECT is refused (3) until the
+// bucket refills on the (fake) clock; another client ID is not affected.
+func TestClientConnectRate(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	e := newEnv(t, func(c *Config) {
+		c.Now = clock.Now
+		c.Limits.ClientConnectRate, c.Limits.ClientConnectBurst = 60, 2 // one a second
+	})
+	login := func(id string) byte {
+		return e.loginFrom(t, "127.0.0.41", connectPacket{clientID: id, username: id, password: e.devicePassword(id), clean: true, keepalive: 30})
+	}
+	for i := range 2 {
+		if code := login("cam-rate"); code != 0 {
+			t.Fatalf("connection %d: CONNACK %d", i, code)
+		}
+	}
+	if code := login("cam-rate"); code != 3 {
+		t.Fatalf("third connection: CONNACK %d, want 3", code)
+	}
+	if code := login("cam-other"); code != 0 {
+		t.Fatalf("another client ID: CONNACK %d, want 0", code)
+	}
+	if n := e.sysStats().ClientRateLimited; n != 1 {
+		t.Fatalf("/sys client_rate_limited = %d, want 1", n)
+	}
+	clock.Add(time.Second)
+	if code := login("cam-rate"); code != 0 {
+		t.Fatalf("a second later: CONNACK %d, want 0", code)
+	}
+}
+
+// 12.7: connections per source address: beyond the burst new sockets are closed at once;
+// another address still connects.
+func TestSourceConnectRate(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	e := newEnv(t, func(c *Config) {
+		c.Now = clock.Now
+		c.Limits.SourceConnectRate, c.Limits.SourceConnectBurst = 1, 3
+	})
+	for i := range 3 {
+		if code := e.loginFrom(t, "127.0.0.51", serviceLogin("admin", passwordOf("admin"))); code != 0 {
+			t.Fatalf("connection %d: CONNACK %d", i, code)
+		}
+	}
+	expectClosed(t, e.dialFrom(t, "127.0.0.51"))
+	if code := e.loginFrom(t, "127.0.0.52", serviceLogin("admin", passwordOf("admin"))); code != 0 {
+		t.Fatalf("another address: CONNACK %d, want 0", code)
+	}
+	if n := e.sysStats().SourceRateLimited; n != 1 {
+		t.Fatalf("/sys source_rate_limited = %d, want 1", n)
+	}
+	clock.Add(time.Second)
+	if code := e.loginFrom(t, "127.0.0.51", serviceLogin("admin", passwordOf("admin"))); code != 0 {
+		t.Fatalf("a second later: CONNACK %d, want 0", code)
+	}
+}
+
+// 12.7: sockets that have not sent CONNECT, per source address: 300 sockets from one
+// address hold at most the limit; the rest are closed at once, while other addresses
+// connect; once the held sockets close, the address may connect again.
+func TestPendingSocketsPerSource(t *testing.T) {
+	t.Parallel()
+	const limit, sockets = 50, 300
+	e := newEnv(t, func(c *Config) {
+		c.Limits.MaxPendingPerSource = limit
+		c.HandshakeTimeout = time.Hour // the held sockets stay for the whole test
+	})
+	var held []net.Conn
+	closed := 0
+	for range sockets {
+		conn := e.dialFrom(t, "127.0.0.61")
+		held = append(held, conn)
+	}
+	// The broker has accepted every socket, and closed (before counting) those beyond the
+	// limit: a read from them ends at once, a read from the others waits.
+	waitFor(t, "sockets accepted", func() bool {
+		st := e.b.Stats()
+		return st.PendingRefused+st.PendingConnections == sockets
+	})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, conn := range held {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+			var b [1]byte
+			_, err := conn.Read(b[:])
+			if ne, ok := err.(net.Error); err != nil && !(ok && ne.Timeout()) {
+				mu.Lock()
+				closed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if closed != sockets-limit {
+		t.Fatalf("%d sockets closed, want %d", closed, sockets-limit)
+	}
+	st := e.sysStats()
+	if st.PendingRefused != sockets-limit || st.PendingConnections != limit {
+		t.Fatalf("/sys pending_refused %d, pending_connections %d; want %d and %d", st.PendingRefused, st.PendingConnections, sockets-limit, limit)
+	}
+	for i := range 5 {
+		if code := e.loginFrom(t, "127.0.0.62", serviceLogin("admin", passwordOf("admin"))); code != 0 {
+			t.Fatalf("other address %d: CONNACK %d", i, code)
+		}
+	}
+	for _, conn := range held {
+		conn.Close()
+	}
+	waitFor(t, "pending sockets closed", func() bool { return e.b.Stats().PendingConnections == 0 })
+	if code := e.loginFrom(t, "127.0.0.61", serviceLogin("admin", passwordOf("admin"))); code != 0 {
+		t.Fatalf("the address after its sockets closed: CONNACK %d, want 0", code)
+	}
+}
+
+// 12.7: subscriptions per client: past the limit a new filter is refused (0x80); renewing
+// a held one is not a new subscription.
+func TestSubscriptionLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.Limits.MaxSubscriptions = 3 })
+	c := e.service("admin", "subs")
+	root := e.scheme.Root()
+	for i := range 3 {
+		if code := c.subscribe(t, root+"/x/"+strconv.Itoa(i), 1); code != 1 {
+			t.Fatalf("subscription %d: SUBACK %#x", i, code)
+		}
+	}
+	if code := c.subscribe(t, root+"/x/3", 1); code != 0x80 {
+		t.Fatalf("fourth subscription: SUBACK %#x, want 0x80", code)
+	}
+	if code := c.subscribe(t, root+"/x/1", 0); code != 0 {
+		t.Fatalf("renewed subscription: SUBACK %#x, want 0", code)
+	}
+	if n := e.sysStats().SubscriptionsRefused; n != 1 {
+		t.Fatalf("/sys subscriptions_refused = %d, want 1", n)
 	}
 }
