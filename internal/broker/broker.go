@@ -140,6 +140,7 @@ func New(cfg Config) (*Broker, error) {
 	default:
 		b.revs = identity.NewRevocations()
 	}
+	b.warnWeakHashes() // limits.go
 	if cfg.TLS.CertFile != "" {
 		if b.tlsConfig, err = loadTLS(cfg.TLS); err != nil {
 			return nil, fmt.Errorf("broker: tls: %w", err)

@@ -12,6 +12,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
@@ -45,7 +46,7 @@ import (
 const (
 	DefaultPasswordCacheEntries = identity.DefaultReplayEntries
 	DefaultFailureDelay         = time.Second
-	DefaultMaxFailureDelay      = time.Minute
+	DefaultMaxFailureDelay      = 5 * time.Second // below clients' connect timeouts: they still see the refusal
 	DefaultBlockAfter           = 10
 	DefaultBlockFor             = 15 * time.Minute
 	DefaultBcryptWait           = 2 * time.Second
@@ -227,6 +228,15 @@ func (l *limits) stats() AbuseStats {
 		SubscriptionsRefused: l.subsRefused.Load(),
 		RetainRefused:        l.retainRefused.Load(),
 		Untracked:            l.untracked.Load(),
+	}
+}
+
+// warnWeakHashes logs the service accounts hashed below bcrypt's default cost (10): fine
+// in tests, too cheap to guess against in production (HashPassword uses the default).
+func (b *Broker) warnWeakHashes() {
+	if weak := b.accounts.WeakHashes(bcrypt.DefaultCost); len(weak) > 0 {
+		b.log.Warn().Strs("accounts", weak).Int("min_cost", bcrypt.DefaultCost).
+			Msg("service account passwords hashed with a bcrypt cost below 10: cheap to guess; rehash with 'broker hash-password'")
 	}
 }
 

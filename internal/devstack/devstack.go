@@ -28,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/console"
@@ -129,6 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Devstack, error) {
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
 		Logger:       cfg.Logger,
 		BrokerConfig: func(b *broker.Config) { b.DataDir = filepath.Join(dir, "broker") },
+		BcryptCost:   bcrypt.DefaultCost, // not a test: hashes as production's (issue 12.6)
 	})
 	if err != nil {
 		return nil, err

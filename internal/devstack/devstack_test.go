@@ -5,10 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/devicekit"
@@ -41,6 +43,20 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 	t.Cleanup(func() { _ = d.Close() })
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("state dir: %v, mode %v; want 0700", err, st.Mode().Perm())
+	}
+	// The service accounts are hashed at production cost (issue 12.6), not a test's.
+	accounts, err := os.ReadFile(filepath.Join(dir, "service-accounts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes := regexp.MustCompile(`\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}`).FindAll(accounts, -1)
+	if len(hashes) != 3 {
+		t.Fatalf("%d bcrypt hashes in the accounts file, want 3", len(hashes))
+	}
+	for _, h := range hashes {
+		if cost, err := bcrypt.Cost(h); err != nil || cost < bcrypt.DefaultCost {
+			t.Errorf("service account hash of cost %d (%v), want at least %d", cost, err, bcrypt.DefaultCost)
+		}
 	}
 	// The device CLI reads the file (cmd/device's tests run it on this file); here it is
 	// plain YAML with absolute paths.
