@@ -380,6 +380,22 @@ func (b *Broker) limitSubscriptions(cl *mqtt.Client, pk *packets.Packet) {
 	}
 }
 
+// jsonBool is a JSON boolean that EMQX's request templates may also render as a string
+// ("${retain}" is "true" or "false").
+type jsonBool bool
+
+func (j *jsonBool) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "true", `"true"`:
+		*j = true
+	case "false", `"false"`, `""`, "null":
+		*j = false
+	default:
+		return fmt.Errorf("retain: want true or false, got %s", b)
+	}
+	return nil
+}
+
 // throttle tracks failed logins per key (see LimitsConfig).
 type throttle struct {
 	cfg       LimitsConfig
