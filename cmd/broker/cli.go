@@ -100,7 +100,7 @@ type serveCmd struct {
 	FleetKeyFile         string        `name:"fleet-key-file" help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE"`
 	ServiceAccountsFile  string        `name:"service-accounts-file" help:"Service accounts file (YAML, bcrypt hashes)." type:"path" placeholder:"FILE"`
 	RevocationsFile      string        `name:"revocations-file" help:"Revocation list file (one device ID a line), watched for changes." type:"path" placeholder:"FILE"`
-	PasswordWindow       time.Duration `name:"password-window" help:"Accepted clock difference of device passwords." default:"${defaultPasswordWindow}"`
+	PasswordWindow       time.Duration `name:"password-window" help:"Accepted clock difference of device passwords made without the server time (synced ones: 5 minutes)." default:"${defaultPasswordWindow}"`
 	HandshakeTimeout     time.Duration `name:"handshake-timeout" help:"Time a new connection has for its TLS handshake and CONNECT packet." default:"${defaultHandshakeTimeout}"`
 	RevocationSweep      time.Duration `name:"revocation-sweep" help:"How often connected devices are checked against the revocation list." default:"${defaultRevocationSweep}"`
 	MaxPacketSize        uint32        `name:"max-packet-size" help:"Largest MQTT packet accepted, bytes." default:"${defaultMaxPacketSize}"`
@@ -240,7 +240,7 @@ type deviceKeyCmd struct {
 	FleetKeyFile string `name:"fleet-key-file" required:"" help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE"`
 	DeviceID     string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9._-])."`
 	Out          string `help:"Write the device key to this file (0600) instead of printing it." placeholder:"FILE"`
-	Password     bool   `help:"Print the device's MQTT password for the current time instead of its key (for mosquitto_pub and the like)."`
+	Password     bool   `help:"Print a fresh MQTT password of the device instead of its key (for mosquitto_pub and the like; the broker accepts it for one connection)."`
 }
 
 func (c *deviceKeyCmd) Run(e *env) error {
