@@ -25,7 +25,10 @@
 // taken over by a new one with the same client ID loses its will (so a late "offline" does
 // not follow the new "online"); publishes beyond a client's rate are paced (QoS 1) or end
 // the connection (QoS 0 floods); a connection must send CONNECT within HandshakeTimeout;
-// refused subscriptions are never persisted; shared-subscription groups take turns among
+// refused subscriptions are never persisted; each device password connects once, devices
+// retain only their status, and failed logins, bcrypt CPU, connection rates, sockets before
+// CONNACK and subscriptions are limited per client, username or source (LimitsConfig,
+// limits.go); shared-subscription groups take turns among
 // connected members (or, with WorkerRouting "device", token workers get each device's
 // requests by a rendezvous hash of its ID over the connected members).
 package broker

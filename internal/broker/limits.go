@@ -402,6 +402,7 @@ type throttle struct {
 	untracked *atomic.Int64
 	mu        sync.Mutex
 	m         map[string]*failures
+	nextSweep time.Time // a full table is swept at most once a second
 }
 
 type failures struct {
@@ -437,7 +438,10 @@ func (t *throttle) fail(key string, now time.Time) time.Duration {
 	f := t.m[key]
 	if f == nil {
 		if len(t.m) >= t.cfg.MaxTracked {
-			t.sweep(now)
+			if !now.Before(t.nextSweep) {
+				t.sweep(now)
+				t.nextSweep = now.Add(time.Second)
+			}
 			if len(t.m) >= t.cfg.MaxTracked {
 				t.untracked.Add(1)
 				return max(t.cfg.FailureDelay, 0) // not tracked: the first delay
@@ -487,10 +491,11 @@ func (t *throttle) sweep(now time.Time) {
 // ttl: a failed login from such a source does not throttle the username, and the
 // username's throttle does not apply to it.
 type knownLogins struct {
-	max int
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]time.Time // username "\x00" source -> last success
+	max       int
+	ttl       time.Duration
+	mu        sync.Mutex
+	m         map[string]time.Time // username "\x00" source -> last success
+	nextSweep time.Time            // a full table is swept at most once a second
 }
 
 func newKnownLogins(limit int, ttl time.Duration) *knownLogins {
@@ -509,10 +514,13 @@ func (k *knownLogins) add(user, src string, now time.Time) {
 	defer k.mu.Unlock()
 	key := user + "\x00" + src
 	if _, ok := k.m[key]; !ok && len(k.m) >= k.max {
-		for kk, t := range k.m {
-			if now.Sub(t) > k.ttl {
-				delete(k.m, kk)
+		if !now.Before(k.nextSweep) {
+			for kk, t := range k.m {
+				if now.Sub(t) > k.ttl {
+					delete(k.m, kk)
+				}
 			}
+			k.nextSweep = now.Add(time.Second)
 		}
 		if len(k.m) >= k.max {
 			return
@@ -529,6 +537,7 @@ type rates struct {
 	untracked *atomic.Int64
 	mu        sync.Mutex
 	m         map[string]*bucket
+	nextSweep time.Time // a full table is swept at most once a second
 }
 
 type bucket struct {
@@ -550,7 +559,10 @@ func (r *rates) allow(key string, now time.Time) bool {
 	b := r.m[key]
 	if b == nil {
 		if len(r.m) >= r.max {
-			r.sweep(now)
+			if !now.Before(r.nextSweep) {
+				r.sweep(now)
+				r.nextSweep = now.Add(time.Second)
+			}
 			if len(r.m) >= r.max {
 				r.untracked.Add(1)
 				return true
@@ -596,10 +608,11 @@ func newBcryptGate(n, perSource int, wait time.Duration) *bcryptGate {
 	return g
 }
 
-// acquire takes a slot for source, waiting at most g.wait; release gives it back.
+// acquire takes a slot for source, waiting at most g.wait; release gives it back. An
+// empty source (an EMQX authn request, which names none) is held to the total only.
 func (g *bcryptGate) acquire(source string) bool {
 	g.mu.Lock()
-	if g.perSource > 0 && g.bySource[source] >= g.perSource {
+	if g.perSource > 0 && source != "" && g.bySource[source] >= g.perSource {
 		g.mu.Unlock()
 		return false
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -425,5 +426,48 @@ func TestSubscriptionLimit(t *testing.T) {
 	}
 	if n := e.sysStats().SubscriptionsRefused; n != 1 {
 		t.Fatalf("/sys subscriptions_refused = %d, want 1", n)
+	}
+}
+
+// The limits' tables are bounded: past MaxTracked a new key is not tracked (and counted),
+// until a sweep (at most once a second) finds idle entries to drop.
+func TestLimitTablesBounded(t *testing.T) {
+	t.Parallel()
+	var untracked atomic.Int64
+	now := time.Unix(1_700_000_000, 0)
+	r := newRates(1, 1, 2, &untracked) // one a second, burst 1, two keys
+	for _, k := range []string{"a", "b"} {
+		if !r.allow(k, now) || r.allow(k, now) {
+			t.Fatalf("%s: want one connection, then a refusal", k)
+		}
+	}
+	if !r.allow("c", now) || !r.allow("c", now) || untracked.Load() != 2 || len(r.m) != 2 {
+		t.Fatalf("full table: c untracked %d times, %d entries; want 2 and 2", untracked.Load(), len(r.m))
+	}
+	later := now.Add(2 * time.Second) // a and b have refilled: idle
+	if !r.allow("c", later) || r.allow("c", later) || len(r.m) != 1 {
+		t.Fatalf("after the sweep: %d entries, c not limited; want 1", len(r.m))
+	}
+
+	cfg := LimitsConfig{FailureDelay: time.Second, MaxFailureDelay: 4 * time.Second, BlockAfter: 3, BlockFor: time.Minute, MaxTracked: 1}
+	th := newThrottle(cfg, &untracked)
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+		if d := th.fail("x", now); d != want {
+			t.Fatalf("failure %d: held back %v, want %v", i+1, d, want)
+		}
+	}
+	if b := th.blocked("x", now); b != time.Minute {
+		t.Fatalf("blocked for %v, want 1m", b)
+	}
+	if d := th.fail("y", now); d != time.Second || untracked.Load() != 3 || th.blocked("y", now) != 0 {
+		t.Fatalf("untracked key: held back %v, untracked %d", d, untracked.Load())
+	}
+	// After the block and a quiet BlockFor, x starts from zero and its entry may go.
+	later = now.Add(3 * time.Minute)
+	if th.blocked("x", later) != 0 {
+		t.Fatal("still blocked after BlockFor")
+	}
+	if d := th.fail("y", later); d != time.Second || len(th.m) != 1 || th.m["y"] == nil {
+		t.Fatalf("after the sweep: held back %v, table %v", d, th.m)
 	}
 }
