@@ -21,14 +21,16 @@ import (
 // Abuse limits: what one client ID, username or source address may cost the broker.
 //
 //   - Each device password connects once (identity.PasswordReplayCache), per broker process.
-//   - Failed logins slow their username (service accounts only: device passwords are MACs,
-//     which cannot be guessed) and their source address down: the answer to the n-th
-//     failure in a row is held back FailureDelay·2^(n-1) (at most MaxFailureDelay), the
-//     socket still counting against its source's MaxPendingPerSource meanwhile; after
-//     BlockAfter failures in a row the key is blocked for BlockFor: its attempts are
-//     refused at once ("server unavailable", which clients retry later), without a password
-//     check. A username is not throttled for a source address it logged in from before
-//     (knownLogins), so an attack from elsewhere cannot lock a service out.
+//   - Failed service account logins (bcrypt passwords, which can be guessed; device
+//     passwords are MACs, which cannot, and a device that fails, e.g. with a clock days off,
+//     must not block its site's address) slow their username and their source address
+//     down: the answer to the n-th failure in a row is held back FailureDelay·2^(n-1) (at
+//     most MaxFailureDelay), the socket still counting against its source's
+//     MaxPendingPerSource meanwhile; after BlockAfter failures in a row the key is blocked
+//     for BlockFor: its service logins are refused at once ("server unavailable", which
+//     clients retry later), without a password check. A username is not throttled for a
+//     source address it logged in from before (knownLogins), so an attack from elsewhere
+//     cannot lock a service out.
 //   - bcrypt comparisons (service account logins) run at most BcryptConcurrency at a time,
 //     at most BcryptPerSource of them for one source address; a login that cannot start
 //     one within BcryptWait is refused as busy. Device logins (an HMAC) never wait for them.
@@ -270,8 +272,8 @@ func (b *Broker) passwordOnce(deviceID, password string) (refusal, string) {
 	return refuseBadLogin, err.Error()
 }
 
-// admit runs before authentication: the connection rate of the client ID and the blocks
-// of the username and source address.
+// admit runs before authentication: the connection rate of the client ID and, for a
+// service login, the blocks of the username and source address.
 func (b *Broker) admit(cl *mqtt.Client, pk packets.Packet) (refusal, string) {
 	l := b.lim
 	now := l.now()
@@ -280,11 +282,15 @@ func (b *Broker) admit(cl *mqtt.Client, pk packets.Packet) (refusal, string) {
 		l.clientRateLimited.Add(1)
 		return refuseBusy, "client ID over its connection rate"
 	}
+	user := string(pk.Connect.Username)
+	if !b.serviceLogin(user, pk) {
+		return refuseNone, ""
+	}
 	if wait := l.sources.blocked(src, now); wait > 0 {
 		l.loginsBlocked.Add(1)
 		return refuseBusy, fmt.Sprintf("source address blocked after failed logins, for %v", wait.Round(time.Second))
 	}
-	if user := string(pk.Connect.Username); b.serviceLogin(user, pk) && !l.known.has(user, src, now) {
+	if !l.known.has(user, src, now) {
 		if wait := l.users.blocked(user, now); wait > 0 {
 			l.loginsBlocked.Add(1)
 			return refuseBusy, fmt.Sprintf("username blocked after failed logins, for %v", wait.Round(time.Second))
@@ -301,10 +307,9 @@ func (b *Broker) serviceLogin(user string, pk packets.Packet) bool {
 	return !device && user != "" && pw != ""
 }
 
-// loginDone records the outcome of an authentication: a bad login counts against its
-// source address (and the username of a service login) and its answer is held back; a
-// success clears the username and remembers its source address. Then the socket is no
-// longer pending.
+// loginDone records the outcome of an authentication: a bad service login counts against
+// its source address and username and its answer is held back; a success clears the
+// username and remembers its source address. Then the socket is no longer pending.
 func (b *Broker) loginDone(cl *mqtt.Client, pk packets.Packet, r refusal) {
 	l := b.lim
 	defer l.pending.release(cl.Net.Remote)
@@ -312,15 +317,14 @@ func (b *Broker) loginDone(cl *mqtt.Client, pk packets.Packet, r refusal) {
 	src := sourceOf(cl.Net.Remote)
 	user := string(pk.Connect.Username)
 	service := b.serviceLogin(user, pk)
-	switch r {
-	case refuseNone:
-		if service {
-			l.users.forget(user)
-			l.known.add(user, src, now)
-		}
-	case refuseBadLogin:
+	switch {
+	case !service:
+	case r == refuseNone:
+		l.users.forget(user)
+		l.known.add(user, src, now)
+	case r == refuseBadLogin:
 		d := l.sources.fail(src, now)
-		if service && !l.known.has(user, src, now) {
+		if !l.known.has(user, src, now) {
 			d = max(d, l.users.fail(user, now))
 		}
 		if d > 0 {
