@@ -37,8 +37,9 @@ import (
 //   - Connections per client ID (ClientConnectRate a minute) and per source address
 //     (SourceConnectRate a second), token buckets; beyond them a CONNECT is refused as busy,
 //     a new socket closed at once.
-//   - Sockets that have not sent CONNECT yet (in their TLS handshake or before CONNECT),
-//     per source address: beyond MaxPendingPerSource a new socket is closed at once.
+//   - Sockets not yet answered a CONNACK (in their TLS handshake, before CONNECT, or with
+//     a held-back failure), per source address: beyond MaxPendingPerSource a new socket is
+//     closed at once.
 //   - Subscriptions per client: beyond MaxSubscriptions a new filter is refused (SUBACK
 //     0x80).
 //
