@@ -45,6 +45,14 @@
 // crash loses at most the buffered bytes: OpenAppend of the same clip continues the
 // recording at the object's length, under the same event ID.
 //
+// # Upload controls
+//
+// Config.UploadRate caps the bytes per second the kit sends to OSS, all uploads together:
+// every write to the kit's OSS connections takes its bytes from one token bucket, so a
+// PutObject, the parts of a multipart upload and a recording's appends are paced alike
+// (bandwidth.go). Config.UploadRates change the cap by local time of day (RateProfile,
+// Window): for example no cap at night, a low one during business hours.
+//
 // # Failure model
 //
 // Everything is retried where retrying can help, and nothing else is:
