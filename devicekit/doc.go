@@ -53,6 +53,12 @@
 // (bandwidth.go). Config.UploadRates change the cap by local time of day (RateProfile,
 // Window): for example no cap at night, a low one during business hours.
 //
+// A Spool sorts clips into priority classes (SpoolConfig.Classes, SpoolClass) by the
+// subdirectory the recorder writes them into or by a name pattern: uploads go in class
+// order, oldest first within a class, and each class may have daily windows of local time
+// (continuous footage only at night). When the spool holds more than MaxBytes, the clips
+// of the lowest class are dropped first, each announced with a "failed" event.
+//
 // # Failure model
 //
 // Everything is retried where retrying can help, and nothing else is:

@@ -84,3 +84,44 @@ func TestUploadRateGarbage(t *testing.T) {
 		t.Errorf("bad profile in the file: exit %d, %q", code, stderr)
 	}
 }
+
+// Spool classes come from repeated --class flags, ';'-separated values or a list in the
+// config file; garbage is a usage error naming it.
+func TestWatchClasses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	m, err := parsed(t, "", nil, "--broker", "tcp://127.0.0.1:1", "watch", dir,
+		"--class", "event=event/,evt-*", "--class", "continuous=continuous/@22:00-06:00;other=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := m.cli.Watch.Class
+	if len(cl) != 3 || cl[0].Name != "event" || cl[0].Dir != "event" || cl[0].Patterns[0] != "evt-*" ||
+		cl[1].Windows[0].String() != "22:00-06:00" || cl[2].Name != "other" {
+		t.Fatalf("classes %+v", cl)
+	}
+	cfg := filepath.Join(dir, "device.yaml")
+	if err := os.WriteFile(cfg, []byte("broker: tcp://127.0.0.1:1\nclass:\n  - event=event/\n  - continuous=continuous/@22:00-06:00,12:00-13:00\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = parsed(t, "", nil, "--config", cfg, "watch", dir); err != nil {
+		t.Fatal(err)
+	}
+	if cl = m.cli.Watch.Class; len(cl) != 2 || len(cl[1].Windows) != 2 {
+		t.Fatalf("classes from the file %+v", cl)
+	}
+	for _, tc := range []struct{ class, want string }{
+		{"event", "want NAME=MATCH"},
+		{"a=x/@25:00-01:00", `window "25:00-01:00"`},
+		{"a=[", "not a file name pattern"},
+	} {
+		code, _, stderr := runCmd(t, nil, "--broker", "tcp://127.0.0.1:1", "--device-id", "cam-1", "watch", dir, "--class", tc.class)
+		if code != cli.ExitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("--class %q: exit %d, %q; want usage error with %q", tc.class, code, stderr, tc.want)
+		}
+	}
+	code, _, stderr := runCmd(t, nil, "--broker", "tcp://127.0.0.1:1", "--device-id", "cam-1", "watch", dir, "--class", "a=x/", "--class", "a=y/")
+	if code != cli.ExitUsage || !strings.Contains(stderr, "named twice") {
+		t.Errorf("duplicate class: exit %d, %q", code, stderr)
+	}
+}
