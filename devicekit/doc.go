@@ -45,6 +45,15 @@
 // crash loses at most the buffered bytes: OpenAppend of the same clip continues the
 // recording at the object's length, under the same event ID.
 //
+// # Reading clips back
+//
+// Kit.Stat and Kit.Open are the seed SDK's mode "r": Stat gives an object's length, type
+// (ObjectNormal, ObjectAppendable with its next append position, ObjectMultipart) and
+// CRC-64; Open returns an ObjectReader (io.ReadSeekCloser) over ranged GetObject requests,
+// resumed at the position if a connection breaks. Both use credentials of mode "r"
+// (cached like the others), which reach the device's own prefix only: another device's
+// clip is refused (fs.ErrPermission), a missing one is fs.ErrNotExist.
+//
 // # Upload controls
 //
 // Config.UploadRate caps the bytes per second the kit sends to OSS, all uploads together:

@@ -31,6 +31,9 @@ const (
 	dropResponse faultAction = iota + 1
 	// dropRequest cuts the connection without forwarding the request.
 	dropRequest
+	// cutBody answers with OSS's status and headers and half the body, then cuts the
+	// connection.
+	cutBody
 )
 
 // fault injects action into the requests of operation op: it lets skip of them through,
@@ -166,6 +169,11 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(resp.StatusCode)
+	if action == cutBody {
+		io.CopyN(w, resp.Body, resp.ContentLength/2)
+		hangUp(w) // flushes what was written, then closes
+		return
+	}
 	io.Copy(w, resp.Body)
 }
 
