@@ -245,6 +245,7 @@ func runCamera(ctx context.Context, s *inproc.Stack, id string, clips int, dir s
 	cfg := s.DeviceConfig(id)
 	cfg.PartSize = demoPartSize
 	cfg.MultipartThreshold = demoMultipartThreshold
+	cfg.StopWhenRefused = true // a revoked demo camera is reported now, not at the timeout
 	if id == "cam-01" {
 		cfg.UploadRate = demoUploadRate
 		out.printf("camera  %-8s uploads capped at %s/s\n", id, humanBytes(demoUploadRate))
