@@ -79,7 +79,8 @@ func (k *Kit) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 // Open opens the object key for reading, at position 0: an *ObjectReader, an
 // io.ReadSeekCloser whose reads are ranged GetObject requests from the current position
 // (one request for a run of sequential reads; a Seek makes the next Read start a new
-// one). Credentials, errors and keys are as for Stat, which Open calls first.
+// one). Credentials, errors and keys are as for Stat, which Open calls first. ctx bounds
+// the reader: once it ends, Read fails.
 //
 // A Normal or Multipart object is read as it was at Open (If-Match on its ETag): if it is
 // replaced meanwhile, Read fails. An Appendable object may grow while it is read; Read
