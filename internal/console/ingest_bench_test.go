@@ -117,7 +117,14 @@ func seededCopy(b *testing.B, n int) *DB {
 		seededIndexes[n] = src
 	}
 	seededMu.Unlock()
-	dst := filepath.Join(b.TempDir(), "console.db")
+	// not b.TempDir: its name holds the benchmark's, which may contain '#', and
+	// OpenSQLite refuses such paths
+	tmp, err := os.MkdirTemp("", "clipgate-ingest-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	dst := filepath.Join(tmp, "console.db")
 	data, err := os.ReadFile(src)
 	if err != nil {
 		b.Fatal(err)
