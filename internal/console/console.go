@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/ossdeny"
 )
 
 // Console is the operator console: it indexes upload events into its Store and serves
@@ -28,6 +29,8 @@ type Console struct {
 	consumer   *events.Consumer   // nil without a broker
 	reconciler *events.Reconciler // nil without a broker
 	status     *statusSubscriber  // nil without a broker
+	revPub     *revPublisher      // nil without RevocationKey
+	deny       *ossdeny.Writer    // nil without DenyRoleARN
 
 	handler     http.Handler
 	pages       *pages
@@ -41,6 +44,7 @@ type Console struct {
 	indexed      atomic.Int64
 	indexErrors  atomic.Int64
 	statusErrors atomic.Int64
+	denyErrors   atomic.Int64
 
 	mu      sync.Mutex
 	started bool
@@ -84,6 +88,24 @@ func New(cfg Config) (*Console, error) {
 	if cfg.BrokerURL != "" {
 		if err := c.newIngest(); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.RevocationKey != nil {
+		if c.revPub, err = newRevPublisher(c); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DenyRoleARN != "" {
+		c.deny, err = ossdeny.New(ossdeny.Config{
+			Client:   &cfg.Bucket.Client,
+			Bucket:   cfg.Bucket.BucketName,
+			Prefix:   cfg.Prefix,
+			RoleARN:  cfg.DenyRoleARN,
+			Lifetime: cfg.CredentialLifetime + RevocationDelay,
+			Now:      cfg.Now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 	}
 	c.handler = c.routes()
@@ -164,6 +186,12 @@ func (c *Console) Start(ctx context.Context) (err error) {
 			_ = c.Close()
 		}
 	}()
+	if c.revPub != nil {
+		// Connected before the first list is made, so that it is published at once.
+		if err := c.revPub.start(ctx); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+	}
 	if err := c.syncRevocations(ctx); err != nil {
 		return err
 	}
@@ -201,6 +229,13 @@ func (c *Console) Start(ctx context.Context) (err error) {
 		defer c.wg.Done()
 		c.pruneLoop(runCtx)
 	}()
+	if c.deny != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.denyLoop(runCtx)
+		}()
+	}
 	if c.consumer != nil {
 		if err := c.consumer.Start(ctx); err != nil {
 			return fmt.Errorf("console: %w", err)
@@ -328,6 +363,9 @@ func (c *Console) Close() error {
 	}
 	if c.status != nil {
 		c.status.close()
+	}
+	if c.revPub != nil {
+		c.revPub.close()
 	}
 	c.wg.Wait()
 	c.log.Info().Msg("console stopped")

@@ -69,7 +69,7 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 	var dev Device
 	a.json(http.MethodPost, "/api/devices/cam-01/revoke", nil, http.StatusOK, &dev)
 	text, err := os.ReadFile(file)
-	if err != nil || !strings.Contains(string(text), "\ncam-01\n") || !strings.Contains(string(text), "\ncam-hand\n") {
+	if err != nil || !strings.Contains(string(text), "\ncam-01 2") || !strings.Contains(string(text), "\ncam-hand 2") {
 		t.Fatalf("revocation file: %q, %v", text, err)
 	}
 	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o644 {
@@ -185,16 +185,17 @@ func TestRevocationFileGarbage(t *testing.T) {
 	if err := os.WriteFile(ok, []byte("  cam-02 # comment\r\n\n# only a comment\ncam-01\ncam-02\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if ids, err := readRevocationIDs(ok); err != nil || !slices.Equal(ids, []string{"cam-01", "cam-02"}) {
-		t.Fatalf("ids = %v, %v", ids, err)
+	if list, err := readRevocationIDs(ok); err != nil || len(list) != 2 || list[0].Device != "cam-01" || list[1].Device != "cam-02" {
+		t.Fatalf("list = %v, %v", list, err)
 	}
-	// What the console writes, identity reads back.
+	// What the console writes, identity reads back, with the revocation times.
 	out := filepath.Join(dir, "written")
-	if err := writeRevocationsFile(out, []string{"cam-01", "cam-02"}, time.Now()); err != nil {
+	at := time.Date(2026, 12, 2, 3, 4, 5, 6, time.UTC)
+	if err := writeRevocationsFile(out, []identity.Revocation{{Device: "cam-01"}, {Device: "cam-02", At: at}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	r, err := identity.LoadRevocations(out)
-	if err != nil || r.Len() != 2 || !r.Revoked("cam-02") {
+	if got, ok := r.RevokedAt("cam-02"); err != nil || r.Len() != 2 || !ok || !got.Equal(at) {
 		t.Fatalf("identity reading the console's file: %v, %v", r, err)
 	}
 	// An unwritable directory is an error, not a silent skip.

@@ -43,6 +43,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/policy"
 )
 
@@ -54,10 +55,7 @@ const MaxPolicySize = 16 << 10
 var ErrPolicyFull = errors.New("ossdeny: the revocations in force do not fit in the bucket policy (16 KB)")
 
 // Revoked is a revoked device and when it was revoked.
-type Revoked struct {
-	Device string
-	At     time.Time
-}
+type Revoked = identity.Revocation
 
 // Config configures a Writer.
 type Config struct {
