@@ -57,6 +57,7 @@ type envOptions struct {
 	stack   inproc.Options
 	config  func(*Config)
 	noStart bool // the caller starts the console
+	denyOSS bool // DenyRoleARN is the stack's role
 	// brokerLater stops the stack before the console starts (implies noStart): nothing
 	// listens on its addresses (held for the test) until env.restart starts it again.
 	brokerLater bool
@@ -97,6 +98,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		ReconcileMinAge:   -1,
 		Now:               func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 		Logger:            testLogger(),
+	}
+	if o.denyOSS {
+		cfg.DenyRoleARN = e.stack.RoleARN()
 	}
 	if o.config != nil {
 		o.config(&cfg)

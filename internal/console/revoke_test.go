@@ -6,14 +6,19 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/clipgate/clipgate/devicekit"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
@@ -201,5 +206,149 @@ func TestRevocationFileGarbage(t *testing.T) {
 	// An unwritable directory is an error, not a silent skip.
 	if err := writeRevocationsFile(filepath.Join(dir, "no", "such", "dir", "f"), nil, time.Now()); err == nil {
 		t.Fatal("wrote into a missing directory")
+	}
+}
+
+// TestRevokeReachesOSS (issue 12 point 3): with DenyRoleARN, revoking a device in the
+// console writes a bucket-policy Deny, so the credentials it got before (from the token
+// workers, through STS) get 403 AccessDenied from OSS at once; the other devices and the
+// console's own reads are unaffected; after a restore the Deny is gone and new
+// credentials work.
+func TestRevokeReachesOSS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{denyOSS: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := e.upload("cam-01", "before.mp4", []byte("clip before"), time.Now())
+	creds, err := e.kit("cam-01").Credentials(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.kit("cam-02").Credentials(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(c *devicekit.Credentials, device, name string) error {
+		cl, err := oss.New(e.stack.OSSEndpoint(), c.AccessKeyID, c.AccessKeySecret, oss.SecurityToken(c.SecurityToken),
+			oss.ForcePathStyle(true), oss.AuthVersion(oss.AuthV4), oss.Region(e.stack.Region()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cl.Bucket(e.stack.Bucket())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.PutObject(e.stack.Prefix()+device+"/"+name, strings.NewReader("x"))
+	}
+	if err := put(creds, "cam-01", "probe-before"); err != nil {
+		t.Fatalf("before the revocation: %v", err)
+	}
+
+	a := e.api()
+	a.login()
+	var dev Device
+	a.json(http.MethodPost, "/api/devices/cam-01/revoke", nil, http.StatusOK, &dev)
+	err = put(creds, "cam-01", "probe-after")
+	var se oss.ServiceError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || se.Code != "AccessDenied" {
+		t.Fatalf("credentials issued before the revocation: %v, want 403 AccessDenied", err)
+	}
+	if err := put(other, "cam-02", "probe"); err != nil {
+		t.Fatalf("another device: %v", err)
+	}
+	if _, err := e.bucket.GetObjectDetailedMeta(before.Key); err != nil {
+		t.Fatalf("the console reading the revoked device's clip: %v", err)
+	}
+	policy, err := e.bucket.Client.GetBucketPolicy(e.stack.Bucket())
+	if err != nil || !strings.Contains(policy, "assumed-role/") || !strings.Contains(policy, "/cam-01/*") {
+		t.Fatalf("bucket policy: %q, %v", policy, err)
+	}
+
+	a.json(http.MethodPost, "/api/devices/cam-01/restore", nil, http.StatusOK, &dev)
+	if _, err := e.bucket.Client.GetBucketPolicy(e.stack.Bucket()); err == nil {
+		t.Fatal("the bucket policy is still there after the restore")
+	}
+	e.closeKit("cam-01")
+	fresh, err := e.kit("cam-01").Credentials(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := put(fresh, "cam-01", "probe-restored"); err != nil {
+		t.Fatalf("new credentials after the restore: %v", err)
+	}
+}
+
+// TestRevokeKicksEMQX (issue 12 point 8): with EMQX set, a revocation clears the
+// device's authorization cache and kicks it out through EMQX 5's REST API (a stub
+// serving the documented endpoints, checking the API key); an API failure is reported
+// while the revocation stays recorded.
+func TestRevokeKicksEMQX(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var calls []string
+	fail := false
+	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, secret, ok := r.BasicAuth()
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, r.Method+" "+r.URL.Path)
+		switch {
+		case !ok || key != "api-key" || secret != "api-secret":
+			w.WriteHeader(http.StatusUnauthorized)
+		case fail:
+			http.Error(w, `{"code":"INTERNAL_ERROR"}`, http.StatusInternalServerError)
+		case r.Method != http.MethodDelete:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		case r.URL.Path == "/api/v5/clients/cam-01/authorization/cache", r.URL.Path == "/api/v5/clients/cam-01":
+			w.WriteHeader(http.StatusNoContent)
+		case strings.HasPrefix(r.URL.Path, "/api/v5/clients/"):
+			http.Error(w, `{"code":"CLIENTID_NOT_FOUND","message":"Client ID not found"}`, http.StatusNotFound)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(stub.Close)
+	e := newEnv(t, envOptions{config: func(c *Config) {
+		c.BrokerURL = ""
+		c.EMQX = &EMQXAdmin{URL: stub.URL, APIKey: "api-key", APISecret: "api-secret"}
+	}})
+	bg := context.Background()
+	if err := e.console.SetRevoked(bg, "cam-01", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.console.SetRevoked(bg, "cam-02", true); err != nil { // not connected: 404
+		t.Fatal(err)
+	}
+	mu.Lock()
+	want := []string{
+		"DELETE /api/v5/clients/cam-01/authorization/cache", "DELETE /api/v5/clients/cam-01",
+		"DELETE /api/v5/clients/cam-02/authorization/cache", "DELETE /api/v5/clients/cam-02",
+	}
+	if !slices.Equal(calls, want) {
+		t.Fatalf("EMQX calls %q, want %q", calls, want)
+	}
+	calls, fail = nil, true
+	mu.Unlock()
+	// A restore does not call EMQX.
+	if err := e.console.SetRevoked(bg, "cam-02", false); err != nil {
+		t.Fatal(err)
+	}
+	err := e.console.SetRevoked(bg, "cam-03", true)
+	if err == nil || !strings.Contains(err.Error(), "EMQX") || !strings.Contains(err.Error(), "500") {
+		t.Fatalf("EMQX failing: %v", err)
+	}
+	if ids, _ := e.db.RevokedDevices(bg); !slices.Equal(ids, []string{"cam-01", "cam-03"}) {
+		t.Fatalf("revoked: %v", ids)
+	}
+	for name, bad := range map[string]*EMQXAdmin{
+		"no URL":    {APIKey: "k", APISecret: "s"},
+		"bad URL":   {URL: "ftp://x", APIKey: "k", APISecret: "s"},
+		"no secret": {URL: stub.URL, APIKey: "k"},
+	} {
+		cfg := e.console.cfg
+		cfg.EMQX = bad
+		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
