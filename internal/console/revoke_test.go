@@ -26,6 +26,7 @@ import (
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
+	"github.com/clipgate/clipgate/topics"
 )
 
 // TestRevocationAcrossProcesses: the console and the broker and token workers share
@@ -350,5 +351,111 @@ func TestRevokeKicksEMQX(t *testing.T) {
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// serviceClient connects a client with the stack's account of role.
+func (e *env) serviceClient(role topics.Role) *mqttclient.Client {
+	e.t.Helper()
+	user, pass := e.stack.ServiceAccount(role)
+	c, err := mqttclient.New(mqttclient.Config{BrokerURL: e.stack.BrokerURL(), ClientID: user + ":t-" + randHex(e.t, 4),
+		Username: user, Password: pass, NoReconnect: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		e.t.Fatalf("%s connect: %v", role, err)
+	}
+	return c
+}
+
+// TestRevocationListOverMQTT (issue 12 point 3): the broker and the token workers share
+// no filesystem with the console; they follow the list it signs and publishes, retained,
+// on the revocation topic. A revocation disconnects the device and makes the workers
+// answer "revoked"; a restore undoes both. Lists signed with another key, or older than
+// the one in force, are refused by both and change nothing; an admin may not publish on
+// the topic at all.
+func TestRevocationListOverMQTT(t *testing.T) {
+	t.Parallel()
+	seed, err := identity.NewRevocationKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := identity.RevocationPublicKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := identity.NewRevocations()
+	e := newEnv(t, envOptions{
+		stack: inproc.Options{
+			BrokerConfig: func(b *broker.Config) { b.Revocations, b.RevocationsKey = nil, pub },
+			WorkerConfig: func(w *tokenworker.Config) { w.Revocations, w.RevocationsKey = workers, pub },
+		},
+		serviceRole: topics.RoleConsole,
+		config:      func(c *Config) { c.RevocationKey = seed },
+	})
+	// The list published at start (empty) reaches the workers.
+	waitFor(t, "the workers got the first list", func() bool { return !workers.Issued().IsZero() })
+	e.kit("cam-01")
+	adm := e.admin()
+	if code := authReply(t, e, adm, "cam-01"); code != "" {
+		t.Fatalf("worker before revocation: %s", code)
+	}
+
+	a := e.api()
+	a.login()
+	var dev Device
+	a.json(http.MethodPost, "/api/devices/cam-01/revoke", nil, http.StatusOK, &dev)
+	waitFor(t, "the broker disconnected cam-01", func() bool { return e.stack.BrokerStats().RevokedDisconnects >= 1 })
+	waitFor(t, "the workers applied the list", func() bool { return workers.Revoked("cam-01") })
+	if at, _ := workers.RevokedAt("cam-01"); !at.Equal(dev.RevokedAt) {
+		t.Fatalf("the workers' revocation time %v, the console's %v", at, dev.RevokedAt)
+	}
+	if code := authReply(t, e, adm, "cam-01"); code != protocol.CodeRevoked {
+		t.Fatalf("worker after revocation: %q", code)
+	}
+	e.closeKit("cam-01")
+	if err := e.tryConnect("cam-01", 3*time.Second); err == nil {
+		t.Fatal("the broker let a revoked device connect")
+	}
+
+	// Forged and old lists, published with the console's own account (as a thief of
+	// its password without its key would), are refused by every follower.
+	otherSeed, _ := identity.NewRevocationKey()
+	forged, err := identity.SignRevocationList(otherSeed, time.Now().Add(time.Second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := identity.SignRevocationList(seed, time.Now().Add(-time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief := e.serviceClient(topics.RoleConsole)
+	for _, payload := range [][]byte{forged, old, []byte("garbage")} {
+		publishRetained(t, thief, e.stack.Topics().Revocations(), payload, true)
+	}
+	waitFor(t, "the broker refused three lists", func() bool { return e.stack.BrokerStats().RevocationListsRefused >= 3 })
+	waitFor(t, "the workers refused three lists", func() bool {
+		st, _ := e.stack.WorkerStats(0)
+		return st.RevocationListsRefused >= 3
+	})
+	if !workers.Revoked("cam-01") {
+		t.Fatal("a refused list changed the workers' list")
+	}
+	if err := e.tryConnect("cam-01", 3*time.Second); err == nil {
+		t.Fatal("a refused list let the revoked device in")
+	}
+	// An admin may not publish there: the broker refuses it (and ends its connection).
+	denied := e.stack.BrokerStats().ACLDenied
+	adm.Publish(e.stack.Topics().Revocations(), 1, true, forged).WaitTimeout(10 * time.Second)
+	waitFor(t, "the broker refused the admin's publish", func() bool { return e.stack.BrokerStats().ACLDenied > denied })
+
+	a.json(http.MethodPost, "/api/devices/cam-01/restore", nil, http.StatusOK, &dev)
+	waitFor(t, "the workers applied the restore", func() bool { return !workers.Revoked("cam-01") })
+	if err := e.tryConnect("cam-01", 30*time.Second); err != nil {
+		t.Fatalf("restored device: %v", err)
 	}
 }
