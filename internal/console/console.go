@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/ossdeny"
 )
 
@@ -26,11 +27,12 @@ type Console struct {
 	log   zerolog.Logger
 	store Store
 
-	consumer   *events.Consumer   // nil without a broker
-	reconciler *events.Reconciler // nil without a broker
-	status     *statusSubscriber  // nil without a broker
-	revPub     *revPublisher      // nil without RevocationKey
-	deny       *ossdeny.Writer    // nil without DenyRoleARN
+	consumer   *events.Consumer      // nil without a broker
+	reconciler *events.Reconciler    // nil without a broker
+	status     *statusSubscriber     // nil without a broker
+	revPub     *revPublisher         // nil without RevocationKey
+	revoked    *identity.Revocations // the store's list, for flagging objects written after a revocation
+	deny       *ossdeny.Writer       // nil without DenyRoleARN
 
 	handler     http.Handler
 	pages       *pages
@@ -68,6 +70,7 @@ func New(cfg Config) (*Console, error) {
 		logins:   newLoginLimiter(cfg.LoginRate, cfg.LoginBurst),
 		loginKey: make([]byte, 32),
 		secure:   cfg.HTTPTLS != nil || cfg.SecureCookies,
+		revoked:  identity.NewRevocations(),
 	}
 	c.multiDelete.Store(true)
 	if _, err := rand.Read(c.loginKey); err != nil {
@@ -126,6 +129,7 @@ func (c *Console) newIngest() error {
 		Bucket:      cfg.Bucket.BucketName,
 		Prefix:      cfg.Prefix,
 		OSS:         cfg.Bucket,
+		Revoked:     c.revoked.RevokedAt,
 		Dedup:       c.store,
 		Concurrency: cfg.Concurrency,
 		Logger:      cfg.Logger,
@@ -138,6 +142,7 @@ func (c *Console) newIngest() error {
 		Prefix:   cfg.Prefix,
 		OSS:      cfg.Bucket,
 		Known:    c.store.KnownClip,
+		Revoked:  c.revoked.RevokedAt,
 		Handler:  c.handle,
 		Dedup:    c.store,
 		Interval: cfg.ReconcileInterval,

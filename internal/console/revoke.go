@@ -115,6 +115,7 @@ var errDenyWrite = errors.New("the bucket policy was not written")
 // failed.
 func (c *Console) publishRevocations(ctx context.Context, list []identity.Revocation) []error {
 	var errs []error
+	c.revoked.SetList(list)
 	if f := c.cfg.RevocationsFile; f != "" {
 		if err := writeRevocationsFile(f, list, c.cfg.Now()); err != nil {
 			errs = append(errs, fmt.Errorf("the revocation file was not written: %w", err))

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/events"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
@@ -457,5 +459,66 @@ func TestRevocationListOverMQTT(t *testing.T) {
 	waitFor(t, "the workers applied the restore", func() bool { return !workers.Revoked("cam-01") })
 	if err := e.tryConnect("cam-01", 30*time.Second); err != nil {
 		t.Fatalf("restored device: %v", err)
+	}
+}
+
+// TestFlagsObjectsWrittenAfterRevocation (issue 12 point 3): objects a device wrote
+// after its revocation (by OSS's clock: the object's Last-Modified), announced by an
+// event or found by the reconciler, are indexed as rejected with reason "revoked";
+// earlier ones stay verified. The OSS clock runs 10 s ahead after the first uploads and
+// the console's revocation is at +5 s, so the order is certain.
+func TestFlagsObjectsWrittenAfterRevocation(t *testing.T) {
+	t.Parallel()
+	var ossAhead atomic.Int64
+	e := newEnv(t, envOptions{stack: inproc.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ossAhead.Load())) }}})
+	bg := context.Background()
+	admin := func(key string) {
+		if err := e.bucket.PutObject(key, strings.NewReader("object without an event")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.upload("cam-01", "before.mp4", []byte("clip before"), time.Now())
+	beforeQuiet := e.stack.Prefix() + "cam-01/2026/12/02/quiet-before.mp4"
+	admin(beforeQuiet)
+	e.waitIndexed(before.Key)
+
+	e.offset.Store(int64(5 * time.Second))
+	if err := e.console.SetRevoked(bg, "cam-01", true); err != nil {
+		t.Fatal(err)
+	}
+	ossAhead.Store(int64(10 * time.Second))
+	// The device is not cut off here (the console's list reaches no broker in this
+	// test), as with credentials obtained before the revocation and no bucket policy.
+	after := e.upload("cam-01", "after.mp4", []byte("clip after"), time.Now())
+	afterQuiet := e.stack.Prefix() + "cam-01/2026/12/02/quiet-after.mp4"
+	admin(afterQuiet)
+	other := e.upload("cam-02", "other.mp4", []byte("another device"), time.Now())
+
+	var c *Clip
+	waitFor(t, "the event of the object written after the revocation", func() bool {
+		var err error
+		c, err = e.db.Clip(bg, after.Key)
+		return err == nil
+	})
+	if c.Verified || c.Reason != string(events.ReasonRevoked) {
+		t.Fatalf("object written after the revocation: verified %v, reason %q", c.Verified, c.Reason)
+	}
+	if c := e.waitIndexed(other.Key); !c.Verified {
+		t.Fatalf("another device's object: %+v", c)
+	}
+	if c, err := e.db.Clip(bg, before.Key); err != nil || !c.Verified {
+		t.Fatalf("object written before the revocation: %+v, %v", c, err)
+	}
+	if _, err := e.console.Reconcile(bg); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.db.Clip(bg, afterQuiet); err != nil || c.Verified || c.Reason != string(events.ReasonRevoked) || !c.Reconciled {
+		t.Fatalf("reconciled object written after the revocation: %+v, %v", c, err)
+	}
+	if c, err := e.db.Clip(bg, beforeQuiet); err != nil || !c.Verified {
+		t.Fatalf("reconciled object written before the revocation: %+v, %v", c, err)
+	}
+	if st := e.console.Stats(); st.Consumer.Rejected[events.ReasonRevoked] < 1 {
+		t.Fatalf("consumer stats: %+v", st.Consumer)
 	}
 }
