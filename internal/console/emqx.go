@@ -40,7 +40,8 @@ func (e *EMQXAdmin) check() error {
 //	DELETE /api/v5/clients/{clientid}/authorization/cache   204
 //	DELETE /api/v5/clients/{clientid}                       204
 //
-// (https://docs.emqx.com/en/emqx/latest/admin/api-docs.html, the Clients tag). 404 means
+// (EMQX 5's REST API, Clients: the paths /clients/:clientid and
+// /clients/:clientid/authorization/cache of emqx_mgmt_api_clients). 404 means
 // the client is not connected, which is what a revocation wants. Clearing the cache
 // first makes every check of a connection still open go to the authz endpoint again,
 // which denies a revoked device; kicking it ends the connection, and its reconnection
