@@ -33,8 +33,9 @@ type Revocation struct {
 //
 // A list reaches it in one of two ways, both ending in the same apply: from a file
 // (LoadRevocations, Watch: the simple setup, where the console and the other components
-// share a filesystem), or as a list signed by the console (ApplySigned, Follow: the
-// console publishes it retained on an MQTT topic that only it may write).
+// share a filesystem), or as a list signed by the console (ApplySigned, called by the
+// broker and the token workers for each list they receive: the console publishes it
+// retained on an MQTT topic that only it may write).
 type Revocations struct {
 	set atomic.Pointer[revState]
 	mu  sync.Mutex // serializes applies (ApplySigned's check of Issued and the swap)
