@@ -160,6 +160,12 @@ func TestEMQXContract(t *testing.T) {
 			"another account's sig":  {map[string]string{"clientid": "consumer:1", "username": "consumer", "topic": e.scheme.WorkerFilter(""), "action": "subscribe", "role": "tokenworker", "sig": workerSig}, "deny"},
 			"no role":                {map[string]string{"clientid": "consumer:1", "username": "consumer", "topic": e.scheme.EventFilter(""), "action": "subscribe"}, "deny"},
 			"service claims device":  {map[string]string{"clientid": "consumer:1", "username": "consumer", "topic": e.scheme.AuthRequest("cam-1"), "action": "publish", "role": "device", "sig": consumerSig}, "deny"},
+			// Devices retain only their status (issue 12.5); EMQX renders ${retain} as a string.
+			"device retained status": {map[string]string{"clientid": "cam-1", "username": "cam-1", "topic": e.scheme.Status("cam-1"), "action": "publish", "retain": "true"}, "allow"},
+			"device retained event":  {map[string]string{"clientid": "cam-1", "username": "cam-1", "topic": e.scheme.UploadEvent("cam-1"), "action": "publish", "retain": "true"}, "deny"},
+			"device plain event":     {map[string]string{"clientid": "cam-1", "username": "cam-1", "topic": e.scheme.UploadEvent("cam-1"), "action": "publish", "retain": "false"}, "allow"},
+			"device unknown event":   {map[string]string{"clientid": "cam-1", "username": "cam-1", "topic": "clipgate/v1/devices/cam-1/events/motion", "action": "publish"}, "deny"},
+			"worker retained reply":  {map[string]string{"clientid": "worker:1", "username": "worker", "topic": e.scheme.AuthReply("cam-9"), "action": "publish", "retain": "true", "role": "tokenworker", "sig": workerSig}, "deny"},
 		}
 		for name, c := range cases {
 			t.Run(name, func(t *testing.T) {
@@ -193,6 +199,7 @@ func TestEMQXContract(t *testing.T) {
 			"PUT authz":       {"PUT", authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"clipgate/v1/devices/cam-1/auth/request","action":"publish"}`},
 			"wrong token with a valid request": {"POST", authz, "emqx-token-wrong-000",
 				`{"clientid":"cam-1","username":"cam-1","topic":"clipgate/v1/devices/cam-1/auth/request","action":"publish"}`},
+			"garbage retain": {"POST", authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"a","action":"publish","retain":"maybe"}`},
 		}
 		for name, c := range cases {
 			t.Run(name, func(t *testing.T) {
