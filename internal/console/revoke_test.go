@@ -452,7 +452,7 @@ func TestRevocationListOverMQTT(t *testing.T) {
 	}
 	// An admin may not publish there: the broker refuses it (and ends its connection).
 	denied := e.stack.BrokerStats().ACLDenied
-	adm.Publish(e.stack.Topics().Revocations(), 1, true, forged).WaitTimeout(10 * time.Second)
+	adm.Publish(e.stack.Topics().Revocations(), 1, false, forged).WaitTimeout(10 * time.Second)
 	waitFor(t, "the broker refused the admin's publish", func() bool { return e.stack.BrokerStats().ACLDenied > denied })
 
 	a.json(http.MethodPost, "/api/devices/cam-01/restore", nil, http.StatusOK, &dev)
