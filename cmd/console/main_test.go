@@ -158,7 +158,7 @@ func TestConfigErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"no hash":             {env: secretEnv, want: "password hash is required"},
+		"no hash":             {args: []string{"--broker", ""}, env: secretEnv, want: "no operator can log in"},
 		"both hashes":         {args: []string{"--password-hash", hash, "--password-hash-file", hashFile}, env: secretEnv, want: "not both"},
 		"readable hash file":  {args: []string{"--password-hash-file", openHashFile}, env: secretEnv, want: "chmod 600"},
 		"no OSS secret":       {args: []string{"--password-hash", hash}, env: map[string]string{envPassword: "pw"}, want: "OSS access key secret is required"},
@@ -271,7 +271,7 @@ func TestRun(t *testing.T) {
 	}
 	var s struct{ CSRF string }
 	call("GET", "/api/session", "", nil, &s)
-	if status := call("POST", "/api/login", s.CSRF, map[string]string{"password": "operator pw"}, &s); status != 200 {
+	if status := call("POST", "/api/login", s.CSRF, map[string]string{"name": "admin", "password": "operator pw"}, &s); status != 200 {
 		t.Fatalf("login: %d", status)
 	}
 	deadline := time.Now().Add(time.Minute)

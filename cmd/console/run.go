@@ -40,9 +40,14 @@ type CLI struct {
 	TLSCert          string        `name:"tls-cert" help:"PEM certificate chain: serve HTTPS (session cookies are then Secure)." type:"path"`
 	TLSKey           string        `name:"tls-key" help:"PEM private key of --tls-cert." type:"path"`
 	SecureCookies    bool          `help:"Mark the session cookie Secure without --tls-cert (behind a proxy that terminates TLS)."`
-	PasswordHash     string        `help:"bcrypt hash of the operator password (make one with 'broker hash-password')."`
-	PasswordHashFile string        `help:"File holding the operator password's bcrypt hash." type:"path"`
+	PasswordHash     string        `help:"bcrypt hash of the password of the admin named --admin-name (make one with 'broker hash-password'); the admin adds other operators in the console. Optional once the database has an operator."`
+	PasswordHashFile string        `help:"File holding the admin password's bcrypt hash." type:"path"`
+	AdminName        string        `help:"Name of the admin whose password hash is configured." default:"${defaultAdmin}"`
 	SessionTTL       time.Duration `name:"session-ttl" help:"Lifetime of a login." default:"12h"`
+	AuditTTL         time.Duration `name:"audit-ttl" help:"How long audit log entries are kept (negative: for ever)." default:"${defaultAuditTTL}"`
+
+	RetentionEvery time.Duration `help:"Interval of the scheduled runs of the retention rules set in the console (negative: none)." default:"${defaultRetentionEvery}"`
+	Lifecycle      bool          `help:"Also write the retention rules as the bucket's OSS lifecycle rules (the key then needs oss:PutBucketLifecycle and oss:GetBucketLifecycle)."`
 
 	Database string `help:"SQLite database file, or PostgreSQL: a postgres:// URL or host=... dbname=... string." default:"console.db"`
 
@@ -101,14 +106,17 @@ func (m *Main) ParseFlags(args []string) error {
 		kong.DefaultEnvars("CLIPGATE"),
 		kong.Configuration(kongyaml.Loader(fmt.Sprintf("use %s / %s or a *-file setting", envPassword, envOSSSecret))),
 		kong.Vars{
-			"envPassword":      envPassword,
-			"envOSSSecret":     envOSSSecret,
-			"defaultAddr":      console.DefaultAddr,
-			"defaultGroup":     console.DefaultGroup,
-			"defaultRoot":      topics.DefaultRoot,
-			"defaultReconcile": events.DefaultReconcileInterval.String(),
-			"defaultMinAge":    events.DefaultMinAge.String(),
-			"defaultPrefix":    policy.DefaultPrefix,
+			"envPassword":           envPassword,
+			"envOSSSecret":          envOSSSecret,
+			"defaultAddr":           console.DefaultAddr,
+			"defaultGroup":          console.DefaultGroup,
+			"defaultRoot":           topics.DefaultRoot,
+			"defaultReconcile":      events.DefaultReconcileInterval.String(),
+			"defaultMinAge":         events.DefaultMinAge.String(),
+			"defaultPrefix":         policy.DefaultPrefix,
+			"defaultAdmin":          console.DefaultAdminName,
+			"defaultAuditTTL":       console.DefaultAuditTTL.String(),
+			"defaultRetentionEvery": console.DefaultRetentionEvery.String(),
 		},
 		kong.Writers(m.Stdout, m.Stderr),
 		kong.Exit(func(int) { exited = true }),
@@ -216,7 +224,11 @@ func (m *Main) config() (console.Config, error) {
 		Addr:              c.Listen,
 		SecureCookies:     c.SecureCookies,
 		PasswordHash:      hash,
+		AdminName:         c.AdminName,
 		SessionTTL:        c.SessionTTL,
+		AuditTTL:          c.AuditTTL,
+		RetentionEvery:    c.RetentionEvery,
+		Lifecycle:         c.Lifecycle,
 		RevocationsFile:   c.RevocationsFile,
 		ReconcileInterval: c.ReconcileInterval,
 		ReconcileMinAge:   c.ReconcileMinAge,
@@ -257,8 +269,9 @@ func (m *Main) config() (console.Config, error) {
 	return cfg, nil
 }
 
-// passwordHash reads the operator password hash: --password-hash (or its environment
-// variable or YAML key) or --password-hash-file, exactly one.
+// passwordHash reads the admin's password hash: --password-hash (or its environment
+// variable or YAML key) or --password-hash-file, at most one. None is allowed: the
+// console then starts only if its database holds an operator.
 func (m *Main) passwordHash() (string, error) {
 	c := &m.CLI
 	switch {
@@ -273,7 +286,7 @@ func (m *Main) passwordHash() (string, error) {
 		}
 		return h, nil
 	}
-	return "", errors.New("the operator password hash is required: --password-hash or --password-hash-file (make one with 'broker hash-password')")
+	return "", nil
 }
 
 // ossBucket returns an aliyun-oss-go-sdk bucket client signing with V4. An endpoint

@@ -192,6 +192,7 @@ func TestBrowser(t *testing.T) {
 	do("login",
 		chromedp.Navigate(e.console.URL()+"/"),
 		chromedp.WaitVisible(chromedp.ID("login")),
+		chromedp.SendKeys(chromedp.ID("name"), testAdmin),
 		chromedp.SendKeys(chromedp.ID("password"), testPassword),
 		chromedp.Submit(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("devices")),

@@ -28,7 +28,10 @@ import (
 	"github.com/clipgate/clipgate/topics"
 )
 
-const testPassword = "correct horse battery staple"
+const (
+	testAdmin    = DefaultAdminName
+	testPassword = "correct horse battery staple"
+)
 
 // testHash is testPassword's bcrypt hash at the minimum cost (logins stay cheap).
 var testHash = func() string {
@@ -93,6 +96,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Store:             e.db,
 		Addr:              "127.0.0.1:0",
 		PasswordHash:      testHash,
+		BcryptCost:        bcrypt.MinCost,
 		ReconcileInterval: time.Hour, // tests run passes themselves
 		ReconcileMinAge:   -1,
 		Now:               func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
@@ -321,7 +325,7 @@ func (a *api) login() {
 		a.t.Fatalf("session before login: %+v", s)
 	}
 	a.csrf = s.CSRF
-	a.json(http.MethodPost, "/api/login", map[string]string{"password": testPassword}, http.StatusOK, &s)
+	a.json(http.MethodPost, "/api/login", map[string]string{"name": testAdmin, "password": testPassword}, http.StatusOK, &s)
 	if !s.Authenticated || s.CSRF == "" || s.CSRF == a.csrf {
 		a.t.Fatalf("session after login: %+v", s)
 	}

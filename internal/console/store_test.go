@@ -60,7 +60,7 @@ func clipEvent(dev, id, key string, recorded time.Time) *events.Event {
 
 func mustIndex(t *testing.T, db *DB, ev *events.Event, want IndexOutcome) {
 	t.Helper()
-	got, err := db.Index(context.Background(), ev, t0.Add(time.Hour))
+	got, err := db.Index(context.Background(), ev, nil, t0.Add(time.Hour))
 	if err != nil {
 		t.Fatalf("Index(%s): %v", ev.ID, err)
 	}
@@ -479,18 +479,20 @@ func TestStoreDeleteAndExpire(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			expired = append(expired, page...)
+			for _, r := range page {
+				expired = append(expired, r.Key)
+			}
 			if len(page) < 7 {
 				break
 			}
-			after = page[len(page)-1]
+			after = page[len(page)-1].Key
 		}
 		// Uploaded at t0 + i + 1s < t0 + 101s: i < 100, even i only.
 		if len(expired) != 50 || expired[0] != "clips/cam-a/k0000" || expired[49] != "clips/cam-a/k0098" {
 			t.Fatalf("expired = %d keys: %v", len(expired), expired)
 		}
 		all, err := db.ExpiredClips(ctx, "", t0.Add(3*time.Second), "", 100)
-		if err != nil || !slices.Equal(all, []string{"clips/cam-a/k0000", "clips/cam-b/k0001"}) {
+		if err != nil || !slices.Equal(all, []ClipRef{{Key: "clips/cam-a/k0000"}, {Key: "clips/cam-b/k0001"}}) {
 			t.Fatalf("expired without a prefix = %v, %v", all, err)
 		}
 		// Delete cam-a's clips (600, in two batches) plus keys that are not indexed.
@@ -516,7 +518,10 @@ func TestStoreDeleteAndExpire(t *testing.T) {
 func TestStoreSessionsAndPrune(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB) {
 		ctx := context.Background()
-		s := Session{IDHash: "h1", CSRF: "tok", Created: t0, Expires: t0.Add(time.Hour)}
+		if err := db.PutOperator(ctx, Operator{Name: "alice", Role: RoleViewer, PasswordHash: testHash, Updated: t0}); err != nil {
+			t.Fatal(err)
+		}
+		s := Session{IDHash: "h1", CSRF: "tok", Created: t0, Expires: t0.Add(time.Hour), Operator: "alice", Role: RoleViewer}
 		if err := db.CreateSession(ctx, s); err != nil {
 			t.Fatal(err)
 		}
@@ -533,7 +538,7 @@ func TestStoreSessionsAndPrune(t *testing.T) {
 		if _, err := db.Session(ctx, "nope", t0); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("unknown session: %v", err)
 		}
-		if err := db.CreateSession(ctx, Session{IDHash: "h2", CSRF: "t2", Created: t0, Expires: t0.Add(2 * time.Hour)}); err != nil {
+		if err := db.CreateSession(ctx, Session{IDHash: "h2", CSRF: "t2", Created: t0, Expires: t0.Add(2 * time.Hour), Operator: "alice"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.DeleteSession(ctx, "h2"); err != nil {
@@ -658,7 +663,7 @@ func TestStoreConcurrentWriters(t *testing.T) {
 				var err error
 				for i := range 25 {
 					ev := clipEvent("cam-01", fmt.Sprintf("w%d-%d", w, i), fmt.Sprintf("clips/cam-01/w%d/%d", w, i), t0)
-					if _, e := db.Index(ctx, ev, t0); e != nil && err == nil {
+					if _, e := db.Index(ctx, ev, nil, t0); e != nil && err == nil {
 						err = e
 					}
 					if _, e := db.Clips(ctx, ClipQuery{Device: "cam-01", Limit: 10}); e != nil && err == nil {
