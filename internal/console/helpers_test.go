@@ -232,6 +232,8 @@ type api struct {
 	base string
 	hc   *http.Client
 	csrf string
+	// bearer, when set, is sent as an API token.
+	bearer string
 }
 
 func (e *env) api() *api {
@@ -271,6 +273,9 @@ func (a *api) do(method, path string, body any, header ...string) (int, []byte) 
 	}
 	if a.csrf != "" && method != http.MethodGet {
 		req.Header.Set(csrfHeader, a.csrf)
+	}
+	if a.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+a.bearer)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		if header[i+1] == "" {
