@@ -211,8 +211,8 @@ func (c *Config) validate() error {
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
 		bad("BcryptCost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
-	if c.RetentionEvery > 0 && c.RetentionEvery < time.Second {
-		bad("RetentionEvery %v: at least 1s (or negative: no schedule)", c.RetentionEvery)
+	if c.RetentionEvery > 0 && c.RetentionEvery < 10*time.Millisecond {
+		bad("RetentionEvery %v: at least 10ms (or negative: no schedule)", c.RetentionEvery)
 	}
 	if c.URLExpiry < time.Second || c.URLExpiry > MaxURLExpiry {
 		bad("URLExpiry %v: want 1s to %v", c.URLExpiry, MaxURLExpiry)
