@@ -132,7 +132,8 @@ func (c *Console) headers(next http.Handler) http.Handler {
 	if c.mediaOrigin != "" {
 		media += " " + c.mediaOrigin
 	}
-	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	// Posters, like the clips, come straight from OSS.
+	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src " + media + "; connect-src 'self'; " +
 		"media-src " + media + "; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
