@@ -9,8 +9,9 @@
 // Configuration comes from flags, CLIPGATE_* environment variables and a YAML file
 // (--config), in that order of precedence. Secrets are never flags: the broker password
 // comes from CLIPGATE_PASSWORD or --password-file, the OSS access key secret from
-// CLIPGATE_OSS_ACCESS_KEY_SECRET or --oss-access-key-secret-file. The operator password
-// is configured as its bcrypt hash (make one with `broker hash-password`). The database
+// CLIPGATE_OSS_ACCESS_KEY_SECRET or --oss-access-key-secret-file. The admin's password
+// (--admin-name, default admin) is configured as its bcrypt hash (make one with `broker
+// hash-password`); the admin adds the other operators (viewers, admins) in the console. The database
 // is a SQLite file (default console.db) or a postgres:// URL (put one with a password in
 // CLIPGATE_DATABASE rather than on the command line).
 package main
