@@ -185,7 +185,7 @@ func (c *Console) apiRevoke(revoked bool) http.HandlerFunc {
 // apiTimeline: GET /api/timeline with device (optional: the fleet), step (hour, day),
 // from and to.
 func (c *Console) apiTimeline(w http.ResponseWriter, r *http.Request) {
-	device, step, from, to, err := timelineQuery(r.URL.Query(), c.cfg.Now())
+	device, step, from, to, err := timelineQuery(r.URL.Query())
 	if err != nil {
 		c.apiError(w, err)
 		return

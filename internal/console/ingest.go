@@ -16,7 +16,8 @@ import (
 )
 
 // PosterSuffix names a clip's poster: the device uploads a JPEG of the clip's first
-// keyframe as {key}.poster.jpg, beside the clip, under its own prefix.
+// keyframe as {key}.poster.jpg, beside the clip, under its own prefix (the same as
+// devicekit.PosterSuffix, which the console does not import).
 const PosterSuffix = ".poster.jpg"
 
 // IsPosterKey reports whether key names a poster rather than a clip.

@@ -39,6 +39,9 @@ func (e *env) uploadFile(id, path, poster string, recorded time.Time) *protocol.
 // poster; the reconciler does not take the poster for a clip.
 func TestIngestMedia(t *testing.T) {
 	t.Parallel()
+	if PosterSuffix != devicekit.PosterSuffix {
+		t.Fatalf("the console looks for %q, the device kit uploads %q", PosterSuffix, devicekit.PosterSuffix)
+	}
 	tap := &logTap{}
 	e := newEnv(t, envOptions{stack: inproc.Options{Logger: zerolog.New(tap).Level(zerolog.InfoLevel)}})
 	dir := t.TempDir()

@@ -49,7 +49,7 @@ type Gap struct {
 }
 
 // timelineQuery reads a timeline's parameters: device (optional), step, from, to.
-func timelineQuery(q url.Values, now time.Time) (device, step string, from, to time.Time, err error) {
+func timelineQuery(q url.Values) (device, step string, from, to time.Time, err error) {
 	if device = q.Get("device"); device != "" {
 		if err := deviceid.Validate(device); err != nil {
 			return "", "", time.Time{}, time.Time{}, invalidf("device: %v", err)

@@ -135,7 +135,7 @@ func formatGap(g Gap) string {
 		return "from " + g.From.Format("Jan 2") + " through " + g.To.Add(-24*time.Hour).Format("Jan 2") + " (" + n + " days)"
 	}
 	to := g.To.Format("15:04")
-	if g.To.YearDay() != g.From.YearDay() {
+	if g.To.Truncate(24*time.Hour) != g.From.Truncate(24*time.Hour) {
 		to = g.To.Format("Jan 2 15:04")
 	}
 	unit := " hours"
