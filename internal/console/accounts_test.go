@@ -289,7 +289,7 @@ func TestTokens(t *testing.T) {
 	// Garbage and forgeries.
 	for _, h := range []string{
 		"Bearer", "Bearer ", "Basic " + adminTok.Token, "Bearer x", "Bearer " + adminTok.Token + "x",
-		"Bearer " + otherToken(adminTok.Token), // another ID
+		"Bearer " + otherToken(adminTok.Token),      // another ID
 		"Bearer " + lastCharChanged(adminTok.Token), // another secret, same ID
 		"Bearer cgt_" + strings.Repeat("0", tokenIDLen) + "_" + newToken(),
 		"Bearer " + strings.ToUpper(adminTok.Token[:16]) + adminTok.Token[16:],
