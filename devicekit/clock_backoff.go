@@ -4,7 +4,7 @@ import (
 	mrand "math/rand/v2"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 )
 
 // backoffPolicy is the kit's one retry schedule: exponential backoff with full jitter.
@@ -32,8 +32,6 @@ var (
 	credentialsBackoff = backoffPolicy{Base: backoffBase, Max: backoffCap, MaxRetryAfter: maxRetryAfter, Attempts: maxAttempts}
 	// OSS requests that failed transiently (network errors, timeouts, 5xx).
 	ossBackoff = backoffPolicy{Base: 500 * time.Millisecond, Max: 20 * time.Second, MaxRetryAfter: time.Minute, Attempts: 5}
-	// Broker connection attempts, on top of the MQTT client's own short pause.
-	connectBackoff = backoffPolicy{Base: time.Second, Max: time.Minute}
 	// Event publications that did not get their acknowledgement, and outbox flushes.
 	publishBackoff = backoffPolicy{Base: 200 * time.Millisecond, Max: 30 * time.Second}
 )
@@ -75,32 +73,9 @@ func (p backoffPolicy) randN(n int64) int64 {
 	return mrand.Int64N(n)
 }
 
-// connectPause is the MQTT client's own fixed pause between connection attempts; the kit's
-// jittered backoff (connectWait) comes on top of it.
-const connectPause = 500 * time.Millisecond
-
-// connectWait runs before every connection attempt except Connect's first: it waits a
-// jittered, exponentially growing time (connectBackoff), so that a fleet that lost its
-// broker at once does not come back at once, or until the kit closes.
-func (k *Kit) connectWait(n mqtt.ConnectionNotificationConnecting) {
-	attempt := n.Attempt
-	if !n.IsReconnect {
-		attempt-- // Connect's first attempt goes at once
-	}
-	if attempt < 0 {
-		return
-	}
-	d := connectBackoff.Delay(attempt, 0)
-	if k.onConnectWait != nil {
-		k.onConnectWait(attempt, d)
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-k.ctx.Done():
-	}
-}
+// connectBackoff paces the broker connection attempts (the MQTT client applies it), so
+// that a fleet that lost its broker at once does not come back at once.
+var connectBackoff = mqttclient.Backoff{Min: time.Second, Max: time.Minute}
 
 // retryFlush schedules another outbox flush after a jittered backoff (publishBackoff) when
 // a publication failed while the broker connection is up; a new connection flushes anyway.
@@ -108,7 +83,7 @@ func (k *Kit) retryFlush() {
 	k.mu.Lock()
 	client, closed := k.client, k.closed
 	k.mu.Unlock()
-	if closed || client == nil || !client.IsConnected() {
+	if closed || client == nil || !client.Paho().IsConnected() {
 		return
 	}
 	n := k.flushFail.Add(1)

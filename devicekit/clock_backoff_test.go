@@ -78,7 +78,7 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 func TestBackoffSpreads(t *testing.T) {
 	t.Parallel()
 	rng := mrand.New(mrand.NewPCG(1, 2))
-	for _, p := range []backoffPolicy{credentialsBackoff, ossBackoff, connectBackoff, publishBackoff} {
+	for _, p := range []backoffPolicy{credentialsBackoff, ossBackoff, publishBackoff} {
 		p.rand = rng.Int64N
 		for attempt := range 12 {
 			for _, ra := range []time.Duration{0, time.Second} {
@@ -105,10 +105,13 @@ func TestBackoffSpreads(t *testing.T) {
 func TestBackoffPoliciesBounded(t *testing.T) {
 	t.Parallel()
 	for name, p := range map[string]backoffPolicy{"credentials": credentialsBackoff, "oss": ossBackoff,
-		"connect": connectBackoff, "publish": publishBackoff} {
+		"publish": publishBackoff} {
 		if p.Base <= 0 || p.Max < p.Base || p.Max > 5*time.Minute || p.MaxRetryAfter > 5*time.Minute {
 			t.Errorf("%s policy %+v is not bounded sensibly", name, p)
 		}
+	}
+	if b := connectBackoff; b.Min <= 0 || b.Max < b.Min || b.Max > 5*time.Minute {
+		t.Errorf("connect backoff %+v is not bounded sensibly", b)
 	}
 	if credentialsBackoff.Attempts < 2 || ossBackoff.Attempts < 2 {
 		t.Error("credentials and OSS retries must be bounded in attempts")
@@ -145,8 +148,8 @@ func checkConnectWaits(t *testing.T, waits []connectWaitCall) {
 		t.Fatal("no connection backoff")
 	}
 	for i, w := range waits {
-		if w.attempt != i || w.wait <= 0 || w.wait > connectBackoff.window(w.attempt) {
-			t.Errorf("wait %d: attempt %d, %v; want attempt %d within (0, %v]", i, w.attempt, w.wait, i, connectBackoff.window(i))
+		if w.attempt != i || w.wait <= 0 || w.wait > connectBackoff.Window(w.attempt) {
+			t.Errorf("wait %d: attempt %d, %v; want attempt %d within (0, %v]", i, w.attempt, w.wait, i, connectBackoff.Window(i))
 		}
 	}
 }

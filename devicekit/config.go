@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -87,20 +87,9 @@ func configErr(format string, args ...any) error {
 
 // withDefaults validates c, applies defaults and creates the state directories.
 func (c Config) withDefaults() (Config, error) {
-	if c.BrokerURL == "" {
-		return c, configErr("BrokerURL is required")
-	}
-	u, err := url.Parse(c.BrokerURL)
+	err := mqttclient.CheckURL("BrokerURL", c.BrokerURL)
 	if err != nil {
-		return c, configErr("BrokerURL %q: %v", c.BrokerURL, err)
-	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-	default:
-		return c, configErr("BrokerURL %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", c.BrokerURL, u.Scheme)
-	}
-	if u.Host == "" {
-		return c, configErr("BrokerURL %q has no host", c.BrokerURL)
+		return c, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := deviceid.Validate(c.DeviceID); err != nil {
 		return c, configErr("DeviceID: %v", err)

@@ -9,10 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -302,7 +301,7 @@ func (k *Kit) accept(reply *protocol.AuthReply, mode clipgate.Mode) (*Credential
 
 // onReply routes an auth reply to the request waiting for it. Replies that do not
 // decode, and replies for unknown or finished requests, are dropped.
-func (k *Kit) onReply(_ mqtt.Client, m mqtt.Message) {
+func (k *Kit) onReply(m mqttclient.Message) {
 	reply, err := protocol.DecodeAuthReply(m.Payload())
 	if err != nil {
 		k.log.Warn().Err(err).Msg("malformed auth reply dropped")

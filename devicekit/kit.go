@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -45,12 +45,11 @@ type Kit struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	mu        sync.Mutex
-	client    mqtt.Client
-	conn      *connState                          // readiness of the current connection
-	waiters   map[string]chan *protocol.AuthReply // credentials requests awaiting a reply
-	closed    bool
-	lastError error // last connection failure, reported by Connect on timeout
+	mu      sync.Mutex
+	client  *mqttclient.Client
+	conn    *connState                          // readiness of the current connection
+	waiters map[string]chan *protocol.AuthReply // credentials requests awaiting a reply
+	closed  bool
 
 	// gen counts established connections; a publish acknowledged "nil" while gen changed is
 	// not trusted (paho can complete tokens across a reconnect without a PUBACK).
@@ -189,76 +188,53 @@ func (k *Kit) Connect(ctx context.Context) error {
 		k.mu.Unlock()
 		return errors.New("devicekit: Connect called twice")
 	}
-	opts := mqtt.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(k.cfg.BrokerURL).
-		SetClientID(k.cfg.DeviceID).
-		SetProtocolVersion(4).
-		SetOrderMatters(false).
-		SetCleanSession(true).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		// The client's own pauses stay short and fixed; connectWait adds the jittered
-		// exponential backoff before each attempt.
-		SetConnectRetryInterval(connectPause).
-		SetMaxReconnectInterval(connectPause).
-		SetConnectTimeout(k.cfg.RequestTimeout).
-		SetKeepAlive(30 * time.Second).
-		SetCredentialsProvider(func() (string, string) {
-			// Called at every (re)connect: the password carries a fresh timestamp.
+	var client *mqttclient.Client
+	cfg := mqttclient.Config{
+		BrokerURL: k.cfg.BrokerURL,
+		TLS:       k.cfg.TLS,
+		ClientID:  k.cfg.DeviceID,
+		Credentials: func() (string, string) {
+			// Called at every connection attempt: the password carries a fresh timestamp.
 			return k.cfg.DeviceID, identity.MQTTPassword(k.cfg.DeviceKey, k.cfg.DeviceID, k.now())
-		}).
-		SetOnConnectHandler(k.onConnect).
-		SetConnectionLostHandler(k.onConnectionLost).
-		SetConnectionNotificationHandler(k.onNotification).
-		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+		},
+		ConnectTimeout: k.cfg.RequestTimeout,
+		KeepAlive:      30 * time.Second,
+		Backoff:        connectBackoff,
+		KeepTrying:     true, // a refused device may be let in again (revocation lifted)
+		Subscriptions:  []mqttclient.Subscription{{Filter: k.replyTopic, QoS: 1, Handler: k.onReply}},
+		DefaultHandler: func(m mqttclient.Message) {
 			k.log.Debug().Str("topic", m.Topic()).Msg("unexpected message dropped")
-		})
-	if k.cfg.TLS != nil {
-		opts.SetTLSConfig(k.cfg.TLS)
+		},
+		OnConnect:        func() { k.onConnect(client) },
+		OnSubscribed:     func(err error) { k.onSubscribed(client, err) },
+		OnConnectionLost: func(err error) { k.onConnectionLost(client) },
+		OnBackoff:        k.onConnectWait,
+		Logger:           k.log,
 	}
 	if k.statusAllowed {
-		opts.SetBinaryWill(k.statusTopic, k.statusPayload("offline"), 1, true)
+		cfg.Will = &mqttclient.Will{Topic: k.statusTopic, Payload: k.statusPayload("offline"), QoS: 1, Retained: true}
 	}
-	client := mqtt.NewClient(opts)
+	client, err := mqttclient.New(cfg)
+	if err != nil {
+		k.mu.Unlock()
+		return fmt.Errorf("devicekit: %w", err)
+	}
 	k.client = client
-	state := k.conn
 	k.mu.Unlock()
 
-	client.Connect() // with ConnectRetry the token completes only once connected
-	poll := time.NewTicker(100 * time.Millisecond)
-	defer poll.Stop()
-	for {
-		select {
-		case <-state.ready:
-			if state.err == nil {
-				return nil
-			}
-			k.abandon(client)
-			return state.err
-		case <-ctx.Done():
-			k.mu.Lock()
-			last := k.lastError
-			k.mu.Unlock()
-			k.abandon(client)
-			if last != nil {
-				return fmt.Errorf("devicekit: connect to %s: %w (last attempt: %v)", k.cfg.BrokerURL, ctx.Err(), last)
-			}
-			return fmt.Errorf("devicekit: connect to %s: %w", k.cfg.BrokerURL, ctx.Err())
-		case <-k.ctx.Done():
+	if err := client.Connect(ctx); err != nil {
+		k.abandon(client)
+		if errors.Is(err, mqttclient.ErrClosed) {
 			return ErrClosed
-		case <-poll.C:
-			// The connection may have been lost and re-established: follow the current state.
-			k.mu.Lock()
-			state = k.conn
-			k.mu.Unlock()
 		}
+		return fmt.Errorf("devicekit: connect to %s: %w", k.cfg.BrokerURL, err)
 	}
+	return nil
 }
 
-// abandon disconnects a client whose Connect failed, so that Connect can be called again.
-func (k *Kit) abandon(client mqtt.Client) {
-	client.Disconnect(0)
+// abandon closes a client whose Connect failed, so that Connect can be called again.
+func (k *Kit) abandon(client *mqttclient.Client) {
+	client.Close()
 	k.mu.Lock()
 	if k.client == client {
 		k.client = nil
@@ -267,62 +243,38 @@ func (k *Kit) abandon(client mqtt.Client) {
 	k.mu.Unlock()
 }
 
-func (k *Kit) onNotification(_ mqtt.Client, n mqtt.ConnectionNotification) {
-	var err error
-	switch n := n.(type) {
-	case mqtt.ConnectionNotificationConnecting:
-		k.connectWait(n) // runs in the connecting goroutine: delays the attempt
-		return
-	case mqtt.ConnectionNotificationFailed:
-		err = n.Reason
-	case mqtt.ConnectionNotificationBrokerFailed:
-		err = n.Reason
-	default:
-		return
-	}
-	if err == nil {
-		return
-	}
-	k.log.Warn().Err(err).Msg("connection attempt failed")
+// onConnect runs at the start of every connection, before the reply subscription: the
+// publications of the previous connection are no longer trusted (gen), and readiness
+// starts over.
+func (k *Kit) onConnect(c *mqttclient.Client) {
+	k.gen.Add(1)
 	k.mu.Lock()
-	k.lastError = err
-	k.mu.Unlock()
+	defer k.mu.Unlock()
+	if k.client != c || k.closed {
+		return
+	}
+	select {
+	case <-k.conn.ready: // the state of an earlier connection: start a new one
+		k.conn = newConnState()
+	default:
+	}
 }
 
-// onConnect runs (in its own goroutine) after every successful connect: it subscribes to
-// the reply topic, announces the device online and flushes the event outbox.
-func (k *Kit) onConnect(c mqtt.Client) {
-	gen := k.gen.Add(1)
+// onSubscribed runs after the reply subscription of every connection, confirmed (err nil)
+// or refused: it settles the connection's readiness, announces the device online and
+// flushes the event outbox.
+func (k *Kit) onSubscribed(c *mqttclient.Client, err error) {
 	k.mu.Lock()
 	if k.client != c || k.closed {
 		k.mu.Unlock()
 		return
 	}
 	state := k.conn
-	select {
-	case <-state.ready: // the state of an earlier connection: start a new one
-		state = newConnState()
-		k.conn = state
-	default:
-	}
 	k.mu.Unlock()
-
-	tok := c.Subscribe(k.replyTopic, 1, k.onReply)
-	err := waitToken(k.ctx, tok, k.cfg.RequestTimeout)
-	if err == nil {
-		if code, ok := tok.(*mqtt.SubscribeToken).Result()[k.replyTopic]; !ok || code > 2 {
-			err = fmt.Errorf("devicekit: the broker refused the subscription to %s (code %#x)", k.replyTopic, code)
-		}
-	}
+	state.finish(err)
 	if err != nil {
-		k.log.Error().Err(err).Msg("subscribe to the reply topic failed")
-		// Report only the failure of the current connection; a lost connection is retried.
-		if !errors.Is(err, ErrClosed) && c.IsConnected() && k.gen.Load() == gen {
-			state.finish(err)
-		}
-		return
+		return // logged by the client
 	}
-	state.finish(nil)
 	k.log.Info().Msg("connected")
 	if k.statusAllowed {
 		c.Publish(k.statusTopic, 1, true, k.statusPayload("online")) // best effort
@@ -330,8 +282,7 @@ func (k *Kit) onConnect(c mqtt.Client) {
 	k.flushOutbox()
 }
 
-func (k *Kit) onConnectionLost(c mqtt.Client, err error) {
-	k.log.Warn().Err(err).Msg("connection lost; reconnecting")
+func (k *Kit) onConnectionLost(c *mqttclient.Client) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.client != c {
@@ -342,11 +293,10 @@ func (k *Kit) onConnectionLost(c mqtt.Client, err error) {
 		k.conn = newConnState()
 	default:
 	}
-	k.lastError = err
 }
 
 // ready waits until the current connection's reply subscription is confirmed.
-func (k *Kit) ready(ctx context.Context) (mqtt.Client, error) {
+func (k *Kit) ready(ctx context.Context) (*mqttclient.Client, error) {
 	k.mu.Lock()
 	client, state, closed := k.client, k.conn, k.closed
 	k.mu.Unlock()
@@ -396,7 +346,7 @@ func (k *Kit) publish(ctx context.Context, topic string, payload []byte) error {
 				return err
 			}
 		}
-		var client mqtt.Client
+		var client *mqttclient.Client
 		if client, err = k.ready(ctx); err != nil {
 			return err
 		}
@@ -405,7 +355,7 @@ func (k *Kit) publish(ctx context.Context, topic string, payload []byte) error {
 		if err != nil {
 			return err
 		}
-		if k.gen.Load() == gen && client.IsConnected() {
+		if k.gen.Load() == gen && client.Paho().IsConnected() {
 			return nil
 		}
 		err = errors.New("devicekit: the connection changed before the broker acknowledged")
@@ -432,11 +382,11 @@ func (k *Kit) Close() error {
 	k.mu.Unlock()
 	k.cancel(errKitClosed)
 	if client != nil {
-		if client.IsConnected() && k.statusAllowed {
+		if client.Paho().IsConnected() && k.statusAllowed {
 			// A clean disconnect does not fire the will: say offline ourselves.
 			_ = waitToken(context.Background(), client.Publish(k.statusTopic, 1, true, k.statusPayload("offline")), time.Second)
 		}
-		client.Disconnect(250)
+		client.Close()
 	}
 	k.wg.Wait()
 	k.transport.CloseIdleConnections()

@@ -261,6 +261,14 @@ func (k *Kit) Watch(ctx context.Context, cfg SpoolConfig) error {
 	return s.Run(ctx)
 }
 
+// Validate reports what NewSpool would refuse in c, without a Kit, so that a command can
+// tell a usage error before it opens the state directory. (It creates DoneDir, as NewSpool
+// does, to check that clips can be moved there.) Errors wrap ErrConfig.
+func (c SpoolConfig) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 func (c SpoolConfig) withDefaults() (SpoolConfig, error) {
 	if c.Dir == "" {
 		return c, configErr("spool Dir is required")

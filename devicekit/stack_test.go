@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -100,6 +100,8 @@ type stack struct {
 	worker    *tokenworker.Worker
 	workerCfg tokenworker.Config
 	events    chan *clipgate.UploadEvent
+	// services receive the outcome of each subscription of the service clients.
+	services []chan error
 }
 
 func randomText(t testing.TB, n int) string {
@@ -202,6 +204,18 @@ func (s *stack) restartBroker() {
 		s.t.Fatal(err)
 	}
 	s.startBroker()
+	// The service clients are subscribed again before the test goes on: else what a kit
+	// publishes at once could reach no subscriber.
+	for _, subscribed := range s.services {
+		select {
+		case err := <-subscribed:
+			if err != nil {
+				s.t.Fatalf("service subscription after the restart: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			s.t.Fatal("a service client did not subscribe again within 30s")
+		}
+	}
 }
 
 func (s *stack) startWorker(cfg tokenworker.Config) *tokenworker.Worker {
@@ -233,69 +247,57 @@ func handle(w *tokenworker.Worker, topic string, payload []byte) [][]byte {
 func (s *stack) relay(w *tokenworker.Worker, answer answerFunc) {
 	s.t.Helper()
 	scheme := topics.Default()
-	subscribed := make(chan error, 1)
-	s.service("worker", "worker-secret-1", func(c paho.Client) {
-		tok := c.Subscribe(scheme.WorkerFilter(topics.DefaultWorkerGroup), 1, func(c paho.Client, m paho.Message) {
-			_, device, ok := scheme.Parse(m.Topic())
-			if !ok {
-				return
-			}
-			for _, reply := range answer(w, m.Topic(), m.Payload()) {
-				c.Publish(scheme.AuthReply(device), 1, false, reply) // not waited for: in a handler
-			}
-		})
-		tok.Wait()
-		subscribed <- tok.Error()
-	})
-	select {
-	case err := <-subscribed:
-		if err != nil {
-			s.t.Fatal(err)
+	var c *mqttclient.Client
+	c = s.service("worker", "worker-secret-1", scheme.WorkerFilter(topics.DefaultWorkerGroup), func(m mqttclient.Message) {
+		_, device, ok := scheme.Parse(m.Topic())
+		if !ok {
+			return
 		}
-	case <-time.After(10 * time.Second):
-		s.t.Fatal("relay subscription timed out")
-	}
+		for _, reply := range answer(w, m.Topic(), m.Payload()) {
+			c.Publish(scheme.AuthReply(device), 1, false, reply) // not waited for: in a handler
+		}
+	})
 }
 
-// service connects a paho client with a service account.
-func (s *stack) service(user, password string, onConnect paho.OnConnectHandler) paho.Client {
+// service connects a client with a service account, subscribed to filter with handler
+// h, once the subscription is acknowledged. It subscribes again after every reconnection.
+func (s *stack) service(user, password, filter string, h mqttclient.Handler) *mqttclient.Client {
 	s.t.Helper()
-	opts := paho.NewClientOptions().AddBroker(s.brokerURL).
-		SetClientID(broker.ServiceClientID(user, randomText(s.t, 8))).
-		SetUsername(user).SetPassword(password).
-		SetProtocolVersion(4).SetOrderMatters(false).SetOnConnectHandler(onConnect)
-	c := paho.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		s.t.Fatalf("%s connect: %v", user, tok.Error())
+	subscribed := make(chan error, 16)
+	c, err := mqttclient.New(mqttclient.Config{BrokerURL: s.brokerURL, ClientID: broker.ServiceClientID(user, randomText(s.t, 8)),
+		Username: user, Password: password, Backoff: mqttclient.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		Subscriptions: []mqttclient.Subscription{{Filter: filter, QoS: 1, Handler: h}},
+		OnSubscribed: func(err error) {
+			select {
+			case subscribed <- err:
+			default:
+			}
+		}})
+	if err != nil {
+		s.t.Fatal(err)
 	}
-	s.t.Cleanup(func() { c.Disconnect(100) })
+	s.t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		s.t.Fatalf("%s connect: %v", user, err)
+	}
+	<-subscribed // the first, which Connect waited for
+	s.services = append(s.services, subscribed)
 	return c
 }
 
 // consume subscribes a consumer to every upload event; they arrive on s.events.
 func (s *stack) consume() {
 	s.t.Helper()
-	subscribed := make(chan error, 1)
-	s.service("consumer", "consumer-secret-1", func(c paho.Client) {
-		tok := c.Subscribe(topics.Default().EventFilter(""), 1, func(_ paho.Client, m paho.Message) {
-			ev, err := protocol.DecodeUploadEvent(m.Payload())
-			if err != nil {
-				s.t.Errorf("consumer got a malformed event: %v: %s", err, m.Payload())
-				return
-			}
-			s.events <- ev
-		})
-		tok.Wait()
-		subscribed <- tok.Error()
-	})
-	select {
-	case err := <-subscribed:
+	s.service("consumer", "consumer-secret-1", topics.Default().EventFilter(""), func(m mqttclient.Message) {
+		ev, err := protocol.DecodeUploadEvent(m.Payload())
 		if err != nil {
-			s.t.Fatal(err)
+			s.t.Errorf("consumer got a malformed event: %v: %s", err, m.Payload())
+			return
 		}
-	case <-time.After(10 * time.Second):
-		s.t.Fatal("consumer subscription timed out")
-	}
+		s.events <- ev
+	})
 }
 
 // event waits for the next upload event.

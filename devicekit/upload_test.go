@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/clipgate/clipgate"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -299,23 +298,15 @@ func TestStatusOnlineOffline(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
 	statuses := make(chan string, 8)
-	subscribed := make(chan error, 1)
-	s.service("consumer", "consumer-secret-1", func(c paho.Client) {
-		tok := c.Subscribe(topics.Default().Status("cam-status"), 1, func(_ paho.Client, m paho.Message) {
-			var st struct{ Device, Status string }
-			if err := json.Unmarshal(m.Payload(), &st); err != nil || st.Device != "cam-status" {
-				t.Errorf("status message %s: %v", m.Payload(), err)
-			}
-			statuses <- st.Status
-		})
-		tok.Wait()
-		subscribed <- tok.Error()
-	})
-	// Subscribed before the device connects: a subscription made while the retained
-	// "online" is being published may receive it twice (live and retained), as MQTT allows.
-	if err := <-subscribed; err != nil {
-		t.Fatal(err)
-	}
+	s.service("consumer", "consumer-secret-1", topics.Default().Status("cam-status"), func(m mqttclient.Message) {
+		var st struct{ Device, Status string }
+		if err := json.Unmarshal(m.Payload(), &st); err != nil || st.Device != "cam-status" {
+			t.Errorf("status message %s: %v", m.Payload(), err)
+		}
+		statuses <- st.Status
+	}) // subscribed before the device connects (service waits for the SUBACK): a
+	// subscription made while the retained "online" is being published may receive it twice
+	// (live and retained), as MQTT allows.
 	next := func() string {
 		select {
 		case st := <-statuses:

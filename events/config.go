@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -121,11 +122,8 @@ func (c *Config) applyDefaults() {
 func (c *Config) validate() error {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	switch {
-	case c.BrokerURL == "":
-		bad("BrokerURL is required")
-	case !strings.Contains(c.BrokerURL, "://"):
-		bad("BrokerURL %q: want scheme://host:port (tcp, ssl, ws, wss)", c.BrokerURL)
+	if err := mqttclient.CheckURL("BrokerURL", c.BrokerURL); err != nil {
+		bad("%v", err)
 	}
 	if c.Username == "" || c.Password == "" {
 		bad("Username and Password (a service account with role consumer) are required")

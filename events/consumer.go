@@ -10,21 +10,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate"
-	"github.com/clipgate/clipgate/internal/mqttdial"
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
 
 // ErrClosed is returned by Start on a closed Consumer.
 var ErrClosed = errors.New("events: consumer closed")
-
-// disconnectQuiesce is how long a disconnect waits for pending acknowledgements to go out.
-const disconnectQuiesce = 250 // ms
 
 // Consumer receives upload events from the broker, verifies them against OSS,
 // deduplicates them and hands them to a Handler (see the package documentation).
@@ -37,22 +32,19 @@ type Consumer struct {
 	check  verifier
 	seen   *seenSet
 	busy   inProgress
-	client mqtt.Client
+	client *mqttclient.Client
 
-	queue  chan mqtt.Message // paho's callbacks hand messages to the workers
-	ctx    context.Context   // the handlers'; cancelled by Close
+	queue  chan mqttclient.Message // the client's handler hands messages to the workers
+	ctx    context.Context         // the handlers'; cancelled by Close
 	cancel context.CancelFunc
 	quit   chan struct{} // closed by Close
-	first  chan error    // the first subscription's outcome, for Start
 	wake   chan struct{} // a message was left unacknowledged
-	connMu sync.Mutex    // serializes session resumes and Close's disconnect
 	parked atomic.Int64  // unacknowledged since the last resume
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
 	workers sync.WaitGroup // workers and the resumer
-	cbs     sync.WaitGroup // paho callbacks in flight
 
 	st counters
 }
@@ -81,41 +73,34 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 		filter: cfg.Topics.EventFilter(cfg.Group),
 		check:  verifier{bucket: cfg.Bucket, prefix: cfg.Prefix, stat: cfg.OSS, timeout: cfg.OSSTimeout},
 		seen:   newSeenSet(cfg.DedupSize, cfg.DedupTTL, time.Now),
-		queue:  make(chan mqtt.Message),
+		queue:  make(chan mqttclient.Message),
 		ctx:    ctx,
 		cancel: cancel,
 		quit:   make(chan struct{}),
-		first:  make(chan error, 1),
 		wake:   make(chan struct{}, 1),
 	}
-	opts := mqtt.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(cfg.BrokerURL).
-		SetClientID(cfg.ClientID).
-		SetUsername(cfg.Username).
-		SetPassword(cfg.Password).
-		SetProtocolVersion(4). // else paho retries as 3.1, a second login attempt
-		SetCleanSession(false).
-		SetOrderMatters(false). // handlers must not block paho's reader
-		SetAutoAckDisabled(true).
-		SetAutoReconnect(true).
-		SetConnectRetry(false). // Start retries the first connection itself (mqttdial), not a refused login
-		SetMaxReconnectInterval(10 * time.Second).
-		SetConnectTimeout(cfg.ConnectTimeout).
-		SetWriteTimeout(cfg.ConnectTimeout).
-		SetKeepAlive(cfg.KeepAlive).
-		SetOnConnectHandler(c.onConnect).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			c.log.Warn().Err(err).Msg("connection lost; reconnecting")
-		}).
-		// With a persistent session the broker sends queued messages right after CONNACK,
-		// before any SUBSCRIBE: the default handler takes them (and every other message,
-		// since the subscription registers no handler of its own).
-		SetDefaultPublishHandler(c.onMessage)
-	if cfg.TLS != nil {
-		opts.SetTLSConfig(cfg.TLS)
+	client, err := mqttclient.New(mqttclient.Config{
+		BrokerURL:      cfg.BrokerURL,
+		TLS:            cfg.TLS,
+		ClientID:       cfg.ClientID,
+		Username:       cfg.Username,
+		Password:       cfg.Password,
+		Persistent:     true,
+		ManualAck:      true,
+		KeepAlive:      cfg.KeepAlive,
+		WriteTimeout:   cfg.ConnectTimeout,
+		ConnectTimeout: cfg.ConnectTimeout,
+		// The subscription registers no handler of its own: the default handler takes its
+		// messages, and the ones the broker sends right after CONNACK, before SUBSCRIBE.
+		Subscriptions:  []mqttclient.Subscription{{Filter: c.filter, QoS: 1}},
+		DefaultHandler: c.onMessage,
+		Logger:         c.log,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	c.client = mqtt.NewClient(opts)
+	c.client = client
 	return c, nil
 }
 
@@ -145,34 +130,12 @@ func (c *Consumer) Start(ctx context.Context) error {
 
 	// The broker may be restarting: keep trying until ctx ends (a refused login fails
 	// at once).
-	tok, err := mqttdial.Connect(ctx, c.client, c.log)
-	if err == nil {
-		select {
-		case err = <-c.first:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-	}
-	if errors.Is(err, errPacketIDInUse) && tok != nil && tok.SessionPresent() {
-		// The session was resumed, so it holds the subscription made when it was new.
-		c.log.Warn().Err(err).Msg("subscription not renewed; relying on the resumed session's")
-		err = nil
-	}
-	if err != nil {
+	if err := c.client.Connect(ctx); err != nil {
 		_ = c.Close()
 		return fmt.Errorf("events: connecting to %s as %s: %w", c.cfg.BrokerURL, c.cfg.ClientID, err)
 	}
 	c.log.Info().Str("filter", c.filter).Msg("consumer started")
 	return nil
-}
-
-func waitToken(ctx context.Context, tok mqtt.Token) error {
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Close stops taking messages, cancels the context of running handlers, waits for them
@@ -191,23 +154,9 @@ func (c *Consumer) Close() error {
 
 	c.cancel()
 	c.workers.Wait()
-	c.connMu.Lock()
-	c.client.Disconnect(disconnectQuiesce)
-	c.connMu.Unlock()
-	c.cbs.Wait()
+	c.client.Close() // waits for the handler's calls in flight
 	c.log.Info().Msg("consumer closed")
 	return nil
-}
-
-// enter registers a paho callback unless the consumer is closed.
-func (c *Consumer) enter() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return false
-	}
-	c.cbs.Add(1)
-	return true
 }
 
 func (c *Consumer) isClosed() bool {
@@ -219,78 +168,9 @@ func (c *Consumer) isClosed() bool {
 	}
 }
 
-// onConnect subscribes after every connect. The persistent session keeps the
-// subscription anyway; subscribing again costs little and covers a session the broker
-// expired.
-func (c *Consumer) onConnect(client mqtt.Client) {
-	if !c.enter() {
-		return
-	}
-	defer c.cbs.Done()
-	err := c.subscribe(client)
-	if err != nil && !errors.Is(err, errPacketIDInUse) {
-		c.log.Error().Err(err).Str("filter", c.filter).Msg("subscribe")
-	}
-	select {
-	case c.first <- err:
-	default: // only Start waits, for the first
-	}
-}
-
-// errPacketIDInUse: mochi-mqtt v2.7.9 answers a SUBSCRIBE whose packet ID equals one of
-// its own unacknowledged PUBLISHes to the client with 0x91 (packet identifier in use),
-// although the two directions have separate ID spaces. It happens when a persistent
-// session resumes with messages in flight. paho takes a new ID for each SUBSCRIBE, and
-// the consumer acknowledges the resent messages meanwhile, so trying again succeeds.
-var errPacketIDInUse = errors.New("the broker reports the subscription's packet identifier in use (0x91)")
-
-// subscribeAttempts bounds the SUBSCRIBE retries on errPacketIDInUse.
-const subscribeAttempts = 20
-
-func (c *Consumer) subscribe(client mqtt.Client) error {
-	wait := 10 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := c.subscribeOnce(client)
-		if !errors.Is(err, errPacketIDInUse) || attempt == subscribeAttempts {
-			return err
-		}
-		c.log.Debug().Int("attempt", attempt).Msg("subscription's packet identifier in use at the broker; subscribing again")
-		select {
-		case <-time.After(wait):
-		case <-c.quit:
-			return err
-		}
-		wait = min(2*wait, 500*time.Millisecond)
-	}
-}
-
-func (c *Consumer) subscribeOnce(client mqtt.Client) error {
-	tok := client.Subscribe(c.filter, 1, nil)
-	switch {
-	case !tok.WaitTimeout(c.cfg.ConnectTimeout):
-		return errors.New("subscription not acknowledged in time")
-	case tok.Error() != nil:
-		return tok.Error()
-	}
-	// One filter, one result (paho keys it by the filter without "$share/{group}/").
-	for _, code := range tok.(*mqtt.SubscribeToken).Result() {
-		switch {
-		case code == 0x91:
-			return errPacketIDInUse
-		case code > 2:
-			return fmt.Errorf("the broker refused the subscription to %s (SUBACK %#x): check the account's role", c.filter, code)
-		}
-	}
-	return nil
-}
-
 // onMessage runs in a goroutine of its own per message (OrderMatters false) and hands
 // the message to a worker; waiting here is what bounds the work in progress.
-func (c *Consumer) onMessage(_ mqtt.Client, m mqtt.Message) {
-	if !c.enter() {
-		return // closing: left unacknowledged, delivered again after the next start
-	}
-	defer c.cbs.Done()
+func (c *Consumer) onMessage(m mqttclient.Message) {
 	c.st.received.Add(1)
 	select {
 	case c.queue <- m:
@@ -312,7 +192,7 @@ func (c *Consumer) worker() {
 
 // process takes one message through decoding, deduplication, verification and the
 // handler, and acknowledges it or leaves it for redelivery.
-func (c *Consumer) process(m mqtt.Message) {
+func (c *Consumer) process(m mqttclient.Message) {
 	topic, payload := m.Topic(), m.Payload()
 	kind, publisher, ok := c.cfg.Topics.Parse(topic)
 	var ue *clipgate.UploadEvent
@@ -334,7 +214,7 @@ func (c *Consumer) process(m mqtt.Message) {
 	}
 }
 
-func (c *Consumer) deadLetter(m mqtt.Message, mal *Malformed) {
+func (c *Consumer) deadLetter(m mqttclient.Message, mal *Malformed) {
 	if dl := c.cfg.DeadLetter; dl != nil {
 		if err := c.retry(func(ctx context.Context) error { return dl(ctx, mal) }); err != nil {
 			c.log.Error().Err(err).Str("topic", mal.Topic).Msg("dead letter callback failed; message left for redelivery")
@@ -520,32 +400,14 @@ func (c *Consumer) resumer() {
 // messages still in the workers are lost with the old connection; those messages come
 // back too and are dropped as duplicates once handled.
 func (c *Consumer) resume() {
-	c.connMu.Lock()
-	defer c.connMu.Unlock()
 	n := c.parked.Swap(0)
 	if n == 0 || c.isClosed() {
 		return
 	}
 	c.st.resumes.Add(1)
 	c.log.Info().Int64("unacknowledged", n).Msg("resuming the session to have unacknowledged events sent again")
-	c.client.Disconnect(disconnectQuiesce)
-	backoff := c.cfg.RetryBackoff
-	for {
-		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
-		err := waitToken(ctx, c.client.Connect())
-		cancel()
-		if err == nil || c.client.IsConnected() {
-			return
-		}
-		c.log.Warn().Err(err).Msg("reconnect after resume failed; retrying")
-		t := time.NewTimer(backoff)
-		select {
-		case <-c.quit:
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(backoff*2, max(c.cfg.MaxBackoff, time.Second))
+	if err := c.client.Reconnect(c.ctx); err != nil && !c.isClosed() {
+		c.log.Warn().Err(err).Msg("reconnect after resume failed")
 	}
 }
 
@@ -588,7 +450,7 @@ func (c *Consumer) Stats() Stats {
 		HandlerErrors: c.st.handlerErrors.Load(),
 		OSSErrors:     c.st.ossErrors.Load(),
 		DedupErrors:   c.st.dedupErrors.Load(),
-		Connected:     c.client.IsConnectionOpen(),
+		Connected:     c.client.Connected(),
 		Rejected:      make(map[Reason]int64, len(reasons)),
 	}
 	for i, r := range reasons {

@@ -16,7 +16,7 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/inproc"
-	"github.com/clipgate/clipgate/internal/mqttdial"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -557,7 +557,7 @@ func TestConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(testContext(t)); !errors.Is(err, mqttdial.ErrRefused) {
+	if err := c.Start(testContext(t)); !errors.Is(err, mqttclient.ErrRefused) {
 		t.Errorf("Start with a wrong password: %v, want a refused login (at once, not retried)", err)
 	}
 	// A token worker account may not subscribe to events: the refused subscription

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/clipgatetest"
@@ -27,6 +26,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -176,37 +176,39 @@ func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
-// mqttClient connects a paho client (clean session) and disconnects it when the test ends.
-func mqttClient(t testing.TB, stack *inproc.Stack, clientID, user, password string) paho.Client {
+// mqttClient connects a client (clean session) and closes it when the test ends.
+func mqttClient(t testing.TB, stack *inproc.Stack, clientID, user, password string) *mqttclient.Client {
 	t.Helper()
-	opts := paho.NewClientOptions().AddBroker(stack.BrokerURL()).SetClientID(clientID).
-		SetUsername(user).SetPassword(password).SetProtocolVersion(4).SetCleanSession(true).
-		SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
-	c := paho.NewClient(opts)
-	tok := c.Connect()
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect %s: %v", clientID, tok.Error())
+	c, err := mqttclient.New(mqttclient.Config{BrokerURL: stack.BrokerURL(), ClientID: clientID,
+		Username: user, Password: password, NoReconnect: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Disconnect(100) })
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("connect %s: %v", clientID, err)
+	}
 	return c
 }
 
 // rawDevice connects as device id with its MQTT password, as a device kit would, but
 // lets the test publish whatever it likes on the device's topics.
-func rawDevice(t testing.TB, stack *inproc.Stack, id string) paho.Client {
+func rawDevice(t testing.TB, stack *inproc.Stack, id string) *mqttclient.Client {
 	t.Helper()
 	return mqttClient(t, stack, id, id, identity.MQTTPassword(stack.DeviceKey(id), id, time.Now()))
 }
 
 // adminClient connects with the stack's admin service account.
-func adminClient(t testing.TB, stack *inproc.Stack) paho.Client {
+func adminClient(t testing.TB, stack *inproc.Stack) *mqttclient.Client {
 	t.Helper()
 	user, pw := stack.ServiceAccount(topics.RoleAdmin)
 	return mqttClient(t, stack, "admin:"+randomHex(4), user, pw)
 }
 
 // publish publishes payload with QoS 1 and waits for the broker's PUBACK.
-func publish(t testing.TB, c paho.Client, topic string, payload []byte) {
+func publish(t testing.TB, c *mqttclient.Client, topic string, payload []byte) {
 	t.Helper()
 	tok := c.Publish(topic, 1, false, payload)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -215,7 +217,7 @@ func publish(t testing.TB, c paho.Client, topic string, payload []byte) {
 }
 
 // publishEvent encodes ev and publishes it on the upload topic of device from.
-func publishEvent(t testing.TB, stack *inproc.Stack, c paho.Client, from string, ev *clipgate.UploadEvent) {
+func publishEvent(t testing.TB, stack *inproc.Stack, c *mqttclient.Client, from string, ev *clipgate.UploadEvent) {
 	t.Helper()
 	b, err := json.Marshal(ev)
 	if err != nil {

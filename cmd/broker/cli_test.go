@@ -6,43 +6,27 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/alecthomas/kong"
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 )
-
-// syncBuffer is a bytes.Buffer safe for the broker's log writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb syncBuffer
-	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	var out, errb clitest.Buffer
+	code = cli.Exec(context.Background(), "broker", run, cli.IO{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb}, args)
 	return code, out.String(), errb.String()
 }
 
@@ -81,7 +65,7 @@ func TestDeviceKey(t *testing.T) {
 	fleet, _ := identity.LoadKey(fleetFile)
 	want := identity.DeriveDeviceKey(fleet, "cam-1")
 
-	code, stdout, stderr := runCLI(t, "", "device-key", "--fleet-key", fleetFile, "cam-1")
+	code, stdout, stderr := runCLI(t, "", "device-key", "--fleet-key-file", fleetFile, "cam-1")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -91,28 +75,26 @@ func TestDeviceKey(t *testing.T) {
 	}
 
 	out := filepath.Join(dir, "cam-1.key")
-	if code, _, stderr := runCLI(t, "", "device-key", "--fleet-key", fleetFile, "--out", out, "cam-1"); code != 0 {
+	if code, _, stderr := runCLI(t, "", "device-key", "--fleet-key-file", fleetFile, "--out", out, "cam-1"); code != 0 {
 		t.Fatalf("--out: exit %d: %s", code, stderr)
 	}
 	if k, err := identity.LoadKey(out); err != nil || !bytes.Equal(k, want) {
 		t.Fatalf("written key: %v", err)
 	}
 
-	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-key", fleetFile, "--password", "cam-1")
+	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-key-file", fleetFile, "--password", "cam-1")
 	if code != 0 || identity.VerifyMQTTPassword(want, "cam-1", strings.TrimSpace(stdout), time.Now(), time.Minute) != nil {
 		t.Fatalf("--password: exit %d, %q", code, stdout)
 	}
 
 	for name, args := range map[string][]string{
-		"bad device ID":     {"device-key", "--fleet-key", fleetFile, "cam/1"},
-		"missing fleet key": {"device-key", "--fleet-key", filepath.Join(dir, "none"), "cam-1"},
+		"bad device ID":     {"device-key", "--fleet-key-file", fleetFile, "cam/1"},
+		"missing fleet key": {"device-key", "--fleet-key-file", filepath.Join(dir, "none"), "cam-1"},
+		"no fleet key":      {"device-key", "cam-1"},
 	} {
-		if code, _, stderr := runCLI(t, "", args...); code != 1 || stderr == "" {
-			t.Errorf("%s: exit %d, stderr %q", name, code, stderr)
+		if code, _, stderr := runCLI(t, "", args...); code != cli.ExitUsage || stderr == "" {
+			t.Errorf("%s: exit %d, stderr %q; want a usage error", name, code, stderr)
 		}
-	}
-	if code, _, _ := runCLI(t, "", "device-key", "cam-1"); code != 2 {
-		t.Errorf("no --fleet-key: exit %d, want usage error 2", code)
 	}
 }
 
@@ -146,48 +128,48 @@ func TestUsageErrors(t *testing.T) {
 	if code, stdout, _ := runCLI(t, "", "--help"); code != 0 || !strings.Contains(stdout, "serve") {
 		t.Errorf("--help: exit %d %q", code, stdout)
 	}
-	code, _, stderr := runCLI(t, "", "serve", "--fleet-key", "x")
-	if code != 1 || !strings.Contains(stderr, "--data-dir") {
+	code, _, stderr := runCLI(t, "", "serve", "--fleet-key-file", "x")
+	if code != cli.ExitUsage || !strings.Contains(stderr, "--data-dir") {
 		t.Errorf("serve without data dir: exit %d %q", code, stderr)
 	}
 }
 
-func parseServe(t *testing.T, args ...string) *serveCmd {
+// parseServe parses a serve command line with the variables env and returns its
+// configuration.
+func parseServe(t *testing.T, env map[string]string, args ...string) (broker.Config, error) {
 	t.Helper()
-	var c cli
-	k, err := kong.New(&c, kong.Vars{"default_addr": "", "default_tls_addr": "", "default_http_addr": ""})
+	var c CLI
+	ctx, err := cli.Parse(spec, &c, cli.IO{Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }},
+		append([]string{"serve"}, args...))
 	if err != nil {
-		t.Fatal(err)
+		return broker.Config{}, err
 	}
-	if _, err := k.Parse(append([]string{"serve"}, args...)); err != nil {
-		t.Fatal(err)
-	}
-	return &c.Serve
+	return c.Serve.config(ctx)
 }
 
 // Flags beat environment variables, which beat the config file, which beats defaults.
+// The file's keys are flag names, written in any case (httpAddr is http-addr).
 func TestServeConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "broker.yaml")
-	if err := os.WriteFile(file, []byte("addr: 127.0.0.1:1001\nhttpAddr: 127.0.0.1:1002\ndataDir: /from/file\ndeviceRate: 3\nsessionExpiry: 2h\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("addr: 127.0.0.1:1001\nhttpAddr: 127.0.0.1:1002\ndata-dir: /from/file\ndevice_rate: 3\nsessionExpiry: 2h\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("CLIPGATE_BROKER_HTTP_ADDR", "127.0.0.1:2002")
-	t.Setenv("CLIPGATE_BROKER_DEVICE_RATE", "4")
-	cfg, err := parseServe(t, "--config", file, "--device-rate", "5", "--max-packet-size", "9000").config()
+	env := map[string]string{"CLIPGATE_HTTP_ADDR": "127.0.0.1:2002", "CLIPGATE_DEVICE_RATE": "4"}
+	cfg, err := parseServe(t, env, "--config", file, "--device-rate", "5", "--max-packet-size", "9000")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Addr != "127.0.0.1:1001" || cfg.HTTPAddr != "127.0.0.1:2002" || cfg.DataDir != "/from/file" ||
-		cfg.DeviceRate != 5 || cfg.SessionExpiry != 2*time.Hour || cfg.MaxPacketSize != 9000 || cfg.ServiceRate != 0 {
+		cfg.DeviceRate != 5 || cfg.SessionExpiry != 2*time.Hour || cfg.MaxPacketSize != 9000 || cfg.ServiceRate != 0 ||
+		cfg.MessageExpiry != broker.DefaultMessageExpiry {
 		t.Fatalf("%+v", cfg)
 	}
-	cfg, err = parseServe(t, "--config", file, "--in-memory").config()
+	cfg, err = parseServe(t, nil, "--config", file, "--in-memory")
 	if err != nil || cfg.DataDir != "" {
 		t.Fatalf("--in-memory: %v %q", err, cfg.DataDir)
 	}
-	t.Setenv("CLIPGATE_BROKER_CONFIG", filepath.Join(dir, "missing.yaml"))
-	if _, err := parseServe(t).config(); err == nil {
+	if _, err := parseServe(t, map[string]string{"CLIPGATE_CONFIG": filepath.Join(dir, "missing.yaml")}); err == nil {
 		t.Fatal("missing config file accepted")
 	}
 }
@@ -202,11 +184,11 @@ func TestServe(t *testing.T) {
 	fleet, _ := identity.LoadKey(fleetFile)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr clitest.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--fleet-key", fleetFile,
-			"--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "info"}, strings.NewReader(""), &bytes.Buffer{}, &stderr)
+		done <- cli.Exec(ctx, "broker", run, cli.IO{Stderr: &stderr}, []string{"serve", "--data-dir", filepath.Join(dir, "data"),
+			"--fleet-key-file", fleetFile, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "debug"})
 	}()
 	var addr string
 	deadline := time.Now().Add(15 * time.Second)
@@ -230,15 +212,19 @@ func TestServe(t *testing.T) {
 	}
 
 	pw := identity.MQTTPassword(identity.DeriveDeviceKey(fleet, "cam-1"), "cam-1", time.Now())
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("cam-1").
-		SetUsername("cam-1").SetPassword(pw).SetProtocolVersion(4).SetAutoReconnect(false))
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
+	c, err := mqttclient.New(mqttclient.Config{BrokerURL: "tcp://" + addr, ClientID: "cam-1", Username: "cam-1", Password: pw, NoReconnect: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if tok := c.Publish("clipgate/v1/devices/cam-1/status", 1, false, "up"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	connectCtx, cancelConnect := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelConnect()
+	if err := c.Connect(connectCtx); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	if tok := c.Publish("clipgate/v1/devices/cam-1/status", 1, false, []byte("up")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
-	c.Disconnect(100)
+	c.Close()
 
 	cancel()
 	select {
@@ -248,6 +234,16 @@ func TestServe(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not stop")
+	}
+	// Every line is a JSON object whose keys are unique (mochi's lines, through slog, once
+	// carried "component" twice), and the components say who they are.
+	components := map[string]bool{}
+	for _, line := range clitest.CheckJSONLog(t, stderr.String()) {
+		c, _ := line["component"].(string)
+		components[c] = true
+	}
+	if !components["broker"] || !components["mochi"] {
+		t.Errorf("log lines of components %v, want broker and mochi among them:\n%s", components, stderr.String())
 	}
 }
 
@@ -263,13 +259,13 @@ func TestServeWorkerRouting(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, ""}, // unset: the broker's default applies
+		{nil, broker.WorkerRoutingRoundRobin}, // the default
 		{[]string{"--worker-routing", "device"}, broker.WorkerRoutingDevice},
 		{[]string{"--worker-routing", "round-robin"}, broker.WorkerRoutingRoundRobin},
 		{[]string{"--config", file}, broker.WorkerRoutingDevice},
 		{[]string{"--config", file, "--worker-routing", "round-robin"}, broker.WorkerRoutingRoundRobin},
 	} {
-		cfg, err := parseServe(t, append([]string{"--in-memory"}, c.args...)...).config()
+		cfg, err := parseServe(t, nil, append([]string{"--in-memory"}, c.args...)...)
 		if err != nil || cfg.WorkerRouting != c.want {
 			t.Fatalf("%v: %v %q, want %q", c.args, err, cfg.WorkerRouting, c.want)
 		}
@@ -277,8 +273,50 @@ func TestServeWorkerRouting(t *testing.T) {
 	if code, _, stderr := runCLI(t, "", "serve", "--in-memory", "--worker-routing", "hash"); code != 2 || !strings.Contains(stderr, "worker-routing") {
 		t.Fatalf("--worker-routing hash: exit %d %q", code, stderr)
 	}
-	t.Setenv("CLIPGATE_BROKER_WORKER_ROUTING", "device")
-	if cfg, err := parseServe(t, "--in-memory").config(); err != nil || cfg.WorkerRouting != broker.WorkerRoutingDevice {
+	if cfg, err := parseServe(t, map[string]string{"CLIPGATE_WORKER_ROUTING": "device"}, "--in-memory"); err != nil || cfg.WorkerRouting != broker.WorkerRoutingDevice {
 		t.Fatalf("environment: %v %q", err, cfg.WorkerRouting)
 	}
+}
+
+// TestFlagSources: every flag of every subcommand has its variable and its configuration
+// key, and each source sets it.
+func TestFlagSources(t *testing.T) {
+	t.Parallel()
+	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} }, Args: map[string][]string{
+		"fleet-key":  {"fleet-key", "/nonexistent/fleet.key"},
+		"device-key": {"device-key", "cam-1"},
+	}})
+}
+
+// TestExitCodes: 0 for --help and --version, 2 for usage and configuration errors, 1 when
+// the broker cannot listen.
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fleetFile := filepath.Join(dir, "fleet.key")
+	if code, _, stderr := runCLI(t, "", "fleet-key", fleetFile); code != 0 {
+		t.Fatal(stderr)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	short := filepath.Join(dir, "short-token")
+	if err := os.WriteFile(short, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serve := []string{"serve", "--in-memory", "--fleet-key-file", fleetFile, "--http-addr", "none", "--log-level", "error"}
+	clitest.CheckExitCodes(t, "broker", run, clitest.Exits{
+		cli.ExitUsage: {
+			{"serve"}, // no data dir
+			slices.Concat(serve, []string{"--fleet-key-file", filepath.Join(dir, "none")}),
+			slices.Concat(serve, []string{"--max-packet-size", "10"}),
+			slices.Concat(serve, []string{"--emqx", "--emqx-token-file", short}), // too short to be secret
+		},
+		cli.ExitFailure: {
+			slices.Concat(serve, []string{"--addr", busy.Addr().String()}),
+			{"fleet-key", fleetFile}, // exists
+		},
+	})
 }

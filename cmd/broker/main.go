@@ -1,23 +1,15 @@
 // Command broker runs clipgate's MQTT broker and provisions its keys:
 //
-//	broker serve --data-dir DIR --fleet-key FILE [--service-accounts FILE] [--revocations FILE]
+//	broker serve --data-dir DIR --fleet-key-file FILE [--service-accounts-file FILE] [--revocations-file FILE]
 //	broker fleet-key FILE
-//	broker device-key --fleet-key FILE DEVICE_ID
+//	broker device-key --fleet-key-file FILE DEVICE_ID
 //	broker hash-password < password.txt
 //
-// See internal/broker for what the broker enforces.
+// Every flag can also be set by its CLIPGATE_* environment variable or in a YAML file
+// (--config), in that order of precedence (see --help). See internal/broker for what the
+// broker enforces.
 package main
 
-import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/clipgate/clipgate/internal/cli"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main("broker", run) }

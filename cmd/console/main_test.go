@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,18 +20,27 @@ import (
 
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
 
-// newTestMain returns a Main whose secrets come from env (a map), not the process.
-func newTestMain(env map[string]string) (*Main, *bytes.Buffer) {
-	var out bytes.Buffer
-	return &Main{
+// Variables that hold secrets.
+const (
+	envPassword     = "CLIPGATE_PASSWORD"
+	envOSSSecret    = "CLIPGATE_OSS_ACCESS_KEY_SECRET"
+	envPasswordHash = "CLIPGATE_PASSWORD_HASH"
+)
+
+// newTestMain returns a Main whose environment is env (a map), not the process's.
+func newTestMain(env map[string]string) (*Main, *clitest.Buffer) {
+	var out clitest.Buffer
+	return NewMain(cli.IO{
 		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		Stdout: &out,
 		Stderr: &out,
-	}, &out
+	}), &out
 }
 
 func writeFile(t *testing.T, name, text string, mode os.FileMode) string {
@@ -59,9 +70,7 @@ oss:
 url-expiry: 2m
 concurrency: 3
 `, 0o600)
-	t.Setenv("CLIPGATE_GROUP", "from-env")
-	t.Setenv("CLIPGATE_CONCURRENCY", "5")
-	m, _ := newTestMain(nil)
+	m, _ := newTestMain(map[string]string{"CLIPGATE_GROUP": "from-env", "CLIPGATE_CONCURRENCY": "5"})
 	if err := m.ParseFlags([]string{"--config", cfg, "--concurrency", "7"}); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +143,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		})
 	}
 	m, out := newTestMain(nil)
-	if err := m.ParseFlags([]string{"--help"}); err != errHelp || !strings.Contains(out.String(), "--oss-endpoint") {
+	if err := m.ParseFlags([]string{"--help"}); err != cli.ErrExited || !strings.Contains(out.String(), "--oss-endpoint") {
 		t.Fatalf("--help: %v\n%s", err, out)
 	}
 }
@@ -152,29 +161,36 @@ func TestConfigErrors(t *testing.T) {
 	hash := hashOf(t, "pw")
 	hashFile := writeFile(t, "hash", hash+"\n", 0o600)
 	openHashFile := writeFile(t, "open-hash", hash+"\n", 0o644)
-	secretEnv := map[string]string{envOSSSecret: "secret", envPassword: "pw"}
+	secrets := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	secretEnv := secrets(envOSSSecret, "secret", envPassword, "pw", envPasswordHash, hash)
 	for name, tc := range map[string]struct {
 		args []string
 		env  map[string]string
 		want string
 	}{
-		"no hash":             {args: []string{"--broker", ""}, env: secretEnv, want: "no operator can log in"},
-		"both hashes":         {args: []string{"--password-hash", hash, "--password-hash-file", hashFile}, env: secretEnv, want: "not both"},
-		"readable hash file":  {args: []string{"--password-hash-file", openHashFile}, env: secretEnv, want: "chmod 600"},
-		"no OSS secret":       {args: []string{"--password-hash", hash}, env: map[string]string{envPassword: "pw"}, want: "OSS access key secret is required"},
-		"empty OSS secret":    {args: []string{"--password-hash", hash}, env: map[string]string{envOSSSecret: "", envPassword: "pw"}, want: "is empty"},
-		"secret twice":        {args: []string{"--password-hash", hash, "--oss-access-key-secret-file", hashFile}, env: secretEnv, want: "not both"},
-		"no broker password":  {args: []string{"--password-hash", hash}, env: map[string]string{envOSSSecret: "s"}, want: "broker password is required"},
-		"bad endpoint":        {args: []string{"--password-hash", hash, "--oss-endpoint", "ftp://x"}, env: secretEnv, want: "--oss-endpoint"},
-		"endpoint with path":  {args: []string{"--password-hash", hash, "--oss-endpoint", "http://127.0.0.1:1/x"}, env: secretEnv, want: "--oss-endpoint"},
-		"tls cert alone":      {args: []string{"--password-hash", hash, "--tls-cert", hashFile}, env: secretEnv, want: "go together"},
-		"tls garbage":         {args: []string{"--password-hash", hash, "--tls-cert", hashFile, "--tls-key", hashFile}, env: secretEnv, want: "--tls-cert"},
-		"bad topic root":      {args: []string{"--password-hash", hash, "--topic-root", "a/+/b"}, env: secretEnv, want: "--topic-root"},
-		"bad concurrency":     {args: []string{"--password-hash", hash, "--concurrency", "0"}, env: secretEnv, want: "--concurrency"},
-		"not a bcrypt hash":   {args: []string{"--password-hash", "plaintext", "--broker", ""}, env: secretEnv, want: "not a bcrypt hash"},
-		"bad prefix":          {args: []string{"--password-hash", hash, "--oss-prefix", "../x/", "--broker", ""}, env: secretEnv, want: "Prefix"},
-		"broker CA not found": {args: []string{"--password-hash", hash, "--broker-ca", "/nonexistent/ca.pem"}, env: secretEnv, want: "--broker-ca"},
-		"negative timeout":    {args: []string{"--password-hash", hash, "--connect-timeout=-1s"}, env: secretEnv, want: "--connect-timeout"},
+		"no hash, no operator": {args: []string{"--broker", ""}, env: secrets(envOSSSecret, "secret"), want: "no operator can log in"},
+		"both hashes":          {args: []string{"--password-hash-file", hashFile}, env: secretEnv, want: "not both"},
+		"readable hash file":   {args: []string{"--password-hash-file", openHashFile}, env: secrets(envOSSSecret, "secret", envPassword, "pw"), want: "chmod 600"},
+		"no OSS secret":        {env: secrets(envPassword, "pw", envPasswordHash, hash), want: "OSS access key secret is required"},
+		"empty OSS secret":     {env: secrets(envOSSSecret, "", envPassword, "pw", envPasswordHash, hash), want: "is empty"},
+		"secret twice":         {args: []string{"--oss-access-key-secret-file", hashFile}, env: secretEnv, want: "not both"},
+		"no broker password":   {env: secrets(envOSSSecret, "s", envPasswordHash, hash), want: "broker password is required"},
+		"bad endpoint":         {args: []string{"--oss-endpoint", "ftp://x"}, env: secretEnv, want: "--oss-endpoint"},
+		"endpoint with path":   {args: []string{"--oss-endpoint", "http://127.0.0.1:1/x"}, env: secretEnv, want: "--oss-endpoint"},
+		"tls cert alone":       {args: []string{"--tls-cert", hashFile}, env: secretEnv, want: "go together"},
+		"tls garbage":          {args: []string{"--tls-cert", hashFile, "--tls-key", hashFile}, env: secretEnv, want: "--tls-cert"},
+		"bad topic root":       {args: []string{"--topic-root", "a/+/b"}, env: secretEnv, want: "--topic-root"},
+		"bad concurrency":      {args: []string{"--concurrency", "0"}, env: secretEnv, want: "--concurrency"},
+		"not a bcrypt hash":    {args: []string{"--broker", ""}, env: secrets(envOSSSecret, "secret", envPasswordHash, "plaintext"), want: "not a bcrypt hash"},
+		"bad prefix":           {args: []string{"--oss-prefix", "../x/", "--broker", ""}, env: secretEnv, want: "Prefix"},
+		"broker CA not found":  {args: []string{"--broker-ca", "/nonexistent/ca.pem"}, env: secretEnv, want: "--broker-ca"},
+		"negative timeout":     {args: []string{"--connect-timeout=-1s"}, env: secretEnv, want: "--connect-timeout"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, _ := newTestMain(tc.env)
@@ -186,8 +202,8 @@ func TestConfigErrors(t *testing.T) {
 			defer cancel()
 			err := m.Run(ctx)
 			_ = m.Close()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Run: %v, want %q", err, tc.want)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || cli.ExitCode(err) != cli.ExitUsage {
+				t.Fatalf("Run: %v (exit %d), want %q and a usage error", err, cli.ExitCode(err), tc.want)
 			}
 		})
 	}
@@ -202,13 +218,17 @@ func TestRun(t *testing.T) {
 	user, pass := stack.ServiceAccount(topics.RoleConsumer)
 	id, secret := stack.AdminKey()
 	revFile := filepath.Join(dir, "revoked.txt")
-	m, out := newTestMain(map[string]string{envPassword: pass, envOSSSecret: secret})
+	var out, logs clitest.Buffer
+	m := NewMain(cli.IO{Stdout: &out, Stderr: &logs, Getenv: func(k string) (string, bool) {
+		v, ok := map[string]string{envPassword: pass, envOSSSecret: secret}[k]
+		return v, ok
+	}})
 	if err := m.ParseFlags([]string{
 		"--listen", "127.0.0.1:0", "--database", "sqlite:" + filepath.Join(dir, "console.db"),
 		"--broker", stack.BrokerURL(), "--username", user, "--client-id", "consumer:console-test",
 		"--oss-endpoint", stack.OSSEndpoint(), "--oss-region", stack.Region(), "--oss-bucket", stack.Bucket(),
 		"--oss-prefix", stack.Prefix(), "--oss-access-key-id", id, "--password-hash-file", hashFile,
-		"--revocations-file", revFile, "--log-level", "error",
+		"--revocations-file", revFile, "--log-level", "debug",
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +239,7 @@ func TestRun(t *testing.T) {
 	}
 	defer m.Close()
 	if !strings.Contains(out.String(), "console: serving "+m.URL()) || !strings.HasPrefix(m.URL(), "http://127.0.0.1:") {
-		t.Fatalf("output: %q (URL %q)", out, m.URL())
+		t.Fatalf("output: %q (URL %q)", out.String(), m.URL())
 	}
 	if _, err := os.Stat(revFile); err != nil {
 		t.Fatalf("revocation file not written at start: %v", err)
@@ -300,6 +320,10 @@ func TestRun(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The log is JSON lines whose keys are unique.
+	if lines := clitest.CheckJSONLog(t, logs.String()); len(lines) == 0 {
+		t.Error("no log at --log-level debug")
+	}
 }
 
 // TestRunWaitsForBroker: with --connect-timeout 0, a console started while the broker is
@@ -315,16 +339,16 @@ func TestRunWaitsForBroker(t *testing.T) {
 		"--listen", "127.0.0.1:0", "--database", "sqlite:" + filepath.Join(t.TempDir(), "console.db"),
 		"--broker", first.BrokerURL(), "--username", user, "--client-id", "consumer:console-late",
 		"--oss-endpoint", first.OSSEndpoint(), "--oss-region", first.Region(), "--oss-bucket", first.Bucket(),
-		"--oss-access-key-id", id, "--password-hash", hashOf(t, "pw"), "--connect-timeout", "0",
+		"--oss-access-key-id", id, "--connect-timeout", "0",
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
 	dials := &logSignal{what: []byte("cannot connect to the broker"), ch: make(chan struct{})}
-	m := &Main{Getenv: func(k string) (string, bool) {
-		v, ok := map[string]string{envPassword: pass, envOSSSecret: secret}[k]
+	m := NewMain(cli.IO{Getenv: func(k string) (string, bool) {
+		v, ok := map[string]string{envPassword: pass, envOSSSecret: secret, envPasswordHash: hashOf(t, "pw")}[k]
 		return v, ok
-	}, Stdout: io.Discard, Stderr: dials}
+	}, Stdout: io.Discard, Stderr: dials})
 	if err := m.ParseFlags(args); err != nil {
 		t.Fatal(err)
 	}
@@ -356,4 +380,34 @@ func (l *logSignal) Write(p []byte) (int, error) {
 		l.once.Do(func() { close(l.ch) })
 	}
 	return len(p), nil
+}
+
+// TestFlagSources: every flag has its variable and its configuration key, and each
+// source sets it.
+func TestFlagSources(t *testing.T) {
+	t.Parallel()
+	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} }})
+}
+
+// TestExitCodes: 0 for --help and --version, 2 for usage and configuration errors, 1 when
+// the console cannot start (its address is taken).
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	hash := writeFile(t, "hash", hashOf(t, "pw")+"\n", 0o600)
+	secret := writeFile(t, "secret", "oss-secret\n", 0o600)
+	args := append([]string{"--database", filepath.Join(t.TempDir(), "c.db"), "--broker", "", "--password-hash-file", hash,
+		"--oss-access-key-secret-file", secret, "--log-level", "error"}, required...)
+	clitest.CheckExitCodes(t, "console", run, clitest.Exits{
+		cli.ExitUsage: {
+			required, // no secrets
+			slices.Concat(args, []string{"--concurrency", "0"}),
+			slices.Concat(args, []string{"--oss-endpoint", "ftp://x"}),
+		},
+		cli.ExitFailure: {slices.Concat(args, []string{"--listen", busy.Addr().String()})},
+	})
 }

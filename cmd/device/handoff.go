@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/cli"
 )
 
 // A camera's processes share its state directory and its MQTT client ID (the device ID),
@@ -62,7 +63,7 @@ func (m *Main) handOff(items []uploadItem, e *devicekit.StateInUseError) error {
 			e.Holder.PID, e.Holder.Command, spool)
 	}
 	if failed > 0 {
-		return errReported
+		return cli.ErrReported
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/deviceconfig"
+	"github.com/clipgate/clipgate/internal/cli"
 )
 
 // startWatchProcess runs `device ARGS` as a real process (the test binary as the command,
@@ -67,13 +67,13 @@ func TestCameraProcessesCooperate(t *testing.T) {
 	takeovers := s.BrokerStats().Takeovers
 	pid := "process " + strconv.Itoa(cmd.Process.Pid)
 
-	code, stdout, stderr := run(t, nil, "--config", cfg, "credentials")
-	if code != exitFailed || stdout != "" || !strings.Contains(stderr, pid) || !strings.Contains(stderr, "watch "+spool) ||
+	code, stdout, stderr := runCmd(t, nil, "--config", cfg, "credentials")
+	if code != cli.ExitFailure || stdout != "" || !strings.Contains(stderr, pid) || !strings.Contains(stderr, "watch "+spool) ||
 		!strings.Contains(stderr, "would disconnect it") {
 		t.Errorf("credentials beside the watcher: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	code, _, stderr = run(t, nil, "--config", cfg, "watch", t.TempDir())
-	if code != exitFailed || !strings.Contains(stderr, pid) {
+	code, _, stderr = runCmd(t, nil, "--config", cfg, "watch", t.TempDir())
+	if code != cli.ExitFailure || !strings.Contains(stderr, pid) {
 		t.Errorf("a second watch: exit %d\nstderr:\n%s", code, stderr)
 	}
 
@@ -84,8 +84,8 @@ func TestCameraProcessesCooperate(t *testing.T) {
 	for _, p := range []string{a, b} {
 		want[p], _ = os.ReadFile(p)
 	}
-	code, stdout, stderr = run(t, nil, "--config", cfg, "upload", a, b)
-	if code != exitOK || !strings.Contains(stderr, pid) || !strings.Contains(stderr, "handed") {
+	code, stdout, stderr = runCmd(t, nil, "--config", cfg, "upload", a, b)
+	if code != cli.ExitOK || !strings.Contains(stderr, pid) || !strings.Contains(stderr, "handed") {
 		t.Fatalf("upload beside the watcher: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	for _, p := range []string{a, b} {
@@ -117,7 +117,7 @@ func TestCameraProcessesCooperate(t *testing.T) {
 		t.Errorf("left in the spool: %v", left)
 	}
 	// The watcher gone, the commands run by themselves again.
-	if code, stdout, stderr := run(t, nil, "--config", cfg, "credentials"); code != exitOK {
+	if code, stdout, stderr := runCmd(t, nil, "--config", cfg, "credentials"); code != cli.ExitOK {
 		t.Errorf("credentials after the watcher: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
@@ -127,11 +127,12 @@ func TestCameraProcessesCooperate(t *testing.T) {
 func TestStateDirBusy(t *testing.T) {
 	t.Parallel()
 	cfg := offlineConfig(t)
-	f, err := deviceconfig.Load(cfg)
+	m, err := parsed(t, "", nil, "--config", cfg, "credentials")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc, err := f.KitConfig()
+	f := m.deviceFile()
+	kc, err := m.kitConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +143,8 @@ func TestStateDirBusy(t *testing.T) {
 	defer holder.Close()
 	clip := writeClip(t, t.TempDir(), "c.mp4", 10, testTime)
 	for _, args := range [][]string{{"credentials"}, {"upload", clip}, {"watch", t.TempDir()}} {
-		code, stdout, stderr := run(t, nil, append([]string{"--config", cfg}, args...)...)
-		if code != exitFailed || strings.Contains(stdout, "ok  ") || strings.Contains(stdout, "queued") ||
+		code, stdout, stderr := runCmd(t, nil, append([]string{"--config", cfg}, args...)...)
+		if code != cli.ExitFailure || strings.Contains(stdout, "ok  ") || strings.Contains(stdout, "queued") ||
 			!strings.Contains(stderr, "process "+strconv.Itoa(os.Getpid())) || !strings.Contains(stderr, "wait for it to end") ||
 			!strings.Contains(stderr, f.StateDir) {
 			t.Errorf("%v beside a kit: exit %d\nstdout:\n%s\nstderr:\n%s", args, code, stdout, stderr)
@@ -201,7 +202,7 @@ func TestHandFile(t *testing.T) {
 	empty := writeClip(t, mine, "empty.mp4", 0, testTime)
 	items := []uploadItem{statClip(src), statClip(empty), statClip(filepath.Join(mine, "gone.mp4"))}
 	holder := &devicekit.StateInUseError{StateDir: "/state", Holder: devicekit.StateHolder{PID: 42, Command: "device watch s", Spools: []string{spool2}}}
-	if err := m.handOff(items, holder); !errors.Is(err, errReported) {
+	if err := m.handOff(items, holder); !errors.Is(err, cli.ErrReported) {
 		t.Errorf("handOff with failures: %v", err)
 	}
 	out := m.Stdout.(*syncBuffer).String()

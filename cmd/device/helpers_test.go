@@ -79,8 +79,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// run runs the command in-process with env as its whole environment.
-func run(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+// runCmd runs the command in-process with env as its whole environment.
+func runCmd(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	return runWith(t, &Main{}, env, args...)
 }

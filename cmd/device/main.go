@@ -5,24 +5,14 @@
 //	device credentials           show the scope and expiry of the device's credentials
 //	device watch DIR             upload the clips a recorder writes into DIR (spool mode)
 //
-// Configuration comes from flags, CLIPGATE_DEVICE_* environment variables and a device
-// config file (--config, default .devstack/device.yaml when it exists, as devstack writes
-// it), in that order of precedence.
+// Every flag can also be set by its CLIPGATE_DEVICE_* environment variable or in a YAML
+// file keyed by flag names (--config, default .devstack/device.yaml when it exists, as
+// devstack writes it), in that order of precedence (see --help).
 //
 // Exit status: 0 when everything succeeded, 1 when an upload or the connection failed,
 // 2 for a usage or configuration error.
 package main
 
-import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/clipgate/clipgate/internal/cli"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := NewMain().Run(ctx, os.Args[1:])
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main("device", run) }

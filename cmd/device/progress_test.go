@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/clipgate/clipgate/internal/cli"
 	"io"
 	"os"
 	"regexp"
@@ -123,7 +124,7 @@ func TestUploadProgressAndInterrupt(t *testing.T) {
 		}
 	}
 	code, stdout, stderr := runCtx(t, ctx, m, nil, args...)
-	if code != exitFailed {
+	if code != cli.ExitFailure {
 		t.Fatalf("interrupted upload: exit %d\nstdout:\n%q\nstderr:\n%s", code, stdout, stderr)
 	}
 	if !regexp.MustCompile(`\[1/1\] big\.mp4  [0-9.]+ [KM]iB / 2\.9 MiB  ([1-9]|[1-9][0-9])%`).MatchString(stdout) {
@@ -150,7 +151,7 @@ func TestUploadProgressAndInterrupt(t *testing.T) {
 	}
 	code, stdout, stderr = runWith(t, again, nil, args...)
 	m2 := okLineFor(big).FindStringSubmatch(lastStatus(strings.TrimSuffix(stdout, "\n")))
-	if code != exitOK || m2 == nil {
+	if code != cli.ExitOK || m2 == nil {
 		t.Fatalf("the same command again: exit %d\nstdout:\n%q\nstderr:\n%s", code, stdout, stderr)
 	}
 	checkObject(t, s, m2[2], data)

@@ -5,52 +5,42 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
-	"golang.org/x/term"
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/bytesize"
+	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
-)
-
-// Exit codes.
-const (
-	exitOK     = 0
-	exitFailed = 1 // an upload, the connection or the credentials failed
-	exitUsage  = 2 // bad flags or configuration
 )
 
 // DefaultConfigPath is the config file read when --config is not given, if it exists: the
 // one devstack writes in the directory it runs in.
 const DefaultConfigPath = ".devstack/device.yaml"
 
-// CLI is the command line. The device settings have no defaults here: what no flag sets
-// comes from the environment, then from the config file (devicekit applies the defaults).
+// CLI is the command line; see package cli for how flags, variables (CLIPGATE_DEVICE_*)
+// and the configuration file set it. The device settings have no defaults here: devicekit
+// applies them.
 type CLI struct {
-	Config string `help:"Device config file (YAML; keys are the flag names: broker, device-id, device-key-file, state-dir, ...). Default: ${defaultConfig} if it exists. Env: CLIPGATE_DEVICE_CONFIG." placeholder:"FILE"`
+	cli.Common
 
-	Broker             string        `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://). Env: CLIPGATE_DEVICE_BROKER." placeholder:"URL"`
-	DeviceID           string        `name:"device-id" help:"Device ID. Env: CLIPGATE_DEVICE_ID." placeholder:"ID"`
-	DeviceKeyFile      string        `help:"Device key file (mode 0600). Env: CLIPGATE_DEVICE_KEY_FILE." placeholder:"FILE"`
-	StateDir           string        `help:"State directory (upload checkpoints, event outbox); one command of the device at a time holds it. Env: CLIPGATE_DEVICE_STATE_DIR." placeholder:"DIR"`
-	TopicRoot          string        `help:"Topic root (default clipgate/v1). Env: CLIPGATE_DEVICE_TOPIC_ROOT."`
-	Mode               string        `help:"Access asked for: letters of r, w, a (default w). Env: CLIPGATE_DEVICE_MODE."`
-	MultipartThreshold bytesize.Size `help:"Size from which files go in parts, resumably: bytes or a size such as 8MiB or 500KB (default 8 MiB). Env: CLIPGATE_DEVICE_MULTIPART_THRESHOLD." placeholder:"SIZE"`
-	PartSize           bytesize.Size `help:"Multipart part size: bytes or a size such as 1MiB (default 1 MiB). Env: CLIPGATE_DEVICE_PART_SIZE." placeholder:"SIZE"`
-	TLSCAFile          string        `name:"tls-ca-file" help:"PEM CAs to trust for a TLS broker. Env: CLIPGATE_DEVICE_TLS_CA_FILE." placeholder:"FILE"`
-	TLSCertFile        string        `name:"tls-cert-file" help:"PEM client certificate. Env: CLIPGATE_DEVICE_TLS_CERT_FILE." placeholder:"FILE"`
-	TLSKeyFile         string        `name:"tls-key-file" help:"PEM client key (mode 0600). Env: CLIPGATE_DEVICE_TLS_KEY_FILE." placeholder:"FILE"`
-	TLSServerName      string        `name:"tls-server-name" help:"Name to check in the broker's certificate. Env: CLIPGATE_DEVICE_TLS_SERVER_NAME."`
+	Broker             string        `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." placeholder:"URL"`
+	DeviceID           string        `name:"device-id" help:"Device ID." placeholder:"ID"`
+	DeviceKeyFile      string        `help:"Device key file (mode 0600)." type:"path" placeholder:"FILE"`
+	StateDir           string        `help:"State directory (upload checkpoints, event outbox); one command of the device at a time holds it." type:"path" placeholder:"DIR"`
+	TopicRoot          string        `help:"Topic root (default clipgate/v1)."`
+	Mode               string        `help:"Access asked for: letters of r, w, a (default w)."`
+	MultipartThreshold bytesize.Size `help:"Size from which files go in parts, resumably: bytes or a size such as 8MiB or 500KB (default 8 MiB)." placeholder:"SIZE"`
+	PartSize           bytesize.Size `help:"Multipart part size: bytes or a size such as 1MiB (default 1 MiB)." placeholder:"SIZE"`
+	TLSCAFile          string        `name:"tls-ca-file" help:"PEM CAs to trust for a TLS broker." type:"path" placeholder:"FILE"`
+	TLSCertFile        string        `name:"tls-cert-file" help:"PEM client certificate." type:"path" placeholder:"FILE"`
+	TLSKeyFile         string        `name:"tls-key-file" help:"PEM client key (mode 0600)." type:"path" placeholder:"FILE"`
+	TLSServerName      string        `name:"tls-server-name" help:"Name to check in the broker's certificate."`
 
-	Timeout  time.Duration `help:"How long to wait for the broker connection and for credentials." default:"30s"`
-	LogLevel string        `help:"Level of the log on stderr." enum:"debug,info,warn,error" default:"warn"`
+	Timeout time.Duration `help:"How long to wait for the broker connection and for credentials." default:"30s"`
 
 	Upload      uploadCmd      `cmd:"" help:"Upload files as clips and announce each with an upload event. While device watch runs for the device (same state directory), the files are handed to its spool and it uploads them."`
 	Credentials credentialsCmd `cmd:"" help:"Get the device's OSS credentials and show their scope and expiry (not while another process of the device runs: it would be disconnected)."`
@@ -64,11 +54,12 @@ type Main struct {
 	Getenv func(string) (string, bool)
 	// WorkDir is where DefaultConfigPath is looked for; "" is the current directory.
 	WorkDir string
-	// IsTerminal tells whether w is a terminal (for the progress bar); default: w is an
-	// *os.File on a terminal.
+	// IsTerminal tells whether w is a terminal (for the progress bar); default
+	// cli.IsTerminal.
 	IsTerminal func(w io.Writer) bool
 
 	cli CLI
+	ctx *cli.Context
 	log zerolog.Logger
 
 	// Test hooks (zero in production).
@@ -76,244 +67,109 @@ type Main struct {
 	onProgress func(sent, total int64) // told of every progress report of an upload
 }
 
-// NewMain returns a Main on the process's standard streams and environment.
-func NewMain() *Main {
-	return &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.LookupEnv, IsTerminal: isTerminal}
+// run is the command.
+func run(ctx context.Context, io cli.IO, args []string) error {
+	m := &Main{Stdout: io.Stdout, Stderr: io.Stderr, Getenv: io.Getenv}
+	return m.run(ctx, args)
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+// spec is the command's description to the command-line plumbing.
+func (m *Main) spec() cli.Spec {
+	return cli.Spec{
+		Name:          "device",
+		Description:   "clipgate camera CLI: upload clips with short-lived, least-privilege OSS credentials.",
+		EnvPrefix:     "CLIPGATE_DEVICE",
+		DefaultConfig: filepath.Join(m.WorkDir, DefaultConfigPath),
+		LogLevel:      "warn",
+		LogFormat:     "console",
+	}
 }
-
-// usageError is a configuration or command-line error (exit status 2).
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 // Run parses args (without the program name), runs the command and returns the exit status.
 func (m *Main) Run(ctx context.Context, args []string) int {
-	cmd, err := m.parseFlags(args)
-	switch {
-	case errors.Is(err, errHelp):
-		return exitOK
-	case err == nil:
-		m.log = newLogger(m.Stderr, m.cli.LogLevel)
-		switch cmd, _, _ = strings.Cut(cmd, " "); cmd {
-		case "upload":
-			err = m.upload(ctx)
-		case "credentials":
-			err = m.credentials(ctx)
-		case "watch":
-			err = m.watch(ctx)
-		default:
-			err = usagef("unknown command %q", cmd)
-		}
-	}
-	var ue usageError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, errReported):
-		return exitFailed
-	case errors.As(err, &ue):
-		fmt.Fprintln(m.Stderr, "device:", err)
-		return exitUsage
-	default:
-		fmt.Fprintln(m.Stderr, "device:", err)
-		return exitFailed
-	}
+	return cli.Exec(ctx, "device", func(ctx context.Context, _ cli.IO, args []string) error {
+		return m.run(ctx, args)
+	}, cli.IO{Stdout: m.Stdout, Stderr: m.Stderr, Getenv: m.Getenv}, args)
 }
 
-var errHelp = errors.New("help shown")
-
-// parseFlags parses args into m.cli and returns the command; errHelp after --help.
-func (m *Main) parseFlags(args []string) (string, error) {
-	if m.Getenv == nil {
-		m.Getenv = os.LookupEnv
+func (m *Main) run(ctx context.Context, args []string) error {
+	cmd, err := m.parseFlags(args)
+	if err != nil {
+		return err
 	}
+	m.log = m.ctx.Logger()
+	switch cmd, _, _ = strings.Cut(cmd, " "); cmd {
+	case "upload":
+		return m.upload(ctx)
+	case "credentials":
+		return m.credentials(ctx)
+	case "watch":
+		return m.watch(ctx)
+	}
+	return cli.Usagef("unknown command %q", cmd)
+}
+
+// parseFlags parses args into m.cli and returns the command; cli.ErrExited after --help.
+func (m *Main) parseFlags(args []string) (string, error) {
 	if m.IsTerminal == nil {
-		m.IsTerminal = isTerminal
+		m.IsTerminal = cli.IsTerminal
 	}
 	m.cli = CLI{}
-	exited := false
-	parser, err := kong.New(&m.cli,
-		kong.Name("device"),
-		kong.Description("clipgate camera CLI: upload clips with short-lived, least-privilege OSS credentials."),
-		kong.Vars{"defaultConfig": DefaultConfigPath},
-		kong.Writers(m.Stdout, m.Stderr),
-		kong.Exit(func(int) { exited = true }),
-	)
+	ctx, err := cli.Parse(m.spec(), &m.cli, cli.IO{Stdout: m.Stdout, Stderr: m.Stderr, Getenv: m.Getenv}, args)
 	if err != nil {
 		return "", err
 	}
-	kctx, err := parser.Parse(args)
-	if exited {
-		return "", errHelp
-	}
-	if err != nil {
-		return "", usageError{err}
-	}
+	m.ctx = ctx
 	if m.cli.Timeout <= 0 {
-		return "", usagef("--timeout %v: must be positive", m.cli.Timeout)
+		return "", cli.Usagef("--timeout %v: must be positive", m.cli.Timeout)
 	}
-	return kctx.Command(), nil
+	return ctx.Command(), nil
 }
 
-// errReported is returned when the failure has already been written (result lines).
-var errReported = errors.New("failures reported")
-
-func newLogger(w io.Writer, level string) zerolog.Logger {
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil {
-		lvl = zerolog.WarnLevel
+// deviceFile returns the device settings as a device configuration.
+func (m *Main) deviceFile() deviceconfig.File {
+	c := &m.cli
+	f := deviceconfig.File{
+		Broker: c.Broker, DeviceID: c.DeviceID, DeviceKeyFile: c.DeviceKeyFile, StateDir: c.StateDir,
+		TopicRoot: c.TopicRoot, Mode: c.Mode, MultipartThreshold: c.MultipartThreshold, PartSize: c.PartSize,
+		TLS: &deviceconfig.TLS{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, ServerName: c.TLSServerName},
 	}
-	return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}).Level(lvl).With().Timestamp().Logger()
+	if *f.TLS == (deviceconfig.TLS{}) {
+		f.TLS = nil
+	}
+	return f
 }
 
-// setting is one device setting: the flag, the variable and the config file field that
-// may set it, in that order of precedence. ptr points into the CLI or the File: a *string
-// or a *bytesize.Size.
-type setting struct {
-	field, flag, env string
-	ptr              func(c *CLI, f *deviceconfig.File) (flag, file any)
-}
-
-var settings = []setting{
-	{"broker", "--broker", "CLIPGATE_DEVICE_BROKER", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.Broker, &f.Broker }},
-	{"device-id", "--device-id", "CLIPGATE_DEVICE_ID", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.DeviceID, &f.DeviceID }},
-	{"device-key-file", "--device-key-file", "CLIPGATE_DEVICE_KEY_FILE", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.DeviceKeyFile, &f.DeviceKeyFile }},
-	{"state-dir", "--state-dir", "CLIPGATE_DEVICE_STATE_DIR", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.StateDir, &f.StateDir }},
-	{"topic-root", "--topic-root", "CLIPGATE_DEVICE_TOPIC_ROOT", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.TopicRoot, &f.TopicRoot }},
-	{"mode", "--mode", "CLIPGATE_DEVICE_MODE", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.Mode, &f.Mode }},
-	{"multipart-threshold", "--multipart-threshold", "CLIPGATE_DEVICE_MULTIPART_THRESHOLD", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.MultipartThreshold, &f.MultipartThreshold }},
-	{"part-size", "--part-size", "CLIPGATE_DEVICE_PART_SIZE", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.PartSize, &f.PartSize }},
-	{"tls.ca-file", "--tls-ca-file", "CLIPGATE_DEVICE_TLS_CA_FILE", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.TLSCAFile, &f.TLS.CAFile }},
-	{"tls.cert-file", "--tls-cert-file", "CLIPGATE_DEVICE_TLS_CERT_FILE", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.TLSCertFile, &f.TLS.CertFile }},
-	{"tls.key-file", "--tls-key-file", "CLIPGATE_DEVICE_TLS_KEY_FILE", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.TLSKeyFile, &f.TLS.KeyFile }},
-	{"tls.server-name", "--tls-server-name", "CLIPGATE_DEVICE_TLS_SERVER_NAME", func(c *CLI, f *deviceconfig.File) (any, any) { return &c.TLSServerName, &f.TLS.ServerName }},
-}
-
-const envConfig = "CLIPGATE_DEVICE_CONFIG"
-
-// resolved is the merged device configuration and where each value came from.
-type resolved struct {
-	file    deviceconfig.File
-	path    string            // the config file read, "" if none
-	sources map[string]string // field -> "--flag", "VARIABLE" or "PATH" (the config file)
-}
-
-// config merges flags, environment and config file into a device configuration.
-func (m *Main) config() (*resolved, error) {
-	r := &resolved{sources: make(map[string]string)}
-	path, explicit := m.cli.Config, m.cli.Config != ""
-	if !explicit {
-		if v, ok := m.Getenv(envConfig); ok && v != "" {
-			path, explicit = v, true
-		}
-	}
-	if !explicit {
-		def := DefaultConfigPath
-		if m.WorkDir != "" {
-			def = filepath.Join(m.WorkDir, def)
-		}
-		if _, err := os.Stat(def); err == nil {
-			path = def
-		}
-	}
-	if path != "" {
-		f, err := deviceconfig.Load(path)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		r.file, r.path = f, path
-	}
-	if r.file.TLS == nil {
-		r.file.TLS = &deviceconfig.TLS{}
-	}
-	for _, s := range settings {
-		flagPtr, filePtr := s.ptr(&m.cli, &r.file)
-		v, src := "", s.flag
-		switch p := flagPtr.(type) {
-		case *string:
-			v = *p
-		case *bytesize.Size:
-			if *p != 0 {
-				v = strconv.FormatInt(int64(*p), 10)
-			}
-		}
-		if v == "" {
-			if ev, ok := m.Getenv(s.env); ok && ev != "" {
-				v, src = ev, s.env
-			}
-		}
-		if v == "" {
-			if r.path != "" {
-				r.sources[s.field] = r.path
-			}
-			continue
-		}
-		r.sources[s.field] = src
-		switch p := filePtr.(type) {
-		case *string:
-			*p = v
-		case *bytesize.Size:
-			n, err := bytesize.Parse(v)
-			if err != nil {
-				return nil, usagef("%s: %v", src, err)
-			}
-			*p = n
-		}
-	}
-	if *r.file.TLS == (deviceconfig.TLS{}) {
-		r.file.TLS = nil
-	}
-	return r, nil
-}
+// flagOf returns the flag of a deviceconfig field ("tls.ca-file" is --tls-ca-file).
+func flagOf(field string) string { return strings.ReplaceAll(field, ".", "-") }
 
 // hint says how to set a field.
-func (r *resolved) hint(field string) string {
-	for _, s := range settings {
-		if s.field == field {
-			return fmt.Sprintf("set %s, %s or %s in the config file (%s)", s.flag, s.env, field, r.configName())
-		}
+func (m *Main) hint(field string) string {
+	flag := flagOf(field)
+	file := m.ctx.ConfigFile()
+	if file == "" {
+		file = "none read: --config, $" + cli.EnvName(m.spec().EnvPrefix, "config") + " or " + DefaultConfigPath
 	}
-	return "set " + field + " in the config file"
-}
-
-func (r *resolved) configName() string {
-	if r.path == "" {
-		return "none read: --config, " + envConfig + " or " + DefaultConfigPath
-	}
-	return r.path
+	return fmt.Sprintf("set --%s, $%s or %s in the config file (%s)", flag, cli.EnvName(m.spec().EnvPrefix, flag), flag, file)
 }
 
 // kitConfig turns the merged configuration into a devicekit configuration, with errors
 // that name where the bad value came from.
 func (m *Main) kitConfig() (devicekit.Config, error) {
-	r, err := m.config()
-	if err != nil {
-		return devicekit.Config{}, err
-	}
-	kc, err := r.file.KitConfig()
+	kc, err := m.deviceFile().KitConfig()
 	if err != nil {
 		var fe *deviceconfig.FieldError
 		if !errors.As(err, &fe) {
-			return kc, usageError{err}
+			return kc, cli.Usage(err)
 		}
 		if fe.Missing {
-			return kc, usagef("%s is not set: %s", fe.Field, r.hint(fe.Field))
+			return kc, cli.Usagef("%s is not set: %s", flagOf(fe.Field), m.hint(fe.Field))
 		}
-		src := r.sources[fe.Field]
+		src := m.ctx.Source(flagOf(fe.Field))
 		if src == "" {
-			src = fe.Field
-		} else if src == r.path {
-			src = fe.Field + " in " + r.path
+			src = flagOf(fe.Field)
 		}
-		return kc, usagef("%s: %v", src, fe.Err)
+		return kc, cli.Usagef("%s: %v", src, fe.Err)
 	}
 	kc.Logger = m.log
 	return kc, nil
@@ -332,7 +188,7 @@ func (m *Main) newKit() (*devicekit.Kit, devicekit.Config, error) {
 	case errors.As(err, &inUse):
 		return nil, kc, inUse
 	case err != nil:
-		return nil, kc, usageError{err}
+		return nil, kc, cli.Usage(err)
 	}
 	return kit, kc, nil
 }

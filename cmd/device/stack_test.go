@@ -15,6 +15,7 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
+	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/devstack"
 )
 
@@ -87,7 +88,7 @@ func TestAgainstStack(t *testing.T) {
 		small := writeClip(t, dir, "clip one#1.mp4", 1000, recorded)
 		// Above the multipart threshold given by flags: uploaded in parts.
 		large := writeClip(t, dir, "large.mp4", 350<<10, recorded.Add(48*time.Hour))
-		code, stdout, stderr := run(t, nil, "--config", cfg, "--part-size", strconv.Itoa(100<<10),
+		code, stdout, stderr := runCmd(t, nil, "--config", cfg, "--part-size", strconv.Itoa(100<<10),
 			"--multipart-threshold", strconv.Itoa(200<<10), "upload", small, large)
 		if code != 0 {
 			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -139,9 +140,9 @@ func TestAgainstStack(t *testing.T) {
 		a := writeClip(t, dir, "a.mp4", 2000, recorded)
 		missing := filepath.Join(dir, "missing.mp4")
 		b := writeClip(t, dir, "b.mp4", 3000, recorded)
-		code, stdout, stderr := run(t, map[string]string{"CLIPGATE_DEVICE_CONFIG": cfg}, "upload", a, missing, dir, b)
-		if code != exitFailed {
-			t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, stdout, stderr)
+		code, stdout, stderr := runCmd(t, map[string]string{"CLIPGATE_DEVICE_CONFIG": cfg}, "upload", a, missing, dir, b)
+		if code != cli.ExitFailure {
+			t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, cli.ExitFailure, stdout, stderr)
 		}
 		ok, fail := parseResults(t, stdout)
 		if len(ok) != 2 || len(fail) != 2 {
@@ -194,7 +195,7 @@ func TestAgainstStack(t *testing.T) {
 	t.Run("Credentials", func(t *testing.T) {
 		t.Parallel()
 		cfg := s.device(t, "cam-creds")
-		code, stdout, stderr := run(t, nil, "--config", cfg, "credentials", "--json", "--show-secret")
+		code, stdout, stderr := runCmd(t, nil, "--config", cfg, "credentials", "--json", "--show-secret")
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 		}
@@ -221,7 +222,7 @@ func TestAgainstStack(t *testing.T) {
 		}
 
 		// Without --show-secret: the same credentials (the worker reuses them), secret absent.
-		code, stdout, _ = run(t, nil, "--config", cfg, "credentials", "--json")
+		code, stdout, _ = runCmd(t, nil, "--config", cfg, "credentials", "--json")
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
@@ -236,7 +237,7 @@ func TestAgainstStack(t *testing.T) {
 			t.Errorf("--json without --show-secret shows the secret:\n%s", stdout)
 		}
 
-		code, stdout, _ = run(t, nil, "--config", cfg, "credentials")
+		code, stdout, _ = runCmd(t, nil, "--config", cfg, "credentials")
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
@@ -248,7 +249,7 @@ func TestAgainstStack(t *testing.T) {
 		if strings.Contains(stdout, secret) || strings.Contains(stdout, token) {
 			t.Errorf("text output without --show-secret shows the secret:\n%s", stdout)
 		}
-		code, stdout, _ = run(t, nil, "--config", cfg, "credentials", "--show-secret")
+		code, stdout, _ = runCmd(t, nil, "--config", cfg, "credentials", "--show-secret")
 		if code != 0 || !strings.Contains(stdout, secret) || !strings.Contains(stdout, token) {
 			t.Errorf("text --show-secret (exit %d) lacks the secret or token:\n%s", code, stdout)
 		}
@@ -261,16 +262,16 @@ func TestAgainstStack(t *testing.T) {
 		dir := t.TempDir()
 		a := writeClip(t, dir, "r1.mp4", 100, recorded)
 		b := writeClip(t, dir, "r2.mp4", 100, recorded)
-		code, stdout, stderr := run(t, nil, "--config", cfg, "upload", a, b)
-		if code != exitFailed {
+		code, stdout, stderr := runCmd(t, nil, "--config", cfg, "upload", a, b)
+		if code != cli.ExitFailure {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 		}
 		ok, fail := parseResults(t, stdout)
 		if len(ok) != 0 || len(fail) != 2 || !strings.Contains(fail[a], "revoked") || !strings.Contains(fail[b], "revoked") {
 			t.Errorf("want two FAIL lines naming the revocation:\n%s", stdout)
 		}
-		code, _, stderr = run(t, nil, "--config", cfg, "credentials")
-		if code != exitFailed || !strings.Contains(stderr, "revoked") {
+		code, _, stderr = runCmd(t, nil, "--config", cfg, "credentials")
+		if code != cli.ExitFailure || !strings.Contains(stderr, "revoked") {
 			t.Errorf("credentials of a revoked device: exit %d, stderr %q", code, stderr)
 		}
 	})
@@ -280,8 +281,8 @@ func TestAgainstStack(t *testing.T) {
 		cfg := s.device(t, "cam-banned")
 		s.Revoke("cam-banned")
 		clip := writeClip(t, t.TempDir(), "b.mp4", 100, recorded)
-		code, stdout, stderr := run(t, nil, "--config", cfg, "--timeout", "1s", "upload", clip)
-		if code != exitFailed || stdout != "" || !strings.Contains(stderr, "connect to "+s.BrokerURL()+" as cam-banned") {
+		code, stdout, stderr := runCmd(t, nil, "--config", cfg, "--timeout", "1s", "upload", clip)
+		if code != cli.ExitFailure || stdout != "" || !strings.Contains(stderr, "connect to "+s.BrokerURL()+" as cam-banned") {
 			t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
 	})
@@ -292,7 +293,7 @@ func TestAgainstStack(t *testing.T) {
 		cfg := s.device(t, "cam-file")
 		keyDir := t.TempDir()
 		other := s.device(t, "cam-flag")
-		code, stdout, stderr := run(t, map[string]string{"CLIPGATE_DEVICE_ID": "cam-env"},
+		code, stdout, stderr := runCmd(t, map[string]string{"CLIPGATE_DEVICE_ID": "cam-env"},
 			"--config", cfg, "--device-id", "cam-flag", "--device-key-file", filepath.Join(filepath.Dir(other), "device.key"),
 			"--state-dir", keyDir, "credentials", "--json")
 		if code != 0 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/cli"
 )
 
 type uploadCmd struct {
@@ -22,7 +23,7 @@ type uploadCmd struct {
 //	ok  FILE -> oss://BUCKET/KEY size=N crc64=N event=ID
 //	FAIL FILE: ERROR
 //
-// It returns errReported if any file failed. A file that is missing or unreadable fails
+// It returns cli.ErrReported if any file failed. A file that is missing or unreadable fails
 // alone; when the device cannot get credentials at all, or they are refused for good
 // (revoked, denied, ...), the files not yet uploaded fail with that error. An interrupt
 // (ctx ends: SIGINT, SIGTERM) fails the file in progress and the rest, saying that the
@@ -101,13 +102,13 @@ func (m *Main) upload(ctx context.Context) error {
 	out.finish()
 	if interrupted {
 		fmt.Fprintf(m.Stderr, "device: interrupted: %d of %d files not uploaded; run the same command again to upload them (an interrupted upload resumes where it stopped)\n", failed, len(items))
-		return errReported
+		return cli.ErrReported
 	}
 	if failed > 0 {
 		if failed > 1 || len(items) > 1 {
 			fmt.Fprintf(m.Stderr, "device: %d of %d uploads failed\n", failed, len(items))
 		}
-		return errReported
+		return cli.ErrReported
 	}
 	return nil
 }
@@ -161,7 +162,7 @@ func checkDuplicateNames(items []uploadItem) error {
 			abs = it.path
 		}
 		if prev, ok := seen[key]; ok && prev != abs {
-			return usagef("%s and %s would both be stored as clip %s of %s; rename one", prev, abs, it.clip.Name, key[:10])
+			return cli.Usagef("%s and %s would both be stored as clip %s of %s; rename one", prev, abs, it.clip.Name, key[:10])
 		}
 		seen[key] = abs
 	}

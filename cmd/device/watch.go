@@ -8,6 +8,7 @@ import (
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/bytesize"
+	"github.com/clipgate/clipgate/internal/cli"
 )
 
 type watchCmd struct {
@@ -35,16 +36,7 @@ type watchCmd struct {
 // uploaded clip, ends the command with status 1.
 func (m *Main) watch(ctx context.Context) error {
 	w := m.cli.Watch
-	kit, kc, err := m.newKit()
-	var inUse *devicekit.StateInUseError
-	if errors.As(err, &inUse) {
-		return busyError(inUse, kc.DeviceID)
-	}
-	if err != nil {
-		return err
-	}
-	defer kit.Close()
-	spool, err := devicekit.NewSpool(kit, devicekit.SpoolConfig{
+	sc := devicekit.SpoolConfig{
 		Dir:          w.Dir,
 		Settle:       w.Settle,
 		After:        devicekit.AfterUpload(w.After),
@@ -54,9 +46,24 @@ func (m *Main) watch(ctx context.Context) error {
 		PollInterval: w.PollInterval,
 		NoNotify:     w.NoNotify,
 		OnEvent:      m.watchLine,
-	})
+	}
+	// A usage error is told before the state directory is opened (another process of
+	// the camera may hold it).
+	if err := sc.Validate(); err != nil {
+		return cli.Usage(err)
+	}
+	kit, kc, err := m.newKit()
+	var inUse *devicekit.StateInUseError
+	if errors.As(err, &inUse) {
+		return busyError(inUse, kc.DeviceID)
+	}
 	if err != nil {
-		return usageError{err}
+		return err
+	}
+	defer kit.Close()
+	spool, err := devicekit.NewSpool(kit, sc)
+	if err != nil {
+		return cli.Usage(err)
 	}
 
 	cctx, stopConnecting := context.WithCancel(ctx)

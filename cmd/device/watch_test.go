@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -306,7 +309,7 @@ func TestWatchAgainstStack(t *testing.T) {
 		select {
 		case code := <-w.code:
 			close(w.code)
-			if code != exitFailed || !strings.Contains(w.stderr.String(), "watch "+dir) {
+			if code != cli.ExitFailure || !strings.Contains(w.stderr.String(), "watch "+dir) {
 				t.Errorf("exit %d, stderr:\n%s", code, w.stderr.String())
 			}
 		case <-time.After(watchTimeout):
@@ -355,11 +358,34 @@ func TestWatchUsageErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			code, stdout, stderr := run(t, nil, append([]string{"--config", cfg}, c.args...)...)
-			if code != exitUsage || !strings.Contains(stderr, c.want) || stdout != "" {
-				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, stdout, stderr, exitUsage, c.want)
+			code, stdout, stderr := runCmd(t, nil, append([]string{"--config", cfg}, c.args...)...)
+			if code != cli.ExitUsage || !strings.Contains(stderr, c.want) || stdout != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, stdout, stderr, cli.ExitUsage, c.want)
 			}
 		})
+	}
+}
+
+// A usage error is told even while another process of the camera holds the state
+// directory (the parallel cases of TestWatchUsageErrors share one: 1 run in 10 got the
+// "is running" error instead of exit 2).
+func TestWatchUsageErrorWhileStateHeld(t *testing.T) {
+	t.Parallel()
+	cfg := offlineConfig(t)
+	dir := filepath.Dir(cfg) // as offlineConfig wrote it, with absolute paths
+	kc, err := deviceconfig.File{Broker: "tcp://127.0.0.1:1", DeviceID: "cam-usage",
+		DeviceKeyFile: filepath.Join(dir, "device.key"), StateDir: filepath.Join(dir, "state")}.KitConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := devicekit.New(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	code, stdout, stderr := runCmd(t, nil, "--config", cfg, "watch", t.TempDir(), "--poll-interval", "1ms")
+	if code != cli.ExitUsage || !strings.Contains(stderr, "PollInterval") || stdout != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and PollInterval", code, stdout, stderr, cli.ExitUsage)
 	}
 }
 
@@ -450,5 +476,31 @@ func TestWatchSignals(t *testing.T) {
 				t.Fatalf("still running after %v", sig)
 			}
 		})
+	}
+}
+
+// TestLogNotColouredOffTerminal: the log (console format, the default) written to a pipe
+// or a file carries no colour escape codes; and with --log-format json it is JSON lines
+// whose keys are unique.
+func TestLogNotColouredOffTerminal(t *testing.T) {
+	t.Parallel()
+	cfg := offlineConfig(t)
+	for _, format := range []string{"console", "json"} {
+		w := startWatch(t, "--config", cfg, "--timeout", "200ms", "--log-format", format, "watch", t.TempDir())
+		deadline := time.Now().Add(watchTimeout)
+		for !strings.Contains(w.stderr.String(), "not connected to the broker") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no warning in the log:\n%s", w.stderr.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		w.stop(t)
+		log := w.stderr.String()
+		if strings.Contains(log, "\x1b[") {
+			t.Errorf("--log-format %s: escape codes in a log that is no terminal: %q", format, log)
+		}
+		if format == "json" {
+			clitest.CheckJSONLog(t, log)
+		}
 	}
 }

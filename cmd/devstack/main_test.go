@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -22,7 +25,7 @@ func TestRunDemo(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	dir := filepath.Join(t.TempDir(), "demo")
-	err := run(testContext(t), []string{"--demo", "--devices", "2", "--clips", "2", "--dir", dir}, &stdout, &stderr)
+	err := run(testContext(t), cli.IO{Stdout: &stdout, Stderr: &stderr}, []string{"--demo", "--devices", "2", "--clips", "2", "--dir", dir})
 	if err != nil {
 		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
@@ -38,35 +41,18 @@ func TestRunDemo(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader in two goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRunServe runs the stack until its context is cancelled.
 func TestRunServe(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "state")
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr clitest.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--dir", dir, "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-			"--oss-addr", "127.0.0.1:0", "--sts-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--device-id", "cam-77"}, &stdout, &stderr)
+		done <- run(ctx, cli.IO{Stdout: &stdout, Stderr: &stderr}, []string{"--dir", dir, "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+			"--oss-addr", "127.0.0.1:0", "--sts-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--device-id", "cam-77",
+			"--log-format", "json", "--log-level", "debug"})
 	}()
 	deadline := time.Now().Add(time.Minute)
 	for !strings.Contains(stdout.String(), "is running") {
@@ -90,6 +76,9 @@ func TestRunServe(t *testing.T) {
 	if !strings.Contains(stdout.String(), "devstack: stopping") {
 		t.Errorf("no stop message:\n%s", stdout.String())
 	}
+	if lines := clitest.CheckJSONLog(t, stderr.String()); len(lines) == 0 {
+		t.Error("no log at --log-level debug")
+	}
 }
 
 func TestRunRefusesBadFlags(t *testing.T) {
@@ -98,14 +87,14 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{"--workers", "0"},
 		{"--demo", "--devices", "0"},
 		{"--demo", "--clips", "-1"},
-		{"--demo", "--timeout", "0s"},
+		{"--demo", "--demo-timeout", "0s"},
 		{"--log-level", "loud"},
 		{"--no-such-flag"},
 		{"--demo", "--clips", "many"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if err := run(testContext(t), args, &stdout, &stderr); err == nil {
-			t.Errorf("%v: no error", args)
+		if err := run(testContext(t), cli.IO{Stdout: &stdout, Stderr: &stderr}, args); cli.ExitCode(err) != cli.ExitUsage {
+			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
 }
@@ -113,10 +102,33 @@ func TestRunRefusesBadFlags(t *testing.T) {
 func TestRunHelp(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	if err := run(testContext(t), []string{"--help"}, &stdout, &stderr); err != nil {
+	if err := run(testContext(t), cli.IO{Stdout: &stdout, Stderr: &stderr}, []string{"--help"}); err != cli.ErrExited {
 		t.Fatal(err)
 	}
 	if !strings.Contains(stdout.String(), "--demo") {
 		t.Errorf("help lacks --demo:\n%s", stdout.String())
 	}
+}
+
+// TestFlagSources: every flag has its variable and its configuration key, and each
+// source sets it.
+func TestFlagSources(t *testing.T) {
+	t.Parallel()
+	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} }})
+}
+
+// TestExitCodes: 0 for --help and --version, 2 for usage and configuration errors, 1 when
+// an address is taken.
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	clitest.CheckExitCodes(t, "devstack", run, clitest.Exits{
+		cli.ExitUsage: {{"--workers", "0"}, {"--demo", "--clips", "0"}},
+		cli.ExitFailure: {{"--dir", t.TempDir(), "--mqtt-addr", busy.Addr().String(), "--http-addr", "127.0.0.1:0",
+			"--oss-addr", "127.0.0.1:0", "--sts-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0"}},
+	})
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -12,13 +11,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
+
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 )
+
+// noEnv is an empty environment.
+func noEnv(string) (string, bool) { return "", false }
 
 // TestMain lets the test binary act as the command itself, so signal handling is tested
 // on a real process without building a separate binary.
@@ -40,7 +44,7 @@ func TestSignalsStopCleanly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var stderr syncBuffer
+			var stderr clitest.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -74,25 +78,8 @@ func TestSignalsStopCleanly(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type running struct {
-	out, errOut *syncBuffer
+	out, errOut *clitest.Buffer
 	cancel      context.CancelFunc
 	done        chan error
 }
@@ -101,8 +88,8 @@ type running struct {
 func start(t *testing.T, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{out: &syncBuffer{}, errOut: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- run(ctx, args, r.out, r.errOut) }()
+	r := &running{out: &clitest.Buffer{}, errOut: &clitest.Buffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx, cli.IO{Stdout: r.out, Stderr: r.errOut, Getenv: noEnv}, args) }()
 	t.Cleanup(func() { r.stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(r.out.String(), "role ARN") {
@@ -143,6 +130,13 @@ func (r *running) field(t *testing.T, name string) string {
 
 func assumeRole(t *testing.T, stsEndpoint, ak, sk, arn string) error {
 	t.Helper()
+	_, err := assumeRoleCreds(t, stsEndpoint, ak, sk, arn)
+	return err
+}
+
+// assumeRoleCreds calls AssumeRole with the STS SDK and returns the credentials.
+func assumeRoleCreds(t *testing.T, stsEndpoint, ak, sk, arn string) (sts.Credentials, error) {
+	t.Helper()
 	c, err := sts.NewClientWithAccessKey("cn-hangzhou", ak, sk)
 	if err != nil {
 		t.Fatal(err)
@@ -155,8 +149,11 @@ func assumeRole(t *testing.T, stsEndpoint, ak, sk, arn string) error {
 	req.Domain = stsEndpoint
 	req.RoleArn = arn
 	req.RoleSessionName = "cli-test"
-	_, err = c.AssumeRole(req)
-	return err
+	resp, err := c.AssumeRole(req)
+	if err != nil {
+		return sts.Credentials{}, err
+	}
+	return resp.Credentials, nil
 }
 
 func TestRunWithDevDefaults(t *testing.T) {
@@ -176,6 +173,7 @@ func TestRunWithDevDefaults(t *testing.T) {
 	if !strings.Contains(r.errOut.String(), `"message":"sts request"`) {
 		t.Errorf("no JSON request log on stderr:\n%s", r.errOut)
 	}
+	clitest.CheckJSONLog(t, r.errOut.String())
 	r.stop(t)
 	if !strings.Contains(r.out.String(), "stopping") {
 		t.Error("no stop message")
@@ -215,7 +213,7 @@ roles:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, "-c", path, "--bucket", "from-flag", "--log-level", "warn", "--endpoint-domain", "oss.example.test")
+	r := start(t, "-c", path, "--buckets", "from-flag", "--log-level", "warn", "--endpoint-domain", "oss.example.test")
 	out := r.out.String()
 	for _, want := range []string{"cn-beijing", "from-flag", "BUCKET.oss.example.test", "LTAIfilekey", "acs:ram::1000000000000000:role/uploader", filepath.Join(dir, "state")} {
 		if !strings.Contains(out, want) {
@@ -252,7 +250,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		"unknown flag":      {[]string{"--colour"}, "unknown flag"},
 		"missing file":      {[]string{"-c", filepath.Join(dir, "nope.yaml")}, "nope.yaml"},
 		"bad file":          {[]string{"-c", bad}, "Not_A_Bucket"},
-		"bad bucket flag":   {[]string{"--data-dir", data, "--bucket", "-x-"}, "-x-"},
+		"bad bucket flag":   {[]string{"--data-dir", data, "--buckets", "-x-"}, "-x-"},
 		"bad log level":     {[]string{"--log-level", "loud"}, "loud"},
 		"bad address":       {[]string{"--data-dir", data, "--oss-addr", "nowhere"}, "oss"},
 		"negative rate":     {[]string{"--data-dir", data, "--sts-rate=-2"}, "negative"},
@@ -262,14 +260,14 @@ func TestRunRejectsBadInput(t *testing.T) {
 			"--sts-addr", "127.0.0.1:0"}, "address already in use"},
 	}
 	for name, c := range cases {
-		var out, errOut syncBuffer
-		err := run(context.Background(), c.args, &out, &errOut)
+		var out, errOut clitest.Buffer
+		err := run(context.Background(), cli.IO{Stdout: &out, Stderr: &errOut, Getenv: noEnv}, c.args)
 		if err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(c.want)) {
 			t.Errorf("%s: err = %v, want one mentioning %q", name, err, c.want)
 		}
 	}
-	var out, errOut syncBuffer
-	if err := run(context.Background(), []string{"--help"}, &out, &errOut); err != nil {
+	var out, errOut clitest.Buffer
+	if err := run(context.Background(), cli.IO{Stdout: &out, Stderr: &errOut}, []string{"--help"}); err != cli.ErrExited {
 		t.Errorf("--help: %v", err)
 	}
 	if !strings.Contains(out.String(), "--sts-rate") {
@@ -277,13 +275,15 @@ func TestRunRejectsBadInput(t *testing.T) {
 	}
 }
 
+// The process exits 2 for a usage error, with a message (TestExitCodes runs the others
+// in-process).
 func TestMainExitsNonZeroOnBadInput(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "--sts-rate", "fast")
 	cmd.Env = append(os.Environ(), "LOCALCLOUD_RUN_MAIN=1")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("err = %v, want exit status 1\n%s", err, out)
+	if !errors.As(err, &ee) || ee.ExitCode() != cli.ExitUsage {
+		t.Fatalf("err = %v, want exit status 2\n%s", err, out)
 	}
 	if !strings.HasPrefix(string(out), "localcloud: ") || !strings.Contains(string(out), "fast") {
 		t.Errorf("message %q", out)

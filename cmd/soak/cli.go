@@ -4,28 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"strings"
 	"time"
 
-	"github.com/alecthomas/kong"
-	"github.com/rs/zerolog"
-
 	"github.com/clipgate/clipgate/internal/bytesize"
+	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/soak"
 )
 
-// Exit codes.
-const (
-	exitOK    = 0
-	exitLost  = 1 // events lost, clips split or unfinished, or the run failed
-	exitUsage = 2
-)
+// spec is the command's description to the command-line plumbing.
+var spec = cli.Spec{
+	Name:        "soak",
+	Description: "Soak test: simulated cameras upload clips through the whole clipgate stack while faults are injected; lost events fail the run.",
+	EnvPrefix:   "CLIPGATE",
+}
 
-// CLI is the command line.
+// CLI is the command line; see package cli for how flags, variables and the
+// configuration file set it.
 type CLI struct {
+	cli.Common
+
 	Devices    int           `default:"10" help:"Simulated cameras."`
 	Clips      int           `default:"4" help:"Clip files per camera, uploaded in turn under new names each round."`
 	Duration   time.Duration `default:"5m" help:"How long new uploads start."`
@@ -45,10 +45,9 @@ type CLI struct {
 	Partition     bool          `default:"true" negatable:"" help:"Cut some cameras off the broker (OSS stays reachable)."`
 	CloudRestart  bool          `default:"true" negatable:"" help:"Restart the local cloud (OSS and STS) over the same data."`
 
-	Dir      string        `help:"Working directory (clips, cluster data); default a temporary directory, removed at the end." placeholder:"DIR"`
+	Dir      string        `type:"path" help:"Working directory (clips, cluster data); default a temporary directory, removed at the end." placeholder:"DIR"`
 	Progress time.Duration `default:"30s" help:"Interval of the progress lines on stderr."`
-	LogFile  string        `help:"Write the components' logs (JSON) to this file." placeholder:"FILE"`
-	LogLevel string        `default:"info" enum:"debug,info,warn,error" help:"Level of the log file."`
+	LogFile  string        `type:"path" help:"Write the components' logs to this file, as --log-level and --log-format say (without it, they are not kept)." placeholder:"FILE"`
 }
 
 // faults returns the enabled fault kinds.
@@ -70,78 +69,57 @@ func (c *CLI) faults() []string {
 	return f
 }
 
-// run parses args, runs the soak and returns the exit status.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var cli CLI
-	exited := false
-	parser, err := kong.New(&cli,
-		kong.Name("soak"),
-		kong.Description("Soak test: simulated cameras upload clips through the whole clipgate stack while faults are injected; lost events fail the run."),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(int) { exited = true }),
-	)
-	if err != nil {
-		fmt.Fprintln(stderr, "soak:", err)
-		return exitUsage
+// run parses args and runs the soak.
+func run(ctx context.Context, io cli.IO, args []string) error {
+	var c CLI
+	if _, err := cli.Parse(spec, &c, io, args); err != nil {
+		return err
 	}
-	_, err = parser.Parse(args)
-	if exited {
-		return exitOK // --help
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "soak:", err)
-		return exitUsage
-	}
-
+	stdout, stderr := io.Stdout, io.Stderr
 	// soak.Config takes 0 for "default"; on the command line 0 is a mistake.
 	switch {
-	case cli.Devices < 1, cli.Clips < 1, cli.Workers < 1:
-		fmt.Fprintln(stderr, "soak: --devices, --clips and --workers must be at least 1")
-		return exitUsage
-	case cli.Duration <= 0, cli.Drain <= 0, cli.SmallSize < 1, cli.LargeSize < 1, cli.PartSize < 1:
-		fmt.Fprintln(stderr, "soak: --duration, --drain and the sizes must be positive")
-		return exitUsage
+	case c.Devices < 1, c.Clips < 1, c.Workers < 1:
+		return cli.Usagef("--devices, --clips and --workers must be at least 1")
+	case c.Duration <= 0, c.Drain <= 0, c.SmallSize < 1, c.LargeSize < 1, c.PartSize < 1:
+		return cli.Usagef("--duration, --drain and the sizes must be positive")
 	}
 	cfg := soak.Config{
-		Devices: cli.Devices, Clips: cli.Clips, Duration: cli.Duration, Drain: cli.Drain,
-		Interval: cli.Interval, Workers: cli.Workers, SmallSize: int64(cli.SmallSize),
-		LargeSize: int64(cli.LargeSize), LargeEvery: cli.LargeEvery, PartSize: int64(cli.PartSize),
-		Faults: cli.faults(), FaultInterval: cli.FaultInterval, MaxPartition: cli.MaxPartition,
-		MaxDown: cli.MaxDown, Dir: cli.Dir, Progress: stderr, ProgressEvery: cli.Progress,
+		Devices: c.Devices, Clips: c.Clips, Duration: c.Duration, Drain: c.Drain,
+		Interval: c.Interval, Workers: c.Workers, SmallSize: int64(c.SmallSize),
+		LargeSize: int64(c.LargeSize), LargeEvery: c.LargeEvery, PartSize: int64(c.PartSize),
+		Faults: c.faults(), FaultInterval: c.FaultInterval, MaxPartition: c.MaxPartition,
+		MaxDown: c.MaxDown, Dir: c.Dir, Progress: stderr, ProgressEvery: c.Progress,
 	}
-	if cli.LogFile != "" {
-		f, err := os.OpenFile(cli.LogFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if c.LogFile != "" {
+		f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
-			fmt.Fprintln(stderr, "soak:", err)
-			return exitUsage
+			return cli.Usage(fmt.Errorf("--log-file: %w", err))
 		}
 		defer f.Close()
-		lvl, _ := zerolog.ParseLevel(cli.LogLevel) // the enum admits only valid levels
-		cfg.Logger = zerolog.New(f).Level(lvl).With().Timestamp().Logger()
+		cfg.Logger = cli.NewLogger(f, c.LogLevel, c.LogFormat)
 	}
 	faults := strings.Join(cfg.Faults, ", ")
 	if faults == "" {
 		faults = "none"
 	}
 	fmt.Fprintf(stdout, "soak: %d devices x %d clips, %v (drain %v), faults every ~%v: %s\n",
-		cli.Devices, cli.Clips, cli.Duration, cli.Drain, cli.FaultInterval, faults)
+		c.Devices, c.Clips, c.Duration, c.Drain, c.FaultInterval, faults)
 	fmt.Fprintf(stdout, "machine: %d CPUs, load average at start %s\n", runtime.NumCPU(), loadAverage())
 	res, err := soak.Run(ctx, cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
 		if errors.Is(err, soak.ErrConfig) {
-			return exitUsage
+			return cli.Usage(err)
 		}
-		return exitLost
+		return err
 	}
 	res.Print(stdout)
 	fmt.Fprintf(stdout, "load average at end %s\n", loadAverage())
 	if !res.OK() {
 		fmt.Fprintf(stdout, "FAIL: %d lost, %d split, %d unfinished\n", res.Lost, res.Split, res.Unfinished)
-		return exitLost
+		return cli.ErrReported
 	}
 	fmt.Fprintln(stdout, "PASS")
-	return exitOK
+	return nil
 }
 
 // loadAverage returns the 1-, 5- and 15-minute load averages from /proc/loadavg, or

@@ -9,18 +9,12 @@
 //
 //	go run ./cmd/soak --devices 10 --clips 4 --duration 5m
 //	go run ./cmd/soak --duration 1m --no-broker-restart --fault-interval 5s
+//
+// Every flag can also be set by its CLIPGATE_* environment variable or in a YAML file
+// (--config), in that order of precedence (see --help). Exit status: 0 when nothing was
+// lost, 1 when something was or the run failed, 2 for a usage or configuration error.
 package main
 
-import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/clipgate/clipgate/internal/cli"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main("soak", run) }

@@ -20,20 +20,20 @@ import (
 	"text/tabwriter"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
 
-// Config is the command line.
+// Config is what to measure: the command's own flags.
 type Config struct {
 	Devices            int           `help:"Simulated devices, one MQTT connection each." default:"1000"`
 	Rounds             int           `help:"Measured requests per device and phase (each device asks, waits for its reply, asks again)." default:"5"`
@@ -42,12 +42,14 @@ type Config struct {
 	MaxConcurrent      int           `help:"AssumeRole calls in flight per worker (0: the worker's default, 32). A request waits up to 3 s for a slot before it is answered busy." default:"0"`
 	QueueSize          int           `help:"Requests a worker holds before it answers busy at once (0: room for every device's request, at least the worker's default of 8 x max-concurrent, so that the all-devices burst is queued, not shed)." default:"0"`
 	Reuse              bool          `help:"Let the workers hand out cached credentials (by default every request calls STS, as when each device asks once an hour)."`
-	Timeout            time.Duration `help:"How long a device waits for a reply." default:"10s"`
+	ReplyTimeout       time.Duration `help:"How long a device waits for a reply." default:"10s"`
 	ConnectConcurrency int           `help:"Devices connecting at once." default:"64"`
 	Phases             string        `help:"Phases to run: real, echo or both." enum:"real,echo,both" default:"both"`
 	WorkerRouting      string        `help:"Broker's routing of auth requests to token workers: round-robin (connected workers take turns) or device (a device's requests always go to the same worker, whose cache then reuses its credentials)." enum:"round-robin,device" default:"round-robin"`
-	MaxWritesPending   int32         `help:"Broker's outbound queue per client (0: the broker's default); a burst beyond it to one worker is dropped, and its devices wait --timeout." default:"0"`
-	CPUProfile         string        `help:"Write a CPU profile of the measured real phase to this file." type:"path"`
+	MaxWritesPending   int32         `help:"Broker's outbound queue per client (0: the broker's default); a burst beyond it to one worker is dropped, and its devices wait --reply-timeout." default:"0"`
+	CPUProfile         string        `help:"Write a CPU profile of the measured real phase to this file." type:"path" placeholder:"FILE"`
+	// Logger receives the stack's logs (not a flag).
+	Logger zerolog.Logger `kong:"-"`
 }
 
 // Phase is the measurement of one phase.
@@ -101,10 +103,26 @@ type Report struct {
 	BrokerAfter        broker.Stats
 }
 
+// check refuses a configuration that cannot be measured.
+func (cfg *Config) check() error {
+	if cfg.Devices < 1 || cfg.Rounds < 1 || cfg.Workers < 1 || cfg.EchoWorkers < 0 || cfg.ConnectConcurrency < 1 || cfg.ReplyTimeout <= 0 {
+		return errors.New("devices, rounds, workers, connect-concurrency and reply-timeout must be positive")
+	}
+	if cfg.MaxConcurrent < 0 || cfg.QueueSize < 0 || cfg.MaxWritesPending < 0 {
+		return errors.New("max-concurrent, queue-size and max-writes-pending must not be negative")
+	}
+	switch cfg.WorkerRouting {
+	case "", broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice:
+	default:
+		return fmt.Errorf("worker routing %q: %q or %q", cfg.WorkerRouting, broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice)
+	}
+	return nil
+}
+
 // Run starts the stack and the devices, runs the phases and prints the figures to out.
 func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
-	if cfg.Devices < 1 || cfg.Rounds < 1 || cfg.Workers < 1 || cfg.EchoWorkers < 0 || cfg.ConnectConcurrency < 1 || cfg.Timeout <= 0 {
-		return nil, errors.New("devices, rounds, workers, connect-concurrency and timeout must be positive")
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	if cfg.EchoWorkers == 0 {
 		cfg.EchoWorkers = cfg.Workers
@@ -112,15 +130,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.Phases == "" {
 		cfg.Phases = "both"
 	}
-	if cfg.MaxConcurrent < 0 || cfg.QueueSize < 0 || cfg.MaxWritesPending < 0 {
-		return nil, errors.New("max-concurrent, queue-size and max-writes-pending must not be negative")
-	}
-	switch cfg.WorkerRouting {
-	case "":
+	if cfg.WorkerRouting == "" {
 		cfg.WorkerRouting = broker.WorkerRoutingRoundRobin
-	case broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice:
-	default:
-		return nil, fmt.Errorf("worker routing %q: %q or %q", cfg.WorkerRouting, broker.WorkerRoutingRoundRobin, broker.WorkerRoutingDevice)
 	}
 	if cfg.MaxConcurrent == 0 {
 		cfg.MaxConcurrent = tokenworker.DefaultMaxConcurrent
@@ -129,6 +140,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		cfg.QueueSize = max(cfg.Devices, 8*cfg.MaxConcurrent)
 	}
 	stack, err := inproc.Start(ctx, inproc.Options{
+		Logger:  cfg.Logger,
 		Workers: cfg.Workers,
 		WorkerConfig: func(c *tokenworker.Config) {
 			// The devices ask far more often than real ones would: lift the per-device
@@ -206,7 +218,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			defer e.Disconnect(100)
+			defer e.Close()
 		}
 		if rep.WarmEcho, err = fleet.run(ctx, "echo warm-up", 1); err != nil {
 			return nil, err
@@ -245,7 +257,7 @@ type device struct {
 	key          []byte
 	requestTopic string
 	replyTopic   string
-	client       paho.Client
+	client       *mqttclient.Client
 	replies      chan []byte
 }
 
@@ -256,7 +268,7 @@ type fleet struct {
 
 // connectFleet connects the devices, each subscribed to its reply topic.
 func connectFleet(ctx context.Context, stack *inproc.Stack, cfg Config) (*fleet, error) {
-	f := &fleet{devices: make([]*device, cfg.Devices), timeout: cfg.Timeout}
+	f := &fleet{devices: make([]*device, cfg.Devices), timeout: cfg.ReplyTimeout}
 	scheme, fk := stack.Topics(), stack.FleetKey()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.ConnectConcurrency)
@@ -278,62 +290,30 @@ func connectFleet(ctx context.Context, stack *inproc.Stack, cfg Config) (*fleet,
 }
 
 func (d *device) connect(ctx context.Context, url string) error {
-	opts := paho.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(url).
-		SetClientID(d.id).
-		SetUsername(d.id).
-		SetPassword(identity.MQTTPassword(d.key, d.id, time.Now())).
-		SetProtocolVersion(4).
-		SetCleanSession(true).
-		SetOrderMatters(false).
-		SetAutoReconnect(false).
-		SetConnectTimeout(30 * time.Second).
-		SetKeepAlive(2 * time.Minute)
-	c := paho.NewClient(opts)
-	if err := wait(ctx, c.Connect()); err != nil {
-		return fmt.Errorf("%s: connect: %w", d.id, err)
+	c, err := mqttclient.New(mqttclient.Config{
+		BrokerURL: url,
+		ClientID:  d.id,
+		Credentials: func() (string, string) {
+			return d.id, identity.MQTTPassword(d.key, d.id, time.Now())
+		},
+		NoReconnect:    true,
+		ConnectTimeout: 30 * time.Second,
+		KeepAlive:      2 * time.Minute,
+		Subscriptions: []mqttclient.Subscription{{Filter: d.replyTopic, QoS: 1, Handler: func(m mqttclient.Message) {
+			select {
+			case d.replies <- m.Payload():
+			default: // a device has one request out at a time: more is a stale duplicate
+			}
+		}}},
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.id, err)
 	}
 	d.client = c
-	tok := c.Subscribe(d.replyTopic, 1, func(_ paho.Client, m paho.Message) {
-		select {
-		case d.replies <- m.Payload():
-		default: // a device has one request out at a time: more is a stale duplicate
-		}
-	})
-	if err := wait(ctx, tok); err != nil {
-		return fmt.Errorf("%s: subscribe: %w", d.id, err)
-	}
-	if code := subackCode(tok, d.replyTopic); code > 2 {
-		return fmt.Errorf("%s: subscription to %s refused (%#x)", d.id, d.replyTopic, code)
+	if err := c.Connect(ctx); err != nil {
+		return fmt.Errorf("%s: connect: %w", d.id, err)
 	}
 	return nil
-}
-
-// subackCode returns the SUBACK code of filter; paho keys shared subscriptions by the
-// filter without its "$share/GROUP/" prefix.
-func subackCode(tok paho.Token, filter string) byte {
-	res := tok.(*paho.SubscribeToken).Result()
-	if code, ok := res[filter]; ok {
-		return code
-	}
-	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
-		if _, bare, ok := strings.Cut(rest, "/"); ok {
-			if code, ok := res[bare]; ok {
-				return code
-			}
-		}
-	}
-	return 0x80
-}
-
-func wait(ctx context.Context, tok paho.Token) error {
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func (f *fleet) close() {
@@ -347,7 +327,7 @@ func (f *fleet) close() {
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			d.client.Disconnect(0)
+			d.client.Close()
 			<-sem
 		}()
 	}
@@ -517,10 +497,11 @@ func (d *device) open(req *protocol.AuthRequest, nonce []byte, reply *protocol.A
 // startEcho connects an echo worker: a client of the token worker service account in the
 // workers' shared-subscription group that answers every request at once with a fixed
 // refusal (unavailable), without verifying it or calling STS.
-func startEcho(ctx context.Context, stack *inproc.Stack, n int) (paho.Client, error) {
+func startEcho(ctx context.Context, stack *inproc.Stack, n int) (*mqttclient.Client, error) {
 	scheme := stack.Topics()
 	user, pw := stack.ServiceAccount(topics.RoleTokenWorker)
-	handler := func(c paho.Client, m paho.Message) {
+	var c *mqttclient.Client
+	handler := func(m mqttclient.Message) {
 		kind, dev, ok := scheme.Parse(m.Topic())
 		if !ok || kind != topics.KindAuthRequest {
 			return
@@ -538,30 +519,21 @@ func startEcho(ctx context.Context, stack *inproc.Stack, n int) (paho.Client, er
 		}
 		c.Publish(scheme.AuthReply(dev), 1, false, b) // not waited for: inside a handler
 	}
-	opts := paho.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(stack.BrokerURL()).
-		SetClientID(broker.ServiceClientID(user, fmt.Sprintf("echo-%d", n))).
-		SetUsername(user).
-		SetPassword(pw).
-		SetProtocolVersion(4).
-		SetCleanSession(true).
-		SetOrderMatters(false).
-		SetAutoReconnect(false).
-		SetConnectTimeout(30 * time.Second)
-	c := paho.NewClient(opts)
-	if err := wait(ctx, c.Connect()); err != nil {
+	c, err := mqttclient.New(mqttclient.Config{
+		BrokerURL:      stack.BrokerURL(),
+		ClientID:       broker.ServiceClientID(user, fmt.Sprintf("echo-%d", n)),
+		Username:       user,
+		Password:       pw,
+		NoReconnect:    true,
+		ConnectTimeout: 30 * time.Second,
+		Subscriptions:  []mqttclient.Subscription{{Filter: scheme.WorkerFilter(topics.DefaultWorkerGroup), QoS: 1, Handler: handler}},
+	})
+	if err != nil {
 		return nil, fmt.Errorf("echo worker %d: %w", n, err)
 	}
-	filter := scheme.WorkerFilter(topics.DefaultWorkerGroup)
-	tok := c.Subscribe(filter, 1, handler)
-	if err := wait(ctx, tok); err != nil {
-		c.Disconnect(0)
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
 		return nil, fmt.Errorf("echo worker %d: %w", n, err)
-	}
-	if code := subackCode(tok, filter); code > 2 {
-		c.Disconnect(0)
-		return nil, fmt.Errorf("echo worker %d: subscription to %s refused (%#x)", n, filter, code)
 	}
 	return c, nil
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -18,7 +21,7 @@ func TestRunSmall(t *testing.T) {
 	defer cancel()
 	const devices, rounds = 20, 2
 	var out bytes.Buffer
-	rep, err := Run(ctx, Config{Devices: devices, Rounds: rounds, Workers: 2, Timeout: 10 * time.Second, ConnectConcurrency: 8}, &out)
+	rep, err := Run(ctx, Config{Devices: devices, Rounds: rounds, Workers: 2, ReplyTimeout: 10 * time.Second, ConnectConcurrency: 8}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +68,7 @@ func TestRunDeviceRoutingReuse(t *testing.T) {
 	const devices, rounds = 20, 3
 	var out bytes.Buffer
 	rep, err := Run(ctx, Config{Devices: devices, Rounds: rounds, Workers: 2, Reuse: true, WorkerRouting: "device",
-		Phases: "real", Timeout: 10 * time.Second, ConnectConcurrency: 8}, &out)
+		Phases: "real", ReplyTimeout: 10 * time.Second, ConnectConcurrency: 8}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,16 +91,16 @@ func TestRunDeviceRoutingReuse(t *testing.T) {
 
 func TestRunRefusesBadConfig(t *testing.T) {
 	for _, cfg := range []Config{
-		{Devices: 0, Rounds: 1, Workers: 1, Timeout: time.Second, ConnectConcurrency: 1},
-		{Devices: 1, Rounds: 0, Workers: 1, Timeout: time.Second, ConnectConcurrency: 1},
-		{Devices: 1, Rounds: 1, Workers: 0, Timeout: time.Second, ConnectConcurrency: 1},
-		{Devices: 1, Rounds: 1, Workers: 1, Timeout: 0, ConnectConcurrency: 1},
-		{Devices: 1, Rounds: 1, Workers: 1, Timeout: time.Second, ConnectConcurrency: 0},
-		{Devices: 1, Rounds: 1, Workers: 1, EchoWorkers: -1, Timeout: time.Second, ConnectConcurrency: 1},
-		{Devices: 1, Rounds: 1, Workers: 1, MaxConcurrent: -1, Timeout: time.Second, ConnectConcurrency: 1},
-		{Devices: 1, Rounds: 1, Workers: 1, MaxWritesPending: -1, Timeout: time.Second, ConnectConcurrency: 1},
-		{Devices: 1, Rounds: 1, Workers: 1, QueueSize: -1, Timeout: time.Second, ConnectConcurrency: 1},
-		{Devices: 1, Rounds: 1, Workers: 1, WorkerRouting: "hash", Timeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 0, Rounds: 1, Workers: 1, ReplyTimeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 0, Workers: 1, ReplyTimeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 0, ReplyTimeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 1, ReplyTimeout: 0, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 1, ReplyTimeout: time.Second, ConnectConcurrency: 0},
+		{Devices: 1, Rounds: 1, Workers: 1, EchoWorkers: -1, ReplyTimeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 1, MaxConcurrent: -1, ReplyTimeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 1, MaxWritesPending: -1, ReplyTimeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 1, QueueSize: -1, ReplyTimeout: time.Second, ConnectConcurrency: 1},
+		{Devices: 1, Rounds: 1, Workers: 1, WorkerRouting: "hash", ReplyTimeout: time.Second, ConnectConcurrency: 1},
 	} {
 		var out bytes.Buffer
 		if _, err := Run(context.Background(), cfg, &out); err == nil {
@@ -128,4 +131,22 @@ func TestPercentile(t *testing.T) {
 			t.Errorf("percentile(%d values, %v) = %v, want %v", len(c.xs), c.q, got, c.want)
 		}
 	}
+}
+
+// TestFlagSources: every flag has its variable and its configuration key, and each
+// source sets it.
+func TestFlagSources(t *testing.T) {
+	t.Parallel()
+	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} }})
+}
+
+// TestExitCodes: 0 for --help and --version, 2 for usage and configuration errors (a
+// failed measurement exits 1).
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	clitest.CheckExitCodes(t, "tokenbench", run, clitest.Exits{
+		cli.ExitUsage: {{"--devices", "0"}, {"--reply-timeout", "0s"}, {"--max-concurrent=-1"}},
+		// The profile cannot be written: found once the stack runs.
+		cli.ExitFailure: {{"--devices", "2", "--rounds", "1", "--phases", "real", "--cpu-profile", filepath.Join(t.TempDir(), "none", "cpu.out")}},
+	})
 }

@@ -10,28 +10,11 @@
 // each part's capacity. Example:
 //
 //	go run ./cmd/tokenbench --devices 1000 --rounds 5 --workers 2
+//
+// Every flag can also be set by its CLIPGATE_* environment variable or in a YAML file
+// (--config), in that order of precedence (see --help).
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/clipgate/clipgate/internal/cli"
 
-	"github.com/alecthomas/kong"
-)
-
-func main() {
-	var cfg Config
-	kong.Parse(&cfg,
-		kong.Name("tokenbench"),
-		kong.Description("Token round trips through the broker: real token workers against echo workers."),
-	)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if _, err := Run(ctx, cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "tokenbench:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("tokenbench", run) }

@@ -1,26 +1,33 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/policy"
 )
 
-// newTestMain returns a Main whose secrets come from env (a map), not the process.
-func newTestMain(env map[string]string) (*Main, *bytes.Buffer) {
-	var out bytes.Buffer
-	m := &Main{
+// Variables that hold secrets.
+const (
+	envPassword  = "CLIPGATE_PASSWORD"
+	envSTSSecret = "CLIPGATE_STS_ACCESS_KEY_SECRET"
+)
+
+// newTestMain returns a Main whose environment is env (a map), not the process's.
+func newTestMain(env map[string]string) (*Main, *clitest.Buffer) {
+	var out clitest.Buffer
+	return NewMain(cli.IO{
 		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		Stdout: &out,
 		Stderr: &out,
-	}
-	return m, &out
+	}), &out
 }
 
 func writeFile(t *testing.T, dir, name, text string, mode os.FileMode) string {
@@ -74,9 +81,7 @@ device-rate: 2.5
 max-concurrent: 7
 fleet-key-file: `+fleet+`
 `, 0o600)
-	t.Setenv("CLIPGATE_GROUP", "from-env")
-	t.Setenv("CLIPGATE_MAX_CONCURRENT", "9")
-	m, _ := newTestMain(nil)
+	m, _ := newTestMain(map[string]string{"CLIPGATE_GROUP": "from-env", "CLIPGATE_MAX_CONCURRENT": "9"})
 	if err := m.ParseFlags([]string{"--config", cfgFile, "--max-concurrent", "11", "--workers", "3"}); err != nil {
 		t.Fatalf("ParseFlags: %v", err)
 	}
@@ -141,8 +146,8 @@ func TestParseFlagsErrors(t *testing.T) {
 
 func TestParseFlagsHelp(t *testing.T) {
 	m, out := newTestMain(nil)
-	if err := m.ParseFlags([]string{"--help"}); err != errHelp {
-		t.Fatalf("err = %v, want errHelp", err)
+	if err := m.ParseFlags([]string{"--help"}); err != cli.ErrExited {
+		t.Fatalf("err = %v, want cli.ErrExited", err)
 	}
 	for _, s := range []string{"--sts-endpoint", envPassword, envSTSSecret, "--workers"} {
 		if !strings.Contains(out.String(), s) {
@@ -217,4 +222,30 @@ func TestDefaultPrefix(t *testing.T) {
 	if err := m.ParseFlags(append(requiredArgs(fleet), "--oss-prefix=")); err != nil || m.CLI.OSSPrefix != "" {
 		t.Fatalf("--oss-prefix= gives %q, %v; want no prefix", m.CLI.OSSPrefix, err)
 	}
+}
+
+// TestFlagSources: every flag has its variable and its configuration key, and each
+// source sets it.
+func TestFlagSources(t *testing.T) {
+	t.Parallel()
+	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} }})
+}
+
+// TestExitCodes: 0 for --help and --version, 2 for usage and configuration errors, 1 when
+// the broker cannot be reached.
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fleet := fleetKeyFile(t, dir)
+	secret := writeFile(t, dir, "sk", "sts-secret\n", 0o600)
+	args := append(requiredArgs(fleet), "--log-level", "error", "--sts-access-key-secret-file", secret)
+	clitest.CheckExitCodes(t, "tokenworker", run, clitest.Exits{
+		cli.ExitUsage: {
+			requiredArgs(fleet), // no STS secret
+			slices.Concat(args, []string{"--workers", "0"}),
+			slices.Concat(args, []string{"--topic-root", "a/+/b"}),
+			slices.Concat(args, []string{"--fleet-key-file", secret}),
+		},
+		cli.ExitFailure: {slices.Concat(args, []string{"--broker", "tcp://127.0.0.1:1", "--connect-timeout", "300ms"})},
+	})
 }

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -16,42 +13,49 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/internal/kongyaml"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
-	"github.com/clipgate/clipgate/internal/secretfile"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
 
-// Environment variables that carry secrets (never flags).
-const (
-	envPassword  = "CLIPGATE_PASSWORD"
-	envSTSSecret = "CLIPGATE_STS_ACCESS_KEY_SECRET"
-)
+// spec is the command's description to the command-line plumbing.
+var spec = cli.Spec{
+	Name:        "tokenworker",
+	Description: "Answers clipgate device auth requests with least-privilege STS credentials.",
+	EnvPrefix:   "CLIPGATE",
+	Vars: kong.Vars{
+		"defaultGroup":  topics.DefaultWorkerGroup,
+		"defaultRoot":   topics.DefaultRoot,
+		"defaultRegion": tokenworker.DefaultSTSRegion,
+		"defaultPrefix": policy.DefaultPrefix,
+	},
+}
 
-// CLI is the command line. Every flag also reads CLIPGATE_<FLAG> (dashes as underscores)
-// and the same key in the YAML file given by --config.
+// CLI is the command line; see package cli for how flags, variables and the
+// configuration file set it.
 type CLI struct {
-	Config kong.ConfigFlag `help:"YAML configuration file; keys are flag names (nested maps join with '-')." type:"path"`
+	cli.Common
 
 	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." default:"tcp://127.0.0.1:1883"`
-	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path"`
+	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
 	Username     string `help:"Service account user name (role tokenworker)." default:"tokenworker"`
-	PasswordFile string `help:"File holding the service account password (or set ${envPassword})." type:"path"`
+	PasswordFile string `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
 	ClientID     string `help:"MQTT client ID, USERNAME:INSTANCE; with --workers N, suffixed -1..-N (default: USERNAME:<random>)."`
 	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
 	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
 
-	FleetKeyFile    string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" required:""`
-	RevocationsFile string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path"`
+	FleetKeyFile    string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE" required:""`
+	RevocationsFile string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
 
 	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`
 	STSScheme              string        `help:"STS scheme." enum:"https,http" default:"https"`
 	STSRegion              string        `help:"STS region." default:"${defaultRegion}"`
 	STSAccessKeyID         string        `name:"sts-access-key-id" help:"Access key ID of the RAM user that assumes the role." required:""`
-	STSAccessKeySecretFile string        `help:"File holding the access key secret (or set ${envSTSSecret})." type:"path"`
+	STSAccessKeySecretFile string        `help:"File holding the access key secret." type:"path" placeholder:"FILE" secret:""`
 	STSRoleARN             string        `name:"sts-role-arn" help:"Role to assume: acs:ram::ACCOUNT:role/NAME." required:""`
 	STSDuration            time.Duration `help:"Lifetime of issued credentials (15m to the role's maximum)." default:"1h"`
 	STSTimeout             time.Duration `help:"Timeout of one AssumeRole call." default:"10s"`
@@ -69,64 +73,47 @@ type CLI struct {
 	QueueSize              int           `help:"Queued requests per worker before busy (0: 8 x --max-concurrent)." default:"0"`
 	NoSeal                 bool          `help:"Send credentials in clear instead of sealed to the device key (not recommended)."`
 	Workers                int           `help:"Workers in this process." default:"1"`
-	LogLevel               string        `help:"Log level." enum:"debug,info,warn,error" default:"info"`
-	LogFormat              string        `help:"Log format." enum:"json,console" default:"json"`
-	ConnectTimeout         time.Duration `help:"Give up if the broker cannot be reached in this time at start (0: keep trying)." default:"0s"`
+	ConnectTimeout         time.Duration `help:"How long to keep trying to reach the broker at start before giving up (0: keep trying)." default:"0s"`
 }
-
-var errHelp = errors.New("help shown")
 
 // Main is the program, separated from main() so that tests run it in-process.
 type Main struct {
-	CLI    CLI
-	Getenv func(string) (string, bool) // secret lookup; default os.LookupEnv
-	Stdout io.Writer
-	Stderr io.Writer
+	CLI CLI
+	IO  cli.IO
 
+	ctx     *cli.Context
 	log     zerolog.Logger
 	workers []*tokenworker.Worker
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 }
 
-// NewMain returns a Main reading the process environment and writing to stdout/stderr.
-func NewMain() *Main {
-	return &Main{Getenv: os.LookupEnv, Stdout: os.Stdout, Stderr: os.Stderr}
+// NewMain returns a Main on io.
+func NewMain(io cli.IO) *Main { return &Main{IO: io} }
+
+// run is the command: it starts the workers and stops them when ctx ends.
+func run(ctx context.Context, io cli.IO, args []string) error {
+	m := NewMain(io)
+	if err := m.ParseFlags(args); err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil {
+		return errors.Join(err, m.Close())
+	}
+	<-ctx.Done()
+	return m.Close()
 }
 
 // ParseFlags parses args (without the program name), the environment and the config file.
+// After --help or --version it returns cli.ErrExited.
 func (m *Main) ParseFlags(args []string) error {
-	exited := false
-	parser, err := kong.New(&m.CLI,
-		kong.Name("tokenworker"),
-		kong.Description("Answers clipgate device auth requests with least-privilege STS credentials."),
-		kong.DefaultEnvars("CLIPGATE"),
-		kong.Configuration(kongyaml.Loader(fmt.Sprintf("use %s / %s or a *-file setting", envPassword, envSTSSecret))),
-		kong.Vars{
-			"envPassword":   envPassword,
-			"envSTSSecret":  envSTSSecret,
-			"defaultGroup":  topics.DefaultWorkerGroup,
-			"defaultRoot":   topics.DefaultRoot,
-			"defaultRegion": tokenworker.DefaultSTSRegion,
-			"defaultPrefix": policy.DefaultPrefix,
-		},
-		kong.Writers(m.Stdout, m.Stderr),
-		kong.Exit(func(int) { exited = true }),
-	)
+	ctx, err := cli.Parse(spec, &m.CLI, m.IO, args)
 	if err != nil {
 		return err
 	}
-	if _, err := parser.Parse(args); err != nil {
-		if exited {
-			return errHelp
-		}
-		return err
-	}
-	if exited {
-		return errHelp
-	}
+	m.ctx = ctx
 	if m.CLI.Workers < 1 || m.CLI.Workers > 1024 {
-		return fmt.Errorf("--workers %d: want 1 to 1024", m.CLI.Workers)
+		return cli.Usagef("--workers %d: want 1 to 1024", m.CLI.Workers)
 	}
 	return nil
 }
@@ -134,10 +121,10 @@ func (m *Main) ParseFlags(args []string) error {
 // Run builds the workers from the parsed configuration and starts them. It returns once
 // every worker is subscribed, or with the first error.
 func (m *Main) Run(ctx context.Context) error {
-	m.log = newLogger(m.Stderr, m.CLI.LogFormat, m.CLI.LogLevel)
+	m.log = m.ctx.Logger()
 	cfg, rev, err := m.config()
 	if err != nil {
-		return err
+		return cli.Usage(err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	m.stop = stop
@@ -166,7 +153,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		w, err := tokenworker.New(c)
 		if err != nil {
-			return err
+			return cli.Usage(err)
 		}
 		m.workers = append(m.workers, w)
 		if err := w.Start(startCtx); err != nil {
@@ -200,11 +187,11 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 	if err != nil {
 		return tokenworker.Config{}, nil, fmt.Errorf("fleet key: %w", err)
 	}
-	password, err := secretfile.Lookup(m.Getenv, envPassword, c.PasswordFile, "broker password", false)
+	password, err := m.ctx.Secret("password-file", "broker password", false)
 	if err != nil {
 		return tokenworker.Config{}, nil, err
 	}
-	stsSecret, err := secretfile.Lookup(m.Getenv, envSTSSecret, c.STSAccessKeySecretFile, "STS access key secret", true)
+	stsSecret, err := m.ctx.Secret("sts-access-key-secret-file", "STS access key secret", true)
 	if err != nil {
 		return tokenworker.Config{}, nil, err
 	}
@@ -220,15 +207,9 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 	}
 	var tlsCfg *tls.Config
 	if c.BrokerCA != "" {
-		pem, err := os.ReadFile(c.BrokerCA)
-		if err != nil {
+		if tlsCfg, err = (mqttclient.TLSFiles{CAFile: c.BrokerCA}).Load(); err != nil {
 			return tokenworker.Config{}, nil, fmt.Errorf("--broker-ca: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return tokenworker.Config{}, nil, fmt.Errorf("--broker-ca %s: no PEM certificate found", c.BrokerCA)
-		}
-		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	seal := !c.NoSeal
 	if c.ClockWindow <= 0 {
@@ -276,15 +257,4 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		return tokenworker.Config{}, nil, errors.New("--reuse-margin must not be negative")
 	}
 	return cfg, rev, nil
-}
-
-func newLogger(w io.Writer, format, level string) zerolog.Logger {
-	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
-	}
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil {
-		lvl = zerolog.InfoLevel
-	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", "tokenworker").Logger()
 }

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -80,10 +81,10 @@ oss:
 device-rate: 1000
 device-burst: 1000
 `, 0o600)
-	m, _ := newTestMain(map[string]string{envPassword: "run-test-password", envSTSSecret: stsSecret})
+	m, logs := newTestMain(map[string]string{envPassword: "run-test-password", envSTSSecret: stsSecret})
 	err = m.ParseFlags([]string{"--config", cfgFile, "--broker", "tcp://" + b.Addr(), "--fleet-key-file", fleetFile,
 		"--revocations-file", revFile, "--sts-endpoint", lc.STSEndpoint(), "--oss-endpoint", lc.OSSEndpoint(),
-		"--workers", "2", "--client-id", "tw:run", "--connect-timeout", "30s", "--log-level", "error"})
+		"--workers", "2", "--client-id", "tw:run", "--connect-timeout", "30s", "--log-level", "debug"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,16 +104,19 @@ device-burst: 1000
 	const id = "cam-run-1"
 	key := identity.DeriveDeviceKey(fleet, id)
 	replies := make(chan []byte, 8)
-	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID(id).SetUsername(id).
-		SetPassword(identity.MQTTPassword(key, id, time.Now())).SetProtocolVersion(4).SetOrderMatters(false))
-	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("device connect: %v", tok.Error())
+	dev, err := mqttclient.New(mqttclient.Config{BrokerURL: "tcp://" + b.Addr(), ClientID: id, NoReconnect: true,
+		Credentials: func() (string, string) { return id, identity.MQTTPassword(key, id, time.Now()) },
+		Subscriptions: []mqttclient.Subscription{{Filter: topics.Default().AuthReply(id), QoS: 1, Handler: func(m mqttclient.Message) {
+			replies <- m.Payload()
+		}}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer dev.Disconnect(0)
-	if tok := dev.Subscribe(topics.Default().AuthReply(id), 1, func(_ mqtt.Client, msg mqtt.Message) {
-		replies <- msg.Payload()
-	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("device subscribe: %v", tok.Error())
+	defer dev.Close()
+	connectCtx, cancelConnect := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelConnect()
+	if err := dev.Connect(connectCtx); err != nil {
+		t.Fatalf("device connect: %v", err)
 	}
 	ask := func() (*protocol.AuthRequest, *protocol.AuthReply) {
 		t.Helper()
@@ -170,6 +174,10 @@ device-burst: 1000
 	closed = true
 	if err := m.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	// The log is JSON lines whose keys are unique.
+	if lines := clitest.CheckJSONLog(t, logs.String()); len(lines) == 0 {
+		t.Error("no log at --log-level debug")
 	}
 }
 

@@ -24,7 +24,7 @@
 // Beyond mochi: a denied QoS 1 publish (also to $SYS) ends the connection; a connection
 // taken over by a new one with the same client ID loses its will (so a late "offline" does
 // not follow the new "online"); publishes beyond a client's rate are paced (QoS 1) or end
-// the connection (QoS 0 floods); a connection must send CONNECT within ConnectTimeout;
+// the connection (QoS 0 floods); a connection must send CONNECT within HandshakeTimeout;
 // refused subscriptions are never persisted; shared-subscription groups take turns among
 // connected members (or, with WorkerRouting "device", token workers get each device's
 // requests by a rendezvous hash of its ID over the connected members).
@@ -33,7 +33,6 @@ package broker
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -53,6 +52,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -104,10 +104,7 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("broker config: %w", err)
 	}
-	b := &Broker{cfg: cfg, log: zerolog.Nop(), now: cfg.Now}
-	if cfg.Logger != nil {
-		b.log = cfg.Logger.With().Str("component", "broker").Logger()
-	}
+	b := &Broker{cfg: cfg, log: cfg.componentLogger("broker"), now: cfg.Now}
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -146,10 +143,14 @@ func New(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("broker: tls: %w", err)
 		}
 	}
-	if cfg.EMQX.TokenFile != "" {
-		if b.emqxToken, err = readToken(cfg.EMQX.TokenFile); err != nil {
-			return nil, fmt.Errorf("broker: emqx token: %w", err)
-		}
+	switch {
+	case cfg.EMQX.Token != "":
+		b.emqxToken, err = checkToken(cfg.EMQX.Token)
+	case cfg.EMQX.TokenFile != "":
+		b.emqxToken, err = readToken(cfg.EMQX.TokenFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("broker: emqx token: %w", err)
 	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -159,7 +160,7 @@ func New(cfg Config) (*Broker, error) {
 	caps.MaximumPacketSize = cfg.MaxPacketSize
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       mochiLogger(b.log.With().Str("component", "mochi").Logger()),
+		Logger:       mochiLogger(cfg.componentLogger("mochi")),
 	})
 	b.picker = newPicker(b.srv.Clients)
 	if cfg.WorkerRouting == WorkerRoutingDevice {
@@ -187,13 +188,9 @@ func loadTLS(c TLSConfig) (*tls.Config, error) {
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
+		pool, err := mqttclient.LoadCA(c.ClientCAFile)
 		if err != nil {
 			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", c.ClientCAFile)
 		}
 		tc.ClientCAs = pool
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
@@ -230,7 +227,7 @@ func (b *Broker) Start() (err error) {
 		opts := &pebble.Options{
 			Path:    filepath.Join(b.cfg.DataDir, "sessions"),
 			Mode:    pebble.Sync, // a QoS 1 message is on disk before it is acknowledged
-			Options: &pebbledb.Options{Logger: pebbleLogger{b.log.With().Str("component", "pebble").Logger()}},
+			Options: &pebbledb.Options{Logger: pebbleLogger{b.cfg.componentLogger("pebble")}},
 		}
 		if err := b.srv.AddHook(st, opts); err != nil {
 			return fmt.Errorf("broker: session store: %w", err)
@@ -245,7 +242,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
-		b.mqttLn = newTrackListener(ln, b.cfg.ConnectTimeout)
+		b.mqttLn = newTrackListener(ln, b.cfg.HandshakeTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tcp", b.mqttLn)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
@@ -255,7 +252,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: tls: %w", err)
 		}
-		b.tlsLn = newTrackListener(ln, b.cfg.ConnectTimeout)
+		b.tlsLn = newTrackListener(ln, b.cfg.HandshakeTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tls", tls.NewListener(b.tlsLn, b.tlsConfig))); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}

@@ -1,15 +1,11 @@
 package broker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/rs/zerolog"
-	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/topics"
@@ -25,72 +21,71 @@ const (
 	DefaultSessionExpiry    = 7 * 24 * time.Hour
 	DefaultMessageExpiry    = 24 * time.Hour
 	DefaultRevocationSweep  = time.Second
-	DefaultConnectTimeout   = 10 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDeviceRate       = 10 // publishes per second
 	DefaultDeviceBurst      = 20
 )
 
 // Config configures a Broker. The zero value of every field means its default (see the
 // Default* constants); DefaultConfig returns a Config with the defaults filled in.
-// In YAML files the keys are the yaml tags below; unknown keys are errors.
 type Config struct {
 	// Addr is the plain MQTT (TCP) listen address; "none" disables it.
-	Addr string `yaml:"addr"`
+	Addr string
 	// TLS configures an optional MQTT-over-TLS listener.
-	TLS TLSConfig `yaml:"tls"`
+	TLS TLSConfig
 	// HTTPAddr serves /healthcheck, /sys (mochi's $SYS figures as JSON, with clipgate's
 	// counters) and, when EMQX.Enabled, the EMQX HTTP authn/authz endpoints; "none"
 	// disables it.
-	HTTPAddr string `yaml:"httpAddr"`
+	HTTPAddr string
 	// DataDir holds the persistent sessions (pebble, synchronous writes). Empty means
 	// in-memory only: sessions and queued messages are lost on restart.
-	DataDir string `yaml:"dataDir"`
+	DataDir string
 	// TopicRoot is the root of the topic scheme (topics.DefaultRoot when empty).
-	TopicRoot string `yaml:"topicRoot"`
+	TopicRoot string
 
 	// FleetKeyFile is the fleet key file (identity.LoadKey) that device keys derive from.
 	// Ignored when FleetKey is set.
-	FleetKeyFile string `yaml:"fleetKeyFile"`
+	FleetKeyFile string
 	// ServiceAccountsFile lists the token workers, consumers and admins
 	// (identity.LoadServiceAccounts). Ignored when ServiceAccounts is set. Optional.
-	ServiceAccountsFile string `yaml:"serviceAccountsFile"`
+	ServiceAccountsFile string
 	// RevocationsFile lists revoked device IDs, one a line; it is watched and reloaded,
 	// and connected devices it revokes are disconnected. Ignored when Revocations is set.
 	// Optional.
-	RevocationsFile string `yaml:"revocationsFile"`
+	RevocationsFile string
 	// PasswordWindow is how far a device password's timestamp may lie from the broker's
 	// clock (identity.DefaultPasswordWindow when zero).
-	PasswordWindow time.Duration `yaml:"passwordWindow"`
+	PasswordWindow time.Duration
 	// RevocationSweep is how often connected devices are checked against the revocation
 	// list (DefaultRevocationSweep when zero).
-	RevocationSweep time.Duration `yaml:"revocationSweep"`
+	RevocationSweep time.Duration
 
-	// ConnectTimeout bounds how long a new connection may take for its TLS handshake and
+	// HandshakeTimeout bounds how long a new connection may take for its TLS handshake and
 	// CONNECT packet (mochi alone would wait forever).
-	ConnectTimeout time.Duration `yaml:"connectTimeout"`
+	HandshakeTimeout time.Duration
 
 	// MaxPacketSize bounds every MQTT packet a client sends, in bytes; larger ones close
 	// the connection.
-	MaxPacketSize uint32 `yaml:"maxPacketSize"`
+	MaxPacketSize uint32
 	// MaxWritesPending bounds each client's outbound queue; a message to a client whose
 	// queue is full is dropped and counted (messages_dropped in /sys). It also sets the
 	// heap cost of an idle connection (about 8 bytes a slot).
-	MaxWritesPending int32 `yaml:"maxWritesPending"`
+	MaxWritesPending int32
 	// SessionExpiry is how long a disconnected persistent session (clean session false)
 	// is kept with its subscriptions and queued messages.
-	SessionExpiry time.Duration `yaml:"sessionExpiry"`
+	SessionExpiry time.Duration
 	// MessageExpiry bounds how long queued and retained messages are kept.
-	MessageExpiry time.Duration `yaml:"messageExpiry"`
+	MessageExpiry time.Duration
 	// DeviceRate and DeviceBurst limit each device's publishes (token bucket, per second).
 	// Beyond them a QoS 0 publish disconnects the device and a QoS 1 publish is held back
 	// (at most a second, else the device is disconnected) until the bucket allows it. A
 	// negative rate means unlimited.
-	DeviceRate  float64 `yaml:"deviceRate"`
-	DeviceBurst int     `yaml:"deviceBurst"`
+	DeviceRate  float64
+	DeviceBurst int
 	// ServiceRate and ServiceBurst do the same for service accounts; zero or negative
 	// rate means unlimited (the default: token workers answer a whole fleet).
-	ServiceRate  float64 `yaml:"serviceRate"`
-	ServiceBurst int     `yaml:"serviceBurst"`
+	ServiceRate  float64
+	ServiceBurst int
 
 	// WorkerRouting is how an auth request picks a token worker of its shared-subscription
 	// group: WorkerRoutingRoundRobin (the default: connected members take turns) or
@@ -98,20 +93,20 @@ type Config struct {
 	// its credentials cache, rate limit and replay cache are per device, not per worker).
 	// Either way a disconnected member is skipped while another is connected. Other
 	// shared groups always take turns.
-	WorkerRouting string `yaml:"workerRouting"`
+	WorkerRouting string
 
 	// EMQX serves the authentication and ACL decisions over EMQX 5's HTTP authn/authz
 	// contract, so that an EMQX cluster enforces the same identities and topic rules.
-	EMQX EMQXConfig `yaml:"emqx"`
+	EMQX EMQXConfig
 
 	// FleetKey, ServiceAccounts and Revocations, when set, are used instead of the files.
-	FleetKey        []byte                    `yaml:"-"`
-	ServiceAccounts *identity.ServiceAccounts `yaml:"-"`
-	Revocations     *identity.Revocations     `yaml:"-"`
+	FleetKey        []byte
+	ServiceAccounts *identity.ServiceAccounts
+	Revocations     *identity.Revocations
 	// Logger receives the broker's logs and mochi's (through slog). Nil means no logs.
-	Logger *zerolog.Logger `yaml:"-"`
+	Logger *zerolog.Logger
 	// Now is the clock for password checks; nil means time.Now.
-	Now func() time.Time `yaml:"-"`
+	Now func() time.Time
 
 	// allowAll replaces authentication and ACL by mochi's allow-all hook: the baseline of
 	// the throughput benchmark. Tests only.
@@ -121,26 +116,28 @@ type Config struct {
 // TLSConfig configures the MQTT-over-TLS listener. It is enabled when CertFile is set.
 type TLSConfig struct {
 	// Addr is the listen address (DefaultTLSAddr when empty).
-	Addr string `yaml:"addr"`
+	Addr string
 	// CertFile and KeyFile are the server's PEM certificate chain and private key.
-	CertFile string `yaml:"certFile"`
-	KeyFile  string `yaml:"keyFile"`
+	CertFile string
+	KeyFile  string
 	// ClientCAFile, when set, enables client certificates (mTLS): a presented certificate
 	// must chain to these CAs and its subject CN must equal the MQTT client ID. A device
 	// with such a certificate needs no password.
-	ClientCAFile string `yaml:"clientCAFile"`
+	ClientCAFile string
 	// RequireClientCert refuses TLS connections without a client certificate.
-	RequireClientCert bool `yaml:"requireClientCert"`
+	RequireClientCert bool
 }
 
 // EMQXConfig configures the EMQX HTTP authn/authz endpoints on the HTTP listener.
 type EMQXConfig struct {
 	// Enabled serves POST /emqx/authn and POST /emqx/authz.
-	Enabled bool `yaml:"enabled"`
+	Enabled bool
 	// TokenFile holds a bearer token the requests must carry ("Authorization: Bearer
 	// TOKEN", configured as a header in EMQX). Empty means no token is required: then
-	// bind HTTPAddr to a private interface.
-	TokenFile string `yaml:"tokenFile"`
+	// bind HTTPAddr to a private interface. Ignored when Token is set.
+	TokenFile string
+	// Token, when set, is the bearer token itself, used instead of TokenFile.
+	Token string
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -169,8 +166,8 @@ func (c *Config) applyDefaults() {
 	if c.RevocationSweep == 0 {
 		c.RevocationSweep = DefaultRevocationSweep
 	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if c.MaxPacketSize == 0 {
 		c.MaxPacketSize = DefaultMaxPacketSize
@@ -229,8 +226,8 @@ func (c *Config) validate() error {
 	if c.RevocationSweep < 10*time.Millisecond {
 		bad("revocationSweep %v: at least 10ms", c.RevocationSweep)
 	}
-	if c.ConnectTimeout < 10*time.Millisecond {
-		bad("connectTimeout %v: at least 10ms", c.ConnectTimeout)
+	if c.HandshakeTimeout < 10*time.Millisecond {
+		bad("handshakeTimeout %v: at least 10ms", c.HandshakeTimeout)
 	}
 	if c.MaxPacketSize < 1024 {
 		bad("maxPacketSize %d: at least 1024 bytes", c.MaxPacketSize)
@@ -257,45 +254,4 @@ func (c *Config) validate() error {
 		bad("emqx: enabled but httpAddr is \"none\"")
 	}
 	return errors.Join(errs...)
-}
-
-// maxConfigFile bounds a configuration file.
-const maxConfigFile = 1 << 20
-
-// LoadConfigFile reads a YAML configuration file into cfg: keys present in the file
-// replace cfg's values, others are left alone. Unknown keys, a second YAML document and
-// values of the wrong type are errors.
-func LoadConfigFile(path string, cfg *Config) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("config file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
-	if err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	if len(data) > maxConfigFile {
-		return fmt.Errorf("config file %s: larger than %d bytes", path, maxConfigFile)
-	}
-	if err := decodeConfig(data, cfg); err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	return nil
-}
-
-func decodeConfig(data []byte, cfg *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // an empty file changes nothing
-		}
-		return err
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return errors.New("more than one YAML document")
-	}
-	return nil
 }

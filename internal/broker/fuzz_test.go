@@ -54,15 +54,3 @@ func FuzzDecideLogin(f *testing.F) {
 		}
 	})
 }
-
-// FuzzConfigYAML: any configuration text is decoded or refused without panicking.
-func FuzzConfigYAML(f *testing.F) {
-	f.Add([]byte("addr: 127.0.0.1:1883\ntls:\n  certFile: a\n"))
-	f.Add([]byte("sessionExpiry: 3h\nmaxPacketSize: 70000\n"))
-	f.Add([]byte("---\n---\n"))
-	f.Add([]byte("{addr: [1, 2]}"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var c Config
-		_ = decodeConfig(data, &c)
-	})
-}

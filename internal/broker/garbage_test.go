@@ -12,7 +12,7 @@ import (
 // a CONNACK code) and the broker keeps serving.
 func TestGarbageConnections(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.ConnectTimeout = 300 * time.Millisecond
+		c.HandshakeTimeout = 300 * time.Millisecond
 		c.MaxPacketSize = 4096
 	})
 	noise := make([]byte, 512)
@@ -78,14 +78,14 @@ func TestDefaultPacketSize(t *testing.T) {
 	d.waitLost(t)
 }
 
-// A connection that never sends CONNECT is closed after ConnectTimeout (mochi alone would
+// A connection that never sends CONNECT is closed after HandshakeTimeout (mochi alone would
 // hold it forever), and Close does not wait for connections stuck before CONNECT.
 func TestSilentConnection(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.ConnectTimeout = 200 * time.Millisecond })
+	e := newEnv(t, func(c *Config) { c.HandshakeTimeout = 200 * time.Millisecond })
 	conn := e.dial(t)
 	expectClosed(t, conn)
 
-	e2 := newEnv(t, func(c *Config) { c.ConnectTimeout = time.Hour })
+	e2 := newEnv(t, func(c *Config) { c.HandshakeTimeout = time.Hour })
 	stuck := e2.dial(t)
 	if _, err := stuck.Write([]byte{0x10}); err != nil { // half a fixed header
 		t.Fatal(err)

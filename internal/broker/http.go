@@ -54,9 +54,17 @@ func readToken(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tok := strings.TrimSpace(string(data))
+	tok, err := checkToken(strings.TrimSpace(string(data)))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return tok, nil
+}
+
+// checkToken refuses a bearer token too short to be secret.
+func checkToken(tok string) (string, error) {
 	if len(tok) < 16 {
-		return "", fmt.Errorf("%s: token shorter than 16 characters", path)
+		return "", errors.New("token shorter than 16 characters")
 	}
 	return tok, nil
 }

@@ -8,6 +8,16 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// componentLogger returns the logger of one of the broker's parts, named in its
+// "component" field. Each part's logger derives from the configured one, not from another
+// part's: zerolog appends fields, so a second "component" would repeat the key.
+func (c *Config) componentLogger(name string) zerolog.Logger {
+	if c.Logger == nil {
+		return zerolog.Nop()
+	}
+	return c.Logger.With().Str("component", name).Logger()
+}
+
 // mochiLogger returns the *slog.Logger mochi logs through, backed by zerolog.
 func mochiLogger(zl zerolog.Logger) *slog.Logger {
 	return slog.New(quietHandler{slog.Handler(zerolog.NewSlogHandler(zl))})

@@ -187,10 +187,6 @@ func TestWorkerRoutingConfig(t *testing.T) {
 		}
 		b.Close()
 	}
-	var c Config
-	if err := decodeConfig([]byte("workerRouting: device\n"), &c); err != nil || c.WorkerRouting != WorkerRoutingDevice {
-		t.Fatalf("yaml: %v %q", err, c.WorkerRouting)
-	}
 }
 
 func TestDeviceRouterGroupsAndTopics(t *testing.T) {

@@ -1,114 +1,30 @@
 package broker
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/clipgate/clipgate/internal/testpki"
 )
-
-// testCA is a certificate authority generated for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a certificate for cn (a server certificate for 127.0.0.1 when server).
-func (ca *testCA) issue(t *testing.T, cn string, server bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-func writePEM(t *testing.T, dir string, c tls.Certificate) (certFile, keyFile string) {
-	t.Helper()
-	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 // TestMutualTLS: on the TLS listener a device may authenticate with a certificate whose
 // CN is its ID; a CN that differs from the client ID is refused; password logins still work.
 func TestMutualTLS(t *testing.T) {
-	serverCA := newCA(t, "server CA")
-	clientCA := newCA(t, "device CA")
-	rogueCA := newCA(t, "rogue CA")
+	serverCA := testpki.NewCA(t, "server CA")
+	clientCA := testpki.NewCA(t, "device CA")
+	rogueCA := testpki.NewCA(t, "rogue CA")
 	dir := t.TempDir()
-	certFile, keyFile := writePEM(t, dir, serverCA.issue(t, "broker", true))
-	caFile := filepath.Join(dir, "clients.pem")
-	if err := os.WriteFile(caFile, clientCA.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := testpki.WritePair(t, dir, "server", serverCA.Issue(t, "broker", true))
+	caFile := clientCA.WriteCA(t, dir)
 	for _, require := range []bool{false, true} {
 		e := newEnv(t, func(c *Config) {
 			c.TLS = TLSConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile, RequireClientCert: require}
 		})
 		roots := x509.NewCertPool()
-		roots.AddCert(serverCA.cert)
+		roots.AddCert(serverCA.Cert)
 		tlsOpts := func(certs ...tls.Certificate) func(*paho.ClientOptions) {
 			return func(o *paho.ClientOptions) {
 				o.Servers = nil
@@ -121,15 +37,15 @@ func TestMutualTLS(t *testing.T) {
 			want byte // 0xff: the TLS handshake fails (paho: network error 0xfe)
 		}{
 			"certificate, no password": {clientOpts{clientID: "cam-tls", username: "cam-tls",
-				tweak: tlsOpts(clientCA.issue(t, "cam-tls", false))}, 0},
+				tweak: tlsOpts(clientCA.Issue(t, "cam-tls", false))}, 0},
 			"certificate and password": {clientOpts{clientID: "cam-tls2", username: "cam-tls2", password: e.devicePassword("cam-tls2"),
-				tweak: tlsOpts(clientCA.issue(t, "cam-tls2", false))}, 0},
+				tweak: tlsOpts(clientCA.Issue(t, "cam-tls2", false))}, 0},
 			"certificate, wrong password": {clientOpts{clientID: "cam-tls3", username: "cam-tls3", password: e.devicePassword("cam-x"),
-				tweak: tlsOpts(clientCA.issue(t, "cam-tls3", false))}, 4},
+				tweak: tlsOpts(clientCA.Issue(t, "cam-tls3", false))}, 4},
 			"CN is not the client ID": {clientOpts{clientID: "cam-x", username: "cam-x", password: e.devicePassword("cam-x"),
-				tweak: tlsOpts(clientCA.issue(t, "cam-tls", false))}, 5},
+				tweak: tlsOpts(clientCA.Issue(t, "cam-tls", false))}, 5},
 			"service with certificate": {clientOpts{clientID: "worker:tls", username: "worker", password: passwordOf("worker"),
-				tweak: tlsOpts(clientCA.issue(t, "worker:tls", false))}, 0},
+				tweak: tlsOpts(clientCA.Issue(t, "worker:tls", false))}, 0},
 		}
 		// Go's TLS client withholds a certificate that the server's CA list does not name:
 		// with optional certificates the device then has neither certificate nor password.
@@ -140,8 +56,8 @@ func TestMutualTLS(t *testing.T) {
 		cases["rogue CA"] = struct {
 			o    clientOpts
 			want byte
-		}{clientOpts{clientID: "cam-tls", username: "cam-tls", tweak: tlsOpts(rogueCA.issue(t, "cam-tls", false))}, rogue}
-		forced := rogueCA.issue(t, "cam-tls", false)
+		}{clientOpts{clientID: "cam-tls", username: "cam-tls", tweak: tlsOpts(rogueCA.Issue(t, "cam-tls", false))}, rogue}
+		forced := rogueCA.Issue(t, "cam-tls", false)
 		cases["rogue CA certificate sent anyway"] = struct {
 			o    clientOpts
 			want byte

@@ -303,7 +303,7 @@ func (c *Console) revokeTokenBy(r *http.Request, id string) error {
 }
 
 // ensureAdmin runs at start: the configured admin (Config.PasswordHash) is created or
-// updated; without one, the database must hold an operator.
+// updated; without one, the database must hold an operator (else an ErrInvalidConfig).
 func (c *Console) ensureAdmin(ctx context.Context) error {
 	if c.cfg.PasswordHash == "" {
 		ops, err := c.store.Operators(ctx)
@@ -311,7 +311,7 @@ func (c *Console) ensureAdmin(ctx context.Context) error {
 			return err
 		}
 		if len(ops) == 0 {
-			return errors.New("console: no operator can log in: configure the admin's password hash (PasswordHash, --password-hash-file)")
+			return fmt.Errorf("%w: no operator can log in: configure the admin's password hash (PasswordHash; the command's --password-hash-file or CLIPGATE_PASSWORD_HASH)", ErrInvalidConfig)
 		}
 		return nil
 	}

@@ -8,34 +8,39 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
 
 // admin returns an MQTT client with the stack's admin account, which may publish on any
 // device's topics (as a misbehaving device could on its own).
-func (e *env) admin() mqtt.Client {
+func (e *env) admin() *mqttclient.Client {
 	e.t.Helper()
 	user, pass := e.stack.ServiceAccount(topics.RoleAdmin)
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(e.stack.BrokerURL()).SetClientID("admin:t-" + randHex(e.t, 4)).
-		SetUsername(user).SetPassword(pass).SetProtocolVersion(4).SetConnectTimeout(10 * time.Second))
-	if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-		e.t.Fatalf("admin connect: %v", tok.Error())
+	c, err := mqttclient.New(mqttclient.Config{BrokerURL: e.stack.BrokerURL(), ClientID: "admin:t-" + randHex(e.t, 4),
+		Username: user, Password: pass, NoReconnect: true})
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { c.Disconnect(100) })
+	e.t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		e.t.Fatalf("admin connect: %v", err)
+	}
 	return c
 }
 
-func publish(t *testing.T, c mqtt.Client, topic string, payload any) {
+func publish(t *testing.T, c *mqttclient.Client, topic string, payload any) {
 	t.Helper()
 	publishRetained(t, c, topic, payload, false)
 }
 
-func publishRetained(t *testing.T, c mqtt.Client, topic string, payload any, retained bool) {
+func publishRetained(t *testing.T, c *mqttclient.Client, topic string, payload any, retained bool) {
 	t.Helper()
 	var b []byte
 	switch p := payload.(type) {

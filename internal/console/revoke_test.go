@@ -18,6 +18,7 @@ import (
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
@@ -104,15 +105,15 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 // authReply sends a correctly signed auth request for device on its request topic (as
 // the admin account: the broker refuses a revoked device itself) and returns the reply's
 // error code ("" for credentials).
-func authReply(t *testing.T, e *env, c mqtt.Client, device string) protocol.Code {
+func authReply(t *testing.T, e *env, c *mqttclient.Client, device string) protocol.Code {
 	t.Helper()
 	scheme := e.stack.Topics()
 	replies := make(chan []byte, 4)
-	tok := c.Subscribe(scheme.AuthReply(device), 1, func(_ mqtt.Client, m mqtt.Message) { replies <- m.Payload() })
+	tok := c.Paho().Subscribe(scheme.AuthReply(device), 1, func(_ mqtt.Client, m mqtt.Message) { replies <- m.Payload() })
 	if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
-	defer c.Unsubscribe(scheme.AuthReply(device))
+	defer c.Paho().Unsubscribe(scheme.AuthReply(device))
 	nonce := make([]byte, protocol.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		t.Fatal(err)

@@ -9,10 +9,7 @@ import (
 	"io"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/clipgate/clipgate/internal/mqttdial"
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -29,78 +26,39 @@ const maxStatusSize = 1024
 // session, since the retained messages give the current state at each connect.
 type statusSubscriber struct {
 	c      *Console
-	filter string
-	client mqtt.Client
-	first  chan error
+	client *mqttclient.Client
 }
 
 func newStatusSubscriber(c *Console) (*statusSubscriber, error) {
 	cfg := &c.cfg
-	s := &statusSubscriber{c: c, filter: cfg.Topics.StatusFilter(""), first: make(chan error, 1)}
-	opts := mqtt.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(cfg.BrokerURL).
-		SetClientID(cfg.ClientID + "-status").
-		SetUsername(cfg.Username).
-		SetPassword(cfg.Password).
-		SetProtocolVersion(4).
-		SetCleanSession(true).
-		SetOrderMatters(true). // statuses of one device must apply in order
-		SetAutoReconnect(true).
-		SetConnectRetry(false).
-		SetMaxReconnectInterval(10 * time.Second).
-		SetConnectTimeout(10 * time.Second).
-		SetKeepAlive(30 * time.Second).
-		SetOnConnectHandler(s.onConnect).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			c.log.Warn().Err(err).Msg("status subscription: connection lost; reconnecting")
-		})
-	if cfg.TLS != nil {
-		opts.SetTLSConfig(cfg.TLS)
+	s := &statusSubscriber{c: c}
+	client, err := mqttclient.New(mqttclient.Config{
+		BrokerURL:     cfg.BrokerURL,
+		TLS:           cfg.TLS,
+		ClientID:      cfg.ClientID + "-status",
+		Username:      cfg.Username,
+		Password:      cfg.Password,
+		OrderMatters:  true, // statuses of one device must apply in order
+		Subscriptions: []mqttclient.Subscription{{Filter: cfg.Topics.StatusFilter(""), QoS: 1, Handler: s.onMessage}},
+		Logger:        c.log.With().Str("subscription", "status").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("status subscription: %w", err)
 	}
-	s.client = mqtt.NewClient(opts)
+	s.client = client
 	return s, nil
 }
 
 // start connects (trying again until ctx ends while the broker cannot be reached) and
 // waits for the first subscription.
 func (s *statusSubscriber) start(ctx context.Context) error {
-	if _, err := mqttdial.Connect(ctx, s.client, s.c.log); err != nil {
+	if err := s.client.Connect(ctx); err != nil {
 		return fmt.Errorf("status subscription: %w", err)
 	}
-	select {
-	case err := <-s.first:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
-func (s *statusSubscriber) onConnect(client mqtt.Client) {
-	tok := client.Subscribe(s.filter, 1, s.onMessage)
-	var err error
-	switch {
-	case !tok.WaitTimeout(10 * time.Second):
-		err = errors.New("status subscription not acknowledged in time")
-	case tok.Error() != nil:
-		err = tok.Error()
-	default:
-		for _, code := range tok.(*mqtt.SubscribeToken).Result() {
-			if code > 2 {
-				err = fmt.Errorf("the broker refused the subscription to %s (SUBACK %#x): check the account's role", s.filter, code)
-			}
-		}
-	}
-	if err != nil {
-		s.c.log.Error().Err(err).Msg("status subscription")
-	}
-	select {
-	case s.first <- err:
-	default:
-	}
-}
-
-func (s *statusSubscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
+func (s *statusSubscriber) onMessage(m mqttclient.Message) {
 	st, err := parseStatus(s.c.cfg.Topics, m.Topic(), m.Payload())
 	if err != nil {
 		s.c.statusErrors.Add(1)
@@ -118,7 +76,7 @@ func (s *statusSubscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 }
 
 func (s *statusSubscriber) close() {
-	s.client.Disconnect(250)
+	s.client.Close()
 }
 
 // statusMessage is devicekit's status payload. TS is the device's time when it made

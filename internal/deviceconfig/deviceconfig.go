@@ -1,5 +1,7 @@
-// Package deviceconfig is the device configuration file shared by the commands: devstack
-// writes one for its demo camera (.devstack/device.yaml) and the device CLI reads it.
+// Package deviceconfig is the device configuration shared by the commands: devstack
+// writes one for its demo camera (.devstack/device.yaml), and the device CLI reads it as
+// its --config file (package cli's loader) and turns the settings into a devicekit
+// configuration here.
 //
 // The file is YAML; its keys are the device CLI's flag names (nested tls keys join with
 // '-': tls: ca-file is --tls-ca-file):
@@ -25,14 +27,10 @@ package deviceconfig
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -42,6 +40,7 @@ import (
 	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -83,9 +82,6 @@ type TLS struct {
 	ServerName string `yaml:"server-name,omitempty"`
 }
 
-// MaxFileSize bounds a configuration file.
-const MaxFileSize = 64 << 10
-
 // ErrInvalid is wrapped by every error about the content of a configuration.
 var ErrInvalid = errors.New("invalid device config")
 
@@ -117,159 +113,11 @@ func fieldErr(field string, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
-// knownFields lists the keys of the file, by mapping: "" is the top level.
-var knownFields = map[string][]string{
-	"":    {"broker", "device-id", "device-key-file", "state-dir", "topic-root", "tls", "mode", "multipart-threshold", "part-size"},
-	"tls": {"ca-file", "cert-file", "key-file", "server-name"},
-}
-
-// Load reads and checks a configuration file. It is strict: unknown fields (named in the
-// error with their lines), duplicate keys, wrong types, several documents and values
-// that cannot be right (a malformed device ID, broker URL, mode, ...) are errors. Fields
-// may be missing (KitConfig checks that the required ones are set), so that a command can
-// complete the file from flags. Relative paths are resolved against the directory of
-// path, so the returned File holds absolute paths.
-func Load(path string) (File, error) {
-	data, err := readLimited(path)
-	if err != nil {
-		return File{}, fmt.Errorf("device config: %w", err)
-	}
-	f, err := Parse(data)
-	if err != nil {
-		return File{}, fmt.Errorf("device config %s: %w", path, err)
-	}
-	dir, err := filepath.Abs(filepath.Dir(path))
-	if err != nil {
-		return File{}, fmt.Errorf("device config %s: %w", path, err)
-	}
-	f.resolve(dir)
-	return f, nil
-}
-
-func readLimited(path string) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
-	}
-	return data, nil
-}
-
-// Parse decodes the YAML text of a configuration, strictly (see Load). Paths are left as
-// written.
-func Parse(data []byte) (File, error) {
-	var f File
-	if len(bytes.TrimSpace(data)) == 0 {
-		return f, fmt.Errorf("%w: the file is empty", ErrInvalid)
-	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err == io.EOF {
-		return f, fmt.Errorf("%w: the file is empty (no fields, only comments)", ErrInvalid)
-	} else if err != nil {
-		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		return f, fmt.Errorf("%w: more than one YAML document", ErrInvalid)
-	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		return f, fmt.Errorf("%w: want a mapping of fields at the top level", ErrInvalid)
-	}
-	if err := checkKeys(doc.Content[0], ""); err != nil {
-		return f, err
-	}
-	if err := checkSizes(doc.Content[0]); err != nil {
-		return f, err
-	}
-	if err := doc.Content[0].Decode(&f); err != nil {
-		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if err := f.check(); err != nil {
-		return f, err
-	}
-	return f, nil
-}
-
-// checkKeys reports every unknown key of the mapping m (named by section) and of its
-// known sub-mappings.
-func checkKeys(m *yaml.Node, section string) error {
-	var unknown []string
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if !slices.Contains(knownFields[section], k.Value) {
-			name := k.Value
-			if section != "" {
-				name = section + "." + name
-			}
-			unknown = append(unknown, fmt.Sprintf("%q (line %d)", name, k.Line))
-			continue
-		}
-		if _, sub := knownFields[k.Value]; sub && section == "" && v.Kind == yaml.MappingNode {
-			if err := checkKeys(v, k.Value); err != nil {
-				return err
-			}
-		}
-	}
-	switch len(unknown) {
-	case 0:
-		return nil
-	case 1:
-		return fmt.Errorf("%w: unknown field %s; known fields: %s", ErrInvalid, unknown[0], known(section))
-	}
-	return fmt.Errorf("%w: unknown fields %s; known fields: %s", ErrInvalid, strings.Join(unknown, ", "), known(section))
-}
-
-// sizeFields are the keys whose values are sizes (bytesize).
-var sizeFields = []string{"multipart-threshold", "part-size"}
-
-// checkSizes reports a size field whose value is not a size, as a FieldError naming it.
-func checkSizes(m *yaml.Node) error {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if !slices.Contains(sizeFields, k.Value) {
-			continue
-		}
-		if v.Kind != yaml.ScalarNode {
-			return fieldErr(k.Value, "line %d: want a size such as 1048576 or 8MiB", v.Line)
-		}
-		if _, err := bytesize.Parse(v.Value); err != nil {
-			return fieldErr(k.Value, "line %d: %w", v.Line, err)
-		}
-	}
-	return nil
-}
-
-func known(section string) string {
-	names := knownFields[section]
-	if section != "" {
-		names = slices.Clone(names)
-		for i := range names {
-			names[i] = section + "." + names[i]
-		}
-	}
-	return strings.Join(names, ", ")
-}
-
 // check validates the fields that are set.
 func (f *File) check() error {
 	if f.Broker != "" {
-		if err := checkBroker(f.Broker); err != nil {
-			return &FieldError{Field: "broker", Err: err}
+		if err := mqttclient.CheckURL("broker", f.Broker); err != nil {
+			return &FieldError{Field: "broker", Err: errors.Unwrap(err)} // FieldError names the field
 		}
 	}
 	if f.DeviceID != "" {
@@ -297,7 +145,7 @@ func (f *File) check() error {
 		if (t.CertFile == "") != (t.KeyFile == "") {
 			return fieldErr("tls", "cert-file and key-file go together: set both or neither")
 		}
-		if f.Broker != "" && !tlsScheme(f.Broker) {
+		if f.Broker != "" && !mqttclient.UsesTLS(f.Broker) {
 			return fieldErr("tls", "set, but broker %q does not use TLS (use ssl://, tls://, mqtts:// or wss://)", f.Broker)
 		}
 	}
@@ -307,34 +155,6 @@ func (f *File) check() error {
 		}
 	}
 	return nil
-}
-
-func checkBroker(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-	default:
-		return fmt.Errorf("%q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", s, u.Scheme)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q has no host", s)
-	}
-	return nil
-}
-
-func tlsScheme(broker string) bool {
-	u, err := url.Parse(broker)
-	if err != nil {
-		return false
-	}
-	switch u.Scheme {
-	case "ssl", "tls", "mqtts", "wss":
-		return true
-	}
-	return false
 }
 
 type pathField struct {
@@ -351,20 +171,7 @@ func (f *File) paths() []pathField {
 	return p
 }
 
-// resolve makes the relative paths of f absolute against dir.
-func (f *File) resolve(dir string) {
-	if f.TLS != nil {
-		t := *f.TLS // do not write through a pointer the caller may share
-		f.TLS = &t
-	}
-	for _, p := range f.paths() {
-		if *p.v != "" && !filepath.IsAbs(*p.v) {
-			*p.v = filepath.Join(dir, *p.v)
-		}
-	}
-}
-
-// Write checks f (the fields that are set, as Load does) and writes it to path, readable
+// Write checks f (the fields that are set) and writes it to path, readable
 // by its owner only (0600): through a synced temporary file in the same directory and a
 // rename, so that a reader sees the old file or the new one, never a part. An existing
 // file is replaced. Paths are written as given; relative ones are read back relative to
@@ -425,8 +232,8 @@ func writeAtomic(path string, data []byte) error {
 
 // KitConfig checks that the required fields are set, loads the device key (which must be
 // readable by its owner only) and the TLS files, and returns the devicekit configuration.
-// Relative paths are taken relative to the working directory (Load has already resolved
-// those of a file). devicekit.New applies the defaults and checks the ranges.
+// Relative paths are taken relative to the working directory (the command has resolved
+// those of its file). devicekit.New applies the defaults and checks the ranges.
 func (f File) KitConfig() (devicekit.Config, error) {
 	var c devicekit.Config
 	if err := f.check(); err != nil {
@@ -457,7 +264,7 @@ func (f File) KitConfig() (devicekit.Config, error) {
 		MultipartThreshold: int64(f.MultipartThreshold),
 		PartSize:           int64(f.PartSize),
 	}
-	if f.TLS != nil && tlsScheme(f.Broker) {
+	if f.TLS != nil && mqttclient.UsesTLS(f.Broker) {
 		if c.TLS, err = f.TLS.config(); err != nil {
 			return devicekit.Config{}, err
 		}
@@ -467,27 +274,18 @@ func (f File) KitConfig() (devicekit.Config, error) {
 
 // config builds the client TLS configuration.
 func (t *TLS) config() (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, &FieldError{Field: "tls.ca-file", Err: err}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fieldErr("tls.ca-file", "%s holds no PEM certificate", t.CAFile)
-		}
-		c.RootCAs = pool
-	}
 	if t.CertFile != "" {
 		if err := ownerOnly(t.KeyFile); err != nil {
 			return nil, &FieldError{Field: "tls.key-file", Err: err}
 		}
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fieldErr("tls.cert-file", "%v", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
+	}
+	c, err := mqttclient.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName}.Load()
+	var fe *mqttclient.FileError
+	switch {
+	case errors.As(err, &fe) && fe.Field == "CAFile":
+		return nil, &FieldError{Field: "tls.ca-file", Err: err}
+	case err != nil:
+		return nil, &FieldError{Field: "tls.cert-file", Err: err}
 	}
 	return c, nil
 }

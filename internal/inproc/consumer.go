@@ -2,18 +2,16 @@ package inproc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/broker"
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -22,24 +20,18 @@ import (
 // broker only once its event is in the channel.
 const consumerBuffer = 1024
 
-// subscribeTimeout bounds one SUBSCRIBE of a consumer.
-const subscribeTimeout = 10 * time.Second
-
 // Consumer is an MQTT client with the stack's consumer service account, subscribed to
 // every device's upload events (clean session, QoS 1), decoding them strictly.
 type Consumer struct {
 	stack  *Stack
-	client mqtt.Client
-	filter string
+	client *mqttclient.Client
 	log    zerolog.Logger
 	events chan *clipgate.UploadEvent
 	done   chan struct{}
-	first  chan error // result of the first subscription
 	bad    atomic.Int64
 
 	mu     sync.Mutex
 	closed bool
-	wg     sync.WaitGroup // message handlers and subscriptions in flight
 }
 
 // Consumer connects a consumer to the broker and subscribes it to the upload events of
@@ -53,107 +45,40 @@ func (s *Stack) Consumer(ctx context.Context, group string) (*Consumer, error) {
 	user, pw := s.ServiceAccount(topics.RoleConsumer)
 	c := &Consumer{
 		stack:  s,
-		filter: s.scheme.EventFilter(group),
 		log:    s.log.With().Str("component", "consumer").Str("group", group).Logger(),
 		events: make(chan *clipgate.UploadEvent, consumerBuffer),
 		done:   make(chan struct{}),
-		first:  make(chan error, 1),
 	}
+	client, err := mqttclient.New(mqttclient.Config{
+		BrokerURL:     s.BrokerURL(),
+		ClientID:      broker.ServiceClientID(user, mustHex(6)),
+		Username:      user,
+		Password:      pw,
+		Backoff:       mqttclient.Backoff{Min: 100 * time.Millisecond, Max: time.Second},
+		Subscriptions: []mqttclient.Subscription{{Filter: s.scheme.EventFilter(group), QoS: 1, Handler: c.onMessage}},
+		Logger:        c.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clipgatetest: consumer: %w", err)
+	}
+	c.client = client
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		client.Close()
 		return nil, ErrClosed
 	}
 	s.consumers[c] = struct{}{}
 	s.mu.Unlock()
 
-	opts := mqtt.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(s.BrokerURL()).
-		SetClientID(broker.ServiceClientID(user, mustHex(6))).
-		SetUsername(user).
-		SetPassword(pw).
-		SetProtocolVersion(4).
-		SetCleanSession(true).
-		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		SetConnectRetry(false).
-		SetMaxReconnectInterval(time.Second).
-		SetConnectTimeout(10 * time.Second).
-		SetOnConnectHandler(c.subscribe). // also after every reconnect: the session is clean
-		SetDefaultPublishHandler(c.onMessage)
-	c.client = mqtt.NewClient(opts)
-
-	err := wait(ctx, c.client.Connect())
-	if err == nil {
-		select {
-		case err = <-c.first:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-	}
-	if err != nil {
+	if err := client.Connect(ctx); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("clipgatetest: consumer: %w", err)
 	}
 	return c, nil
 }
 
-// wait waits for a paho token or ctx.
-func wait(ctx context.Context, tok mqtt.Token) error {
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (c *Consumer) subscribe(client mqtt.Client) {
-	if !c.enter() {
-		return
-	}
-	defer c.wg.Done()
-	tok := client.Subscribe(c.filter, 1, c.onMessage)
-	var err error
-	switch {
-	case !tok.WaitTimeout(subscribeTimeout):
-		err = errors.New("subscription not acknowledged in time")
-	case tok.Error() != nil:
-		err = tok.Error()
-	default:
-		// One filter, one result; paho keys it by the filter without "$share/{group}/".
-		for _, code := range tok.(*mqtt.SubscribeToken).Result() {
-			if code > 2 {
-				err = fmt.Errorf("the broker refused the subscription to %s (code %#x)", c.filter, code)
-			}
-		}
-	}
-	if err != nil {
-		c.log.Error().Err(err).Msg("subscribe")
-	}
-	select {
-	case c.first <- err:
-	default: // only the first result is waited for
-	}
-}
-
-// enter registers a callback unless the consumer is closed.
-func (c *Consumer) enter() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return false
-	}
-	c.wg.Add(1)
-	return true
-}
-
-func (c *Consumer) onMessage(_ mqtt.Client, m mqtt.Message) {
-	if !c.enter() {
-		return
-	}
-	defer c.wg.Done()
+func (c *Consumer) onMessage(m mqttclient.Message) {
 	ev, err := protocol.DecodeUploadEvent(m.Payload())
 	if err != nil {
 		c.bad.Add(1)
@@ -203,8 +128,7 @@ func (c *Consumer) Close() error {
 	c.closed = true
 	close(c.done)
 	c.mu.Unlock()
-	c.client.Disconnect(250)
-	c.wg.Wait()
+	c.client.Close() // waits for the handlers: none sends on events afterwards
 	close(c.events)
 	c.stack.mu.Lock()
 	delete(c.stack.consumers, c)

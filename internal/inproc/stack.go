@@ -146,7 +146,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	bl := s.log.With().Str("component", "broker").Logger()
+	bl := s.log // the broker names itself ("component") in its lines
 	bcfg := broker.Config{
 		Addr:            s.opts.MQTTAddr,
 		HTTPAddr:        s.opts.HTTPAddr,
@@ -313,7 +313,7 @@ func (s *Stack) workerConfig(n int) tokenworker.Config {
 			Bucket:   s.opts.Bucket,
 			Prefix:   s.prefix,
 		},
-		Logger: s.log.With().Str("component", "tokenworker").Int("worker", n).Logger(),
+		Logger: s.log, // the worker names itself and its client ID in its lines
 	}
 	if s.opts.WorkerConfig != nil {
 		s.opts.WorkerConfig(&cfg)

@@ -12,6 +12,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +87,7 @@ func BenchmarkPutObject256MiB(b *testing.B) {
 	bk := benchBucket(b)
 	src := newPatternReader(b)
 	b.SetBytes(benchBigSize)
+	defer reportCPU(b, benchBigSize)()
 	for i := 0; b.Loop(); i++ {
 		if err := bk.PutObject(fmt.Sprintf("big/%d", i%2), io.LimitReader(src, benchBigSize)); err != nil {
 			b.Fatal(err)
@@ -91,18 +95,143 @@ func BenchmarkPutObject256MiB(b *testing.B) {
 	}
 }
 
+// Small-object benchmarks run twice: names=new puts 1000 new keys (files) in every
+// iteration, as cameras do (each clip has its own key); names=reused puts the same 1000
+// keys in every iteration, so from the second on each PutObject replaces an object (and
+// the raw baseline truncates and rewrites its file in place). On ext4 the replacements
+// cost localcloud CPU out of proportion: each frees the old version's inode, and ext4's
+// inode allocator skips inodes freed within the last minute or more by scanning them on
+// every new file (recently_deleted in find_inode_bit; see BENCHMARKS.md).
+var benchNames = []string{"names=new", "names=reused"}
+
+// smallName is the name of object j of iteration i.
+func smallName(names string, i, j int) string {
+	if names == "names=reused" {
+		return fmt.Sprintf("small-%04d", j)
+	}
+	return fmt.Sprintf("small-%d-%04d", i, j)
+}
+
 // BenchmarkPutObject64KiBx1000 uploads 1000 objects of 64 KiB one after another per
 // iteration.
 func BenchmarkPutObject64KiBx1000(b *testing.B) {
-	bk := benchBucket(b)
-	src := newPatternReader(b)
-	b.SetBytes(benchSmallSize * benchSmallN)
-	for b.Loop() {
-		for j := range benchSmallN {
-			if err := bk.PutObject(fmt.Sprintf("small/%04d", j), io.LimitReader(src, benchSmallSize)); err != nil {
-				b.Fatal(err)
+	for _, names := range benchNames {
+		b.Run(names, func(b *testing.B) {
+			bk := benchBucket(b)
+			src := newPatternReader(b)
+			b.SetBytes(benchSmallSize * benchSmallN)
+			defer reportCPU(b, benchSmallSize*benchSmallN)()
+			for i := 0; b.Loop(); i++ {
+				for j := range benchSmallN {
+					if err := bk.PutObject(smallName(names, i, j), io.LimitReader(src, benchSmallSize)); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
+		})
+	}
+}
+
+// benchClients is the number of concurrent SDK clients (and raw writers) of the
+// concurrent small-object benchmarks.
+const benchClients = 16
+
+// BenchmarkPutObject64KiBx1000Concurrent uploads 1000 objects of 64 KiB per iteration from
+// benchClients SDK clients at once (each its own client and connection), so that commits
+// overlap and share fsyncs of data/.
+func BenchmarkPutObject64KiBx1000Concurrent(b *testing.B) {
+	for _, names := range benchNames {
+		b.Run(names, func(b *testing.B) { benchPutConcurrent(b, names) })
+	}
+}
+
+func benchPutConcurrent(b *testing.B, names string) {
+	bk := benchBucket(b)
+	bks := make([]*oss.Bucket, benchClients)
+	for i := range bks {
+		c, err := oss.New(bk.Client.Config.Endpoint, bk.Client.Config.AccessKeyID, bk.Client.Config.AccessKeySecret, oss.Timeout(10, 600))
+		if err != nil {
+			b.Fatal(err)
 		}
+		if bks[i], err = c.Bucket(bk.BucketName); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srcs := make([]*patternReader, benchClients)
+	for i := range srcs {
+		srcs[i] = newPatternReader(b)
+	}
+	b.SetBytes(benchSmallSize * benchSmallN)
+	defer reportCPU(b, benchSmallSize*benchSmallN)()
+	for i := 0; b.Loop(); i++ {
+		runConcurrent(b, func(w, j int) error {
+			return bks[w].PutObject(smallName(names, i, j), io.LimitReader(srcs[w], benchSmallSize))
+		})
+	}
+}
+
+// runConcurrent runs do for j = 0 .. benchSmallN-1 on benchClients goroutines (w is the
+// goroutine's number) and fails b on the first error.
+func runConcurrent(b *testing.B, do func(w, j int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, benchClients)
+	for w := range benchClients {
+		wg.Go(func() {
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= benchSmallN {
+					return
+				}
+				if err := do(w, j); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRawDisk64KiBx1000Concurrent is the baseline for
+// BenchmarkPutObject64KiBx1000Concurrent: benchClients goroutines write 1000 files of
+// 64 KiB per iteration, each file written and fsynced as BenchmarkRawDisk64KiBx1000 does
+// (sync=file), or also followed by an fsync of the directory, which a new file needs for
+// its name to be durable (sync=file+dir: what a raw durable write costs, with no sharing
+// of directory fsyncs between writers).
+func BenchmarkRawDisk64KiBx1000Concurrent(b *testing.B) {
+	for _, names := range benchNames {
+		for _, dirSync := range []bool{false, true} {
+			name := names + "/sync=file"
+			if dirSync {
+				name += "+dir"
+			}
+			b.Run(name, func(b *testing.B) { benchRawConcurrent(b, names, dirSync) })
+		}
+	}
+}
+
+func benchRawConcurrent(b *testing.B, names string, dirSync bool) {
+	dir := b.TempDir()
+	srcs := make([]*patternReader, benchClients)
+	bufs := make([][]byte, benchClients)
+	for i := range srcs {
+		srcs[i], bufs[i] = newPatternReader(b), make([]byte, benchWriteBuf)
+	}
+	b.SetBytes(benchSmallSize * benchSmallN)
+	defer reportCPU(b, benchSmallSize*benchSmallN)()
+	for i := 0; b.Loop(); i++ {
+		runConcurrent(b, func(w, j int) error {
+			err := writeSynced(filepath.Join(dir, smallName(names, i, j)), srcs[w], benchSmallSize, bufs[w])
+			if err == nil && dirSync {
+				err = benchSyncDir(dir)
+			}
+			return err
+		})
 	}
 }
 
@@ -135,6 +264,7 @@ func BenchmarkRawDisk256MiB(b *testing.B) {
 	src := newPatternReader(b)
 	buf := make([]byte, benchWriteBuf)
 	b.SetBytes(benchBigSize)
+	defer reportCPU(b, benchBigSize)()
 	for i := 0; b.Loop(); i++ {
 		if err := writeSynced(filepath.Join(dir, fmt.Sprintf("big-%d", i%2)), src, benchBigSize, buf); err != nil {
 			b.Fatal(err)
@@ -145,16 +275,21 @@ func BenchmarkRawDisk256MiB(b *testing.B) {
 // BenchmarkRawDisk64KiBx1000 writes and fsyncs 1000 files of 64 KiB per iteration: the
 // baseline for BenchmarkPutObject64KiBx1000.
 func BenchmarkRawDisk64KiBx1000(b *testing.B) {
-	dir := b.TempDir()
-	src := newPatternReader(b)
-	buf := make([]byte, benchWriteBuf)
-	b.SetBytes(benchSmallSize * benchSmallN)
-	for b.Loop() {
-		for j := range benchSmallN {
-			if err := writeSynced(filepath.Join(dir, fmt.Sprintf("small-%04d", j)), src, benchSmallSize, buf); err != nil {
-				b.Fatal(err)
+	for _, names := range benchNames {
+		b.Run(names, func(b *testing.B) {
+			dir := b.TempDir()
+			src := newPatternReader(b)
+			buf := make([]byte, benchWriteBuf)
+			b.SetBytes(benchSmallSize * benchSmallN)
+			defer reportCPU(b, benchSmallSize*benchSmallN)()
+			for i := 0; b.Loop(); i++ {
+				for j := range benchSmallN {
+					if err := writeSynced(filepath.Join(dir, smallName(names, i, j)), src, benchSmallSize, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
-		}
+		})
 	}
 }
 
@@ -252,6 +387,28 @@ func durableInline(dataDir string, j int, src io.Reader, buf, record []byte, fir
 	return benchSyncDir(dataDir)
 }
 
+// reportCPU returns a function that reports, as cpu-s/GiB, the process's CPU time (user +
+// system, every goroutine: with the SDK client in the same process, client and server
+// together) per GiB moved since reportCPU was called, each iteration moving perOp bytes.
+// Unlike MB/s it depends little on what else runs on the machine. Call it right before the
+// b.Loop loop and the returned function after it.
+func reportCPU(b *testing.B, perOp int64) func() {
+	t0 := processCPU(b)
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric((processCPU(b)-t0).Seconds()/(float64(b.N)*float64(perOp)/(1<<30)), "cpu-s/GiB")
+		}
+	}
+}
+
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkMD5 and BenchmarkCRC64ECMA are the raw rates of the two hashes the server must
 // compute over every byte it receives, on one core, over 512 KiB buffers.
 func BenchmarkMD5(b *testing.B) {
@@ -311,4 +468,27 @@ func BenchmarkAssumeRole(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCreateFile creates 1000 empty files per iteration with O_CREAT|O_EXCL in a fresh
+// temporary directory, as newBlob does for every PutObject, and reports the CPU per create.
+// On ext4 it depends on the inode group the directory lands in: the allocator scans the
+// group's recently freed inodes on every create (see BENCHMARKS.md).
+func BenchmarkCreateFile(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "bench", "data")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	const n = 1000
+	t0 := processCPU(b)
+	for i := 0; b.Loop(); i++ {
+		for j := range n {
+			f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("%d-%d", i, j)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	}
+	b.ReportMetric(float64((processCPU(b)-t0).Microseconds())/float64(b.N*n), "cpu-µs/create")
 }

@@ -18,7 +18,7 @@ import (
 // v3Client returns an aliyun-oss-go-sdk v3 client (for bucket-level calls).
 func (e *ossEnv) v3Client(ak, sk string, v oss.AuthVersionType, opts ...oss.ClientOption) *oss.Client {
 	e.t.Helper()
-	opts = append([]oss.ClientOption{oss.AuthVersion(v), oss.Region(testRegion), oss.Timeout(10, 60)}, opts...)
+	opts = append([]oss.ClientOption{oss.AuthVersion(v), oss.Region(testRegion), oss.HTTPClient(e.httpClient())}, opts...)
 	c, err := oss.New(e.endpoint, ak, sk, opts...)
 	if err != nil {
 		e.t.Fatal(err)

@@ -68,6 +68,21 @@ type ossEnv struct {
 	proxyWG sync.WaitGroup
 	wrapMu  sync.Mutex
 	wrap    func(http.Handler) http.Handler // fault injection in the proxy
+
+	clientsMu  sync.Mutex
+	transports []*http.Transport // of every SDK client the env made (see httpClient)
+}
+
+// httpClient returns an HTTP client for an SDK client, on a transport of its own that
+// restart empties: a connection kept alive to the old server would otherwise be reused
+// after the restart, and a request that is not replayable (a DELETE) fails with EOF
+// (TestLifecycleRefused, once in a few hundred runs).
+func (e *ossEnv) httpClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	e.clientsMu.Lock()
+	e.transports = append(e.transports, tr)
+	e.clientsMu.Unlock()
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
 }
 
 type envOption func(*Config)
@@ -128,6 +143,11 @@ func (e *ossEnv) restart() {
 	if e.proxyTr != nil {
 		e.proxyTr.CloseIdleConnections() // they went to the old server
 	}
+	e.clientsMu.Lock()
+	for _, tr := range e.transports {
+		tr.CloseIdleConnections() // so do these
+	}
+	e.clientsMu.Unlock()
 	e.start()
 }
 
@@ -179,7 +199,7 @@ func (e *ossEnv) setWrap(wrap func(http.Handler) http.Handler) {
 // client returns an aliyun-oss-go-sdk v3 bucket handle for the given key and signature version.
 func (e *ossEnv) client(ak, sk string, v oss.AuthVersionType, opts ...oss.ClientOption) *oss.Bucket {
 	e.t.Helper()
-	opts = append([]oss.ClientOption{oss.AuthVersion(v), oss.Region(testRegion), oss.Timeout(10, 60)}, opts...)
+	opts = append([]oss.ClientOption{oss.AuthVersion(v), oss.Region(testRegion), oss.HTTPClient(e.httpClient())}, opts...)
 	c, err := oss.New(e.endpoint, ak, sk, opts...)
 	if err != nil {
 		e.t.Fatal(err)
@@ -200,7 +220,8 @@ func (e *ossEnv) clientV2(ak, sk, token string, opts ...func(*osv2.Config)) *osv
 		WithRegion(testRegion).
 		WithEndpoint(e.endpoint).
 		WithUsePathStyle(true).
-		WithRetryMaxAttempts(1)
+		WithRetryMaxAttempts(1).
+		WithHttpClient(e.httpClient())
 	for _, o := range opts {
 		o(cfg)
 	}

@@ -1,139 +1,18 @@
 package localcloud
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/clipgate/clipgate/internal/policyeval"
-	"gopkg.in/yaml.v3"
 )
-
-// maxConfigFileSize bounds a configuration file; real ones are a few kilobytes.
-const maxConfigFileSize = 1 << 20
-
-// fileConfig is the YAML form of Config. Policies may be written as a JSON string or as
-// a YAML mapping.
-type fileConfig struct {
-	OSSAddr   string     `yaml:"ossAddr"`
-	STSAddr   string     `yaml:"stsAddr"`
-	DataDir   string     `yaml:"dataDir"`
-	Region    string     `yaml:"region"`
-	Domain    string     `yaml:"endpointDomain"`
-	AccountID string     `yaml:"accountId"`
-	STSRate   float64    `yaml:"stsRate"`
-	Buckets   []string   `yaml:"buckets"`
-	Keys      []fileKey  `yaml:"keys"`
-	Roles     []fileRole `yaml:"roles"`
-}
-
-type fileKey struct {
-	ID     string     `yaml:"id"`
-	Secret string     `yaml:"secret"`
-	Policy policyText `yaml:"policy"`
-	User   string     `yaml:"user"`
-}
-
-type fileRole struct {
-	Name               string        `yaml:"name"`
-	Policy             policyText    `yaml:"policy"`
-	MaxSessionDuration time.Duration `yaml:"maxSessionDuration"`
-	Trust              policyText    `yaml:"trust"`
-}
-
-// policyText is a policy document given either as a JSON string or as YAML structure.
-type policyText string
-
-func (p *policyText) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		var s string
-		if err := n.Decode(&s); err != nil {
-			return err
-		}
-		*p = policyText(s)
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: a policy must be a JSON string or a mapping", n.Line)
-	}
-	var v map[string]any
-	if err := n.Decode(&v); err != nil {
-		return err
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("line %d: policy: %w", n.Line, err)
-	}
-	*p = policyText(b)
-	return nil
-}
-
-// LoadConfigFile reads a YAML configuration file (see cmd/localcloud for an example) and
-// checks it: unknown fields, bad addresses, keys, roles, policies and bucket names are
-// errors that name the problem. A relative dataDir is taken relative to the file.
-func LoadConfigFile(path string) (Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("localcloud: config: %w", err)
-	}
-	defer f.Close()
-	text, err := io.ReadAll(io.LimitReader(f, maxConfigFileSize+1))
-	if err != nil {
-		return Config{}, fmt.Errorf("localcloud: config %s: %w", path, err)
-	}
-	if len(text) > maxConfigFileSize {
-		return Config{}, fmt.Errorf("localcloud: config %s is larger than %d bytes", path, maxConfigFileSize)
-	}
-	cfg, err := ParseConfig(text)
-	if err != nil {
-		return Config{}, fmt.Errorf("localcloud: config %s: %w", path, err)
-	}
-	if cfg.DataDir != "" && !filepath.IsAbs(cfg.DataDir) {
-		cfg.DataDir = filepath.Join(filepath.Dir(path), cfg.DataDir)
-	}
-	return cfg, nil
-}
-
-// ParseConfig parses and checks YAML configuration text like LoadConfigFile, leaving a
-// relative dataDir as it is.
-func ParseConfig(text []byte) (Config, error) {
-	var fc fileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(text))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Config{}, errors.New("the file is empty")
-		}
-		return Config{}, err
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return Config{}, errors.New("the file holds more than one YAML document")
-	}
-	cfg := Config{
-		OSSAddr: fc.OSSAddr, STSAddr: fc.STSAddr, DataDir: fc.DataDir, Region: fc.Region, EndpointDomain: fc.Domain,
-		AccountID: fc.AccountID, STSRate: fc.STSRate, Buckets: fc.Buckets,
-	}
-	for _, k := range fc.Keys {
-		cfg.Keys = append(cfg.Keys, AccessKey{ID: k.ID, Secret: k.Secret, Policy: string(k.Policy), User: k.User})
-	}
-	for _, r := range fc.Roles {
-		cfg.Roles = append(cfg.Roles, Role{Name: r.Name, Policy: string(r.Policy), MaxSessionDuration: r.MaxSessionDuration, Trust: string(r.Trust)})
-	}
-	if err := CheckConfig(cfg); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
 
 // CheckConfig reports what in cfg would make Start fail, without touching the disk or the
 // network. DataDir may still be empty (a command may fill it in later).

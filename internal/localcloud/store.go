@@ -18,20 +18,33 @@ package localcloud
 // Two record forms:
 //
 //   - Inline (PutObject): the record file is the object's data followed by its metadata.
-//     Commit: the handler has written and fsynced the data into a fresh blob; commit
+//     Commit: the handler has written the data (not fsynced) into a fresh blob; commit
 //     appends the metadata and trailer, fsyncs the file, renames it over data/{sha256(key)}
-//     and fsyncs data/. Three fsyncs, the first of which (the handler's) the second makes
-//     redundant. Crash argument: the file's contents are durable before the rename, and
-//     rename replaces the name atomically, so after a crash the name holds either the
-//     previous record or the complete new one; before the directory fsync the write is not
-//     acknowledged, so either outcome is allowed. If the crash precedes the rename, or the
-//     rename's removal of the source name was not persisted, the blob name is unreferenced
-//     and swept at start (unlinking that name leaves the record's inode alone). No ordering
-//     between directory operations is assumed.
+//     and fsyncs data/ (through the bucket's group sync, below). Two fsyncs, the second
+//     shared with concurrent commits. Crash argument: the file's contents are durable
+//     before the rename, and rename replaces the name atomically, so after a crash the name
+//     holds either the previous record or the complete new one; before the directory fsync
+//     the write is not acknowledged, so either outcome is allowed. If the crash precedes
+//     the rename, or the rename's removal of the source name was not persisted, the blob
+//     name is unreferenced and swept at start (unlinking that name leaves the record's
+//     inode alone). No ordering between directory operations is assumed.
 //   - External (appendable and multipart objects, which extend a blob or link parts): the
 //     record holds metadata only, with segments naming blobs. Commit: fsync data/ (the
 //     blobs' names must be durable before a record names them), write the record to tmp/,
 //     fsync it, rename it over data/{sha256(key)}, fsync data/.
+//
+// Group commit: every fsync of data/ above (and a multipart part's) goes through
+// groupSync, which waits for an fsync of data/ that began after the caller's own rename or
+// removal had completed, and returns that fsync's result; concurrent commits (of different
+// keys: a key's writers are serialized by its lock) share one fsync. This does not weaken
+// the argument, which is made per commit: each commit's steps keep their order (its file
+// is fsynced before its own rename, its rename precedes the fsync that covers it), each
+// is acknowledged only after that fsync succeeded, and a crash during a batch leaves each
+// of its keys at the old or the whole new version independently of the others, none of
+// them acknowledged. A failed fsync fails every commit of its batch (none acknowledged;
+// the index already shows the renamed files, which is what the disk holds if the rename
+// survives). A batch's renames may reach the disk in any order, which the argument never
+// relied on.
 //
 // Readers of an inline object open its file under the key's lock, which commits hold from
 // the rename to the index update, so the file a reader opens is the version it was given;
@@ -137,7 +150,8 @@ type bucket struct {
 	objects map[string]*object
 	keys    []string // sorted
 
-	locks keyLocks // serialize writers of one key
+	locks    keyLocks   // serialize writers of one key
+	dataSync *groupSync // fsyncs of data/, batched across concurrent commits
 
 	upMu    sync.Mutex
 	uploads map[string]*upload
@@ -169,6 +183,7 @@ func openBucket(dir, name string) (*bucket, error) {
 		objects: make(map[string]*object),
 		uploads: make(map[string]*upload),
 	}
+	b.dataSync = newGroupSync(b.dataDir)
 	for _, d := range []string{b.dataDir, b.upDir, b.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("localcloud: bucket %s: %w", name, err)
@@ -467,7 +482,7 @@ func (b *bucket) commit(key string, m *objectMeta, forbidOverwrite bool) error {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		err = syncDir(b.dataDir)
+		err = b.dataSync.sync()
 	case m.Type == objectNormal && len(m.Segments) == 1:
 		blob := m.Segments[0].Blob
 		cp := *m
@@ -482,20 +497,20 @@ func (b *bucket) commit(key string, m *objectMeta, forbidOverwrite bool) error {
 		// Renamed: the file now at path is m's, so the index must say so whatever the
 		// directory sync gives (an error leaves the write unacknowledged, either outcome
 		// allowed).
-		err = syncDir(b.dataDir)
+		err = b.dataSync.sync()
 	default:
 		rec, err := encodeRecord(m)
 		if err != nil {
 			return err
 		}
 		// The blobs' directory entries must be durable before a record names them.
-		if err := syncDir(b.dataDir); err != nil {
+		if err := b.dataSync.sync(); err != nil {
 			return err
 		}
 		if err := writeFileSynced(b.tmpDir, path, rec); err != nil {
 			return err
 		}
-		err = syncDir(b.dataDir)
+		err = b.dataSync.sync()
 	}
 
 	b.mu.Lock()

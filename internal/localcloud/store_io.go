@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // ecmaTable is the CRC-64/ECMA-182 table OSS uses for x-oss-hash-crc64ecma.
@@ -16,9 +17,12 @@ var ecmaTable = crc64.MakeTable(crc64.ECMA)
 
 // Bodies are streamed through copyBufs buffers of copyBufSize: large enough that each
 // write to disk is one big system call, few enough (copyDepth per body) to keep memory flat.
+// Bodies of at most inlineMax bytes are hashed by the goroutine that reads them (the
+// handoff to other goroutines would cost more than it saves).
 const (
 	copyBufSize = 256 << 10
 	copyDepth   = 4
+	inlineMax   = 16 << 10
 )
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
@@ -33,61 +37,125 @@ type digest struct {
 	hashes []hash.Hash // each sees every byte
 }
 
+// chunk is one buffer of a body on its way through copyIn's consumers.
+type chunk struct {
+	buf  *[]byte
+	n    int
+	left atomic.Int32 // consumers yet to see it; the last one frees the chunk
+}
+
 // copyIn streams src into f at f's current offset until EOF, updating d. More than limit
-// bytes gives errTooLarge (and nothing beyond limit is written). The hashes run in a second
-// goroutine, overlapped with reading, the CRC and writing: MD5 alone is slower than most
-// disks.
+// bytes gives errTooLarge (and nothing beyond limit is written).
+//
+// The copy is a pipeline: the caller only reads, and each buffer goes to one goroutine per
+// consumer (the file write, the CRC-64, each hash), so that MD5 (slower than most disks),
+// the CRC and the write run in parallel with each other and with the next read. A buffer
+// is read into again once every consumer is done with it. A body of at most inlineMax
+// bytes is written, checksummed and hashed by the caller.
 func copyIn(f *os.File, src io.Reader, limit int64, d *digest) error {
-	var bufs [copyDepth]*[]byte
-	free := make(chan []byte, copyDepth) // buffers neither being hashed nor written
-	for i := range bufs {
-		bufs[i] = copyBufs.Get().(*[]byte)
-		free <- *bufs[i]
+	var chunks [copyDepth]chunk
+	for i := range chunks {
+		chunks[i].buf = copyBufs.Get().(*[]byte)
 	}
 	defer func() {
-		for _, b := range bufs {
-			copyBufs.Put(b)
+		for i := range chunks {
+			copyBufs.Put(chunks[i].buf)
 		}
 	}()
-	toHash := make(chan []byte, copyDepth)
-	hashed := make(chan struct{})
-	go func() {
-		defer close(hashed)
-		for p := range toHash {
-			for _, h := range d.hashes {
-				h.Write(p)
+	first := &chunks[0]
+	n, err := fill(src, *first.buf)
+	if n > 0 && int64(n) > limit {
+		return errTooLarge
+	}
+	if err != nil && n <= inlineMax {
+		// The whole body (or all there is of it) is in the buffer.
+		p := (*first.buf)[:n]
+		d.size += int64(n)
+		d.crc = crc64.Update(d.crc, ecmaTable, p)
+		for _, h := range d.hashes {
+			h.Write(p)
+		}
+		if _, werr := f.Write(p); werr != nil {
+			return werr
+		}
+		if err == io.EOF {
+			return nil
+		}
+		return err
+	}
+
+	free := make(chan *chunk, copyDepth) // chunks no consumer holds
+	for i := 1; i < copyDepth; i++ {
+		free <- &chunks[i]
+	}
+	var (
+		wg      sync.WaitGroup
+		werr    error       // the write's error; read after wg.Wait
+		wfailed atomic.Bool // set with werr, to stop reading early
+	)
+	consumers := make([]func(p []byte), 0, 2+len(d.hashes))
+	consumers = append(consumers,
+		func(p []byte) {
+			if werr == nil {
+				if _, werr = f.Write(p); werr != nil {
+					wfailed.Store(true)
+				}
 			}
-			free <- p[:cap(p)]
+		},
+		func(p []byte) { d.crc = crc64.Update(d.crc, ecmaTable, p) })
+	for _, h := range d.hashes {
+		consumers = append(consumers, func(p []byte) { h.Write(p) })
+	}
+	queues := make([]chan *chunk, len(consumers))
+	for i, consume := range consumers {
+		q := make(chan *chunk, copyDepth)
+		queues[i] = q
+		wg.Go(func() {
+			for c := range q {
+				consume((*c.buf)[:c.n])
+				if c.left.Add(-1) == 0 {
+					free <- c
+				}
+			}
+		})
+	}
+	send := func(c *chunk) {
+		c.left.Store(int32(len(queues)))
+		for _, q := range queues {
+			q <- c
 		}
-	}()
-	err := func() error {
-		var n0 int64
+	}
+	first.n = n
+	err = func() error {
+		c, read := first, int64(n)
 		for {
-			buf := <-free
-			n, err := fill(src, buf)
-			if n > 0 {
-				if n0+int64(n) > limit {
-					return errTooLarge
-				}
-				p := buf[:n]
-				toHash <- p
-				d.crc = crc64.Update(d.crc, ecmaTable, p)
-				d.size += int64(n)
-				if _, werr := f.Write(p); werr != nil {
-					return werr
-				}
-				n0 += int64(n)
-			}
-			if err == io.EOF {
-				return nil
-			}
+			d.size += int64(c.n)
+			send(c)
 			if err != nil {
+				if err == io.EOF {
+					return nil
+				}
 				return err
 			}
+			if wfailed.Load() {
+				return nil // the write's error is returned below
+			}
+			c = <-free
+			c.n, err = fill(src, *c.buf)
+			if read+int64(c.n) > limit {
+				free <- c
+				return errTooLarge
+			}
+			read += int64(c.n)
 		}
 	}()
-	close(toHash)
-	<-hashed // d.hashes are the hasher's until here
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait() // d and werr are the consumers' until here
+	if werr != nil {
+		return werr
+	}
 	return err
 }
 

@@ -160,7 +160,7 @@ func (b *bucket) putPart(u *upload, p partRecord) error {
 		u.mu.Unlock()
 		return errNoSuchUpload
 	}
-	err = syncDir(b.dataDir)
+	err = b.dataSync.sync()
 	if err == nil {
 		err = writeFileAtomic(b.tmpDir, filepath.Join(u.dir, partFile(p.Number)), data)
 	}

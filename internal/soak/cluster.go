@@ -274,7 +274,7 @@ func (c *Cluster) StartBroker() error {
 	if c.broker != nil {
 		return errors.New("soak: the broker is running")
 	}
-	bl := c.log.With().Str("component", "broker").Logger()
+	bl := c.log // the broker names itself ("component") in its lines
 	cfg := broker.Config{
 		Addr:            "127.0.0.1:0",
 		HTTPAddr:        "none",
@@ -368,7 +368,7 @@ func (c *Cluster) StartWorker(ctx context.Context) (int, error) {
 			Bucket:   c.opts.Bucket,
 			Prefix:   c.opts.Prefix,
 		},
-		Logger: c.log.With().Str("component", "tokenworker").Int("worker", n).Logger(),
+		Logger: c.log, // the worker names itself and its client ID in its lines
 	}
 	if c.opts.WorkerConfig != nil {
 		c.opts.WorkerConfig(&cfg)

@@ -2,15 +2,12 @@ package soak
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/clipgate/clipgate/internal/broker"
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -19,9 +16,8 @@ import (
 // events published while it is away, or while the broker restarts, are kept for it. It
 // records every upload event it receives.
 type Consumer struct {
-	client mqtt.Client
+	client *mqttclient.Client
 	filter string
-	subErr chan error
 
 	mu         sync.Mutex
 	deliveries map[string]int                   // event ID -> times received
@@ -38,60 +34,32 @@ func NewConsumer(ctx context.Context, c *Cluster, instance string) (*Consumer, e
 	user, pw := c.ServiceAccount(topics.RoleConsumer)
 	k := &Consumer{
 		filter:     c.Topics().EventFilter(""),
-		subErr:     make(chan error, 1),
 		deliveries: make(map[string]int),
 		events:     make(map[string]*protocol.UploadEvent),
 		changed:    make(chan struct{}),
 	}
-	opts := mqtt.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(c.BrokerURL()).
-		SetClientID(broker.ServiceClientID(user, instance)).
-		SetUsername(user).
-		SetPassword(pw).
-		SetProtocolVersion(4).
-		SetCleanSession(false).
-		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(500 * time.Millisecond).
-		SetMaxReconnectInterval(2 * time.Second).
-		SetConnectTimeout(10 * time.Second).
-		SetDefaultPublishHandler(k.onMessage). // queued messages arrive before Subscribe returns
-		SetOnConnectHandler(func(cl mqtt.Client) {
-			tok := cl.Subscribe(k.filter, 1, k.onMessage)
-			var err error
-			switch {
-			case !tok.WaitTimeout(10 * time.Second):
-				err = errors.New("subscription not acknowledged in time")
-			case tok.Error() != nil:
-				err = tok.Error()
-			default:
-				if code := tok.(*mqtt.SubscribeToken).Result()[k.filter]; code > 2 {
-					err = fmt.Errorf("subscription to %s refused (%#x)", k.filter, code)
-				}
-			}
-			select {
-			case k.subErr <- err:
-			default:
-			}
-		})
-	k.client = mqtt.NewClient(opts)
-	k.client.Connect()
-	select {
-	case err := <-k.subErr:
-		if err != nil {
-			k.client.Disconnect(0)
-			return nil, fmt.Errorf("soak: consumer: %w", err)
-		}
-	case <-ctx.Done():
-		k.client.Disconnect(0)
-		return nil, fmt.Errorf("soak: consumer: %w", ctx.Err())
+	client, err := mqttclient.New(mqttclient.Config{
+		BrokerURL:      c.BrokerURL(),
+		ClientID:       broker.ServiceClientID(user, instance),
+		Username:       user,
+		Password:       pw,
+		Persistent:     true,
+		Backoff:        mqttclient.Backoff{Min: 500 * time.Millisecond, Max: 2 * time.Second},
+		Subscriptions:  []mqttclient.Subscription{{Filter: k.filter, QoS: 1, Handler: k.onMessage}},
+		DefaultHandler: k.onMessage, // queued messages arrive before the subscription is renewed
+	})
+	if err != nil {
+		return nil, fmt.Errorf("soak: consumer: %w", err)
+	}
+	k.client = client
+	if err := client.Connect(ctx); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("soak: consumer: %w", err)
 	}
 	return k, nil
 }
 
-func (k *Consumer) onMessage(_ mqtt.Client, m mqtt.Message) {
+func (k *Consumer) onMessage(m mqttclient.Message) {
 	ev, err := protocol.DecodeUploadEvent(m.Payload())
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -108,7 +76,7 @@ func (k *Consumer) onMessage(_ mqtt.Client, m mqtt.Message) {
 }
 
 // Close disconnects the consumer; its session stays on the broker.
-func (k *Consumer) Close() { k.client.Disconnect(250) }
+func (k *Consumer) Close() { k.client.Close() }
 
 // Seen reports how many times event id was received.
 func (k *Consumer) Seen(id string) int {

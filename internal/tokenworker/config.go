@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -139,14 +139,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tokenworker: client ID %q has the form of a device ID; use USERNAME:INSTANCE", c.ClientID)
 	}
 	if c.BrokerURL != "" {
-		u, err := url.Parse(c.BrokerURL)
-		if err != nil || u.Host == "" {
-			return c, fmt.Errorf("tokenworker: broker URL %q is not scheme://host:port", c.BrokerURL)
-		}
-		switch u.Scheme {
-		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-		default:
-			return c, fmt.Errorf("tokenworker: broker URL scheme %q is not one of tcp, ssl, ws, wss", u.Scheme)
+		if err := mqttclient.CheckURL("BrokerURL", c.BrokerURL); err != nil {
+			return c, fmt.Errorf("tokenworker: %w", err)
 		}
 	}
 	if c.ClockWindow == 0 {

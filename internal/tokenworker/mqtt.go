@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
-
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -17,11 +14,7 @@ import (
 // MQTT timings.
 const (
 	publishTimeout     = 10 * time.Second
-	subscribeTimeout   = 10 * time.Second
 	unsubscribeTimeout = time.Second
-	connectTimeout     = 10 * time.Second
-	connectBackoffMin  = 200 * time.Millisecond
-	connectBackoffMax  = 10 * time.Second
 )
 
 // job is one request received over MQTT.
@@ -41,8 +34,9 @@ var ErrStarted = errors.New("tokenworker: already started or closed")
 
 // Start connects the worker's MQTT client (clean session, protocol 3.1.1) and subscribes to
 // the shared worker filter. It returns once the first subscription is acknowledged, or with
-// ctx's error, or at once when the broker refuses the service account or the subscription. Afterwards the
-// client reconnects and resubscribes by itself until Close.
+// ctx's error, or at once when the broker refuses the service account or the subscription.
+// While the broker cannot be reached it tries again with backoff until ctx ends.
+// Afterwards the client reconnects and resubscribes by itself until Close.
 func (w *Worker) Start(ctx context.Context) error {
 	if w.cfg.BrokerURL == "" {
 		return errors.New("tokenworker: BrokerURL is required to Start")
@@ -52,36 +46,25 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.mu.Unlock()
 		return ErrStarted
 	}
+	filter := w.cfg.Topics.WorkerFilter(w.cfg.Group)
+	client, err := mqttclient.New(mqttclient.Config{
+		BrokerURL:     w.cfg.BrokerURL,
+		TLS:           w.cfg.TLS,
+		ClientID:      w.cfg.ClientID,
+		Username:      w.cfg.Username,
+		Password:      w.cfg.Password,
+		WriteTimeout:  publishTimeout,
+		Subscriptions: []mqttclient.Subscription{{Filter: filter, QoS: 1, Handler: w.onMessage}},
+		Logger:        w.log,
+	})
+	if err != nil {
+		w.mu.Unlock()
+		return fmt.Errorf("tokenworker: %w", err)
+	}
 	w.started = true
+	w.client = client
 	w.runCtx, w.cancel = context.WithCancel(context.Background())
 	w.queue = make(chan job, w.cfg.QueueSize)
-	filter := w.cfg.Topics.WorkerFilter(w.cfg.Group)
-	opts := mqtt.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
-		AddBroker(w.cfg.BrokerURL).
-		SetClientID(w.cfg.ClientID).
-		SetUsername(w.cfg.Username).
-		SetPassword(w.cfg.Password).
-		SetCleanSession(true).
-		SetOrderMatters(false).
-		SetProtocolVersion(4).
-		SetAutoReconnect(true).
-		SetConnectRetry(false).
-		SetMaxReconnectInterval(connectBackoffMax).
-		SetConnectTimeout(connectTimeout).
-		SetKeepAlive(30 * time.Second).
-		SetWriteTimeout(publishTimeout).
-		SetOnConnectHandler(func(c mqtt.Client) { w.subscribe(c, filter) }).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			w.log.Warn().Err(err).Msg("broker connection lost; reconnecting")
-		}).
-		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
-			w.log.Info().Msg("reconnecting to broker")
-		})
-	if w.cfg.TLS != nil {
-		opts.SetTLSConfig(w.cfg.TLS)
-	}
-	w.client = mqtt.NewClient(opts)
 	// Handlers: pool goroutines take requests off the queue.
 	for i := 0; i < w.poolSize; i++ {
 		w.wg.Add(1)
@@ -89,88 +72,16 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 
-	if err := w.connect(ctx); err != nil {
-		return err
+	if err := client.Connect(ctx); err != nil {
+		return fmt.Errorf("tokenworker: connecting to %s: %w", w.cfg.BrokerURL, err)
 	}
-	select {
-	case <-w.subbed:
-		w.log.Info().Str("broker", w.cfg.BrokerURL).Str("filter", filter).Msg("token worker ready")
-		return nil
-	case err := <-w.subErr:
-		return fmt.Errorf("tokenworker: subscribing to %s: %w", filter, err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	w.log.Info().Str("broker", w.cfg.BrokerURL).Str("filter", filter).Msg("token worker ready")
+	return nil
 }
 
-// connect makes the first connection, retrying network failures with backoff until ctx ends.
-// A refused service account fails at once: retrying would not help.
-func (w *Worker) connect(ctx context.Context) error {
-	backoff := connectBackoffMin
-	for {
-		tok := w.client.Connect()
-		select {
-		case <-tok.Done():
-		case <-ctx.Done():
-			// The attempt ends by itself within the connect timeout; Close waits for it.
-			w.mu.Lock()
-			w.abandoned = tok
-			w.mu.Unlock()
-			return ctx.Err()
-		}
-		err := tok.Error()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) ||
-			errors.Is(err, packets.ErrorRefusedIDRejected) || errors.Is(err, packets.ErrorRefusedBadProtocolVersion) {
-			return fmt.Errorf("tokenworker: broker %s refused the connection: %w", w.cfg.BrokerURL, err)
-		}
-		w.log.Warn().Err(err).Dur("retry_in", backoff).Msg("cannot connect to broker")
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		}
-		backoff = min(2*backoff, connectBackoffMax)
-	}
-}
-
-// subscribe runs in paho's OnConnect goroutine (not the router), after every (re)connect.
-func (w *Worker) subscribe(c mqtt.Client, filter string) {
-	tok := c.Subscribe(filter, 1, w.onMessage)
-	fail := func(err error) {
-		w.log.Error().Err(err).Str("filter", filter).Msg("subscribe failed")
-		select {
-		case w.subErr <- err: // for Start, if it is still waiting
-		default:
-		}
-	}
-	if !tok.WaitTimeout(subscribeTimeout) {
-		fail(errors.New("no SUBACK in time"))
-		return
-	}
-	if err := tok.Error(); err != nil {
-		fail(err)
-		return
-	}
-	// One filter, one return code (paho keys it by the filter without "$share/group/").
-	if st, ok := tok.(*mqtt.SubscribeToken); ok {
-		for _, rc := range st.Result() {
-			if rc > 2 {
-				fail(fmt.Errorf("broker refused the subscription (SUBACK 0x%02x); does the account have the tokenworker role?", rc))
-				return
-			}
-		}
-	}
-	w.subOnce.Do(func() { close(w.subbed) })
-}
-
-// onMessage runs in a paho goroutine per message: it only queues the request, and answers
-// busy at once when the queue is full.
-func (w *Worker) onMessage(_ mqtt.Client, m mqtt.Message) {
+// onMessage runs in a goroutine per message: it only queues the request, and answers busy
+// at once when the queue is full.
+func (w *Worker) onMessage(m mqttclient.Message) {
 	j := job{topic: m.Topic(), payload: m.Payload(), received: time.Now()}
 	if w.runCtx.Err() != nil {
 		w.refuse(j, protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
@@ -244,12 +155,12 @@ func (w *Worker) Close() error {
 		return nil
 	}
 	w.closed = true
-	started, abandoned := w.started, w.abandoned
+	started := w.started
 	w.mu.Unlock()
 	if started {
-		if w.client.IsConnectionOpen() {
-			w.client.Unsubscribe(w.cfg.Topics.WorkerFilter(w.cfg.Group)).WaitTimeout(unsubscribeTimeout)
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
+		_ = w.client.Unsubscribe(ctx)
+		cancel()
 		w.cancel()
 		w.wg.Wait()
 		// Tell what is still queued to retry (another worker of the group takes it), rather
@@ -262,10 +173,7 @@ func (w *Worker) Close() error {
 				drained = true
 			}
 		}
-		if abandoned != nil {
-			abandoned.WaitTimeout(2 * connectTimeout)
-		}
-		w.client.Disconnect(250)
+		w.client.Close() // after an abandoned connection attempt, when it ends
 	}
 	w.stsWG.Wait()
 	w.sts.close()

@@ -2,6 +2,7 @@ package tokenworker
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,12 +10,11 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -57,29 +57,30 @@ func startBroker(t *testing.T, fleet []byte) string {
 type device struct {
 	id      string
 	key     []byte
-	client  mqtt.Client
+	client  *mqttclient.Client
 	replies chan []byte
 }
 
 func connectDevice(t *testing.T, brokerURL string, fleet []byte, id string) *device {
 	t.Helper()
 	d := &device{id: id, key: identity.DeriveDeviceKey(fleet, id), replies: make(chan []byte, 16)}
-	opts := mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID(id).SetUsername(id).
-		SetPassword(identity.MQTTPassword(d.key, id, time.Now())).
-		SetProtocolVersion(4).SetCleanSession(true).SetOrderMatters(false).SetAutoReconnect(false)
-	d.client = mqtt.NewClient(opts)
-	if tok := d.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("device connect: %v", tok.Error())
+	client, err := mqttclient.New(mqttclient.Config{BrokerURL: brokerURL, ClientID: id, NoReconnect: true,
+		Credentials: func() (string, string) { return id, identity.MQTTPassword(d.key, id, time.Now()) },
+		Subscriptions: []mqttclient.Subscription{{Filter: topics.Default().AuthReply(id), QoS: 1, Handler: func(m mqttclient.Message) {
+			select {
+			case d.replies <- m.Payload():
+			default:
+			}
+		}}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.client.Disconnect(0) })
-	tok := d.client.Subscribe(topics.Default().AuthReply(id), 1, func(_ mqtt.Client, m mqtt.Message) {
-		select {
-		case d.replies <- m.Payload():
-		default:
-		}
-	})
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("device subscribe: %v", tok.Error())
+	d.client = client
+	t.Cleanup(client.Close)
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := client.Connect(ctx); err != nil {
+		t.Fatalf("device connect: %v", err)
 	}
 	return d
 }
@@ -248,7 +249,7 @@ func TestMQTTStartGivesUpWithContext(t *testing.T) {
 	go func() { defer wg.Done(); err = w.Start(ctx) }()
 	cancel()
 	wg.Wait()
-	if err != context.Canceled {
+	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Start = %v, want context.Canceled", err)
 	}
 	if err := w.Close(); err != nil {

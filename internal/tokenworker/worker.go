@@ -4,7 +4,7 @@
 // still-valid credentials, and replies on the device's own reply topic, with the credentials
 // sealed to the device key by default.
 //
-// Handle is the transport-free core. Start subscribes a paho client to the shared worker
+// Handle is the transport-free core. Start subscribes an MQTT client to the shared worker
 // group, so that any number of workers, in one process or many, share the requests; a
 // bounded pool handles them, waiting a bounded time for an STS slot or for the STS rate;
 // a full queue, or a request that cannot be served in that time, is answered busy, never
@@ -29,12 +29,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -55,19 +55,14 @@ type Worker struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	client  mqtt.Client
-	// abandoned is a connect attempt Start stopped waiting for; Close waits for it.
-	abandoned mqtt.Token
-	queue     chan job
-	runCtx    context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	client  *mqttclient.Client
+	queue   chan job
+	runCtx  context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 	// poolSize is the number of handler goroutines: twice the STS slots, so that cheap
 	// requests (cached credentials, refusals) are served while STS calls are pending.
 	poolSize int
-	subOnce  sync.Once
-	subbed   chan struct{}
-	subErr   chan error
 }
 
 // New checks cfg and returns a worker. It does not connect; see Start.
@@ -84,8 +79,6 @@ func New(cfg Config) (*Worker, error) {
 		stsLimit: rate.NewLimiter(c.STSRate, c.STSBurst),
 		devLimit: newDeviceLimiter(float64(c.DeviceRate), c.DeviceBurst, c.CacheSize),
 		creds:    newCredCache(c.CacheSize),
-		subbed:   make(chan struct{}),
-		subErr:   make(chan error, 1),
 		poolSize: 2 * c.MaxConcurrent,
 	}
 	return w, nil

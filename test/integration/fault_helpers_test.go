@@ -22,7 +22,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/clipgate/clipgate/internal/broker"
-	"github.com/clipgate/clipgate/internal/mqttstore"
+	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -415,7 +415,7 @@ func newFaultPersistentConsumer(brokerURL, user, password, instance, filter stri
 // the subscription afterwards). The session present flag of the CONNACK is returned.
 func (c *faultPersistentConsumer) connect(ctx context.Context, subscribe bool) (bool, error) {
 	opts := paho.NewClientOptions().
-		SetStore(mqttstore.New()). // a copy per resend: paho issue #703
+		SetStore(mqttclient.NewStore()). // a copy per resend: paho issue #703
 		AddBroker(c.url).
 		SetClientID(c.clientID).
 		SetUsername(c.user).

@@ -1,26 +1,28 @@
-// Package mqttstore is the in-memory session store of clipgate's paho clients.
+package mqttclient
+
+// The session store of every client.
 //
-// It is paho's MemoryStore except that it never shares a PUBLISH packet with paho's
+// Store is paho's MemoryStore except that it never shares a PUBLISH packet with paho's
 // writer. paho.mqtt.golang v1.5.1 hands the packet it stores to the connection's writer,
 // which sets its remaining length while encoding it, and on reconnect it resumes in-flight
 // QoS 1 messages by setting the DUP flag on the packet that Get returned, while the previous
 // connection's writer may still be encoding it: data races (upstream issue #703, open).
 // So Put keeps a copy of its own, which nobody writes, and Get hands out a fresh copy of
 // it, which the resumed send owns.
-package mqttstore
 
 import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
-// Store is a paho Store kept in memory. Use it with ClientOptions.SetStore(New()).
+// Store is a paho Store kept in memory. Every Client uses one; a raw paho client of a test
+// uses it with ClientOptions.SetStore(NewStore()).
 type Store struct {
 	*mqtt.MemoryStore
 }
 
-// New returns an empty Store.
-func New() *Store { return &Store{MemoryStore: mqtt.NewMemoryStore()} }
+// NewStore returns an empty Store.
+func NewStore() *Store { return &Store{MemoryStore: mqtt.NewMemoryStore()} }
 
 // Put stores packet under key; a PUBLISH packet is stored as a shallow copy, since paho
 // goes on to encode the one it was given.

@@ -1,4 +1,4 @@
-package mqttstore
+package mqttclient
 
 import (
 	"io"
@@ -11,7 +11,7 @@ import (
 // the store, which an earlier connection's writer may still be encoding.
 func TestGetCopiesPublish(t *testing.T) {
 	t.Parallel()
-	s := New()
+	s := NewStore()
 	s.Open()
 	defer s.Close()
 	pub := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
@@ -41,7 +41,7 @@ func TestGetCopiesPublish(t *testing.T) {
 // Packets other than PUBLISH come back as stored, and a missing key as nil.
 func TestGetOthers(t *testing.T) {
 	t.Parallel()
-	s := New()
+	s := NewStore()
 	s.Open()
 	defer s.Close()
 	rel := packets.NewControlPacket(packets.Pubrel).(*packets.PubrelPacket)
@@ -61,7 +61,7 @@ func TestGetOthers(t *testing.T) {
 // TestFaultNetworkPartition under -race: PublishPacket.Write against Get's copy).
 func TestPutKeepsItsOwnCopy(t *testing.T) {
 	t.Parallel()
-	s := New()
+	s := NewStore()
 	s.Open()
 	defer s.Close()
 	pub := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
