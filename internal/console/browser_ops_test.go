@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
@@ -57,6 +58,20 @@ func (b *browser) login(name, password string) {
 func (b *browser) logout() {
 	b.t.Helper()
 	b.do("log out", chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.ID("login")))
+}
+
+// submit submits a form and waits for the page it leads to. The page is marked first,
+// so that nothing after runs on it: a wait for an element could find it on the page
+// being left.
+func (b *browser) submit(what, form string) {
+	b.t.Helper()
+	evalIn[bool](b, what+": marking the page", `window.submitted = true`)
+	b.do(what, chromedp.Submit(chromedp.ID(form)))
+	waitFor(b.t, what+": the next page", func() bool {
+		// An evaluation can fail while the page is replaced; it is tried again.
+		next, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!window.submitted && document.readyState !== "loading"`))
+		return err == nil && next
+	})
 }
 
 // viewport sets the window size; mobile emulates a phone (touch, overlay scrollbars).
@@ -146,11 +161,8 @@ func TestBrowserOperator(t *testing.T) {
 
 	// Search the fleet by status: the clips with a poster, posters loaded from OSS.
 	b.open("/clips")
-	b.do("search by status",
-		chromedp.SetValue(chromedp.ID("status"), "poster"),
-		chromedp.Submit(chromedp.ID("filter")),
-		chromedp.WaitVisible(chromedp.CSS("#clips td.thumb img")),
-	)
+	b.do("choosing a status", chromedp.SetValue(chromedp.ID("status"), "poster"))
+	b.submit("search by status", "filter")
 	type thumbs struct {
 		Rows, Thumbs, Visible, Loaded int
 		Devices                       string
@@ -168,6 +180,39 @@ func TestBrowserOperator(t *testing.T) {
 	if th.Rows != DefaultPageSize || th.Thumbs != th.Rows || th.Devices != "cam-front" {
 		t.Errorf("poster search shows %+v", th)
 	}
+	// Search the fleet by device, time range and status at once, as an operator fills in
+	// the form (UTC): cam-yard recorded at 20 past each of the last 6 hours.
+	search := func(status string) (keys []string, empty string) {
+		t.Helper()
+		b.open("/clips")
+		b.do("filling in the search",
+			chromedp.SetValue(chromedp.CSS(`#filter input[name="device"]`), "cam-yard"),
+			chromedp.SetValue(chromedp.CSS(`#filter input[name="from"]`), f.Now.Add(-4*time.Hour).Format("2006-01-02T15:04")),
+			chromedp.SetValue(chromedp.CSS(`#filter input[name="to"]`), f.Now.Add(-time.Hour).Format("2006-01-02T15:04")),
+			chromedp.SetValue(chromedp.ID("status"), status))
+		b.submit("search by device, time and status", "filter")
+		type found struct {
+			Keys  []string
+			Empty string
+		}
+		got := evalIn[found](b, "the search's clips", `({keys: [...document.querySelectorAll("#clips tbody tr")].map((r) => r.dataset.key),
+			empty: document.getElementById("no-clips") ? document.getElementById("no-clips").innerText : ""})`)
+		return got.Keys, got.Empty
+	}
+	keys, _ := search("verified")
+	if len(keys) != 3 { // recorded 1:40, 2:40 and 3:40 ago
+		t.Errorf("cam-yard's verified clips from 4 to 1 hours ago: %q", keys)
+	}
+	for i, k := range keys { // newest first
+		at := f.Now.Add(-time.Duration(2+i)*time.Hour + 20*time.Minute)
+		if !strings.HasPrefix(k, e.stack.Prefix()+"cam-yard/") || !strings.HasSuffix(k, "/"+at.Format("150405")+".ts") {
+			t.Errorf("clip %d of the search is %s, want cam-yard's of %s", i, k, at.Format(time.RFC3339))
+		}
+	}
+	if keys, empty := search("poster"); len(keys) != 0 || empty != "No clips match this search." {
+		t.Errorf("cam-yard's clips with a poster: %q, %q", keys, empty)
+	}
+
 	// A clip: its length and picture, read from the container.
 	b.open("/play?key=" + url.QueryEscape(f.Yard))
 	if d := evalIn[string](b, "length", `document.getElementById("clip-duration").innerText`); d != "3.0 s" {

@@ -17,6 +17,8 @@ import (
 type fleet struct {
 	// Front is cam-front's newest clip (with a poster); Yard is an MPEG-TS clip of cam-yard.
 	Front, Yard string
+	// Now is the hour the recording times count back from.
+	Now time.Time
 	// Hours is when cam-front recorded, hourly, around its gap of GapHours hours that
 	// ended GapEnd hours ago.
 	GapHours, GapEnd int
@@ -40,6 +42,7 @@ func seedFleet(t *testing.T, e *env) fleet {
 	}
 	f := fleet{GapHours: 10, GapEnd: 14, Viewer: "vera", ViewerPassword: "vera's long password"}
 	now := time.Now().UTC().Truncate(time.Hour)
+	f.Now = now
 	var keys []string
 	upload := func(dev, path, poster string, at time.Time) string {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/console/media"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -382,17 +383,33 @@ func TestStoreStatusAndRevocation(t *testing.T) {
 	})
 }
 
+// TestStoreClipPages is the fleet-wide search: every combination of device, time range
+// and status, page by page, against the same filter applied to all the clips.
 func TestStoreClipPages(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB) {
 		ctx := context.Background()
 		// 60 clips over 3 devices; several share a recording time, so that the key breaks
-		// ties.
+		// ties. Every status occurs on every device (i%5 against i%3).
 		var all []Clip
 		for i := range 60 {
 			dev := fmt.Sprintf("cam-%02d", i%3)
 			at := t0.Add(time.Duration(i/4) * time.Minute)
 			key := fmt.Sprintf("clips/%s/2026/03/01/c%03d.mp4", dev, (i*37)%100)
-			mustIndex(t, db, clipEvent(dev, fmt.Sprintf("e%d", i), key, at), Inserted)
+			ev := clipEvent(dev, fmt.Sprintf("e%d", i), key, at)
+			var m *Media
+			switch i % 5 {
+			case 1:
+				ev.Verified, ev.Reason = false, events.ReasonSizeMismatch
+			case 2:
+				ev.ID, ev.Publisher, ev.Reconciled = "r-"+ev.ID, "", true
+			case 3:
+				m = &Media{Info: media.Info{Container: "MP4", Codec: "H264", Width: 640, Height: 360, Duration: 2 * time.Second}, Poster: true}
+			case 4:
+				m = &Media{Info: media.Info{Container: "MPEGTS", Duration: time.Second}}
+			}
+			if got, err := db.Index(ctx, ev, m, t0.Add(time.Hour)); err != nil || got != Inserted {
+				t.Fatalf("Index(%s) = %v, %v", ev.ID, got, err)
+			}
 			c, err := db.Clip(ctx, key)
 			if err != nil {
 				t.Fatal(err)
@@ -406,20 +423,41 @@ func TestStoreClipPages(t *testing.T) {
 			return strings.Compare(b.Key, a.Key)
 		}
 		slices.SortFunc(all, newestFirst)
-		for _, q := range []ClipQuery{
-			{Limit: 7},
-			{Device: "cam-01", Limit: 4},
-			{From: t0.Add(3 * time.Minute), To: t0.Add(9 * time.Minute), Limit: 5},
-			{Device: "cam-02", From: t0.Add(2 * time.Minute), Limit: 3},
-			{Device: "cam-00", To: t0.Add(time.Minute), Limit: 100},
-			{Device: "nobody", Limit: 10},
-		} {
+		hasStatus := map[ClipStatus]func(c Clip) bool{
+			"":               func(Clip) bool { return true },
+			ClipVerified:     func(c Clip) bool { return c.Verified },
+			ClipUnverified:   func(c Clip) bool { return !c.Verified },
+			ClipReconciled:   func(c Clip) bool { return c.Reconciled },
+			ClipWithPoster:   func(c Clip) bool { return c.Poster },
+			ClipMediaUnknown: func(c Clip) bool { return c.DurationMS == 0 },
+		}
+		var queries []ClipQuery
+		for _, status := range ClipStatuses() {
+			for _, q := range []ClipQuery{
+				{Limit: 7},
+				{Device: "cam-01", Limit: 4},
+				{From: t0.Add(3 * time.Minute), To: t0.Add(9 * time.Minute), Limit: 5},
+				{Device: "cam-02", From: t0.Add(2 * time.Minute), Limit: 3},
+				{Device: "cam-00", To: t0.Add(time.Minute), Limit: 100},
+				{Device: "cam-01", From: t0.Add(4 * time.Minute), To: t0.Add(12 * time.Minute), Limit: 2},
+				{Device: "nobody", Limit: 10},
+			} {
+				q.Status = ClipStatus(status)
+				queries = append(queries, q)
+			}
+		}
+		for _, q := range queries {
 			var want []Clip
 			for _, c := range all {
 				if (q.Device == "" || c.Device == q.Device) && (q.From.IsZero() || !c.RecordedAt.Before(q.From)) &&
-					(q.To.IsZero() || c.RecordedAt.Before(q.To)) {
+					(q.To.IsZero() || c.RecordedAt.Before(q.To)) && hasStatus[q.Status](c) {
 					want = append(want, c)
 				}
+			}
+			// The search by all three must find clips of each status, or a wrong filter
+			// would go unseen.
+			if len(want) == 0 && q.Device != "" && !q.From.IsZero() && !q.To.IsZero() {
+				t.Fatalf("query %+v matches no clip", q)
 			}
 			var got []Clip
 			for pages := 0; ; pages++ {
