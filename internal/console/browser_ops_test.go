@@ -223,19 +223,19 @@ func TestBrowserOperator(t *testing.T) {
 	}
 
 	// Phone width: no page scrolls sideways; the timeline and the tables stay readable.
-	b.viewport(360, 780, true)
+	b.viewport(320, 700, true)
 	pages := []string{"/", "/devices/cam-front", "/clips", "/clips?device=cam-front&status=poster", "/play?key=" + url.QueryEscape(f.Front),
 		"/problems", "/retention", "/operators", "/tokens", "/audit"}
 	for _, path := range pages {
 		b.open(path)
 		type width struct{ Scroll, Inner int }
 		w := evalIn[width](b, "widths of "+path, `({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})`)
-		if w.Inner != 360 || w.Scroll > w.Inner {
+		if w.Inner != 320 || w.Scroll > w.Inner {
 			t.Errorf("%s at phone width: scrollWidth %d, innerWidth %d", path, w.Scroll, w.Inner)
 		}
 	}
 	b.open("/devices/cam-front")
-	if w := evalIn[float64](b, "timeline width", `document.querySelector("#timeline-hour svg").getBoundingClientRect().width`); w < 250 || w > 360 {
+	if w := evalIn[float64](b, "timeline width", `document.querySelector("#timeline-hour svg").getBoundingClientRect().width`); w < 250 || w > 320 {
 		t.Errorf("timeline %.0f px wide at phone width", w)
 	}
 
