@@ -26,6 +26,9 @@ var (
 	ErrNotConnected = errors.New("devicekit: not connected (call Connect first)")
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("devicekit: closed")
+	// ErrRefused is wrapped by Connect's error when the broker refused the login and
+	// Config.StopWhenRefused is set.
+	ErrRefused = mqttclient.ErrRefused
 )
 
 // Kit is a camera's connection to clipgate: it holds the MQTT session, the credentials
@@ -200,7 +203,7 @@ func (k *Kit) Connect(ctx context.Context) error {
 		ConnectTimeout: k.cfg.RequestTimeout,
 		KeepAlive:      30 * time.Second,
 		Backoff:        connectBackoff,
-		KeepTrying:     true, // a refused device may be let in again (revocation lifted)
+		KeepTrying:     !k.cfg.StopWhenRefused, // a refused device may be let in again (revocation lifted)
 		Subscriptions:  []mqttclient.Subscription{{Filter: k.replyTopic, QoS: 1, Handler: k.onReply}},
 		DefaultHandler: func(m mqttclient.Message) {
 			k.log.Debug().Str("topic", m.Topic()).Msg("unexpected message dropped")

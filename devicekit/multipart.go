@@ -18,7 +18,7 @@ import (
 
 // Resumable multipart uploads, signed with the kit's clock.
 //
-// The SDK's UploadFile cannot carry a Date header to its parts (see clock.go), so the kit
+// The SDK's UploadFile cannot carry a Date header to its parts (see ossretry.go), so the kit
 // drives the SDK's InitiateMultipartUpload, UploadPartFromFile and CompleteMultipartUpload
 // itself, each request with a fresh Date. Progress is checkpointed in
 // StateDir/checkpoints/<eventID>.cp (written atomically and synced after every part), so an
