@@ -25,15 +25,22 @@
 //  3. Upload stores the clip under {prefix}{deviceID}/{yyyy}/{mm}/{dd}/{name}: one
 //     PutObject below MultipartThreshold, a resumable multipart upload above it, signed
 //     with OSS V4 through CredentialsProvider, which the SDK asks before every request,
-//     so a long upload moves to renewed credentials midway. The CRC-64 that OSS reports
-//     is compared with the file's. The name is the file's (SanitizeClipName: UTF-8 kept)
+//     so a long upload moves to renewed credentials midway. The file is read once, as
+//     it is sent: the CRC-64 of the bytes sent (the SDK's) is compared with the one OSS
+//     reports, and the file's size and modification time after the upload with those
+//     before it. The name is the file's (SanitizeClipName: UTF-8 kept)
 //     and the Content-Type comes from a fixed table (ContentTypeOf). No object is ever
 //     overwritten (x-oss-forbid-overwrite): a name held by another recording of the same
 //     day sends the clip to "{stem}~{CRC-64 in hex}{ext}". Clip.Progress follows the bytes
 //     as they go out.
 //  4. The upload event (clipgate.UploadEvent) is written to an outbox in StateDir and
 //     published with QoS 1 on the device's event topic; it leaves the outbox when the
-//     broker acknowledges it, and is re-published after every reconnect until then.
+//     broker acknowledges it, and is re-published after every reconnect until then. Its
+//     ID is derived from the device key, the object key and the file's size and
+//     modification time, so an Upload called again for the same file after a crash
+//     announces it under the same ID. A clip below MultipartThreshold syncs nothing on
+//     the device unless the acknowledgement fails to come (then the outbox entry is
+//     synced before Upload returns).
 //
 // # Recordings (append mode)
 //
@@ -44,6 +51,29 @@
 // (see append.go). Recordings use credentials of mode "a" (PutObject and GetObject). A
 // crash loses at most the buffered bytes: OpenAppend of the same clip continues the
 // recording at the object's length, under the same event ID.
+//
+// # Reading clips back
+//
+// Kit.Stat and Kit.Open are the seed SDK's mode "r": Stat gives an object's length, type
+// (ObjectNormal, ObjectAppendable with its next append position, ObjectMultipart) and
+// CRC-64; Open returns an ObjectReader (io.ReadSeekCloser) over ranged GetObject requests,
+// resumed at the position if a connection breaks. Both use credentials of mode "r"
+// (cached like the others), which reach the device's own prefix only: another device's
+// clip is refused (fs.ErrPermission), a missing one is fs.ErrNotExist.
+//
+// # Upload controls
+//
+// Config.UploadRate caps the bytes per second the kit sends to OSS, all uploads together:
+// every write to the kit's OSS connections takes its bytes from one token bucket, so a
+// PutObject, the parts of a multipart upload and a recording's appends are paced alike
+// (bandwidth.go). Config.UploadRates change the cap by local time of day (RateProfile,
+// Window): for example no cap at night, a low one during business hours.
+//
+// A Spool sorts clips into priority classes (SpoolConfig.Classes, SpoolClass) by the
+// subdirectory the recorder writes them into or by a name pattern: uploads go in class
+// order, oldest first within a class, and each class may have daily windows of local time
+// (continuous footage only at night). When the spool holds more than MaxBytes, the clips
+// of the lowest class are dropped first, each announced with a "failed" event.
 //
 // # Failure model
 //
@@ -64,7 +94,9 @@
 //     once), for at most eight requests. CodeClockSkew corrects the clock from the
 //     reply's serverTime and CodeReplay takes a fresh nonce, both at once. The terminal
 //     codes (clipgate.Code.Terminal: CodeUnauthenticated, CodeRevoked, CodeDenied,
-//     CodeInvalid) are final: a *clipgate.AuthError at once.
+//     CodeInvalid) are final: a *clipgate.AuthError at once. So is CodeQuotaExceeded
+//     (the device used its upload quota; its RetryAfter is the time to the reset, at
+//     most a day): a Spool keeps the clip and tries again, nothing is dropped for it.
 //   - Clock: every reply's serverTime sets the offset applied to Config.Now, so a camera
 //     whose clock is hours off signs valid requests after its first reply. OSS requests
 //     carry the corrected time in their Date header, which the SDK signs, so OSS's

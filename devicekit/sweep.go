@@ -180,6 +180,8 @@ func abandoned(j *journal, parsed bool, fi fs.FileInfo, cutoff time.Time) bool {
 	switch {
 	case fi.ModTime().Before(cutoff):
 		return true
+	case fi.Size() == 0:
+		return true // an unsynced write cut short by a power loss: nothing to abort
 	case !parsed || j.File == "":
 		return false // an entry being written, or of an older kit: left to the age rule
 	}

@@ -79,7 +79,11 @@ type Config struct {
 	// DeviceRate and DeviceBurst limit each device's publishes (token bucket, per second).
 	// Beyond them a QoS 0 publish disconnects the device and a QoS 1 publish is held back
 	// (at most a second, else the device is disconnected) until the bucket allows it. A
-	// negative rate means unlimited.
+	// negative rate means unlimited. A device kit publishes one event per clip (and a
+	// credentials request about once per credentials lifetime), so DeviceRate caps a
+	// device at about that many uploads a second whatever their size: the default, 10,
+	// is far above what a camera records; raise it for devices that upload many small
+	// files (README, "Publish limit").
 	DeviceRate  float64
 	DeviceBurst int
 	// ServiceRate and ServiceBurst do the same for service accounts; zero or negative
@@ -94,6 +98,11 @@ type Config struct {
 	// Either way a disconnected member is skipped while another is connected. Other
 	// shared groups always take turns.
 	WorkerRouting string
+
+	// Limits bound what one client ID, username or source address may cost the broker:
+	// password replay, login throttling, bcrypt CPU, connection rates, sockets before
+	// CONNECT, subscriptions (see LimitsConfig).
+	Limits LimitsConfig
 
 	// EMQX serves the authentication and ACL decisions over EMQX 5's HTTP authn/authz
 	// contract, so that an EMQX cluster enforces the same identities and topic rules.
@@ -193,6 +202,7 @@ func (c *Config) applyDefaults() {
 	if c.ServiceRate > 0 && c.ServiceBurst == 0 {
 		c.ServiceBurst = max(1, int(c.ServiceRate))
 	}
+	c.Limits.applyDefaults()
 }
 
 // validate checks a Config whose defaults are applied.
@@ -252,6 +262,9 @@ func (c *Config) validate() error {
 	}
 	if c.EMQX.Enabled && c.HTTPAddr == "none" {
 		bad("emqx: enabled but httpAddr is \"none\"")
+	}
+	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
