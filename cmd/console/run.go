@@ -36,6 +36,9 @@ var spec = cli.Spec{
 		"defaultReconcile": events.DefaultReconcileInterval.String(),
 		"defaultMinAge":    events.DefaultMinAge.String(),
 		"defaultPrefix":    policy.DefaultPrefix,
+		"defaultAdmin":     console.DefaultAdminName,
+		"defaultAuditTTL":  console.DefaultAuditTTL.String(),
+		"defaultRetention": console.DefaultRetentionEvery.String(),
 	},
 }
 
@@ -49,8 +52,13 @@ type CLI struct {
 	TLSCert          string        `name:"tls-cert" help:"PEM certificate chain: serve HTTPS (session cookies are then Secure)." type:"path" placeholder:"FILE"`
 	TLSKey           string        `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" placeholder:"FILE"`
 	SecureCookies    bool          `help:"Mark the session cookie Secure without --tls-cert (behind a proxy that terminates TLS)."`
-	PasswordHashFile string        `help:"File holding the bcrypt hash of the operator password (make one with 'broker hash-password')." type:"path" placeholder:"FILE" secret:""`
+	PasswordHashFile string        `help:"File holding the bcrypt hash of the password of the admin named --admin-name (make one with 'broker hash-password'); the admin adds other operators in the console. Optional once the database has an operator." type:"path" placeholder:"FILE" secret:""`
+	AdminName        string        `help:"Name of the admin whose password hash is configured." default:"${defaultAdmin}"`
 	SessionTTL       time.Duration `name:"session-ttl" help:"Lifetime of a login." default:"12h"`
+	AuditTTL         time.Duration `name:"audit-ttl" help:"How long audit log entries are kept (negative: for ever)." default:"${defaultAuditTTL}"`
+
+	RetentionEvery time.Duration `help:"Interval of the scheduled runs of the retention rules set in the console (negative: none)." default:"${defaultRetention}"`
+	Lifecycle      bool          `help:"Also write the retention rules as the bucket's OSS lifecycle rules (the key then needs oss:PutBucketLifecycle and oss:GetBucketLifecycle)."`
 
 	Database string `help:"SQLite database file, or PostgreSQL: a postgres:// URL or host=... dbname=... string (a URL with a password belongs in the variable, not on the command line)." default:"console.db"`
 
@@ -146,6 +154,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return cli.Usage(err)
 	}
 	if err := m.console.Start(startCtx); err != nil {
+		if errors.Is(err, console.ErrInvalidConfig) {
+			return cli.Usage(err)
+		}
 		return err
 	}
 	reg := ops.NewRegistry("console")
@@ -184,7 +195,8 @@ func (m *Main) Close() error {
 // config builds the console configuration (all but the Store).
 func (m *Main) config() (console.Config, error) {
 	c := &m.CLI
-	hash, err := m.ctx.Secret("password-hash-file", "the operator password's hash (make one with 'broker hash-password')", true)
+	// No hash is allowed: the console then starts only if its database holds an operator.
+	hash, err := m.ctx.Secret("password-hash-file", "the admin password's hash (make one with 'broker hash-password')", false)
 	if err != nil {
 		return console.Config{}, err
 	}
@@ -220,7 +232,11 @@ func (m *Main) config() (console.Config, error) {
 		Addr:               c.Listen,
 		SecureCookies:      c.SecureCookies,
 		PasswordHash:       hash,
+		AdminName:          c.AdminName,
 		SessionTTL:         c.SessionTTL,
+		AuditTTL:           c.AuditTTL,
+		RetentionEvery:     c.RetentionEvery,
+		Lifecycle:          c.Lifecycle,
 		RevocationsFile:    c.RevocationsFile,
 		DenyRoleARN:        c.DenyRoleARN,
 		CredentialLifetime: c.STSDuration,

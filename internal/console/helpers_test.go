@@ -28,7 +28,10 @@ import (
 	"github.com/clipgate/clipgate/topics"
 )
 
-const testPassword = "correct horse battery staple"
+const (
+	testAdmin    = DefaultAdminName
+	testPassword = "correct horse battery staple"
+)
 
 // testHash is testPassword's bcrypt hash at the minimum cost (logins stay cheap).
 var testHash = func() string {
@@ -103,6 +106,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Store:             e.db,
 		Addr:              "127.0.0.1:0",
 		PasswordHash:      testHash,
+		BcryptCost:        bcrypt.MinCost,
 		ReconcileInterval: time.Hour, // tests run passes themselves
 		ReconcileMinAge:   -1,
 		Now:               func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
@@ -241,6 +245,8 @@ type api struct {
 	base string
 	hc   *http.Client
 	csrf string
+	// bearer, when set, is sent as an API token.
+	bearer string
 }
 
 func (e *env) api() *api {
@@ -280,6 +286,9 @@ func (a *api) do(method, path string, body any, header ...string) (int, []byte) 
 	}
 	if a.csrf != "" && method != http.MethodGet {
 		req.Header.Set(csrfHeader, a.csrf)
+	}
+	if a.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+a.bearer)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		if header[i+1] == "" {
@@ -334,7 +343,7 @@ func (a *api) login() {
 		a.t.Fatalf("session before login: %+v", s)
 	}
 	a.csrf = s.CSRF
-	a.json(http.MethodPost, "/api/login", map[string]string{"password": testPassword}, http.StatusOK, &s)
+	a.json(http.MethodPost, "/api/login", map[string]string{"name": testAdmin, "password": testPassword}, http.StatusOK, &s)
 	if !s.Authenticated || s.CSRF == "" || s.CSRF == a.csrf {
 		a.t.Fatalf("session after login: %+v", s)
 	}
