@@ -81,7 +81,7 @@ func New(cfg Config) (*Console, error) {
 	if c.pages, err = loadPages(); err != nil {
 		return nil, err
 	}
-	if cfg.BrokerURL != "" {
+	if cfg.BrokerURL != "" || cfg.Events != nil {
 		if err := c.newIngest(); err != nil {
 			return nil, err
 		}
@@ -94,6 +94,7 @@ func (c *Console) newIngest() error {
 	cfg := &c.cfg
 	var err error
 	c.consumer, err = events.NewConsumer(events.Config{
+		Source:      cfg.Events,
 		BrokerURL:   cfg.BrokerURL,
 		TLS:         cfg.TLS,
 		Username:    cfg.Username,
