@@ -42,6 +42,9 @@ func (s *Stack) Consumer(ctx context.Context, group string) (*Consumer, error) {
 	if group != "" && !topics.ValidGroup(group) {
 		return nil, fmt.Errorf("clipgatetest: %q is not a valid shared-subscription group", group)
 	}
+	if s.nats != nil {
+		return nil, fmt.Errorf("clipgatetest: Consumer is MQTT-only; on Engine %q use EventsSource", EngineNATS)
+	}
 	user, pw := s.ServiceAccount(topics.RoleConsumer)
 	c := &Consumer{
 		stack:  s,

@@ -1,0 +1,303 @@
+// Package natscluster runs a NATS JetStream cluster with clipgate's configuration inside
+// the process (tests, devstack), from the same configuration text a production node
+// reads (server.ProcessConfigFile), and renders that text.
+package natscluster
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/clipgate/clipgate/internal/natsbus"
+	"github.com/clipgate/clipgate/topics"
+)
+
+//go:embed node.conf.tmpl
+var nodeTemplate string
+
+var tmpl = template.Must(template.New("node").Delims("[[", "]]").Parse(nodeTemplate))
+
+// DefaultPartitions is the number of token-worker partitions of the mapping.
+const DefaultPartitions = 16
+
+// NodeConfig is what one node's configuration file says.
+type NodeConfig struct {
+	Name, Host                        string
+	Port, ClusterPort, MQTTPort       int
+	StoreDir                          string
+	Routes                            []string // host:port of every node's cluster listener
+	CalloutUser, CalloutPassword      string
+	SysUser, SysPassword              string
+	Issuer                            string // the callout issuer's account public key
+	MappingSource, MappingDestination string
+}
+
+// Render returns the node's configuration text.
+func Render(c NodeConfig) ([]byte, error) {
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, c); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Options configures a Cluster.
+type Options struct {
+	// Nodes is the number of nodes; 0 means 3.
+	Nodes int
+	// Dir holds the configuration files and JetStream stores. Required.
+	Dir string
+	// Host is the listen address of every port; default 127.0.0.1.
+	Host string
+	// Topics is the topic scheme; Partitions the token-worker partitions (default
+	// DefaultPartitions).
+	Topics     topics.Scheme
+	Partitions int
+	// The callout's and the system account's users, and the callout issuer's public key.
+	CalloutUser, CalloutPassword string
+	SysUser, SysPassword         string
+	Issuer                       string
+}
+
+// Cluster is a running in-process cluster.
+type Cluster struct {
+	opts  Options
+	mu    sync.Mutex
+	nodes []*Node
+}
+
+// Node is one node.
+type Node struct {
+	Config NodeConfig
+	File   string
+	mu     sync.Mutex
+	srv    *server.Server
+}
+
+// Server returns the node's running server, or nil while it is down.
+func (n *Node) Server() *server.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv
+}
+
+// ClientURL is the node's NATS URL; MQTTURL its MQTT URL.
+func (n *Node) ClientURL() string {
+	return "nats://" + net.JoinHostPort(n.Config.Host, strconv.Itoa(n.Config.Port))
+}
+
+// MQTTURL is the node's MQTT URL.
+func (n *Node) MQTTURL() string {
+	return "tcp://" + net.JoinHostPort(n.Config.Host, strconv.Itoa(n.Config.MQTTPort))
+}
+
+// freePorts reserves n loopback ports by listening and closing.
+func freePorts(host string, n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+// Configs renders the node configurations into opts.Dir, with free ports, without
+// starting anything (for standalone nats-server processes).
+func Configs(opts Options) ([]*Node, error) {
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.Partitions == 0 {
+		opts.Partitions = DefaultPartitions
+	}
+	if opts.Dir == "" || opts.Issuer == "" || opts.CalloutUser == "" || opts.SysUser == "" {
+		return nil, errors.New("natscluster: Dir, Issuer, CalloutUser and SysUser are required")
+	}
+	ports, err := freePorts(opts.Host, 3*opts.Nodes)
+	if err != nil {
+		return nil, fmt.Errorf("natscluster: %w", err)
+	}
+	var routes []string
+	for i := range opts.Nodes {
+		routes = append(routes, net.JoinHostPort(opts.Host, strconv.Itoa(ports[3*i+1])))
+	}
+	src, dst := natsbus.Mapping(opts.Topics, opts.Partitions)
+	nodes := make([]*Node, opts.Nodes)
+	for i := range nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		c := NodeConfig{
+			Name: name, Host: opts.Host,
+			Port: ports[3*i], ClusterPort: ports[3*i+1], MQTTPort: ports[3*i+2],
+			StoreDir: filepath.Join(opts.Dir, name, "js"), Routes: routes,
+			CalloutUser: opts.CalloutUser, CalloutPassword: opts.CalloutPassword,
+			SysUser: opts.SysUser, SysPassword: opts.SysPassword, Issuer: opts.Issuer,
+			MappingSource: src, MappingDestination: dst,
+		}
+		text, err := Render(c)
+		if err != nil {
+			return nil, fmt.Errorf("natscluster: %w", err)
+		}
+		file := filepath.Join(opts.Dir, name+".conf")
+		if err := os.MkdirAll(filepath.Dir(c.StoreDir), 0o700); err != nil {
+			return nil, fmt.Errorf("natscluster: %w", err)
+		}
+		if err := os.WriteFile(file, text, 0o600); err != nil {
+			return nil, fmt.Errorf("natscluster: %w", err)
+		}
+		nodes[i] = &Node{Config: c, File: file}
+	}
+	return nodes, nil
+}
+
+// Start renders the configurations and starts every node; it returns once every node
+// accepts connections and the cluster has a JetStream meta leader, or ctx ends.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	nodes, err := Configs(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: opts, nodes: nodes}
+	for i := range nodes {
+		if err := c.startNode(i); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	for i := range nodes {
+		if !nodes[i].Server().ReadyForConnections(time.Minute) {
+			c.Close()
+			return nil, fmt.Errorf("natscluster: node %s not ready", nodes[i].Config.Name)
+		}
+	}
+	if err := c.WaitMetaLeader(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) startNode(i int) error {
+	n := c.nodes[i]
+	so, err := server.ProcessConfigFile(n.File)
+	if err != nil {
+		return fmt.Errorf("natscluster: %s: %w", n.File, err)
+	}
+	so.NoSigs = true
+	so.NoLog = true
+	s, err := server.NewServer(so)
+	if err != nil {
+		return fmt.Errorf("natscluster: %s: %w", n.Config.Name, err)
+	}
+	go s.Start()
+	n.mu.Lock()
+	n.srv = s
+	n.mu.Unlock()
+	return nil
+}
+
+// Nodes returns the nodes.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// ClientURLs returns every node's NATS URL; MQTTURLs every node's MQTT URL.
+func (c *Cluster) ClientURLs() []string {
+	var u []string
+	for _, n := range c.nodes {
+		u = append(u, n.ClientURL())
+	}
+	return u
+}
+
+// MQTTURLs returns every node's MQTT URL.
+func (c *Cluster) MQTTURLs() []string {
+	var u []string
+	for _, n := range c.nodes {
+		u = append(u, n.MQTTURL())
+	}
+	return u
+}
+
+// WaitMetaLeader waits until a running node is the JetStream meta leader.
+func (c *Cluster) WaitMetaLeader(ctx context.Context) error {
+	_, err := c.waitFor(ctx, func(s *server.Server) bool { return s.JetStreamIsLeader() })
+	return err
+}
+
+// MetaLeader returns the index of the node that is the JetStream meta leader.
+func (c *Cluster) MetaLeader(ctx context.Context) (int, error) {
+	return c.waitFor(ctx, func(s *server.Server) bool { return s.JetStreamIsLeader() })
+}
+
+// StreamLeader returns the index of the node leading stream in account.
+func (c *Cluster) StreamLeader(ctx context.Context, account, stream string) (int, error) {
+	return c.waitFor(ctx, func(s *server.Server) bool { return s.JetStreamIsStreamLeader(account, stream) })
+}
+
+func (c *Cluster) waitFor(ctx context.Context, ok func(*server.Server) bool) (int, error) {
+	for {
+		for i, n := range c.nodes {
+			if s := n.Server(); s != nil && s.Running() && ok(s) {
+				return i, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("natscluster: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Stop shuts node i down (its clients' connections drop).
+func (c *Cluster) Stop(i int) {
+	n := c.nodes[i]
+	n.mu.Lock()
+	s := n.srv
+	n.srv = nil
+	n.mu.Unlock()
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+// Restart starts node i again on its configuration and store.
+func (c *Cluster) Restart(i int) error {
+	if err := c.startNode(i); err != nil {
+		return err
+	}
+	if !c.nodes[i].Server().ReadyForConnections(time.Minute) {
+		return fmt.Errorf("natscluster: node %d not ready after restart", i)
+	}
+	return nil
+}
+
+// Close stops every node.
+func (c *Cluster) Close() {
+	for i := range c.nodes {
+		c.Stop(i)
+	}
+}
