@@ -49,7 +49,7 @@ func Permissions(s topics.Scheme, p broker.Principal, group string) (pub, sub []
 		}
 	case topics.RoleAdmin:
 		pub = []string{root + ".>"}
-		sub = []string{root + ".>"}
+		sub = []string{root + ".>", natsbus.PartitionPrefix + ">"}
 	}
 	return pub, sub
 }
