@@ -24,6 +24,10 @@ type Config struct {
 	// BrokerURL is the MQTT broker, e.g. "tcp://127.0.0.1:1883" or "ssl://broker:8883"
 	// (schemes tcp, mqtt, ssl, tls, mqtts, ws, wss). Required.
 	BrokerURL string
+	// FailoverURLs are further nodes of a clustered broker (a NATS cluster's MQTT
+	// gateways): every connection attempt tries BrokerURL, then these in order, so the
+	// device moves to a surviving node when its node dies. Optional.
+	FailoverURLs []string
 	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's defaults.
 	TLS *tls.Config
 
@@ -90,6 +94,11 @@ func (c Config) withDefaults() (Config, error) {
 	err := mqttclient.CheckURL("BrokerURL", c.BrokerURL)
 	if err != nil {
 		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	for i, u := range c.FailoverURLs {
+		if err := mqttclient.CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	if err := deviceid.Validate(c.DeviceID); err != nil {
 		return c, configErr("DeviceID: %v", err)

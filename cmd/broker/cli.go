@@ -184,13 +184,18 @@ func (c *fleetKeyCmd) Run(e *env) error {
 
 type deviceKeyCmd struct {
 	FleetKeyFile string `name:"fleet-key-file" required:"" help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE"`
-	DeviceID     string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9._-])."`
+	DeviceID     string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9_-]; '.' only with --allow-dot)."`
 	Out          string `help:"Write the device key to this file (0600) instead of printing it." placeholder:"FILE"`
 	Password     bool   `help:"Print the device's MQTT password for the current time instead of its key (for mosquitto_pub and the like)."`
+	AllowDot     bool   `name:"allow-dot" help:"Accept a device ID with '.', for fleets on the mochi broker only (a NATS cluster refuses it)."`
 }
 
 func (c *deviceKeyCmd) Run(e *env) error {
-	if err := deviceid.Validate(c.DeviceID); err != nil {
+	validate := deviceid.ValidatePortable
+	if c.AllowDot {
+		validate = deviceid.Validate
+	}
+	if err := validate(c.DeviceID); err != nil {
 		return cli.Usage(err)
 	}
 	fleet, err := identity.LoadKey(c.FleetKeyFile)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"path/filepath"
@@ -490,7 +491,7 @@ func (s *Stack) Close() error {
 }
 
 // DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
-// URL, the topic scheme, the device key derived from the fleet key and a state directory
+// URL (on NATS, a node chosen by the device ID, the others as FailoverURLs), the topic scheme, the device key derived from the fleet key and a state directory
 // {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
 // sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
 func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
@@ -498,13 +499,21 @@ func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
 	if deviceid.Valid(deviceID) { // never a path outside devices/
 		state = filepath.Join(s.dir, devicesDir, deviceID)
 	}
+	urls := s.BrokerURLs()
+	if len(urls) > 1 { // spread devices over the NATS nodes, the others as failover
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(deviceID))
+		i := int(h.Sum32() % uint32(len(urls)))
+		urls = append(urls[i:], urls[:i]...)
+	}
 	return devicekit.Config{
-		BrokerURL: s.BrokerURL(),
-		DeviceID:  deviceID,
-		DeviceKey: s.DeviceKey(deviceID),
-		StateDir:  state,
-		Topics:    s.scheme,
-		Logger:    s.log.With().Str("component", "devicekit").Logger(),
+		BrokerURL:    urls[0],
+		FailoverURLs: urls[1:],
+		DeviceID:     deviceID,
+		DeviceKey:    s.DeviceKey(deviceID),
+		StateDir:     state,
+		Topics:       s.scheme,
+		Logger:       s.log.With().Str("component", "devicekit").Logger(),
 	}
 }
 
