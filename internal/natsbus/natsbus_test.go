@@ -49,14 +49,44 @@ func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	good := natsbus.Conn{URLs: []string{"nats://127.0.0.1:4222"}, Username: "u", Password: "p"}
 	bad := map[string]func() error{
-		"no URL":        func() error { c := good; c.URLs = nil; _, err := natsbus.NewWorkers(natsbus.WorkersConfig{Conn: c}); return err },
-		"http URL":      func() error { c := good; c.URLs = []string{"http://x"}; _, err := natsbus.NewStatus(natsbus.StatusConfig{Conn: c}); return err },
-		"no password":   func() error { c := good; c.Password = ""; _, err := natsbus.NewEvents(natsbus.EventsConfig{Conn: c}); return err },
-		"bad partition": func() error { _, err := natsbus.NewWorkers(natsbus.WorkersConfig{Conn: good, Partitions: 4, Owned: []int{4}}); return err },
-		"neg partition": func() error { _, err := natsbus.NewWorkers(natsbus.WorkersConfig{Conn: good, Partitions: -1}); return err },
-		"bad group":     func() error { _, err := natsbus.NewWorkers(natsbus.WorkersConfig{Conn: good, Group: "a/b"}); return err },
-		"bad durable":   func() error { _, err := natsbus.NewEvents(natsbus.EventsConfig{Conn: good, Durable: "a.b"}); return err },
-		"short ackwait": func() error { _, err := natsbus.NewEvents(natsbus.EventsConfig{Conn: good, AckWait: time.Millisecond}); return err },
+		"no URL": func() error {
+			c := good
+			c.URLs = nil
+			_, err := natsbus.NewWorkers(natsbus.WorkersConfig{Conn: c})
+			return err
+		},
+		"http URL": func() error {
+			c := good
+			c.URLs = []string{"http://x"}
+			_, err := natsbus.NewStatus(natsbus.StatusConfig{Conn: c})
+			return err
+		},
+		"no password": func() error {
+			c := good
+			c.Password = ""
+			_, err := natsbus.NewEvents(natsbus.EventsConfig{Conn: c})
+			return err
+		},
+		"bad partition": func() error {
+			_, err := natsbus.NewWorkers(natsbus.WorkersConfig{Conn: good, Partitions: 4, Owned: []int{4}})
+			return err
+		},
+		"neg partition": func() error {
+			_, err := natsbus.NewWorkers(natsbus.WorkersConfig{Conn: good, Partitions: -1})
+			return err
+		},
+		"bad group": func() error {
+			_, err := natsbus.NewWorkers(natsbus.WorkersConfig{Conn: good, Group: "a/b"})
+			return err
+		},
+		"bad durable": func() error {
+			_, err := natsbus.NewEvents(natsbus.EventsConfig{Conn: good, Durable: "a.b"})
+			return err
+		},
+		"short ackwait": func() error {
+			_, err := natsbus.NewEvents(natsbus.EventsConfig{Conn: good, AckWait: time.Millisecond})
+			return err
+		},
 	}
 	for name, f := range bad {
 		if err := f(); err == nil {
