@@ -62,7 +62,12 @@ type Config struct {
 	Bucket, Prefix                       string // default clipgatetest's: "clips", "clips/"
 	DeviceID                             string // the device written to device.yaml
 	Workers                              int    // token workers
-	Logger                               zerolog.Logger
+	// Engine is inproc.EngineMochi (default) or inproc.EngineNATS: a 3-node NATS
+	// JetStream cluster in the process (random loopback ports; MQTTAddr and HTTPAddr
+	// unused), with the auth callout, the workers as a queue group and the console on a
+	// JetStream durable consumer.
+	Engine string
+	Logger zerolog.Logger
 }
 
 // Devstack is a running development stack.
@@ -127,6 +132,7 @@ func Start(ctx context.Context, cfg Config) (*Devstack, error) {
 		Bucket:   cfg.Bucket,
 		Prefix:   cfg.Prefix,
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
+		Engine:       cfg.Engine,
 		Logger:       cfg.Logger,
 		BrokerConfig: func(b *broker.Config) { b.DataDir = filepath.Join(dir, "broker") },
 	})
@@ -186,7 +192,10 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	if d.Console != nil {
 		line("console", "%s   (password %s)", d.Console.URL(), d.Console.Password)
 	}
-	line("MQTT broker", "%s", s.BrokerURL())
+	line("MQTT broker", "%s", strings.Join(s.BrokerURLs(), " "))
+	if c := s.Cluster(); c != nil {
+		line("NATS cluster", "%s", strings.Join(c.ClientURLs(), " "))
+	}
 	if h := s.BrokerHTTPAddr(); h != "" {
 		line("broker health", "http://%s/healthcheck   statistics: http://%s/sys", h, h)
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/clipgate/clipgate/events"
+
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/natsauth"
 	"github.com/clipgate/clipgate/internal/natsbus"
@@ -145,4 +147,35 @@ func (s *Stack) natsWorkerTransport(n int) (*natsbus.Workers, error) {
 		Topics:     s.scheme,
 		Partitions: natscluster.DefaultPartitions,
 	})
+}
+
+// natsConsumer starts c on a JetStream durable consumer: group's, shared by the consumers
+// of that group, or one of its own when group is "".
+func (s *Stack) natsConsumer(ctx context.Context, c *Consumer, group string) (*Consumer, error) {
+	durable := group
+	if durable == "" {
+		durable = "inproc-" + mustHex(6)
+	}
+	src, err := s.EventsSource(durable, "inproc-"+mustHex(4))
+	if err != nil {
+		return nil, err
+	}
+	c.client = src
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	s.consumers[c] = struct{}{}
+	s.mu.Unlock()
+	err = src.Start(ctx, func(m events.Message) {
+		if c.onMessage(m.Topic(), m.Payload()) {
+			m.Ack()
+		}
+	})
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("clipgatetest: consumer: %w", err)
+	}
+	return c, nil
 }
