@@ -51,6 +51,7 @@ func (s *Stack) startNATS(ctx context.Context, b *broker.Broker) error {
 		CalloutUser: n.callout[0], CalloutPassword: n.callout[1],
 		SysUser: n.sys[0], SysPassword: n.sys[1],
 		Issuer: issuer,
+		Binary: s.opts.NATSBinary,
 	})
 	if err != nil {
 		return fmt.Errorf("clipgatetest: %w", err)

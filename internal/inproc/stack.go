@@ -80,6 +80,9 @@ type Options struct {
 	// NATS queue group. Consumer is MQTT-only; use EventsSource on NATS.
 	Engine    string
 	NATSNodes int
+	// NATSBinary, when set, runs each NATS node as a nats-server process of this
+	// executable (natscluster.Options.Binary), so that tests can SIGKILL one.
+	NATSBinary string
 	// Listen addresses; each defaults to "127.0.0.1:0" (a random loopback port).
 	OSSAddr, STSAddr, MQTTAddr, HTTPAddr string
 }

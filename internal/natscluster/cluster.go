@@ -7,17 +7,22 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"text/template"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/clipgate/clipgate/internal/natsbus"
 	"github.com/clipgate/clipgate/topics"
@@ -68,6 +73,11 @@ type Options struct {
 	CalloutUser, CalloutPassword string
 	SysUser, SysPassword         string
 	Issuer                       string
+	// Binary, when set, is a nats-server executable (go build
+	// github.com/nats-io/nats-server/v2): each node then runs as its own process, which
+	// Kill ends with SIGKILL. Leader queries (MetaLeader, StreamLeader) need in-process
+	// nodes.
+	Binary string
 }
 
 // Cluster is a running in-process cluster.
@@ -83,6 +93,8 @@ type Node struct {
 	File   string
 	mu     sync.Mutex
 	srv    *server.Server
+	proc   *exec.Cmd     // with Options.Binary
+	exited chan struct{} // closed when proc has been waited for
 }
 
 // Server returns the node's running server, or nil while it is down.
@@ -188,9 +200,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	for i := range nodes {
-		if !nodes[i].Server().ReadyForConnections(time.Minute) {
+		if err := c.ready(ctx, i); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("natscluster: node %s not ready", nodes[i].Config.Name)
+			return nil, err
 		}
 	}
 	if err := c.WaitMetaLeader(ctx); err != nil {
@@ -200,8 +212,37 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
+// ready waits until node i accepts connections.
+func (c *Cluster) ready(ctx context.Context, i int) error {
+	n := c.nodes[i]
+	if c.opts.Binary == "" {
+		if !n.Server().ReadyForConnections(time.Minute) {
+			return fmt.Errorf("natscluster: node %s not ready", n.Config.Name)
+		}
+		return nil
+	}
+	addr := net.JoinHostPort(n.Config.Host, strconv.Itoa(n.Config.Port))
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natscluster: node %s not ready: %w", n.Config.Name, ctx.Err())
+		case <-n.exited:
+			return fmt.Errorf("natscluster: node %s exited", n.Config.Name)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func (c *Cluster) startNode(i int) error {
 	n := c.nodes[i]
+	if c.opts.Binary != "" {
+		return c.startProcess(n)
+	}
 	so, err := server.ProcessConfigFile(n.File)
 	if err != nil {
 		return fmt.Errorf("natscluster: %s: %w", n.File, err)
@@ -242,8 +283,44 @@ func (c *Cluster) MQTTURLs() []string {
 
 // WaitMetaLeader waits until a running node is the JetStream meta leader.
 func (c *Cluster) WaitMetaLeader(ctx context.Context) error {
+	if c.opts.Binary != "" {
+		return c.waitMetaLeaderRemote(ctx)
+	}
 	_, err := c.waitFor(ctx, func(s *server.Server) bool { return s.JetStreamIsLeader() })
 	return err
+}
+
+// waitMetaLeaderRemote asks the nodes' system API (JSZ, as the system user) until one
+// names a meta leader.
+func (c *Cluster) waitMetaLeaderRemote(ctx context.Context) error {
+	nc, err := nats.Connect(strings.Join(c.ClientURLs(), ","), nats.UserInfo(c.opts.SysUser, c.opts.SysPassword),
+		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return fmt.Errorf("natscluster: %w", err)
+	}
+	defer nc.Close()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		msg, err := nc.RequestWithContext(rctx, "$SYS.REQ.SERVER.PING.JSZ", nil)
+		cancel()
+		if err == nil {
+			var resp struct {
+				Data struct {
+					Meta *struct {
+						Leader string `json:"leader"`
+					} `json:"meta_cluster"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(msg.Data, &resp) == nil && resp.Data.Meta != nil && resp.Data.Meta.Leader != "" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natscluster: no JetStream meta leader: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // MetaLeader returns the index of the node that is the JetStream meta leader.
@@ -271,16 +348,56 @@ func (c *Cluster) waitFor(ctx context.Context, ok func(*server.Server) bool) (in
 	}
 }
 
-// Stop shuts node i down (its clients' connections drop).
-func (c *Cluster) Stop(i int) {
+// startProcess runs the node as a nats-server process, its output in <name>.log.
+func (c *Cluster) startProcess(n *Node) error {
+	logf, err := os.OpenFile(filepath.Join(c.opts.Dir, n.Config.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("natscluster: %w", err)
+	}
+	cmd := exec.Command(c.opts.Binary, "-c", n.File)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("natscluster: starting %s: %w", n.Config.Name, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	n.mu.Lock()
+	n.proc, n.exited = cmd, exited
+	n.mu.Unlock()
+	return nil
+}
+
+// Stop shuts node i down (its clients' connections drop): Shutdown in process, SIGTERM
+// for a process.
+func (c *Cluster) Stop(i int) { c.stop(i, syscall.SIGTERM) }
+
+// Kill ends node i's process with SIGKILL: a hard crash, nothing flushed or said goodbye.
+// In-process nodes are shut down.
+func (c *Cluster) Kill(i int) { c.stop(i, syscall.SIGKILL) }
+
+func (c *Cluster) stop(i int, sig syscall.Signal) {
 	n := c.nodes[i]
 	n.mu.Lock()
-	s := n.srv
-	n.srv = nil
+	s, proc, exited := n.srv, n.proc, n.exited
+	n.srv, n.proc = nil, nil
 	n.mu.Unlock()
 	if s != nil {
 		s.Shutdown()
 		s.WaitForShutdown()
+	}
+	if proc != nil {
+		_ = proc.Process.Signal(sig)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = proc.Process.Kill()
+			<-exited
+		}
 	}
 }
 
@@ -289,10 +406,9 @@ func (c *Cluster) Restart(i int) error {
 	if err := c.startNode(i); err != nil {
 		return err
 	}
-	if !c.nodes[i].Server().ReadyForConnections(time.Minute) {
-		return fmt.Errorf("natscluster: node %d not ready after restart", i)
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return c.ready(ctx, i)
 }
 
 // Close stops every node.

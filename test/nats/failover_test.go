@@ -2,9 +2,6 @@ package nats_test
 
 import (
 	"context"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,70 +45,24 @@ func TestFailoverWhileUploading(t *testing.T) {
 	cl := s.Cluster()
 
 	const devices = 20
-	var (
-		mu    sync.Mutex
-		keys  []string
-		done  atomic.Int64
-		stop  = make(chan struct{})
-		wg    sync.WaitGroup
-		names = make([]string, devices)
-	)
-	for i := range devices {
-		names[i] = deviceName(i)
-		kit := newKit(t, ctx, s, names[i])
-		dir := t.TempDir()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				p := writeClip(t, dir, fmt.Sprintf("c%04d.mp4", n), 2<<10)
-				uctx, ucancel := context.WithTimeout(ctx, time.Minute)
-				ev, err := kit.Upload(uctx, devicekit.Clip{Path: p, RecordedAt: recorded})
-				ucancel()
-				if err != nil {
-					// An upload cut by the failover: its clip may or may not be stored; it
-					// is not counted, and the next one goes on.
-					t.Logf("%s: upload %d: %v", names[i], n, err)
-					continue
-				}
-				mu.Lock()
-				keys = append(keys, ev.Key)
-				mu.Unlock()
-				done.Add(1)
-			}
-		}()
+	f := startFleet(t, ctx, s, devices)
+	f.progress("start", devices)
+	if f.onNode(s, 0) == 0 {
+		t.Fatal("no device connects to node 0 first")
 	}
-	// progress waits until n more uploads have completed.
-	progress := func(what string, n int64) {
-		t.Helper()
-		target := done.Load() + n
-		for done.Load() < target {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s: uploads stalled at %d, want %d", what, done.Load(), target)
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}
-	progress("start", devices)
 
 	kill := func(what string, i int) {
 		t.Helper()
-		t.Logf("stopping node %d (%s) after %d uploads", i, what, done.Load())
+		t.Logf("stopping node %d (%s) after %d uploads", i, what, f.done.Load())
 		cl.Stop(i)
-		progress(what+" down", devices)
+		f.progress(what+" down", devices)
 		if err := cl.Restart(i); err != nil {
 			t.Fatal(err)
 		}
 		if err := cl.WaitMetaLeader(ctx); err != nil {
 			t.Fatal(err)
 		}
-		progress(what+" back", devices)
+		f.progress(what+" back", devices)
 	}
 	i, err := cl.StreamLeader(ctx, "APP", "$MQTT_msgs")
 	if err != nil {
@@ -125,23 +76,5 @@ func TestFailoverWhileUploading(t *testing.T) {
 	// Devices are spread over the nodes by ID (DeviceConfig): node 0 has some.
 	kill("a node with devices", 0)
 
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("%d uploads acknowledged", len(keys))
-	waitIndexed(t, ctx, db, keys)
-	total := 0
-	for _, d := range names {
-		total += countClips(t, ctx, db, d)
-	}
-	// Uploads cut by a failover may have stored their clip and sent their event: the
-	// index may hold more clips than the acknowledged uploads, never fewer. Each of them
-	// was handled once (later deliveries are duplicates).
-	if total < len(keys) {
-		t.Fatalf("%d clips indexed, %d uploads acknowledged", total, len(keys))
-	}
-	if h := c.Stats().Consumer.Handled; h != int64(total) {
-		t.Fatalf("the consumer handled %d events for %d indexed clips", h, total)
-	}
+	f.check(c, db)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,3 +122,110 @@ func countClips(t *testing.T, ctx context.Context, db *console.DB, device string
 }
 
 func deviceName(i int) string { return fmt.Sprintf("cam-%02d", i) }
+
+// fleet is devices uploading small clips in a loop until stopped.
+type fleet struct {
+	t     *testing.T
+	ctx   context.Context
+	names []string
+	mu    sync.Mutex
+	keys  []string // of the uploads the kit reported done
+	done  atomic.Int64
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func startFleet(t *testing.T, ctx context.Context, s *inproc.Stack, devices int) *fleet {
+	f := &fleet{t: t, ctx: ctx, stop: make(chan struct{})}
+	for i := range devices {
+		name := deviceName(i)
+		f.names = append(f.names, name)
+		kit := newKit(t, ctx, s, name)
+		dir := t.TempDir()
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-f.stop:
+					return
+				default:
+				}
+				p := writeClip(t, dir, fmt.Sprintf("c%04d.mp4", n), 2<<10)
+				uctx, cancel := context.WithTimeout(ctx, time.Minute)
+				ev, err := kit.Upload(uctx, devicekit.Clip{Path: p, RecordedAt: recorded})
+				cancel()
+				if err != nil {
+					// An upload cut by the failover: its clip may or may not be stored; it
+					// is not counted, and the next one goes on.
+					t.Logf("%s: upload %d: %v", name, n, err)
+					continue
+				}
+				f.mu.Lock()
+				f.keys = append(f.keys, ev.Key)
+				f.mu.Unlock()
+				f.done.Add(1)
+			}
+		}()
+	}
+	t.Cleanup(f.halt)
+	return f
+}
+
+func (f *fleet) halt() {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	f.wg.Wait()
+}
+
+// progress waits until n more uploads have completed.
+func (f *fleet) progress(what string, n int64) {
+	f.t.Helper()
+	target := f.done.Load() + n
+	for f.done.Load() < target {
+		select {
+		case <-f.ctx.Done():
+			f.t.Fatalf("%s: uploads stalled at %d, want %d", what, f.done.Load(), target)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// check stops the uploads and checks the index: every upload the kits reported done is
+// indexed, and the consumer handled each indexed clip once.
+func (f *fleet) check(c *console.Console, db *console.DB) {
+	t := f.t
+	t.Helper()
+	f.halt()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t.Logf("%d uploads acknowledged", len(f.keys))
+	waitIndexed(t, f.ctx, db, f.keys)
+	total := 0
+	for _, d := range f.names {
+		total += countClips(t, f.ctx, db, d)
+	}
+	// Uploads cut by a failover may have stored their clip and sent their event: the
+	// index may hold more clips than the acknowledged uploads, never fewer. Each of them
+	// was handled once (later deliveries are duplicates).
+	if total < len(f.keys) {
+		t.Fatalf("%d clips indexed, %d uploads acknowledged", total, len(f.keys))
+	}
+	if h := c.Stats().Consumer.Handled; h != int64(total) {
+		t.Fatalf("the consumer handled %d events for %d indexed clips", h, total)
+	}
+}
+
+// onNode counts the fleet's devices whose first broker URL is node i's.
+func (f *fleet) onNode(s *inproc.Stack, i int) int {
+	n := 0
+	for _, d := range f.names {
+		if s.DeviceConfig(d).BrokerURL == s.Cluster().Nodes()[i].MQTTURL() {
+			n++
+		}
+	}
+	return n
+}
