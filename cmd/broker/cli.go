@@ -18,6 +18,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/natsauth"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -41,6 +42,8 @@ var spec = cli.Spec{
 		"defaultDeviceRate":       strconv.Itoa(broker.DefaultDeviceRate),
 		"defaultDeviceBurst":      strconv.Itoa(broker.DefaultDeviceBurst),
 		"defaultWorkerRouting":    broker.WorkerRoutingRoundRobin,
+		"defaultNATSAccount":      natsauth.DefaultAccount,
+		"defaultGroup":            topics.DefaultWorkerGroup,
 	},
 }
 
@@ -52,6 +55,8 @@ type CLI struct {
 	Serve        serveCmd        `cmd:"" help:"Run the MQTT broker."`
 	FleetKey     fleetKeyCmd     `cmd:"" name:"fleet-key" help:"Create a new fleet key file (mode 0600)."`
 	DeviceKey    deviceKeyCmd    `cmd:"" name:"device-key" help:"Derive a device's key (and optionally its current MQTT password) from the fleet key."`
+	NATSCallout  natsCalloutCmd  `cmd:"" name:"nats-callout" help:"Run the auth callout of a NATS cluster: the broker's login decisions and ACL for devices and services connecting to NATS."`
+	NATSIssuer   natsIssuerCmd   `cmd:"" name:"nats-issuer" help:"Create the NATS auth callout's issuer (an account nkey seed) and print its public key."`
 	HashPassword hashPasswordCmd `cmd:"" name:"hash-password" help:"Read a service account password from stdin and print its bcrypt hash for the service accounts file."`
 }
 
