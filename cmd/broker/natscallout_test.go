@@ -82,7 +82,9 @@ func TestNATSCallout(t *testing.T) {
 		defer ccancel()
 		return c.Connect(cctx)
 	}
-	pw := func() string { return identity.MQTTPassword(identity.DeriveDeviceKey(fleet, "cam-1"), "cam-1", time.Now()) }
+	pw := func() string {
+		return identity.MQTTPassword(identity.DeriveDeviceKey(fleet, "cam-1"), "cam-1", time.Now())
+	}
 	// Until the callout has joined its queue group, logins are refused: try until admitted.
 	for err := connect(pw()); err != nil; err = connect(pw()) {
 		select {
