@@ -132,4 +132,29 @@ func figures(t *testing.T, engine string) {
 	elapsed = time.Since(start)
 	t.Logf("FIGURE %s uploads indexed: %d in %v = %.0f/s (upload, event, verify, index)", engine, len(keys), elapsed.Round(time.Millisecond), float64(len(keys))/elapsed.Seconds())
 	_ = c
+
+	// Node loss (NATS): stop node 0, then every device uploads one clip; the time until the
+	// last has its upload done (reconnect to another node, event acknowledged).
+	if cl := s.Cluster(); cl != nil {
+		onZero := 0
+		for i := range devices {
+			if s.DeviceConfig(deviceName(i)).BrokerURL == cl.Nodes()[0].MQTTURL() {
+				onZero++
+			}
+		}
+		start = time.Now()
+		cl.Stop(0)
+		for i := range devices {
+			wg.Add(1)
+			dir := t.TempDir()
+			go func() {
+				defer wg.Done()
+				if _, err := kits[i].Upload(ctx, devicekit.Clip{Path: writeClip(t, dir, "after.mp4", 2<<10), RecordedAt: recorded}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		t.Logf("FIGURE %s node stopped: all %d devices (%d of them on it) uploaded again within %v", engine, devices, onZero, time.Since(start).Round(time.Millisecond))
+	}
 }

@@ -15,11 +15,13 @@ import (
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/topics"
 )
 
 var recorded = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 
-// startConsole runs the console on the stack's JetStream durable consumer "console",
+// startConsole runs the console on the stack's JetStream durable consumer "console" (on
+// the mochi broker: its shared subscription),
 // indexing into a SQLite database in a temporary directory.
 func startConsole(t *testing.T, ctx context.Context, s *inproc.Stack) (*console.Console, *console.DB) {
 	t.Helper()
@@ -37,24 +39,28 @@ func startConsole(t *testing.T, ctx context.Context, s *inproc.Stack) (*console.
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs, err := s.EventsSource("console", "c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := s.StatusSource("c1-status")
-	if err != nil {
-		t.Fatal(err)
-	}
 	hash, err := identity.HashPassword("operator-password")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := console.New(console.Config{
-		Events: evs, Status: st,
+	cfg := console.Config{
 		Topics: s.Topics(), Bucket: bucket, Prefix: s.Prefix(), Store: db,
 		Addr: "127.0.0.1:0", PasswordHash: hash,
 		ReconcileInterval: 24 * time.Hour, // only events index here
-	})
+	}
+	if s.Cluster() != nil {
+		if cfg.Events, err = s.EventsSource("console", "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Status, err = s.StatusSource("c1-status"); err != nil {
+			t.Fatal(err)
+		}
+	} else { // the mochi broker, for side-by-side figures
+		cfg.BrokerURL = s.BrokerURL()
+		cfg.Username, cfg.Password = s.ServiceAccount(topics.RoleConsumer)
+		cfg.ClientID = cfg.Username + ":console"
+	}
+	c, err := console.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
