@@ -219,7 +219,7 @@ func (e *Events) Close() {
 		<-cc.Closed()
 	}
 	if nc != nil {
-		_ = nc.Flush()
+		_ = nc.FlushTimeout(time.Second) // the acknowledgements sent last
 		nc.Close()
 	}
 }

@@ -145,7 +145,7 @@ func (w *Workers) Close() {
 	nc := w.nc
 	w.mu.Unlock()
 	if nc != nil {
-		_ = nc.Flush()
+		_ = nc.FlushTimeout(time.Second) // the replies published last
 		nc.Close()
 	}
 }

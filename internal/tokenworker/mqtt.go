@@ -100,7 +100,11 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := tr.Start(ctx, w.onRequest); err != nil {
 		return fmt.Errorf("tokenworker: connecting to %s: %w", w.cfg.BrokerURL, err)
 	}
-	w.log.Info().Str("broker", w.cfg.BrokerURL).Str("filter", filter).Msg("token worker ready")
+	if w.cfg.Transport != nil {
+		w.log.Info().Str("transport", fmt.Sprintf("%T", tr)).Msg("token worker ready")
+	} else {
+		w.log.Info().Str("broker", w.cfg.BrokerURL).Str("filter", filter).Msg("token worker ready")
+	}
 	return nil
 }
 
