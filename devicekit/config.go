@@ -31,7 +31,8 @@ type Config struct {
 	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's defaults.
 	TLS *tls.Config
 
-	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]). It is the
+	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]; no '.' on a
+	// NATS cluster, whose MQTT gateway refuses it in client IDs). It is the
 	// MQTT client ID and username. Required.
 	DeviceID string
 	// DeviceKey is the device's 32-byte key; it signs MQTT passwords and auth requests and
