@@ -163,6 +163,7 @@ func (d *Devstack) writeDevice(id string) error {
 	}
 	d.Device = deviceconfig.File{
 		Broker:        dc.BrokerURL,
+		Failover:      dc.FailoverURLs,
 		DeviceID:      id,
 		DeviceKeyFile: keyPath,
 		StateDir:      dc.StateDir,
