@@ -26,6 +26,9 @@ var (
 	ErrNotConnected = errors.New("devicekit: not connected (call Connect first)")
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("devicekit: closed")
+	// ErrRefused is wrapped by Connect's error when the broker refused the login and
+	// Config.StopWhenRefused is set.
+	ErrRefused = mqttclient.ErrRefused
 )
 
 // Kit is a camera's connection to clipgate: it holds the MQTT session, the credentials
@@ -205,7 +208,7 @@ func (k *Kit) Connect(ctx context.Context) error {
 		ConnectTimeout: k.cfg.RequestTimeout,
 		KeepAlive:      30 * time.Second,
 		Backoff:        connectBackoff,
-		KeepTrying:     true, // a refused device may be let in again (revocation lifted)
+		KeepTrying:     !k.cfg.StopWhenRefused, // a refused device may be let in again (revocation lifted)
 		// QoS 0: a reply is part of a request the kit retries, and on a NATS cluster a QoS 1
 		// subscription is a replicated JetStream consumer per device (about 14 times the
 		// memory, a ninth of the connect rate; issue 13). A NATS cluster refuses
