@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -114,24 +115,52 @@ func (n *Node) MQTTURL() string {
 	return "tcp://" + net.JoinHostPort(n.Config.Host, strconv.Itoa(n.Config.MQTTPort))
 }
 
-// freePorts reserves n loopback ports by listening and closing.
+// freePorts finds n ports free on host, below the kernel's ephemeral range: the nodes
+// bind them after this returns, and a port from the ephemeral range could meanwhile be
+// taken by any outgoing connection of the machine (seen under parallel tests: a node
+// that never became ready).
 func freePorts(host string, n int) ([]int, error) {
+	lo, hi := 10000, ephemeralLow()
+	if hi-lo < 1000 {
+		lo, hi = 1024, 65535 // an unusual range: probe anywhere
+	}
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
 			l.Close()
 		}
 	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, errors.New("no free port found")
+		}
+		p := lo + rand.IntN(hi-lo)
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// ephemeralLow is the low end of Linux's ephemeral port range (32768 if unknown).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 // Configs renders the node configurations into opts.Dir, with free ports, without
@@ -188,6 +217,22 @@ func Configs(opts Options) ([]*Node, error) {
 // Start renders the configurations and starts every node; it returns once every node
 // accepts connections and the cluster has a JetStream meta leader, or ctx ends.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	// A port found free can still be taken before a node binds it; such a node never gets
+	// ready, and the cluster starts again on other ports.
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var c *Cluster
+		if c, err = start(ctx, opts); err == nil || ctx.Err() != nil || !errors.Is(err, errNotReady) {
+			return c, err
+		}
+	}
+	return nil, err
+}
+
+// errNotReady is a node that did not accept connections in time.
+var errNotReady = errors.New("node not ready")
+
+func start(ctx context.Context, opts Options) (*Cluster, error) {
 	nodes, err := Configs(opts)
 	if err != nil {
 		return nil, err
@@ -216,8 +261,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 func (c *Cluster) ready(ctx context.Context, i int) error {
 	n := c.nodes[i]
 	if c.opts.Binary == "" {
-		if !n.Server().ReadyForConnections(time.Minute) {
-			return fmt.Errorf("natscluster: node %s not ready", n.Config.Name)
+		if !n.Server().ReadyForConnections(20 * time.Second) {
+			return fmt.Errorf("natscluster: %s: %w", n.Config.Name, errNotReady)
 		}
 		return nil
 	}
@@ -232,7 +277,7 @@ func (c *Cluster) ready(ctx context.Context, i int) error {
 		case <-ctx.Done():
 			return fmt.Errorf("natscluster: node %s not ready: %w", n.Config.Name, ctx.Err())
 		case <-n.exited:
-			return fmt.Errorf("natscluster: node %s exited", n.Config.Name)
+			return fmt.Errorf("natscluster: %s exited: %w", n.Config.Name, errNotReady)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
