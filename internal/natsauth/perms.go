@@ -22,7 +22,9 @@ func Permissions(s topics.Scheme, p broker.Principal, group string) (pub, sub []
 			// gateway checks the permission (nats-server mqttParsePub).
 			natsbus.PartitionPrefix + "*." + req,
 			natsbus.Subject(s.Status(p.DeviceID)),
-			natsbus.Subject(s.Root() + "/devices/" + p.DeviceID + "/events/+"),
+		}
+		for _, name := range topics.EventNames() {
+			pub = append(pub, natsbus.Subject(s.Root()+"/devices/"+p.DeviceID+"/events/"+name))
 		}
 		sub = []string{natsbus.Subject(s.AuthReply(p.DeviceID))}
 	case topics.RoleTokenWorker:

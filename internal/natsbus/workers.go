@@ -139,6 +139,13 @@ func (w *Workers) Stop(ctx context.Context) error {
 	return nil
 }
 
+// Connected reports whether the NATS connection is up.
+func (w *Workers) Connected() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nc != nil && w.nc.IsConnected()
+}
+
 // Close disconnects.
 func (w *Workers) Close() {
 	w.mu.Lock()

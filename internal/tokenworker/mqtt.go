@@ -27,6 +27,8 @@ type Transport interface {
 	Publish(topic string, payload []byte) Token
 	// Stop stops the deliveries, so that other members of the group take new requests.
 	Stop(ctx context.Context) error
+	// Connected reports whether the transport is connected now.
+	Connected() bool
 	// Close disconnects.
 	Close()
 }
@@ -50,6 +52,7 @@ func (t mqttTransport) Publish(topic string, payload []byte) Token {
 
 func (t mqttTransport) Stop(ctx context.Context) error { return t.c.Unsubscribe(ctx) }
 func (t mqttTransport) Close()                         { t.c.Close() }
+func (t mqttTransport) Connected() bool                { return t.c.Connected() }
 
 // job is one request received over MQTT.
 type job struct {
