@@ -38,7 +38,7 @@ var Publish = map[string]Case{
 	"own reply":          {dev("auth/reply"), "-Y-Y"},
 	"other reply":        {otherDev("auth/reply"), "-Y-Y"},
 	"own upload event":   {dev("events/upload"), "Y--Y"},
-	"own other event":    {dev("events/motion"), "Y--Y"},
+	"own other event":    {dev("events/motion"), "---Y"}, // not an event name of the protocol
 	"other upload event": {otherDev("events/upload"), "---Y"},
 	"own status":         {dev("status"), "Y--Y"},
 	"other status":       {otherDev("status"), "---Y"},
