@@ -153,7 +153,7 @@ func TestGatewayInternalNames(t *testing.T) {
 	}
 
 	d := device(t, s, "cam-names")
-	topic := s.Topics().Root() + "/devices/cam-names/events/a.b"
+	topic := s.Topics().UploadEvent("cam-names")
 	publish(t, d, topic, "payload")
 	select {
 	case m := <-got:
