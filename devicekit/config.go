@@ -25,10 +25,15 @@ type Config struct {
 	// BrokerURL is the MQTT broker, e.g. "tcp://127.0.0.1:1883" or "ssl://broker:8883"
 	// (schemes tcp, mqtt, ssl, tls, mqtts, ws, wss). Required.
 	BrokerURL string
+	// FailoverURLs are further nodes of a clustered broker (a NATS cluster's MQTT
+	// gateways): every connection attempt tries BrokerURL, then these in order, so the
+	// device moves to a surviving node when its node dies. Optional.
+	FailoverURLs []string
 	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's defaults.
 	TLS *tls.Config
 
-	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]). It is the
+	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]; no '.' on a
+	// NATS cluster, whose MQTT gateway refuses it in client IDs). It is the
 	// MQTT client ID and username. Required.
 	DeviceID string
 	// DeviceKey is the device's 32-byte key; it signs MQTT passwords and auth requests and
@@ -108,6 +113,11 @@ func (c Config) withDefaults() (Config, error) {
 	err := mqttclient.CheckURL("BrokerURL", c.BrokerURL)
 	if err != nil {
 		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	for i, u := range c.FailoverURLs {
+		if err := mqttclient.CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	if err := deviceid.Validate(c.DeviceID); err != nil {
 		return c, configErr("DeviceID: %v", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/natsbus"
 	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
@@ -43,13 +45,16 @@ type CLI struct {
 	cli.Common
 	cli.Ops
 
-	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." default:"tcp://127.0.0.1:1883"`
-	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
-	Username     string `help:"Service account user name (role tokenworker)." default:"tokenworker"`
-	PasswordFile string `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
-	ClientID     string `help:"MQTT client ID, USERNAME:INSTANCE; with --workers N, suffixed -1..-N (default: USERNAME:<random>)."`
-	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
-	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
+	Broker         string   `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." default:"tcp://127.0.0.1:1883"`
+	BrokerCA       string   `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
+	Username       string   `help:"Service account user name (role tokenworker)." default:"tokenworker"`
+	PasswordFile   string   `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
+	ClientID       string   `help:"MQTT client ID, USERNAME:INSTANCE; with --workers N, suffixed -1..-N (default: USERNAME:<random>)."`
+	Group          string   `help:"Shared-subscription group (on NATS: the queue group)." default:"${defaultGroup}"`
+	NATS           []string `name:"nats" placeholder:"URL" help:"NATS cluster URLs (nats://, tls://; repeat or comma-separate): take requests as a NATS queue group instead of from the MQTT --broker."`
+	NATSPartitions int      `name:"nats-partitions" default:"16" help:"NATS: partitions of the cluster's auth-request mapping (0: no mapping)."`
+	NATSOwned      []int    `name:"nats-owned" placeholder:"P" help:"NATS: the partitions this process takes (default all); give each partition one process for one STS call per device and credential lifetime."`
+	TopicRoot      string   `help:"Topic root." default:"${defaultRoot}"`
 
 	FleetKeyFile       string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE" required:""`
 	RevocationsFile    string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
@@ -157,6 +162,23 @@ func (m *Main) Run(ctx context.Context) error {
 		c := cfg
 		if c.ClientID != "" && m.CLI.Workers > 1 {
 			c.ClientID += "-" + strconv.Itoa(i+1)
+		}
+		if len(m.CLI.NATS) > 0 {
+			name := c.ClientID
+			if name == "" {
+				name = c.Username + ":" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i+1) // USERNAME:INSTANCE
+			}
+			tr, err := natsbus.NewWorkers(natsbus.WorkersConfig{
+				Conn:       natsbus.Conn{URLs: m.CLI.NATS, Username: c.Username, Password: c.Password, Name: name, TLS: c.TLS, Logger: m.log},
+				Topics:     c.Topics,
+				Group:      c.Group,
+				Partitions: m.CLI.NATSPartitions,
+				Owned:      m.CLI.NATSOwned,
+			})
+			if err != nil {
+				return cli.Usage(err)
+			}
+			c.Transport = tr
 		}
 		w, err := tokenworker.New(c)
 		if err != nil {

@@ -57,6 +57,12 @@ type Config struct {
 	BrokerURL string
 	// TLS configures ssl:// and wss:// broker connections.
 	TLS *tls.Config
+	// Events and Status, when both set, carry the ingestion instead of MQTT connections to
+	// BrokerURL (which may then be empty; Username, Password, ClientID and Group are
+	// unused): for example a JetStream durable consumer and a core NATS subscription
+	// (internal/natsbus).
+	Events events.Source
+	Status StatusSource
 	// Username and Password are a service account with role "consumer".
 	Username, Password string
 	// ClientID is the events consumer's persistent session, "USERNAME:INSTANCE"; the
@@ -259,7 +265,10 @@ func (c *Config) validate() error {
 	if c.LoginRate < 0 || c.LoginBurst < 1 {
 		bad("LoginRate %v, LoginBurst %d: want positive", c.LoginRate, c.LoginBurst)
 	}
-	if c.BrokerURL != "" {
+	if (c.Events == nil) != (c.Status == nil) {
+		bad("Events and Status are set together")
+	}
+	if c.BrokerURL != "" && c.Events == nil {
 		if c.Username == "" || c.Password == "" {
 			bad("Username and Password (a service account with role consumer) are required with BrokerURL")
 		}

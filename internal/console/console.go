@@ -94,7 +94,7 @@ func New(cfg Config) (*Console, error) {
 	if _, err := openAPIDoc(); err != nil {
 		return nil, err
 	}
-	if cfg.BrokerURL != "" {
+	if cfg.BrokerURL != "" || cfg.Events != nil {
 		if err := c.newIngest(); err != nil {
 			return nil, err
 		}
@@ -125,6 +125,7 @@ func (c *Console) newIngest() error {
 	cfg := &c.cfg
 	var err error
 	c.consumer, err = events.NewConsumer(events.Config{
+		Source:      cfg.Events,
 		BrokerURL:   cfg.BrokerURL,
 		TLS:         cfg.TLS,
 		Username:    cfg.Username,

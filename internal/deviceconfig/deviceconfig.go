@@ -54,6 +54,9 @@ import (
 type File struct {
 	// Broker is the MQTT broker URL, e.g. "tcp://127.0.0.1:1883". Required.
 	Broker string `yaml:"broker,omitempty"`
+	// Failover are further nodes of a clustered broker (a NATS cluster's MQTT gateways),
+	// tried after Broker in order (devicekit.Config.FailoverURLs).
+	Failover []string `yaml:"failover,omitempty"`
 	// DeviceID is the camera's identity. Required.
 	DeviceID string `yaml:"device-id,omitempty"`
 	// DeviceKeyFile is the file holding the 32-byte device key (hex or base64), mode 0600.
@@ -128,6 +131,11 @@ func (f *File) check() error {
 	if f.Broker != "" {
 		if err := mqttclient.CheckURL("broker", f.Broker); err != nil {
 			return &FieldError{Field: "broker", Err: errors.Unwrap(err)} // FieldError names the field
+		}
+	}
+	for _, u := range f.Failover {
+		if err := mqttclient.CheckURL("failover", u); err != nil {
+			return &FieldError{Field: "failover", Err: errors.Unwrap(err)}
 		}
 	}
 	if f.DeviceID != "" {
@@ -246,6 +254,7 @@ func (f File) KitConfig() (devicekit.Config, error) {
 	}
 	c = devicekit.Config{
 		BrokerURL:          f.Broker,
+		FailoverURLs:       f.Failover,
 		DeviceID:           f.DeviceID,
 		DeviceKey:          key,
 		StateDir:           f.StateDir,

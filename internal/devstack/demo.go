@@ -88,7 +88,7 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 	s, err := inproc.Start(ctx, inproc.Options{
 		Dir: cfg.Dir, Workers: cfg.Workers, Bucket: cfg.Bucket, Prefix: cfg.Prefix,
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
-		Logger: cfg.Logger,
+		Engine: cfg.Engine, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err

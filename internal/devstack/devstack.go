@@ -63,6 +63,11 @@ type Config struct {
 	Bucket, Prefix                       string // default clipgatetest's: "clips", "clips/"
 	DeviceID                             string // the device written to device.yaml
 	Workers                              int    // token workers
+	// Engine is inproc.EngineMochi (default) or inproc.EngineNATS: a 3-node NATS
+	// JetStream cluster in the process (random loopback ports; MQTTAddr and HTTPAddr
+	// unused), with the auth callout, the workers as a queue group and the console on a
+	// JetStream durable consumer.
+	Engine string
 	// BcryptCost is the cost of the service account hashes; 0 means bcrypt.DefaultCost
 	// (10), as in production (issue 12.6). Tests lower it to bcrypt.MinCost: under the
 	// race detector on a loaded machine a cost-10 login outlasts the clients' timeouts.
@@ -140,6 +145,7 @@ func Start(ctx context.Context, cfg Config) (*Devstack, error) {
 		Bucket:   cfg.Bucket,
 		Prefix:   cfg.Prefix,
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
+		Engine:       cfg.Engine,
 		Logger:       cfg.Logger,
 		BrokerConfig: func(b *broker.Config) { b.DataDir = filepath.Join(dir, "broker") },
 		BcryptCost:   cfg.bcryptCost(),
@@ -171,6 +177,7 @@ func (d *Devstack) writeDevice(id string) error {
 	}
 	d.Device = deviceconfig.File{
 		Broker:        dc.BrokerURL,
+		Failover:      dc.FailoverURLs,
 		DeviceID:      id,
 		DeviceKeyFile: keyPath,
 		StateDir:      dc.StateDir,
@@ -200,7 +207,10 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	if d.Console != nil {
 		line("console", "%s   (log in as %s, password %s)", d.Console.URL(), console.DefaultAdminName, d.Console.Password)
 	}
-	line("MQTT broker", "%s", s.BrokerURL())
+	line("MQTT broker", "%s", strings.Join(s.BrokerURLs(), " "))
+	if c := s.Cluster(); c != nil {
+		line("NATS cluster", "%s", strings.Join(c.ClientURLs(), " "))
+	}
 	if h := s.BrokerHTTPAddr(); h != "" {
 		line("broker health", "http://%s/healthcheck   statistics: http://%s/sys", h, h)
 	}

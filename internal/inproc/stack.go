@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"path/filepath"
@@ -77,6 +78,15 @@ type Options struct {
 	// Logger receives every component's logs. The zero Logger discards them, unless the
 	// environment variable CLIPGATE_TEST_LOG is "1": then they go to stderr.
 	Logger zerolog.Logger
+	// Engine is EngineMochi (the default: the embedded mochi broker) or EngineNATS: a
+	// NATS JetStream cluster of NATSNodes nodes (default 3) in this process, with the auth
+	// callout (two instances deciding with the broker's code) and the token workers as a
+	// NATS queue group. Consumer is MQTT-only; use EventsSource on NATS.
+	Engine    string
+	NATSNodes int
+	// NATSBinary, when set, runs each NATS node as a nats-server process of this
+	// executable (natscluster.Options.Binary), so that tests can SIGKILL one.
+	NATSBinary string
 	// Listen addresses; each defaults to "127.0.0.1:0" (a random loopback port).
 	OSSAddr, STSAddr, MQTTAddr, HTTPAddr string
 }
@@ -97,6 +107,7 @@ type Stack struct {
 	wrevs    *identity.Revocations // the workers': revoked and wrevoked
 	cloud    *localcloud.Server
 	broker   *broker.Broker
+	nats     *natsStack // Engine "nats"
 	roleARN  string
 
 	mu        sync.Mutex
@@ -163,11 +174,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.opts.BrokerConfig != nil {
 		s.opts.BrokerConfig(&bcfg)
 	}
+	if s.opts.Engine == EngineNATS {
+		bcfg.HTTPAddr = "none" // the broker is never started: it only decides, for the callout
+	}
 	b, err := broker.New(bcfg)
 	if err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
-	if err := b.Start(); err != nil {
+	if s.opts.Engine == EngineNATS {
+		s.broker = b
+		if err := s.startNATS(ctx, b); err != nil {
+			return nil, err
+		}
+	} else if err := b.Start(); err != nil {
 		// A failed Start has already stopped what it started (and Close would stop it again).
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
@@ -211,6 +230,13 @@ func (s *Stack) applyDefaults() error {
 	}
 	if o.Bucket == "" {
 		o.Bucket = DefaultBucket
+	}
+	switch o.Engine {
+	case "":
+		o.Engine = EngineMochi
+	case EngineMochi, EngineNATS:
+	default:
+		return fmt.Errorf("clipgatetest: Engine %q: want %q or %q", o.Engine, EngineMochi, EngineNATS)
 	}
 	switch {
 	case o.NoPrefix && o.Prefix != "":
@@ -318,6 +344,11 @@ func (s *Stack) workerConfig(n int) tokenworker.Config {
 			Prefix:   s.prefix,
 		},
 		Logger: s.log, // the worker names itself and its client ID in its lines
+	}
+	if s.nats != nil {
+		if tr, err := s.natsWorkerTransport(n); err == nil {
+			cfg.Transport = tr
+		}
 	}
 	if s.opts.WorkerConfig != nil {
 		s.opts.WorkerConfig(&cfg)
@@ -450,6 +481,9 @@ func (s *Stack) Close() error {
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
 	}
+	if s.nats != nil {
+		s.nats.close()
+	}
 	if s.cloud != nil {
 		errs = append(errs, s.cloud.Close())
 	}
@@ -464,7 +498,7 @@ func (s *Stack) Close() error {
 }
 
 // DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
-// URL, the topic scheme, the device key derived from the fleet key and a state directory
+// URL (on NATS, a node chosen by the device ID, the others as FailoverURLs), the topic scheme, the device key derived from the fleet key and a state directory
 // {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
 // sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
 func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
@@ -472,13 +506,21 @@ func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
 	if deviceid.Valid(deviceID) { // never a path outside devices/
 		state = filepath.Join(s.dir, devicesDir, deviceID)
 	}
+	urls := s.BrokerURLs()
+	if len(urls) > 1 { // spread devices over the NATS nodes, the others as failover
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(deviceID))
+		i := int(h.Sum32() % uint32(len(urls)))
+		urls = append(urls[i:], urls[:i]...)
+	}
 	return devicekit.Config{
-		BrokerURL: s.BrokerURL(),
-		DeviceID:  deviceID,
-		DeviceKey: s.DeviceKey(deviceID),
-		StateDir:  state,
-		Topics:    s.scheme,
-		Logger:    s.log.With().Str("component", "devicekit").Logger(),
+		BrokerURL:    urls[0],
+		FailoverURLs: urls[1:],
+		DeviceID:     deviceID,
+		DeviceKey:    s.DeviceKey(deviceID),
+		StateDir:     state,
+		Topics:       s.scheme,
+		Logger:       s.log.With().Str("component", "devicekit").Logger(),
 	}
 }
 
@@ -578,8 +620,23 @@ func (s *Stack) Topics() topics.Scheme { return s.scheme }
 // RoleARN returns the ARN of the role the token workers assume.
 func (s *Stack) RoleARN() string { return s.roleARN }
 
-// BrokerURL returns the broker's MQTT URL, "tcp://127.0.0.1:PORT".
-func (s *Stack) BrokerURL() string { return "tcp://" + dialAddr(s.broker.Addr()) }
+// BrokerURL returns the broker's MQTT URL, "tcp://127.0.0.1:PORT" (on NATS, the first
+// node's).
+func (s *Stack) BrokerURL() string {
+	if s.nats != nil {
+		return s.nats.cluster.Nodes()[0].MQTTURL()
+	}
+	return "tcp://" + dialAddr(s.broker.Addr())
+}
+
+// BrokerURLs returns every MQTT URL devices may connect to: one per NATS node, or the
+// broker's.
+func (s *Stack) BrokerURLs() []string {
+	if s.nats != nil {
+		return s.nats.cluster.MQTTURLs()
+	}
+	return []string{s.BrokerURL()}
+}
 
 // BrokerHTTPAddr returns the address of the broker's health and statistics endpoint ("" if
 // BrokerConfig disabled it).

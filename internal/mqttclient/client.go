@@ -108,6 +108,10 @@ type Subscription struct {
 	QoS    byte
 	// Handler takes the subscription's messages; nil hands them to Config.DefaultHandler.
 	Handler Handler
+	// RetryRefused, when positive, is how long a subscription the broker refuses (SUBACK
+	// 0x80) is tried again, with backoff, before the refusal is reported: a NATS cluster
+	// refuses subscriptions while it elects a JetStream leader.
+	RetryRefused time.Duration
 }
 
 // Will is the message the broker publishes when the connection drops without a
@@ -123,6 +127,9 @@ type Will struct {
 type Config struct {
 	// BrokerURL is scheme://host:port (see CheckURL). Required.
 	BrokerURL string
+	// FailoverURLs are further nodes of a clustered broker (e.g. a NATS cluster's MQTT
+	// gateways): each connection attempt tries BrokerURL and then these, in order.
+	FailoverURLs []string
 	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's
 	// defaults. TLSFiles.Load makes one from PEM files.
 	TLS *tls.Config
@@ -191,6 +198,11 @@ type Config struct {
 
 // check validates c and fills in its defaults.
 func (c *Config) check() error {
+	for i, u := range c.FailoverURLs {
+		if err := CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
+			return err
+		}
+	}
 	if err := CheckURL("BrokerURL", c.BrokerURL); err != nil {
 		return err
 	}
@@ -276,6 +288,9 @@ func New(cfg Config) (*Client, error) {
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(c.onConnectionLost).
 		SetConnectionNotificationHandler(c.onNotification)
+	for _, u := range cfg.FailoverURLs {
+		opts.AddBroker(u)
+	}
 	if cfg.Credentials != nil {
 		opts.SetCredentialsProvider(cfg.Credentials) // called for every attempt
 	}
@@ -575,15 +590,23 @@ func (c *Client) subscribe(pc paho.Client) error {
 	return nil
 }
 
-// subscribeOne subscribes, trying again while the broker reports ErrPacketIDInUse.
+// subscribeOne subscribes, trying again while the broker reports ErrPacketIDInUse, or
+// refuses the subscription within its RetryRefused.
 func (c *Client) subscribeOne(pc paho.Client, s Subscription) error {
 	wait := 10 * time.Millisecond
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := c.subscribeOnce(pc, s)
-		if !errors.Is(err, ErrPacketIDInUse) || attempt == subscribeAttempts {
+		var refused *SubscribeError
+		switch {
+		case errors.As(err, &refused) && s.RetryRefused > 0 && time.Since(start) < s.RetryRefused && pc.IsConnectionOpen():
+			c.log.Info().Int("attempt", attempt).Str("filter", s.Filter).Msg("subscription refused; subscribing again")
+			wait = max(wait, 100*time.Millisecond)
+		case !errors.Is(err, ErrPacketIDInUse) || attempt == subscribeAttempts:
 			return err
+		default:
+			c.log.Debug().Int("attempt", attempt).Str("filter", s.Filter).Msg("subscription's packet identifier in use at the broker; subscribing again")
 		}
-		c.log.Debug().Int("attempt", attempt).Str("filter", s.Filter).Msg("subscription's packet identifier in use at the broker; subscribing again")
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -43,7 +43,11 @@ type STSConfig struct {
 
 // Config configures a Worker. Zero values take the documented defaults.
 type Config struct {
-	BrokerURL string      // tcp://127.0.0.1:1883 or ssl://...; required by Start only
+	BrokerURL string // tcp://127.0.0.1:1883 or ssl://...; required by Start without Transport
+	// Transport, when set, carries the requests and replies instead of the worker's own MQTT
+	// client (BrokerURL, TLS, Username, Password, ClientID and Group are then unused): for
+	// example a NATS queue group (internal/natsbus).
+	Transport Transport
 	TLS       *tls.Config // for ssl:// brokers
 	// Username and Password are the worker's service account (role tokenworker).
 	Username, Password string

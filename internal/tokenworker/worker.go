@@ -36,7 +36,6 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -57,7 +56,7 @@ type Worker struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	client  *mqttclient.Client
+	client  Transport
 	queue   chan job
 	runCtx  context.Context
 	cancel  context.CancelFunc
