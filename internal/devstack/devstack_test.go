@@ -51,8 +51,8 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	hashes := regexp.MustCompile(`\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}`).FindAll(accounts, -1)
-	if len(hashes) != 3 {
-		t.Fatalf("%d bcrypt hashes in the accounts file, want 3", len(hashes))
+	if len(hashes) != 4 { // token worker, consumer, admin, console
+		t.Fatalf("%d bcrypt hashes in the accounts file, want 4", len(hashes))
 	}
 	for _, h := range hashes {
 		if cost, err := bcrypt.Cost(h); err != nil || cost != bcrypt.MinCost {
