@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/nkeys"
 
@@ -75,8 +76,41 @@ func (s *Stack) startNATS(ctx context.Context, b *broker.Broker) error {
 		}
 		n.callouts = append(n.callouts, svc)
 	}
+	return n.waitCalloutInterest(ctx)
+}
+
+// waitCalloutInterest waits until every in-process node knows of the callout's
+// subscription. The instances subscribe through one node, and the interest reaches the
+// others over the routes a moment later; a device connecting to another node before that
+// was refused (no responder: the server closes the connection, EOF), seen in a full race
+// run of TestRevokedDeviceKickedAndRefused. Nodes run as processes (NATSBinary) are not
+// checked.
+func (n *natsStack) waitCalloutInterest(ctx context.Context) error {
+	for _, node := range n.cluster.Nodes() {
+		for {
+			srv := node.Server()
+			if srv == nil {
+				break
+			}
+			if acc, err := srv.LookupAccount(calloutAccount); err == nil && acc.SubscriptionInterest(calloutSubject) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("clipgatetest: auth callout not known to every NATS node: %w", ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
 	return nil
 }
+
+// calloutAccount and calloutSubject are where the nodes send auth requests: the callout
+// user's account in internal/natscluster's node configuration, and the server's subject.
+const (
+	calloutAccount = "AUTH"
+	calloutSubject = "$SYS.REQ.USER.AUTH"
+)
 
 func (n *natsStack) close() {
 	for _, c := range n.callouts {
