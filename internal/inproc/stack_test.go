@@ -518,6 +518,16 @@ func TestAccessorsAndClosed(t *testing.T) {
 	if _, err := devicekit.New(cfg); err == nil {
 		t.Error("devicekit accepted an invalid device ID")
 	}
+	// Without Restartable no part stops alone: the stack keeps serving.
+	if err := s.StopBroker(); err == nil {
+		t.Error("StopBroker without Restartable succeeded")
+	}
+	if err := s.StopCloud(); err == nil {
+		t.Error("StopCloud without Restartable succeeded")
+	}
+	if st := s.BrokerStats(); st.ClientsConnected < 1 {
+		t.Errorf("broker stats after the refused stops: %+v, want the worker connected", st)
+	}
 	consumer, err := s.Consumer(ctx, "")
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/faultnet"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -198,7 +199,7 @@ func (r *Result) Print(w io.Writer) {
 // run is the state of one soak run.
 type run struct {
 	cfg     Config
-	cluster *Cluster
+	cluster *inproc.Stack
 	proxies []*faultnet.Proxy // one per device, in front of the broker
 	start   time.Time
 	stopAt  time.Time // no new clip after this
@@ -533,7 +534,7 @@ func (r *run) fault(ctx context.Context, kind string) error {
 		// The replacement starts even if ctx ended: the drain needs workers.
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := c.StartWorker(sctx)
+		_, err := c.StartWorkerContext(sctx)
 		return err
 	case FaultPartition:
 		n := 1 + mrand.N(max(1, len(r.proxies)/2))
@@ -567,7 +568,7 @@ func (r *run) healAll(ctx context.Context) {
 	}
 	for len(r.cluster.RunningWorkers()) < r.cfg.Workers && ctx.Err() == nil {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := r.cluster.StartWorker(sctx)
+		_, err := r.cluster.StartWorkerContext(sctx)
 		cancel()
 		if err != nil {
 			r.noteErr(err)

@@ -13,14 +13,15 @@ import (
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/soak"
 	"github.com/clipgate/clipgate/topics"
 )
 
-// faultCluster starts a soak.Cluster (clipgate with parts that restart in place, each
+// faultCluster starts a soak cluster (a Restartable inproc stack: parts restart in place, each
 // behind a proxy that keeps its address) in a temporary directory, closed at the end.
-func faultCluster(t *testing.T, opts soak.ClusterOptions) *soak.Cluster {
+func faultCluster(t *testing.T, opts soak.ClusterOptions) *inproc.Stack {
 	t.Helper()
 	opts.Dir = t.TempDir()
 	c, err := soak.StartCluster(testContext(t, time.Minute), opts)
@@ -36,7 +37,7 @@ func faultCluster(t *testing.T, opts soak.ClusterOptions) *soak.Cluster {
 }
 
 // faultClusterKit starts a device kit on the cluster, closed at the end.
-func faultClusterKit(ctx context.Context, t *testing.T, c *soak.Cluster, id string, mod func(*devicekit.Config)) *devicekit.Kit {
+func faultClusterKit(ctx context.Context, t *testing.T, c *inproc.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
 	t.Helper()
 	cfg := c.DeviceConfig(id)
 	if mod != nil {
