@@ -4,19 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -86,26 +83,9 @@ func (tb *testBroker) restart() {
 func (tb *testBroker) url() string { return "tcp://" + tb.b.Addr() }
 
 func accountsFile(t *testing.T, dir string) string {
-	t.Helper()
-	s := "accounts:\n"
-	for _, a := range []struct {
-		user, password string
-		role           topics.Role
-	}{
-		{consumerUser, consumerPassword, topics.RoleConsumer},
-		{adminUser, adminPassword, topics.RoleAdmin},
-	} {
-		h, err := bcrypt.GenerateFromPassword([]byte(a.password), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s += fmt.Sprintf("  - username: %s\n    passwordHash: %q\n    role: %s\n", a.user, h, a.role)
-	}
-	p := filepath.Join(dir, "accounts.yaml")
-	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testutil.AccountsFile(t, dir,
+		testutil.Account{User: consumerUser, Password: consumerPassword, Role: topics.RoleConsumer.String()},
+		testutil.Account{User: adminUser, Password: adminPassword, Role: topics.RoleAdmin.String()})
 }
 
 // consumerConfig is a clean-session consumer subscribed to every upload event, whose
