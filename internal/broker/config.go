@@ -199,10 +199,19 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// validate checks a Config whose defaults are applied.
+// validate checks a Config whose defaults are applied, and reports every problem.
 func (c *Config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c.validateListeners(bad)
+	c.validateKeys(bad)
+	c.validateLimits(bad)
+	c.validateRouting(bad)
+	return errors.Join(errs...)
+}
+
+// validateListeners checks that some MQTT listener is on, and the TLS files.
+func (c *Config) validateListeners(bad func(format string, args ...any)) {
 	if c.Addr == "none" && c.TLS.CertFile == "" {
 		bad("no MQTT listener: addr is \"none\" and no TLS certificate is set")
 	}
@@ -215,6 +224,10 @@ func (c *Config) validate() error {
 	if c.TLS.RequireClientCert && c.TLS.ClientCAFile == "" {
 		bad("tls: requireClientCert needs clientCAFile")
 	}
+}
+
+// validateKeys checks the topic root and the fleet key.
+func (c *Config) validateKeys(bad func(format string, args ...any)) {
 	if _, err := topics.New(c.TopicRoot); err != nil {
 		bad("topicRoot: %w", err)
 	}
@@ -224,6 +237,10 @@ func (c *Config) validate() error {
 	if c.FleetKey != nil && len(c.FleetKey) != identity.KeySize {
 		bad("fleet key: %w, got %d", identity.ErrKeySize, len(c.FleetKey))
 	}
+}
+
+// validateLimits checks the time windows, sizes and expiries.
+func (c *Config) validateLimits(bad func(format string, args ...any)) {
 	if c.PasswordWindow < time.Second {
 		bad("passwordWindow %v: at least 1s", c.PasswordWindow)
 	}
@@ -245,6 +262,10 @@ func (c *Config) validate() error {
 	if c.MessageExpiry < time.Second {
 		bad("messageExpiry %v: at least 1s", c.MessageExpiry)
 	}
+}
+
+// validateRouting checks the rate bursts, the worker routing and the EMQX endpoint.
+func (c *Config) validateRouting(bad func(format string, args ...any)) {
 	if c.DeviceRate > 0 && c.DeviceBurst < 1 {
 		bad("deviceBurst %d: at least 1", c.DeviceBurst)
 	}
@@ -257,5 +278,4 @@ func (c *Config) validate() error {
 	if c.EMQX.Enabled && c.HTTPAddr == "none" {
 		bad("emqx: enabled but httpAddr is \"none\"")
 	}
-	return errors.Join(errs...)
 }
