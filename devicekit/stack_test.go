@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"hash/crc64"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -365,10 +363,6 @@ func clipFile(t testing.TB, name string, n int) (string, []byte) {
 		t.Fatal(err)
 	}
 	return p, data
-}
-
-func crcOf(b []byte) string {
-	return strconv.FormatUint(crc64.Checksum(b, crc64.MakeTable(crc64.ECMA)), 10)
 }
 
 // dirEntries lists a state subdirectory.

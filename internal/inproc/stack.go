@@ -623,6 +623,26 @@ func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
 	}
 }
 
+// Kit starts a device kit for deviceID on the stack (DeviceConfig, adjusted by mod when
+// set), connects it within ctx and closes it when the test ends. It fails the test at
+// once on error.
+func (s *Stack) Kit(t testing.TB, ctx context.Context, deviceID string, mod func(*devicekit.Config)) *devicekit.Kit {
+	t.Helper()
+	cfg := s.DeviceConfig(deviceID)
+	if mod != nil {
+		mod(&cfg)
+	}
+	k, err := devicekit.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	if err := k.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // DeviceKey returns the key of deviceID, derived from the fleet key.
 func (s *Stack) DeviceKey(deviceID string) []byte {
 	return identity.DeriveDeviceKey(s.fleetKey, deviceID)
@@ -684,6 +704,21 @@ func (s *Stack) setRevoked(set map[string]bool, deviceID string, revoked bool) {
 func (s *Stack) OSSClient() (*oss.Client, error) {
 	return oss.New(s.OSSEndpoint(), s.keys.OSSAdmin.ID, s.keys.OSSAdmin.Secret,
 		oss.ForcePathStyle(true), oss.AuthVersion(oss.AuthV4), oss.Region(s.region))
+}
+
+// AdminBucket returns the bucket through OSSClient (the admin's full-access key), failing
+// the test at once on error.
+func (s *Stack) AdminBucket(t testing.TB) *oss.Bucket {
+	t.Helper()
+	c, err := s.OSSClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Bucket(s.opts.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // AdminKey returns the admin's long-term access key for the local OSS (any SDK).

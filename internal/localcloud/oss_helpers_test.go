@@ -5,14 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"hash/crc64"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -280,10 +278,6 @@ func randomBytes(t testing.TB, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func crcOf(b []byte) string {
-	return strconv.FormatUint(crc64.Checksum(b, crc64.MakeTable(crc64.ECMA)), 10)
 }
 
 func getAll(t *testing.T, b *oss.Bucket, key string, opts ...oss.Option) []byte {

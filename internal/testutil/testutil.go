@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"hash/crc64"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -80,3 +82,33 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// LogSignal is a log writer whose Seen channel is closed at the first line containing a
+// given string: a test waits for something a component logs.
+type LogSignal struct {
+	what []byte
+	once sync.Once
+	ch   chan struct{}
+}
+
+// NewLogSignal returns a LogSignal for lines containing what.
+func NewLogSignal(what string) *LogSignal {
+	return &LogSignal{what: []byte(what), ch: make(chan struct{})}
+}
+
+// Write closes Seen if p contains the string.
+func (l *LogSignal) Write(p []byte) (int, error) {
+	if bytes.Contains(p, l.what) {
+		l.once.Do(func() { close(l.ch) })
+	}
+	return len(p), nil
+}
+
+// Seen is closed once a line with the string was written.
+func (l *LogSignal) Seen() <-chan struct{} { return l.ch }
+
+var crcTable = crc64.MakeTable(crc64.ECMA)
+
+// CRC64 returns the CRC-64 (ECMA) of b in decimal, as OSS reports it
+// (x-oss-hash-crc64ecma) and upload events carry it.
+func CRC64(b []byte) string { return strconv.FormatUint(crc64.Checksum(b, crcTable), 10) }

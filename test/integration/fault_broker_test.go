@@ -36,24 +36,6 @@ func faultCluster(t *testing.T, opts soak.ClusterOptions) *inproc.Stack {
 	return c
 }
 
-// faultClusterKit starts a device kit on the cluster, closed at the end.
-func faultClusterKit(ctx context.Context, t *testing.T, c *inproc.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
-	t.Helper()
-	cfg := c.DeviceConfig(id)
-	if mod != nil {
-		mod(&cfg)
-	}
-	k, err := devicekit.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
-	if err := k.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // faultUploadSmall writes a small clip and uploads it; Upload must succeed.
 func faultUploadSmall(ctx context.Context, t *testing.T, k *devicekit.Kit, dir, name string, size int) *protocol.UploadEvent {
 	t.Helper()
@@ -107,7 +89,7 @@ func TestFaultBrokerRestartQueuedEvents(t *testing.T) {
 		return faultDirEntries(t, filepath.Join(c.DeviceConfig(fmt.Sprintf("cam-brk-%d", d)).StateDir, "outbox"))
 	}
 	for d := range devices {
-		kits[d] = faultClusterKit(ctx, t, c, fmt.Sprintf("cam-brk-%d", d), func(cfg *devicekit.Config) {
+		kits[d] = newKit(ctx, t, c, fmt.Sprintf("cam-brk-%d", d), func(cfg *devicekit.Config) {
 			cfg.RequestTimeout = 2 * time.Second // the wait for a PUBACK while the broker is down
 		})
 		want[d] = map[string]*protocol.UploadEvent{}
