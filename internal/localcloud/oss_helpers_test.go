@@ -312,21 +312,3 @@ func readAllClose(t *testing.T, rc io.ReadCloser) []byte {
 	}
 	return b
 }
-
-// ossSyncBuffer collects log lines written by concurrent handlers.
-type ossSyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *ossSyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *ossSyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -1,14 +1,11 @@
 package mqttclient_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
@@ -176,23 +173,3 @@ func (b *backoffs) count() int {
 	defer b.mu.Unlock()
 	return len(b.calls)
 }
-
-// logBuffer is a log writer safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() zerolog.Logger { return zerolog.New(l) }
