@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
@@ -60,6 +61,16 @@ type Config struct {
 	MultipartThreshold int64
 	// PartSize is the multipart part size. Default 1 MiB; 100 KiB to 5 GiB.
 	PartSize int64
+
+	// UploadRate caps the bytes per second the kit sends to OSS, all uploads together
+	// (puts, multipart parts and appends alike; see bandwidth.go): 0 means no cap, else
+	// at least MinUploadRate.
+	UploadRate int64
+	// UploadRates are daily exceptions to UploadRate: at any time the first profile
+	// whose window holds the local time of Now sets the cap (0 lifts it), else
+	// UploadRate does. For example 256 KiB/s by day and no cap from 22:00 to 06:00:
+	// UploadRate 256<<10, UploadRates {{Window{22h, 6h}, 0}}.
+	UploadRates []RateProfile
 
 	// Now is the device clock; nil means time.Now. The kit corrects it by the offset it
 	// learns from the server time in auth replies.
@@ -119,6 +130,7 @@ func (c *Config) applyDefaults() {
 	if c.MultipartThreshold == 0 {
 		c.MultipartThreshold = max(DefaultMultipartThreshold, c.PartSize)
 	}
+	c.UploadRates = slices.Clone(c.UploadRates) // the kit keeps its own
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -130,6 +142,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.validateLimits(); err != nil {
+		return err
+	}
+	if err := c.checkRates(); err != nil {
 		return err
 	}
 	if c.StateDir == "" {

@@ -102,12 +102,21 @@ func (e *spoolEnv) deviceEvents(device string) []*clipgate.UploadEvent {
 // arrival of each, in order.
 func (e *spoolEnv) waitEvents(device string, n int) []*clipgate.UploadEvent {
 	e.t.Helper()
-	var distinct []*clipgate.UploadEvent
-	eventually(e.t, func() bool {
-		distinct = e.distinctEvents(device)
-		return len(distinct) >= n
-	}, "%d events of %s (got %d)", n, device, len(distinct))
-	return distinct
+	deadline := time.Now().Add(testTimeout)
+	for {
+		distinct := e.distinctEvents(device)
+		if len(distinct) >= n {
+			return distinct
+		}
+		if time.Now().After(deadline) {
+			keys := make([]string, len(distinct))
+			for i, ev := range distinct {
+				keys[i] = ev.Key
+			}
+			e.t.Fatalf("timed out waiting for %d events of %s (got %d: %v)", n, device, len(distinct), keys)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // distinctEvents returns the device's events so far, first of each event ID, in order.
@@ -474,13 +483,22 @@ func TestSpoolUploadsInOrder(t *testing.T) {
 	for _, f := range files {
 		data[f.name] = writeFile(t, dir, f.name, 3000, f.mtime)
 	}
-	newSpool(t, k, devicekit.SpoolConfig{Dir: dir, Settle: 50 * time.Millisecond}).start(t)
+	r := newSpool(t, k, devicekit.SpoolConfig{Dir: dir, Settle: 50 * time.Millisecond}).start(t)
 	evs := e.waitEvents(device, len(files))
 	want := []string{"b-first.mp4", "c-second.mp4", "d-second.mp4", "a-third.mp4", "z-last.mp4"}
-	for i, ev := range evs {
-		if ev.Metadata["file"] != want[i] {
-			t.Fatalf("event %d is of %s, want %s (order %v)", i, ev.Metadata["file"], want[i], want)
+	// The order is the spool's (its outcomes come one at a time from its goroutine): the
+	// consumer's handlers run concurrently, so its arrival order may differ.
+	r.out.wait(t, devicekit.SpoolUploaded, "z-last.mp4")
+	uploaded := r.out.of(devicekit.SpoolUploaded)
+	for i, name := range want {
+		if i >= len(uploaded) || filepath.Base(uploaded[i].Path) != name {
+			t.Fatalf("upload %d is not of %s (want the order %v)", i, name, want)
 		}
+	}
+	slices.SortFunc(evs, func(a, b *clipgate.UploadEvent) int {
+		return slices.Index(want, a.Metadata["file"]) - slices.Index(want, b.Metadata["file"])
+	})
+	for i, ev := range evs {
 		e.checkUploaded(ev, device, want[i], want[i], data[want[i]])
 		for _, f := range files {
 			if f.name == want[i] && !ev.RecordedAt.Equal(f.mtime.UTC()) {

@@ -9,17 +9,21 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/libmetrics"
+	"github.com/clipgate/clipgate/internal/ops"
 )
 
 type watchCmd struct {
-	Dir          string        `arg:"" name:"DIR" help:"Spool directory the recorder writes clips into (it must exist)."`
-	Settle       time.Duration `default:"5s" help:"How long a file must keep its size and modification time to count as finished (a file renamed into place counts at once)."`
-	After        string        `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove (the default: the file is DELETED once it is stored and its event durable), or move into --done-dir."`
-	DoneDir      string        `help:"Where --after=move puts uploaded clips; on DIR's filesystem (default DIR/done)." placeholder:"DIR"`
-	MaxBytes     bytesize.Size `default:"0" help:"Drop the oldest clips, each announced with a failed event, while the spool holds more than this: bytes or a size such as 500MB or 2GiB; 0 for no bound." placeholder:"SIZE"`
-	MaxAge       time.Duration `default:"0s" help:"Drop clips older than this (by modification time), each announced with a failed event; 0 for no bound."`
-	PollInterval time.Duration `default:"2s" help:"Period of the directory scan that runs besides inotify."`
-	NoNotify     bool          `help:"Do not use inotify; rely on the scan alone (every clip then waits --settle)."`
+	cli.Ops
+	Dir          string                 `arg:"" name:"DIR" help:"Spool directory the recorder writes clips into (it must exist)."`
+	Settle       time.Duration          `default:"5s" help:"How long a file must keep its size and modification time to count as finished (a file renamed into place counts at once)."`
+	After        string                 `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove (the default: the file is DELETED once it is stored and its event durable), or move into --done-dir."`
+	DoneDir      string                 `help:"Where --after=move puts uploaded clips; on DIR's filesystem (default DIR/done)." placeholder:"DIR"`
+	MaxBytes     bytesize.Size          `default:"0" help:"Drop the oldest clips, each announced with a failed event, while the spool holds more than this: bytes or a size such as 500MB or 2GiB; 0 for no bound." placeholder:"SIZE"`
+	MaxAge       time.Duration          `default:"0s" help:"Drop clips older than this (by modification time), each announced with a failed event; 0 for no bound."`
+	PollInterval time.Duration          `default:"2s" help:"Period of the directory scan that runs besides inotify."`
+	NoNotify     bool                   `help:"Do not use inotify; rely on the scan alone (every clip then waits --settle)."`
+	Class        []devicekit.SpoolClass `sep:";" help:"Priority classes, highest first (repeat the flag or separate with ';'): NAME=MATCH[,MATCH...][@HH:MM-HH:MM,...], a MATCH ending in / being a subdirectory of DIR and any other a file name pattern; the windows (local time) are when the class may upload. Clips go in class order, oldest first within a class; --max-bytes drops the lowest class first. E.g. --class event=event/,evt-* --class continuous=continuous/@22:00-06:00." placeholder:"CLASS"`
 }
 
 // watch uploads the clips a recorder writes into the spool directory until ctx ends
@@ -45,6 +49,7 @@ func (m *Main) watch(ctx context.Context) error {
 		MaxAge:       w.MaxAge,
 		PollInterval: w.PollInterval,
 		NoNotify:     w.NoNotify,
+		Classes:      w.Class,
 		OnEvent:      m.watchLine,
 	}
 	// A usage error is told before the state directory is opened (another process of
@@ -64,6 +69,16 @@ func (m *Main) watch(ctx context.Context) error {
 	spool, err := devicekit.NewSpool(kit, sc)
 	if err != nil {
 		return cli.Usage(err)
+	}
+	reg := ops.NewRegistry("device")
+	reg.MustRegister(libmetrics.DeviceCollector(kit, spool))
+	opsSrv, err := ops.Serve(w.MetricsAddr, "device", reg, libmetrics.DeviceReady(kit))
+	if err != nil {
+		return cli.Usage(fmt.Errorf("--metrics-addr: %w", err))
+	}
+	defer opsSrv.Close()
+	if m.onOpsAddr != nil {
+		m.onOpsAddr(opsSrv.Addr())
 	}
 
 	cctx, stopConnecting := context.WithCancel(ctx)

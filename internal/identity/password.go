@@ -1,8 +1,10 @@
 package identity
 
 import (
+	"crypto/rand"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/clipgate/clipgate/internal/deviceid"
@@ -11,19 +13,28 @@ import (
 // DefaultPasswordWindow is how far the timestamp of an MQTT password may lie from the
 // broker's clock, either side, when VerifyMQTTPassword is given no window. It is generous on
 // purpose: a camera with a wrong clock must still be able to connect and learn the server
-// time from its first auth reply.
+// time from its first auth reply. Such a password is still good for one connection only
+// (the broker remembers the passwords it accepted, see PasswordReplayCache).
 const DefaultPasswordWindow = 24 * time.Hour
+
+// SyncedPasswordWindow is the window of a synced password (SyncedMQTTPassword): one made
+// by a device that has learned the server time, whose clock is then off by no more than
+// network delay and drift.
+const SyncedPasswordWindow = 5 * time.Minute
 
 const (
 	passwordPrefix = "v1."
 	passwordTag    = "clipgate-mqtt-v1\n"
+	syncedMark     = 's'
+	nonceBytes     = 12
+	nonceLen       = 16 // base64url of nonceBytes
 	maxUnixDigits  = 19 // int64 seconds
-	maxPasswordLen = len(passwordPrefix) + 1 + maxUnixDigits + 1 + sigLen
+	maxPasswordLen = len(passwordPrefix) + 2 + maxUnixDigits + 1 + nonceLen + 1 + sigLen
 )
 
 // Errors of VerifyMQTTPassword.
 var (
-	// ErrMalformedPassword: the password is not of the form v1.<unix seconds>.<mac>.
+	// ErrMalformedPassword: the password is not of the form v1.[s]<unix seconds>.<nonce>.<mac>.
 	ErrMalformedPassword = errors.New("malformed MQTT password")
 	// ErrBadPassword: the password is well-formed but not made with this device's key.
 	ErrBadPassword = errors.New("wrong MQTT password")
@@ -32,19 +43,43 @@ var (
 	ErrPasswordExpired = errors.New("MQTT password timestamp outside the accepted window")
 )
 
-// MQTTPassword returns the MQTT password of a device at time now:
-// "v1.<unix seconds>.<base64url(HMAC-SHA256(deviceKey, "clipgate-mqtt-v1\n"+deviceID+"\n"+unix))>".
+// MQTTPassword returns a fresh MQTT password of a device at time now, for a device that
+// does not know the server time (its clock may be far off):
+// "v1.<unix seconds>.<nonce>.<base64url(HMAC-SHA256(deviceKey, "clipgate-mqtt-v1\n"+deviceID+"\n"+<unix seconds>.<nonce>))>",
+// the nonce being 12 random bytes in base64url. Every call returns another password; the
+// broker accepts each one once, within DefaultPasswordWindow (or its configured window)
+// of its clock.
 func MQTTPassword(deviceKey []byte, deviceID string, now time.Time) string {
+	return mqttPassword(deviceKey, deviceID, now, false)
+}
+
+// SyncedMQTTPassword returns a fresh MQTT password of a device whose clock is corrected by
+// the server time (serverNow: the device's best guess of the broker's clock). It has the
+// form of MQTTPassword's with "s" before the timestamp, and the broker accepts it only
+// within SyncedPasswordWindow: a captured one is soon useless even to a broker that has
+// not seen it (one with another replay cache).
+func SyncedMQTTPassword(deviceKey []byte, deviceID string, serverNow time.Time) string {
+	return mqttPassword(deviceKey, deviceID, serverNow, true)
+}
+
+func mqttPassword(deviceKey []byte, deviceID string, now time.Time, synced bool) string {
+	var out [maxPasswordLen]byte
+	p := append(out[:0], passwordPrefix...)
+	if synced {
+		p = append(p, syncedMark)
+	}
+	p = strconv.AppendInt(p, now.Unix(), 10)
+	p = append(p, '.')
+	var nonce [nonceBytes]byte
+	_, _ = rand.Read(nonce[:]) // never fails (crypto/rand)
+	p = p[:len(p)+nonceLen]
+	sigEncoding.Encode(p[len(p)-nonceLen:], nonce[:])
+	body := p[len(passwordPrefix):]
 	m := getMAC()
-	var ts [maxUnixDigits + 1]byte
-	unix := strconv.AppendInt(ts[:0], now.Unix(), 10)
 	m.buf = append(m.buf[:0], passwordTag...)
 	m.buf = append(m.buf, deviceID...)
 	m.buf = append(m.buf, '\n')
-	m.buf = append(m.buf, unix...)
-	var out [maxPasswordLen]byte
-	p := append(out[:0], passwordPrefix...)
-	p = append(p, unix...)
+	m.buf = append(m.buf, body...)
 	p = append(p, '.')
 	p = p[:len(p)+sigLen]
 	sigEncoding.Encode(p[len(p)-sigLen:], m.mac(deviceKey, m.buf))
@@ -52,30 +87,65 @@ func MQTTPassword(deviceKey []byte, deviceID string, now time.Time) string {
 	return string(p)
 }
 
-// VerifyMQTTPassword checks a device's MQTT password against its key and the clock now.
-// The timestamp may lie up to window either side of now (window <= 0 means
-// DefaultPasswordWindow). It returns nil, or an error wrapping ErrMalformedPassword,
-// ErrBadPassword or ErrPasswordExpired; the MAC is checked before the time, so
-// ErrPasswordExpired always concerns a genuine password. It does not allocate on success.
-func VerifyMQTTPassword(deviceKey []byte, deviceID, password string, now time.Time, window time.Duration) error {
-	if len(password) > maxPasswordLen || len(password) < len(passwordPrefix) ||
-		password[:len(passwordPrefix)] != passwordPrefix {
-		return ErrMalformedPassword
+// PasswordStamp is what a device password says about itself.
+type PasswordStamp struct {
+	// Time is the password's timestamp.
+	Time time.Time
+	// Synced marks a SyncedMQTTPassword.
+	Synced bool
+	// Nonce is the password's "[s]<unix>.<nonce>" part, a substring of it: what makes it
+	// unique, and what the MAC covers besides the device ID.
+	Nonce string
+}
+
+// ParseMQTTPassword returns the stamp of a well-formed device password, or
+// ErrMalformedPassword. It does not check the MAC: use it on passwords that
+// VerifyMQTTPassword accepted. It does not allocate.
+func ParseMQTTPassword(password string) (PasswordStamp, error) {
+	if len(password) > maxPasswordLen || len(password) < len(passwordPrefix)+sigLen+1 ||
+		password[:len(passwordPrefix)] != passwordPrefix || password[len(password)-sigLen-1] != '.' {
+		return PasswordStamp{}, ErrMalformedPassword
 	}
-	rest := password[len(passwordPrefix):]
-	dot := -1
-	for i := 0; i < len(rest); i++ {
-		if rest[i] == '.' {
-			dot = i
-			break
+	body := password[len(passwordPrefix) : len(password)-sigLen-1]
+	dot := strings.IndexByte(body, '.')
+	if dot < 0 || len(body)-dot-1 != nonceLen || !base64url(body[dot+1:]) {
+		return PasswordStamp{}, ErrMalformedPassword
+	}
+	ts, synced := body[:dot], false
+	if len(ts) > 0 && ts[0] == syncedMark {
+		ts, synced = ts[1:], true
+	}
+	unix, ok := parseUnix(ts)
+	if !ok {
+		return PasswordStamp{}, ErrMalformedPassword
+	}
+	return PasswordStamp{Time: time.Unix(unix, 0), Synced: synced, Nonce: body}, nil
+}
+
+// base64url reports whether s is made of the unpadded base64url alphabet and is the
+// canonical encoding of its bytes (only for the lengths of nonces: 16 characters, 12
+// bytes, no partial group).
+func base64url(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
 		}
 	}
-	if dot < 0 || len(rest)-dot-1 != sigLen {
-		return ErrMalformedPassword
-	}
-	unix, ok := parseUnix(rest[:dot])
-	if !ok {
-		return ErrMalformedPassword
+	return len(s)%4 == 0
+}
+
+// VerifyMQTTPassword checks a device's MQTT password against its key and the clock now.
+// The timestamp may lie up to window either side of now (window <= 0 means
+// DefaultPasswordWindow), and a synced password's up to SyncedPasswordWindow when that is
+// narrower. It returns nil, or an error wrapping ErrMalformedPassword, ErrBadPassword or
+// ErrPasswordExpired; the MAC is checked before the time, so ErrPasswordExpired always
+// concerns a genuine password. It does not remember the password: the broker's
+// PasswordReplayCache refuses a second use. It does not allocate on success.
+func VerifyMQTTPassword(deviceKey []byte, deviceID, password string, now time.Time, window time.Duration) error {
+	st, err := ParseMQTTPassword(password)
+	if err != nil {
+		return err
 	}
 	if len(deviceKey) == 0 || !deviceid.Valid(deviceID) {
 		return ErrBadPassword
@@ -84,8 +154,8 @@ func VerifyMQTTPassword(deviceKey []byte, deviceID, password string, now time.Ti
 	m.buf = append(m.buf[:0], passwordTag...)
 	m.buf = append(m.buf, deviceID...)
 	m.buf = append(m.buf, '\n')
-	m.buf = append(m.buf, rest[:dot]...)
-	ok = m.equalSig(m.mac(deviceKey, m.buf), rest[dot+1:])
+	m.buf = append(m.buf, st.Nonce...)
+	ok := m.equalSig(m.mac(deviceKey, m.buf), password[len(password)-sigLen:])
 	putMAC(m)
 	if !ok {
 		return ErrBadPassword
@@ -93,8 +163,11 @@ func VerifyMQTTPassword(deviceKey []byte, deviceID, password string, now time.Ti
 	if window <= 0 {
 		window = DefaultPasswordWindow
 	}
+	if st.Synced {
+		window = min(window, SyncedPasswordWindow)
+	}
 	w := uint64(window / time.Second)
-	n := now.Unix()
+	n, unix := now.Unix(), st.Time.Unix()
 	// |unix - n| > w; the distance of two int64s always fits in a uint64.
 	if (unix < n && uint64(n)-uint64(unix) > w) || (unix > n && uint64(unix)-uint64(n) > w) {
 		return ErrPasswordExpired

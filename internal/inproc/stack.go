@@ -72,6 +72,10 @@ type Options struct {
 	WorkerConfig func(*tokenworker.Config)
 	// BrokerConfig, when set, adjusts the broker's configuration before it starts.
 	BrokerConfig func(*broker.Config)
+	// BcryptCost is the cost of the service account hashes; 0 means bcrypt's minimum, for
+	// tests, whose many service logins stay cheap. A stack people use (devstack) sets
+	// bcrypt.DefaultCost (10), as production must.
+	BcryptCost int
 	// Logger receives every component's logs. The zero Logger discards them, unless the
 	// environment variable CLIPGATE_TEST_LOG is "1": then they go to stderr.
 	Logger zerolog.Logger
@@ -151,7 +155,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.fleetKey, s.keys, err = loadOrCreateKeys(s.dir); err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
-	if s.accounts, err = writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys); err != nil {
+	if s.accounts, err = writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys, s.opts.BcryptCost); err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
 	s.revs, s.wrevs = identity.NewRevocations(), identity.NewRevocations()

@@ -1,8 +1,9 @@
 // Package tokenworker answers device auth requests: it checks who is asking (topic, strict
-// decoding, revocation, signature, clock, nonce, rate), builds the device's least-privilege
-// session policy, calls STS AssumeRole (RoleSessionName = device ID) or reuses the device's
-// still-valid credentials, and replies on the device's own reply topic, with the credentials
-// sealed to the device key by default.
+// decoding, revocation, signature, clock, nonce, rate, and for writes the upload quota of
+// Config.Quota), builds the device's least-privilege session policy, calls STS AssumeRole
+// (RoleSessionName = device ID) or reuses the device's still-valid credentials, and
+// replies on the device's own reply topic, with the credentials sealed to the device key
+// by default.
 //
 // Handle is the transport-free core. Start subscribes an MQTT client to the shared worker
 // group, so that any number of workers, in one process or many, share the requests; a
@@ -81,6 +82,9 @@ func New(cfg Config) (*Worker, error) {
 		devLimit: newDeviceLimiter(float64(c.DeviceRate), c.DeviceBurst, c.CacheSize),
 		creds:    newCredCache(c.CacheSize),
 		poolSize: 2 * c.MaxConcurrent,
+	}
+	if c.Metrics != nil {
+		c.Metrics.add(w)
 	}
 	return w, nil
 }
@@ -218,6 +222,13 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 		d.fail(protocol.CodeInvalid, 0, "malformed request: "+err.Error())
 		return nil, nil
 	}
+	if w.cfg.Quota != nil && (mode.Has(clipgate.ModeWrite) || mode.Has(clipgate.ModeAppend)) {
+		if reset := w.cfg.Quota(d.device, now); reset.After(now) {
+			wait := min(reset.Sub(now), time.Duration(protocol.MaxRetryAfterMs)*time.Millisecond)
+			d.fail(protocol.CodeQuotaExceeded, wait, "this device used its upload quota until "+reset.UTC().Format(time.RFC3339)+"; keep the clips and retry after retryAfterMs")
+			return nil, nil
+		}
+	}
 	ck := credKey{device: d.device, mode: string(req.Mode)}
 	if w.cfg.ReuseMargin >= 0 {
 		if cr, ok := w.creds.get(ck, now.Add(w.cfg.ReuseMargin)); ok {
@@ -310,7 +321,11 @@ func (w *Worker) callSTS(ctx context.Context, client *sts.Client, ck credKey, po
 	w.ctr.stsCalls.Add(1)
 	call := func() (*protocol.Credentials, error) {
 		defer w.sts.release(client)
+		start := time.Now()
 		cr, err := w.sts.assumeRole(client, ck.device, pol)
+		if w.cfg.Metrics != nil {
+			w.cfg.Metrics.observeSTS(time.Since(start), err)
+		}
 		if err == nil && w.cfg.ReuseMargin >= 0 {
 			w.creds.put(ck, *cr, w.cfg.Now().Add(w.cfg.ReuseMargin))
 		}
