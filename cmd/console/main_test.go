@@ -174,23 +174,23 @@ func TestConfigErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"no hash":             {env: secrets(envOSSSecret, "secret", envPassword, "pw"), want: "hash (make one with 'broker hash-password') is required"},
-		"both hashes":         {args: []string{"--password-hash-file", hashFile}, env: secretEnv, want: "not both"},
-		"readable hash file":  {args: []string{"--password-hash-file", openHashFile}, env: secrets(envOSSSecret, "secret", envPassword, "pw"), want: "chmod 600"},
-		"no OSS secret":       {env: secrets(envPassword, "pw", envPasswordHash, hash), want: "OSS access key secret is required"},
-		"empty OSS secret":    {env: secrets(envOSSSecret, "", envPassword, "pw", envPasswordHash, hash), want: "is empty"},
-		"secret twice":        {args: []string{"--oss-access-key-secret-file", hashFile}, env: secretEnv, want: "not both"},
-		"no broker password":  {env: secrets(envOSSSecret, "s", envPasswordHash, hash), want: "broker password is required"},
-		"bad endpoint":        {args: []string{"--oss-endpoint", "ftp://x"}, env: secretEnv, want: "--oss-endpoint"},
-		"endpoint with path":  {args: []string{"--oss-endpoint", "http://127.0.0.1:1/x"}, env: secretEnv, want: "--oss-endpoint"},
-		"tls cert alone":      {args: []string{"--tls-cert", hashFile}, env: secretEnv, want: "go together"},
-		"tls garbage":         {args: []string{"--tls-cert", hashFile, "--tls-key", hashFile}, env: secretEnv, want: "--tls-cert"},
-		"bad topic root":      {args: []string{"--topic-root", "a/+/b"}, env: secretEnv, want: "--topic-root"},
-		"bad concurrency":     {args: []string{"--concurrency", "0"}, env: secretEnv, want: "--concurrency"},
-		"not a bcrypt hash":   {args: []string{"--broker", ""}, env: secrets(envOSSSecret, "secret", envPasswordHash, "plaintext"), want: "not a bcrypt hash"},
-		"bad prefix":          {args: []string{"--oss-prefix", "../x/", "--broker", ""}, env: secretEnv, want: "Prefix"},
-		"broker CA not found": {args: []string{"--broker-ca", "/nonexistent/ca.pem"}, env: secretEnv, want: "--broker-ca"},
-		"negative timeout":    {args: []string{"--connect-timeout=-1s"}, env: secretEnv, want: "--connect-timeout"},
+		"no hash, no operator": {args: []string{"--broker", ""}, env: secrets(envOSSSecret, "secret"), want: "no operator can log in"},
+		"both hashes":          {args: []string{"--password-hash-file", hashFile}, env: secretEnv, want: "not both"},
+		"readable hash file":   {args: []string{"--password-hash-file", openHashFile}, env: secrets(envOSSSecret, "secret", envPassword, "pw"), want: "chmod 600"},
+		"no OSS secret":        {env: secrets(envPassword, "pw", envPasswordHash, hash), want: "OSS access key secret is required"},
+		"empty OSS secret":     {env: secrets(envOSSSecret, "", envPassword, "pw", envPasswordHash, hash), want: "is empty"},
+		"secret twice":         {args: []string{"--oss-access-key-secret-file", hashFile}, env: secretEnv, want: "not both"},
+		"no broker password":   {env: secrets(envOSSSecret, "s", envPasswordHash, hash), want: "broker password is required"},
+		"bad endpoint":         {args: []string{"--oss-endpoint", "ftp://x"}, env: secretEnv, want: "--oss-endpoint"},
+		"endpoint with path":   {args: []string{"--oss-endpoint", "http://127.0.0.1:1/x"}, env: secretEnv, want: "--oss-endpoint"},
+		"tls cert alone":       {args: []string{"--tls-cert", hashFile}, env: secretEnv, want: "go together"},
+		"tls garbage":          {args: []string{"--tls-cert", hashFile, "--tls-key", hashFile}, env: secretEnv, want: "--tls-cert"},
+		"bad topic root":       {args: []string{"--topic-root", "a/+/b"}, env: secretEnv, want: "--topic-root"},
+		"bad concurrency":      {args: []string{"--concurrency", "0"}, env: secretEnv, want: "--concurrency"},
+		"not a bcrypt hash":    {args: []string{"--broker", ""}, env: secrets(envOSSSecret, "secret", envPasswordHash, "plaintext"), want: "not a bcrypt hash"},
+		"bad prefix":           {args: []string{"--oss-prefix", "../x/", "--broker", ""}, env: secretEnv, want: "Prefix"},
+		"broker CA not found":  {args: []string{"--broker-ca", "/nonexistent/ca.pem"}, env: secretEnv, want: "--broker-ca"},
+		"negative timeout":     {args: []string{"--connect-timeout=-1s"}, env: secretEnv, want: "--connect-timeout"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, _ := newTestMain(tc.env)
@@ -291,7 +291,7 @@ func TestRun(t *testing.T) {
 	}
 	var s struct{ CSRF string }
 	call("GET", "/api/session", "", nil, &s)
-	if status := call("POST", "/api/login", s.CSRF, map[string]string{"password": "operator pw"}, &s); status != 200 {
+	if status := call("POST", "/api/login", s.CSRF, map[string]string{"name": "admin", "password": "operator pw"}, &s); status != 200 {
 		t.Fatalf("login: %d", status)
 	}
 	deadline := time.Now().Add(time.Minute)
@@ -314,7 +314,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("revoke: %d", status)
 	}
 	text, err := os.ReadFile(revFile)
-	if err != nil || !strings.Contains(string(text), "\ncam-01\n") {
+	if err != nil || !strings.Contains(string(text), "\ncam-01 2") {
 		t.Fatalf("revocation file: %q, %v", text, err)
 	}
 	if err := m.Close(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/console"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/policy"
@@ -35,6 +36,9 @@ var spec = cli.Spec{
 		"defaultReconcile": events.DefaultReconcileInterval.String(),
 		"defaultMinAge":    events.DefaultMinAge.String(),
 		"defaultPrefix":    policy.DefaultPrefix,
+		"defaultAdmin":     console.DefaultAdminName,
+		"defaultAuditTTL":  console.DefaultAuditTTL.String(),
+		"defaultRetention": console.DefaultRetentionEvery.String(),
 	},
 }
 
@@ -48,14 +52,19 @@ type CLI struct {
 	TLSCert          string        `name:"tls-cert" help:"PEM certificate chain: serve HTTPS (session cookies are then Secure)." type:"path" placeholder:"FILE"`
 	TLSKey           string        `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" placeholder:"FILE"`
 	SecureCookies    bool          `help:"Mark the session cookie Secure without --tls-cert (behind a proxy that terminates TLS)."`
-	PasswordHashFile string        `help:"File holding the bcrypt hash of the operator password (make one with 'broker hash-password')." type:"path" placeholder:"FILE" secret:""`
+	PasswordHashFile string        `help:"File holding the bcrypt hash of the password of the admin named --admin-name (make one with 'broker hash-password'); the admin adds other operators in the console. Optional once the database has an operator." type:"path" placeholder:"FILE" secret:""`
+	AdminName        string        `help:"Name of the admin whose password hash is configured." default:"${defaultAdmin}"`
 	SessionTTL       time.Duration `name:"session-ttl" help:"Lifetime of a login." default:"12h"`
+	AuditTTL         time.Duration `name:"audit-ttl" help:"How long audit log entries are kept (negative: for ever)." default:"${defaultAuditTTL}"`
+
+	RetentionEvery time.Duration `help:"Interval of the scheduled runs of the retention rules set in the console (negative: none)." default:"${defaultRetention}"`
+	Lifecycle      bool          `help:"Also write the retention rules as the bucket's OSS lifecycle rules (the key then needs oss:PutBucketLifecycle and oss:GetBucketLifecycle)."`
 
 	Database string `help:"SQLite database file, or PostgreSQL: a postgres:// URL or host=... dbname=... string (a URL with a password belongs in the variable, not on the command line)." default:"console.db"`
 
 	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://); empty: serve the index without ingesting." default:"tcp://127.0.0.1:1883"`
 	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
-	Username     string `help:"Service account user name (role consumer)." default:"consumer"`
+	Username     string `help:"Service account user name (role consumer, or console to publish the signed revocation list)." default:"consumer"`
 	PasswordFile string `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
 	ClientID     string `help:"MQTT client ID of the events consumer's persistent session (default USERNAME:console); keep it stable, one per instance."`
 	Group        string `help:"Shared-subscription group of the events consumer." default:"${defaultGroup}"`
@@ -72,6 +81,12 @@ type CLI struct {
 	URLExpiry              time.Duration `name:"url-expiry" help:"Lifetime of the player's signed URLs." default:"5m"`
 
 	RevocationsFile   string        `help:"Revocation list shared with the broker and token workers (their --revocations-file); the console rewrites it." type:"path" placeholder:"FILE"`
+	RevocationKeyFile string        `help:"Revocation list signing key (mode 0600; make it with 'broker revocation-key'): the console publishes the signed list, retained, on the broker for brokers, token workers and consumers that follow it (their --revocations-key-file holds the public key). --username must then be an account of role console." type:"path" placeholder:"FILE"`
+	DenyRoleARN       string        `name:"deny-role-arn" help:"The token workers' role ARN: revoking a device writes a bucket-policy Deny for its STS sessions, so credentials it already holds stop working (the OSS key then also needs oss:GetBucketPolicy, oss:PutBucketPolicy, oss:DeleteBucketPolicy)."`
+	STSDuration       time.Duration `name:"sts-duration" help:"The token workers' --sts-duration (the longest credential lifetime): how long a bucket-policy Deny must last." default:"1h"`
+	EMQXAPIURL        string        `name:"emqx-api-url" help:"EMQX 5 REST API base URL (e.g. http://emqx:18083): a revocation clears the device's authorization cache and kicks it."`
+	EMQXAPIKey        string        `name:"emqx-api-key" help:"EMQX API key."`
+	EMQXAPISecretFile string        `name:"emqx-api-secret-file" help:"File holding the EMQX API secret." type:"path" placeholder:"FILE" secret:""`
 	ReconcileInterval time.Duration `help:"Time between reconciler passes over the bucket." default:"${defaultReconcile}"`
 	ReconcileMinAge   time.Duration `help:"Objects younger than this are left to their events." default:"${defaultMinAge}"`
 
@@ -139,6 +154,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return cli.Usage(err)
 	}
 	if err := m.console.Start(startCtx); err != nil {
+		if errors.Is(err, console.ErrInvalidConfig) {
+			return cli.Usage(err)
+		}
 		return err
 	}
 	reg := ops.NewRegistry("console")
@@ -177,7 +195,8 @@ func (m *Main) Close() error {
 // config builds the console configuration (all but the Store).
 func (m *Main) config() (console.Config, error) {
 	c := &m.CLI
-	hash, err := m.ctx.Secret("password-hash-file", "the operator password's hash (make one with 'broker hash-password')", true)
+	// No hash is allowed: the console then starts only if its database holds an operator.
+	hash, err := m.ctx.Secret("password-hash-file", "the admin password's hash (make one with 'broker hash-password')", false)
 	if err != nil {
 		return console.Config{}, err
 	}
@@ -200,24 +219,30 @@ func (m *Main) config() (console.Config, error) {
 		return console.Config{}, fmt.Errorf("--topic-root: %w", err)
 	}
 	cfg := console.Config{
-		BrokerURL:         c.Broker,
-		Username:          c.Username,
-		ClientID:          c.ClientID,
-		Group:             c.Group,
-		Topics:            scheme,
-		Concurrency:       c.Concurrency,
-		Bucket:            bucket,
-		SignBucket:        sign,
-		Prefix:            c.OSSPrefix,
-		URLExpiry:         c.URLExpiry,
-		Addr:              c.Listen,
-		SecureCookies:     c.SecureCookies,
-		PasswordHash:      hash,
-		SessionTTL:        c.SessionTTL,
-		RevocationsFile:   c.RevocationsFile,
-		ReconcileInterval: c.ReconcileInterval,
-		ReconcileMinAge:   c.ReconcileMinAge,
-		Logger:            m.log,
+		BrokerURL:          c.Broker,
+		Username:           c.Username,
+		ClientID:           c.ClientID,
+		Group:              c.Group,
+		Topics:             scheme,
+		Concurrency:        c.Concurrency,
+		Bucket:             bucket,
+		SignBucket:         sign,
+		Prefix:             c.OSSPrefix,
+		URLExpiry:          c.URLExpiry,
+		Addr:               c.Listen,
+		SecureCookies:      c.SecureCookies,
+		PasswordHash:       hash,
+		AdminName:          c.AdminName,
+		SessionTTL:         c.SessionTTL,
+		AuditTTL:           c.AuditTTL,
+		RetentionEvery:     c.RetentionEvery,
+		Lifecycle:          c.Lifecycle,
+		RevocationsFile:    c.RevocationsFile,
+		DenyRoleARN:        c.DenyRoleARN,
+		CredentialLifetime: c.STSDuration,
+		ReconcileInterval:  c.ReconcileInterval,
+		ReconcileMinAge:    c.ReconcileMinAge,
+		Logger:             m.log,
 	}
 	if c.Broker != "" {
 		if cfg.Password, err = m.ctx.Secret("password-file", "broker password", true); err != nil {
@@ -228,6 +253,18 @@ func (m *Main) config() (console.Config, error) {
 				return console.Config{}, fmt.Errorf("--broker-ca: %w", err)
 			}
 		}
+	}
+	if c.RevocationKeyFile != "" {
+		if cfg.RevocationKey, err = identity.LoadKey(c.RevocationKeyFile); err != nil {
+			return console.Config{}, fmt.Errorf("--revocation-key-file: %w", err)
+		}
+	}
+	if c.EMQXAPIURL != "" {
+		secret, err := m.ctx.Secret("emqx-api-secret-file", "EMQX API secret", true)
+		if err != nil {
+			return console.Config{}, err
+		}
+		cfg.EMQX = &console.EMQXAdmin{URL: c.EMQXAPIURL, APIKey: c.EMQXAPIKey, APISecret: secret}
 	}
 	switch {
 	case (c.TLSCert == "") != (c.TLSKey == ""):

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -50,8 +51,9 @@ type CLI struct {
 	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
 	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
 
-	FleetKeyFile    string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE" required:""`
-	RevocationsFile string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
+	FleetKeyFile       string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE" required:""`
+	RevocationsFile    string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
+	RevocationsKeyFile string `help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file." type:"path" placeholder:"FILE"`
 
 	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`
 	STSScheme              string        `help:"STS scheme." enum:"https,http" default:"https"`
@@ -213,6 +215,15 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		return tokenworker.Config{}, nil, fmt.Errorf("--topic-root: %w", err)
 	}
 	rev := identity.NewRevocations()
+	var revKey ed25519.PublicKey
+	if c.RevocationsKeyFile != "" {
+		if c.RevocationsFile != "" {
+			return tokenworker.Config{}, nil, errors.New("--revocations-file and --revocations-key-file: choose one way to receive the revocation list")
+		}
+		if revKey, err = identity.LoadRevocationPublicKey(c.RevocationsKeyFile); err != nil {
+			return tokenworker.Config{}, nil, err
+		}
+	}
 	if c.RevocationsFile != "" {
 		if rev, err = identity.LoadRevocations(c.RevocationsFile); err != nil {
 			return tokenworker.Config{}, nil, err
@@ -229,15 +240,16 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		return tokenworker.Config{}, nil, errors.New("--clock-window must be positive")
 	}
 	cfg := tokenworker.Config{
-		BrokerURL:   c.Broker,
-		TLS:         tlsCfg,
-		Username:    c.Username,
-		Password:    password,
-		ClientID:    c.ClientID,
-		Group:       c.Group,
-		Topics:      scheme,
-		FleetKey:    fleet,
-		Revocations: rev,
+		BrokerURL:      c.Broker,
+		TLS:            tlsCfg,
+		Username:       c.Username,
+		Password:       password,
+		ClientID:       c.ClientID,
+		Group:          c.Group,
+		Topics:         scheme,
+		FleetKey:       fleet,
+		Revocations:    rev,
+		RevocationsKey: revKey,
 		STS: tokenworker.STSConfig{
 			Endpoint:        c.STSEndpoint,
 			Scheme:          c.STSScheme,

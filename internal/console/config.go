@@ -26,12 +26,24 @@ const (
 	DefaultSessionTTL = 12 * time.Hour
 	DefaultSeenTTL    = 7 * 24 * time.Hour
 	DefaultPruneEvery = time.Hour
+	DefaultAdminName  = "admin"
+	// DefaultRetentionEvery is the interval of scheduled retention runs.
+	DefaultRetentionEvery = time.Hour
+	// DefaultAuditTTL is how long audit entries are kept.
+	DefaultAuditTTL = 400 * 24 * time.Hour
 	// DefaultLoginRate and DefaultLoginBurst limit login attempts per client address:
 	// a burst of 5, then one every 12 seconds.
 	DefaultLoginRate  = rate.Limit(1.0 / 12)
 	DefaultLoginBurst = 5
 	// MaxURLExpiry bounds Config.URLExpiry: a player URL is a bearer credential.
 	MaxURLExpiry = time.Hour
+	// DefaultCredentialLifetime is the token workers' default STS duration.
+	DefaultCredentialLifetime = time.Hour
+	// RevocationDelay bounds the time a revocation takes to reach every token worker;
+	// an OSS Deny outlives the credentials it blocks by this much.
+	RevocationDelay = 5 * time.Minute
+	// DefaultDenySync is the default of Config.DenySync.
+	DefaultDenySync = time.Minute
 )
 
 // ErrInvalidConfig is wrapped by New's errors for a bad configuration.
@@ -79,9 +91,16 @@ type Config struct {
 	// SecureCookies marks the session cookie Secure without HTTPTLS (behind a proxy that
 	// terminates TLS).
 	SecureCookies bool
-	// PasswordHash is the bcrypt hash of the operator password (identity.HashPassword,
-	// or `broker hash-password`). Required.
+	// PasswordHash is the bcrypt hash (identity.HashPassword, or `broker hash-password`)
+	// of the password of the admin named AdminName, whom the console creates (or
+	// updates) at start: the first operator, who adds the others in the console. Empty:
+	// the database must hold an operator already.
 	PasswordHash string
+	// AdminName names the operator of PasswordHash; default "admin".
+	AdminName string
+	// BcryptCost is the cost of the password hashes the console makes (operators added
+	// in the console); 0 means bcrypt.DefaultCost.
+	BcryptCost int
 	// SessionTTL is the lifetime of a login.
 	SessionTTL time.Duration
 	// LoginRate and LoginBurst limit login attempts per client address.
@@ -100,6 +119,29 @@ type Config struct {
 	// OnRevoke, when set, is called after each change (and at start for each revoked
 	// device), e.g. with clipgatetest.Stack's Revoke and Restore.
 	OnRevoke func(deviceID string, revoked bool)
+	// RevocationKey, when set, is the Ed25519 seed (identity.NewRevocationKey) that
+	// signs the revocation list the console publishes, retained, on
+	// Topics.Revocations() at start and at every change, so that brokers, token workers
+	// and consumers that share no filesystem with it follow its revocations (they hold
+	// the public key). It needs BrokerURL, and Username must then be an account of role
+	// console, the only role that may publish there.
+	RevocationKey []byte
+	// DenyRoleARN, when set, makes revocations reach OSS: the console keeps a Deny for
+	// each revoked device's STS sessions of this role (the token workers' RoleARN) in the
+	// bucket policy, with Bucket's client, whose key then also needs
+	// oss:GetBucketPolicy, oss:PutBucketPolicy and oss:DeleteBucketPolicy (package
+	// ossdeny). Credentials issued before a revocation then get 403 AccessDenied.
+	DenyRoleARN string
+	// CredentialLifetime is the longest lifetime of the credentials the token workers
+	// issue (their STS duration; DefaultCredentialLifetime). A Deny lasts this long plus
+	// RevocationDelay after its revocation, and is then dropped to free room.
+	CredentialLifetime time.Duration
+	// DenySync is how often the bucket policy is brought in line (expired entries
+	// dropped, a failed write tried again); DefaultDenySync.
+	DenySync time.Duration
+	// EMQX, when set, is EMQX's REST API: a revocation clears the device's authorization
+	// cache and kicks it out at once.
+	EMQX *EMQXAdmin
 
 	// ReconcileInterval and ReconcileMinAge configure the Reconciler (events' defaults
 	// when zero; a negative MinAge means none).
@@ -109,6 +151,19 @@ type Config struct {
 	SeenTTL time.Duration
 	// PruneEvery is the interval of pruning seen events and expired sessions.
 	PruneEvery time.Duration
+	// AuditTTL is how long audit log entries are kept (default DefaultAuditTTL; negative:
+	// for ever).
+	AuditTTL time.Duration
+
+	// RetentionEvery is the interval of scheduled retention runs, which apply the
+	// retention rules admins set; default DefaultRetentionEvery, negative: none (the
+	// rules then run only when an admin asks).
+	RetentionEvery time.Duration
+	// Lifecycle, when set, mirrors the retention rules as OSS lifecycle rules of the
+	// bucket (PutBucketLifecycle; the console's key then needs oss:PutBucketLifecycle and
+	// oss:GetBucketLifecycle), so that OSS expires the objects even while the console is
+	// down. Rules of the bucket that the console did not make are kept.
+	Lifecycle bool
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -138,6 +193,17 @@ func (c *Config) applyDefaults() {
 	set(&c.SessionTTL, DefaultSessionTTL)
 	set(&c.SeenTTL, DefaultSeenTTL)
 	set(&c.PruneEvery, DefaultPruneEvery)
+	set(&c.CredentialLifetime, DefaultCredentialLifetime)
+	set(&c.DenySync, DefaultDenySync)
+
+	set(&c.AuditTTL, DefaultAuditTTL)
+	set(&c.RetentionEvery, DefaultRetentionEvery)
+	if c.AdminName == "" {
+		c.AdminName = DefaultAdminName
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
+	}
 	set(&c.ReconcileInterval, events.DefaultReconcileInterval)
 	set(&c.ReconcileMinAge, events.DefaultMinAge)
 	if c.LoginRate == 0 {
@@ -167,10 +233,19 @@ func (c *Config) validate() error {
 	if c.Store == nil {
 		bad("Store is required")
 	}
-	if c.PasswordHash == "" {
-		bad("PasswordHash (the bcrypt hash of the operator password) is required")
-	} else if _, err := bcrypt.Cost([]byte(c.PasswordHash)); err != nil {
-		bad("PasswordHash is not a bcrypt hash: %v", err)
+	if c.PasswordHash != "" {
+		if _, err := bcrypt.Cost([]byte(c.PasswordHash)); err != nil {
+			bad("PasswordHash is not a bcrypt hash: %v", err)
+		}
+	}
+	if err := validName(c.AdminName); err != nil {
+		bad("AdminName: %v", err)
+	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		bad("BcryptCost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	if c.RetentionEvery > 0 && c.RetentionEvery < 10*time.Millisecond {
+		bad("RetentionEvery %v: at least 10ms (or negative: no schedule)", c.RetentionEvery)
 	}
 	if c.URLExpiry < time.Second || c.URLExpiry > MaxURLExpiry {
 		bad("URLExpiry %v: want 1s to %v", c.URLExpiry, MaxURLExpiry)
@@ -194,6 +269,25 @@ func (c *Config) validate() error {
 	}
 	if strings.ContainsAny(c.RevocationsFile, "\x00") {
 		bad("RevocationsFile contains NUL")
+	}
+	if c.RevocationKey != nil {
+		if _, err := identity.RevocationPublicKey(c.RevocationKey); err != nil {
+			bad("RevocationKey: %v", err)
+		}
+		if c.BrokerURL == "" {
+			bad("RevocationKey needs BrokerURL (the list is published on the broker)")
+		}
+	}
+	if c.CredentialLifetime < 15*time.Minute || c.CredentialLifetime > 12*time.Hour {
+		bad("CredentialLifetime %v: want 15m to 12h (STS durations)", c.CredentialLifetime)
+	}
+	if c.DenySync < time.Second {
+		bad("DenySync %v: at least 1s", c.DenySync)
+	}
+	if c.EMQX != nil {
+		if err := c.EMQX.check(); err != nil {
+			bad("%v", err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(errs, "; "))

@@ -16,6 +16,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/ossdeny"
 )
 
 // Console is the operator console: it indexes upload events into its Store and serves
@@ -25,9 +27,12 @@ type Console struct {
 	log   zerolog.Logger
 	store Store
 
-	consumer   *events.Consumer   // nil without a broker
-	reconciler *events.Reconciler // nil without a broker
-	status     *statusSubscriber  // nil without a broker
+	consumer   *events.Consumer      // nil without a broker
+	reconciler *events.Reconciler    // nil without a broker
+	status     *statusSubscriber     // nil without a broker
+	revPub     *revPublisher         // nil without RevocationKey
+	revoked    *identity.Revocations // the store's list, for flagging objects written after a revocation
+	deny       *ossdeny.Writer       // nil without DenyRoleARN
 
 	handler     http.Handler
 	pages       *pages
@@ -41,6 +46,10 @@ type Console struct {
 	indexed      atomic.Int64
 	indexErrors  atomic.Int64
 	statusErrors atomic.Int64
+	denyErrors   atomic.Int64
+	auditErrors  atomic.Int64
+	// retentionRuns counts the scheduled retention runs (each applies every rule).
+	retentionRuns atomic.Int64
 
 	mu      sync.Mutex
 	started bool
@@ -64,6 +73,7 @@ func New(cfg Config) (*Console, error) {
 		logins:   newLoginLimiter(cfg.LoginRate, cfg.LoginBurst),
 		loginKey: make([]byte, 32),
 		secure:   cfg.HTTPTLS != nil || cfg.SecureCookies,
+		revoked:  identity.NewRevocations(),
 	}
 	c.multiDelete.Store(true)
 	if _, err := rand.Read(c.loginKey); err != nil {
@@ -81,9 +91,30 @@ func New(cfg Config) (*Console, error) {
 	if c.pages, err = loadPages(); err != nil {
 		return nil, err
 	}
+	if _, err := openAPIDoc(); err != nil {
+		return nil, err
+	}
 	if cfg.BrokerURL != "" {
 		if err := c.newIngest(); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.RevocationKey != nil {
+		if c.revPub, err = newRevPublisher(c); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DenyRoleARN != "" {
+		c.deny, err = ossdeny.New(ossdeny.Config{
+			Client:   &cfg.Bucket.Client,
+			Bucket:   cfg.Bucket.BucketName,
+			Prefix:   cfg.Prefix,
+			RoleARN:  cfg.DenyRoleARN,
+			Lifetime: cfg.CredentialLifetime + RevocationDelay,
+			Now:      cfg.Now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 	}
 	c.handler = c.routes()
@@ -104,6 +135,7 @@ func (c *Console) newIngest() error {
 		Bucket:      cfg.Bucket.BucketName,
 		Prefix:      cfg.Prefix,
 		OSS:         cfg.Bucket,
+		Revoked:     c.revoked.RevokedAt,
 		Dedup:       c.store,
 		Concurrency: cfg.Concurrency,
 		Logger:      cfg.Logger,
@@ -115,7 +147,8 @@ func (c *Console) newIngest() error {
 		Bucket:   cfg.Bucket.BucketName,
 		Prefix:   cfg.Prefix,
 		OSS:      cfg.Bucket,
-		Known:    c.store.KnownClip,
+		Known:    c.knownOrPoster,
+		Revoked:  c.revoked.RevokedAt,
 		Handler:  c.handle,
 		Dedup:    c.store,
 		Interval: cfg.ReconcileInterval,
@@ -133,7 +166,12 @@ func (c *Console) newIngest() error {
 // handle indexes one event; it is the Handler of the consumer and the reconciler. The
 // event is acknowledged only after this returns nil, so after the index has committed.
 func (c *Console) handle(ctx context.Context, ev *events.Event) error {
-	outcome, err := c.store.Index(ctx, ev, c.cfg.Now())
+	m, err := c.inspect(ctx, ev)
+	if err != nil {
+		c.indexErrors.Add(1)
+		return fmt.Errorf("inspecting %s of %s: %w", ev.Key, ev.Device, err)
+	}
+	outcome, err := c.store.Index(ctx, ev, m, c.cfg.Now())
 	if err != nil {
 		c.indexErrors.Add(1)
 		return fmt.Errorf("indexing event %s of %s: %w", ev.ID, ev.Device, err)
@@ -164,6 +202,15 @@ func (c *Console) Start(ctx context.Context) (err error) {
 			_ = c.Close()
 		}
 	}()
+	if c.revPub != nil {
+		// Connected before the first list is made, so that it is published at once.
+		if err := c.revPub.start(ctx); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+	}
+	if err := c.ensureAdmin(ctx); err != nil {
+		return err
+	}
 	if err := c.syncRevocations(ctx); err != nil {
 		return err
 	}
@@ -201,6 +248,20 @@ func (c *Console) Start(ctx context.Context) (err error) {
 		defer c.wg.Done()
 		c.pruneLoop(runCtx)
 	}()
+	if c.deny != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.denyLoop(runCtx)
+		}()
+	}
+	if c.cfg.RetentionEvery > 0 {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.retentionLoop(runCtx)
+		}()
+	}
 	if c.consumer != nil {
 		if err := c.consumer.Start(ctx); err != nil {
 			return fmt.Errorf("console: %w", err)
@@ -233,6 +294,13 @@ func (c *Console) pruneLoop(ctx context.Context) {
 			c.log.Error().Err(err).Msg("pruning seen events and sessions")
 		} else if r.Seen+r.Sessions > 0 {
 			c.log.Info().Int64("seen", r.Seen).Int64("sessions", r.Sessions).Msg("pruned")
+		}
+		if c.cfg.AuditTTL > 0 {
+			if n, err := c.store.PruneAudit(ctx, now.Add(-c.cfg.AuditTTL)); err != nil && ctx.Err() == nil {
+				c.log.Error().Err(err).Msg("pruning the audit log")
+			} else if n > 0 {
+				c.log.Info().Int64("entries", n).Msg("audit log pruned")
+			}
 		}
 	}
 }
@@ -285,6 +353,10 @@ type Stats struct {
 	Indexed      int64 `json:"indexed"`
 	IndexErrors  int64 `json:"indexErrors"`
 	StatusErrors int64 `json:"statusErrors"`
+	// AuditErrors counts audit entries that could not be written; RetentionRuns the
+	// scheduled retention runs.
+	AuditErrors   int64 `json:"auditErrors"`
+	RetentionRuns int64 `json:"retentionRuns"`
 	// Consumer and Reconciler are the events library's counters (zero without a broker).
 	Consumer   events.Stats           `json:"consumer"`
 	Reconciler events.ReconcilerStats `json:"reconciler"`
@@ -292,7 +364,8 @@ type Stats struct {
 
 // Stats returns the console's counters.
 func (c *Console) Stats() Stats {
-	s := Stats{Indexed: c.indexed.Load(), IndexErrors: c.indexErrors.Load(), StatusErrors: c.statusErrors.Load()}
+	s := Stats{Indexed: c.indexed.Load(), IndexErrors: c.indexErrors.Load(), StatusErrors: c.statusErrors.Load(),
+		AuditErrors: c.auditErrors.Load(), RetentionRuns: c.retentionRuns.Load()}
 	if c.consumer != nil {
 		s.Consumer = c.consumer.Stats()
 		s.Reconciler = c.reconciler.Stats()
@@ -328,6 +401,9 @@ func (c *Console) Close() error {
 	}
 	if c.status != nil {
 		c.status.close()
+	}
+	if c.revPub != nil {
+		c.revPub.close()
 	}
 	c.wg.Wait()
 	c.log.Info().Msg("console stopped")

@@ -27,7 +27,10 @@ import (
 	"github.com/clipgate/clipgate/topics"
 )
 
-const testPassword = "correct horse battery staple"
+const (
+	testAdmin    = DefaultAdminName
+	testPassword = "correct horse battery staple"
+)
 
 // testHash is testPassword's bcrypt hash at the minimum cost (logins stay cheap).
 var testHash = func() string {
@@ -56,9 +59,14 @@ type envOptions struct {
 	stack   inproc.Options
 	config  func(*Config)
 	noStart bool // the caller starts the console
+	denyOSS bool // DenyRoleARN is the stack's role
+	// serviceRole is the console's account (default topics.RoleConsumer).
+	serviceRole topics.Role
 	// brokerLater stops the stack before the console starts (implies noStart): nothing
 	// listens on its addresses (held for the test) until env.restart starts it again.
 	brokerLater bool
+	// db is the store to use instead of a fresh SQLite file (benchmarks seed it).
+	db *DB
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -72,7 +80,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.stack.MQTTAddr, o.stack.OSSAddr, o.stack.STSAddr = clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t)
 	}
 	e.stack = inproc.New(t, o.stack)
-	e.db = openTestDB(t, o.dialect)
+	if e.db = o.db; e.db == nil {
+		e.db = openTestDB(t, o.dialect)
+	}
 	client, err := e.stack.OSSClient()
 	if err != nil {
 		t.Fatal(err)
@@ -80,22 +90,29 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if e.bucket, err = client.Bucket(e.stack.Bucket()); err != nil {
 		t.Fatal(err)
 	}
-	user, pass := e.stack.ServiceAccount(topics.RoleConsumer)
+	if o.serviceRole == 0 {
+		o.serviceRole = topics.RoleConsumer
+	}
+	user, pass := e.stack.ServiceAccount(o.serviceRole)
 	cfg := Config{
 		BrokerURL:         e.stack.BrokerURL(),
 		Username:          user,
 		Password:          pass,
-		ClientID:          "consumer:console-" + randHex(t, 4),
+		ClientID:          user + ":console-" + randHex(t, 4),
 		Topics:            e.stack.Topics(),
 		Bucket:            e.bucket,
 		Prefix:            e.stack.Prefix(),
 		Store:             e.db,
 		Addr:              "127.0.0.1:0",
 		PasswordHash:      testHash,
+		BcryptCost:        bcrypt.MinCost,
 		ReconcileInterval: time.Hour, // tests run passes themselves
 		ReconcileMinAge:   -1,
 		Now:               func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 		Logger:            testLogger(),
+	}
+	if o.denyOSS {
+		cfg.DenyRoleARN = e.stack.RoleARN()
 	}
 	if o.config != nil {
 		o.config(&cfg)
@@ -227,6 +244,8 @@ type api struct {
 	base string
 	hc   *http.Client
 	csrf string
+	// bearer, when set, is sent as an API token.
+	bearer string
 }
 
 func (e *env) api() *api {
@@ -266,6 +285,9 @@ func (a *api) do(method, path string, body any, header ...string) (int, []byte) 
 	}
 	if a.csrf != "" && method != http.MethodGet {
 		req.Header.Set(csrfHeader, a.csrf)
+	}
+	if a.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+a.bearer)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		if header[i+1] == "" {
@@ -320,7 +342,7 @@ func (a *api) login() {
 		a.t.Fatalf("session before login: %+v", s)
 	}
 	a.csrf = s.CSRF
-	a.json(http.MethodPost, "/api/login", map[string]string{"password": testPassword}, http.StatusOK, &s)
+	a.json(http.MethodPost, "/api/login", map[string]string{"name": testAdmin, "password": testPassword}, http.StatusOK, &s)
 	if !s.Authenticated || s.CSRF == "" || s.CSRF == a.csrf {
 		a.t.Fatalf("session after login: %+v", s)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
@@ -102,7 +103,7 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 		return nil, err
 	}
 	defer con.Close()
-	out.printf("demo: console at %s (password %s)\n", con.URL(), con.Password)
+	out.printf("demo: console at %s (log in as %s, password %s)\n", con.URL(), console.DefaultAdminName, con.Password)
 	if cfg.afterStart != nil {
 		cfg.afterStart(s)
 	}

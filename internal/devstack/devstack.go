@@ -204,7 +204,7 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	line := func(k, format string, args ...any) { fmt.Fprintf(&b, "  %-17s %s\n", k, fmt.Sprintf(format, args...)) }
 	fmt.Fprintf(&b, "clipgate devstack is running (Ctrl-C to stop); state in %s\n", d.Dir)
 	if d.Console != nil {
-		line("console", "%s   (password %s)", d.Console.URL(), d.Console.Password)
+		line("console", "%s   (log in as %s, password %s)", d.Console.URL(), console.DefaultAdminName, d.Console.Password)
 	}
 	line("MQTT broker", "%s", s.BrokerURL())
 	if h := s.BrokerHTTPAddr(); h != "" {

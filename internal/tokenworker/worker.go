@@ -21,6 +21,7 @@ package tokenworker
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -74,6 +75,14 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	c.FleetKey = append([]byte(nil), c.FleetKey...)
+	if c.RevocationsKey != nil {
+		if len(c.RevocationsKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("tokenworker: RevocationsKey is %d bytes, want %d", len(c.RevocationsKey), ed25519.PublicKeySize)
+		}
+		if c.Revocations == nil {
+			c.Revocations = identity.NewRevocations()
+		}
+	}
 	w := &Worker{
 		cfg:      c,
 		log:      c.Logger.With().Str("component", "tokenworker").Str("worker", c.ClientID).Logger(),
