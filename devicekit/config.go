@@ -108,77 +108,110 @@ func configErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 }
 
-// withDefaults validates c, applies defaults and creates the state directories.
+// withDefaults returns a copy of c with its defaults applied, validated, with StateDir
+// made absolute and its subdirectories created.
 func (c Config) withDefaults() (Config, error) {
-	err := mqttclient.CheckURL("BrokerURL", c.BrokerURL)
-	if err != nil {
-		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return c, err
 	}
-	for i, u := range c.FailoverURLs {
-		if err := mqttclient.CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
-			return c, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-	}
-	if err := deviceid.Validate(c.DeviceID); err != nil {
-		return c, configErr("DeviceID: %v", err)
-	}
-	if len(c.DeviceKey) != identity.KeySize {
-		return c, configErr("DeviceKey is %d bytes, want %d", len(c.DeviceKey), identity.KeySize)
-	}
+	return c, c.prepareStateDir()
+}
+
+// applyDefaults fills in the zero mode, timeouts, sizes and clock.
+func (c *Config) applyDefaults() {
 	if c.Mode == "" {
 		c.Mode = DefaultMode
-	}
-	if _, err := clipgate.ParseMode(string(c.Mode)); err != nil {
-		return c, configErr("Mode: %v", err)
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
-	if c.RequestTimeout < MinRequestTimeout || c.RequestTimeout > MaxRequestTimeout {
-		return c, configErr("RequestTimeout %v is outside %v..%v", c.RequestTimeout, MinRequestTimeout, MaxRequestTimeout)
-	}
 	if c.RefreshMargin == 0 {
 		c.RefreshMargin = DefaultRefreshMargin
-	}
-	if c.RefreshMargin < MinRefreshMargin || c.RefreshMargin > MaxRefreshMargin {
-		return c, configErr("RefreshMargin %v is outside %v..%v", c.RefreshMargin, MinRefreshMargin, MaxRefreshMargin)
 	}
 	if c.PartSize == 0 {
 		c.PartSize = DefaultPartSize
 	}
-	if c.PartSize < MinPartSize || c.PartSize > MaxPartSize {
-		return c, configErr("PartSize %d is outside %d..%d bytes", c.PartSize, MinPartSize, int64(MaxPartSize))
-	}
 	if c.MultipartThreshold == 0 {
 		c.MultipartThreshold = max(DefaultMultipartThreshold, c.PartSize)
 	}
-	if c.MultipartThreshold < c.PartSize || c.MultipartThreshold > MaxPutSize {
-		return c, configErr("MultipartThreshold %d is outside PartSize (%d) .. %d bytes", c.MultipartThreshold, c.PartSize, int64(MaxPutSize))
-	}
-	if err := c.checkRates(); err != nil {
-		return c, err
-	}
-	c.UploadRates = slices.Clone(c.UploadRates)
+	c.UploadRates = slices.Clone(c.UploadRates) // the kit keeps its own
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.StateDir == "" {
-		return c, configErr("StateDir is required")
+}
+
+// validate checks c after applyDefaults.
+func (c *Config) validate() error {
+	if err := c.validateIdentity(); err != nil {
+		return err
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
+	if err := c.checkRates(); err != nil {
+		return err
+	}
+	if c.StateDir == "" {
+		return configErr("StateDir is required")
+	}
+	return nil
+}
+
+// validateIdentity checks the broker and failover URLs, the device ID and key, and the mode.
+func (c *Config) validateIdentity() error {
+	if err := mqttclient.CheckURL("BrokerURL", c.BrokerURL); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	for i, u := range c.FailoverURLs {
+		if err := mqttclient.CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if err := deviceid.Validate(c.DeviceID); err != nil {
+		return configErr("DeviceID: %v", err)
+	}
+	if len(c.DeviceKey) != identity.KeySize {
+		return configErr("DeviceKey is %d bytes, want %d", len(c.DeviceKey), identity.KeySize)
+	}
+	if _, err := clipgate.ParseMode(string(c.Mode)); err != nil {
+		return configErr("Mode: %v", err)
+	}
+	return nil
+}
+
+// validateLimits checks the timeouts and the multipart sizes.
+func (c *Config) validateLimits() error {
+	switch {
+	case c.RequestTimeout < MinRequestTimeout || c.RequestTimeout > MaxRequestTimeout:
+		return configErr("RequestTimeout %v is outside %v..%v", c.RequestTimeout, MinRequestTimeout, MaxRequestTimeout)
+	case c.RefreshMargin < MinRefreshMargin || c.RefreshMargin > MaxRefreshMargin:
+		return configErr("RefreshMargin %v is outside %v..%v", c.RefreshMargin, MinRefreshMargin, MaxRefreshMargin)
+	case c.PartSize < MinPartSize || c.PartSize > MaxPartSize:
+		return configErr("PartSize %d is outside %d..%d bytes", c.PartSize, MinPartSize, int64(MaxPartSize))
+	case c.MultipartThreshold < c.PartSize || c.MultipartThreshold > MaxPutSize:
+		return configErr("MultipartThreshold %d is outside PartSize (%d) .. %d bytes", c.MultipartThreshold, c.PartSize, int64(MaxPutSize))
+	}
+	return nil
+}
+
+// prepareStateDir makes StateDir absolute and creates it and its subdirectories.
+func (c *Config) prepareStateDir() error {
+	var err error
 	if c.StateDir, err = filepath.Abs(c.StateDir); err != nil {
-		return c, configErr("StateDir: %v", err)
+		return configErr("StateDir: %v", err)
 	}
 	for _, dir := range []string{c.StateDir, filepath.Join(c.StateDir, checkpointDir), filepath.Join(c.StateDir, journalDir), filepath.Join(c.StateDir, outboxDir)} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return c, configErr("StateDir: %v", err)
+			return configErr("StateDir: %v", err)
 		}
 	}
 	if fi, err := os.Stat(c.StateDir); err != nil {
-		return c, configErr("StateDir: %v", err)
+		return configErr("StateDir: %v", err)
 	} else if !fi.IsDir() {
-		return c, configErr("StateDir %q is not a directory", c.StateDir)
+		return configErr("StateDir %q is not a directory", c.StateDir)
 	}
-	return c, nil
+	return nil
 }
 
 // Subdirectories of StateDir.

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/cli/clitest"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -344,7 +344,7 @@ func TestRunWaitsForBroker(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	dials := &logSignal{what: []byte("cannot connect to the broker"), ch: make(chan struct{})}
+	dials := testutil.NewLogSignal("cannot connect to the broker")
 	m := NewMain(cli.IO{Getenv: func(k string) (string, bool) {
 		v, ok := map[string]string{envPassword: pass, envOSSSecret: secret, envPasswordHash: hashOf(t, "pw")}[k]
 		return v, ok
@@ -358,7 +358,7 @@ func TestRunWaitsForBroker(t *testing.T) {
 	started := make(chan error, 1)
 	go func() { started <- m.Run(ctx) }()
 	select {
-	case <-dials.ch: // a dial failed: nothing listens yet
+	case <-dials.Seen(): // a dial failed: nothing listens yet
 	case err := <-started:
 		t.Fatalf("Run returned while the broker was down: %v", err)
 	}
@@ -366,20 +366,6 @@ func TestRunWaitsForBroker(t *testing.T) {
 	if err := <-started; err != nil {
 		t.Fatalf("Run after the broker came back: %v", err)
 	}
-}
-
-// logSignal is a log writer that closes ch at the first line containing what.
-type logSignal struct {
-	what []byte
-	once sync.Once
-	ch   chan struct{}
-}
-
-func (l *logSignal) Write(p []byte) (int, error) {
-	if bytes.Contains(p, l.what) {
-		l.once.Do(func() { close(l.ch) })
-	}
-	return len(p), nil
 }
 
 // TestFlagSources: every flag has its variable and its configuration key, and each

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -377,24 +376,6 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
-}
-
-// logSignal is a log writer that closes ch at the first line containing what.
-type logSignal struct {
-	what []byte
-	once sync.Once
-	ch   chan struct{}
-}
-
-func newLogSignal(what string) *logSignal {
-	return &logSignal{what: []byte(what), ch: make(chan struct{})}
-}
-
-func (l *logSignal) Write(p []byte) (int, error) {
-	if bytes.Contains(p, l.what) {
-		l.once.Do(func() { close(l.ch) })
-	}
-	return len(p), nil
 }
 
 // testBucket is an OSS client for bucket "clips" at an address where nothing listens,

@@ -126,8 +126,8 @@ func fieldErr(field string, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
-// check validates the fields that are set.
-func (f *File) check() error {
+// validate checks the fields that are set.
+func (f *File) validate() error {
 	if f.Broker != "" {
 		if err := mqttclient.CheckURL("broker", f.Broker); err != nil {
 			return &FieldError{Field: "broker", Err: errors.Unwrap(err)} // FieldError names the field
@@ -206,7 +206,7 @@ func (f *File) paths() []pathField {
 // file is replaced. Paths are written as given; relative ones are read back relative to
 // path's directory.
 func Write(path string, f File) error {
-	if err := f.check(); err != nil {
+	if err := f.validate(); err != nil {
 		return fmt.Errorf("device config %s: %w", path, err)
 	}
 	if f.TLS != nil && *f.TLS == (TLS{}) {
@@ -234,7 +234,7 @@ func Write(path string, f File) error {
 // those of its file). devicekit.New applies the defaults and checks the ranges.
 func (f File) KitConfig() (devicekit.Config, error) {
 	var c devicekit.Config
-	if err := f.check(); err != nil {
+	if err := f.validate(); err != nil {
 		return c, err
 	}
 	for _, req := range []pathField{{"broker", &f.Broker}, {"device-id", &f.DeviceID}, {"device-key-file", &f.DeviceKeyFile}, {"state-dir", &f.StateDir}} {

@@ -78,7 +78,8 @@ type expected struct {
 // announced, and prints a summary. It returns an error if anything failed.
 func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, error) {
 	start := time.Now()
-	if err := cfg.applyDemoDefaults(); err != nil {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -209,7 +210,8 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 	return res, nil
 }
 
-func (c *DemoConfig) applyDemoDefaults() error {
+// applyDefaults fills in the empty addresses and the zero counts and timeout.
+func (c *DemoConfig) applyDefaults() {
 	for _, a := range []*string{&c.MQTTAddr, &c.HTTPAddr, &c.OSSAddr, &c.STSAddr, &c.ConsoleAddr} {
 		if *a == "" {
 			*a = "127.0.0.1:0"
@@ -227,6 +229,10 @@ func (c *DemoConfig) applyDemoDefaults() error {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultDemoTimeout
 	}
+}
+
+// validate checks c after applyDefaults.
+func (c *DemoConfig) validate() error {
 	switch {
 	case c.Workers < 1:
 		return fmt.Errorf("devstack: workers %d: at least 1", c.Workers)

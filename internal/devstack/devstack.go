@@ -95,7 +95,8 @@ type Devstack struct {
 	Console *Console
 }
 
-func (c *Config) applyDefaults() error {
+// applyDefaults fills in the empty addresses, directory, device ID and worker count.
+func (c *Config) applyDefaults() {
 	set := func(p *string, def string) {
 		if *p == "" {
 			*p = def
@@ -111,6 +112,10 @@ func (c *Config) applyDefaults() error {
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}
+}
+
+// validate checks c after applyDefaults.
+func (c *Config) validate() error {
 	if c.Workers < 1 {
 		return fmt.Errorf("devstack: workers %d: at least 1", c.Workers)
 	}
@@ -124,7 +129,8 @@ func (c *Config) applyDefaults() error {
 // reusing the keys, passwords, objects and sessions of an earlier run, and writes the
 // device's key file and device.yaml.
 func Start(ctx context.Context, cfg Config) (*Devstack, error) {
-	if err := cfg.applyDefaults(); err != nil {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	dir, err := filepath.Abs(cfg.Dir)

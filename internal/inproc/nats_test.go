@@ -47,7 +47,7 @@ func TestNATSUploadAndEvents(t *testing.T) {
 	ctx := testContext(t)
 	s := inproc.New(t, inproc.Options{Engine: inproc.EngineNATS, Workers: 2})
 	evs := natsConsumer(t, ctx, s, "test", "c1")
-	kit := newKit(t, ctx, s, "cam-01", nil)
+	kit := s.Kit(t, ctx, "cam-01", nil)
 	p, crc := writeClip(t, t.TempDir(), "a.mp4", 10<<10)
 	sent, err := kit.Upload(ctx, devicekit.Clip{Path: p, RecordedAt: recorded})
 	if err != nil {

@@ -196,16 +196,8 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// check validates c and fills in its defaults.
-func (c *Config) check() error {
-	for i, u := range c.FailoverURLs {
-		if err := CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
-			return err
-		}
-	}
-	if err := CheckURL("BrokerURL", c.BrokerURL); err != nil {
-		return err
-	}
+// applyDefaults fills in the zero keep-alive, connect timeout and backoff.
+func (c *Config) applyDefaults() {
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
 	}
@@ -215,17 +207,55 @@ func (c *Config) check() error {
 	if c.Backoff == (Backoff{}) {
 		c.Backoff = DefaultBackoff
 	}
+}
+
+// validate checks c after applyDefaults.
+func (c *Config) validate() error {
+	for i, u := range c.FailoverURLs {
+		if err := CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
+			return err
+		}
+	}
+	if err := CheckURL("BrokerURL", c.BrokerURL); err != nil {
+		return err
+	}
+	if err := c.validateSession(); err != nil {
+		return err
+	}
+	if err := c.validateTimes(); err != nil {
+		return err
+	}
+	return c.validateMessages()
+}
+
+// validateSession checks the client ID and the credentials.
+func (c *Config) validateSession() error {
 	switch {
 	case c.ClientID == "":
 		return errors.New("ClientID is required")
 	case c.Credentials != nil && (c.Username != "" || c.Password != ""):
 		return errors.New("set Username and Password, or Credentials, not both")
+	}
+	return nil
+}
+
+// validateTimes checks the keep-alive, the timeouts and the backoff.
+func (c *Config) validateTimes() error {
+	switch {
 	case c.KeepAlive < time.Second:
 		return fmt.Errorf("KeepAlive %v: at least 1s", c.KeepAlive)
 	case c.ConnectTimeout < 0 || c.WriteTimeout < 0:
 		return fmt.Errorf("ConnectTimeout %v, WriteTimeout %v: must not be negative", c.ConnectTimeout, c.WriteTimeout)
 	case c.Backoff.Min <= 0 || c.Backoff.Min > time.Hour || c.Backoff.Max < c.Backoff.Min:
 		return fmt.Errorf("Backoff %v to %v: want 0 < Min <= Max, Min at most an hour", c.Backoff.Min, c.Backoff.Max)
+	}
+	return nil
+}
+
+// validateMessages checks the persistent session's default handler, the will and the
+// subscriptions.
+func (c *Config) validateMessages() error {
+	switch {
 	case c.Persistent && c.DefaultHandler == nil:
 		return errors.New("a Persistent session needs a DefaultHandler: the broker sends the queued messages before the subscriptions are renewed")
 	case c.Will != nil && (c.Will.Topic == "" || c.Will.QoS > 2):
@@ -265,7 +295,8 @@ type Client struct {
 
 // New checks cfg and returns a Client that is not yet connected.
 func New(cfg Config) (*Client, error) {
-	if err := cfg.check(); err != nil {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("mqttclient: invalid config: %w", err)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}

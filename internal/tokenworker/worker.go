@@ -68,8 +68,9 @@ type Worker struct {
 
 // New checks cfg and returns a worker. It does not connect; see Start.
 func New(cfg Config) (*Worker, error) {
-	c, err := cfg.withDefaults()
-	if err != nil {
+	c := cfg
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	c.FleetKey = append([]byte(nil), c.FleetKey...)
