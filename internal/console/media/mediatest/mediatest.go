@@ -53,14 +53,53 @@ func FFmpeg(t testing.TB) string {
 // Make writes the clip into dir and returns its path.
 func Make(t testing.TB, dir string, c Clip) string {
 	t.Helper()
-	ffmpeg := FFmpeg(t)
+	out := filepath.Join(dir, c.Name)
+	run(t, encodeArgs(t, c), out)
+	return out
+}
+
+// HLS cuts the clip into MPEG-TS segments of segment seconds with ffmpeg's hls muxer, as
+// a camera's encoder does: dir/{stem}{n}.ts (n from 0) and ffmpeg's own playlist
+// dir/{stem}.m3u8, which ends with #EXT-X-ENDLIST. c.Name gives the stem; c.GOP should
+// divide the segment length (a segment starts at a keyframe). It returns the segments'
+// paths, in order, and the playlist's.
+func HLS(t testing.TB, dir string, c Clip, segment float64) (segments []string, playlist string) {
+	t.Helper()
+	stem := strings.TrimSuffix(c.Name, filepath.Ext(c.Name))
+	playlist = filepath.Join(dir, stem+".m3u8")
+	args := append(encodeArgs(t, c), "-f", "hls", "-hls_time", strconv.FormatFloat(segment, 'f', -1, 64),
+		"-hls_list_size", "0", "-hls_segment_filename", filepath.Join(dir, stem+"%d.ts"))
+	run(t, args, playlist)
+	for i := 0; ; i++ {
+		p := filepath.Join(dir, stem+strconv.Itoa(i)+".ts")
+		if _, err := os.Stat(p); err != nil {
+			break
+		}
+		segments = append(segments, p)
+	}
+	if len(segments) == 0 {
+		t.Fatalf("ffmpeg wrote no segment into %s", dir)
+	}
+	return segments, playlist
+}
+
+func run(t testing.TB, args []string, out string) {
+	t.Helper()
+	args = append(args, out)
+	if b, err := exec.Command(FFmpeg(t), args...).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg %v: %v\n%s", args, err, b)
+	}
+}
+
+// encodeArgs are ffmpeg's arguments for c, up to the output.
+func encodeArgs(t testing.TB, c Clip) []string {
+	t.Helper()
 	if c.FPS == 0 {
 		c.FPS = 25
 	}
 	if c.GOP == 0 {
 		c.GOP = c.FPS
 	}
-	out := filepath.Join(dir, c.Name)
 	secs := strconv.FormatFloat(c.Seconds, 'f', -1, 64)
 	args := []string{"-hide_banner", "-loglevel", "error", "-y",
 		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%d:duration=%s", c.Width, c.Height, c.FPS, secs)}
@@ -94,11 +133,7 @@ func Make(t testing.TB, dir string, c Clip) string {
 	default:
 		t.Fatalf("mediatest: layout %q", c.Layout)
 	}
-	args = append(args, out)
-	if b, err := exec.Command(ffmpeg, args...).CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg %v: %v\n%s", args, err, b)
-	}
-	return out
+	return args
 }
 
 // Poster writes a small JPEG of the clip's first keyframe (what a camera's snapshot
