@@ -80,6 +80,8 @@ func (c *Console) uiRoutes() []route {
 		{"GET", "/clips", RoleViewer, c.clipsPage},
 		{"GET", "/problems", RoleViewer, c.problemsPage},
 		{"GET", "/play", RoleViewer, c.playerPage},
+		{"GET", "/hls/playlist", RoleViewer, c.hlsPlaylist},
+		{"GET", "/hls/object", RoleViewer, c.hlsObject},
 		{"POST", "/clips/delete", RoleAdmin, c.deleteForm},
 		{"GET", "/retention", RoleAdmin, c.retentionPage},
 		{"POST", "/retention", RoleAdmin, c.retentionForm},
@@ -132,9 +134,10 @@ func (c *Console) headers(next http.Handler) http.Handler {
 	if c.mediaOrigin != "" {
 		media += " " + c.mediaOrigin
 	}
-	// Posters, like the clips, come straight from OSS.
+	// Posters, like the clips, come straight from OSS. An HLS stream plays through Media
+	// Source Extensions (hls.js), whose media element's source is a blob: URL.
 	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src " + media + "; connect-src 'self'; " +
-		"media-src " + media + "; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+		"media-src " + media + " blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", csp)

@@ -119,6 +119,9 @@ func (c *Console) inspect(ctx context.Context, ev *events.Event) (*Media, error)
 	if !ev.Verified || !storable(ev) || ev.Size <= 0 {
 		return nil, nil
 	}
+	if IsPlaylist(&Clip{Key: ev.Key, ContentType: ev.ContentType}) {
+		return c.inspectPlaylist(ctx, ev.Key)
+	}
 	m := &Media{}
 	r := newRangeReader(ctx, c.cfg.Bucket, ev.Key, ev.Size)
 	info, err := media.Probe(r, ev.Size)

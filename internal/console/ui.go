@@ -526,6 +526,8 @@ func formatDays(d time.Duration) string {
 type playerData struct {
 	Clip *Clip
 	*playback
+	// Stream is the console's URL of an HLS playlist's rewritten copy ("" for a clip).
+	Stream string
 }
 
 func (c *Console) playerPage(w http.ResponseWriter, r *http.Request) {
@@ -539,7 +541,11 @@ func (c *Console) playerPage(w http.ResponseWriter, r *http.Request) {
 		c.pageError(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "player", view{Title: "Clip", Data: playerData{Clip: clip, playback: p}})
+	data := playerData{Clip: clip, playback: p}
+	if IsPlaylist(clip) {
+		data.Stream = "/hls/playlist?key=" + url.QueryEscape(clip.Key)
+	}
+	c.render(w, r, http.StatusOK, "player", view{Title: "Clip", Data: data})
 }
 
 func (c *Console) deleteForm(w http.ResponseWriter, r *http.Request) {
