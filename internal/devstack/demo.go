@@ -7,6 +7,7 @@ import (
 	"hash/crc64"
 	"io"
 	mrand "math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -61,8 +62,12 @@ type DemoResult struct {
 	Events    int   // distinct upload events the consumer received
 	Indexed   int   // uploads found in the console's index
 	Bytes     int64 // bytes uploaded
-	Failures  []string
-	Elapsed   time.Duration
+	// Segments and Stream: the HLS camera's segments stored and its playlist's key
+	// (0 and "" without ffmpeg). Its events are not counted in Uploads and Events.
+	Segments int
+	Stream   string
+	Failures []string
+	Elapsed  time.Duration
 }
 
 // expected is what the consumer and the object store must show for one upload.
@@ -112,17 +117,22 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 		return nil, err
 	}
 	received := map[string]*protocol.UploadEvent{}
+	receivedHLS := map[string]*protocol.UploadEvent{} // the HLS camera's
 	var recvMu sync.Mutex
 	consumed := make(chan struct{})
 	go func() {
 		defer close(consumed)
 		for ev := range consumer.Events() {
+			into, prefix := received, "event  "
+			if isStreamEvent(ev) {
+				into, prefix = receivedHLS, "hls-ev "
+			}
 			recvMu.Lock()
-			_, dup := received[ev.ID]
-			received[ev.ID] = ev
+			_, dup := into[ev.ID]
+			into[ev.ID] = ev
 			recvMu.Unlock()
 			if !dup {
-				out.printf("event   %-8s %-9s %s  %d bytes  crc64 %s\n", ev.Device, ev.Status, ev.Key, ev.Size, ev.CRC64)
+				out.printf("%s %-8s %-9s %s  %d bytes  crc64 %s\n", prefix, ev.Device, ev.Status, ev.Key, ev.Size, ev.CRC64)
 			}
 		}
 	}()
@@ -144,6 +154,8 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 		out.printf("FAIL    %s\n", msg)
 	}
 	var wg sync.WaitGroup
+	var hls *hlsResult
+	wg.Go(func() { hls = runHLSCamera(ctx, s, clipDir, out, fail) })
 	for i := range cfg.Devices {
 		id := fmt.Sprintf("cam-%02d", i+1)
 		wg.Go(func() {
@@ -160,6 +172,11 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 		})
 	}
 	wg.Wait()
+	wantHLS := map[string]expected{}
+	if hls != nil {
+		wantHLS = hls.want
+		res.Segments, res.Stream = hls.segments, hls.playlist
+	}
 
 	// Every announced upload must reach the consumer.
 	poll := time.NewTicker(20 * time.Millisecond)
@@ -169,6 +186,11 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 		missing = 0
 		for id := range want {
 			if _, ok := received[id]; !ok {
+				missing++
+			}
+		}
+		for id := range wantHLS {
+			if _, ok := receivedHLS[id]; !ok {
 				missing++
 			}
 		}
@@ -187,17 +209,30 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 	<-consumed
 
 	verify(s, want, received, fail)
+	// The HLS camera's segments and final playlist (its live playlist's event named a
+	// version since replaced: not checked against the object).
+	streamEvents := map[string]*protocol.UploadEvent{}
+	for id := range wantHLS {
+		streamEvents[id] = receivedHLS[id]
+	}
+	verify(s, wantHLS, streamEvents, fail)
 	// Every upload must appear in the console.
-	var keys []string
+	var keys, hlsKeys []string
 	for _, w := range want {
 		keys = append(keys, w.key)
 	}
+	for _, w := range wantHLS {
+		hlsKeys = append(hlsKeys, w.key)
+	}
 	missing := con.waitIndexed(ctx, keys)
-	for _, k := range missing {
+	for _, k := range append(missing, con.waitIndexed(ctx, hlsKeys)...) {
 		fail("%s: not in the console's index", k)
 	}
 	res.Indexed = len(keys) - len(missing)
 	out.printf("demo: %d of %d clips in the console at %s\n", res.Indexed, len(keys), con.URL())
+	if res.Stream != "" {
+		out.printf("demo: %s streamed %d HLS segments; its stream plays at %s/play?key=%s\n", hlsCamera, res.Segments, con.URL(), url.QueryEscape(res.Stream))
+	}
 	res.Events = len(received)
 	res.Elapsed = time.Since(start)
 	sort.Strings(res.Failures)

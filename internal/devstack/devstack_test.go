@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/console/media/mediatest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
@@ -199,6 +201,18 @@ func testDemo(t *testing.T, engine string) {
 	}
 	if !strings.Contains(text, "demo: 2 cameras, 4 uploads (2 multipart), 4 events") || !strings.Contains(text, "0 failures") {
 		t.Errorf("summary missing:\n%s", text)
+	}
+	// The HLS camera streams when ffmpeg is there (CI installs it), and is skipped with a
+	// line saying why when it is not.
+	if _, err := exec.LookPath("ffmpeg"); err != nil && os.Getenv(mediatest.E2EEnv) != "1" {
+		if res.Segments != 0 || !strings.Contains(text, "cam-hls  skipped: ffmpeg is not installed") {
+			t.Errorf("without ffmpeg: %d segments\n%s", res.Segments, text)
+		}
+		return
+	}
+	if res.Segments != hlsSeconds/hlsSegment || !strings.HasPrefix(res.Stream, "clips/cam-hls/") || !strings.HasSuffix(res.Stream, "/demo.m3u8") ||
+		!strings.Contains(text, "live playlist") || !strings.Contains(text, "final playlist") || !strings.Contains(text, "its stream plays at") {
+		t.Errorf("HLS camera: %d segments, playlist %q\n%s", res.Segments, res.Stream, text)
 	}
 }
 
