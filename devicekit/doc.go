@@ -61,6 +61,22 @@
 // (cached like the others), which reach the device's own prefix only: another device's
 // clip is refused (fs.ErrPermission), a missing one is fs.ErrNotExist.
 //
+// # HLS streams
+//
+// Kit.NewStream and Stream.Run are the seed SDK's oss_media_hls_stream, done the camera's
+// way: the encoder writes MPEG-TS segments into a directory (ffmpeg's hls or segment
+// muxer, a hardware encoder's recorder); the Stream checks each one (package media reads
+// its timestamps), uploads it with Upload (so each is a clip under the device's own
+// prefix, announced and verified like any other), removes it, and rewrites the m3u8
+// playlist beside the segments: a sliding window of StreamConfig.Window segments while
+// live, every segment and #EXT-X-ENDLIST once the stream ends (the encoder's playlist
+// ends, or Stream.Finish). Durations come from the encoder's playlist when there is one,
+// else from the timestamps. StreamConfig.Encrypt stores the segments AES-128 encrypted
+// (CBC, PKCS#7, the IV each segment's media sequence number; EncryptSegment), with the
+// key beside the playlist for the console to serve, or named by KeyURI. The playlist is
+// the one object the kit replaces (PutObject without x-oss-forbid-overwrite); its first
+// and final versions are announced. See hls.go.
+//
 // # Upload controls
 //
 // Config.UploadRate caps the bytes per second the kit sends to OSS, all uploads together:

@@ -25,7 +25,8 @@
 // budget) and looks for the poster the device may have uploaded beside it
 // ({key}.poster.jpg, see devicekit.Clip.Poster). A clip that is not a video is indexed
 // with the reason; an OSS failure leaves the event for redelivery. The reconciler skips
-// posters.
+// posters. An HLS playlist (devicekit.Stream) is read as one instead: container "HLS",
+// and once it has #EXT-X-ENDLIST, the sum of its segments' durations.
 //
 // A device's "last seen" is its own time: the ts of its status messages and the
 // uploadedAt of its events, never later than the console's clock. (A retained status
@@ -46,7 +47,10 @@
 // timelines per hour and per day with the gaps and its clips, a fleet-wide clip search
 // by device, time and status, a player whose <video> streams the clip straight from OSS
 // through a presigned GET URL valid for a few minutes, delete, revoke and restore,
-// retention rules, operators, API tokens and the audit log. The JSON API under /api
+// retention rules, operators, API tokens and the audit log. An HLS stream's player uses
+// hls.js (vendored) or the browser's own HLS, fed by the console itself: /hls/playlist
+// serves the playlist as OSS holds it now with its URIs rewritten to /hls/object, which
+// serves the stream's segments and key (hls.go). The JSON API under /api
 // offers the same (apiRoutes; web/openapi.yaml, served as /api/openapi.json).
 //
 // Operators log in with a name and a password (bcrypt). A viewer watches; an admin also
