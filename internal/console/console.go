@@ -167,6 +167,10 @@ func (c *Console) newIngest() error {
 // handle indexes one event; it is the Handler of the consumer and the reconciler. The
 // event is acknowledged only after this returns nil, so after the index has committed.
 func (c *Console) handle(ctx context.Context, ev *events.Event) error {
+	if err := c.replacedPlaylist(ctx, ev); err != nil {
+		c.indexErrors.Add(1)
+		return err
+	}
 	m, err := c.inspect(ctx, ev)
 	if err != nil {
 		c.indexErrors.Add(1)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/grafov/m3u8"
+
+	"github.com/clipgate/clipgate/events"
 )
 
 // HLS streams (devicekit.Stream): a device stores MPEG-TS segments and an m3u8 playlist
@@ -116,6 +118,42 @@ func (c *Console) inspectPlaylist(ctx context.Context, key string) (*Media, erro
 		m.Duration = playlistDuration(p)
 	}
 	return m, nil
+}
+
+// replacedPlaylist handles the event of a live playlist that its object no longer
+// matches. A stream's playlist is the one object a device replaces (devicekit.Stream
+// rewrites it as segments arrive), so an event that names an older version of it (the
+// object's size or CRC-64 differs) is no bad upload: it is indexed with the object's
+// current size and CRC-64, verified, rather than listed as a problem. The verifier has
+// checked the publisher, bucket and prefix already; a playlist written while its device
+// was revoked stays rejected.
+func (c *Console) replacedPlaylist(ctx context.Context, ev *events.Event) error {
+	if ev.Verified || (ev.Reason != events.ReasonSizeMismatch && ev.Reason != events.ReasonCRCMismatch) ||
+		!IsPlaylist(&Clip{Key: ev.Key, ContentType: ev.ContentType}) {
+		return nil
+	}
+	h, err := c.cfg.Bucket.GetObjectDetailedMeta(ev.Key, oss.WithContext(ctx))
+	switch {
+	case isNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: HEAD of the playlist %s: %v", ErrOSS, ev.Key, err)
+	}
+	size, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
+	crc := h.Get(oss.HTTPHeaderOssCRC64)
+	if err != nil || size <= 0 || crc == "" {
+		return nil
+	}
+	if at, revoked := c.revoked.RevokedAt(ev.Device); revoked {
+		if modified, _ := http.ParseTime(h.Get("Last-Modified")); !modified.Before(at.Truncate(time.Second)) {
+			ev.Reason, ev.Detail = events.ReasonRevoked, "the playlist was replaced after its device was revoked"
+			return nil
+		}
+	}
+	c.log.Debug().Str("key", ev.Key).Str("event", ev.ID).Str("reason", string(ev.Reason)).Msg("a live playlist replaced since its event: indexed as it is now")
+	ev.Size, ev.CRC64, ev.ETag = size, crc, strings.Trim(h.Get("ETag"), `"`)
+	ev.Verified, ev.Reason, ev.Detail = true, "", ""
+	return nil
 }
 
 // hlsPlaylist serves an indexed playlist as OSS holds it now, its segment and key URIs

@@ -2,12 +2,16 @@ package console
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/protocol"
 )
 
 // TestHLSPlaylistServed: the console serves an indexed playlist as OSS holds it, its
@@ -100,5 +104,44 @@ func TestHLSPlaylistServed(t *testing.T) {
 		if status, body := a.do(http.MethodGet, tc.path, nil); status != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.path, status, body, tc.want)
 		}
+	}
+}
+
+// TestLivePlaylistReplacedSinceItsEvent: the event of a live playlist that the device has
+// rewritten since (the verifier finds another size and CRC-64) is indexed verified with
+// the object as it is now, not listed as a problem; any other clip whose object differs
+// from its event still is.
+func TestLivePlaylistReplacedSinceItsEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	at := time.Now().Add(-time.Hour)
+	v1 := "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nlive-0.ts\n"
+	pl := e.uploadAs("cam-rw", "live.m3u8", PlaylistContentType, []byte(v1), at)
+	e.waitIndexed(pl.Key)
+	// The device rewrites it (one more segment); the event of the first version arrives
+	// late, as the verifier hands it on.
+	v2 := v1 + "#EXTINF:1,\nlive-1.ts\n"
+	if err := e.bucket.PutObject(pl.Key, strings.NewReader(v2)); err != nil {
+		t.Fatal(err)
+	}
+	clip := e.uploadAs("cam-rw", "clip.ts", "video/mp2t", clipData(188*4, 1), at)
+	e.waitIndexed(clip.Key)
+	if err := e.bucket.PutObject(clip.Key, strings.NewReader("other bytes")); err != nil {
+		t.Fatal(err)
+	}
+	for i, ue := range []*protocol.UploadEvent{pl, clip} {
+		ev := &events.Event{UploadEvent: *ue, Publisher: "cam-rw", Reason: events.ReasonSizeMismatch, Detail: "size differs"}
+		ev.ID = fmt.Sprintf("late-%d-aaaaaaaaaaaaaaa", i)
+		if err := e.console.handle(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.db.Clip(t.Context(), pl.Key)
+	if err != nil || !got.Verified || got.Size != int64(len(v2)) || got.Reason != "" || got.Container != "HLS" {
+		t.Fatalf("the replaced playlist indexed as %+v (%v)", got, err)
+	}
+	probs, err := e.db.Problems(t.Context(), ProblemQuery{Device: "cam-rw", Limit: 10})
+	if err != nil || len(probs) != 1 || probs[0].Key != clip.Key || probs[0].Reason != string(events.ReasonSizeMismatch) {
+		t.Fatalf("problems %+v (%v): want only the clip's", probs, err)
 	}
 }
