@@ -63,3 +63,32 @@ func Example() {
 	// may write to clips/clips/cam-0001/
 	// completed clips/cam-0001/2025/01/02/clip-0001.mp4 307200 video/mp4 crc64 12661903000188422335
 }
+
+// A camera streams HLS: its encoder (here ffmpeg, reading the camera's RTSP feed without
+// transcoding) cuts 2-second MPEG-TS segments into a directory, and the kit uploads them
+// and keeps the playlist in OSS, live, then final once ffmpeg ends its own playlist.
+//
+//	ffmpeg -i rtsp://127.0.0.1/main -c copy -f hls -hls_time 2 -hls_list_size 0 \
+//	       -hls_segment_filename /var/spool/cam/front/seg%d.ts /var/spool/cam/front/index.m3u8
+func ExampleKit_NewStream() {
+	ctx := context.Background()
+	var kit *devicekit.Kit // connected: see New and Kit.Connect
+	stream, err := kit.NewStream(devicekit.StreamConfig{
+		Dir:     "/var/spool/cam/front",
+		Name:    "front-" + time.Now().UTC().Format("150405"),
+		Window:  6,    // segments in the live playlist
+		Encrypt: true, // AES-128; the console serves the key to operators
+		OnEvent: func(e devicekit.StreamEvent) {
+			if e.Kind == devicekit.StreamPlaylist && e.Ended {
+				fmt.Println("finished:", e.Key)
+			}
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := stream.Run(ctx); err != nil { // until ffmpeg writes #EXT-X-ENDLIST
+		fmt.Println(err)
+	}
+}

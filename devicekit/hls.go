@@ -450,7 +450,7 @@ func (s *Stream) readEncoder() encoderList {
 	if len(lists) > 1 {
 		return warn(s.cfg.Dir, fmt.Errorf("devicekit: %d playlists in the stream directory, want at most one", len(lists)))
 	}
-	p, err := ParseMediaPlaylist(lists[0])
+	p, err := parseMediaPlaylist(lists[0])
 	if err != nil {
 		return warn(lists[0], err)
 	}
@@ -467,19 +467,19 @@ func (s *Stream) readEncoder() encoderList {
 // maxPlaylistSize bounds a playlist the kit reads.
 const maxPlaylistSize = 4 << 20
 
-// ParseMediaPlaylist reads an HLS media playlist file (github.com/grafov/m3u8), with a
+// parseMediaPlaylist reads an HLS media playlist file (github.com/grafov/m3u8), with a
 // clear error for a file that is not one: too large, not starting with #EXTM3U, a master
 // playlist, or a segment without a positive #EXTINF duration.
-func ParseMediaPlaylist(file string) (*m3u8.MediaPlaylist, error) {
+func parseMediaPlaylist(file string) (*m3u8.MediaPlaylist, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("devicekit: playlist: %w", err)
 	}
-	return DecodeMediaPlaylist(b)
+	return decodeMediaPlaylist(b)
 }
 
-// DecodeMediaPlaylist is ParseMediaPlaylist for the playlist's bytes.
-func DecodeMediaPlaylist(b []byte) (*m3u8.MediaPlaylist, error) {
+// decodeMediaPlaylist is parseMediaPlaylist for the playlist's bytes.
+func decodeMediaPlaylist(b []byte) (*m3u8.MediaPlaylist, error) {
 	if len(b) > maxPlaylistSize {
 		return nil, fmt.Errorf("devicekit: playlist of %d bytes, at most %d read", len(b), maxPlaylistSize)
 	}

@@ -29,7 +29,7 @@ func segments(t *testing.T, n int) ([]string, string, *m3u8.MediaPlaylist) {
 	if len(segs) != n {
 		t.Fatalf("ffmpeg cut %d segments, want %d", len(segs), n)
 	}
-	p, err := ParseMediaPlaylist(list)
+	p, err := parseMediaPlaylist(list)
 	if err != nil {
 		t.Fatalf("ffmpeg's own playlist: %v", err)
 	}
@@ -91,7 +91,7 @@ func next(t *testing.T, evs <-chan StreamEvent, kind StreamEventKind) StreamEven
 // playlistAt reads the stream's playlist from OSS and resolves its segment URIs to keys.
 func (s *stack) playlistAt(key string) (*m3u8.MediaPlaylist, []string) {
 	s.t.Helper()
-	p, err := DecodeMediaPlaylist(s.object(key))
+	p, err := decodeMediaPlaylist(s.object(key))
 	if err != nil {
 		s.t.Fatalf("playlist %s: %v", key, err)
 	}
@@ -417,12 +417,12 @@ func TestDecodeMediaPlaylistGarbage(t *testing.T) {
 		{"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:abc,\na.ts\n", "malformed"},
 		{"#EXTM3U\n" + strings.Repeat("#", maxPlaylistSize), "at most"},
 	} {
-		_, err := DecodeMediaPlaylist([]byte(tc.in))
+		_, err := decodeMediaPlaylist([]byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("DecodeMediaPlaylist(%.40q) = %v, want an error with %q", tc.in, err, tc.want)
+			t.Errorf("decodeMediaPlaylist(%.40q) = %v, want an error with %q", tc.in, err, tc.want)
 		}
 	}
-	p, err := DecodeMediaPlaylist([]byte("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.5,\na.ts\n#EXT-X-ENDLIST\n"))
+	p, err := decodeMediaPlaylist([]byte("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.5,\na.ts\n#EXT-X-ENDLIST\n"))
 	if err != nil || p.SeqNo != 7 || !p.Closed || p.Segments[0].URI != "a.ts" {
 		t.Errorf("a good playlist: %+v, %v", p, err)
 	}
