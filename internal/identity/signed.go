@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-		"fmt"
+	"fmt"
 	"strings"
 	"time"
 )
