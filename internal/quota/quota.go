@@ -245,6 +245,14 @@ func (t *Table) Issued() time.Time {
 	return time.Time{}
 }
 
+// Len returns the number of devices with a quota in force.
+func (t *Table) Len() int {
+	if c := t.cur.Load(); c != nil {
+		return len(c.devices)
+	}
+	return 0
+}
+
 // Entries returns the quotas in force, sorted by device.
 func (t *Table) Entries() []Entry {
 	c := t.cur.Load()
