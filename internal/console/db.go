@@ -254,9 +254,11 @@ type queries struct {
 	pruneSeen, pruneSessions, decrementDevice string
 	insertProblem, pruneProblems              string
 	problemsAll, problemsDevice               string
+	setQuota, quotaUsage, deviceQuotaUsage    string
 }
 
-const deviceColumns = "id, online, status_at, last_seen, last_upload, clip_count, bytes, rejected_count, failed_count, revoked, revoked_at"
+const deviceColumns = "id, online, status_at, last_seen, last_upload, clip_count, bytes, rejected_count, failed_count, revoked, revoked_at, " +
+	"quota_day, quota_month"
 
 const clipColumns = "key, event_id, device, bucket, size, crc64, content_type, recorded_at, uploaded_at, indexed_at, verified, reason, reconciled, " +
 	"duration_ms, width, height, codec, container, media_error, poster"
@@ -361,7 +363,22 @@ func buildQueries(dialect Dialect) queries {
 		pruneProblems:  "DELETE FROM problem_events WHERE id IN (SELECT id FROM problem_events WHERE indexed_at < $1 LIMIT $2)",
 		problemsAll:    "SELECT " + problemColumns + " FROM problem_events WHERE id < $1 ORDER BY id DESC LIMIT $2",
 		problemsDevice: "SELECT " + problemColumns + " FROM problem_events WHERE device = $3 AND id < $1 ORDER BY id DESC LIMIT $2",
+		setQuota:       "UPDATE devices SET quota_day = $2, quota_month = $3 WHERE id = $1",
+		quotaUsage:     quotaUsage("d.quota_day > 0 OR d.quota_month > 0"),
+		// $3 is the device.
+		deviceQuotaUsage: quotaUsage("d.id = $3"),
 	}
+}
+
+// quotaUsage is the query of devices' quotas and usage: the size of their clips indexed
+// since $1 (the day's start) and since $2 (the month's, never later); it walks the
+// index on (device, indexed_at). CAST: PostgreSQL's SUM of BIGINT is NUMERIC.
+func quotaUsage(where string) string {
+	return "SELECT d.id, d.quota_day, d.quota_month, " +
+		"CAST(COALESCE(SUM(CASE WHEN c.indexed_at >= $1 THEN c.size ELSE 0 END), 0) AS BIGINT), " +
+		"CAST(COALESCE(SUM(c.size), 0) AS BIGINT) " +
+		"FROM devices d LEFT JOIN clips c ON c.device = d.id AND c.indexed_at >= $2 " +
+		"WHERE " + where + " GROUP BY d.id, d.quota_day, d.quota_month ORDER BY d.id"
 }
 
 // us converts a time to the stored Unix microseconds.
@@ -577,7 +594,8 @@ type scanner interface{ Scan(dest ...any) error }
 func scanDevice(s scanner) (Device, error) {
 	var dv Device
 	var statusAt, lastSeen, lastUpload, revokedAt sql.NullInt64
-	err := s.Scan(&dv.ID, &dv.Online, &statusAt, &lastSeen, &lastUpload, &dv.Clips, &dv.Bytes, &dv.Rejected, &dv.Failed, &dv.Revoked, &revokedAt)
+	err := s.Scan(&dv.ID, &dv.Online, &statusAt, &lastSeen, &lastUpload, &dv.Clips, &dv.Bytes, &dv.Rejected, &dv.Failed, &dv.Revoked, &revokedAt,
+		&dv.Quota.DayBytes, &dv.Quota.MonthBytes)
 	dv.StatusAt, dv.LastSeen, dv.LastUpload, dv.RevokedAt = nullUS(statusAt), nullUS(lastSeen), nullUS(lastUpload), nullUS(revokedAt)
 	return dv, err
 }
@@ -823,6 +841,53 @@ func (d *DB) Revocations(ctx context.Context) ([]identity.Revocation, error) {
 		out = append(out, identity.Revocation{Device: id, At: nullUS(at)})
 	}
 	return out, rows.Err()
+}
+
+// SetQuota implements Store.
+func (d *DB) SetQuota(ctx context.Context, device string, q Quota) error {
+	res, err := d.w.ExecContext(ctx, d.q.setQuota, device, q.DayBytes, q.MonthBytes)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// QuotaUsage implements Store.
+func (d *DB) QuotaUsage(ctx context.Context, day, month time.Time) ([]QuotaUsage, error) {
+	// From the writer: a quota just set must be in the snapshot made after it.
+	rows, err := d.w.QueryContext(ctx, d.q.quotaUsage, us(day), us(month))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []QuotaUsage
+	for rows.Next() {
+		var u QuotaUsage
+		if err := rows.Scan(&u.Device, &u.DayBytes, &u.MonthBytes, &u.DayUsed, &u.MonthUsed); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// DeviceQuotaUsage implements Store.
+func (d *DB) DeviceQuotaUsage(ctx context.Context, device string, day, month time.Time) (*QuotaUsage, error) {
+	var u QuotaUsage
+	err := d.r.QueryRowContext(ctx, d.q.deviceQuotaUsage, us(day), us(month), device).
+		Scan(&u.Device, &u.DayBytes, &u.MonthBytes, &u.DayUsed, &u.MonthUsed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
 }
 
 // CreateSession implements Store.
