@@ -16,9 +16,9 @@ import (
 // garbage sizes get a clear 4xx and change nothing.
 func TestQuotaAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{config: func(c *Config) { c.BrokerURL = "" }})
+	now := time.Now().UTC() // the console's clock, frozen: the day cannot turn mid-test
+	e := newEnv(t, envOptions{config: func(c *Config) { c.BrokerURL, c.Now = "", func() time.Time { return now } }})
 	ctx := context.Background()
-	now := time.Now()
 	if err := e.db.SetStatus(ctx, "cam-01", true, now, now); err != nil {
 		t.Fatal(err)
 	}
@@ -26,8 +26,9 @@ func TestQuotaAPI(t *testing.T) {
 	a.login()
 	var info QuotaInfo
 	a.json(http.MethodGet, "/api/devices/cam-01/quota", nil, http.StatusOK, &info)
+	midnight := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
 	if info.Device != "cam-01" || info.Quota != (Quota{}) || !info.OverUntil.IsZero() || info.Enforced ||
-		!info.DayResets.After(now) || info.DayResets.Sub(now) > 24*time.Hour || info.MonthResets.Before(info.DayResets) {
+		!info.DayResets.Equal(midnight) || info.MonthResets.Day() != 1 || info.MonthResets.Before(info.DayResets) {
 		t.Fatalf("quota before any is set: %+v", info)
 	}
 	a.json(http.MethodPut, "/api/devices/cam-01/quota", map[string]int64{"dayBytes": 1 << 30, "monthBytes": 0}, http.StatusOK, &info)

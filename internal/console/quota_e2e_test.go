@@ -8,9 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
 	"github.com/clipgate/clipgate"
@@ -158,4 +161,107 @@ func TestQuotaEndToEnd(t *testing.T) {
 	if st := e.console.Stats(); st.QuotaSnapshots < 3 {
 		t.Fatalf("console stats: %+v", st)
 	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestQuotaSnapshotRefusals (issue 16 point 3): snapshots on the quota topic that are
+// forged (another key), stale (older than the one in force), garbage, or another signed
+// document under the console's key (its revocation list) are refused by the token
+// workers with a log line saying why, and the snapshot in force stays; an admin may not
+// publish there at all; the console's next snapshot still applies.
+func TestQuotaSnapshotRefusals(t *testing.T) {
+	t.Parallel()
+	seed, err := identity.NewRevocationKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := identity.RevocationPublicKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One frozen clock for the console and the workers: the day cannot turn mid-test.
+	base := time.Now().UTC()
+	clock := func() time.Time { return base }
+	workers := new(quota.Table)
+	var logs syncBuffer
+	e := newEnv(t, envOptions{
+		stack: inproc.Options{WorkerConfig: func(w *tokenworker.Config) {
+			w.QuotasKey, w.Quotas, w.Now = pub, workers, clock
+			w.Logger = zerolog.New(&logs)
+		}},
+		serviceRole: topics.RoleConsole,
+		config:      func(c *Config) { c.RevocationKey, c.Now = seed, clock },
+	})
+	ctx := context.Background()
+	const dev = "cam-01"
+	now := base
+	ev := clipEvent(dev, "ev-1", e.stack.Prefix()+dev+"/a.mp4", now)
+	if _, err := e.db.Index(ctx, ev, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.console.SetQuota(ctx, dev, Quota{DayBytes: 5}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the workers saw the device over its quota", func() bool { return !workers.ResetAt(dev, base).IsZero() })
+	inForce := workers.Issued()
+
+	otherSeed, _ := identity.NewRevocationKey()
+	lifted := &quota.Snapshot{Issued: base.Add(time.Second), Day: now}
+	forged, err := quota.Sign(otherSeed, lifted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := quota.Sign(seed, &quota.Snapshot{Issued: inForce.Add(-time.Hour), Day: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revList, err := identity.SignRevocationList(seed, base.Add(time.Second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief := e.serviceClient(topics.RoleConsole)
+	for _, payload := range [][]byte{forged, stale, []byte("garbage"), revList} {
+		publishRetained(t, thief, e.stack.Topics().Quotas(), payload, true)
+	}
+	waitFor(t, "the workers refused four snapshots", func() bool {
+		st, _ := e.stack.WorkerStats(0)
+		return st.QuotaSnapshotsRefused >= 4
+	})
+	if !workers.Issued().Equal(inForce) || workers.ResetAt(dev, base).IsZero() {
+		t.Fatalf("a refused snapshot changed the one in force: %+v", workers.Entries())
+	}
+	out := logs.String()
+	for _, why := range []string{"bad signature", "older than the snapshot in force", "no \\\"clipgate-quotas-v1\\\" header", "previous snapshot stays in force"} {
+		if !strings.Contains(out, why) {
+			t.Errorf("the workers' log does not say %q:\n%s", why, out)
+		}
+	}
+	// An admin may not publish there: the broker refuses it.
+	adm := e.admin()
+	denied := e.stack.BrokerStats().ACLDenied
+	adm.Publish(e.stack.Topics().Quotas(), 1, false, forged).WaitTimeout(10 * time.Second)
+	waitFor(t, "the broker refused the admin's publish", func() bool { return e.stack.BrokerStats().ACLDenied > denied })
+
+	// The console's next snapshot applies.
+	if err := e.console.SetQuota(ctx, dev, Quota{DayBytes: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the workers applied the raise", func() bool { return workers.ResetAt(dev, base).IsZero() })
 }
