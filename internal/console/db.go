@@ -859,8 +859,9 @@ func (d *DB) SetQuota(ctx context.Context, device string, q Quota) error {
 
 // QuotaUsage implements Store.
 func (d *DB) QuotaUsage(ctx context.Context, day, month time.Time) ([]QuotaUsage, error) {
-	// From the writer: a quota just set must be in the snapshot made after it.
-	rows, err := d.w.QueryContext(ctx, d.q.quotaUsage, us(day), us(month))
+	// From a reader, beside the ingest: a read begun after a commit sees it (WAL), so a
+	// quota just set is in the snapshot made after it.
+	rows, err := d.r.QueryContext(ctx, d.q.quotaUsage, us(day), us(month))
 	if err != nil {
 		return nil, err
 	}
