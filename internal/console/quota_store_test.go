@@ -3,14 +3,19 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"strings"
 	"testing"
 	"time"
 )
 
 // TestStoreQuotas (issue 16 point 3), on SQLite and PostgreSQL: a quota is set on a known
 // device only; the usage is the size of the device's clips indexed since the start of
-// the UTC day and of the UTC month (the index's own time, not the device's); only
-// devices with a quota are in the snapshot's list; a quota of 0 and 0 removes it.
+// the UTC day and of the UTC month (the index's own time, not the device's), kept per
+// day through inserts, re-indexing and deletes, equal to the sum over the clips (and to
+// migration 4's backfill); only devices with a quota are in the snapshot's list; a quota
+// of 0 and 0 removes it; old usage is pruned.
 func TestStoreQuotas(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, db *DB) {
@@ -91,5 +96,80 @@ func TestStoreQuotas(t *testing.T) {
 		if u, err := db.DeviceQuotaUsage(ctx, "cam-a", day, month); err != nil || u.DayUsed != 5 || u.MonthUsed != 235 {
 			t.Fatalf("after a delete: %+v, %v", u, err)
 		}
+		// A clip indexed again (an overwrite: a new verified event) counts on the day it
+		// was indexed again, with its new size.
+		again := clipEvent("cam-a", "this-month-again", "clips/cam-a/this-month.mp4", t0)
+		again.Size = 50
+		if _, err := db.Index(ctx, again, nil, day.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if u, err := db.DeviceQuotaUsage(ctx, "cam-a", day, month); err != nil || u.DayUsed != 55 || u.MonthUsed != 85 {
+			t.Fatalf("after a re-index: %+v, %v", u, err)
+		}
+		// The kept usage is the sum over the index, and the migration's backfill makes
+		// the same from the clips.
+		checkUsageMatchesClips(t, db)
+		backfill := usageBackfill(t, db.Dialect())
+		if _, err := db.w.ExecContext(ctx, "DELETE FROM device_usage"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.w.ExecContext(ctx, backfill); err != nil {
+			t.Fatalf("backfill: %v", err)
+		}
+		checkUsageMatchesClips(t, db)
+		if u, err := db.DeviceQuotaUsage(ctx, "cam-a", day, month); err != nil || u.DayUsed != 55 || u.MonthUsed != 85 {
+			t.Fatalf("after the backfill: %+v, %v", u, err)
+		}
+		// Pruning keeps this month's and the previous month's usage only.
+		if _, err := db.Prune(ctx, day, day.AddDate(0, 2, 0)); err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		if err := db.w.QueryRowContext(ctx, "SELECT COUNT(*) FROM device_usage").Scan(&left); err != nil || left != 0 {
+			t.Fatalf("%d usage rows two months on, %v", left, err)
+		}
 	})
+}
+
+// checkUsageMatchesClips holds device_usage to the clips it counts: per device and UTC
+// day of indexing, the sum of the clips' sizes.
+func checkUsageMatchesClips(t *testing.T, db *DB) {
+	t.Helper()
+	read := func(query string) map[string]int64 {
+		rows, err := db.r.Query(query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		m := map[string]int64{}
+		for rows.Next() {
+			var dev string
+			var day, bytes int64
+			if err := rows.Scan(&dev, &day, &bytes); err != nil {
+				t.Fatal(err)
+			}
+			if bytes != 0 {
+				m[fmt.Sprintf("%s/%d", dev, day)] = bytes
+			}
+		}
+		return m
+	}
+	kept := read("SELECT device, day, bytes FROM device_usage")
+	want := read("SELECT device, indexed_at / 86400000000, CAST(SUM(size) AS BIGINT) FROM clips GROUP BY device, indexed_at / 86400000000")
+	if !maps.Equal(kept, want) {
+		t.Fatalf("device_usage %v, the clips say %v", kept, want)
+	}
+}
+
+// usageBackfill returns the INSERT of migration 4 that fills device_usage from the clips.
+func usageBackfill(t testing.TB, dialect Dialect) string {
+	ms, err := loadMigrations(dialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stmt, ok := strings.Cut(ms[3].sql, "INSERT INTO device_usage")
+	if !ok || ms[3].name != "quotas" {
+		t.Fatalf("migration 4 (%s) has no backfill", ms[3].name)
+	}
+	return "INSERT INTO device_usage" + stmt
 }
