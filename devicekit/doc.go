@@ -111,8 +111,11 @@
 //     reply's serverTime and CodeReplay takes a fresh nonce, both at once. The terminal
 //     codes (clipgate.Code.Terminal: CodeUnauthenticated, CodeRevoked, CodeDenied,
 //     CodeInvalid) are final: a *clipgate.AuthError at once. So is CodeQuotaExceeded
-//     (the device used its upload quota; its RetryAfter is the time to the reset, at
-//     most a day): a Spool keeps the clip and tries again, nothing is dropped for it.
+//     (the device used the upload quota the operator set in the console, bytes per UTC
+//     day or month; its RetryAfter is the time to the reset, at most a day; only write
+//     and append credentials are refused, reading still works): a Spool keeps the clip
+//     and tries again every RetryMax, so a quota the operator raises lets it go at once;
+//     nothing is dropped for it.
 //   - Clock: every reply's serverTime sets the offset applied to Config.Now, so a camera
 //     whose clock is hours off signs valid requests after its first reply. OSS requests
 //     carry the corrected time in their Date header, which the SDK signs, so OSS's

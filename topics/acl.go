@@ -22,10 +22,11 @@ const (
 	// RoleConsumer reads events and status, never publishes.
 	RoleConsumer
 	// RoleAdmin may subscribe to anything under the root and to $SYS, and publish under
-	// the root, except the revocation list.
+	// the root, except the revocation list and the quota snapshot.
 	RoleAdmin
 	// RoleConsole is the operator console: it reads what consumers read, and it alone
-	// publishes the signed revocation list (Scheme.Revocations).
+	// publishes the signed revocation list (Scheme.Revocations) and the signed quota
+	// snapshot (Scheme.Quotas).
 	RoleConsole
 )
 
@@ -116,8 +117,8 @@ func (s Scheme) Allowed(role Role, deviceID, topicOrFilter string, a Action) boo
 // (Allowed(role, deviceID, topic, Publish) must hold too). A device may retain only its
 // own status: a retained event would reach every new consumer again, and a retained
 // request or reply every new subscriber. Token workers retain nothing; admins and the
-// console may retain what they may publish (for the console: the revocation list, which
-// must reach every follower that starts later). MayRetain does not allocate.
+// console may retain what they may publish (for the console: the revocation list and the
+// quota snapshot, which must reach every follower that starts later). MayRetain does not allocate.
 func (s Scheme) MayRetain(role Role, deviceID, topic string) bool {
 	switch role {
 	case RoleDevice:
@@ -139,10 +140,10 @@ func (s Scheme) mayPublish(role Role, deviceID, topic string) bool {
 		return ok && kind == KindAuthReply
 	case RoleAdmin:
 		rest, ok := s.under(topic)
-		return ok && rest != revocations
+		return ok && rest != revocations && rest != quotas
 	case RoleConsole:
 		rest, ok := s.under(topic)
-		return ok && rest == revocations
+		return ok && (rest == revocations || rest == quotas)
 	}
 	return false
 }
@@ -163,7 +164,7 @@ func (s Scheme) maySubscribe(role Role, deviceID, filter string, shared bool) bo
 			return kind == KindAuthRequest
 		}
 		rest, ok := s.under(filter)
-		return ok && (shared && rest == "devices/+/"+authRequest || !shared && rest == revocations)
+		return ok && (shared && rest == "devices/+/"+authRequest || !shared && (rest == revocations || rest == quotas))
 	case RoleConsumer, RoleConsole:
 		rest, ok := s.under(filter)
 		return ok && (consumerFilter(rest) || !shared && rest == revocations)

@@ -672,3 +672,41 @@ func TestMayRetain(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotasTopicACL (issue 16 point 3): only the console may publish (and retain) the
+// quota snapshot; the token workers read it without a share group, admins may read it;
+// devices, consumers (and the console, which makes it) may not.
+func TestQuotasTopicACL(t *testing.T) {
+	t.Parallel()
+	s := Default()
+	topic := s.Quotas()
+	if topic != "clipgate/v1/quotas" {
+		t.Fatalf("Quotas() = %q", topic)
+	}
+	if _, _, ok := s.Parse(topic); ok {
+		t.Fatal("the quota topic parses as a device topic")
+	}
+	for _, c := range []struct {
+		role          Role
+		publish, read bool
+	}{
+		{RoleDevice, false, false},
+		{RoleTokenWorker, false, true},
+		{RoleConsumer, false, false},
+		{RoleAdmin, false, true},
+		{RoleConsole, true, false},
+	} {
+		if got := s.Allowed(c.role, "cam-1", topic, Publish); got != c.publish {
+			t.Errorf("%s publish: %v", c.role, got)
+		}
+		if got := s.Allowed(c.role, "cam-1", topic, Subscribe); got != c.read {
+			t.Errorf("%s subscribe: %v", c.role, got)
+		}
+		if c.role != RoleAdmin && s.Allowed(c.role, "cam-1", "$share/g/"+topic, Subscribe) {
+			t.Errorf("%s may read the snapshot inside a share group", c.role)
+		}
+	}
+	if !s.MayRetain(RoleConsole, "", topic) || s.MayRetain(RoleAdmin, "", topic) || s.MayRetain(RoleTokenWorker, "", topic) {
+		t.Error("MayRetain: only the console retains the quota snapshot")
+	}
+}

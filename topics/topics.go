@@ -9,6 +9,8 @@
 //	{root}/devices/{id}/status         device -> consumers (the one topic a device may retain)
 //	{root}/revocations                 console -> broker, token workers, consumers
 //	                                   (the signed revocation list, retained)
+//	{root}/quotas                      console -> token workers
+//	                                   (the signed quota snapshot, retained)
 //
 // Token workers share the requests with "$share/{group}/{root}/devices/+/auth/request";
 // consumers read events and status, optionally inside a "$share/{group}/" group.
@@ -54,6 +56,7 @@ const (
 	uploadEvent  = "upload"
 	statusLevel  = "status"
 	revocations  = "revocations"
+	quotas       = "quotas"
 	sharePrefix  = "$share/"
 	sysLevel     = "$SYS"
 )
@@ -152,6 +155,13 @@ func (s Scheme) StatusFilter(group string) string {
 // consumers and admins may subscribe (without a share group: each needs the list).
 func (s Scheme) Revocations() string {
 	return s.Root() + "/" + revocations
+}
+
+// Quotas returns the topic the console publishes its signed quota snapshot on, retained:
+// {root}/quotas. Only RoleConsole may publish there; token workers and admins may
+// subscribe (token workers without a share group: each needs the snapshot).
+func (s Scheme) Quotas() string {
+	return s.Root() + "/" + quotas
 }
 
 func share(group string) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/clipgate/clipgate/internal/natsbus"
 	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/quota"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -59,6 +60,7 @@ type CLI struct {
 	FleetKeyFile       string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE" required:""`
 	RevocationsFile    string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
 	RevocationsKeyFile string `help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file." type:"path" placeholder:"FILE"`
+	QuotasKeyFile      string `help:"The console's signing public key (the same FILE.pub): follow the signed quota snapshot it publishes on the quota topic and refuse write and append credentials (quota_exceeded) to devices over their upload quota. MQTT only (not with --nats)." type:"path" placeholder:"FILE"`
 
 	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`
 	STSScheme              string        `help:"STS scheme." enum:"https,http" default:"https"`
@@ -251,6 +253,15 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 			return tokenworker.Config{}, nil, err
 		}
 	}
+	var quotasKey ed25519.PublicKey
+	if c.QuotasKeyFile != "" {
+		if len(c.NATS) > 0 {
+			return tokenworker.Config{}, nil, errors.New("--quotas-key-file: the quota snapshot reaches token workers over MQTT only, not with --nats")
+		}
+		if quotasKey, err = identity.LoadRevocationPublicKey(c.QuotasKeyFile); err != nil {
+			return tokenworker.Config{}, nil, fmt.Errorf("--quotas-key-file: %w", err)
+		}
+	}
 	var tlsCfg *tls.Config
 	if c.BrokerCA != "" {
 		if tlsCfg, err = (mqttclient.TLSFiles{CAFile: c.BrokerCA}).Load(); err != nil {
@@ -272,6 +283,7 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		FleetKey:       fleet,
 		Revocations:    rev,
 		RevocationsKey: revKey,
+		QuotasKey:      quotasKey,
 		STS: tokenworker.STSConfig{
 			Endpoint:        c.STSEndpoint,
 			Scheme:          c.STSScheme,
@@ -297,6 +309,9 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		Replay:  identity.NewReplayCache(c.ClockWindow, identity.DefaultReplayEntries),
 		Logger:  m.log,
 		Metrics: m.metrics,
+	}
+	if quotasKey != nil {
+		cfg.Quotas = new(quota.Table) // one for the process's workers
 	}
 	if c.DeviceRate <= 0 || c.DeviceBurst <= 0 || c.STSRate <= 0 || c.STSBurst <= 0 || c.MaxConcurrent <= 0 || c.QueueSize < 0 {
 		return tokenworker.Config{}, nil, errors.New("rates, bursts and --max-concurrent must be positive, --queue-size not negative")

@@ -94,12 +94,13 @@ const (
 	AuditOperatorDelete = "operator_delete"
 	AuditTokenCreate    = "token_create"
 	AuditTokenRevoke    = "token_revoke"
+	AuditQuota          = "quota"
 )
 
 // AuditActions lists the actions, for the audit page's filter.
 func AuditActions() []string {
 	return []string{AuditLogin, AuditLoginFailed, AuditLogout, AuditPlaybackURL, AuditDeleteClip, AuditRevoke, AuditRestore,
-		AuditRetentionRun, AuditRetentionRule, AuditLifecycle, AuditOperatorPut, AuditOperatorDelete, AuditTokenCreate, AuditTokenRevoke}
+		AuditRetentionRun, AuditRetentionRule, AuditLifecycle, AuditOperatorPut, AuditOperatorDelete, AuditTokenCreate, AuditTokenRevoke, AuditQuota}
 }
 
 // AuditQuery selects audit entries, newest first.

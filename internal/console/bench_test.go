@@ -81,7 +81,7 @@ func buildBenchIndex(path string, n int) (*DB, error) {
 		at := benchStart.Add(time.Duration(i/benchDevices) * step).Add(time.Duration(dev) * time.Millisecond)
 		if _, err := ins.ExecContext(ctx, benchKey(dev, i), fmt.Sprintf("e%d", i), fmt.Sprintf("cam-%04d", dev), "clips",
 			int64(1<<20+i%4096), "1234567890123456789", "video/mp4", us(at), us(at.Add(5*time.Second)), us(at.Add(6*time.Second)),
-			true, "", false); err != nil {
+			true, "", false, nil, 0, 0, "", "", "", false); err != nil {
 			return nil, err
 		}
 	}

@@ -131,7 +131,16 @@ type Config struct {
 	// and consumers that share no filesystem with it follow its revocations (they hold
 	// the public key). It needs BrokerURL, and Username must then be an account of role
 	// console, the only role that may publish there.
+	//
+	// The same key signs the quota snapshot (package quota): every device's upload
+	// quota with its usage of the UTC day and month, published retained on
+	// Topics.Quotas() at start, at every quota change, after clips of devices with
+	// quotas are indexed (at most one a second) and every QuotaEvery. Token workers
+	// with the public key (their QuotasKey) refuse devices over their quota.
 	RevocationKey []byte
+	// QuotaEvery is the interval of the quota snapshots made without a change (so that
+	// deleted clips and a new day show); DefaultQuotaEvery.
+	QuotaEvery time.Duration
 	// DenyRoleARN, when set, makes revocations reach OSS: the console keeps a Deny for
 	// each revoked device's STS sessions of this role (the token workers' RoleARN) in the
 	// bucket policy, with Bucket's client, whose key then also needs
@@ -197,6 +206,7 @@ func (c *Config) applyDefaults() {
 	}
 	set(&c.URLExpiry, DefaultURLExpiry)
 	set(&c.SessionTTL, DefaultSessionTTL)
+	set(&c.QuotaEvery, DefaultQuotaEvery)
 	set(&c.SeenTTL, DefaultSeenTTL)
 	set(&c.PruneEvery, DefaultPruneEvery)
 	set(&c.CredentialLifetime, DefaultCredentialLifetime)
@@ -258,6 +268,9 @@ func (c *Config) validate() error {
 	}
 	if c.SessionTTL < time.Minute {
 		bad("SessionTTL %v: at least 1m", c.SessionTTL)
+	}
+	if c.QuotaEvery < time.Second {
+		bad("QuotaEvery %v: at least 1s", c.QuotaEvery)
 	}
 	if c.SeenTTL < time.Hour || c.PruneEvery < time.Second {
 		bad("SeenTTL %v (at least 1h), PruneEvery %v (at least 1s)", c.SeenTTL, c.PruneEvery)

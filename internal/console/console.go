@@ -30,7 +30,7 @@ type Console struct {
 	consumer   *events.Consumer      // nil without a broker
 	reconciler *events.Reconciler    // nil without a broker
 	status     *statusSubscriber     // nil without a broker
-	revPub     *revPublisher         // nil without RevocationKey
+	signedPub  *signedPublisher      // nil without RevocationKey
 	revoked    *identity.Revocations // the store's list, for flagging objects written after a revocation
 	deny       *ossdeny.Writer       // nil without DenyRoleARN
 
@@ -41,13 +41,19 @@ type Console struct {
 	mediaOrigin string // where the player's URLs point, for the Content-Security-Policy
 	secure      bool   // session cookie Secure
 
-	revMu        sync.Mutex // serializes revocation changes and file writes
-	multiDelete  atomic.Bool
-	indexed      atomic.Int64
-	indexErrors  atomic.Int64
-	statusErrors atomic.Int64
-	denyErrors   atomic.Int64
-	auditErrors  atomic.Int64
+	revMu   sync.Mutex // serializes revocation changes and file writes
+	quotaMu sync.Mutex // serializes quota snapshots
+	// quotaDevices is the set of devices with a quota in the latest snapshot; a clip
+	// indexed for one of them asks (quotaDirty) for a new snapshot.
+	quotaDevices   atomic.Pointer[map[string]bool]
+	quotaDirty     chan struct{}
+	quotaSnapshots atomic.Int64
+	multiDelete    atomic.Bool
+	indexed        atomic.Int64
+	indexErrors    atomic.Int64
+	statusErrors   atomic.Int64
+	denyErrors     atomic.Int64
+	auditErrors    atomic.Int64
 	// retentionRuns counts the scheduled retention runs (each applies every rule).
 	retentionRuns atomic.Int64
 
@@ -67,13 +73,14 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{
-		cfg:      cfg,
-		log:      cfg.Logger.With().Str("component", "console").Logger(),
-		store:    cfg.Store,
-		logins:   newLoginLimiter(cfg.LoginRate, cfg.LoginBurst),
-		loginKey: make([]byte, 32),
-		secure:   cfg.HTTPTLS != nil || cfg.SecureCookies,
-		revoked:  identity.NewRevocations(),
+		cfg:        cfg,
+		log:        cfg.Logger.With().Str("component", "console").Logger(),
+		store:      cfg.Store,
+		logins:     newLoginLimiter(cfg.LoginRate, cfg.LoginBurst),
+		loginKey:   make([]byte, 32),
+		secure:     cfg.HTTPTLS != nil || cfg.SecureCookies,
+		revoked:    identity.NewRevocations(),
+		quotaDirty: make(chan struct{}, 1),
 	}
 	c.multiDelete.Store(true)
 	if _, err := rand.Read(c.loginKey); err != nil {
@@ -100,7 +107,7 @@ func New(cfg Config) (*Console, error) {
 		}
 	}
 	if cfg.RevocationKey != nil {
-		if c.revPub, err = newRevPublisher(c); err != nil {
+		if c.signedPub, err = newSignedPublisher(c); err != nil {
 			return nil, err
 		}
 	}
@@ -182,6 +189,9 @@ func (c *Console) handle(ctx context.Context, ev *events.Event) error {
 		return fmt.Errorf("indexing event %s of %s: %w", ev.ID, ev.Device, err)
 	}
 	c.indexed.Add(1)
+	if outcome == Inserted || outcome == Updated {
+		c.indexedFor(ev.Device)
+	}
 	c.log.Debug().Str("event", ev.ID).Str("device", ev.Device).Str("key", ev.Key).Bool("verified", ev.Verified).
 		Str("reason", string(ev.Reason)).Bool("reconciled", ev.Reconciled).Int("outcome", int(outcome)).Msg("event indexed")
 	return nil
@@ -207,9 +217,9 @@ func (c *Console) Start(ctx context.Context) (err error) {
 			_ = c.Close()
 		}
 	}()
-	if c.revPub != nil {
+	if c.signedPub != nil {
 		// Connected before the first list is made, so that it is published at once.
-		if err := c.revPub.start(ctx); err != nil {
+		if err := c.signedPub.start(ctx); err != nil {
 			return fmt.Errorf("console: %w", err)
 		}
 	}
@@ -218,6 +228,13 @@ func (c *Console) Start(ctx context.Context) (err error) {
 	}
 	if err := c.syncRevocations(ctx); err != nil {
 		return err
+	}
+	if c.signedPub != nil {
+		// A failed snapshot leaves the quotas unenforced, not the console stopped: the
+		// loop tries again.
+		if err := c.publishQuotas(ctx); err != nil {
+			c.log.Error().Err(err).Msg("quota snapshot at start")
+		}
 	}
 	ln, err := net.Listen("tcp", c.cfg.Addr)
 	if err != nil {
@@ -258,6 +275,13 @@ func (c *Console) Start(ctx context.Context) (err error) {
 		go func() {
 			defer c.wg.Done()
 			c.denyLoop(runCtx)
+		}()
+	}
+	if c.signedPub != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.quotaLoop(runCtx)
 		}()
 	}
 	if c.cfg.RetentionEvery > 0 {
@@ -362,6 +386,8 @@ type Stats struct {
 	// scheduled retention runs.
 	AuditErrors   int64 `json:"auditErrors"`
 	RetentionRuns int64 `json:"retentionRuns"`
+	// QuotaSnapshots counts the quota snapshots published.
+	QuotaSnapshots int64 `json:"quotaSnapshots"`
 	// Consumer and Reconciler are the events library's counters (zero without a broker).
 	Consumer   events.Stats           `json:"consumer"`
 	Reconciler events.ReconcilerStats `json:"reconciler"`
@@ -370,7 +396,7 @@ type Stats struct {
 // Stats returns the console's counters.
 func (c *Console) Stats() Stats {
 	s := Stats{Indexed: c.indexed.Load(), IndexErrors: c.indexErrors.Load(), StatusErrors: c.statusErrors.Load(),
-		AuditErrors: c.auditErrors.Load(), RetentionRuns: c.retentionRuns.Load()}
+		AuditErrors: c.auditErrors.Load(), RetentionRuns: c.retentionRuns.Load(), QuotaSnapshots: c.quotaSnapshots.Load()}
 	if c.consumer != nil {
 		s.Consumer = c.consumer.Stats()
 		s.Reconciler = c.reconciler.Stats()
@@ -407,10 +433,10 @@ func (c *Console) Close() error {
 	if c.status != nil {
 		c.status.close()
 	}
-	if c.revPub != nil {
-		c.revPub.close()
-	}
 	c.wg.Wait()
+	if c.signedPub != nil {
+		c.signedPub.close() // after the quota loop
+	}
 	c.log.Info().Msg("console stopped")
 	return errors.Join(errs...)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/quota"
 )
 
 // Dialect names a supported database.
@@ -254,9 +255,12 @@ type queries struct {
 	pruneSeen, pruneSessions, decrementDevice string
 	insertProblem, pruneProblems              string
 	problemsAll, problemsDevice               string
+	setQuota, quotaUsage, deviceQuotaUsage    string
+	addUsage, subUsage, pruneUsage            string
 }
 
-const deviceColumns = "id, online, status_at, last_seen, last_upload, clip_count, bytes, rejected_count, failed_count, revoked, revoked_at"
+const deviceColumns = "id, online, status_at, last_seen, last_upload, clip_count, bytes, rejected_count, failed_count, revoked, revoked_at, " +
+	"quota_day, quota_month"
 
 const clipColumns = "key, event_id, device, bucket, size, crc64, content_type, recorded_at, uploaded_at, indexed_at, verified, reason, reconciled, " +
 	"duration_ms, width, height, codec, container, media_error, poster"
@@ -317,7 +321,7 @@ func buildQueries(dialect Dialect) queries {
 		ensureDevice:  "INSERT INTO devices (id) VALUES ($1) ON CONFLICT (id) DO NOTHING",
 		countFailed:   "UPDATE devices SET failed_count = failed_count + 1 WHERE id = $1",
 		countRejected: "UPDATE devices SET rejected_count = rejected_count + 1 WHERE id = $1",
-		clipVerified:  "SELECT verified, size FROM clips WHERE key = $1",
+		clipVerified:  "SELECT verified, size, device, indexed_at FROM clips WHERE key = $1",
 		insertClip: "INSERT INTO clips (" + clipColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, " +
 			"$14, $15, $16, $17, $18, $19, $20)",
 		updateClip: "UPDATE clips SET event_id = $2, device = $3, bucket = $4, size = $5, crc64 = $6, content_type = $7, " +
@@ -361,8 +365,34 @@ func buildQueries(dialect Dialect) queries {
 		pruneProblems:  "DELETE FROM problem_events WHERE id IN (SELECT id FROM problem_events WHERE indexed_at < $1 LIMIT $2)",
 		problemsAll:    "SELECT " + problemColumns + " FROM problem_events WHERE id < $1 ORDER BY id DESC LIMIT $2",
 		problemsDevice: "SELECT " + problemColumns + " FROM problem_events WHERE device = $3 AND id < $1 ORDER BY id DESC LIMIT $2",
+		setQuota:       "UPDATE devices SET quota_day = $2, quota_month = $3 WHERE id = $1",
+		quotaUsage:     quotaUsage("d.quota_day > 0 OR d.quota_month > 0"),
+		// $3 is the device.
+		deviceQuotaUsage: quotaUsage("d.id = $3"),
+		addUsage: "INSERT INTO device_usage (device, day, bytes) VALUES ($1, $2, $3) " +
+			"ON CONFLICT (device, day) DO UPDATE SET bytes = device_usage.bytes + excluded.bytes",
+		// A day already pruned stays pruned.
+		subUsage:   "UPDATE device_usage SET bytes = bytes - $3 WHERE device = $1 AND day = $2",
+		pruneUsage: "DELETE FROM device_usage WHERE day < $1",
 	}
 }
+
+// quotaUsage is the query of devices' quotas and usage: the bytes of their clips indexed
+// on day $1 and since day $2 (the month's first; Unix days), from device_usage (at most
+// 31 rows a device). CAST: PostgreSQL's SUM of BIGINT is NUMERIC.
+func quotaUsage(where string) string {
+	return "SELECT d.id, d.quota_day, d.quota_month, " +
+		"CAST(COALESCE(SUM(CASE WHEN u.day = $1 THEN u.bytes ELSE 0 END), 0) AS BIGINT), " +
+		"CAST(COALESCE(SUM(u.bytes), 0) AS BIGINT) " +
+		"FROM devices d LEFT JOIN device_usage u ON u.device = d.id AND u.day >= $2 " +
+		"WHERE " + where + " GROUP BY d.id, d.quota_day, d.quota_month ORDER BY d.id"
+}
+
+// usPerDay is a UTC day in the stored microseconds.
+const usPerDay = int64(24 * time.Hour / time.Microsecond)
+
+// unixDay returns the UTC day of stored microseconds (times are after 1970).
+func unixDay(v int64) int64 { return v / usPerDay }
 
 // us converts a time to the stored Unix microseconds.
 func us(t time.Time) int64 { return t.UnixMicro() }
@@ -466,8 +496,9 @@ func (d *DB) indexClip(ctx context.Context, tx *sql.Tx, ev *events.Event, m *Med
 		us(recorded), us(ev.UploadedAt), us(now), ev.Verified, string(ev.Reason), ev.Reconciled,
 		duration, m.Width, m.Height, m.Codec, m.Container, truncate(m.Error, maxProblemText), m.Poster}
 	var verified bool
-	var oldSize int64
-	err := tx.QueryRowContext(ctx, d.q.clipVerified, ev.Key).Scan(&verified, &oldSize)
+	var oldSize, oldIndexed int64
+	var oldDevice string
+	err := tx.QueryRowContext(ctx, d.q.clipVerified, ev.Key).Scan(&verified, &oldSize, &oldDevice, &oldIndexed)
 	outcome := Inserted
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -475,6 +506,9 @@ func (d *DB) indexClip(ctx context.Context, tx *sql.Tx, ev *events.Event, m *Med
 			return 0, err
 		}
 		if _, err := tx.ExecContext(ctx, d.q.addClip, ev.Device, ev.Size); err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, d.q.addUsage, ev.Device, unixDay(us(now)), ev.Size); err != nil {
 			return 0, err
 		}
 	case err != nil:
@@ -489,6 +523,13 @@ func (d *DB) indexClip(ctx context.Context, tx *sql.Tx, ev *events.Event, m *Med
 			if _, err := tx.ExecContext(ctx, d.q.resizeClip, ev.Device, ev.Size-oldSize); err != nil {
 				return 0, err
 			}
+		}
+		// The clip's bytes move to the day it is indexed again.
+		if _, err := tx.ExecContext(ctx, d.q.subUsage, oldDevice, unixDay(oldIndexed), oldSize); err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, d.q.addUsage, ev.Device, unixDay(us(now)), ev.Size); err != nil {
+			return 0, err
 		}
 		outcome = Updated
 	default:
@@ -577,7 +618,8 @@ type scanner interface{ Scan(dest ...any) error }
 func scanDevice(s scanner) (Device, error) {
 	var dv Device
 	var statusAt, lastSeen, lastUpload, revokedAt sql.NullInt64
-	err := s.Scan(&dv.ID, &dv.Online, &statusAt, &lastSeen, &lastUpload, &dv.Clips, &dv.Bytes, &dv.Rejected, &dv.Failed, &dv.Revoked, &revokedAt)
+	err := s.Scan(&dv.ID, &dv.Online, &statusAt, &lastSeen, &lastUpload, &dv.Clips, &dv.Bytes, &dv.Rejected, &dv.Failed, &dv.Revoked, &revokedAt,
+		&dv.Quota.DayBytes, &dv.Quota.MonthBytes)
 	dv.StatusAt, dv.LastSeen, dv.LastUpload, dv.RevokedAt = nullUS(statusAt), nullUS(lastSeen), nullUS(lastUpload), nullUS(revokedAt)
 	return dv, err
 }
@@ -708,7 +750,7 @@ func (d *DB) deleteBatch(ctx context.Context, keys []string) (int, error) {
 		b.WriteString("$" + strconv.Itoa(i+1))
 		args[i] = k
 	}
-	b.WriteString(") RETURNING device, size")
+	b.WriteString(") RETURNING device, size, indexed_at")
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -719,12 +761,17 @@ func (d *DB) deleteBatch(ctx context.Context, keys []string) (int, error) {
 		return 0, err
 	}
 	type removed struct{ clips, bytes int64 }
+	type deviceDay struct {
+		device string
+		day    int64
+	}
 	perDevice := map[string]removed{}
+	perDay := map[deviceDay]int64{}
 	n := 0
 	for rows.Next() {
 		var dev string
-		var size int64
-		if err := rows.Scan(&dev, &size); err != nil {
+		var size, indexed int64
+		if err := rows.Scan(&dev, &size, &indexed); err != nil {
 			rows.Close()
 			return 0, err
 		}
@@ -732,6 +779,7 @@ func (d *DB) deleteBatch(ctx context.Context, keys []string) (int, error) {
 		r.clips++
 		r.bytes += size
 		perDevice[dev] = r
+		perDay[deviceDay{dev, unixDay(indexed)}] += size
 		n++
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
@@ -739,6 +787,11 @@ func (d *DB) deleteBatch(ctx context.Context, keys []string) (int, error) {
 	}
 	for dev, r := range perDevice {
 		if _, err := tx.ExecContext(ctx, d.q.decrementDevice, dev, r.clips, r.bytes); err != nil {
+			return 0, err
+		}
+	}
+	for k, bytes := range perDay {
+		if _, err := tx.ExecContext(ctx, d.q.subUsage, k.device, k.day, bytes); err != nil {
 			return 0, err
 		}
 	}
@@ -825,6 +878,54 @@ func (d *DB) Revocations(ctx context.Context) ([]identity.Revocation, error) {
 	return out, rows.Err()
 }
 
+// SetQuota implements Store.
+func (d *DB) SetQuota(ctx context.Context, device string, q Quota) error {
+	res, err := d.w.ExecContext(ctx, d.q.setQuota, device, q.DayBytes, q.MonthBytes)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// QuotaUsage implements Store.
+func (d *DB) QuotaUsage(ctx context.Context, day, month time.Time) ([]QuotaUsage, error) {
+	// From a reader, beside the ingest: a read begun after a commit sees it (WAL), so a
+	// quota just set is in the snapshot made after it.
+	rows, err := d.r.QueryContext(ctx, d.q.quotaUsage, unixDay(us(day)), unixDay(us(month)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []QuotaUsage
+	for rows.Next() {
+		var u QuotaUsage
+		if err := rows.Scan(&u.Device, &u.DayBytes, &u.MonthBytes, &u.DayUsed, &u.MonthUsed); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// DeviceQuotaUsage implements Store.
+func (d *DB) DeviceQuotaUsage(ctx context.Context, device string, day, month time.Time) (*QuotaUsage, error) {
+	var u QuotaUsage
+	err := d.r.QueryRowContext(ctx, d.q.deviceQuotaUsage, unixDay(us(day)), unixDay(us(month)), device).
+		Scan(&u.Device, &u.DayBytes, &u.MonthBytes, &u.DayUsed, &u.MonthUsed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
 // CreateSession implements Store.
 func (d *DB) CreateSession(ctx context.Context, s Session) error {
 	_, err := d.w.ExecContext(ctx, d.q.createSession, s.IDHash, s.CSRF, us(s.Created), us(s.Expires), s.Operator)
@@ -864,6 +965,10 @@ func (d *DB) Prune(ctx context.Context, seenBefore, now time.Time) (PruneResult,
 		return r, err
 	}
 	if r.Problems, err = d.pruneBatches(ctx, d.q.pruneProblems, seenBefore); err != nil {
+		return r, err
+	}
+	// The quotas need the usage of this month only; the previous month's is kept.
+	if _, err := d.w.ExecContext(ctx, d.q.pruneUsage, unixDay(us(quota.MonthStart(now).AddDate(0, -1, 0)))); err != nil {
 		return r, err
 	}
 	res, err := d.w.ExecContext(ctx, d.q.pruneSessions, us(now))

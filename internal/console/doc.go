@@ -86,4 +86,16 @@
 // cache cleared and the client kicked). In-process lists and hooks (Config.Revocations,
 // Config.OnRevoke) are updated too. Objects a revoked device wrote after its revocation
 // are indexed as rejected with reason "revoked" (events.ReasonRevoked).
+//
+// # Upload quotas
+//
+// Admins set a device's bytes per UTC day and per UTC month (SetQuota, the device page,
+// PUT /api/devices/{id}/quota). The usage is the size of the device's clips indexed in
+// the day and the month, kept per device and day in the index's own transactions
+// (device_usage). The console signs a quota snapshot of every device with a quota, its
+// limits and its usage (package quota, under Config.RevocationKey) and publishes it,
+// retained, on Topics.Quotas(): at start, at every change, at most once a second while
+// clips of devices with quotas are indexed, and every Config.QuotaEvery. Token workers
+// with the public key (tokenworker.Config.QuotasKey) refuse write and append credentials
+// to a device over its quota until the UTC day or month turns.
 package console

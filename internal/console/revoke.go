@@ -124,8 +124,11 @@ func (c *Console) publishRevocations(ctx context.Context, list []identity.Revoca
 	if c.cfg.Revocations != nil {
 		c.cfg.Revocations.SetList(list)
 	}
-	if c.revPub != nil {
-		if err := c.revPub.publish(ctx, list); err != nil {
+	if c.signedPub != nil {
+		sign := func(issued time.Time) ([]byte, error) {
+			return identity.SignRevocationList(c.cfg.RevocationKey, issued, list)
+		}
+		if err := c.signedPub.publish(ctx, c.cfg.Topics.Revocations(), "revocation list", sign); err != nil {
 			errs = append(errs, err)
 		}
 	}

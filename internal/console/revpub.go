@@ -6,26 +6,31 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 )
 
-// revPublisher publishes the signed revocation list, retained, on the revocation topic,
-// with its own connection (ClientID+"-revocations"; the account must have role console).
-// The list is published again at every connection, so a list made while the broker was
-// away reaches it when it is back.
-type revPublisher struct {
+// signedPublisher publishes the console's signed documents, retained, each on its topic:
+// the revocation list (Topics.Revocations) and the quota snapshot (Topics.Quotas). It
+// has its own connection (ClientID+"-revocations"; the account must have role console).
+// Every document is published again at every connection, so a document made while the
+// broker was away reaches it when it is back.
+type signedPublisher struct {
 	c      *Console
 	client *mqttclient.Client
 
-	mu      sync.Mutex
-	payload []byte    // the latest signed list
-	issued  time.Time // its issue time; each list is issued strictly after the previous
+	mu   sync.Mutex
+	docs map[string]*signedDoc // by topic
 }
 
-func newRevPublisher(c *Console) (*revPublisher, error) {
+// signedDoc is the latest document of a topic.
+type signedDoc struct {
+	payload []byte
+	issued  time.Time // each document of a topic is issued strictly after the previous
+}
+
+func newSignedPublisher(c *Console) (*signedPublisher, error) {
 	cfg := &c.cfg
-	p := &revPublisher{c: c}
+	p := &signedPublisher{c: c, docs: map[string]*signedDoc{}}
 	client, err := mqttclient.New(mqttclient.Config{
 		BrokerURL: cfg.BrokerURL,
 		TLS:       cfg.TLS,
@@ -33,60 +38,61 @@ func newRevPublisher(c *Console) (*revPublisher, error) {
 		Username:  cfg.Username,
 		Password:  cfg.Password,
 		OnConnect: p.republish,
-		Logger:    c.log.With().Str("publisher", "revocations").Logger(),
+		Logger:    c.log.With().Str("publisher", "signed").Logger(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("revocation publisher: %w", err)
+		return nil, fmt.Errorf("signed-document publisher: %w", err)
 	}
 	p.client = client
 	return p, nil
 }
 
-func (p *revPublisher) start(ctx context.Context) error {
+func (p *signedPublisher) start(ctx context.Context) error {
 	if err := p.client.Connect(ctx); err != nil {
-		return fmt.Errorf("revocation publisher: %w", err)
+		return fmt.Errorf("signed-document publisher: %w", err)
 	}
 	return nil
 }
 
-// republish sends the latest list without waiting (it runs in paho's goroutine).
-func (p *revPublisher) republish() {
+// republish sends the latest documents without waiting (it runs in paho's goroutine).
+func (p *signedPublisher) republish() {
 	p.mu.Lock()
-	payload := p.payload
-	p.mu.Unlock()
-	if payload != nil {
-		p.client.Publish(p.c.cfg.Topics.Revocations(), 1, true, payload)
+	defer p.mu.Unlock()
+	for topic, d := range p.docs {
+		p.client.Publish(topic, 1, true, d.payload)
 	}
 }
 
-// publish signs list and publishes it, waiting for the broker's acknowledgement up to
-// ctx's end or 10 seconds. A list that could not be sent now is sent at the next
-// connection.
-func (p *revPublisher) publish(ctx context.Context, list []identity.Revocation) error {
+// publish signs a document with sign, at an issue time strictly after the topic's
+// previous one, and publishes it on topic (what names it in errors), waiting for the
+// broker's acknowledgement up to ctx's end or 10 seconds. A document that could not be
+// sent now is sent at the next connection.
+func (p *signedPublisher) publish(ctx context.Context, topic, what string, sign func(issued time.Time) ([]byte, error)) error {
 	p.mu.Lock()
+	d := p.docs[topic]
 	issued := p.c.cfg.Now().UTC()
-	if !issued.After(p.issued) {
-		issued = p.issued.Add(time.Microsecond) // strictly later, or followers refuse it
+	if d != nil && !issued.After(d.issued) {
+		issued = d.issued.Add(time.Microsecond) // strictly later, or followers refuse it
 	}
-	payload, err := identity.SignRevocationList(p.c.cfg.RevocationKey, issued, list)
+	payload, err := sign(issued)
 	if err != nil {
 		p.mu.Unlock()
 		return err
 	}
-	p.payload, p.issued = payload, issued
+	p.docs[topic] = &signedDoc{payload: payload, issued: issued}
 	p.mu.Unlock()
-	tok := p.client.Publish(p.c.cfg.Topics.Revocations(), 1, true, payload)
+	tok := p.client.Publish(topic, 1, true, payload)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
-			return fmt.Errorf("publishing the revocation list: %w (it is sent again at the next connection)", err)
+			return fmt.Errorf("publishing the %s: %w (it is sent again at the next connection)", what, err)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("publishing the revocation list: not acknowledged yet (%w); it is sent again at the next connection", ctx.Err())
+		return fmt.Errorf("publishing the %s: not acknowledged yet (%w); it is sent again at the next connection", what, ctx.Err())
 	}
 }
 
-func (p *revPublisher) close() { p.client.Close() }
+func (p *signedPublisher) close() { p.client.Close() }

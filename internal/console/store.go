@@ -39,6 +39,25 @@ type Device struct {
 	// Revoked reports that the operator revoked the device (since RevokedAt).
 	Revoked   bool      `json:"revoked"`
 	RevokedAt time.Time `json:"revokedAt,omitzero"`
+	// Quota is the device's upload quota set by the operator (zero: none).
+	Quota Quota `json:"quota"`
+}
+
+// Quota is a device's upload quota: the bytes it may upload per UTC day and per UTC
+// month; 0 means no limit. The token workers refuse it write and append credentials
+// once its usage (the size of its clips indexed in the day or month) reaches a limit.
+type Quota struct {
+	DayBytes   int64 `json:"dayBytes"`
+	MonthBytes int64 `json:"monthBytes"`
+}
+
+// QuotaUsage is a device's quota and its usage: the size of its clips indexed since the
+// start of the UTC day and of the UTC month.
+type QuotaUsage struct {
+	Device string `json:"device"`
+	Quota
+	DayUsed   int64 `json:"dayUsed"`
+	MonthUsed int64 `json:"monthUsed"`
 }
 
 // Clip is one indexed object.
@@ -269,6 +288,16 @@ type Store interface {
 	RevokedDevices(ctx context.Context) ([]string, error)
 	// Revocations returns the revoked devices with their revocation times, sorted by ID.
 	Revocations(ctx context.Context) ([]identity.Revocation, error)
+
+	// SetQuota sets a known device's upload quota (ErrNotFound for an unknown device).
+	SetQuota(ctx context.Context, device string, q Quota) error
+	// QuotaUsage returns the quota and usage of every device with a quota, sorted by ID,
+	// counting the clips indexed since day and since month (the starts of the UTC day
+	// and month).
+	QuotaUsage(ctx context.Context, day, month time.Time) ([]QuotaUsage, error)
+	// DeviceQuotaUsage is QuotaUsage of one device, with or without a quota (ErrNotFound
+	// for an unknown device).
+	DeviceQuotaUsage(ctx context.Context, device string, day, month time.Time) (*QuotaUsage, error)
 
 	// CreateSession stores a new session.
 	CreateSession(ctx context.Context, s Session) error

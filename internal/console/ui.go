@@ -171,6 +171,7 @@ var flashes = map[string]string{
 	"token-revoked":    "Token revoked.",
 	"revoked":          "Device revoked: the broker disconnects it and the token workers refuse it within seconds.",
 	"restored":         "Device restored: it may connect and get credentials again.",
+	"quota":            "Upload quota saved and sent to the token workers.",
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
@@ -323,6 +324,8 @@ type clipsData struct {
 	// MoreProblems says there are more than shown.
 	Problems     []Problem
 	MoreProblems bool
+	// Quota is the device's upload quota and usage (device page only).
+	Quota *QuotaInfo
 }
 
 // option is a <select>'s option.
@@ -418,6 +421,12 @@ func (c *Console) clipList(w http.ResponseWriter, r *http.Request, d *Device, pa
 				title = "Last " + strconv.Itoa(DefaultDays) + " days, per day"
 			}
 			data.Charts = append(data.Charts, newChart(t, title, path))
+		}
+	}
+	if d != nil {
+		if data.Quota, err = c.DeviceQuota(r.Context(), d.ID); err != nil {
+			c.pageError(w, r, err)
+			return
 		}
 	}
 	if d != nil && d.Failed+d.Rejected > 0 {

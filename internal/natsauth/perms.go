@@ -50,8 +50,8 @@ func Permissions(s topics.Scheme, p broker.Principal, group string) (pub, sub []
 			natsbus.Subject(s.EventFilter("")),
 		}
 		if p.Role == topics.RoleConsole {
-			// The console alone publishes the signed revocation list.
-			pub = append(pub, natsbus.Subject(s.Revocations()))
+			// The console alone publishes the signed revocation list and quota snapshot.
+			pub = append(pub, natsbus.Subject(s.Revocations()), natsbus.Subject(s.Quotas()))
 			sub = append(sub, natsbus.Subject(s.Revocations()))
 		}
 	case topics.RoleAdmin:

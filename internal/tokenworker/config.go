@@ -17,6 +17,7 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/quota"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -98,6 +99,15 @@ type Config struct {
 	// retryAfterMs until then (at most a day); read credentials are not affected. It is
 	// called for every request that asks for "w" or "a", and must be quick.
 	Quota func(deviceID string, now time.Time) (resetAt time.Time)
+	// QuotasKey, when set, is the console's signing key's public key (the one of
+	// RevocationsKey): the worker follows the signed quota snapshot the console publishes,
+	// retained, on the quota topic (topics.Scheme.Quotas) into Quotas, and Quota, unless
+	// set, is Quotas.ResetAt. Snapshots that do not verify, or are older than the one in
+	// force, are logged, counted (Stats.QuotaSnapshotsRefused) and ignored.
+	QuotasKey ed25519.PublicKey
+	// Quotas is the quota table QuotasKey fills; nil means a private one. Workers of one
+	// process may share one.
+	Quotas *quota.Table
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger zerolog.Logger

@@ -116,11 +116,16 @@ func (w *Worker) transport(filter string) (Transport, error) {
 	if w.cfg.Transport != nil {
 		return w.cfg.Transport, nil
 	}
-	subs := []mqttclient.Subscription{{Filter: filter, QoS: 1, Handler: w.onMessage}}
+	// The signed documents first, so that the retained ones are in force before the first
+	// request.
+	var subs []mqttclient.Subscription
 	if w.cfg.RevocationsKey != nil {
-		// First, so that the retained list is in force before the first request.
-		subs = append([]mqttclient.Subscription{{Filter: w.cfg.Topics.Revocations(), QoS: 1, Handler: w.onRevocationList}}, subs...)
+		subs = append(subs, mqttclient.Subscription{Filter: w.cfg.Topics.Revocations(), QoS: 1, Handler: w.onRevocationList})
 	}
+	if w.cfg.QuotasKey != nil {
+		subs = append(subs, mqttclient.Subscription{Filter: w.cfg.Topics.Quotas(), QoS: 1, Handler: w.onQuotaSnapshot})
+	}
+	subs = append(subs, mqttclient.Subscription{Filter: filter, QoS: 1, Handler: w.onMessage})
 	client, err := mqttclient.New(mqttclient.Config{
 		BrokerURL:     w.cfg.BrokerURL,
 		TLS:           w.cfg.TLS,
@@ -166,6 +171,19 @@ func (w *Worker) onRevocationList(m mqttclient.Message) {
 	}
 	w.ctr.revocationLists.Add(1)
 	w.log.Info().Int("revoked", w.cfg.Revocations.Len()).Time("issued", w.cfg.Revocations.Issued()).Msg("revocation list applied")
+}
+
+// onQuotaSnapshot applies a signed quota snapshot from the quota topic. A refused
+// snapshot (garbage, forged, older than the one in force) is logged and counted; the
+// snapshot in force stays.
+func (w *Worker) onQuotaSnapshot(m mqttclient.Message) {
+	if err := w.cfg.Quotas.Apply(w.cfg.QuotasKey, m.Payload(), w.cfg.Now()); err != nil {
+		w.ctr.quotaSnapshotsRefused.Add(1)
+		w.log.Error().Err(err).Int("bytes", len(m.Payload())).Msg("quota snapshot refused; the previous snapshot stays in force")
+		return
+	}
+	w.ctr.quotaSnapshots.Add(1)
+	w.log.Info().Int("devices", w.cfg.Quotas.Len()).Time("issued", w.cfg.Quotas.Issued()).Msg("quota snapshot applied")
 }
 
 // refuse answers a request without handling it (queue full, shutting down). The publish is

@@ -18,6 +18,9 @@ type Stats struct {
 	// RevocationLists counts the signed revocation lists applied, RevocationListsRefused
 	// those refused (Config.RevocationsKey).
 	RevocationLists, RevocationListsRefused uint64
+	// QuotaSnapshots counts the signed quota snapshots applied, QuotaSnapshotsRefused
+	// those refused (Config.QuotasKey).
+	QuotaSnapshots, QuotaSnapshotsRefused uint64
 }
 
 // codes is the closed set of reply error codes, in counter order.
@@ -31,6 +34,7 @@ type counters struct {
 	requests, dropped, ok, reused, stsCalls atomic.Uint64
 	errors                                  [len(codes)]atomic.Uint64
 	revocationLists, revocationListsRefused atomic.Uint64
+	quotaSnapshots, quotaSnapshotsRefused   atomic.Uint64
 }
 
 func (c *counters) countError(code protocol.Code) {
@@ -55,6 +59,8 @@ func (c *counters) snapshot() Stats {
 
 		RevocationLists:        c.revocationLists.Load(),
 		RevocationListsRefused: c.revocationListsRefused.Load(),
+		QuotaSnapshots:         c.quotaSnapshots.Load(),
+		QuotaSnapshotsRefused:  c.quotaSnapshotsRefused.Load(),
 	}
 	for i, code := range codes {
 		if n := c.errors[i].Load(); n > 0 {

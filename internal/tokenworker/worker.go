@@ -37,6 +37,7 @@ import (
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/quota"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -80,6 +81,17 @@ func New(cfg Config) (*Worker, error) {
 		}
 		if c.Revocations == nil {
 			c.Revocations = identity.NewRevocations()
+		}
+	}
+	if c.QuotasKey != nil {
+		if len(c.QuotasKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("tokenworker: QuotasKey is %d bytes, want %d", len(c.QuotasKey), ed25519.PublicKeySize)
+		}
+		if c.Quotas == nil {
+			c.Quotas = new(quota.Table)
+		}
+		if c.Quota == nil {
+			c.Quota = c.Quotas.ResetAt
 		}
 	}
 	w := &Worker{
