@@ -65,6 +65,7 @@ type Kit struct {
 	sf        singleflight.Group
 	cache     atomic.Pointer[Credentials] // Config.Mode
 	modeCache sync.Map                    // other modes: mode -> *atomic.Pointer[Credentials]
+	credFiles credCache                   // the credentials kept on disk (credcache.go)
 
 	http      *http.Client // OSS requests
 	transport *http.Transport
