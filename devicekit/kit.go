@@ -227,6 +227,7 @@ func (k *Kit) Connect(ctx context.Context) error {
 		BrokerURL:      k.cfg.BrokerURL,
 		FailoverURLs:   k.cfg.FailoverURLs,
 		TLS:            k.cfg.TLS,
+		Dialer:         k.cfg.Dialer,
 		ClientID:       k.cfg.DeviceID,
 		Credentials:    k.mqttCredentials,
 		ConnectTimeout: k.cfg.RequestTimeout,

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,17 +49,17 @@ type flow struct {
 	done        chan struct{} // closed at shutdown: every hold ends
 
 	held, timeouts atomic.Int64 // requests held now; holds that ran out
-	waiters        atomic.Int32 // holds waiting on wake
+	waiters        atomic.Int32 // len(line), read without the lock
 
 	mu   sync.Mutex
-	wake chan struct{} // closed (and replaced) when a worker's queue gets room
+	line []chan struct{} // held requests, oldest first; each is signalled to try again
 }
 
 func newFlow(b *Broker, maxInflight int) *flow {
 	limit := max(1, b.cfg.MaxWritesPending-b.cfg.MaxWritesPending/8)
 	return &flow{
 		clients: b.srv.Clients, sessions: &b.sessions, match: newDeviceRouter(b.srv.Clients, b.scheme),
-		limit: limit, maxInflight: maxInflight, done: make(chan struct{}), wake: make(chan struct{}),
+		limit: limit, maxInflight: maxInflight, done: make(chan struct{}),
 	}
 }
 
@@ -77,42 +78,69 @@ func (f *flow) stop() {
 // its queue has room, else the connected member with the fewest requests queued; when
 // every connected member is full it waits (see above). With no member connected it
 // returns best, counting nothing (mochi queues the request for an offline member).
+//
+// Held requests go in arrival order: only the oldest tries for room, and a new request
+// joins the line while one is held. Without this, the holds raced for each freed place and
+// an unlucky one could lose for longer than maxFlowHold under a storm.
 func (f *flow) admit(best string, members map[string]packets.Subscription) string {
-	var timer *time.Timer
-	for {
-		wake := f.waitOn()
-		id, ok, connected := f.reserve(best, members)
-		if ok || !connected {
-			f.waiters.Add(-1)
+	if f.waiters.Load() == 0 {
+		if id, ok, connected := f.reserve(best, members); ok || !connected {
 			return id
 		}
-		if timer == nil {
-			timer = time.NewTimer(maxFlowHold)
-			defer timer.Stop()
-			f.held.Add(1)
-			defer f.held.Add(-1)
+	}
+	me := make(chan struct{}, 1)
+	f.mu.Lock()
+	f.line = append(f.line, me)
+	f.waiters.Add(1)
+	f.mu.Unlock()
+	f.held.Add(1)
+	defer f.held.Add(-1)
+	timer := time.NewTimer(maxFlowHold)
+	defer timer.Stop()
+	for {
+		f.mu.Lock()
+		if f.line[0] == me {
+			if id, ok, connected := f.reserve(best, members); ok || !connected {
+				f.leave(me)
+				f.mu.Unlock()
+				return id
+			}
 		}
+		f.mu.Unlock()
 		select {
-		case <-wake:
-			f.waiters.Add(-1)
+		case <-me:
 		case <-timer.C:
-			f.waiters.Add(-1)
 			f.timeouts.Add(1)
+			f.mu.Lock()
+			f.leave(me)
+			f.mu.Unlock()
 			return best
 		case <-f.done:
-			f.waiters.Add(-1)
+			f.mu.Lock()
+			f.leave(me)
+			f.mu.Unlock()
 			return best
 		}
 	}
 }
 
-// waitOn registers a waiter and returns the channel that the next release closes. It is
-// taken before the queues are looked at, so that no release in between is missed.
-func (f *flow) waitOn() chan struct{} {
-	f.waiters.Add(1)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.wake
+// leave takes me out of the line and lets the next one try; f.mu is held.
+func (f *flow) leave(me chan struct{}) {
+	if i := slices.Index(f.line, me); i >= 0 {
+		f.line = slices.Delete(f.line, i, i+1)
+		f.waiters.Add(-1)
+	}
+	f.signalHead()
+}
+
+// signalHead wakes the oldest held request, if any; f.mu is held.
+func (f *flow) signalHead() {
+	if len(f.line) > 0 {
+		select {
+		case f.line[0] <- struct{}{}:
+		default: // already signalled
+		}
+	}
 }
 
 // reserve takes a place in the queue of best, or of the connected member with the fewest
@@ -195,8 +223,7 @@ func (f *flow) release(cl *mqtt.Client, pk packets.Packet) {
 	}
 	if f.waiters.Load() > 0 {
 		f.mu.Lock()
-		close(f.wake)
-		f.wake = make(chan struct{})
+		f.signalHead()
 		f.mu.Unlock()
 	}
 }
