@@ -12,8 +12,9 @@
 // replies and request timeouts, and what the broker dropped or held. The broker, the
 // workers and the local cloud run in this process (internal/inproc) with their production
 // defaults; the devices run in child processes of this command (the open-file limit of a
-// process is 20,000 here, and each device holds its connection and its state lock), each
-// child connecting from its own loopback source address. Example:
+// process is 20,000 here, and each device holds its connection and its state lock), from
+// many loopback source addresses (--per-source devices each: the broker limits connections
+// per source address, 50 a second by default). Example:
 //
 //	go run ./cmd/stormbench --devices 10000 --workers 4
 package main
