@@ -11,11 +11,13 @@ import (
 //
 // Retry n (n = 0 after the first failure) waits a uniformly random time in (0, w], where
 // w = min(Max, Base·2ⁿ). When the server named a retryAfter, the wait is retryAfter plus
-// a random time in [0, max(w, retryAfter)), and at most MaxRetryAfter: a server hands the
-// same retryAfter to everyone it refuses at once, so waiting exactly that long would bring
-// them all back together; spreading them over the next interval of the same length does not.
-// A retryAfter beyond MaxRetryAfter is taken as MaxRetryAfter, so one reply cannot park
-// a device for a day.
+// a random time in [0, w), and at most MaxRetryAfter. A token worker spreads the
+// retryAfters itself (each request it answers busy gets its own slot of the worker's STS
+// rate, see tokenworker's busySchedule): adding a spread as long as retryAfter, as the kit
+// did before, would push a device told "come back in 40 s" to anywhere up to 80 s, past
+// the slots the worker kept for it (issue 15, reconnect storm). The window still spreads a
+// fleet told one same retryAfter, more with every attempt. A retryAfter beyond
+// MaxRetryAfter is taken as MaxRetryAfter, so one reply cannot park a device for a day.
 type backoffPolicy struct {
 	Base, Max     time.Duration
 	MaxRetryAfter time.Duration
@@ -59,7 +61,7 @@ func (p backoffPolicy) Delay(attempt int, retryAfter time.Duration) time.Duratio
 		return time.Duration(p.randN(int64(w))) + 1
 	}
 	ra := min(retryAfter, p.MaxRetryAfter)
-	d := ra + time.Duration(p.randN(int64(max(w, ra))))
+	d := ra + time.Duration(p.randN(int64(w)))
 	return min(d, p.MaxRetryAfter)
 }
 

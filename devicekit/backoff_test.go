@@ -51,12 +51,12 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 		retryAfter      time.Duration
 		lowest, highest time.Duration
 	}{
-		// Never less than retryAfter; spread over the next retryAfter (it exceeds the window).
-		{0, 2 * time.Second, 2 * time.Second, 4*time.Second - 1},
-		// Spread over the exponential window once that is the larger.
+		// Never less than retryAfter; spread over the exponential window after it (not
+		// over another retryAfter: the worker spreads its retryAfters itself).
+		{0, 2 * time.Second, 2 * time.Second, 2*time.Second + 100*time.Millisecond - 1},
 		{5, time.Second, time.Second, 4*time.Second - 1},
 		// Capped at MaxRetryAfter, also when the jitter would pass it.
-		{0, 8 * time.Second, 8 * time.Second, 10 * time.Second},
+		{5, 8 * time.Second, 8 * time.Second, 10 * time.Second},
 		{0, 24 * time.Hour, 10 * time.Second, 10 * time.Second},
 	} {
 		if d := low.Delay(tc.attempt, tc.retryAfter); d != tc.lowest {
@@ -87,7 +87,7 @@ func TestBackoffSpreads(t *testing.T) {
 					d := p.Delay(attempt, ra)
 					lo, hi := time.Duration(1), p.window(attempt)
 					if ra > 0 && p.MaxRetryAfter > 0 {
-						lo, hi = ra, min(p.MaxRetryAfter, ra+max(hi, ra))
+						lo, hi = ra, min(p.MaxRetryAfter, ra+hi)
 					}
 					if d < lo || d > hi {
 						t.Fatalf("%+v attempt %d retryAfter %v: %v outside [%v, %v]", p, attempt, ra, d, lo, hi)

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,10 @@ type Config struct {
 	FailoverURLs []string
 	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's defaults.
 	TLS *tls.Config
+	// Dialer, when set, opens the broker connections: its LocalAddr chooses the source
+	// address (a camera with several interfaces; a load test spreading devices over
+	// loopback addresses). nil uses a default dialer.
+	Dialer *net.Dialer
 
 	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]; no '.' on a
 	// NATS cluster, whose MQTT gateway refuses it in client IDs). It is the
@@ -40,8 +45,9 @@ type Config struct {
 	// opens sealed credentials. Required.
 	DeviceKey []byte
 
-	// StateDir holds what must survive a restart: multipart checkpoints, the upload journal
-	// and the event outbox. Created 0700 if missing. Required.
+	// StateDir holds what must survive a restart: multipart checkpoints, the upload journal,
+	// the event outbox and the last credentials, still sealed to the device key
+	// (credentials-<mode>.json). Created 0700 if missing. Required.
 	StateDir string
 	// Topics is the topic scheme (topics.New); the zero value is topics.Default().
 	Topics topics.Scheme

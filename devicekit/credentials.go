@@ -74,6 +74,9 @@ func (k *Kit) credentials(ctx context.Context, mode clipgate.Mode) (*Credentials
 		if c := k.cachedMode(mode); c != nil { // filled while we queued
 			return c, nil
 		}
+		if c := k.loadCredentials(mode); c != nil { // kept on disk by an earlier run
+			return c, nil
+		}
 		// The fetch is shared: it runs until it succeeds, gives up or the kit closes, not
 		// until the first caller's ctx ends.
 		return k.fetch(k.ctx, mode)
@@ -94,10 +97,16 @@ func (k *Kit) cached() *Credentials { return k.cachedMode("") }
 
 func (k *Kit) cachedMode(mode clipgate.Mode) *Credentials {
 	c := k.cacheFor(mode).Load()
-	if c == nil || !k.now().Before(c.Expiration.Add(-k.cfg.RefreshMargin)) {
+	if c == nil || !k.fresh(c) {
 		return nil
 	}
 	return c
+}
+
+// fresh reports whether c has more than RefreshMargin left by the server-corrected clock:
+// the test for credentials in memory and on disk alike.
+func (k *Kit) fresh(c *Credentials) bool {
+	return k.now().Before(c.Expiration.Add(-k.cfg.RefreshMargin))
 }
 
 // cacheFor returns the cache of mode ("" is Config.Mode).
@@ -112,8 +121,8 @@ func (k *Kit) cacheFor(mode clipgate.Mode) *atomic.Pointer[Credentials] {
 // invalidate drops c from the cache (if it is still the cached value), so that the next
 // call fetches new credentials.
 func (k *Kit) invalidate(c *Credentials) {
-	if c != nil {
-		k.cacheFor(c.mode).CompareAndSwap(c, nil)
+	if c != nil && k.cacheFor(c.mode).CompareAndSwap(c, nil) {
+		k.forgetCredentials(c.mode) // nor from disk after a restart
 	}
 }
 
@@ -125,7 +134,7 @@ func (k *Kit) fetch(ctx context.Context, mode clipgate.Mode) (*Credentials, erro
 			k.log.Debug().Int("attempt", attempt+1).AnErr("previous", lastErr).Msg("retrying credentials request")
 		}
 		var wait time.Duration
-		reply, err := k.request(ctx, mode)
+		reply, nonce, err := k.request(ctx, mode)
 		switch {
 		case err != nil:
 			if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotConnected) || ctx.Err() != nil {
@@ -133,7 +142,7 @@ func (k *Kit) fetch(ctx context.Context, mode clipgate.Mode) (*Credentials, erro
 			}
 			lastErr, wait = err, backoff(attempt, 0)
 		case reply.OK:
-			return k.accept(reply, mode)
+			return k.accept(reply, mode, nonce)
 		default:
 			e := reply.Error
 			aerr := &clipgate.AuthError{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter()}
@@ -183,9 +192,10 @@ func (k *Kit) wait(ctx context.Context, err error, d time.Duration) error {
 	}
 }
 
-// request sends one signed auth request and waits for its reply; the wait for the
-// connection, the PUBACK and the reply together take at most RequestTimeout.
-func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthReply, error) {
+// request sends one signed auth request and waits for its reply, which it returns with the
+// request's nonce; the wait for the connection, the PUBACK and the reply together take at
+// most RequestTimeout.
+func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthReply, []byte, error) {
 	if mode == "" {
 		mode = k.cfg.Mode
 	}
@@ -193,7 +203,7 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 	defer cancel()
 	client, err := k.ready(rctx)
 	if err != nil {
-		return nil, k.ctxErr(ctx, err)
+		return nil, nil, k.ctxErr(ctx, err)
 	}
 	var nonce [protocol.NonceSize]byte
 	rand.Read(nonce[:])
@@ -208,14 +218,14 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 	req.Sig = identity.Sign(k.cfg.DeviceKey, req.SigningString())
 	payload, err := protocol.Encode(req)
 	if err != nil {
-		return nil, fmt.Errorf("devicekit: encoding the auth request: %w", err)
+		return nil, nil, fmt.Errorf("devicekit: encoding the auth request: %w", err)
 	}
 
 	ch := make(chan *protocol.AuthReply, 1)
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	k.waiters[req.ID] = ch
 	k.mu.Unlock()
@@ -229,20 +239,20 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
-			return nil, fmt.Errorf("devicekit: publishing the auth request: %w", err)
+			return nil, nil, fmt.Errorf("devicekit: publishing the auth request: %w", err)
 		}
 	case <-rctx.Done():
-		return nil, k.ctxErr(ctx, errors.New("devicekit: the broker did not acknowledge the auth request in time"))
+		return nil, nil, k.ctxErr(ctx, errors.New("devicekit: the broker did not acknowledge the auth request in time"))
 	}
 	select {
 	case reply, ok := <-ch:
 		if !ok {
-			return nil, ErrClosed
+			return nil, nil, ErrClosed
 		}
 		reply.Credentials = k.withNonce(reply, nonce[:])
-		return reply, nil
+		return reply, nonce[:], nil
 	case <-rctx.Done():
-		return nil, k.ctxErr(ctx, fmt.Errorf("devicekit: no auth reply within %v (is a token worker running?)", k.cfg.RequestTimeout))
+		return nil, nil, k.ctxErr(ctx, fmt.Errorf("devicekit: no auth reply within %v (is a token worker running?)", k.cfg.RequestTimeout))
 	}
 }
 
@@ -283,8 +293,9 @@ func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *clipgate.Crede
 	return c
 }
 
-// accept checks the credentials of a successful reply and caches them.
-func (k *Kit) accept(reply *protocol.AuthReply, mode clipgate.Mode) (*Credentials, error) {
+// accept checks the credentials of a successful reply to the request with nonce, caches
+// them, and keeps them sealed on disk (credcache.go).
+func (k *Kit) accept(reply *protocol.AuthReply, mode clipgate.Mode, nonce []byte) (*Credentials, error) {
 	if reply.Credentials == nil {
 		return nil, errors.New("devicekit: the auth reply's sealed credentials could not be opened (wrong device key or a tampered reply)")
 	}
@@ -298,6 +309,7 @@ func (k *Kit) accept(reply *protocol.AuthReply, mode clipgate.Mode) (*Credential
 	k.cacheFor(mode).Store(c)
 	k.refreshes.Add(1)
 	k.log.Debug().Time("expiration", c.Expiration).Msg("new credentials")
+	k.keepCredentials(c, reply, nonce)
 	return c, nil
 }
 

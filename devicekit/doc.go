@@ -21,7 +21,11 @@
 //     timestamp and a fresh 16-byte nonce) and waits for the reply with the same request
 //     ID. The credentials may come sealed to the device (AES-256-GCM under a key derived
 //     from the device key and the nonce); the kit opens them. They are cached until
-//     RefreshMargin before they expire, and concurrent callers share one request.
+//     RefreshMargin before they expire, and concurrent callers share one request. The
+//     sealed reply is also kept in StateDir (credentials-<mode>.json, 0600), so that a
+//     kit started again after a restart or a power cut uses them without a request
+//     (credcache.go); a file that does not open with the device key is ignored. A busy
+//     reply's retryAfterMs is waited for, plus a jitter that grows with the attempts.
 //  3. Upload stores the clip under {prefix}{deviceID}/{yyyy}/{mm}/{dd}/{name}: one
 //     PutObject below MultipartThreshold, a resumable multipart upload above it, signed
 //     with OSS V4 through CredentialsProvider, which the SDK asks before every request,

@@ -65,6 +65,7 @@ type Kit struct {
 	sf        singleflight.Group
 	cache     atomic.Pointer[Credentials] // Config.Mode
 	modeCache sync.Map                    // other modes: mode -> *atomic.Pointer[Credentials]
+	credFiles credCache                   // the credentials kept on disk (credcache.go)
 
 	http      *http.Client // OSS requests
 	transport *http.Transport
@@ -226,6 +227,7 @@ func (k *Kit) Connect(ctx context.Context) error {
 		BrokerURL:      k.cfg.BrokerURL,
 		FailoverURLs:   k.cfg.FailoverURLs,
 		TLS:            k.cfg.TLS,
+		Dialer:         k.cfg.Dialer,
 		ClientID:       k.cfg.DeviceID,
 		Credentials:    k.mqttCredentials,
 		ConnectTimeout: k.cfg.RequestTimeout,

@@ -87,6 +87,9 @@ type session struct {
 	limiter    *rate.Limiter // nil: unlimited
 	superseded atomic.Bool   // a new connection with the same client ID is taking over
 	acl        aclCache
+	// queued counts the auth requests routed to this client (a token worker) that mochi
+	// has not yet written or dropped (flow.go).
+	queued atomic.Int32
 }
 
 // sessions maps *mqtt.Client to *session.

@@ -78,6 +78,7 @@ type Broker struct {
 	srv      *mqtt.Server
 	sessions sessions
 	picker   *picker
+	flow     *flow // auth requests held for a token worker with room (flow.go)
 	stats    counters
 	met      connMetrics  // connects and refusals, for Collector
 	store    *storageHook // nil without a data dir
@@ -185,6 +186,8 @@ func New(cfg Config) (*Broker, error) {
 		InlineClient: b.revKey != nil, // the broker's own subscription to the revocation list
 	})
 	b.picker = newPicker(b.srv.Clients)
+	b.flow = newFlow(b, int(caps.MaximumInflight))
+	b.picker.flow = b.flow
 	if cfg.WorkerRouting == WorkerRoutingDevice {
 		b.picker.device = newDeviceRouter(b.srv.Clients, b.scheme)
 	}
@@ -383,6 +386,7 @@ func (b *Broker) Close() error {
 
 // shutdown stops what Start started; b.mu is held.
 func (b *Broker) shutdown() {
+	b.flow.stop()
 	if b.cancel != nil {
 		b.cancel()
 	}
@@ -536,6 +540,11 @@ type Stats struct {
 	RevocationListsRefused int64 `json:"revocation_lists_refused"`
 	Takeovers              int64 `json:"takeovers"`       // live connections replaced by one with the same client ID
 	TakeoverCarried        int64 `json:"takeoverCarried"` // messages carried from a taken-over session to the new one
+	// FlowHeld is the auth requests held now until a token worker's outbound queue has
+	// room; FlowTimeouts counts holds that ran out (maxFlowHold) and sent the request on
+	// to a full queue (flow.go).
+	FlowHeld     int64 `json:"flow_held"`
+	FlowTimeouts int64 `json:"flow_timeouts"`
 	AbuseStats
 }
 
@@ -568,6 +577,8 @@ func (b *Broker) Stats() Stats {
 		RevocationLists:        b.stats.revocationLists.Load(),
 		RevocationListsRefused: b.stats.revocationListsRefused.Load(),
 		Takeovers:              b.stats.takeovers.Load(),
+		FlowHeld:               b.flow.held.Load(),
+		FlowTimeouts:           b.flow.timeouts.Load(),
 		TakeoverCarried:        b.stats.takeoverCarried.Load(),
 		AbuseStats:             b.lim.stats(),
 	}

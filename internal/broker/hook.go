@@ -28,7 +28,8 @@ func (h *hook) Provides(x byte) bool {
 	switch x {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
 		mqtt.OnSessionEstablished, mqtt.OnQosDropped,
-		mqtt.OnWill, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSelectSubscribers, mqtt.OnPacketRead:
+		mqtt.OnWill, mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSelectSubscribers, mqtt.OnPacketRead,
+		mqtt.OnPacketSent, mqtt.OnPublishDropped:
 		return true
 	}
 	return false
@@ -225,6 +226,12 @@ func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *m
 	h.b.picker.pick(subs, pk.TopicName)
 	return subs
 }
+
+// OnPacketSent and OnPublishDropped count the auth requests that left a token worker's
+// outbound queue (flow.go).
+func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) { h.b.flow.release(cl, pk) }
+
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) { h.b.flow.release(cl, pk) }
 
 // maxPace is the longest a QoS 1 or 2 publish is held back to keep its client within its
 // rate; a client that would have to wait longer is disconnected.

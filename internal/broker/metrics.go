@@ -72,9 +72,12 @@ func (b *Broker) Collector() prometheus.Collector {
 		pwCache   = ops.Desc(sub, "password_cache_entries", "Device passwords remembered against replay.")
 		pending   = ops.Desc(sub, "pending_connections", "Sockets that have not been answered a CONNACK yet.")
 		untracked = ops.Desc(sub, "limit_tables_full_total", "Keys (client IDs, usernames, addresses) not limited because their table was full.")
+		held      = ops.Desc(sub, "held_auth_requests", "Auth requests held until a token worker's outbound queue has room.")
+		holdEnds  = ops.Desc(sub, "auth_request_hold_timeouts_total", "Held auth requests sent on to a full token-worker queue after the longest hold (5 s).")
 	)
 	descs := []*prometheus.Desc{conns, connects, refusals, msgsIn, msgsOut, dropped, inflight, retained, subs,
-		bytesIn, bytesOut, takeovers, carried, acl, limited, paced, revoked, abuse, delayed, synced, pwCache, pending, untracked}
+		bytesIn, bytesOut, takeovers, carried, acl, limited, paced, revoked, abuse, delayed, synced, pwCache, pending, untracked,
+		held, holdEnds}
 	return ops.NewCollector(descs, func(ch chan<- prometheus.Metric) {
 		s := b.Stats()
 		var live [len(roles)]int
@@ -106,6 +109,8 @@ func (b *Broker) Collector() prometheus.Collector {
 		ops.Counter(ch, bytesOut, s.BytesSent)
 		ops.Counter(ch, takeovers, s.Takeovers)
 		ops.Counter(ch, carried, s.TakeoverCarried)
+		ops.Gauge(ch, held, s.FlowHeld)
+		ops.Counter(ch, holdEnds, s.FlowTimeouts)
 		ops.Counter(ch, acl, s.ACLDenied)
 		ops.Counter(ch, limited, s.RateLimited)
 		ops.Counter(ch, paced, s.Paced)

@@ -21,6 +21,9 @@ type picker struct {
 	// worker groups by device ID; round-robin remains their fallback when no member is
 	// connected, and the strategy of every other group.
 	device *deviceRouter
+	// flow, when set, routes auth requests only to token workers whose outbound queue has
+	// room, holding them while none has (flow.go).
+	flow *flow
 
 	mu   sync.Mutex
 	seq  uint64
@@ -56,6 +59,9 @@ func (p *picker) pick(subs *mqtt.Subscribers, topic string) {
 		}
 		if best == "" {
 			best = p.roundRobin(filter, members)
+		}
+		if p.flow != nil && p.flow.match.workerGroup(filter) {
+			best = p.flow.admit(best, members)
 		}
 		sub := members[best]
 		if prev, ok := subs.SharedSelected[best]; ok {

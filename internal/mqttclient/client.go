@@ -31,6 +31,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,6 +134,9 @@ type Config struct {
 	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's
 	// defaults. TLSFiles.Load makes one from PEM files.
 	TLS *tls.Config
+	// Dialer, when set, opens the connections (its LocalAddr chooses the source address);
+	// nil uses paho's default dialer.
+	Dialer *net.Dialer
 
 	// ClientID is the MQTT client identifier. Required.
 	ClientID string
@@ -327,6 +331,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
+	}
+	if cfg.Dialer != nil {
+		opts.SetDialer(cfg.Dialer)
 	}
 	if w := cfg.Will; w != nil {
 		opts.SetBinaryWill(w.Topic, w.Payload, w.QoS, w.Retained)

@@ -227,10 +227,21 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 
 	// cam-2 asks for credentials twice, from two kits in turn: the second is served from
-	// the worker's cache. Each kit's connection is gone from the broker before the next
-	// one comes (else the broker would count a session takeover).
+	// the worker's cache. Each kit has a state directory of its own (a kit on the first
+	// one's would use the credentials kept there and not ask). Each kit's connection is
+	// gone from the broker before the next one comes (else the broker would count a
+	// session takeover).
 	for range 2 {
-		k := newKit(t, ctx, stack, "cam-2")
+		cfg := stack.DeviceConfig("cam-2")
+		cfg.StateDir = t.TempDir()
+		k, err := devicekit.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Connect(ctx); err != nil {
+			k.Close()
+			t.Fatal(err)
+		}
 		if _, err := k.Credentials(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -156,7 +156,7 @@ func (w *Worker) onRequest(topic string, payload []byte) {
 	select {
 	case w.queue <- j:
 	default:
-		w.refuse(j, protocol.CodeBusy, retryBusy, "the token worker's queue is full; retry after retryAfterMs")
+		w.refuse(j, protocol.CodeBusy, w.busyRetry(), "the token worker's queue is full; retry after retryAfterMs")
 	}
 }
 

@@ -50,6 +50,7 @@ type Worker struct {
 	stsLimit *rate.Limiter
 	devLimit *deviceLimiter
 	creds    *credCache
+	busy     busySchedule // retryAfterMs of busy replies (busy.go)
 	ctr      counters
 	stsWG    sync.WaitGroup // AssumeRole calls that outlive their Handle (cancelled context)
 
@@ -286,7 +287,7 @@ func (w *Worker) issue(ctx context.Context, d *decision, ck credKey, mode clipga
 			d.fail(protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
 			return nil, false
 		}
-		d.fail(protocol.CodeBusy, retryBusy, "the token worker is at its limit of STS calls; retry after retryAfterMs")
+		d.fail(protocol.CodeBusy, w.busyRetry(), "the token worker is at its limit of STS calls; retry after retryAfterMs")
 		return nil, false
 	}
 	// The rate is reserved after the slot, with the slot's own time, so that a wait for the
@@ -296,7 +297,7 @@ func (w *Worker) issue(ctx context.Context, d *decision, ck credKey, mode clipga
 	}
 	if r := w.stsLimit.ReserveN(now, 1); !r.OK() {
 		w.sts.release(client)
-		d.fail(protocol.CodeBusy, retryBusy, "the token worker's STS rate is exhausted; retry after retryAfterMs")
+		d.fail(protocol.CodeBusy, w.busyRetry(), "the token worker's STS rate is exhausted; retry after retryAfterMs")
 		return nil, false
 	} else if delay := r.DelayFrom(now); delay > 0 {
 		if wait.IsZero() || delay > time.Until(wait) || !sleepCtx(ctx, delay) {
@@ -306,7 +307,7 @@ func (w *Worker) issue(ctx context.Context, d *decision, ck credKey, mode clipga
 				d.fail(protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
 				return nil, false
 			}
-			d.fail(protocol.CodeBusy, delay, "the token worker's STS rate is exhausted; retry after retryAfterMs")
+			d.fail(protocol.CodeBusy, max(delay, w.busyRetry()), "the token worker's STS rate is exhausted; retry after retryAfterMs")
 			return nil, false
 		}
 	}
