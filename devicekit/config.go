@@ -30,9 +30,16 @@ type Config struct {
 	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]). It is the
 	// MQTT client ID and username. Required.
 	DeviceID string
-	// DeviceKey is the device's 32-byte key; it signs MQTT passwords and auth requests and
-	// opens sealed credentials. Required.
-	DeviceKey []byte
+	// DeviceKey is the device's provisioned key (LoadDeviceKey reads its file): the key
+	// ID, the connect key that makes its MQTT passwords and the request key that signs
+	// its auth requests and opens its sealed credentials. Its Device must be DeviceID.
+	// Required.
+	DeviceKey *DeviceKey
+	// DeviceKeyFile is where the kit persists the new device key a token worker hands it
+	// after a fleet key rotation (atomically, mode 0600): normally the file DeviceKey was
+	// read from. Empty: a new key is used until the kit closes, then lost (the device
+	// receives it again while the old key is accepted).
+	DeviceKeyFile string
 
 	// StateDir holds what must survive a restart: multipart checkpoints, the upload journal
 	// and the event outbox. Created 0700 if missing. Required.
@@ -60,6 +67,14 @@ type Config struct {
 	// Logger receives the kit's logs; the zero value discards them.
 	Logger zerolog.Logger
 }
+
+// DeviceKey is a device's provisioned key: its device ID, the ID of the fleet key it
+// derives from, its connect key (MQTT passwords) and its request key (auth requests and
+// sealed credentials). `broker device-key` writes its file.
+type DeviceKey = identity.DeviceKey
+
+// LoadDeviceKey reads a device key file, which must be readable by its owner only.
+func LoadDeviceKey(path string) (*DeviceKey, error) { return identity.LoadDeviceKey(path) }
 
 // Defaults and limits of Config.
 const (
@@ -94,8 +109,14 @@ func (c Config) withDefaults() (Config, error) {
 	if err := deviceid.Validate(c.DeviceID); err != nil {
 		return c, configErr("DeviceID: %v", err)
 	}
-	if len(c.DeviceKey) != identity.KeySize {
-		return c, configErr("DeviceKey is %d bytes, want %d", len(c.DeviceKey), identity.KeySize)
+	if c.DeviceKey == nil {
+		return c, configErr("DeviceKey is required")
+	}
+	if err := c.DeviceKey.Validate(); err != nil {
+		return c, configErr("DeviceKey: %v", err)
+	}
+	if c.DeviceKey.Device != c.DeviceID {
+		return c, configErr("DeviceKey is the key of device %q, not of DeviceID %q", c.DeviceKey.Device, c.DeviceID)
 	}
 	if c.Mode == "" {
 		c.Mode = DefaultMode

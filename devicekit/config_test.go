@@ -15,11 +15,16 @@ import (
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
+// zeroKey is a device key of all-zero keys for id (for configs that never reach a broker).
+func zeroKey(id string) *DeviceKey {
+	return &DeviceKey{Device: id, KeyID: "k1", Connect: make([]byte, 32), Request: make([]byte, 32)}
+}
+
 func validConfig(t *testing.T) Config {
 	return Config{
 		BrokerURL: "tcp://127.0.0.1:1883",
 		DeviceID:  "cam-0001",
-		DeviceKey: make([]byte, 32),
+		DeviceKey: zeroKey("cam-0001"),
 		StateDir:  filepath.Join(t.TempDir(), "state"),
 	}
 }
@@ -51,8 +56,8 @@ func TestNewDefaultsAndStateDir(t *testing.T) {
 		t.Errorf("topics: %q %q %q", k.replyTopic, k.requestTopic, k.eventTopic)
 	}
 	// The kit keeps its own copy of the key.
-	cfg.DeviceKey[0] = 1
-	if k.cfg.DeviceKey[0] != 0 {
+	cfg.DeviceKey.Request[0] = 1
+	if k.deviceKey().Request[0] != 0 {
 		t.Error("the kit aliases the caller's key slice")
 	}
 }
@@ -77,9 +82,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"wildcard device", func(c *Config) { c.DeviceID = "cam+" }, "DeviceID"},
 		{"dotdot device", func(c *Config) { c.DeviceID = ".." }, "DeviceID"},
 		{"long device", func(c *Config) { c.DeviceID = strings.Repeat("a", 65) }, "DeviceID"},
-		{"no key", func(c *Config) { c.DeviceKey = nil }, "DeviceKey is 0 bytes"},
-		{"short key", func(c *Config) { c.DeviceKey = make([]byte, 16) }, "DeviceKey is 16 bytes"},
-		{"long key", func(c *Config) { c.DeviceKey = make([]byte, 33) }, "DeviceKey is 33 bytes"},
+		{"no key", func(c *Config) { c.DeviceKey = nil }, "DeviceKey is required"},
+		{"short key", func(c *Config) { c.DeviceKey.Request = make([]byte, 16) }, "request key: key must be 32 bytes, got 16"},
+		{"long key", func(c *Config) { c.DeviceKey.Connect = make([]byte, 33) }, "connect key: key must be 32 bytes, got 33"},
+		{"no key ID", func(c *Config) { c.DeviceKey.KeyID = "" }, "key ID"},
+		{"bad key ID", func(c *Config) { c.DeviceKey.KeyID = "k.1" }, "key ID"},
+		{"another device's key", func(c *Config) { c.DeviceKey = zeroKey("cam-0002") }, `key of device "cam-0002"`},
 		{"no state dir", func(c *Config) { c.StateDir = "" }, "StateDir is required"},
 		{"state dir is a file", func(c *Config) { c.StateDir = file }, "StateDir"},
 		{"bad mode", func(c *Config) { c.Mode = "x" }, "Mode"},

@@ -204,7 +204,9 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 		Nonce:  base64.RawURLEncoding.EncodeToString(nonce[:]),
 		Mode:   mode,
 	}
-	req.Sig = identity.Sign(k.cfg.DeviceKey, req.SigningString())
+	key := k.deviceKey()
+	req.KID = key.KeyID
+	req.Sig = identity.Sign(key.Request, req.SigningString())
 	payload, err := protocol.Encode(req)
 	if err != nil {
 		return nil, fmt.Errorf("devicekit: encoding the auth request: %w", err)
@@ -238,7 +240,7 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 		if !ok {
 			return nil, ErrClosed
 		}
-		reply.Credentials = k.withNonce(reply, nonce[:])
+		reply.Credentials = k.withNonce(reply, key, nonce[:])
 		return reply, nil
 	case <-rctx.Done():
 		return nil, k.ctxErr(ctx, fmt.Errorf("devicekit: no auth reply within %v (is a token worker running?)", k.cfg.RequestTimeout))
@@ -256,10 +258,13 @@ func (k *Kit) ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
+// deviceKey returns the current device key; do not modify it.
+func (k *Kit) deviceKey() *identity.DeviceKey { return k.key.Load() }
+
 // withNonce opens sealed credentials of reply with the request's nonce; plain
 // credentials are returned as they are. Opening failures leave Credentials nil, which
 // accept reports.
-func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *clipgate.Credentials {
+func (k *Kit) withNonce(reply *protocol.AuthReply, key *identity.DeviceKey, nonce []byte) *clipgate.Credentials {
 	if !reply.OK || reply.Sealed == "" {
 		return reply.Credentials
 	}
@@ -268,7 +273,7 @@ func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *clipgate.Crede
 		k.log.Error().Err(err).Msg("sealed credentials are not base64url")
 		return nil
 	}
-	plain, err := identity.Open(k.cfg.DeviceKey, nonce, sealed, replyAAD(k.cfg.DeviceID, reply.ID))
+	plain, err := identity.Open(key.Request, nonce, sealed, replyAAD(k.cfg.DeviceID, reply.ID))
 	if err != nil {
 		k.log.Error().Err(err).Msg("sealed credentials do not open with the device key")
 		return nil

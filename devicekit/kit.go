@@ -55,6 +55,8 @@ type Kit struct {
 	// not trusted (paho can complete tokens across a reconnect without a PUBACK).
 	gen atomic.Uint64
 
+	key atomic.Pointer[identity.DeviceKey] // the current device key (rotation replaces it)
+
 	sf        singleflight.Group
 	cache     atomic.Pointer[Credentials] // Config.Mode
 	modeCache sync.Map                    // other modes: mode -> *atomic.Pointer[Credentials]
@@ -109,7 +111,7 @@ func New(cfg Config) (*Kit, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.DeviceKey = append([]byte(nil), cfg.DeviceKey...)
+	cfg.DeviceKey = cfg.DeviceKey.Clone()
 	scheme := cfg.Topics
 	ctx, cancel := context.WithCancelCause(context.Background())
 	k := &Kit{
@@ -126,6 +128,7 @@ func New(cfg Config) (*Kit, error) {
 		waiters:      make(map[string]chan *protocol.AuthReply),
 		lock:         lock,
 	}
+	k.key.Store(cfg.DeviceKey)
 	k.http, k.transport = newHTTPClient(nil)
 	k.statusAllowed = scheme.Allowed(topics.RoleDevice, cfg.DeviceID, k.statusTopic, topics.Publish)
 	k.sweepTemp()
@@ -195,7 +198,7 @@ func (k *Kit) Connect(ctx context.Context) error {
 		ClientID:  k.cfg.DeviceID,
 		Credentials: func() (string, string) {
 			// Called at every connection attempt: the password carries a fresh timestamp.
-			return k.cfg.DeviceID, identity.MQTTPassword(k.cfg.DeviceKey, k.cfg.DeviceID, k.now())
+			return k.cfg.DeviceID, k.deviceKey().Password(k.now())
 		},
 		ConnectTimeout: k.cfg.RequestTimeout,
 		KeepAlive:      30 * time.Second,

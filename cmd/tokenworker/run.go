@@ -48,7 +48,7 @@ type CLI struct {
 	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
 	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
 
-	FleetKeyFile    string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE" required:""`
+	FleetKeysFile   string `help:"Fleet keyring file (mode 0600, from \"broker fleet-key\"); device request keys are derived from it." type:"path" placeholder:"FILE" required:""`
 	RevocationsFile string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
 
 	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`
@@ -183,9 +183,9 @@ func (m *Main) Close() error {
 // config builds the worker configuration shared by every worker of the process.
 func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 	c := &m.CLI
-	fleet, err := identity.LoadKey(c.FleetKeyFile)
+	fleet, err := identity.LoadKeyring(c.FleetKeysFile)
 	if err != nil {
-		return tokenworker.Config{}, nil, fmt.Errorf("fleet key: %w", err)
+		return tokenworker.Config{}, nil, fmt.Errorf("--fleet-keys-file: %w", err)
 	}
 	password, err := m.ctx.Secret("password-file", "broker password", false)
 	if err != nil {
@@ -223,7 +223,7 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		ClientID:    c.ClientID,
 		Group:       c.Group,
 		Topics:      scheme,
-		FleetKey:    fleet,
+		FleetKeys:   fleet,
 		Revocations: rev,
 		STS: tokenworker.STSConfig{
 			Endpoint:        c.STSEndpoint,

@@ -21,7 +21,7 @@
 //	  server-name: broker.example
 //
 // The device key itself lives in its own file, readable by its owner only
-// (identity.LoadKey refuses anything else); the configuration file holds no secret.
+// (identity.LoadDeviceKey refuses anything else); the configuration file holds no secret.
 package deviceconfig
 
 import (
@@ -52,8 +52,9 @@ type File struct {
 	Broker string `yaml:"broker,omitempty"`
 	// DeviceID is the camera's identity. Required.
 	DeviceID string `yaml:"device-id,omitempty"`
-	// DeviceKeyFile is the file holding the 32-byte device key (hex or base64), mode 0600.
-	// Required.
+	// DeviceKeyFile is the device key file (`broker device-key` writes it; mode 0600): the
+	// key ID, connect key and request key. The kit rewrites it, atomically, with the new
+	// key a token worker hands it after a key rotation. Required.
 	DeviceKeyFile string `yaml:"device-key-file,omitempty"`
 	// StateDir is devicekit's state directory (checkpoints, journal, outbox). Required.
 	StateDir string `yaml:"state-dir,omitempty"`
@@ -244,9 +245,12 @@ func (f File) KitConfig() (devicekit.Config, error) {
 			return c, &FieldError{Field: req.name, Missing: true}
 		}
 	}
-	key, err := identity.LoadKey(f.DeviceKeyFile)
+	key, err := identity.LoadDeviceKey(f.DeviceKeyFile)
 	if err != nil {
 		return c, &FieldError{Field: "device-key-file", Err: err}
+	}
+	if key.Device != f.DeviceID {
+		return c, &FieldError{Field: "device-key-file", Err: fmt.Errorf("%s is the key of device %q, not of %q", f.DeviceKeyFile, key.Device, f.DeviceID)}
 	}
 	var scheme topics.Scheme // the zero scheme is the default root
 	if f.TopicRoot != "" {
@@ -258,6 +262,7 @@ func (f File) KitConfig() (devicekit.Config, error) {
 		BrokerURL:          f.Broker,
 		DeviceID:           f.DeviceID,
 		DeviceKey:          key,
+		DeviceKeyFile:      f.DeviceKeyFile,
 		StateDir:           f.StateDir,
 		Topics:             scheme,
 		Mode:               clipgate.Mode(f.Mode),

@@ -16,13 +16,18 @@ import (
 	"github.com/clipgate/clipgate/internal/testpki"
 )
 
-func writeKey(t *testing.T, path string) []byte {
+// writeKey writes a random device key of device to path.
+func writeKey(t *testing.T, path, device string) *identity.DeviceKey {
 	t.Helper()
-	key, err := identity.NewFleetKey() // any 32 random bytes
+	fleet, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := identity.WriteKey(path, key); err != nil {
+	key, err := identity.NewDeviceKey(fleet, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := identity.WriteDeviceKey(path, key); err != nil {
 		t.Fatal(err)
 	}
 	return key
@@ -127,7 +132,7 @@ func TestRelativePaths(t *testing.T) {
 	if err := os.Mkdir(sub, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key := writeKey(t, filepath.Join(sub, "device.key"))
+	key := writeKey(t, filepath.Join(sub, "device.key"), "cam-7")
 	f := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-7", DeviceKeyFile: "device.key", StateDir: "../state",
 		TLS: nil}
 	path := filepath.Join(sub, "device.yaml")
@@ -144,7 +149,7 @@ func TestRelativePaths(t *testing.T) {
 	if err != nil {
 		t.Fatalf("KitConfig: %v", err)
 	}
-	if !bytes.Equal(kc.DeviceKey, key) || kc.StateDir != filepath.Join(dir, "state") || kc.BrokerURL != f.Broker || kc.DeviceID != "cam-7" {
+	if !bytes.Equal(kc.DeviceKey.Request, key.Request) || !bytes.Equal(kc.DeviceKey.Connect, key.Connect) || kc.DeviceKey.KeyID != key.KeyID || kc.DeviceKeyFile != got.DeviceKeyFile || kc.StateDir != filepath.Join(dir, "state") || kc.BrokerURL != f.Broker || kc.DeviceID != "cam-7" {
 		t.Errorf("KitConfig = %+v", kc)
 	}
 	kit, err := devicekit.New(kc)
@@ -158,7 +163,7 @@ func TestKitConfigRequiredFields(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "device.key")
-	writeKey(t, keyPath)
+	writeKey(t, keyPath, "cam-1")
 	full := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: filepath.Join(dir, "s")}
 	if _, err := full.KitConfig(); err != nil {
 		t.Fatalf("complete config: %v", err)
@@ -190,7 +195,7 @@ func TestKitConfigRefusesReadableKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "device.key")
-	writeKey(t, keyPath)
+	writeKey(t, keyPath, "cam-1")
 	f := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir}
 	for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
 		if err := os.Chmod(keyPath, mode); err != nil {
@@ -209,6 +214,18 @@ func TestKitConfigRefusesReadableKey(t *testing.T) {
 	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "device-key-file") {
 		t.Errorf("garbage key: %v", err)
 	}
+	// The key file of another device.
+	writeKey(t, keyPath, "cam-2")
+	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), `the key of device "cam-2", not of "cam-1"`) {
+		t.Errorf("another device's key: %v", err)
+	}
+	// An old raw key (32 bytes, no key ID) is refused.
+	if err := identity.WriteKey(keyPath, make([]byte, identity.KeySize)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "device-key-file") {
+		t.Errorf("raw key file: %v", err)
+	}
 	f.DeviceKeyFile = filepath.Join(dir, "missing.key")
 	if _, err := f.KitConfig(); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing key: %v", err)
@@ -219,7 +236,7 @@ func TestKitConfigTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "device.key")
-	writeKey(t, keyPath)
+	writeKey(t, keyPath, "cam-1")
 	ca := testpki.NewCA(t, "CA")
 	certFile, keyFile := testpki.WritePair(t, dir, "cam-1", ca.Issue(t, "cam-1", false))
 	f := File{Broker: "ssl://127.0.0.1:8883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir,

@@ -66,13 +66,18 @@ func WriteKey(path string, key []byte) error {
 		return fmt.Errorf("write key %s: %w, got %d", path, ErrKeySize, len(key))
 	}
 	text := base64.StdEncoding.EncodeToString(key) + "\n"
-	if err := writeFileAtomic(path, []byte(text)); err != nil {
+	if err := WriteFileAtomic(path, []byte(text)); err != nil {
 		return fmt.Errorf("write key: %w", err)
 	}
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte) (err error) {
+// WriteFileAtomic writes data to path, readable by its owner only (0600): it writes a
+// temporary file in the same directory, syncs it and renames it into place (then syncs
+// the directory where the platform can), so that readers and a crash leave the old file or
+// the new one, never a partial one. An existing file is replaced. It is the one atomic
+// write of key material in the project (key files, keyrings, device keys).
+func WriteFileAtomic(path string, data []byte) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."

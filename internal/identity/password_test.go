@@ -13,9 +13,9 @@ func TestMQTTPasswordFormat(t *testing.T) {
 	t.Parallel()
 	key := randBytes(t, KeySize)
 	now := time.Unix(1_700_000_000, 999_000_000)
-	p := MQTTPassword(key, "cam-01", now)
-	mac := base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\ncam-01\n1700000000")))
-	if want := "v1.1700000000." + mac; p != want {
+	p := MQTTPassword(key, "k1", "cam-01", now)
+	mac := base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\ncam-01\n1700000000")))
+	if want := "v1.k1.1700000000." + mac; p != want {
 		t.Fatalf("got %q, want %q", p, want)
 	}
 	if err := VerifyMQTTPassword(key, "cam-01", p, now, 0); err != nil {
@@ -28,11 +28,11 @@ func TestVerifyMQTTPassword(t *testing.T) {
 	key := randBytes(t, KeySize)
 	other := randBytes(t, KeySize)
 	now := time.Unix(1_700_000_000, 0)
-	good := MQTTPassword(key, "cam-01", now)
+	good := MQTTPassword(key, "k1", "cam-01", now)
 	sig := good[strings.LastIndexByte(good, '.')+1:]
 	// withTS re-signs the password for another timestamp text.
 	withTS := func(ts string) string {
-		return "v1." + ts + "." + base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\ncam-01\n"+ts)))
+		return "v1.k1." + ts + "." + base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\ncam-01\n"+ts)))
 	}
 	day := int64(24 * 3600)
 	cases := []struct {
@@ -58,18 +58,18 @@ func TestVerifyMQTTPassword(t *testing.T) {
 		{"wrong device", key, "cam-02", good, 0, ErrBadPassword},
 		{"invalid device", key, "cam/01", good, 0, ErrBadPassword},
 		{"empty key", nil, "cam-01", good, 0, ErrBadPassword},
-		{"changed timestamp", key, "cam-01", "v1.1700000001." + sig, 0, ErrBadPassword},
+		{"changed timestamp", key, "cam-01", "v1.k1.1700000001." + sig, 0, ErrBadPassword},
 		{"empty", key, "cam-01", "", 0, ErrMalformedPassword},
 		{"plain text", key, "cam-01", "hunter2", 0, ErrMalformedPassword},
 		{"v2", key, "cam-01", "v2" + good[2:], 0, ErrMalformedPassword},
-		{"no timestamp", key, "cam-01", "v1.." + sig, 0, ErrMalformedPassword},
-		{"no mac", key, "cam-01", "v1.1700000000.", 0, ErrMalformedPassword},
+		{"no timestamp", key, "cam-01", "v1.k1.." + sig, 0, ErrMalformedPassword},
+		{"no mac", key, "cam-01", "v1.k1.1700000000.", 0, ErrMalformedPassword},
 		{"no dots", key, "cam-01", "v1" + strings.Repeat("A", 60), 0, ErrMalformedPassword},
 		{"prefix only", key, "cam-01", "v1.", 0, ErrMalformedPassword},
 		{"short mac", key, "cam-01", good[:len(good)-1], 0, ErrMalformedPassword},
 		{"long mac", key, "cam-01", good + "A", 0, ErrMalformedPassword},
-		{"padded mac", key, "cam-01", "v1.1700000000." + base64.URLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\ncam-01\n1700000000"))), 0, ErrMalformedPassword},
-		{"mac with bad characters", key, "cam-01", "v1.1700000000." + strings.Repeat("*", 43), 0, ErrBadPassword},
+		{"padded mac", key, "cam-01", "v1.k1.1700000000." + base64.URLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\ncam-01\n1700000000"))), 0, ErrMalformedPassword},
+		{"mac with bad characters", key, "cam-01", "v1.k1.1700000000." + strings.Repeat("*", 43), 0, ErrBadPassword},
 		{"leading zero", key, "cam-01", withTS("01700000000"), 0, ErrMalformedPassword},
 		{"plus sign", key, "cam-01", withTS("+1700000000"), 0, ErrMalformedPassword},
 		{"minus zero", key, "cam-01", withTS("-0"), 0, ErrMalformedPassword},
@@ -80,6 +80,13 @@ func TestVerifyMQTTPassword(t *testing.T) {
 		{"int64 underflow", key, "cam-01", withTS("-9223372036854775809"), 0, ErrMalformedPassword},
 		{"20 digits", key, "cam-01", withTS("17000000000000000000"), 0, ErrMalformedPassword},
 		{"huge", key, "cam-01", strings.Repeat("v1.", 10000), 0, ErrMalformedPassword},
+		// Key IDs.
+		{"other key ID", key, "cam-01", strings.Replace(good, ".k1.", ".k2.", 1), 0, ErrBadPassword},
+		{"no key ID", key, "cam-01", strings.Replace(good, ".k1.", ".", 1), 0, ErrMalformedPassword},
+		{"empty key ID", key, "cam-01", strings.Replace(good, ".k1.", "..", 1), 0, ErrMalformedPassword},
+		{"key ID with space", key, "cam-01", strings.Replace(good, ".k1.", ".k 1.", 1), 0, ErrMalformedPassword},
+		{"key ID with slash", key, "cam-01", strings.Replace(good, ".k1.", ".k/1.", 1), 0, ErrMalformedPassword},
+		{"long key ID", key, "cam-01", strings.Replace(good, ".k1.", "."+strings.Repeat("k", MaxKeyIDLen+1)+".", 1), 0, ErrMalformedPassword},
 	}
 	for _, c := range cases {
 		err := VerifyMQTTPassword(c.key, c.device, c.password, now, c.window)
@@ -94,16 +101,16 @@ func TestMQTTPasswordWrongClockStillConnects(t *testing.T) {
 	key := randBytes(t, KeySize)
 	server := time.Unix(1_700_000_000, 0)
 	device := server.Add(-23 * time.Hour) // a camera whose clock is most of a day behind
-	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "cam-01", device), server, 0); err != nil {
+	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "k1", "cam-01", device), server, 0); err != nil {
 		t.Fatalf("device 23h behind refused: %v", err)
 	}
 	device = server.Add(25 * time.Hour)
-	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "cam-01", device), server, 0); !errors.Is(err, ErrPasswordExpired) {
+	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "k1", "cam-01", device), server, 0); !errors.Is(err, ErrPasswordExpired) {
 		t.Fatalf("device 25h ahead: got %v, want ErrPasswordExpired", err)
 	}
 	// A pre-1970 clock gives a negative timestamp that still round-trips.
 	device = time.Unix(-1000, 0)
-	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "cam-01", device), device, 0); err != nil {
+	if err := VerifyMQTTPassword(key, "cam-01", MQTTPassword(key, "k1", "cam-01", device), device, 0); err != nil {
 		t.Fatalf("negative timestamp: %v", err)
 	}
 }
@@ -114,7 +121,7 @@ func TestVerifyMQTTPasswordDoesNotAllocate(t *testing.T) {
 	}
 	key := randBytes(t, KeySize)
 	now := time.Unix(1_700_000_000, 0)
-	p := MQTTPassword(key, "cam-000123", now)
+	p := MQTTPassword(key, "k1", "cam-000123", now)
 	if n := testing.AllocsPerRun(100, func() {
 		if VerifyMQTTPassword(key, "cam-000123", p, now, 0) != nil {
 			panic("refused")
@@ -143,8 +150,9 @@ func FuzzVerifyMQTTPassword(f *testing.F) {
 		key[i] = byte(i)
 	}
 	now := time.Unix(1_700_000_000, 0)
-	f.Add("cam-01", MQTTPassword(key, "cam-01", now), int64(0))
-	f.Add("cam-01", "v1.1700000000.", int64(time.Hour))
+	f.Add("cam-01", MQTTPassword(key, "k1", "cam-01", now), int64(0))
+	f.Add("cam-01", MQTTPassword(key, "k2_-Z", "cam-01", now), int64(0))
+	f.Add("cam-01", "v1.k1.1700000000.", int64(time.Hour))
 	f.Add("x", "v1.-0.AAAA", int64(-1))
 	f.Add("cam-01", "v1.99999999999999999999."+strings.Repeat("A", 43), int64(1))
 	f.Fuzz(func(t *testing.T, device, password string, window int64) {
@@ -152,8 +160,9 @@ func FuzzVerifyMQTTPassword(f *testing.F) {
 		if err == nil {
 			// Only a password made with the key can pass: it must be what MQTTPassword
 			// writes for its own timestamp.
-			unix, ok := parseUnix(password[3:strings.LastIndexByte(password, '.')])
-			if !ok || MQTTPassword(key, device, time.Unix(unix, 0)) != password {
+			kid, ts, _, ok := splitPassword(password)
+			unix, ok2 := parseUnix(ts)
+			if !ok || !ok2 || MQTTPassword(key, kid, device, time.Unix(unix, 0)) != password {
 				t.Fatalf("accepted %q for %q", password, device)
 			}
 			return
@@ -167,7 +176,7 @@ func FuzzVerifyMQTTPassword(f *testing.F) {
 func BenchmarkVerifyMQTTPassword(b *testing.B) {
 	key := randBytes(b, KeySize)
 	now := time.Unix(1_700_000_000, 0)
-	p := MQTTPassword(key, "cam-000123", now)
+	p := MQTTPassword(key, "k1", "cam-000123", now)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -87,13 +86,14 @@ type Stack struct {
 	scheme  topics.Scheme
 	prefix  string
 
-	fleetKey []byte
-	keys     *stackKeys
-	revs     *identity.Revocations // the broker's: the devices of revoked
-	wrevs    *identity.Revocations // the workers': revoked and wrevoked
-	cloud    *localcloud.Server
-	broker   *broker.Broker
-	roleARN  string
+	fleet   *identity.Keyring // the workers' fleet keys ({Dir}/fleet.keys)
+	connect *identity.Keyring // the broker's connect roots ({Dir}/connect.keys)
+	keys    *stackKeys
+	revs    *identity.Revocations // the broker's: the devices of revoked
+	wrevs   *identity.Revocations // the workers': revoked and wrevoked
+	cloud   *localcloud.Server
+	broker  *broker.Broker
+	roleARN string
 
 	mu        sync.Mutex
 	closed    bool
@@ -133,9 +133,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			_ = s.Close()
 		}
 	}()
-	if s.fleetKey, s.keys, err = loadOrCreateKeys(s.dir); err != nil {
+	if s.fleet, s.keys, err = loadOrCreateKeys(s.dir); err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
+	s.connect = s.fleet.ConnectRoots()
 	accounts, err := writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys)
 	if err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
@@ -151,7 +152,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		Addr:            s.opts.MQTTAddr,
 		HTTPAddr:        s.opts.HTTPAddr,
 		TopicRoot:       s.scheme.Root(),
-		FleetKey:        s.fleetKey,
+		ConnectKeys:     s.connect,
 		ServiceAccounts: accounts,
 		Revocations:     s.revs,
 		Logger:          &bl,
@@ -297,7 +298,7 @@ func (s *Stack) workerConfig(n int) tokenworker.Config {
 		Password:    s.keys.Passwords[topics.RoleTokenWorker.String()],
 		ClientID:    broker.ServiceClientID(topics.RoleTokenWorker.String(), fmt.Sprintf("w%d-%s", n, mustHex(4))),
 		Topics:      s.scheme,
-		FleetKey:    s.fleetKey,
+		FleetKeys:   s.fleet,
 		Revocations: s.wrevs,
 		STS: tokenworker.STSConfig{
 			Endpoint:        s.cloud.STSEndpoint(),
@@ -460,8 +461,8 @@ func (s *Stack) Close() error {
 }
 
 // DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
-// URL, the topic scheme, the device key derived from the fleet key and a state directory
-// {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
+// URL, the topic scheme, the device key derived from the current fleet key and a state
+// directory {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
 // sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
 func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
 	state := filepath.Join(s.dir, devicesDir, "invalid-device-id")
@@ -478,13 +479,26 @@ func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
 	}
 }
 
-// DeviceKey returns the key of deviceID, derived from the fleet key.
-func (s *Stack) DeviceKey(deviceID string) []byte {
-	return identity.DeriveDeviceKey(s.fleetKey, deviceID)
+// DeviceKey returns the device key of deviceID, derived from the current fleet key (nil
+// for an invalid device ID).
+func (s *Stack) DeviceKey(deviceID string) *devicekit.DeviceKey {
+	k, err := identity.NewDeviceKey(s.fleet, deviceID)
+	if err != nil {
+		return nil
+	}
+	return k
 }
 
-// FleetKey returns a copy of the fleet key (also in {Dir}/fleet.key).
-func (s *Stack) FleetKey() []byte { return slices.Clone(s.fleetKey) }
+// FleetKeys returns the token workers' fleet keyring ({Dir}/fleet.keys). Set it only
+// through RotateKeys, which keeps the broker's connect keys in step.
+func (s *Stack) FleetKeys() *identity.Keyring { return s.fleet }
+
+// ConnectKeysFile and FleetKeysFile return the paths of the broker's key file (connect
+// roots only) and of the token workers' fleet keyring.
+func (s *Stack) ConnectKeysFile() string { return filepath.Join(s.dir, connectKeysFile) }
+
+// FleetKeysFile returns the path of the token workers' fleet keyring.
+func (s *Stack) FleetKeysFile() string { return filepath.Join(s.dir, fleetKeysFile) }
 
 // Revoke adds deviceID to the revocation list that the broker and the token workers share:
 // the broker disconnects the device now and refuses it from then on, and the workers

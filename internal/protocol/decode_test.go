@@ -60,7 +60,7 @@ func TestDecodeAuthRequestAccepts(t *testing.T) {
 		base,
 		" \n\t" + base + " \r\n",
 		// Any member order, whitespace anywhere.
-		`{ "sig" : "` + testSig + `" , "mode":"wa","nonce":"` + testNonce + `","ts":"2026-03-14T15:09:26Z","device":"cam-01","id":"req-0001","v":1 }`,
+		`{ "sig" : "` + testSig + `" , "mode":"wa","kid":"k1","nonce":"` + testNonce + `","ts":"2026-03-14T15:09:26Z","device":"cam-01","id":"req-0001","v":1 }`,
 		// Escapes are decoded before checks and matching: "\u0069d" is "id".
 		edit(t, base, `"id":"req-0001"`, `"\u0069d":"req\u002d0001"`),
 	} {
@@ -161,6 +161,14 @@ func TestDecodeAuthRequestRefuses(t *testing.T) {
 		{"missing nonce", without("nonce"), `"nonce": is required`},
 		{"missing mode", without("mode"), `"mode": is required`},
 		{"missing sig", without("sig"), `"sig": is required`},
+		{"missing kid", without("kid"), `"kid": is required`},
+		{"empty kid", edit(t, base, `"kid":"k1"`, `"kid":""`), `"kid": is required`},
+		{"kid with dot", edit(t, base, `"kid":"k1"`, `"kid":"k.1"`), `"kid"`},
+		{"kid with space", edit(t, base, `"kid":"k1"`, `"kid":"k 1"`), `"kid"`},
+		{"long kid", edit(t, base, `"kid":"k1"`, `"kid":"`+strings.Repeat("k", MaxKeyIDLen+1)+`"`), `"kid"`},
+		{"numeric kid", edit(t, base, `"kid":"k1"`, `"kid":1`), `"kid": want a string`},
+		{"null kid", edit(t, base, `"kid":"k1"`, `"kid":null`), `"kid": want a string, got null`},
+		{"non-ASCII kid", edit(t, base, `"kid":"k1"`, `"kid":"ké"`), `"kid"`},
 		{"empty object", `{}`, `is required`},
 		// Formats.
 		{"empty id", edit(t, base, "req-0001", ""), `"id"`},
@@ -365,14 +373,14 @@ func TestDecodeAuthRequestAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	// The request itself and one string per string field (six).
-	if allocs > 7 {
-		t.Errorf("DecodeAuthRequest: %v allocations, want at most 7", allocs)
+	// The request itself and one string per string field (seven).
+	if allocs > 8 {
+		t.Errorf("DecodeAuthRequest: %v allocations, want at most 8", allocs)
 	}
 }
 
 func BenchmarkDecodeAuthRequest(b *testing.B) {
-	in := []byte(`{"v":1,"id":"req-0001","device":"cam-01","ts":"2026-03-14T15:09:26Z","nonce":"` + testNonce + `","mode":"wa","sig":"` + testSig + `"}`)
+	in := []byte(`{"v":1,"id":"req-0001","device":"cam-01","ts":"2026-03-14T15:09:26Z","nonce":"` + testNonce + `","mode":"wa","kid":"k1","sig":"` + testSig + `"}`)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(in)))
 	for b.Loop() {

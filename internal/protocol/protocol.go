@@ -38,6 +38,7 @@ const (
 // Field limits.
 const (
 	MaxIDLen          = 64   // request and event IDs
+	MaxKeyIDLen       = 16   // key IDs (identity.MaxKeyIDLen)
 	MaxMessageLen     = 1024 // error messages (reply error message, event error)
 	MaxMetadata       = 32   // entries in an event's metadata
 	MaxMetadataLen    = 256  // bytes in a metadata key or value
@@ -103,20 +104,24 @@ type AuthRequest struct {
 	TS     string        `json:"ts"`     // RFC 3339 time of signing, kept verbatim (it is signed)
 	Nonce  string        `json:"nonce"`  // base64url, no padding, of 16 random bytes
 	Mode   clipgate.Mode `json:"mode"`   // requested mode
-	Sig    string        `json:"sig"`    // base64url, no padding, of HMAC-SHA256 over SigningString
+	// KID names the fleet key the device's request key derives from (1 to 16 of
+	// [A-Za-z0-9_-]).
+	KID string `json:"kid"`
+	Sig string `json:"sig"` // base64url, no padding, of HMAC-SHA256 over SigningString
 }
 
 // signingTag is the domain tag that starts every auth request signing string.
 const signingTag = "clipgate-auth-v1"
 
 // SigningString returns the bytes the request signature covers:
-// "clipgate-auth-v1\n"+v+"\n"+id+"\n"+device+"\n"+ts+"\n"+nonce+"\n"+mode, v in decimal.
+// "clipgate-auth-v1\n"+v+"\n"+id+"\n"+device+"\n"+ts+"\n"+nonce+"\n"+mode+"\n"+kid,
+// v in decimal.
 func (r *AuthRequest) SigningString() []byte {
-	b := make([]byte, 0, len(signingTag)+len(r.ID)+len(r.Device)+len(r.TS)+len(r.Nonce)+len(r.Mode)+6+20)
+	b := make([]byte, 0, len(signingTag)+len(r.ID)+len(r.Device)+len(r.TS)+len(r.Nonce)+len(r.Mode)+len(r.KID)+7+20)
 	b = append(b, signingTag...)
 	b = append(b, '\n')
 	b = appendInt(b, int64(r.V))
-	for _, f := range [...]string{r.ID, r.Device, r.TS, r.Nonce, string(r.Mode)} {
+	for _, f := range [...]string{r.ID, r.Device, r.TS, r.Nonce, string(r.Mode), r.KID} {
 		b = append(b, '\n')
 		b = append(b, f...)
 	}

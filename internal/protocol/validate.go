@@ -30,7 +30,7 @@ func (r *AuthRequest) Validate() error {
 		return versionErr(r.V)
 	}
 	for _, f := range [...]struct{ name, value string }{
-		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", string(r.Mode)}, {"sig", r.Sig},
+		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", string(r.Mode)}, {"kid", r.KID}, {"sig", r.Sig},
 	} {
 		if f.value == "" {
 			return fieldErr(f.name, "is required")
@@ -51,6 +51,9 @@ func (r *AuthRequest) Validate() error {
 	}
 	if _, err := clipgate.ParseMode(string(r.Mode)); err != nil {
 		return fieldErr("mode", "%v", err)
+	}
+	if !validKeyID(r.KID) {
+		return fieldErr("kid", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxKeyIDLen)
 	}
 	if !validB64(r.Sig, sigLen) {
 		return fieldErr("sig", "must be %d bytes in base64url without padding (%d characters)", SigSize, sigLen)
@@ -214,6 +217,10 @@ func ValidateUploadEvent(e *UploadEvent) error {
 func versionErr(v int) *Error {
 	return fieldErr("v", "unsupported protocol version %d (this build speaks version %d)", v, Version)
 }
+
+// validKeyID reports whether s is a key ID: 1 to MaxKeyIDLen of [A-Za-z0-9_-]
+// (the rule of identity.ValidKeyID).
+func validKeyID(s string) bool { return len(s) <= MaxKeyIDLen && validID(s) }
 
 // validID reports whether s is a request or event ID: 1 to 64 of [A-Za-z0-9_-].
 func validID(s string) bool {

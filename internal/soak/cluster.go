@@ -69,7 +69,7 @@ type Cluster struct {
 	opts     ClusterOptions
 	log      zerolog.Logger
 	scheme   topics.Scheme
-	fleetKey []byte
+	fleet    *identity.Keyring
 	admin    accessKey
 	caller   accessKey
 	roleARN  string
@@ -132,7 +132,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 		revs:    identity.NewRevocations(),
 		replay:  identity.NewReplayCache(tokenworker.DefaultClockWindow, 1<<20),
 	}
-	if c.fleetKey, err = identity.NewFleetKey(); err != nil {
+	if c.fleet, err = identity.NewFleetKeyring(); err != nil {
 		return nil, err
 	}
 	c.admin = accessKey{"LTAIadmin" + randomHex(8), randomHex(16)}
@@ -280,7 +280,7 @@ func (c *Cluster) StartBroker() error {
 		HTTPAddr:        "none",
 		DataDir:         filepath.Join(c.opts.Dir, "broker"),
 		TopicRoot:       c.scheme.Root(),
-		FleetKey:        c.fleetKey,
+		ConnectKeys:     c.fleet.ConnectRoots(),
 		ServiceAccounts: c.accounts,
 		Revocations:     c.revs,
 		Logger:          &bl,
@@ -351,7 +351,7 @@ func (c *Cluster) StartWorker(ctx context.Context) (int, error) {
 		Password:    c.pw[topics.RoleTokenWorker.String()],
 		ClientID:    broker.ServiceClientID(topics.RoleTokenWorker.String(), fmt.Sprintf("w%d-%s", n, randomHex(4))),
 		Topics:      c.scheme,
-		FleetKey:    c.fleetKey,
+		FleetKeys:   c.fleet,
 		Revocations: c.revs,
 		Replay:      c.replay,
 		STS: tokenworker.STSConfig{
@@ -496,9 +496,13 @@ func (c *Cluster) MultipartDir() string {
 	return filepath.Join(c.opts.Dir, "localcloud", "oss", c.opts.Bucket, "uploads")
 }
 
-// DeviceKey returns the key of deviceID, derived from the fleet key.
-func (c *Cluster) DeviceKey(deviceID string) []byte {
-	return identity.DeriveDeviceKey(c.fleetKey, deviceID)
+// DeviceKey returns the device key of deviceID, derived from the current fleet key.
+func (c *Cluster) DeviceKey(deviceID string) *identity.DeviceKey {
+	k, err := identity.NewDeviceKey(c.fleet, deviceID)
+	if err != nil {
+		panic(err) // the soak makes its device IDs
+	}
+	return k
 }
 
 // DeviceConfig returns a device kit configuration for deviceID: the broker's proxy, the

@@ -49,8 +49,10 @@ type Config struct {
 	ClientID           string        // default "<Username>:<random>" (never of device-ID form)
 	Group              string        // shared-subscription group; default topics.DefaultWorkerGroup
 	Topics             topics.Scheme // zero value = topics.Default()
-	// FleetKey derives every device key (identity.DeriveDeviceKey). Required.
-	FleetKey []byte
+	// FleetKeys are the fleet keys (by key ID) that every device's request key derives
+	// from (identity.Keyring.RequestKey); the broker holds only their connect roots.
+	// Required.
+	FleetKeys *identity.Keyring
 	// Revocations lists revoked devices; nil means none is revoked.
 	Revocations *identity.Revocations
 	STS         STSConfig
@@ -110,8 +112,8 @@ const (
 // first request is checked here, so that a misconfiguration stops the process at start and
 // does not turn into a stream of internal errors.
 func (c Config) withDefaults() (Config, error) {
-	if len(c.FleetKey) < identity.KeySize {
-		return c, fmt.Errorf("tokenworker: fleet key is %d bytes, want at least %d", len(c.FleetKey), identity.KeySize)
+	if c.FleetKeys == nil {
+		return c, errors.New("tokenworker: no fleet keys (FleetKeys)")
 	}
 	if c.Topics == (topics.Scheme{}) {
 		c.Topics = topics.Default()

@@ -2,7 +2,7 @@
 // decoding, revocation, signature, clock, nonce, rate), builds the device's least-privilege
 // session policy, calls STS AssumeRole (RoleSessionName = device ID) or reuses the device's
 // still-valid credentials, and replies on the device's own reply topic, with the credentials
-// sealed to the device key by default.
+// sealed to the device's request key by default.
 //
 // Handle is the transport-free core. Start subscribes an MQTT client to the shared worker
 // group, so that any number of workers, in one process or many, share the requests; a
@@ -71,7 +71,6 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.FleetKey = append([]byte(nil), c.FleetKey...)
 	w := &Worker{
 		cfg:      c,
 		log:      c.Logger.With().Str("component", "tokenworker").Str("worker", c.ClientID).Logger(),
@@ -183,7 +182,11 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 		d.fail(protocol.CodeRevoked, 0, "this device is revoked")
 		return nil, nil
 	}
-	key := identity.DeriveDeviceKey(w.cfg.FleetKey, d.device)
+	key, err := w.cfg.FleetKeys.RequestKey(req.KID, d.device, now)
+	if err != nil {
+		d.fail(protocol.CodeUnauthenticated, 0, "the request's key cannot be used: "+err.Error()+"; the device needs a new device key")
+		return nil, nil
+	}
 	if !identity.Verify(key, req.SigningString(), req.Sig) {
 		d.fail(protocol.CodeUnauthenticated, 0, "the request signature does not verify")
 		return nil, nil

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/base64"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -91,14 +92,14 @@ func TestRepliesAreSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	aad := tokenworker.ReplyAAD(dev, req.ID)
-	if _, err := identity.Open(stack.DeviceKey(other), nonce, sealed, aad); err == nil {
+	if _, err := identity.Open(stack.DeviceKey(other).Request, nonce, sealed, aad); err == nil {
 		t.Error("another device's key opened the sealed credentials")
 	}
-	if _, err := identity.Open(stack.DeviceKey(dev), nonce, sealed, tokenworker.ReplyAAD(other, req.ID)); err == nil {
+	if _, err := identity.Open(stack.DeviceKey(dev).Request, nonce, sealed, tokenworker.ReplyAAD(other, req.ID)); err == nil {
 		t.Error("the sealed credentials opened as if addressed to another device")
 	}
 	// Control: the device's key opens them, and they are what the kit got.
-	plain, err := identity.Open(stack.DeviceKey(dev), nonce, sealed, aad)
+	plain, err := identity.Open(stack.DeviceKey(dev).Request, nonce, sealed, aad)
 	if err != nil {
 		t.Fatalf("the device's own key does not open the reply: %v", err)
 	}
@@ -109,5 +110,55 @@ func TestRepliesAreSealed(t *testing.T) {
 	if got.AccessKeyID != creds.AccessKeyID || got.AccessKeySecret != creds.AccessKeySecret ||
 		got.SecurityToken != creds.SecurityToken || !got.Expiration.Equal(creds.Expiration) {
 		t.Errorf("opened credentials differ from the kit's")
+	}
+
+	brokerCannotOpen(t, stack, dev, req, nonce, sealed, aad, plain)
+}
+
+// brokerCannotOpen: with only the broker's key file (its connect roots), a captured
+// sealed reply does not open, by any derivation the broker could make; with the token
+// workers' fleet keys it does (issue 12, point 1).
+func brokerCannotOpen(t *testing.T, stack *inproc.Stack, dev string, req *protocol.AuthRequest, nonce, sealed, aad, want []byte) {
+	t.Helper()
+	brokerKeys, err := identity.LoadKeyring(stack.ConnectKeysFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := identity.LoadKeyring(stack.FleetKeysFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerFile, err := os.ReadFile(stack.ConnectKeysFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fk := range fleet.Keys() {
+		for _, secret := range [][]byte{fk.Key, identity.RequestRoot(fk.Key)} {
+			if strings.Contains(string(brokerFile), base64.StdEncoding.EncodeToString(secret)) {
+				t.Errorf("the broker's key file holds a fleet key or request root of %s", fk.ID)
+			}
+		}
+	}
+	for _, ck := range brokerKeys.Keys() {
+		for name, k := range map[string][]byte{
+			"connect root":                       ck.Key,
+			"device connect key":                 identity.DeriveConnectKey(ck.Key, dev),
+			"connect root used as request root":  identity.DeriveRequestKey(ck.Key, dev),
+			"connect root used as fleet key":     identity.DeriveRequestKey(identity.RequestRoot(ck.Key), dev),
+			"device connect key used as a fleet": identity.DeriveRequestKey(identity.RequestRoot(identity.DeriveConnectKey(ck.Key, dev)), dev),
+		} {
+			if _, err := identity.Open(k, nonce, sealed, aad); err == nil {
+				t.Errorf("the broker's %s (key %s) opens the sealed reply", name, ck.ID)
+			}
+		}
+	}
+	// Control: the workers' fleet keys open it.
+	rk, err := fleet.RequestKey(req.KID, dev, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := identity.Open(rk, nonce, sealed, aad)
+	if err != nil || string(plain) != string(want) {
+		t.Fatalf("the workers' fleet keys do not open the reply: %v", err)
 	}
 }
