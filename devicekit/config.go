@@ -1,7 +1,9 @@
 package devicekit
 
 import (
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -33,7 +35,10 @@ type Config struct {
 	// DeviceKey is the device's provisioned key (LoadDeviceKey reads its file): the key
 	// ID, the connect key that makes its MQTT passwords and the request key that signs
 	// its auth requests and opens its sealed credentials. Its Device must be DeviceID.
-	// Required.
+	// Nil for a device with a client certificate and no shared secret: then TLS must hold
+	// the certificate (TLS.Certificates[0], ECDSA P-256 or Ed25519, CN = DeviceID) and
+	// BrokerURL must be a TLS URL; the kit connects with it (mTLS, no password), signs its
+	// auth requests with its key and opens replies sealed to it.
 	DeviceKey *DeviceKey
 	// DeviceKeyFile is where the kit persists the new device key a token worker hands it
 	// after a fleet key rotation (atomically, mode 0600): normally the file DeviceKey was
@@ -76,6 +81,34 @@ type DeviceKey = identity.DeviceKey
 // LoadDeviceKey reads a device key file, which must be readable by its owner only.
 func LoadDeviceKey(path string) (*DeviceKey, error) { return identity.LoadDeviceKey(path) }
 
+// certIdentity returns the DER client certificate and private key of a device without a
+// DeviceKey, checked: a TLS broker URL, a certificate whose CN is DeviceID, a P-256 or
+// Ed25519 key.
+func (c *Config) certIdentity() ([]byte, crypto.Signer, error) {
+	if c.TLS == nil || len(c.TLS.Certificates) == 0 || len(c.TLS.Certificates[0].Certificate) == 0 {
+		return nil, nil, configErr("DeviceKey is required (or a client certificate in TLS.Certificates)")
+	}
+	if !mqttclient.UsesTLS(c.BrokerURL) {
+		return nil, nil, configErr("a device with a certificate and no DeviceKey needs a TLS BrokerURL (ssl://, tls://, mqtts:// or wss://), not %q", c.BrokerURL)
+	}
+	tc := c.TLS.Certificates[0]
+	leaf, err := x509.ParseCertificate(tc.Certificate[0])
+	if err != nil {
+		return nil, nil, configErr("TLS.Certificates[0]: %v", err)
+	}
+	if leaf.Subject.CommonName != c.DeviceID {
+		return nil, nil, configErr("the client certificate's CN %q is not DeviceID %q", leaf.Subject.CommonName, c.DeviceID)
+	}
+	key, ok := tc.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, nil, configErr("the client certificate's private key (%T) cannot sign", tc.PrivateKey)
+	}
+	if _, err := identity.SignWithKey(key, []byte("probe")); err != nil {
+		return nil, nil, configErr("the client certificate's key: %v", err)
+	}
+	return tc.Certificate[0], key, nil
+}
+
 // Defaults and limits of Config.
 const (
 	DefaultMode               = clipgate.ModeWrite
@@ -110,12 +143,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, configErr("DeviceID: %v", err)
 	}
 	if c.DeviceKey == nil {
-		return c, configErr("DeviceKey is required")
-	}
-	if err := c.DeviceKey.Validate(); err != nil {
+		if _, _, err := c.certIdentity(); err != nil {
+			return c, err
+		}
+	} else if err := c.DeviceKey.Validate(); err != nil {
 		return c, configErr("DeviceKey: %v", err)
-	}
-	if c.DeviceKey.Device != c.DeviceID {
+	} else if c.DeviceKey.Device != c.DeviceID {
 		return c, configErr("DeviceKey is the key of device %q, not of DeviceID %q", c.DeviceKey.Device, c.DeviceID)
 	}
 	if c.Mode == "" {

@@ -49,6 +49,11 @@ func replyAAD(deviceID, requestID string) []byte {
 	return []byte("clipgate-reply-v1\n" + deviceID + "\n" + requestID)
 }
 
+// replyInfo is the HPKE info of credentials sealed to the device's certificate.
+func replyInfo(deviceID, requestID string) []byte {
+	return []byte("clipgate-reply-hpke-v1\n" + deviceID + "\n" + requestID)
+}
+
 // Credentials returns valid credentials, from the cache while they have more than
 // RefreshMargin left (by the server-corrected clock), otherwise from the token worker.
 // Concurrent callers share one request, and the result: do not modify it.
@@ -205,8 +210,17 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 		Mode:   mode,
 	}
 	key := k.deviceKey()
-	req.KID = key.KeyID
-	req.Sig = identity.Sign(key.Request, req.SigningString())
+	if key != nil {
+		req.KID = key.KeyID
+		req.Sig = identity.Sign(key.Request, req.SigningString())
+	} else {
+		req.Cert = base64.RawURLEncoding.EncodeToString(k.certDER)
+		sig, err := identity.SignWithKey(k.certKey, req.SigningString())
+		if err != nil {
+			return nil, fmt.Errorf("devicekit: signing the auth request with the certificate's key: %w", err)
+		}
+		req.Sig = base64.RawURLEncoding.EncodeToString(sig)
+	}
 	payload, err := protocol.Encode(req)
 	if err != nil {
 		return nil, fmt.Errorf("devicekit: encoding the auth request: %w", err)
@@ -273,9 +287,14 @@ func (k *Kit) withNonce(reply *protocol.AuthReply, key *identity.DeviceKey, nonc
 		k.log.Error().Err(err).Msg("sealed credentials are not base64url")
 		return nil
 	}
-	plain, err := identity.Open(key.Request, nonce, sealed, replyAAD(k.cfg.DeviceID, reply.ID))
+	var plain []byte
+	if key != nil {
+		plain, err = identity.Open(key.Request, nonce, sealed, replyAAD(k.cfg.DeviceID, reply.ID))
+	} else {
+		plain, err = identity.OpenWithPrivateKey(k.certKey, sealed, replyInfo(k.cfg.DeviceID, reply.ID))
+	}
 	if err != nil {
-		k.log.Error().Err(err).Msg("sealed credentials do not open with the device key")
+		k.log.Error().Err(err).Msg("sealed credentials do not open with the device's key")
 		return nil
 	}
 	c, err := protocol.DecodeCredentials(plain)

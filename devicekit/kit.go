@@ -2,6 +2,7 @@ package devicekit
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +56,11 @@ type Kit struct {
 	// not trusted (paho can complete tokens across a reconnect without a PUBACK).
 	gen atomic.Uint64
 
-	key atomic.Pointer[identity.DeviceKey] // the current device key (rotation replaces it)
+	key atomic.Pointer[identity.DeviceKey] // the current device key (rotation replaces it); nil with a certificate
+	// certDER and certKey are the client certificate and its key of a device without a
+	// DeviceKey.
+	certDER []byte
+	certKey crypto.Signer
 
 	sf        singleflight.Group
 	cache     atomic.Pointer[Credentials] // Config.Mode
@@ -111,7 +116,14 @@ func New(cfg Config) (*Kit, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.DeviceKey = cfg.DeviceKey.Clone()
+	var certDER []byte
+	var certKey crypto.Signer
+	if cfg.DeviceKey != nil {
+		cfg.DeviceKey = cfg.DeviceKey.Clone()
+	} else if certDER, certKey, err = cfg.certIdentity(); err != nil { // checked by withDefaults
+		lock.release()
+		return nil, err
+	}
 	scheme := cfg.Topics
 	ctx, cancel := context.WithCancelCause(context.Background())
 	k := &Kit{
@@ -129,6 +141,7 @@ func New(cfg Config) (*Kit, error) {
 		lock:         lock,
 	}
 	k.key.Store(cfg.DeviceKey)
+	k.certDER, k.certKey = certDER, certKey
 	k.http, k.transport = newHTTPClient(nil)
 	k.statusAllowed = scheme.Allowed(topics.RoleDevice, cfg.DeviceID, k.statusTopic, topics.Publish)
 	k.sweepTemp()
@@ -198,7 +211,10 @@ func (k *Kit) Connect(ctx context.Context) error {
 		ClientID:  k.cfg.DeviceID,
 		Credentials: func() (string, string) {
 			// Called at every connection attempt: the password carries a fresh timestamp.
-			return k.cfg.DeviceID, k.deviceKey().Password(k.now())
+			if key := k.deviceKey(); key != nil {
+				return k.cfg.DeviceID, key.Password(k.now())
+			}
+			return k.cfg.DeviceID, "" // the client certificate authenticates the device
 		},
 		ConnectTimeout: k.cfg.RequestTimeout,
 		KeepAlive:      30 * time.Second,

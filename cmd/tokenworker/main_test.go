@@ -178,6 +178,14 @@ func TestConfigSecrets(t *testing.T) {
 	if err != nil || pw != "broker-pass" || sk != "sts-secret" {
 		t.Fatalf("files: %q %q %v", pw, sk, err)
 	}
+	// Neither fleet keys nor a fleet CA: a usage error naming both.
+	m, _ := newTestMain(map[string]string{envSTSSecret: "x"})
+	if err := m.ParseFlags(requiredArgs(fleet)[2:]); err != nil {
+		t.Fatalf("ParseFlags: %v", err)
+	}
+	if _, _, err := m.config(); err == nil || !strings.Contains(err.Error(), "--fleet-keys-file is required (or --fleet-ca-file") {
+		t.Errorf("no fleet keys or CA: %v", err)
+	}
 	pw, sk, err = build(map[string]string{envPassword: "p-env", envSTSSecret: "s-env"})
 	if err != nil || pw != "p-env" || sk != "s-env" {
 		t.Fatalf("env: %q %q %v", pw, sk, err)
@@ -197,6 +205,7 @@ func TestConfigSecrets(t *testing.T) {
 		"bad topic root":  {map[string]string{envSTSSecret: "x"}, []string{"--topic-root", "a/+/b"}, "topic-root"},
 		"bad fleet key":   {map[string]string{envSTSSecret: "x"}, []string{"--fleet-keys-file", open}, "fleet-keys-file"},
 		"bad CA":          {map[string]string{envSTSSecret: "x"}, []string{"--broker-ca", skFile}, "no PEM"},
+		"bad fleet CA":    {map[string]string{envSTSSecret: "x"}, []string{"--fleet-ca-file", skFile}, "fleet-ca-file"},
 		"negative margin": {map[string]string{envSTSSecret: "x"}, []string{"--reuse-margin=-1s"}, "reuse-margin"},
 		"zero rate":       {map[string]string{envSTSSecret: "x"}, []string{"--sts-rate", "0"}, "positive"},
 	} {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strconv"
@@ -48,7 +49,8 @@ type CLI struct {
 	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
 	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
 
-	FleetKeysFile   string `help:"Fleet keyring file (mode 0600, from \"broker fleet-key\"); device request keys are derived from it." type:"path" placeholder:"FILE" required:""`
+	FleetKeysFile   string `help:"Fleet keyring file (mode 0600, from \"broker fleet-key\"); device request keys are derived from it. Required unless --fleet-ca-file serves a fleet of certificate devices only." type:"path" placeholder:"FILE"`
+	FleetCAFile     string `name:"fleet-ca-file" help:"CA certificates (PEM) of devices without a device key: their requests carry a certificate (CN = device ID) and are signed with its key; replies are sealed to it." type:"path" placeholder:"FILE"`
 	RevocationsFile string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
 
 	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`
@@ -183,9 +185,23 @@ func (m *Main) Close() error {
 // config builds the worker configuration shared by every worker of the process.
 func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 	c := &m.CLI
-	fleet, err := identity.LoadKeyring(c.FleetKeysFile)
-	if err != nil {
-		return tokenworker.Config{}, nil, fmt.Errorf("--fleet-keys-file: %w", err)
+	if c.FleetKeysFile == "" && c.FleetCAFile == "" {
+		return tokenworker.Config{}, nil, errors.New("--fleet-keys-file is required (or --fleet-ca-file, for certificate devices only)")
+	}
+	var fleet *identity.Keyring
+	var err error
+	if c.FleetKeysFile != "" {
+		if fleet, err = identity.LoadKeyring(c.FleetKeysFile); err != nil {
+			return tokenworker.Config{}, nil, fmt.Errorf("--fleet-keys-file: %w", err)
+		}
+	}
+	var fleetCA *x509.CertPool
+	if c.FleetCAFile != "" {
+		ca, err := (mqttclient.TLSFiles{CAFile: c.FleetCAFile}).Load()
+		if err != nil {
+			return tokenworker.Config{}, nil, fmt.Errorf("--fleet-ca-file: %w", err)
+		}
+		fleetCA = ca.RootCAs
 	}
 	password, err := m.ctx.Secret("password-file", "broker password", false)
 	if err != nil {
@@ -224,6 +240,7 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		Group:       c.Group,
 		Topics:      scheme,
 		FleetKeys:   fleet,
+		FleetCA:     fleetCA,
 		Revocations: rev,
 		STS: tokenworker.STSConfig{
 			Endpoint:        c.STSEndpoint,

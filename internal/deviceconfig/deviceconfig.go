@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -54,7 +55,9 @@ type File struct {
 	DeviceID string `yaml:"device-id,omitempty"`
 	// DeviceKeyFile is the device key file (`broker device-key` writes it; mode 0600): the
 	// key ID, connect key and request key. The kit rewrites it, atomically, with the new
-	// key a token worker hands it after a key rotation. Required.
+	// key a token worker hands it after a key rotation. Required, unless the device has a
+	// client certificate (tls.cert-file) and a TLS broker: then it may be left out, and the
+	// certificate's key signs the device's requests.
 	DeviceKeyFile string `yaml:"device-key-file,omitempty"`
 	// StateDir is devicekit's state directory (checkpoints, journal, outbox). Required.
 	StateDir string `yaml:"state-dir,omitempty"`
@@ -240,17 +243,28 @@ func (f File) KitConfig() (devicekit.Config, error) {
 	if err := f.check(); err != nil {
 		return c, err
 	}
-	for _, req := range []pathField{{"broker", &f.Broker}, {"device-id", &f.DeviceID}, {"device-key-file", &f.DeviceKeyFile}, {"state-dir", &f.StateDir}} {
+	// A device with a client certificate needs no device key file.
+	certOnly := f.DeviceKeyFile == "" && f.TLS != nil && f.TLS.CertFile != ""
+	required := []pathField{{"broker", &f.Broker}, {"device-id", &f.DeviceID}, {"state-dir", &f.StateDir}}
+	if !certOnly {
+		required = slices.Insert(required, 2, pathField{"device-key-file", &f.DeviceKeyFile})
+	}
+	for _, req := range required {
 		if *req.v == "" {
 			return c, &FieldError{Field: req.name, Missing: true}
 		}
 	}
-	key, err := identity.LoadDeviceKey(f.DeviceKeyFile)
-	if err != nil {
-		return c, &FieldError{Field: "device-key-file", Err: err}
-	}
-	if key.Device != f.DeviceID {
-		return c, &FieldError{Field: "device-key-file", Err: fmt.Errorf("%s is the key of device %q, not of %q", f.DeviceKeyFile, key.Device, f.DeviceID)}
+	var key *identity.DeviceKey
+	var err error
+	if !certOnly {
+		if key, err = identity.LoadDeviceKey(f.DeviceKeyFile); err != nil {
+			return c, &FieldError{Field: "device-key-file", Err: err}
+		}
+		if key.Device != f.DeviceID {
+			return c, &FieldError{Field: "device-key-file", Err: fmt.Errorf("%s is the key of device %q, not of %q", f.DeviceKeyFile, key.Device, f.DeviceID)}
+		}
+	} else if !mqttclient.UsesTLS(f.Broker) {
+		return c, &FieldError{Field: "device-key-file", Missing: true} // a certificate needs a TLS broker
 	}
 	var scheme topics.Scheme // the zero scheme is the default root
 	if f.TopicRoot != "" {
@@ -261,13 +275,15 @@ func (f File) KitConfig() (devicekit.Config, error) {
 	c = devicekit.Config{
 		BrokerURL:          f.Broker,
 		DeviceID:           f.DeviceID,
-		DeviceKey:          key,
 		DeviceKeyFile:      f.DeviceKeyFile,
 		StateDir:           f.StateDir,
 		Topics:             scheme,
 		Mode:               clipgate.Mode(f.Mode),
 		MultipartThreshold: int64(f.MultipartThreshold),
 		PartSize:           int64(f.PartSize),
+	}
+	if key != nil {
+		c.DeviceKey = key
 	}
 	if f.TLS != nil && mqttclient.UsesTLS(f.Broker) {
 		if c.TLS, err = f.TLS.config(); err != nil {

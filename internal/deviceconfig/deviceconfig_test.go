@@ -249,6 +249,23 @@ func TestKitConfigTLS(t *testing.T) {
 		t.Fatalf("TLS config %+v", kc.TLS)
 	}
 
+	// A device with a certificate needs no key file: its certificate's key signs.
+	certOnly := f
+	certOnly.DeviceKeyFile = ""
+	kc, err = certOnly.KitConfig()
+	if err != nil || kc.DeviceKey != nil || len(kc.TLS.Certificates) != 1 {
+		t.Fatalf("certificate without a key file: %+v, %v", kc, err)
+	}
+	kit, err := devicekit.New(kc)
+	if err != nil {
+		t.Fatalf("devicekit.New with a certificate only: %v", err)
+	}
+	kit.Close()
+	certOnly.Broker = "tcp://127.0.0.1:1883" // the certificate would never be presented
+	if _, err := certOnly.KitConfig(); err == nil || !strings.Contains(err.Error(), "does not use TLS") {
+		t.Errorf("certificate with a TCP broker and no key file: %v", err)
+	}
+
 	bad := f
 	bad.TLS = &TLS{CAFile: keyPath} // not PEM
 	if _, err := bad.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.ca-file") {

@@ -591,6 +591,15 @@ func (s *Stack) RoleARN() string { return s.roleARN }
 // BrokerURL returns the broker's MQTT URL, "tcp://127.0.0.1:PORT".
 func (s *Stack) BrokerURL() string { return "tcp://" + dialAddr(s.broker.Addr()) }
 
+// BrokerTLSURL returns the broker's MQTT-over-TLS URL (ssl://127.0.0.1:PORT), or "" when
+// BrokerConfig set no TLS listener.
+func (s *Stack) BrokerTLSURL() string {
+	if a := s.broker.TLSAddr(); a != "" {
+		return "ssl://" + dialAddr(a)
+	}
+	return ""
+}
+
 // BrokerHTTPAddr returns the address of the broker's health and statistics endpoint ("" if
 // BrokerConfig disabled it).
 func (s *Stack) BrokerHTTPAddr() string { return dialAddr(s.broker.HTTPAddr()) }

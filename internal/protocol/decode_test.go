@@ -85,6 +85,13 @@ func TestDecodeAuthRequestAccepts(t *testing.T) {
 			t.Errorf("mode %q: %+v, %v", mode, r, err)
 		}
 	}
+	// A certificate request: cert instead of kid, a signature of 8 to 72 bytes.
+	for _, sig := range []string{strings.Repeat("A", 11), strings.Repeat("A", 86), strings.Repeat("B", 96)} {
+		in := edit(t, base, `"kid":"k1","sig":"`+testSig+`"`, `"cert":"MIIB","sig":"`+sig+`"`)
+		if r, err := DecodeAuthRequest([]byte(in)); err != nil || r.Cert != "MIIB" || r.KID != "" {
+			t.Errorf("certificate request with a %d-character signature: %+v, %v", len(sig), r, err)
+		}
+	}
 	long := strings.Repeat("x", MaxIDLen)
 	if _, err := DecodeAuthRequest([]byte(edit(t, base, "req-0001", long))); err != nil {
 		t.Errorf("64-character ID: %v", err)
@@ -169,6 +176,15 @@ func TestDecodeAuthRequestRefuses(t *testing.T) {
 		{"numeric kid", edit(t, base, `"kid":"k1"`, `"kid":1`), `"kid": want a string`},
 		{"null kid", edit(t, base, `"kid":"k1"`, `"kid":null`), `"kid": want a string, got null`},
 		{"non-ASCII kid", edit(t, base, `"kid":"k1"`, `"kid":"ké"`), `"kid"`},
+		// Certificate requests.
+		{"kid and cert", edit(t, base, `"kid":"k1"`, `"kid":"k1","cert":"AAAA"`), `"cert": must not be sent together with kid`},
+		{"cert not base64url", edit(t, base, `"kid":"k1"`, `"cert":"AA+/"`), `"cert"`},
+		{"cert padded", edit(t, base, `"kid":"k1"`, `"cert":"AAA="`), `"cert"`},
+		{"cert not canonical", edit(t, base, `"kid":"k1"`, `"cert":"AB"`), `"cert"`},
+		{"cert too large", edit(t, base, `"kid":"k1"`, `"cert":"`+strings.Repeat("A", 2740)+`"`), `"cert"`},
+		{"cert sig too short", edit(t, base, `"kid":"k1","sig":"`+testSig+`"`, `"cert":"AAAA","sig":"AAAA"`), `"sig"`},
+		{"cert sig too long", edit(t, base, `"kid":"k1","sig":"`+testSig+`"`, `"cert":"AAAA","sig":"`+strings.Repeat("A", 99)+`"`), `"sig"`},
+		{"null cert", edit(t, base, `"kid":"k1"`, `"cert":null`), `"cert": want a string, got null`},
 		{"empty object", `{}`, `is required`},
 		// Formats.
 		{"empty id", edit(t, base, "req-0001", ""), `"id"`},

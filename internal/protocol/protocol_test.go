@@ -180,6 +180,12 @@ func TestSigningString(t *testing.T) {
 			t.Errorf("mutation %d does not change the signing string", i)
 		}
 	}
+	// A certificate request has its own tag and covers the certificate.
+	c := validRequest()
+	c.KID, c.Cert = "", "MIIB"
+	if got, want := string(c.SigningString()), "clipgate-auth-cert-v1\n1\nreq-0001\ncam-01\n2026-03-14T15:09:26Z\n"+testNonce+"\nwa\nMIIB"; got != want {
+		t.Errorf("certificate SigningString() = %q, want %q", got, want)
+	}
 	// The signature itself is not covered.
 	m := validRequest()
 	m.Sig = strings.Repeat("A", 43)

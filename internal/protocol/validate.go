@@ -20,6 +20,10 @@ const (
 	sigLen    = 43 // base64.RawURLEncoding.EncodedLen(SigSize)
 	// minSealedSize is one byte of plaintext plus the AES-GCM tag.
 	minSealedSize = 1 + 16
+	// Signatures of certificate requests: ECDSA P-256 in ASN.1 DER (8 to 72 bytes) or
+	// Ed25519 (64 bytes).
+	minCertSigSize = 8
+	maxCertSigSize = 72
 )
 
 var b64 = base64.RawURLEncoding.Strict()
@@ -30,7 +34,7 @@ func (r *AuthRequest) Validate() error {
 		return versionErr(r.V)
 	}
 	for _, f := range [...]struct{ name, value string }{
-		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", string(r.Mode)}, {"kid", r.KID}, {"sig", r.Sig},
+		{"id", r.ID}, {"device", r.Device}, {"ts", r.TS}, {"nonce", r.Nonce}, {"mode", string(r.Mode)}, {"sig", r.Sig},
 	} {
 		if f.value == "" {
 			return fieldErr(f.name, "is required")
@@ -51,6 +55,20 @@ func (r *AuthRequest) Validate() error {
 	}
 	if _, err := clipgate.ParseMode(string(r.Mode)); err != nil {
 		return fieldErr("mode", "%v", err)
+	}
+	switch {
+	case r.KID == "" && r.Cert == "":
+		return fieldErr("kid", "is required (or cert, for a device with a certificate)")
+	case r.KID != "" && r.Cert != "":
+		return fieldErr("cert", "must not be sent together with kid")
+	case r.Cert != "":
+		if !validB64Range(r.Cert, 1, MaxCertSize) {
+			return fieldErr("cert", "must be a DER certificate of at most %d bytes in base64url without padding", MaxCertSize)
+		}
+		if !validB64Range(r.Sig, minCertSigSize, maxCertSigSize) {
+			return fieldErr("sig", "must be a signature of %d to %d bytes in base64url without padding", minCertSigSize, maxCertSigSize)
+		}
+		return nil
 	}
 	if !validKeyID(r.KID) {
 		return fieldErr("kid", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxKeyIDLen)
@@ -248,6 +266,16 @@ func validB64(s string, n int) bool {
 	n = copy(src[:], s)
 	_, err := b64.Decode(dst[:], src[:n])
 	return err == nil
+}
+
+// validB64Range reports whether s is canonical base64url without padding of min to max
+// bytes.
+func validB64Range(s string, min, max int) bool {
+	if len(s) < base64.RawURLEncoding.EncodedLen(min) || len(s) > base64.RawURLEncoding.EncodedLen(max) || !b64Alphabet(s) {
+		return false
+	}
+	b, err := b64.DecodeString(s)
+	return err == nil && len(b) >= min && len(b) <= max
 }
 
 func validSealed(s string) bool {

@@ -3,6 +3,7 @@ package tokenworker
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -51,8 +52,13 @@ type Config struct {
 	Topics             topics.Scheme // zero value = topics.Default()
 	// FleetKeys are the fleet keys (by key ID) that every device's request key derives
 	// from (identity.Keyring.RequestKey); the broker holds only their connect roots.
-	// Required.
+	// Required unless FleetCA is set (a fleet of certificate devices only).
 	FleetKeys *identity.Keyring
+	// FleetCA, when set, serves devices that hold a client certificate and no device key:
+	// their requests carry the certificate, which must chain to these CAs (client-auth
+	// usage, valid now) with CN = device ID, and are signed with its key; replies are
+	// sealed to it (identity.SealToPublicKey).
+	FleetCA *x509.CertPool
 	// Revocations lists revoked devices; nil means none is revoked.
 	Revocations *identity.Revocations
 	STS         STSConfig
@@ -112,8 +118,8 @@ const (
 // first request is checked here, so that a misconfiguration stops the process at start and
 // does not turn into a stream of internal errors.
 func (c Config) withDefaults() (Config, error) {
-	if c.FleetKeys == nil {
-		return c, errors.New("tokenworker: no fleet keys (FleetKeys)")
+	if c.FleetKeys == nil && c.FleetCA == nil {
+		return c, errors.New("tokenworker: no fleet keys (FleetKeys) and no fleet CA (FleetCA)")
 	}
 	if c.Topics == (topics.Scheme{}) {
 		c.Topics = topics.Default()

@@ -20,6 +20,7 @@ package tokenworker
 
 import (
 	"context"
+	"crypto"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -152,11 +153,12 @@ func (w *Worker) handle(ctx context.Context, topic string, payload []byte, wait 
 // check runs every check in order and, when all pass, obtains credentials. On return d.id is
 // the request ID ("" when unknown), d.code is "" on success, and then req and the device key
 // are set and d carries the credentials.
-func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wait time.Time) (*protocol.AuthRequest, []byte) {
+func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wait time.Time) (*protocol.AuthRequest, deviceKey) {
+	var key deviceKey
 	if len(payload) > protocol.MaxAuthRequestSize {
 		d.id, _ = salvage(payload)
 		d.fail(protocol.CodeInvalid, 0, fmt.Sprintf("request is %d bytes; the limit is %d", len(payload), protocol.MaxAuthRequestSize))
-		return nil, nil
+		return nil, key
 	}
 	req, err := protocol.DecodeAuthRequest(payload)
 	if err != nil {
@@ -170,33 +172,28 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 		if id == "" {
 			d.message = "undecodable request without a usable ID: " + errorMessage(err)
 		}
-		return nil, nil
+		return nil, key
 	}
 	d.id = req.ID
 	if req.Device != d.device {
 		d.fail(protocol.CodeInvalid, 0, "the request's device does not match its topic")
-		return nil, nil
+		return nil, key
 	}
 	if w.cfg.Revocations != nil && w.cfg.Revocations.Revoked(d.device) {
 		w.creds.forget(d.device)
 		d.fail(protocol.CodeRevoked, 0, "this device is revoked")
-		return nil, nil
+		return nil, key
 	}
-	key, err := w.cfg.FleetKeys.RequestKey(req.KID, d.device, now)
-	if err != nil {
-		d.fail(protocol.CodeUnauthenticated, 0, "the request's key cannot be used: "+err.Error()+"; the device needs a new device key")
-		return nil, nil
-	}
-	if !identity.Verify(key, req.SigningString(), req.Sig) {
-		d.fail(protocol.CodeUnauthenticated, 0, "the request signature does not verify")
-		return nil, nil
+	var ok bool
+	if key, ok = w.authenticate(d, req, now); !ok {
+		return nil, key
 	}
 	// Only a signed request learns the server time, so the clock cannot be probed.
 	ts := req.Time()
 	if skew := now.Sub(ts); skew > w.cfg.ClockWindow || skew < -w.cfg.ClockWindow {
 		d.fail(protocol.CodeClockSkew, 0, fmt.Sprintf("request time is %v off the server time (window ±%v); correct the clock with serverTime and sign again",
 			skew.Round(time.Second), w.cfg.ClockWindow))
-		return nil, nil
+		return nil, key
 	}
 	if err := w.cfg.Replay.Check(d.device, req.Nonce, ts, now); err != nil {
 		switch {
@@ -209,16 +206,16 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 		default:
 			d.fail(protocol.CodeInvalid, 0, "request rejected: "+errorMessage(err))
 		}
-		return nil, nil
+		return nil, key
 	}
 	if ok, wait := w.devLimit.allow(d.device, now); !ok {
 		d.fail(protocol.CodeRateLimited, wait, "too many requests from this device; retry after retryAfterMs")
-		return nil, nil
+		return nil, key
 	}
 	mode, err := clipgate.ParseMode(string(req.Mode))
 	if err != nil {
 		d.fail(protocol.CodeInvalid, 0, "malformed request: "+err.Error())
-		return nil, nil
+		return nil, key
 	}
 	ck := credKey{device: d.device, mode: string(req.Mode)}
 	if w.cfg.ReuseMargin >= 0 {
@@ -230,10 +227,55 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 	}
 	cr, ok := w.issue(ctx, d, ck, mode, now, wait)
 	if !ok {
-		return nil, nil
+		return nil, key
 	}
 	d.creds = *cr
 	return req, key
+}
+
+// deviceKey is what a reply is sealed to: a device's request key, or the public key of its
+// certificate.
+type deviceKey struct {
+	request []byte
+	cert    crypto.PublicKey
+}
+
+// authenticate checks the request's signature: HMAC with the device's request key of the
+// key ID the request names, or the signature of the certificate it carries, which must
+// chain to the fleet CA and name the device.
+func (w *Worker) authenticate(d *decision, req *protocol.AuthRequest, now time.Time) (deviceKey, bool) {
+	if req.Cert != "" {
+		der, err := base64.RawURLEncoding.DecodeString(req.Cert) // canonical: DecodeAuthRequest checked
+		if err != nil {
+			d.fail(protocol.CodeInvalid, 0, "malformed request: cert is not base64url")
+			return deviceKey{}, false
+		}
+		pub, err := identity.VerifyDeviceCertificate(der, w.cfg.FleetCA, d.device, now)
+		if err != nil {
+			d.fail(protocol.CodeUnauthenticated, 0, err.Error())
+			return deviceKey{}, false
+		}
+		sig, err := base64.RawURLEncoding.DecodeString(req.Sig)
+		if err != nil || !identity.VerifyKeySignature(pub, req.SigningString(), sig) {
+			d.fail(protocol.CodeUnauthenticated, 0, "the request signature does not verify with the certificate's key")
+			return deviceKey{}, false
+		}
+		return deviceKey{cert: pub}, true
+	}
+	if w.cfg.FleetKeys == nil {
+		d.fail(protocol.CodeUnauthenticated, 0, "this token worker holds no fleet keys: only devices with a certificate are served")
+		return deviceKey{}, false
+	}
+	key, err := w.cfg.FleetKeys.RequestKey(req.KID, d.device, now)
+	if err != nil {
+		d.fail(protocol.CodeUnauthenticated, 0, "the request's key cannot be used: "+err.Error()+"; the device needs a new device key")
+		return deviceKey{}, false
+	}
+	if !identity.Verify(key, req.SigningString(), req.Sig) {
+		d.fail(protocol.CodeUnauthenticated, 0, "the request signature does not verify")
+		return deviceKey{}, false
+	}
+	return deviceKey{request: key}, true
 }
 
 // issue calls STS under the worker's concurrency bound and rate limit, waiting for a slot
@@ -375,7 +417,7 @@ func (d *decision) fail(code protocol.Code, retryAfter time.Duration, msg string
 }
 
 // success builds the reply carrying d's credentials, sealed to the device unless disabled.
-func (w *Worker) success(d *decision, key []byte, req *protocol.AuthRequest, now time.Time) ([]byte, error) {
+func (w *Worker) success(d *decision, key deviceKey, req *protocol.AuthRequest, now time.Time) ([]byte, error) {
 	oss := w.cfg.OSS
 	oss.Prefix = w.cfg.OSS.Prefix + d.device + "/"
 	rep := protocol.AuthReply{
@@ -416,9 +458,22 @@ func ReplyAAD(deviceID, requestID string) []byte {
 	return append(b, requestID...)
 }
 
-// sealCredentials returns identity.Seal(deviceKey, nonce, credentials JSON, aad); the reply
-// carries it in base64url.
-func sealCredentials(key []byte, req *protocol.AuthRequest, cr *protocol.Credentials) ([]byte, error) {
+// ReplyInfo is the HPKE info a reply sealed to a device certificate is bound to: the
+// device and the request.
+func ReplyInfo(deviceID, requestID string) []byte {
+	return []byte("clipgate-reply-hpke-v1\n" + deviceID + "\n" + requestID)
+}
+
+// sealCredentials returns identity.Seal(request key, nonce, credentials JSON, aad), or for
+// a certificate device identity.SealToPublicKey(its key, credentials JSON, ReplyInfo); the
+// reply carries it in base64url.
+func sealCredentials(key deviceKey, req *protocol.AuthRequest, cr *protocol.Credentials) ([]byte, error) {
+	if key.cert != nil {
+		plain := appendCredentials(make([]byte, 0, credentialsSize(cr)), cr)
+		sealed, err := identity.SealToPublicKey(key.cert, plain, ReplyInfo(req.Device, req.ID))
+		clear(plain)
+		return sealed, err
+	}
 	// The nonce is 16 bytes in base64url without padding, as protocol.DecodeAuthRequest
 	// checked.
 	var nonce [protocol.NonceSize]byte
@@ -426,7 +481,7 @@ func sealCredentials(key []byte, req *protocol.AuthRequest, cr *protocol.Credent
 		return nil, fmt.Errorf("request nonce is not %d bytes of base64url", protocol.NonceSize)
 	}
 	plain := appendCredentials(make([]byte, 0, credentialsSize(cr)), cr)
-	sealed, err := identity.Seal(key, nonce[:], plain, ReplyAAD(req.Device, req.ID))
+	sealed, err := identity.Seal(key.request, nonce[:], plain, ReplyAAD(req.Device, req.ID))
 	clear(plain) // the plaintext credentials do not linger in freed memory
 	return sealed, err
 }
