@@ -255,6 +255,9 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 			return nil, ErrClosed
 		}
 		reply.Credentials = k.withNonce(reply, key, nonce[:])
+		if reply.OK && reply.Rekey != "" && key != nil {
+			k.applyRekey(reply, key, nonce[:])
+		}
 		return reply, nil
 	case <-rctx.Done():
 		return nil, k.ctxErr(ctx, fmt.Errorf("devicekit: no auth reply within %v (is a token worker running?)", k.cfg.RequestTimeout))
@@ -270,6 +273,55 @@ func (k *Kit) ctxErr(ctx context.Context, err error) error {
 		return ctx.Err()
 	}
 	return err
+}
+
+// rekeyAAD is the additional data a reply's new keys are bound to.
+func rekeyAAD(deviceID, requestID string) []byte {
+	return []byte("clipgate-rekey-v1\n" + deviceID + "\n" + requestID)
+}
+
+// applyRekey opens the new keys of a reply to a request signed with old, persists them to
+// Config.DeviceKeyFile (atomically) and uses them from then on: the next MQTT password and
+// request. A rekey that does not open or decode is logged and ignored: the old key still
+// works until its cutoff, and the next reply offers the new keys again.
+func (k *Kit) applyRekey(reply *protocol.AuthReply, old *identity.DeviceKey, nonce []byte) {
+	sealed, err := base64.RawURLEncoding.DecodeString(reply.Rekey)
+	if err != nil {
+		k.log.Error().Err(err).Msg("rekey is not base64url")
+		return
+	}
+	plain, err := identity.Open(old.Request, nonce, sealed, rekeyAAD(k.cfg.DeviceID, reply.ID))
+	if err != nil {
+		k.log.Error().Err(err).Msg("the new device key does not open with the device key")
+		return
+	}
+	rk, err := protocol.DecodeRekey(plain)
+	clear(plain)
+	if err != nil {
+		k.log.Error().Err(err).Msg("the new device key is malformed")
+		return
+	}
+	nk := &identity.DeviceKey{Device: k.cfg.DeviceID, KeyID: rk.KID}
+	nk.Connect, _ = base64.RawURLEncoding.DecodeString(rk.Connect) // DecodeRekey checked both
+	nk.Request, _ = base64.RawURLEncoding.DecodeString(rk.Request)
+	if err := nk.Validate(); err != nil {
+		k.log.Error().Err(err).Msg("the new device key is malformed")
+		return
+	}
+	k.rekeyMu.Lock()
+	defer k.rekeyMu.Unlock()
+	if k.key.Load() != old { // another reply rotated it first
+		return
+	}
+	if k.cfg.DeviceKeyFile != "" {
+		if err := identity.WriteDeviceKey(k.cfg.DeviceKeyFile, nk); err != nil {
+			// Not used yet: after a restart the file's old key must still match what we use.
+			k.log.Error().Err(err).Str("file", k.cfg.DeviceKeyFile).Msg("cannot save the new device key; keeping the old one")
+			return
+		}
+	}
+	k.key.Store(nk)
+	k.log.Info().Str("old", old.KeyID).Str("new", nk.KeyID).Msg("device key rotated")
 }
 
 // deviceKey returns the current device key; do not modify it.

@@ -56,7 +56,8 @@ type Kit struct {
 	// not trusted (paho can complete tokens across a reconnect without a PUBACK).
 	gen atomic.Uint64
 
-	key atomic.Pointer[identity.DeviceKey] // the current device key (rotation replaces it); nil with a certificate
+	key     atomic.Pointer[identity.DeviceKey] // the current device key (rotation replaces it); nil with a certificate
+	rekeyMu sync.Mutex                         // serializes applying a new key (applyRekey)
 	// certDER and certKey are the client certificate and its key of a device without a
 	// DeviceKey.
 	certDER []byte

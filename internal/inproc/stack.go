@@ -493,6 +493,36 @@ func (s *Stack) DeviceKey(deviceID string) *devicekit.DeviceKey {
 // through RotateKeys, which keeps the broker's connect keys in step.
 func (s *Stack) FleetKeys() *identity.Keyring { return s.fleet }
 
+// RotateKeys rotates the fleet keys at now (identity.Keyring.Rotate): a new current key,
+// the old one accepted until now+grace. The workers' fleet keys and the broker's connect
+// roots change together, in place, and both files are rewritten.
+func (s *Stack) RotateKeys(now time.Time, grace time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys, err := s.fleet.Rotate(now, grace)
+	if err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	next, err := identity.NewKeyring(keys...)
+	if err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	// The broker first: a device rekeyed by a worker may reconnect with the new key at once.
+	if err := s.connect.Set(next.ConnectRoots().Keys()); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	if err := s.fleet.Set(keys); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	if err := identity.WriteKeyring(filepath.Join(s.dir, fleetKeysFile), s.fleet); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	if err := identity.WriteKeyring(filepath.Join(s.dir, connectKeysFile), s.connect); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	return nil
+}
+
 // ConnectKeysFile and FleetKeysFile return the paths of the broker's key file (connect
 // roots only) and of the token workers' fleet keyring.
 func (s *Stack) ConnectKeysFile() string { return filepath.Join(s.dir, connectKeysFile) }

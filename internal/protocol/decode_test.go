@@ -286,6 +286,10 @@ func TestDecodeAuthReply(t *testing.T) {
 		{"failed without error", edit(t, failed, `,"error":{"code":"clock_skew","message":"clock is 10 minutes behind"}`, ``), `"error": is required when ok is false`},
 		{"failed with oss", edit(t, failed, `"error"`, `"oss":`+marshal(t, validOSS())+`,"error"`), `must not carry`},
 		{"failed with sealed", edit(t, failed, `"error"`, `"sealed":"`+strings.Repeat("A", 40)+`","error"`), `must not carry`},
+		{"failed with rekey", edit(t, failed, `"error"`, `"rekey":"`+strings.Repeat("A", 40)+`","error"`), `must not carry`},
+		{"rekey too short", edit(t, ok, `"oss"`, `"rekey":"AAAA","oss"`), `"rekey"`},
+		{"rekey padded", edit(t, ok, `"oss"`, `"rekey":"`+strings.Repeat("A", 38)+`==","oss"`), `"rekey"`},
+		{"rekey not a string", edit(t, ok, `"oss"`, `"rekey":{},"oss"`), `"rekey": want a string`},
 		{"unknown code", edit(t, failed, `"clock_skew"`, `"try_again"`), `"error.code": unknown code "try_again"`},
 		{"upper code", edit(t, failed, `"clock_skew"`, `"CLOCK_SKEW"`), `"error.code"`},
 		{"missing code", edit(t, failed, `"code":"clock_skew",`, ``), `"error.code": is required`},
@@ -424,4 +428,26 @@ func BenchmarkDecodeUploadEvent(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestDecodeRekey(t *testing.T) {
+	t.Parallel()
+	key := strings.Repeat("A", 43)
+	good := `{"kid":"k2","connect":"` + key + `","request":"` + key + `"}`
+	if k, err := DecodeRekey([]byte(good)); err != nil || k.KID != "k2" {
+		t.Fatalf("DecodeRekey(%s) = %+v, %v", good, k, err)
+	}
+	checkInvalid(t, DecodeRekey, []badCase{
+		{"empty", "", "JSON object"},
+		{"garbage", "\x00\xff", "JSON object"},
+		{"missing kid", `{"connect":"` + key + `","request":"` + key + `"}`, `"kid"`},
+		{"bad kid", edit(t, good, `"k2"`, `"k.2"`), `"kid"`},
+		{"long kid", edit(t, good, `"k2"`, `"`+strings.Repeat("k", MaxKeyIDLen+1)+`"`), `"kid"`},
+		{"missing connect", `{"kid":"k2","request":"` + key + `"}`, `"connect"`},
+		{"short connect", edit(t, good, `"connect":"`+key, `"connect":"`+key[:42]), `"connect"`},
+		{"request not base64url", edit(t, good, `"request":"`+key, `"request":"`+key[:42]+"+"), `"request"`},
+		{"unknown field", edit(t, good, `"kid"`, `"fleet":"x","kid"`), `"fleet": unknown field`},
+		{"duplicate", edit(t, good, `"kid":"k2"`, `"kid":"k2","kid":"k3"`), "more than once"},
+		{"trailing", good + "{}", "trailing data"},
+	})
 }

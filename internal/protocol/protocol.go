@@ -186,8 +186,19 @@ type AuthReply struct {
 	ServerTime  time.Time    `json:"serverTime"`
 	Credentials *Credentials `json:"credentials,omitempty"` // plain (when not sealed)
 	Sealed      string       `json:"sealed,omitempty"`      // base64url (no padding) of AES-GCM ciphertext of the Credentials JSON
-	OSS         *OSSInfo     `json:"oss,omitempty"`
-	Error       *ReplyError  `json:"error,omitempty"`
+	// Rekey, in a successful reply to a request that named a replaced key, is base64url
+	// (no padding) of the device's new keys (Rekey JSON), sealed with its request key.
+	Rekey string      `json:"rekey,omitempty"`
+	OSS   *OSSInfo    `json:"oss,omitempty"`
+	Error *ReplyError `json:"error,omitempty"`
+}
+
+// Rekey is the opened plaintext of AuthReply.Rekey: the device's keys under the current
+// fleet key, each base64url without padding of 32 bytes.
+type Rekey struct {
+	KID     string `json:"kid"`
+	Connect string `json:"connect"`
+	Request string `json:"request"`
 }
 
 // Status is an upload event's status (clipgate.Status).

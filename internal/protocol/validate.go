@@ -97,8 +97,8 @@ func (r *AuthReply) Validate() error {
 		switch {
 		case r.Error == nil:
 			return fieldErr("error", "is required when ok is false")
-		case r.Credentials != nil || r.Sealed != "" || r.OSS != nil:
-			return fieldErr("error", "a failed reply must not carry credentials, sealed or oss")
+		case r.Credentials != nil || r.Sealed != "" || r.Rekey != "" || r.OSS != nil:
+			return fieldErr("error", "a failed reply must not carry credentials, sealed, rekey or oss")
 		}
 		return r.Error.validate()
 	}
@@ -119,7 +119,23 @@ func (r *AuthReply) Validate() error {
 	} else if !validSealed(r.Sealed) {
 		return fieldErr("sealed", "must be base64url without padding of at least %d bytes", minSealedSize)
 	}
+	if r.Rekey != "" && !validSealed(r.Rekey) {
+		return fieldErr("rekey", "must be base64url without padding of at least %d bytes", minSealedSize)
+	}
 	return validateOSS(r.OSS)
+}
+
+// validate checks the key ID and that both keys are 32 bytes of canonical base64url.
+func (k *Rekey) validate() error {
+	switch {
+	case !validKeyID(k.KID):
+		return fieldErr("kid", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxKeyIDLen)
+	case !validB64(k.Connect, sigLen):
+		return fieldErr("connect", "must be 32 bytes in base64url without padding (%d characters)", sigLen)
+	case !validB64(k.Request, sigLen):
+		return fieldErr("request", "must be 32 bytes in base64url without padding (%d characters)", sigLen)
+	}
+	return nil
 }
 
 // ValidateCredentials checks that every credential field is present. It is used on the

@@ -1,6 +1,7 @@
 package tokenworker
 
 import (
+	"encoding/base64"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,5 +60,52 @@ func TestHandleKeyIDs(t *testing.T) {
 	rep = wantError(t, late.ID, handle(t, w, late), protocol.CodeUnauthenticated)
 	if !strings.Contains(rep.Error.Message, "retired") {
 		t.Errorf("retired key: message %q", rep.Error.Message)
+	}
+}
+
+// TestHandleRekey: a request signed with a replaced (still accepted) key gets credentials
+// and the device's keys under the current fleet key, sealed with its old request key even
+// when credentials are not sealed; a request with the current key gets no rekey.
+func TestHandleRekey(t *testing.T) {
+	t.Parallel()
+	c := startCloud(t, nil)
+	fleet := newFleetKey(t)
+	cfg := c.config(fleet)
+	noSeal := false
+	cfg.Seal = &noSeal
+	w := newWorker(t, cfg)
+	const dev = "cam-rekey"
+	old := newRequest(t, fleet, dev, "w", time.Now())
+	keys, err := fleet.Rotate(time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fleet.Set(keys); err != nil {
+		t.Fatal(err)
+	}
+	rep := decodeReply(t, old.ID, handle(t, w, old))
+	if !rep.OK || rep.Credentials == nil || rep.Rekey == "" {
+		t.Fatalf("reply to a request with the old key: %+v", rep)
+	}
+	sealed, _ := base64.RawURLEncoding.DecodeString(rep.Rekey)
+	nonce, _ := base64.RawURLEncoding.DecodeString(old.Nonce)
+	plain, err := identity.Open(old.key, nonce, sealed, RekeyAAD(dev, old.ID))
+	if err != nil {
+		t.Fatalf("the old request key does not open the rekey: %v", err)
+	}
+	rk, err := protocol.DecodeRekey(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := identity.NewDeviceKey(fleet, dev)
+	if rk.KID != "k2" || rk.Connect != base64.RawURLEncoding.EncodeToString(want.Connect) || rk.Request != base64.RawURLEncoding.EncodeToString(want.Request) {
+		t.Fatalf("rekey %+v, want the keys of k2", rk)
+	}
+	if _, err := identity.Open(old.key, nonce, sealed, RekeyAAD("cam-other", old.ID)); err == nil {
+		t.Fatal("the rekey opens for another device")
+	}
+	cur := newRequest(t, fleet, dev, "w", time.Now())
+	if rep := decodeReply(t, cur.ID, handle(t, w, cur)); !rep.OK || rep.Rekey != "" {
+		t.Fatalf("reply to a request with the current key: %+v", rep)
 	}
 }

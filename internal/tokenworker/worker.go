@@ -102,6 +102,7 @@ type decision struct {
 	retryAfter time.Duration
 	cached     bool
 	sealed     bool
+	rekeyed    bool                 // the reply carries the device's keys under the current fleet key
 	creds      protocol.Credentials // on success
 	start      time.Time
 }
@@ -437,7 +438,15 @@ func (w *Worker) success(d *decision, key deviceKey, req *protocol.AuthRequest, 
 	} else {
 		rep.Credentials = &d.creds
 	}
-	size := replySizeHint + len(oss.Endpoint) + len(oss.Region) + len(oss.Bucket) + len(oss.Prefix) +
+	if key.request != nil && req.KID != w.cfg.FleetKeys.CurrentID() {
+		rekey, err := w.rekey(key, req)
+		if err != nil {
+			return nil, err
+		}
+		rep.Rekey = base64.RawURLEncoding.EncodeToString(rekey)
+		d.rekeyed = true
+	}
+	size := len(rep.Rekey) + replySizeHint + len(oss.Endpoint) + len(oss.Region) + len(oss.Bucket) + len(oss.Prefix) +
 		base64.RawURLEncoding.EncodedLen(len(sealed)) + credentialsSize(&d.creds)
 	return appendReply(make([]byte, 0, size), &rep, sealed), nil
 }
@@ -456,6 +465,39 @@ func ReplyAAD(deviceID, requestID string) []byte {
 	b = append(b, deviceID...)
 	b = append(b, '\n')
 	return append(b, requestID...)
+}
+
+// RekeyAAD is the additional data a reply's rekey is bound to: the device and the request.
+func RekeyAAD(deviceID, requestID string) []byte {
+	return []byte("clipgate-rekey-v1\n" + deviceID + "\n" + requestID)
+}
+
+// rekey returns the device's keys under the current fleet key (protocol.Rekey JSON),
+// sealed with the request key the request was signed with, always: keys never travel in
+// clear, whatever Config.Seal says. The request key is still accepted (its fleet key is
+// before its cutoff), so the device can open it.
+func (w *Worker) rekey(key deviceKey, req *protocol.AuthRequest) ([]byte, error) {
+	dk, err := identity.NewDeviceKey(w.cfg.FleetKeys, req.Device)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := json.Marshal(protocol.Rekey{
+		KID:     dk.KeyID,
+		Connect: base64.RawURLEncoding.EncodeToString(dk.Connect),
+		Request: base64.RawURLEncoding.EncodeToString(dk.Request),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var nonce [protocol.NonceSize]byte
+	if n, err := base64.RawURLEncoding.Decode(nonce[:], []byte(req.Nonce)); err != nil || n != len(nonce) {
+		return nil, fmt.Errorf("request nonce is not %d bytes of base64url", protocol.NonceSize)
+	}
+	sealed, err := identity.Seal(key.request, nonce[:], plain, RekeyAAD(req.Device, req.ID))
+	clear(plain)
+	clear(dk.Connect)
+	clear(dk.Request)
+	return sealed, err
 }
 
 // ReplyInfo is the HPKE info a reply sealed to a device certificate is bound to: the
@@ -536,7 +578,7 @@ func (w *Worker) audit(d *decision) {
 			ev = ev.Int64("retry_after_ms", retryMs(d.retryAfter))
 		}
 	}
-	ev.Str("device", d.device).Str("id", d.id).Bool("cached", d.cached).Bool("sealed", d.sealed).
+	ev.Str("device", d.device).Str("id", d.id).Bool("cached", d.cached).Bool("sealed", d.sealed).Bool("rekeyed", d.rekeyed).
 		Dur("latency_ms", time.Since(d.start)).Msg("auth decision")
 }
 
