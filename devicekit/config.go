@@ -54,6 +54,13 @@ type Config struct {
 	// Mode is the access asked for: letters from "r", "w", "a". Default "w".
 	Mode clipgate.Mode
 
+	// StopWhenRefused makes Connect return an error wrapping ErrRefused as soon as the
+	// broker refuses the login (wrong key, revoked device), instead of trying again until
+	// its context ends. One-shot tools want this. A long-running camera keeps the default,
+	// since a refused device may be let in again when its revocation is lifted; once
+	// connected, lost connections are always retried.
+	StopWhenRefused bool
+
 	// RequestTimeout bounds one credentials request (and the wait for an event's PUBACK).
 	// Default 10s; 100ms to 5m.
 	RequestTimeout time.Duration

@@ -240,6 +240,7 @@ func TestPrepareRejectsBadClips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer p.file.Close()
 	if p.Name != "clip.mp4" || p.ContentType != "video/mp4" || p.size != 4 || p.RecordedAt.Location() != time.UTC {
 		t.Errorf("defaults: %+v", p)
 	}

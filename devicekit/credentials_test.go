@@ -398,3 +398,24 @@ func TestConnectFailsWithWrongKey(t *testing.T) {
 		t.Fatalf("second Connect: %v", err)
 	}
 }
+
+// TestConnectStopsWhenRefused: with StopWhenRefused, a refused login ends Connect at once
+// with ErrRefused (the context would allow an hour); without it, TestConnectFailsWithWrongKey.
+func TestConnectStopsWhenRefused(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	cfg := s.kitConfig("cam-refused")
+	cfg.DeviceKey = zeroKey("cam-refused")
+	cfg.StopWhenRefused = true
+	k, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	err = k.Connect(ctx)
+	if !errors.Is(err, ErrRefused) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Connect: %v, want ErrRefused", err)
+	}
+}

@@ -25,15 +25,22 @@
 //  3. Upload stores the clip under {prefix}{deviceID}/{yyyy}/{mm}/{dd}/{name}: one
 //     PutObject below MultipartThreshold, a resumable multipart upload above it, signed
 //     with OSS V4 through CredentialsProvider, which the SDK asks before every request,
-//     so a long upload moves to renewed credentials midway. The CRC-64 that OSS reports
-//     is compared with the file's. The name is the file's (SanitizeClipName: UTF-8 kept)
+//     so a long upload moves to renewed credentials midway. The file is read once, as
+//     it is sent: the CRC-64 of the bytes sent (the SDK's) is compared with the one OSS
+//     reports, and the file's size and modification time after the upload with those
+//     before it. The name is the file's (SanitizeClipName: UTF-8 kept)
 //     and the Content-Type comes from a fixed table (ContentTypeOf). No object is ever
 //     overwritten (x-oss-forbid-overwrite): a name held by another recording of the same
 //     day sends the clip to "{stem}~{CRC-64 in hex}{ext}". Clip.Progress follows the bytes
 //     as they go out.
 //  4. The upload event (clipgate.UploadEvent) is written to an outbox in StateDir and
 //     published with QoS 1 on the device's event topic; it leaves the outbox when the
-//     broker acknowledges it, and is re-published after every reconnect until then.
+//     broker acknowledges it, and is re-published after every reconnect until then. Its
+//     ID is derived from the device key, the object key and the file's size and
+//     modification time, so an Upload called again for the same file after a crash
+//     announces it under the same ID. A clip below MultipartThreshold syncs nothing on
+//     the device unless the acknowledgement fails to come (then the outbox entry is
+//     synced before Upload returns).
 //
 // # Recordings (append mode)
 //

@@ -27,6 +27,9 @@ var (
 	ErrNotConnected = errors.New("devicekit: not connected (call Connect first)")
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("devicekit: closed")
+	// ErrRefused is wrapped by Connect's error when the broker refused the login and
+	// Config.StopWhenRefused is set.
+	ErrRefused = mqttclient.ErrRefused
 )
 
 // Kit is a camera's connection to clipgate: it holds the MQTT session, the credentials
@@ -62,6 +65,9 @@ type Kit struct {
 	// DeviceKey.
 	certDER []byte
 	certKey crypto.Signer
+	// eventKey keys the derived event IDs (eventID); it lives in StateDir, so that it
+	// outlives key rotations and exists for certificate devices too.
+	eventKey []byte
 
 	sf        singleflight.Group
 	cache     atomic.Pointer[Credentials] // Config.Mode
@@ -125,6 +131,11 @@ func New(cfg Config) (*Kit, error) {
 		lock.release()
 		return nil, err
 	}
+	eventKey, err := loadEventKey(cfg.StateDir)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
 	scheme := cfg.Topics
 	ctx, cancel := context.WithCancelCause(context.Background())
 	k := &Kit{
@@ -142,7 +153,7 @@ func New(cfg Config) (*Kit, error) {
 		lock:         lock,
 	}
 	k.key.Store(cfg.DeviceKey)
-	k.certDER, k.certKey = certDER, certKey
+	k.certDER, k.certKey, k.eventKey = certDER, certKey, eventKey
 	k.http, k.transport = newHTTPClient(nil)
 	k.statusAllowed = scheme.Allowed(topics.RoleDevice, cfg.DeviceID, k.statusTopic, topics.Publish)
 	k.sweepTemp()
@@ -220,7 +231,7 @@ func (k *Kit) Connect(ctx context.Context) error {
 		ConnectTimeout: k.cfg.RequestTimeout,
 		KeepAlive:      30 * time.Second,
 		Backoff:        connectBackoff,
-		KeepTrying:     true, // a refused device may be let in again (revocation lifted)
+		KeepTrying:     !k.cfg.StopWhenRefused, // a refused device may be let in again (revocation lifted)
 		Subscriptions:  []mqttclient.Subscription{{Filter: k.replyTopic, QoS: 1, Handler: k.onReply}},
 		DefaultHandler: func(m mqttclient.Message) {
 			k.log.Debug().Str("topic", m.Topic()).Msg("unexpected message dropped")

@@ -105,10 +105,15 @@ func (k *Kit) holds(ctx context.Context, info clipgate.OSSInfo, key string, p *p
 		return nil, err
 	case !st.exists:
 		return nil, nil
-	case st.size == p.size && st.crc == p.crc:
+	}
+	crc, err := p.checksum()
+	switch {
+	case err != nil:
+		return nil, err
+	case st.size == p.size && st.crc == crc:
 		return h, nil
 	}
-	return nil, fmt.Errorf("%w: %s is %d bytes with CRC-64 %d, the clip %d bytes with CRC-64 %d", errKeyTaken, key, st.size, st.crc, p.size, p.crc)
+	return nil, fmt.Errorf("%w: %s is %d bytes with CRC-64 %d, the clip %d bytes with CRC-64 %d", errKeyTaken, key, st.size, st.crc, p.size, crc)
 }
 
 // existing settles a write to key that OSS refused with 409 FileAlreadyExists (conflict):

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/clipgate/clipgate"
+	"github.com/clipgate/clipgate/internal/atomicfile"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -19,30 +21,48 @@ var errOutbox = errors.New("devicekit: event outbox")
 // The outbox keeps every event, one file each (<StateDir>/outbox/<id>.json), from before
 // its first publication until the broker acknowledges it. It is flushed after every
 // connect, so events survive broker outages and device restarts (at least once; consumers
-// deduplicate by event ID).
+// deduplicate by event ID). An entry is synced to disk before its first publication,
+// except Upload's completed events, which are synced only when that publication goes
+// unacknowledged: until then the Upload has not returned, and calling it again announces
+// the clip under the same ID (see "Crash safety" in upload.go).
 
 func (k *Kit) outboxPath(id string) string {
 	return filepath.Join(k.cfg.StateDir, outboxDir, id+".json")
 }
 
-// announce stores ev in the outbox, publishes it and waits up to RequestTimeout for the
-// acknowledgement. An error wrapping errOutbox means the event is not stored; any other
-// error means it stays queued.
-func (k *Kit) announce(ev *clipgate.UploadEvent) error {
+// announce stores ev in the outbox, synced, publishes it and waits up to RequestTimeout
+// for the acknowledgement. An error wrapping errOutbox means the event is not stored; any
+// other error means it stays queued.
+func (k *Kit) announce(ev *clipgate.UploadEvent) error { return k.queue(ev, true) }
+
+// announceUpload is announce for the completed event of an Upload: the outbox entry is
+// synced only if the broker does not acknowledge the event in time.
+func (k *Kit) announceUpload(ev *clipgate.UploadEvent) error { return k.queue(ev, false) }
+
+func (k *Kit) queue(ev *clipgate.UploadEvent, syncFirst bool) error {
 	b, err := protocol.Encode(ev)
 	if err != nil {
 		return fmt.Errorf("%w: encoding event %s: %v", errOutbox, ev.ID, err)
 	}
 	path := k.outboxPath(ev.ID)
-	if err := writeFileAtomic(path, b); err != nil {
+	if err := writeFile(path, b, syncFirst); err != nil {
 		return fmt.Errorf("%w: %w", errOutbox, err)
 	}
+	step("outbox")
 	ctx, cancel := context.WithTimeout(k.ctx, k.cfg.RequestTimeout)
 	defer cancel()
 	if err := k.publish(ctx, k.eventTopic, b); err != nil {
+		if !syncFirst {
+			// The event waits for the next flush: on disk. (A flush that published and
+			// removed it meanwhile leaves nothing to sync.)
+			if serr := atomicfile.Sync(path); serr != nil && !errors.Is(serr, fs.ErrNotExist) {
+				return fmt.Errorf("%w: %w", errOutbox, serr)
+			}
+		}
 		k.retryFlush()
 		return err
 	}
+	step("acknowledged")
 	k.removeOutbox(path)
 	return nil
 }
@@ -100,6 +120,13 @@ func (k *Kit) flush() (int, error) {
 		}
 		if err != nil {
 			return n, err
+		}
+		if len(b) == 0 {
+			// An entry written without a sync and cut short by a power loss: its Upload
+			// never returned, and announces the clip again when it is called again.
+			k.log.Warn().Str("path", path).Msg("empty outbox entry (left by a power loss) removed")
+			k.removeOutbox(path)
+			continue
 		}
 		if _, err := protocol.DecodeUploadEvent(b); err != nil {
 			// Never publish garbage; keep it for inspection, out of the way.

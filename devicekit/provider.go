@@ -82,6 +82,9 @@ func (k *Kit) bucketForMode(ctx context.Context, info clipgate.OSSInfo, mode cli
 		// Virtual-host addressing needs DNS for {bucket}.{host}: not for IPs and localhost.
 		oss.ForcePathStyle(pathStyleHost(u.Hostname())),
 		oss.HTTPClient(k.http),
+		// The SDK's default, stated: uploads take the CRC-64 of the bytes sent from the
+		// SDK, which compares it with OSS's (prepared in upload.go).
+		oss.EnableCRC(true),
 	)
 	if err != nil {
 		return nil, err

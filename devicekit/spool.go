@@ -136,10 +136,10 @@ type SpoolEvent struct {
 // name), with Kit.Upload under a clip name made of the file name (SanitizeClipName:
 // Unicode stays, only what is unsafe in a key becomes '_'); the metadata key "file"
 // carries the original name. A clip whose name another recording of the same day holds
-// goes under its alternate name (see Kit.Upload): nothing is overwritten. Once
-// Upload returns (the object is stored and its event is in the kit's durable outbox), the
-// file is removed, or moved into DoneDir. A file that changed after it was uploaded is
-// left in place and uploaded again. A failed upload is retried, after a backoff with
+// goes under its alternate name (see Kit.Upload): nothing is overwritten. Once Upload
+// returns (the object is stored, and its event acknowledged by the broker or synced in
+// the kit's outbox), the file is removed, or moved into DoneDir. A file that changed
+// after it was uploaded is left in place and uploaded again. A failed upload is retried, after a backoff with
 // jitter, for as long as the clip stays within MaxBytes and MaxAge; the attempts are not
 // announced one by one.
 //
@@ -156,12 +156,14 @@ type SpoolEvent struct {
 // has its interrupted multipart upload aborted in the background (see the kit's sweep).
 //
 // Restarts: an interrupted upload is resumed by the next Spool on the same kit state
-// (Upload's journal keeps its event ID and multipart checkpoint). An uploaded clip that
-// was not yet removed is recorded in StateDir/spool and is removed by the next Spool
-// without a second upload. (Only a crash in the instant between Upload's return and that
-// record being written can announce a clip twice, under two event IDs.) The events of
-// dropped and rejected clips have IDs derived from the device, directory, name, size and
-// modification time, so announcing one again after a crash repeats the same ID.
+// (Upload's journal keeps its multipart checkpoint, and its event ID is derived from the
+// clip). An uploaded clip that was not yet removed is recorded in StateDir/spool and is
+// removed by the next Spool without a second upload. (A crash in the instant between
+// Upload's return and that record being written makes the next Spool upload the clip
+// again: Upload finds it stored and announces it again, under the same event ID.) The
+// events of dropped and rejected clips have IDs derived from the device, directory,
+// name, size and modification time, so announcing one again after a crash repeats the
+// same ID.
 type Spool struct {
 	kit      *Kit
 	cfg      SpoolConfig

@@ -1,5 +1,11 @@
 package devicekit
 
+import (
+	"sync/atomic"
+
+	"github.com/clipgate/clipgate/internal/atomicfile"
+)
+
 // Test hooks for the external tests of the spool (package devicekit_test). Set them
 // before Run.
 
@@ -25,3 +31,26 @@ func SetSpoolDroppingHook(s *Spool, fn func(name string)) { s.onDropping = fn }
 // SetSweepHook calls fn at the end of every background sweep of abandoned uploads, with
 // the number of multipart uploads it aborted.
 func SetSweepHook(k *Kit, fn func(aborted int, err error)) { k.onSweep = fn }
+
+// CountSyncs counts the fsyncs that the kits' state writes make from now on, until stop,
+// which returns the count.
+func CountSyncs() (stop func() int64) {
+	var n atomic.Int64
+	h := func(string) { n.Add(1) }
+	if !atomicfile.SyncHook.CompareAndSwap(nil, &h) {
+		panic("syncHook in use")
+	}
+	return func() int64 {
+		atomicfile.SyncHook.Store(nil)
+		return n.Load()
+	}
+}
+
+// SetStepHook calls fn at each step of Upload (see "Crash safety" in upload.go) from now
+// on, until stop.
+func SetStepHook(fn func(step string)) (stop func()) {
+	if !stepHook.CompareAndSwap(nil, &fn) {
+		panic("stepHook in use")
+	}
+	return func() { stepHook.Store(nil) }
+}

@@ -15,7 +15,7 @@ import (
 
 // Sweeping the state directory.
 //
-// A kill can leave the temporary file of an atomic write (writeFileAtomic: ".tmp-*") in
+// A kill can leave the temporary file of an atomic write (internal/atomicfile: ".{name}.tmp-*") in
 // any state subdirectory; New removes those. Uploads can be abandoned: their file was
 // deleted (by the user, or by a Spool bound) or rewritten, or they failed and were never
 // tried again. The sweep removes their journal entries and checkpoints and aborts the
@@ -45,7 +45,7 @@ func (k *Kit) sweepTemp() {
 			continue
 		}
 		for _, e := range entries {
-			if !strings.HasPrefix(e.Name(), ".tmp-") || !e.Type().IsRegular() {
+			if !strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), ".tmp-") || !e.Type().IsRegular() {
 				continue
 			}
 			if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
@@ -180,6 +180,8 @@ func abandoned(j *journal, parsed bool, fi fs.FileInfo, cutoff time.Time) bool {
 	switch {
 	case fi.ModTime().Before(cutoff):
 		return true
+	case fi.Size() == 0:
+		return true // an unsynced write cut short by a power loss: nothing to abort
 	case !parsed || j.File == "":
 		return false // an entry being written, or of an older kit: left to the age rule
 	}

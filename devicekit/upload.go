@@ -2,6 +2,7 @@ package devicekit
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -17,12 +18,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate"
+	"github.com/clipgate/clipgate/internal/atomicfile"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -77,12 +81,68 @@ func (k *Kit) devicePrefix(info clipgate.OSSInfo) string {
 	return p + tail
 }
 
-// prepared is a validated clip.
+// prepared is a validated clip, with its file open for the whole Upload.
+//
+// The file is read once, as it is sent: the SDK computes the CRC-64 of the bytes it reads
+// into each request body (with its CRC check enabled, which provider.go makes sure of) and
+// compares it with the one OSS reports. Both are then of the bytes sent, so a file that
+// changes during the upload no longer shows as a CRC mismatch; unchanged, which compares
+// the file's size and modification time after the upload with those before it, finds
+// that instead.
 type prepared struct {
 	Clip
-	size  int64
-	mtime time.Time
-	crc   uint64
+	file   *os.File
+	info   os.FileInfo // of file when it was opened
+	size   int64
+	mtime  time.Time
+	crc    uint64 // the file's CRC-64, once hasCRC
+	hasCRC bool
+}
+
+// setCRC records the CRC-64 of the file's bytes, as sent.
+func (p *prepared) setCRC(crc uint64) { p.crc, p.hasCRC = crc, true }
+
+// checksum returns the file's CRC-64, reading the file if no upload has computed it yet:
+// a key that answered 409 (the comparison with what it holds), a journal entry that
+// names an alternate key, a multipart upload resumed after CompleteMultipartUpload.
+func (p *prepared) checksum() (uint64, error) {
+	if p.hasCRC {
+		return p.crc, nil
+	}
+	h := crc64.New(crcTable)
+	n, err := io.Copy(h, io.NewSectionReader(p.file, 0, p.size))
+	if err != nil {
+		return 0, fmt.Errorf("devicekit: reading %s: %w", p.Path, err)
+	}
+	if n != p.size {
+		return 0, fmt.Errorf("devicekit: %s changed while it was read (%d bytes, then %d)", p.Path, p.size, n)
+	}
+	if err := p.unchanged(); err != nil {
+		return 0, err
+	}
+	p.setCRC(h.Sum64())
+	return p.crc, nil
+}
+
+// unchanged checks that the clip is still the file that was opened, as it was then: the
+// open file has the same size and modification time, and Path, if it still exists, names
+// the same file. (A file deleted during a single PutObject was still read whole through
+// the open file; a multipart upload opens Path for every part and fails on it.) A write
+// within the same clock tick as the last write before the open, keeping the size, would
+// go unseen: a clip must be complete before it is uploaded.
+func (p *prepared) unchanged() error {
+	fi, err := p.file.Stat()
+	if err != nil {
+		return fmt.Errorf("devicekit: %s: %w", p.Path, err)
+	}
+	if fi.Size() != p.size || !fi.ModTime().Equal(p.mtime) {
+		return fmt.Errorf("devicekit: %s changed during the upload (%d bytes modified %s, then %d bytes modified %s)",
+			p.Path, p.size, p.mtime.Format(time.RFC3339Nano), fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
+	}
+	if cur, err := os.Stat(p.Path); err == nil && !os.SameFile(cur, p.info) {
+		return fmt.Errorf("devicekit: %s was replaced by another file during the upload", p.Path)
+	}
+	return nil
 }
 
 // checkClip checks the name, content type and metadata of clip and fills in the default
@@ -111,7 +171,8 @@ func checkClip(clip *Clip) error {
 	return nil
 }
 
-func (k *Kit) prepare(clip Clip) (*prepared, error) {
+// prepare checks clip and opens its file; the caller closes p.file.
+func (k *Kit) prepare(clip Clip) (_ *prepared, err error) {
 	if clip.Path == "" {
 		return nil, fmt.Errorf("%w: Path is required", ErrInvalidClip)
 	}
@@ -125,7 +186,11 @@ func (k *Kit) prepare(clip Clip) (*prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidClip, err)
 	}
-	defer f.Close()
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidClip, err)
@@ -140,29 +205,20 @@ func (k *Kit) prepare(clip Clip) (*prepared, error) {
 		clip.RecordedAt = fi.ModTime()
 	}
 	clip.RecordedAt = clip.RecordedAt.UTC()
-	h := crc64.New(crcTable)
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return nil, fmt.Errorf("devicekit: reading %s: %w", clip.Path, err)
-	}
-	if n != fi.Size() {
-		return nil, fmt.Errorf("devicekit: %s changed while it was read (%d bytes, then %d)", clip.Path, fi.Size(), n)
-	}
-	return &prepared{Clip: clip, size: n, mtime: fi.ModTime(), crc: h.Sum64()}, nil
+	return &prepared{Clip: clip, file: f, info: fi, size: fi.Size(), mtime: fi.ModTime()}, nil
 }
 
 var crcTable = crc64.MakeTable(crc64.ECMA)
 
 // clipKeys are the two keys a clip may be stored under: its own, and the alternate one it
-// takes when another recording holds its own (alternateName).
-type clipKeys struct{ own, alt string }
+// takes when another recording holds its own (alternateName, which names the clip's
+// CRC-64: computed when needed).
+type clipKeys struct{ prefix, own string }
 
 func clipKeysOf(devicePrefix string, p *prepared) (clipKeys, error) {
-	keys := clipKeys{
-		own: objectKey(devicePrefix, p.RecordedAt, p.Name),
-		alt: objectKey(devicePrefix, p.RecordedAt, alternateName(p.Name, p.crc)),
-	}
-	for _, key := range []string{keys.own, keys.alt} {
+	keys := clipKeys{prefix: devicePrefix, own: objectKey(devicePrefix, p.RecordedAt, p.Name)}
+	// The alternate name is as long whatever the CRC-64.
+	for _, key := range []string{keys.own, objectKey(devicePrefix, p.RecordedAt, alternateName(p.Name, 0))} {
 		if len(key) > protocol.MaxObjectKeyLen {
 			return keys, fmt.Errorf("%w: object key %q is longer than %d bytes", ErrInvalidClip, key, protocol.MaxObjectKeyLen)
 		}
@@ -170,17 +226,29 @@ func clipKeysOf(devicePrefix string, p *prepared) (clipKeys, error) {
 	return keys, nil
 }
 
+// alt returns the clip's alternate key.
+func (keys clipKeys) alt(p *prepared) (string, error) {
+	crc, err := p.checksum()
+	if err != nil {
+		return "", err
+	}
+	return objectKey(keys.prefix, p.RecordedAt, alternateName(p.Name, crc)), nil
+}
+
 // Upload stores clip in OSS and announces it with an upload event, which it returns.
 //
 // Clips under MultipartThreshold go in one PutObject; larger ones in parts, resumably:
 // the checkpoint and the event ID are kept in StateDir, so calling Upload again for the
 // same file (same key, size and modification time) after a failure or a crash continues
-// where it stopped and reports under the same event ID. The CRC-64 of the file is
-// compared with the one OSS computed. OSS requests are signed with the kit's
-// server-corrected clock when the device clock is off. On a 403 for expired or invalid credentials, or for a request
-// time OSS finds skewed, the kit renews the credentials (and with them its clock offset)
-// and tries once more; network errors, timeouts and 5xx answers are tried again after a
-// jittered exponential backoff, up to 5 tries in all.
+// where it stopped and reports under the same event ID. The file is read once, as it is
+// sent; the CRC-64 of the bytes sent is compared with the one OSS computed, and the
+// file's size and modification time after the upload with those before it (a file that
+// changed or was replaced meanwhile fails the upload). OSS requests are signed with the
+// kit's server-corrected clock when the device clock is off. On a 403 for expired or
+// invalid credentials, or for a request time OSS finds skewed, the kit renews the
+// credentials (and with them its clock offset) and tries once more; network errors,
+// timeouts and 5xx answers are tried again after a jittered exponential backoff, up to 5
+// tries in all.
 //
 // Upload never replaces an object: PutObject, InitiateMultipartUpload and
 // CompleteMultipartUpload carry x-oss-forbid-overwrite. When the key is taken (409
@@ -193,10 +261,17 @@ func clipKeysOf(devicePrefix string, p *prepared) (clipKeys, error) {
 // HeadObject needs oss:GetObject: for it the kit asks for credentials of mode "r"
 // (cached like the others) unless Config.Mode grants it.
 //
-// The completed event is written to the outbox in StateDir, then published with QoS 1;
-// Upload waits up to RequestTimeout for the broker's acknowledgement. If none comes the
-// event stays in the outbox and is published after the next connect; Upload still
-// returns it with a nil error, since the object is stored and the event will follow.
+// The event ID of a completed upload is derived from the device key, the object key
+// and the file's size and modification time: every Upload of the same file to the same
+// key announces it under the same ID, after a crash as after a success (consumers
+// deduplicate by ID). The completed event is put in the outbox in StateDir, then
+// published with QoS 1; Upload waits up to RequestTimeout for the broker's
+// acknowledgement. If none comes the event is synced to disk, stays in the outbox and is
+// published after the next connect; Upload still returns it with a nil error, since the
+// object is stored and the event will follow. A clip under MultipartThreshold thus costs
+// no fsync on the device when the broker acknowledges in time (see "Crash safety" in
+// upload.go); a device that crashes or loses power before Upload returns must call it
+// again for the same file, which announces the clip under the same ID.
 //
 // ctx bounds the upload; cancelling it stops a multipart upload at its next request and
 // keeps the checkpoint for a later call.
@@ -214,6 +289,7 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, err
 	if err != nil {
 		return nil, err
 	}
+	defer p.file.Close()
 	creds, err := k.Credentials(ctx)
 	if err != nil {
 		return nil, err
@@ -233,12 +309,17 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, err
 	defer k.uploading.Delete(j.path)
 	k.sweepSoon(false)
 
+	// A multipart upload's journal entry is synced before its first request: the
+	// checkpoint is named after its event ID. A single PutObject's is not (see "Crash
+	// safety" below).
+	durable := p.size >= k.cfg.MultipartThreshold
 	prog := newProgress(p.Progress, p.size)
 	var respHeader http.Header
 	var retry ossRetry
 	for {
 		j.Attempts++
-		if err = k.saveJournal(j); err == nil {
+		if err = k.writeJournal(j, durable); err == nil {
+			step("journal")
 			respHeader, err = k.store(ctx, creds.OSS, keys, p, j, prog)
 		}
 		if err == nil || ctx.Err() != nil {
@@ -272,7 +353,14 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, err
 		}
 	}
 	if err == nil {
-		err = checkCRC(respHeader, p.crc)
+		err = p.unchanged()
+	}
+	if err == nil {
+		if !p.hasCRC {
+			err = errors.New("devicekit: internal error: no CRC-64 of the bytes sent") // store always sets it
+		} else {
+			err = checkCRC(respHeader, p.crc)
+		}
 	}
 	ev := &clipgate.UploadEvent{
 		V:           protocol.Version,
@@ -289,6 +377,12 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, err
 		Metadata:    p.Metadata,
 	}
 	if err != nil {
+		if !durable {
+			// Keep the attempts and the alternate key for a later call, on disk.
+			if jerr := k.writeJournal(j, true); jerr != nil {
+				k.log.Warn().Err(jerr).Msg("upload journal entry not kept")
+			}
+		}
 		ev.ID = newID()
 		ev.Status = clipgate.StatusFailed
 		ev.Error = truncate(err.Error(), protocol.MaxMessageLen)
@@ -301,20 +395,100 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, err
 	}
 	prog.stored()
 	ev.CRC64 = strconv.FormatUint(p.crc, 10)
-	if err := k.announce(ev); err != nil {
+	step("stored")
+	if err := k.announceUpload(ev); err != nil {
 		if errors.Is(err, errOutbox) {
 			return ev, err
 		}
 		k.log.Warn().Err(err).Str("event", ev.ID).Msg("upload event queued in the outbox")
 	}
+	step("announced")
 	k.removeJournal(j)
 	return ev, nil
 }
 
+// Crash safety of a single PutObject, which syncs nothing on the device when the broker
+// acknowledges the event in time.
+//
+// What must hold is what held when the journal entry and the outbox entry were each
+// synced before use: once Upload has returned nil the event reaches the broker, even if
+// the device then loses power; until then, calling Upload again for the same file
+// announces the clip, and never under a second event ID (consumers deduplicate by ID:
+// two IDs would be two clips). A caller calls Upload again after a crash anyway: a device
+// that loses power during the PutObject has nothing on its disk that would announce the
+// clip, with or without syncs.
+//
+// The steps (named as stepHook names them):
+//
+//  1. "journal": the journal entry is written, not synced. It keeps the attempts and the
+//     alternate key for a later call; a write that fails (the disk full) stops the upload
+//     before anything is sent.
+//  2. "stored": PutObject, with x-oss-forbid-overwrite; the CRC-64 and the file checked.
+//  3. "outbox": the event is written to the outbox, not synced.
+//  4. "acknowledged": it is published with QoS 1 and the broker acknowledged it; then
+//     the outbox entry is removed. Without an acknowledgement within RequestTimeout, the
+//     outbox entry is synced (file and directory) instead, and stays.
+//  5. "announced": the journal entry is removed and Upload returns.
+//
+// Why a crash anywhere loses nothing and announces nothing twice:
+//
+//   - The event ID does not depend on anything written: it is derived from the device
+//     key, the target key and the file's size and modification time (eventID), so the
+//     next Upload of the same file computes the same ID, whatever the crash kept.
+//   - A crash before 2 completes: the next Upload stores the clip (or finds it stored:
+//     409, then HeadObject shows the same size and CRC-64) and announces it.
+//   - A crash after 2 and before Upload returns: whatever was published carries the ID
+//     that the next Upload uses, so consumers see one clip. A process crash keeps the
+//     unsynced files (the page cache outlives the process): the outbox entry is
+//     published after the next connect even if Upload is never called again. A power
+//     loss may lose them or leave them empty; the next Upload announces the clip again,
+//     an empty outbox entry is removed by the flush, and an empty journal entry is
+//     replaced.
+//   - Once Upload has returned, the broker acknowledged the event (after which a synced
+//     outbox entry was removed too), or the outbox entry is synced.
+//
+// A failed event, and a Recording's, are still synced before they are published: they
+// cannot be announced again by calling anything again. A multipart upload keeps its
+// synced journal entry and checkpoints (the parts stored must outlive a power loss) and
+// announces its completed event as above.
+//
+// TestUploadCrashAtEachStep and TestUploadEventSurvivesBrokerCut (crash_test.go) check this.
+
+// eventKeyFile holds the key of the derived event IDs, in StateDir.
+const eventKeyFile = "event.key"
+
+// loadEventKey reads the event-ID key of the state directory, or makes one (random, 0600).
+// It is not the device key: that one changes when the fleet key rotates (and a
+// certificate device has none), while an event's ID must stay the same across a crash.
+func loadEventKey(stateDir string) ([]byte, error) {
+	path := filepath.Join(stateDir, eventKeyFile)
+	key, err := identity.LoadKey(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if key, err = identity.NewFleetKey(); err == nil { // 32 random bytes
+			err = identity.WriteKey(path, key)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("devicekit: event key: %w", err)
+	}
+	return key, nil
+}
+
+// eventID returns the event ID of the clip p stored under key: an HMAC under the state
+// directory's event key of the key and the file's size and modification time, as 22
+// characters of base64url. Another recording under the same name (which goes to the alternate key)
+// gets another ID; so does the same file under another name.
+func (k *Kit) eventID(key string, p *prepared) string {
+	m := hmac.New(sha256.New, k.eventKey)
+	fmt.Fprintf(m, "clipgate upload event\n%s\n%s\n%d\n%d", k.cfg.DeviceID, key, p.size, p.mtime.UnixNano())
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
 // store uploads the clip under the journal's target key, moving it to the alternate key
 // (and recording that in the journal) when another recording holds its own. It returns
-// the response header with the object's CRC-64: of the PutObject, of the
-// CompleteMultipartUpload, or of the HeadObject that found the clip already stored.
+// the response header with the object's CRC-64 (of the PutObject, of the
+// CompleteMultipartUpload, or of the HeadObject that found the clip already stored), and
+// sets p's CRC-64 to that of the bytes it sent (or read, to compare).
 func (k *Kit) store(ctx context.Context, info clipgate.OSSInfo, keys clipKeys, p *prepared, j *journal, prog *progress) (http.Header, error) {
 	bucket, err := k.bucketFor(ctx, info)
 	if err != nil {
@@ -326,12 +500,19 @@ func (k *Kit) store(ctx context.Context, info clipgate.OSSInfo, keys clipKeys, p
 		if !errors.Is(err, errKeyTaken) {
 			return h, err
 		}
-		if key == keys.alt {
-			return nil, fmt.Errorf("devicekit: %s and %s both hold other recordings; the clip is not stored (rename it): %w", keys.own, keys.alt, err)
+		alt, aerr := keys.alt(p)
+		if aerr != nil {
+			return nil, aerr
 		}
-		k.log.Warn().Str("key", keys.own).Str("alternate", keys.alt).Msg("another recording holds the clip's key; storing it under its alternate name")
-		j.Object = keys.alt
-		if err := k.saveJournal(j); err != nil {
+		if key == alt {
+			return nil, fmt.Errorf("devicekit: %s and %s both hold other recordings; the clip is not stored (rename it): %w", keys.own, alt, err)
+		}
+		k.log.Warn().Str("key", keys.own).Str("alternate", alt).Msg("another recording holds the clip's key; storing it under its alternate name")
+		if j.ID == k.eventID(keys.own, p) {
+			j.ID = k.eventID(alt, p) // another object: another event
+		}
+		j.Object = alt
+		if err := k.writeJournal(j, p.size >= k.cfg.MultipartThreshold); err != nil {
 			return nil, err
 		}
 	}
@@ -344,14 +525,22 @@ func (k *Kit) put(ctx context.Context, bucket *oss.Bucket, info clipgate.OSSInfo
 	if p.size >= k.cfg.MultipartThreshold {
 		return k.multipart(ctx, bucket, info, key, p, filepath.Join(k.cfg.StateDir, checkpointDir, eventID+".cp"), prog)
 	}
-	var h http.Header
-	err := bucket.PutObjectFromFile(key, p.Path, prog.with(0, oss.ContentType(p.ContentType), oss.ForbidOverWrite(true),
-		oss.GetResponseHeader(&h), oss.WithContext(ctx), k.dateHeader())...)
+	// The body is read from the open file; the SDK hashes what it reads (ClientCRC).
+	req := &oss.PutObjectRequest{ObjectKey: key, Reader: io.NewSectionReader(p.file, 0, p.size)}
+	resp, err := bucket.DoPutObject(req, prog.with(0, oss.ContentType(p.ContentType), oss.ForbidOverWrite(true),
+		oss.WithContext(ctx), k.dateHeader()))
+	if resp != nil {
+		resp.Body.Close()
+	}
 	if err == nil {
+		p.setCRC(resp.ClientCRC)
 		prog.done(0, p.size)
-		return h, nil
+		return resp.Headers, nil
 	}
 	prog.failed(0)
+	if cerr := p.unchanged(); cerr != nil {
+		return nil, cerr // not worth a retry (a shorter file fails the request)
+	}
 	if !alreadyExists(err) {
 		return nil, err
 	}
@@ -425,7 +614,10 @@ func (k *Kit) isClosed() bool {
 // journal records the event ID and attempt count of a clip in flight, so that a retry
 // after a failure or a crash reuses them (and the multipart checkpoint named after the ID),
 // and the key the clip goes under once its own was found taken. It names the file, so that
-// the sweep (sweep.go) abandons the upload of a file that is gone or changed.
+// the sweep (sweep.go) abandons the upload of a file that is gone or changed. A new
+// entry's ID is the derived one (eventID); an entry of an older kit may hold a random
+// one, which is kept. A single PutObject's entry is synced only when the upload fails
+// (see "Crash safety"): its ID does not depend on it.
 type journal struct {
 	ID       string `json:"id"`
 	Key      string `json:"key"`              // the clip's own key
@@ -451,8 +643,14 @@ func (k *Kit) journalEntry(keys clipKeys, p *prepared) (*journal, error) {
 	j := &journal{path: path}
 	if b, err := os.ReadFile(path); err == nil {
 		if json.Unmarshal(b, j) == nil && j.Key == keys.own && protocolID(j.ID) {
-			if j.Object != "" && j.Object != keys.alt {
-				j.Object = "" // not this content's alternate: start from the own key
+			if j.Object != "" {
+				alt, err := keys.alt(p)
+				if err != nil {
+					return nil, err
+				}
+				if j.Object != alt {
+					j.Object = "" // not this content's alternate: start from the own key
+				}
 			}
 			j.path = path
 			j.File, j.Size, j.MTime = absPath(p.Path), p.size, p.mtime.UnixNano()
@@ -462,7 +660,7 @@ func (k *Kit) journalEntry(keys clipKeys, p *prepared) (*journal, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("devicekit: upload journal: %w", err)
 	}
-	*j = journal{ID: newID(), Key: keys.own, path: path}
+	*j = journal{ID: k.eventID(keys.own, p), Key: keys.own, path: path}
 	j.File, j.Size, j.MTime = absPath(p.Path), p.size, p.mtime.UnixNano()
 	return j, nil
 }
@@ -481,9 +679,13 @@ func protocolID(id string) bool {
 	return protocol.ValidateUploadEvent(&ev) == nil
 }
 
-func (k *Kit) saveJournal(j *journal) error {
+// saveJournal writes j to disk, synced.
+func (k *Kit) saveJournal(j *journal) error { return k.writeJournal(j, true) }
+
+// writeJournal writes j atomically, synced if durable (else a power loss may lose it).
+func (k *Kit) writeJournal(j *journal, durable bool) error {
 	b, _ := json.Marshal(j)
-	if err := writeFileAtomic(j.path, b); err != nil {
+	if err := writeFile(j.path, b, durable); err != nil {
 		return fmt.Errorf("devicekit: upload journal: %w", err)
 	}
 	return nil
@@ -495,30 +697,30 @@ func (k *Kit) removeJournal(j *journal) {
 	}
 }
 
-// writeFileAtomic writes b to path through a synced temporary file and a rename, so that
-// a crash leaves either the old content or the new.
+// writeFileAtomic replaces path with b (mode 0600) so that a crash leaves the old
+// content or the new (internal/atomicfile).
 func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
+	return atomicfile.Write(path, b, 0o600)
+}
+
+// writeFile is writeFileAtomic if durable, else atomicfile.WriteVolatile: a process
+// crash leaves the old content or the new, a power loss either or nothing.
+func writeFile(path string, b []byte, durable bool) error {
+	if durable {
+		return writeFileAtomic(path, b)
 	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
+	return atomicfile.WriteVolatile(path, b, 0o600)
+}
+
+// stepHook, when set (by tests), is called at each step of Upload that a crash may
+// separate from the next (see "Crash safety"), with its name: "journal" (the journal
+// entry written), "stored" (the object stored and checked), "outbox" (the event in the
+// outbox), "acknowledged" (the broker acknowledged it), "announced" (the outbox entry
+// removed, or kept for a later flush). The kill tests stop the upload there.
+var stepHook atomic.Pointer[func(step string)]
+
+func step(name string) {
+	if h := stepHook.Load(); h != nil {
+		(*h)(name)
 	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

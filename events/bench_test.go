@@ -18,7 +18,7 @@ import (
 // client publishes upload events (QoS 1) for existing objects to the stack's broker; the
 // consumer receives them, HEADs each object in the local OSS, checks size and CRC-64,
 // deduplicates, calls the handler and acknowledges. The publisher keeps at most window
-// events outstanding, so that the broker never has to drop (see docs/DESIGN.md); the
+// events outstanding, so that the broker never has to drop (see docs/ARCHITECTURE.md, reliability model); the
 // figure is the consumer's sustained rate, not a burst into buffers.
 func BenchmarkConsume(b *testing.B) {
 	for _, conc := range []int{1, 16, 64} {

@@ -16,7 +16,7 @@
 // Delivery is at least once. Each message goes through these steps, on a pool of
 // Config.Concurrency workers:
 //
-//  1. Decode, strictly (the wire format of docs/DESIGN.md). A message that is not a valid
+//  1. Decode, strictly (the wire format of docs/ARCHITECTURE.md). A message that is not a valid
 //     upload event can never become one: it is passed to Config.DeadLetter (if set),
 //     counted as ReasonMalformed, logged and acknowledged.
 //  2. Deduplicate by (publishing device, event ID), in a bounded in-memory set and,

@@ -114,6 +114,18 @@ func DevicePolicy(bucket, prefix, deviceID string, mode clipgate.Mode) (string, 
 	return string(b), nil
 }
 
+// ValidateLocation checks where devices' objects go: the bucket (ValidateBucket), the
+// prefix (ValidatePrefix), and that the policy of the longest device ID with every mode
+// fits MaxSessionPolicyLen, so that no device of the fleet can be refused for its
+// policy's length. Configurations call it at load.
+func ValidateLocation(bucket, prefix string) error {
+	longest := strings.Repeat("d", deviceid.MaxLen)
+	if _, err := DevicePolicy(bucket, prefix, longest, clipgate.ModeRead+clipgate.ModeWrite+clipgate.ModeAppend); err != nil {
+		return err
+	}
+	return nil
+}
+
 // ValidateBucket checks an OSS bucket name: 3 to 63 characters of [a-z0-9-], not
 // starting or ending with '-'. Errors wrap ErrInvalidBucket.
 func ValidateBucket(bucket string) error {

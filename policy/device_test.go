@@ -149,3 +149,31 @@ func TestDevicePolicyLengthLimit(t *testing.T) {
 		t.Errorf("longest accepted policy is %d characters, expected close to %d", len(fits), MaxSessionPolicyLen)
 	}
 }
+
+// TestValidateLocation: bucket and prefix are checked by their own rules, and a prefix is
+// refused when the longest device ID's policy with every mode would not fit, though a
+// short ID's would.
+func TestValidateLocation(t *testing.T) {
+	t.Parallel()
+	if err := ValidateLocation("clips-bucket", "clips/"); err != nil {
+		t.Fatalf("valid location: %v", err)
+	}
+	if err := ValidateLocation("Bad_Bucket", "clips/"); !errors.Is(err, ErrInvalidBucket) {
+		t.Errorf("bad bucket: %v", err)
+	}
+	if err := ValidateLocation("clips-bucket", "/clips"); !errors.Is(err, ErrInvalidPrefix) {
+		t.Errorf("bad prefix: %v", err)
+	}
+	// The longest prefix whose policy fits for a short device ID but not for a 64-character one.
+	prefix := ""
+	for {
+		next := prefix + "p/"
+		if _, err := DevicePolicy("clips-bucket", next, "ab", clipgate.ModeRead+clipgate.ModeWrite+clipgate.ModeAppend); err != nil {
+			break
+		}
+		prefix = next
+	}
+	if err := ValidateLocation("clips-bucket", prefix); !errors.Is(err, ErrTooLong) {
+		t.Errorf("prefix of %d characters: %v, want ErrTooLong", len(prefix), err)
+	}
+}

@@ -94,7 +94,7 @@ type serveCmd struct {
 	MaxWritesPending     int32         `name:"max-writes-pending" help:"Outbound queue per client; messages beyond it are dropped and counted." default:"${defaultMaxWritesPending}"`
 	SessionExpiry        time.Duration `name:"session-expiry" help:"How long disconnected persistent sessions are kept." default:"${defaultSessionExpiry}"`
 	MessageExpiry        time.Duration `name:"message-expiry" help:"How long queued and retained messages are kept." default:"${defaultMessageExpiry}"`
-	DeviceRate           float64       `name:"device-rate" help:"Publishes per second per device (negative: unlimited): QoS 0 floods beyond it disconnect, QoS 1 publishes are paced." default:"${defaultDeviceRate}"`
+	DeviceRate           float64       `name:"device-rate" help:"Publishes per second per device (negative: unlimited): QoS 0 floods beyond it disconnect, QoS 1 publishes are paced. A device publishes one event per clip, so this caps it at about as many uploads a second; raise it for devices that upload many small files." default:"${defaultDeviceRate}"`
 	DeviceBurst          int           `name:"device-burst" help:"Burst of the device publish rate." default:"${defaultDeviceBurst}"`
 	ServiceRate          float64       `name:"service-rate" help:"Publishes per second per service client (0: unlimited)." default:"0"`
 	ServiceBurst         int           `name:"service-burst" help:"Burst of the service publish rate (0: the rate, at least 1)." default:"0"`

@@ -176,12 +176,14 @@ func (m *Main) kitConfig() (devicekit.Config, error) {
 }
 
 // newKit builds a kit from the configuration. While another process of the camera holds
-// the state directory, the error is a *devicekit.StateInUseError.
-func (m *Main) newKit() (*devicekit.Kit, devicekit.Config, error) {
+// the state directory, the error is a *devicekit.StateInUseError. A one-shot command's kit
+// gives up at a refused login (oneShot), a watcher's keeps trying.
+func (m *Main) newKit(oneShot bool) (*devicekit.Kit, devicekit.Config, error) {
 	kc, err := m.kitConfig()
 	if err != nil {
 		return nil, kc, err
 	}
+	kc.StopWhenRefused = oneShot
 	kit, err := devicekit.New(kc)
 	var inUse *devicekit.StateInUseError
 	switch {
@@ -196,7 +198,7 @@ func (m *Main) newKit() (*devicekit.Kit, devicekit.Config, error) {
 // connect builds a kit from the configuration and connects it to the broker. A state
 // directory held by another process is an error that names it.
 func (m *Main) connect(ctx context.Context) (*devicekit.Kit, devicekit.Config, error) {
-	kit, kc, err := m.newKit()
+	kit, kc, err := m.newKit(true)
 	var inUse *devicekit.StateInUseError
 	if errors.As(err, &inUse) {
 		return nil, kc, busyError(inUse, kc.DeviceID)
@@ -216,6 +218,9 @@ func (m *Main) dial(ctx context.Context, kit *devicekit.Kit, kc devicekit.Config
 	cctx, cancel := context.WithTimeout(ctx, m.cli.Timeout)
 	defer cancel()
 	if err := kit.Connect(cctx); err != nil {
+		if errors.Is(err, devicekit.ErrRefused) {
+			return fmt.Errorf("connect to %s as %s: %w (is the device revoked, or its key or clock wrong?)", kc.BrokerURL, kc.DeviceID, err)
+		}
 		return fmt.Errorf("connect to %s as %s: %w", kc.BrokerURL, kc.DeviceID, err)
 	}
 	return nil

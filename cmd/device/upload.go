@@ -43,7 +43,7 @@ func (m *Main) upload(ctx context.Context) error {
 		return err
 	}
 
-	kit, kc, err := m.newKit()
+	kit, kc, err := m.newKit(true)
 	var inUse *devicekit.StateInUseError
 	if errors.As(err, &inUse) {
 		if len(inUse.Holder.Spools) > 0 {

@@ -52,7 +52,7 @@ func (m *Main) watch(ctx context.Context) error {
 	if err := sc.Validate(); err != nil {
 		return cli.Usage(err)
 	}
-	kit, kc, err := m.newKit()
+	kit, kc, err := m.newKit(false)
 	var inUse *devicekit.StateInUseError
 	if errors.As(err, &inUse) {
 		return busyError(inUse, kc.DeviceID)

@@ -30,7 +30,7 @@ func fixed(s string) func(own, other string) string {
 	return func(_, _ string) string { return s }
 }
 
-// The matrix is written from the design (DESIGN.md, topics package doc), not derived from
+// The matrix is written from the design (docs/ARCHITECTURE.md, topics package doc), not derived from
 // the code: devices publish their own requests, events and status and read their own
 // replies; token workers read requests only in a share group and answer on any reply
 // topic; consumers read events and status; admins do anything under the root and read $SYS.

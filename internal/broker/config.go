@@ -80,7 +80,11 @@ type Config struct {
 	// DeviceRate and DeviceBurst limit each device's publishes (token bucket, per second).
 	// Beyond them a QoS 0 publish disconnects the device and a QoS 1 publish is held back
 	// (at most a second, else the device is disconnected) until the bucket allows it. A
-	// negative rate means unlimited.
+	// negative rate means unlimited. A device kit publishes one event per clip (and a
+	// credentials request about once per credentials lifetime), so DeviceRate caps a
+	// device at about that many uploads a second whatever their size: the default, 10,
+	// is far above what a camera records; raise it for devices that upload many small
+	// files (README, "Publish limit").
 	DeviceRate  float64
 	DeviceBurst int
 	// ServiceRate and ServiceBurst do the same for service accounts; zero or negative

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/clipgate/clipgate/internal/atomicfile"
 	"github.com/clipgate/clipgate/internal/deviceid"
 )
 
@@ -99,9 +99,8 @@ func (c *Console) publishRevocations(ids []string) error {
 	return nil
 }
 
-// writeRevocationsFile replaces path with the list, atomically: a temporary file in the
-// same directory, synced, then renamed over path (which is what the watchers expect),
-// then the directory synced. The file is world-readable: device IDs are not secrets,
+// writeRevocationsFile replaces path with the list, atomically (internal/atomicfile: a
+// synced temporary file renamed over path, which is what the watchers expect). The file is world-readable: device IDs are not secrets,
 // and the broker and workers may run as other users.
 func writeRevocationsFile(path string, ids []string, now time.Time) error {
 	var b bytes.Buffer
@@ -111,35 +110,7 @@ func writeRevocationsFile(path string, ids []string, now time.Time) error {
 		b.WriteString(id)
 		b.WriteByte('\n')
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }() // after a successful rename, nothing to remove
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, b.Bytes(), 0o644)
 }
 
 // readRevocationIDs reads a revocation file in identity's format: one device ID a line,

@@ -243,6 +243,7 @@ func runCamera(ctx context.Context, s *inproc.Stack, id string, clips int, dir s
 	cfg := s.DeviceConfig(id)
 	cfg.PartSize = demoPartSize
 	cfg.MultipartThreshold = demoMultipartThreshold
+	cfg.StopWhenRefused = true // a revoked demo camera is reported now, not at the timeout
 	kit, err := devicekit.New(cfg)
 	if err != nil {
 		fail("%s: %v", id, err)

@@ -188,7 +188,7 @@ func TestDemoRefusesBadConfig(t *testing.T) {
 func TestDemoReportsFailures(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	cfg := DemoConfig{Devices: 2, Clips: 1, Timeout: 8 * time.Second}
+	cfg := DemoConfig{Devices: 2, Clips: 1, Timeout: 2 * time.Minute} // cam-02 fails at its refused login; cam-01 has the whole timeout
 	cfg.afterStart = func(s *inproc.Stack) { s.Revoke("cam-02") }
 	res, err := Demo(testContext(t), cfg, &out)
 	if err == nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipgate/clipgate/internal/atomicfile"
 	"github.com/clipgate/clipgate/internal/deviceid"
 )
 
@@ -155,13 +156,13 @@ func LoadDeviceKey(path string) (*DeviceKey, error) {
 	return k, nil
 }
 
-// WriteDeviceKey writes k to path (mode 0600) atomically (WriteFileAtomic).
+// WriteDeviceKey writes k to path (mode 0600) atomically (atomicfile.Write).
 func WriteDeviceKey(path string, k *DeviceKey) error {
 	data, err := k.MarshalText()
 	if err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("write device key: %w", err)
 	}
 	return nil

@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/clipgate/clipgate/internal/atomicfile"
 )
 
 // ErrInsecurePermissions is wrapped by the error of LoadKey and LoadServiceAccounts for a
@@ -66,52 +67,8 @@ func WriteKey(path string, key []byte) error {
 		return fmt.Errorf("write key %s: %w, got %d", path, ErrKeySize, len(key))
 	}
 	text := base64.StdEncoding.EncodeToString(key) + "\n"
-	if err := WriteFileAtomic(path, []byte(text)); err != nil {
+	if err := atomicfile.Write(path, []byte(text), 0o600); err != nil {
 		return fmt.Errorf("write key: %w", err)
-	}
-	return nil
-}
-
-// WriteFileAtomic writes data to path, readable by its owner only (0600): it writes a
-// temporary file in the same directory, syncs it and renames it into place (then syncs
-// the directory where the platform can), so that readers and a crash leave the old file or
-// the new one, never a partial one. An existing file is replaced. It is the one atomic
-// write of key material in the project (key files, keyrings, device keys).
-func WriteFileAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*") // created 0600
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil { // in case the platform's CreateTemp differs
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Make the rename durable; not every platform can sync a directory, so ignore failure.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

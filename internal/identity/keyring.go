@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/clipgate/clipgate/internal/atomicfile"
 )
 
 // MaxKeyIDLen bounds a key ID: 1 to 16 characters of [A-Za-z0-9_-].
@@ -280,7 +282,7 @@ func (r *Keyring) MarshalText() ([]byte, error) {
 // new one, never a partial one.
 func WriteKeyring(path string, r *Keyring) error {
 	data, _ := r.MarshalText()
-	if err := WriteFileAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("write keyring: %w", err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
+	"github.com/clipgate/clipgate/internal/atomicfile"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -84,7 +85,7 @@ func loadOrCreateKeys(dir string) (*identity.Keyring, *stackKeys, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := writePrivate(keysPath, append(data, '\n')); err != nil {
+		if err := atomicfile.Write(keysPath, append(data, '\n'), 0o600); err != nil {
 			return nil, nil, err
 		}
 	case err != nil:
@@ -209,31 +210,8 @@ func writeServiceAccounts(path string, k *stackKeys) (*identity.ServiceAccounts,
 	if err != nil {
 		return nil, err
 	}
-	if err := writePrivate(path, data); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return nil, err
 	}
 	return identity.LoadServiceAccounts(path)
-}
-
-// writePrivate writes data to path (mode 0600) through a temporary file and a rename.
-func writePrivate(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*") // 0600
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

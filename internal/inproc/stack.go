@@ -221,7 +221,7 @@ func (s *Stack) applyDefaults() error {
 	}
 	// The token workers check bucket and prefix with the same rule; checking here gives
 	// the error before anything starts.
-	if _, err := policy.DevicePolicy(o.Bucket, s.prefix, "probe-device", "w"); err != nil {
+	if err := policy.ValidateLocation(o.Bucket, s.prefix); err != nil {
 		return fmt.Errorf("clipgatetest: bucket %q / prefix %q: %w", o.Bucket, s.prefix, err)
 	}
 	s.scheme = o.Topics

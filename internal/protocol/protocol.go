@@ -1,5 +1,5 @@
 // Package protocol holds clipgate's wire messages (the auth request, the auth reply and
-// the upload event of docs/DESIGN.md), their strict decoders, encoder and validation.
+// the upload event of docs/ARCHITECTURE.md), their strict decoders, encoder and validation.
 // The types users see (the upload event, credentials, OSS info, the error codes and
 // statuses) are defined in the root package clipgate and aliased here; the auth request
 // and reply, which only the device kit and the token worker exchange, are defined here.

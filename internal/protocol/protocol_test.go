@@ -129,7 +129,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestWireForm pins the field names of DESIGN.md.
+// TestWireForm pins the field names of docs/ARCHITECTURE.md (Messages).
 func TestWireForm(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {

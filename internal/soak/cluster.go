@@ -114,7 +114,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	if _, err := policy.DevicePolicy(opts.Bucket, opts.Prefix, "probe-device", "w"); err != nil {
+	if err := policy.ValidateLocation(opts.Bucket, opts.Prefix); err != nil {
 		return nil, fmt.Errorf("soak: bucket %q / prefix %q: %w", opts.Bucket, opts.Prefix, err)
 	}
 	if opts.Dir, err = filepath.Abs(opts.Dir); err != nil {

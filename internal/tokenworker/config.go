@@ -216,8 +216,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.OSS.Region == "" {
 		c.OSS.Region = c.STS.Region
 	}
-	// Building one policy checks bucket and prefix with policy's own rules.
-	if _, err := policy.DevicePolicy(c.OSS.Bucket, c.OSS.Prefix, "probe-device", "w"); err != nil {
+	if err := policy.ValidateLocation(c.OSS.Bucket, c.OSS.Prefix); err != nil {
 		return c, fmt.Errorf("tokenworker: OSS bucket/prefix: %w", err)
 	}
 	return c, nil

@@ -28,7 +28,7 @@ import (
 // UploadFile forwards only a few options to its UploadPart and CompleteMultipartUpload
 // calls (ChoiceTransferPartOption, ChoiceCompletePartOption): not SetHeader. Its parts
 // would be signed with the system clock, so the kit runs multipart uploads itself, with a
-// fresh Date on every request (clock_multipart.go).
+// fresh Date on every request (multipart.go).
 
 // dateHeader returns the Date header option for one OSS request: the kit's best guess of
 // the server time, once the kit has learned that the device clock is off (by more than

@@ -79,7 +79,7 @@ func TestLoadCheckpointRejectsGarbage(t *testing.T) {
 	mtime := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	p := &prepared{size: 5 * MinPartSize, mtime: mtime}
 	good := mpCheckpoint{V: checkpointVersion, Bucket: "bkt", Key: "k", UploadID: "U1", Size: p.size,
-		ModTime: mtime.UnixNano(), PartSize: MinPartSize, Parts: []mpPart{{1, "E1"}, {3, "E3"}}}
+		ModTime: mtime.UnixNano(), PartSize: MinPartSize, Parts: []mpPart{{Number: 1, ETag: "E1", CRC: "42"}, {Number: 3, ETag: "E3"}}}
 	mod := func(f func(*mpCheckpoint)) []byte {
 		cp := good
 		cp.Parts = append([]mpPart(nil), good.Parts...)
@@ -107,9 +107,11 @@ func TestLoadCheckpointRejectsGarbage(t *testing.T) {
 		{"part too high", mod(func(c *mpCheckpoint) { c.Parts[0].Number = 6 }), "k U1"},
 		{"duplicate part", mod(func(c *mpCheckpoint) { c.Parts[1].Number = 1 }), "k U1"},
 		{"no ETag", mod(func(c *mpCheckpoint) { c.Parts[1].ETag = "" }), "k U1"},
+		{"bad part CRC", mod(func(c *mpCheckpoint) { c.Parts[0].CRC = "-1" }), "k U1"},
+		{"part CRC not a number", mod(func(c *mpCheckpoint) { c.Parts[1].CRC = "0x2a" }), "k U1"},
 		{"too many parts", mod(func(c *mpCheckpoint) {
 			for n := 1; n <= 6; n++ {
-				c.Parts = append(c.Parts, mpPart{n, "E"})
+				c.Parts = append(c.Parts, mpPart{Number: n, ETag: "E"})
 			}
 		}), "k U1"},
 	} {

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc64"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
@@ -18,7 +21,7 @@ import (
 
 // Resumable multipart uploads, signed with the kit's clock.
 //
-// The SDK's UploadFile cannot carry a Date header to its parts (see clock.go), so the kit
+// The SDK's UploadFile cannot carry a Date header to its parts (see ossretry.go), so the kit
 // drives the SDK's InitiateMultipartUpload, UploadPartFromFile and CompleteMultipartUpload
 // itself, each request with a fresh Date. Progress is checkpointed in
 // StateDir/checkpoints/<eventID>.cp (written atomically and synced after every part), so an
@@ -52,6 +55,35 @@ type mpCheckpoint struct {
 type mpPart struct {
 	Number int    `json:"n"`
 	ETag   string `json:"etag"`
+	// CRC is the part's CRC-64 in decimal, as OSS reported it (and the SDK checked against
+	// the bytes it sent); empty when OSS did not report it or an older kit wrote the
+	// checkpoint: the part is then read again to compute the clip's CRC-64.
+	CRC string `json:"crc,omitempty"`
+}
+
+// partsCRC returns the CRC-64 of the whole clip, combined from those of its parts (parts
+// holds every part of the upload), reading the parts that have none recorded.
+func partsCRC(p *prepared, parts []mpPart, partSize int64) (uint64, error) {
+	crcs := make(map[int]string, len(parts))
+	for _, part := range parts {
+		crcs[part.Number] = part.CRC
+	}
+	nparts := int((p.size + partSize - 1) / partSize)
+	var crc uint64
+	for n := 1; n <= nparts; n++ {
+		off := int64(n-1) * partSize
+		size := min(partSize, p.size-off)
+		c, err := strconv.ParseUint(crcs[n], 10, 64)
+		if err != nil {
+			h := crc64.New(crcTable)
+			if _, err := io.Copy(h, io.NewSectionReader(p.file, off, size)); err != nil {
+				return 0, fmt.Errorf("devicekit: reading %s: %w", p.Path, err)
+			}
+			c = h.Sum64()
+		}
+		crc = oss.CRC64Combine(crc, c, uint64(size))
+	}
+	return crc, nil
 }
 
 // partSizeFor returns the part size for a file of size bytes: the configured one, grown
@@ -85,7 +117,7 @@ func (k *Kit) loadCheckpoint(ctx context.Context, bucket *oss.Bucket, path, key 
 		if !valid {
 			break
 		}
-		valid = part.Number >= 1 && part.Number <= nparts && part.ETag != "" && !seen[part.Number]
+		valid = part.Number >= 1 && part.Number <= nparts && part.ETag != "" && !seen[part.Number] && validPartCRC(part.CRC)
 		seen[part.Number] = true
 	}
 	if !valid {
@@ -97,6 +129,15 @@ func (k *Kit) loadCheckpoint(ctx context.Context, bucket *oss.Bucket, path, key 
 		return nil
 	}
 	return &cp
+}
+
+// validPartCRC reports whether s is a part's CRC-64 as a checkpoint records it.
+func validPartCRC(s string) bool {
+	if s == "" {
+		return true
+	}
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
 }
 
 func saveCheckpoint(path string, cp *mpCheckpoint) error {
@@ -136,6 +177,13 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info clipgate.O
 	partSize := partSizeFor(p.size, k.cfg.PartSize)
 	cp := k.loadCheckpoint(ctx, bucket, cpPath, key, p, partSize)
 	if cp != nil && cp.Completing {
+		if len(cp.Parts) == int((p.size+partSize-1)/partSize) && !p.hasCRC {
+			crc, err := partsCRC(p, cp.Parts, partSize)
+			if err != nil {
+				return nil, err
+			}
+			p.setCRC(crc)
+		}
 		h, err := k.holds(ctx, info, key, p)
 		switch {
 		case h != nil:
@@ -190,15 +238,23 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info clipgate.O
 			}
 			off := int64(n-1) * partSize
 			size := min(partSize, p.size-off)
-			part, err := bucket.UploadPartFromFile(imur, p.Path, off, size, n, prog.with(n, k.dateHeader(), oss.WithContext(gctx))...)
+			// Opened by path, so that a file deleted during its upload fails it. The SDK
+			// checks the part's CRC-64 that OSS reports against the bytes it sent.
+			var h http.Header
+			part, err := bucket.UploadPartFromFile(imur, p.Path, off, size, n,
+				prog.with(n, k.dateHeader(), oss.WithContext(gctx), oss.GetResponseHeader(&h))...)
 			if err != nil {
 				prog.failed(n)
 				return err
 			}
 			prog.done(n, size)
+			crc := h.Get(oss.HTTPHeaderOssCRC64)
+			if !validPartCRC(crc) {
+				crc = "" // read again for the clip's CRC-64
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			cp.Parts = append(cp.Parts, mpPart{Number: n, ETag: part.ETag})
+			cp.Parts = append(cp.Parts, mpPart{Number: n, ETag: part.ETag, CRC: crc})
 			sent += size
 			if err := saveCheckpoint(cpPath, cp); err != nil {
 				return err
@@ -223,6 +279,16 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info clipgate.O
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// A file that changed during the upload does not become an object.
+	if err := p.unchanged(); err != nil {
+		k.dropUpload(ctx, bucket, cp, cpPath)
+		return nil, err
+	}
+	crc, err := partsCRC(p, cp.Parts, partSize)
+	if err != nil {
+		return nil, err
+	}
+	p.setCRC(crc)
 	parts := make([]oss.UploadPart, len(cp.Parts))
 	for i, part := range cp.Parts {
 		parts[i] = oss.UploadPart{PartNumber: part.Number, ETag: part.ETag}
@@ -235,7 +301,7 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info clipgate.O
 		}
 	}
 	var h http.Header
-	_, err := bucket.CompleteMultipartUpload(imur, parts, oss.ForbidOverWrite(true), k.dateHeader(), oss.WithContext(ctx), oss.GetResponseHeader(&h))
+	_, err = bucket.CompleteMultipartUpload(imur, parts, oss.ForbidOverWrite(true), k.dateHeader(), oss.WithContext(ctx), oss.GetResponseHeader(&h))
 	switch {
 	case err == nil:
 		if k.afterComplete != nil {
