@@ -108,3 +108,42 @@ func TestApplyRekey(t *testing.T) {
 		t.Fatal("an unsaved key was put in use")
 	}
 }
+
+// TestEventIDOutlivesKeyRotation: a clip's derived event ID depends on the state
+// directory, not on the device key, so the next Upload after a crash announces it under the
+// same ID even if the device was rekeyed in between; another state directory gets others.
+func TestEventIDOutlivesKeyRotation(t *testing.T) {
+	t.Parallel()
+	fleet, err := identity.NewFleetKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := validConfig(t)
+	p := &prepared{size: 1234, mtime: time.Unix(1_700_000_000, 5)}
+	ids := map[string]bool{}
+	for range 2 {
+		cfg.DeviceKey, _ = identity.NewDeviceKey(fleet, cfg.DeviceID)
+		k, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[k.eventID("clips/cam-0001/a.mp4", p)] = true
+		k.Close()
+		keys, _ := fleet.Rotate(time.Now(), time.Hour)
+		if err := fleet.Set(keys); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ids) != 1 {
+		t.Fatalf("event IDs %v: the rotation changed the ID", ids)
+	}
+	other := validConfig(t) // another state directory
+	k, err := New(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if ids[k.eventID("clips/cam-0001/a.mp4", p)] {
+		t.Fatal("two state directories give the same event ID")
+	}
+}
