@@ -123,6 +123,9 @@ func New(cfg Config) (*Broker, error) {
 		}
 	}
 	if b.connect != nil {
+		if err := b.connect.CheckKind(identity.KindConnect); err != nil {
+			return nil, fmt.Errorf("broker: connect keys: %w; give the broker the file of \"broker connect-keys\", never the fleet keys", err)
+		}
 		b.attrKey = identity.EMQXAttrKey(b.connect)
 	}
 	switch {

@@ -28,6 +28,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	openKey := writeFile(t, dir, "open.key", "k1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0o644)
+	fleetFile := filepath.Join(dir, "fleet.keys")
+	if err := identity.WriteKeyring(fleetFile, fleet); err != nil {
+		t.Fatal(err)
+	}
 	rawKey := writeFile(t, dir, "raw.key", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0o600)
 	garbageKeys := writeFile(t, dir, "garbage.keys", "\x00\xff k1 k2 k3\n", 0o600)
 	badAccounts := writeFile(t, dir, "accounts.yaml", "accounts:\n  - username: x\n    passwordHash: nope\n    role: admin\n", 0o600)
@@ -42,6 +46,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"keys file open":        {func(c *Config) { c.ConnectKeysFile = openKey }, "group or others"},
 		"keys file absent":      {func(c *Config) { c.ConnectKeysFile = filepath.Join(dir, "none") }, "no such file"},
 		"old raw key file":      {func(c *Config) { c.ConnectKeysFile = rawKey }, "line 1"},
+		"the fleet keys":        {func(c *Config) { c.ConnectKeysFile = fleetFile }, "never the fleet keys"},
+		"a fleet keyring":       {func(c *Config) { c.ConnectKeys = fleet }, "never the fleet keys"},
 		"keys file garbage":     {func(c *Config) { c.ConnectKeysFile = garbageKeys }, "line 1"},
 		"bad accounts":          {func(c *Config) { ok(c); c.ServiceAccountsFile = badAccounts }, "bcrypt"},
 		"bad revocations":       {func(c *Config) { ok(c); c.RevocationsFile = badRevs }, ":2"},

@@ -56,7 +56,16 @@ type RingKey struct {
 // keyring shared by a broker and its tests can be rotated in place.
 type Keyring struct {
 	keys atomic.Pointer[[]RingKey] // keys[0] is the current key
+	// Kind is KindFleet or KindConnect when known (its file says so), else "". The broker
+	// refuses a fleet keyring, so that the token workers' secret is never handed to it.
+	Kind string
 }
+
+// Keyring kinds, written in a keyring file's "kind" line.
+const (
+	KindFleet   = "fleet"   // fleet keys: the token workers' and provisioning's secret
+	KindConnect = "connect" // connect roots: the broker's
+)
 
 // NewKeyring checks keys and returns a keyring of them: IDs well-formed and distinct,
 // keys of KeySize bytes, exactly one without a cutoff (the current one).
@@ -74,7 +83,12 @@ func NewFleetKeyring() (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewKeyring(RingKey{ID: "k1", Key: k})
+	r, err := NewKeyring(RingKey{ID: "k1", Key: k})
+	if err != nil {
+		return nil, err
+	}
+	r.Kind = KindFleet
+	return r, nil
 }
 
 // Set replaces the keys after the checks of NewKeyring; on error nothing changes.
@@ -167,8 +181,20 @@ func (r *Keyring) Derive(f func(key []byte) []byte) *Keyring {
 	return out
 }
 
+// CheckKind returns an error if r is known to be of another kind than want.
+func (r *Keyring) CheckKind(want string) error {
+	if r.Kind != "" && r.Kind != want {
+		return fmt.Errorf("keyring: this is a %s keyring, want %s keys", r.Kind, want)
+	}
+	return nil
+}
+
 // ConnectRoots returns the broker's keyring: the connect root of each fleet key.
-func (r *Keyring) ConnectRoots() *Keyring { return r.Derive(ConnectRoot) }
+func (r *Keyring) ConnectRoots() *Keyring {
+	c := r.Derive(ConnectRoot)
+	c.Kind = KindConnect
+	return c
+}
 
 // Rotate returns the keys of a rotation at now: a fresh random current key whose ID is
 // the next "kN", the current key replaced with the cutoff now+grace, earlier replaced
@@ -223,9 +249,11 @@ func LoadKeyring(path string) (*Keyring, error) {
 //	ID KEY [until RFC3339]
 //
 // KEY is KeySize bytes in hex or base64 (ParseKey); '#' starts a comment; blank lines are
-// ignored. Exactly one key has no "until": the current one.
+// ignored. Exactly one key has no "until": the current one. An optional first line
+// "kind fleet" or "kind connect" sets Kind.
 func ParseKeyring(data []byte) (*Keyring, error) {
 	var keys []RingKey
+	kind := ""
 	for line := 1; len(data) > 0; line++ {
 		l := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -238,6 +266,13 @@ func ParseKeyring(data []byte) (*Keyring, error) {
 		}
 		f := strings.Fields(string(l))
 		if len(f) == 0 {
+			continue
+		}
+		if f[0] == "kind" && len(f) == 2 && kind == "" && len(keys) == 0 {
+			if f[1] != KindFleet && f[1] != KindConnect {
+				return nil, fmt.Errorf("line %d: kind %q: want %q or %q", line, truncateID(f[1]), KindFleet, KindConnect)
+			}
+			kind = f[1]
 			continue
 		}
 		if len(f) != 2 && (len(f) != 4 || f[2] != "until") {
@@ -261,13 +296,21 @@ func ParseKeyring(data []byte) (*Keyring, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("no key in the file")
 	}
-	return NewKeyring(keys...)
+	r, err := NewKeyring(keys...)
+	if err != nil {
+		return nil, err
+	}
+	r.Kind = kind
+	return r, nil
 }
 
 // MarshalText returns the file form of the keyring (ParseKeyring reads it back).
 func (r *Keyring) MarshalText() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString("# clipgate keyring: ID KEY [until CUTOFF]; the key without a cutoff is current. Secret: mode 0600.\n")
+	if r.Kind != "" {
+		b.WriteString("kind " + r.Kind + "\n")
+	}
 	for _, k := range *r.keys.Load() {
 		b.WriteString(k.ID + " " + base64.StdEncoding.EncodeToString(k.Key))
 		if !k.Until.IsZero() {

@@ -169,24 +169,41 @@ func TestKeyringFile(t *testing.T) {
 	}
 	key := "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 	for name, text := range map[string]string{
-		"empty":          "",
-		"comment only":   "# nothing\n",
-		"one field":      "k1\n",
-		"bad key":        "k1 notakey\n",
-		"short key":      "k1 AAEC\n",
-		"three fields":   "k1 " + key + " until\n",
-		"bad keyword":    "k1 " + key + " after 2026-01-01T00:00:00Z\n",
-		"bad time":       "k1 " + key + "\nk0 " + key + " until tomorrow\n",
-		"bad ID":         "k.1 " + key + "\n",
-		"two current":    "k1 " + key + "\nk2 " + key + "\n",
-		"no current":     "k1 " + key + " until 2026-01-01T00:00:00Z\n",
-		"duplicate":      "k1 " + key + "\nk1 " + key + " until 2026-01-01T00:00:00Z\n",
-		"five fields":    "k1 " + key + " until 2026-01-01T00:00:00Z x\n",
-		"binary garbage": "\x00\xff\xfe" + key,
+		"empty":           "",
+		"comment only":    "# nothing\n",
+		"one field":       "k1\n",
+		"bad key":         "k1 notakey\n",
+		"short key":       "k1 AAEC\n",
+		"three fields":    "k1 " + key + " until\n",
+		"bad keyword":     "k1 " + key + " after 2026-01-01T00:00:00Z\n",
+		"bad time":        "k1 " + key + "\nk0 " + key + " until tomorrow\n",
+		"bad ID":          "k.1 " + key + "\n",
+		"two current":     "k1 " + key + "\nk2 " + key + "\n",
+		"no current":      "k1 " + key + " until 2026-01-01T00:00:00Z\n",
+		"duplicate":       "k1 " + key + "\nk1 " + key + " until 2026-01-01T00:00:00Z\n",
+		"five fields":     "k1 " + key + " until 2026-01-01T00:00:00Z x\n",
+		"binary garbage":  "\x00\xff\xfe" + key,
+		"unknown kind":    "kind broker\nk1 " + key + "\n",
+		"kind twice":      "kind fleet\nkind fleet\nk1 " + key + "\n",
+		"kind after keys": "k1 " + key + "\nkind fleet\n",
 	} {
 		if _, err := ParseKeyring([]byte(text)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// The kind survives the file, and says what the keyring may be used for.
+	if err := WriteKeyring(path, cr); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := LoadKeyring(path); err != nil || back.Kind != KindConnect || back.CheckKind(KindFleet) == nil || back.CheckKind(KindConnect) != nil {
+		t.Fatalf("connect keyring read back: kind %q, %v", back.Kind, err)
+	}
+	fleet, _ := NewFleetKeyring()
+	if err := WriteKeyring(path, fleet); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := LoadKeyring(path); err != nil || back.Kind != KindFleet || back.CheckKind(KindConnect) == nil {
+		t.Fatalf("fleet keyring read back: kind %q, %v", back.Kind, err)
 	}
 	if r, err := ParseKeyring([]byte("# c\r\n\r\n  k7 " + key + "  # the key\r\nold " + key + " until 2026-01-01T00:00:00+08:00\n")); err != nil || r.CurrentID() != "k7" {
 		t.Fatalf("valid file with comments and CRLF: %v", err)

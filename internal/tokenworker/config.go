@@ -121,6 +121,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FleetKeys == nil && c.FleetCA == nil {
 		return c, errors.New("tokenworker: no fleet keys (FleetKeys) and no fleet CA (FleetCA)")
 	}
+	if c.FleetKeys != nil {
+		if err := c.FleetKeys.CheckKind(identity.KindFleet); err != nil {
+			return c, fmt.Errorf("tokenworker: fleet keys: %w (the broker's connect keys cannot check requests)", err)
+		}
+	}
 	if c.Topics == (topics.Scheme{}) {
 		c.Topics = topics.Default()
 	}

@@ -669,6 +669,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	fleet := newFleetKey(t)
 	for name, mut := range map[string]func(*Config){
 		"no fleet key":       func(c *Config) { c.FleetKeys = nil },
+		"broker's keys":      func(c *Config) { c.FleetKeys = fleet.ConnectRoots() },
 		"bad group":          func(c *Config) { c.Group = "a/b" },
 		"device-like client": func(c *Config) { c.ClientID = "worker-1" },
 		"bad broker URL":     func(c *Config) { c.BrokerURL = "127.0.0.1:1883" },
