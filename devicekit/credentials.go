@@ -371,6 +371,7 @@ func (k *Kit) accept(reply *protocol.AuthReply, mode clipgate.Mode) (*Credential
 	}
 	c := &Credentials{Credentials: *reply.Credentials, OSS: *reply.OSS, mode: mode}
 	k.cacheFor(mode).Store(c)
+	k.refreshes.Add(1)
 	k.log.Debug().Time("expiration", c.Expiration).Msg("new credentials")
 	return c, nil
 }

@@ -44,6 +44,10 @@ type Kit struct {
 
 	// offset is the learned correction of the device clock, in nanoseconds.
 	offset atomic.Int64
+	// synced is set once the offset comes from a server time: the MQTT passwords are then
+	// synced ones (narrow window). attempting marks a connection attempt not yet
+	// established (see mqttCredentials).
+	synced, attempting atomic.Bool
 
 	// ctx lives until Close; the shared credentials fetch runs under it.
 	ctx    context.Context
@@ -76,6 +80,7 @@ type Kit struct {
 	http      *http.Client // OSS requests
 	transport *http.Transport
 
+	refreshes  atomic.Int64 // credentials accepted (Stats)
 	flushing   atomic.Bool  // an outbox flush is running
 	flushFail  atomic.Int32 // outbox flushes failed in a row (retryFlush)
 	uploading  sync.Map     // journal paths of the uploads in progress (and of the entries a sweep works on)
@@ -183,10 +188,31 @@ func (k *Kit) learnTime(server time.Time) {
 		return
 	}
 	off := server.Sub(k.cfg.Now())
+	k.synced.Store(true)
 	if old := time.Duration(k.offset.Swap(int64(off))); (old - off).Abs() > time.Minute {
 		// OSS requests are signed with the corrected clock too (dateHeader).
 		k.log.Info().Dur("offset", off).Msg("device clock corrected by the server time")
 	}
+}
+
+// mqttCredentials is called before every connection attempt, paho's reconnections
+// included: each password is fresh (the broker accepts each one once). Once the kit knows
+// the server time, the password is a synced one, which the broker accepts only within
+// minutes of its clock; if an attempt did not connect (the clock may have jumped since the
+// offset was learned, or the broker was unreachable), the next one uses a wide password
+// again, which a clock hours off still passes.
+func (k *Kit) mqttCredentials() (string, string) {
+	if k.attempting.Swap(true) {
+		k.synced.Store(false) // the previous attempt failed
+	}
+	key := k.deviceKey()
+	if key == nil {
+		return k.cfg.DeviceID, "" // the client certificate authenticates the device
+	}
+	if k.synced.Load() {
+		return k.cfg.DeviceID, key.SyncedPassword(k.now())
+	}
+	return k.cfg.DeviceID, key.Password(k.now())
 }
 
 // status is the retained message on the device's status topic.
@@ -218,16 +244,10 @@ func (k *Kit) Connect(ctx context.Context) error {
 	}
 	var client *mqttclient.Client
 	cfg := mqttclient.Config{
-		BrokerURL: k.cfg.BrokerURL,
-		TLS:       k.cfg.TLS,
-		ClientID:  k.cfg.DeviceID,
-		Credentials: func() (string, string) {
-			// Called at every connection attempt: the password carries a fresh timestamp.
-			if key := k.deviceKey(); key != nil {
-				return k.cfg.DeviceID, key.Password(k.now())
-			}
-			return k.cfg.DeviceID, "" // the client certificate authenticates the device
-		},
+		BrokerURL:      k.cfg.BrokerURL,
+		TLS:            k.cfg.TLS,
+		ClientID:       k.cfg.DeviceID,
+		Credentials:    k.mqttCredentials,
 		ConnectTimeout: k.cfg.RequestTimeout,
 		KeepAlive:      30 * time.Second,
 		Backoff:        connectBackoff,
@@ -279,6 +299,7 @@ func (k *Kit) abandon(client *mqttclient.Client) {
 // starts over.
 func (k *Kit) onConnect(c *mqttclient.Client) {
 	k.gen.Add(1)
+	k.attempting.Store(false)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.client != c || k.closed {

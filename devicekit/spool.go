@@ -185,6 +185,7 @@ type Spool struct {
 	queued   bool      // events were put in the outbox
 
 	pub publisher
+	ctr spoolCounters // Stats
 
 	// Test hooks (nil in production), called from Run's goroutine.
 	onRunning   func()                        // the watch is set and the first scan done
@@ -889,6 +890,7 @@ func formatDuration(d time.Duration) string {
 
 // emit reports an outcome to OnEvent.
 func (s *Spool) emit(e SpoolEvent) {
+	s.ctr.count(e)
 	if s.cfg.OnEvent != nil {
 		s.cfg.OnEvent(e)
 	}

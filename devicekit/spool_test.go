@@ -101,12 +101,21 @@ func (e *spoolEnv) deviceEvents(device string) []*clipgate.UploadEvent {
 // arrival of each, in order.
 func (e *spoolEnv) waitEvents(device string, n int) []*clipgate.UploadEvent {
 	e.t.Helper()
-	var distinct []*clipgate.UploadEvent
-	eventually(e.t, func() bool {
-		distinct = e.distinctEvents(device)
-		return len(distinct) >= n
-	}, "%d events of %s (got %d)", n, device, len(distinct))
-	return distinct
+	deadline := time.Now().Add(testTimeout)
+	for {
+		distinct := e.distinctEvents(device)
+		if len(distinct) >= n {
+			return distinct
+		}
+		if time.Now().After(deadline) {
+			keys := make([]string, len(distinct))
+			for i, ev := range distinct {
+				keys[i] = ev.Key
+			}
+			e.t.Fatalf("timed out waiting for %d events of %s (got %d: %v)", n, device, len(distinct), keys)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // distinctEvents returns the device's events so far, first of each event ID, in order.

@@ -54,6 +54,7 @@ type counters struct {
 	retries, unacked, resumes                       atomic.Int64
 	handlerErrors, ossErrors, dedupErrors           atomic.Int64
 	rejected                                        [len(reasons)]atomic.Int64
+	lag                                             lagHistogram
 }
 
 // NewConsumer checks cfg and returns a consumer that hands events to h. Start connects it.
@@ -314,6 +315,7 @@ func (c *Consumer) count(ev *Event) {
 	switch {
 	case ev.Verified:
 		c.st.verified.Add(1)
+		c.st.lag.observe(time.Since(ev.UploadedAt))
 	case ev.Rejected():
 		c.st.rejected[reasonIndex(ev.Reason)].Add(1)
 	case ev.Status == clipgate.StatusFailed:
@@ -434,6 +436,8 @@ type Stats struct {
 	HandlerErrors, OSSErrors, DedupErrors int64
 	// Connected reports whether the consumer is connected to the broker now.
 	Connected bool
+	// Lag is the ingest lag of the verified events handled.
+	Lag LagHistogram
 }
 
 // Stats returns the consumer's counters.
@@ -452,6 +456,7 @@ func (c *Consumer) Stats() Stats {
 		DedupErrors:   c.st.dedupErrors.Load(),
 		Connected:     c.client.Connected(),
 		Rejected:      make(map[Reason]int64, len(reasons)),
+		Lag:           c.st.lag.snapshot(),
 	}
 	for i, r := range reasons {
 		if n := c.st.rejected[i].Load(); n > 0 {

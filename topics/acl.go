@@ -104,6 +104,22 @@ func (s Scheme) Allowed(role Role, deviceID, topicOrFilter string, a Action) boo
 	return false
 }
 
+// MayRetain reports whether a client of role may publish a retained message on topic
+// (Allowed(role, deviceID, topic, Publish) must hold too). A device may retain only its
+// own status: a retained event would reach every new consumer again, and a retained
+// request or reply every new subscriber. Token workers retain nothing; admins may retain
+// what they may publish. MayRetain does not allocate.
+func (s Scheme) MayRetain(role Role, deviceID, topic string) bool {
+	switch role {
+	case RoleDevice:
+		kind, id, ok := s.Parse(topic)
+		return ok && id == deviceID && kind == KindStatus
+	case RoleAdmin:
+		return s.Allowed(role, deviceID, topic, Publish)
+	}
+	return false
+}
+
 func (s Scheme) mayPublish(role Role, deviceID, topic string) bool {
 	switch role {
 	case RoleDevice:

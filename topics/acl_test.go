@@ -27,7 +27,7 @@ func TestAllowedMatrix(t *testing.T) {
 			{KindAuthRequest, s.AuthRequest},
 			{KindAuthReply, s.AuthReply},
 			{KindEvent, s.UploadEvent},
-			{KindEvent, func(id string) string { return s.Root() + "/devices/" + id + "/events/motion" }},
+			{otherEvent, func(id string) string { return s.Root() + "/devices/" + id + "/events/motion" }},
 			{KindStatus, s.Status},
 		}
 		for _, role := range roles {
@@ -46,6 +46,10 @@ func TestAllowedMatrix(t *testing.T) {
 	}
 }
 
+// otherEvent stands for an event topic whose name is not one of EventNames: consumers
+// may read it (their filters are syntactic), no device may publish it.
+const otherEvent Kind = 100
+
 func expectConcrete(role Role, kind Kind, own bool, a Action) bool {
 	switch role {
 	case RoleDevice:
@@ -60,7 +64,7 @@ func expectConcrete(role Role, kind Kind, own bool, a Action) bool {
 		// Subscribe to a concrete request topic is also mochi's per-delivery check.
 		return a == Publish && kind == KindAuthReply || a == Subscribe && kind == KindAuthRequest
 	case RoleConsumer:
-		return a == Subscribe && (kind == KindEvent || kind == KindStatus)
+		return a == Subscribe && (kind == KindEvent || kind == otherEvent || kind == KindStatus)
 	case RoleAdmin:
 		return true
 	}
@@ -99,7 +103,10 @@ func TestAllowedTable(t *testing.T) {
 		{D, me, r + "/devices/cam-02/auth/reply", S, false},
 		{D, me, r + "/devices/cam-01/auth/request", S, false},
 		{D, me, r + "/devices/cam-01/events/upload", S, false},
-		{D, me, r + "/devices/cam-01/events/whatever", P, true},
+		{D, me, r + "/devices/cam-01/events/upload", P, true},
+		{D, me, r + "/devices/cam-01/events/whatever", P, false}, // not an event of the protocol
+		{D, me, r + "/devices/cam-01/events/Upload", P, false},
+		{D, me, r + "/devices/cam-01/events/upload2", P, false},
 		{D, me, r + "/devices/cam-01/events/+", P, false},
 		{D, me, r + "/devices/cam-01/events/#", P, false},
 		{D, me, r + "/devices/cam-01/events", P, false},
@@ -327,6 +334,24 @@ func match(filter, topic string) bool {
 	return len(f) == len(tl)
 }
 
+// anyEvent reports whether topic is {root}/devices/{valid id}/events/{one level of
+// [A-Za-z0-9._-], 1 to 64 characters, not "." or ".."}.
+func anyEvent(s Scheme, topic string) bool {
+	rest, ok := strings.CutPrefix(topic, s.Root()+"/devices/")
+	if !ok {
+		return false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || !deviceid.Valid(parts[0]) || parts[1] != "events" {
+		return false
+	}
+	n := parts[2]
+	if n == "" || len(n) > MaxEventNameLen || n == "." || n == ".." {
+		return false
+	}
+	return strings.Trim(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == ""
+}
+
 // readable is the reference answer to "may role receive a message on this concrete
 // topic?", written directly from the rules rather than from Allowed.
 func readable(s Scheme, role Role, device, topic string) bool {
@@ -337,7 +362,7 @@ func readable(s Scheme, role Role, device, topic string) bool {
 	case RoleTokenWorker:
 		return ok && kind == KindAuthRequest
 	case RoleConsumer:
-		return ok && (kind == KindEvent || kind == KindStatus)
+		return ok && (kind == KindEvent || kind == KindStatus) || anyEvent(s, topic)
 	case RoleAdmin:
 		return topic == s.Root() || strings.HasPrefix(topic, s.Root()+"/") ||
 			topic == "$SYS" || strings.HasPrefix(topic, "$SYS/")
@@ -556,4 +581,38 @@ func FuzzAllowed(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMayRetain: a device may retain only its own status; token workers and consumers
+// nothing; admins what they may publish.
+func TestMayRetain(t *testing.T) {
+	t.Parallel()
+	s := Default()
+	r := s.Root()
+	D, W, C, A := RoleDevice, RoleTokenWorker, RoleConsumer, RoleAdmin
+	cases := []struct {
+		role   Role
+		device string
+		topic  string
+		want   bool
+	}{
+		{D, me, s.Status(me), true},
+		{D, me, s.Status(other), false},
+		{D, me, s.UploadEvent(me), false},
+		{D, me, r + "/devices/cam-01/events/motion", false},
+		{D, me, s.AuthRequest(me), false},
+		{D, me, s.AuthReply(me), false},
+		{D, "", s.Status(me), false},
+		{D, me, "$SYS/x", false},
+		{W, "", s.AuthReply(me), false},
+		{C, "", s.Status(me), false},
+		{A, "", s.UploadEvent(me), true},
+		{A, "", r + "/anything", true},
+		{A, "", "elsewhere", false},
+	}
+	for _, c := range cases {
+		if got := s.MayRetain(c.role, c.device, c.topic); got != c.want {
+			t.Errorf("MayRetain(%v, %q, %q) = %v, want %v", c.role, c.device, c.topic, got, c.want)
+		}
+	}
 }

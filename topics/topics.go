@@ -5,8 +5,8 @@
 //
 //	{root}/devices/{id}/auth/request   device -> token workers (signed auth request)
 //	{root}/devices/{id}/auth/reply     token worker -> device (credentials or an error)
-//	{root}/devices/{id}/events/{name}  device -> consumers (e.g. events/upload)
-//	{root}/devices/{id}/status         device -> consumers
+//	{root}/devices/{id}/events/{name}  device -> consumers ({name}: one of EventNames, i.e. upload)
+//	{root}/devices/{id}/status         device -> consumers (the one topic a device may retain)
 //
 // Token workers share the requests with "$share/{group}/{root}/devices/+/auth/request";
 // consumers read events and status, optionally inside a "$share/{group}/" group.
@@ -33,8 +33,12 @@ const DefaultWorkerGroup = "tokenworkers"
 // MaxTopicLen is the MQTT limit on the length of a topic name or filter, in bytes.
 const MaxTopicLen = 65535
 
-// MaxEventNameLen bounds the {name} level of an event topic.
+// MaxEventNameLen bounds the {name} level of an event topic a consumer may subscribe to.
 const MaxEventNameLen = 64
+
+// EventNames returns the event names of the protocol: the only {name}s of
+// {root}/devices/{id}/events/{name} a device may publish on.
+func EventNames() []string { return []string{uploadEvent} }
 
 // maxRootLen leaves room under MaxTopicLen for the levels below the root.
 const maxRootLen = 1024
@@ -191,9 +195,8 @@ func (k Kind) String() string {
 
 // Parse reports which device topic topic is and whose. The device ID is a substring of
 // topic. It returns ok false for anything that is not exactly one of the four device
-// topics of this scheme with a valid device ID (and, for events, a valid event name:
-// 1 to 64 characters of [A-Za-z0-9._-], not "." or ".."); filters with wildcards are
-// never device topics. Parse does not allocate.
+// topics of this scheme with a valid device ID (and, for events, one of EventNames);
+// filters with wildcards are never device topics. Parse does not allocate.
 func (s Scheme) Parse(topic string) (kind Kind, deviceID string, ok bool) {
 	rest, ok := s.under(topic)
 	if !ok || !strings.HasPrefix(rest, devicesLevel[1:]) {
@@ -215,7 +218,7 @@ func (s Scheme) Parse(topic string) (kind Kind, deviceID string, ok bool) {
 		return KindAuthReply, id, true
 	case rest == statusLevel:
 		return KindStatus, id, true
-	case strings.HasPrefix(rest, eventsLevel) && validEventName(rest[len(eventsLevel):]):
+	case strings.HasPrefix(rest, eventsLevel) && knownEvent(rest[len(eventsLevel):]):
 		return KindEvent, id, true
 	}
 	return KindUnknown, "", false
@@ -237,6 +240,12 @@ func (s Scheme) under(topic string) (rest string, ok bool) {
 	return rest[1:], true
 }
 
+// knownEvent reports whether name is one of EventNames.
+func knownEvent(name string) bool { return name == uploadEvent }
+
+// validEventName reports whether name may be an event name: 1 to 64 characters of
+// [A-Za-z0-9._-], not "." or "..". Consumers may subscribe to any such name (devices
+// publish only EventNames, so the others stay silent).
 func validEventName(name string) bool {
 	if name == "" || len(name) > MaxEventNameLen || name == "." || name == ".." {
 		return false

@@ -87,10 +87,9 @@ func TestParse(t *testing.T) {
 		{"clipgate/v1/devices/cam-01/auth/request", KindAuthRequest, "cam-01"},
 		{"clipgate/v1/devices/cam-01/auth/reply", KindAuthReply, "cam-01"},
 		{"clipgate/v1/devices/cam-01/events/upload", KindEvent, "cam-01"},
-		{"clipgate/v1/devices/cam.01_X/events/motion-2", KindEvent, "cam.01_X"},
+		{"clipgate/v1/devices/cam.01_X/events/upload", KindEvent, "cam.01_X"},
 		{"clipgate/v1/devices/cam-01/status", KindStatus, "cam-01"},
 		{"clipgate/v1/devices/" + strings.Repeat("d", 64) + "/status", KindStatus, strings.Repeat("d", 64)},
-		{"clipgate/v1/devices/cam-01/events/" + strings.Repeat("e", 64), KindEvent, "cam-01"},
 	}
 	for _, c := range cases {
 		kind, id, ok := s.Parse(c.topic)
@@ -109,6 +108,9 @@ func TestParse(t *testing.T) {
 		"clipgate/v1/devices/cam-01/events/.", "clipgate/v1/devices/cam-01/events/..",
 		"clipgate/v1/devices/cam-01/events/a b", "clipgate/v1/devices/cam-01/events/+",
 		"clipgate/v1/devices/cam-01/events/#", "clipgate/v1/devices/cam-01/events/" + strings.Repeat("e", 65),
+		// Event names outside the protocol's (EventNames) are no device topic.
+		"clipgate/v1/devices/cam-01/events/motion", "clipgate/v1/devices/cam-01/events/" + strings.Repeat("e", 64),
+		"clipgate/v1/devices/cam-01/events/Upload", "clipgate/v1/devices/cam-01/events/upload.",
 		"clipgate/v1/devices/+/status", "clipgate/v1/devices/#", "clipgate/v1/devices/x/status",
 		"clipgate/v1/devices/../status", "clipgate/v1/devices//status", "clipgate/v1/devices/cam 1/status",
 		"clipgate/v1/devices/" + strings.Repeat("d", 65) + "/status",

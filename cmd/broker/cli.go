@@ -17,6 +17,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -40,6 +41,20 @@ var spec = cli.Spec{
 		"defaultDeviceRate":       strconv.Itoa(broker.DefaultDeviceRate),
 		"defaultDeviceBurst":      strconv.Itoa(broker.DefaultDeviceBurst),
 		"defaultWorkerRouting":    broker.WorkerRoutingRoundRobin,
+		// Abuse limits (broker.LimitsConfig).
+		"defaultPasswordCacheEntries": strconv.Itoa(broker.DefaultPasswordCacheEntries),
+		"defaultFailureDelay":         broker.DefaultFailureDelay.String(),
+		"defaultMaxFailureDelay":      broker.DefaultMaxFailureDelay.String(),
+		"defaultBlockAfter":           strconv.Itoa(broker.DefaultBlockAfter),
+		"defaultBlockFor":             broker.DefaultBlockFor.String(),
+		"defaultBcryptPerSource":      strconv.Itoa(broker.DefaultBcryptPerSource),
+		"defaultBcryptWait":           broker.DefaultBcryptWait.String(),
+		"defaultClientConnectRate":    strconv.Itoa(broker.DefaultClientConnectRate),
+		"defaultClientConnectBurst":   strconv.Itoa(broker.DefaultClientConnectBurst),
+		"defaultSourceConnectRate":    strconv.Itoa(broker.DefaultSourceConnectRate),
+		"defaultSourceConnectBurst":   strconv.Itoa(broker.DefaultSourceConnectBurst),
+		"defaultMaxPendingPerSource":  strconv.Itoa(broker.DefaultMaxPendingPerSource),
+		"defaultMaxSubscriptions":     strconv.Itoa(broker.DefaultMaxSubscriptions),
 	},
 }
 
@@ -74,6 +89,7 @@ func run(ctx context.Context, io cli.IO, args []string) error {
 }
 
 type serveCmd struct {
+	cli.Ops
 	Addr                 string        `help:"MQTT TCP listen address; \"none\" disables it." default:"${defaultAddr}"`
 	TLSAddr              string        `name:"tls-addr" help:"MQTT over TLS listen address (default ${defaultTLSAddr} when --tls-cert is set)."`
 	TLSCert              string        `name:"tls-cert" help:"TLS certificate chain (PEM); enables the TLS listener." type:"path" placeholder:"FILE"`
@@ -87,7 +103,7 @@ type serveCmd struct {
 	ConnectKeysFile      string        `name:"connect-keys-file" help:"Connect keys file (mode 0600, from \"broker connect-keys\"): device passwords are checked with it; it opens no sealed reply." type:"path" placeholder:"FILE"`
 	ServiceAccountsFile  string        `name:"service-accounts-file" help:"Service accounts file (YAML, bcrypt hashes)." type:"path" placeholder:"FILE"`
 	RevocationsFile      string        `name:"revocations-file" help:"Revocation list file (one device ID a line), watched for changes." type:"path" placeholder:"FILE"`
-	PasswordWindow       time.Duration `name:"password-window" help:"Accepted clock difference of device passwords." default:"${defaultPasswordWindow}"`
+	PasswordWindow       time.Duration `name:"password-window" help:"Accepted clock difference of device passwords made without the server time (synced ones: 5 minutes)." default:"${defaultPasswordWindow}"`
 	HandshakeTimeout     time.Duration `name:"handshake-timeout" help:"Time a new connection has for its TLS handshake and CONNECT packet." default:"${defaultHandshakeTimeout}"`
 	RevocationSweep      time.Duration `name:"revocation-sweep" help:"How often connected devices are checked against the revocation list." default:"${defaultRevocationSweep}"`
 	MaxPacketSize        uint32        `name:"max-packet-size" help:"Largest MQTT packet accepted, bytes." default:"${defaultMaxPacketSize}"`
@@ -100,7 +116,46 @@ type serveCmd struct {
 	ServiceBurst         int           `name:"service-burst" help:"Burst of the service publish rate (0: the rate, at least 1)." default:"0"`
 	WorkerRouting        string        `name:"worker-routing" enum:"round-robin,device" help:"How auth requests pick a token worker: round-robin (connected workers take turns) or device (a device's requests always go to the same connected worker, so its cached credentials and rate limit are per device)." default:"${defaultWorkerRouting}"`
 	EMQX                 bool          `name:"emqx" help:"Serve POST /emqx/authn and /emqx/authz (EMQX HTTP contract) on the HTTP address."`
+	Limits               limitFlags    `embed:""`
 	EMQXTokenFile        string        `name:"emqx-token-file" help:"File holding the bearer token the EMQX requests must carry (none: no token required)." type:"path" placeholder:"FILE" secret:""`
+}
+
+// limitFlags are the abuse limits (broker.LimitsConfig). A negative value turns a limit
+// off (not for --password-cache-entries).
+type limitFlags struct {
+	PasswordCacheEntries int           `name:"password-cache-entries" help:"Device passwords remembered against replay (each of wide and synced ones); when full, device logins are refused as busy." default:"${defaultPasswordCacheEntries}"`
+	FailureDelay         time.Duration `name:"login-failure-delay" help:"How long the answer to a failed login is held back, doubled per further failure of its source address or service username." default:"${defaultFailureDelay}"`
+	MaxFailureDelay      time.Duration `name:"login-max-failure-delay" help:"Longest hold-back of a failed login." default:"${defaultMaxFailureDelay}"`
+	BlockAfter           int           `name:"login-block-after" help:"Failed logins in a row after which a source address or service username is blocked." default:"${defaultBlockAfter}"`
+	BlockFor             time.Duration `name:"login-block-for" help:"How long a block lasts; a key without failures that long starts from zero." default:"${defaultBlockFor}"`
+	BcryptConcurrency    int           `name:"bcrypt-concurrency" help:"Service account password checks (bcrypt) at once; 0: half the CPUs." default:"0"`
+	BcryptPerSource      int           `name:"bcrypt-per-source" help:"Password checks at once for one source address." default:"${defaultBcryptPerSource}"`
+	BcryptWait           time.Duration `name:"bcrypt-wait" help:"How long a service login may wait for a password check before it is refused as busy." default:"${defaultBcryptWait}"`
+	ClientConnectRate    float64       `name:"client-connect-rate" help:"Connections a minute per client ID." default:"${defaultClientConnectRate}"`
+	ClientConnectBurst   int           `name:"client-connect-burst" help:"Burst of connections per client ID." default:"${defaultClientConnectBurst}"`
+	SourceConnectRate    float64       `name:"source-connect-rate" help:"Connections a second per source address." default:"${defaultSourceConnectRate}"`
+	SourceConnectBurst   int           `name:"source-connect-burst" help:"Burst of connections per source address." default:"${defaultSourceConnectBurst}"`
+	MaxPendingPerSource  int           `name:"max-pending-per-source" help:"Sockets per source address not yet answered a CONNACK (TLS handshake, before CONNECT)." default:"${defaultMaxPendingPerSource}"`
+	MaxSubscriptions     int           `name:"max-subscriptions" help:"Subscriptions per client." default:"${defaultMaxSubscriptions}"`
+}
+
+func (l *limitFlags) config() broker.LimitsConfig {
+	return broker.LimitsConfig{
+		PasswordCacheEntries: l.PasswordCacheEntries,
+		FailureDelay:         l.FailureDelay,
+		MaxFailureDelay:      l.MaxFailureDelay,
+		BlockAfter:           l.BlockAfter,
+		BlockFor:             l.BlockFor,
+		BcryptConcurrency:    l.BcryptConcurrency,
+		BcryptPerSource:      l.BcryptPerSource,
+		BcryptWait:           l.BcryptWait,
+		ClientConnectRate:    l.ClientConnectRate,
+		ClientConnectBurst:   l.ClientConnectBurst,
+		SourceConnectRate:    l.SourceConnectRate,
+		SourceConnectBurst:   l.SourceConnectBurst,
+		MaxPendingPerSource:  l.MaxPendingPerSource,
+		MaxSubscriptions:     l.MaxSubscriptions,
+	}
 }
 
 // config builds the broker configuration.
@@ -131,6 +186,7 @@ func (s *serveCmd) config(ctx *cli.Context) (broker.Config, error) {
 		ServiceRate:         s.ServiceRate,
 		ServiceBurst:        s.ServiceBurst,
 		WorkerRouting:       s.WorkerRouting,
+		Limits:              s.Limits.config(),
 		EMQX:                broker.EMQXConfig{Enabled: s.EMQX, Token: token},
 	}
 	if s.InMemory {
@@ -156,9 +212,18 @@ func (s *serveCmd) Run(e *env) error {
 	if err := b.Start(); err != nil {
 		return err
 	}
+	reg := ops.NewRegistry("broker")
+	reg.MustRegister(b.Collector())
+	opsSrv, err := ops.Serve(s.MetricsAddr, "broker", reg, b.ReadyCheck())
+	if err != nil {
+		return errors.Join(cli.Usage(fmt.Errorf("--metrics-addr: %w", err)), b.Close())
+	}
+	if opsSrv != nil {
+		log.Info().Str("addr", opsSrv.Addr()).Msg("serving /metrics, /healthz and /readyz")
+	}
 	<-e.ctx.Done()
 	log.Info().Msg("shutting down")
-	return b.Close()
+	return errors.Join(opsSrv.Close(), b.Close())
 }
 
 type fleetKeyCmd struct {
@@ -253,7 +318,7 @@ type deviceKeyCmd struct {
 	fleetKeysFlag
 	DeviceID string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9._-])."`
 	Out      string `help:"Write the device key file to this path (0600) instead of printing it." placeholder:"FILE"`
-	Password bool   `help:"Print the device's MQTT password for the current time instead of its key (for mosquitto_pub and the like)."`
+	Password bool   `help:"Print a fresh MQTT password of the device instead of its key (for mosquitto_pub and the like; the broker accepts it for one connection)."`
 }
 
 func (c *deviceKeyCmd) Run(e *env) error {

@@ -371,3 +371,59 @@ func TestExitCodes(t *testing.T) {
 		},
 	})
 }
+
+// The abuse limits come from flags, variables or the file; the defaults are the broker's;
+// garbage is a usage error or a configuration error naming the setting.
+func TestServeLimits(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "broker.yaml")
+	if err := os.WriteFile(file, []byte("in-memory: true\nmaxSubscriptions: 7\nlogin-block-for: 5m\nsourceConnectRate: -1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseServe(t, map[string]string{"CLIPGATE_CLIENT_CONNECT_BURST": "3"}, "--config", file, "--login-block-after", "4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Limits
+	if l.MaxSubscriptions != 7 || l.BlockFor != 5*time.Minute || l.SourceConnectRate != -1 || l.ClientConnectBurst != 3 ||
+		l.BlockAfter != 4 || l.FailureDelay != broker.DefaultFailureDelay || l.MaxPendingPerSource != broker.DefaultMaxPendingPerSource ||
+		l.PasswordCacheEntries != broker.DefaultPasswordCacheEntries {
+		t.Fatalf("%+v", l)
+	}
+	for _, args := range [][]string{
+		{"--max-subscriptions", "lots"},
+		{"--login-block-for", "forever"},
+		{"--client-connect-rate", "1/s"},
+		{"--max-pending-per-source", "9999999999999999999999"},
+	} {
+		if _, err := parseServe(t, nil, append([]string{"--in-memory"}, args...)...); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--login-failure-delay", "2m", "--login-max-failure-delay", "1m"}, "maxFailureDelay"},
+		{[]string{"--login-block-for=-1s"}, "blockFor"},
+		{[]string{"--bcrypt-wait=-1s"}, "bcryptWait"},
+		{[]string{"--password-cache-entries=-5"}, "passwordCacheEntries"},
+		{[]string{"--source-connect-burst=-1"}, "sourceConnectBurst"},
+	} {
+		cfg, err := parseServe(t, nil, append([]string{"--in-memory", "--connect-keys-file", "x"}, c.args...)...)
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		fleet, _ := identity.NewFleetKeyring()
+		cfg.ConnectKeysFile, cfg.ConnectKeys = "", fleet.ConnectRoots()
+		if _, err := broker.New(cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want an error naming %s", c.args, err, c.want)
+		}
+	}
+	if err := os.WriteFile(file, []byte("in-memory: true\nmaxSubscriptions: [1, 2]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseServe(t, nil, "--config", file); err == nil {
+		t.Error("a list for maxSubscriptions accepted")
+	}
+}

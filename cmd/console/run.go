@@ -18,6 +18,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -41,6 +42,7 @@ var spec = cli.Spec{
 // configuration file set it.
 type CLI struct {
 	cli.Common
+	cli.Ops
 
 	Listen           string        `help:"HTTP listen address." default:"${defaultAddr}"`
 	TLSCert          string        `name:"tls-cert" help:"PEM certificate chain: serve HTTPS (session cookies are then Secure)." type:"path" placeholder:"FILE"`
@@ -85,6 +87,7 @@ type Main struct {
 	log     zerolog.Logger
 	db      *console.DB
 	console *console.Console
+	ops     *ops.Server
 }
 
 // NewMain returns a Main on io.
@@ -138,7 +141,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.console.Start(startCtx); err != nil {
 		return err
 	}
-	m.log.Info().Str("url", m.console.URL()).Str("database", string(m.db.Dialect())).Msg("console running")
+	reg := ops.NewRegistry("console")
+	reg.MustRegister(m.console.Collectors()...)
+	if m.ops, err = ops.Serve(m.CLI.MetricsAddr, "console", reg, m.console.ReadyChecks()...); err != nil {
+		return cli.Usage(fmt.Errorf("--metrics-addr: %w", err))
+	}
+	m.log.Info().Str("url", m.console.URL()).Str("database", string(m.db.Dialect())).Str("metrics", m.ops.Addr()).Msg("console running")
 	fmt.Fprintf(m.IO.Stdout, "console: serving %s\n", m.console.URL())
 	return nil
 }
@@ -151,9 +159,12 @@ func (m *Main) URL() string {
 	return m.console.URL()
 }
 
+// OpsAddr returns the address of the --metrics-addr endpoint ("" when off).
+func (m *Main) OpsAddr() string { return m.ops.Addr() }
+
 // Close stops the console and closes the database.
 func (m *Main) Close() error {
-	var errs []error
+	errs := []error{m.ops.Close()}
 	if m.console != nil {
 		errs = append(errs, m.console.Close())
 	}

@@ -65,6 +65,7 @@ type Main struct {
 	// Test hooks (zero in production).
 	drawAll    bool                    // draw the upload status line at every report
 	onProgress func(sent, total int64) // told of every progress report of an upload
+	onOpsAddr  func(addr string)       // told the --metrics-addr endpoint's address
 }
 
 // run is the command.

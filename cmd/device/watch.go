@@ -9,9 +9,12 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/libmetrics"
+	"github.com/clipgate/clipgate/internal/ops"
 )
 
 type watchCmd struct {
+	cli.Ops
 	Dir          string        `arg:"" name:"DIR" help:"Spool directory the recorder writes clips into (it must exist)."`
 	Settle       time.Duration `default:"5s" help:"How long a file must keep its size and modification time to count as finished (a file renamed into place counts at once)."`
 	After        string        `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove (the default: the file is DELETED once it is stored and its event durable), or move into --done-dir."`
@@ -64,6 +67,16 @@ func (m *Main) watch(ctx context.Context) error {
 	spool, err := devicekit.NewSpool(kit, sc)
 	if err != nil {
 		return cli.Usage(err)
+	}
+	reg := ops.NewRegistry("device")
+	reg.MustRegister(libmetrics.DeviceCollector(kit, spool))
+	opsSrv, err := ops.Serve(w.MetricsAddr, "device", reg, libmetrics.DeviceReady(kit))
+	if err != nil {
+		return cli.Usage(fmt.Errorf("--metrics-addr: %w", err))
+	}
+	defer opsSrv.Close()
+	if m.onOpsAddr != nil {
+		m.onOpsAddr(opsSrv.Addr())
 	}
 
 	cctx, stopConnecting := context.WithCancel(ctx)

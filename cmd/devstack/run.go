@@ -49,6 +49,10 @@ type CLI struct {
 }
 
 // run is the command: the stack until ctx ends, or the demo.
+// bcryptCost is the service accounts' bcrypt cost: 0, production's (devstack.Config);
+// the command's tests lower it.
+var bcryptCost int
+
 func run(ctx context.Context, io cli.IO, args []string) error {
 	var c CLI
 	kctx, err := cli.Parse(spec, &c, io, args)
@@ -65,7 +69,7 @@ func run(ctx context.Context, io cli.IO, args []string) error {
 	cfg := devstack.Config{
 		Dir: c.Dir, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, OSSAddr: c.OSSAddr, STSAddr: c.STSAddr, ConsoleAddr: c.ConsoleAddr,
 		Bucket: c.OSSBucket, Prefix: c.OSSPrefix, DeviceID: c.DeviceID, Workers: c.Workers,
-		Logger: kctx.Logger(),
+		BcryptCost: bcryptCost, Logger: kctx.Logger(),
 	}
 	if !c.Demo {
 		return devstack.Run(ctx, cfg, io.Stdout)

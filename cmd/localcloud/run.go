@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/ops"
 )
 
 // Default listen addresses and data directory of the command (the package's default
@@ -43,6 +45,7 @@ var spec = cli.Spec{
 // configuration file set it.
 type CLI struct {
 	cli.Common
+	cli.Ops
 
 	DataDir   string    `name:"data-dir" type:"path" placeholder:"DIR" default:"${defaultDataDir}" help:"Data directory: objects, uploads, token key, dev keys (default ${default})."`
 	OSSAddr   string    `name:"oss-addr" placeholder:"HOST:PORT" default:"${defaultOSSAddr}" help:"OSS listen address (default ${default}); port 0 picks one."`
@@ -77,10 +80,19 @@ func run(ctx context.Context, io cli.IO, args []string) error {
 	if err != nil {
 		return err
 	}
+	reg := ops.NewRegistry("localcloud")
+	reg.MustRegister(srv.Collector())
+	opsSrv, err := ops.Serve(c.MetricsAddr, "localcloud", reg)
+	if err != nil {
+		return errors.Join(cli.Usage(fmt.Errorf("--metrics-addr: %w", err)), srv.Close())
+	}
 	printBanner(io.Stdout, srv, cfg, dev)
+	if opsSrv != nil {
+		fmt.Fprintf(io.Stdout, "  %-14s http://%s/metrics\n", "metrics", opsSrv.Addr())
+	}
 	<-ctx.Done()
 	fmt.Fprintln(io.Stdout, "localcloud: stopping")
-	return srv.Close()
+	return errors.Join(opsSrv.Close(), srv.Close())
 }
 
 // config returns the servers' configuration, with the keys' secrets and the policies read

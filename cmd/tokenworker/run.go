@@ -17,6 +17,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/policy"
@@ -40,6 +41,7 @@ var spec = cli.Spec{
 // configuration file set it.
 type CLI struct {
 	cli.Common
+	cli.Ops
 
 	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." default:"tcp://127.0.0.1:1883"`
 	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
@@ -86,6 +88,8 @@ type Main struct {
 	ctx     *cli.Context
 	log     zerolog.Logger
 	workers []*tokenworker.Worker
+	metrics *tokenworker.Metrics
+	ops     *ops.Server
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -124,6 +128,7 @@ func (m *Main) ParseFlags(args []string) error {
 // every worker is subscribed, or with the first error.
 func (m *Main) Run(ctx context.Context) error {
 	m.log = m.ctx.Logger()
+	m.metrics = tokenworker.NewMetrics()
 	cfg, rev, err := m.config()
 	if err != nil {
 		return cli.Usage(err)
@@ -162,16 +167,24 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	m.log.Info().Int("workers", len(m.workers)).Str("broker", cfg.BrokerURL).Msg("tokenworker running")
+	reg := ops.NewRegistry("tokenworker")
+	reg.MustRegister(m.metrics)
+	if m.ops, err = ops.Serve(m.CLI.MetricsAddr, "tokenworker", reg, tokenworker.ReadyChecks(m.workers)...); err != nil {
+		return cli.Usage(fmt.Errorf("--metrics-addr: %w", err))
+	}
+	m.log.Info().Int("workers", len(m.workers)).Str("broker", cfg.BrokerURL).Str("metrics", m.ops.Addr()).Msg("tokenworker running")
 	return nil
 }
+
+// OpsAddr returns the address of the --metrics-addr endpoint ("" when off).
+func (m *Main) OpsAddr() string { return m.ops.Addr() }
 
 // Workers returns the running workers (for tests and stats).
 func (m *Main) Workers() []*tokenworker.Worker { return m.workers }
 
 // Close stops every worker and the revocation watch.
 func (m *Main) Close() error {
-	var errs []error
+	errs := []error{m.ops.Close()}
 	for _, w := range m.workers {
 		errs = append(errs, w.Close())
 	}
@@ -264,8 +277,9 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		Seal:          &seal,
 		// One replay cache for the whole process, so that a replay cannot slip through a
 		// sibling worker.
-		Replay: identity.NewReplayCache(c.ClockWindow, identity.DefaultReplayEntries),
-		Logger: m.log,
+		Replay:  identity.NewReplayCache(c.ClockWindow, identity.DefaultReplayEntries),
+		Logger:  m.log,
+		Metrics: m.metrics,
 	}
 	if c.DeviceRate <= 0 || c.DeviceBurst <= 0 || c.STSRate <= 0 || c.STSBurst <= 0 || c.MaxConcurrent <= 0 || c.QueueSize < 0 {
 		return tokenworker.Config{}, nil, errors.New("rates, bursts and --max-concurrent must be positive, --queue-size not negative")

@@ -18,6 +18,7 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/ops/opstest"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -88,7 +89,7 @@ device-burst: 1000
 	m, logs := newTestMain(map[string]string{envPassword: "run-test-password", envSTSSecret: stsSecret})
 	err = m.ParseFlags([]string{"--config", cfgFile, "--broker", "tcp://" + b.Addr(), "--fleet-keys-file", fleetFile,
 		"--revocations-file", revFile, "--sts-endpoint", lc.STSEndpoint(), "--oss-endpoint", lc.OSSEndpoint(),
-		"--workers", "2", "--client-id", "tw:run", "--connect-timeout", "30s", "--log-level", "debug"})
+		"--workers", "2", "--client-id", "tw:run", "--connect-timeout", "30s", "--log-level", "debug", "--metrics-addr", "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +158,21 @@ device-burst: 1000
 	nonce, _ := base64.RawURLEncoding.DecodeString(req.Nonce)
 	if _, err := identity.Open(key.Request, nonce, sealed, tokenworker.ReplyAAD(id, req.ID)); err != nil {
 		t.Fatalf("open sealed: %v", err)
+	}
+	// --metrics-addr: the request is counted, both workers are connected and ready.
+	metrics := opstest.Scrape(t, m.OpsAddr())
+	for series, want := range map[string]float64{
+		opstest.Series("clipgate_tokenworker_requests_total"):                                  1,
+		opstest.Series("clipgate_tokenworker_replies_total", "code", "ok"):                     1,
+		opstest.Series("clipgate_tokenworker_sts_call_duration_seconds_count", "result", "ok"): 1,
+		opstest.Series("clipgate_tokenworker_broker_connected"):                                2,
+	} {
+		if metrics[series] != want {
+			t.Errorf("%s = %v, want %v", series, metrics[series], want)
+		}
+	}
+	if status, rep := opstest.Health(t, m.OpsAddr(), "/readyz"); status != 200 || len(rep.Checks) != 2 {
+		t.Errorf("/readyz: %d %+v", status, rep)
 	}
 
 	// Revoke through the file (written and renamed into place, as recommended).

@@ -40,7 +40,7 @@ var publishMatrix = map[string]aclCase{
 	"own reply":          {dev("auth/reply"), "-Y-Y"},
 	"other reply":        {otherDev("auth/reply"), "-Y-Y"},
 	"own upload event":   {dev("events/upload"), "Y--Y"},
-	"own other event":    {dev("events/motion"), "Y--Y"},
+	"own other event":    {dev("events/motion"), "---Y"}, // not an event name of the protocol
 	"other upload event": {otherDev("events/upload"), "---Y"},
 	"own status":         {dev("status"), "Y--Y"},
 	"other status":       {otherDev("status"), "---Y"},

@@ -31,6 +31,7 @@ const (
 	refuseBadLogin           // bad or malformed username or password
 	refuseNotAllowed         // revoked, certificate mismatch, will topic not allowed
 	refuseIdentifier         // client ID not acceptable for this principal
+	refuseBusy               // throttled or over a limit: try again later (see limits.go)
 )
 
 func (r refusal) String() string {
@@ -41,6 +42,8 @@ func (r refusal) String() string {
 		return "not authorized"
 	case refuseIdentifier:
 		return "client identifier rejected"
+	case refuseBusy:
+		return "server busy, try later"
 	}
 	return "accepted"
 }
@@ -55,6 +58,8 @@ func (r refusal) connackCode(version byte) packets.Code {
 			return packets.ErrMalformedUsernameOrPassword // 0x04 bad user name or password
 		case refuseIdentifier:
 			return packets.Err3ClientIdentifierNotValid // 0x02
+		case refuseBusy:
+			return packets.Err3ServerUnavailable // 0x03, which clients retry
 		default:
 			return packets.Err3NotAuthorized // 0x05
 		}
@@ -64,6 +69,8 @@ func (r refusal) connackCode(version byte) packets.Code {
 		return packets.ErrBadUsernameOrPassword
 	case refuseIdentifier:
 		return packets.ErrClientIdentifierNotValid
+	case refuseBusy:
+		return packets.ErrConnectionRateExceeded
 	default:
 		return packets.ErrNotAuthorized
 	}
@@ -120,9 +127,10 @@ const devicePasswordPrefix = "v1."
 type login struct {
 	clientID, username, password string
 	assignedID                   bool   // the broker chose the client ID (the client sent none)
+	source                       string // source address, for the bcrypt gate (limits.go)
 	certCN                       string // subject CN of a verified client certificate
 	hasCert                      bool
-	hasWill                      bool
+	hasWill, willRetain          bool
 	willTopic                    string
 }
 
@@ -134,7 +142,9 @@ func (b *Broker) authenticate(cl *mqtt.Client, pk packets.Packet) (Principal, re
 		password:   string(pk.Connect.Password),
 		assignedID: cl.Properties.Props.AssignedClientID != "",
 		hasWill:    pk.Connect.WillFlag,
+		willRetain: pk.Connect.WillRetain,
 		willTopic:  pk.Connect.WillTopic,
+		source:     sourceOf(cl.Net.Remote),
 	}
 	in.certCN, in.hasCert = peerCommonName(cl)
 	p, r, why := b.decideLogin(&in)
@@ -163,6 +173,9 @@ func (b *Broker) decideLogin(in *login) (Principal, refusal, string) {
 			if err := identity.VerifyDevicePassword(b.connect, in.username, in.password, b.now(), b.cfg.PasswordWindow); err != nil {
 				return Principal{}, refuseBadLogin, err.Error()
 			}
+			if r, why := b.passwordOnce(in.username, in.password); r != refuseNone {
+				return Principal{}, r, why
+			}
 		}
 		if b.revs.Revoked(in.username) {
 			return Principal{}, refuseNotAllowed, "device is revoked"
@@ -171,7 +184,11 @@ func (b *Broker) decideLogin(in *login) (Principal, refusal, string) {
 	case in.username == "" || in.password == "":
 		return Principal{}, refuseBadLogin, "missing username or password"
 	default:
+		if !b.acquireBcrypt(in.source) {
+			return Principal{}, refuseBusy, "too many password checks in progress"
+		}
 		role, ok := b.accounts.Authenticate(in.username, in.password)
+		b.lim.bcrypt.release(in.source)
 		if !ok {
 			return Principal{}, refuseBadLogin, "unknown service account or wrong password"
 		}
@@ -185,6 +202,9 @@ func (b *Broker) decideLogin(in *login) (Principal, refusal, string) {
 	}
 	if in.hasWill && !b.scheme.Allowed(p.Role, p.DeviceID, in.willTopic, topics.Publish) {
 		return Principal{}, refuseNotAllowed, "will topic not allowed"
+	}
+	if in.hasWill && in.willRetain && !b.scheme.MayRetain(p.Role, p.DeviceID, in.willTopic) {
+		return Principal{}, refuseNotAllowed, "retained will not allowed on this topic"
 	}
 	return p, refuseNone, ""
 }

@@ -58,6 +58,8 @@ func TestAuthentication(t *testing.T) {
 			will: &[2]string{"clipgate/v1/devices/cam-w1/status", "offline"}}, 0},
 		"device will on other's status": {clientOpts{clientID: "cam-w2", username: "cam-w2", password: pw("cam-w2"),
 			will: &[2]string{"clipgate/v1/devices/cam-w1/status", "offline"}}, 5},
+		"device retained will on own event": {clientOpts{clientID: "cam-w3", username: "cam-w3", password: pw("cam-w3"),
+			will: &[2]string{"clipgate/v1/devices/cam-w3/events/upload", "gone"}}, 5},
 		"device will on $SYS": {clientOpts{clientID: "cam-w3", username: "cam-w3", password: pw("cam-w3"),
 			will: &[2]string{"$SYS/broker/version", "x"}}, 5},
 	}

@@ -26,7 +26,10 @@
 // taken over by a new one with the same client ID loses its will (so a late "offline" does
 // not follow the new "online"); publishes beyond a client's rate are paced (QoS 1) or end
 // the connection (QoS 0 floods); a connection must send CONNECT within HandshakeTimeout;
-// refused subscriptions are never persisted; shared-subscription groups take turns among
+// refused subscriptions are never persisted; each device password connects once, devices
+// retain only their status, and failed logins, bcrypt CPU, connection rates, sockets before
+// CONNACK and subscriptions are limited per client, username or source (LimitsConfig,
+// limits.go); shared-subscription groups take turns among
 // connected members (or, with WorkerRouting "device", token workers get each device's
 // requests by a rendezvous hash of its ID over the connected members).
 package broker
@@ -75,8 +78,10 @@ type Broker struct {
 	sessions sessions
 	picker   *picker
 	stats    counters
+	met      connMetrics  // connects and refusals, for Collector
 	store    *storageHook // nil without a data dir
 	carry    takeovers    // messages carried across session takeovers
+	lim      *limits      // abuse limits (limits.go)
 
 	mu      sync.Mutex
 	started bool
@@ -111,6 +116,7 @@ func New(cfg Config) (*Broker, error) {
 		b.now = time.Now
 	}
 	b.scheme, _ = topics.New(cfg.TopicRoot) // validated
+	b.lim = newLimits(cfg.Limits, cfg.PasswordWindow, b.now)
 	b.readKinds = newReadKinds(b.scheme)
 
 	var err error
@@ -146,6 +152,7 @@ func New(cfg Config) (*Broker, error) {
 	default:
 		b.revs = identity.NewRevocations()
 	}
+	b.warnWeakHashes() // limits.go
 	if cfg.TLS.CertFile != "" {
 		if b.tlsConfig, err = loadTLS(cfg.TLS); err != nil {
 			return nil, fmt.Errorf("broker: tls: %w", err)
@@ -250,7 +257,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
-		b.mqttLn = newTrackListener(ln, b.cfg.HandshakeTimeout)
+		b.mqttLn = newTrackListener(&limitListener{ln, b}, b.cfg.HandshakeTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tcp", b.mqttLn)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
@@ -260,7 +267,7 @@ func (b *Broker) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("broker: tls: %w", err)
 		}
-		b.tlsLn = newTrackListener(ln, b.cfg.HandshakeTimeout)
+		b.tlsLn = newTrackListener(&limitListener{ln, b}, b.cfg.HandshakeTimeout)
 		if err := b.srv.AddListener(listeners.NewNet("tls", tls.NewListener(b.tlsLn, b.tlsConfig))); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
@@ -491,6 +498,7 @@ type Stats struct {
 	RevokedDisconnects int64 `json:"revoked_disconnects"`
 	Takeovers          int64 `json:"takeovers"`       // live connections replaced by one with the same client ID
 	TakeoverCarried    int64 `json:"takeoverCarried"` // messages carried from a taken-over session to the new one
+	AbuseStats
 }
 
 // Stats returns a snapshot of the counters.
@@ -521,6 +529,7 @@ func (b *Broker) Stats() Stats {
 		RevokedDisconnects: b.stats.revokedDisconnects.Load(),
 		Takeovers:          b.stats.takeovers.Load(),
 		TakeoverCarried:    b.stats.takeoverCarried.Load(),
+		AbuseStats:         b.lim.stats(),
 	}
 }
 

@@ -100,6 +100,11 @@ type Config struct {
 	// shared groups always take turns.
 	WorkerRouting string
 
+	// Limits bound what one client ID, username or source address may cost the broker:
+	// password replay, login throttling, bcrypt CPU, connection rates, sockets before
+	// CONNECT, subscriptions (see LimitsConfig).
+	Limits LimitsConfig
+
 	// EMQX serves the authentication and ACL decisions over EMQX 5's HTTP authn/authz
 	// contract, so that an EMQX cluster enforces the same identities and topic rules.
 	EMQX EMQXConfig
@@ -199,6 +204,7 @@ func (c *Config) applyDefaults() {
 	if c.ServiceRate > 0 && c.ServiceBurst == 0 {
 		c.ServiceBurst = max(1, int(c.ServiceRate))
 	}
+	c.Limits.applyDefaults()
 }
 
 // validate checks a Config whose defaults are applied.
@@ -255,6 +261,9 @@ func (c *Config) validate() error {
 	}
 	if c.EMQX.Enabled && c.HTTPAddr == "none" {
 		bad("emqx: enabled but httpAddr is \"none\"")
+	}
+	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -102,6 +102,7 @@ func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 		ServiceAccountsFile: accountsFile(t, dir),
 		RevocationsFile:     revFile,
 		DeviceRate:          -1,
+		Limits:              noLimits(),
 		Logger:              &log,
 	}
 	if mod != nil {
@@ -111,6 +112,14 @@ func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 	e.start()
 	t.Cleanup(func() { e.b.Close() })
 	return e
+}
+
+// noLimits turns every abuse limit off but the password replay cache (which cannot be):
+// most tests log in wrongly and reconnect often from one address. limits_test.go turns
+// them on one by one.
+func noLimits() LimitsConfig {
+	return LimitsConfig{FailureDelay: -1, BlockAfter: -1, BcryptConcurrency: -1, BcryptPerSource: -1,
+		ClientConnectRate: -1, SourceConnectRate: -1, MaxPendingPerSource: -1, MaxSubscriptions: -1}
 }
 
 func (e *testEnv) start() {

@@ -39,15 +39,22 @@ func (h *hook) Provides(x byte) bool {
 // everything); the session it records is what OnConnectAuthenticate then accepts.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	b := h.b
-	p, r, why := b.authenticate(cl, pk)
+	r, why := b.admit(cl, pk) // limits.go
+	var p Principal
+	if r == refuseNone {
+		p, r, why = b.authenticate(cl, pk)
+		b.loginDone(cl, pk, r)
+	}
 	if r != refuseNone {
 		b.stats.authFailures.Add(1)
+		b.met.refused(r)
 		b.log.Info().Str("client", cl.ID).Str("username", safeUsername(pk.Connect.Username)).
 			Str("remote", cl.Net.Remote).Str("refusal", r.String()).Str("reason", why).Msg("connection refused")
 		_ = b.srv.SendConnack(cl, r.connackCode(cl.Properties.ProtocolVersion), false, nil)
 		return errRefused
 	}
 	b.sessions.add(cl, b.newSession(p))
+	b.met.accepted(p.Role)
 	b.log.Debug().Str("client", cl.ID).Str("role", p.Role.String()).Str("remote", cl.Net.Remote).Msg("client authenticated")
 	return nil
 }
@@ -207,6 +214,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			pk.Filters[i].Filter = denyFilter
 		}
 	}
+	b.limitSubscriptions(cl, &pk) // limits.go
 	return pk
 }
 
@@ -237,6 +245,9 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		b.stats.aclDenied.Add(1)
 		b.log.Info().Str("client", cl.ID).Str("topic", pk.TopicName).Msg("publish to a $ topic refused, disconnecting")
 		return pk, packets.ErrRejectPacket
+	}
+	if err := b.checkRetain(cl, pk); err != nil { // limits.go
+		return pk, err
 	}
 	s := b.sessions.get(cl)
 	if s == nil || s.limiter == nil {

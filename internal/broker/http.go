@@ -135,10 +135,12 @@ func (b *Broker) emqxAuthn(w http.ResponseWriter, r *http.Request) {
 	p, refused, why := b.decideLogin(&in)
 	if refused != refuseNone {
 		b.stats.authFailures.Add(1)
+		b.met.refused(refused)
 		b.log.Info().Str("client", req.ClientID).Str("refusal", refused.String()).Str("reason", why).Msg("emqx authn denied")
 		writeJSON(w, http.StatusOK, emqxAuthnResponse{Result: "deny"})
 		return
 	}
+	b.met.accepted(p.Role)
 	role := p.Role.String()
 	writeJSON(w, http.StatusOK, emqxAuthnResponse{
 		Result: "allow",
@@ -157,16 +159,17 @@ func (b *Broker) attrSig(username, role string) string {
 
 // emqxAuthzRequest is the body of an EMQX HTTP authorization request, with the template
 // {"clientid":"${clientid}","username":"${username}","topic":"${topic}",
-// "action":"${action}","role":"${client_attrs.clipgate_role}",
-// "sig":"${client_attrs.clipgate_sig}"}. Devices (client ID = username = a device ID)
+// "action":"${action}","retain":"${retain}","role":"${client_attrs.clipgate_role}",
+// "sig":"${client_attrs.clipgate_sig}"} (retain: EMQX 5.1.1 and later). Devices (client ID = username = a device ID)
 // need no role; services need the attributes their authentication returned.
 type emqxAuthzRequest struct {
-	ClientID string `json:"clientid"`
-	Username string `json:"username"`
-	Topic    string `json:"topic"`
-	Action   string `json:"action"`
-	Role     string `json:"role"`
-	Sig      string `json:"sig"`
+	ClientID string   `json:"clientid"`
+	Username string   `json:"username"`
+	Topic    string   `json:"topic"`
+	Action   string   `json:"action"`
+	Retain   jsonBool `json:"retain"` // limits.go
+	Role     string   `json:"role"`
+	Sig      string   `json:"sig"`
 }
 
 func (b *Broker) emqxAuthz(w http.ResponseWriter, r *http.Request) {
@@ -198,7 +201,8 @@ func (b *Broker) emqxAuthz(w http.ResponseWriter, r *http.Request) {
 		}
 		role = rl
 	}
-	ok := b.scheme.Allowed(role, deviceID, req.Topic, action) && !(role == topics.RoleDevice && b.revs.Revoked(deviceID))
+	ok := b.scheme.Allowed(role, deviceID, req.Topic, action) && !(role == topics.RoleDevice && b.revs.Revoked(deviceID)) &&
+		!(action == topics.Publish && bool(req.Retain) && !b.scheme.MayRetain(role, deviceID, req.Topic))
 	if !ok {
 		b.stats.aclDenied.Add(1)
 		writeJSON(w, http.StatusOK, map[string]string{"result": "deny"})

@@ -159,6 +159,12 @@ func TestEMQXContract(t *testing.T) {
 			"another account's sig":  {map[string]string{"clientid": "consumer:1", "username": "consumer", "topic": e.scheme.WorkerFilter(""), "action": "subscribe", "role": "tokenworker", "sig": workerSig}, "deny"},
 			"no role":                {map[string]string{"clientid": "consumer:1", "username": "consumer", "topic": e.scheme.EventFilter(""), "action": "subscribe"}, "deny"},
 			"service claims device":  {map[string]string{"clientid": "consumer:1", "username": "consumer", "topic": e.scheme.AuthRequest("cam-1"), "action": "publish", "role": "device", "sig": consumerSig}, "deny"},
+			// Devices retain only their status (issue 12.5); EMQX renders ${retain} as a string.
+			"device retained status": {map[string]string{"clientid": "cam-1", "username": "cam-1", "topic": e.scheme.Status("cam-1"), "action": "publish", "retain": "true"}, "allow"},
+			"device retained event":  {map[string]string{"clientid": "cam-1", "username": "cam-1", "topic": e.scheme.UploadEvent("cam-1"), "action": "publish", "retain": "true"}, "deny"},
+			"device plain event":     {map[string]string{"clientid": "cam-1", "username": "cam-1", "topic": e.scheme.UploadEvent("cam-1"), "action": "publish", "retain": "false"}, "allow"},
+			"device unknown event":   {map[string]string{"clientid": "cam-1", "username": "cam-1", "topic": "clipgate/v1/devices/cam-1/events/motion", "action": "publish"}, "deny"},
+			"worker retained reply":  {map[string]string{"clientid": "worker:1", "username": "worker", "topic": e.scheme.AuthReply("cam-9"), "action": "publish", "retain": "true", "role": "tokenworker", "sig": workerSig}, "deny"},
 		}
 		for name, c := range cases {
 			t.Run(name, func(t *testing.T) {
@@ -185,6 +191,7 @@ func TestEMQXContract(t *testing.T) {
 			"empty body":     {authz, token, ``, 400},
 			"too large":      {authn, token, `{"password":"` + strings.Repeat("x", 20000) + `"}`, 413},
 			"unknown action": {authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"a","action":"all"}`, 400},
+			"garbage retain": {authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"a","action":"publish","retain":"maybe"}`, 400},
 		}
 		for name, c := range cases {
 			t.Run(name, func(t *testing.T) {

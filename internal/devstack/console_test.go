@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/clipgate/clipgate/devicekit"
 )
 
@@ -88,7 +90,7 @@ func TestConsole(t *testing.T) {
 func TestDemoConsole(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	res, err := Demo(testContext(t), DemoConfig{Devices: 1, Clips: 2}, &out)
+	res, err := Demo(testContext(t), DemoConfig{Devices: 1, Clips: 2, Config: Config{BcryptCost: bcrypt.MinCost}}, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}

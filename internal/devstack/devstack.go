@@ -28,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/console"
@@ -62,7 +63,19 @@ type Config struct {
 	Bucket, Prefix                       string // default clipgatetest's: "clips", "clips/"
 	DeviceID                             string // the device written to device.yaml
 	Workers                              int    // token workers
-	Logger                               zerolog.Logger
+	// BcryptCost is the cost of the service account hashes; 0 means bcrypt.DefaultCost
+	// (10), as in production (issue 12.6). Tests lower it to bcrypt.MinCost: under the
+	// race detector on a loaded machine a cost-10 login outlasts the clients' timeouts.
+	BcryptCost int
+	Logger     zerolog.Logger
+}
+
+// bcryptCost is the cost the stack hashes its service accounts with.
+func (c *Config) bcryptCost() int {
+	if c.BcryptCost == 0 {
+		return bcrypt.DefaultCost
+	}
+	return c.BcryptCost
 }
 
 // Devstack is a running development stack.
@@ -129,6 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Devstack, error) {
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
 		Logger:       cfg.Logger,
 		BrokerConfig: func(b *broker.Config) { b.DataDir = filepath.Join(dir, "broker") },
+		BcryptCost:   cfg.bcryptCost(),
 	})
 	if err != nil {
 		return nil, err

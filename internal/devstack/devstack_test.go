@@ -5,10 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/devicekit"
@@ -19,7 +21,8 @@ import (
 )
 
 func randomPorts(dir string) Config {
-	return Config{Dir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OSSAddr: "127.0.0.1:0", STSAddr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0"}
+	return Config{Dir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OSSAddr: "127.0.0.1:0", STSAddr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0",
+		BcryptCost: bcrypt.MinCost}
 }
 
 func testContext(t *testing.T) context.Context {
@@ -41,6 +44,20 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 	t.Cleanup(func() { _ = d.Close() })
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("state dir: %v, mode %v; want 0700", err, st.Mode().Perm())
+	}
+	// The service accounts are hashed at the configured cost (the minimum in the tests).
+	accounts, err := os.ReadFile(filepath.Join(dir, "service-accounts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes := regexp.MustCompile(`\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}`).FindAll(accounts, -1)
+	if len(hashes) != 3 {
+		t.Fatalf("%d bcrypt hashes in the accounts file, want 3", len(hashes))
+	}
+	for _, h := range hashes {
+		if cost, err := bcrypt.Cost(h); err != nil || cost != bcrypt.MinCost {
+			t.Errorf("service account hash of cost %d (%v), want %d", cost, err, bcrypt.MinCost)
+		}
 	}
 	// The device CLI reads the file (cmd/device's tests run it on this file); here it is
 	// plain YAML with absolute paths.
@@ -156,7 +173,7 @@ func TestStartRefusesBadConfig(t *testing.T) {
 func TestDemo(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	res, err := Demo(testContext(t), DemoConfig{Devices: 2, Clips: 2}, &out)
+	res, err := Demo(testContext(t), DemoConfig{Devices: 2, Clips: 2, Config: Config{BcryptCost: bcrypt.MinCost}}, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -188,7 +205,7 @@ func TestDemoRefusesBadConfig(t *testing.T) {
 func TestDemoReportsFailures(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	cfg := DemoConfig{Devices: 2, Clips: 1, Timeout: 2 * time.Minute} // cam-02 fails at its refused login; cam-01 has the whole timeout
+	cfg := DemoConfig{Devices: 2, Clips: 1, Timeout: 2 * time.Minute, Config: Config{BcryptCost: bcrypt.MinCost}} // cam-02 fails at its refused login; cam-01 has the whole timeout
 	cfg.afterStart = func(s *inproc.Stack) { s.Revoke("cam-02") }
 	res, err := Demo(testContext(t), cfg, &out)
 	if err == nil {
@@ -199,5 +216,17 @@ func TestDemoReportsFailures(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "1 failures") {
 		t.Errorf("summary missing:\n%s", out.String())
+	}
+}
+
+// A devstack people run hashes its service accounts at production cost (issue 12.6):
+// bcrypt.DefaultCost unless a test lowers it.
+func TestBcryptCostDefault(t *testing.T) {
+	t.Parallel()
+	if got := (&Config{}).bcryptCost(); got != bcrypt.DefaultCost {
+		t.Fatalf("default cost %d, want %d", got, bcrypt.DefaultCost)
+	}
+	if got := (&Config{BcryptCost: bcrypt.MinCost}).bcryptCost(); got != bcrypt.MinCost {
+		t.Fatalf("lowered cost %d, want %d", got, bcrypt.MinCost)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 
@@ -189,6 +190,21 @@ func (s *ServiceAccounts) Authenticate(username, password string) (role topics.R
 		return 0, false
 	}
 	return a.role, true
+}
+
+// WeakHashes returns the usernames whose hash has a bcrypt cost below minCost, sorted.
+func (s *ServiceAccounts) WeakHashes(minCost int) []string {
+	if s == nil {
+		return nil
+	}
+	var weak []string
+	for name, a := range s.byName {
+		if cost, err := bcrypt.Cost(a.hash); err == nil && cost < minCost {
+			weak = append(weak, name)
+		}
+	}
+	slices.Sort(weak)
+	return weak
 }
 
 // Len returns the number of accounts.

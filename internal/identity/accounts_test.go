@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -185,5 +186,30 @@ func TestHashPassword(t *testing.T) {
 	}
 	if _, err := HashPassword(strings.Repeat("x", 73)); err == nil {
 		t.Fatal("73-byte password hashed")
+	}
+}
+
+func TestWeakHashes(t *testing.T) {
+	t.Parallel()
+	cheap, err := hashPassword("pw-cheap", bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strong, err := hashPassword("pw-strong", bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := parseServiceAccounts([]byte("accounts:\n" +
+		"  - {username: b-cheap, passwordHash: \"" + cheap + "\", role: consumer}\n" +
+		"  - {username: strong, passwordHash: \"" + strong + "\", role: admin}\n" +
+		"  - {username: a-cheap, passwordHash: \"" + cheap + "\", role: tokenworker}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.WeakHashes(bcrypt.DefaultCost); !slices.Equal(got, []string{"a-cheap", "b-cheap"}) {
+		t.Fatalf("WeakHashes = %q", got)
+	}
+	if got := (*ServiceAccounts)(nil).WeakHashes(10); got != nil {
+		t.Fatalf("nil accounts: %q", got)
 	}
 }

@@ -65,9 +65,16 @@ func (k *DeviceKey) Clone() *DeviceKey {
 	return &DeviceKey{Device: k.Device, KeyID: k.KeyID, Connect: bytes.Clone(k.Connect), Request: bytes.Clone(k.Request)}
 }
 
-// Password returns the device's MQTT password at now (MQTTPassword with its connect key).
+// Password returns a fresh MQTT password of the device at now (MQTTPassword with its
+// connect key), for a device that does not know the server time.
 func (k *DeviceKey) Password(now time.Time) string {
 	return MQTTPassword(k.Connect, k.KeyID, k.Device, now)
+}
+
+// SyncedPassword returns a fresh synced MQTT password (SyncedMQTTPassword) of the device,
+// serverNow being its best guess of the broker's clock.
+func (k *DeviceKey) SyncedPassword(serverNow time.Time) string {
+	return SyncedMQTTPassword(k.Connect, k.KeyID, k.Device, serverNow)
 }
 
 // MarshalText returns the file form of the device key (ParseDeviceKey reads it back):

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,19 +14,28 @@ import (
 // DefaultPasswordWindow is how far the timestamp of an MQTT password may lie from the
 // broker's clock, either side, when VerifyMQTTPassword is given no window. It is generous on
 // purpose: a camera with a wrong clock must still be able to connect and learn the server
-// time from its first auth reply.
+// time from its first auth reply. Such a password is still good for one connection only
+// (the broker remembers the passwords it accepted, see PasswordReplayCache).
 const DefaultPasswordWindow = 24 * time.Hour
+
+// SyncedPasswordWindow is the window of a synced password (SyncedMQTTPassword): one made
+// by a device that has learned the server time, whose clock is then off by no more than
+// network delay and drift.
+const SyncedPasswordWindow = 5 * time.Minute
 
 const (
 	passwordPrefix = "v1."
 	passwordTag    = "clipgate-mqtt-v1\n"
+	syncedMark     = 's'
+	nonceBytes     = 12
+	nonceLen       = 16 // base64url of nonceBytes
 	maxUnixDigits  = 19 // int64 seconds
-	maxPasswordLen = len(passwordPrefix) + MaxKeyIDLen + 1 + maxUnixDigits + 1 + sigLen
+	maxPasswordLen = len(passwordPrefix) + MaxKeyIDLen + 1 + 2 + maxUnixDigits + 1 + nonceLen + 1 + sigLen
 )
 
 // Errors of VerifyMQTTPassword.
 var (
-	// ErrMalformedPassword: the password is not of the form v1.<key ID>.<unix seconds>.<mac>.
+	// ErrMalformedPassword: the password is not of the form v1.<key ID>.[s]<unix seconds>.<nonce>.<mac>.
 	ErrMalformedPassword = errors.New("malformed MQTT password")
 	// ErrBadPassword: the password is well-formed but not made with this device's key.
 	ErrBadPassword = errors.New("wrong MQTT password")
@@ -34,19 +44,44 @@ var (
 	ErrPasswordExpired = errors.New("MQTT password timestamp outside the accepted window")
 )
 
-// MQTTPassword returns the MQTT password of a device at time now, made with its connect
-// key of fleet key keyID: "v1.<key ID>.<unix seconds>.<base64url(HMAC-SHA256(connectKey,
-// "clipgate-mqtt-v1\n"+keyID+"\n"+deviceID+"\n"+unix))>".
+// MQTTPassword returns a fresh MQTT password of a device at time now, made with its
+// connect key of fleet key keyID, for a device that does not know the server time (its
+// clock may be far off):
+// "v1.<key ID>.<unix seconds>.<nonce>.<base64url(HMAC-SHA256(connectKey,
+// "clipgate-mqtt-v1\n"+keyID+"\n"+deviceID+"\n"+<unix seconds>.<nonce>))>",
+// the nonce being 12 random bytes in base64url. Every call returns another password; the
+// broker accepts each one once, within DefaultPasswordWindow (or its configured window)
+// of its clock.
 func MQTTPassword(connectKey []byte, keyID, deviceID string, now time.Time) string {
-	m := getMAC()
-	var ts [maxUnixDigits + 1]byte
-	unix := strconv.AppendInt(ts[:0], now.Unix(), 10)
-	m.buf = appendPasswordMsg(m.buf[:0], keyID, deviceID, unix)
-	var out [maxPasswordLen + 64]byte
+	return mqttPassword(connectKey, keyID, deviceID, now, false)
+}
+
+// SyncedMQTTPassword returns a fresh MQTT password of a device whose clock is corrected by
+// the server time (serverNow: the device's best guess of the broker's clock). It has the
+// form of MQTTPassword's with "s" before the timestamp, and the broker accepts it only
+// within SyncedPasswordWindow: a captured one is soon useless even to a broker that has
+// not seen it (one with another replay cache).
+func SyncedMQTTPassword(connectKey []byte, keyID, deviceID string, serverNow time.Time) string {
+	return mqttPassword(connectKey, keyID, deviceID, serverNow, true)
+}
+
+func mqttPassword(connectKey []byte, keyID, deviceID string, now time.Time, synced bool) string {
+	var out [maxPasswordLen + 64]byte // room for a key ID a caller did not validate
 	p := append(out[:0], passwordPrefix...)
 	p = append(p, keyID...)
 	p = append(p, '.')
-	p = append(p, unix...)
+	bodyStart := len(p)
+	if synced {
+		p = append(p, syncedMark)
+	}
+	p = strconv.AppendInt(p, now.Unix(), 10)
+	p = append(p, '.')
+	var nonce [nonceBytes]byte
+	_, _ = rand.Read(nonce[:]) // never fails (crypto/rand)
+	p = p[:len(p)+nonceLen]
+	sigEncoding.Encode(p[len(p)-nonceLen:], nonce[:])
+	m := getMAC()
+	m.buf = appendPasswordMsg(m.buf[:0], keyID, deviceID, p[bodyStart:])
 	p = append(p, '.')
 	p = append(p, make([]byte, sigLen)...)
 	sigEncoding.Encode(p[len(p)-sigLen:], m.mac(connectKey, m.buf))
@@ -54,62 +89,91 @@ func MQTTPassword(connectKey []byte, keyID, deviceID string, now time.Time) stri
 	return string(p)
 }
 
-func appendPasswordMsg[T string | []byte](b []byte, keyID, deviceID string, unix T) []byte {
+// appendPasswordMsg appends what a password's MAC covers: the tag, the key ID, the device
+// ID and the password's "[s]<unix>.<nonce>" body.
+func appendPasswordMsg[T string | []byte](b []byte, keyID, deviceID string, body T) []byte {
 	b = append(b, passwordTag...)
 	b = append(b, keyID...)
 	b = append(b, '\n')
 	b = append(b, deviceID...)
 	b = append(b, '\n')
-	return append(b, unix...)
+	return append(b, body...)
 }
 
-// splitPassword returns the key ID, the timestamp text and the MAC text of a password, or
-// ok false if it is malformed.
-func splitPassword(password string) (keyID, unix, mac string, ok bool) {
-	if len(password) > maxPasswordLen || len(password) < len(passwordPrefix) ||
-		password[:len(passwordPrefix)] != passwordPrefix {
-		return "", "", "", false
-	}
-	rest := password[len(passwordPrefix):]
-	d1 := strings.IndexByte(rest, '.')
-	if d1 < 0 {
-		return "", "", "", false
-	}
-	keyID, rest = rest[:d1], rest[d1+1:]
-	d2 := strings.IndexByte(rest, '.')
-	if d2 < 0 || len(rest)-d2-1 != sigLen || !ValidKeyID(keyID) {
-		return "", "", "", false
-	}
-	return keyID, rest[:d2], rest[d2+1:], true
+// PasswordStamp is what a device password says about itself.
+type PasswordStamp struct {
+	// KeyID names the fleet key whose connect root the password's key derives from.
+	KeyID string
+	// Time is the password's timestamp.
+	Time time.Time
+	// Synced marks a SyncedMQTTPassword.
+	Synced bool
+	// Nonce is the password's "[s]<unix>.<nonce>" part, a substring of it: what makes it
+	// unique, and what the MAC covers besides the device ID.
+	Nonce string
 }
 
-// PasswordKeyID returns the key ID a well-formed device password names.
-func PasswordKeyID(password string) (string, bool) {
-	kid, _, _, ok := splitPassword(password)
-	return kid, ok
-}
-
-// VerifyMQTTPassword checks a device's MQTT password against its connect key (of the
-// fleet key the password names) and the clock now. The timestamp may lie up to window
-// either side of now (window <= 0 means DefaultPasswordWindow). It returns nil, or an
-// error wrapping ErrMalformedPassword, ErrBadPassword or ErrPasswordExpired; the MAC is
-// checked before the time, so ErrPasswordExpired always concerns a genuine password. It
-// does not allocate on success.
-func VerifyMQTTPassword(connectKey []byte, deviceID, password string, now time.Time, window time.Duration) error {
-	kid, ts, sig, ok := splitPassword(password)
-	if !ok {
-		return ErrMalformedPassword
+// ParseMQTTPassword returns the stamp of a well-formed device password, or
+// ErrMalformedPassword. It does not check the MAC: use it on passwords that
+// VerifyMQTTPassword accepted. It does not allocate.
+func ParseMQTTPassword(password string) (PasswordStamp, error) {
+	if len(password) > maxPasswordLen || len(password) < len(passwordPrefix)+sigLen+1 ||
+		password[:len(passwordPrefix)] != passwordPrefix || password[len(password)-sigLen-1] != '.' {
+		return PasswordStamp{}, ErrMalformedPassword
+	}
+	rest := password[len(passwordPrefix) : len(password)-sigLen-1]
+	kd := strings.IndexByte(rest, '.')
+	if kd < 0 || !ValidKeyID(rest[:kd]) {
+		return PasswordStamp{}, ErrMalformedPassword
+	}
+	kid, body := rest[:kd], rest[kd+1:]
+	dot := strings.IndexByte(body, '.')
+	if dot < 0 || len(body)-dot-1 != nonceLen || !base64url(body[dot+1:]) {
+		return PasswordStamp{}, ErrMalformedPassword
+	}
+	ts, synced := body[:dot], false
+	if len(ts) > 0 && ts[0] == syncedMark {
+		ts, synced = ts[1:], true
 	}
 	unix, ok := parseUnix(ts)
 	if !ok {
-		return ErrMalformedPassword
+		return PasswordStamp{}, ErrMalformedPassword
+	}
+	return PasswordStamp{KeyID: kid, Time: time.Unix(unix, 0), Synced: synced, Nonce: body}, nil
+}
+
+// base64url reports whether s is made of the unpadded base64url alphabet and is the
+// canonical encoding of its bytes (only for the lengths of nonces: 16 characters, 12
+// bytes, no partial group).
+func base64url(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return len(s)%4 == 0
+}
+
+// VerifyMQTTPassword checks a device's MQTT password against its connect key (of the fleet
+// key the password names) and the clock now.
+// The timestamp may lie up to window either side of now (window <= 0 means
+// DefaultPasswordWindow), and a synced password's up to SyncedPasswordWindow when that is
+// narrower. It returns nil, or an error wrapping ErrMalformedPassword, ErrBadPassword or
+// ErrPasswordExpired; the MAC is checked before the time, so ErrPasswordExpired always
+// concerns a genuine password. It does not remember the password: the broker's
+// PasswordReplayCache refuses a second use. It does not allocate on success.
+func VerifyMQTTPassword(connectKey []byte, deviceID, password string, now time.Time, window time.Duration) error {
+	st, err := ParseMQTTPassword(password)
+	if err != nil {
+		return err
 	}
 	if len(connectKey) == 0 || !deviceid.Valid(deviceID) {
 		return ErrBadPassword
 	}
 	m := getMAC()
-	m.buf = appendPasswordMsg(m.buf[:0], kid, deviceID, ts)
-	ok = m.equalSig(m.mac(connectKey, m.buf), sig)
+	m.buf = appendPasswordMsg(m.buf[:0], st.KeyID, deviceID, st.Nonce)
+	ok := m.equalSig(m.mac(connectKey, m.buf), password[len(password)-sigLen:])
 	putMAC(m)
 	if !ok {
 		return ErrBadPassword
@@ -117,8 +181,11 @@ func VerifyMQTTPassword(connectKey []byte, deviceID, password string, now time.T
 	if window <= 0 {
 		window = DefaultPasswordWindow
 	}
+	if st.Synced {
+		window = min(window, SyncedPasswordWindow)
+	}
 	w := uint64(window / time.Second)
-	n := now.Unix()
+	n, unix := now.Unix(), st.Time.Unix()
 	// |unix - n| > w; the distance of two int64s always fits in a uint64.
 	if (unix < n && uint64(n)-uint64(unix) > w) || (unix > n && uint64(unix)-uint64(n) > w) {
 		return ErrPasswordExpired
@@ -131,11 +198,11 @@ func VerifyMQTTPassword(connectKey []byte, deviceID, password string, now time.T
 // an error wrapping ErrBadPassword and ErrKeyRetired or ErrUnknownKeyID), derives the
 // device's connect key and calls VerifyMQTTPassword.
 func VerifyDevicePassword(connectRoots *Keyring, deviceID, password string, now time.Time, window time.Duration) error {
-	kid, ok := PasswordKeyID(password)
-	if !ok {
-		return ErrMalformedPassword
+	st, err := ParseMQTTPassword(password)
+	if err != nil {
+		return err
 	}
-	root, err := connectRoots.Lookup(kid, now)
+	root, err := connectRoots.Lookup(st.KeyID, now)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadPassword, err)
 	}

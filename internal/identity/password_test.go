@@ -3,23 +3,49 @@ package identity
 import (
 	"encoding/base64"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
+// passwordRE is the documented form of a device password.
+var passwordRE = regexp.MustCompile(`^v1\.k1\.(s?)(-?[0-9]+)\.([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{43})$`)
+
 func TestMQTTPasswordFormat(t *testing.T) {
 	t.Parallel()
 	key := randBytes(t, KeySize)
 	now := time.Unix(1_700_000_000, 999_000_000)
-	p := MQTTPassword(key, "k1", "cam-01", now)
-	mac := base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\ncam-01\n1700000000")))
-	if want := "v1.k1.1700000000." + mac; p != want {
-		t.Fatalf("got %q, want %q", p, want)
-	}
-	if err := VerifyMQTTPassword(key, "cam-01", p, now, 0); err != nil {
-		t.Fatal(err)
+	for _, synced := range []bool{false, true} {
+		mk := MQTTPassword
+		if synced {
+			mk = SyncedMQTTPassword
+		}
+		p := mk(key, "k1", "cam-01", now)
+		m := passwordRE.FindStringSubmatch(p)
+		if m == nil {
+			t.Fatalf("synced %v: %q is not of the documented form", synced, p)
+		}
+		if (m[1] == "s") != synced || m[2] != "1700000000" {
+			t.Fatalf("synced %v: %q has the wrong stamp", synced, p)
+		}
+		body := m[1] + m[2] + "." + m[3]
+		mac := base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\ncam-01\n"+body)))
+		if m[4] != mac {
+			t.Fatalf("synced %v: MAC %q, want %q", synced, m[4], mac)
+		}
+		if err := VerifyMQTTPassword(key, "cam-01", p, now, 0); err != nil {
+			t.Fatal(err)
+		}
+		st, err := ParseMQTTPassword(p)
+		if err != nil || st.Synced != synced || st.KeyID != "k1" || !st.Time.Equal(time.Unix(1_700_000_000, 0)) || st.Nonce != body {
+			t.Fatalf("ParseMQTTPassword(%q) = %+v, %v", p, st, err)
+		}
+		// Every password is another: the nonce is random.
+		if q := mk(key, "k1", "cam-01", now); q == p {
+			t.Fatalf("two passwords at the same time are equal: %q", p)
+		}
 	}
 }
 
@@ -30,11 +56,16 @@ func TestVerifyMQTTPassword(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	good := MQTTPassword(key, "k1", "cam-01", now)
 	sig := good[strings.LastIndexByte(good, '.')+1:]
-	// withTS re-signs the password for another timestamp text.
-	withTS := func(ts string) string {
-		return "v1.k1." + ts + "." + base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\ncam-01\n"+ts)))
+	const nonce = "AAAAAAAAAAAAAAAA"
+	// withTS signs a password with the given timestamp text (and nonce).
+	withStamp := func(ts, nonce string) string {
+		body := ts + "." + nonce
+		return "v1.k1." + body + "." + base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\ncam-01\n"+body)))
 	}
+	withTS := func(ts string) string { return withStamp(ts, nonce) }
+	unix := func(d int64) string { return strconv.FormatInt(now.Unix()+d, 10) }
 	day := int64(24 * 3600)
+	synced := int64(SyncedPasswordWindow / time.Second)
 	cases := []struct {
 		name     string
 		key      []byte
@@ -44,12 +75,20 @@ func TestVerifyMQTTPassword(t *testing.T) {
 		want     error
 	}{
 		{"good", key, "cam-01", good, 0, nil},
-		{"edge of default window, past", key, "cam-01", withTS(strconv.FormatInt(now.Unix()-day, 10)), 0, nil},
-		{"edge of default window, future", key, "cam-01", withTS(strconv.FormatInt(now.Unix()+day, 10)), 0, nil},
-		{"beyond default window, past", key, "cam-01", withTS(strconv.FormatInt(now.Unix()-day-1, 10)), 0, ErrPasswordExpired},
-		{"beyond default window, future", key, "cam-01", withTS(strconv.FormatInt(now.Unix()+day+1, 10)), 0, ErrPasswordExpired},
-		{"custom window", key, "cam-01", withTS(strconv.FormatInt(now.Unix()-61, 10)), time.Minute, ErrPasswordExpired},
-		{"inside custom window", key, "cam-01", withTS(strconv.FormatInt(now.Unix()-60, 10)), time.Minute, nil},
+		{"good synced", key, "cam-01", SyncedMQTTPassword(key, "k1", "cam-01", now), 0, nil},
+		{"edge of default window, past", key, "cam-01", withTS(unix(-day)), 0, nil},
+		{"edge of default window, future", key, "cam-01", withTS(unix(day)), 0, nil},
+		{"beyond default window, past", key, "cam-01", withTS(unix(-day - 1)), 0, ErrPasswordExpired},
+		{"beyond default window, future", key, "cam-01", withTS(unix(day + 1)), 0, ErrPasswordExpired},
+		{"custom window", key, "cam-01", withTS(unix(-61)), time.Minute, ErrPasswordExpired},
+		{"inside custom window", key, "cam-01", withTS(unix(-60)), time.Minute, nil},
+		{"edge of synced window, past", key, "cam-01", withTS("s" + unix(-synced)), 0, nil},
+		{"edge of synced window, future", key, "cam-01", withTS("s" + unix(synced)), 0, nil},
+		{"beyond synced window, past", key, "cam-01", withTS("s" + unix(-synced-1)), 0, ErrPasswordExpired},
+		{"beyond synced window, future", key, "cam-01", withTS("s" + unix(synced+1)), 0, ErrPasswordExpired},
+		{"synced, custom window narrower", key, "cam-01", withTS("s" + unix(-61)), time.Minute, ErrPasswordExpired},
+		{"synced mark dropped", key, "cam-01", "v1.k1." + SyncedMQTTPassword(key, "k1", "cam-01", now)[len("v1.k1.s"):], 0, ErrBadPassword},
+		{"synced mark added", key, "cam-01", "v1.k1.s" + good[len("v1.k1."):], 0, ErrBadPassword},
 		{"epoch", key, "cam-01", withTS("0"), 0, ErrPasswordExpired},
 		{"negative", key, "cam-01", withTS("-5"), 0, ErrPasswordExpired},
 		{"max int64", key, "cam-01", withTS("9223372036854775807"), 0, ErrPasswordExpired},
@@ -58,18 +97,28 @@ func TestVerifyMQTTPassword(t *testing.T) {
 		{"wrong device", key, "cam-02", good, 0, ErrBadPassword},
 		{"invalid device", key, "cam/01", good, 0, ErrBadPassword},
 		{"empty key", nil, "cam-01", good, 0, ErrBadPassword},
-		{"changed timestamp", key, "cam-01", "v1.k1.1700000001." + sig, 0, ErrBadPassword},
+		{"changed timestamp", key, "cam-01", "v1.k1.1700000001" + good[len("v1.k1.1700000000"):], 0, ErrBadPassword},
+		{"changed nonce", key, "cam-01", withTS(unix(0))[:len("v1.k1.1700000000.")] + "B" + withTS(unix(0))[len("v1.k1.1700000000.")+1:], 0, ErrBadPassword},
 		{"empty", key, "cam-01", "", 0, ErrMalformedPassword},
 		{"plain text", key, "cam-01", "hunter2", 0, ErrMalformedPassword},
 		{"v2", key, "cam-01", "v2" + good[2:], 0, ErrMalformedPassword},
-		{"no timestamp", key, "cam-01", "v1.k1.." + sig, 0, ErrMalformedPassword},
-		{"no mac", key, "cam-01", "v1.k1.1700000000.", 0, ErrMalformedPassword},
-		{"no dots", key, "cam-01", "v1" + strings.Repeat("A", 60), 0, ErrMalformedPassword},
+		{"old form without nonce", key, "cam-01", "v1.k1.1700000000." + sig, 0, ErrMalformedPassword},
+		{"no timestamp", key, "cam-01", withTS(""), 0, ErrMalformedPassword},
+		{"synced mark only", key, "cam-01", withTS("s"), 0, ErrMalformedPassword},
+		{"two synced marks", key, "cam-01", withTS("ss" + unix(0)), 0, ErrMalformedPassword},
+		{"other mark", key, "cam-01", withTS("t" + unix(0)), 0, ErrMalformedPassword},
+		{"short nonce", key, "cam-01", withStamp(unix(0), nonce[1:]), 0, ErrMalformedPassword},
+		{"long nonce", key, "cam-01", withStamp(unix(0), nonce+"A"), 0, ErrMalformedPassword},
+		{"nonce with bad characters", key, "cam-01", withStamp(unix(0), strings.Repeat("*", 16)), 0, ErrMalformedPassword},
+		{"nonce with a dot", key, "cam-01", withStamp(unix(0), "AAAAAAA.AAAAAAAA"), 0, ErrMalformedPassword},
+		{"no nonce", key, "cam-01", withStamp(unix(0), ""), 0, ErrMalformedPassword},
+		{"no mac", key, "cam-01", "v1.k1.1700000000." + nonce + ".", 0, ErrMalformedPassword},
+		{"no dots", key, "cam-01", "v1" + strings.Repeat("A", 70), 0, ErrMalformedPassword},
 		{"prefix only", key, "cam-01", "v1.", 0, ErrMalformedPassword},
 		{"short mac", key, "cam-01", good[:len(good)-1], 0, ErrMalformedPassword},
 		{"long mac", key, "cam-01", good + "A", 0, ErrMalformedPassword},
-		{"padded mac", key, "cam-01", "v1.k1.1700000000." + base64.URLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\ncam-01\n1700000000"))), 0, ErrMalformedPassword},
-		{"mac with bad characters", key, "cam-01", "v1.k1.1700000000." + strings.Repeat("*", 43), 0, ErrBadPassword},
+		{"padded mac", key, "cam-01", good + "=", 0, ErrMalformedPassword},
+		{"mac with bad characters", key, "cam-01", good[:len(good)-sigLen] + strings.Repeat("*", 43), 0, ErrBadPassword},
 		{"leading zero", key, "cam-01", withTS("01700000000"), 0, ErrMalformedPassword},
 		{"plus sign", key, "cam-01", withTS("+1700000000"), 0, ErrMalformedPassword},
 		{"minus zero", key, "cam-01", withTS("-0"), 0, ErrMalformedPassword},
@@ -91,7 +140,7 @@ func TestVerifyMQTTPassword(t *testing.T) {
 	for _, c := range cases {
 		err := VerifyMQTTPassword(c.key, c.device, c.password, now, c.window)
 		if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
-			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+			t.Errorf("%s (%q): got %v, want %v", c.name, c.password, err, c.want)
 		}
 	}
 }
@@ -151,18 +200,17 @@ func FuzzVerifyMQTTPassword(f *testing.F) {
 	}
 	now := time.Unix(1_700_000_000, 0)
 	f.Add("cam-01", MQTTPassword(key, "k1", "cam-01", now), int64(0))
-	f.Add("cam-01", MQTTPassword(key, "k2_-Z", "cam-01", now), int64(0))
-	f.Add("cam-01", "v1.k1.1700000000.", int64(time.Hour))
+	f.Add("cam-01", SyncedMQTTPassword(key, "k1", "cam-01", now), int64(0))
+	f.Add("cam-01", "v1.1700000000.", int64(time.Hour))
 	f.Add("x", "v1.-0.AAAA", int64(-1))
 	f.Add("cam-01", "v1.99999999999999999999."+strings.Repeat("A", 43), int64(1))
 	f.Fuzz(func(t *testing.T, device, password string, window int64) {
 		err := VerifyMQTTPassword(key, device, password, now, time.Duration(window))
 		if err == nil {
-			// Only a password made with the key can pass: it must be what MQTTPassword
-			// writes for its own timestamp.
-			kid, ts, _, ok := splitPassword(password)
-			unix, ok2 := parseUnix(ts)
-			if !ok || !ok2 || MQTTPassword(key, kid, device, time.Unix(unix, 0)) != password {
+			// Only a password made with the key can pass: of the documented form, with
+			// the MAC of its stamp.
+			m := passwordRE.FindStringSubmatch(password)
+			if m == nil || base64.RawURLEncoding.EncodeToString(refMAC(key, []byte("clipgate-mqtt-v1\nk1\n"+device+"\n"+m[1]+m[2]+"."+m[3]))) != m[4] {
 				t.Fatalf("accepted %q for %q", password, device)
 			}
 			return

@@ -188,8 +188,11 @@ func alnum(s string, min int) bool {
 }
 
 // writeServiceAccounts writes the broker's accounts file for the passwords in k, with
-// bcrypt at its minimum cost (a test logs in often; the passwords are random) and loads it.
-func writeServiceAccounts(path string, k *stackKeys) (*identity.ServiceAccounts, error) {
+// bcrypt at cost (0: its minimum, for tests, which log in often) and loads it.
+func writeServiceAccounts(path string, k *stackKeys, cost int) (*identity.ServiceAccounts, error) {
+	if cost == 0 {
+		cost = bcrypt.MinCost
+	}
 	type account struct {
 		Username     string `yaml:"username"`
 		PasswordHash string `yaml:"passwordHash"`
@@ -200,7 +203,7 @@ func writeServiceAccounts(path string, k *stackKeys) (*identity.ServiceAccounts,
 	}
 	for _, role := range serviceRoles {
 		name := role.String()
-		h, err := bcrypt.GenerateFromPassword([]byte(k.Passwords[name]), bcrypt.MinCost)
+		h, err := bcrypt.GenerateFromPassword([]byte(k.Passwords[name]), cost)
 		if err != nil {
 			return nil, err
 		}

@@ -69,6 +69,10 @@ type Options struct {
 	WorkerConfig func(*tokenworker.Config)
 	// BrokerConfig, when set, adjusts the broker's configuration before it starts.
 	BrokerConfig func(*broker.Config)
+	// BcryptCost is the cost of the service account hashes; 0 means bcrypt's minimum, for
+	// tests, whose many service logins stay cheap. A stack people use (devstack) sets
+	// bcrypt.DefaultCost (10), as production must.
+	BcryptCost int
 	// Logger receives every component's logs. The zero Logger discards them, unless the
 	// environment variable CLIPGATE_TEST_LOG is "1": then they go to stderr.
 	Logger zerolog.Logger
@@ -137,7 +141,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
 	s.connect = s.fleet.ConnectRoots()
-	accounts, err := writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys)
+	accounts, err := writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys, s.opts.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}

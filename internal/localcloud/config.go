@@ -68,6 +68,7 @@ type Config struct {
 	Logger         zerolog.Logger
 
 	lifecycleRan func(time.Time) // tests: called after each lifecycle run
+	metrics      *cloudMetrics   // set by Start
 }
 
 // Defaults for Config.

@@ -113,6 +113,7 @@ func (s *ossService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Dur("duration", time.Since(start)).
 		Str("requestId", rq.id).
 		Msg("oss request")
+	s.cfg.metrics.observe("oss", rq.op, rq.w.status, rq.bytesIn, rq.w.n)
 	if err == errAbort {
 		panic(http.ErrAbortHandler) // cut the response short: the client must not see it as complete
 	}

@@ -49,6 +49,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.metrics = newCloudMetrics()
 	auth, err := NewAuthority(&c)
 	if err != nil {
 		return nil, err

@@ -40,11 +40,12 @@ type stsService struct {
 	log     zerolog.Logger
 	limiter *rate.Limiter // nil: unlimited
 	nonces  nonceCache
+	metrics *cloudMetrics
 }
 
 // newSTS returns the STS handler. cfg must have its defaults applied.
 func newSTS(cfg *Config, auth *Authority) *stsService {
-	s := &stsService{auth: auth, now: cfg.Now, log: cfg.Logger, nonces: nonceCache{seen: map[string]time.Time{}, max: stsMaxNonces}}
+	s := &stsService{auth: auth, now: cfg.Now, log: cfg.Logger, nonces: nonceCache{seen: map[string]time.Time{}, max: stsMaxNonces}, metrics: cfg.metrics}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -125,7 +126,8 @@ func (s *stsService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(status)
-	_, _ = w.Write(out)
+	n, _ := w.Write(out)
+	s.metrics.observe("sts", stsOperation(action), status, r.ContentLength, int64(n))
 }
 
 // handle checks and answers one request. The checks run in the order STS applies them:

@@ -52,6 +52,8 @@ func newBroker(t *testing.T, addr string, mod func(*broker.Config)) *testBroker 
 		ServiceAccountsFile: accountsFile(t, dir),
 		Revocations:         identity.NewRevocations(),
 		DeviceRate:          -1,
+		// The tests retry refused logins quickly: no held-back answers or blocks.
+		Limits: broker.LimitsConfig{FailureDelay: -1, BlockAfter: -1},
 	}}
 	if mod != nil {
 		mod(&tb.cfg)

@@ -93,6 +93,8 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger zerolog.Logger
+	// Metrics, when set, counts this worker in a process's Prometheus metrics.
+	Metrics *Metrics
 }
 
 // Defaults for Config.

@@ -81,6 +81,9 @@ func New(cfg Config) (*Worker, error) {
 		creds:    newCredCache(c.CacheSize),
 		poolSize: 2 * c.MaxConcurrent,
 	}
+	if c.Metrics != nil {
+		c.Metrics.add(w)
+	}
 	return w, nil
 }
 
@@ -355,7 +358,11 @@ func (w *Worker) callSTS(ctx context.Context, client *sts.Client, ck credKey, po
 	w.ctr.stsCalls.Add(1)
 	call := func() (*protocol.Credentials, error) {
 		defer w.sts.release(client)
+		start := time.Now()
 		cr, err := w.sts.assumeRole(client, ck.device, pol)
+		if w.cfg.Metrics != nil {
+			w.cfg.Metrics.observeSTS(time.Since(start), err)
+		}
 		if err == nil && w.cfg.ReuseMargin >= 0 {
 			w.creds.put(ck, *cr, w.cfg.Now().Add(w.cfg.ReuseMargin))
 		}
