@@ -31,13 +31,17 @@ const (
 	CodeUnavailable Code = "unavailable"
 	// CodeInternal: a bug or unexpected failure on the server. Retry later with backoff.
 	CodeInternal Code = "internal"
+	// CodeQuotaExceeded: the device used its upload quota (bytes per day or month) and
+	// gets no write or append credentials until the quota resets, in retryAfterMs (at
+	// most a day: ask again then). Keep the clips; read credentials are still given.
+	CodeQuotaExceeded Code = "quota_exceeded"
 )
 
 // Valid reports whether c is one of the codes of the closed set.
 func (c Code) Valid() bool {
 	switch c {
 	case CodeInvalid, CodeUnauthenticated, CodeDenied, CodeRevoked, CodeClockSkew,
-		CodeReplay, CodeRateLimited, CodeBusy, CodeUnavailable, CodeInternal:
+		CodeReplay, CodeRateLimited, CodeBusy, CodeUnavailable, CodeInternal, CodeQuotaExceeded:
 		return true
 	}
 	return false

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
@@ -72,6 +73,16 @@ type Config struct {
 	MultipartThreshold int64
 	// PartSize is the multipart part size. Default 1 MiB; 100 KiB to 5 GiB.
 	PartSize int64
+
+	// UploadRate caps the bytes per second the kit sends to OSS, all uploads together
+	// (puts, multipart parts and appends alike; see bandwidth.go): 0 means no cap, else
+	// at least MinUploadRate.
+	UploadRate int64
+	// UploadRates are daily exceptions to UploadRate: at any time the first profile
+	// whose window holds the local time of Now sets the cap (0 lifts it), else
+	// UploadRate does. For example 256 KiB/s by day and no cap from 22:00 to 06:00:
+	// UploadRate 256<<10, UploadRates {{Window{22h, 6h}, 0}}.
+	UploadRates []RateProfile
 
 	// Now is the device clock; nil means time.Now. The kit corrects it by the offset it
 	// learns from the server time in auth replies.
@@ -188,6 +199,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MultipartThreshold < c.PartSize || c.MultipartThreshold > MaxPutSize {
 		return c, configErr("MultipartThreshold %d is outside PartSize (%d) .. %d bytes", c.MultipartThreshold, c.PartSize, int64(MaxPutSize))
 	}
+	if err := c.checkRates(); err != nil {
+		return c, err
+	}
+	c.UploadRates = slices.Clone(c.UploadRates)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -144,7 +144,8 @@ func (k *Kit) fetch(ctx context.Context, mode clipgate.Mode) (*Credentials, erro
 			aerr := &clipgate.AuthError{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter()}
 			lastErr = aerr
 			switch {
-			case e.Code.Terminal():
+			case e.Code.Terminal() || e.Code == clipgate.CodeQuotaExceeded:
+				// A quota resets in hours: the caller (a Spool) keeps the clip and retries.
 				return nil, aerr
 			case e.Code == clipgate.CodeClockSkew || e.Code == clipgate.CodeReplay:
 				// The offset was learned from serverTime; the next request is signed anew

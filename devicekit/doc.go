@@ -52,6 +52,29 @@
 // crash loses at most the buffered bytes: OpenAppend of the same clip continues the
 // recording at the object's length, under the same event ID.
 //
+// # Reading clips back
+//
+// Kit.Stat and Kit.Open are the seed SDK's mode "r": Stat gives an object's length, type
+// (ObjectNormal, ObjectAppendable with its next append position, ObjectMultipart) and
+// CRC-64; Open returns an ObjectReader (io.ReadSeekCloser) over ranged GetObject requests,
+// resumed at the position if a connection breaks. Both use credentials of mode "r"
+// (cached like the others), which reach the device's own prefix only: another device's
+// clip is refused (fs.ErrPermission), a missing one is fs.ErrNotExist.
+//
+// # Upload controls
+//
+// Config.UploadRate caps the bytes per second the kit sends to OSS, all uploads together:
+// every write to the kit's OSS connections takes its bytes from one token bucket, so a
+// PutObject, the parts of a multipart upload and a recording's appends are paced alike
+// (bandwidth.go). Config.UploadRates change the cap by local time of day (RateProfile,
+// Window): for example no cap at night, a low one during business hours.
+//
+// A Spool sorts clips into priority classes (SpoolConfig.Classes, SpoolClass) by the
+// subdirectory the recorder writes them into or by a name pattern: uploads go in class
+// order, oldest first within a class, and each class may have daily windows of local time
+// (continuous footage only at night). When the spool holds more than MaxBytes, the clips
+// of the lowest class are dropped first, each announced with a "failed" event.
+//
 // # Failure model
 //
 // Everything is retried where retrying can help, and nothing else is:
@@ -71,7 +94,9 @@
 //     once), for at most eight requests. CodeClockSkew corrects the clock from the
 //     reply's serverTime and CodeReplay takes a fresh nonce, both at once. The terminal
 //     codes (clipgate.Code.Terminal: CodeUnauthenticated, CodeRevoked, CodeDenied,
-//     CodeInvalid) are final: a *clipgate.AuthError at once.
+//     CodeInvalid) are final: a *clipgate.AuthError at once. So is CodeQuotaExceeded
+//     (the device used its upload quota; its RetryAfter is the time to the reset, at
+//     most a day): a Spool keeps the clip and tries again, nothing is dropped for it.
 //   - Clock: every reply's serverTime sets the offset applied to Config.Now, so a camera
 //     whose clock is hours off signs valid requests after its first reply. OSS requests
 //     carry the corrected time in their Date header, which the SDK signs, so OSS's

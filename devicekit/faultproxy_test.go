@@ -41,6 +41,9 @@ const (
 	corruptBody
 	// wrongCRC adds one to the CRC-64 that OSS reports in its answer.
 	wrongCRC
+	// cutBody answers with OSS's status and headers and half the body, then cuts the
+	// connection.
+	cutBody
 )
 
 // fault injects action into the requests of operation op: it lets skip of them through,
@@ -184,6 +187,11 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("x-oss-hash-crc64ecma", strconv.FormatUint(crc+1, 10))
 	}
 	w.WriteHeader(resp.StatusCode)
+	if action == cutBody {
+		io.CopyN(w, resp.Body, resp.ContentLength/2)
+		hangUp(w) // flushes what was written, then closes
+		return
+	}
 	io.Copy(w, resp.Body)
 }
 

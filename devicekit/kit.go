@@ -89,6 +89,7 @@ type Kit struct {
 	lastSweep  atomic.Int64 // UnixNano of the start of the last sweep; 0: none yet
 	wg         sync.WaitGroup
 	lock       *stateLock // held on StateDir until Close (statelock.go)
+	throttle   *throttle  // the upload cap (bandwidth.go); nil: none
 
 	// Test hooks (nil in production).
 	onRetry       func(err error, wait time.Duration)   // before each backoff wait of a credentials fetch
@@ -160,6 +161,9 @@ func New(cfg Config) (*Kit, error) {
 	k.key.Store(cfg.DeviceKey)
 	k.certDER, k.certKey, k.eventKey = certDER, certKey, eventKey
 	k.http, k.transport = newHTTPClient(nil)
+	if k.throttle = newThrottle(cfg); k.throttle != nil {
+		k.throttle.install(k.transport)
+	}
 	k.statusAllowed = scheme.Allowed(topics.RoleDevice, cfg.DeviceID, k.statusTopic, topics.Publish)
 	k.sweepTemp()
 	return k, nil

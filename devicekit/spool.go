@@ -53,8 +53,9 @@ type SpoolConfig struct {
 	// DoneDir receives uploaded clips with AfterMove; default Dir/done. It is created if
 	// missing and must be on Dir's filesystem (clips are renamed into it).
 	DoneDir string
-	// MaxBytes bounds the total size of the clips waiting in Dir: above it, the oldest are
-	// dropped. 0 means no bound. It should be well above the largest clip.
+	// MaxBytes bounds the total size of the clips waiting in Dir: above it, clips are
+	// dropped, those of the lowest class first (see Classes), oldest first within a
+	// class. 0 means no bound. It should be well above the largest clip.
 	MaxBytes int64
 	// MaxAge bounds the age of waiting clips, measured from their modification time:
 	// older ones are dropped. 0 means no bound.
@@ -69,7 +70,12 @@ type SpoolConfig struct {
 	// RetryMin and RetryMax bound the backoff between failed uploads (exponential, with
 	// jitter, never above RetryMax). Defaults 1s and 1m.
 	RetryMin, RetryMax time.Duration
-	// Now is the clock of Settle and MaxAge; nil means time.Now.
+	// Classes are the clips' priority classes, highest first (see SpoolClass): clips are
+	// uploaded in class order, oldest first within a class, each class within its
+	// windows; clips no class takes come after all classes. None: one class, any time.
+	Classes []SpoolClass
+	// Now is the clock of Settle, MaxAge and the classes' windows (whose local time is
+	// that of Now's location); nil means time.Now.
 	Now func() time.Time
 	// OnEvent, when set, is told of every outcome. It is called from the spool's
 	// goroutine, one call at a time: it should return quickly.
@@ -133,7 +139,10 @@ type SpoolEvent struct {
 // once as SpoolSkipped; symlinks are not followed).
 //
 // Finished clips are uploaded one at a time, oldest modification time first (then by
-// name), with Kit.Upload under a clip name made of the file name (SanitizeClipName:
+// name), in class order when there are Classes (see SpoolClass: a recorder puts event
+// clips in one subdirectory or under one name pattern, continuous footage in another,
+// and a class may upload only within daily windows; a running upload is not interrupted
+// for a higher class, which goes next), with Kit.Upload under a clip name made of the file name (SanitizeClipName:
 // Unicode stays, only what is unsafe in a key becomes '_'); the metadata key "file"
 // carries the original name. A clip whose name another recording of the same day holds
 // goes under its alternate name (see Kit.Upload): nothing is overwritten. Once Upload
@@ -144,8 +153,8 @@ type SpoolEvent struct {
 // announced one by one.
 //
 // Bounds: the clips waiting in Dir (not DoneDir, not temporary files) are kept within
-// MaxBytes and MaxAge by deleting the oldest, each announced with a "failed" event whose
-// error says why ("dropped: ..."). Events go through the kit's outbox, so those of a
+// MaxBytes and MaxAge by deleting the oldest (for MaxBytes, those of the lowest class
+// first), each announced with a "failed" event whose error says why ("dropped: ..."). Events go through the kit's outbox, so those of a
 // camera that is offline are published once it reconnects.
 //
 // Empty files are never uploaded (the rule of Kit.Upload, ErrEmptyClip): a "failed"
@@ -193,6 +202,7 @@ type Spool struct {
 	onStart     func(name string)             // an upload attempt starts
 	afterUpload func(name string)             // Upload succeeded, the record is written
 	onDropping  func(name string)             // the bounds interrupt the running upload to drop its clip
+	onIdle      func()                        // dispatch found no clip it may start
 }
 
 // spoolClip is a regular file in Dir that is not a temporary name.
@@ -204,6 +214,7 @@ type spoolClip struct {
 	ready    bool      // settled, or renamed into place
 	rejected bool      // not uploadable as it is; reset when it changes
 	drop     string    // reason, when the bounds drop it while its upload runs
+	class    int       // rank of its class (classOf)
 	attempts int
 	gen      uint64
 }
@@ -338,6 +349,10 @@ func (c SpoolConfig) withDefaults() (SpoolConfig, error) {
 	default:
 		return c, configErr("spool After %q is not %q or %q", c.After, AfterRemove, AfterMove)
 	}
+	c.Classes = slices.Clone(c.Classes)
+	if err := c.checkClasses(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -459,7 +474,13 @@ func (s *Spool) watch() (<-chan fsnotify.Event, <-chan error, func()) {
 	}
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
-		if err = w.Add(s.cfg.Dir); err != nil {
+		err = w.Add(s.cfg.Dir)
+		for _, d := range s.classDirs() {
+			if err == nil {
+				err = w.Add(s.path(d))
+			}
+		}
+		if err != nil {
 			w.Close()
 		}
 	}
@@ -488,15 +509,17 @@ func (s *Spool) path(name string) string { return filepath.Join(s.cfg.Dir, name)
 
 // scan lists Dir and brings the clips up to date; an unreadable Dir is fatal.
 func (s *Spool) scan() error {
-	entries, err := os.ReadDir(s.cfg.Dir)
-	if err != nil {
-		return fmt.Errorf("devicekit: spool directory: %w", err)
-	}
 	s.gen++
-	for _, e := range entries {
-		if name := e.Name(); !tempName(name) {
-			if fi, err := e.Info(); err == nil { // else removed meanwhile
-				s.observe(name, fi)
+	for _, sub := range append([]string{""}, s.classDirs()...) {
+		entries, err := os.ReadDir(s.path(sub))
+		if err != nil {
+			return fmt.Errorf("devicekit: spool directory: %w", err)
+		}
+		for _, e := range entries {
+			if name := e.Name(); !tempName(name) {
+				if fi, err := e.Info(); err == nil { // else removed meanwhile
+					s.observe(filepath.Join(sub, name), fi)
+				}
 			}
 		}
 	}
@@ -518,7 +541,7 @@ func (s *Spool) scan() error {
 func (s *Spool) observe(name string, fi fs.FileInfo) *spoolClip {
 	if !fi.Mode().IsRegular() {
 		s.forget(name)
-		if _, seen := s.skipped[name]; !seen && !(fi.IsDir() && s.path(name) == s.cfg.DoneDir) {
+		if _, seen := s.skipped[name]; !seen && !(fi.IsDir() && (s.path(name) == s.cfg.DoneDir || slices.Contains(s.classDirs(), name))) {
 			err := fmt.Errorf("not a regular file (%s)", typeName(fi.Mode()))
 			s.log.Warn().Str("file", name).Err(err).Msg("spool entry skipped")
 			s.emit(SpoolEvent{Kind: SpoolSkipped, Path: s.path(name), Err: err})
@@ -529,7 +552,7 @@ func (s *Spool) observe(name string, fi fs.FileInfo) *spoolClip {
 	delete(s.skipped, name)
 	c := s.clips[name]
 	if c == nil {
-		c = &spoolClip{name: name, size: fi.Size(), mtime: fi.ModTime(), changed: s.cfg.Now()}
+		c = &spoolClip{name: name, size: fi.Size(), mtime: fi.ModTime(), changed: s.cfg.Now(), class: s.classOf(name)}
 		s.clips[name] = c
 		s.observed(c)
 	} else if c.size != fi.Size() || !c.mtime.Equal(fi.ModTime()) {
@@ -576,15 +599,16 @@ func (s *Spool) forget(name string) {
 
 // onNotify handles an fsnotify event on Dir.
 func (s *Spool) onNotify(ev fsnotify.Event) {
-	if filepath.Dir(ev.Name) != s.cfg.Dir {
+	dir := filepath.Dir(ev.Name)
+	if dir != s.cfg.Dir && !(filepath.Dir(dir) == s.cfg.Dir && slices.Contains(s.classDirs(), filepath.Base(dir))) {
 		return
 	}
-	name := filepath.Base(ev.Name)
+	name, _ := filepath.Rel(s.cfg.Dir, ev.Name)
 	if ev.Has(fsnotify.Rename) {
 		s.renames = append(s.renames, time.Now())
 	}
 	renamed := ev.Has(fsnotify.Create) && s.takeRename()
-	if tempName(name) {
+	if tempName(filepath.Base(name)) {
 		return
 	}
 	fi, err := os.Lstat(ev.Name)
@@ -629,20 +653,24 @@ func byAge(a, b *spoolClip) int {
 	return cmp.Compare(a.name, b.name)
 }
 
-// dispatch starts the upload of the oldest finished clip, unless one is running or the
-// spool is backing off.
+// dispatch starts the upload of the finished clip of the highest class whose window is
+// open, the oldest of that class, unless one is running or the spool is backing off.
 func (s *Spool) dispatch(ctx context.Context) error {
 	if s.inflight != nil || time.Now().Before(s.retryAt) || ctx.Err() != nil {
 		return nil
 	}
+	now := s.cfg.Now()
 	for {
 		var next *spoolClip
 		for _, c := range s.clips {
-			if c.ready && !c.rejected && (next == nil || byAge(c, next) < 0) {
+			if c.ready && !c.rejected && s.open(c.class, now) && (next == nil || byPriority(c, next) < 0) {
 				next = c
 			}
 		}
 		if next == nil {
+			if s.onIdle != nil {
+				s.onIdle()
+			}
 			return nil
 		}
 		// The file may have changed since it was seen (a write right after a rename).
@@ -680,7 +708,7 @@ func (s *Spool) start(ctx context.Context, c *spoolClip) {
 	a := &attempt{clip: c, sent: stat{c.size, c.mtime}, cancel: cancel}
 	s.inflight = a
 	c.attempts++
-	clip := Clip{Path: s.path(c.name), Name: SanitizeClipName(c.name), Metadata: fileMetadata(c.name)}
+	clip := Clip{Path: s.path(c.name), Name: SanitizeClipName(filepath.Base(c.name)), Metadata: s.metadata(c)}
 	s.log.Debug().Str("file", c.name).Int64("size", c.size).Int("attempt", c.attempts).Msg("uploading")
 	if s.onStart != nil {
 		s.onStart(c.name)
@@ -816,7 +844,8 @@ func (s *Spool) finish(c *spoolClip, sent stat, ev *clipgate.UploadEvent) error 
 	return nil
 }
 
-// enforce drops the clips beyond MaxAge, then the oldest beyond MaxBytes.
+// enforce drops the clips beyond MaxAge, then, beyond MaxBytes, those of the lowest
+// class first, oldest first within a class.
 func (s *Spool) enforce() error {
 	if s.cfg.MaxAge == 0 && s.cfg.MaxBytes == 0 {
 		return nil
@@ -830,14 +859,29 @@ func (s *Spool) enforce() error {
 			list = append(list, c)
 		}
 	}
-	slices.SortFunc(list, byAge)
+	// MaxAge drops by age; then MaxBytes in eviction order.
+	old := func(c *spoolClip) bool { return s.cfg.MaxAge > 0 && now.Sub(c.mtime) > s.cfg.MaxAge }
+	slices.SortFunc(list, func(a, b *spoolClip) int {
+		switch oa, ob := old(a), old(b); {
+		case oa && ob:
+			return byAge(a, b)
+		case oa:
+			return -1
+		case ob:
+			return 1
+		}
+		return byEviction(a, b)
+	})
 	for _, c := range list {
 		var reason string
 		switch {
-		case s.cfg.MaxAge > 0 && now.Sub(c.mtime) > s.cfg.MaxAge:
+		case old(c):
 			reason = fmt.Sprintf("dropped: older than %s (recorded %s)", formatDuration(s.cfg.MaxAge), c.mtime.UTC().Format(time.RFC3339))
 		case s.cfg.MaxBytes > 0 && total > s.cfg.MaxBytes:
 			reason = fmt.Sprintf("dropped: spool over %s (%s waiting)", formatBytes(s.cfg.MaxBytes), formatBytes(total))
+			if name := s.className(c.class); name != "" {
+				reason += fmt.Sprintf("; class %q, the lowest waiting", name)
+			}
 		default:
 			continue
 		}

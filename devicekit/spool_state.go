@@ -113,7 +113,7 @@ func (s *Spool) stableID(kind string, c *spoolClip) string {
 // failedEvent is the "failed" event of a clip the spool gives up on. It names the object
 // key the clip would have had when the kit holds credentials (the key needs the prefix).
 func (s *Spool) failedEvent(kind string, c *spoolClip, reason string) *clipgate.UploadEvent {
-	name := SanitizeClipName(c.name)
+	name := SanitizeClipName(filepath.Base(c.name))
 	ev := &clipgate.UploadEvent{
 		V:           protocol.Version,
 		ID:          s.stableID(kind, c),
@@ -123,7 +123,7 @@ func (s *Spool) failedEvent(kind string, c *spoolClip, reason string) *clipgate.
 		RecordedAt:  c.mtime.UTC(),
 		UploadedAt:  s.kit.now().UTC(),
 		Attempts:    c.attempts,
-		Metadata:    fileMetadata(c.name),
+		Metadata:    s.metadata(c),
 		ContentType: ContentTypeOf(name),
 		Error:       truncate(reason, protocol.MaxMessageLen),
 	}

@@ -486,13 +486,22 @@ func TestSpoolUploadsInOrder(t *testing.T) {
 	for _, f := range files {
 		data[f.name] = writeFile(t, dir, f.name, 3000, f.mtime)
 	}
-	newSpool(t, k, devicekit.SpoolConfig{Dir: dir, Settle: 50 * time.Millisecond}).start(t)
+	r := newSpool(t, k, devicekit.SpoolConfig{Dir: dir, Settle: 50 * time.Millisecond}).start(t)
 	evs := e.waitEvents(device, len(files))
 	want := []string{"b-first.mp4", "c-second.mp4", "d-second.mp4", "a-third.mp4", "z-last.mp4"}
-	for i, ev := range evs {
-		if ev.Metadata["file"] != want[i] {
-			t.Fatalf("event %d is of %s, want %s (order %v)", i, ev.Metadata["file"], want[i], want)
+	// The order is the spool's (its outcomes come one at a time from its goroutine): the
+	// consumer's handlers run concurrently, so its arrival order may differ.
+	r.out.wait(t, devicekit.SpoolUploaded, "z-last.mp4")
+	uploaded := r.out.of(devicekit.SpoolUploaded)
+	for i, name := range want {
+		if i >= len(uploaded) || filepath.Base(uploaded[i].Path) != name {
+			t.Fatalf("upload %d is not of %s (want the order %v)", i, name, want)
 		}
+	}
+	slices.SortFunc(evs, func(a, b *clipgate.UploadEvent) int {
+		return slices.Index(want, a.Metadata["file"]) - slices.Index(want, b.Metadata["file"])
+	})
+	for i, ev := range evs {
 		e.checkUploaded(ev, device, want[i], want[i], data[want[i]])
 		for _, f := range files {
 			if f.name == want[i] && !ev.RecordedAt.Equal(f.mtime.UTC()) {

@@ -369,6 +369,9 @@ func TestFlagSources(t *testing.T) {
 	clitest.CheckFlags(t, clitest.Command{Spec: m.spec(), Grammar: func() any { return &CLI{} }, Args: map[string][]string{
 		"upload": {"upload", "clip.mp4"},
 		"watch":  {"watch", "spool"},
+	}, Samples: map[string][]string{
+		"upload-rate-at": {"22:00-06:00=0", "07:00-09:00=64KiB", "12:00-13:00=1MiB"},
+		"class":          {"event=event/", "alarm=alarm-*", "continuous=continuous/@22:00-06:00"},
 	}})
 }
 

@@ -27,18 +27,20 @@ const DefaultConfigPath = ".devstack/device.yaml"
 type CLI struct {
 	cli.Common
 
-	Broker             string        `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." placeholder:"URL"`
-	DeviceID           string        `name:"device-id" help:"Device ID." placeholder:"ID"`
-	DeviceKeyFile      string        `help:"Device key file (mode 0600)." type:"path" placeholder:"FILE"`
-	StateDir           string        `help:"State directory (upload checkpoints, event outbox); one command of the device at a time holds it." type:"path" placeholder:"DIR"`
-	TopicRoot          string        `help:"Topic root (default clipgate/v1)."`
-	Mode               string        `help:"Access asked for: letters of r, w, a (default w)."`
-	MultipartThreshold bytesize.Size `help:"Size from which files go in parts, resumably: bytes or a size such as 8MiB or 500KB (default 8 MiB)." placeholder:"SIZE"`
-	PartSize           bytesize.Size `help:"Multipart part size: bytes or a size such as 1MiB (default 1 MiB)." placeholder:"SIZE"`
-	TLSCAFile          string        `name:"tls-ca-file" help:"PEM CAs to trust for a TLS broker." type:"path" placeholder:"FILE"`
-	TLSCertFile        string        `name:"tls-cert-file" help:"PEM client certificate." type:"path" placeholder:"FILE"`
-	TLSKeyFile         string        `name:"tls-key-file" help:"PEM client key (mode 0600)." type:"path" placeholder:"FILE"`
-	TLSServerName      string        `name:"tls-server-name" help:"Name to check in the broker's certificate."`
+	Broker             string                     `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." placeholder:"URL"`
+	DeviceID           string                     `name:"device-id" help:"Device ID." placeholder:"ID"`
+	DeviceKeyFile      string                     `help:"Device key file (mode 0600)." type:"path" placeholder:"FILE"`
+	StateDir           string                     `help:"State directory (upload checkpoints, event outbox); one command of the device at a time holds it." type:"path" placeholder:"DIR"`
+	TopicRoot          string                     `help:"Topic root (default clipgate/v1)."`
+	Mode               string                     `help:"Access asked for: letters of r, w, a (default w)."`
+	MultipartThreshold bytesize.Size              `help:"Size from which files go in parts, resumably: bytes or a size such as 8MiB or 500KB (default 8 MiB)." placeholder:"SIZE"`
+	PartSize           bytesize.Size              `help:"Multipart part size: bytes or a size such as 1MiB (default 1 MiB)." placeholder:"SIZE"`
+	UploadRate         bytesize.Size              `help:"Cap on upload bytes per second, all uploads together: a size such as 1MiB (default 0: no cap)." placeholder:"SIZE"`
+	UploadRateAt       []deviceconfig.RateProfile `help:"Daily exceptions to --upload-rate, local time, the first matching wins: HH:MM-HH:MM=SIZE (0: no cap), comma-separated or repeated, e.g. 22:00-06:00=0." placeholder:"WINDOW=SIZE"`
+	TLSCAFile          string                     `name:"tls-ca-file" help:"PEM CAs to trust for a TLS broker." type:"path" placeholder:"FILE"`
+	TLSCertFile        string                     `name:"tls-cert-file" help:"PEM client certificate." type:"path" placeholder:"FILE"`
+	TLSKeyFile         string                     `name:"tls-key-file" help:"PEM client key (mode 0600)." type:"path" placeholder:"FILE"`
+	TLSServerName      string                     `name:"tls-server-name" help:"Name to check in the broker's certificate."`
 
 	Timeout time.Duration `help:"How long to wait for the broker connection and for credentials." default:"30s"`
 
@@ -133,6 +135,7 @@ func (m *Main) deviceFile() deviceconfig.File {
 	f := deviceconfig.File{
 		Broker: c.Broker, DeviceID: c.DeviceID, DeviceKeyFile: c.DeviceKeyFile, StateDir: c.StateDir,
 		TopicRoot: c.TopicRoot, Mode: c.Mode, MultipartThreshold: c.MultipartThreshold, PartSize: c.PartSize,
+		UploadRate: c.UploadRate, UploadRateAt: c.UploadRateAt,
 		TLS: &deviceconfig.TLS{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, ServerName: c.TLSServerName},
 	}
 	if *f.TLS == (deviceconfig.TLS{}) {

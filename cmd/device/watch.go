@@ -15,14 +15,15 @@ import (
 
 type watchCmd struct {
 	cli.Ops
-	Dir          string        `arg:"" name:"DIR" help:"Spool directory the recorder writes clips into (it must exist)."`
-	Settle       time.Duration `default:"5s" help:"How long a file must keep its size and modification time to count as finished (a file renamed into place counts at once)."`
-	After        string        `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove (the default: the file is DELETED once it is stored and its event durable), or move into --done-dir."`
-	DoneDir      string        `help:"Where --after=move puts uploaded clips; on DIR's filesystem (default DIR/done)." placeholder:"DIR"`
-	MaxBytes     bytesize.Size `default:"0" help:"Drop the oldest clips, each announced with a failed event, while the spool holds more than this: bytes or a size such as 500MB or 2GiB; 0 for no bound." placeholder:"SIZE"`
-	MaxAge       time.Duration `default:"0s" help:"Drop clips older than this (by modification time), each announced with a failed event; 0 for no bound."`
-	PollInterval time.Duration `default:"2s" help:"Period of the directory scan that runs besides inotify."`
-	NoNotify     bool          `help:"Do not use inotify; rely on the scan alone (every clip then waits --settle)."`
+	Dir          string                 `arg:"" name:"DIR" help:"Spool directory the recorder writes clips into (it must exist)."`
+	Settle       time.Duration          `default:"5s" help:"How long a file must keep its size and modification time to count as finished (a file renamed into place counts at once)."`
+	After        string                 `enum:"remove,move" default:"remove" help:"What becomes of an uploaded clip: remove (the default: the file is DELETED once it is stored and its event durable), or move into --done-dir."`
+	DoneDir      string                 `help:"Where --after=move puts uploaded clips; on DIR's filesystem (default DIR/done)." placeholder:"DIR"`
+	MaxBytes     bytesize.Size          `default:"0" help:"Drop the oldest clips, each announced with a failed event, while the spool holds more than this: bytes or a size such as 500MB or 2GiB; 0 for no bound." placeholder:"SIZE"`
+	MaxAge       time.Duration          `default:"0s" help:"Drop clips older than this (by modification time), each announced with a failed event; 0 for no bound."`
+	PollInterval time.Duration          `default:"2s" help:"Period of the directory scan that runs besides inotify."`
+	NoNotify     bool                   `help:"Do not use inotify; rely on the scan alone (every clip then waits --settle)."`
+	Class        []devicekit.SpoolClass `sep:";" help:"Priority classes, highest first (repeat the flag or separate with ';'): NAME=MATCH[,MATCH...][@HH:MM-HH:MM,...], a MATCH ending in / being a subdirectory of DIR and any other a file name pattern; the windows (local time) are when the class may upload. Clips go in class order, oldest first within a class; --max-bytes drops the lowest class first. E.g. --class event=event/,evt-* --class continuous=continuous/@22:00-06:00." placeholder:"CLASS"`
 }
 
 // watch uploads the clips a recorder writes into the spool directory until ctx ends
@@ -48,6 +49,7 @@ func (m *Main) watch(ctx context.Context) error {
 		MaxAge:       w.MaxAge,
 		PollInterval: w.PollInterval,
 		NoNotify:     w.NoNotify,
+		Classes:      w.Class,
 		OnEvent:      m.watchLine,
 	}
 	// A usage error is told before the state directory is opened (another process of

@@ -87,7 +87,7 @@ func NextStep(err error) (Step, time.Duration) {
 		return StopForGood, 0
 	case clipgate.CodeUnauthenticated, clipgate.CodeDenied, clipgate.CodeInvalid:
 		return CheckSetup, 0
-	case clipgate.CodeRateLimited, clipgate.CodeBusy:
+	case clipgate.CodeRateLimited, clipgate.CodeBusy, clipgate.CodeQuotaExceeded:
 		return RetryLater, ae.RetryAfter
 	default: // CodeUnavailable, CodeInternal, and codes the kit retried itself
 		return RetryLater, 0

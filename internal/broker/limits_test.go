@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fakeClock is a clock the tests move by hand.
@@ -68,6 +69,9 @@ func TestReplayedPasswordRefused(t *testing.T) {
 	}
 	if n := e.sysStats().PasswordReplays; n != 2 {
 		t.Fatalf("/sys password_replays = %d, want 2", n)
+	}
+	if n := abuseCount(t, e.b, "password_replay"); n != 2 {
+		t.Fatalf(`clipgate_broker_abuse_refusals_total{limit="password_replay"} = %v, want 2`, n)
 	}
 	if _, ok := e.b.Connected("cam-1"); !ok {
 		t.Fatal("the legitimate connection was taken over by a replay")
@@ -474,4 +478,31 @@ func TestLimitTablesBounded(t *testing.T) {
 	if d := th.fail("y", later); d != time.Second || len(th.m) != 1 || th.m["y"] == nil {
 		t.Fatalf("after the sweep: held back %v, table %v", d, th.m)
 	}
+}
+
+// abuseCount is the broker's abuse-refusal counter of one limit, as Prometheus scrapes it.
+func abuseCount(t *testing.T, b *Broker, limit string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(b.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "clipgate_broker_abuse_refusals_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "limit" && l.GetValue() == limit {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no clipgate_broker_abuse_refusals_total{limit=%q}", limit)
+	return 0
 }

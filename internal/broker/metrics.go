@@ -66,9 +66,15 @@ func (b *Broker) Collector() prometheus.Collector {
 		limited   = ops.Desc(sub, "rate_limited_disconnects_total", "Clients disconnected for exceeding their publish rate.")
 		paced     = ops.Desc(sub, "paced_publishes_total", "QoS 1/2 publishes held back to the client's rate.")
 		revoked   = ops.Desc(sub, "revoked_disconnects_total", "Connected devices disconnected because they were revoked.")
+		abuse     = ops.Desc(sub, "abuse_refusals_total", "Connections, sockets, subscriptions and publishes refused by the abuse limits, by limit.", "limit")
+		delayed   = ops.Desc(sub, "logins_delayed_total", "Failed service-account logins whose answer was held back.")
+		synced    = ops.Desc(sub, "synced_password_logins_total", "Device logins with a password in the narrow window of a device that knows the server time.")
+		pwCache   = ops.Desc(sub, "password_cache_entries", "Device passwords remembered against replay.")
+		pending   = ops.Desc(sub, "pending_connections", "Sockets that have not been answered a CONNACK yet.")
+		untracked = ops.Desc(sub, "limit_tables_full_total", "Keys (client IDs, usernames, addresses) not limited because their table was full.")
 	)
 	descs := []*prometheus.Desc{conns, connects, refusals, msgsIn, msgsOut, dropped, inflight, retained, subs,
-		bytesIn, bytesOut, takeovers, carried, acl, limited, paced, revoked}
+		bytesIn, bytesOut, takeovers, carried, acl, limited, paced, revoked, abuse, delayed, synced, pwCache, pending, untracked}
 	return ops.NewCollector(descs, func(ch chan<- prometheus.Metric) {
 		s := b.Stats()
 		var live [len(roles)]int
@@ -104,6 +110,23 @@ func (b *Broker) Collector() prometheus.Collector {
 		ops.Counter(ch, limited, s.RateLimited)
 		ops.Counter(ch, paced, s.Paced)
 		ops.Counter(ch, revoked, s.RevokedDisconnects)
+		for _, l := range []struct {
+			n     int64
+			label string
+		}{
+			{s.PasswordReplays, "password_replay"}, {s.PasswordCacheFull, "password_cache_full"},
+			{s.LoginsBlocked, "login_blocked"}, {s.BcryptBusy, "bcrypt_busy"},
+			{s.ClientRateLimited, "client_connect_rate"}, {s.SourceRateLimited, "source_connect_rate"},
+			{s.PendingRefused, "pending_sockets"}, {s.SubscriptionsRefused, "subscriptions"},
+			{s.RetainRefused, "retain"},
+		} {
+			ops.Counter(ch, abuse, l.n, l.label)
+		}
+		ops.Counter(ch, delayed, s.LoginsDelayed)
+		ops.Counter(ch, synced, s.SyncedPasswords)
+		ops.Gauge(ch, pwCache, s.PasswordCacheEntries)
+		ops.Gauge(ch, pending, s.PendingConnections)
+		ops.Counter(ch, untracked, s.Untracked)
 	})
 }
 

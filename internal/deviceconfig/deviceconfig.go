@@ -14,6 +14,10 @@
 //	mode: w                        # optional
 //	multipart-threshold: 8MiB      # optional: bytes, or a size such as 8MiB or 500KB
 //	part-size: 1048576             # optional: bytes, or a size such as 1MiB
+//	upload-rate: 1MiB              # optional: cap on upload bytes per second (0: none)
+//	upload-rate-at:                # optional: daily exceptions, the first matching wins
+//	  - 22:00-06:00=0              #   no cap at night
+//	  - 07:00-09:00=256KiB
 //	tls:                           # optional, for ssl://, tls://, mqtts:// and wss:// brokers
 //	  ca-file: ca.pem
 //	  cert-file: device.pem
@@ -73,6 +77,12 @@ type File struct {
 	// PartSize is the multipart part size; 0 means devicekit's default. Bytes or a size
 	// with a unit, as MultipartThreshold.
 	PartSize bytesize.Size `yaml:"part-size,omitempty"`
+	// UploadRate caps upload bytes per second (devicekit.Config.UploadRate); 0 means no
+	// cap. Bytes or a size with a unit.
+	UploadRate bytesize.Size `yaml:"upload-rate,omitempty"`
+	// UploadRateAt are daily exceptions to UploadRate ("22:00-06:00=4MiB"), the first
+	// whose window holds the local time applying.
+	UploadRateAt []RateProfile `yaml:"upload-rate-at,omitempty"`
 }
 
 // TLS is the TLS part of a device configuration.
@@ -144,6 +154,17 @@ func (f *File) check() error {
 	}
 	if f.PartSize < 0 {
 		return fieldErr("part-size", "%d is negative", f.PartSize)
+	}
+	if f.UploadRate != 0 && f.UploadRate < devicekit.MinUploadRate {
+		return fieldErr("upload-rate", "%d bytes/s: want 0 (no cap) or at least %d", f.UploadRate, devicekit.MinUploadRate)
+	}
+	for _, p := range f.UploadRateAt {
+		if _, err := devicekit.ParseWindow(p.Window.String()); err != nil {
+			return fieldErr("upload-rate-at", "%v", err)
+		}
+		if p.Rate < 0 || (p.Rate != 0 && p.Rate < devicekit.MinUploadRate) {
+			return fieldErr("upload-rate-at", "%s: %d bytes/s: want 0 (no cap) or at least %d", p.Window, p.Rate, devicekit.MinUploadRate)
+		}
 	}
 	if t := f.TLS; t != nil {
 		if (t.CertFile == "") != (t.KeyFile == "") {
@@ -250,6 +271,8 @@ func (f File) KitConfig() (devicekit.Config, error) {
 		Mode:               clipgate.Mode(f.Mode),
 		MultipartThreshold: int64(f.MultipartThreshold),
 		PartSize:           int64(f.PartSize),
+		UploadRate:         int64(f.UploadRate),
+		UploadRates:        kitProfiles(f.UploadRateAt),
 	}
 	if key != nil {
 		c.DeviceKey = key

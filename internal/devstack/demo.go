@@ -33,6 +33,8 @@ const (
 	demoSmallMax           = 250 << 10
 	demoLargeMin           = 300 << 10
 	demoLargeMax           = 600 << 10
+	// demoUploadRate caps the first camera's uploads (devicekit.Config.UploadRate).
+	demoUploadRate = 1 << 20
 	// MaxDemoDevices and MaxDemoClips keep a typo from filling the disk.
 	MaxDemoDevices = 1000
 	MaxDemoClips   = 100
@@ -244,6 +246,10 @@ func runCamera(ctx context.Context, s *inproc.Stack, id string, clips int, dir s
 	cfg.PartSize = demoPartSize
 	cfg.MultipartThreshold = demoMultipartThreshold
 	cfg.StopWhenRefused = true // a revoked demo camera is reported now, not at the timeout
+	if id == "cam-01" {
+		cfg.UploadRate = demoUploadRate
+		out.printf("camera  %-8s uploads capped at %s/s\n", id, humanBytes(demoUploadRate))
+	}
 	kit, err := devicekit.New(cfg)
 	if err != nil {
 		fail("%s: %v", id, err)
@@ -282,6 +288,30 @@ func runCamera(ctx context.Context, s *inproc.Stack, id string, clips int, dir s
 			fail("%s: %s: the event's CRC-64 %s is not the file's %d", id, ev.Key, ev.CRC64, crc)
 		}
 		done(ev, crc, multipart)
+		if j == clips-1 {
+			readBack(ctx, kit, id, ev.Key, crc, out, fail)
+		}
+	}
+}
+
+// readBack reads a camera's clip back through its kit (mode r credentials, ranged GETs)
+// and checks its CRC-64.
+func readBack(ctx context.Context, kit *devicekit.Kit, id, key string, crc uint64, out *printer, fail func(string, ...any)) {
+	r, err := kit.Open(ctx, key)
+	if err != nil {
+		fail("%s: read back %s: %v", id, key, err)
+		return
+	}
+	defer r.Close()
+	h := crc64.New(crc64.MakeTable(crc64.ECMA))
+	n, err := io.Copy(h, r)
+	switch {
+	case err != nil:
+		fail("%s: read back %s: %v", id, key, err)
+	case h.Sum64() != crc:
+		fail("%s: read back %s: CRC-64 %d, uploaded %d", id, key, h.Sum64(), crc)
+	default:
+		out.printf("readback %-7s %s  %d bytes  %s object, CRC-64 matches\n", id, key, n, r.Info().Type)
 	}
 }
 

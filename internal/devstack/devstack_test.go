@@ -185,6 +185,9 @@ func TestDemo(t *testing.T) {
 	if n := strings.Count(text, "\nevent "); n != 4 {
 		t.Errorf("%d event lines, want 4:\n%s", n, text)
 	}
+	if n := strings.Count(text, "\nreadback "); n != 2 || !strings.Contains(text, "cam-01   uploads capped at") {
+		t.Errorf("%d read-back lines, want 2, and the capped camera:\n%s", n, text)
+	}
 	if !strings.Contains(text, "demo: 2 cameras, 4 uploads (2 multipart), 4 events") || !strings.Contains(text, "0 failures") {
 		t.Errorf("summary missing:\n%s", text)
 	}

@@ -64,6 +64,7 @@ const (
 	CodeBusy            = clipgate.CodeBusy
 	CodeUnavailable     = clipgate.CodeUnavailable
 	CodeInternal        = clipgate.CodeInternal
+	CodeQuotaExceeded   = clipgate.CodeQuotaExceeded
 )
 
 // Error is a protocol error: a code and a message fit for the user. Every decoding and

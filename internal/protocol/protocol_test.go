@@ -203,9 +203,9 @@ func TestSigningString(t *testing.T) {
 func TestCodes(t *testing.T) {
 	t.Parallel()
 	all := []Code{CodeInvalid, CodeUnauthenticated, CodeDenied, CodeRevoked, CodeClockSkew, CodeReplay,
-		CodeRateLimited, CodeBusy, CodeUnavailable, CodeInternal}
+		CodeRateLimited, CodeBusy, CodeUnavailable, CodeInternal, CodeQuotaExceeded}
 	want := []string{"invalid", "unauthenticated", "denied", "revoked", "clock_skew", "replay", "rate_limited",
-		"busy", "unavailable", "internal"}
+		"busy", "unavailable", "internal", "quota_exceeded"}
 	for i, c := range all {
 		if string(c) != want[i] || !c.Valid() {
 			t.Errorf("code %q: want %q and valid", c, want[i])

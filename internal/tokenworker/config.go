@@ -90,6 +90,12 @@ type Config struct {
 	Replay *identity.ReplayCache
 	// CacheSize bounds the cached credentials (one per device and mode); default 100000.
 	CacheSize int
+	// Quota, when set, tells whether a device has used its upload quota: it returns the
+	// time the quota resets, or the zero time when the device may upload. A device over
+	// quota is refused write and append credentials with CodeQuotaExceeded and
+	// retryAfterMs until then (at most a day); read credentials are not affected. It is
+	// called for every request that asks for "w" or "a", and must be quick.
+	Quota func(deviceID string, now time.Time) (resetAt time.Time)
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger zerolog.Logger

@@ -21,7 +21,7 @@ type Stats struct {
 var codes = [...]protocol.Code{
 	protocol.CodeInvalid, protocol.CodeUnauthenticated, protocol.CodeDenied, protocol.CodeRevoked,
 	protocol.CodeClockSkew, protocol.CodeReplay, protocol.CodeRateLimited, protocol.CodeBusy,
-	protocol.CodeUnavailable, protocol.CodeInternal,
+	protocol.CodeUnavailable, protocol.CodeInternal, protocol.CodeQuotaExceeded,
 }
 
 type counters struct {

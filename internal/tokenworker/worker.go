@@ -1,8 +1,9 @@
 // Package tokenworker answers device auth requests: it checks who is asking (topic, strict
-// decoding, revocation, signature, clock, nonce, rate), builds the device's least-privilege
-// session policy, calls STS AssumeRole (RoleSessionName = device ID) or reuses the device's
-// still-valid credentials, and replies on the device's own reply topic, with the credentials
-// sealed to the device's request key by default.
+// decoding, revocation, signature, clock, nonce, rate, and for writes the upload quota of
+// Config.Quota), builds the device's least-privilege session policy, calls STS AssumeRole
+// (RoleSessionName = device ID) or reuses the device's still-valid credentials, and
+// replies on the device's own reply topic, with the credentials sealed to the device's
+// request key (or its certificate) by default.
 //
 // Handle is the transport-free core. Start subscribes an MQTT client to the shared worker
 // group, so that any number of workers, in one process or many, share the requests; a
@@ -220,6 +221,13 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 	if err != nil {
 		d.fail(protocol.CodeInvalid, 0, "malformed request: "+err.Error())
 		return nil, key
+	}
+	if w.cfg.Quota != nil && (mode.Has(clipgate.ModeWrite) || mode.Has(clipgate.ModeAppend)) {
+		if reset := w.cfg.Quota(d.device, now); reset.After(now) {
+			wait := min(reset.Sub(now), time.Duration(protocol.MaxRetryAfterMs)*time.Millisecond)
+			d.fail(protocol.CodeQuotaExceeded, wait, "this device used its upload quota until "+reset.UTC().Format(time.RFC3339)+"; keep the clips and retry after retryAfterMs")
+			return nil, key
+		}
 	}
 	ck := credKey{device: d.device, mode: string(req.Mode)}
 	if w.cfg.ReuseMargin >= 0 {
