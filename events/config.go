@@ -68,6 +68,9 @@ type Config struct {
 	OSS ObjectStat
 	// OSSTimeout bounds each HEAD.
 	OSSTimeout time.Duration
+	// Revoked, when set, reports revoked devices: events whose object OSS stored after
+	// the device's revocation are rejected with ReasonRevoked.
+	Revoked RevokedFunc
 
 	// Dedup, when set, is the durable record of handled events (see Deduper).
 	Dedup Deduper

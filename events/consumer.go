@@ -72,7 +72,7 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 		handle: h,
 		log:    cfg.Logger.With().Str("component", "events").Str("client", cfg.ClientID).Logger(),
 		filter: cfg.Topics.EventFilter(cfg.Group),
-		check:  verifier{bucket: cfg.Bucket, prefix: cfg.Prefix, stat: cfg.OSS, timeout: cfg.OSSTimeout},
+		check:  verifier{bucket: cfg.Bucket, prefix: cfg.Prefix, stat: cfg.OSS, timeout: cfg.OSSTimeout, revoked: cfg.Revoked},
 		seen:   newSeenSet(cfg.DedupSize, cfg.DedupTTL, time.Now),
 		queue:  make(chan mqttclient.Message),
 		ctx:    ctx,

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"time"
 
 	"github.com/clipgate/clipgate"
 )
@@ -63,11 +64,34 @@ const (
 	ReasonSizeMismatch Reason = "size_mismatch"
 	// ReasonCRCMismatch: the object's CRC-64 differs from the event's (or OSS reports none).
 	ReasonCRCMismatch Reason = "crc_mismatch"
+	// ReasonRevoked: the device was revoked when OSS stored the object (its
+	// Last-Modified is at or after the revocation time, to the second), so whoever holds
+	// the device's credentials may have written it (Config.Revoked).
+	ReasonRevoked Reason = "revoked"
 )
+
+// RevokedFunc reports whether a device is revoked and since when (zero if unknown:
+// then its objects are not flagged). identity-style revocation lists provide one; the
+// console passes its own.
+type RevokedFunc func(device string) (at time.Time, revoked bool)
+
+// writtenWhileRevoked reports whether an object stored at modified by device was
+// written while the device was revoked. HTTP dates have whole seconds, so the
+// revocation time is truncated: an object of the revocation's own second is flagged.
+func writtenWhileRevoked(revoked RevokedFunc, device string, modified time.Time) (time.Time, bool) {
+	if revoked == nil || modified.IsZero() {
+		return time.Time{}, false
+	}
+	at, ok := revoked(device)
+	if !ok || at.IsZero() {
+		return time.Time{}, false
+	}
+	return at, !modified.Before(at.Truncate(time.Second))
+}
 
 // reasons lists every Reason, in the order of Stats' counters.
 var reasons = [...]Reason{ReasonMalformed, ReasonWrongDevice, ReasonWrongBucket, ReasonWrongPrefix,
-	ReasonNotFound, ReasonSizeMismatch, ReasonCRCMismatch}
+	ReasonNotFound, ReasonSizeMismatch, ReasonCRCMismatch, ReasonRevoked}
 
 func reasonIndex(r Reason) int {
 	for i, x := range reasons {

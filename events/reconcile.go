@@ -38,6 +38,9 @@ type ReconcilerConfig struct {
 	OSS ObjectLister
 	// OSSTimeout bounds each OSS request; default DefaultOSSTimeout.
 	OSSTimeout time.Duration
+	// Revoked, when set, reports revoked devices: objects OSS stored after the device's
+	// revocation are handed over rejected (ReasonRevoked), not Verified.
+	Revoked RevokedFunc
 	// Known reports whether the caller's index already has an object (by key), whatever
 	// event it came from. Required. An error ends the pass.
 	Known func(ctx context.Context, key string) (bool, error)
@@ -296,6 +299,11 @@ func (r *Reconciler) consider(ctx context.Context, o *oss.ObjectProperties) (boo
 	}
 	if len(ev.ContentType) > protocol.MaxContentTypeLen {
 		ev.ContentType = ""
+	}
+	if at, bad := writtenWhileRevoked(r.cfg.Revoked, device, o.LastModified); bad {
+		ev.Verified, ev.ETag = false, ""
+		ev.reject(ReasonRevoked, fmt.Sprintf("object stored at %s, the device was revoked at %s",
+			o.LastModified.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339)))
 	}
 	if err := protocol.ValidateUploadEvent(&ev.UploadEvent); err != nil {
 		// OSS gave no usable CRC-64 or size: an object the events cannot describe.

@@ -49,6 +49,7 @@ type verifier struct {
 	prefix  string
 	stat    ObjectStat
 	timeout time.Duration // per HEAD
+	revoked RevokedFunc   // nil: no revocation check
 }
 
 // transientError is an OSS failure that says nothing about the event.
@@ -90,10 +91,22 @@ func (v *verifier) verify(ctx context.Context, ev *Event) error {
 		ev.reject(ReasonSizeMismatch, fmt.Sprintf("size %d, object has %d", ev.Size, size))
 	case crc == "" || crc != ev.CRC64:
 		ev.reject(ReasonCRCMismatch, fmt.Sprintf("crc64 %s, object has %q", ev.CRC64, crc))
+	case v.revokedWrite(ev, h):
 	default:
 		ev.Verified, ev.ETag = true, etag
 	}
 	return nil
+}
+
+// revokedWrite rejects ev if its object was stored while the device was revoked.
+func (v *verifier) revokedWrite(ev *Event, h http.Header) bool {
+	modified, _ := http.ParseTime(h.Get("Last-Modified"))
+	at, bad := writtenWhileRevoked(v.revoked, ev.Device, modified)
+	if bad {
+		ev.reject(ReasonRevoked, fmt.Sprintf("object stored at %s, the device was revoked at %s",
+			modified.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339)))
+	}
+	return bad
 }
 
 func (ev *Event) reject(r Reason, detail string) {

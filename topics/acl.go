@@ -22,11 +22,15 @@ const (
 	// RoleConsumer reads events and status, never publishes.
 	RoleConsumer
 	// RoleAdmin may subscribe to anything under the root and to $SYS, and publish under
-	// the root.
+	// the root, except the revocation list.
 	RoleAdmin
+	// RoleConsole is the operator console: it reads what consumers read, and it alone
+	// publishes the signed revocation list (Scheme.Revocations).
+	RoleConsole
 )
 
-// ParseRole parses a role name: "device", "tokenworker", "consumer" or "admin".
+// ParseRole parses a role name: "device", "tokenworker", "consumer", "admin" or
+// "console".
 func ParseRole(s string) (Role, error) {
 	switch s {
 	case "device":
@@ -37,8 +41,10 @@ func ParseRole(s string) (Role, error) {
 		return RoleConsumer, nil
 	case "admin":
 		return RoleAdmin, nil
+	case "console":
+		return RoleConsole, nil
 	}
-	return 0, fmt.Errorf("unknown role %q: want device, tokenworker, consumer or admin", s)
+	return 0, fmt.Errorf("unknown role %q: want device, tokenworker, consumer, admin or console", s)
 }
 
 // String returns the role's name as ParseRole accepts it.
@@ -52,6 +58,8 @@ func (r Role) String() string {
 		return "consumer"
 	case RoleAdmin:
 		return "admin"
+	case RoleConsole:
+		return "console"
 	}
 	return fmt.Sprintf("Role(%d)", int(r))
 }
@@ -107,14 +115,15 @@ func (s Scheme) Allowed(role Role, deviceID, topicOrFilter string, a Action) boo
 // MayRetain reports whether a client of role may publish a retained message on topic
 // (Allowed(role, deviceID, topic, Publish) must hold too). A device may retain only its
 // own status: a retained event would reach every new consumer again, and a retained
-// request or reply every new subscriber. Token workers retain nothing; admins may retain
-// what they may publish. MayRetain does not allocate.
+// request or reply every new subscriber. Token workers retain nothing; admins and the
+// console may retain what they may publish (for the console: the revocation list, which
+// must reach every follower that starts later). MayRetain does not allocate.
 func (s Scheme) MayRetain(role Role, deviceID, topic string) bool {
 	switch role {
 	case RoleDevice:
 		kind, id, ok := s.Parse(topic)
 		return ok && id == deviceID && kind == KindStatus
-	case RoleAdmin:
+	case RoleAdmin, RoleConsole:
 		return s.Allowed(role, deviceID, topic, Publish)
 	}
 	return false
@@ -129,8 +138,11 @@ func (s Scheme) mayPublish(role Role, deviceID, topic string) bool {
 		kind, _, ok := s.Parse(topic)
 		return ok && kind == KindAuthReply
 	case RoleAdmin:
-		_, ok := s.under(topic)
-		return ok
+		rest, ok := s.under(topic)
+		return ok && rest != revocations
+	case RoleConsole:
+		rest, ok := s.under(topic)
+		return ok && rest == revocations
 	}
 	return false
 }
@@ -151,10 +163,10 @@ func (s Scheme) maySubscribe(role Role, deviceID, filter string, shared bool) bo
 			return kind == KindAuthRequest
 		}
 		rest, ok := s.under(filter)
-		return shared && ok && rest == "devices/+/"+authRequest
-	case RoleConsumer:
+		return ok && (shared && rest == "devices/+/"+authRequest || !shared && rest == revocations)
+	case RoleConsumer, RoleConsole:
 		rest, ok := s.under(filter)
-		return ok && consumerFilter(rest)
+		return ok && (consumerFilter(rest) || !shared && rest == revocations)
 	case RoleAdmin:
 		if filter == sysLevel || strings.HasPrefix(filter, sysLevel+"/") {
 			return !shared

@@ -583,6 +583,62 @@ func FuzzAllowed(f *testing.F) {
 	})
 }
 
+// TestRevocationsTopicACL (issue 12 point 3): only the console may publish the
+// revocation list; the token workers, consumers, the console and admins may read it,
+// without a share group; devices may neither.
+func TestRevocationsTopicACL(t *testing.T) {
+	t.Parallel()
+	s := Default()
+	topic := s.Revocations()
+	if topic != "clipgate/v1/revocations" {
+		t.Fatalf("Revocations() = %q", topic)
+	}
+	if _, _, ok := s.Parse(topic); ok {
+		t.Fatal("the revocation topic parses as a device topic")
+	}
+	for _, c := range []struct {
+		role          Role
+		publish, read bool
+	}{
+		{RoleDevice, false, false},
+		{RoleTokenWorker, false, true},
+		{RoleConsumer, false, true},
+		{RoleAdmin, false, true},
+		{RoleConsole, true, true},
+	} {
+		if got := s.Allowed(c.role, "cam-1", topic, Publish); got != c.publish {
+			t.Errorf("%s publish: %v", c.role, got)
+		}
+		if got := s.Allowed(c.role, "cam-1", topic, Subscribe); got != c.read {
+			t.Errorf("%s subscribe: %v", c.role, got)
+		}
+		if c.role != RoleAdmin && s.Allowed(c.role, "cam-1", "$share/g/"+topic, Subscribe) {
+			t.Errorf("%s may read the list inside a share group", c.role)
+		}
+	}
+	// The console reads what consumers read and publishes nothing else.
+	for _, f := range []string{s.EventFilter("console"), s.StatusFilter("")} {
+		if !s.Allowed(RoleConsole, "", f, Subscribe) {
+			t.Errorf("console subscribe %s: denied", f)
+		}
+	}
+	for _, tp := range []string{s.UploadEvent("cam-1"), s.AuthReply("cam-1"), s.Root() + "/other"} {
+		if s.Allowed(RoleConsole, "", tp, Publish) {
+			t.Errorf("console publish %s: allowed", tp)
+		}
+	}
+	if s.Allowed(RoleConsole, "", s.AuthReply("+"), Subscribe) {
+		t.Error("console may read auth replies")
+	}
+	// The list is retained, so that a follower starting later gets it.
+	if !s.MayRetain(RoleConsole, "", topic) || s.MayRetain(RoleAdmin, "", topic) || s.MayRetain(RoleConsole, "", s.Status("cam-1")) {
+		t.Error("MayRetain: only the console retains the revocation list, and nothing else")
+	}
+	if r, err := ParseRole("console"); err != nil || r != RoleConsole || r.String() != "console" {
+		t.Fatalf("ParseRole(console) = %v, %v", r, err)
+	}
+}
+
 // TestMayRetain: a device may retain only its own status; token workers and consumers
 // nothing; admins what they may publish.
 func TestMayRetain(t *testing.T) {

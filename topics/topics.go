@@ -7,6 +7,8 @@
 //	{root}/devices/{id}/auth/reply     token worker -> device (credentials or an error)
 //	{root}/devices/{id}/events/{name}  device -> consumers ({name}: one of EventNames, i.e. upload)
 //	{root}/devices/{id}/status         device -> consumers (the one topic a device may retain)
+//	{root}/revocations                 console -> broker, token workers, consumers
+//	                                   (the signed revocation list, retained)
 //
 // Token workers share the requests with "$share/{group}/{root}/devices/+/auth/request";
 // consumers read events and status, optionally inside a "$share/{group}/" group.
@@ -51,6 +53,7 @@ const (
 	eventsLevel  = "events/"
 	uploadEvent  = "upload"
 	statusLevel  = "status"
+	revocations  = "revocations"
 	sharePrefix  = "$share/"
 	sysLevel     = "$SYS"
 )
@@ -142,6 +145,13 @@ func (s Scheme) EventFilter(group string) string {
 // {root}/devices/+/status, inside $share/{group}/ unless group is empty.
 func (s Scheme) StatusFilter(group string) string {
 	return share(group) + s.Root() + devicesLevel + "+/" + statusLevel
+}
+
+// Revocations returns the topic the console publishes its signed revocation list on,
+// retained: {root}/revocations. Only RoleConsole may publish there; token workers,
+// consumers and admins may subscribe (without a share group: each needs the list).
+func (s Scheme) Revocations() string {
+	return s.Root() + "/" + revocations
 }
 
 func share(group string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -63,12 +64,13 @@ var spec = cli.Spec{
 type CLI struct {
 	cli.Common
 
-	Serve        serveCmd        `cmd:"" help:"Run the MQTT broker."`
-	FleetKey     fleetKeyCmd     `cmd:"" name:"fleet-key" help:"Create a new fleet keyring file (mode 0600) for the token workers and provisioning."`
-	RotateKey    rotateKeyCmd    `cmd:"" name:"rotate-key" help:"Add the next fleet key; the current one stays accepted until now+grace."`
-	ConnectKeys  connectKeysCmd  `cmd:"" name:"connect-keys" help:"Write the broker's keyring (connect roots only) derived from the fleet keys."`
-	DeviceKey    deviceKeyCmd    `cmd:"" name:"device-key" help:"Derive a device's key file (and optionally its current MQTT password) from the current fleet key."`
-	HashPassword hashPasswordCmd `cmd:"" name:"hash-password" help:"Read a service account password from stdin and print its bcrypt hash for the service accounts file."`
+	Serve         serveCmd         `cmd:"" help:"Run the MQTT broker."`
+	FleetKey      fleetKeyCmd      `cmd:"" name:"fleet-key" help:"Create a new fleet keyring file (mode 0600) for the token workers and provisioning."`
+	RotateKey     rotateKeyCmd     `cmd:"" name:"rotate-key" help:"Add the next fleet key; the current one stays accepted until now+grace."`
+	ConnectKeys   connectKeysCmd   `cmd:"" name:"connect-keys" help:"Write the broker's keyring (connect roots only) derived from the fleet keys."`
+	DeviceKey     deviceKeyCmd     `cmd:"" name:"device-key" help:"Derive a device's key file (and optionally its current MQTT password) from the current fleet key."`
+	HashPassword  hashPasswordCmd  `cmd:"" name:"hash-password" help:"Read a service account password from stdin and print its bcrypt hash for the service accounts file."`
+	RevocationKey revocationKeyCmd `cmd:"" name:"revocation-key" help:"Create the console's revocation list signing key (FILE, mode 0600) and its public key (FILE.pub) for brokers, token workers and consumers."`
 }
 
 // env is what the commands' Run methods get.
@@ -103,6 +105,7 @@ type serveCmd struct {
 	ConnectKeysFile      string        `name:"connect-keys-file" help:"Connect keys file (mode 0600, from \"broker connect-keys\"): device passwords are checked with it; it opens no sealed reply." type:"path" placeholder:"FILE"`
 	ServiceAccountsFile  string        `name:"service-accounts-file" help:"Service accounts file (YAML, bcrypt hashes)." type:"path" placeholder:"FILE"`
 	RevocationsFile      string        `name:"revocations-file" help:"Revocation list file (one device ID a line), watched for changes." type:"path" placeholder:"FILE"`
+	RevocationsKeyFile   string        `name:"revocations-key-file" help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file." type:"path" placeholder:"FILE"`
 	PasswordWindow       time.Duration `name:"password-window" help:"Accepted clock difference of device passwords made without the server time (synced ones: 5 minutes)." default:"${defaultPasswordWindow}"`
 	HandshakeTimeout     time.Duration `name:"handshake-timeout" help:"Time a new connection has for its TLS handshake and CONNECT packet." default:"${defaultHandshakeTimeout}"`
 	RevocationSweep      time.Duration `name:"revocation-sweep" help:"How often connected devices are checked against the revocation list." default:"${defaultRevocationSweep}"`
@@ -174,6 +177,7 @@ func (s *serveCmd) config(ctx *cli.Context) (broker.Config, error) {
 		ConnectKeysFile:     s.ConnectKeysFile,
 		ServiceAccountsFile: s.ServiceAccountsFile,
 		RevocationsFile:     s.RevocationsFile,
+		RevocationsKeyFile:  s.RevocationsKeyFile,
 		PasswordWindow:      s.PasswordWindow,
 		HandshakeTimeout:    s.HandshakeTimeout,
 		RevocationSweep:     s.RevocationSweep,
@@ -348,6 +352,37 @@ func (c *deviceKeyCmd) Run(e *env) error {
 		}
 		e.io.Stdout.Write(text)
 	}
+	return nil
+}
+
+type revocationKeyCmd struct {
+	Path  string `arg:"" help:"Where to write the signing key; the public key goes to PATH.pub." placeholder:"FILE"`
+	Force bool   `help:"Replace existing files (followers then need the new public key)."`
+}
+
+func (c *revocationKeyCmd) Run(e *env) error {
+	if !c.Force {
+		for _, p := range []string{c.Path, c.Path + ".pub"} {
+			if _, err := os.Lstat(p); err == nil {
+				return fmt.Errorf("%s exists; refusing to replace a revocation key (use --force)", p)
+			}
+		}
+	}
+	seed, err := identity.NewRevocationKey()
+	if err != nil {
+		return err
+	}
+	pub, err := identity.RevocationPublicKey(seed)
+	if err != nil {
+		return err
+	}
+	if err := identity.WriteKey(c.Path, seed); err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.Path+".pub", []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.io.Stdout, "wrote revocation signing key %s (mode 0600) and public key %s.pub\n", c.Path, c.Path)
 	return nil
 }
 

@@ -372,6 +372,40 @@ func TestExitCodes(t *testing.T) {
 	})
 }
 
+// TestRevocationKey: the key pair the console signs with and the followers verify with.
+func TestRevocationKey(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "revocation.key")
+	if code, _, stderr := runCLI(t, "", "revocation-key", path); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	seed, err := identity.LoadKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := identity.LoadRevocationPublicKey(path + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := identity.SignRevocationList(seed, time.Now(), []identity.Revocation{{Device: "cam-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := identity.NewRevocations()
+	if err := r.ApplySigned(pub, list, time.Now()); err != nil || !r.Revoked("cam-1") {
+		t.Fatalf("a list signed with the key: %v", err)
+	}
+	if code, _, stderr := runCLI(t, "", "revocation-key", path); code != 1 || !strings.Contains(stderr, "--force") {
+		t.Fatalf("overwrite: exit %d: %s", code, stderr)
+	}
+	// The broker follows the list with the public key.
+	code, _, stderr := runCLI(t, "", "serve", "--in-memory", "--connect-keys-file", path, "--revocations-key-file", path+".pub",
+		"--revocations-file", path, "--addr", "127.0.0.1:0", "--http-addr", "none")
+	if code != 2 || !strings.Contains(stderr, "choose one") {
+		t.Fatalf("both list sources: exit %d: %s", code, stderr)
+	}
+}
+
 // The abuse limits come from flags, variables or the file; the defaults are the broker's;
 // garbage is a usage error or a configuration error naming the setting.
 func TestServeLimits(t *testing.T) {

@@ -314,7 +314,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("revoke: %d", status)
 	}
 	text, err := os.ReadFile(revFile)
-	if err != nil || !strings.Contains(string(text), "\ncam-01\n") {
+	if err != nil || !strings.Contains(string(text), "\ncam-01 2") {
 		t.Fatalf("revocation file: %q, %v", text, err)
 	}
 	if err := m.Close(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/console"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/policy"
@@ -55,7 +56,7 @@ type CLI struct {
 
 	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://); empty: serve the index without ingesting." default:"tcp://127.0.0.1:1883"`
 	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
-	Username     string `help:"Service account user name (role consumer)." default:"consumer"`
+	Username     string `help:"Service account user name (role consumer, or console to publish the signed revocation list)." default:"consumer"`
 	PasswordFile string `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
 	ClientID     string `help:"MQTT client ID of the events consumer's persistent session (default USERNAME:console); keep it stable, one per instance."`
 	Group        string `help:"Shared-subscription group of the events consumer." default:"${defaultGroup}"`
@@ -72,6 +73,12 @@ type CLI struct {
 	URLExpiry              time.Duration `name:"url-expiry" help:"Lifetime of the player's signed URLs." default:"5m"`
 
 	RevocationsFile   string        `help:"Revocation list shared with the broker and token workers (their --revocations-file); the console rewrites it." type:"path" placeholder:"FILE"`
+	RevocationKeyFile string        `help:"Revocation list signing key (mode 0600; make it with 'broker revocation-key'): the console publishes the signed list, retained, on the broker for brokers, token workers and consumers that follow it (their --revocations-key-file holds the public key). --username must then be an account of role console." type:"path" placeholder:"FILE"`
+	DenyRoleARN       string        `name:"deny-role-arn" help:"The token workers' role ARN: revoking a device writes a bucket-policy Deny for its STS sessions, so credentials it already holds stop working (the OSS key then also needs oss:GetBucketPolicy, oss:PutBucketPolicy, oss:DeleteBucketPolicy)."`
+	STSDuration       time.Duration `name:"sts-duration" help:"The token workers' --sts-duration (the longest credential lifetime): how long a bucket-policy Deny must last." default:"1h"`
+	EMQXAPIURL        string        `name:"emqx-api-url" help:"EMQX 5 REST API base URL (e.g. http://emqx:18083): a revocation clears the device's authorization cache and kicks it."`
+	EMQXAPIKey        string        `name:"emqx-api-key" help:"EMQX API key."`
+	EMQXAPISecretFile string        `name:"emqx-api-secret-file" help:"File holding the EMQX API secret." type:"path" placeholder:"FILE" secret:""`
 	ReconcileInterval time.Duration `help:"Time between reconciler passes over the bucket." default:"${defaultReconcile}"`
 	ReconcileMinAge   time.Duration `help:"Objects younger than this are left to their events." default:"${defaultMinAge}"`
 
@@ -200,24 +207,26 @@ func (m *Main) config() (console.Config, error) {
 		return console.Config{}, fmt.Errorf("--topic-root: %w", err)
 	}
 	cfg := console.Config{
-		BrokerURL:         c.Broker,
-		Username:          c.Username,
-		ClientID:          c.ClientID,
-		Group:             c.Group,
-		Topics:            scheme,
-		Concurrency:       c.Concurrency,
-		Bucket:            bucket,
-		SignBucket:        sign,
-		Prefix:            c.OSSPrefix,
-		URLExpiry:         c.URLExpiry,
-		Addr:              c.Listen,
-		SecureCookies:     c.SecureCookies,
-		PasswordHash:      hash,
-		SessionTTL:        c.SessionTTL,
-		RevocationsFile:   c.RevocationsFile,
-		ReconcileInterval: c.ReconcileInterval,
-		ReconcileMinAge:   c.ReconcileMinAge,
-		Logger:            m.log,
+		BrokerURL:          c.Broker,
+		Username:           c.Username,
+		ClientID:           c.ClientID,
+		Group:              c.Group,
+		Topics:             scheme,
+		Concurrency:        c.Concurrency,
+		Bucket:             bucket,
+		SignBucket:         sign,
+		Prefix:             c.OSSPrefix,
+		URLExpiry:          c.URLExpiry,
+		Addr:               c.Listen,
+		SecureCookies:      c.SecureCookies,
+		PasswordHash:       hash,
+		SessionTTL:         c.SessionTTL,
+		RevocationsFile:    c.RevocationsFile,
+		DenyRoleARN:        c.DenyRoleARN,
+		CredentialLifetime: c.STSDuration,
+		ReconcileInterval:  c.ReconcileInterval,
+		ReconcileMinAge:    c.ReconcileMinAge,
+		Logger:             m.log,
 	}
 	if c.Broker != "" {
 		if cfg.Password, err = m.ctx.Secret("password-file", "broker password", true); err != nil {
@@ -228,6 +237,18 @@ func (m *Main) config() (console.Config, error) {
 				return console.Config{}, fmt.Errorf("--broker-ca: %w", err)
 			}
 		}
+	}
+	if c.RevocationKeyFile != "" {
+		if cfg.RevocationKey, err = identity.LoadKey(c.RevocationKeyFile); err != nil {
+			return console.Config{}, fmt.Errorf("--revocation-key-file: %w", err)
+		}
+	}
+	if c.EMQXAPIURL != "" {
+		secret, err := m.ctx.Secret("emqx-api-secret-file", "EMQX API secret", true)
+		if err != nil {
+			return console.Config{}, err
+		}
+		cfg.EMQX = &console.EMQXAdmin{URL: c.EMQXAPIURL, APIKey: c.EMQXAPIKey, APISecret: secret}
 	}
 	switch {
 	case (c.TLSCert == "") != (c.TLSKey == ""):

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/devstack"
@@ -314,8 +315,11 @@ func TestDevstackConfig(t *testing.T) {
 	work := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// The cheapest bcrypt cost: devstack's production cost 10 outlasts the workers' login
+	// timeout under -race on a busy machine.
 	d, err := devstack.Start(ctx, devstack.Config{Dir: filepath.Join(work, devstack.DefaultDir), Workers: 1,
-		MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OSSAddr: "127.0.0.1:0", STSAddr: "127.0.0.1:0"})
+		MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", OSSAddr: "127.0.0.1:0", STSAddr: "127.0.0.1:0",
+		BcryptCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}

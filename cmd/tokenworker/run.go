@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -51,9 +52,10 @@ type CLI struct {
 	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
 	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
 
-	FleetKeysFile   string `help:"Fleet keyring file (mode 0600, from \"broker fleet-key\"); device request keys are derived from it. Required unless --fleet-ca-file serves a fleet of certificate devices only." type:"path" placeholder:"FILE"`
-	FleetCAFile     string `name:"fleet-ca-file" help:"CA certificates (PEM) of devices without a device key: their requests carry a certificate (CN = device ID) and are signed with its key; replies are sealed to it." type:"path" placeholder:"FILE"`
-	RevocationsFile string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
+	FleetKeysFile      string `help:"Fleet keyring file (mode 0600, from \"broker fleet-key\"); device request keys are derived from it. Required unless --fleet-ca-file serves a fleet of certificate devices only." type:"path" placeholder:"FILE"`
+	FleetCAFile        string `name:"fleet-ca-file" help:"CA certificates (PEM) of devices without a device key: their requests carry a certificate (CN = device ID) and are signed with its key; replies are sealed to it." type:"path" placeholder:"FILE"`
+	RevocationsFile    string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
+	RevocationsKeyFile string `help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file." type:"path" placeholder:"FILE"`
 
 	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`
 	STSScheme              string        `help:"STS scheme." enum:"https,http" default:"https"`
@@ -229,6 +231,15 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		return tokenworker.Config{}, nil, fmt.Errorf("--topic-root: %w", err)
 	}
 	rev := identity.NewRevocations()
+	var revKey ed25519.PublicKey
+	if c.RevocationsKeyFile != "" {
+		if c.RevocationsFile != "" {
+			return tokenworker.Config{}, nil, errors.New("--revocations-file and --revocations-key-file: choose one way to receive the revocation list")
+		}
+		if revKey, err = identity.LoadRevocationPublicKey(c.RevocationsKeyFile); err != nil {
+			return tokenworker.Config{}, nil, err
+		}
+	}
 	if c.RevocationsFile != "" {
 		if rev, err = identity.LoadRevocations(c.RevocationsFile); err != nil {
 			return tokenworker.Config{}, nil, err
@@ -245,16 +256,17 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		return tokenworker.Config{}, nil, errors.New("--clock-window must be positive")
 	}
 	cfg := tokenworker.Config{
-		BrokerURL:   c.Broker,
-		TLS:         tlsCfg,
-		Username:    c.Username,
-		Password:    password,
-		ClientID:    c.ClientID,
-		Group:       c.Group,
-		Topics:      scheme,
-		FleetKeys:   fleet,
-		FleetCA:     fleetCA,
-		Revocations: rev,
+		BrokerURL:      c.Broker,
+		TLS:            tlsCfg,
+		Username:       c.Username,
+		Password:       password,
+		ClientID:       c.ClientID,
+		Group:          c.Group,
+		Topics:         scheme,
+		FleetKeys:      fleet,
+		FleetCA:        fleetCA,
+		Revocations:    rev,
+		RevocationsKey: revKey,
 		STS: tokenworker.STSConfig{
 			Endpoint:        c.STSEndpoint,
 			Scheme:          c.STSScheme,

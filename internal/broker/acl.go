@@ -53,7 +53,7 @@ type aclCache struct {
 }
 
 // readKinds[role][kind] reports whether role may receive every device's topics of kind.
-type readKinds [int(topics.RoleAdmin) + 1][numKinds]bool
+type readKinds [int(topics.RoleConsole) + 1][numKinds]bool
 
 func newReadKinds(s topics.Scheme) readKinds {
 	var rk readKinds
@@ -63,7 +63,7 @@ func newReadKinds(s topics.Scheme) readKinds {
 		topics.KindStatus:      s.Status("+"),
 		topics.KindEvent:       s.Root() + "/devices/+/events/+",
 	}
-	for _, role := range []topics.Role{topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin} {
+	for _, role := range []topics.Role{topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin, topics.RoleConsole} {
 		for kind, filter := range all {
 			rk[role][kind] = s.Allowed(role, "", filter, topics.Subscribe) ||
 				s.Allowed(role, "", "$share/g/"+filter, topics.Subscribe)

@@ -3,6 +3,7 @@ package broker
 import (
 	"bufio"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,15 +11,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/clipgate/clipgate/internal/identity"
 )
@@ -57,7 +62,7 @@ func idleClients(addr string) int {
 	var hdr [4]byte
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("idle-%05d", i)
-		c, err := net.Dial("tcp", addr)
+		c, err := idleDialer(i).Dial("tcp", addr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "dial:", err)
 			return 1
@@ -81,23 +86,57 @@ func idleClients(addr string) int {
 	return 0
 }
 
-// BenchmarkIdleConnections measures the broker's memory per idle, authenticated device
-// connection: the growth of the Go heap in use (after GC) with 10,000 devices connected,
-// divided by 10,000. Goroutine stacks (two per connection in mochi) are reported apart.
+// idleDialer dials connection i from loopback source address 127.0.0.(10 + i/5000), with
+// IP_BIND_ADDRESS_NO_PORT so that the port is chosen at connect by the whole 4-tuple: the
+// ephemeral ports of 127.0.0.1 run short on a busy machine (tens of thousands in
+// TIME_WAIT), and a bind before connect would need a port free for every destination.
+func idleDialer(i int) *net.Dialer {
+	return &net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i/5000))},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			})
+			return errors.Join(err, serr)
+		},
+	}
+}
+
+// BenchmarkIdleConnections measures the broker's memory and CPU per idle, authenticated
+// device connection at several fleet sizes (1k, 5k, 10k and 19k devices; the file
+// descriptor limit here is 20,000 per process; CLIPGATE_BROKER_BENCH_SIZES="1000,5000"
+// to choose): the growth of the Go heap in use (after GC), of the live heap, of goroutine
+// stacks and of the process's RSS, divided by the devices; the broker process's CPU time
+// per connect (CONNECT, device password check, CONNACK) and, over 5 s with every device
+// connected and silent, its CPU in milliseconds per second
+// (CLIPGATE_BROKER_BENCH_IDLE_PROFILE=FILE writes a CPU profile of that window).
 //
 //	go test -run '^$' -bench IdleConnections -benchtime 1x ./internal/broker
 func BenchmarkIdleConnections(b *testing.B) {
-	const n = 10000
+	sizes := []int{1000, 5000, 10000, 19000}
+	if v := os.Getenv("CLIPGATE_BROKER_BENCH_SIZES"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				b.Fatalf("CLIPGATE_BROKER_BENCH_SIZES: %v", err)
+			}
+			sizes = append(sizes, n)
+		}
+	}
 	for _, store := range []bool{false, true} {
 		name := "in-memory"
 		if store {
 			name = "pebble"
 		}
-		b.Run(name, func(b *testing.B) {
-			for b.Loop() {
-				idleConnections(b, n, store)
-			}
-		})
+		for _, n := range sizes {
+			b.Run(fmt.Sprintf("%s/devices=%d", name, n), func(b *testing.B) {
+				for b.Loop() {
+					idleConnections(b, n, store)
+				}
+			})
+		}
 	}
 }
 
@@ -123,13 +162,13 @@ func idleConnections(b *testing.B, n int, store bool) {
 	}
 	defer br.Close()
 
-	before := memAfterGC()
+	before, rss0 := memAfterGC(), rssBytes(b)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envBenchAddr+"="+br.Addr(), envBenchN+"="+strconv.Itoa(n), envBenchFleet+"="+hex.EncodeToString(must(fleet.MarshalText())))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -145,12 +184,59 @@ func idleConnections(b *testing.B, n int, store bool) {
 	for br.Stats().Sessions != int64(n) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	connectCPU := cpuTime() - cpu0
 	time.Sleep(time.Second) // let the $SYS tick and connection setup garbage settle
-	after := memAfterGC()
+	after, rss := memAfterGC(), rssBytes(b)
+	const idle = 5 * time.Second
+	if path := os.Getenv("CLIPGATE_BROKER_BENCH_IDLE_PROFILE"); path != "" {
+		// a CPU profile of the idle window, to see what an idle fleet costs
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu1 := cpuTime()
+	time.Sleep(idle)
+	idleCPU := cpuTime() - cpu1
+	b.ReportMetric(float64(rss-rss0)/float64(n), "rss-B/conn")
+	b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
+	b.ReportMetric(float64(connectCPU.Microseconds())/float64(n), "connect-cpu-µs/conn")
+	b.ReportMetric(float64(idleCPU.Microseconds())/1000/idle.Seconds(), "idle-cpu-ms/s")
 	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/float64(n), "heap-B/conn")
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "live-B/conn")
 	b.ReportMetric(float64(after.StackInuse-before.StackInuse)/float64(n), "stack-B/conn")
 	b.ReportMetric(float64(n)/connectTime.Seconds(), "connects/s")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssBytes is the process's resident set size (VmRSS of /proc/self/status).
+func rssBytes(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }
 
 func memAfterGC() runtime.MemStats {

@@ -36,6 +36,7 @@ package broker
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -70,6 +71,8 @@ type Broker struct {
 	attrKey   []byte            // signs EMQX client attributes
 	accounts  *identity.ServiceAccounts
 	revs      *identity.Revocations
+	revKey    ed25519.PublicKey // follows the signed list when set
+	sweepNow  chan struct{}     // asks sweepLoop for a sweep now
 	tlsConfig *tls.Config
 	emqxToken string
 	now       func() time.Time
@@ -95,13 +98,15 @@ type Broker struct {
 }
 
 type counters struct {
-	authFailures       atomic.Int64
-	aclDenied          atomic.Int64
-	rateLimited        atomic.Int64
-	paced              atomic.Int64
-	revokedDisconnects atomic.Int64
-	takeovers          atomic.Int64
-	takeoverCarried    atomic.Int64
+	authFailures           atomic.Int64
+	aclDenied              atomic.Int64
+	rateLimited            atomic.Int64
+	paced                  atomic.Int64
+	revokedDisconnects     atomic.Int64
+	revocationLists        atomic.Int64
+	revocationListsRefused atomic.Int64
+	takeovers              atomic.Int64
+	takeoverCarried        atomic.Int64
 }
 
 // New checks cfg, loads the key, accounts and revocation files it names and prepares a
@@ -152,6 +157,15 @@ func New(cfg Config) (*Broker, error) {
 	default:
 		b.revs = identity.NewRevocations()
 	}
+	switch {
+	case cfg.RevocationsKey != nil:
+		b.revKey = cfg.RevocationsKey
+	case cfg.RevocationsKeyFile != "":
+		if b.revKey, err = identity.LoadRevocationPublicKey(cfg.RevocationsKeyFile); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	b.sweepNow = make(chan struct{}, 1)
 	b.warnWeakHashes() // limits.go
 	if cfg.TLS.CertFile != "" {
 		if b.tlsConfig, err = loadTLS(cfg.TLS); err != nil {
@@ -176,6 +190,7 @@ func New(cfg Config) (*Broker, error) {
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       mochiLogger(cfg.componentLogger("mochi")),
+		InlineClient: b.revKey != nil, // the broker's own subscription to the revocation list
 	})
 	b.picker = newPicker(b.srv.Clients)
 	if cfg.WorkerRouting == WorkerRoutingDevice {
@@ -280,6 +295,13 @@ func (b *Broker) Start() (err error) {
 
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("broker: %w", err)
+	}
+	if b.revKey != nil {
+		// After Serve, which restores the retained messages: the list in force is handed
+		// over at once.
+		if err := b.srv.Subscribe(b.scheme.Revocations(), 1, b.onRevocationList); err != nil {
+			return fmt.Errorf("broker: subscribing to the revocation list: %w", err)
+		}
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -433,7 +455,27 @@ func (b *Broker) sweepLoop(ctx context.Context) {
 		case <-t.C:
 			b.DisconnectRevoked()
 			b.pruneSessions()
+		case <-b.sweepNow:
+			b.DisconnectRevoked()
 		}
+	}
+}
+
+// onRevocationList applies a signed revocation list published on the revocation topic
+// (only the console's account may publish there; the signature is checked all the same)
+// and has the revoked devices disconnected at once. A refused list is logged and
+// counted, and the list in force stays.
+func (b *Broker) onRevocationList(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+	if err := b.revs.ApplySigned(b.revKey, pk.Payload, b.now()); err != nil {
+		b.stats.revocationListsRefused.Add(1)
+		b.log.Error().Err(err).Int("bytes", len(pk.Payload)).Msg("revocation list refused; the previous list stays in force")
+		return
+	}
+	b.stats.revocationLists.Add(1)
+	b.log.Info().Int("revoked", b.revs.Len()).Time("issued", b.revs.Issued()).Msg("revocation list applied")
+	select {
+	case b.sweepNow <- struct{}{}:
+	default:
 	}
 }
 
@@ -496,8 +538,12 @@ type Stats struct {
 	RateLimited        int64 `json:"rate_limited"` // clients disconnected for their publish rate
 	Paced              int64 `json:"paced"`        // QoS 1/2 publishes held back to the client's rate
 	RevokedDisconnects int64 `json:"revoked_disconnects"`
-	Takeovers          int64 `json:"takeovers"`       // live connections replaced by one with the same client ID
-	TakeoverCarried    int64 `json:"takeoverCarried"` // messages carried from a taken-over session to the new one
+	// RevocationLists counts the signed revocation lists applied, RevocationListsRefused
+	// those refused (garbage, forged, older than the list in force).
+	RevocationLists        int64 `json:"revocation_lists"`
+	RevocationListsRefused int64 `json:"revocation_lists_refused"`
+	Takeovers              int64 `json:"takeovers"`       // live connections replaced by one with the same client ID
+	TakeoverCarried        int64 `json:"takeoverCarried"` // messages carried from a taken-over session to the new one
 	AbuseStats
 }
 
@@ -505,31 +551,33 @@ type Stats struct {
 func (b *Broker) Stats() Stats {
 	i := b.srv.Info.Clone()
 	return Stats{
-		Version:            i.Version,
-		Uptime:             time.Now().Unix() - i.Started,
-		ClientsConnected:   i.ClientsConnected,
-		ClientsMaximum:     i.ClientsMaximum,
-		BytesReceived:      i.BytesReceived,
-		BytesSent:          i.BytesSent,
-		PacketsReceived:    i.PacketsReceived,
-		PacketsSent:        i.PacketsSent,
-		ClientsTotal:       int64(b.srv.Clients.Len()),
-		Subscriptions:      i.Subscriptions,
-		MessagesReceived:   i.MessagesReceived,
-		MessagesSent:       i.MessagesSent,
-		MessagesDropped:    i.MessagesDropped,
-		InflightDropped:    i.InflightDropped,
-		Inflight:           i.Inflight,
-		Retained:           i.Retained,
-		Sessions:           b.sessions.n.Load(),
-		AuthFailures:       b.stats.authFailures.Load(),
-		ACLDenied:          b.stats.aclDenied.Load(),
-		RateLimited:        b.stats.rateLimited.Load(),
-		Paced:              b.stats.paced.Load(),
-		RevokedDisconnects: b.stats.revokedDisconnects.Load(),
-		Takeovers:          b.stats.takeovers.Load(),
-		TakeoverCarried:    b.stats.takeoverCarried.Load(),
-		AbuseStats:         b.lim.stats(),
+		Version:                i.Version,
+		Uptime:                 time.Now().Unix() - i.Started,
+		ClientsConnected:       i.ClientsConnected,
+		ClientsMaximum:         i.ClientsMaximum,
+		BytesReceived:          i.BytesReceived,
+		BytesSent:              i.BytesSent,
+		PacketsReceived:        i.PacketsReceived,
+		PacketsSent:            i.PacketsSent,
+		ClientsTotal:           int64(b.srv.Clients.Len()),
+		Subscriptions:          i.Subscriptions,
+		MessagesReceived:       i.MessagesReceived,
+		MessagesSent:           i.MessagesSent,
+		MessagesDropped:        i.MessagesDropped,
+		InflightDropped:        i.InflightDropped,
+		Inflight:               i.Inflight,
+		Retained:               i.Retained,
+		Sessions:               b.sessions.n.Load(),
+		AuthFailures:           b.stats.authFailures.Load(),
+		ACLDenied:              b.stats.aclDenied.Load(),
+		RateLimited:            b.stats.rateLimited.Load(),
+		Paced:                  b.stats.paced.Load(),
+		RevokedDisconnects:     b.stats.revokedDisconnects.Load(),
+		RevocationLists:        b.stats.revocationLists.Load(),
+		RevocationListsRefused: b.stats.revocationListsRefused.Load(),
+		Takeovers:              b.stats.takeovers.Load(),
+		TakeoverCarried:        b.stats.takeoverCarried.Load(),
+		AbuseStats:             b.lim.stats(),
 	}
 }
 

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -54,6 +55,14 @@ type Config struct {
 	// and connected devices it revokes are disconnected. Ignored when Revocations is set.
 	// Optional.
 	RevocationsFile string
+	// RevocationsKeyFile is the console's revocation list verification key (the public
+	// key of its RevocationKey; identity.LoadRevocationPublicKey). When set, the broker
+	// follows the signed list the console publishes, retained, on the revocation topic
+	// (instead of RevocationsFile), and disconnects the devices it revokes at once.
+	// Ignored when RevocationsKey is set.
+	RevocationsKeyFile string
+	// RevocationsKey is RevocationsKeyFile's key, given directly.
+	RevocationsKey ed25519.PublicKey
 	// PasswordWindow is how far a device password's timestamp may lie from the broker's
 	// clock (identity.DefaultPasswordWindow when zero).
 	PasswordWindow time.Duration
@@ -228,6 +237,12 @@ func (c *Config) validate() error {
 	}
 	if !c.allowAll && c.ConnectKeys == nil && c.ConnectKeysFile == "" {
 		bad("no connect keys: set connectKeysFile")
+	}
+	if c.RevocationsKey != nil && len(c.RevocationsKey) != ed25519.PublicKeySize {
+		bad("revocationsKey: %d bytes, want %d", len(c.RevocationsKey), ed25519.PublicKeySize)
+	}
+	if (c.RevocationsKey != nil || c.RevocationsKeyFile != "") && c.RevocationsFile != "" && c.Revocations == nil {
+		bad("revocationsFile and revocationsKeyFile: choose one way to receive the revocation list")
 	}
 	if c.PasswordWindow < time.Second {
 		bad("passwordWindow %v: at least 1s", c.PasswordWindow)

@@ -204,6 +204,9 @@ func (b *Broker) allowedOffline(cl *mqtt.Client, topic string, write bool) bool 
 // OnSubscribe decides each filter exactly (mochi's ACL call cannot tell a subscription
 // from a delivery) and replaces a refused one with denyFilter, which OnACLCheck denies.
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if cl.Net.Inline {
+		return pk // the broker's own subscription (the revocation list)
+	}
 	b := h.b
 	s := b.sessions.get(cl)
 	for i := range pk.Filters {

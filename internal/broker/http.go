@@ -33,8 +33,9 @@ func (b *Broker) httpHandler() http.Handler {
 		writeJSON(w, http.StatusOK, b.Stats())
 	})
 	if b.cfg.EMQX.Enabled {
-		mux.HandleFunc("POST /emqx/authn", b.emqxAuthn)
-		mux.HandleFunc("POST /emqx/authz", b.emqxAuthz)
+		// Any method: a wrong one is answered with a denial too (see emqxDecide).
+		mux.Handle("/emqx/authn", b.emqxDecide("authn", b.emqxAuthn))
+		mux.Handle("/emqx/authz", b.emqxDecide("authz", b.emqxAuthz))
 	}
 	return mux
 }
@@ -43,10 +44,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-func httpError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
 }
 
 func readToken(path string) (string, error) {
@@ -69,31 +66,82 @@ func checkToken(tok string) (string, error) {
 	return tok, nil
 }
 
-// emqxRequest decodes an EMQX request after checking the bearer token. On failure it
-// has written the response (EMQX treats any status but 200 and 204 as "ignore").
-func (b *Broker) emqxRequest(w http.ResponseWriter, r *http.Request, v any) bool {
-	if b.emqxToken != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(b.emqxToken)) != 1 {
-			httpError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			return false
-		}
+// emqxDeny is the only answer to a request that is not a well-formed, authenticated
+// decision request. EMQX 5 treats any status but 200 and 204, and a 200 without a
+// result of allow or deny, as "ignore", and an ignored request falls through to the next
+// source or to no_match (allow by default)
+// (https://docs.emqx.com/en/emqx/latest/access-control/authz/http.html). So every
+// failure is a 200 {"result":"deny"}: a wrong token, garbage, an oversized body, a wrong
+// method, an unknown action, even a panic in the handler.
+var emqxDeny = []byte(`{"result":"deny"}` + "\n")
+
+// emqxDecide wraps an EMQX endpoint: it refuses wrong methods and bad bearer tokens,
+// and turns a panic into a denial, all with emqxDeny and a log line naming the reason.
+func (b *Broker) emqxDecide(kind string, h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	deny := func(w http.ResponseWriter, r *http.Request, why string) {
+		b.stats.authFailures.Add(1)
+		b.log.Warn().Str("endpoint", kind).Str("remote", r.RemoteAddr).Str("reason", why).Msg("emqx request denied")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(emqxDeny)
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := &decisionWriter{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if !rw.wrote {
+					deny(w, r, fmt.Sprintf("internal error: %v", v))
+				}
+				b.log.Error().Str("endpoint", kind).Interface("panic", v).Msg("emqx handler panicked")
+			}
+		}()
+		if r.Method != http.MethodPost {
+			deny(w, r, "method "+r.Method+" (want POST)")
+			return
+		}
+		if b.emqxToken != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(b.emqxToken)) != 1 {
+				deny(w, r, "missing or wrong bearer token")
+				return
+			}
+		}
+		if err := h(rw, r); err != nil {
+			deny(w, r, err.Error())
+		}
+	})
+}
+
+// decisionWriter records whether a handler has started its answer.
+type decisionWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (d *decisionWriter) WriteHeader(code int) {
+	d.wrote = true
+	d.ResponseWriter.WriteHeader(code)
+}
+
+func (d *decisionWriter) Write(p []byte) (int, error) {
+	d.wrote = true
+	return d.ResponseWriter.Write(p)
+}
+
+// emqxRequest decodes one JSON object of at most maxHTTPBody bytes into v.
+func emqxRequest(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxHTTPBody))
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			httpError(w, http.StatusRequestEntityTooLarge, "request body too large")
-		} else {
-			httpError(w, http.StatusBadRequest, "request body is not the expected JSON object: "+err.Error())
+			return fmt.Errorf("request body larger than %d bytes", maxHTTPBody)
 		}
-		return false
+		return fmt.Errorf("request body is not the expected JSON object: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		httpError(w, http.StatusBadRequest, "trailing data after the JSON object")
-		return false
+		return errors.New("trailing data after the JSON object")
 	}
-	return true
+	return nil
 }
 
 // emqxAuthnRequest is the body of an EMQX HTTP authentication request, with the
@@ -120,10 +168,10 @@ type emqxAuthnResponse struct {
 	ClientAttrs map[string]string `json:"client_attrs,omitempty"`
 }
 
-func (b *Broker) emqxAuthn(w http.ResponseWriter, r *http.Request) {
+func (b *Broker) emqxAuthn(w http.ResponseWriter, r *http.Request) error {
 	var req emqxAuthnRequest
-	if !b.emqxRequest(w, r, &req) {
-		return
+	if err := emqxRequest(w, r, &req); err != nil {
+		return err
 	}
 	in := login{
 		clientID: req.ClientID,
@@ -138,7 +186,7 @@ func (b *Broker) emqxAuthn(w http.ResponseWriter, r *http.Request) {
 		b.met.refused(refused)
 		b.log.Info().Str("client", req.ClientID).Str("refusal", refused.String()).Str("reason", why).Msg("emqx authn denied")
 		writeJSON(w, http.StatusOK, emqxAuthnResponse{Result: "deny"})
-		return
+		return nil
 	}
 	b.met.accepted(p.Role)
 	role := p.Role.String()
@@ -149,6 +197,7 @@ func (b *Broker) emqxAuthn(w http.ResponseWriter, r *http.Request) {
 			attrSig:  b.attrSig(req.Username, role),
 		},
 	})
+	return nil
 }
 
 // attrSig binds a service role to a username, so that the authz endpoint can trust the
@@ -172,10 +221,10 @@ type emqxAuthzRequest struct {
 	Sig      string   `json:"sig"`
 }
 
-func (b *Broker) emqxAuthz(w http.ResponseWriter, r *http.Request) {
+func (b *Broker) emqxAuthz(w http.ResponseWriter, r *http.Request) error {
 	var req emqxAuthzRequest
-	if !b.emqxRequest(w, r, &req) {
-		return
+	if err := emqxRequest(w, r, &req); err != nil {
+		return err
 	}
 	var action topics.Action
 	switch req.Action {
@@ -184,8 +233,7 @@ func (b *Broker) emqxAuthz(w http.ResponseWriter, r *http.Request) {
 	case "subscribe":
 		action = topics.Subscribe
 	default:
-		httpError(w, http.StatusBadRequest, fmt.Sprintf("action %q: want publish or subscribe", req.Action))
-		return
+		return fmt.Errorf("action %q: want publish or subscribe", req.Action)
 	}
 	var role topics.Role
 	var deviceID string
@@ -197,7 +245,7 @@ func (b *Broker) emqxAuthz(w http.ResponseWriter, r *http.Request) {
 		if err != nil || rl == topics.RoleDevice || !identity.Verify(b.attrKey, []byte("clipgate-emqx-attrs-v1\x00"+req.Username+"\x00"+req.Role), req.Sig) {
 			b.log.Info().Str("client", req.ClientID).Msg("emqx authz: no verifiable role")
 			writeJSON(w, http.StatusOK, map[string]string{"result": "deny"})
-			return
+			return nil
 		}
 		role = rl
 	}
@@ -206,7 +254,8 @@ func (b *Broker) emqxAuthz(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		b.stats.aclDenied.Add(1)
 		writeJSON(w, http.StatusOK, map[string]string{"result": "deny"})
-		return
+		return nil
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"result": "allow"})
+	return nil
 }

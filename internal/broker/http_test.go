@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,30 +178,50 @@ func TestEMQXContract(t *testing.T) {
 		}
 	})
 
-	t.Run("bad requests", func(t *testing.T) {
+	// Issue 12 point 8: EMQX takes any status but 200/204, and a 200 without allow or
+	// deny, for "ignore", and then allows unless no_match = deny. Every failure must be a
+	// decision: 200 {"result":"deny"}.
+	t.Run("bad requests are denied", func(t *testing.T) {
 		cases := map[string]struct {
-			url, token, body string
-			want             int
+			method, url, token, body string
 		}{
-			"no token":       {authn, "", `{"clientid":"cam-1"}`, 401},
-			"wrong token":    {authz, "emqx-token-wrong-000", `{"clientid":"cam-1"}`, 401},
-			"not JSON":       {authn, token, `clientid=cam-1`, 400},
-			"JSON array":     {authn, token, `["cam-1"]`, 400},
-			"wrong type":     {authn, token, `{"clientid": 7}`, 400},
-			"trailing data":  {authn, token, `{"clientid":"cam-1"} {}`, 400},
-			"empty body":     {authz, token, ``, 400},
-			"too large":      {authn, token, `{"password":"` + strings.Repeat("x", 20000) + `"}`, 413},
-			"unknown action": {authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"a","action":"all"}`, 400},
-			"garbage retain": {authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"a","action":"publish","retain":"maybe"}`, 400},
+			"no token":        {"POST", authn, "", `{"clientid":"cam-1"}`},
+			"wrong token":     {"POST", authz, "emqx-token-wrong-000", `{"clientid":"cam-1"}`},
+			"not JSON":        {"POST", authn, token, `clientid=cam-1`},
+			"JSON array":      {"POST", authn, token, `["cam-1"]`},
+			"wrong type":      {"POST", authn, token, `{"clientid": 7}`},
+			"trailing data":   {"POST", authn, token, `{"clientid":"cam-1"} {}`},
+			"empty body":      {"POST", authz, token, ``},
+			"too large":       {"POST", authn, token, `{"password":"` + strings.Repeat("x", 20000) + `"}`},
+			"too large authz": {"POST", authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"` + strings.Repeat("x", 20000) + `","action":"publish"}`},
+			"unknown action":  {"POST", authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"a","action":"all"}`},
+			"GET authn":       {"GET", authn, token, ``},
+			"PUT authz":       {"PUT", authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"clipgate/v1/devices/cam-1/auth/request","action":"publish"}`},
+			"wrong token with a valid request": {"POST", authz, "emqx-token-wrong-000",
+				`{"clientid":"cam-1","username":"cam-1","topic":"clipgate/v1/devices/cam-1/auth/request","action":"publish"}`},
+			"garbage retain": {"POST", authz, token, `{"clientid":"cam-1","username":"cam-1","topic":"a","action":"publish","retain":"maybe"}`},
 		}
 		for name, c := range cases {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				code, m := httpDo(t, "POST", c.url, c.token, c.body)
-				if code != c.want || m["error"] == nil {
-					t.Fatalf("HTTP %d %v, want %d with an error message", code, m, c.want)
+				code, m := httpDo(t, c.method, c.url, c.token, c.body)
+				if code != http.StatusOK || m["result"] != "deny" || len(m) != 1 {
+					t.Fatalf("HTTP %d %v, want 200 {\"result\":\"deny\"}", code, m)
 				}
 			})
 		}
 	})
+}
+
+// TestEMQXPanicDenies: a panic in an EMQX handler is answered with a denial, not a
+// dropped connection (which EMQX would take for "ignore").
+func TestEMQXPanicDenies(t *testing.T) {
+	t.Parallel()
+	b := &Broker{}
+	h := b.emqxDecide("authz", func(http.ResponseWriter, *http.Request) error { panic("boom") })
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/emqx/authz", strings.NewReader("{}")))
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"result":"deny"}` {
+		t.Fatalf("HTTP %d %q, want 200 {\"result\":\"deny\"}", rec.Code, rec.Body.String())
+	}
 }

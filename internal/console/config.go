@@ -32,6 +32,13 @@ const (
 	DefaultLoginBurst = 5
 	// MaxURLExpiry bounds Config.URLExpiry: a player URL is a bearer credential.
 	MaxURLExpiry = time.Hour
+	// DefaultCredentialLifetime is the token workers' default STS duration.
+	DefaultCredentialLifetime = time.Hour
+	// RevocationDelay bounds the time a revocation takes to reach every token worker;
+	// an OSS Deny outlives the credentials it blocks by this much.
+	RevocationDelay = 5 * time.Minute
+	// DefaultDenySync is the default of Config.DenySync.
+	DefaultDenySync = time.Minute
 )
 
 // ErrInvalidConfig is wrapped by New's errors for a bad configuration.
@@ -100,6 +107,29 @@ type Config struct {
 	// OnRevoke, when set, is called after each change (and at start for each revoked
 	// device), e.g. with clipgatetest.Stack's Revoke and Restore.
 	OnRevoke func(deviceID string, revoked bool)
+	// RevocationKey, when set, is the Ed25519 seed (identity.NewRevocationKey) that
+	// signs the revocation list the console publishes, retained, on
+	// Topics.Revocations() at start and at every change, so that brokers, token workers
+	// and consumers that share no filesystem with it follow its revocations (they hold
+	// the public key). It needs BrokerURL, and Username must then be an account of role
+	// console, the only role that may publish there.
+	RevocationKey []byte
+	// DenyRoleARN, when set, makes revocations reach OSS: the console keeps a Deny for
+	// each revoked device's STS sessions of this role (the token workers' RoleARN) in the
+	// bucket policy, with Bucket's client, whose key then also needs
+	// oss:GetBucketPolicy, oss:PutBucketPolicy and oss:DeleteBucketPolicy (package
+	// ossdeny). Credentials issued before a revocation then get 403 AccessDenied.
+	DenyRoleARN string
+	// CredentialLifetime is the longest lifetime of the credentials the token workers
+	// issue (their STS duration; DefaultCredentialLifetime). A Deny lasts this long plus
+	// RevocationDelay after its revocation, and is then dropped to free room.
+	CredentialLifetime time.Duration
+	// DenySync is how often the bucket policy is brought in line (expired entries
+	// dropped, a failed write tried again); DefaultDenySync.
+	DenySync time.Duration
+	// EMQX, when set, is EMQX's REST API: a revocation clears the device's authorization
+	// cache and kicks it out at once.
+	EMQX *EMQXAdmin
 
 	// ReconcileInterval and ReconcileMinAge configure the Reconciler (events' defaults
 	// when zero; a negative MinAge means none).
@@ -138,6 +168,8 @@ func (c *Config) applyDefaults() {
 	set(&c.SessionTTL, DefaultSessionTTL)
 	set(&c.SeenTTL, DefaultSeenTTL)
 	set(&c.PruneEvery, DefaultPruneEvery)
+	set(&c.CredentialLifetime, DefaultCredentialLifetime)
+	set(&c.DenySync, DefaultDenySync)
 	set(&c.ReconcileInterval, events.DefaultReconcileInterval)
 	set(&c.ReconcileMinAge, events.DefaultMinAge)
 	if c.LoginRate == 0 {
@@ -194,6 +226,25 @@ func (c *Config) validate() error {
 	}
 	if strings.ContainsAny(c.RevocationsFile, "\x00") {
 		bad("RevocationsFile contains NUL")
+	}
+	if c.RevocationKey != nil {
+		if _, err := identity.RevocationPublicKey(c.RevocationKey); err != nil {
+			bad("RevocationKey: %v", err)
+		}
+		if c.BrokerURL == "" {
+			bad("RevocationKey needs BrokerURL (the list is published on the broker)")
+		}
+	}
+	if c.CredentialLifetime < 15*time.Minute || c.CredentialLifetime > 12*time.Hour {
+		bad("CredentialLifetime %v: want 15m to 12h (STS durations)", c.CredentialLifetime)
+	}
+	if c.DenySync < time.Second {
+		bad("DenySync %v: at least 1s", c.DenySync)
+	}
+	if c.EMQX != nil {
+		if err := c.EMQX.check(); err != nil {
+			bad("%v", err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(errs, "; "))

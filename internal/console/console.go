@@ -16,6 +16,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/ossdeny"
 )
 
 // Console is the operator console: it indexes upload events into its Store and serves
@@ -25,9 +27,12 @@ type Console struct {
 	log   zerolog.Logger
 	store Store
 
-	consumer   *events.Consumer   // nil without a broker
-	reconciler *events.Reconciler // nil without a broker
-	status     *statusSubscriber  // nil without a broker
+	consumer   *events.Consumer      // nil without a broker
+	reconciler *events.Reconciler    // nil without a broker
+	status     *statusSubscriber     // nil without a broker
+	revPub     *revPublisher         // nil without RevocationKey
+	revoked    *identity.Revocations // the store's list, for flagging objects written after a revocation
+	deny       *ossdeny.Writer       // nil without DenyRoleARN
 
 	handler     http.Handler
 	pages       *pages
@@ -41,6 +46,7 @@ type Console struct {
 	indexed      atomic.Int64
 	indexErrors  atomic.Int64
 	statusErrors atomic.Int64
+	denyErrors   atomic.Int64
 
 	mu      sync.Mutex
 	started bool
@@ -64,6 +70,7 @@ func New(cfg Config) (*Console, error) {
 		logins:   newLoginLimiter(cfg.LoginRate, cfg.LoginBurst),
 		loginKey: make([]byte, 32),
 		secure:   cfg.HTTPTLS != nil || cfg.SecureCookies,
+		revoked:  identity.NewRevocations(),
 	}
 	c.multiDelete.Store(true)
 	if _, err := rand.Read(c.loginKey); err != nil {
@@ -86,6 +93,24 @@ func New(cfg Config) (*Console, error) {
 			return nil, err
 		}
 	}
+	if cfg.RevocationKey != nil {
+		if c.revPub, err = newRevPublisher(c); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DenyRoleARN != "" {
+		c.deny, err = ossdeny.New(ossdeny.Config{
+			Client:   &cfg.Bucket.Client,
+			Bucket:   cfg.Bucket.BucketName,
+			Prefix:   cfg.Prefix,
+			RoleARN:  cfg.DenyRoleARN,
+			Lifetime: cfg.CredentialLifetime + RevocationDelay,
+			Now:      cfg.Now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		}
+	}
 	c.handler = c.routes()
 	return c, nil
 }
@@ -104,6 +129,7 @@ func (c *Console) newIngest() error {
 		Bucket:      cfg.Bucket.BucketName,
 		Prefix:      cfg.Prefix,
 		OSS:         cfg.Bucket,
+		Revoked:     c.revoked.RevokedAt,
 		Dedup:       c.store,
 		Concurrency: cfg.Concurrency,
 		Logger:      cfg.Logger,
@@ -116,6 +142,7 @@ func (c *Console) newIngest() error {
 		Prefix:   cfg.Prefix,
 		OSS:      cfg.Bucket,
 		Known:    c.store.KnownClip,
+		Revoked:  c.revoked.RevokedAt,
 		Handler:  c.handle,
 		Dedup:    c.store,
 		Interval: cfg.ReconcileInterval,
@@ -164,6 +191,12 @@ func (c *Console) Start(ctx context.Context) (err error) {
 			_ = c.Close()
 		}
 	}()
+	if c.revPub != nil {
+		// Connected before the first list is made, so that it is published at once.
+		if err := c.revPub.start(ctx); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+	}
 	if err := c.syncRevocations(ctx); err != nil {
 		return err
 	}
@@ -201,6 +234,13 @@ func (c *Console) Start(ctx context.Context) (err error) {
 		defer c.wg.Done()
 		c.pruneLoop(runCtx)
 	}()
+	if c.deny != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.denyLoop(runCtx)
+		}()
+	}
 	if c.consumer != nil {
 		if err := c.consumer.Start(ctx); err != nil {
 			return fmt.Errorf("console: %w", err)
@@ -328,6 +368,9 @@ func (c *Console) Close() error {
 	}
 	if c.status != nil {
 		c.status.close()
+	}
+	if c.revPub != nil {
+		c.revPub.close()
 	}
 	c.wg.Wait()
 	c.log.Info().Msg("console stopped")

@@ -18,6 +18,7 @@ import (
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite" (pure Go)
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -246,7 +247,7 @@ type queries struct {
 	devices, device, clip                     string
 	clipsAll, clipsDevice                     string
 	expiredAll, expiredPrefix                 string
-	setRevoked, revoked                       string
+	setRevoked, revoked, revocations          string
 	createSession, session, deleteSession     string
 	pruneSeen, pruneSessions, decrementDevice string
 	insertProblem, pruneProblems              string
@@ -300,9 +301,13 @@ func buildQueries(dialect Dialect) queries {
 		clipsDevice:   clips(true),
 		expiredAll:    "SELECT key FROM clips WHERE key > $1 AND uploaded_at < $2 ORDER BY key LIMIT $3",
 		expiredPrefix: "SELECT key FROM clips WHERE key > $1 AND uploaded_at < $2 AND key >= $4 AND key < $5 ORDER BY key LIMIT $3",
+		// Revoking a revoked device keeps its first revocation time: objects it wrote
+		// since then stay flagged, and the OSS Deny lasts from then on.
 		setRevoked: "INSERT INTO devices (id, revoked, revoked_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET " +
-			"revoked = excluded.revoked, revoked_at = excluded.revoked_at",
+			"revoked_at = CASE WHEN devices.revoked AND excluded.revoked THEN devices.revoked_at ELSE excluded.revoked_at END, " +
+			"revoked = excluded.revoked",
 		revoked:       "SELECT id FROM devices WHERE revoked ORDER BY id",
+		revocations:   "SELECT id, revoked_at FROM devices WHERE revoked ORDER BY id",
 		createSession: "INSERT INTO sessions (id_hash, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4)",
 		session:       "SELECT id_hash, csrf, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
 		deleteSession: "DELETE FROM sessions WHERE id_hash = $1",
@@ -731,6 +736,25 @@ func (d *DB) RevokedDevices(ctx context.Context) ([]string, error) {
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
+}
+
+// Revocations implements Store.
+func (d *DB) Revocations(ctx context.Context) ([]identity.Revocation, error) {
+	rows, err := d.w.QueryContext(ctx, d.q.revocations)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []identity.Revocation
+	for rows.Next() {
+		var id string
+		var at sql.NullInt64
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		out = append(out, identity.Revocation{Device: id, At: nullUS(at)})
+	}
+	return out, rows.Err()
 }
 
 // CreateSession implements Store.

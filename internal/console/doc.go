@@ -48,9 +48,14 @@
 //
 // # Revocation
 //
-// Revoking a device records it in the database and rewrites the revocation file
-// (Config.RevocationsFile) atomically; the broker and the token workers watch that file
-// (identity.Revocations.Watch), so the revocation reaches them within seconds in other
-// processes, and the broker disconnects the device. In-process lists and hooks
-// (Config.Revocations, Config.OnRevoke) are updated too.
+// Revoking a device records it in the database, with its time, and hands the whole list
+// to every component that enforces it: the revocation file (Config.RevocationsFile,
+// rewritten atomically; the broker and the token workers watch it), the signed list
+// (Config.RevocationKey: published retained on the revocation topic for components that
+// share no filesystem; identity.Revocations.ApplySigned), the bucket policy
+// (Config.DenyRoleARN: a Deny for the device's STS sessions, package ossdeny, so
+// credentials it already holds stop working) and EMQX (Config.EMQX: its authorization
+// cache cleared and the client kicked). In-process lists and hooks (Config.Revocations,
+// Config.OnRevoke) are updated too. Objects a revoked device wrote after its revocation
+// are indexed as rejected with reason "revoked" (events.ReasonRevoked).
 package console

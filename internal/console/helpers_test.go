@@ -57,9 +57,14 @@ type envOptions struct {
 	stack   inproc.Options
 	config  func(*Config)
 	noStart bool // the caller starts the console
+	denyOSS bool // DenyRoleARN is the stack's role
+	// serviceRole is the console's account (default topics.RoleConsumer).
+	serviceRole topics.Role
 	// brokerLater stops the stack before the console starts (implies noStart): nothing
 	// listens on its addresses (held for the test) until env.restart starts it again.
 	brokerLater bool
+	// db is the store to use instead of a fresh SQLite file (benchmarks seed it).
+	db *DB
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -73,7 +78,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		o.stack.MQTTAddr, o.stack.OSSAddr, o.stack.STSAddr = clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t), clipgatetest.HoldAddr(t)
 	}
 	e.stack = inproc.New(t, o.stack)
-	e.db = openTestDB(t, o.dialect)
+	if e.db = o.db; e.db == nil {
+		e.db = openTestDB(t, o.dialect)
+	}
 	client, err := e.stack.OSSClient()
 	if err != nil {
 		t.Fatal(err)
@@ -81,12 +88,15 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if e.bucket, err = client.Bucket(e.stack.Bucket()); err != nil {
 		t.Fatal(err)
 	}
-	user, pass := e.stack.ServiceAccount(topics.RoleConsumer)
+	if o.serviceRole == 0 {
+		o.serviceRole = topics.RoleConsumer
+	}
+	user, pass := e.stack.ServiceAccount(o.serviceRole)
 	cfg := Config{
 		BrokerURL:         e.stack.BrokerURL(),
 		Username:          user,
 		Password:          pass,
-		ClientID:          "consumer:console-" + randHex(t, 4),
+		ClientID:          user + ":console-" + randHex(t, 4),
 		Topics:            e.stack.Topics(),
 		Bucket:            e.bucket,
 		Prefix:            e.stack.Prefix(),
@@ -97,6 +107,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		ReconcileMinAge:   -1,
 		Now:               func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 		Logger:            testLogger(),
+	}
+	if o.denyOSS {
+		cfg.DenyRoleARN = e.stack.RoleARN()
 	}
 	if o.config != nil {
 		o.config(&cfg)

@@ -54,6 +54,9 @@ func TestMain(m *testing.M) {
 	if benchDB != nil {
 		_ = benchDB.Close()
 	}
+	if seedDir != "" {
+		_ = os.RemoveAll(seedDir)
+	}
 	if benchDir != "" {
 		_ = os.RemoveAll(benchDir)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -190,6 +191,8 @@ type Store interface {
 	SetRevoked(ctx context.Context, device string, revoked bool, at time.Time) error
 	// RevokedDevices returns the IDs of the revoked devices, sorted.
 	RevokedDevices(ctx context.Context) ([]string, error)
+	// Revocations returns the revoked devices with their revocation times, sorted by ID.
+	Revocations(ctx context.Context) ([]identity.Revocation, error)
 
 	// CreateSession stores a new session.
 	CreateSession(ctx context.Context, s Session) error

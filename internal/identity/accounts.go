@@ -119,9 +119,9 @@ func parseServiceAccounts(data []byte) (*ServiceAccounts, error) {
 		role, err := topics.ParseRole(a.Role)
 		switch {
 		case a.Role == "":
-			return nil, fmt.Errorf("%s: empty role, want %s, %s or %s", where, topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin)
+			return nil, fmt.Errorf("%s: empty role, want %s, %s, %s or %s", where, topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin, topics.RoleConsole)
 		case err != nil || role == topics.RoleDevice:
-			return nil, fmt.Errorf("%s: unknown role %q, want %s, %s or %s", where, a.Role, topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin)
+			return nil, fmt.Errorf("%s: unknown role %q, want %s, %s, %s or %s", where, a.Role, topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin, topics.RoleConsole)
 		}
 		s.byName[a.Username] = serviceAccount{hash: []byte(a.PasswordHash), role: role}
 	}

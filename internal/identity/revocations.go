@@ -9,6 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,11 +20,31 @@ import (
 	"github.com/clipgate/clipgate/internal/deviceid"
 )
 
-// Revocations is the set of revoked device IDs. Revoked is lock-free: the set is
-// immutable and replaced as a whole through an atomic pointer. The zero value and a nil
-// *Revocations revoke nothing.
+// Revocation is one revoked device and when it was revoked. At is zero when unknown
+// (an ID added to a list file by hand).
+type Revocation struct {
+	Device string
+	At     time.Time
+}
+
+// Revocations is the set of revoked device IDs, with their revocation times. Revoked is
+// lock-free: the set is immutable and replaced as a whole through an atomic pointer. The
+// zero value and a nil *Revocations revoke nothing.
+//
+// A list reaches it in one of two ways, both ending in the same apply: from a file
+// (LoadRevocations, Watch: the simple setup, where the console and the other components
+// share a filesystem), or as a list signed by the console (ApplySigned, called by the
+// broker and the token workers for each list they receive: the console publishes it
+// retained on an MQTT topic that only it may write).
 type Revocations struct {
-	set atomic.Pointer[map[string]struct{}]
+	set atomic.Pointer[revState]
+	mu  sync.Mutex // serializes applies (ApplySigned's check of Issued and the swap)
+}
+
+// revState is one applied list.
+type revState struct {
+	at     map[string]time.Time
+	issued time.Time // of a signed list; zero for a file or Set
 }
 
 // NewRevocations returns a list revoking ids.
@@ -31,30 +54,37 @@ func NewRevocations(ids ...string) *Revocations {
 	return r
 }
 
-// LoadRevocations reads a revocation list file: one device ID a line; '#' starts a
-// comment (device IDs cannot contain it); blank lines and surrounding spaces are ignored.
-// An invalid ID is an error naming its line.
+// LoadRevocations reads a revocation list file: one device ID a line, optionally
+// followed by its revocation time (RFC 3339); '#' starts a comment (device IDs cannot
+// contain it); blank lines and surrounding spaces are ignored. An invalid line is an
+// error naming it.
 func LoadRevocations(path string) (*Revocations, error) {
-	set, err := readRevocations(path)
+	list, err := readRevocations(path)
 	if err != nil {
 		return nil, err
 	}
 	r := &Revocations{}
-	r.set.Store(&set)
+	r.apply(list, time.Time{})
 	return r, nil
 }
 
 // Revoked reports whether deviceID is revoked.
 func (r *Revocations) Revoked(deviceID string) bool {
+	_, ok := r.RevokedAt(deviceID)
+	return ok
+}
+
+// RevokedAt reports whether deviceID is revoked and since when (zero if unknown).
+func (r *Revocations) RevokedAt(deviceID string) (time.Time, bool) {
 	if r == nil {
-		return false
+		return time.Time{}, false
 	}
 	p := r.set.Load()
 	if p == nil {
-		return false
+		return time.Time{}, false
 	}
-	_, ok := (*p)[deviceID]
-	return ok
+	at, ok := p.at[deviceID]
+	return at, ok
 }
 
 // Len returns the number of revoked IDs.
@@ -63,34 +93,87 @@ func (r *Revocations) Len() int {
 		return 0
 	}
 	if p := r.set.Load(); p != nil {
-		return len(*p)
+		return len(p.at)
 	}
 	return 0
 }
 
-// Set replaces the list with ids. IDs are not validated here (an invalid one can never
-// match a connected device); LoadRevocations validates what it reads.
-func (r *Revocations) Set(ids []string) {
-	set := make(map[string]struct{}, len(ids))
-	for _, id := range ids {
-		set[id] = struct{}{}
+// List returns the revoked devices sorted by ID.
+func (r *Revocations) List() []Revocation {
+	if r == nil {
+		return nil
 	}
-	r.set.Store(&set)
+	p := r.set.Load()
+	if p == nil {
+		return nil
+	}
+	out := make([]Revocation, 0, len(p.at))
+	for id, at := range p.at {
+		out = append(out, Revocation{Device: id, At: at})
+	}
+	slices.SortFunc(out, func(a, b Revocation) int { return strings.Compare(a.Device, b.Device) })
+	return out
+}
+
+// Issued returns the issue time of the signed list in force (zero if none).
+func (r *Revocations) Issued() time.Time {
+	if r == nil {
+		return time.Time{}
+	}
+	if p := r.set.Load(); p != nil {
+		return p.issued
+	}
+	return time.Time{}
+}
+
+// Set replaces the list with ids (revocation times unknown). IDs are not validated here
+// (an invalid one can never match a connected device); LoadRevocations validates what
+// it reads.
+func (r *Revocations) Set(ids []string) {
+	list := make([]Revocation, len(ids))
+	for i, id := range ids {
+		list[i] = Revocation{Device: id}
+	}
+	r.SetList(list)
+}
+
+// SetList replaces the list with list.
+func (r *Revocations) SetList(list []Revocation) { r.apply(list, time.Time{}) }
+
+// apply is the one way a list comes into force, whatever its source.
+func (r *Revocations) apply(list []Revocation, issued time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.store(list, issued)
+}
+
+// store replaces the state; r.mu is held. A device listed twice keeps its earliest known
+// revocation time.
+func (r *Revocations) store(list []Revocation, issued time.Time) {
+	set := make(map[string]time.Time, len(list))
+	for _, e := range list {
+		if old, ok := set[e.Device]; !ok || !e.At.IsZero() && (old.IsZero() || e.At.Before(old)) {
+			set[e.Device] = e.At
+		}
+	}
+	r.set.Store(&revState{at: set, issued: issued})
 }
 
 // maxRevocationsFile bounds the file read (about 4 million IDs of 64 characters).
 const maxRevocationsFile = 256 << 20
 
-func readRevocations(path string) (map[string]struct{}, error) {
+func readRevocations(path string) ([]Revocation, error) {
 	data, err := readSmallFile(path, maxRevocationsFile)
 	if err != nil {
 		return nil, fmt.Errorf("revocation list: %w", err)
 	}
-	return parseRevocations(path, data)
+	return ParseRevocations(path, data)
 }
 
-func parseRevocations(path string, data []byte) (map[string]struct{}, error) {
-	set := make(map[string]struct{})
+// ParseRevocations parses a revocation list in the file format of LoadRevocations; name
+// is the file's name, for errors. The result is in file order, duplicates included.
+func ParseRevocations(name string, data []byte) ([]Revocation, error) {
+	var out []Revocation
 	for line := 1; len(data) > 0; line++ {
 		l := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -101,16 +184,46 @@ func parseRevocations(path string, data []byte) (map[string]struct{}, error) {
 		if i := bytes.IndexByte(l, '#'); i >= 0 {
 			l = l[:i]
 		}
-		l = bytes.TrimSpace(l) // also drops the '\r' of CRLF files
-		if len(l) == 0 {
+		fields := strings.Fields(string(l)) // also drops the '\r' of CRLF files
+		if len(fields) == 0 {
 			continue
 		}
-		if err := deviceid.Validate(string(l)); err != nil {
-			return nil, fmt.Errorf("revocation list %s:%d: %w", path, line, err)
+		if err := deviceid.Validate(fields[0]); err != nil {
+			return nil, fmt.Errorf("revocation list %s:%d: %w", name, line, err)
 		}
-		set[string(l)] = struct{}{}
+		e := Revocation{Device: fields[0]}
+		if len(fields) > 2 {
+			return nil, fmt.Errorf("revocation list %s:%d: want a device ID and optionally its revocation time", name, line)
+		}
+		if len(fields) == 2 {
+			at, err := time.Parse(time.RFC3339Nano, fields[1])
+			if err != nil {
+				return nil, fmt.Errorf("revocation list %s:%d: revocation time %q: want RFC 3339", name, line, truncateText(fields[1]))
+			}
+			e.At = at.UTC()
+		}
+		out = append(out, e)
 	}
-	return set, nil
+	return out, nil
+}
+
+// FormatRevocations writes list in the file format: one "ID TIME" (or "ID") line each.
+func FormatRevocations(b *bytes.Buffer, list []Revocation) {
+	for _, e := range list {
+		b.WriteString(e.Device)
+		if !e.At.IsZero() {
+			b.WriteByte(' ')
+			b.WriteString(e.At.UTC().Format(time.RFC3339Nano))
+		}
+		b.WriteByte('\n')
+	}
+}
+
+func truncateText(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }
 
 // readSmallFile reads a regular file of at most limit bytes.
@@ -193,12 +306,12 @@ func (r *Revocations) Watch(ctx context.Context, path string, onErr func(error))
 			report(fmt.Errorf("revocation list: %w; keeping the previous list", err))
 			return
 		}
-		set, err := parseRevocations(path, data)
+		list, err := ParseRevocations(path, data)
 		if err != nil {
 			report(fmt.Errorf("%w; keeping the previous list", err))
 			return
 		}
-		r.set.Store(&set)
+		r.apply(list, time.Time{})
 	}
 	reload()
 

@@ -60,26 +60,30 @@ func TestLoadRevocations(t *testing.T) {
 		revoked    []string
 		notRevoked []string
 		errLine    string // "" = no error; else the ":N:" the error must name
+		notID      bool   // the error is not about the device ID
 	}{
-		{"empty file", "", nil, []string{"cam-01"}, ""},
-		{"comments and blanks", "# revoked cameras\n\ncam-01\n  cam-02  \n\t\n# cam-03\n", []string{"cam-01", "cam-02"}, []string{"cam-03", "# cam-03"}, ""},
-		{"inline comment", "cam-01 # stolen 2024-05-01\n", []string{"cam-01"}, []string{"cam-01 "}, ""},
-		{"crlf and no final newline", "cam-01\r\ncam-02", []string{"cam-01", "cam-02"}, nil, ""},
-		{"duplicates", "cam-01\ncam-01\n", []string{"cam-01"}, nil, ""},
-		{"invalid character", "cam-01\ncam/02\n", nil, nil, ":2:"},
-		{"two IDs on a line", "cam-01 cam-02\n", nil, nil, ":1:"},
-		{"too long", "ok-1\n\n# x\n" + strings.Repeat("a", 65) + "\n", nil, nil, ":4:"},
-		{"too short", "a\n", nil, nil, ":1:"},
-		{"dot dot", "..\n", nil, nil, ":1:"},
-		{"nul byte", "cam\x0001\n", nil, nil, ":1:"},
-		{"binary", "\xff\xfe\x00\x01", nil, nil, ":1:"},
+		{"empty file", "", nil, []string{"cam-01"}, "", false},
+		{"comments and blanks", "# revoked cameras\n\ncam-01\n  cam-02  \n\t\n# cam-03\n", []string{"cam-01", "cam-02"}, []string{"cam-03", "# cam-03"}, "", false},
+		{"inline comment", "cam-01 # stolen 2024-05-01\n", []string{"cam-01"}, []string{"cam-01 "}, "", false},
+		{"crlf and no final newline", "cam-01\r\ncam-02", []string{"cam-01", "cam-02"}, nil, "", false},
+		{"duplicates", "cam-01\ncam-01\n", []string{"cam-01"}, nil, "", false},
+		{"invalid character", "cam-01\ncam/02\n", nil, nil, ":2:", false},
+		{"two IDs on a line", "cam-01 cam-02\n", nil, nil, ":1:", true},
+		{"with times", "cam-01 2026-12-02T03:04:05Z\ncam-02 2026-12-02T03:04:05.5+01:00 # why\n", []string{"cam-01", "cam-02"}, nil, "", false},
+		{"bad time", "cam-01 2026-13-02T03:04:05Z\n", nil, nil, ":1:", true},
+		{"three fields", "cam-01 2026-12-02T03:04:05Z x\n", nil, nil, ":1:", true},
+		{"too long", "ok-1\n\n# x\n" + strings.Repeat("a", 65) + "\n", nil, nil, ":4:", false},
+		{"too short", "a\n", nil, nil, ":1:", false},
+		{"dot dot", "..\n", nil, nil, ":1:", false},
+		{"nul byte", "cam\x0001\n", nil, nil, ":1:", false},
+		{"binary", "\xff\xfe\x00\x01", nil, nil, ":1:", false},
 	}
 	for i, c := range cases {
 		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_"))
 		writeFile(t, path, c.text)
 		r, err := LoadRevocations(path)
 		if c.errLine != "" {
-			if err == nil || !errors.Is(err, deviceid.ErrInvalid) || !strings.Contains(err.Error(), path+c.errLine) {
+			if err == nil || errors.Is(err, deviceid.ErrInvalid) == c.notID || !strings.Contains(err.Error(), path+c.errLine) {
 				t.Errorf("%d %s: got %v, want an invalid-ID error naming %s%s", i, c.name, err, path, c.errLine)
 			}
 			continue

@@ -33,7 +33,7 @@ const (
 
 // Service account usernames, one per role. The passwords are hex, so they can never be
 // taken for a device password ("v1.…") by the broker.
-var serviceRoles = []topics.Role{topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin}
+var serviceRoles = []topics.Role{topics.RoleTokenWorker, topics.RoleConsumer, topics.RoleAdmin, topics.RoleConsole}
 
 // keyPair is a localcloud long-term access key.
 type keyPair struct {
@@ -90,6 +90,18 @@ func loadOrCreateKeys(dir string) (*identity.Keyring, *stackKeys, error) {
 		}
 	case err != nil:
 		return nil, nil, fmt.Errorf("keys file %s: %w (delete it to start with new keys)", keysPath, err)
+	case keys.Passwords[topics.RoleConsole.String()] == "":
+		// A stack directory from before the console role: add its account.
+		if keys.Passwords[topics.RoleConsole.String()], err = randomHex(16); err != nil {
+			return nil, nil, err
+		}
+		data, err := json.MarshalIndent(keys, "", "  ")
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := atomicfile.Write(keysPath, append(data, '\n'), 0o600); err != nil {
+			return nil, nil, err
+		}
 	}
 	return fleet, keys, nil
 }
@@ -163,12 +175,18 @@ func readKeys(path string) (*stackKeys, error) {
 		return nil, errors.New("ossAdmin and stsCaller have the same id")
 	}
 	for _, role := range serviceRoles {
-		if !alnum(k.Passwords[role.String()], 8) || len(k.Passwords[role.String()]) > 72 {
+		pw, ok := k.Passwords[role.String()]
+		if !ok && role == topics.RoleConsole {
+			continue // added by loadOrCreateKeys
+		}
+		if !alnum(pw, 8) || len(pw) > 72 {
 			return nil, fmt.Errorf("passwords.%s: want 8 to 72 letters and digits", role)
 		}
 	}
-	if len(k.Passwords) != len(serviceRoles) {
-		return nil, fmt.Errorf("passwords: want exactly %v", serviceRoles)
+	for name := range k.Passwords {
+		if r, err := topics.ParseRole(name); err != nil || r == topics.RoleDevice {
+			return nil, fmt.Errorf("passwords: unknown role %q; want %v", name, serviceRoles)
+		}
 	}
 	return &k, nil
 }

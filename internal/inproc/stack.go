@@ -590,7 +590,7 @@ func (s *Stack) OSSClient() (*oss.Client, error) {
 func (s *Stack) AdminKey() (id, secret string) { return s.keys.OSSAdmin.ID, s.keys.OSSAdmin.Secret }
 
 // ServiceAccount returns the MQTT username and password of the stack's service account
-// for role topics.RoleTokenWorker, RoleConsumer or RoleAdmin (the username is the role's
+// for role topics.RoleTokenWorker, RoleConsumer, RoleAdmin or RoleConsole (the username is the role's
 // name), or empty strings for another role. Service clients must use a client ID that is
 // not of device-ID form, e.g. "consumer:x".
 func (s *Stack) ServiceAccount(role topics.Role) (username, password string) {

@@ -1,6 +1,7 @@
 package tokenworker
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -59,9 +60,14 @@ type Config struct {
 	// usage, valid now) with CN = device ID, and are signed with its key; replies are
 	// sealed to it (identity.SealToPublicKey).
 	FleetCA *x509.CertPool
-	// Revocations lists revoked devices; nil means none is revoked.
+	// Revocations lists revoked devices; nil means none is revoked (unless
+	// RevocationsKey is set: then the worker keeps its own list).
 	Revocations *identity.Revocations
-	STS         STSConfig
+	// RevocationsKey, when set, is the console's revocation list verification key: the
+	// worker follows the signed list on the revocation topic (topics.Scheme.Revocations)
+	// and applies it to Revocations. Workers of one process may share one Revocations.
+	RevocationsKey ed25519.PublicKey
+	STS            STSConfig
 	// OSS is returned to devices. Bucket is required; Prefix is the global prefix
 	// (e.g. "clips/"), and a device's own prefix is Prefix+deviceID+"/".
 	OSS protocol.OSSInfo

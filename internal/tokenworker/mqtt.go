@@ -47,6 +47,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		return ErrStarted
 	}
 	filter := w.cfg.Topics.WorkerFilter(w.cfg.Group)
+	subs := []mqttclient.Subscription{{Filter: filter, QoS: 1, Handler: w.onMessage}}
+	if w.cfg.RevocationsKey != nil {
+		// First, so that the retained list is in force before the first request.
+		subs = append([]mqttclient.Subscription{{Filter: w.cfg.Topics.Revocations(), QoS: 1, Handler: w.onRevocationList}}, subs...)
+	}
 	client, err := mqttclient.New(mqttclient.Config{
 		BrokerURL:     w.cfg.BrokerURL,
 		TLS:           w.cfg.TLS,
@@ -54,7 +59,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		Username:      w.cfg.Username,
 		Password:      w.cfg.Password,
 		WriteTimeout:  publishTimeout,
-		Subscriptions: []mqttclient.Subscription{{Filter: filter, QoS: 1, Handler: w.onMessage}},
+		Subscriptions: subs,
 		Logger:        w.log,
 	})
 	if err != nil {
@@ -92,6 +97,19 @@ func (w *Worker) onMessage(m mqttclient.Message) {
 	default:
 		w.refuse(j, protocol.CodeBusy, retryBusy, "the token worker's queue is full; retry after retryAfterMs")
 	}
+}
+
+// onRevocationList applies a signed revocation list from the revocation topic. A refused
+// list (garbage, forged, older than the one in force) is logged and counted; the list
+// in force stays.
+func (w *Worker) onRevocationList(m mqttclient.Message) {
+	if err := w.cfg.Revocations.ApplySigned(w.cfg.RevocationsKey, m.Payload(), time.Now()); err != nil {
+		w.ctr.revocationListsRefused.Add(1)
+		w.log.Error().Err(err).Int("bytes", len(m.Payload())).Msg("revocation list refused; the previous list stays in force")
+		return
+	}
+	w.ctr.revocationLists.Add(1)
+	w.log.Info().Int("revoked", w.cfg.Revocations.Len()).Time("issued", w.cfg.Revocations.Issued()).Msg("revocation list applied")
 }
 
 // refuse answers a request without handling it (queue full, shutting down). The publish is

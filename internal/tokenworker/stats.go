@@ -15,6 +15,9 @@ type Stats struct {
 	STSCalls uint64 // AssumeRole calls made (successful or not)
 	// Errors counts error replies by code.
 	Errors map[protocol.Code]uint64
+	// RevocationLists counts the signed revocation lists applied, RevocationListsRefused
+	// those refused (Config.RevocationsKey).
+	RevocationLists, RevocationListsRefused uint64
 }
 
 // codes is the closed set of reply error codes, in counter order.
@@ -27,6 +30,7 @@ var codes = [...]protocol.Code{
 type counters struct {
 	requests, dropped, ok, reused, stsCalls atomic.Uint64
 	errors                                  [len(codes)]atomic.Uint64
+	revocationLists, revocationListsRefused atomic.Uint64
 }
 
 func (c *counters) countError(code protocol.Code) {
@@ -48,6 +52,9 @@ func (c *counters) snapshot() Stats {
 		Reused:   c.reused.Load(),
 		STSCalls: c.stsCalls.Load(),
 		Errors:   make(map[protocol.Code]uint64, len(codes)),
+
+		RevocationLists:        c.revocationLists.Load(),
+		RevocationListsRefused: c.revocationListsRefused.Load(),
 	}
 	for i, code := range codes {
 		if n := c.errors[i].Load(); n > 0 {

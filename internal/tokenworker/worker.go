@@ -22,6 +22,7 @@ package tokenworker
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -72,6 +73,14 @@ func New(cfg Config) (*Worker, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if c.RevocationsKey != nil {
+		if len(c.RevocationsKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("tokenworker: RevocationsKey is %d bytes, want %d", len(c.RevocationsKey), ed25519.PublicKeySize)
+		}
+		if c.Revocations == nil {
+			c.Revocations = identity.NewRevocations()
+		}
 	}
 	w := &Worker{
 		cfg:      c,
