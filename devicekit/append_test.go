@@ -13,6 +13,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -70,9 +71,9 @@ func writeAll(t *testing.T, r *Recording, data []byte) {
 // checkRecording checks the completed event, the stored object and the consumer's copy.
 func checkRecording(t *testing.T, s *stack, k *Kit, ev *clipgate.UploadEvent, name string, data []byte) {
 	t.Helper()
-	if ev == nil || ev.Status != clipgate.StatusCompleted || ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) ||
+	if ev == nil || ev.Status != clipgate.StatusCompleted || ev.Size != int64(len(data)) || ev.CRC64 != testutil.CRC64(data) ||
 		ev.Device != k.cfg.DeviceID || ev.Bucket != testBucket || !strings.HasSuffix(ev.Key, "/"+name) || ev.Error != "" {
-		t.Fatalf("event %+v; want %d bytes, CRC-64 %s", ev, len(data), crcOf(data))
+		t.Fatalf("event %+v; want %d bytes, CRC-64 %s", ev, len(data), testutil.CRC64(data))
 	}
 	if got := s.object(ev.Key); !bytes.Equal(got, data) {
 		t.Fatalf("stored object: %d bytes, differing from the %d written", len(got), len(data))

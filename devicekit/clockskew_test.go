@@ -15,6 +15,7 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -106,7 +107,7 @@ func TestUploadWithDeviceClockHoursOff(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ev.Status != clipgate.StatusCompleted || ev.Size != int64(size) || ev.CRC64 != crcOf(data) || ev.Attempts != 1 {
+				if ev.Status != clipgate.StatusCompleted || ev.Size != int64(size) || ev.CRC64 != testutil.CRC64(data) || ev.Attempts != 1 {
 					t.Fatalf("event %+v", ev)
 				}
 				if got := sc.get(t, s, ev.Key); !bytes.Equal(got, data) {
@@ -182,7 +183,7 @@ func TestMultipartSurvivesClockJump(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Status != clipgate.StatusCompleted || ev.CRC64 != crcOf(data) || ev.Attempts != 2 {
+	if ev.Status != clipgate.StatusCompleted || ev.CRC64 != testutil.CRC64(data) || ev.Attempts != 2 {
 		t.Fatalf("event %+v, want completed at the second attempt", ev)
 	}
 	if got := sc.get(t, s, ev.Key); !bytes.Equal(got, data) {

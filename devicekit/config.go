@@ -27,10 +27,15 @@ type Config struct {
 	// BrokerURL is the MQTT broker, e.g. "tcp://127.0.0.1:1883" or "ssl://broker:8883"
 	// (schemes tcp, mqtt, ssl, tls, mqtts, ws, wss). Required.
 	BrokerURL string
+	// FailoverURLs are further nodes of a clustered broker (a NATS cluster's MQTT
+	// gateways): every connection attempt tries BrokerURL, then these in order, so the
+	// device moves to a surviving node when its node dies. Optional.
+	FailoverURLs []string
 	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's defaults.
 	TLS *tls.Config
 
-	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]). It is the
+	// DeviceID is the camera's identity (2 to 64 characters of [A-Za-z0-9._-]; no '.' on a
+	// NATS cluster, whose MQTT gateway refuses it in client IDs). It is the
 	// MQTT client ID and username. Required.
 	DeviceID string
 	// DeviceKey is the device's provisioned key (LoadDeviceKey reads its file): the key
@@ -100,7 +105,7 @@ type DeviceKey = identity.DeviceKey
 func LoadDeviceKey(path string) (*DeviceKey, error) { return identity.LoadDeviceKey(path) }
 
 // certIdentity returns the DER client certificate and private key of a device without a
-// DeviceKey, checked: a TLS broker URL, a certificate whose CN is DeviceID, a P-256 or
+// DeviceKey, checked: TLS broker and failover URLs, a certificate whose CN is DeviceID, a P-256 or
 // Ed25519 key.
 func (c *Config) certIdentity() ([]byte, crypto.Signer, error) {
 	if c.TLS == nil || len(c.TLS.Certificates) == 0 || len(c.TLS.Certificates[0].Certificate) == 0 {
@@ -108,6 +113,11 @@ func (c *Config) certIdentity() ([]byte, crypto.Signer, error) {
 	}
 	if !mqttclient.UsesTLS(c.BrokerURL) {
 		return nil, nil, configErr("a device with a certificate and no DeviceKey needs a TLS BrokerURL (ssl://, tls://, mqtts:// or wss://), not %q", c.BrokerURL)
+	}
+	for i, u := range c.FailoverURLs {
+		if !mqttclient.UsesTLS(u) {
+			return nil, nil, configErr("a device with a certificate and no DeviceKey needs TLS FailoverURLs, not FailoverURLs[%d] %q", i, u)
+		}
 	}
 	tc := c.TLS.Certificates[0]
 	leaf, err := x509.ParseCertificate(tc.Certificate[0])
@@ -151,78 +161,116 @@ func configErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 }
 
-// withDefaults validates c, applies defaults and creates the state directories.
+// withDefaults returns a copy of c with its defaults applied, validated, with StateDir
+// made absolute and its subdirectories created.
 func (c Config) withDefaults() (Config, error) {
-	err := mqttclient.CheckURL("BrokerURL", c.BrokerURL)
-	if err != nil {
-		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return c, err
 	}
-	if err := deviceid.Validate(c.DeviceID); err != nil {
-		return c, configErr("DeviceID: %v", err)
-	}
-	if c.DeviceKey == nil {
-		if _, _, err := c.certIdentity(); err != nil {
-			return c, err
-		}
-	} else if err := c.DeviceKey.Validate(); err != nil {
-		return c, configErr("DeviceKey: %v", err)
-	} else if c.DeviceKey.Device != c.DeviceID {
-		return c, configErr("DeviceKey is the key of device %q, not of DeviceID %q", c.DeviceKey.Device, c.DeviceID)
-	}
+	return c, c.prepareStateDir()
+}
+
+// applyDefaults fills in the zero mode, timeouts, sizes and clock.
+func (c *Config) applyDefaults() {
 	if c.Mode == "" {
 		c.Mode = DefaultMode
-	}
-	if _, err := clipgate.ParseMode(string(c.Mode)); err != nil {
-		return c, configErr("Mode: %v", err)
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
-	if c.RequestTimeout < MinRequestTimeout || c.RequestTimeout > MaxRequestTimeout {
-		return c, configErr("RequestTimeout %v is outside %v..%v", c.RequestTimeout, MinRequestTimeout, MaxRequestTimeout)
-	}
 	if c.RefreshMargin == 0 {
 		c.RefreshMargin = DefaultRefreshMargin
-	}
-	if c.RefreshMargin < MinRefreshMargin || c.RefreshMargin > MaxRefreshMargin {
-		return c, configErr("RefreshMargin %v is outside %v..%v", c.RefreshMargin, MinRefreshMargin, MaxRefreshMargin)
 	}
 	if c.PartSize == 0 {
 		c.PartSize = DefaultPartSize
 	}
-	if c.PartSize < MinPartSize || c.PartSize > MaxPartSize {
-		return c, configErr("PartSize %d is outside %d..%d bytes", c.PartSize, MinPartSize, int64(MaxPartSize))
-	}
 	if c.MultipartThreshold == 0 {
 		c.MultipartThreshold = max(DefaultMultipartThreshold, c.PartSize)
 	}
-	if c.MultipartThreshold < c.PartSize || c.MultipartThreshold > MaxPutSize {
-		return c, configErr("MultipartThreshold %d is outside PartSize (%d) .. %d bytes", c.MultipartThreshold, c.PartSize, int64(MaxPutSize))
-	}
-	if err := c.checkRates(); err != nil {
-		return c, err
-	}
-	c.UploadRates = slices.Clone(c.UploadRates)
+	c.UploadRates = slices.Clone(c.UploadRates) // the kit keeps its own
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.StateDir == "" {
-		return c, configErr("StateDir is required")
+}
+
+// validate checks c after applyDefaults.
+func (c *Config) validate() error {
+	if err := c.validateIdentity(); err != nil {
+		return err
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
+	if err := c.checkRates(); err != nil {
+		return err
+	}
+	if c.StateDir == "" {
+		return configErr("StateDir is required")
+	}
+	return nil
+}
+
+// validateIdentity checks the broker and failover URLs, the device ID and key, and the mode.
+func (c *Config) validateIdentity() error {
+	if err := mqttclient.CheckURL("BrokerURL", c.BrokerURL); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	for i, u := range c.FailoverURLs {
+		if err := mqttclient.CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if err := deviceid.Validate(c.DeviceID); err != nil {
+		return configErr("DeviceID: %v", err)
+	}
+	if c.DeviceKey == nil {
+		if _, _, err := c.certIdentity(); err != nil {
+			return err
+		}
+	} else if err := c.DeviceKey.Validate(); err != nil {
+		return configErr("DeviceKey: %v", err)
+	} else if c.DeviceKey.Device != c.DeviceID {
+		return configErr("DeviceKey is the key of device %q, not of DeviceID %q", c.DeviceKey.Device, c.DeviceID)
+	}
+	if _, err := clipgate.ParseMode(string(c.Mode)); err != nil {
+		return configErr("Mode: %v", err)
+	}
+	return nil
+}
+
+// validateLimits checks the timeouts and the multipart sizes.
+func (c *Config) validateLimits() error {
+	switch {
+	case c.RequestTimeout < MinRequestTimeout || c.RequestTimeout > MaxRequestTimeout:
+		return configErr("RequestTimeout %v is outside %v..%v", c.RequestTimeout, MinRequestTimeout, MaxRequestTimeout)
+	case c.RefreshMargin < MinRefreshMargin || c.RefreshMargin > MaxRefreshMargin:
+		return configErr("RefreshMargin %v is outside %v..%v", c.RefreshMargin, MinRefreshMargin, MaxRefreshMargin)
+	case c.PartSize < MinPartSize || c.PartSize > MaxPartSize:
+		return configErr("PartSize %d is outside %d..%d bytes", c.PartSize, MinPartSize, int64(MaxPartSize))
+	case c.MultipartThreshold < c.PartSize || c.MultipartThreshold > MaxPutSize:
+		return configErr("MultipartThreshold %d is outside PartSize (%d) .. %d bytes", c.MultipartThreshold, c.PartSize, int64(MaxPutSize))
+	}
+	return nil
+}
+
+// prepareStateDir makes StateDir absolute and creates it and its subdirectories.
+func (c *Config) prepareStateDir() error {
+	var err error
 	if c.StateDir, err = filepath.Abs(c.StateDir); err != nil {
-		return c, configErr("StateDir: %v", err)
+		return configErr("StateDir: %v", err)
 	}
 	for _, dir := range []string{c.StateDir, filepath.Join(c.StateDir, checkpointDir), filepath.Join(c.StateDir, journalDir), filepath.Join(c.StateDir, outboxDir)} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return c, configErr("StateDir: %v", err)
+			return configErr("StateDir: %v", err)
 		}
 	}
 	if fi, err := os.Stat(c.StateDir); err != nil {
-		return c, configErr("StateDir: %v", err)
+		return configErr("StateDir: %v", err)
 	} else if !fi.IsDir() {
-		return c, configErr("StateDir %q is not a directory", c.StateDir)
+		return configErr("StateDir %q is not a directory", c.StateDir)
 	}
-	return c, nil
+	return nil
 }
 
 // Subdirectories of StateDir.

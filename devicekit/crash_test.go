@@ -13,6 +13,7 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/atomicfile"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -158,7 +159,7 @@ func TestUploadCrashAtEachStep(t *testing.T) {
 					t.Fatalf("Upload after the crash: %v", err)
 				}
 				wantKey := testPrefix + dev + "/" + mustStat(t, path).ModTime().UTC().Format("2006/01/02") + "/crash.mp4"
-				if ev.Status != clipgate.StatusCompleted || ev.Key != wantKey || ev.CRC64 != crcOf(data) {
+				if ev.Status != clipgate.StatusCompleted || ev.Key != wantKey || ev.CRC64 != testutil.CRC64(data) {
 					t.Fatalf("event after the crash %+v, want %s completed", ev, wantKey)
 				}
 				if got := s.object(ev.Key); string(got) != string(data) {
@@ -334,7 +335,7 @@ func TestUploadEventSurvivesBrokerCut(t *testing.T) {
 					}
 					announced := 0
 					for got := s.event(); got.ID != pev.ID; got = s.event() {
-						if got.ID != ev.ID || got.Key != ev.Key || got.CRC64 != crcOf(data) || got.Status != clipgate.StatusCompleted {
+						if got.ID != ev.ID || got.Key != ev.Key || got.CRC64 != testutil.CRC64(data) || got.Status != clipgate.StatusCompleted {
 							t.Errorf("consumer got %+v, want only event %s for %s", got, ev.ID, ev.Key)
 						}
 						announced++

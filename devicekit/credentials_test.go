@@ -16,6 +16,7 @@ import (
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -121,7 +122,7 @@ func TestClockSkewCorrected(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ev.CRC64 != crcOf(data) {
+			if ev.CRC64 != testutil.CRC64(data) {
 				t.Errorf("event %+v", ev)
 			}
 			st := s.worker.Stats()

@@ -232,6 +232,10 @@ func (k *Kit) statusPayload(s string) []byte {
 	return b
 }
 
+// replySubscribeRetry is how long a refused reply subscription is tried again: a NATS
+// cluster's JetStream leader election took up to 30 s under load.
+const replySubscribeRetry = time.Minute
+
 // Connect connects to the broker and subscribes to the device's reply topic. It returns
 // once the subscription is confirmed, or with ctx's error (and the last connection failure)
 // if that does not happen in time. After a successful Connect the kit reconnects by
@@ -249,6 +253,7 @@ func (k *Kit) Connect(ctx context.Context) error {
 	var client *mqttclient.Client
 	cfg := mqttclient.Config{
 		BrokerURL:      k.cfg.BrokerURL,
+		FailoverURLs:   k.cfg.FailoverURLs,
 		TLS:            k.cfg.TLS,
 		ClientID:       k.cfg.DeviceID,
 		Credentials:    k.mqttCredentials,
@@ -256,7 +261,12 @@ func (k *Kit) Connect(ctx context.Context) error {
 		KeepAlive:      30 * time.Second,
 		Backoff:        connectBackoff,
 		KeepTrying:     !k.cfg.StopWhenRefused, // a refused device may be let in again (revocation lifted)
-		Subscriptions:  []mqttclient.Subscription{{Filter: k.replyTopic, QoS: 1, Handler: k.onReply}},
+		// QoS 0: a reply is part of a request the kit retries, and on a NATS cluster a QoS 1
+		// subscription is a replicated JetStream consumer per device (about 14 times the
+		// memory, a ninth of the connect rate; issue 13). A NATS cluster refuses
+		// subscriptions while it elects a JetStream leader: they are tried again.
+		Subscriptions: []mqttclient.Subscription{{Filter: k.replyTopic, QoS: 0, Handler: k.onReply,
+			RetryRefused: replySubscribeRetry}},
 		DefaultHandler: func(m mqttclient.Message) {
 			k.log.Debug().Str("topic", m.Topic()).Msg("unexpected message dropped")
 		},

@@ -21,6 +21,7 @@ import (
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 )
 
@@ -337,14 +338,10 @@ func exists(path string) bool {
 	return err == nil
 }
 
-func crcOf(b []byte) string {
-	return strconv.FormatUint(crc64.Checksum(b, crc64.MakeTable(crc64.ECMA)), 10)
-}
-
 // checkUploaded checks a completed event against the clip's bytes and the stored object.
 func (e *spoolEnv) checkUploaded(ev *clipgate.UploadEvent, device, clipName, file string, data []byte) {
 	e.t.Helper()
-	if ev.Status != clipgate.StatusCompleted || ev.Device != device || ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) ||
+	if ev.Status != clipgate.StatusCompleted || ev.Device != device || ev.Size != int64(len(data)) || ev.CRC64 != testutil.CRC64(data) ||
 		!strings.HasPrefix(ev.Key, e.stack.Prefix()+device+"/") || !strings.HasSuffix(ev.Key, "/"+clipName) || ev.Metadata["file"] != file {
 		e.t.Fatalf("event %+v does not describe %s (%d bytes, clip %s)", ev, file, len(data), clipName)
 	}

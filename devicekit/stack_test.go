@@ -4,20 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
-	"fmt"
-	"hash/crc64"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/rs/zerolog"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/broker"
@@ -25,12 +19,27 @@ import (
 	"github.com/clipgate/clipgate/internal/localcloud"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
 
 // The test stack: localcloud (OSS + STS), the clipgate broker, a token worker and an
 // event consumer, all on loopback, all real.
+//
+// It is not internal/inproc's stack, which every other package's tests use, because:
+//   - package devicekit's own tests cannot import inproc (inproc imports devicekit), and
+//     these tests reach into the kit (k.cfg, unexported state);
+//   - stackOptions.answer builds the token worker without starting it and puts a relay on
+//     the worker's shared subscription that answers with scripted replies (error codes,
+//     replayed and unknown replies, tampered seals, silence): fault injection that inproc, which starts and
+//     owns its workers, does not offer;
+//   - stackOptions.cloud hands a test the local cloud's whole Config (data directory,
+//     keys), from which clockskew_test starts a second, skewed local cloud sharing the
+//     first one's STS token key.
+//
+// What it shares with the other packages' tests (the accounts file, random text) comes
+// from internal/testutil.
 const (
 	testBucket   = "clips-bucket"
 	testPrefix   = "clips/"
@@ -40,34 +49,10 @@ const (
 	rolePolicy   = `{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:*"],"Resource":["acs:oss:*:*:clips-bucket","acs:oss:*:*:clips-bucket/*"]}]}`
 )
 
-// Service accounts of the test broker (bcrypt minimum cost: cheap connects).
-var testAccounts = []struct{ user, password, role string }{
-	{"worker", "worker-secret-1", "tokenworker"},
-	{"consumer", "consumer-secret-1", "consumer"},
-}
-
-var (
-	accountsOnce sync.Once
-	accountsYAML []byte
-)
-
-func accountsFile(t testing.TB, dir string) string {
-	accountsOnce.Do(func() {
-		s := "accounts:\n"
-		for _, a := range testAccounts {
-			h, err := bcrypt.GenerateFromPassword([]byte(a.password), bcrypt.MinCost)
-			if err != nil {
-				panic(err)
-			}
-			s += fmt.Sprintf("  - username: %s\n    passwordHash: %q\n    role: %s\n", a.user, h, a.role)
-		}
-		accountsYAML = []byte(s)
-	})
-	p := filepath.Join(dir, "accounts.yaml")
-	if err := os.WriteFile(p, accountsYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+// Service accounts of the test broker.
+var testAccounts = []testutil.Account{
+	{User: "worker", Password: "worker-secret-1", Role: "tokenworker"},
+	{User: "consumer", Password: "consumer-secret-1", Role: "consumer"},
 }
 
 // testClock is a settable clock shared by localcloud, the worker and (unless a test
@@ -104,14 +89,6 @@ type stack struct {
 	services []chan error
 }
 
-func randomText(t testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b)[:n]
-}
-
 func newStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
 	s := &stack{t: t, dir: t.TempDir(), clock: &testClock{}, events: make(chan *clipgate.UploadEvent, 64)}
@@ -119,7 +96,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if s.fleet, err = identity.NewFleetKeyring(); err != nil {
 		t.Fatal(err)
 	}
-	s.secret, s.admin = randomText(t, 30), randomText(t, 30)
+	s.secret, s.admin = testutil.RandomText(t, 30), testutil.RandomText(t, 30)
 	ccfg := localcloud.Config{
 		DataDir: filepath.Join(s.dir, "cloud"),
 		Keys:    []localcloud.AccessKey{{ID: testWorkerAK, Secret: s.secret}, {ID: testAdminAK, Secret: s.admin}},
@@ -141,7 +118,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		Addr:                "127.0.0.1:0",
 		HTTPAddr:            "none",
 		ConnectKeys:         s.fleet.ConnectRoots(),
-		ServiceAccountsFile: accountsFile(t, s.dir),
+		ServiceAccountsFile: testutil.AccountsFile(t, s.dir, testAccounts...),
 		DeviceRate:          -1,
 		Logger:              &blog,
 	}
@@ -264,7 +241,7 @@ func (s *stack) relay(w *tokenworker.Worker, answer answerFunc) {
 func (s *stack) service(user, password, filter string, h mqttclient.Handler) *mqttclient.Client {
 	s.t.Helper()
 	subscribed := make(chan error, 16)
-	c, err := mqttclient.New(mqttclient.Config{BrokerURL: s.brokerURL, ClientID: broker.ServiceClientID(user, randomText(s.t, 8)),
+	c, err := mqttclient.New(mqttclient.Config{BrokerURL: s.brokerURL, ClientID: broker.ServiceClientID(user, testutil.RandomText(s.t, 8)),
 		Username: user, Password: password, Backoff: mqttclient.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 		Subscriptions: []mqttclient.Subscription{{Filter: filter, QoS: 1, Handler: h}},
 		OnSubscribed: func(err error) {
@@ -395,10 +372,6 @@ func clipFile(t testing.TB, name string, n int) (string, []byte) {
 		t.Fatal(err)
 	}
 	return p, data
-}
-
-func crcOf(b []byte) string {
-	return strconv.FormatUint(crc64.Checksum(b, crc64.MakeTable(crc64.ECMA)), 10)
 }
 
 // dirEntries lists a state subdirectory.

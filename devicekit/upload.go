@@ -47,6 +47,12 @@ type Clip struct {
 	// Metadata travels in the upload event: at most 32 entries, keys 1 to 256 bytes and
 	// values at most 256 bytes of UTF-8.
 	Metadata map[string]string
+	// Poster, when set, is a small JPEG of the clip's first keyframe (a camera's
+	// hardware encoder or snapshot API makes one for next to nothing), at most
+	// MaxPosterSize bytes. Once the clip is stored, the kit uploads it beside the clip as
+	// {key}.poster.jpg, where the console shows it; a poster that fails to upload is
+	// logged, not an error of the clip's.
+	Poster string
 	// Progress, when set, is told how many of the clip's bytes are out, as they go (the
 	// OSS SDK's progress listener on PutObject and on every part of a multipart upload),
 	// so that a user interface can show bytes, rate and time left. total is the file's
@@ -55,6 +61,45 @@ type Clip struct {
 	// Upload is Progress(total, total). Calls come from the upload's goroutines, one at a
 	// time: it must return quickly.
 	Progress func(sent, total int64)
+}
+
+// PosterSuffix ends the key of a clip's poster: {key}.poster.jpg.
+const PosterSuffix = ".poster.jpg"
+
+// MaxPosterSize bounds Clip.Poster's file.
+const MaxPosterSize = 1 << 20
+
+// checkPoster checks a poster file: a regular JPEG file of 1 to MaxPosterSize bytes.
+func checkPoster(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: poster: %v", ErrInvalidClip, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: poster: %v", ErrInvalidClip, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() < 4 || fi.Size() > MaxPosterSize {
+		return fmt.Errorf("%w: poster %s: want a regular file of 4 to %d bytes", ErrInvalidClip, path, MaxPosterSize)
+	}
+	var magic [3]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil || magic != [3]byte{0xff, 0xd8, 0xff} {
+		return fmt.Errorf("%w: poster %s is not a JPEG", ErrInvalidClip, path)
+	}
+	return nil
+}
+
+// uploadPoster stores a clip's poster beside it. A poster is a nicety: a failure is
+// logged, not returned.
+func (k *Kit) uploadPoster(ctx context.Context, info clipgate.OSSInfo, key, path string) {
+	bucket, err := k.bucketFor(ctx, info)
+	if err == nil {
+		err = bucket.PutObjectFromFile(key+PosterSuffix, path, oss.ContentType("image/jpeg"), oss.WithContext(ctx), k.dateHeader())
+	}
+	if err != nil {
+		k.log.Warn().Err(err).Str("key", key).Msg("the clip's poster was not uploaded")
+	}
 }
 
 // uploadRoutines is the number of parts uploaded at once.
@@ -181,6 +226,11 @@ func (k *Kit) prepare(clip Clip) (_ *prepared, err error) {
 	}
 	if err := checkClip(&clip); err != nil {
 		return nil, err
+	}
+	if clip.Poster != "" {
+		if err := checkPoster(clip.Poster); err != nil {
+			return nil, err
+		}
 	}
 	f, err := os.Open(clip.Path)
 	if err != nil {
@@ -396,6 +446,9 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, err
 	prog.stored()
 	ev.CRC64 = strconv.FormatUint(p.crc, 10)
 	step("stored")
+	if p.Poster != "" {
+		k.uploadPoster(ctx, creds.OSS, ev.Key, p.Poster)
+	}
 	if err := k.announceUpload(ev); err != nil {
 		if errors.Is(err, errOutbox) {
 			return ev, err

@@ -14,6 +14,7 @@ import (
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -31,9 +32,9 @@ func checkCompleted(t *testing.T, s *stack, k *Kit, ev *clipgate.UploadEvent, na
 	t.Helper()
 	wantKey := testPrefix + k.cfg.DeviceID + "/" + recorded.UTC().Format("2006/01/02") + "/" + name
 	if ev.Status != clipgate.StatusCompleted || ev.Key != wantKey || ev.Bucket != testBucket ||
-		ev.Size != int64(len(data)) || ev.CRC64 != crcOf(data) || ev.Device != k.cfg.DeviceID ||
+		ev.Size != int64(len(data)) || ev.CRC64 != testutil.CRC64(data) || ev.Device != k.cfg.DeviceID ||
 		ev.Error != "" || ev.UploadedAt.IsZero() || !ev.RecordedAt.Equal(recorded.UTC()) {
-		t.Fatalf("event %+v; want key %s, size %d, crc %s", ev, wantKey, len(data), crcOf(data))
+		t.Fatalf("event %+v; want key %s, size %d, crc %s", ev, wantKey, len(data), testutil.CRC64(data))
 	}
 	if got := s.object(ev.Key); !bytes.Equal(got, data) {
 		t.Fatalf("stored object: %d bytes differ from the clip's %d", len(got), len(data))

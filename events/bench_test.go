@@ -12,6 +12,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // BenchmarkConsume measures verified events per second through the whole path: an admin
@@ -34,7 +35,7 @@ const (
 
 func benchConsume(b *testing.B, concurrency int) {
 	stack := inproc.New(b, inproc.Options{})
-	admin := adminBucket(b, stack)
+	admin := stack.AdminBucket(b)
 	type object struct {
 		device, key string
 		data        []byte
@@ -76,7 +77,7 @@ func benchConsume(b *testing.B, concurrency int) {
 			time.Sleep(50 * time.Microsecond)
 		}
 		o := &objects[i%len(objects)]
-		ev.ID, ev.Device, ev.Key, ev.Size, ev.CRC64 = fmt.Sprintf("b%s-%d", run, i), o.device, o.key, int64(len(o.data)), crcOf(o.data)
+		ev.ID, ev.Device, ev.Key, ev.Size, ev.CRC64 = fmt.Sprintf("b%s-%d", run, i), o.device, o.key, int64(len(o.data)), testutil.CRC64(o.data)
 		var err error
 		if payloads[i%len(objects)], err = json.Marshal(&ev); err != nil {
 			b.Fatal(err)

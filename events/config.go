@@ -56,6 +56,10 @@ type Config struct {
 	Group string
 	// Topics is the topic scheme; the zero value is topics.Default().
 	Topics topics.Scheme
+	// Source, when set, delivers the messages instead of the consumer's own MQTT client
+	// (BrokerURL, TLS, Username, Password, ClientID and Group are then unused); for
+	// example a JetStream durable consumer on a NATS cluster (internal/natsbus).
+	Source Source
 
 	// Bucket is the OSS bucket the devices upload to; events naming another are
 	// rejected. Required.
@@ -125,20 +129,8 @@ func (c *Config) applyDefaults() {
 func (c *Config) validate() error {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	if err := mqttclient.CheckURL("BrokerURL", c.BrokerURL); err != nil {
-		bad("%v", err)
-	}
-	if c.Username == "" || c.Password == "" {
-		bad("Username and Password (a service account with role consumer) are required")
-	}
-	switch {
-	case c.ClientID == "":
-		bad("ClientID is required: a stable ID per instance, e.g. \"consumer:indexer-1\", so that its session survives restarts")
-	case len(c.ClientID) > topics.MaxTopicLen || !utf8.ValidString(c.ClientID) || strings.ContainsRune(c.ClientID, 0):
-		bad("ClientID %q: want valid UTF-8 without NUL, at most %d bytes", c.ClientID, topics.MaxTopicLen)
-	}
-	if c.Group != "" && !topics.ValidGroup(c.Group) {
-		bad("Group %q: not a valid shared-subscription group (no '/', '+', '#')", c.Group)
+	if c.Source == nil {
+		c.validateMQTT(bad)
 	}
 	errs = append(errs, checkBucket(c.Bucket, c.Prefix, c.OSS)...)
 	if c.Concurrency < 1 || c.Concurrency > MaxConcurrency {
@@ -166,6 +158,25 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// validateMQTT checks the settings of the consumer's own MQTT client.
+func (c *Config) validateMQTT(bad func(format string, args ...any)) {
+	if err := mqttclient.CheckURL("BrokerURL", c.BrokerURL); err != nil {
+		bad("%v", err)
+	}
+	if c.Username == "" || c.Password == "" {
+		bad("Username and Password (a service account with role consumer) are required")
+	}
+	switch {
+	case c.ClientID == "":
+		bad("ClientID is required: a stable ID per instance, e.g. \"consumer:indexer-1\", so that its session survives restarts")
+	case len(c.ClientID) > topics.MaxTopicLen || !utf8.ValidString(c.ClientID) || strings.ContainsRune(c.ClientID, 0):
+		bad("ClientID %q: want valid UTF-8 without NUL, at most %d bytes", c.ClientID, topics.MaxTopicLen)
+	}
+	if c.Group != "" && !topics.ValidGroup(c.Group) {
+		bad("Group %q: not a valid shared-subscription group (no '/', '+', '#')", c.Group)
+	}
 }
 
 // checkBucket checks bucket, prefix and the OSS client, shared by both configurations.

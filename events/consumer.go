@@ -32,10 +32,10 @@ type Consumer struct {
 	check  verifier
 	seen   *seenSet
 	busy   inProgress
-	client *mqttclient.Client
+	client Source
 
-	queue  chan mqttclient.Message // the client's handler hands messages to the workers
-	ctx    context.Context         // the handlers'; cancelled by Close
+	queue  chan Message    // the client's handler hands messages to the workers
+	ctx    context.Context // the handlers'; cancelled by Close
 	cancel context.CancelFunc
 	quit   chan struct{} // closed by Close
 	wake   chan struct{} // a message was left unacknowledged
@@ -74,11 +74,15 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 		filter: cfg.Topics.EventFilter(cfg.Group),
 		check:  verifier{bucket: cfg.Bucket, prefix: cfg.Prefix, stat: cfg.OSS, timeout: cfg.OSSTimeout, revoked: cfg.Revoked},
 		seen:   newSeenSet(cfg.DedupSize, cfg.DedupTTL, time.Now),
-		queue:  make(chan mqttclient.Message),
+		queue:  make(chan Message),
 		ctx:    ctx,
 		cancel: cancel,
 		quit:   make(chan struct{}),
 		wake:   make(chan struct{}, 1),
+	}
+	if cfg.Source != nil {
+		c.client = cfg.Source
+		return c, nil
 	}
 	client, err := mqttclient.New(mqttclient.Config{
 		BrokerURL:      cfg.BrokerURL,
@@ -94,16 +98,52 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 		// The subscription registers no handler of its own: the default handler takes its
 		// messages, and the ones the broker sends right after CONNACK, before SUBSCRIBE.
 		Subscriptions:  []mqttclient.Subscription{{Filter: c.filter, QoS: 1}},
-		DefaultHandler: c.onMessage,
+		DefaultHandler: func(m mqttclient.Message) { c.onMessage(m) },
 		Logger:         c.log,
 	})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	c.client = client
+	c.client = mqttSource{client}
 	return c, nil
 }
+
+// Source delivers a Consumer's messages from an engine other than its own MQTT client
+// (Config.Source), for example a JetStream durable consumer (internal/natsbus).
+type Source interface {
+	// Start connects and begins calling deliver for each message, returning once messages
+	// can arrive. A message not acknowledged is delivered again later.
+	Start(ctx context.Context, deliver func(Message)) error
+	// Redeliver asks for the unacknowledged messages to be delivered again soon.
+	Redeliver(ctx context.Context) error
+	// Connected reports whether the source is connected now.
+	Connected() bool
+	// Close disconnects, waiting for deliver calls in flight.
+	Close()
+}
+
+// Message is one delivered message (paho's messages satisfy it).
+type Message interface {
+	// Topic is the MQTT topic the device published on.
+	Topic() string
+	Payload() []byte
+	// Duplicate reports that the message may have been delivered before.
+	Duplicate() bool
+	// Ack acknowledges the message: it is not delivered again.
+	Ack()
+}
+
+// mqttSource is the consumer's own MQTT client with a persistent session.
+type mqttSource struct{ c *mqttclient.Client }
+
+func (s mqttSource) Start(ctx context.Context, _ func(Message)) error { return s.c.Connect(ctx) }
+
+// Redeliver resumes the session: a broker sends unacknowledged messages again only then
+// (MQTT 3.1.1, 4.4).
+func (s mqttSource) Redeliver(ctx context.Context) error { return s.c.Reconnect(ctx) }
+func (s mqttSource) Connected() bool                     { return s.c.Connected() }
+func (s mqttSource) Close()                              { s.c.Close() }
 
 // Start starts the workers, connects to the broker and subscribes, returning once the
 // subscription is acknowledged. While the broker cannot be reached, it tries again with
@@ -131,7 +171,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 
 	// The broker may be restarting: keep trying until ctx ends (a refused login fails
 	// at once).
-	if err := c.client.Connect(ctx); err != nil {
+	if err := c.client.Start(ctx, c.onMessage); err != nil {
 		_ = c.Close()
 		return fmt.Errorf("events: connecting to %s as %s: %w", c.cfg.BrokerURL, c.cfg.ClientID, err)
 	}
@@ -171,7 +211,7 @@ func (c *Consumer) isClosed() bool {
 
 // onMessage runs in a goroutine of its own per message (OrderMatters false) and hands
 // the message to a worker; waiting here is what bounds the work in progress.
-func (c *Consumer) onMessage(m mqttclient.Message) {
+func (c *Consumer) onMessage(m Message) {
 	c.st.received.Add(1)
 	select {
 	case c.queue <- m:
@@ -193,7 +233,7 @@ func (c *Consumer) worker() {
 
 // process takes one message through decoding, deduplication, verification and the
 // handler, and acknowledges it or leaves it for redelivery.
-func (c *Consumer) process(m mqttclient.Message) {
+func (c *Consumer) process(m Message) {
 	topic, payload := m.Topic(), m.Payload()
 	kind, publisher, ok := c.cfg.Topics.Parse(topic)
 	var ue *clipgate.UploadEvent
@@ -215,7 +255,7 @@ func (c *Consumer) process(m mqttclient.Message) {
 	}
 }
 
-func (c *Consumer) deadLetter(m mqttclient.Message, mal *Malformed) {
+func (c *Consumer) deadLetter(m Message, mal *Malformed) {
 	if dl := c.cfg.DeadLetter; dl != nil {
 		if err := c.retry(func(ctx context.Context) error { return dl(ctx, mal) }); err != nil {
 			c.log.Error().Err(err).Str("topic", mal.Topic).Msg("dead letter callback failed; message left for redelivery")
@@ -408,7 +448,7 @@ func (c *Consumer) resume() {
 	}
 	c.st.resumes.Add(1)
 	c.log.Info().Int64("unacknowledged", n).Msg("resuming the session to have unacknowledged events sent again")
-	if err := c.client.Reconnect(c.ctx); err != nil && !c.isClosed() {
+	if err := c.client.Redeliver(c.ctx); err != nil && !c.isClosed() {
 		c.log.Warn().Err(err).Msg("reconnect after resume failed")
 	}
 }

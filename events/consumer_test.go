@@ -18,6 +18,7 @@ import (
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -31,7 +32,7 @@ func TestUploadsArriveVerified(t *testing.T) {
 	rec := newRecorder()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:verified"), rec.handle)
 
-	kit := newKit(t, ctx, stack, "cam-01", func(cfg *devicekit.Config) {
+	kit := stack.Kit(t, ctx, "cam-01", func(cfg *devicekit.Config) {
 		cfg.MultipartThreshold = 200 << 10
 		cfg.PartSize = 100 << 10
 	})
@@ -44,7 +45,7 @@ func TestUploadsArriveVerified(t *testing.T) {
 	}
 	got := rec.collect(t, ctx, len(sent))
 	st := settled(t, ctx, c, int64(len(sent)))
-	admin := adminBucket(t, stack)
+	admin := stack.AdminBucket(t)
 	for _, s := range sent {
 		ev := got[s.ID]
 		if ev == nil {
@@ -79,7 +80,7 @@ func TestForgedEventsRejected(t *testing.T) {
 	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:forged"), rec.handle)
-	admin := adminBucket(t, stack)
+	admin := stack.AdminBucket(t)
 
 	victim := stack.Prefix() + "cam-victim/2024/05/01/secret.mp4"
 	victimData := putObject(t, admin, victim, 500)
@@ -98,17 +99,17 @@ func TestForgedEventsRejected(t *testing.T) {
 		cases = append(cases, forged{ev, reason})
 	}
 	add(events.ReasonWrongPrefix, func(ev *clipgate.UploadEvent) { // the victim's real object
-		ev.Key, ev.Size, ev.CRC64 = victim, int64(len(victimData)), crcOf(victimData)
+		ev.Key, ev.Size, ev.CRC64 = victim, int64(len(victimData)), testutil.CRC64(victimData)
 	})
 	add(events.ReasonWrongPrefix, func(ev *clipgate.UploadEvent) { // a path out of its prefix
-		ev.Key, ev.Size, ev.CRC64 = stack.Prefix()+"cam-evil/../cam-victim/2024/05/01/secret.mp4", int64(len(victimData)), crcOf(victimData)
+		ev.Key, ev.Size, ev.CRC64 = stack.Prefix()+"cam-evil/../cam-victim/2024/05/01/secret.mp4", int64(len(victimData)), testutil.CRC64(victimData)
 	})
 	add(events.ReasonNotFound, func(ev *clipgate.UploadEvent) { ev.Key = stack.Prefix() + "cam-evil/2024/05/01/ghost.mp4" })
 	add(events.ReasonSizeMismatch, func(ev *clipgate.UploadEvent) { ev.Size++ })
-	add(events.ReasonCRCMismatch, func(ev *clipgate.UploadEvent) { ev.CRC64 = crcOf(append(ownData, 0)) })
+	add(events.ReasonCRCMismatch, func(ev *clipgate.UploadEvent) { ev.CRC64 = testutil.CRC64(append(ownData, 0)) })
 	add(events.ReasonWrongBucket, func(ev *clipgate.UploadEvent) { ev.Bucket = "other-bucket" })
 	add(events.ReasonWrongDevice, func(ev *clipgate.UploadEvent) { // in the victim's name
-		ev.Device, ev.Key, ev.Size, ev.CRC64 = "cam-victim", victim, int64(len(victimData)), crcOf(victimData)
+		ev.Device, ev.Key, ev.Size, ev.CRC64 = "cam-victim", victim, int64(len(victimData)), testutil.CRC64(victimData)
 	})
 	add("", func(ev *clipgate.UploadEvent) { // a failed upload: nothing to check
 		ev.Status, ev.Bucket, ev.Key, ev.Size, ev.CRC64, ev.UploadedAt, ev.Error = clipgate.StatusFailed, "", "", 0, "", time.Time{}, "disk full"
@@ -155,7 +156,7 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 	cfg := consumerConfig(t, stack, "consumer:dups")
 	cfg.Dedup = dedup
 	c := startConsumer(t, cfg, rec.handle)
-	admin := adminBucket(t, stack)
+	admin := stack.AdminBucket(t)
 
 	key := stack.Prefix() + "cam-a/2024/05/01/a.mp4"
 	data := putObject(t, admin, key, 100)
@@ -223,7 +224,7 @@ func TestHandlerErrorRetried(t *testing.T) {
 	cfg.MaxAttempts = 3
 	c := startConsumer(t, cfg, rec.handle)
 	key := stack.Prefix() + "cam-r/2024/05/01/a.mp4"
-	ev := completedEvent(stack, "cam-r", key, putObject(t, adminBucket(t, stack), key, 10))
+	ev := completedEvent(stack, "cam-r", key, putObject(t, stack.AdminBucket(t), key, 10))
 	publishEvent(t, stack, rawDevice(t, stack, "cam-r"), "cam-r", ev)
 	rec.next(t, ctx)
 	calls := rec.callsOf(ev.ID)
@@ -253,7 +254,7 @@ func TestHandlerErrorRedelivered(t *testing.T) {
 	cfg.MaxAttempts = 1
 	c := startConsumer(t, cfg, rec.handle)
 	key := stack.Prefix() + "cam-d/2024/05/01/a.mp4"
-	ev := completedEvent(stack, "cam-d", key, putObject(t, adminBucket(t, stack), key, 10))
+	ev := completedEvent(stack, "cam-d", key, putObject(t, stack.AdminBucket(t), key, 10))
 	publishEvent(t, stack, rawDevice(t, stack, "cam-d"), "cam-d", ev)
 
 	got := rec.next(t, ctx)
@@ -289,7 +290,7 @@ func TestTransientOSSErrorRedelivered(t *testing.T) {
 	cfg.MaxAttempts = 2
 	c := startConsumer(t, cfg, rec.handle)
 	key := stack.Prefix() + "cam-f/2024/05/01/a.mp4"
-	ev := completedEvent(stack, "cam-f", key, putObject(t, adminBucket(t, stack), key, 10))
+	ev := completedEvent(stack, "cam-f", key, putObject(t, stack.AdminBucket(t), key, 10))
 	publishEvent(t, stack, rawDevice(t, stack, "cam-f"), "cam-f", ev)
 
 	got := rec.next(t, ctx)
@@ -438,7 +439,7 @@ func TestPersistentSession(t *testing.T) {
 	if err := c1.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	kit := newKit(t, ctx, stack, "cam-p", nil)
+	kit := stack.Kit(t, ctx, "cam-p", nil)
 	dir := t.TempDir()
 	held := uploadClip(t, ctx, kit, dir, "held.mp4", 100)
 	select {
@@ -505,7 +506,7 @@ func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	stack := inproc.New(t, inproc.Options{})
 	good := consumerConfig(t, stack, "consumer:cfg")
-	otherBucket, err := adminBucket(t, stack).Client.Bucket("another-bucket")
+	otherBucket, err := stack.AdminBucket(t).Client.Bucket("another-bucket")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -606,7 +607,7 @@ func TestStartBeforeBroker(t *testing.T) {
 	ctx := testContext(t)
 	first, again := stoppedStack(t)
 	cfg := consumerConfig(t, first, "consumer:early")
-	dials := newLogSignal("cannot connect to the broker")
+	dials := testutil.NewLogSignal("cannot connect to the broker")
 	cfg.Logger = zerolog.New(dials)
 	rec := newRecorder()
 	c, err := events.NewConsumer(cfg, rec.handle)
@@ -617,7 +618,7 @@ func TestStartBeforeBroker(t *testing.T) {
 	started := make(chan error, 1)
 	go func() { started <- c.Start(ctx) }()
 	select {
-	case <-dials.ch: // a dial failed: nothing listens yet
+	case <-dials.Seen(): // a dial failed: nothing listens yet
 	case err := <-started:
 		t.Fatalf("Start returned while the broker was down: %v", err)
 	}
@@ -625,7 +626,7 @@ func TestStartBeforeBroker(t *testing.T) {
 	if err := <-started; err != nil {
 		t.Fatalf("Start after the broker came back: %v", err)
 	}
-	kit := newKit(t, ctx, stack, "cam-late", nil)
+	kit := stack.Kit(t, ctx, "cam-late", nil)
 	sent := uploadClip(t, ctx, kit, t.TempDir(), "late.mp4", 100)
 	if ev := rec.next(t, ctx); ev.ID != sent.ID || !ev.Verified {
 		t.Fatalf("event after a late start: %s", fmtEvent(ev))

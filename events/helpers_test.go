@@ -8,12 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc64"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -38,20 +37,6 @@ func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// adminBucket returns the stack's bucket with the admin's full-access key.
-func adminBucket(t testing.TB, stack *inproc.Stack) *oss.Bucket {
-	t.Helper()
-	c, err := stack.OSSClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := c.Bucket(stack.Bucket())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // consumerConfig is a consumer configuration for stack with the consumer account.
@@ -67,7 +52,7 @@ func consumerConfig(t testing.TB, stack *inproc.Stack, clientID string) events.C
 		Topics:          stack.Topics(),
 		Bucket:          stack.Bucket(),
 		Prefix:          stack.Prefix(),
-		OSS:             adminBucket(t, stack),
+		OSS:             stack.AdminBucket(t),
 		RetryBackoff:    5 * time.Millisecond,
 		MaxBackoff:      20 * time.Millisecond,
 		RedeliveryDelay: 50 * time.Millisecond,
@@ -225,10 +210,6 @@ func publishEvent(t testing.TB, stack *inproc.Stack, c *mqttclient.Client, from 
 	publish(t, c, stack.Topics().UploadEvent(from), b)
 }
 
-var crcTable = crc64.MakeTable(crc64.ECMA)
-
-func crcOf(b []byte) string { return strconv.FormatUint(crc64.Checksum(b, crcTable), 10) }
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -254,7 +235,7 @@ func putObject(t testing.TB, b *oss.Bucket, key string, size int) []byte {
 func completedEvent(stack *inproc.Stack, device, key string, data []byte) *clipgate.UploadEvent {
 	return &clipgate.UploadEvent{
 		V: protocol.Version, ID: "ev-" + randomHex(8), Device: device, Status: clipgate.StatusCompleted,
-		Bucket: stack.Bucket(), Key: key, Size: int64(len(data)), CRC64: crcOf(data),
+		Bucket: stack.Bucket(), Key: key, Size: int64(len(data)), CRC64: testutil.CRC64(data),
 		UploadedAt: time.Now().UTC().Truncate(time.Second),
 	}
 }
@@ -275,24 +256,6 @@ func uploadClip(t testing.TB, ctx context.Context, k *devicekit.Kit, dir, name s
 		t.Fatalf("upload %s: %v", name, err)
 	}
 	return ev
-}
-
-// newKit connects a device kit for id and closes it when the test ends.
-func newKit(t testing.TB, ctx context.Context, stack *inproc.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
-	t.Helper()
-	cfg := stack.DeviceConfig(id)
-	if mod != nil {
-		mod(&cfg)
-	}
-	k, err := devicekit.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
-	if err := k.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // flakyStat fails the first n HEADs with a real network error (a request to a closed
@@ -316,7 +279,7 @@ func newFlakyStat(t testing.TB, stack *inproc.Stack, n int) *flakyStat {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &flakyStat{real: adminBucket(t, stack), dead: dead, n: n}
+	return &flakyStat{real: stack.AdminBucket(t), dead: dead, n: n}
 }
 
 func (f *flakyStat) GetObjectDetailedMeta(key string, options ...oss.Option) (h http.Header, err error) {
@@ -408,22 +371,4 @@ func stoppedStack(t testing.TB) (stopped *inproc.Stack, again func() *inproc.Sta
 		t.Fatal(err)
 	}
 	return s, func() *inproc.Stack { return inproc.New(t, opts) }
-}
-
-// logSignal is a log writer that closes ch at the first line containing what.
-type logSignal struct {
-	what []byte
-	once sync.Once
-	ch   chan struct{}
-}
-
-func newLogSignal(what string) *logSignal {
-	return &logSignal{what: []byte(what), ch: make(chan struct{})}
-}
-
-func (l *logSignal) Write(p []byte) (int, error) {
-	if bytes.Contains(p, l.what) {
-		l.once.Do(func() { close(l.ch) })
-	}
-	return len(p), nil
 }

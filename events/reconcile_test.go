@@ -15,6 +15,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // index is the caller's index of objects by key, as a console would keep it.
@@ -63,7 +64,7 @@ func reconcilerConfig(t testing.TB, stack *inproc.Stack, x *index) events.Reconc
 	return events.ReconcilerConfig{
 		Bucket:  stack.Bucket(),
 		Prefix:  stack.Prefix(),
-		OSS:     adminBucket(t, stack),
+		OSS:     stack.AdminBucket(t),
 		Known:   x.known,
 		Handler: x.add,
 		Now:     func() time.Time { return time.Now().Add(time.Hour) }, // everything is old enough
@@ -94,7 +95,7 @@ func pass(t testing.TB, r *events.Reconciler) int {
 func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 	t.Parallel()
 	stack := inproc.New(t, inproc.Options{})
-	admin := adminBucket(t, stack)
+	admin := stack.AdminBucket(t)
 	x := newIndex()
 	p := stack.Prefix()
 
@@ -130,7 +131,7 @@ func TestReconcilerEmitsForUnknownObjects(t *testing.T) {
 	}
 	want := clipgate.UploadEvent{
 		V: 1, ID: events.ReconciledID(stack.Bucket(), orphan, etag), Device: "cam-r", Status: clipgate.StatusCompleted,
-		Bucket: stack.Bucket(), Key: orphan, Size: int64(len(data)), CRC64: crcOf(data),
+		Bucket: stack.Bucket(), Key: orphan, Size: int64(len(data)), CRC64: testutil.CRC64(data),
 		ContentType: h.Get("Content-Type"), UploadedAt: ev.UploadedAt,
 	}
 	if fmt.Sprint(ev.UploadEvent) != fmt.Sprint(want) {
@@ -156,7 +157,7 @@ func TestReconcilerMinAge(t *testing.T) {
 	t.Parallel()
 	stack := inproc.New(t, inproc.Options{})
 	key := stack.Prefix() + "cam-y/2024/05/01/young.mp4"
-	putObject(t, adminBucket(t, stack), key, 5)
+	putObject(t, stack.AdminBucket(t), key, 5)
 	x := newIndex()
 	cfg := reconcilerConfig(t, stack, x)
 	cfg.Now = time.Now // MinAge is the default 10 minutes
@@ -174,7 +175,7 @@ func TestReconcilerMinAge(t *testing.T) {
 func TestReconcilerPagesAndBounds(t *testing.T) {
 	t.Parallel()
 	stack := inproc.New(t, inproc.Options{})
-	admin := adminBucket(t, stack)
+	admin := stack.AdminBucket(t)
 	const n = 7
 	for i := range n {
 		putObject(t, admin, fmt.Sprintf("%scam-%02d/2024/05/01/a.mp4", stack.Prefix(), i), 3)
@@ -228,7 +229,7 @@ func TestReconcilerPagesAndBounds(t *testing.T) {
 func TestReconcilerErrorsRetryTheObject(t *testing.T) {
 	t.Parallel()
 	stack := inproc.New(t, inproc.Options{})
-	admin := adminBucket(t, stack)
+	admin := stack.AdminBucket(t)
 	keys := []string{stack.Prefix() + "cam-e/a.mp4", stack.Prefix() + "cam-e/b.mp4", stack.Prefix() + "cam-e/c.mp4"}
 	for _, k := range keys {
 		putObject(t, admin, k, 3)
@@ -275,7 +276,7 @@ func TestReconcilerErrorsRetryTheObject(t *testing.T) {
 func TestReconcilerDedup(t *testing.T) {
 	t.Parallel()
 	stack := inproc.New(t, inproc.Options{})
-	putObject(t, adminBucket(t, stack), stack.Prefix()+"cam-d/a.mp4", 3)
+	putObject(t, stack.AdminBucket(t), stack.Prefix()+"cam-d/a.mp4", 3)
 	dedup := &memDeduper{}
 	calls := 0
 	cfg := reconcilerConfig(t, stack, newIndex())
@@ -295,7 +296,7 @@ func TestReconcilerDedup(t *testing.T) {
 func TestReconcilerRun(t *testing.T) {
 	t.Parallel()
 	stack := inproc.New(t, inproc.Options{})
-	admin := adminBucket(t, stack)
+	admin := stack.AdminBucket(t)
 	x := newIndex()
 	cfg := reconcilerConfig(t, stack, x)
 	cfg.Interval = 10 * time.Millisecond
@@ -323,7 +324,7 @@ func TestReconcilerWithConsumer(t *testing.T) {
 	stack := inproc.New(t, inproc.Options{})
 	x := newIndex()
 	c := startConsumer(t, consumerConfig(t, stack, "consumer:with-reconciler"), x.add)
-	kit := newKit(t, ctx, stack, "cam-w", nil)
+	kit := stack.Kit(t, ctx, "cam-w", nil)
 	dir := t.TempDir()
 	var sent []*clipgate.UploadEvent
 	for _, name := range []string{"a.mp4", "b.mp4"} {
@@ -331,7 +332,7 @@ func TestReconcilerWithConsumer(t *testing.T) {
 	}
 	waitFor(t, ctx, "the uploads indexed", func() bool { return c.Stats().Handled == 2 })
 	direct := stack.Prefix() + "cam-w/2024/05/01/direct.mp4"
-	putObject(t, adminBucket(t, stack), direct, 9)
+	putObject(t, stack.AdminBucket(t), direct, 9)
 
 	r := newReconciler(t, reconcilerConfig(t, stack, x))
 	if n := pass(t, r); n != 1 {
@@ -351,7 +352,7 @@ func TestReconcilerConfigErrors(t *testing.T) {
 	t.Parallel()
 	stack := inproc.New(t, inproc.Options{})
 	good := reconcilerConfig(t, stack, newIndex())
-	otherBucket, err := adminBucket(t, stack).Client.Bucket("another-bucket")
+	otherBucket, err := stack.AdminBucket(t).Client.Bucket("another-bucket")
 	if err != nil {
 		t.Fatal(err)
 	}

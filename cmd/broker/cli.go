@@ -18,6 +18,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/deviceid"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/natsauth"
 	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -42,6 +43,8 @@ var spec = cli.Spec{
 		"defaultDeviceRate":       strconv.Itoa(broker.DefaultDeviceRate),
 		"defaultDeviceBurst":      strconv.Itoa(broker.DefaultDeviceBurst),
 		"defaultWorkerRouting":    broker.WorkerRoutingRoundRobin,
+		"defaultNATSAccount":      natsauth.DefaultAccount,
+		"defaultGroup":            topics.DefaultWorkerGroup,
 		// Abuse limits (broker.LimitsConfig).
 		"defaultPasswordCacheEntries": strconv.Itoa(broker.DefaultPasswordCacheEntries),
 		"defaultFailureDelay":         broker.DefaultFailureDelay.String(),
@@ -69,6 +72,8 @@ type CLI struct {
 	RotateKey     rotateKeyCmd     `cmd:"" name:"rotate-key" help:"Add the next fleet key; the current one stays accepted until now+grace."`
 	ConnectKeys   connectKeysCmd   `cmd:"" name:"connect-keys" help:"Write the broker's keyring (connect roots only) derived from the fleet keys."`
 	DeviceKey     deviceKeyCmd     `cmd:"" name:"device-key" help:"Derive a device's key file (and optionally its current MQTT password) from the current fleet key."`
+	NATSCallout   natsCalloutCmd   `cmd:"" name:"nats-callout" help:"Run the auth callout of a NATS cluster: the broker's login decisions and ACL for devices and services connecting to NATS."`
+	NATSIssuer    natsIssuerCmd    `cmd:"" name:"nats-issuer" help:"Create the NATS auth callout's issuer (an account nkey seed) and print its public key."`
 	HashPassword  hashPasswordCmd  `cmd:"" name:"hash-password" help:"Read a service account password from stdin and print its bcrypt hash for the service accounts file."`
 	RevocationKey revocationKeyCmd `cmd:"" name:"revocation-key" help:"Create the console's revocation list signing key (FILE, mode 0600) and its public key (FILE.pub) for brokers, token workers and consumers."`
 }
@@ -320,13 +325,18 @@ func (c *connectKeysCmd) Run(e *env) error {
 
 type deviceKeyCmd struct {
 	fleetKeysFlag
-	DeviceID string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9._-])."`
+	DeviceID string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9_-]; '.' only with --allow-dot)."`
 	Out      string `help:"Write the device key file to this path (0600) instead of printing it." placeholder:"FILE"`
 	Password bool   `help:"Print a fresh MQTT password of the device instead of its key (for mosquitto_pub and the like; the broker accepts it for one connection)."`
+	AllowDot bool   `name:"allow-dot" help:"Accept a device ID with '.', for fleets on the mochi broker only (a NATS cluster refuses it)."`
 }
 
 func (c *deviceKeyCmd) Run(e *env) error {
-	if err := deviceid.Validate(c.DeviceID); err != nil {
+	validate := deviceid.ValidatePortable
+	if c.AllowDot {
+		validate = deviceid.Validate
+	}
+	if err := validate(c.DeviceID); err != nil {
 		return cli.Usage(err)
 	}
 	ring, err := c.load()

@@ -125,6 +125,13 @@ func TestDeviceKey(t *testing.T) {
 		t.Fatalf("written key: %v", err)
 	}
 
+	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-keys-file", fleetFile, "--allow-dot", "cam.1")
+	if k, err := identity.ParseDeviceKey([]byte(stdout)); code != 0 || err != nil || k.Device != "cam.1" {
+		t.Fatalf("--allow-dot cam.1: exit %d, %q: %v", code, stdout, err)
+	}
+	if code, _, stderr := runCLI(t, "", "device-key", "--fleet-keys-file", fleetFile, "cam.1"); !strings.Contains(stderr, "NATS") {
+		t.Errorf("cam.1: exit %d, stderr %q: want an error that says why", code, stderr)
+	}
 	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-keys-file", fleetFile, "--password", "cam-1")
 	if code != 0 || identity.VerifyDevicePassword(fleet.ConnectRoots(), "cam-1", strings.TrimSpace(stdout), time.Now(), time.Minute) != nil {
 		t.Fatalf("--password: exit %d, %q", code, stdout)
@@ -132,6 +139,7 @@ func TestDeviceKey(t *testing.T) {
 
 	for name, args := range map[string][]string{
 		"bad device ID":     {"device-key", "--fleet-keys-file", fleetFile, "cam/1"},
+		"dot in device ID":  {"device-key", "--fleet-keys-file", fleetFile, "cam.1"},
 		"missing fleet key": {"device-key", "--fleet-keys-file", filepath.Join(dir, "none"), "cam-1"},
 		"no fleet key":      {"device-key", "cam-1"},
 	} {

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/cli/clitest"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -174,23 +174,23 @@ func TestConfigErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"no hash":             {env: secrets(envOSSSecret, "secret", envPassword, "pw"), want: "hash (make one with 'broker hash-password') is required"},
-		"both hashes":         {args: []string{"--password-hash-file", hashFile}, env: secretEnv, want: "not both"},
-		"readable hash file":  {args: []string{"--password-hash-file", openHashFile}, env: secrets(envOSSSecret, "secret", envPassword, "pw"), want: "chmod 600"},
-		"no OSS secret":       {env: secrets(envPassword, "pw", envPasswordHash, hash), want: "OSS access key secret is required"},
-		"empty OSS secret":    {env: secrets(envOSSSecret, "", envPassword, "pw", envPasswordHash, hash), want: "is empty"},
-		"secret twice":        {args: []string{"--oss-access-key-secret-file", hashFile}, env: secretEnv, want: "not both"},
-		"no broker password":  {env: secrets(envOSSSecret, "s", envPasswordHash, hash), want: "broker password is required"},
-		"bad endpoint":        {args: []string{"--oss-endpoint", "ftp://x"}, env: secretEnv, want: "--oss-endpoint"},
-		"endpoint with path":  {args: []string{"--oss-endpoint", "http://127.0.0.1:1/x"}, env: secretEnv, want: "--oss-endpoint"},
-		"tls cert alone":      {args: []string{"--tls-cert", hashFile}, env: secretEnv, want: "go together"},
-		"tls garbage":         {args: []string{"--tls-cert", hashFile, "--tls-key", hashFile}, env: secretEnv, want: "--tls-cert"},
-		"bad topic root":      {args: []string{"--topic-root", "a/+/b"}, env: secretEnv, want: "--topic-root"},
-		"bad concurrency":     {args: []string{"--concurrency", "0"}, env: secretEnv, want: "--concurrency"},
-		"not a bcrypt hash":   {args: []string{"--broker", ""}, env: secrets(envOSSSecret, "secret", envPasswordHash, "plaintext"), want: "not a bcrypt hash"},
-		"bad prefix":          {args: []string{"--oss-prefix", "../x/", "--broker", ""}, env: secretEnv, want: "Prefix"},
-		"broker CA not found": {args: []string{"--broker-ca", "/nonexistent/ca.pem"}, env: secretEnv, want: "--broker-ca"},
-		"negative timeout":    {args: []string{"--connect-timeout=-1s"}, env: secretEnv, want: "--connect-timeout"},
+		"no hash, no operator": {args: []string{"--broker", ""}, env: secrets(envOSSSecret, "secret"), want: "no operator can log in"},
+		"both hashes":          {args: []string{"--password-hash-file", hashFile}, env: secretEnv, want: "not both"},
+		"readable hash file":   {args: []string{"--password-hash-file", openHashFile}, env: secrets(envOSSSecret, "secret", envPassword, "pw"), want: "chmod 600"},
+		"no OSS secret":        {env: secrets(envPassword, "pw", envPasswordHash, hash), want: "OSS access key secret is required"},
+		"empty OSS secret":     {env: secrets(envOSSSecret, "", envPassword, "pw", envPasswordHash, hash), want: "is empty"},
+		"secret twice":         {args: []string{"--oss-access-key-secret-file", hashFile}, env: secretEnv, want: "not both"},
+		"no broker password":   {env: secrets(envOSSSecret, "s", envPasswordHash, hash), want: "broker password is required"},
+		"bad endpoint":         {args: []string{"--oss-endpoint", "ftp://x"}, env: secretEnv, want: "--oss-endpoint"},
+		"endpoint with path":   {args: []string{"--oss-endpoint", "http://127.0.0.1:1/x"}, env: secretEnv, want: "--oss-endpoint"},
+		"tls cert alone":       {args: []string{"--tls-cert", hashFile}, env: secretEnv, want: "go together"},
+		"tls garbage":          {args: []string{"--tls-cert", hashFile, "--tls-key", hashFile}, env: secretEnv, want: "--tls-cert"},
+		"bad topic root":       {args: []string{"--topic-root", "a/+/b"}, env: secretEnv, want: "--topic-root"},
+		"bad concurrency":      {args: []string{"--concurrency", "0"}, env: secretEnv, want: "--concurrency"},
+		"not a bcrypt hash":    {args: []string{"--broker", ""}, env: secrets(envOSSSecret, "secret", envPasswordHash, "plaintext"), want: "not a bcrypt hash"},
+		"bad prefix":           {args: []string{"--oss-prefix", "../x/", "--broker", ""}, env: secretEnv, want: "Prefix"},
+		"broker CA not found":  {args: []string{"--broker-ca", "/nonexistent/ca.pem"}, env: secretEnv, want: "--broker-ca"},
+		"negative timeout":     {args: []string{"--connect-timeout=-1s"}, env: secretEnv, want: "--connect-timeout"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, _ := newTestMain(tc.env)
@@ -291,7 +291,7 @@ func TestRun(t *testing.T) {
 	}
 	var s struct{ CSRF string }
 	call("GET", "/api/session", "", nil, &s)
-	if status := call("POST", "/api/login", s.CSRF, map[string]string{"password": "operator pw"}, &s); status != 200 {
+	if status := call("POST", "/api/login", s.CSRF, map[string]string{"name": "admin", "password": "operator pw"}, &s); status != 200 {
 		t.Fatalf("login: %d", status)
 	}
 	deadline := time.Now().Add(time.Minute)
@@ -344,7 +344,7 @@ func TestRunWaitsForBroker(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	dials := &logSignal{what: []byte("cannot connect to the broker"), ch: make(chan struct{})}
+	dials := testutil.NewLogSignal("cannot connect to the broker")
 	m := NewMain(cli.IO{Getenv: func(k string) (string, bool) {
 		v, ok := map[string]string{envPassword: pass, envOSSSecret: secret, envPasswordHash: hashOf(t, "pw")}[k]
 		return v, ok
@@ -358,7 +358,7 @@ func TestRunWaitsForBroker(t *testing.T) {
 	started := make(chan error, 1)
 	go func() { started <- m.Run(ctx) }()
 	select {
-	case <-dials.ch: // a dial failed: nothing listens yet
+	case <-dials.Seen(): // a dial failed: nothing listens yet
 	case err := <-started:
 		t.Fatalf("Run returned while the broker was down: %v", err)
 	}
@@ -366,20 +366,6 @@ func TestRunWaitsForBroker(t *testing.T) {
 	if err := <-started; err != nil {
 		t.Fatalf("Run after the broker came back: %v", err)
 	}
-}
-
-// logSignal is a log writer that closes ch at the first line containing what.
-type logSignal struct {
-	what []byte
-	once sync.Once
-	ch   chan struct{}
-}
-
-func (l *logSignal) Write(p []byte) (int, error) {
-	if bytes.Contains(p, l.what) {
-		l.once.Do(func() { close(l.ch) })
-	}
-	return len(p), nil
 }
 
 // TestFlagSources: every flag has its variable and its configuration key, and each

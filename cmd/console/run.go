@@ -19,6 +19,7 @@ import (
 	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/natsbus"
 	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -36,6 +37,9 @@ var spec = cli.Spec{
 		"defaultReconcile": events.DefaultReconcileInterval.String(),
 		"defaultMinAge":    events.DefaultMinAge.String(),
 		"defaultPrefix":    policy.DefaultPrefix,
+		"defaultAdmin":     console.DefaultAdminName,
+		"defaultAuditTTL":  console.DefaultAuditTTL.String(),
+		"defaultRetention": console.DefaultRetentionEvery.String(),
 	},
 }
 
@@ -49,19 +53,27 @@ type CLI struct {
 	TLSCert          string        `name:"tls-cert" help:"PEM certificate chain: serve HTTPS (session cookies are then Secure)." type:"path" placeholder:"FILE"`
 	TLSKey           string        `name:"tls-key" help:"PEM private key of --tls-cert." type:"path" placeholder:"FILE"`
 	SecureCookies    bool          `help:"Mark the session cookie Secure without --tls-cert (behind a proxy that terminates TLS)."`
-	PasswordHashFile string        `help:"File holding the bcrypt hash of the operator password (make one with 'broker hash-password')." type:"path" placeholder:"FILE" secret:""`
+	PasswordHashFile string        `help:"File holding the bcrypt hash of the password of the admin named --admin-name (make one with 'broker hash-password'); the admin adds other operators in the console. Optional once the database has an operator." type:"path" placeholder:"FILE" secret:""`
+	AdminName        string        `help:"Name of the admin whose password hash is configured." default:"${defaultAdmin}"`
 	SessionTTL       time.Duration `name:"session-ttl" help:"Lifetime of a login." default:"12h"`
+	AuditTTL         time.Duration `name:"audit-ttl" help:"How long audit log entries are kept (negative: for ever)." default:"${defaultAuditTTL}"`
+
+	RetentionEvery time.Duration `help:"Interval of the scheduled runs of the retention rules set in the console (negative: none)." default:"${defaultRetention}"`
+	Lifecycle      bool          `help:"Also write the retention rules as the bucket's OSS lifecycle rules (the key then needs oss:PutBucketLifecycle and oss:GetBucketLifecycle)."`
 
 	Database string `help:"SQLite database file, or PostgreSQL: a postgres:// URL or host=... dbname=... string (a URL with a password belongs in the variable, not on the command line)." default:"console.db"`
 
-	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://); empty: serve the index without ingesting." default:"tcp://127.0.0.1:1883"`
-	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
-	Username     string `help:"Service account user name (role consumer, or console to publish the signed revocation list)." default:"consumer"`
-	PasswordFile string `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
-	ClientID     string `help:"MQTT client ID of the events consumer's persistent session (default USERNAME:console); keep it stable, one per instance."`
-	Group        string `help:"Shared-subscription group of the events consumer." default:"${defaultGroup}"`
-	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
-	Concurrency  int    `help:"Events indexed at once." default:"16"`
+	Broker       string   `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://); empty: serve the index without ingesting." default:"tcp://127.0.0.1:1883"`
+	BrokerCA     string   `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
+	Username     string   `help:"Service account user name (role consumer, or console to publish the signed revocation list)." default:"consumer"`
+	PasswordFile string   `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
+	ClientID     string   `help:"MQTT client ID of the events consumer's persistent session (default USERNAME:console); keep it stable, one per instance."`
+	Group        string   `help:"Shared-subscription group of the events consumer." default:"${defaultGroup}"`
+	TopicRoot    string   `help:"Topic root." default:"${defaultRoot}"`
+	Concurrency  int      `help:"Events indexed at once." default:"16"`
+	NATS         []string `name:"nats" placeholder:"URL" help:"NATS cluster URLs (nats://, tls://; repeat or comma-separate): ingest from a JetStream durable consumer on the MQTT gateway's QoS 1 stream instead of the MQTT --broker."`
+	NATSDurable  string   `name:"nats-durable" default:"console" help:"NATS: the durable consumer, shared by every console instance."`
+	NATSReplicas int      `name:"nats-replicas" default:"3" help:"NATS: replicas of the durable consumer (the cluster's size, up to 3)."`
 
 	OSSEndpoint            string        `help:"OSS endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com or http://127.0.0.1:9100 (localcloud)." required:""`
 	OSSPublicEndpoint      string        `help:"OSS endpoint the operators' browsers reach, for the player's signed URLs (default: --oss-endpoint)."`
@@ -146,6 +158,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return cli.Usage(err)
 	}
 	if err := m.console.Start(startCtx); err != nil {
+		if errors.Is(err, console.ErrInvalidConfig) {
+			return cli.Usage(err)
+		}
 		return err
 	}
 	reg := ops.NewRegistry("console")
@@ -184,7 +199,8 @@ func (m *Main) Close() error {
 // config builds the console configuration (all but the Store).
 func (m *Main) config() (console.Config, error) {
 	c := &m.CLI
-	hash, err := m.ctx.Secret("password-hash-file", "the operator password's hash (make one with 'broker hash-password')", true)
+	// No hash is allowed: the console then starts only if its database holds an operator.
+	hash, err := m.ctx.Secret("password-hash-file", "the admin password's hash (make one with 'broker hash-password')", false)
 	if err != nil {
 		return console.Config{}, err
 	}
@@ -220,7 +236,11 @@ func (m *Main) config() (console.Config, error) {
 		Addr:               c.Listen,
 		SecureCookies:      c.SecureCookies,
 		PasswordHash:       hash,
+		AdminName:          c.AdminName,
 		SessionTTL:         c.SessionTTL,
+		AuditTTL:           c.AuditTTL,
+		RetentionEvery:     c.RetentionEvery,
+		Lifecycle:          c.Lifecycle,
 		RevocationsFile:    c.RevocationsFile,
 		DenyRoleARN:        c.DenyRoleARN,
 		CredentialLifetime: c.STSDuration,
@@ -228,7 +248,7 @@ func (m *Main) config() (console.Config, error) {
 		ReconcileMinAge:    c.ReconcileMinAge,
 		Logger:             m.log,
 	}
-	if c.Broker != "" {
+	if c.Broker != "" || len(c.NATS) > 0 {
 		if cfg.Password, err = m.ctx.Secret("password-file", "broker password", true); err != nil {
 			return console.Config{}, err
 		}
@@ -249,6 +269,21 @@ func (m *Main) config() (console.Config, error) {
 			return console.Config{}, err
 		}
 		cfg.EMQX = &console.EMQXAdmin{URL: c.EMQXAPIURL, APIKey: c.EMQXAPIKey, APISecret: secret}
+	}
+	if len(c.NATS) > 0 {
+		name := c.ClientID
+		if name == "" {
+			name = c.Username + ":console"
+		}
+		conn := natsbus.Conn{URLs: c.NATS, Username: c.Username, Password: cfg.Password, Name: name, TLS: cfg.TLS, Logger: m.log}
+		if cfg.Events, err = natsbus.NewEvents(natsbus.EventsConfig{Conn: conn, Topics: scheme, Durable: c.NATSDurable,
+			Replicas: c.NATSReplicas, MQTTURL: c.Broker}); err != nil {
+			return console.Config{}, err
+		}
+		conn.Name += "-status"
+		if cfg.Status, err = natsbus.NewStatus(natsbus.StatusConfig{Conn: conn, Topics: scheme}); err != nil {
+			return console.Config{}, err
+		}
 	}
 	switch {
 	case (c.TLSCert == "") != (c.TLSKey == ""):

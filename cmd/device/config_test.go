@@ -14,6 +14,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // writeDeviceKey writes a random device key of device to path.
@@ -54,7 +55,7 @@ func parsed(t *testing.T, workDir string, env map[string]string, args ...string)
 		workDir = t.TempDir()
 	}
 	m := &Main{Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }, WorkDir: workDir}
-	m.Stdout, m.Stderr = &syncBuffer{}, &syncBuffer{}
+	m.Stdout, m.Stderr = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	_, err := m.parseFlags(args)
 	return m, err
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // startWatchProcess runs `device ARGS` as a real process (the test binary as the command,
@@ -198,20 +199,20 @@ func TestHandFile(t *testing.T) {
 
 	// handOff: a line per file; a missing or empty file fails alone and is not handed.
 	spool2 := t.TempDir()
-	m := &Main{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
+	m := &Main{Stdout: &testutil.SyncBuffer{}, Stderr: &testutil.SyncBuffer{}}
 	empty := writeClip(t, mine, "empty.mp4", 0, testTime)
 	items := []uploadItem{statClip(src), statClip(empty), statClip(filepath.Join(mine, "gone.mp4"))}
 	holder := &devicekit.StateInUseError{StateDir: "/state", Holder: devicekit.StateHolder{PID: 42, Command: "device watch s", Spools: []string{spool2}}}
 	if err := m.handOff(items, holder); !errors.Is(err, cli.ErrReported) {
 		t.Errorf("handOff with failures: %v", err)
 	}
-	out := m.Stdout.(*syncBuffer).String()
+	out := m.Stdout.(*testutil.SyncBuffer).String()
 	for _, w := range []string{"queued " + src + " -> " + filepath.Join(spool2, "clip.mp4") + "\n", "FAIL " + empty + ": devicekit: invalid clip: empty file (0 bytes)", "FAIL " + filepath.Join(mine, "gone.mp4") + ": no such file"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("handOff output lacks %q:\n%s", w, out)
 		}
 	}
-	if errOut := m.Stderr.(*syncBuffer).String(); !strings.Contains(errOut, "process 42 (device watch s) watches "+spool2) {
+	if errOut := m.Stderr.(*testutil.SyncBuffer).String(); !strings.Contains(errOut, "process 42 (device watch s) watches "+spool2) {
 		t.Errorf("handOff stderr: %q", errOut)
 	}
 	if entries, _ := os.ReadDir(spool2); len(entries) != 1 {

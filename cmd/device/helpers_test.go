@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // stack is a whole clipgate on loopback (internal/inproc, the stack of clipgatetest).
@@ -61,24 +60,6 @@ func (s *stack) bucket(t *testing.T) *oss.Bucket {
 	return b
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runCmd runs the command in-process with env as its whole environment.
 func runCmd(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -95,7 +76,7 @@ func runWith(t *testing.T, m *Main, env map[string]string, args ...string) (code
 // runCtx runs the command in-process until it ends or ctx does (as SIGINT ends it).
 func runCtx(t *testing.T, ctx context.Context, m *Main, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	m.Stdout, m.Stderr = &out, &errOut
 	m.Getenv = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	if m.IsTerminal == nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"github.com/clipgate/clipgate/internal/cli"
 	"io"
 	"os"
 	"regexp"
@@ -10,11 +9,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // fakeResults is a results on a terminal with a clock the test moves.
-func fakeResults(every time.Duration) (*results, *syncBuffer, *time.Time) {
-	var out syncBuffer
+func fakeResults(every time.Duration) (*results, *testutil.SyncBuffer, *time.Time) {
+	var out testutil.SyncBuffer
 	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	r := &results{w: &out, live: true, now: func() time.Time { return now }, every: every}
 	return r, &out, &now
@@ -86,7 +88,7 @@ func TestStatusLine(t *testing.T) {
 	}
 
 	// Not a terminal: no status line, plain result lines.
-	var plain syncBuffer
+	var plain testutil.SyncBuffer
 	p := &results{w: &plain, now: time.Now, every: drawEvery}
 	if cb := p.start(0, 1, "a.mp4", 100); cb != nil {
 		t.Error("a progress callback without a terminal")

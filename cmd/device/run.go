@@ -28,6 +28,7 @@ type CLI struct {
 	cli.Common
 
 	Broker             string                     `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." placeholder:"URL"`
+	Failover           []string                   `help:"Further broker nodes (a NATS cluster's MQTT gateways), tried after --broker in order." placeholder:"URL"`
 	DeviceID           string                     `name:"device-id" help:"Device ID." placeholder:"ID"`
 	DeviceKeyFile      string                     `help:"Device key file (mode 0600)." type:"path" placeholder:"FILE"`
 	StateDir           string                     `help:"State directory (upload checkpoints, event outbox); one command of the device at a time holds it." type:"path" placeholder:"DIR"`
@@ -133,7 +134,7 @@ func (m *Main) parseFlags(args []string) (string, error) {
 func (m *Main) deviceFile() deviceconfig.File {
 	c := &m.cli
 	f := deviceconfig.File{
-		Broker: c.Broker, DeviceID: c.DeviceID, DeviceKeyFile: c.DeviceKeyFile, StateDir: c.StateDir,
+		Broker: c.Broker, Failover: c.Failover, DeviceID: c.DeviceID, DeviceKeyFile: c.DeviceKeyFile, StateDir: c.StateDir,
 		TopicRoot: c.TopicRoot, Mode: c.Mode, MultipartThreshold: c.MultipartThreshold, PartSize: c.PartSize,
 		UploadRate: c.UploadRate, UploadRateAt: c.UploadRateAt,
 		TLS: &deviceconfig.TLS{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, ServerName: c.TLSServerName},

@@ -22,6 +22,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // watchTimeout bounds every wait of the watch tests.
@@ -29,7 +30,7 @@ const watchTimeout = time.Minute
 
 // watchRun is `device watch` running in-process.
 type watchRun struct {
-	stdout, stderr syncBuffer
+	stdout, stderr testutil.SyncBuffer
 	cancel         context.CancelFunc
 	code           chan int
 }
@@ -419,7 +420,7 @@ func TestWatchSignals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var stderr syncBuffer
+			var stderr testutil.SyncBuffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

@@ -42,6 +42,7 @@ type CLI struct {
 	OSSPrefix   string        `name:"oss-prefix" placeholder:"PREFIX" help:"Global key prefix, ending in '/' (default clips/)."`
 	DeviceID    string        `name:"device-id" default:"${defaultDevice}" help:"Device written to device.yaml."`
 	Workers     int           `default:"${defaultWorkers}" help:"Token workers."`
+	Engine      string        `default:"mochi" enum:"mochi,nats" help:"Broker engine: mochi (one embedded broker) or nats (a 3-node NATS JetStream cluster in this process, with the auth callout; devices connect to its MQTT gateways)."`
 	Demo        bool          `help:"Run simulated cameras and a consumer, check every upload, print a summary and exit."`
 	Devices     int           `default:"${defaultDevices}" help:"Demo: simulated cameras."`
 	Clips       int           `default:"${defaultClips}" help:"Demo: clips per camera (a few hundred KiB each; the last above the multipart threshold)."`
@@ -69,7 +70,7 @@ func run(ctx context.Context, io cli.IO, args []string) error {
 	cfg := devstack.Config{
 		Dir: c.Dir, MQTTAddr: c.MQTTAddr, HTTPAddr: c.HTTPAddr, OSSAddr: c.OSSAddr, STSAddr: c.STSAddr, ConsoleAddr: c.ConsoleAddr,
 		Bucket: c.OSSBucket, Prefix: c.OSSPrefix, DeviceID: c.DeviceID, Workers: c.Workers,
-		BcryptCost: bcryptCost, Logger: kctx.Logger(),
+		Engine: c.Engine, BcryptCost: bcryptCost, Logger: kctx.Logger(),
 	}
 	if !c.Demo {
 		return devstack.Run(ctx, cfg, io.Stdout)

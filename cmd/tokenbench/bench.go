@@ -103,8 +103,8 @@ type Report struct {
 	BrokerAfter        broker.Stats
 }
 
-// check refuses a configuration that cannot be measured.
-func (cfg *Config) check() error {
+// validate refuses a configuration that cannot be measured.
+func (cfg *Config) validate() error {
 	if cfg.Devices < 1 || cfg.Rounds < 1 || cfg.Workers < 1 || cfg.EchoWorkers < 0 || cfg.ConnectConcurrency < 1 || cfg.ReplyTimeout <= 0 {
 		return errors.New("devices, rounds, workers, connect-concurrency and reply-timeout must be positive")
 	}
@@ -121,7 +121,7 @@ func (cfg *Config) check() error {
 
 // Run starts the stack and the devices, runs the phases and prints the figures to out.
 func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
-	if err := cfg.check(); err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	if cfg.EchoWorkers == 0 {

@@ -29,7 +29,7 @@ func run(ctx context.Context, io cli.IO, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Config.check(); err != nil {
+	if err := c.Config.validate(); err != nil {
 		return cli.Usage(err)
 	}
 	c.Config.Logger = kctx.Logger()

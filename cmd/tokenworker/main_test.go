@@ -237,7 +237,8 @@ func TestDefaultPrefix(t *testing.T) {
 // source sets it.
 func TestFlagSources(t *testing.T) {
 	t.Parallel()
-	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} }})
+	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} },
+		Samples: map[string][]string{"nats-owned": {"1", "2", "3"}}})
 }
 
 // TestExitCodes: 0 for --help and --version, 2 for usage and configuration errors, 1 when

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/natsbus"
 	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/tokenworker"
@@ -44,13 +46,16 @@ type CLI struct {
 	cli.Common
 	cli.Ops
 
-	Broker       string `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." default:"tcp://127.0.0.1:1883"`
-	BrokerCA     string `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
-	Username     string `help:"Service account user name (role tokenworker)." default:"tokenworker"`
-	PasswordFile string `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
-	ClientID     string `help:"MQTT client ID, USERNAME:INSTANCE; with --workers N, suffixed -1..-N (default: USERNAME:<random>)."`
-	Group        string `help:"Shared-subscription group." default:"${defaultGroup}"`
-	TopicRoot    string `help:"Topic root." default:"${defaultRoot}"`
+	Broker         string   `help:"MQTT broker URL (tcp://, ssl://, ws://, wss://)." default:"tcp://127.0.0.1:1883"`
+	BrokerCA       string   `help:"PEM file of CAs to trust for an ssl:// broker (default: system roots)." type:"path" placeholder:"FILE"`
+	Username       string   `help:"Service account user name (role tokenworker)." default:"tokenworker"`
+	PasswordFile   string   `help:"File holding the service account password." type:"path" placeholder:"FILE" secret:""`
+	ClientID       string   `help:"MQTT client ID, USERNAME:INSTANCE; with --workers N, suffixed -1..-N (default: USERNAME:<random>)."`
+	Group          string   `help:"Shared-subscription group (on NATS: the queue group)." default:"${defaultGroup}"`
+	NATS           []string `name:"nats" placeholder:"URL" help:"NATS cluster URLs (nats://, tls://; repeat or comma-separate): take requests as a NATS queue group instead of from the MQTT --broker."`
+	NATSPartitions int      `name:"nats-partitions" default:"16" help:"NATS: partitions of the cluster's auth-request mapping (0: no mapping)."`
+	NATSOwned      []int    `name:"nats-owned" placeholder:"P" help:"NATS: the partitions this process takes (default all); give each partition one process for one STS call per device and credential lifetime."`
+	TopicRoot      string   `help:"Topic root." default:"${defaultRoot}"`
 
 	FleetKeysFile      string `help:"Fleet keyring file (mode 0600, from \"broker fleet-key\"); device request keys are derived from it. Required unless --fleet-ca-file serves a fleet of certificate devices only." type:"path" placeholder:"FILE"`
 	FleetCAFile        string `name:"fleet-ca-file" help:"CA certificates (PEM) of devices without a device key: their requests carry a certificate (CN = device ID) and are signed with its key; replies are sealed to it." type:"path" placeholder:"FILE"`
@@ -159,6 +164,23 @@ func (m *Main) Run(ctx context.Context) error {
 		c := cfg
 		if c.ClientID != "" && m.CLI.Workers > 1 {
 			c.ClientID += "-" + strconv.Itoa(i+1)
+		}
+		if len(m.CLI.NATS) > 0 {
+			name := c.ClientID
+			if name == "" {
+				name = c.Username + ":" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i+1) // USERNAME:INSTANCE
+			}
+			tr, err := natsbus.NewWorkers(natsbus.WorkersConfig{
+				Conn:       natsbus.Conn{URLs: m.CLI.NATS, Username: c.Username, Password: c.Password, Name: name, TLS: c.TLS, Logger: m.log},
+				Topics:     c.Topics,
+				Group:      c.Group,
+				Partitions: m.CLI.NATSPartitions,
+				Owned:      m.CLI.NATSOwned,
+			})
+			if err != nil {
+				return cli.Usage(err)
+			}
+			c.Transport = tr
 		}
 		w, err := tokenworker.New(c)
 		if err != nil {

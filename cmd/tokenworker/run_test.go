@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/cli/clitest"
@@ -20,6 +19,7 @@ import (
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/ops/opstest"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -51,15 +51,7 @@ func TestRunAnswersOverMQTT(t *testing.T) {
 	defer lc.Close()
 
 	// Broker with the worker's service account.
-	// The cheapest cost: a production-cost hash under -race on a busy machine outlasted
-	// the broker's handshake timeout at every attempt.
-	h, err := bcrypt.GenerateFromPassword([]byte("run-test-password"), bcrypt.MinCost)
-	hash := string(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accFile := writeFile(t, dir, "accounts.yaml",
-		"accounts:\n  - username: tw\n    passwordHash: \""+hash+"\"\n    role: tokenworker\n", 0o600)
+	accFile := testutil.AccountsFile(t, dir, testutil.Account{User: "tw", Password: "run-test-password", Role: "tokenworker"})
 	accounts, err := identity.LoadServiceAccounts(accFile)
 	if err != nil {
 		t.Fatal(err)

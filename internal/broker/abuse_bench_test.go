@@ -29,11 +29,11 @@ func BenchmarkLoginUnderAttack(b *testing.B) {
 	dir := b.TempDir()
 	s := "accounts:\n"
 	for _, a := range testAccounts {
-		h, err := bcrypt.GenerateFromPassword([]byte(a.password), bcrypt.DefaultCost)
+		h, err := bcrypt.GenerateFromPassword([]byte(a.Password), bcrypt.DefaultCost)
 		if err != nil {
 			b.Fatal(err)
 		}
-		s += fmt.Sprintf("  - username: %s\n    passwordHash: %q\n    role: %s\n", a.user, h, a.role)
+		s += fmt.Sprintf("  - username: %s\n    passwordHash: %q\n    role: %s\n", a.User, h, a.Role)
 	}
 	accounts := filepath.Join(dir, "accounts.yaml")
 	if err := os.WriteFile(accounts, []byte(s), 0o600); err != nil {

@@ -216,10 +216,22 @@ func (c *Config) applyDefaults() {
 	c.Limits.applyDefaults()
 }
 
-// validate checks a Config whose defaults are applied.
+// validate checks a Config whose defaults are applied, and reports every problem.
 func (c *Config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c.validateListeners(bad)
+	c.validateKeys(bad)
+	c.validateLimits(bad)
+	c.validateRouting(bad)
+	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// validateListeners checks that some MQTT listener is on, and the TLS files.
+func (c *Config) validateListeners(bad func(format string, args ...any)) {
 	if c.Addr == "none" && c.TLS.CertFile == "" {
 		bad("no MQTT listener: addr is \"none\" and no TLS certificate is set")
 	}
@@ -232,6 +244,10 @@ func (c *Config) validate() error {
 	if c.TLS.RequireClientCert && c.TLS.ClientCAFile == "" {
 		bad("tls: requireClientCert needs clientCAFile")
 	}
+}
+
+// validateKeys checks the topic root, the fleet key and the revocation list's key.
+func (c *Config) validateKeys(bad func(format string, args ...any)) {
 	if _, err := topics.New(c.TopicRoot); err != nil {
 		bad("topicRoot: %w", err)
 	}
@@ -244,6 +260,10 @@ func (c *Config) validate() error {
 	if (c.RevocationsKey != nil || c.RevocationsKeyFile != "") && c.RevocationsFile != "" && c.Revocations == nil {
 		bad("revocationsFile and revocationsKeyFile: choose one way to receive the revocation list")
 	}
+}
+
+// validateLimits checks the time windows, sizes and expiries.
+func (c *Config) validateLimits(bad func(format string, args ...any)) {
 	if c.PasswordWindow < time.Second {
 		bad("passwordWindow %v: at least 1s", c.PasswordWindow)
 	}
@@ -265,6 +285,10 @@ func (c *Config) validate() error {
 	if c.MessageExpiry < time.Second {
 		bad("messageExpiry %v: at least 1s", c.MessageExpiry)
 	}
+}
+
+// validateRouting checks the rate bursts, the worker routing and the EMQX endpoint.
+func (c *Config) validateRouting(bad func(format string, args ...any)) {
 	if c.DeviceRate > 0 && c.DeviceBurst < 1 {
 		bad("deviceBurst %d: at least 1", c.DeviceBurst)
 	}
@@ -277,8 +301,4 @@ func (c *Config) validate() error {
 	if c.EMQX.Enabled && c.HTTPAddr == "none" {
 		bad("emqx: enabled but httpAddr is \"none\"")
 	}
-	if err := c.Limits.validate(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }

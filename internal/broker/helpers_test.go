@@ -14,49 +14,28 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
-// Service accounts of the test brokers. Hashes use bcrypt's minimum cost so that the
-// many service connections of the tests stay cheap.
-var testAccounts = []struct{ user, password, role string }{
-	{"worker", "worker-secret-1", "tokenworker"},
-	{"consumer", "consumer-secret-1", "consumer"},
-	{"admin", "admin-secret-1", "admin"},
-	{"cam-svc", "svc-secret-1", "consumer"}, // a service whose username has device form
+// Service accounts of the test brokers.
+var testAccounts = []testutil.Account{
+	{User: "worker", Password: "worker-secret-1", Role: "tokenworker"},
+	{User: "consumer", Password: "consumer-secret-1", Role: "consumer"},
+	{User: "admin", Password: "admin-secret-1", Role: "admin"},
+	{User: "cam-svc", Password: "svc-secret-1", Role: "consumer"}, // a service whose username has device form
 }
 
-var (
-	accountsOnce sync.Once
-	accountsYAML []byte
-)
-
 func accountsFile(t testing.TB, dir string) string {
-	accountsOnce.Do(func() {
-		s := "accounts:\n"
-		for _, a := range testAccounts {
-			h, err := bcrypt.GenerateFromPassword([]byte(a.password), bcrypt.MinCost)
-			if err != nil {
-				panic(err)
-			}
-			s += fmt.Sprintf("  - username: %s\n    passwordHash: %q\n    role: %s\n", a.user, h, a.role)
-		}
-		accountsYAML = []byte(s)
-	})
-	p := filepath.Join(dir, "accounts.yaml")
-	if err := os.WriteFile(p, accountsYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testutil.AccountsFile(t, dir, testAccounts...)
 }
 
 func passwordOf(user string) string {
 	for _, a := range testAccounts {
-		if a.user == user {
-			return a.password
+		if a.User == user {
+			return a.Password
 		}
 	}
 	panic("no test account " + user)

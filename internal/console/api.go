@@ -60,10 +60,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// sessionInfo is GET /api/session's answer: whether the caller is logged in, and the CSRF
-// token to send with its next state-changing request (the login token when logged out).
+// sessionInfo is GET /api/session's answer: whether the caller is logged in (as whom),
+// and the CSRF token to send with its next state-changing request (the login token when
+// logged out).
 type sessionInfo struct {
 	Authenticated bool      `json:"authenticated"`
+	Operator      string    `json:"operator,omitempty"`
+	Role          Role      `json:"role,omitempty"`
 	CSRF          string    `json:"csrf"`
 	Expires       time.Time `json:"expires,omitzero"`
 }
@@ -72,7 +75,7 @@ func (c *Console) apiSession(w http.ResponseWriter, r *http.Request) {
 	s, err := c.session(r)
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, sessionInfo{Authenticated: true, CSRF: s.CSRF, Expires: s.Expires})
+		writeJSON(w, http.StatusOK, sessionInfo{Authenticated: true, Operator: s.Operator, Role: s.Role, CSRF: s.CSRF, Expires: s.Expires})
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusOK, sessionInfo{CSRF: c.loginToken(w, r)})
 	default:
@@ -80,9 +83,9 @@ func (c *Console) apiSession(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// apiLogin: POST {"password": ...} with the login CSRF token of GET /api/session in
-// X-CSRF-Token (and its cookie). It sets the session cookie and returns the session's
-// CSRF token.
+// apiLogin: POST {"name": ..., "password": ...} with the login CSRF token of GET
+// /api/session in X-CSRF-Token (and its cookie). It sets the session cookie and returns
+// the session's CSRF token.
 func (c *Console) apiLogin(w http.ResponseWriter, r *http.Request) {
 	if !c.checkLoginToken(r, r.Header.Get(csrfHeader)) {
 		writeError(w, http.StatusForbidden, "csrf", "missing or wrong "+csrfHeader+" header: GET /api/session first")
@@ -93,19 +96,20 @@ func (c *Console) apiLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
+		Name     string `json:"name"`
 		Password string `json:"password"`
 	}
 	if !decodeJSON(w, r, &body) {
 		return
 	}
-	csrf, err := c.login(w, r, body.Password)
+	s, err := c.login(w, r, body.Name, body.Password)
 	switch {
 	case errors.Is(err, errBadPassword):
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "wrong password")
+		writeError(w, http.StatusUnauthorized, "unauthenticated", "wrong name or password")
 	case err != nil:
 		c.apiError(w, err)
 	default:
-		writeJSON(w, http.StatusOK, sessionInfo{Authenticated: true, CSRF: csrf})
+		writeJSON(w, http.StatusOK, sessionInfo{Authenticated: true, Operator: s.Operator, Role: s.Role, CSRF: s.CSRF, Expires: s.Expires})
 	}
 }
 
@@ -115,6 +119,19 @@ func (c *Console) apiLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// me is GET /api/me's answer: who the caller is.
+type me struct {
+	Name string `json:"name"`
+	Role Role   `json:"role"`
+	// Via is "session" or "token {id}".
+	Via string `json:"via"`
+}
+
+func (c *Console) apiMe(w http.ResponseWriter, r *http.Request) {
+	p := principalFrom(r.Context())
+	writeJSON(w, http.StatusOK, me{Name: p.Name, Role: p.Role, Via: p.via()})
 }
 
 type devicesPage struct {
@@ -157,17 +174,37 @@ func (c *Console) apiDevice(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) apiRevoke(revoked bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if err := validateDevice(id); err != nil {
-			c.apiError(w, err)
-			return
-		}
-		if err := c.SetRevoked(r.Context(), id, revoked); err != nil {
+		if err := c.revokeBy(r, r.PathValue("id"), revoked); err != nil {
 			c.apiError(w, err)
 			return
 		}
 		c.apiDevice(w, r)
 	}
+}
+
+// apiTimeline: GET /api/timeline with device (optional: the fleet), step (hour, day),
+// from and to.
+func (c *Console) apiTimeline(w http.ResponseWriter, r *http.Request) {
+	device, step, from, to, err := timelineQuery(r.URL.Query())
+	if err != nil {
+		c.apiError(w, err)
+		return
+	}
+	t, err := c.Timeline(r.Context(), device, step, from, to)
+	if err != nil {
+		c.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (c *Console) apiStorage(w http.ResponseWriter, r *http.Request) {
+	t, err := c.store.Totals(r.Context())
+	if err != nil {
+		c.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
 }
 
 type clipsPage struct {
@@ -190,21 +227,18 @@ func (c *Console) apiClips(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, clipsPage{Clips: clips, Next: next})
 }
 
-// clipWithURL is GET /api/clip's answer: the clip and presigned GET URLs to play it and
-// to download it (as an attachment), valid until URLExpires.
+// clipWithURL is GET /api/clip's answer: the clip and presigned GET URLs to play it, to
+// download it (as an attachment) and for its poster, valid until URLExpires.
 type clipWithURL struct {
 	Clip        *Clip     `json:"clip"`
 	URL         string    `json:"url"`
 	DownloadURL string    `json:"downloadUrl"`
+	PosterURL   string    `json:"posterUrl,omitempty"`
 	URLExpires  time.Time `json:"urlExpires"`
 }
 
 func (c *Console) clipOf(r *http.Request) (*Clip, error) {
-	key := r.URL.Query().Get("key")
-	if err := c.checkKey(key); err != nil {
-		return nil, err
-	}
-	return c.store.Clip(r.Context(), key)
+	return c.clipOfKey(r, r.URL.Query().Get("key"))
 }
 
 func (c *Console) apiClip(w http.ResponseWriter, r *http.Request) {
@@ -213,21 +247,16 @@ func (c *Console) apiClip(w http.ResponseWriter, r *http.Request) {
 		c.apiError(w, err)
 		return
 	}
-	u, exp, err := c.SignedURL(clip.Key)
+	p, err := c.issuePlayback(r, clip)
 	if err != nil {
 		c.apiError(w, err)
 		return
 	}
-	dl, _, err := c.DownloadURL(clip.Key)
-	if err != nil {
-		c.apiError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, clipWithURL{Clip: clip, URL: u, DownloadURL: dl, URLExpires: exp})
+	writeJSON(w, http.StatusOK, clipWithURL{Clip: clip, URL: p.URL, DownloadURL: p.Download, PosterURL: p.Poster, URLExpires: p.Expires})
 }
 
 func (c *Console) apiDeleteClip(w http.ResponseWriter, r *http.Request) {
-	if err := c.DeleteClip(r.Context(), r.URL.Query().Get("key")); err != nil {
+	if _, err := c.deleteClipBy(r, r.URL.Query().Get("key")); err != nil {
 		c.apiError(w, err)
 		return
 	}
@@ -242,7 +271,7 @@ func (c *Console) apiRetention(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &body) {
 		return
 	}
-	res, err := c.Retention(r.Context(), body.Prefix, body.Days)
+	res, err := c.retentionBy(r, body.Prefix, body.Days)
 	if err != nil {
 		c.apiError(w, err)
 		return

@@ -360,7 +360,7 @@ func TestLogin(t *testing.T) {
 	}})
 	a := e.api()
 	// Without the login token (or with another client's), 403.
-	status, body := a.do(http.MethodPost, "/api/login", map[string]string{"password": testPassword})
+	status, body := a.do(http.MethodPost, "/api/login", map[string]string{"name": testAdmin, "password": testPassword})
 	if status != http.StatusForbidden || errorCode(t, body) != "csrf" {
 		t.Fatalf("login without token: %d %s", status, body)
 	}
@@ -368,7 +368,7 @@ func TestLogin(t *testing.T) {
 	var s sessionInfo
 	b.json(http.MethodGet, "/api/session", nil, http.StatusOK, &s)
 	a.csrf = s.CSRF // b's token, a's (missing) cookie
-	status, _ = a.do(http.MethodPost, "/api/login", map[string]string{"password": testPassword})
+	status, _ = a.do(http.MethodPost, "/api/login", map[string]string{"name": testAdmin, "password": testPassword})
 	if status != http.StatusForbidden {
 		t.Fatalf("login with another client's token: %d", status)
 	}
@@ -391,7 +391,7 @@ func TestLogin(t *testing.T) {
 	}
 	post := func(password string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, e.console.URL()+"/api/login", strings.NewReader(mustJSON(map[string]string{"password": password})))
+		req, _ := http.NewRequest(http.MethodPost, e.console.URL()+"/api/login", strings.NewReader(mustJSON(map[string]string{"name": testAdmin, "password": password})))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(csrfHeader, e.console.loginMAC(login.Value))
 		req.AddCookie(&http.Cookie{Name: loginCookie, Value: login.Value})
@@ -483,11 +483,11 @@ func TestUICSRF(t *testing.T) {
 		t.Fatalf("login page: %d %s", status, page)
 	}
 	token := formValue(t, page, "csrf")
-	status, _ = a.do(http.MethodPost, "/login", url.Values{"password": {testPassword}, "next": {"/"}}.Encode())
+	status, _ = a.do(http.MethodPost, "/login", url.Values{"name": {testAdmin}, "password": {testPassword}, "next": {"/"}}.Encode())
 	if status != http.StatusForbidden {
 		t.Fatalf("login form without token: %d", status)
 	}
-	status, _ = a.do(http.MethodPost, "/login", url.Values{"password": {"nope"}, "csrf": {token}}.Encode())
+	status, _ = a.do(http.MethodPost, "/login", url.Values{"name": {testAdmin}, "password": {"nope"}, "csrf": {token}}.Encode())
 	if status != http.StatusUnauthorized {
 		t.Fatalf("login form, wrong password: %d", status)
 	}
@@ -495,7 +495,7 @@ func TestUICSRF(t *testing.T) {
 	for next, want := range map[string]string{"/clips?x=1": "/clips?x=1", "//evil.example/": "/", "https://evil.example/": "/", "/\\evil": "/"} {
 		b := e.api()
 		_, page := b.do(http.MethodGet, "/login", nil)
-		req, _ := http.NewRequest(http.MethodPost, b.base+"/login", strings.NewReader(url.Values{"password": {testPassword}, "csrf": {formValue(t, page, "csrf")}, "next": {next}}.Encode()))
+		req, _ := http.NewRequest(http.MethodPost, b.base+"/login", strings.NewReader(url.Values{"name": {testAdmin}, "password": {testPassword}, "csrf": {formValue(t, page, "csrf")}, "next": {next}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		resp, err := b.hc.Do(req)
 		if err != nil {
@@ -506,7 +506,7 @@ func TestUICSRF(t *testing.T) {
 			t.Fatalf("next %q: %d %q", next, resp.StatusCode, resp.Header.Get("Location"))
 		}
 	}
-	status, _ = a.do(http.MethodPost, "/login", url.Values{"password": {testPassword}, "csrf": {token}, "next": {"/"}}.Encode())
+	status, _ = a.do(http.MethodPost, "/login", url.Values{"name": {testAdmin}, "password": {testPassword}, "csrf": {token}, "next": {"/"}}.Encode())
 	if status != http.StatusSeeOther {
 		t.Fatalf("login form: %d", status)
 	}
@@ -571,7 +571,7 @@ func TestUIPages(t *testing.T) {
 	e.waitIndexed(ev.Key)
 	a := e.api()
 	_, page := a.do(http.MethodGet, "/login", nil)
-	status, _ := a.do(http.MethodPost, "/login", url.Values{"password": {testPassword}, "csrf": {formValue(t, page, "csrf")}}.Encode())
+	status, _ := a.do(http.MethodPost, "/login", url.Values{"name": {testAdmin}, "password": {testPassword}, "csrf": {formValue(t, page, "csrf")}}.Encode())
 	if status != http.StatusSeeOther {
 		t.Fatalf("login: %d", status)
 	}
@@ -587,7 +587,7 @@ func TestUIPages(t *testing.T) {
 		{"/devices/cam-01?limit=1&after=" + encodeCursor(Cursor{RecordedAt: time.Now(), Key: "zzz"}), 200, "← Newest"},
 		{"/devices/?id=cam-01", 303, ""},
 		{"/clips", 200, ev.Key},
-		{"/clips?device=cam-01&to=" + from, 200, "No clips in this time range"},
+		{"/clips?device=cam-01&to=" + from, 200, "No clips match this search"},
 		{"/play?key=" + url.QueryEscape(ev.Key), 200, `<video id="player"`},
 		{"/retention", 200, `name="days"`},
 		{"/devices/" + url.PathEscape("bad id!"), 400, "invalid request"},

@@ -55,12 +55,38 @@ func validToken(s string) bool {
 	return err == nil
 }
 
-type sessionKey struct{}
+// principal is who makes a request: an operator through a session, or an API token.
+type principal struct {
+	Name string
+	Role Role
+	// Session is the operator's session; nil for a token.
+	Session *Session
+	// TokenID is the token's ID; empty for a session.
+	TokenID string
+}
 
-// sessionFrom returns the request's session (set by the authentication middleware).
+// via says how the principal authenticated, for the audit log.
+func (p *principal) via() string {
+	if p.TokenID != "" {
+		return "token " + p.TokenID
+	}
+	return "session"
+}
+
+type principalKey struct{}
+
+// principalFrom returns the request's principal (set by the authentication middleware).
+func principalFrom(ctx context.Context) *principal {
+	p, _ := ctx.Value(principalKey{}).(*principal)
+	return p
+}
+
+// sessionFrom returns the request's session, if it has one.
 func sessionFrom(ctx context.Context) *Session {
-	s, _ := ctx.Value(sessionKey{}).(*Session)
-	return s
+	if p := principalFrom(ctx); p != nil {
+		return p.Session
+	}
+	return nil
 }
 
 // session looks up the request's session cookie.
@@ -72,36 +98,83 @@ func (c *Console) session(r *http.Request) (*Session, error) {
 	return c.store.Session(r.Context(), hashID(ck.Value), c.cfg.Now())
 }
 
-// login checks password and, if right, creates a session and sets its cookie. It returns
-// the session's CSRF token.
-func (c *Console) login(w http.ResponseWriter, r *http.Request, password string) (string, error) {
-	if len(password) == 0 || len(password) > maxPasswordBytes ||
-		bcrypt.CompareHashAndPassword([]byte(c.cfg.PasswordHash), []byte(password)) != nil {
-		c.log.Warn().Str("client", clientAddr(r)).Msg("login failed")
-		return "", errBadPassword
+// maxNameLen bounds operator and token names.
+const maxNameLen = 64
+
+// validName checks an operator name: 1 to 64 of letters, digits and . _ - @.
+func validName(name string) error {
+	if name == "" || len(name) > maxNameLen {
+		return invalidf("name: want 1 to %d characters", maxNameLen)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' || r == '@') {
+			return invalidf("name %q: only letters, digits and . _ - @ are allowed", truncate(name, maxNameLen))
+		}
+	}
+	return nil
+}
+
+// dummyHash is compared against when the operator does not exist, so that a login
+// takes as long for an unknown name as for a wrong password.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("clipgate: no such operator"), bcrypt.DefaultCost)
+	return h
+})
+
+// checkPassword returns the operator if name and password match.
+func (c *Console) checkPassword(ctx context.Context, name, password string) (*Operator, error) {
+	if len(password) == 0 || len(password) > maxPasswordBytes || validName(name) != nil {
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte("x"))
+		return nil, errBadPassword
+	}
+	op, err := c.store.Operator(ctx, name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		return nil, errBadPassword
+	case err != nil:
+		return nil, err
+	case bcrypt.CompareHashAndPassword([]byte(op.PasswordHash), []byte(password)) != nil:
+		return nil, errBadPassword
+	}
+	return op, nil
+}
+
+// login checks the operator's name and password and, if right, creates a session and
+// sets its cookie. It returns the session. Both outcomes go to the audit log.
+func (c *Console) login(w http.ResponseWriter, r *http.Request, name, password string) (*Session, error) {
+	op, err := c.checkPassword(r.Context(), name, password)
+	if err != nil {
+		if errors.Is(err, errBadPassword) {
+			c.log.Warn().Str("client", clientAddr(r)).Str("operator", truncate(name, maxNameLen)).Msg("login failed")
+			c.record(r.Context(), AuditEntry{Actor: truncate(name, maxNameLen), Action: AuditLoginFailed, Client: clientAddr(r)})
+		}
+		return nil, err
 	}
 	// A logged-in browser logging in again gets a new session: the old one ends.
 	if old, err := c.session(r); err == nil {
 		_ = c.store.DeleteSession(r.Context(), old.IDHash)
 	}
 	id, now := newToken(), c.cfg.Now()
-	s := Session{IDHash: hashID(id), CSRF: newToken(), Created: now, Expires: now.Add(c.cfg.SessionTTL)}
+	s := Session{IDHash: hashID(id), CSRF: newToken(), Created: now, Expires: now.Add(c.cfg.SessionTTL), Operator: op.Name, Role: op.Role}
 	if err := c.store.CreateSession(r.Context(), s); err != nil {
-		return "", err
+		return nil, err
 	}
 	c.setCookie(w, sessionCookie, id, s.Expires)
 	c.clearCookie(w, loginCookie)
-	c.log.Info().Str("client", clientAddr(r)).Msg("operator logged in")
-	return s.CSRF, nil
+	c.log.Info().Str("client", clientAddr(r)).Str("operator", op.Name).Msg("operator logged in")
+	c.record(r.Context(), AuditEntry{Actor: op.Name, Role: op.Role, Via: "session", Action: AuditLogin, Client: clientAddr(r)})
+	return &s, nil
 }
 
-var errBadPassword = errors.New("wrong password")
+var errBadPassword = errors.New("wrong name or password")
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) error {
 	if s := sessionFrom(r.Context()); s != nil {
 		if err := c.store.DeleteSession(r.Context(), s.IDHash); err != nil {
 			return err
 		}
+		c.audit(r, AuditLogout, "", "")
 	}
 	c.clearCookie(w, sessionCookie)
 	return nil

@@ -223,8 +223,22 @@ func TestClipListPlans(t *testing.T) {
 	t.Parallel()
 	db := openTestDB(t, SQLite)
 	ctx := context.Background()
-	for name, q := range map[string]string{"clips_device_time": db.q.clipsDevice, "clips_time": db.q.clipsAll} {
-		rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, 0, 1, 2, "k", 10, "cam-01")
+	for _, tc := range []struct {
+		key  clipListKey
+		name string
+	}{
+		{clipListKey{byDevice: true}, "clips_device_time"},
+		{clipListKey{}, "clips_time"},
+		{clipListKey{status: ClipVerified}, "clips_time"},
+		{clipListKey{byDevice: true, status: ClipReconciled}, "clips_device_time"},
+		{clipListKey{status: ClipUnverified}, "clips_unverified"}, // the partial index
+	} {
+		name := tc.name
+		args := []any{0, 1, 2, "k", 10}
+		if tc.key.byDevice {
+			args = append(args, "cam-01")
+		}
+		rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+db.q.clips[tc.key], args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +253,7 @@ func TestClipListPlans(t *testing.T) {
 		}
 		rows.Close()
 		if want := "USING INDEX " + name; !strings.Contains(plan, want) || strings.Contains(plan, "TEMP B-TREE") {
-			t.Errorf("plan of the %s query:\n%s(want %q, no sort)", name, plan, want)
+			t.Errorf("plan of the %+v query:\n%s(want %q, no sort)", tc.key, plan, want)
 		}
 	}
 }

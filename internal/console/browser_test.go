@@ -110,6 +110,48 @@ const recordWebM = `new Promise((resolve, reject) => {
   setTimeout(() => { clearInterval(iv); rec.stop(); }, 1500);
 })`
 
+// startBrowser starts headless Chromium with a fresh profile and returns a tab's
+// context, bounded to five minutes, whose confirm() dialogs are accepted. The browser
+// exits when the test ends.
+func startBrowser(t *testing.T, chromium string) context.Context {
+	t.Helper()
+	userData := t.TempDir()
+	// A bound on the whole browser session, so that a wait for an element that never
+	// shows fails the test instead of hanging it.
+	limit, cancelLimit := context.WithTimeout(context.Background(), 5*time.Minute)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(limit,
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("mute-audio", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(userData),
+	)
+	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	// Runs before the TempDir removal: the browser has exited.
+	t.Cleanup(func() { cancelTab(); cancelAlloc(); cancelLimit() })
+	// Accept the confirm() dialogs of the forms (the click waits for the dialog to
+	// close, so another goroutine answers it).
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	return ctx
+}
+
 // TestBrowser drives headless Chromium through the console: log in, the device list, a
 // device's clips, the player, whose <video> loads the clip from the local OSS through
 // its signed URL (the local OSS's request log shows the GETs, and the element decodes
@@ -123,41 +165,7 @@ func TestBrowser(t *testing.T) {
 	tap := &logTap{}
 	e := newEnv(t, envOptions{stack: inproc.Options{Logger: zerolog.New(tap).Level(zerolog.InfoLevel)}})
 
-	// The browser: a fresh profile, nothing but loopback.
-	userData := t.TempDir()
-	// A bound on the whole browser session, so that a wait for an element that never
-	// shows fails the test instead of hanging it.
-	limit, cancelLimit := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancelLimit()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(limit,
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("mute-audio", true),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(userData),
-	)
-	t.Cleanup(cancelAlloc) // runs before the TempDir removal: the browser has exited
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	defer cancelTab()
-	// Accept the confirm() dialogs of the delete form (the click waits for the dialog to
-	// close, so another goroutine answers it).
-	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
-	go func() {
-		for _, err := range dialogs {
-			if err != nil {
-				return
-			}
-			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
-		}
-	}()
+	ctx := startBrowser(t, chromium)
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(ctx, steps...); err != nil {
@@ -192,6 +200,7 @@ func TestBrowser(t *testing.T) {
 	do("login",
 		chromedp.Navigate(e.console.URL()+"/"),
 		chromedp.WaitVisible(chromedp.ID("login")),
+		chromedp.SendKeys(chromedp.ID("name"), testAdmin),
 		chromedp.SendKeys(chromedp.ID("password"), testPassword),
 		chromedp.Submit(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("devices")),

@@ -81,17 +81,23 @@ func (c *Console) DownloadURL(key string) (string, time.Time, error) {
 	return u, expires, nil
 }
 
-// DeleteClip deletes an indexed clip: the object (DeleteObject, which succeeds for a
-// missing object too), then the row. ErrNotFound if the clip is not indexed. Deleting
-// the object first means a failure leaves at worst a row without an object, which a
-// second delete removes; the other order could leave an object that the reconciler would
-// index again.
+// DeleteClip deletes an indexed clip: the object and its poster (DeleteObject, which
+// succeeds for a missing object too), then the row. ErrNotFound if the clip is not
+// indexed. Deleting the objects first means a failure leaves at worst a row without an
+// object, which a second delete removes; the other order could leave an object that the
+// reconciler would index again.
 func (c *Console) DeleteClip(ctx context.Context, key string) error {
 	if err := c.checkKey(key); err != nil {
 		return err
 	}
-	if _, err := c.store.Clip(ctx, key); err != nil {
+	clip, err := c.store.Clip(ctx, key)
+	if err != nil {
 		return err
+	}
+	if clip.Poster {
+		if err := c.cfg.Bucket.DeleteObject(key+PosterSuffix, oss.WithContext(ctx)); err != nil {
+			return fmt.Errorf("%w: deleting the poster of %s: %v", ErrOSS, key, err)
+		}
 	}
 	if err := c.cfg.Bucket.DeleteObject(key, oss.WithContext(ctx)); err != nil {
 		return fmt.Errorf("%w: deleting %s: %v", ErrOSS, key, err)
@@ -142,9 +148,10 @@ func (c *Console) CheckRetentionPrefix(prefix string) (string, error) {
 }
 
 // Retention deletes the clips under prefix uploaded more than days days ago: first the
-// indexed ones (object, then rows, a batch at a time), then objects under the prefix that
-// the index does not have (listing the bucket), so that nothing old is left in either.
-// It stops after MaxRetentionDeletes objects and reports whether more are left.
+// indexed ones (object and poster, then rows, a batch at a time), then objects under the
+// prefix that the index does not have (listing the bucket: posters and clips it never
+// had), so that nothing old is left in either. It stops after MaxRetentionDeletes
+// objects and reports whether more are left.
 func (c *Console) Retention(ctx context.Context, prefix string, days int) (RetentionResult, error) {
 	prefix, err := c.CheckRetentionPrefix(prefix)
 	if err != nil {
@@ -155,29 +162,36 @@ func (c *Console) Retention(ctx context.Context, prefix string, days int) (Reten
 	}
 	res := RetentionResult{Before: c.cfg.Now().Add(-time.Duration(days) * 24 * time.Hour).UTC()}
 	log := c.log.With().Str("prefix", prefix).Time("before", res.Before).Logger()
-	drop := func(keys []string) error {
-		if err := c.deleteObjects(ctx, keys); err != nil {
+	drop := func(keys, posters []string) error {
+		if err := c.deleteObjects(ctx, append(keys, posters...)); err != nil {
 			return err
 		}
-		res.Objects += len(keys)
+		res.Objects += len(keys) + len(posters)
 		n, err := c.store.DeleteClips(ctx, keys)
 		res.Rows += n
 		return err
 	}
-	// The index first.
+	// The index first, half a batch of clips at a time (each may have a poster).
 	after := ""
 	for res.Objects < MaxRetentionDeletes {
-		keys, err := c.store.ExpiredClips(ctx, prefix, res.Before, after, min(retentionBatch, MaxRetentionDeletes-res.Objects))
+		refs, err := c.store.ExpiredClips(ctx, prefix, res.Before, after, max(1, min(retentionBatch/2, (MaxRetentionDeletes-res.Objects)/2)))
 		if err != nil {
 			return res, err
 		}
-		if len(keys) == 0 {
+		if len(refs) == 0 {
 			break
 		}
-		if err := drop(keys); err != nil {
+		keys, posters := make([]string, 0, len(refs)), []string{}
+		for _, r := range refs {
+			keys = append(keys, r.Key)
+			if r.Poster {
+				posters = append(posters, r.Key+PosterSuffix)
+			}
+		}
+		if err := drop(keys, posters); err != nil {
 			return res, err
 		}
-		after = keys[len(keys)-1]
+		after = refs[len(refs)-1].Key
 	}
 	// Then the bucket.
 	token := ""
@@ -197,7 +211,7 @@ func (c *Console) Retention(ctx context.Context, prefix string, days int) (Reten
 			}
 		}
 		if len(old) > 0 {
-			if err := drop(old); err != nil {
+			if err := drop(old, nil); err != nil {
 				return res, err
 			}
 		}

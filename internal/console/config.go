@@ -26,6 +26,11 @@ const (
 	DefaultSessionTTL = 12 * time.Hour
 	DefaultSeenTTL    = 7 * 24 * time.Hour
 	DefaultPruneEvery = time.Hour
+	DefaultAdminName  = "admin"
+	// DefaultRetentionEvery is the interval of scheduled retention runs.
+	DefaultRetentionEvery = time.Hour
+	// DefaultAuditTTL is how long audit entries are kept.
+	DefaultAuditTTL = 400 * 24 * time.Hour
 	// DefaultLoginRate and DefaultLoginBurst limit login attempts per client address:
 	// a burst of 5, then one every 12 seconds.
 	DefaultLoginRate  = rate.Limit(1.0 / 12)
@@ -52,6 +57,12 @@ type Config struct {
 	BrokerURL string
 	// TLS configures ssl:// and wss:// broker connections.
 	TLS *tls.Config
+	// Events and Status, when both set, carry the ingestion instead of MQTT connections to
+	// BrokerURL (which may then be empty; Username, Password, ClientID and Group are
+	// unused): for example a JetStream durable consumer and a core NATS subscription
+	// (internal/natsbus).
+	Events events.Source
+	Status StatusSource
 	// Username and Password are a service account with role "consumer".
 	Username, Password string
 	// ClientID is the events consumer's persistent session, "USERNAME:INSTANCE"; the
@@ -86,9 +97,16 @@ type Config struct {
 	// SecureCookies marks the session cookie Secure without HTTPTLS (behind a proxy that
 	// terminates TLS).
 	SecureCookies bool
-	// PasswordHash is the bcrypt hash of the operator password (identity.HashPassword,
-	// or `broker hash-password`). Required.
+	// PasswordHash is the bcrypt hash (identity.HashPassword, or `broker hash-password`)
+	// of the password of the admin named AdminName, whom the console creates (or
+	// updates) at start: the first operator, who adds the others in the console. Empty:
+	// the database must hold an operator already.
 	PasswordHash string
+	// AdminName names the operator of PasswordHash; default "admin".
+	AdminName string
+	// BcryptCost is the cost of the password hashes the console makes (operators added
+	// in the console); 0 means bcrypt.DefaultCost.
+	BcryptCost int
 	// SessionTTL is the lifetime of a login.
 	SessionTTL time.Duration
 	// LoginRate and LoginBurst limit login attempts per client address.
@@ -139,6 +157,19 @@ type Config struct {
 	SeenTTL time.Duration
 	// PruneEvery is the interval of pruning seen events and expired sessions.
 	PruneEvery time.Duration
+	// AuditTTL is how long audit log entries are kept (default DefaultAuditTTL; negative:
+	// for ever).
+	AuditTTL time.Duration
+
+	// RetentionEvery is the interval of scheduled retention runs, which apply the
+	// retention rules admins set; default DefaultRetentionEvery, negative: none (the
+	// rules then run only when an admin asks).
+	RetentionEvery time.Duration
+	// Lifecycle, when set, mirrors the retention rules as OSS lifecycle rules of the
+	// bucket (PutBucketLifecycle; the console's key then needs oss:PutBucketLifecycle and
+	// oss:GetBucketLifecycle), so that OSS expires the objects even while the console is
+	// down. Rules of the bucket that the console did not make are kept.
+	Lifecycle bool
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -170,6 +201,15 @@ func (c *Config) applyDefaults() {
 	set(&c.PruneEvery, DefaultPruneEvery)
 	set(&c.CredentialLifetime, DefaultCredentialLifetime)
 	set(&c.DenySync, DefaultDenySync)
+
+	set(&c.AuditTTL, DefaultAuditTTL)
+	set(&c.RetentionEvery, DefaultRetentionEvery)
+	if c.AdminName == "" {
+		c.AdminName = DefaultAdminName
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
+	}
 	set(&c.ReconcileInterval, events.DefaultReconcileInterval)
 	set(&c.ReconcileMinAge, events.DefaultMinAge)
 	if c.LoginRate == 0 {
@@ -199,10 +239,19 @@ func (c *Config) validate() error {
 	if c.Store == nil {
 		bad("Store is required")
 	}
-	if c.PasswordHash == "" {
-		bad("PasswordHash (the bcrypt hash of the operator password) is required")
-	} else if _, err := bcrypt.Cost([]byte(c.PasswordHash)); err != nil {
-		bad("PasswordHash is not a bcrypt hash: %v", err)
+	if c.PasswordHash != "" {
+		if _, err := bcrypt.Cost([]byte(c.PasswordHash)); err != nil {
+			bad("PasswordHash is not a bcrypt hash: %v", err)
+		}
+	}
+	if err := validName(c.AdminName); err != nil {
+		bad("AdminName: %v", err)
+	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		bad("BcryptCost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	if c.RetentionEvery > 0 && c.RetentionEvery < 10*time.Millisecond {
+		bad("RetentionEvery %v: at least 10ms (or negative: no schedule)", c.RetentionEvery)
 	}
 	if c.URLExpiry < time.Second || c.URLExpiry > MaxURLExpiry {
 		bad("URLExpiry %v: want 1s to %v", c.URLExpiry, MaxURLExpiry)
@@ -216,7 +265,10 @@ func (c *Config) validate() error {
 	if c.LoginRate < 0 || c.LoginBurst < 1 {
 		bad("LoginRate %v, LoginBurst %d: want positive", c.LoginRate, c.LoginBurst)
 	}
-	if c.BrokerURL != "" {
+	if (c.Events == nil) != (c.Status == nil) {
+		bad("Events and Status are set together")
+	}
+	if c.BrokerURL != "" && c.Events == nil {
 		if c.Username == "" || c.Password == "" {
 			bad("Username and Password (a service account with role consumer) are required with BrokerURL")
 		}

@@ -47,6 +47,9 @@ type Console struct {
 	indexErrors  atomic.Int64
 	statusErrors atomic.Int64
 	denyErrors   atomic.Int64
+	auditErrors  atomic.Int64
+	// retentionRuns counts the scheduled retention runs (each applies every rule).
+	retentionRuns atomic.Int64
 
 	mu      sync.Mutex
 	started bool
@@ -88,7 +91,10 @@ func New(cfg Config) (*Console, error) {
 	if c.pages, err = loadPages(); err != nil {
 		return nil, err
 	}
-	if cfg.BrokerURL != "" {
+	if _, err := openAPIDoc(); err != nil {
+		return nil, err
+	}
+	if cfg.BrokerURL != "" || cfg.Events != nil {
 		if err := c.newIngest(); err != nil {
 			return nil, err
 		}
@@ -119,6 +125,7 @@ func (c *Console) newIngest() error {
 	cfg := &c.cfg
 	var err error
 	c.consumer, err = events.NewConsumer(events.Config{
+		Source:      cfg.Events,
 		BrokerURL:   cfg.BrokerURL,
 		TLS:         cfg.TLS,
 		Username:    cfg.Username,
@@ -141,7 +148,7 @@ func (c *Console) newIngest() error {
 		Bucket:   cfg.Bucket.BucketName,
 		Prefix:   cfg.Prefix,
 		OSS:      cfg.Bucket,
-		Known:    c.store.KnownClip,
+		Known:    c.knownOrPoster,
 		Revoked:  c.revoked.RevokedAt,
 		Handler:  c.handle,
 		Dedup:    c.store,
@@ -160,7 +167,12 @@ func (c *Console) newIngest() error {
 // handle indexes one event; it is the Handler of the consumer and the reconciler. The
 // event is acknowledged only after this returns nil, so after the index has committed.
 func (c *Console) handle(ctx context.Context, ev *events.Event) error {
-	outcome, err := c.store.Index(ctx, ev, c.cfg.Now())
+	m, err := c.inspect(ctx, ev)
+	if err != nil {
+		c.indexErrors.Add(1)
+		return fmt.Errorf("inspecting %s of %s: %w", ev.Key, ev.Device, err)
+	}
+	outcome, err := c.store.Index(ctx, ev, m, c.cfg.Now())
 	if err != nil {
 		c.indexErrors.Add(1)
 		return fmt.Errorf("indexing event %s of %s: %w", ev.ID, ev.Device, err)
@@ -196,6 +208,9 @@ func (c *Console) Start(ctx context.Context) (err error) {
 		if err := c.revPub.start(ctx); err != nil {
 			return fmt.Errorf("console: %w", err)
 		}
+	}
+	if err := c.ensureAdmin(ctx); err != nil {
+		return err
 	}
 	if err := c.syncRevocations(ctx); err != nil {
 		return err
@@ -241,6 +256,13 @@ func (c *Console) Start(ctx context.Context) (err error) {
 			c.denyLoop(runCtx)
 		}()
 	}
+	if c.cfg.RetentionEvery > 0 {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.retentionLoop(runCtx)
+		}()
+	}
 	if c.consumer != nil {
 		if err := c.consumer.Start(ctx); err != nil {
 			return fmt.Errorf("console: %w", err)
@@ -273,6 +295,13 @@ func (c *Console) pruneLoop(ctx context.Context) {
 			c.log.Error().Err(err).Msg("pruning seen events and sessions")
 		} else if r.Seen+r.Sessions > 0 {
 			c.log.Info().Int64("seen", r.Seen).Int64("sessions", r.Sessions).Msg("pruned")
+		}
+		if c.cfg.AuditTTL > 0 {
+			if n, err := c.store.PruneAudit(ctx, now.Add(-c.cfg.AuditTTL)); err != nil && ctx.Err() == nil {
+				c.log.Error().Err(err).Msg("pruning the audit log")
+			} else if n > 0 {
+				c.log.Info().Int64("entries", n).Msg("audit log pruned")
+			}
 		}
 	}
 }
@@ -325,6 +354,10 @@ type Stats struct {
 	Indexed      int64 `json:"indexed"`
 	IndexErrors  int64 `json:"indexErrors"`
 	StatusErrors int64 `json:"statusErrors"`
+	// AuditErrors counts audit entries that could not be written; RetentionRuns the
+	// scheduled retention runs.
+	AuditErrors   int64 `json:"auditErrors"`
+	RetentionRuns int64 `json:"retentionRuns"`
 	// Consumer and Reconciler are the events library's counters (zero without a broker).
 	Consumer   events.Stats           `json:"consumer"`
 	Reconciler events.ReconcilerStats `json:"reconciler"`
@@ -332,7 +365,8 @@ type Stats struct {
 
 // Stats returns the console's counters.
 func (c *Console) Stats() Stats {
-	s := Stats{Indexed: c.indexed.Load(), IndexErrors: c.indexErrors.Load(), StatusErrors: c.statusErrors.Load()}
+	s := Stats{Indexed: c.indexed.Load(), IndexErrors: c.indexErrors.Load(), StatusErrors: c.statusErrors.Load(),
+		AuditErrors: c.auditErrors.Load(), RetentionRuns: c.retentionRuns.Load()}
 	if c.consumer != nil {
 		s.Consumer = c.consumer.Stats()
 		s.Reconciler = c.reconciler.Stats()

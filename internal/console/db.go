@@ -242,21 +242,41 @@ type queries struct {
 	touchDevice, ensureDevice                 string
 	countFailed, countRejected                string
 	clipVerified, insertClip, updateClip      string
-	addClip, setLastUpload                    string
+	addClip, setLastUpload, resizeClip        string
 	knownClip, setStatus                      string
 	devices, device, clip                     string
-	clipsAll, clipsDevice                     string
+	clips                                     map[clipListKey]string
+	timelineAll, timelineDevice, totals       string
 	expiredAll, expiredPrefix                 string
 	setRevoked, revoked, revocations          string
 	createSession, session, deleteSession     string
+	deleteOperatorSessions                    string
 	pruneSeen, pruneSessions, decrementDevice string
 	insertProblem, pruneProblems              string
 	problemsAll, problemsDevice               string
 }
 
-const deviceColumns = "id, online, status_at, last_seen, last_upload, clip_count, rejected_count, failed_count, revoked, revoked_at"
+const deviceColumns = "id, online, status_at, last_seen, last_upload, clip_count, bytes, rejected_count, failed_count, revoked, revoked_at"
 
-const clipColumns = "key, event_id, device, bucket, size, crc64, content_type, recorded_at, uploaded_at, indexed_at, verified, reason, reconciled"
+const clipColumns = "key, event_id, device, bucket, size, crc64, content_type, recorded_at, uploaded_at, indexed_at, verified, reason, reconciled, " +
+	"duration_ms, width, height, codec, container, media_error, poster"
+
+// clipListKey selects one of the clip list queries.
+type clipListKey struct {
+	byDevice bool
+	status   ClipStatus
+}
+
+// statusCondition is the SQL of a clip status filter, written so that the partial index
+// on unverified clips applies.
+var statusCondition = map[ClipStatus]string{
+	"":               "",
+	ClipVerified:     " AND verified",
+	ClipUnverified:   " AND NOT verified",
+	ClipReconciled:   " AND reconciled",
+	ClipWithPoster:   " AND poster",
+	ClipMediaUnknown: " AND duration_ms IS NULL",
+}
 
 const problemColumns = "id, device, event_id, claimed, status, reason, detail, error, bucket, key, size, event_at, indexed_at"
 
@@ -266,7 +286,7 @@ func buildQueries(dialect Dialect) queries {
 	if dialect == SQLite {
 		greatest = "max"
 	}
-	clips := func(byDevice bool) string {
+	clips := func(byDevice bool, status ClipStatus) string {
 		// $2 is the inclusive upper bound (the earlier of To and the cursor's time), so
 		// that the index range starts at the cursor; the OR orders the rows recorded at
 		// the cursor's very time by key. (A row-value comparison would be simpler, but
@@ -275,7 +295,20 @@ func buildQueries(dialect Dialect) queries {
 		if byDevice {
 			where = "device = $6 AND " + where
 		}
-		return "SELECT " + clipColumns + " FROM clips WHERE " + where + " ORDER BY recorded_at DESC, key DESC LIMIT $5"
+		return "SELECT " + clipColumns + " FROM clips WHERE " + where + statusCondition[status] + " ORDER BY recorded_at DESC, key DESC LIMIT $5"
+	}
+	clipLists := map[clipListKey]string{}
+	for status := range statusCondition {
+		for _, byDevice := range []bool{false, true} {
+			clipLists[clipListKey{byDevice, status}] = clips(byDevice, status)
+		}
+	}
+	// A timeline counts clips, bytes and recorded milliseconds per slot of $3
+	// microseconds from $1 to $2 (CAST: PostgreSQL's SUM of BIGINT is NUMERIC).
+	timeline := func(where string) string {
+		return "SELECT (recorded_at - $1) / $3 AS slot, COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT), " +
+			"CAST(COALESCE(SUM(duration_ms), 0) AS BIGINT) FROM clips WHERE " + where +
+			"recorded_at >= $1 AND recorded_at < $2 GROUP BY slot ORDER BY slot"
 	}
 	return queries{
 		insertSeen:    "INSERT INTO seen_events (device, event_id, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -284,23 +317,28 @@ func buildQueries(dialect Dialect) queries {
 		ensureDevice:  "INSERT INTO devices (id) VALUES ($1) ON CONFLICT (id) DO NOTHING",
 		countFailed:   "UPDATE devices SET failed_count = failed_count + 1 WHERE id = $1",
 		countRejected: "UPDATE devices SET rejected_count = rejected_count + 1 WHERE id = $1",
-		clipVerified:  "SELECT verified FROM clips WHERE key = $1",
-		insertClip:    "INSERT INTO clips (" + clipColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+		clipVerified:  "SELECT verified, size FROM clips WHERE key = $1",
+		insertClip: "INSERT INTO clips (" + clipColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, " +
+			"$14, $15, $16, $17, $18, $19, $20)",
 		updateClip: "UPDATE clips SET event_id = $2, device = $3, bucket = $4, size = $5, crc64 = $6, content_type = $7, " +
-			"recorded_at = $8, uploaded_at = $9, indexed_at = $10, verified = $11, reason = $12, reconciled = $13 WHERE key = $1",
-		addClip:         "UPDATE devices SET clip_count = clip_count + 1 WHERE id = $1",
+			"recorded_at = $8, uploaded_at = $9, indexed_at = $10, verified = $11, reason = $12, reconciled = $13, " +
+			"duration_ms = $14, width = $15, height = $16, codec = $17, container = $18, media_error = $19, poster = $20 WHERE key = $1",
+		addClip:         "UPDATE devices SET clip_count = clip_count + 1, bytes = bytes + $2 WHERE id = $1",
+		resizeClip:      "UPDATE devices SET bytes = " + greatest + "(bytes + $2, 0) WHERE id = $1",
 		setLastUpload:   "UPDATE devices SET last_upload = " + greatest + "(COALESCE(last_upload, 0), $2) WHERE id = $1",
-		decrementDevice: "UPDATE devices SET clip_count = " + greatest + "(clip_count - $2, 0) WHERE id = $1",
+		decrementDevice: "UPDATE devices SET clip_count = " + greatest + "(clip_count - $2, 0), bytes = " + greatest + "(bytes - $3, 0) WHERE id = $1",
 		knownClip:       "SELECT 1 FROM clips WHERE key = $1 AND verified",
 		setStatus: "INSERT INTO devices (id, online, status_at, last_seen) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET " +
 			"online = excluded.online, status_at = excluded.status_at, last_seen = " + greatest + "(COALESCE(devices.last_seen, 0), COALESCE(excluded.last_seen, 0))",
-		devices:       "SELECT " + deviceColumns + " FROM devices WHERE id > $1 ORDER BY id LIMIT $2",
-		device:        "SELECT " + deviceColumns + " FROM devices WHERE id = $1",
-		clip:          "SELECT " + clipColumns + " FROM clips WHERE key = $1",
-		clipsAll:      clips(false),
-		clipsDevice:   clips(true),
-		expiredAll:    "SELECT key FROM clips WHERE key > $1 AND uploaded_at < $2 ORDER BY key LIMIT $3",
-		expiredPrefix: "SELECT key FROM clips WHERE key > $1 AND uploaded_at < $2 AND key >= $4 AND key < $5 ORDER BY key LIMIT $3",
+		devices:        "SELECT " + deviceColumns + " FROM devices WHERE id > $1 ORDER BY id LIMIT $2",
+		device:         "SELECT " + deviceColumns + " FROM devices WHERE id = $1",
+		clip:           "SELECT " + clipColumns + " FROM clips WHERE key = $1",
+		clips:          clipLists,
+		timelineAll:    timeline(""),
+		timelineDevice: timeline("device = $4 AND "),
+		totals:         "SELECT COUNT(*), CAST(COALESCE(SUM(clip_count), 0) AS BIGINT), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM devices",
+		expiredAll:     "SELECT key, poster FROM clips WHERE key > $1 AND uploaded_at < $2 ORDER BY key LIMIT $3",
+		expiredPrefix:  "SELECT key, poster FROM clips WHERE key > $1 AND uploaded_at < $2 AND key >= $4 AND key < $5 ORDER BY key LIMIT $3",
 		// Revoking a revoked device keeps its first revocation time: objects it wrote
 		// since then stay flagged, and the OSS Deny lasts from then on.
 		setRevoked: "INSERT INTO devices (id, revoked, revoked_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET " +
@@ -308,9 +346,13 @@ func buildQueries(dialect Dialect) queries {
 			"revoked = excluded.revoked",
 		revoked:       "SELECT id FROM devices WHERE revoked ORDER BY id",
 		revocations:   "SELECT id, revoked_at FROM devices WHERE revoked ORDER BY id",
-		createSession: "INSERT INTO sessions (id_hash, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-		session:       "SELECT id_hash, csrf, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
-		deleteSession: "DELETE FROM sessions WHERE id_hash = $1",
+		createSession: "INSERT INTO sessions (id_hash, csrf, created_at, expires_at, operator) VALUES ($1, $2, $3, $4, $5)",
+		// The role is the operator's now: a change applies to sessions at once, and a
+		// removed operator's sessions end.
+		session: "SELECT s.id_hash, s.csrf, s.created_at, s.expires_at, s.operator, o.role FROM sessions s " +
+			"JOIN operators o ON o.name = s.operator WHERE s.id_hash = $1 AND s.expires_at > $2",
+		deleteSession:          "DELETE FROM sessions WHERE id_hash = $1",
+		deleteOperatorSessions: "DELETE FROM sessions WHERE operator = $1",
 		pruneSeen: "DELETE FROM seen_events WHERE (device, event_id) IN " +
 			"(SELECT device, event_id FROM seen_events WHERE seen_at < $1 LIMIT $2)",
 		pruneSessions: "DELETE FROM sessions WHERE expires_at <= $1",
@@ -351,7 +393,7 @@ func (d *DB) Seen(ctx context.Context, device, id string) (bool, error) {
 func (d *DB) Mark(context.Context, string, string) error { return nil }
 
 // Index implements Store.
-func (d *DB) Index(ctx context.Context, ev *events.Event, now time.Time) (IndexOutcome, error) {
+func (d *DB) Index(ctx context.Context, ev *events.Event, m *Media, now time.Time) (IndexOutcome, error) {
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -402,28 +444,37 @@ func (d *DB) Index(ctx context.Context, ev *events.Event, now time.Time) (IndexO
 				return 0, err
 			}
 		}
-	} else if outcome, err = d.indexClip(ctx, tx, ev, now); err != nil {
+	} else if outcome, err = d.indexClip(ctx, tx, ev, m, now); err != nil {
 		return 0, err
 	}
 	return outcome, tx.Commit()
 }
 
-func (d *DB) indexClip(ctx context.Context, tx *sql.Tx, ev *events.Event, now time.Time) (IndexOutcome, error) {
+func (d *DB) indexClip(ctx context.Context, tx *sql.Tx, ev *events.Event, m *Media, now time.Time) (IndexOutcome, error) {
 	recorded := ev.RecordedAt
 	if recorded.IsZero() {
 		recorded = ev.UploadedAt
 	}
+	if m == nil {
+		m = &Media{}
+	}
+	var duration sql.NullInt64
+	if m.Duration > 0 {
+		duration = sql.NullInt64{Int64: m.Duration.Milliseconds(), Valid: true}
+	}
 	args := []any{ev.Key, ev.ID, ev.Device, ev.Bucket, ev.Size, ev.CRC64, ev.ContentType,
-		us(recorded), us(ev.UploadedAt), us(now), ev.Verified, string(ev.Reason), ev.Reconciled}
+		us(recorded), us(ev.UploadedAt), us(now), ev.Verified, string(ev.Reason), ev.Reconciled,
+		duration, m.Width, m.Height, m.Codec, m.Container, truncate(m.Error, maxProblemText), m.Poster}
 	var verified bool
-	err := tx.QueryRowContext(ctx, d.q.clipVerified, ev.Key).Scan(&verified)
+	var oldSize int64
+	err := tx.QueryRowContext(ctx, d.q.clipVerified, ev.Key).Scan(&verified, &oldSize)
 	outcome := Inserted
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if _, err := tx.ExecContext(ctx, d.q.insertClip, args...); err != nil {
 			return 0, err
 		}
-		if _, err := tx.ExecContext(ctx, d.q.addClip, ev.Device); err != nil {
+		if _, err := tx.ExecContext(ctx, d.q.addClip, ev.Device, ev.Size); err != nil {
 			return 0, err
 		}
 	case err != nil:
@@ -433,6 +484,11 @@ func (d *DB) indexClip(ctx context.Context, tx *sql.Tx, ev *events.Event, now ti
 	case !verified || (ev.Verified && !ev.Reconciled):
 		if _, err := tx.ExecContext(ctx, d.q.updateClip, args...); err != nil {
 			return 0, err
+		}
+		if ev.Size != oldSize {
+			if _, err := tx.ExecContext(ctx, d.q.resizeClip, ev.Device, ev.Size-oldSize); err != nil {
+				return 0, err
+			}
 		}
 		outcome = Updated
 	default:
@@ -521,7 +577,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanDevice(s scanner) (Device, error) {
 	var dv Device
 	var statusAt, lastSeen, lastUpload, revokedAt sql.NullInt64
-	err := s.Scan(&dv.ID, &dv.Online, &statusAt, &lastSeen, &lastUpload, &dv.Clips, &dv.Rejected, &dv.Failed, &dv.Revoked, &revokedAt)
+	err := s.Scan(&dv.ID, &dv.Online, &statusAt, &lastSeen, &lastUpload, &dv.Clips, &dv.Bytes, &dv.Rejected, &dv.Failed, &dv.Revoked, &revokedAt)
 	dv.StatusAt, dv.LastSeen, dv.LastUpload, dv.RevokedAt = nullUS(statusAt), nullUS(lastSeen), nullUS(lastUpload), nullUS(revokedAt)
 	return dv, err
 }
@@ -529,9 +585,12 @@ func scanDevice(s scanner) (Device, error) {
 func scanClip(s scanner) (Clip, error) {
 	var c Clip
 	var recorded, uploaded, indexed int64
+	var duration sql.NullInt64
 	err := s.Scan(&c.Key, &c.EventID, &c.Device, &c.Bucket, &c.Size, &c.CRC64, &c.ContentType,
-		&recorded, &uploaded, &indexed, &c.Verified, &c.Reason, &c.Reconciled)
+		&recorded, &uploaded, &indexed, &c.Verified, &c.Reason, &c.Reconciled,
+		&duration, &c.Width, &c.Height, &c.Codec, &c.Container, &c.MediaError, &c.Poster)
 	c.RecordedAt, c.UploadedAt, c.IndexedAt = fromUS(recorded), fromUS(uploaded), fromUS(indexed)
+	c.DurationMS = duration.Int64
 	return c, err
 }
 
@@ -594,12 +653,16 @@ func (d *DB) Clips(ctx context.Context, q ClipQuery) ([]Clip, error) {
 		afterAt, afterKey = us(q.After.RecordedAt), q.After.Key
 		hi = min(hi, afterAt)
 	}
+	query, ok := d.q.clips[clipListKey{byDevice: q.Device != "", status: q.Status}]
+	if !ok {
+		return nil, invalidf("clip status %q: want one of %s", q.Status, strings.Join(ClipStatuses(), ", "))
+	}
 	var rows *sql.Rows
 	var err error
 	if q.Device != "" {
-		rows, err = d.r.QueryContext(ctx, d.q.clipsDevice, from, hi, afterAt, afterKey, q.Limit, q.Device)
+		rows, err = d.r.QueryContext(ctx, query, from, hi, afterAt, afterKey, q.Limit, q.Device)
 	} else {
-		rows, err = d.r.QueryContext(ctx, d.q.clipsAll, from, hi, afterAt, afterKey, q.Limit)
+		rows, err = d.r.QueryContext(ctx, query, from, hi, afterAt, afterKey, q.Limit)
 	}
 	if err != nil {
 		return nil, err
@@ -645,7 +708,7 @@ func (d *DB) deleteBatch(ctx context.Context, keys []string) (int, error) {
 		b.WriteString("$" + strconv.Itoa(i+1))
 		args[i] = k
 	}
-	b.WriteString(") RETURNING device")
+	b.WriteString(") RETURNING device, size")
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -655,22 +718,27 @@ func (d *DB) deleteBatch(ctx context.Context, keys []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	perDevice := map[string]int{}
+	type removed struct{ clips, bytes int64 }
+	perDevice := map[string]removed{}
 	n := 0
 	for rows.Next() {
 		var dev string
-		if err := rows.Scan(&dev); err != nil {
+		var size int64
+		if err := rows.Scan(&dev, &size); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		perDevice[dev]++
+		r := perDevice[dev]
+		r.clips++
+		r.bytes += size
+		perDevice[dev] = r
 		n++
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return 0, err
 	}
-	for dev, k := range perDevice {
-		if _, err := tx.ExecContext(ctx, d.q.decrementDevice, dev, k); err != nil {
+	for dev, r := range perDevice {
+		if _, err := tx.ExecContext(ctx, d.q.decrementDevice, dev, r.clips, r.bytes); err != nil {
 			return 0, err
 		}
 	}
@@ -678,7 +746,7 @@ func (d *DB) deleteBatch(ctx context.Context, keys []string) (int, error) {
 }
 
 // ExpiredClips implements Store.
-func (d *DB) ExpiredClips(ctx context.Context, prefix string, before time.Time, after string, limit int) ([]string, error) {
+func (d *DB) ExpiredClips(ctx context.Context, prefix string, before time.Time, after string, limit int) ([]ClipRef, error) {
 	var rows *sql.Rows
 	var err error
 	if prefix == "" {
@@ -690,15 +758,15 @@ func (d *DB) ExpiredClips(ctx context.Context, prefix string, before time.Time, 
 		return nil, err
 	}
 	defer rows.Close()
-	var keys []string
+	var refs []ClipRef
 	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
+		var r ClipRef
+		if err := rows.Scan(&r.Key, &r.Poster); err != nil {
 			return nil, err
 		}
-		keys = append(keys, k)
+		refs = append(refs, r)
 	}
-	return keys, rows.Err()
+	return refs, rows.Err()
 }
 
 // prefixEnd returns the smallest string above every string that starts with prefix, for
@@ -759,7 +827,7 @@ func (d *DB) Revocations(ctx context.Context) ([]identity.Revocation, error) {
 
 // CreateSession implements Store.
 func (d *DB) CreateSession(ctx context.Context, s Session) error {
-	_, err := d.w.ExecContext(ctx, d.q.createSession, s.IDHash, s.CSRF, us(s.Created), us(s.Expires))
+	_, err := d.w.ExecContext(ctx, d.q.createSession, s.IDHash, s.CSRF, us(s.Created), us(s.Expires), s.Operator)
 	return err
 }
 
@@ -767,7 +835,7 @@ func (d *DB) CreateSession(ctx context.Context, s Session) error {
 func (d *DB) Session(ctx context.Context, idHash string, now time.Time) (*Session, error) {
 	var s Session
 	var created, expires int64
-	err := d.r.QueryRowContext(ctx, d.q.session, idHash, us(now)).Scan(&s.IDHash, &s.CSRF, &created, &expires)
+	err := d.r.QueryRowContext(ctx, d.q.session, idHash, us(now)).Scan(&s.IDHash, &s.CSRF, &created, &expires, &s.Operator, &s.Role)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -20,6 +20,13 @@
 // reason and the device's error (Store.Problems, /problems, /api/problems), for as long
 // as the deduplication record (Config.SeenTTL).
 //
+// Before indexing a verified clip, the console reads its length, picture size and codec
+// from its container (package media, through ranged GETs of 64 KiB on OSS, within a
+// budget) and looks for the poster the device may have uploaded beside it
+// ({key}.poster.jpg, see devicekit.Clip.Poster). A clip that is not a video is indexed
+// with the reason; an OSS failure leaves the event for redelivery. The reconciler skips
+// posters.
+//
 // A device's "last seen" is its own time: the ts of its status messages and the
 // uploadedAt of its events, never later than the console's clock. (A retained status
 // arrives again at each console start; its arrival says nothing about the device.)
@@ -34,17 +41,34 @@
 // # Web UI and API
 //
 // Server-rendered pages (html/template, embedded CSS and a few lines of JavaScript, no
-// build step): the fleet (online/offline, last upload, clip counts), a device's clips by
-// recording time, a player whose <video> streams the clip straight from OSS through a
-// presigned GET URL valid for a few minutes, delete, revoke and restore, retention.
-// The JSON API under /api offers the same (see routes).
+// build step; light and dark after prefers-color-scheme; tables become cards at phone
+// width): the fleet (online/offline, last upload, clip counts, storage), a device's
+// timelines per hour and per day with the gaps and its clips, a fleet-wide clip search
+// by device, time and status, a player whose <video> streams the clip straight from OSS
+// through a presigned GET URL valid for a few minutes, delete, revoke and restore,
+// retention rules, operators, API tokens and the audit log. The JSON API under /api
+// offers the same (apiRoutes; web/openapi.yaml, served as /api/openapi.json).
 //
-// The operator logs in with a password whose bcrypt hash is configured. Sessions are
-// server-side (the database holds the SHA-256 of the random 32-byte session ID, with an
-// expiry); the cookie is HttpOnly, SameSite=Strict, and Secure under TLS. Every
-// state-changing request needs the session's CSRF token (a form field or the
-// X-CSRF-Token header) or is refused with 403; the login form has its own token, paired
-// with a cookie. Login attempts are rate-limited per client address.
+// Operators log in with a name and a password (bcrypt). A viewer watches; an admin also
+// deletes, revokes, sets retention, manages operators and tokens, and reads the audit
+// log. The admin of Config.PasswordHash is created at start; the others are added in the
+// console. Sessions are server-side (the database holds the SHA-256 of the random 32-byte
+// session ID, with an expiry, and the operator, whose current role applies); the cookie
+// is HttpOnly, SameSite=Strict, and Secure under TLS. Every state-changing request made
+// with a session needs the session's CSRF token (a form field or the X-CSRF-Token
+// header) or is refused with 403; the login form has its own token, paired with a
+// cookie. Login attempts are rate-limited per client address. Scripts use API tokens
+// (Authorization: Bearer), which carry a role, are stored as their SHA-256, and can be
+// revoked; a bearer request carries no cookie, so it needs no CSRF token.
+//
+// The audit log records logins, playback-URL issuance, deletes, revocations, retention
+// runs and rules, lifecycle updates, and operator and token changes.
+//
+// # Retention
+//
+// Admins set retention rules (a prefix, an age); the console applies them every
+// Config.RetentionEvery and records each run. With Config.Lifecycle it also writes them
+// as the bucket's lifecycle rules, beside the bucket's own.
 //
 // # Revocation
 //

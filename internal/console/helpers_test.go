@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,7 +27,10 @@ import (
 	"github.com/clipgate/clipgate/topics"
 )
 
-const testPassword = "correct horse battery staple"
+const (
+	testAdmin    = DefaultAdminName
+	testPassword = "correct horse battery staple"
+)
 
 // testHash is testPassword's bcrypt hash at the minimum cost (logins stay cheap).
 var testHash = func() string {
@@ -103,6 +105,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Store:             e.db,
 		Addr:              "127.0.0.1:0",
 		PasswordHash:      testHash,
+		BcryptCost:        bcrypt.MinCost,
 		ReconcileInterval: time.Hour, // tests run passes themselves
 		ReconcileMinAge:   -1,
 		Now:               func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
@@ -241,6 +244,8 @@ type api struct {
 	base string
 	hc   *http.Client
 	csrf string
+	// bearer, when set, is sent as an API token.
+	bearer string
 }
 
 func (e *env) api() *api {
@@ -280,6 +285,9 @@ func (a *api) do(method, path string, body any, header ...string) (int, []byte) 
 	}
 	if a.csrf != "" && method != http.MethodGet {
 		req.Header.Set(csrfHeader, a.csrf)
+	}
+	if a.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+a.bearer)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		if header[i+1] == "" {
@@ -334,7 +342,7 @@ func (a *api) login() {
 		a.t.Fatalf("session before login: %+v", s)
 	}
 	a.csrf = s.CSRF
-	a.json(http.MethodPost, "/api/login", map[string]string{"password": testPassword}, http.StatusOK, &s)
+	a.json(http.MethodPost, "/api/login", map[string]string{"name": testAdmin, "password": testPassword}, http.StatusOK, &s)
 	if !s.Authenticated || s.CSRF == "" || s.CSRF == a.csrf {
 		a.t.Fatalf("session after login: %+v", s)
 	}
@@ -368,24 +376,6 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
-}
-
-// logSignal is a log writer that closes ch at the first line containing what.
-type logSignal struct {
-	what []byte
-	once sync.Once
-	ch   chan struct{}
-}
-
-func newLogSignal(what string) *logSignal {
-	return &logSignal{what: []byte(what), ch: make(chan struct{})}
-}
-
-func (l *logSignal) Write(p []byte) (int, error) {
-	if bytes.Contains(p, l.what) {
-		l.once.Do(func() { close(l.ch) })
-	}
-	return len(p), nil
 }
 
 // testBucket is an OSS client for bucket "clips" at an address where nothing listens,

@@ -24,47 +24,102 @@ const (
 	maxBody = 64 << 10
 )
 
+// route is one endpoint: its method and pattern (net/http's), the role it needs (""
+// for a public one) and its handler.
+type route struct {
+	method, pattern string
+	need            Role
+	h               http.HandlerFunc
+}
+
+// apiRoutes are the JSON API's endpoints; openapi.yaml documents each (TestOpenAPIRoutes).
+func (c *Console) apiRoutes() []route {
+	return []route{
+		{"GET", "/api/openapi.json", "", c.apiOpenAPI},
+		{"GET", "/api/session", "", c.apiSession},
+		{"POST", "/api/login", "", c.apiLogin},
+		{"POST", "/api/logout", RoleViewer, c.apiLogout},
+		{"GET", "/api/me", RoleViewer, c.apiMe},
+		{"GET", "/api/devices", RoleViewer, c.apiDevices},
+		{"GET", "/api/devices/{id}", RoleViewer, c.apiDevice},
+		{"POST", "/api/devices/{id}/revoke", RoleAdmin, c.apiRevoke(true)},
+		{"POST", "/api/devices/{id}/restore", RoleAdmin, c.apiRevoke(false)},
+		{"GET", "/api/timeline", RoleViewer, c.apiTimeline},
+		{"GET", "/api/storage", RoleViewer, c.apiStorage},
+		{"GET", "/api/clips", RoleViewer, c.apiClips},
+		{"GET", "/api/clip", RoleViewer, c.apiClip},
+		{"DELETE", "/api/clip", RoleAdmin, c.apiDeleteClip},
+		{"GET", "/api/problems", RoleViewer, c.apiProblems},
+		{"GET", "/api/stats", RoleViewer, c.apiStats},
+		{"POST", "/api/retention", RoleAdmin, c.apiRetention},
+		{"GET", "/api/retention/rules", RoleAdmin, c.apiRetentionRules},
+		{"PUT", "/api/retention/rules", RoleAdmin, c.apiPutRetentionRule},
+		{"DELETE", "/api/retention/rules", RoleAdmin, c.apiDeleteRetentionRule},
+		{"POST", "/api/retention/rules/run", RoleAdmin, c.apiRunRetentionRules},
+		{"GET", "/api/operators", RoleAdmin, c.apiOperators},
+		{"PUT", "/api/operators/{name}", RoleAdmin, c.apiPutOperator},
+		{"DELETE", "/api/operators/{name}", RoleAdmin, c.apiDeleteOperator},
+		{"GET", "/api/tokens", RoleAdmin, c.apiTokens},
+		{"POST", "/api/tokens", RoleAdmin, c.apiCreateToken},
+		{"DELETE", "/api/tokens/{id}", RoleAdmin, c.apiRevokeToken},
+		{"GET", "/api/audit", RoleAdmin, c.apiAudit},
+	}
+}
+
+// uiRoutes are the web UI's pages and forms.
+func (c *Console) uiRoutes() []route {
+	return []route{
+		{"GET", "/login", "", c.loginPage},
+		{"POST", "/login", "", c.loginForm},
+		{"POST", "/logout", RoleViewer, c.logoutForm},
+		{"GET", "/{$}", RoleViewer, c.devicesPage},
+		{"GET", "/devices/{$}", RoleViewer, c.findDevice},
+		{"GET", "/devices/{id}", RoleViewer, c.devicePage},
+		{"POST", "/devices/{id}/revoke", RoleAdmin, c.revokeForm(true)},
+		{"POST", "/devices/{id}/restore", RoleAdmin, c.revokeForm(false)},
+		{"GET", "/clips", RoleViewer, c.clipsPage},
+		{"GET", "/problems", RoleViewer, c.problemsPage},
+		{"GET", "/play", RoleViewer, c.playerPage},
+		{"POST", "/clips/delete", RoleAdmin, c.deleteForm},
+		{"GET", "/retention", RoleAdmin, c.retentionPage},
+		{"POST", "/retention", RoleAdmin, c.retentionForm},
+		{"POST", "/retention/rules", RoleAdmin, c.retentionRuleForm},
+		{"POST", "/retention/rules/delete", RoleAdmin, c.retentionRuleDeleteForm},
+		{"POST", "/retention/rules/run", RoleAdmin, c.retentionRunForm},
+		{"GET", "/operators", RoleAdmin, c.operatorsPage},
+		{"POST", "/operators", RoleAdmin, c.operatorForm},
+		{"POST", "/operators/delete", RoleAdmin, c.operatorDeleteForm},
+		{"GET", "/tokens", RoleAdmin, c.tokensPage},
+		{"POST", "/tokens", RoleAdmin, c.tokenForm},
+		{"POST", "/tokens/revoke", RoleAdmin, c.tokenRevokeForm},
+		{"GET", "/audit", RoleAdmin, c.auditPage},
+	}
+}
+
 // routes builds the handler: the public login, health and static files; the web UI and
-// the JSON API behind a session, with a CSRF token on every state-changing request.
+// the JSON API behind a session (or, for the API, a token) with the route's role, and a
+// CSRF token on every state-changing request made with a session.
 func (c *Console) routes() http.Handler {
 	mux := http.NewServeMux()
-	ui := c.requireUI
-	api := c.requireAPI
-
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /static/", staticHandler())
-
-	mux.HandleFunc("GET /login", c.loginPage)
-	mux.HandleFunc("POST /login", c.loginForm)
-	mux.Handle("POST /logout", ui(c.logoutForm))
-	mux.Handle("GET /{$}", ui(c.devicesPage))
-	mux.Handle("GET /devices/{$}", ui(c.findDevice))
-	mux.Handle("GET /devices/{id}", ui(c.devicePage))
-	mux.Handle("POST /devices/{id}/revoke", ui(c.revokeForm(true)))
-	mux.Handle("POST /devices/{id}/restore", ui(c.revokeForm(false)))
-	mux.Handle("GET /clips", ui(c.clipsPage))
-	mux.Handle("GET /problems", ui(c.problemsPage))
-	mux.Handle("GET /play", ui(c.playerPage))
-	mux.Handle("POST /clips/delete", ui(c.deleteForm))
-	mux.Handle("GET /retention", ui(c.retentionPage))
-	mux.Handle("POST /retention", ui(c.retentionForm))
-
-	mux.HandleFunc("GET /api/session", c.apiSession)
-	mux.HandleFunc("POST /api/login", c.apiLogin)
-	mux.Handle("POST /api/logout", api(c.apiLogout))
-	mux.Handle("GET /api/devices", api(c.apiDevices))
-	mux.Handle("GET /api/devices/{id}", api(c.apiDevice))
-	mux.Handle("POST /api/devices/{id}/revoke", api(c.apiRevoke(true)))
-	mux.Handle("POST /api/devices/{id}/restore", api(c.apiRevoke(false)))
-	mux.Handle("GET /api/clips", api(c.apiClips))
-	mux.Handle("GET /api/clip", api(c.apiClip))
-	mux.Handle("GET /api/problems", api(c.apiProblems))
-	mux.Handle("DELETE /api/clip", api(c.apiDeleteClip))
-	mux.Handle("POST /api/retention", api(c.apiRetention))
-	mux.Handle("GET /api/stats", api(c.apiStats))
+	for _, rt := range c.uiRoutes() {
+		var h http.Handler = rt.h
+		if rt.need != "" {
+			h = c.requireUI(rt.need, rt.h)
+		}
+		mux.Handle(rt.method+" "+rt.pattern, h)
+	}
+	for _, rt := range c.apiRoutes() {
+		var h http.Handler = rt.h
+		if rt.need != "" {
+			h = c.requireAPI(rt.need, rt.h)
+		}
+		mux.Handle(rt.method+" "+rt.pattern, h)
+	}
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
 	})
@@ -77,7 +132,8 @@ func (c *Console) headers(next http.Handler) http.Handler {
 	if c.mediaOrigin != "" {
 		media += " " + c.mediaOrigin
 	}
-	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	// Posters, like the clips, come straight from OSS.
+	csp := "default-src 'none'; script-src 'self'; style-src 'self'; img-src " + media + "; connect-src 'self'; " +
 		"media-src " + media + "; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -103,9 +159,10 @@ func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
-// requireUI serves h to a logged-in operator; others are sent to the login page (or get
-// 403 for a state-changing request). State-changing requests need the CSRF token.
-func (c *Console) requireUI(h http.HandlerFunc) http.Handler {
+// requireUI serves h to a logged-in operator whose role includes need; others are sent
+// to the login page (or get 403 for a state-changing request, or a viewer on an admin's
+// page). State-changing requests need the CSRF token.
+func (c *Console) requireUI(need Role, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.session(r)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -123,27 +180,55 @@ func (c *Console) requireUI(h http.HandlerFunc) http.Handler {
 			c.renderError(w, r, http.StatusForbidden, "The form's security token is missing or wrong: reload the page and try again.")
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+		p := &principal{Name: s.Operator, Role: s.Role, Session: s}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		if !s.Role.can(need) {
+			c.renderError(w, r, http.StatusForbidden, "Only an admin may do this; you are logged in as a viewer.")
+			return
+		}
+		h(w, r)
 	})
 }
 
-// requireAPI serves h to a logged-in operator; others get 401. State-changing requests
-// need the session's CSRF token in the X-CSRF-Token header (403 otherwise).
-func (c *Console) requireAPI(h http.HandlerFunc) http.Handler {
+// requireAPI serves h to a caller whose role includes need: an API token in an
+// "Authorization: Bearer" header, or an operator's session (whose state-changing
+// requests need the session's CSRF token in the X-CSRF-Token header: 403 otherwise).
+// Others get 401 (no or a bad credential) or 403 (a viewer on an admin's endpoint).
+func (c *Console) requireAPI(need Role, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, err := c.session(r)
-		switch {
-		case err != nil && !errors.Is(err, ErrNotFound):
-			c.apiError(w, err)
-			return
-		case s == nil:
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "log in first (POST /api/login)")
-			return
-		case !safeMethod(r.Method) && !csrfOK(r, s):
-			writeError(w, http.StatusForbidden, "csrf", "missing or wrong "+csrfHeader+" header")
+		var p *principal
+		if tok, ok := bearer(r); ok {
+			var err error
+			if p, err = c.tokenPrincipal(r.Context(), tok); err != nil {
+				if errors.Is(err, errBadToken) {
+					w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+					writeError(w, http.StatusUnauthorized, "unauthenticated", err.Error())
+				} else {
+					c.apiError(w, err)
+				}
+				return
+			}
+		} else {
+			s, err := c.session(r)
+			switch {
+			case err != nil && !errors.Is(err, ErrNotFound):
+				c.apiError(w, err)
+				return
+			case s == nil:
+				w.Header().Set("WWW-Authenticate", "Bearer")
+				writeError(w, http.StatusUnauthorized, "unauthenticated", "log in first (POST /api/login) or send an API token (Authorization: Bearer)")
+				return
+			case !safeMethod(r.Method) && !csrfOK(r, s):
+				writeError(w, http.StatusForbidden, "csrf", "missing or wrong "+csrfHeader+" header")
+				return
+			}
+			p = &principal{Name: s.Operator, Role: s.Role, Session: s}
+		}
+		if !p.Role.can(need) {
+			writeError(w, http.StatusForbidden, "forbidden", "this needs the "+string(need)+" role; the caller is a "+string(p.Role))
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
 }
 
@@ -234,7 +319,8 @@ func decodeCursor(s string) (*Cursor, error) {
 	return &Cursor{RecordedAt: fromUS(n), Key: key}, nil
 }
 
-// clipQuery reads a clip list's parameters: device (optional), from, to, after, limit.
+// clipQuery reads a clip list's parameters: device and status (optional), from, to,
+// after, limit.
 func clipQuery(q url.Values) (ClipQuery, error) {
 	var cq ClipQuery
 	var err error
@@ -251,6 +337,10 @@ func clipQuery(q url.Values) (ClipQuery, error) {
 	}
 	if !cq.From.IsZero() && !cq.To.IsZero() && !cq.From.Before(cq.To) {
 		return cq, invalidf("from must be before to")
+	}
+	cq.Status = ClipStatus(q.Get("status"))
+	if _, ok := statusCondition[cq.Status]; !ok {
+		return cq, invalidf("status %q: want one of %s", truncate(q.Get("status"), 40), strings.Join(ClipStatuses()[1:], ", "))
 	}
 	if cq.After, err = decodeCursor(q.Get("after")); err != nil {
 		return cq, err

@@ -23,11 +23,12 @@ import (
 // BenchmarkIngest measures upload events indexed per second with verification: b.N
 // events for b.N existing objects (20 devices) are published QoS 1 through the stack's
 // broker with at most window outstanding; the console receives each, HEADs its object in
-// the local OSS (size, CRC-64, the publisher's prefix), commits the clip and its dedup
-// record to SQLite in one transaction, and only then acknowledges. The clock stops when
-// every event is indexed or was dropped by the broker (mochi drops QoS 1 deliveries when a
-// subscriber's outbound queue is full, after acknowledging the publisher); then one
-// reconciler pass must bring the index to all b.N clips.
+// the local OSS (size, CRC-64, the publisher's prefix), reads the clip's head with a
+// ranged GET (these 1 KiB objects are not videos) and HEADs its poster, commits the clip
+// and its dedup record to SQLite in one transaction, and only then acknowledges. The clock
+// stops when every event is indexed or was dropped by the broker (mochi drops QoS 1
+// deliveries when a subscriber's outbound queue is full, after acknowledging the
+// publisher); then one reconciler pass must bring the index to all b.N clips.
 func BenchmarkIngest(b *testing.B) {
 	for _, window := range []int{16, 256} {
 		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) { benchIngest(b, window, nil) })

@@ -13,6 +13,7 @@ import (
 	"github.com/clipgate/clipgate/events"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -174,14 +175,14 @@ func TestEventsWhileDown(t *testing.T) {
 // trying to connect, and indexes uploads once the broker is back on its address.
 func TestStartBeforeBroker(t *testing.T) {
 	t.Parallel()
-	dials := newLogSignal("cannot connect to the broker")
+	dials := testutil.NewLogSignal("cannot connect to the broker")
 	e := newEnv(t, envOptions{brokerLater: true, config: func(c *Config) { c.Logger = zerolog.New(dials) }})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	started := make(chan error, 1)
 	go func() { started <- e.console.Start(ctx) }()
 	select {
-	case <-dials.ch: // a dial failed: nothing listens yet
+	case <-dials.Seen(): // a dial failed: nothing listens yet
 	case err := <-started:
 		t.Fatalf("Start returned while the broker was down: %v", err)
 	}

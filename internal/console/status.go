@@ -26,12 +26,34 @@ const maxStatusSize = 1024
 // session, since the retained messages give the current state at each connect.
 type statusSubscriber struct {
 	c      *Console
-	client *mqttclient.Client
+	client StatusSource
 }
+
+// StatusSource delivers device status messages (Config.Status) from an engine other
+// than the console's own MQTT client.
+type StatusSource interface {
+	// Start connects and begins calling deliver, in order per device, with each status
+	// message's MQTT topic and payload; it returns once messages can arrive.
+	Start(ctx context.Context, deliver func(topic string, payload []byte)) error
+	// Close disconnects, waiting for deliver calls in flight.
+	Close()
+}
+
+// mqttStatus is the console's own MQTT status subscription.
+type mqttStatus struct{ c *mqttclient.Client }
+
+func (m mqttStatus) Start(ctx context.Context, _ func(string, []byte)) error {
+	return m.c.Connect(ctx)
+}
+func (m mqttStatus) Close() { m.c.Close() }
 
 func newStatusSubscriber(c *Console) (*statusSubscriber, error) {
 	cfg := &c.cfg
 	s := &statusSubscriber{c: c}
+	if cfg.Status != nil {
+		s.client = cfg.Status
+		return s, nil
+	}
 	client, err := mqttclient.New(mqttclient.Config{
 		BrokerURL:     cfg.BrokerURL,
 		TLS:           cfg.TLS,
@@ -39,30 +61,30 @@ func newStatusSubscriber(c *Console) (*statusSubscriber, error) {
 		Username:      cfg.Username,
 		Password:      cfg.Password,
 		OrderMatters:  true, // statuses of one device must apply in order
-		Subscriptions: []mqttclient.Subscription{{Filter: cfg.Topics.StatusFilter(""), QoS: 1, Handler: s.onMessage}},
+		Subscriptions: []mqttclient.Subscription{{Filter: cfg.Topics.StatusFilter(""), QoS: 1, Handler: func(m mqttclient.Message) { s.onMessage(m.Topic(), m.Payload()) }}},
 		Logger:        c.log.With().Str("subscription", "status").Logger(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("status subscription: %w", err)
 	}
-	s.client = client
+	s.client = mqttStatus{client}
 	return s, nil
 }
 
 // start connects (trying again until ctx ends while the broker cannot be reached) and
 // waits for the first subscription.
 func (s *statusSubscriber) start(ctx context.Context) error {
-	if err := s.client.Connect(ctx); err != nil {
+	if err := s.client.Start(ctx, s.onMessage); err != nil {
 		return fmt.Errorf("status subscription: %w", err)
 	}
 	return nil
 }
 
-func (s *statusSubscriber) onMessage(m mqttclient.Message) {
-	st, err := parseStatus(s.c.cfg.Topics, m.Topic(), m.Payload())
+func (s *statusSubscriber) onMessage(topic string, payload []byte) {
+	st, err := parseStatus(s.c.cfg.Topics, topic, payload)
 	if err != nil {
 		s.c.statusErrors.Add(1)
-		s.c.log.Warn().Err(err).Str("topic", m.Topic()).Int("bytes", len(m.Payload())).Msg("status message dropped")
+		s.c.log.Warn().Err(err).Str("topic", topic).Int("bytes", len(payload)).Msg("status message dropped")
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

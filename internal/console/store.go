@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/console/media"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
@@ -30,7 +31,9 @@ type Device struct {
 	LastUpload time.Time `json:"lastUpload,omitzero"`
 	// Clips counts the device's indexed clips; Rejected its events that named an object
 	// that was not its own; Failed its failed-upload events.
-	Clips    int64 `json:"clips"`
+	Clips int64 `json:"clips"`
+	// Bytes is the size of the device's indexed clips.
+	Bytes    int64 `json:"bytes"`
 	Rejected int64 `json:"rejected"`
 	Failed   int64 `json:"failed"`
 	// Revoked reports that the operator revoked the device (since RevokedAt).
@@ -59,6 +62,51 @@ type Clip struct {
 	Reason   string `json:"reason,omitempty"`
 	// Reconciled marks a clip found by listing the bucket rather than by its event.
 	Reconciled bool `json:"reconciled"`
+	// DurationMS, Width, Height, Codec and Container are read from the clip's container
+	// at ingest (zero or empty: unknown; MediaError says why when the clip could not be
+	// read as a video).
+	DurationMS int64  `json:"durationMs,omitempty"`
+	Width      int    `json:"width,omitempty"`
+	Height     int    `json:"height,omitempty"`
+	Codec      string `json:"codec,omitempty"`
+	Container  string `json:"container,omitempty"`
+	MediaError string `json:"mediaError,omitempty"`
+	// Poster reports that the device uploaded a poster image beside the clip
+	// ({key}.poster.jpg).
+	Poster bool `json:"poster"`
+}
+
+// Media is what the console read from a clip at ingest, for Store.Index.
+type Media struct {
+	media.Info
+	// Error says why the clip could not be read as a video ("" if it was, or was not
+	// tried).
+	Error string
+	// Poster reports that {key}.poster.jpg exists.
+	Poster bool
+}
+
+// ClipRef names an indexed clip and whether it has a poster (ExpiredClips).
+type ClipRef struct {
+	Key    string
+	Poster bool
+}
+
+// ClipStatus filters clip lists.
+type ClipStatus string
+
+// The clip statuses a list can be filtered by ("" is every clip).
+const (
+	ClipVerified     ClipStatus = "verified"
+	ClipUnverified   ClipStatus = "unverified"
+	ClipReconciled   ClipStatus = "reconciled"
+	ClipWithPoster   ClipStatus = "poster"
+	ClipMediaUnknown ClipStatus = "no-duration"
+)
+
+// ClipStatuses lists the values of ClipStatus a query takes, "" (any) first.
+func ClipStatuses() []string {
+	return []string{"", string(ClipVerified), string(ClipUnverified), string(ClipReconciled), string(ClipWithPoster), string(ClipMediaUnknown)}
 }
 
 // Problem is a failed or rejected event of a device, as indexed: what the devices'
@@ -110,6 +158,8 @@ type ClipQuery struct {
 	Device string
 	// From and To bound the recording time: From <= RecordedAt < To. Zero means unbounded.
 	From, To time.Time
+	// Status restricts the list to clips of that status; empty means every clip.
+	Status ClipStatus
 	// After continues a list: only clips strictly after this position (older, or as old
 	// with a smaller key). Nil starts at the newest.
 	After *Cursor
@@ -124,6 +174,10 @@ type Session struct {
 	CSRF    string
 	Created time.Time
 	Expires time.Time
+	// Operator is who logged in; Role is the operator's role now (Store.Session reads it
+	// from the operator, so that a change applies at once).
+	Operator string
+	Role     Role
 }
 
 // IndexOutcome is what Store.Index did with an event.
@@ -146,6 +200,22 @@ const (
 	NotStored
 )
 
+// TimelineSlot is one slot of a clip timeline: the clips recorded in [Start, Start+step).
+type TimelineSlot struct {
+	Start time.Time `json:"start"`
+	Clips int64     `json:"clips"`
+	Bytes int64     `json:"bytes"`
+	// RecordedMS adds up the durations of the slot's clips (those whose duration is known).
+	RecordedMS int64 `json:"recordedMs"`
+}
+
+// Totals is the storage of the whole index.
+type Totals struct {
+	Devices int64 `json:"devices"`
+	Clips   int64 `json:"clips"`
+	Bytes   int64 `json:"bytes"`
+}
+
 // PruneResult counts what Store.Prune removed.
 type PruneResult struct {
 	Seen, Problems, Sessions int64
@@ -162,7 +232,8 @@ type Store interface {
 	// publisher and ID, as Seen), the device's last contact (the event's own time) and
 	// counters, a failed or rejected event in the problem list, and the clip. It is
 	// idempotent.
-	Index(ctx context.Context, ev *events.Event, now time.Time) (IndexOutcome, error)
+	// m is what the console read from the clip (nil: nothing).
+	Index(ctx context.Context, ev *events.Event, m *Media, now time.Time) (IndexOutcome, error)
 	// KnownClip reports whether a verified clip with this key is indexed (the
 	// Reconciler's lookup).
 	KnownClip(ctx context.Context, key string) (bool, error)
@@ -176,6 +247,11 @@ type Store interface {
 	Device(ctx context.Context, id string) (*Device, error)
 	// Clips lists clips by q.
 	Clips(ctx context.Context, q ClipQuery) ([]Clip, error)
+	// Timeline counts the clips of a device ("" for every device) recorded in [from, to),
+	// per slot of step; slots without clips are left out.
+	Timeline(ctx context.Context, device string, from, to time.Time, step time.Duration) ([]TimelineSlot, error)
+	// Totals returns the storage of the whole index.
+	Totals(ctx context.Context) (Totals, error)
 	// Problems lists failed and rejected events by q.
 	Problems(ctx context.Context, q ProblemQuery) ([]Problem, error)
 	// Clip returns one clip, or ErrNotFound.
@@ -183,9 +259,9 @@ type Store interface {
 	// DeleteClips removes the clips with these keys (keys not indexed are ignored) and
 	// returns how many it removed.
 	DeleteClips(ctx context.Context, keys []string) (int, error)
-	// ExpiredClips returns up to limit keys under prefix, after the key after, of clips
-	// uploaded before the given time, in key order.
-	ExpiredClips(ctx context.Context, prefix string, before time.Time, after string, limit int) ([]string, error)
+	// ExpiredClips returns up to limit clips under prefix, after the key after, uploaded
+	// before the given time, in key order.
+	ExpiredClips(ctx context.Context, prefix string, before time.Time, after string, limit int) ([]ClipRef, error)
 
 	// SetRevoked records the operator's revocation (or restoration) of a device.
 	SetRevoked(ctx context.Context, device string, revoked bool, at time.Time) error
@@ -200,6 +276,45 @@ type Store interface {
 	Session(ctx context.Context, idHash string, now time.Time) (*Session, error)
 	// DeleteSession removes a session (logout).
 	DeleteSession(ctx context.Context, idHash string) error
+
+	// Operator returns an operator with its password hash, or ErrNotFound.
+	Operator(ctx context.Context, name string) (*Operator, error)
+	// Operators lists the operators by name (without password hashes).
+	Operators(ctx context.Context) ([]Operator, error)
+	// PutOperator creates an operator or replaces its role and password hash; a
+	// replaced password ends the operator's sessions.
+	PutOperator(ctx context.Context, op Operator) error
+	// SetOperatorRole changes an operator's role (ErrNotFound if none).
+	SetOperatorRole(ctx context.Context, name string, role Role, at time.Time) error
+	// DeleteOperator removes an operator and its sessions (ErrNotFound if none).
+	DeleteOperator(ctx context.Context, name string) error
+
+	// CreateToken stores a new API token (by its hash).
+	CreateToken(ctx context.Context, t APIToken) error
+	// Token returns a token with its hash, or ErrNotFound.
+	Token(ctx context.Context, id string) (*APIToken, error)
+	// Tokens lists the tokens, newest first (without hashes).
+	Tokens(ctx context.Context) ([]APIToken, error)
+	// RevokeToken marks a token revoked (ErrNotFound if none or revoked already).
+	RevokeToken(ctx context.Context, id string, at time.Time) error
+	// TouchToken records a token's use.
+	TouchToken(ctx context.Context, id string, at time.Time) error
+
+	// AddAudit appends to the audit log.
+	AddAudit(ctx context.Context, a AuditEntry) error
+	// Audit lists audit entries by q, newest first.
+	Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+	// PruneAudit removes audit entries older than before and returns how many.
+	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+
+	// RetentionRules lists the retention rules by prefix.
+	RetentionRules(ctx context.Context) ([]RetentionRule, error)
+	// PutRetentionRule creates or replaces the rule for r.Prefix.
+	PutRetentionRule(ctx context.Context, r RetentionRule) error
+	// DeleteRetentionRule removes the rule for prefix (ErrNotFound if none).
+	DeleteRetentionRule(ctx context.Context, prefix string) error
+	// RecordRetentionRun records the outcome of a rule's run.
+	RecordRetentionRun(ctx context.Context, prefix string, at time.Time, objects int, errText string) error
 
 	// Prune removes seen-event records and problem events older than seenBefore, and
 	// sessions expired at now.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/events"
+	"github.com/clipgate/clipgate/internal/console/media"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -60,7 +61,7 @@ func clipEvent(dev, id, key string, recorded time.Time) *events.Event {
 
 func mustIndex(t *testing.T, db *DB, ev *events.Event, want IndexOutcome) {
 	t.Helper()
-	got, err := db.Index(context.Background(), ev, t0.Add(time.Hour))
+	got, err := db.Index(context.Background(), ev, nil, t0.Add(time.Hour))
 	if err != nil {
 		t.Fatalf("Index(%s): %v", ev.ID, err)
 	}
@@ -382,17 +383,33 @@ func TestStoreStatusAndRevocation(t *testing.T) {
 	})
 }
 
+// TestStoreClipPages is the fleet-wide search: every combination of device, time range
+// and status, page by page, against the same filter applied to all the clips.
 func TestStoreClipPages(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB) {
 		ctx := context.Background()
 		// 60 clips over 3 devices; several share a recording time, so that the key breaks
-		// ties.
+		// ties. Every status occurs on every device (i%5 against i%3).
 		var all []Clip
 		for i := range 60 {
 			dev := fmt.Sprintf("cam-%02d", i%3)
 			at := t0.Add(time.Duration(i/4) * time.Minute)
 			key := fmt.Sprintf("clips/%s/2026/03/01/c%03d.mp4", dev, (i*37)%100)
-			mustIndex(t, db, clipEvent(dev, fmt.Sprintf("e%d", i), key, at), Inserted)
+			ev := clipEvent(dev, fmt.Sprintf("e%d", i), key, at)
+			var m *Media
+			switch i % 5 {
+			case 1:
+				ev.Verified, ev.Reason = false, events.ReasonSizeMismatch
+			case 2:
+				ev.ID, ev.Publisher, ev.Reconciled = "r-"+ev.ID, "", true
+			case 3:
+				m = &Media{Info: media.Info{Container: "MP4", Codec: "H264", Width: 640, Height: 360, Duration: 2 * time.Second}, Poster: true}
+			case 4:
+				m = &Media{Info: media.Info{Container: "MPEGTS", Duration: time.Second}}
+			}
+			if got, err := db.Index(ctx, ev, m, t0.Add(time.Hour)); err != nil || got != Inserted {
+				t.Fatalf("Index(%s) = %v, %v", ev.ID, got, err)
+			}
 			c, err := db.Clip(ctx, key)
 			if err != nil {
 				t.Fatal(err)
@@ -406,20 +423,41 @@ func TestStoreClipPages(t *testing.T) {
 			return strings.Compare(b.Key, a.Key)
 		}
 		slices.SortFunc(all, newestFirst)
-		for _, q := range []ClipQuery{
-			{Limit: 7},
-			{Device: "cam-01", Limit: 4},
-			{From: t0.Add(3 * time.Minute), To: t0.Add(9 * time.Minute), Limit: 5},
-			{Device: "cam-02", From: t0.Add(2 * time.Minute), Limit: 3},
-			{Device: "cam-00", To: t0.Add(time.Minute), Limit: 100},
-			{Device: "nobody", Limit: 10},
-		} {
+		hasStatus := map[ClipStatus]func(c Clip) bool{
+			"":               func(Clip) bool { return true },
+			ClipVerified:     func(c Clip) bool { return c.Verified },
+			ClipUnverified:   func(c Clip) bool { return !c.Verified },
+			ClipReconciled:   func(c Clip) bool { return c.Reconciled },
+			ClipWithPoster:   func(c Clip) bool { return c.Poster },
+			ClipMediaUnknown: func(c Clip) bool { return c.DurationMS == 0 },
+		}
+		var queries []ClipQuery
+		for _, status := range ClipStatuses() {
+			for _, q := range []ClipQuery{
+				{Limit: 7},
+				{Device: "cam-01", Limit: 4},
+				{From: t0.Add(3 * time.Minute), To: t0.Add(9 * time.Minute), Limit: 5},
+				{Device: "cam-02", From: t0.Add(2 * time.Minute), Limit: 3},
+				{Device: "cam-00", To: t0.Add(time.Minute), Limit: 100},
+				{Device: "cam-01", From: t0.Add(4 * time.Minute), To: t0.Add(12 * time.Minute), Limit: 2},
+				{Device: "nobody", Limit: 10},
+			} {
+				q.Status = ClipStatus(status)
+				queries = append(queries, q)
+			}
+		}
+		for _, q := range queries {
 			var want []Clip
 			for _, c := range all {
 				if (q.Device == "" || c.Device == q.Device) && (q.From.IsZero() || !c.RecordedAt.Before(q.From)) &&
-					(q.To.IsZero() || c.RecordedAt.Before(q.To)) {
+					(q.To.IsZero() || c.RecordedAt.Before(q.To)) && hasStatus[q.Status](c) {
 					want = append(want, c)
 				}
+			}
+			// The search by all three must find clips of each status, or a wrong filter
+			// would go unseen.
+			if len(want) == 0 && q.Device != "" && !q.From.IsZero() && !q.To.IsZero() {
+				t.Fatalf("query %+v matches no clip", q)
 			}
 			var got []Clip
 			for pages := 0; ; pages++ {
@@ -479,18 +517,20 @@ func TestStoreDeleteAndExpire(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			expired = append(expired, page...)
+			for _, r := range page {
+				expired = append(expired, r.Key)
+			}
 			if len(page) < 7 {
 				break
 			}
-			after = page[len(page)-1]
+			after = page[len(page)-1].Key
 		}
 		// Uploaded at t0 + i + 1s < t0 + 101s: i < 100, even i only.
 		if len(expired) != 50 || expired[0] != "clips/cam-a/k0000" || expired[49] != "clips/cam-a/k0098" {
 			t.Fatalf("expired = %d keys: %v", len(expired), expired)
 		}
 		all, err := db.ExpiredClips(ctx, "", t0.Add(3*time.Second), "", 100)
-		if err != nil || !slices.Equal(all, []string{"clips/cam-a/k0000", "clips/cam-b/k0001"}) {
+		if err != nil || !slices.Equal(all, []ClipRef{{Key: "clips/cam-a/k0000"}, {Key: "clips/cam-b/k0001"}}) {
 			t.Fatalf("expired without a prefix = %v, %v", all, err)
 		}
 		// Delete cam-a's clips (600, in two batches) plus keys that are not indexed.
@@ -516,7 +556,10 @@ func TestStoreDeleteAndExpire(t *testing.T) {
 func TestStoreSessionsAndPrune(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB) {
 		ctx := context.Background()
-		s := Session{IDHash: "h1", CSRF: "tok", Created: t0, Expires: t0.Add(time.Hour)}
+		if err := db.PutOperator(ctx, Operator{Name: "alice", Role: RoleViewer, PasswordHash: testHash, Updated: t0}); err != nil {
+			t.Fatal(err)
+		}
+		s := Session{IDHash: "h1", CSRF: "tok", Created: t0, Expires: t0.Add(time.Hour), Operator: "alice", Role: RoleViewer}
 		if err := db.CreateSession(ctx, s); err != nil {
 			t.Fatal(err)
 		}
@@ -533,7 +576,7 @@ func TestStoreSessionsAndPrune(t *testing.T) {
 		if _, err := db.Session(ctx, "nope", t0); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("unknown session: %v", err)
 		}
-		if err := db.CreateSession(ctx, Session{IDHash: "h2", CSRF: "t2", Created: t0, Expires: t0.Add(2 * time.Hour)}); err != nil {
+		if err := db.CreateSession(ctx, Session{IDHash: "h2", CSRF: "t2", Created: t0, Expires: t0.Add(2 * time.Hour), Operator: "alice"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.DeleteSession(ctx, "h2"); err != nil {
@@ -658,7 +701,7 @@ func TestStoreConcurrentWriters(t *testing.T) {
 				var err error
 				for i := range 25 {
 					ev := clipEvent("cam-01", fmt.Sprintf("w%d-%d", w, i), fmt.Sprintf("clips/cam-01/w%d/%d", w, i), t0)
-					if _, e := db.Index(ctx, ev, t0); e != nil && err == nil {
+					if _, e := db.Index(ctx, ev, nil, t0); e != nil && err == nil {
 						err = e
 					}
 					if _, e := db.Clips(ctx, ClipQuery{Device: "cam-01", Limit: 10}); e != nil && err == nil {

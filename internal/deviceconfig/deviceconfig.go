@@ -55,6 +55,9 @@ import (
 type File struct {
 	// Broker is the MQTT broker URL, e.g. "tcp://127.0.0.1:1883". Required.
 	Broker string `yaml:"broker,omitempty"`
+	// Failover are further nodes of a clustered broker (a NATS cluster's MQTT gateways),
+	// tried after Broker in order (devicekit.Config.FailoverURLs).
+	Failover []string `yaml:"failover,omitempty"`
 	// DeviceID is the camera's identity. Required.
 	DeviceID string `yaml:"device-id,omitempty"`
 	// DeviceKeyFile is the device key file (`broker device-key` writes it; mode 0600): the
@@ -127,11 +130,16 @@ func fieldErr(field string, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
-// check validates the fields that are set.
-func (f *File) check() error {
+// validate checks the fields that are set.
+func (f *File) validate() error {
 	if f.Broker != "" {
 		if err := mqttclient.CheckURL("broker", f.Broker); err != nil {
 			return &FieldError{Field: "broker", Err: errors.Unwrap(err)} // FieldError names the field
+		}
+	}
+	for _, u := range f.Failover {
+		if err := mqttclient.CheckURL("failover", u); err != nil {
+			return &FieldError{Field: "failover", Err: errors.Unwrap(err)}
 		}
 	}
 	if f.DeviceID != "" {
@@ -202,7 +210,7 @@ func (f *File) paths() []pathField {
 // file is replaced. Paths are written as given; relative ones are read back relative to
 // path's directory.
 func Write(path string, f File) error {
-	if err := f.check(); err != nil {
+	if err := f.validate(); err != nil {
 		return fmt.Errorf("device config %s: %w", path, err)
 	}
 	if f.TLS != nil && *f.TLS == (TLS{}) {
@@ -230,7 +238,7 @@ func Write(path string, f File) error {
 // those of its file). devicekit.New applies the defaults and checks the ranges.
 func (f File) KitConfig() (devicekit.Config, error) {
 	var c devicekit.Config
-	if err := f.check(); err != nil {
+	if err := f.validate(); err != nil {
 		return c, err
 	}
 	// A device with a client certificate needs no device key file.
@@ -264,6 +272,7 @@ func (f File) KitConfig() (devicekit.Config, error) {
 	}
 	c = devicekit.Config{
 		BrokerURL:          f.Broker,
+		FailoverURLs:       f.Failover,
 		DeviceID:           f.DeviceID,
 		DeviceKeyFile:      f.DeviceKeyFile,
 		StateDir:           f.StateDir,

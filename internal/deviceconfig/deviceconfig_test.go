@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,6 +105,7 @@ func TestWriteReplacesAndRefusesBadValues(t *testing.T) {
 	}
 	for _, bad := range []File{
 		{Broker: "http://x"},
+		{Broker: "tcp://127.0.0.1:1883", Failover: []string{"tcp://127.0.0.1:1884", "http://x"}},
 		{DeviceID: "bad id"},
 		{Mode: "wx"},
 		{PartSize: -1},
@@ -288,5 +290,22 @@ func TestKitConfigTLS(t *testing.T) {
 	}
 	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "tls.key-file") {
 		t.Errorf("readable TLS key: %v", err)
+	}
+}
+
+// TestKitConfigFailover: the failover URLs reach the kit's configuration.
+func TestKitConfigFailover(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "device.key")
+	writeKey(t, keyPath, "cam-1")
+	urls := []string{"tcp://10.0.0.2:1883", "tcp://10.0.0.3:1883"}
+	f := File{Broker: "tcp://10.0.0.1:1883", Failover: urls, DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir}
+	c, err := f.KitConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.FailoverURLs, urls) {
+		t.Fatalf("FailoverURLs %v, want %v", c.FailoverURLs, urls)
 	}
 }

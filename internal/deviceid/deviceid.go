@@ -8,6 +8,7 @@ package deviceid
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // MinLen and MaxLen bound the length of a device ID.
@@ -50,4 +51,18 @@ func Valid(id string) bool {
 
 func validByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+// ValidatePortable checks a new device ID for every engine clipgate runs on: Validate,
+// and no '.', which a NATS cluster's MQTT gateway refuses in client IDs (CONNACK 0x02:
+// identifier rejected), while a device's client ID is its ID. Provisioning uses it; IDs
+// with '.' already in use keep working on the mochi broker.
+func ValidatePortable(id string) error {
+	if err := Validate(id); err != nil {
+		return err
+	}
+	if i := strings.IndexByte(id, '.'); i >= 0 {
+		return fmt.Errorf("%w: %q has a '.' at offset %d: a NATS cluster refuses it as an MQTT client ID; use '-' or '_'", ErrInvalid, id, i)
+	}
+	return nil
 }

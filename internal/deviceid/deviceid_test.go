@@ -53,3 +53,16 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+func TestValidatePortable(t *testing.T) {
+	t.Parallel()
+	for id, ok := range map[string]bool{"cam-01": true, "cam_01": true, "cam.01": false, ".x": false, "x": false, "cam/1": false} {
+		err := ValidatePortable(id)
+		if (err == nil) != ok || err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("ValidatePortable(%q) = %v, want ok %v", id, err, ok)
+		}
+	}
+	if err := ValidatePortable("cam.01"); err == nil || !strings.Contains(err.Error(), "NATS") {
+		t.Errorf("the error does not say why a '.' is refused: %v", err)
+	}
+}

@@ -64,7 +64,7 @@ func startConsole(ctx context.Context, s *inproc.Stack, dir, addr string, log ze
 		return nil, err
 	}
 	user, pass := s.ServiceAccount(topics.RoleConsumer)
-	c, err := console.New(console.Config{
+	cfg := console.Config{
 		BrokerURL:       s.BrokerURL(),
 		Username:        user,
 		Password:        pass,
@@ -85,7 +85,16 @@ func startConsole(ctx context.Context, s *inproc.Stack, dir, addr string, log ze
 		},
 		ReconcileMinAge: time.Minute, // a development stack: lost events are healed quickly
 		Logger:          log,
-	})
+	}
+	if s.Cluster() != nil { // NATS: a JetStream durable consumer and a core subscription
+		if cfg.Events, err = s.EventsSource("console", "devstack-console"); err != nil {
+			return nil, err
+		}
+		if cfg.Status, err = s.StatusSource("devstack-console-status"); err != nil {
+			return nil, err
+		}
+	}
+	c, err := console.New(cfg)
 	if err != nil {
 		return nil, err
 	}

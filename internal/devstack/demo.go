@@ -17,6 +17,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/console"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
@@ -77,7 +78,8 @@ type expected struct {
 // announced, and prints a summary. It returns an error if anything failed.
 func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, error) {
 	start := time.Now()
-	if err := cfg.applyDemoDefaults(); err != nil {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -87,7 +89,7 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 	s, err := inproc.Start(ctx, inproc.Options{
 		Dir: cfg.Dir, Workers: cfg.Workers, Bucket: cfg.Bucket, Prefix: cfg.Prefix,
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
-		Logger: cfg.Logger,
+		Engine: cfg.Engine, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -101,7 +103,7 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 		return nil, err
 	}
 	defer con.Close()
-	out.printf("demo: console at %s (password %s)\n", con.URL(), con.Password)
+	out.printf("demo: console at %s (log in as %s, password %s)\n", con.URL(), console.DefaultAdminName, con.Password)
 	if cfg.afterStart != nil {
 		cfg.afterStart(s)
 	}
@@ -208,7 +210,8 @@ func Demo(ctx context.Context, cfg DemoConfig, stdout io.Writer) (*DemoResult, e
 	return res, nil
 }
 
-func (c *DemoConfig) applyDemoDefaults() error {
+// applyDefaults fills in the empty addresses and the zero counts and timeout.
+func (c *DemoConfig) applyDefaults() {
 	for _, a := range []*string{&c.MQTTAddr, &c.HTTPAddr, &c.OSSAddr, &c.STSAddr, &c.ConsoleAddr} {
 		if *a == "" {
 			*a = "127.0.0.1:0"
@@ -226,6 +229,10 @@ func (c *DemoConfig) applyDemoDefaults() error {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultDemoTimeout
 	}
+}
+
+// validate checks c after applyDefaults.
+func (c *DemoConfig) validate() error {
 	switch {
 	case c.Workers < 1:
 		return fmt.Errorf("devstack: workers %d: at least 1", c.Workers)

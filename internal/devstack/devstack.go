@@ -64,6 +64,11 @@ type Config struct {
 	Bucket, Prefix                       string // default clipgatetest's: "clips", "clips/"
 	DeviceID                             string // the device written to device.yaml
 	Workers                              int    // token workers
+	// Engine is inproc.EngineMochi (default) or inproc.EngineNATS: a 3-node NATS
+	// JetStream cluster in the process (random loopback ports; MQTTAddr and HTTPAddr
+	// unused), with the auth callout, the workers as a queue group and the console on a
+	// JetStream durable consumer.
+	Engine string
 	// BcryptCost is the cost of the service account hashes; 0 means bcrypt.DefaultCost
 	// (10), as in production (issue 12.6). Tests lower it to bcrypt.MinCost: under the
 	// race detector on a loaded machine a cost-10 login outlasts the clients' timeouts.
@@ -91,7 +96,8 @@ type Devstack struct {
 	Console *Console
 }
 
-func (c *Config) applyDefaults() error {
+// applyDefaults fills in the empty addresses, directory, device ID and worker count.
+func (c *Config) applyDefaults() {
 	set := func(p *string, def string) {
 		if *p == "" {
 			*p = def
@@ -107,6 +113,10 @@ func (c *Config) applyDefaults() error {
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}
+}
+
+// validate checks c after applyDefaults.
+func (c *Config) validate() error {
 	if c.Workers < 1 {
 		return fmt.Errorf("devstack: workers %d: at least 1", c.Workers)
 	}
@@ -120,7 +130,8 @@ func (c *Config) applyDefaults() error {
 // reusing the keys, passwords, objects and sessions of an earlier run, and writes the
 // device's key file and device.yaml.
 func Start(ctx context.Context, cfg Config) (*Devstack, error) {
-	if err := cfg.applyDefaults(); err != nil {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	dir, err := filepath.Abs(cfg.Dir)
@@ -141,6 +152,7 @@ func Start(ctx context.Context, cfg Config) (*Devstack, error) {
 		Bucket:   cfg.Bucket,
 		Prefix:   cfg.Prefix,
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: cfg.HTTPAddr, OSSAddr: cfg.OSSAddr, STSAddr: cfg.STSAddr,
+		Engine:       cfg.Engine,
 		Logger:       cfg.Logger,
 		BrokerConfig: func(b *broker.Config) { b.DataDir = filepath.Join(dir, "broker") },
 		BcryptCost:   cfg.bcryptCost(),
@@ -172,6 +184,7 @@ func (d *Devstack) writeDevice(id string) error {
 	}
 	d.Device = deviceconfig.File{
 		Broker:        dc.BrokerURL,
+		Failover:      dc.FailoverURLs,
 		DeviceID:      id,
 		DeviceKeyFile: keyPath,
 		StateDir:      dc.StateDir,
@@ -199,9 +212,12 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 	line := func(k, format string, args ...any) { fmt.Fprintf(&b, "  %-17s %s\n", k, fmt.Sprintf(format, args...)) }
 	fmt.Fprintf(&b, "clipgate devstack is running (Ctrl-C to stop); state in %s\n", d.Dir)
 	if d.Console != nil {
-		line("console", "%s   (password %s)", d.Console.URL(), d.Console.Password)
+		line("console", "%s   (log in as %s, password %s)", d.Console.URL(), console.DefaultAdminName, d.Console.Password)
 	}
-	line("MQTT broker", "%s", s.BrokerURL())
+	line("MQTT broker", "%s", strings.Join(s.BrokerURLs(), " "))
+	if c := s.Cluster(); c != nil {
+		line("NATS cluster", "%s", strings.Join(c.ClientURLs(), " "))
+	}
 	if h := s.BrokerHTTPAddr(); h != "" {
 		line("broker health", "http://%s/healthcheck   statistics: http://%s/sys", h, h)
 	}
@@ -217,7 +233,7 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 		u, p := s.ServiceAccount(role)
 		line("MQTT "+role.String(), "username %s  password %s", u, p)
 	}
-	line("fleet keys", "%s (token workers; the broker has %s)", s.FleetKeysFile(), s.ConnectKeysFile())
+	line("fleet keys", "%s (token workers; the broker or NATS callout has %s)", s.FleetKeysFile(), s.ConnectKeysFile())
 	line("device", "%s   key %s", d.Device.DeviceID, d.Device.DeviceKeyFile)
 	line("device config", "%s", d.DeviceFilePath)
 	b.WriteString("\nUpload a clip as the device:\n")

@@ -51,8 +51,8 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	hashes := regexp.MustCompile(`\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}`).FindAll(accounts, -1)
-	if len(hashes) != 3 {
-		t.Fatalf("%d bcrypt hashes in the accounts file, want 3", len(hashes))
+	if len(hashes) != 4 { // token worker, consumer, admin, console
+		t.Fatalf("%d bcrypt hashes in the accounts file, want 4", len(hashes))
 	}
 	for _, h := range hashes {
 		if cost, err := bcrypt.Cost(h); err != nil || cost != bcrypt.MinCost {
@@ -172,8 +172,17 @@ func TestStartRefusesBadConfig(t *testing.T) {
 // TestDemo runs the demo with 2 cameras x 2 clips and checks its summary.
 func TestDemo(t *testing.T) {
 	t.Parallel()
+	for _, engine := range []string{inproc.EngineMochi, inproc.EngineNATS} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			testDemo(t, engine)
+		})
+	}
+}
+
+func testDemo(t *testing.T, engine string) {
 	var out bytes.Buffer
-	res, err := Demo(testContext(t), DemoConfig{Devices: 2, Clips: 2, Config: Config{BcryptCost: bcrypt.MinCost}}, &out)
+	res, err := Demo(testContext(t), DemoConfig{Devices: 2, Clips: 2, Config: Config{Engine: engine, BcryptCost: bcrypt.MinCost}}, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}

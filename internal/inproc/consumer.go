@@ -24,7 +24,7 @@ const consumerBuffer = 1024
 // every device's upload events (clean session, QoS 1), decoding them strictly.
 type Consumer struct {
 	stack  *Stack
-	client *mqttclient.Client
+	client interface{ Close() } // *mqttclient.Client, or *natsbus.Events on NATS
 	log    zerolog.Logger
 	events chan *clipgate.UploadEvent
 	done   chan struct{}
@@ -37,7 +37,9 @@ type Consumer struct {
 // Consumer connects a consumer to the broker and subscribes it to the upload events of
 // every device: in the shared-subscription group group (each event goes to one member of
 // the group), or, when group is "", on its own (it gets every event). It returns once the
-// subscription is acknowledged; ctx bounds that. Close it, or the stack's Close does.
+// subscription is acknowledged; ctx bounds that. Close it, or the stack's Close does. On
+// Engine "nats" it is a JetStream durable consumer on $MQTT_msgs named group (a durable of
+// its own when group is ""), acknowledging each event once it is in Events.
 func (s *Stack) Consumer(ctx context.Context, group string) (*Consumer, error) {
 	if group != "" && !topics.ValidGroup(group) {
 		return nil, fmt.Errorf("clipgatetest: %q is not a valid shared-subscription group", group)
@@ -49,13 +51,16 @@ func (s *Stack) Consumer(ctx context.Context, group string) (*Consumer, error) {
 		events: make(chan *clipgate.UploadEvent, consumerBuffer),
 		done:   make(chan struct{}),
 	}
+	if s.nats != nil {
+		return s.natsConsumer(ctx, c, group)
+	}
 	client, err := mqttclient.New(mqttclient.Config{
 		BrokerURL:     s.BrokerURL(),
 		ClientID:      broker.ServiceClientID(user, mustHex(6)),
 		Username:      user,
 		Password:      pw,
 		Backoff:       mqttclient.Backoff{Min: 100 * time.Millisecond, Max: time.Second},
-		Subscriptions: []mqttclient.Subscription{{Filter: s.scheme.EventFilter(group), QoS: 1, Handler: c.onMessage}},
+		Subscriptions: []mqttclient.Subscription{{Filter: s.scheme.EventFilter(group), QoS: 1, Handler: func(m mqttclient.Message) { c.onMessage(m.Topic(), m.Payload()) }}},
 		Logger:        c.log,
 	})
 	if err != nil {
@@ -78,21 +83,25 @@ func (s *Stack) Consumer(ctx context.Context, group string) (*Consumer, error) {
 	return c, nil
 }
 
-func (c *Consumer) onMessage(m mqttclient.Message) {
-	ev, err := protocol.DecodeUploadEvent(m.Payload())
+// onMessage decodes one message and hands it on; it reports false if the consumer closed
+// first.
+func (c *Consumer) onMessage(topic string, payload []byte) bool {
+	ev, err := protocol.DecodeUploadEvent(payload)
 	if err != nil {
 		c.bad.Add(1)
-		c.log.Warn().Err(err).Str("topic", m.Topic()).Msg("malformed upload event dropped")
-		return
+		c.log.Warn().Err(err).Str("topic", topic).Msg("malformed upload event dropped")
+		return true
 	}
-	if _, dev, ok := c.stack.scheme.Parse(m.Topic()); !ok || dev != ev.Device {
+	if _, dev, ok := c.stack.scheme.Parse(topic); !ok || dev != ev.Device {
 		c.bad.Add(1)
-		c.log.Warn().Str("topic", m.Topic()).Str("device", ev.Device).Msg("upload event on another device's topic dropped")
-		return
+		c.log.Warn().Str("topic", topic).Str("device", ev.Device).Msg("upload event on another device's topic dropped")
+		return true
 	}
 	select {
 	case c.events <- ev:
+		return true
 	case <-c.done:
+		return false
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/internal/faultnet"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
 	"github.com/clipgate/clipgate/internal/tokenworker"
@@ -76,8 +79,24 @@ type Options struct {
 	// Logger receives every component's logs. The zero Logger discards them, unless the
 	// environment variable CLIPGATE_TEST_LOG is "1": then they go to stderr.
 	Logger zerolog.Logger
+	// Engine is EngineMochi (the default: the embedded mochi broker) or EngineNATS: a
+	// NATS JetStream cluster of NATSNodes nodes (default 3) in this process, with the auth
+	// callout (two instances deciding with the broker's code) and the token workers as a
+	// NATS queue group. Consumer is MQTT-only; use EventsSource on NATS.
+	Engine    string
+	NATSNodes int
+	// NATSBinary, when set, runs each NATS node as a nats-server process of this
+	// executable (natscluster.Options.Binary), so that tests can SIGKILL one.
+	NATSBinary string
 	// Listen addresses; each defaults to "127.0.0.1:0" (a random loopback port).
 	OSSAddr, STSAddr, MQTTAddr, HTTPAddr string
+	// Restartable puts the broker, OSS and STS each behind a loopback proxy
+	// (internal/faultnet) that keeps its address, so that StopBroker, StartBroker,
+	// StopCloud and StartCloud restart a part in place while the rest keeps running:
+	// clients keep their URLs and endpoints, and issued credentials stay valid. The
+	// proxies take random loopback ports; the parts behind them listen on the addresses
+	// above, anew at each start. Without it, the parts cannot be stopped alone.
+	Restartable bool
 }
 
 // Stack is a running clipgate: the local cloud (OSS and STS), the MQTT broker and token
@@ -90,17 +109,24 @@ type Stack struct {
 	scheme  topics.Scheme
 	prefix  string
 
-	fleet   *identity.Keyring // the workers' fleet keys ({Dir}/fleet.keys)
-	connect *identity.Keyring // the broker's connect roots ({Dir}/connect.keys)
-	keys    *stackKeys
-	revs    *identity.Revocations // the broker's: the devices of revoked
-	wrevs   *identity.Revocations // the workers': revoked and wrevoked
-	cloud   *localcloud.Server
-	broker  *broker.Broker
-	roleARN string
+	fleet    *identity.Keyring // the workers' fleet keys ({Dir}/fleet.keys)
+	connect  *identity.Keyring // the broker's and callout's connect roots ({Dir}/connect.keys)
+	keys     *stackKeys
+	accounts *identity.ServiceAccounts
+	revs     *identity.Revocations // the broker's: the devices of revoked
+	wrevs    *identity.Revocations // the workers': revoked and wrevoked
+	nats     *natsStack            // Engine "nats"
+	roleARN  string
+
+	// What clients are given; fixed at Start (behind the proxies when Restartable).
+	brokerURL, ossEndpoint, stsEndpoint, region string
+	// The proxies of a Restartable stack; nil otherwise.
+	mqttProxy, ossProxy, stsProxy *faultnet.Proxy
 
 	mu        sync.Mutex
 	closed    bool
+	cloud     *localcloud.Server    // nil while stopped
+	broker    *broker.Broker        // nil while stopped
 	revoked   map[string]bool       // Revoke
 	wrevoked  map[string]bool       // RevokeAtWorkers
 	workers   []*tokenworker.Worker // nil where stopped
@@ -141,38 +167,43 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
 	s.connect = s.fleet.ConnectRoots()
-	accounts, err := writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys, s.opts.BcryptCost)
-	if err != nil {
+	if s.accounts, err = writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys, s.opts.BcryptCost); err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
 	s.revs, s.wrevs = identity.NewRevocations(), identity.NewRevocations()
+	s.roleARN = "acs:ram::" + localcloud.DefaultAccountID + ":role/" + RoleName
 
-	if err := s.startCloud(); err != nil {
+	if s.opts.Restartable {
+		// The proxies start pointing nowhere; each part retargets its proxy when it starts.
+		for _, p := range []**faultnet.Proxy{&s.mqttProxy, &s.ossProxy, &s.stsProxy} {
+			if *p, err = faultnet.Listen("127.0.0.1:1"); err != nil {
+				return nil, fmt.Errorf("clipgatetest: %w", err)
+			}
+		}
+	}
+	if err := s.StartCloud(); err != nil {
 		return nil, err
 	}
-
-	bl := s.log // the broker names itself ("component") in its lines
-	bcfg := broker.Config{
-		Addr:            s.opts.MQTTAddr,
-		HTTPAddr:        s.opts.HTTPAddr,
-		TopicRoot:       s.scheme.Root(),
-		ConnectKeys:     s.connect,
-		ServiceAccounts: accounts,
-		Revocations:     s.revs,
-		Logger:          &bl,
+	if s.opts.Engine == EngineNATS {
+		if err := s.startNATSBroker(ctx); err != nil {
+			return nil, err
+		}
+	} else if err := s.StartBroker(); err != nil {
+		return nil, err
 	}
-	if s.opts.BrokerConfig != nil {
-		s.opts.BrokerConfig(&bcfg)
+	s.mu.Lock()
+	s.region = s.cloud.Region()
+	s.ossEndpoint, s.stsEndpoint = s.cloud.OSSEndpoint(), s.cloud.STSEndpoint()
+	if s.nats != nil {
+		s.brokerURL = s.nats.cluster.Nodes()[0].MQTTURL()
+	} else {
+		s.brokerURL = "tcp://" + dialAddr(s.broker.Addr())
 	}
-	b, err := broker.New(bcfg)
-	if err != nil {
-		return nil, fmt.Errorf("clipgatetest: %w", err)
+	s.mu.Unlock()
+	if s.opts.Restartable {
+		s.ossEndpoint, s.stsEndpoint = "http://"+s.ossProxy.Addr(), s.stsProxy.Addr()
+		s.brokerURL = "tcp://" + s.mqttProxy.Addr()
 	}
-	if err := b.Start(); err != nil {
-		// A failed Start has already stopped what it started (and Close would stop it again).
-		return nil, fmt.Errorf("clipgatetest: %w", err)
-	}
-	s.broker = b
 
 	for range s.opts.Workers {
 		if _, err := s.startWorker(ctx); err != nil {
@@ -213,6 +244,13 @@ func (s *Stack) applyDefaults() error {
 	if o.Bucket == "" {
 		o.Bucket = DefaultBucket
 	}
+	switch o.Engine {
+	case "":
+		o.Engine = EngineMochi
+	case EngineMochi, EngineNATS:
+	default:
+		return fmt.Errorf("clipgatetest: Engine %q: want %q or %q", o.Engine, EngineMochi, EngineNATS)
+	}
 	switch {
 	case o.NoPrefix && o.Prefix != "":
 		return fmt.Errorf("clipgatetest: NoPrefix with Prefix %q", o.Prefix)
@@ -248,40 +286,23 @@ func (s *Stack) applyDefaults() error {
 	return nil
 }
 
-// startCloud starts the local cloud with the admin key, the workers' key (allowed only to
+// StartCloud starts the local cloud with the admin key, the workers' key (allowed only to
 // assume the device role) and the device role (anything in the bucket; the workers'
-// session policies narrow it to one device's prefix).
-func (s *Stack) startCloud() error {
-	b := s.opts.Bucket
-	rolePolicy, err := json.Marshal(map[string]any{"Version": "1", "Statement": []any{map[string]any{
-		"Effect": "Allow", "Action": []string{"oss:*"},
-		"Resource": []string{"acs:oss:*:*:" + b, "acs:oss:*:*:" + b + "/*"},
-	}}})
+// session policies narrow it to one device's prefix), over {Dir}/localcloud: the objects
+// and multipart uploads of an earlier start are still there. Start calls it; call it
+// again after StopCloud (Options.Restartable).
+func (s *Stack) StartCloud() error {
+	cfg, err := s.cloudConfig()
 	if err != nil {
 		return err
 	}
-	account := localcloud.DefaultAccountID
-	s.roleARN = "acs:ram::" + account + ":role/" + RoleName
-	callerPolicy, err := json.Marshal(map[string]any{"Version": "1", "Statement": []any{map[string]any{
-		"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": s.roleARN,
-	}}})
-	if err != nil {
-		return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
 	}
-	cfg := localcloud.Config{
-		OSSAddr:   s.opts.OSSAddr,
-		STSAddr:   s.opts.STSAddr,
-		DataDir:   filepath.Join(s.dir, localcloudDir),
-		AccountID: account,
-		Keys: []localcloud.AccessKey{
-			{ID: s.keys.OSSAdmin.ID, Secret: s.keys.OSSAdmin.Secret},
-			{ID: s.keys.STSCaller.ID, Secret: s.keys.STSCaller.Secret, Policy: string(callerPolicy)},
-		},
-		Roles:   []localcloud.Role{{Name: RoleName, Policy: string(rolePolicy), MaxSessionDuration: localcloud.MaxMaxSessionDuration}},
-		Buckets: []string{b},
-		STSRate: s.opts.STSRate,
-		Now:     s.opts.Now,
-		Logger:  s.log.With().Str("component", "localcloud").Logger(),
+	if s.cloud != nil {
+		return errors.New("clipgatetest: the local cloud is running")
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("clipgatetest: %w", err)
@@ -291,8 +312,157 @@ func (s *Stack) startCloud() error {
 		return fmt.Errorf("clipgatetest: %w", err)
 	}
 	s.cloud = cloud
+	if s.opts.Restartable {
+		_ = s.ossProxy.SetTarget(hostPort(cloud.OSSEndpoint()))
+		_ = s.stsProxy.SetTarget(cloud.STSEndpoint())
+	}
 	return nil
 }
+
+// cloudConfig is the local cloud's configuration.
+func (s *Stack) cloudConfig() (localcloud.Config, error) {
+	b := s.opts.Bucket
+	rolePolicy, err := json.Marshal(map[string]any{"Version": "1", "Statement": []any{map[string]any{
+		"Effect": "Allow", "Action": []string{"oss:*"},
+		"Resource": []string{"acs:oss:*:*:" + b, "acs:oss:*:*:" + b + "/*"},
+	}}})
+	if err != nil {
+		return localcloud.Config{}, err
+	}
+	callerPolicy, err := json.Marshal(map[string]any{"Version": "1", "Statement": []any{map[string]any{
+		"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": s.roleARN,
+	}}})
+	if err != nil {
+		return localcloud.Config{}, err
+	}
+	return localcloud.Config{
+		OSSAddr:   s.opts.OSSAddr,
+		STSAddr:   s.opts.STSAddr,
+		DataDir:   filepath.Join(s.dir, localcloudDir),
+		AccountID: localcloud.DefaultAccountID,
+		Keys: []localcloud.AccessKey{
+			{ID: s.keys.OSSAdmin.ID, Secret: s.keys.OSSAdmin.Secret},
+			{ID: s.keys.STSCaller.ID, Secret: s.keys.STSCaller.Secret, Policy: string(callerPolicy)},
+		},
+		Roles:   []localcloud.Role{{Name: RoleName, Policy: string(rolePolicy), MaxSessionDuration: localcloud.MaxMaxSessionDuration}},
+		Buckets: []string{b},
+		STSRate: s.opts.STSRate,
+		Now:     s.opts.Now,
+		Logger:  s.log.With().Str("component", "localcloud").Logger(),
+	}, nil
+}
+
+// StopCloud stops the local cloud (requests in flight finish, up to localcloud's grace
+// period); until StartCloud, connections through its proxies are closed at once. It
+// needs Options.Restartable.
+func (s *Stack) StopCloud() error {
+	if !s.opts.Restartable {
+		return errNotRestartable
+	}
+	s.mu.Lock()
+	cloud := s.cloud
+	s.cloud = nil
+	s.mu.Unlock()
+	if cloud == nil {
+		return errors.New("clipgatetest: the local cloud is not running")
+	}
+	return cloud.Close()
+}
+
+// StartBroker starts the broker (Options.BrokerConfig applied) and points the MQTT proxy
+// at it. Start calls it; call it again after StopBroker (Options.Restartable). The
+// broker's sessions survive a restart when BrokerConfig gives it a DataDir.
+func (s *Stack) StartBroker() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.broker != nil {
+		return errors.New("clipgatetest: the broker is running")
+	}
+	b, err := broker.New(s.brokerConfig())
+	if err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	if err := b.Start(); err != nil {
+		// A failed Start has already stopped what it started (and Close would stop it again).
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	s.broker = b
+	if s.opts.Restartable {
+		_ = s.mqttProxy.SetTarget(dialAddr(b.Addr()))
+	}
+	return nil
+}
+
+// brokerConfig is the broker's configuration, after Options.BrokerConfig.
+func (s *Stack) brokerConfig() broker.Config {
+	bl := s.log // the broker names itself ("component") in its lines
+	cfg := broker.Config{
+		Addr:            s.opts.MQTTAddr,
+		HTTPAddr:        s.opts.HTTPAddr,
+		TopicRoot:       s.scheme.Root(),
+		ConnectKeys:     s.connect,
+		ServiceAccounts: s.accounts,
+		Revocations:     s.revs,
+		Logger:          &bl,
+	}
+	if s.opts.BrokerConfig != nil {
+		s.opts.BrokerConfig(&cfg)
+	}
+	return cfg
+}
+
+// startNATSBroker starts the NATS engine (Options.Engine "nats"): a broker that is never
+// started, only deciding logins and ACLs for the auth callout, and the cluster.
+func (s *Stack) startNATSBroker(ctx context.Context) error {
+	cfg := s.brokerConfig()
+	cfg.HTTPAddr = "none"
+	b, err := broker.New(cfg)
+	if err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	s.mu.Lock()
+	s.broker = b
+	s.mu.Unlock()
+	return s.startNATS(ctx, b)
+}
+
+// StopBroker stops the broker: every client is disconnected and its session store is
+// closed. Until StartBroker, connections through the MQTT proxy are closed at once. It
+// needs Options.Restartable.
+func (s *Stack) StopBroker() error {
+	if !s.opts.Restartable {
+		return errNotRestartable
+	}
+	s.mu.Lock()
+	b := s.broker
+	s.broker = nil
+	s.mu.Unlock()
+	if b == nil {
+		return errors.New("clipgatetest: the broker is not running")
+	}
+	return b.Close()
+}
+
+// RestartCloud stops and starts the local cloud (Options.Restartable).
+func (s *Stack) RestartCloud() error {
+	if err := s.StopCloud(); err != nil {
+		return err
+	}
+	return s.StartCloud()
+}
+
+// RestartBroker stops and starts the broker (Options.Restartable).
+func (s *Stack) RestartBroker() error {
+	if err := s.StopBroker(); err != nil {
+		return err
+	}
+	return s.StartBroker()
+}
+
+var errNotRestartable = errors.New("clipgatetest: a part can be stopped alone only with Options.Restartable")
 
 // workerConfig is the configuration of a new token worker.
 func (s *Stack) workerConfig(n int) tokenworker.Config {
@@ -305,20 +475,25 @@ func (s *Stack) workerConfig(n int) tokenworker.Config {
 		FleetKeys:   s.fleet,
 		Revocations: s.wrevs,
 		STS: tokenworker.STSConfig{
-			Endpoint:        s.cloud.STSEndpoint(),
+			Endpoint:        s.stsEndpoint,
 			Scheme:          "http",
-			Region:          s.cloud.Region(),
+			Region:          s.region,
 			AccessKeyID:     s.keys.STSCaller.ID,
 			AccessKeySecret: s.keys.STSCaller.Secret,
 			RoleARN:         s.roleARN,
 		},
 		OSS: clipgate.OSSInfo{
-			Endpoint: s.cloud.OSSEndpoint(),
-			Region:   s.cloud.Region(),
+			Endpoint: s.ossEndpoint,
+			Region:   s.region,
 			Bucket:   s.opts.Bucket,
 			Prefix:   s.prefix,
 		},
 		Logger: s.log, // the worker names itself and its client ID in its lines
+	}
+	if s.nats != nil {
+		if tr, err := s.natsWorkerTransport(n); err == nil {
+			cfg.Transport = tr
+		}
 	}
 	if s.opts.WorkerConfig != nil {
 		s.opts.WorkerConfig(&cfg)
@@ -384,6 +559,9 @@ func (s *Stack) StartWorker() (int, error) {
 	return s.startWorker(ctx)
 }
 
+// StartWorkerContext is StartWorker with ctx bounding the wait for the subscription.
+func (s *Stack) StartWorkerContext(ctx context.Context) (int, error) { return s.startWorker(ctx) }
+
 // StopWorker stops token worker i (0-based, in start order): it unsubscribes, answers what
 // it had queued with "unavailable" and disconnects, so that the others take over.
 func (s *Stack) StopWorker(i int) error {
@@ -411,6 +589,19 @@ func (s *Stack) Workers() int {
 	return n
 }
 
+// RunningWorkers returns the indices of the running token workers, in start order.
+func (s *Stack) RunningWorkers() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var idx []int
+	for i, w := range s.workers {
+		if w != nil {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
 // WorkerStats returns the counters of token worker i, or false if it is not running.
 func (s *Stack) WorkerStats(i int) (tokenworker.Stats, bool) {
 	s.mu.Lock()
@@ -435,8 +626,8 @@ func (s *Stack) Close() error {
 	for c := range s.consumers {
 		consumers = append(consumers, c)
 	}
-	workers := s.workers
-	s.workers = nil
+	workers, b, cloud := s.workers, s.broker, s.cloud
+	s.workers, s.broker, s.cloud = nil, nil, nil
 	s.mu.Unlock()
 
 	var errs []error
@@ -448,11 +639,19 @@ func (s *Stack) Close() error {
 			errs = append(errs, workers[i].Close())
 		}
 	}
-	if s.broker != nil {
-		errs = append(errs, s.broker.Close())
+	if b != nil {
+		errs = append(errs, b.Close())
 	}
-	if s.cloud != nil {
-		errs = append(errs, s.cloud.Close())
+	if s.nats != nil {
+		s.nats.close()
+	}
+	if cloud != nil {
+		errs = append(errs, cloud.Close())
+	}
+	for _, p := range []*faultnet.Proxy{s.mqttProxy, s.ossProxy, s.stsProxy} {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
 	}
 	if s.tempDir {
 		errs = append(errs, os.RemoveAll(s.dir))
@@ -465,22 +664,51 @@ func (s *Stack) Close() error {
 }
 
 // DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
-// URL, the topic scheme, the device key derived from the current fleet key and a state
-// directory {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
+// URL (on NATS, a node chosen by the device ID, the others as FailoverURLs), the topic
+// scheme, the device key derived from the current fleet key and a state directory
+// {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
 // sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
 func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
 	state := filepath.Join(s.dir, devicesDir, "invalid-device-id")
 	if deviceid.Valid(deviceID) { // never a path outside devices/
 		state = filepath.Join(s.dir, devicesDir, deviceID)
 	}
-	return devicekit.Config{
-		BrokerURL: s.BrokerURL(),
-		DeviceID:  deviceID,
-		DeviceKey: s.DeviceKey(deviceID),
-		StateDir:  state,
-		Topics:    s.scheme,
-		Logger:    s.log.With().Str("component", "devicekit").Logger(),
+	urls := s.BrokerURLs()
+	if len(urls) > 1 { // spread devices over the NATS nodes, the others as failover
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(deviceID))
+		i := int(h.Sum32() % uint32(len(urls)))
+		urls = append(urls[i:], urls[:i]...)
 	}
+	return devicekit.Config{
+		BrokerURL:    urls[0],
+		FailoverURLs: urls[1:],
+		DeviceID:     deviceID,
+		DeviceKey:    s.DeviceKey(deviceID),
+		StateDir:     state,
+		Topics:       s.scheme,
+		Logger:       s.log.With().Str("component", "devicekit").Logger(),
+	}
+}
+
+// Kit starts a device kit for deviceID on the stack (DeviceConfig, adjusted by mod when
+// set), connects it within ctx and closes it when the test ends. It fails the test at
+// once on error.
+func (s *Stack) Kit(t testing.TB, ctx context.Context, deviceID string, mod func(*devicekit.Config)) *devicekit.Kit {
+	t.Helper()
+	cfg := s.DeviceConfig(deviceID)
+	if mod != nil {
+		mod(&cfg)
+	}
+	k, err := devicekit.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	if err := k.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // DeviceKey returns the device key of deviceID, derived from the current fleet key (nil
@@ -540,8 +768,11 @@ func (s *Stack) FleetKeysFile() string { return filepath.Join(s.dir, fleetKeysFi
 // expire, as with real STS.
 func (s *Stack) Revoke(deviceID string) {
 	s.setRevoked(s.revoked, deviceID, true)
-	if s.broker != nil {
-		s.broker.DisconnectRevoked()
+	s.mu.Lock()
+	b := s.broker
+	s.mu.Unlock()
+	if b != nil {
+		b.DisconnectRevoked()
 	}
 }
 
@@ -583,7 +814,22 @@ func (s *Stack) setRevoked(set map[string]bool, deviceID string, revoked bool) {
 // access to the bucket), path-style and V4-signed, to check what devices uploaded.
 func (s *Stack) OSSClient() (*oss.Client, error) {
 	return oss.New(s.OSSEndpoint(), s.keys.OSSAdmin.ID, s.keys.OSSAdmin.Secret,
-		oss.ForcePathStyle(true), oss.AuthVersion(oss.AuthV4), oss.Region(s.cloud.Region()))
+		oss.ForcePathStyle(true), oss.AuthVersion(oss.AuthV4), oss.Region(s.region))
+}
+
+// AdminBucket returns the bucket through OSSClient (the admin's full-access key), failing
+// the test at once on error.
+func (s *Stack) AdminBucket(t testing.TB) *oss.Bucket {
+	t.Helper()
+	c, err := s.OSSClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Bucket(s.opts.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // AdminKey returns the admin's long-term access key for the local OSS (any SDK).
@@ -614,7 +860,7 @@ func (s *Stack) Bucket() string { return s.opts.Bucket }
 func (s *Stack) Prefix() string { return s.prefix }
 
 // Region returns the local cloud's region.
-func (s *Stack) Region() string { return s.cloud.Region() }
+func (s *Stack) Region() string { return s.region }
 
 // Topics returns the topic scheme.
 func (s *Stack) Topics() topics.Scheme { return s.scheme }
@@ -622,30 +868,79 @@ func (s *Stack) Topics() topics.Scheme { return s.scheme }
 // RoleARN returns the ARN of the role the token workers assume.
 func (s *Stack) RoleARN() string { return s.roleARN }
 
-// BrokerURL returns the broker's MQTT URL, "tcp://127.0.0.1:PORT".
-func (s *Stack) BrokerURL() string { return "tcp://" + dialAddr(s.broker.Addr()) }
+// BrokerURL returns the broker's MQTT URL, "tcp://127.0.0.1:PORT" (the proxy's when
+// Restartable: the same across broker restarts).
+func (s *Stack) BrokerURL() string { return s.brokerURL }
 
-// BrokerTLSURL returns the broker's MQTT-over-TLS URL (ssl://127.0.0.1:PORT), or "" when
-// BrokerConfig set no TLS listener.
+// BrokerURLs returns every MQTT URL devices may connect to: one per NATS node, or the
+// broker's.
+func (s *Stack) BrokerURLs() []string {
+	if s.nats != nil {
+		return s.nats.cluster.MQTTURLs()
+	}
+	return []string{s.BrokerURL()}
+}
+
+// BrokerTLSURL returns the running mochi broker's MQTT-over-TLS URL (ssl://127.0.0.1:PORT),
+// or "" when BrokerConfig set no TLS listener (or the broker is stopped). It is not
+// proxied.
 func (s *Stack) BrokerTLSURL() string {
-	if a := s.broker.TLSAddr(); a != "" {
+	s.mu.Lock()
+	b := s.broker
+	s.mu.Unlock()
+	if b == nil || s.nats != nil {
+		return ""
+	}
+	if a := b.TLSAddr(); a != "" {
 		return "ssl://" + dialAddr(a)
 	}
 	return ""
 }
 
-// BrokerHTTPAddr returns the address of the broker's health and statistics endpoint ("" if
-// BrokerConfig disabled it).
-func (s *Stack) BrokerHTTPAddr() string { return dialAddr(s.broker.HTTPAddr()) }
+// BrokerAddr returns the host:port of BrokerURL, for another proxy to forward to.
+func (s *Stack) BrokerAddr() string { return strings.TrimPrefix(s.brokerURL, "tcp://") }
 
-// BrokerStats returns the broker's counters.
-func (s *Stack) BrokerStats() broker.Stats { return s.broker.Stats() }
+// BrokerHTTPAddr returns the address of the running broker's health and statistics
+// endpoint ("" if BrokerConfig disabled it or the broker is stopped; it is not proxied, and
+// changes at every start when HTTPAddr is a random port).
+func (s *Stack) BrokerHTTPAddr() string {
+	s.mu.Lock()
+	b := s.broker
+	s.mu.Unlock()
+	if b == nil {
+		return ""
+	}
+	return dialAddr(b.HTTPAddr())
+}
 
-// OSSEndpoint returns the local OSS endpoint, "http://127.0.0.1:PORT".
-func (s *Stack) OSSEndpoint() string { return s.cloud.OSSEndpoint() }
+// BrokerStats returns the running broker's counters (zero while it is stopped: they start
+// again from zero at every start).
+func (s *Stack) BrokerStats() broker.Stats {
+	s.mu.Lock()
+	b := s.broker
+	s.mu.Unlock()
+	if b == nil {
+		return broker.Stats{}
+	}
+	return b.Stats()
+}
 
-// STSEndpoint returns the local STS address, "127.0.0.1:PORT" (plain HTTP).
-func (s *Stack) STSEndpoint() string { return s.cloud.STSEndpoint() }
+// OSSEndpoint returns the local OSS endpoint, "http://127.0.0.1:PORT", the one the token
+// workers hand to devices (the proxy's when Restartable).
+func (s *Stack) OSSEndpoint() string { return s.ossEndpoint }
+
+// STSEndpoint returns the local STS address, "127.0.0.1:PORT" (plain HTTP; the proxy's
+// when Restartable).
+func (s *Stack) STSEndpoint() string { return s.stsEndpoint }
+
+// MultipartDir returns the local cloud's directory of the bucket's unfinished multipart
+// uploads: one subdirectory per upload (the local cloud's layout).
+func (s *Stack) MultipartDir() string {
+	return filepath.Join(s.dir, localcloudDir, "oss", s.opts.Bucket, "uploads")
+}
+
+// hostPort returns the host:port of an "http://host:port" endpoint.
+func hostPort(endpoint string) string { return strings.TrimPrefix(endpoint, "http://") }
 
 // dialAddr turns a listener address into one to dial: an unspecified host (0.0.0.0, ::)
 // becomes 127.0.0.1.

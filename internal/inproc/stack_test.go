@@ -35,24 +35,6 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// newKit starts a connected device kit on the stack, closed when the test ends.
-func newKit(t *testing.T, ctx context.Context, s *inproc.Stack, id string, mod func(*devicekit.Config)) *devicekit.Kit {
-	t.Helper()
-	cfg := s.DeviceConfig(id)
-	if mod != nil {
-		mod(&cfg)
-	}
-	kit, err := devicekit.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kit.Close() })
-	if err := kit.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return kit
-}
-
 // writeClip writes n random bytes and returns the path and their CRC-64 (ECMA).
 func writeClip(t *testing.T, dir, name string, n int) (string, uint64) {
 	t.Helper()
@@ -188,7 +170,7 @@ func TestUploadAndEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kit := newKit(t, ctx, s, "cam-01", func(c *devicekit.Config) {
+	kit := s.Kit(t, ctx, "cam-01", func(c *devicekit.Config) {
 		c.PartSize = devicekit.MinPartSize
 		c.MultipartThreshold = 200 << 10
 	})
@@ -251,7 +233,7 @@ func TestNoPrefixCustomRootAndClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kit := newKit(t, ctx, s, "cam.02", nil)
+	kit := s.Kit(t, ctx, "cam.02", nil)
 	creds, err := kit.Credentials(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +265,7 @@ func TestRevokeRestore(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	s := inproc.New(t, inproc.Options{})
-	kit := newKit(t, ctx, s, "cam-03", nil)
+	kit := s.Kit(t, ctx, "cam-03", nil)
 	if _, err := kit.Credentials(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +290,7 @@ func TestRevokeRestore(t *testing.T) {
 		t.Fatal("a revoked device connected")
 	}
 	s.Restore("cam-03")
-	third := newKit(t, ctx, s, "cam-03", func(c *devicekit.Config) { c.StateDir = t.TempDir() })
+	third := s.Kit(t, ctx, "cam-03", func(c *devicekit.Config) { c.StateDir = t.TempDir() })
 	if _, err := third.Credentials(ctx); err != nil {
 		t.Fatalf("after Restore: %v", err)
 	}
@@ -337,7 +319,7 @@ func TestStopStartWorker(t *testing.T) {
 			t.Errorf("StopWorker(%d): no error", i)
 		}
 	}
-	if _, err := newKit(t, ctx, s, "cam-04", nil).Credentials(ctx); err != nil {
+	if _, err := s.Kit(t, ctx, "cam-04", nil).Credentials(ctx); err != nil {
 		t.Fatalf("with worker 1 alone: %v", err)
 	}
 	if st, ok := s.WorkerStats(1); !ok || st.OK != 1 {
@@ -350,7 +332,7 @@ func TestStopStartWorker(t *testing.T) {
 	if err := s.StopWorker(1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newKit(t, ctx, s, "cam-05", nil).Credentials(ctx); err != nil {
+	if _, err := s.Kit(t, ctx, "cam-05", nil).Credentials(ctx); err != nil {
 		t.Fatalf("with worker 2 alone: %v", err)
 	}
 	if st, ok := s.WorkerStats(2); !ok || st.OK != 1 {
@@ -518,6 +500,16 @@ func TestAccessorsAndClosed(t *testing.T) {
 	}
 	if _, err := devicekit.New(cfg); err == nil {
 		t.Error("devicekit accepted an invalid device ID")
+	}
+	// Without Restartable no part stops alone: the stack keeps serving.
+	if err := s.StopBroker(); err == nil {
+		t.Error("StopBroker without Restartable succeeded")
+	}
+	if err := s.StopCloud(); err == nil {
+		t.Error("StopCloud without Restartable succeeded")
+	}
+	if st := s.BrokerStats(); st.ClientsConnected < 1 {
+		t.Errorf("broker stats after the refused stops: %+v, want the worker connected", st)
 	}
 	consumer, err := s.Consumer(ctx, "")
 	if err != nil {

@@ -80,9 +80,10 @@ const (
 	MaxMaxSessionDuration     = 12 * time.Hour
 )
 
-// withDefaults returns a copy of c with defaults applied, or an error for a config that
-// cannot work.
-func (c Config) withDefaults() (Config, error) {
+// applyDefaults fills in the zero values and spells the endpoint domain in lower case
+// without a final dot ("-" means none). Roles becomes a copy, so that the caller's slice is
+// not changed.
+func (c *Config) applyDefaults() {
 	if c.OSSAddr == "" {
 		c.OSSAddr = "127.0.0.1:0"
 	}
@@ -97,10 +98,6 @@ func (c Config) withDefaults() (Config, error) {
 		c.EndpointDomain = DefaultEndpointDomain
 	case "-":
 		c.EndpointDomain = ""
-	default:
-		if !validDomain(c.EndpointDomain) {
-			return c, fmt.Errorf("localcloud: endpoint domain %q must be a DNS name (letters, digits, '-' and '.')", c.EndpointDomain)
-		}
 	}
 	if c.AccountID == "" {
 		c.AccountID = DefaultAccountID
@@ -111,24 +108,39 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LifecycleCheck == 0 {
 		c.LifecycleCheck = DefaultLifecycleCheck
 	}
-	if c.DataDir == "" {
-		return c, errors.New("localcloud: DataDir is required")
-	}
-	if c.STSRate < 0 {
-		return c, fmt.Errorf("localcloud: STSRate %v is negative", c.STSRate)
-	}
 	roles := make([]Role, len(c.Roles))
 	for i, r := range c.Roles {
 		if r.MaxSessionDuration == 0 {
 			r.MaxSessionDuration = DefaultMaxSessionDuration
 		}
-		if r.MaxSessionDuration < time.Hour || r.MaxSessionDuration > MaxMaxSessionDuration {
-			return c, fmt.Errorf("localcloud: role %q: MaxSessionDuration %v is outside 1h..12h", r.Name, r.MaxSessionDuration)
-		}
 		roles[i] = r
 	}
 	c.Roles = roles
-	return c, nil
+}
+
+// validate refuses, after applyDefaults, a config that cannot work.
+func (c *Config) validate() error {
+	if c.EndpointDomain != "" && !validDomain(c.EndpointDomain) {
+		return fmt.Errorf("localcloud: endpoint domain %q must be a DNS name (letters, digits, '-' and '.')", c.EndpointDomain)
+	}
+	if c.DataDir == "" {
+		return errors.New("localcloud: DataDir is required")
+	}
+	if c.STSRate < 0 {
+		return fmt.Errorf("localcloud: STSRate %v is negative", c.STSRate)
+	}
+	for _, r := range c.Roles {
+		if r.MaxSessionDuration < time.Hour || r.MaxSessionDuration > MaxMaxSessionDuration {
+			return fmt.Errorf("localcloud: role %q: MaxSessionDuration %v is outside 1h..12h", r.Name, r.MaxSessionDuration)
+		}
+	}
+	return nil
+}
+
+// withDefaults returns a copy of c with its defaults applied, or validate's error.
+func (c Config) withDefaults() (Config, error) {
+	c.applyDefaults()
+	return c, c.validate()
 }
 
 // Error is an OSS or STS error carrying Alibaba Cloud's code, as the SDKs parse it.

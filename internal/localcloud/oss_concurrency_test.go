@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // TestConcurrentPutsAndGets overwrites one key from several writers while readers fetch it:
@@ -108,7 +109,7 @@ func TestConcurrentAppends(t *testing.T) {
 		}
 	}
 	h, err := e.admin(oss.AuthV1).GetObjectDetailedMeta("log")
-	if err != nil || h.Get("X-Oss-Hash-Crc64ecma") != crcOf([]byte(got)) {
+	if err != nil || h.Get("X-Oss-Hash-Crc64ecma") != testutil.CRC64([]byte(got)) {
 		t.Errorf("CRC after concurrent appends: %v %v", h.Get("X-Oss-Hash-Crc64ecma"), err)
 	}
 }

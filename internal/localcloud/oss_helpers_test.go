@@ -5,14 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"hash/crc64"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -282,10 +280,6 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-func crcOf(b []byte) string {
-	return strconv.FormatUint(crc64.Checksum(b, crc64.MakeTable(crc64.ECMA)), 10)
-}
-
 func getAll(t *testing.T, b *oss.Bucket, key string, opts ...oss.Option) []byte {
 	t.Helper()
 	rc, err := b.GetObject(key, opts...)
@@ -317,22 +311,4 @@ func readAllClose(t *testing.T, rc io.ReadCloser) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// ossSyncBuffer collects log lines written by concurrent handlers.
-type ossSyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *ossSyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *ossSyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

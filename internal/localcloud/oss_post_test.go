@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // No official Go SDK builds PostObject forms, so these tests build them as a browser does
@@ -172,7 +173,7 @@ func TestPostObjectV1(t *testing.T) {
 	sum := md5.Sum(data)
 	etag := `"` + strings.ToUpper(hex.EncodeToString(sum[:])) + `"`
 	if pr.Bucket != testBucket || pr.Key != "uploads/clip.mp4" || pr.ETag != etag || !strings.HasSuffix(pr.Location, "/clips/uploads/clip.mp4") ||
-		resp.Header.Get("ETag") != etag || resp.Header.Get("x-oss-hash-crc64ecma") != crcOf(data) {
+		resp.Header.Get("ETag") != etag || resp.Header.Get("x-oss-hash-crc64ecma") != testutil.CRC64(data) {
 		t.Fatalf("PostResponse %+v, headers %v", pr, resp.Header)
 	}
 	// The official SDK reads it back, CRC-64 checked, with the form's metadata.

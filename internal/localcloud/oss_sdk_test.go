@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // TestSDKObjectLifecycle drives put, get, ranges, metadata, existence, forbid-overwrite and
@@ -45,7 +46,7 @@ func TestSDKObjectLifecycle(t *testing.T) {
 				"Content-Type":         "video/mp4",
 				"Content-Length":       strconv.Itoa(len(data)),
 				"ETag":                 `"` + strings.ToUpper(hex.EncodeToString(sum[:])) + `"`,
-				"X-Oss-Hash-Crc64ecma": crcOf(data),
+				"X-Oss-Hash-Crc64ecma": testutil.CRC64(data),
 				"X-Oss-Object-Type":    "Normal",
 				"X-Oss-Meta-Camera":    "cam-1",
 			}
@@ -147,7 +148,7 @@ func TestSDKPutIntegrityHeaders(t *testing.T) {
 	wantOSSCode(t, err, "InvalidDigest")
 	err = b.PutObject("bad-crc", strings.NewReader("hello"), oss.SetHeader("x-oss-hash-crc64ecma", "12345"))
 	wantOSSCode(t, err, "InvalidDigest")
-	if err := b.PutObject("good-crc", strings.NewReader("hello"), oss.SetHeader("x-oss-hash-crc64ecma", crcOf([]byte("hello")))); err != nil {
+	if err := b.PutObject("good-crc", strings.NewReader("hello"), oss.SetHeader("x-oss-hash-crc64ecma", testutil.CRC64([]byte("hello")))); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"bad-md5", "bad-crc"} {
@@ -181,7 +182,7 @@ func TestSDKAppend(t *testing.T) {
 				}
 				pos, crc = res.NextPosition, res.CRC
 			}
-			if strconv.FormatUint(crc, 10) != crcOf(all) {
+			if strconv.FormatUint(crc, 10) != testutil.CRC64(all) {
 				t.Fatal("CRC after appends differs")
 			}
 			mustEqualBytes(t, getAll(t, b, key), all)
@@ -231,7 +232,7 @@ func TestSDKAppendSurvivesRestart(t *testing.T) {
 	}
 	mustEqualBytes(t, getAll(t, b, "log"), []byte("hello world"))
 	h, _ := b.GetObjectDetailedMeta("log")
-	if h.Get("ETag") != quoteETag(appendableETag(crc64.Checksum([]byte("hello world"), ecmaTable), 11)) || h.Get("X-Oss-Hash-Crc64ecma") != crcOf([]byte("hello world")) {
+	if h.Get("ETag") != quoteETag(appendableETag(crc64.Checksum([]byte("hello world"), ecmaTable), 11)) || h.Get("X-Oss-Hash-Crc64ecma") != testutil.CRC64([]byte("hello world")) {
 		t.Fatalf("headers after restart: %v", h)
 	}
 }
@@ -305,8 +306,8 @@ func TestSDKMultipart(t *testing.T) {
 			if res.ETag != wantETag || res.Key != key || res.Bucket != testBucket {
 				t.Fatalf("Complete result %+v, want ETag %s", res, wantETag)
 			}
-			if rh.Get("X-Oss-Hash-Crc64ecma") != crcOf(all) {
-				t.Fatalf("Complete CRC %s, want %s", rh.Get("X-Oss-Hash-Crc64ecma"), crcOf(all))
+			if rh.Get("X-Oss-Hash-Crc64ecma") != testutil.CRC64(all) {
+				t.Fatalf("Complete CRC %s, want %s", rh.Get("X-Oss-Hash-Crc64ecma"), testutil.CRC64(all))
 			}
 			mustEqualBytes(t, getAll(t, b, key), all)
 			// A range across part boundaries.
@@ -314,7 +315,7 @@ func TestSDKMultipart(t *testing.T) {
 			mustEqualBytes(t, getAll(t, b, key, oss.Range(2*minPartSize+6, 2*minPartSize+100)), all[2*minPartSize+6:2*minPartSize+101])
 			h, err := b.GetObjectDetailedMeta(key)
 			if err != nil || h.Get("X-Oss-Object-Type") != "Multipart" || h.Get("Content-Type") != "video/mp4" ||
-				h.Get("X-Oss-Meta-Camera") != "c1" || h.Get("ETag") != wantETag || h.Get("X-Oss-Hash-Crc64ecma") != crcOf(all) {
+				h.Get("X-Oss-Meta-Camera") != "c1" || h.Get("ETag") != wantETag || h.Get("X-Oss-Hash-Crc64ecma") != testutil.CRC64(all) {
 				t.Fatalf("multipart headers %v, %v", h, err)
 			}
 
@@ -462,7 +463,7 @@ func TestSDKUploadFileResumesAfterRestart(t *testing.T) {
 			b := e.admin(av.v)
 			mustEqualBytes(t, getAll(t, b, key), data)
 			h, err := b.GetObjectDetailedMeta(key)
-			if err != nil || h.Get("X-Oss-Hash-Crc64ecma") != crcOf(data) || h.Get("X-Oss-Object-Type") != "Multipart" ||
+			if err != nil || h.Get("X-Oss-Hash-Crc64ecma") != testutil.CRC64(data) || h.Get("X-Oss-Object-Type") != "Multipart" ||
 				!strings.HasSuffix(h.Get("ETag"), `-8"`) {
 				t.Fatalf("object after resume: %v %v", h, err)
 			}

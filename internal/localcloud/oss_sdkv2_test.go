@@ -17,6 +17,7 @@ import (
 	"time"
 
 	osv2 "github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 var v2Versions = []struct {
@@ -46,7 +47,7 @@ func TestSDKv2Objects(t *testing.T) {
 			}
 			sum := md5.Sum(data)
 			etag := `"` + strings.ToUpper(hex.EncodeToString(sum[:])) + `"`
-			if osv2.ToString(put.ETag) != etag || osv2.ToString(put.HashCRC64) != crcOf(data) {
+			if osv2.ToString(put.ETag) != etag || osv2.ToString(put.HashCRC64) != testutil.CRC64(data) {
 				t.Fatalf("put result ETag %s CRC %s", osv2.ToString(put.ETag), osv2.ToString(put.HashCRC64))
 			}
 
@@ -76,7 +77,7 @@ func TestSDKv2Objects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h.ContentLength != int64(len(data)) || osv2.ToString(h.ETag) != etag || osv2.ToString(h.HashCRC64) != crcOf(data) ||
+			if h.ContentLength != int64(len(data)) || osv2.ToString(h.ETag) != etag || osv2.ToString(h.HashCRC64) != testutil.CRC64(data) ||
 				osv2.ToString(h.ObjectType) != "Normal" || osv2.ToString(h.ContentType) != "video/mp4" || h.Headers.Get("Cache-Control") != "no-cache" {
 				t.Errorf("HeadObject: %+v", h)
 			}
@@ -124,7 +125,7 @@ func TestSDKv2Objects(t *testing.T) {
 				all = append(all, chunk...)
 				pos, crc = res.NextPosition, osv2.ToString(res.HashCRC64)
 			}
-			if pos != int64(len(all)) || crc != crcOf(all) {
+			if pos != int64(len(all)) || crc != testutil.CRC64(all) {
 				t.Fatalf("append position %d CRC %s", pos, crc)
 			}
 			_, err = c.AppendObject(bg, &osv2.AppendObjectRequest{Bucket: bk, Key: osv2.Ptr(akey), Position: osv2.Ptr(int64(1)), Body: strings.NewReader("x")})
@@ -202,7 +203,7 @@ func TestSDKv2Multipart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if osv2.ToString(done.HashCRC64) != crcOf(all) || !strings.HasSuffix(osv2.ToString(done.ETag), `-3"`) {
+			if osv2.ToString(done.HashCRC64) != testutil.CRC64(all) || !strings.HasSuffix(osv2.ToString(done.ETag), `-3"`) {
 				t.Fatalf("complete: %+v", done)
 			}
 			g, err := c.GetObject(bg, &osv2.GetObjectRequest{Bucket: bk, Key: key})
@@ -287,8 +288,8 @@ func TestSDKv2UploaderResumesAfterRestart(t *testing.T) {
 	if got := resumed.Load(); got != 4 {
 		t.Errorf("resume sent %d parts, want 4 (2 of 6 were kept)", got)
 	}
-	if osv2.ToString(res.HashCRC64) != crcOf(data) {
-		t.Errorf("CRC %s, want %s", osv2.ToString(res.HashCRC64), crcOf(data))
+	if osv2.ToString(res.HashCRC64) != testutil.CRC64(data) {
+		t.Errorf("CRC %s, want %s", osv2.ToString(res.HashCRC64), testutil.CRC64(data))
 	}
 	g, err := c.GetObject(bg, &osv2.GetObjectRequest{Bucket: req.Bucket, Key: req.Key})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -191,7 +192,7 @@ func TestPolicyConditionsOnOSS(t *testing.T) {
 // TestRequestLog checks the one log line per request.
 func TestRequestLog(t *testing.T) {
 	t.Parallel()
-	var buf ossSyncBuffer
+	var buf testutil.SyncBuffer
 	e := newOSSEnv(t, func(c *Config) { c.Logger = zerolog.New(&buf) })
 	b := e.admin(oss.AuthV1)
 	var rh http.Header

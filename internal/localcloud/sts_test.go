@@ -19,6 +19,7 @@ import (
 	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/sts"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 )
@@ -42,36 +43,18 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer collects log lines from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type stsFixture struct {
 	endpoint string // host:port
 	auth     *Authority
 	cfg      Config
 	clock    *testClock
-	logs     *syncBuffer
+	logs     *testutil.SyncBuffer
 }
 
 // startSTS serves the STS handler alone on a loopback port.
 func startSTS(t *testing.T, mutate func(*Config)) *stsFixture {
 	t.Helper()
-	f := &stsFixture{clock: &testClock{}, logs: &syncBuffer{}}
+	f := &stsFixture{clock: &testClock{}, logs: &testutil.SyncBuffer{}}
 	cfg := testConfig(t)
 	cfg.Now = f.clock.Now
 	cfg.Logger = zerolog.New(f.logs)

@@ -108,6 +108,10 @@ type Subscription struct {
 	QoS    byte
 	// Handler takes the subscription's messages; nil hands them to Config.DefaultHandler.
 	Handler Handler
+	// RetryRefused, when positive, is how long a subscription the broker refuses (SUBACK
+	// 0x80) is tried again, with backoff, before the refusal is reported: a NATS cluster
+	// refuses subscriptions while it elects a JetStream leader.
+	RetryRefused time.Duration
 }
 
 // Will is the message the broker publishes when the connection drops without a
@@ -123,6 +127,9 @@ type Will struct {
 type Config struct {
 	// BrokerURL is scheme://host:port (see CheckURL). Required.
 	BrokerURL string
+	// FailoverURLs are further nodes of a clustered broker (e.g. a NATS cluster's MQTT
+	// gateways): each connection attempt tries BrokerURL and then these, in order.
+	FailoverURLs []string
 	// TLS configures ssl://, tls://, mqtts:// and wss:// connections; nil uses Go's
 	// defaults. TLSFiles.Load makes one from PEM files.
 	TLS *tls.Config
@@ -189,11 +196,8 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// check validates c and fills in its defaults.
-func (c *Config) check() error {
-	if err := CheckURL("BrokerURL", c.BrokerURL); err != nil {
-		return err
-	}
+// applyDefaults fills in the zero keep-alive, connect timeout and backoff.
+func (c *Config) applyDefaults() {
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
 	}
@@ -203,17 +207,55 @@ func (c *Config) check() error {
 	if c.Backoff == (Backoff{}) {
 		c.Backoff = DefaultBackoff
 	}
+}
+
+// validate checks c after applyDefaults.
+func (c *Config) validate() error {
+	for i, u := range c.FailoverURLs {
+		if err := CheckURL(fmt.Sprintf("FailoverURLs[%d]", i), u); err != nil {
+			return err
+		}
+	}
+	if err := CheckURL("BrokerURL", c.BrokerURL); err != nil {
+		return err
+	}
+	if err := c.validateSession(); err != nil {
+		return err
+	}
+	if err := c.validateTimes(); err != nil {
+		return err
+	}
+	return c.validateMessages()
+}
+
+// validateSession checks the client ID and the credentials.
+func (c *Config) validateSession() error {
 	switch {
 	case c.ClientID == "":
 		return errors.New("ClientID is required")
 	case c.Credentials != nil && (c.Username != "" || c.Password != ""):
 		return errors.New("set Username and Password, or Credentials, not both")
+	}
+	return nil
+}
+
+// validateTimes checks the keep-alive, the timeouts and the backoff.
+func (c *Config) validateTimes() error {
+	switch {
 	case c.KeepAlive < time.Second:
 		return fmt.Errorf("KeepAlive %v: at least 1s", c.KeepAlive)
 	case c.ConnectTimeout < 0 || c.WriteTimeout < 0:
 		return fmt.Errorf("ConnectTimeout %v, WriteTimeout %v: must not be negative", c.ConnectTimeout, c.WriteTimeout)
 	case c.Backoff.Min <= 0 || c.Backoff.Min > time.Hour || c.Backoff.Max < c.Backoff.Min:
 		return fmt.Errorf("Backoff %v to %v: want 0 < Min <= Max, Min at most an hour", c.Backoff.Min, c.Backoff.Max)
+	}
+	return nil
+}
+
+// validateMessages checks the persistent session's default handler, the will and the
+// subscriptions.
+func (c *Config) validateMessages() error {
+	switch {
 	case c.Persistent && c.DefaultHandler == nil:
 		return errors.New("a Persistent session needs a DefaultHandler: the broker sends the queued messages before the subscriptions are renewed")
 	case c.Will != nil && (c.Will.Topic == "" || c.Will.QoS > 2):
@@ -253,7 +295,8 @@ type Client struct {
 
 // New checks cfg and returns a Client that is not yet connected.
 func New(cfg Config) (*Client, error) {
-	if err := cfg.check(); err != nil {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("mqttclient: invalid config: %w", err)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}
@@ -276,6 +319,9 @@ func New(cfg Config) (*Client, error) {
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(c.onConnectionLost).
 		SetConnectionNotificationHandler(c.onNotification)
+	for _, u := range cfg.FailoverURLs {
+		opts.AddBroker(u)
+	}
 	if cfg.Credentials != nil {
 		opts.SetCredentialsProvider(cfg.Credentials) // called for every attempt
 	}
@@ -575,15 +621,23 @@ func (c *Client) subscribe(pc paho.Client) error {
 	return nil
 }
 
-// subscribeOne subscribes, trying again while the broker reports ErrPacketIDInUse.
+// subscribeOne subscribes, trying again while the broker reports ErrPacketIDInUse, or
+// refuses the subscription within its RetryRefused.
 func (c *Client) subscribeOne(pc paho.Client, s Subscription) error {
 	wait := 10 * time.Millisecond
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := c.subscribeOnce(pc, s)
-		if !errors.Is(err, ErrPacketIDInUse) || attempt == subscribeAttempts {
+		var refused *SubscribeError
+		switch {
+		case errors.As(err, &refused) && s.RetryRefused > 0 && time.Since(start) < s.RetryRefused && pc.IsConnectionOpen():
+			c.log.Info().Int("attempt", attempt).Str("filter", s.Filter).Msg("subscription refused; subscribing again")
+			wait = max(wait, 100*time.Millisecond)
+		case !errors.Is(err, ErrPacketIDInUse) || attempt == subscribeAttempts:
 			return err
+		default:
+			c.log.Debug().Int("attempt", attempt).Str("filter", s.Filter).Msg("subscription's packet identifier in use at the broker; subscribing again")
 		}
-		c.log.Debug().Int("attempt", attempt).Str("filter", s.Filter).Msg("subscription's packet identifier in use at the broker; subscribing again")
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

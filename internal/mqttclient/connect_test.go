@@ -15,7 +15,9 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/testpki"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
+	"github.com/rs/zerolog"
 )
 
 // A client subscribes at Connect, and again after the broker restarted: messages
@@ -25,7 +27,7 @@ func TestReconnectResubscribes(t *testing.T) {
 	t.Parallel()
 	tb := newBroker(t, "", nil)
 	got := make(chan mqttclient.Message, 10)
-	var logs logBuffer
+	var logs testutil.SyncBuffer
 	var creds, connects atomic.Int32
 	lost := make(chan error, 1)
 	subscribed := make(chan error, 10)
@@ -40,7 +42,7 @@ func TestReconnectResubscribes(t *testing.T) {
 	cfg.OnSubscribed = func(err error) { subscribed <- err }
 	cfg.OnConnectionLost = func(err error) { lost <- err }
 	cfg.OnBackoff = reconnectWaits.record
-	cfg.Logger = logs.logger()
+	cfg.Logger = zerolog.New(&logs)
 	c := newClient(t, cfg)
 	connect(t, c)
 	if err := <-subscribed; err != nil || creds.Load() != 1 || connects.Load() != 1 || !c.Connected() {
@@ -181,10 +183,10 @@ func TestConnectKeepTrying(t *testing.T) {
 	receive(t, got)
 
 	// Refused for good: Connect ends with the context, naming the refusal.
-	var logs logBuffer
+	var logs testutil.SyncBuffer
 	waits = newBackoffs()
 	d := newClient(t, mqttclient.Config{BrokerURL: tb.url(), ClientID: "cam-wrong", KeepTrying: true, Username: "cam-wrong", Password: "wrong",
-		Backoff: mqttclient.Backoff{Min: time.Millisecond, Max: time.Millisecond}, OnBackoff: waits.record, Logger: logs.logger()})
+		Backoff: mqttclient.Backoff{Min: time.Millisecond, Max: time.Millisecond}, OnBackoff: waits.record, Logger: zerolog.New(&logs)})
 	ctx := cancelAfter(t, waits, 3)
 	err = d.Connect(ctx)
 	if !errors.Is(err, context.Canceled) || errors.Is(err, mqttclient.ErrRefused) || !strings.Contains(err.Error(), "bad user name or password") {

@@ -1,22 +1,16 @@
 package mqttclient_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -88,26 +82,9 @@ func (tb *testBroker) restart() {
 func (tb *testBroker) url() string { return "tcp://" + tb.b.Addr() }
 
 func accountsFile(t *testing.T, dir string) string {
-	t.Helper()
-	s := "accounts:\n"
-	for _, a := range []struct {
-		user, password string
-		role           topics.Role
-	}{
-		{consumerUser, consumerPassword, topics.RoleConsumer},
-		{adminUser, adminPassword, topics.RoleAdmin},
-	} {
-		h, err := bcrypt.GenerateFromPassword([]byte(a.password), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s += fmt.Sprintf("  - username: %s\n    passwordHash: %q\n    role: %s\n", a.user, h, a.role)
-	}
-	p := filepath.Join(dir, "accounts.yaml")
-	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testutil.AccountsFile(t, dir,
+		testutil.Account{User: consumerUser, Password: consumerPassword, Role: topics.RoleConsumer.String()},
+		testutil.Account{User: adminUser, Password: adminPassword, Role: topics.RoleAdmin.String()})
 }
 
 // consumerConfig is a clean-session consumer subscribed to every upload event, whose
@@ -198,23 +175,3 @@ func (b *backoffs) count() int {
 	defer b.mu.Unlock()
 	return len(b.calls)
 }
-
-// logBuffer is a log writer safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() zerolog.Logger { return zerolog.New(l) }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
@@ -30,7 +31,7 @@ type Consumer struct {
 // broker.ServiceClientID("consumer", instance), subscribed to every device's upload
 // events. The same instance name resumes the same session. ctx bounds the first
 // connection and subscription.
-func NewConsumer(ctx context.Context, c *Cluster, instance string) (*Consumer, error) {
+func NewConsumer(ctx context.Context, c *inproc.Stack, instance string) (*Consumer, error) {
 	user, pw := c.ServiceAccount(topics.RoleConsumer)
 	k := &Consumer{
 		filter:     c.Topics().EventFilter(""),

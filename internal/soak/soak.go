@@ -19,6 +19,7 @@ import (
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/faultnet"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -69,7 +70,8 @@ type Config struct {
 // ErrConfig is wrapped by the errors Run returns for a bad Config.
 var ErrConfig = errors.New("soak: invalid config")
 
-func (c *Config) defaults() error {
+// applyDefaults fills in the zero values.
+func (c *Config) applyDefaults() {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -99,6 +101,20 @@ func (c *Config) defaults() error {
 	if c.PartSize == 0 {
 		c.PartSize = devicekit.MinPartSize
 	}
+}
+
+// validate checks a Config after applyDefaults; its errors wrap ErrConfig.
+func (c *Config) validate() error {
+	for _, check := range []func() error{c.validateCounts, c.validateDurations, c.validateSizes, c.validateFaults} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateCounts checks the numbers of devices, clips and workers.
+func (c *Config) validateCounts() error {
 	switch {
 	case c.Devices < 1 || c.Devices > 1000:
 		return fmt.Errorf("%w: devices %d: want 1 to 1000", ErrConfig, c.Devices)
@@ -106,9 +122,23 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("%w: clips %d: want 1 to 1000", ErrConfig, c.Clips)
 	case c.Workers < 1 || c.Workers > 64:
 		return fmt.Errorf("%w: workers %d: want 1 to 64", ErrConfig, c.Workers)
-	case c.Duration < 0 || c.Drain < 0 || c.Interval < 0 || c.FaultInterval < time.Second ||
-		c.MaxPartition < time.Second || c.MaxDown < 0 || c.ProgressEvery < time.Second:
+	}
+	return nil
+}
+
+// validateDurations checks that every duration is positive, and the fault interval, the
+// partition bound and the progress period at least a second.
+func (c *Config) validateDurations() error {
+	if c.Duration < 0 || c.Drain < 0 || c.Interval < 0 || c.FaultInterval < time.Second ||
+		c.MaxPartition < time.Second || c.MaxDown < 0 || c.ProgressEvery < time.Second {
 		return fmt.Errorf("%w: durations must be positive (fault interval, max partition and progress at least 1s)", ErrConfig)
+	}
+	return nil
+}
+
+// validateSizes checks the clip sizes, the part size and LargeEvery.
+func (c *Config) validateSizes() error {
+	switch {
 	case c.SmallSize < 1 || c.LargeSize < 1 || c.SmallSize > 1<<30 || c.LargeSize > 1<<30:
 		return fmt.Errorf("%w: clip sizes: want 1 byte to 1 GiB", ErrConfig)
 	case c.PartSize < devicekit.MinPartSize || c.PartSize > c.LargeSize:
@@ -116,6 +146,11 @@ func (c *Config) defaults() error {
 	case c.LargeEvery < 0:
 		return fmt.Errorf("%w: large-every %d is negative", ErrConfig, c.LargeEvery)
 	}
+	return nil
+}
+
+// validateFaults checks that every fault kind is known.
+func (c *Config) validateFaults() error {
 	for _, f := range c.Faults {
 		switch f {
 		case FaultBrokerRestart, FaultWorkerRestart, FaultPartition, FaultCloudRestart:
@@ -198,7 +233,7 @@ func (r *Result) Print(w io.Writer) {
 // run is the state of one soak run.
 type run struct {
 	cfg     Config
-	cluster *Cluster
+	cluster *inproc.Stack
 	proxies []*faultnet.Proxy // one per device, in front of the broker
 	start   time.Time
 	stopAt  time.Time // no new clip after this
@@ -220,7 +255,8 @@ type run struct {
 // cfg.Duration has passed, lets the devices finish and the events arrive (at most
 // cfg.Drain), and returns the figures. It stops early, with what it has, if ctx ends.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if err := cfg.defaults(); err != nil {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	dir := cfg.Dir
@@ -533,7 +569,7 @@ func (r *run) fault(ctx context.Context, kind string) error {
 		// The replacement starts even if ctx ended: the drain needs workers.
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := c.StartWorker(sctx)
+		_, err := c.StartWorkerContext(sctx)
 		return err
 	case FaultPartition:
 		n := 1 + mrand.N(max(1, len(r.proxies)/2))
@@ -567,7 +603,7 @@ func (r *run) healAll(ctx context.Context) {
 	}
 	for len(r.cluster.RunningWorkers()) < r.cfg.Workers && ctx.Err() == nil {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := r.cluster.StartWorker(sctx)
+		_, err := r.cluster.StartWorkerContext(sctx)
 		cancel()
 		if err != nil {
 			r.noteErr(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 )
 
 func TestMain(m *testing.M) {
@@ -29,7 +30,7 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func startCluster(t *testing.T, opts ClusterOptions) *Cluster {
+func startCluster(t *testing.T, opts ClusterOptions) *inproc.Stack {
 	t.Helper()
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
@@ -92,7 +93,7 @@ func TestClusterRestartsInPlace(t *testing.T) {
 			if err := c.StopWorker(0); err != nil {
 				return err
 			}
-			_, err := c.StartWorker(ctx)
+			_, err := c.StartWorkerContext(ctx)
 			return err
 		}},
 	}

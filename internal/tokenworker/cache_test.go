@@ -1,9 +1,7 @@
 package tokenworker
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 func TestCredCacheBounded(t *testing.T) {
@@ -104,7 +103,7 @@ func TestAuditLog(t *testing.T) {
 	t.Parallel()
 	c := startCloud(t, nil)
 	fleet := newFleetKey(t)
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	cfg := c.config(fleet)
 	off := false
 	cfg.Seal = &off // the reply carries the secrets in clear; the log must not
@@ -143,22 +142,4 @@ func TestAuditLog(t *testing.T) {
 		!strings.Contains(out, "dropped without reply") {
 		t.Fatalf("log misses an outcome:\n%s", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -44,7 +44,11 @@ type STSConfig struct {
 
 // Config configures a Worker. Zero values take the documented defaults.
 type Config struct {
-	BrokerURL string      // tcp://127.0.0.1:1883 or ssl://...; required by Start only
+	BrokerURL string // tcp://127.0.0.1:1883 or ssl://...; required by Start without Transport
+	// Transport, when set, carries the requests and replies instead of the worker's own MQTT
+	// client (BrokerURL, TLS, Username, Password, ClientID and Group are then unused): for
+	// example a NATS queue group (internal/natsbus).
+	Transport Transport
 	TLS       *tls.Config // for ssl:// brokers
 	// Username and Password are the worker's service account (role tokenworker).
 	Username, Password string
@@ -128,54 +132,49 @@ const (
 	replayEntries = 1 << 20
 )
 
-// withDefaults validates c and fills in defaults. Everything that can be checked before the
-// first request is checked here, so that a misconfiguration stops the process at start and
-// does not turn into a stream of internal errors.
-func (c Config) withDefaults() (Config, error) {
-	if c.FleetKeys == nil && c.FleetCA == nil {
-		return c, errors.New("tokenworker: no fleet keys (FleetKeys) and no fleet CA (FleetCA)")
-	}
-	if c.FleetKeys != nil {
-		if err := c.FleetKeys.CheckKind(identity.KindFleet); err != nil {
-			return c, fmt.Errorf("tokenworker: fleet keys: %w (the broker's connect keys cannot check requests)", err)
-		}
-	}
+// applyDefaults fills in the zero values. validate then checks everything that can be
+// checked before the first request, so that a misconfiguration stops the process at start
+// and does not turn into a stream of internal errors.
+func (c *Config) applyDefaults() {
 	if c.Topics == (topics.Scheme{}) {
 		c.Topics = topics.Default()
 	}
 	if c.Group == "" {
 		c.Group = topics.DefaultWorkerGroup
 	}
-	if !topics.ValidGroup(c.Group) {
-		return c, fmt.Errorf("tokenworker: %q is not a valid shared-subscription group name", c.Group)
-	}
 	if c.ClientID == "" {
 		var b [6]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return c, err
-		}
+		_, _ = rand.Read(b[:]) // crypto/rand.Read does not return errors (it crashes instead)
 		user := c.Username
 		if user == "" {
 			user = "tokenworker"
 		}
 		c.ClientID = user + ":" + hex.EncodeToString(b[:])
 	}
-	if deviceid.Valid(c.ClientID) {
-		// The broker keeps device IDs for devices, so that no service can take over a
-		// device's session.
-		return c, fmt.Errorf("tokenworker: client ID %q has the form of a device ID; use USERNAME:INSTANCE", c.ClientID)
-	}
-	if c.BrokerURL != "" {
-		if err := mqttclient.CheckURL("BrokerURL", c.BrokerURL); err != nil {
-			return c, fmt.Errorf("tokenworker: %w", err)
-		}
-	}
 	if c.ClockWindow == 0 {
 		c.ClockWindow = DefaultClockWindow
 	}
-	if c.ClockWindow < 0 {
-		return c, errors.New("tokenworker: ClockWindow is negative")
+	c.applyLimitDefaults()
+	if c.Seal == nil {
+		t := true
+		c.Seal = &t
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Replay == nil {
+		// A request is accepted within ±ClockWindow of its timestamp, so its nonce must be
+		// remembered for that long after it.
+		c.Replay = identity.NewReplayCache(c.ClockWindow, replayEntries)
+	}
+	c.STS.applyDefaults()
+	if c.OSS.Region == "" {
+		c.OSS.Region = c.STS.Region
+	}
+}
+
+// applyLimitDefaults fills in the zero reuse margin, rates, bursts and sizes.
+func (c *Config) applyLimitDefaults() {
 	if c.ReuseMargin == 0 {
 		c.ReuseMargin = DefaultReuseMargin
 	}
@@ -191,94 +190,120 @@ func (c Config) withDefaults() (Config, error) {
 	if c.STSBurst == 0 {
 		c.STSBurst = DefaultSTSBurst
 	}
-	if c.DeviceRate < 0 || c.DeviceBurst < 0 || c.STSRate < 0 || c.STSBurst < 0 {
-		return c, errors.New("tokenworker: rates and bursts must not be negative")
-	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = DefaultMaxConcurrent
-	}
-	if c.MaxConcurrent < 0 {
-		return c, errors.New("tokenworker: MaxConcurrent is negative")
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 8 * c.MaxConcurrent
 	}
-	if c.QueueSize < 0 {
-		return c, errors.New("tokenworker: QueueSize is negative")
-	}
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize
 	}
-	if c.CacheSize < 0 {
-		return c, errors.New("tokenworker: CacheSize is negative")
-	}
-	if c.Seal == nil {
-		t := true
-		c.Seal = &t
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Replay == nil {
-		// A request is accepted within ±ClockWindow of its timestamp, so its nonce must be
-		// remembered for that long after it.
-		c.Replay = identity.NewReplayCache(c.ClockWindow, replayEntries)
-	}
-	s, err := c.STS.withDefaults()
-	if err != nil {
-		return c, err
-	}
-	c.STS = s
-	if c.OSS.Bucket == "" || c.OSS.Endpoint == "" {
-		return c, errors.New("tokenworker: OSS bucket and endpoint are required")
-	}
-	if c.OSS.Region == "" {
-		c.OSS.Region = c.STS.Region
-	}
-	if err := policy.ValidateLocation(c.OSS.Bucket, c.OSS.Prefix); err != nil {
-		return c, fmt.Errorf("tokenworker: OSS bucket/prefix: %w", err)
-	}
-	return c, nil
 }
 
-func (s STSConfig) withDefaults() (STSConfig, error) {
-	if s.Endpoint == "" {
-		return s, errors.New("tokenworker: STS endpoint is required")
+// validate checks c after applyDefaults.
+func (c *Config) validate() error {
+	for _, check := range []func() error{c.validateIdentity, c.validateLimits, c.STS.validate, c.validateOSS} {
+		if err := check(); err != nil {
+			return err
+		}
 	}
-	if strings.Contains(s.Endpoint, "://") || strings.ContainsAny(s.Endpoint, "/?# ") {
-		return s, fmt.Errorf("tokenworker: STS endpoint %q must be host[:port] (the scheme is separate)", s.Endpoint)
+	return nil
+}
+
+// validateIdentity checks the fleet key, the group, the client ID and the broker URL.
+func (c *Config) validateIdentity() error {
+	if c.FleetKeys == nil && c.FleetCA == nil {
+		return errors.New("tokenworker: no fleet keys (FleetKeys) and no fleet CA (FleetCA)")
 	}
-	switch strings.ToLower(s.Scheme) {
+	if c.FleetKeys != nil {
+		if err := c.FleetKeys.CheckKind(identity.KindFleet); err != nil {
+			return fmt.Errorf("tokenworker: fleet keys: %w (the broker's connect keys cannot check requests)", err)
+		}
+	}
+	if !topics.ValidGroup(c.Group) {
+		return fmt.Errorf("tokenworker: %q is not a valid shared-subscription group name", c.Group)
+	}
+	if deviceid.Valid(c.ClientID) {
+		// The broker keeps device IDs for devices, so that no service can take over a
+		// device's session.
+		return fmt.Errorf("tokenworker: client ID %q has the form of a device ID; use USERNAME:INSTANCE", c.ClientID)
+	}
+	if c.BrokerURL != "" {
+		if err := mqttclient.CheckURL("BrokerURL", c.BrokerURL); err != nil {
+			return fmt.Errorf("tokenworker: %w", err)
+		}
+	}
+	return nil
+}
+
+// validateLimits checks that the clock window, rates, bursts and sizes are not negative.
+func (c *Config) validateLimits() error {
+	switch {
+	case c.ClockWindow < 0:
+		return errors.New("tokenworker: ClockWindow is negative")
+	case c.DeviceRate < 0 || c.DeviceBurst < 0 || c.STSRate < 0 || c.STSBurst < 0:
+		return errors.New("tokenworker: rates and bursts must not be negative")
+	case c.MaxConcurrent < 0:
+		return errors.New("tokenworker: MaxConcurrent is negative")
+	case c.QueueSize < 0:
+		return errors.New("tokenworker: QueueSize is negative")
+	case c.CacheSize < 0:
+		return errors.New("tokenworker: CacheSize is negative")
+	}
+	return nil
+}
+
+// validateOSS checks the OSS location handed to devices.
+func (c *Config) validateOSS() error {
+	if c.OSS.Bucket == "" || c.OSS.Endpoint == "" {
+		return errors.New("tokenworker: OSS bucket and endpoint are required")
+	}
+	if err := policy.ValidateLocation(c.OSS.Bucket, c.OSS.Prefix); err != nil {
+		return fmt.Errorf("tokenworker: OSS bucket/prefix: %w", err)
+	}
+	return nil
+}
+
+// applyDefaults fills in the zero scheme, region, duration and timeout, and spells the
+// scheme in lower case.
+func (s *STSConfig) applyDefaults() {
+	switch lower := strings.ToLower(s.Scheme); lower {
 	case "":
 		s.Scheme = "https"
 	case "http", "https":
-		s.Scheme = strings.ToLower(s.Scheme)
-	default:
-		return s, fmt.Errorf("tokenworker: STS scheme %q is not http or https", s.Scheme)
+		s.Scheme = lower
 	}
 	if s.Region == "" {
 		s.Region = DefaultSTSRegion
 	}
-	if s.AccessKeyID == "" || s.AccessKeySecret == "" {
-		return s, errors.New("tokenworker: STS access key ID and secret are required")
-	}
-	if !strings.HasPrefix(s.RoleARN, "acs:ram::") || !strings.Contains(s.RoleARN, ":role/") {
-		return s, fmt.Errorf("tokenworker: STS role ARN %q is not acs:ram::ACCOUNT:role/NAME", s.RoleARN)
-	}
 	if s.Duration == 0 {
 		s.Duration = DefaultSTSDuration
-	}
-	if s.Duration < MinSTSDuration || s.Duration > MaxSTSDuration {
-		return s, fmt.Errorf("tokenworker: STS duration %v is outside %v..%v", s.Duration, MinSTSDuration, MaxSTSDuration)
-	}
-	if s.Duration%time.Second != 0 {
-		return s, fmt.Errorf("tokenworker: STS duration %v is not whole seconds", s.Duration)
 	}
 	if s.Timeout == 0 {
 		s.Timeout = DefaultSTSTimeout
 	}
-	if s.Timeout < 0 {
-		return s, errors.New("tokenworker: STS timeout is negative")
+}
+
+// validate checks s after applyDefaults.
+func (s *STSConfig) validate() error {
+	switch {
+	case s.Endpoint == "":
+		return errors.New("tokenworker: STS endpoint is required")
+	case strings.Contains(s.Endpoint, "://") || strings.ContainsAny(s.Endpoint, "/?# "):
+		return fmt.Errorf("tokenworker: STS endpoint %q must be host[:port] (the scheme is separate)", s.Endpoint)
+	case s.Scheme != "http" && s.Scheme != "https":
+		return fmt.Errorf("tokenworker: STS scheme %q is not http or https", s.Scheme)
+	case s.AccessKeyID == "" || s.AccessKeySecret == "":
+		return errors.New("tokenworker: STS access key ID and secret are required")
+	case !strings.HasPrefix(s.RoleARN, "acs:ram::") || !strings.Contains(s.RoleARN, ":role/"):
+		return fmt.Errorf("tokenworker: STS role ARN %q is not acs:ram::ACCOUNT:role/NAME", s.RoleARN)
+	case s.Duration < MinSTSDuration || s.Duration > MaxSTSDuration:
+		return fmt.Errorf("tokenworker: STS duration %v is outside %v..%v", s.Duration, MinSTSDuration, MaxSTSDuration)
+	case s.Duration%time.Second != 0:
+		return fmt.Errorf("tokenworker: STS duration %v is not whole seconds", s.Duration)
+	case s.Timeout < 0:
+		return errors.New("tokenworker: STS timeout is negative")
 	}
-	return s, nil
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -46,7 +47,7 @@ type cloud struct {
 // gate proxy in front of its STS side. cfgFn may adjust the localcloud config.
 func startCloud(t testing.TB, cfgFn func(*localcloud.Config)) *cloud {
 	t.Helper()
-	secret := randomText(t, 30)
+	secret := testutil.RandomText(t, 30)
 	cfg := localcloud.Config{
 		DataDir: t.TempDir(),
 		Keys:    []localcloud.AccessKey{{ID: testKeyID, Secret: secret}},
@@ -128,15 +129,6 @@ func (g *gate) close() (release func()) {
 	}
 }
 
-func randomText(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b)[:n]
-}
-
 // baseConfig is a worker config against c (through its gate).
 func (c *cloud) config(fleet *identity.Keyring) Config {
 	return Config{
@@ -192,7 +184,7 @@ func newRequest(t testing.TB, fleet *identity.Keyring, device, mode string, ts t
 	r := &request{
 		AuthRequest: protocol.AuthRequest{
 			V:      protocol.Version,
-			ID:     "req-" + randomText(t, 8) + "-" + itoa(reqSeq.Add(1)),
+			ID:     "req-" + testutil.RandomText(t, 8) + "-" + itoa(reqSeq.Add(1)),
 			Device: device,
 			TS:     ts.UTC().Format(time.RFC3339Nano),
 			Nonce:  base64.RawURLEncoding.EncodeToString(nonce),

@@ -17,6 +17,43 @@ const (
 	unsubscribeTimeout = time.Second
 )
 
+// Transport carries a worker's requests and replies over an engine other than the
+// worker's own MQTT client (Config.Transport).
+type Transport interface {
+	// Start connects and begins calling deliver with each request's MQTT topic and payload,
+	// returning once requests can arrive. deliver must not block for long.
+	Start(ctx context.Context, deliver func(topic string, payload []byte)) error
+	// Publish sends a reply to an MQTT topic; the token completes once it is sent.
+	Publish(topic string, payload []byte) Token
+	// Stop stops the deliveries, so that other members of the group take new requests.
+	Stop(ctx context.Context) error
+	// Connected reports whether the transport is connected now.
+	Connected() bool
+	// Close disconnects.
+	Close()
+}
+
+// Token is a publish in progress (paho's tokens satisfy it).
+type Token interface {
+	WaitTimeout(time.Duration) bool
+	Error() error
+}
+
+// mqttTransport is the worker's own MQTT client in the shared-subscription group.
+type mqttTransport struct{ c *mqttclient.Client }
+
+func (t mqttTransport) Start(ctx context.Context, _ func(string, []byte)) error {
+	return t.c.Connect(ctx)
+}
+
+func (t mqttTransport) Publish(topic string, payload []byte) Token {
+	return t.c.Publish(topic, 1, false, payload)
+}
+
+func (t mqttTransport) Stop(ctx context.Context) error { return t.c.Unsubscribe(ctx) }
+func (t mqttTransport) Close()                         { t.c.Close() }
+func (t mqttTransport) Connected() bool                { return t.c.Connected() }
+
 // job is one request received over MQTT.
 type job struct {
 	topic    string
@@ -38,8 +75,8 @@ var ErrStarted = errors.New("tokenworker: already started or closed")
 // While the broker cannot be reached it tries again with backoff until ctx ends.
 // Afterwards the client reconnects and resubscribes by itself until Close.
 func (w *Worker) Start(ctx context.Context) error {
-	if w.cfg.BrokerURL == "" {
-		return errors.New("tokenworker: BrokerURL is required to Start")
+	if w.cfg.BrokerURL == "" && w.cfg.Transport == nil {
+		return errors.New("tokenworker: BrokerURL or Transport is required to Start")
 	}
 	w.mu.Lock()
 	if w.started || w.closed {
@@ -47,6 +84,38 @@ func (w *Worker) Start(ctx context.Context) error {
 		return ErrStarted
 	}
 	filter := w.cfg.Topics.WorkerFilter(w.cfg.Group)
+	tr, err := w.transport(filter)
+	if err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	w.started = true
+	w.client = tr
+	w.runCtx, w.cancel = context.WithCancel(context.Background())
+	w.queue = make(chan job, w.cfg.QueueSize)
+	// Handlers: pool goroutines take requests off the queue.
+	for i := 0; i < w.poolSize; i++ {
+		w.wg.Add(1)
+		go w.serve()
+	}
+	w.mu.Unlock()
+
+	if err := tr.Start(ctx, w.onRequest); err != nil {
+		return fmt.Errorf("tokenworker: connecting to %s: %w", w.cfg.BrokerURL, err)
+	}
+	if w.cfg.Transport != nil {
+		w.log.Info().Str("transport", fmt.Sprintf("%T", tr)).Msg("token worker ready")
+	} else {
+		w.log.Info().Str("broker", w.cfg.BrokerURL).Str("filter", filter).Msg("token worker ready")
+	}
+	return nil
+}
+
+// transport returns Config.Transport, or the worker's own MQTT client subscribed to filter.
+func (w *Worker) transport(filter string) (Transport, error) {
+	if w.cfg.Transport != nil {
+		return w.cfg.Transport, nil
+	}
 	subs := []mqttclient.Subscription{{Filter: filter, QoS: 1, Handler: w.onMessage}}
 	if w.cfg.RevocationsKey != nil {
 		// First, so that the retained list is in force before the first request.
@@ -63,31 +132,18 @@ func (w *Worker) Start(ctx context.Context) error {
 		Logger:        w.log,
 	})
 	if err != nil {
-		w.mu.Unlock()
-		return fmt.Errorf("tokenworker: %w", err)
+		return nil, fmt.Errorf("tokenworker: %w", err)
 	}
-	w.started = true
-	w.client = client
-	w.runCtx, w.cancel = context.WithCancel(context.Background())
-	w.queue = make(chan job, w.cfg.QueueSize)
-	// Handlers: pool goroutines take requests off the queue.
-	for i := 0; i < w.poolSize; i++ {
-		w.wg.Add(1)
-		go w.serve()
-	}
-	w.mu.Unlock()
-
-	if err := client.Connect(ctx); err != nil {
-		return fmt.Errorf("tokenworker: connecting to %s: %w", w.cfg.BrokerURL, err)
-	}
-	w.log.Info().Str("broker", w.cfg.BrokerURL).Str("filter", filter).Msg("token worker ready")
-	return nil
+	return mqttTransport{client}, nil
 }
 
 // onMessage runs in a goroutine per message: it only queues the request, and answers busy
 // at once when the queue is full.
-func (w *Worker) onMessage(m mqttclient.Message) {
-	j := job{topic: m.Topic(), payload: m.Payload(), received: time.Now()}
+func (w *Worker) onMessage(m mqttclient.Message) { w.onRequest(m.Topic(), m.Payload()) }
+
+// onRequest queues one request, from any transport.
+func (w *Worker) onRequest(topic string, payload []byte) {
+	j := job{topic: topic, payload: payload, received: time.Now()}
 	if w.runCtx.Err() != nil {
 		w.refuse(j, protocol.CodeUnavailable, retryShutdown, "the token worker is shutting down; retry")
 		return
@@ -133,7 +189,7 @@ func (w *Worker) refuse(j job, code protocol.Code, retry time.Duration, msg stri
 	d.fail(code, retry, msg)
 	reply := w.failure(&d, w.cfg.Now())
 	w.audit(&d)
-	w.client.Publish(w.cfg.Topics.AuthReply(device), 1, false, reply)
+	w.client.Publish(w.cfg.Topics.AuthReply(device), reply)
 }
 
 // serve is one pool goroutine.
@@ -155,7 +211,7 @@ func (w *Worker) handleJob(j job) {
 		return
 	}
 	// Waited for here, in a pool goroutine, never in a paho handler.
-	tok := w.client.Publish(topic, 1, false, reply)
+	tok := w.client.Publish(topic, reply)
 	if !tok.WaitTimeout(publishTimeout) {
 		w.log.Warn().Str("topic", topic).Msg("reply publish not acknowledged in time")
 	} else if err := tok.Error(); err != nil {
@@ -177,7 +233,7 @@ func (w *Worker) Close() error {
 	w.mu.Unlock()
 	if started {
 		ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
-		_ = w.client.Unsubscribe(ctx)
+		_ = w.client.Stop(ctx)
 		cancel()
 		w.cancel()
 		w.wg.Wait()

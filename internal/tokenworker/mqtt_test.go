@@ -4,19 +4,18 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -29,19 +28,9 @@ const (
 // service account, and returns its tcp:// URL.
 func startBroker(t *testing.T, fleet *identity.Keyring) string {
 	t.Helper()
-	// The cheapest cost: a production-cost hash under -race on a busy machine outlasted
-	// the broker's handshake timeout at every attempt.
-	h, err := bcrypt.GenerateFromPassword([]byte(workerPassword), bcrypt.MinCost)
-	hash := string(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "accounts.yaml")
-	text := "accounts:\n  - username: " + workerUser + "\n    passwordHash: \"" + hash + "\"\n    role: tokenworker\n" +
-		"  - username: " + consumerUser + "\n    passwordHash: \"" + hash + "\"\n    role: consumer\n"
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := testutil.AccountsFile(t, t.TempDir(),
+		testutil.Account{User: workerUser, Password: workerPassword, Role: "tokenworker"},
+		testutil.Account{User: consumerUser, Password: workerPassword, Role: "consumer"})
 	accounts, err := identity.LoadServiceAccounts(path)
 	if err != nil {
 		t.Fatal(err)

@@ -37,7 +37,6 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/identity"
-	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -58,7 +57,7 @@ type Worker struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	client  *mqttclient.Client
+	client  Transport
 	queue   chan job
 	runCtx  context.Context
 	cancel  context.CancelFunc
@@ -70,8 +69,9 @@ type Worker struct {
 
 // New checks cfg and returns a worker. It does not connect; see Start.
 func New(cfg Config) (*Worker, error) {
-	c, err := cfg.withDefaults()
-	if err != nil {
+	c := cfg
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	if c.RevocationsKey != nil {

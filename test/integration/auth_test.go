@@ -268,7 +268,7 @@ func TestDeviceClockOff(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Upload with the clock %v off: %v", skew, err)
 			}
-			if err := checkObject(adminBucket(t, stack), ev.Key, clip.data, "Normal"); err != nil {
+			if err := checkObject(stack.AdminBucket(t), ev.Key, clip.data, "Normal"); err != nil {
 				t.Error(err)
 			}
 			// The event's time is the corrected clock: nowhere near two hours off.

@@ -70,7 +70,7 @@ func TestCertificateDeviceUploads(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: Upload: %v", dev, err)
 		}
-		if err := checkObject(adminBucket(t, stack), ev.Key, clip.data, "Normal"); err != nil {
+		if err := checkObject(stack.AdminBucket(t), ev.Key, clip.data, "Normal"); err != nil {
 			t.Fatalf("%s: %v", dev, err)
 		}
 		c := waitClip(ctx, t, db, ev.Key)

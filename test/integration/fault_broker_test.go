@@ -12,14 +12,15 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/clipgate/clipgate/devicekit"
+	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/soak"
 	"github.com/clipgate/clipgate/topics"
 )
 
-// faultCluster starts a soak.Cluster (clipgate with parts that restart in place, each
+// faultCluster starts a soak cluster (a Restartable inproc stack: parts restart in place, each
 // behind a proxy that keeps its address) in a temporary directory, closed at the end.
-func faultCluster(t *testing.T, opts soak.ClusterOptions) *soak.Cluster {
+func faultCluster(t *testing.T, opts soak.ClusterOptions) *inproc.Stack {
 	t.Helper()
 	opts.Dir = t.TempDir()
 	c, err := soak.StartCluster(testContext(t, time.Minute), opts)
@@ -32,24 +33,6 @@ func faultCluster(t *testing.T, opts soak.ClusterOptions) *soak.Cluster {
 		}
 	})
 	return c
-}
-
-// faultClusterKit starts a device kit on the cluster, closed at the end.
-func faultClusterKit(ctx context.Context, t *testing.T, c *soak.Cluster, id string, mod func(*devicekit.Config)) *devicekit.Kit {
-	t.Helper()
-	cfg := c.DeviceConfig(id)
-	if mod != nil {
-		mod(&cfg)
-	}
-	k, err := devicekit.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
-	if err := k.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // faultUploadSmall writes a small clip and uploads it; Upload must succeed.
@@ -105,7 +88,7 @@ func TestFaultBrokerRestartQueuedEvents(t *testing.T) {
 		return faultDirEntries(t, filepath.Join(c.DeviceConfig(fmt.Sprintf("cam-brk-%d", d)).StateDir, "outbox"))
 	}
 	for d := range devices {
-		kits[d] = faultClusterKit(ctx, t, c, fmt.Sprintf("cam-brk-%d", d), func(cfg *devicekit.Config) {
+		kits[d] = newKit(ctx, t, c, fmt.Sprintf("cam-brk-%d", d), func(cfg *devicekit.Config) {
 			cfg.RequestTimeout = 2 * time.Second // the wait for a PUBACK while the broker is down
 		})
 		want[d] = map[string]*protocol.UploadEvent{}

@@ -44,7 +44,7 @@ func TestFaultCloudRestartMidUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer consumer.disconnect()
-	kit := faultClusterKit(ctx, t, c, dev, func(cfg *devicekit.Config) {
+	kit := newKit(ctx, t, c, dev, func(cfg *devicekit.Config) {
 		cfg.PartSize, cfg.MultipartThreshold = part, part
 		cfg.RequestTimeout = 3 * time.Second
 	})

@@ -195,7 +195,7 @@ func (s *faultDiskStack) recover(ctx context.Context, t *testing.T, filler strin
 	}
 	faultProbe(ctx, t, s.stack, s.events)
 	faultCheckEvents(t, s.events, s.dev, map[string]*protocol.UploadEvent{ev.ID: ev})
-	if err := checkObject(adminBucket(t, s.stack), ev.Key, clip.data, objectType); err != nil {
+	if err := checkObject(s.stack.AdminBucket(t), ev.Key, clip.data, objectType); err != nil {
 		t.Error(err)
 	}
 	if left := faultDirEntries(t, faultMultipartDir(s.stack.Dir(), s.stack.Bucket())); len(left) > 0 {

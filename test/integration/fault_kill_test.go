@@ -208,7 +208,7 @@ func TestFaultKillDeviceMidMultipart(t *testing.T) {
 	}
 
 	// OSS: the object once, with the file's content; no multipart upload left.
-	b := adminBucket(t, stack)
+	b := stack.AdminBucket(t)
 	if err := checkObject(b, key, clip.data, "Multipart"); err != nil {
 		t.Error(err)
 	}

@@ -161,7 +161,7 @@ func TestFaultNetworkPartition(t *testing.T) {
 	// Nothing more can come: each kit's outbox is empty. A probe orders the check after
 	// anything already on its way.
 	faultProbe(ctx, t, stack, events)
-	b := adminBucket(t, stack)
+	b := stack.AdminBucket(t)
 	for d := range devices {
 		faultCheckEvents(t, events, fmt.Sprintf("cam-part-%02d", d), want[d])
 		for id, ev := range want[d] {

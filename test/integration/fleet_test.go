@@ -94,7 +94,7 @@ func TestFleetUploads(t *testing.T) {
 		t.Errorf("the consumer dropped %d malformed events", n)
 	}
 
-	bucket := adminBucket(t, stack)
+	bucket := stack.AdminBucket(t)
 	keys := map[string]bool{}
 	for id, ev := range got {
 		want := sent[id]

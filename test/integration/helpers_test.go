@@ -102,20 +102,6 @@ func writeClip(dir, name string, size int) (clipFile, error) {
 	return clipFile{path: p, data: data, crc64: crcString(data)}, nil
 }
 
-// adminBucket returns the stack's bucket with the admin's full-access key.
-func adminBucket(t testing.TB, stack *inproc.Stack) *oss.Bucket {
-	t.Helper()
-	c, err := stack.OSSClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := c.Bucket(stack.Bucket())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // checkObject checks, with the admin's key, that key exists with the given content: HEAD
 // reports its size, CRC-64 and object type, and GET returns exactly data.
 func checkObject(b *oss.Bucket, key string, data []byte, objectType string) error {

@@ -82,12 +82,12 @@ func TestCredentialsConfinedToDevicePrefix(t *testing.T) {
 	dotdot := stack.Prefix() + devA + "/../" + devB + "/escape.mp4"
 	if err := bucket.PutObject(dotdot, bytes.NewReader([]byte("escape"))); err != nil {
 		wantAccessDenied(t, "A writes a ../ key", err)
-	} else if _, err := adminBucket(t, stack).GetObjectDetailedMeta(dotdot); err != nil {
+	} else if _, err := stack.AdminBucket(t).GetObjectDetailedMeta(dotdot); err != nil {
 		t.Errorf("PUT %s succeeded but no object has that literal key: %v", dotdot, err)
 	}
 
 	// Nothing of A's reached B's prefix, and B's object is intact.
-	admin := adminBucket(t, stack)
+	admin := stack.AdminBucket(t)
 	res, err := admin.ListObjects(oss.Prefix(prefixB))
 	if err != nil {
 		t.Fatal(err)

@@ -207,7 +207,7 @@ func TestMultipartCredentialsExpire(t *testing.T) {
 			if ev.Status != protocol.StatusCompleted || ev.Size != multipartClip || ev.CRC64 != clip.crc64 {
 				t.Errorf("event %+v, want completed, %d bytes, CRC-64 %s", ev, multipartClip, clip.crc64)
 			}
-			if err := checkObject(adminBucket(t, stack), ev.Key, clip.data, "Multipart"); err != nil {
+			if err := checkObject(stack.AdminBucket(t), ev.Key, clip.data, "Multipart"); err != nil {
 				t.Error(err)
 			}
 			got, err := consumer.Next(ctx)

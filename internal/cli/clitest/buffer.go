@@ -5,30 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // Buffer is a bytes.Buffer safe for the writes of a command's goroutines and the reads
 // of the test.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (s *Buffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns what was written.
-func (s *Buffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type Buffer = testutil.SyncBuffer
 
 // CheckJSONLog checks that every line of log is a JSON object whose keys are unique,
 // and returns the lines decoded.

@@ -1,0 +1,358 @@
+// Package natsauth is clipgate's NATS auth-callout service: it answers the cluster's
+// authorization requests ($SYS.REQ.USER.AUTH) for MQTT devices and native service clients
+// with the MQTT broker's own decision (broker.Broker.Decide: device passwords, service
+// accounts, revocation) and a user JWT carrying the principal's permissions
+// (Permissions), so that the NATS cluster enforces the same matrix as the mochi broker.
+// Run two or more instances: they form a queue group.
+//
+// Revocation: a revoked device is refused at connect by the decision, and a connected one
+// is kicked ($SYS.REQ.SERVER.<id>.KICK) by the instance that admitted it, within
+// Config.Sweep.
+package natsauth
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
+
+	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/topics"
+)
+
+// Defaults of Config.
+const (
+	DefaultAccount = "APP"
+	DefaultQueue   = "clipgate-callout"
+	DefaultSweep   = time.Second
+	// AuthSubject is where the server sends authorization requests.
+	AuthSubject = "$SYS.REQ.USER.AUTH"
+)
+
+// Config configures a Service.
+type Config struct {
+	// URLs are the cluster's client URLs (nats:// or tls://). Required.
+	URLs []string
+	// Username and Password are the callout's own user, listed in the server's
+	// auth_callout auth_users (account AUTH). Required.
+	Username, Password string
+	// SysUsername and SysPassword are a user of the system account, used to kick revoked
+	// devices. Without them revoked devices are refused at connect only.
+	SysUsername, SysPassword string
+	// IssuerSeed is the account nkey seed ("SA...") whose public key is the server's
+	// auth_callout issuer. Required.
+	IssuerSeed []byte
+	// Account is the account clients are placed in; default DefaultAccount.
+	Account string
+	// Queue is the callout instances' queue group; default DefaultQueue.
+	Queue string
+	// WorkerGroup is the token workers' queue group, named in their permission; default
+	// topics.DefaultWorkerGroup.
+	WorkerGroup string
+	// Topics is the topic scheme; it must be the broker's.
+	Topics topics.Scheme
+	// Broker makes the decisions (broker.New with the fleet key, service accounts and
+	// revocations; it is never started). Required.
+	Broker *broker.Broker
+	// Sweep is how often admitted devices are checked against the revocation list.
+	Sweep time.Duration
+	// JWTExpiry, when positive, bounds each user JWT: the server disconnects the client
+	// when it expires, and it must authenticate again.
+	JWTExpiry time.Duration
+	// Name names the instance's connections.
+	Name string
+	// TLS configures tls:// connections.
+	TLS    *tls.Config
+	Logger zerolog.Logger
+	// Now is the clock of JWT expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service is one running callout instance.
+type Service struct {
+	cfg    Config
+	issuer nkeys.KeyPair
+	log    zerolog.Logger
+
+	nc, sys *nats.Conn
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	mu       sync.Mutex
+	admitted map[string]conn // device ID -> its latest connection admitted here
+
+	allowed, refused, kicked atomic.Int64
+}
+
+// conn identifies a client connection in the cluster.
+type conn struct {
+	server string
+	cid    uint64
+}
+
+// Stats are a service's counters.
+type Stats struct {
+	Allowed, Refused, Kicked int64
+}
+
+// New checks cfg and returns a service; Start connects it.
+func New(cfg Config) (*Service, error) {
+	if len(cfg.URLs) == 0 || cfg.Username == "" || cfg.Password == "" || cfg.Broker == nil {
+		return nil, errors.New("natsauth: URLs, Username, Password and Broker are required")
+	}
+	kp, err := nkeys.FromSeed(cfg.IssuerSeed)
+	if err != nil {
+		return nil, fmt.Errorf("natsauth: IssuerSeed: %w", err)
+	}
+	if pub, _ := kp.PublicKey(); !nkeys.IsValidPublicAccountKey(pub) {
+		return nil, errors.New("natsauth: IssuerSeed is not an account seed (SA...)")
+	}
+	if cfg.Account == "" {
+		cfg.Account = DefaultAccount
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.WorkerGroup == "" {
+		cfg.WorkerGroup = topics.DefaultWorkerGroup
+	}
+	if cfg.Sweep <= 0 {
+		cfg.Sweep = DefaultSweep
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{
+		cfg:      cfg,
+		issuer:   kp,
+		log:      cfg.Logger.With().Str("component", "natsauth").Str("instance", cfg.Name).Logger(),
+		admitted: make(map[string]conn),
+	}, nil
+}
+
+// IssuerPublicKey returns the public key of an account seed: the auth_callout issuer.
+func IssuerPublicKey(seed []byte) (string, error) {
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return "", err
+	}
+	return kp.PublicKey()
+}
+
+func (s *Service) dial(ctx context.Context, user, pw, name string) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.UserInfo(user, pw), nats.Name(name), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts, nats.Secure(s.cfg.TLS))
+	}
+	wait := 100 * time.Millisecond
+	for {
+		nc, err := nats.Connect(strings.Join(s.cfg.URLs, ","), opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if strings.Contains(err.Error(), "Authorization Violation") {
+			return nil, fmt.Errorf("natsauth: the cluster refused %s: %w", user, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("natsauth: connecting: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// Start connects and joins the queue group; it returns once the server has the
+// subscription.
+func (s *Service) Start(ctx context.Context) error {
+	nc, err := s.dial(ctx, s.cfg.Username, s.cfg.Password, s.cfg.Name)
+	if err != nil {
+		return err
+	}
+	if _, err := nc.QueueSubscribe(AuthSubject, s.cfg.Queue, s.handle); err != nil {
+		nc.Close()
+		return fmt.Errorf("natsauth: %w", err)
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		nc.Close()
+		return fmt.Errorf("natsauth: %w", err)
+	}
+	s.nc = nc
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.done = make(chan struct{})
+	if s.cfg.SysUsername != "" {
+		if s.sys, err = s.dial(ctx, s.cfg.SysUsername, s.cfg.SysPassword, s.cfg.Name+"-sys"); err != nil {
+			cancel()
+			nc.Close()
+			return err
+		}
+		go s.sweep(runCtx)
+	} else {
+		close(s.done)
+	}
+	s.log.Info().Str("subject", AuthSubject).Str("queue", s.cfg.Queue).Msg("auth callout ready")
+	return nil
+}
+
+// Close stops the service.
+func (s *Service) Close() {
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
+	if s.nc != nil {
+		_ = s.nc.Drain()
+		s.nc.Close()
+	}
+	if s.sys != nil {
+		s.sys.Close()
+	}
+}
+
+// Stats returns the service's counters.
+func (s *Service) Stats() Stats {
+	return Stats{Allowed: s.allowed.Load(), Refused: s.refused.Load(), Kicked: s.kicked.Load()}
+}
+
+// handle answers one authorization request.
+func (s *Service) handle(m *nats.Msg) {
+	req, err := jwt.DecodeAuthorizationRequestClaims(string(m.Data))
+	if err != nil {
+		s.log.Warn().Err(err).Msg("undecodable authorization request dropped")
+		return
+	}
+	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
+	resp.Audience = req.Server.ID
+	user, err := s.authorize(req)
+	if err != nil {
+		s.refused.Add(1)
+		s.log.Info().Str("username", bounded(req.ConnectOptions.Username)).Str("type", req.ClientInformation.Type).
+			Str("host", req.ClientInformation.Host).Str("reason", err.Error()).Msg("connection refused")
+		resp.Error = err.Error()
+	} else {
+		s.allowed.Add(1)
+		resp.Jwt = user
+	}
+	token, err := resp.Encode(s.issuer)
+	if err != nil {
+		s.log.Error().Err(err).Msg("encoding the authorization response")
+		return
+	}
+	_ = m.Respond([]byte(token))
+}
+
+func bounded(u string) string {
+	if len(u) > 128 {
+		return u[:128]
+	}
+	return u
+}
+
+// authorize decides and returns the user JWT.
+func (s *Service) authorize(req *jwt.AuthorizationRequestClaims) (string, error) {
+	ci := req.ClientInformation
+	in := broker.Login{Username: req.ConnectOptions.Username, Password: req.ConnectOptions.Password}
+	if ci.Type == "mqtt" {
+		in.ClientID = ci.MQTT
+	} else {
+		in.ClientID = req.ConnectOptions.Name
+		in.AssignedID = in.ClientID == ""
+	}
+	p, err := s.cfg.Broker.Decide(in)
+	if err != nil {
+		return "", err
+	}
+	uc := jwt.NewUserClaims(req.UserNkey)
+	uc.Name = p.Username
+	uc.Audience = s.cfg.Account
+	pub, sub := Permissions(s.cfg.Topics, p, s.cfg.WorkerGroup)
+	uc.Pub.Allow.Add(pub...)
+	uc.Sub.Allow.Add(sub...)
+	if s.cfg.JWTExpiry > 0 {
+		uc.Expires = s.cfg.Now().Add(s.cfg.JWTExpiry).Unix()
+	}
+	token, err := uc.Encode(s.issuer)
+	if err != nil {
+		return "", fmt.Errorf("encoding the user JWT: %w", err)
+	}
+	if p.Role == topics.RoleDevice {
+		s.mu.Lock()
+		s.admitted[p.DeviceID] = conn{server: req.Server.ID, cid: ci.ID}
+		s.mu.Unlock()
+	}
+	return token, nil
+}
+
+// sweep kicks the admitted devices that were revoked since.
+func (s *Service) sweep(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.Sweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var kick []conn
+		var ids []string
+		s.mu.Lock()
+		for id, c := range s.admitted {
+			if s.cfg.Broker.Revoked(id) {
+				kick = append(kick, c)
+				ids = append(ids, id)
+				delete(s.admitted, id)
+			}
+		}
+		s.mu.Unlock()
+		for i, c := range kick {
+			if err := s.kick(ctx, c); err != nil {
+				s.log.Warn().Err(err).Str("device", ids[i]).Msg("kicking a revoked device")
+				continue
+			}
+			s.kicked.Add(1)
+			s.log.Info().Str("device", ids[i]).Str("server", c.server).Uint64("cid", c.cid).Msg("revoked device kicked")
+		}
+	}
+}
+
+// kick disconnects one connection through the system API. A connection that has
+// already gone is not an error.
+func (s *Service) kick(ctx context.Context, c conn) error {
+	body, _ := json.Marshal(struct {
+		CID uint64 `json:"cid"`
+	}{c.cid})
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	msg, err := s.sys.RequestWithContext(rctx, "$SYS.REQ.SERVER."+c.server+".KICK", body)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("kick response: %w", err)
+	}
+	if resp.Error != nil && !strings.Contains(resp.Error.Description, "not found") {
+		return fmt.Errorf("kick: %s", resp.Error.Description)
+	}
+	return nil
+}
