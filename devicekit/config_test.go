@@ -1,6 +1,7 @@
 package devicekit
 
 import (
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testpki"
 )
 
 // zeroKey is a device key of all-zero keys for id (for configs that never reach a broker).
@@ -313,6 +315,43 @@ func TestNewSweepsTempFiles(t *testing.T) {
 		_, err := os.Stat(p)
 		if exists := err == nil; exists != kept {
 			t.Errorf("%s: exists %v, want %v", p, exists, kept)
+		}
+	}
+}
+
+// TestCertDeviceNeedsTLSURLs: a device with a certificate and no DeviceKey has no
+// password, so every URL it may connect to, failover ones included, must be TLS.
+func TestCertDeviceNeedsTLSURLs(t *testing.T) {
+	t.Parallel()
+	ca := testpki.NewCA(t, "fleet")
+	cert := ca.IssueClient(t, "cam-0001", testpki.ClientOptions{})
+	for name, tc := range map[string]struct {
+		broker   string
+		failover []string
+		want     string
+	}{
+		"plain broker":   {"tcp://127.0.0.1:1883", nil, "TLS BrokerURL"},
+		"plain failover": {"ssl://127.0.0.1:8883", []string{"ssl://127.0.0.2:8883", "tcp://127.0.0.3:1883"}, "FailoverURLs[1]"},
+		"all TLS":        {"ssl://127.0.0.1:8883", []string{"mqtts://127.0.0.2:8883"}, ""},
+	} {
+		cfg := validConfig(t)
+		cfg.DeviceKey = nil
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		cfg.BrokerURL, cfg.FailoverURLs = tc.broker, tc.failover
+		k, err := New(cfg)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			} else {
+				k.Close()
+			}
+			continue
+		}
+		if err == nil {
+			k.Close()
+			t.Errorf("%s: New accepted the config", name)
+		} else if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q, want ErrConfig mentioning %q", name, err, tc.want)
 		}
 	}
 }
