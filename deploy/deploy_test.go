@@ -70,11 +70,12 @@ func (u unit) get(section, key string) (string, bool) {
 
 // units are the commands' units and their example configurations.
 var units = map[string]string{
-	"clipgate-broker.service":      "broker.yaml",
-	"clipgate-tokenworker.service": "tokenworker.yaml",
-	"clipgate-console.service":     "console.yaml",
-	"clipgate-localcloud.service":  "localcloud.yaml",
-	"clipgate-device.service":      "device.yaml",
+	"clipgate-broker.service":       "broker.yaml",
+	"clipgate-tokenworker.service":  "tokenworker.yaml",
+	"clipgate-console.service":      "console.yaml",
+	"clipgate-localcloud.service":   "localcloud.yaml",
+	"clipgate-device.service":       "device.yaml",
+	"clipgate-nats-callout.service": "nats-callout.yaml",
 }
 
 var credentialRE = regexp.MustCompile(`/run/credentials/([a-z-]+\.service)/([A-Za-z0-9._-]+)`)

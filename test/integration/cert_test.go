@@ -146,6 +146,14 @@ func TestCertificateDeviceRefused(t *testing.T) {
 // startConsole runs a console on stack that indexes upload events into SQLite.
 func startConsole(ctx context.Context, t testing.TB, stack *inproc.Stack) *console.DB {
 	t.Helper()
+	_, db := startConsoleWith(ctx, t, stack, topics.RoleConsumer, nil)
+	return db
+}
+
+// startConsoleWith runs a console on stack with the service account of role (mod may
+// adjust its configuration) and returns it with its SQLite index.
+func startConsoleWith(ctx context.Context, t testing.TB, stack *inproc.Stack, role topics.Role, mod func(*console.Config)) (*console.Console, *console.DB) {
+	t.Helper()
 	db, err := console.OpenSQLite(ctx, filepath.Join(t.TempDir(), "console.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -163,12 +171,16 @@ func startConsole(ctx context.Context, t testing.TB, stack *inproc.Stack) *conso
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, pass := stack.ServiceAccount(topics.RoleConsumer)
-	c, err := console.New(console.Config{
+	user, pass := stack.ServiceAccount(role)
+	cfg := console.Config{
 		BrokerURL: stack.BrokerURL(), Username: user, Password: pass, ClientID: user + ":test-console",
 		Topics: stack.Topics(), Bucket: bucket, Prefix: stack.Prefix(), Store: db,
 		Addr: "127.0.0.1:0", PasswordHash: hash,
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := console.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +188,7 @@ func startConsole(ctx context.Context, t testing.TB, stack *inproc.Stack) *conso
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return db
+	return c, db
 }
 
 // waitClip waits until the console has indexed key.
