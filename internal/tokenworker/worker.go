@@ -50,6 +50,7 @@ type Worker struct {
 	stsLimit *rate.Limiter
 	devLimit *deviceLimiter
 	creds    *credCache
+	unhook   func() // unregisters the cache's revocation callback
 	ctr      counters
 	stsWG    sync.WaitGroup // AssumeRole calls that outlive their Handle (cancelled context)
 
@@ -90,6 +91,12 @@ func New(cfg Config) (*Worker, error) {
 		devLimit: newDeviceLimiter(float64(c.DeviceRate), c.DeviceBurst, c.CacheSize),
 		creds:    newCredCache(c.CacheSize),
 		poolSize: 2 * c.MaxConcurrent,
+	}
+	// Credentials issued before a revocation are never handed out again, even after a
+	// restore (the device may not ask while it is revoked, which would drop them too).
+	w.unhook = func() {}
+	if c.Revocations != nil {
+		w.unhook = c.Revocations.OnRevoke(w.creds.forgetAll)
 	}
 	if c.Metrics != nil {
 		c.Metrics.add(w)

@@ -265,8 +265,9 @@ func TestAbuseConnectionLimits(t *testing.T) {
 // and token workers follow its signed revocation list over MQTT (they share no file with
 // it); the credentials the device got before the revocation get 403 AccessDenied from
 // OSS at once (the console's bucket-policy Deny); the broker has disconnected the device
-// and refuses it; another device uploads on. After the restore the device connects, gets
-// new credentials and uploads, and the console indexes that clip as verified.
+// and refuses it; another device uploads on. After the restore the device connects and
+// gets new credentials (not the ones a worker cached before the revocation) and uploads,
+// and the console indexes that clip as verified.
 func TestAbuseRevokedCredentials(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 2*time.Minute)
@@ -343,6 +344,9 @@ func TestAbuseRevokedCredentials(t *testing.T) {
 	fresh, err := restored.Credentials(ctx)
 	if err != nil {
 		t.Fatalf("credentials after the restore: %v", err)
+	}
+	if fresh.AccessKeyID == creds.AccessKeyID {
+		t.Fatal("the restored device got its pre-revocation credentials back from a worker's cache")
 	}
 	if err := put(fresh, dev, "probe-restored"); err != nil {
 		t.Fatalf("new credentials after the restore: %v", err)
