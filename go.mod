@@ -3,6 +3,7 @@ module github.com/clipgate/clipgate
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/Eyevinn/mp4ff v0.51.0
 	github.com/abema/go-mp4 v1.4.1
 	github.com/alecthomas/kong v1.17.0

@@ -105,16 +105,14 @@ func New(t testing.TB, opts Options) *Stack {
 func (s *Stack) Close() error { return s.s.Close() }
 
 // DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
-// URL, the topic scheme, the device key derived from the fleet key and a state directory
+// URL, the topic scheme, the device key derived from the current fleet key and a state directory
 // {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
 // sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
 func (s *Stack) DeviceConfig(deviceID string) devicekit.Config { return s.s.DeviceConfig(deviceID) }
 
-// DeviceKey returns the key of deviceID, derived from the fleet key.
-func (s *Stack) DeviceKey(deviceID string) []byte { return s.s.DeviceKey(deviceID) }
-
-// FleetKey returns a copy of the fleet key (also in {Dir}/fleet.key).
-func (s *Stack) FleetKey() []byte { return s.s.FleetKey() }
+// DeviceKey returns the device key of deviceID (its key ID, connect key and request key),
+// derived from the current fleet key; nil for an invalid device ID.
+func (s *Stack) DeviceKey(deviceID string) *devicekit.DeviceKey { return s.s.DeviceKey(deviceID) }
 
 // Revoke adds deviceID to the revocation list that the broker and the token workers share:
 // the broker disconnects the device now and refuses it from then on, and the workers

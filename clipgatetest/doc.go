@@ -17,7 +17,8 @@
 //
 // What the stack sets up:
 //
-//   - a fleet key (device keys derive from it: DeviceKey, DeviceConfig);
+//   - a fleet keyring for the token workers and its connect roots for the broker (device
+//     keys derive from them: DeviceKey, DeviceConfig; the broker cannot open a reply);
 //   - service accounts "tokenworker", "consumer" and "admin" with random passwords,
 //     bcrypt-hashed at the minimum cost so that logins stay cheap (ServiceAccount);
 //   - in the local cloud: the bucket (Options.Bucket, default "clips"), an admin access

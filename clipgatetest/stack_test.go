@@ -157,7 +157,7 @@ func TestWorkersAndAccessors(t *testing.T) {
 		t.Errorf("ServiceAccount(device) = %q, %q", u, p)
 	}
 	id, secret := s.AdminKey()
-	if id == "" || secret == "" || len(s.FleetKey()) != 32 || len(s.DeviceKey("cam-w3")) != 32 ||
+	if id == "" || secret == "" || s.DeviceKey("cam-w3") == nil || s.DeviceKey("cam-w3").Validate() != nil || s.DeviceKey("cam/w3") != nil ||
 		!strings.HasPrefix(s.BrokerURL(), "tcp://127.0.0.1:") || !strings.HasPrefix(s.OSSEndpoint(), "http://127.0.0.1:") ||
 		!strings.HasPrefix(s.STSEndpoint(), "127.0.0.1:") || !strings.HasPrefix(s.BrokerHTTPAddr(), "127.0.0.1:") ||
 		!strings.HasSuffix(s.RoleARN(), ":role/"+clipgatetest.RoleName) || s.Region() == "" || s.Dir() == "" {

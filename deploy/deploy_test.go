@@ -20,6 +20,7 @@ import (
 
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/console"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/libmetrics"
 	"github.com/clipgate/clipgate/internal/localcloud"
 	"github.com/clipgate/clipgate/internal/ops"
@@ -69,11 +70,12 @@ func (u unit) get(section, key string) (string, bool) {
 
 // units are the commands' units and their example configurations.
 var units = map[string]string{
-	"clipgate-broker.service":      "broker.yaml",
-	"clipgate-tokenworker.service": "tokenworker.yaml",
-	"clipgate-console.service":     "console.yaml",
-	"clipgate-localcloud.service":  "localcloud.yaml",
-	"clipgate-device.service":      "device.yaml",
+	"clipgate-broker.service":       "broker.yaml",
+	"clipgate-tokenworker.service":  "tokenworker.yaml",
+	"clipgate-console.service":      "console.yaml",
+	"clipgate-localcloud.service":   "localcloud.yaml",
+	"clipgate-device.service":       "device.yaml",
+	"clipgate-nats-callout.service": "nats-callout.yaml",
 }
 
 var credentialRE = regexp.MustCompile(`/run/credentials/([a-z-]+\.service)/([A-Za-z0-9._-]+)`)
@@ -177,7 +179,11 @@ func TestUnitsVerify(t *testing.T) {
 func registryNames(t *testing.T) map[string]bool {
 	t.Helper()
 	ctx := context.Background()
-	b, err := broker.New(broker.Config{FleetKey: bytes.Repeat([]byte{1}, 32)})
+	fleet, err := identity.NewFleetKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Config{ConnectKeys: fleet.ConnectRoots()})
 	if err != nil {
 		t.Fatal(err)
 	}

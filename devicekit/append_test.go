@@ -398,7 +398,7 @@ func TestOpenAppendRejectsBadInput(t *testing.T) {
 
 func TestOpenAppendAfterClose(t *testing.T) {
 	t.Parallel()
-	cfg := Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-closed", DeviceKey: make([]byte, 32), StateDir: t.TempDir()}
+	cfg := Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-closed", DeviceKey: zeroKey("cam-closed"), StateDir: t.TempDir()}
 	k, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

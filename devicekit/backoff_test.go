@@ -164,7 +164,7 @@ func TestConnectRetriesBackOff(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: every attempt is refused at once
-	k, err := New(Config{BrokerURL: "tcp://" + addr, DeviceID: "cam-nobroker", DeviceKey: make([]byte, 32), StateDir: t.TempDir()})
+	k, err := New(Config{BrokerURL: "tcp://" + addr, DeviceID: "cam-nobroker", DeviceKey: zeroKey("cam-nobroker"), StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

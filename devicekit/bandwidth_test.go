@@ -270,7 +270,7 @@ func TestParseWindow(t *testing.T) {
 // Garbage rates and windows are refused by name, before anything starts.
 func TestUploadRateConfigErrors(t *testing.T) {
 	t.Parallel()
-	base := Config{BrokerURL: "tcp://127.0.0.1:1883", DeviceID: "cam-1", DeviceKey: make([]byte, 32)}
+	base := Config{BrokerURL: "tcp://127.0.0.1:1883", DeviceID: "cam-1", DeviceKey: zeroKey("cam-1")}
 	for _, tc := range []struct {
 		name string
 		mod  func(*Config)

@@ -10,7 +10,7 @@ import (
 
 // cachedKit is a kit (never connected) with fresh credentials in its cache.
 func cachedKit(tb testing.TB) *Kit {
-	cfg := Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-bench", DeviceKey: make([]byte, 32), StateDir: tb.TempDir()}
+	cfg := Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-bench", DeviceKey: zeroKey("cam-bench"), StateDir: tb.TempDir()}
 	k, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)

@@ -1,7 +1,9 @@
 package devicekit
 
 import (
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -41,9 +43,19 @@ type Config struct {
 	// NATS cluster, whose MQTT gateway refuses it in client IDs). It is the
 	// MQTT client ID and username. Required.
 	DeviceID string
-	// DeviceKey is the device's 32-byte key; it signs MQTT passwords and auth requests and
-	// opens sealed credentials. Required.
-	DeviceKey []byte
+	// DeviceKey is the device's provisioned key (LoadDeviceKey reads its file): the key
+	// ID, the connect key that makes its MQTT passwords and the request key that signs
+	// its auth requests and opens its sealed credentials. Its Device must be DeviceID.
+	// Nil for a device with a client certificate and no shared secret: then TLS must hold
+	// the certificate (TLS.Certificates[0], ECDSA P-256 or Ed25519, CN = DeviceID) and
+	// BrokerURL must be a TLS URL; the kit connects with it (mTLS, no password), signs its
+	// auth requests with its key and opens replies sealed to it.
+	DeviceKey *DeviceKey
+	// DeviceKeyFile is where the kit persists the new device key a token worker hands it
+	// after a fleet key rotation (atomically, mode 0600): normally the file DeviceKey was
+	// read from. Empty: a new key is used until the kit closes, then lost (the device
+	// receives it again while the old key is accepted).
+	DeviceKeyFile string
 
 	// StateDir holds what must survive a restart: multipart checkpoints, the upload journal,
 	// the event outbox and the last credentials, still sealed to the device key
@@ -88,6 +100,47 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the kit's logs; the zero value discards them.
 	Logger zerolog.Logger
+}
+
+// DeviceKey is a device's provisioned key: its device ID, the ID of the fleet key it
+// derives from, its connect key (MQTT passwords) and its request key (auth requests and
+// sealed credentials). `broker device-key` writes its file.
+type DeviceKey = identity.DeviceKey
+
+// LoadDeviceKey reads a device key file, which must be readable by its owner only.
+func LoadDeviceKey(path string) (*DeviceKey, error) { return identity.LoadDeviceKey(path) }
+
+// certIdentity returns the DER client certificate and private key of a device without a
+// DeviceKey, checked: TLS broker and failover URLs, a certificate whose CN is DeviceID, a P-256 or
+// Ed25519 key.
+func (c *Config) certIdentity() ([]byte, crypto.Signer, error) {
+	if c.TLS == nil || len(c.TLS.Certificates) == 0 || len(c.TLS.Certificates[0].Certificate) == 0 {
+		return nil, nil, configErr("DeviceKey is required (or a client certificate in TLS.Certificates)")
+	}
+	if !mqttclient.UsesTLS(c.BrokerURL) {
+		return nil, nil, configErr("a device with a certificate and no DeviceKey needs a TLS BrokerURL (ssl://, tls://, mqtts:// or wss://), not %q", c.BrokerURL)
+	}
+	for i, u := range c.FailoverURLs {
+		if !mqttclient.UsesTLS(u) {
+			return nil, nil, configErr("a device with a certificate and no DeviceKey needs TLS FailoverURLs, not FailoverURLs[%d] %q", i, u)
+		}
+	}
+	tc := c.TLS.Certificates[0]
+	leaf, err := x509.ParseCertificate(tc.Certificate[0])
+	if err != nil {
+		return nil, nil, configErr("TLS.Certificates[0]: %v", err)
+	}
+	if leaf.Subject.CommonName != c.DeviceID {
+		return nil, nil, configErr("the client certificate's CN %q is not DeviceID %q", leaf.Subject.CommonName, c.DeviceID)
+	}
+	key, ok := tc.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, nil, configErr("the client certificate's private key (%T) cannot sign", tc.PrivateKey)
+	}
+	if _, err := identity.SignWithKey(key, []byte("probe")); err != nil {
+		return nil, nil, configErr("the client certificate's key: %v", err)
+	}
+	return tc.Certificate[0], key, nil
 }
 
 // Defaults and limits of Config.
@@ -177,8 +230,14 @@ func (c *Config) validateIdentity() error {
 	if err := deviceid.Validate(c.DeviceID); err != nil {
 		return configErr("DeviceID: %v", err)
 	}
-	if len(c.DeviceKey) != identity.KeySize {
-		return configErr("DeviceKey is %d bytes, want %d", len(c.DeviceKey), identity.KeySize)
+	if c.DeviceKey == nil {
+		if _, _, err := c.certIdentity(); err != nil {
+			return err
+		}
+	} else if err := c.DeviceKey.Validate(); err != nil {
+		return configErr("DeviceKey: %v", err)
+	} else if c.DeviceKey.Device != c.DeviceID {
+		return configErr("DeviceKey is the key of device %q, not of DeviceID %q", c.DeviceKey.Device, c.DeviceID)
 	}
 	if _, err := clipgate.ParseMode(string(c.Mode)); err != nil {
 		return configErr("Mode: %v", err)

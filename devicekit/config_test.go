@@ -1,6 +1,7 @@
 package devicekit
 
 import (
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"os"
@@ -13,13 +14,19 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testpki"
 )
+
+// zeroKey is a device key of all-zero keys for id (for configs that never reach a broker).
+func zeroKey(id string) *DeviceKey {
+	return &DeviceKey{Device: id, KeyID: "k1", Connect: make([]byte, 32), Request: make([]byte, 32)}
+}
 
 func validConfig(t *testing.T) Config {
 	return Config{
 		BrokerURL: "tcp://127.0.0.1:1883",
 		DeviceID:  "cam-0001",
-		DeviceKey: make([]byte, 32),
+		DeviceKey: zeroKey("cam-0001"),
 		StateDir:  filepath.Join(t.TempDir(), "state"),
 	}
 }
@@ -51,8 +58,8 @@ func TestNewDefaultsAndStateDir(t *testing.T) {
 		t.Errorf("topics: %q %q %q", k.replyTopic, k.requestTopic, k.eventTopic)
 	}
 	// The kit keeps its own copy of the key.
-	cfg.DeviceKey[0] = 1
-	if k.cfg.DeviceKey[0] != 0 {
+	cfg.DeviceKey.Request[0] = 1
+	if k.deviceKey().Request[0] != 0 {
 		t.Error("the kit aliases the caller's key slice")
 	}
 }
@@ -77,9 +84,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"wildcard device", func(c *Config) { c.DeviceID = "cam+" }, "DeviceID"},
 		{"dotdot device", func(c *Config) { c.DeviceID = ".." }, "DeviceID"},
 		{"long device", func(c *Config) { c.DeviceID = strings.Repeat("a", 65) }, "DeviceID"},
-		{"no key", func(c *Config) { c.DeviceKey = nil }, "DeviceKey is 0 bytes"},
-		{"short key", func(c *Config) { c.DeviceKey = make([]byte, 16) }, "DeviceKey is 16 bytes"},
-		{"long key", func(c *Config) { c.DeviceKey = make([]byte, 33) }, "DeviceKey is 33 bytes"},
+		{"no key", func(c *Config) { c.DeviceKey = nil }, "DeviceKey is required"},
+		{"short key", func(c *Config) { c.DeviceKey.Request = make([]byte, 16) }, "request key: key must be 32 bytes, got 16"},
+		{"long key", func(c *Config) { c.DeviceKey.Connect = make([]byte, 33) }, "connect key: key must be 32 bytes, got 33"},
+		{"no key ID", func(c *Config) { c.DeviceKey.KeyID = "" }, "key ID"},
+		{"bad key ID", func(c *Config) { c.DeviceKey.KeyID = "k.1" }, "key ID"},
+		{"another device's key", func(c *Config) { c.DeviceKey = zeroKey("cam-0002") }, `key of device "cam-0002"`},
 		{"no state dir", func(c *Config) { c.StateDir = "" }, "StateDir is required"},
 		{"state dir is a file", func(c *Config) { c.StateDir = file }, "StateDir"},
 		{"bad mode", func(c *Config) { c.Mode = "x" }, "Mode"},
@@ -305,6 +315,43 @@ func TestNewSweepsTempFiles(t *testing.T) {
 		_, err := os.Stat(p)
 		if exists := err == nil; exists != kept {
 			t.Errorf("%s: exists %v, want %v", p, exists, kept)
+		}
+	}
+}
+
+// TestCertDeviceNeedsTLSURLs: a device with a certificate and no DeviceKey has no
+// password, so every URL it may connect to, failover ones included, must be TLS.
+func TestCertDeviceNeedsTLSURLs(t *testing.T) {
+	t.Parallel()
+	ca := testpki.NewCA(t, "fleet")
+	cert := ca.IssueClient(t, "cam-0001", testpki.ClientOptions{})
+	for name, tc := range map[string]struct {
+		broker   string
+		failover []string
+		want     string
+	}{
+		"plain broker":   {"tcp://127.0.0.1:1883", nil, "TLS BrokerURL"},
+		"plain failover": {"ssl://127.0.0.1:8883", []string{"ssl://127.0.0.2:8883", "tcp://127.0.0.3:1883"}, "FailoverURLs[1]"},
+		"all TLS":        {"ssl://127.0.0.1:8883", []string{"mqtts://127.0.0.2:8883"}, ""},
+	} {
+		cfg := validConfig(t)
+		cfg.DeviceKey = nil
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		cfg.BrokerURL, cfg.FailoverURLs = tc.broker, tc.failover
+		k, err := New(cfg)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			} else {
+				k.Close()
+			}
+			continue
+		}
+		if err == nil {
+			k.Close()
+			t.Errorf("%s: New accepted the config", name)
+		} else if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q, want ErrConfig mentioning %q", name, err, tc.want)
 		}
 	}
 }

@@ -135,7 +135,7 @@ func (k *Kit) readCredentials(path string, mode clipgate.Mode) (*Credentials, er
 	if !reply.OK || reply.Sealed == "" {
 		return nil, errors.New("the kept reply holds no sealed credentials")
 	}
-	if reply.Credentials = k.withNonce(reply, nonce); reply.Credentials == nil {
+	if reply.Credentials = k.withNonce(reply, k.deviceKey(), nonce); reply.Credentials == nil {
 		return nil, errors.New("the sealed credentials do not open with this device's key")
 	}
 	return &Credentials{Credentials: *reply.Credentials, OSS: *reply.OSS, mode: mode}, nil
@@ -146,6 +146,11 @@ func (k *Kit) readCredentials(path string, mode clipgate.Mode) (*Credentials, er
 func (k *Kit) keepCredentials(c *Credentials, reply *protocol.AuthReply, nonce []byte) {
 	if reply.Sealed == "" {
 		k.log.Debug().Msg("the token worker sent plain credentials; they are not kept on disk")
+		return
+	}
+	if reply.Rekey != "" {
+		// Sealed with the key this reply replaces: it would not open after a restart.
+		k.log.Debug().Msg("credentials that came with a new device key are not kept on disk")
 		return
 	}
 	sealed := *reply

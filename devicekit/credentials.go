@@ -49,6 +49,11 @@ func replyAAD(deviceID, requestID string) []byte {
 	return []byte("clipgate-reply-v1\n" + deviceID + "\n" + requestID)
 }
 
+// replyInfo is the HPKE info of credentials sealed to the device's certificate.
+func replyInfo(deviceID, requestID string) []byte {
+	return []byte("clipgate-reply-hpke-v1\n" + deviceID + "\n" + requestID)
+}
+
 // Credentials returns valid credentials, from the cache while they have more than
 // RefreshMargin left (by the server-corrected clock), otherwise from the token worker.
 // Concurrent callers share one request, and the result: do not modify it.
@@ -215,7 +220,18 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 		Nonce:  base64.RawURLEncoding.EncodeToString(nonce[:]),
 		Mode:   mode,
 	}
-	req.Sig = identity.Sign(k.cfg.DeviceKey, req.SigningString())
+	key := k.deviceKey()
+	if key != nil {
+		req.KID = key.KeyID
+		req.Sig = identity.Sign(key.Request, req.SigningString())
+	} else {
+		req.Cert = base64.RawURLEncoding.EncodeToString(k.certDER)
+		sig, err := identity.SignWithKey(k.certKey, req.SigningString())
+		if err != nil {
+			return nil, nil, fmt.Errorf("devicekit: signing the auth request with the certificate's key: %w", err)
+		}
+		req.Sig = base64.RawURLEncoding.EncodeToString(sig)
+	}
 	payload, err := protocol.Encode(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("devicekit: encoding the auth request: %w", err)
@@ -249,7 +265,10 @@ func (k *Kit) request(ctx context.Context, mode clipgate.Mode) (*protocol.AuthRe
 		if !ok {
 			return nil, nil, ErrClosed
 		}
-		reply.Credentials = k.withNonce(reply, nonce[:])
+		reply.Credentials = k.withNonce(reply, key, nonce[:])
+		if reply.OK && reply.Rekey != "" && key != nil {
+			k.applyRekey(reply, key, nonce[:])
+		}
 		return reply, nonce[:], nil
 	case <-rctx.Done():
 		return nil, nil, k.ctxErr(ctx, fmt.Errorf("devicekit: no auth reply within %v (is a token worker running?)", k.cfg.RequestTimeout))
@@ -267,10 +286,62 @@ func (k *Kit) ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
+// rekeyAAD is the additional data a reply's new keys are bound to.
+func rekeyAAD(deviceID, requestID string) []byte {
+	return []byte("clipgate-rekey-v1\n" + deviceID + "\n" + requestID)
+}
+
+// applyRekey opens the new keys of a reply to a request signed with old, persists them to
+// Config.DeviceKeyFile (atomically) and uses them from then on: the next MQTT password and
+// request. A rekey that does not open or decode is logged and ignored: the old key still
+// works until its cutoff, and the next reply offers the new keys again.
+func (k *Kit) applyRekey(reply *protocol.AuthReply, old *identity.DeviceKey, nonce []byte) {
+	sealed, err := base64.RawURLEncoding.DecodeString(reply.Rekey)
+	if err != nil {
+		k.log.Error().Err(err).Msg("rekey is not base64url")
+		return
+	}
+	plain, err := identity.Open(old.Request, nonce, sealed, rekeyAAD(k.cfg.DeviceID, reply.ID))
+	if err != nil {
+		k.log.Error().Err(err).Msg("the new device key does not open with the device key")
+		return
+	}
+	rk, err := protocol.DecodeRekey(plain)
+	clear(plain)
+	if err != nil {
+		k.log.Error().Err(err).Msg("the new device key is malformed")
+		return
+	}
+	nk := &identity.DeviceKey{Device: k.cfg.DeviceID, KeyID: rk.KID}
+	nk.Connect, _ = base64.RawURLEncoding.DecodeString(rk.Connect) // DecodeRekey checked both
+	nk.Request, _ = base64.RawURLEncoding.DecodeString(rk.Request)
+	if err := nk.Validate(); err != nil {
+		k.log.Error().Err(err).Msg("the new device key is malformed")
+		return
+	}
+	k.rekeyMu.Lock()
+	defer k.rekeyMu.Unlock()
+	if k.key.Load() != old { // another reply rotated it first
+		return
+	}
+	if k.cfg.DeviceKeyFile != "" {
+		if err := identity.WriteDeviceKey(k.cfg.DeviceKeyFile, nk); err != nil {
+			// Not used yet: after a restart the file's old key must still match what we use.
+			k.log.Error().Err(err).Str("file", k.cfg.DeviceKeyFile).Msg("cannot save the new device key; keeping the old one")
+			return
+		}
+	}
+	k.key.Store(nk)
+	k.log.Info().Str("old", old.KeyID).Str("new", nk.KeyID).Msg("device key rotated")
+}
+
+// deviceKey returns the current device key; do not modify it.
+func (k *Kit) deviceKey() *identity.DeviceKey { return k.key.Load() }
+
 // withNonce opens sealed credentials of reply with the request's nonce; plain
 // credentials are returned as they are. Opening failures leave Credentials nil, which
 // accept reports.
-func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *clipgate.Credentials {
+func (k *Kit) withNonce(reply *protocol.AuthReply, key *identity.DeviceKey, nonce []byte) *clipgate.Credentials {
 	if !reply.OK || reply.Sealed == "" {
 		return reply.Credentials
 	}
@@ -279,9 +350,14 @@ func (k *Kit) withNonce(reply *protocol.AuthReply, nonce []byte) *clipgate.Crede
 		k.log.Error().Err(err).Msg("sealed credentials are not base64url")
 		return nil
 	}
-	plain, err := identity.Open(k.cfg.DeviceKey, nonce, sealed, replyAAD(k.cfg.DeviceID, reply.ID))
+	var plain []byte
+	if key != nil {
+		plain, err = identity.Open(key.Request, nonce, sealed, replyAAD(k.cfg.DeviceID, reply.ID))
+	} else {
+		plain, err = identity.OpenWithPrivateKey(k.certKey, sealed, replyInfo(k.cfg.DeviceID, reply.ID))
+	}
 	if err != nil {
-		k.log.Error().Err(err).Msg("sealed credentials do not open with the device key")
+		k.log.Error().Err(err).Msg("sealed credentials do not open with the device's key")
 		return nil
 	}
 	c, err := protocol.DecodeCredentials(plain)

@@ -224,11 +224,11 @@ func TestTerminalErrors(t *testing.T) {
 		{clipgate.CodeUnauthenticated, func(t *testing.T) stackOptions {
 			// The worker derives device keys from another fleet key than the broker.
 			return stackOptions{worker: func(c *tokenworker.Config) {
-				other, err := identity.NewFleetKey()
+				other, err := identity.NewFleetKeyring()
 				if err != nil {
 					t.Fatal(err)
 				}
-				c.FleetKey = other
+				c.FleetKeys = other
 			}}
 		}},
 		{clipgate.CodeDenied, func(*testing.T) stackOptions { return scripted(clipgate.CodeDenied) }},
@@ -380,7 +380,7 @@ func TestConnectFailsWithWrongKey(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
 	cfg := s.kitConfig("cam-wrong")
-	cfg.DeviceKey = make([]byte, identity.KeySize)
+	cfg.DeviceKey = zeroKey("cam-wrong")
 	k, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -406,7 +406,7 @@ func TestConnectStopsWhenRefused(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
 	cfg := s.kitConfig("cam-refused")
-	cfg.DeviceKey = make([]byte, identity.KeySize)
+	cfg.DeviceKey = zeroKey("cam-refused")
 	cfg.StopWhenRefused = true
 	k, err := New(cfg)
 	if err != nil {

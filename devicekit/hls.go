@@ -692,7 +692,7 @@ func (s *Stream) reject(f segmentFile, why error) {
 
 // rejectID is the event ID of a rejected segment file: the same for the same file.
 func (s *Stream) rejectID(f segmentFile) string {
-	m := hmac.New(sha256.New, s.kit.cfg.DeviceKey)
+	m := hmac.New(sha256.New, s.kit.eventKey)
 	fmt.Fprintf(m, "clipgate rejected segment\n%s\n%s\n%d\n%d", s.cfg.Dir, f.name, f.fi.Size(), f.fi.ModTime().UnixNano())
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }
@@ -894,7 +894,7 @@ func (k *Kit) putPlaylist(ctx context.Context, key string, body []byte, recorded
 		if err == nil {
 			resp.Body.Close()
 			if err = checkCRC(resp.Headers, crc); err == nil {
-				m := hmac.New(sha256.New, k.cfg.DeviceKey)
+				m := hmac.New(sha256.New, k.eventKey)
 				fmt.Fprintf(m, "clipgate playlist\n%s\n%s\n%d\n%d", k.cfg.DeviceID, key, len(body), crc)
 				return &clipgate.UploadEvent{
 					V:           protocol.Version,

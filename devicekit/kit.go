@@ -2,6 +2,7 @@ package devicekit
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,6 +63,16 @@ type Kit struct {
 	// not trusted (paho can complete tokens across a reconnect without a PUBACK).
 	gen atomic.Uint64
 
+	key     atomic.Pointer[identity.DeviceKey] // the current device key (rotation replaces it); nil with a certificate
+	rekeyMu sync.Mutex                         // serializes applying a new key (applyRekey)
+	// certDER and certKey are the client certificate and its key of a device without a
+	// DeviceKey.
+	certDER []byte
+	certKey crypto.Signer
+	// eventKey keys the derived event IDs (eventID); it lives in StateDir, so that it
+	// outlives key rotations and exists for certificate devices too.
+	eventKey []byte
+
 	sf        singleflight.Group
 	cache     atomic.Pointer[Credentials] // Config.Mode
 	modeCache sync.Map                    // other modes: mode -> *atomic.Pointer[Credentials]
@@ -119,7 +130,19 @@ func New(cfg Config) (*Kit, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.DeviceKey = append([]byte(nil), cfg.DeviceKey...)
+	var certDER []byte
+	var certKey crypto.Signer
+	if cfg.DeviceKey != nil {
+		cfg.DeviceKey = cfg.DeviceKey.Clone()
+	} else if certDER, certKey, err = cfg.certIdentity(); err != nil { // checked by withDefaults
+		lock.release()
+		return nil, err
+	}
+	eventKey, err := loadEventKey(cfg.StateDir)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
 	scheme := cfg.Topics
 	ctx, cancel := context.WithCancelCause(context.Background())
 	k := &Kit{
@@ -136,6 +159,8 @@ func New(cfg Config) (*Kit, error) {
 		waiters:      make(map[string]chan *protocol.AuthReply),
 		lock:         lock,
 	}
+	k.key.Store(cfg.DeviceKey)
+	k.certDER, k.certKey, k.eventKey = certDER, certKey, eventKey
 	k.http, k.transport = newHTTPClient(nil)
 	if k.throttle = newThrottle(cfg); k.throttle != nil {
 		k.throttle.install(k.transport)
@@ -185,10 +210,14 @@ func (k *Kit) mqttCredentials() (string, string) {
 	if k.attempting.Swap(true) {
 		k.synced.Store(false) // the previous attempt failed
 	}
-	if k.synced.Load() {
-		return k.cfg.DeviceID, identity.SyncedMQTTPassword(k.cfg.DeviceKey, k.cfg.DeviceID, k.now())
+	key := k.deviceKey()
+	if key == nil {
+		return k.cfg.DeviceID, "" // the client certificate authenticates the device
 	}
-	return k.cfg.DeviceID, identity.MQTTPassword(k.cfg.DeviceKey, k.cfg.DeviceID, k.now())
+	if k.synced.Load() {
+		return k.cfg.DeviceID, key.SyncedPassword(k.now())
+	}
+	return k.cfg.DeviceID, key.Password(k.now())
 }
 
 // status is the retained message on the device's status topic.

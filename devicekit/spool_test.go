@@ -967,7 +967,7 @@ func TestSpoolDropAbortsMultipartUpload(t *testing.T) {
 // Run fails when the spool directory disappears; a second Run is refused.
 func TestSpoolFatalErrors(t *testing.T) {
 	t.Parallel()
-	cfg := devicekit.Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-fatal", DeviceKey: make([]byte, 32), StateDir: t.TempDir()}
+	cfg := devicekit.Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-fatal", DeviceKey: testZeroKey("cam-fatal"), StateDir: t.TempDir()}
 	k, err := devicekit.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -1020,7 +1020,7 @@ func TestSpoolFatalErrors(t *testing.T) {
 // nothing.
 func TestSpoolRetriesWhileNeverConnected(t *testing.T) {
 	t.Parallel()
-	cfg := devicekit.Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-never", DeviceKey: make([]byte, 32), StateDir: t.TempDir()}
+	cfg := devicekit.Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-never", DeviceKey: testZeroKey("cam-never"), StateDir: t.TempDir()}
 	k, err := devicekit.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -1074,7 +1074,7 @@ func TestSpoolAttemptsNotAnnounced(t *testing.T) {
 
 func TestNewSpoolRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	k, err := devicekit.New(devicekit.Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-cfg", DeviceKey: make([]byte, 32), StateDir: t.TempDir()})
+	k, err := devicekit.New(devicekit.Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-cfg", DeviceKey: testZeroKey("cam-cfg"), StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1108,4 +1108,9 @@ func TestNewSpoolRejectsBadConfig(t *testing.T) {
 	} else if fi, err := os.Stat(filepath.Join(dir, "done")); err != nil || !fi.IsDir() {
 		t.Errorf("done dir not created: %v", err)
 	}
+}
+
+// testZeroKey is a device key of all-zero keys for id (for configs that never reach a broker).
+func testZeroKey(id string) *devicekit.DeviceKey {
+	return &devicekit.DeviceKey{Device: id, KeyID: "k1", Connect: make([]byte, 32), Request: make([]byte, 32)}
 }

@@ -74,7 +74,7 @@ type stackOptions struct {
 type stack struct {
 	t         *testing.T
 	dir       string
-	fleet     []byte
+	fleet     *identity.Keyring
 	clock     *testClock
 	cloud     *localcloud.Server
 	secret    string // the worker's long-term STS key secret
@@ -93,7 +93,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
 	s := &stack{t: t, dir: t.TempDir(), clock: &testClock{}, events: make(chan *clipgate.UploadEvent, 64)}
 	var err error
-	if s.fleet, err = identity.NewFleetKey(); err != nil {
+	if s.fleet, err = identity.NewFleetKeyring(); err != nil {
 		t.Fatal(err)
 	}
 	s.secret, s.admin = testutil.RandomText(t, 30), testutil.RandomText(t, 30)
@@ -117,7 +117,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	s.brokerCfg = broker.Config{
 		Addr:                "127.0.0.1:0",
 		HTTPAddr:            "none",
-		FleetKey:            s.fleet,
+		ConnectKeys:         s.fleet.ConnectRoots(),
 		ServiceAccountsFile: testutil.AccountsFile(t, s.dir, testAccounts...),
 		DeviceRate:          -1,
 		Logger:              &blog,
@@ -129,7 +129,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		BrokerURL: s.brokerURL,
 		Username:  "worker",
 		Password:  "worker-secret-1",
-		FleetKey:  s.fleet,
+		FleetKeys: s.fleet,
 		STS: tokenworker.STSConfig{
 			Endpoint:        s.cloud.STSEndpoint(),
 			Scheme:          "http",
@@ -300,11 +300,20 @@ func (s *stack) noEvent() {
 	}
 }
 
+// deviceKey is the device key of device under the current fleet key.
+func (s *stack) deviceKey(device string) *DeviceKey {
+	k, err := identity.NewDeviceKey(s.fleet, device)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return k
+}
+
 func (s *stack) kitConfig(device string) Config {
 	return Config{
 		BrokerURL: s.brokerURL,
 		DeviceID:  device,
-		DeviceKey: identity.DeriveDeviceKey(s.fleet, device),
+		DeviceKey: s.deviceKey(device),
 		StateDir:  filepath.Join(s.dir, "kit-"+device),
 		Now:       s.clock.Now,
 		Logger:    zerolog.New(zerolog.NewTestWriter(s.t)).Level(zerolog.WarnLevel),

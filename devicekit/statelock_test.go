@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -196,11 +197,15 @@ func TestStateLockHelperProcess(t *testing.T) {
 	}
 	cfg := validConfig(t)
 	cfg.StateDir = dir
-	if _, err := New(cfg); err != nil {
+	k, err := New(cfg)
+	if err != nil {
 		os.Stdout.WriteString("error: " + err.Error() + "\n")
 		os.Exit(3)
 	}
 	os.Stdout.WriteString("locked\n")
 	_, _ = io.Copy(io.Discard, os.Stdin)
+	// The kit must stay reachable: once collected, its lock file's descriptor is closed
+	// by the file's cleanup and the lock released while this helper still runs.
+	runtime.KeepAlive(k)
 	os.Exit(0)
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/atomicfile"
+	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 
@@ -506,12 +507,32 @@ func (k *Kit) Upload(ctx context.Context, clip Clip) (*clipgate.UploadEvent, err
 //
 // TestUploadCrashAtEachStep and TestUploadEventSurvivesBrokerCut (crash_test.go) check this.
 
-// eventID returns the event ID of the clip p stored under key: an HMAC under the device
-// key of the key and the file's size and modification time, as 22 characters of
-// base64url. Another recording under the same name (which goes to the alternate key)
+// eventKeyFile holds the key of the derived event IDs, in StateDir.
+const eventKeyFile = "event.key"
+
+// loadEventKey reads the event-ID key of the state directory, or makes one (random, 0600).
+// It is not the device key: that one changes when the fleet key rotates (and a
+// certificate device has none), while an event's ID must stay the same across a crash.
+func loadEventKey(stateDir string) ([]byte, error) {
+	path := filepath.Join(stateDir, eventKeyFile)
+	key, err := identity.LoadKey(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if key, err = identity.NewFleetKey(); err == nil { // 32 random bytes
+			err = identity.WriteKey(path, key)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("devicekit: event key: %w", err)
+	}
+	return key, nil
+}
+
+// eventID returns the event ID of the clip p stored under key: an HMAC under the state
+// directory's event key of the key and the file's size and modification time, as 22
+// characters of base64url. Another recording under the same name (which goes to the alternate key)
 // gets another ID; so does the same file under another name.
 func (k *Kit) eventID(key string, p *prepared) string {
-	m := hmac.New(sha256.New, k.cfg.DeviceKey)
+	m := hmac.New(sha256.New, k.eventKey)
 	fmt.Fprintf(m, "clipgate upload event\n%s\n%s\n%d\n%d", k.cfg.DeviceID, key, p.size, p.mtime.UnixNano())
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }

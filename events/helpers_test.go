@@ -22,7 +22,6 @@ import (
 	"github.com/clipgate/clipgate/clipgatetest"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
@@ -182,7 +181,7 @@ func mqttClient(t testing.TB, stack *inproc.Stack, clientID, user, password stri
 // lets the test publish whatever it likes on the device's topics.
 func rawDevice(t testing.TB, stack *inproc.Stack, id string) *mqttclient.Client {
 	t.Helper()
-	return mqttClient(t, stack, id, id, identity.MQTTPassword(stack.DeviceKey(id), id, time.Now()))
+	return mqttClient(t, stack, id, id, stack.DeviceKey(id).Password(time.Now()))
 }
 
 // adminClient connects with the stack's admin service account.

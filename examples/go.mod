@@ -5,6 +5,7 @@ go 1.26.8
 require github.com/clipgate/clipgate v0.0.0
 
 require (
+	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/DataDog/zstd v1.4.5 // indirect
 	github.com/alecthomas/kong v1.17.0 // indirect
 	github.com/aliyun/alibaba-cloud-sdk-go v1.63.107 // indirect

@@ -68,8 +68,10 @@ type CLI struct {
 	cli.Common
 
 	Serve         serveCmd         `cmd:"" help:"Run the MQTT broker."`
-	FleetKey      fleetKeyCmd      `cmd:"" name:"fleet-key" help:"Create a new fleet key file (mode 0600)."`
-	DeviceKey     deviceKeyCmd     `cmd:"" name:"device-key" help:"Derive a device's key (and optionally its current MQTT password) from the fleet key."`
+	FleetKey      fleetKeyCmd      `cmd:"" name:"fleet-key" help:"Create a new fleet keyring file (mode 0600) for the token workers and provisioning."`
+	RotateKey     rotateKeyCmd     `cmd:"" name:"rotate-key" help:"Add the next fleet key; the current one stays accepted until now+grace."`
+	ConnectKeys   connectKeysCmd   `cmd:"" name:"connect-keys" help:"Write the broker's keyring (connect roots only) derived from the fleet keys."`
+	DeviceKey     deviceKeyCmd     `cmd:"" name:"device-key" help:"Derive a device's key file (and optionally its current MQTT password) from the current fleet key."`
 	NATSCallout   natsCalloutCmd   `cmd:"" name:"nats-callout" help:"Run the auth callout of a NATS cluster: the broker's login decisions and ACL for devices and services connecting to NATS."`
 	NATSIssuer    natsIssuerCmd    `cmd:"" name:"nats-issuer" help:"Create the NATS auth callout's issuer (an account nkey seed) and print its public key."`
 	HashPassword  hashPasswordCmd  `cmd:"" name:"hash-password" help:"Read a service account password from stdin and print its bcrypt hash for the service accounts file."`
@@ -105,7 +107,7 @@ type serveCmd struct {
 	DataDir              string        `name:"data-dir" help:"Directory of the persistent session store." type:"path" placeholder:"DIR"`
 	InMemory             bool          `name:"in-memory" help:"Run without a data dir: sessions and queued messages are lost on restart."`
 	TopicRoot            string        `name:"topic-root" help:"Root of the topic scheme." default:"${defaultRoot}"`
-	FleetKeyFile         string        `name:"fleet-key-file" help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE"`
+	ConnectKeysFile      string        `name:"connect-keys-file" help:"Connect keys file (mode 0600, from \"broker connect-keys\"): device passwords are checked with it; it opens no sealed reply." type:"path" placeholder:"FILE"`
 	ServiceAccountsFile  string        `name:"service-accounts-file" help:"Service accounts file (YAML, bcrypt hashes)." type:"path" placeholder:"FILE"`
 	RevocationsFile      string        `name:"revocations-file" help:"Revocation list file (one device ID a line), watched for changes." type:"path" placeholder:"FILE"`
 	RevocationsKeyFile   string        `name:"revocations-key-file" help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file." type:"path" placeholder:"FILE"`
@@ -177,7 +179,7 @@ func (s *serveCmd) config(ctx *cli.Context) (broker.Config, error) {
 		HTTPAddr:            s.HTTPAddr,
 		DataDir:             s.DataDir,
 		TopicRoot:           s.TopicRoot,
-		FleetKeyFile:        s.FleetKeyFile,
+		ConnectKeysFile:     s.ConnectKeysFile,
 		ServiceAccountsFile: s.ServiceAccountsFile,
 		RevocationsFile:     s.RevocationsFile,
 		RevocationsKeyFile:  s.RevocationsKeyFile,
@@ -234,33 +236,99 @@ func (s *serveCmd) Run(e *env) error {
 }
 
 type fleetKeyCmd struct {
-	Path  string `arg:"" help:"Where to write the new fleet key." placeholder:"FILE"`
-	Force bool   `help:"Replace an existing file (every device key derived from the old key stops working)."`
+	Path  string `arg:"" help:"Where to write the new fleet keyring." placeholder:"FILE"`
+	Force bool   `help:"Replace an existing file (every device key derived from the old keys stops working)."`
 }
 
 func (c *fleetKeyCmd) Run(e *env) error {
 	if !c.Force {
 		if _, err := os.Lstat(c.Path); err == nil {
-			return fmt.Errorf("%s exists; refusing to replace a fleet key (use --force)", c.Path)
+			return fmt.Errorf("%s exists; refusing to replace the fleet keys (use rotate-key, or --force)", c.Path)
 		}
 	}
-	key, err := identity.NewFleetKey()
+	ring, err := identity.NewFleetKeyring()
 	if err != nil {
 		return err
 	}
-	if err := identity.WriteKey(c.Path, key); err != nil {
+	if err := identity.WriteKeyring(c.Path, ring); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.io.Stdout, "wrote fleet key %s (mode 0600)\n", c.Path)
+	fmt.Fprintf(e.io.Stdout, "wrote fleet keys %s (mode 0600), current key %s; now run: broker connect-keys --fleet-keys-file %s CONNECT_KEYS_FILE\n",
+		c.Path, ring.CurrentID(), c.Path)
+	return nil
+}
+
+// fleetKeysFlag is the fleet keyring every provisioning command reads.
+type fleetKeysFlag struct {
+	FleetKeysFile string `name:"fleet-keys-file" required:"" help:"Fleet keyring file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE"`
+}
+
+func (f fleetKeysFlag) load() (*identity.Keyring, error) {
+	ring, err := identity.LoadKeyring(f.FleetKeysFile)
+	if err != nil {
+		return nil, cli.Usage(fmt.Errorf("--fleet-keys-file: %w", err))
+	}
+	return ring, nil
+}
+
+type rotateKeyCmd struct {
+	fleetKeysFlag
+	Grace           time.Duration `help:"How long the replaced key stays accepted: every device must ask for credentials within it to receive its new key." default:"720h"`
+	ConnectKeysFile string        `name:"connect-keys-file" help:"Also rewrite the broker's connect keys file." type:"path" placeholder:"FILE"`
+}
+
+func (c *rotateKeyCmd) Run(e *env) error {
+	ring, err := c.load()
+	if err != nil {
+		return err
+	}
+	if c.Grace < time.Minute {
+		return cli.Usage(fmt.Errorf("--grace %v: at least 1m", c.Grace))
+	}
+	now := time.Now()
+	keys, err := ring.Rotate(now, c.Grace)
+	if err != nil {
+		return err
+	}
+	if err := ring.Set(keys); err != nil {
+		return err
+	}
+	if err := identity.WriteKeyring(c.FleetKeysFile, ring); err != nil {
+		return err
+	}
+	if c.ConnectKeysFile != "" {
+		if err := identity.WriteKeyring(c.ConnectKeysFile, ring.ConnectRoots()); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.io.Stdout, "new current key %s; %s is accepted until %s. Restart the broker (with the new connect keys) first, then the token workers.\n",
+		ring.CurrentID(), keys[1].ID, keys[1].Until.UTC().Format(time.RFC3339))
+	return nil
+}
+
+type connectKeysCmd struct {
+	fleetKeysFlag
+	Path string `arg:"" help:"Where to write the broker's connect keys." placeholder:"FILE"`
+}
+
+func (c *connectKeysCmd) Run(e *env) error {
+	ring, err := c.load()
+	if err != nil {
+		return err
+	}
+	if err := identity.WriteKeyring(c.Path, ring.ConnectRoots()); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.io.Stdout, "wrote connect keys %s (mode 0600) for the broker\n", c.Path)
 	return nil
 }
 
 type deviceKeyCmd struct {
-	FleetKeyFile string `name:"fleet-key-file" required:"" help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE"`
-	DeviceID     string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9_-]; '.' only with --allow-dot)."`
-	Out          string `help:"Write the device key to this file (0600) instead of printing it." placeholder:"FILE"`
-	Password     bool   `help:"Print a fresh MQTT password of the device instead of its key (for mosquitto_pub and the like; the broker accepts it for one connection)."`
-	AllowDot     bool   `name:"allow-dot" help:"Accept a device ID with '.', for fleets on the mochi broker only (a NATS cluster refuses it)."`
+	fleetKeysFlag
+	DeviceID string `arg:"" name:"DEVICE_ID" help:"Device ID (2 to 64 characters of [A-Za-z0-9_-]; '.' only with --allow-dot)."`
+	Out      string `help:"Write the device key file to this path (0600) instead of printing it." placeholder:"FILE"`
+	Password bool   `help:"Print a fresh MQTT password of the device instead of its key (for mosquitto_pub and the like; the broker accepts it for one connection)."`
+	AllowDot bool   `name:"allow-dot" help:"Accept a device ID with '.', for fleets on the mochi broker only (a NATS cluster refuses it)."`
 }
 
 func (c *deviceKeyCmd) Run(e *env) error {
@@ -271,21 +339,28 @@ func (c *deviceKeyCmd) Run(e *env) error {
 	if err := validate(c.DeviceID); err != nil {
 		return cli.Usage(err)
 	}
-	fleet, err := identity.LoadKey(c.FleetKeyFile)
+	ring, err := c.load()
 	if err != nil {
-		return cli.Usage(fmt.Errorf("--fleet-key-file: %w", err))
+		return err
 	}
-	key := identity.DeriveDeviceKey(fleet, c.DeviceID)
+	key, err := identity.NewDeviceKey(ring, c.DeviceID)
+	if err != nil {
+		return err
+	}
 	switch {
 	case c.Password:
-		fmt.Fprintln(e.io.Stdout, identity.MQTTPassword(key, c.DeviceID, time.Now()))
+		fmt.Fprintln(e.io.Stdout, key.Password(time.Now()))
 	case c.Out != "":
-		if err := identity.WriteKey(c.Out, key); err != nil {
+		if err := identity.WriteDeviceKey(c.Out, key); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.io.Stdout, "wrote device key of %s to %s (mode 0600)\n", c.DeviceID, c.Out)
 	default:
-		fmt.Fprintln(e.io.Stdout, base64.StdEncoding.EncodeToString(key))
+		text, err := key.MarshalText()
+		if err != nil {
+			return err
+		}
+		e.io.Stdout.Write(text)
 	}
 	return nil
 }

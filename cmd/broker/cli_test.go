@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"net"
 	"os"
@@ -31,7 +30,7 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 }
 
 func TestFleetKey(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "fleet.key")
+	path := filepath.Join(t.TempDir(), "fleet.keys")
 	if code, _, stderr := runCLI(t, "", "fleet-key", path); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -39,9 +38,9 @@ func TestFleetKey(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("fleet key file: %v %v", fi, err)
 	}
-	key, err := identity.LoadKey(path)
-	if err != nil {
-		t.Fatal(err)
+	ring, err := identity.LoadKeyring(path)
+	if err != nil || ring.CurrentID() != "k1" {
+		t.Fatalf("fleet keys: %v", err)
 	}
 	code, _, stderr := runCLI(t, "", "fleet-key", path)
 	if code != 1 || !strings.Contains(stderr, "--force") {
@@ -50,54 +49,98 @@ func TestFleetKey(t *testing.T) {
 	if code, _, stderr := runCLI(t, "", "fleet-key", "--force", path); code != 0 {
 		t.Fatalf("--force: exit %d: %s", code, stderr)
 	}
-	key2, _ := identity.LoadKey(path)
-	if bytes.Equal(key, key2) {
+	ring2, _ := identity.LoadKeyring(path)
+	if bytes.Equal(ring.Current().Key, ring2.Current().Key) {
 		t.Fatal("--force kept the old key")
+	}
+}
+
+// TestKeyCommands: connect-keys writes connect roots only; rotate-key adds k2 and keeps k1
+// until the cutoff, in both files; device-key derives from the current key.
+func TestKeyCommands(t *testing.T) {
+	dir := t.TempDir()
+	fleetFile, connectFile := filepath.Join(dir, "fleet.keys"), filepath.Join(dir, "connect.keys")
+	if code, _, stderr := runCLI(t, "", "fleet-key", fleetFile); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := runCLI(t, "", "connect-keys", "--fleet-keys-file", fleetFile, connectFile); code != 0 {
+		t.Fatalf("connect-keys: exit %d: %s", code, stderr)
+	}
+	fleet, _ := identity.LoadKeyring(fleetFile)
+	conn, err := identity.LoadKeyring(connectFile)
+	if err != nil || !bytes.Equal(conn.Current().Key, identity.ConnectRoot(fleet.Current().Key)) {
+		t.Fatalf("connect keys: %v", err)
+	}
+	code, stdout, stderr := runCLI(t, "", "rotate-key", "--fleet-keys-file", fleetFile, "--connect-keys-file", connectFile, "--grace", "2h")
+	if code != 0 || !strings.Contains(stdout, "k2") {
+		t.Fatalf("rotate-key: exit %d: %s %s", code, stdout, stderr)
+	}
+	fleet2, _ := identity.LoadKeyring(fleetFile)
+	conn2, _ := identity.LoadKeyring(connectFile)
+	keys := fleet2.Keys()
+	if len(keys) != 2 || keys[0].ID != "k2" || keys[1].ID != "k1" || !bytes.Equal(keys[1].Key, fleet.Current().Key) ||
+		keys[1].Until.Before(time.Now().Add(time.Hour)) || keys[1].Until.After(time.Now().Add(3*time.Hour)) {
+		t.Fatalf("rotated keys %+v", keys)
+	}
+	if conn2.CurrentID() != "k2" || !bytes.Equal(conn2.Current().Key, identity.ConnectRoot(keys[0].Key)) {
+		t.Fatal("connect keys not rotated")
+	}
+	for name, args := range map[string][]string{
+		"grace too short":   {"rotate-key", "--fleet-keys-file", fleetFile, "--grace", "1s"},
+		"no fleet keys":     {"rotate-key"},
+		"missing keys":      {"rotate-key", "--fleet-keys-file", filepath.Join(dir, "none")},
+		"connect from none": {"connect-keys", "--fleet-keys-file", filepath.Join(dir, "none"), connectFile},
+	} {
+		if code, _, stderr := runCLI(t, "", args...); code != cli.ExitUsage || stderr == "" {
+			t.Errorf("%s: exit %d, stderr %q; want a usage error", name, code, stderr)
+		}
 	}
 }
 
 func TestDeviceKey(t *testing.T) {
 	dir := t.TempDir()
-	fleetFile := filepath.Join(dir, "fleet.key")
+	fleetFile := filepath.Join(dir, "fleet.keys")
 	if code, _, stderr := runCLI(t, "", "fleet-key", fleetFile); code != 0 {
 		t.Fatal(stderr)
 	}
-	fleet, _ := identity.LoadKey(fleetFile)
-	want := identity.DeriveDeviceKey(fleet, "cam-1")
+	fleet, _ := identity.LoadKeyring(fleetFile)
+	want, _ := identity.NewDeviceKey(fleet, "cam-1")
+	same := func(k *identity.DeviceKey) bool {
+		return k.Device == "cam-1" && k.KeyID == want.KeyID && bytes.Equal(k.Connect, want.Connect) && bytes.Equal(k.Request, want.Request)
+	}
 
-	code, stdout, stderr := runCLI(t, "", "device-key", "--fleet-key-file", fleetFile, "cam-1")
+	code, stdout, stderr := runCLI(t, "", "device-key", "--fleet-keys-file", fleetFile, "cam-1")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	got, err := base64.StdEncoding.DecodeString(strings.TrimSpace(stdout))
-	if err != nil || !bytes.Equal(got, want) {
+	if got, err := identity.ParseDeviceKey([]byte(stdout)); err != nil || !same(got) {
 		t.Fatalf("printed key %q: %v", stdout, err)
 	}
 
 	out := filepath.Join(dir, "cam-1.key")
-	if code, _, stderr := runCLI(t, "", "device-key", "--fleet-key-file", fleetFile, "--out", out, "cam-1"); code != 0 {
+	if code, _, stderr := runCLI(t, "", "device-key", "--fleet-keys-file", fleetFile, "--out", out, "cam-1"); code != 0 {
 		t.Fatalf("--out: exit %d: %s", code, stderr)
 	}
-	if k, err := identity.LoadKey(out); err != nil || !bytes.Equal(k, want) {
+	if k, err := identity.LoadDeviceKey(out); err != nil || !same(k) {
 		t.Fatalf("written key: %v", err)
 	}
 
-	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-key-file", fleetFile, "--allow-dot", "cam.1")
-	if code != 0 || strings.TrimSpace(stdout) != base64.StdEncoding.EncodeToString(identity.DeriveDeviceKey(fleet, "cam.1")) {
-		t.Fatalf("--allow-dot cam.1: exit %d, %q", code, stdout)
+	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-keys-file", fleetFile, "--allow-dot", "cam.1")
+	if k, err := identity.ParseDeviceKey([]byte(stdout)); code != 0 || err != nil || k.Device != "cam.1" {
+		t.Fatalf("--allow-dot cam.1: exit %d, %q: %v", code, stdout, err)
 	}
-	if code, _, stderr := runCLI(t, "", "device-key", "--fleet-key-file", fleetFile, "cam.1"); !strings.Contains(stderr, "NATS") {
+	if code, _, stderr := runCLI(t, "", "device-key", "--fleet-keys-file", fleetFile, "cam.1"); !strings.Contains(stderr, "NATS") {
 		t.Errorf("cam.1: exit %d, stderr %q: want an error that says why", code, stderr)
 	}
-	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-key-file", fleetFile, "--password", "cam-1")
-	if code != 0 || identity.VerifyMQTTPassword(want, "cam-1", strings.TrimSpace(stdout), time.Now(), time.Minute) != nil {
+	code, stdout, _ = runCLI(t, "", "device-key", "--fleet-keys-file", fleetFile, "--password", "cam-1")
+	if code != 0 || identity.VerifyDevicePassword(fleet.ConnectRoots(), "cam-1", strings.TrimSpace(stdout), time.Now(), time.Minute) != nil {
 		t.Fatalf("--password: exit %d, %q", code, stdout)
 	}
 
 	for name, args := range map[string][]string{
-		"bad device ID":     {"device-key", "--fleet-key-file", fleetFile, "cam/1"},
-		"dot in device ID":  {"device-key", "--fleet-key-file", fleetFile, "cam.1"},
-		"missing fleet key": {"device-key", "--fleet-key-file", filepath.Join(dir, "none"), "cam-1"},
+		"bad device ID":     {"device-key", "--fleet-keys-file", fleetFile, "cam/1"},
+		"dot in device ID":  {"device-key", "--fleet-keys-file", fleetFile, "cam.1"},
+		"missing fleet key": {"device-key", "--fleet-keys-file", filepath.Join(dir, "none"), "cam-1"},
 		"no fleet key":      {"device-key", "cam-1"},
 	} {
 		if code, _, stderr := runCLI(t, "", args...); code != cli.ExitUsage || stderr == "" {
@@ -136,7 +179,7 @@ func TestUsageErrors(t *testing.T) {
 	if code, stdout, _ := runCLI(t, "", "--help"); code != 0 || !strings.Contains(stdout, "serve") {
 		t.Errorf("--help: exit %d %q", code, stdout)
 	}
-	code, _, stderr := runCLI(t, "", "serve", "--fleet-key-file", "x")
+	code, _, stderr := runCLI(t, "", "serve", "--connect-keys-file", "x")
 	if code != cli.ExitUsage || !strings.Contains(stderr, "--data-dir") {
 		t.Errorf("serve without data dir: exit %d %q", code, stderr)
 	}
@@ -185,18 +228,21 @@ func TestServeConfigPrecedence(t *testing.T) {
 // serve runs the broker until its context ends; a device can connect meanwhile.
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	fleetFile := filepath.Join(dir, "fleet.key")
+	fleetFile, connectFile := filepath.Join(dir, "fleet.keys"), filepath.Join(dir, "connect.keys")
 	if code, _, stderr := runCLI(t, "", "fleet-key", fleetFile); code != 0 {
 		t.Fatal(stderr)
 	}
-	fleet, _ := identity.LoadKey(fleetFile)
+	if code, _, stderr := runCLI(t, "", "connect-keys", "--fleet-keys-file", fleetFile, connectFile); code != 0 {
+		t.Fatal(stderr)
+	}
+	fleet, _ := identity.LoadKeyring(fleetFile)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stderr clitest.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Exec(ctx, "broker", run, cli.IO{Stderr: &stderr}, []string{"serve", "--data-dir", filepath.Join(dir, "data"),
-			"--fleet-key-file", fleetFile, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "debug"})
+			"--connect-keys-file", connectFile, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "debug"})
 	}()
 	var addr string
 	deadline := time.Now().Add(15 * time.Second)
@@ -219,7 +265,8 @@ func TestServe(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	pw := identity.MQTTPassword(identity.DeriveDeviceKey(fleet, "cam-1"), "cam-1", time.Now())
+	dk, _ := identity.NewDeviceKey(fleet, "cam-1")
+	pw := dk.Password(time.Now())
 	c, err := mqttclient.New(mqttclient.Config{BrokerURL: "tcp://" + addr, ClientID: "cam-1", Username: "cam-1", Password: pw, NoReconnect: true})
 	if err != nil {
 		t.Fatal(err)
@@ -291,8 +338,9 @@ func TestServeWorkerRouting(t *testing.T) {
 func TestFlagSources(t *testing.T) {
 	t.Parallel()
 	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} }, Args: map[string][]string{
-		"fleet-key":  {"fleet-key", "/nonexistent/fleet.key"},
-		"device-key": {"device-key", "cam-1"},
+		"fleet-key":    {"fleet-key", "/nonexistent/fleet.keys"},
+		"connect-keys": {"connect-keys", "/nonexistent/connect.keys"},
+		"device-key":   {"device-key", "cam-1"},
 	}})
 }
 
@@ -301,8 +349,11 @@ func TestFlagSources(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	fleetFile := filepath.Join(dir, "fleet.key")
+	fleetFile, connectFile := filepath.Join(dir, "fleet.keys"), filepath.Join(dir, "connect.keys")
 	if code, _, stderr := runCLI(t, "", "fleet-key", fleetFile); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := runCLI(t, "", "connect-keys", "--fleet-keys-file", fleetFile, connectFile); code != 0 {
 		t.Fatal(stderr)
 	}
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -314,11 +365,11 @@ func TestExitCodes(t *testing.T) {
 	if err := os.WriteFile(short, []byte("short\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	serve := []string{"serve", "--in-memory", "--fleet-key-file", fleetFile, "--http-addr", "none", "--log-level", "error"}
+	serve := []string{"serve", "--in-memory", "--connect-keys-file", connectFile, "--http-addr", "none", "--log-level", "error"}
 	clitest.CheckExitCodes(t, "broker", run, clitest.Exits{
 		cli.ExitUsage: {
 			{"serve"}, // no data dir
-			slices.Concat(serve, []string{"--fleet-key-file", filepath.Join(dir, "none")}),
+			slices.Concat(serve, []string{"--connect-keys-file", filepath.Join(dir, "none")}),
 			slices.Concat(serve, []string{"--max-packet-size", "10"}),
 			slices.Concat(serve, []string{"--emqx", "--emqx-token-file", short}), // too short to be secret
 		},
@@ -356,7 +407,7 @@ func TestRevocationKey(t *testing.T) {
 		t.Fatalf("overwrite: exit %d: %s", code, stderr)
 	}
 	// The broker follows the list with the public key.
-	code, _, stderr := runCLI(t, "", "serve", "--in-memory", "--fleet-key-file", path, "--revocations-key-file", path+".pub",
+	code, _, stderr := runCLI(t, "", "serve", "--in-memory", "--connect-keys-file", path, "--revocations-key-file", path+".pub",
 		"--revocations-file", path, "--addr", "127.0.0.1:0", "--http-addr", "none")
 	if code != 2 || !strings.Contains(stderr, "choose one") {
 		t.Fatalf("both list sources: exit %d: %s", code, stderr)
@@ -401,11 +452,12 @@ func TestServeLimits(t *testing.T) {
 		{[]string{"--password-cache-entries=-5"}, "passwordCacheEntries"},
 		{[]string{"--source-connect-burst=-1"}, "sourceConnectBurst"},
 	} {
-		cfg, err := parseServe(t, nil, append([]string{"--in-memory", "--fleet-key-file", "x"}, c.args...)...)
+		cfg, err := parseServe(t, nil, append([]string{"--in-memory", "--connect-keys-file", "x"}, c.args...)...)
 		if err != nil {
 			t.Fatalf("%q: %v", c.args, err)
 		}
-		cfg.FleetKey = make([]byte, identity.KeySize)
+		fleet, _ := identity.NewFleetKeyring()
+		cfg.ConnectKeysFile, cfg.ConnectKeys = "", fleet.ConnectRoots()
 		if _, err := broker.New(cfg); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want an error naming %s", c.args, err, c.want)
 		}

@@ -31,7 +31,7 @@ type natsCalloutCmd struct {
 	Instances           int           `default:"2" help:"Callout instances in this process (run further processes for redundancy: they share one queue group)."`
 	TopicRoot           string        `name:"topic-root" help:"Root of the topic scheme." default:"${defaultRoot}"`
 	WorkerGroup         string        `name:"worker-group" help:"The token workers' queue group." default:"${defaultGroup}"`
-	FleetKeyFile        string        `name:"fleet-key-file" required:"" help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE"`
+	ConnectKeysFile     string        `name:"connect-keys-file" required:"" help:"Connect keys file (mode 0600, from \"broker connect-keys\"): device passwords are checked with it; it opens no sealed reply." type:"path" placeholder:"FILE"`
 	ServiceAccountsFile string        `name:"service-accounts-file" help:"Service accounts file (YAML, bcrypt hashes)." type:"path" placeholder:"FILE"`
 	RevocationsFile     string        `name:"revocations-file" help:"Revocation list file (one device ID a line), watched; revoked devices are refused and kicked." type:"path" placeholder:"FILE"`
 	PasswordWindow      time.Duration `name:"password-window" help:"Accepted clock difference of device passwords." default:"${defaultPasswordWindow}"`
@@ -75,7 +75,7 @@ func (c *natsCalloutCmd) Run(e *env) error {
 	}
 	// The broker is never started: it makes the same decisions as a running one.
 	b, err := broker.New(broker.Config{
-		HTTPAddr: "none", TopicRoot: scheme.Root(), FleetKeyFile: c.FleetKeyFile,
+		HTTPAddr: "none", TopicRoot: scheme.Root(), ConnectKeysFile: c.ConnectKeysFile,
 		ServiceAccountsFile: c.ServiceAccountsFile, Revocations: rev, PasswordWindow: c.PasswordWindow, Logger: &log,
 	})
 	if err != nil {

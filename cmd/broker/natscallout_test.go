@@ -40,11 +40,18 @@ func TestNATSCallout(t *testing.T) {
 	if code, _, _ := runCLI(t, "", "nats-issuer", seedFile); code == 0 {
 		t.Fatal("nats-issuer replaced an existing seed")
 	}
-	fleetFile := filepath.Join(dir, "fleet.key")
+	fleetFile, connectFile := filepath.Join(dir, "fleet.keys"), filepath.Join(dir, "connect.keys")
 	if code, _, stderr := runCLI(t, "", "fleet-key", fleetFile); code != 0 {
 		t.Fatal(stderr)
 	}
-	fleet, _ := identity.LoadKey(fleetFile)
+	if code, _, stderr := runCLI(t, "", "connect-keys", "--fleet-keys-file", fleetFile, connectFile); code != 0 {
+		t.Fatal(stderr)
+	}
+	fleet, _ := identity.LoadKeyring(fleetFile)
+	key, err := identity.NewDeviceKey(fleet, "cam-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"callout", "sys"} {
 		if err := os.WriteFile(filepath.Join(dir, name+".pw"), []byte(name+"-secret-1\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -59,8 +66,15 @@ func TestNATSCallout(t *testing.T) {
 	}
 	defer cl.Close()
 
-	if code, _, stderr := runCLI(t, "", "nats-callout", "--fleet-key-file", fleetFile, "--issuer-seed-file", seedFile); code != cli.ExitUsage {
+	if code, _, stderr := runCLI(t, "", "nats-callout", "--connect-keys-file", connectFile, "--issuer-seed-file", seedFile); code != cli.ExitUsage {
 		t.Fatalf("without --nats: exit %d: %s", code, stderr)
+	}
+	// The callout holds connect roots only: given the fleet keys, which open sealed
+	// replies, it refuses to start.
+	code, _, stderr = runCLI(t, "", "nats-callout", "--nats", strings.Join(cl.ClientURLs(), ","), "--issuer-seed-file", seedFile,
+		"--connect-keys-file", fleetFile, "--callout-password-file", filepath.Join(dir, "callout.pw"), "--sys-password-file", filepath.Join(dir, "sys.pw"))
+	if code != cli.ExitUsage || !strings.Contains(stderr, "fleet") {
+		t.Fatalf("fleet keys as --connect-keys-file: exit %d: %s", code, stderr)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -68,7 +82,7 @@ func TestNATSCallout(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Exec(runCtx, "broker", run, cli.IO{Stderr: &errb}, []string{"nats-callout",
-			"--nats", strings.Join(cl.ClientURLs(), ","), "--issuer-seed-file", seedFile, "--fleet-key-file", fleetFile,
+			"--nats", strings.Join(cl.ClientURLs(), ","), "--issuer-seed-file", seedFile, "--connect-keys-file", connectFile,
 			"--callout-password-file", filepath.Join(dir, "callout.pw"), "--sys-password-file", filepath.Join(dir, "sys.pw")})
 	}()
 	connect := func(password string) error {
@@ -83,7 +97,7 @@ func TestNATSCallout(t *testing.T) {
 		return c.Connect(cctx)
 	}
 	pw := func() string {
-		return identity.MQTTPassword(identity.DeriveDeviceKey(fleet, "cam-1"), "cam-1", time.Now())
+		return key.Password(time.Now())
 	}
 	// Until the callout has joined its queue group, logins are refused: try until admitted.
 	for err := connect(pw()); err != nil; err = connect(pw()) {

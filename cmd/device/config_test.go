@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,16 +17,26 @@ import (
 	"github.com/clipgate/clipgate/internal/testutil"
 )
 
-// deviceFiles writes a device key and a config file naming it, and returns the config path.
-func deviceFiles(t *testing.T, dir string, f deviceconfig.File) string {
+// writeDeviceKey writes a random device key of device to path.
+func writeDeviceKey(t *testing.T, path, device string) {
 	t.Helper()
-	key, err := identity.NewFleetKey()
+	fleet, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := identity.WriteKey(filepath.Join(dir, "device.key"), key); err != nil {
+	key, err := identity.NewDeviceKey(fleet, device)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := identity.WriteDeviceKey(path, key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deviceFiles writes a device key and a config file naming it, and returns the config path.
+func deviceFiles(t *testing.T, dir string, f deviceconfig.File) string {
+	t.Helper()
+	writeDeviceKey(t, filepath.Join(dir, "device.key"), cmp.Or(f.DeviceID, "cam-0001"))
 	if f.DeviceKeyFile == "" {
 		f.DeviceKeyFile = "device.key"
 	}

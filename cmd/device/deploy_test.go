@@ -16,7 +16,7 @@ func TestExampleConfig(t *testing.T) {
 	}
 	c := m.cli
 	if cmd != "watch <DIR>" || c.Watch.MetricsAddr != "127.0.0.1:9645" || c.DeviceID != "cam-0001" || c.Watch.MaxAge != 72*time.Hour ||
-		c.DeviceKeyFile != "/run/credentials/clipgate-device.service/device.key" || c.TLSCAFile != "/etc/clipgate/tls/ca.pem" {
+		c.DeviceKeyFile != "/var/lib/clipgate-device/device.key" || c.TLSCAFile != "/etc/clipgate/tls/ca.pem" {
 		t.Fatalf("settings not as the file says (%q): %+v", cmd, c)
 	}
 }

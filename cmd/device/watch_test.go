@@ -21,7 +21,6 @@ import (
 	"github.com/clipgate/clipgate/internal/cli"
 	"github.com/clipgate/clipgate/internal/cli/clitest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/testutil"
 )
@@ -323,13 +322,7 @@ func TestWatchAgainstStack(t *testing.T) {
 func offlineConfig(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	key, err := identity.NewFleetKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := identity.WriteKey(filepath.Join(dir, "device.key"), key); err != nil {
-		t.Fatal(err)
-	}
+	writeDeviceKey(t, filepath.Join(dir, "device.key"), "cam-usage")
 	path := filepath.Join(dir, "device.yaml")
 	if err := deviceconfig.Write(path, deviceconfig.File{Broker: "tcp://127.0.0.1:1", DeviceID: "cam-usage", DeviceKeyFile: "device.key", StateDir: "state"}); err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ func TestRunDemo(t *testing.T) {
 	if n := strings.Count(out, "\nupload "); n != 4 {
 		t.Errorf("%d upload lines, want 4:\n%s", n, out)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "fleet.key")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "fleet.keys")); err != nil {
 		t.Errorf("--dir was not used: %v", err)
 	}
 }

@@ -254,7 +254,7 @@ func startProfile(path string) (func() error, error) {
 // device is one simulated camera.
 type device struct {
 	id           string
-	key          []byte
+	key          *identity.DeviceKey
 	requestTopic string
 	replyTopic   string
 	client       *mqttclient.Client
@@ -269,13 +269,13 @@ type fleet struct {
 // connectFleet connects the devices, each subscribed to its reply topic.
 func connectFleet(ctx context.Context, stack *inproc.Stack, cfg Config) (*fleet, error) {
 	f := &fleet{devices: make([]*device, cfg.Devices), timeout: cfg.ReplyTimeout}
-	scheme, fk := stack.Topics(), stack.FleetKey()
+	scheme := stack.Topics()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.ConnectConcurrency)
 	for i := range f.devices {
 		id := fmt.Sprintf("bench-%05d", i)
 		d := &device{
-			id: id, key: identity.DeriveDeviceKey(fk, id),
+			id: id, key: stack.DeviceKey(id),
 			requestTopic: scheme.AuthRequest(id), replyTopic: scheme.AuthReply(id),
 			replies: make(chan []byte, 4),
 		}
@@ -294,7 +294,7 @@ func (d *device) connect(ctx context.Context, url string) error {
 		BrokerURL: url,
 		ClientID:  d.id,
 		Credentials: func() (string, string) {
-			return d.id, identity.MQTTPassword(d.key, d.id, time.Now())
+			return d.id, d.key.Password(time.Now())
 		},
 		NoReconnect:    true,
 		ConnectTimeout: 30 * time.Second,
@@ -471,8 +471,9 @@ func (d *device) sign() (*protocol.AuthRequest, []byte, []byte, error) {
 		TS:     time.Now().UTC().Format(time.RFC3339Nano),
 		Nonce:  base64.RawURLEncoding.EncodeToString(nonce),
 		Mode:   "w",
+		KID:    d.key.KeyID,
 	}
-	req.Sig = identity.Sign(d.key, req.SigningString())
+	req.Sig = identity.Sign(d.key.Request, req.SigningString())
 	payload, err := json.Marshal(req)
 	return req, nonce, payload, err
 }
@@ -486,7 +487,7 @@ func (d *device) open(req *protocol.AuthRequest, nonce []byte, reply *protocol.A
 	if err != nil {
 		return false
 	}
-	plain, err := identity.Open(d.key, nonce, sealed, tokenworker.ReplyAAD(d.id, req.ID))
+	plain, err := identity.Open(d.key.Request, nonce, sealed, tokenworker.ReplyAAD(d.id, req.ID))
 	if err != nil {
 		return false
 	}

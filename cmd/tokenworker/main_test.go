@@ -44,12 +44,12 @@ func writeFile(t *testing.T, dir, name, text string, mode os.FileMode) string {
 
 func fleetKeyFile(t *testing.T, dir string) string {
 	t.Helper()
-	k, err := identity.NewFleetKey()
+	k, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, "fleet.key")
-	if err := identity.WriteKey(p, k); err != nil {
+	p := filepath.Join(dir, "fleet.keys")
+	if err := identity.WriteKeyring(p, k); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -57,7 +57,7 @@ func fleetKeyFile(t *testing.T, dir string) string {
 
 // requiredArgs are the flags that have no default.
 func requiredArgs(fleet string) []string {
-	return []string{"--fleet-key-file", fleet, "--sts-endpoint", "127.0.0.1:1", "--sts-access-key-id", "AK",
+	return []string{"--fleet-keys-file", fleet, "--sts-endpoint", "127.0.0.1:1", "--sts-access-key-id", "AK",
 		"--sts-role-arn", "acs:ram::1:role/r", "--oss-endpoint", "http://127.0.0.1:2", "--oss-bucket", "clips"}
 }
 
@@ -79,7 +79,7 @@ oss:
   prefix: videos/
 device-rate: 2.5
 max-concurrent: 7
-fleet-key-file: `+fleet+`
+fleet-keys-file: `+fleet+`
 `, 0o600)
 	m, _ := newTestMain(map[string]string{"CLIPGATE_GROUP": "from-env", "CLIPGATE_MAX_CONCURRENT": "9"})
 	if err := m.ParseFlags([]string{"--config", cfgFile, "--max-concurrent", "11", "--workers", "3"}); err != nil {
@@ -125,7 +125,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		"bad yaml":           {"broker: 'open\n", nil, "configuration file"},
 		"bad duration":       {"clock-window: soon\n", nil, "clock-window"},
 		"bad enum":           {"sts-scheme: ftp\n", nil, "sts-scheme"},
-		"missing required":   {"", []string{"--fleet-key-file", fleet}, "sts-endpoint"},
+		"missing required":   {"", []string{"--fleet-keys-file", fleet}, "sts-endpoint"},
 		"workers zero":       {"", append(requiredArgs(fleet), "--workers", "0"), "--workers"},
 		"password flag":      {"", append(requiredArgs(fleet), "--password", "x"), "unknown flag"},
 	} {
@@ -178,6 +178,14 @@ func TestConfigSecrets(t *testing.T) {
 	if err != nil || pw != "broker-pass" || sk != "sts-secret" {
 		t.Fatalf("files: %q %q %v", pw, sk, err)
 	}
+	// Neither fleet keys nor a fleet CA: a usage error naming both.
+	m, _ := newTestMain(map[string]string{envSTSSecret: "x"})
+	if err := m.ParseFlags(requiredArgs(fleet)[2:]); err != nil {
+		t.Fatalf("ParseFlags: %v", err)
+	}
+	if _, _, err := m.config(); err == nil || !strings.Contains(err.Error(), "--fleet-keys-file is required (or --fleet-ca-file") {
+		t.Errorf("no fleet keys or CA: %v", err)
+	}
 	pw, sk, err = build(map[string]string{envPassword: "p-env", envSTSSecret: "s-env"})
 	if err != nil || pw != "p-env" || sk != "s-env" {
 		t.Fatalf("env: %q %q %v", pw, sk, err)
@@ -195,8 +203,9 @@ func TestConfigSecrets(t *testing.T) {
 		"missing file":    {nil, []string{"--sts-access-key-secret-file", filepath.Join(dir, "nope")}, "no such file"},
 		"empty env":       {map[string]string{envSTSSecret: ""}, nil, "empty"},
 		"bad topic root":  {map[string]string{envSTSSecret: "x"}, []string{"--topic-root", "a/+/b"}, "topic-root"},
-		"bad fleet key":   {map[string]string{envSTSSecret: "x"}, []string{"--fleet-key-file", open}, "fleet key"},
+		"bad fleet key":   {map[string]string{envSTSSecret: "x"}, []string{"--fleet-keys-file", open}, "fleet-keys-file"},
 		"bad CA":          {map[string]string{envSTSSecret: "x"}, []string{"--broker-ca", skFile}, "no PEM"},
+		"bad fleet CA":    {map[string]string{envSTSSecret: "x"}, []string{"--fleet-ca-file", skFile}, "fleet-ca-file"},
 		"negative margin": {map[string]string{envSTSSecret: "x"}, []string{"--reuse-margin=-1s"}, "reuse-margin"},
 		"zero rate":       {map[string]string{envSTSSecret: "x"}, []string{"--sts-rate", "0"}, "positive"},
 	} {
@@ -245,7 +254,7 @@ func TestExitCodes(t *testing.T) {
 			requiredArgs(fleet), // no STS secret
 			slices.Concat(args, []string{"--workers", "0"}),
 			slices.Concat(args, []string{"--topic-root", "a/+/b"}),
-			slices.Concat(args, []string{"--fleet-key-file", secret}),
+			slices.Concat(args, []string{"--fleet-keys-file", secret}),
 		},
 		cli.ExitFailure: {slices.Concat(args, []string{"--broker", "tcp://127.0.0.1:1", "--connect-timeout", "300ms"})},
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -57,7 +58,8 @@ type CLI struct {
 	NATSOwned      []int    `name:"nats-owned" placeholder:"P" help:"NATS: the partitions this process takes (default all); give each partition one process for one STS call per device and credential lifetime."`
 	TopicRoot      string   `help:"Topic root." default:"${defaultRoot}"`
 
-	FleetKeyFile       string `help:"Fleet key file (mode 0600); device keys are derived from it." type:"path" placeholder:"FILE" required:""`
+	FleetKeysFile      string `help:"Fleet keyring file (mode 0600, from \"broker fleet-key\"); device request keys are derived from it. Required unless --fleet-ca-file serves a fleet of certificate devices only." type:"path" placeholder:"FILE"`
+	FleetCAFile        string `name:"fleet-ca-file" help:"CA certificates (PEM) of devices without a device key: their requests carry a certificate (CN = device ID) and are signed with its key; replies are sealed to it." type:"path" placeholder:"FILE"`
 	RevocationsFile    string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
 	RevocationsKeyFile string `help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file." type:"path" placeholder:"FILE"`
 	QuotasKeyFile      string `help:"The console's signing public key (the same FILE.pub): follow the signed quota snapshot it publishes on the quota topic and refuse write and append credentials (quota_exceeded) to devices over their upload quota. MQTT only (not with --nats)." type:"path" placeholder:"FILE"`
@@ -222,9 +224,23 @@ func (m *Main) Close() error {
 // config builds the worker configuration shared by every worker of the process.
 func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 	c := &m.CLI
-	fleet, err := identity.LoadKey(c.FleetKeyFile)
-	if err != nil {
-		return tokenworker.Config{}, nil, fmt.Errorf("fleet key: %w", err)
+	if c.FleetKeysFile == "" && c.FleetCAFile == "" {
+		return tokenworker.Config{}, nil, errors.New("--fleet-keys-file is required (or --fleet-ca-file, for certificate devices only)")
+	}
+	var fleet *identity.Keyring
+	var err error
+	if c.FleetKeysFile != "" {
+		if fleet, err = identity.LoadKeyring(c.FleetKeysFile); err != nil {
+			return tokenworker.Config{}, nil, fmt.Errorf("--fleet-keys-file: %w", err)
+		}
+	}
+	var fleetCA *x509.CertPool
+	if c.FleetCAFile != "" {
+		ca, err := (mqttclient.TLSFiles{CAFile: c.FleetCAFile}).Load()
+		if err != nil {
+			return tokenworker.Config{}, nil, fmt.Errorf("--fleet-ca-file: %w", err)
+		}
+		fleetCA = ca.RootCAs
 	}
 	password, err := m.ctx.Secret("password-file", "broker password", false)
 	if err != nil {
@@ -280,7 +296,8 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 		ClientID:       c.ClientID,
 		Group:          c.Group,
 		Topics:         scheme,
-		FleetKey:       fleet,
+		FleetKeys:      fleet,
+		FleetCA:        fleetCA,
 		Revocations:    rev,
 		RevocationsKey: revKey,
 		QuotasKey:      quotasKey,

@@ -32,7 +32,7 @@ import (
 func TestRunAnswersOverMQTT(t *testing.T) {
 	dir := t.TempDir()
 	fleetFile := fleetKeyFile(t, dir)
-	fleet, err := identity.LoadKey(fleetFile)
+	fleet, err := identity.LoadKeyring(fleetFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestRunAnswersOverMQTT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", HTTPAddr: "none", FleetKey: fleet, ServiceAccounts: accounts})
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", HTTPAddr: "none", ConnectKeys: fleet.ConnectRoots(), ServiceAccounts: accounts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ device-rate: 1000
 device-burst: 1000
 `, 0o600)
 	m, logs := newTestMain(map[string]string{envPassword: "run-test-password", envSTSSecret: stsSecret})
-	err = m.ParseFlags([]string{"--config", cfgFile, "--broker", "tcp://" + b.Addr(), "--fleet-key-file", fleetFile,
+	err = m.ParseFlags([]string{"--config", cfgFile, "--broker", "tcp://" + b.Addr(), "--fleet-keys-file", fleetFile,
 		"--revocations-file", revFile, "--sts-endpoint", lc.STSEndpoint(), "--oss-endpoint", lc.OSSEndpoint(),
 		"--workers", "2", "--client-id", "tw:run", "--connect-timeout", "30s", "--log-level", "debug", "--metrics-addr", "127.0.0.1:0"})
 	if err != nil {
@@ -101,10 +101,13 @@ device-burst: 1000
 	}
 
 	const id = "cam-run-1"
-	key := identity.DeriveDeviceKey(fleet, id)
+	key, err := identity.NewDeviceKey(fleet, id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	replies := make(chan []byte, 8)
 	dev, err := mqttclient.New(mqttclient.Config{BrokerURL: "tcp://" + b.Addr(), ClientID: id, NoReconnect: true,
-		Credentials: func() (string, string) { return id, identity.MQTTPassword(key, id, time.Now()) },
+		Credentials: func() (string, string) { return id, key.Password(time.Now()) },
 		Subscriptions: []mqttclient.Subscription{{Filter: topics.Default().AuthReply(id), QoS: 1, Handler: func(m mqttclient.Message) {
 			replies <- m.Payload()
 		}}}})
@@ -122,8 +125,8 @@ device-burst: 1000
 		nonce := make([]byte, protocol.NonceSize)
 		_, _ = rand.Read(nonce)
 		req := &protocol.AuthRequest{V: 1, ID: base64.RawURLEncoding.EncodeToString(nonce[:6]), Device: id,
-			TS: time.Now().UTC().Format(time.RFC3339), Nonce: base64.RawURLEncoding.EncodeToString(nonce), Mode: "w"}
-		req.Sig = identity.Sign(key, req.SigningString())
+			TS: time.Now().UTC().Format(time.RFC3339), Nonce: base64.RawURLEncoding.EncodeToString(nonce), Mode: "w", KID: key.KeyID}
+		req.Sig = identity.Sign(key.Request, req.SigningString())
 		payload, _ := json.Marshal(req)
 		if tok := dev.Publish(topics.Default().AuthRequest(id), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish: %v", tok.Error())
@@ -147,7 +150,7 @@ device-burst: 1000
 	}
 	sealed, _ := base64.RawURLEncoding.DecodeString(rep.Sealed)
 	nonce, _ := base64.RawURLEncoding.DecodeString(req.Nonce)
-	if _, err := identity.Open(key, nonce, sealed, tokenworker.ReplyAAD(id, req.ID)); err != nil {
+	if _, err := identity.Open(key.Request, nonce, sealed, tokenworker.ReplyAAD(id, req.ID)); err != nil {
 		t.Fatalf("open sealed: %v", err)
 	}
 	// --metrics-addr: the request is counted, both workers are connected and ready.

@@ -13,11 +13,11 @@ import (
 
 func newIdleBroker(t testing.TB) *Broker {
 	t.Helper()
-	fleet, err := identity.NewFleetKey()
+	fleet, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Config{FleetKey: fleet, Revocations: identity.NewRevocations("cam-revoked")})
+	b, err := New(Config{ConnectKeys: fleet.ConnectRoots(), Revocations: identity.NewRevocations("cam-revoked")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -173,8 +173,7 @@ func (b *Broker) decideLogin(in *login) (Principal, refusal, string) {
 			return Principal{}, refuseIdentifier, "device client ID must equal its username (the device ID)"
 		}
 		if !in.hasCert || in.password != "" {
-			key := identity.DeriveDeviceKey(b.fleetKey, in.username)
-			if err := identity.VerifyMQTTPassword(key, in.username, in.password, b.now(), b.cfg.PasswordWindow); err != nil {
+			if err := identity.VerifyDevicePassword(b.connect, in.username, in.password, b.now(), b.cfg.PasswordWindow); err != nil {
 				return Principal{}, refuseBadLogin, err.Error()
 			}
 			if r, why := b.passwordOnce(in.username, in.password); r != refuseNone {

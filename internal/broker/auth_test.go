@@ -18,7 +18,7 @@ func TestAuthentication(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.Revocations = identity.NewRevocations("cam-revoked")
 	})
-	otherFleet, err := identity.NewFleetKey()
+	otherFleet, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,9 +34,9 @@ func TestAuthentication(t *testing.T) {
 		"device":                         {devOpts("cam-ok"), 0},
 		"device with dots":               {devOpts("site.cam_01-a"), 0},
 		"other device's password":        {clientOpts{clientID: "cam-a", username: "cam-a", password: pw("cam-b")}, 4},
-		"other fleet's password":         {clientOpts{clientID: "cam-a", username: "cam-a", password: identity.MQTTPassword(identity.DeriveDeviceKey(otherFleet, "cam-a"), "cam-a", time.Now())}, 4},
-		"expired password":               {clientOpts{clientID: "cam-a", username: "cam-a", password: identity.MQTTPassword(identity.DeriveDeviceKey(e.fleet, "cam-a"), "cam-a", time.Now().Add(-25*time.Hour))}, 4},
-		"future password":                {clientOpts{clientID: "cam-a", username: "cam-a", password: identity.MQTTPassword(identity.DeriveDeviceKey(e.fleet, "cam-a"), "cam-a", time.Now().Add(25*time.Hour))}, 4},
+		"other fleet's password":         {clientOpts{clientID: "cam-a", username: "cam-a", password: devicePassword(otherFleet, "cam-a", time.Now())}, 4},
+		"expired password":               {clientOpts{clientID: "cam-a", username: "cam-a", password: devicePassword(e.fleet, "cam-a", time.Now().Add(-25*time.Hour))}, 4},
+		"future password":                {clientOpts{clientID: "cam-a", username: "cam-a", password: devicePassword(e.fleet, "cam-a", time.Now().Add(25*time.Hour))}, 4},
 		"malformed device password":      {clientOpts{clientID: "cam-a", username: "cam-a", password: "v1.garbage"}, 4},
 		"truncated device password":      {clientOpts{clientID: "cam-a", username: "cam-a", password: pw("cam-a")[:20]}, 4},
 		"client ID is not username":      {clientOpts{clientID: "cam-b", username: "cam-a", password: pw("cam-a")}, 2},

@@ -48,7 +48,12 @@ func TestMain(m *testing.M) {
 // "ready", and holds them until stdin closes.
 func idleClients(addr string) int {
 	n, _ := strconv.Atoi(os.Getenv(envBenchN))
-	fleet, err := hex.DecodeString(os.Getenv(envBenchFleet))
+	text, err := hex.DecodeString(os.Getenv(envBenchFleet))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fleet, err := identity.ParseKeyring(text)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -62,7 +67,7 @@ func idleClients(addr string) int {
 			fmt.Fprintln(os.Stderr, "dial:", err)
 			return 1
 		}
-		pw := identity.MQTTPassword(identity.DeriveDeviceKey(fleet, id), id, time.Now())
+		pw := devicePassword(fleet, id, time.Now())
 		if _, err := c.Write(connectPacket{clientID: id, username: id, password: pw, clean: true, keepalive: 600}.encode()); err != nil {
 			fmt.Fprintln(os.Stderr, "write:", err)
 			return 1
@@ -135,9 +140,16 @@ func BenchmarkIdleConnections(b *testing.B) {
 	}
 }
 
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
 func idleConnections(b *testing.B, n int, store bool) {
-	fleet, _ := identity.NewFleetKey()
-	cfg := Config{FleetKey: fleet, Addr: "127.0.0.1:0", HTTPAddr: "none", DeviceRate: -1}
+	fleet, _ := identity.NewFleetKeyring()
+	cfg := Config{ConnectKeys: fleet.ConnectRoots(), Addr: "127.0.0.1:0", HTTPAddr: "none", DeviceRate: -1}
 	if store {
 		cfg.DataDir = filepath.Join(b.TempDir(), "data")
 	}
@@ -152,7 +164,7 @@ func idleConnections(b *testing.B, n int, store bool) {
 
 	before, rss0 := memAfterGC(), rssBytes(b)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envBenchAddr+"="+br.Addr(), envBenchN+"="+strconv.Itoa(n), envBenchFleet+"="+hex.EncodeToString(fleet))
+	cmd.Env = append(os.Environ(), envBenchAddr+"="+br.Addr(), envBenchN+"="+strconv.Itoa(n), envBenchFleet+"="+hex.EncodeToString(must(fleet.MarshalText())))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -285,10 +297,10 @@ type throughputRig struct {
 
 func newThroughputRig(b *testing.B, allowAll bool) *throughputRig {
 	b.Helper()
-	fleet, _ := identity.NewFleetKey()
+	fleet, _ := identity.NewFleetKeyring()
 	dir := b.TempDir()
 	nop := zerolog.Nop()
-	cfg := Config{FleetKey: fleet, Addr: "127.0.0.1:0", HTTPAddr: "none", DeviceRate: -1,
+	cfg := Config{ConnectKeys: fleet.ConnectRoots(), Addr: "127.0.0.1:0", HTTPAddr: "none", DeviceRate: -1,
 		ServiceAccountsFile: accountsFile(b, dir), Logger: &nop, allowAll: allowAll}
 	br, err := New(cfg)
 	if err != nil {
@@ -319,7 +331,7 @@ func newThroughputRig(b *testing.B, allowAll bool) *throughputRig {
 	}
 	for i := 0; i < tpDevices; i++ {
 		id := fmt.Sprintf("cam-%d", i)
-		rig.devices = append(rig.devices, dial(id, id, identity.MQTTPassword(identity.DeriveDeviceKey(fleet, id), id, time.Now())))
+		rig.devices = append(rig.devices, dial(id, id, devicePassword(fleet, id, time.Now())))
 	}
 	return rig
 }

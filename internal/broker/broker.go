@@ -6,8 +6,9 @@
 //
 // Identities:
 //   - A device connects with client ID = username = its device ID and the password
-//     identity.MQTTPassword(device key, ID, now), the device key being derived from the
-//     fleet key; or, on a TLS listener with client CAs, with a certificate whose CN is its
+//     identity.MQTTPassword(connect key, key ID, ID, now), the connect key being derived
+//     from the connect root of the key ID (the broker holds connect roots only, never what
+//     opens a sealed reply: see package identity); or, on a TLS listener with client CAs, with a certificate whose CN is its
 //     ID (then no password is needed). Revoked devices are refused, and disconnected when
 //     the revocation list revokes them.
 //   - A service (token worker, consumer, admin) connects with a username and password
@@ -66,7 +67,8 @@ type Broker struct {
 	log       zerolog.Logger
 	scheme    topics.Scheme
 	readKinds readKinds
-	fleetKey  []byte
+	connect   *identity.Keyring // connect roots by key ID
+	attrKey   []byte            // signs EMQX client attributes
 	accounts  *identity.ServiceAccounts
 	revs      *identity.Revocations
 	revKey    ed25519.PublicKey // follows the signed list when set
@@ -125,12 +127,18 @@ func New(cfg Config) (*Broker, error) {
 
 	var err error
 	switch {
-	case cfg.FleetKey != nil:
-		b.fleetKey = append([]byte(nil), cfg.FleetKey...)
-	case cfg.FleetKeyFile != "":
-		if b.fleetKey, err = identity.LoadKey(cfg.FleetKeyFile); err != nil {
-			return nil, fmt.Errorf("broker: fleet key: %w", err)
+	case cfg.ConnectKeys != nil:
+		b.connect = cfg.ConnectKeys
+	case cfg.ConnectKeysFile != "":
+		if b.connect, err = identity.LoadKeyring(cfg.ConnectKeysFile); err != nil {
+			return nil, fmt.Errorf("broker: connect keys: %w", err)
 		}
+	}
+	if b.connect != nil {
+		if err := b.connect.CheckKind(identity.KindConnect); err != nil {
+			return nil, fmt.Errorf("broker: connect keys: %w; give the broker the file of \"broker connect-keys\", never the fleet keys", err)
+		}
+		b.attrKey = identity.EMQXAttrKey(b.connect)
 	}
 	switch {
 	case cfg.ServiceAccounts != nil:

@@ -44,9 +44,10 @@ type Config struct {
 	// TopicRoot is the root of the topic scheme (topics.DefaultRoot when empty).
 	TopicRoot string
 
-	// FleetKeyFile is the fleet key file (identity.LoadKey) that device keys derive from.
-	// Ignored when FleetKey is set.
-	FleetKeyFile string
+	// ConnectKeysFile is the keyring of connect roots (identity.LoadKeyring; made by
+	// "broker connect-keys" from the fleet keys) that device passwords are checked with.
+	// It opens no sealed reply. Ignored when ConnectKeys is set.
+	ConnectKeysFile string
 	// ServiceAccountsFile lists the token workers, consumers and admins
 	// (identity.LoadServiceAccounts). Ignored when ServiceAccounts is set. Optional.
 	ServiceAccountsFile string
@@ -117,8 +118,9 @@ type Config struct {
 	// contract, so that an EMQX cluster enforces the same identities and topic rules.
 	EMQX EMQXConfig
 
-	// FleetKey, ServiceAccounts and Revocations, when set, are used instead of the files.
-	FleetKey        []byte
+	// ConnectKeys, ServiceAccounts and Revocations, when set, are used instead of the
+	// files. A ConnectKeys keyring may be Set while the broker runs (key rotation).
+	ConnectKeys     *identity.Keyring
 	ServiceAccounts *identity.ServiceAccounts
 	Revocations     *identity.Revocations
 	// Logger receives the broker's logs and mochi's (through slog). Nil means no logs.
@@ -249,11 +251,8 @@ func (c *Config) validateKeys(bad func(format string, args ...any)) {
 	if _, err := topics.New(c.TopicRoot); err != nil {
 		bad("topicRoot: %w", err)
 	}
-	if !c.allowAll && c.FleetKey == nil && c.FleetKeyFile == "" {
-		bad("no fleet key: set fleetKeyFile")
-	}
-	if c.FleetKey != nil && len(c.FleetKey) != identity.KeySize {
-		bad("fleet key: %w, got %d", identity.ErrKeySize, len(c.FleetKey))
+	if !c.allowAll && c.ConnectKeys == nil && c.ConnectKeysFile == "" {
+		bad("no connect keys: set connectKeysFile")
 	}
 	if c.RevocationsKey != nil && len(c.RevocationsKey) != ed25519.PublicKeySize {
 		bad("revocationsKey: %d bytes, want %d", len(c.RevocationsKey), ed25519.PublicKeySize)

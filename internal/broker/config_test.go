@@ -22,24 +22,33 @@ func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
-	fleet, _ := identity.NewFleetKey()
-	keyFile := filepath.Join(dir, "fleet.key")
-	if err := identity.WriteKey(keyFile, fleet); err != nil {
+	fleet, _ := identity.NewFleetKeyring()
+	keyFile := filepath.Join(dir, "connect.keys")
+	if err := identity.WriteKeyring(keyFile, fleet.ConnectRoots()); err != nil {
 		t.Fatal(err)
 	}
-	openKey := writeFile(t, dir, "open.key", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0o644)
+	openKey := writeFile(t, dir, "open.key", "k1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0o644)
+	fleetFile := filepath.Join(dir, "fleet.keys")
+	if err := identity.WriteKeyring(fleetFile, fleet); err != nil {
+		t.Fatal(err)
+	}
+	rawKey := writeFile(t, dir, "raw.key", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0o600)
+	garbageKeys := writeFile(t, dir, "garbage.keys", "\x00\xff k1 k2 k3\n", 0o600)
 	badAccounts := writeFile(t, dir, "accounts.yaml", "accounts:\n  - username: x\n    passwordHash: nope\n    role: admin\n", 0o600)
 	badRevs := writeFile(t, dir, "revoked.txt", "cam-1\nnot a device id\n", 0o644)
 	shortToken := writeFile(t, dir, "token", "short", 0o600)
-	ok := func(c *Config) { c.FleetKeyFile = keyFile }
+	ok := func(c *Config) { c.ConnectKeysFile = keyFile }
 	cases := map[string]struct {
 		mod  func(*Config)
 		want string
 	}{
-		"no fleet key":          {func(c *Config) {}, "fleet key"},
-		"short fleet key":       {func(c *Config) { c.FleetKey = []byte("short") }, "32 bytes"},
-		"fleet key file open":   {func(c *Config) { c.FleetKeyFile = openKey }, "group or others"},
-		"fleet key file absent": {func(c *Config) { c.FleetKeyFile = filepath.Join(dir, "none") }, "no such file"},
+		"no connect keys":       {func(c *Config) {}, "connect keys"},
+		"keys file open":        {func(c *Config) { c.ConnectKeysFile = openKey }, "group or others"},
+		"keys file absent":      {func(c *Config) { c.ConnectKeysFile = filepath.Join(dir, "none") }, "no such file"},
+		"old raw key file":      {func(c *Config) { c.ConnectKeysFile = rawKey }, "line 1"},
+		"the fleet keys":        {func(c *Config) { c.ConnectKeysFile = fleetFile }, "never the fleet keys"},
+		"a fleet keyring":       {func(c *Config) { c.ConnectKeys = fleet }, "never the fleet keys"},
+		"keys file garbage":     {func(c *Config) { c.ConnectKeysFile = garbageKeys }, "line 1"},
 		"bad accounts":          {func(c *Config) { ok(c); c.ServiceAccountsFile = badAccounts }, "bcrypt"},
 		"bad revocations":       {func(c *Config) { ok(c); c.RevocationsFile = badRevs }, ":2"},
 		"bad topic root":        {func(c *Config) { ok(c); c.TopicRoot = "a/#" }, "topicRoot"},
@@ -73,7 +82,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestLifecycle(t *testing.T) {
-	fleet, _ := identity.NewFleetKey()
+	fleet, _ := identity.NewFleetKeyring()
 	// A port in use: Start fails and leaves nothing running.
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,7 +90,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	defer busy.Close()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	b, err := New(Config{FleetKey: fleet, Addr: busy.Addr().String(), HTTPAddr: "none", DataDir: dataDir})
+	b, err := New(Config{ConnectKeys: fleet.ConnectRoots(), Addr: busy.Addr().String(), HTTPAddr: "none", DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +101,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The session store was closed: a new broker can open it.
-	b2, err := New(Config{FleetKey: fleet, Addr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dataDir})
+	b2, err := New(Config{ConnectKeys: fleet.ConnectRoots(), Addr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +128,7 @@ func TestLifecycle(t *testing.T) {
 
 	// A data dir that is a file.
 	file := writeFile(t, t.TempDir(), "f", "x", 0o600)
-	b3, err := New(Config{FleetKey: fleet, Addr: "127.0.0.1:0", HTTPAddr: "none", DataDir: file})
+	b3, err := New(Config{ConnectKeys: fleet.ConnectRoots(), Addr: "127.0.0.1:0", HTTPAddr: "none", DataDir: file})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +138,7 @@ func TestLifecycle(t *testing.T) {
 	b3.Close()
 
 	// Never started: Close is fine.
-	b4, err := New(Config{FleetKey: fleet})
+	b4, err := New(Config{ConnectKeys: fleet.ConnectRoots()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,11 +41,12 @@ func passwordOf(user string) string {
 	panic("no test account " + user)
 }
 
-// testEnv is one broker with its fleet key, files and data dir.
+// testEnv is one broker with its fleet keys (the broker reads only their connect roots),
+// files and data dir.
 type testEnv struct {
 	t      testing.TB
 	dir    string
-	fleet  []byte
+	fleet  *identity.Keyring
 	cfg    Config
 	b      *Broker
 	scheme topics.Scheme
@@ -56,12 +57,12 @@ type testEnv struct {
 func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	fleet, err := identity.NewFleetKey()
+	fleet, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(dir, "fleet.key")
-	if err := identity.WriteKey(keyFile, fleet); err != nil {
+	keyFile := filepath.Join(dir, "connect.keys")
+	if err := identity.WriteKeyring(keyFile, fleet.ConnectRoots()); err != nil {
 		t.Fatal(err)
 	}
 	revFile := filepath.Join(dir, "revoked.txt")
@@ -76,7 +77,7 @@ func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 		Addr:                "127.0.0.1:0",
 		HTTPAddr:            "127.0.0.1:0",
 		DataDir:             filepath.Join(dir, "data"),
-		FleetKeyFile:        keyFile,
+		ConnectKeysFile:     keyFile,
 		ServiceAccountsFile: accountsFile(t, dir),
 		RevocationsFile:     revFile,
 		DeviceRate:          -1,
@@ -123,8 +124,27 @@ func (e *testEnv) restart() {
 	e.start()
 }
 
+// devicePassword is the MQTT password of device id at t under fleet's current key.
+func devicePassword(fleet *identity.Keyring, id string, t time.Time) string {
+	k, err := identity.NewDeviceKey(fleet, id)
+	if err != nil {
+		panic(err)
+	}
+	return k.Password(t)
+}
+
+// testConnectKeys returns a broker keyring of one random connect root.
+func testConnectKeys(t testing.TB) *identity.Keyring {
+	t.Helper()
+	fleet, err := identity.NewFleetKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fleet.ConnectRoots()
+}
+
 func (e *testEnv) devicePassword(id string) string {
-	return identity.MQTTPassword(identity.DeriveDeviceKey(e.fleet, id), id, time.Now())
+	return devicePassword(e.fleet, id, time.Now())
 }
 
 // client is a paho client with what the tests observe about it.

@@ -201,9 +201,9 @@ func (b *Broker) emqxAuthn(w http.ResponseWriter, r *http.Request) error {
 }
 
 // attrSig binds a service role to a username, so that the authz endpoint can trust the
-// role EMQX hands back: HMAC-SHA256 under the fleet key with its own domain tag.
+// role EMQX hands back: HMAC-SHA256 under a key derived from the connect keys.
 func (b *Broker) attrSig(username, role string) string {
-	return identity.Sign(b.fleetKey, []byte("clipgate-emqx-attrs-v1\x00"+username+"\x00"+role))
+	return identity.Sign(b.attrKey, []byte("clipgate-emqx-attrs-v1\x00"+username+"\x00"+role))
 }
 
 // emqxAuthzRequest is the body of an EMQX HTTP authorization request, with the template
@@ -242,7 +242,7 @@ func (b *Broker) emqxAuthz(w http.ResponseWriter, r *http.Request) error {
 		role, deviceID = topics.RoleDevice, req.ClientID
 	default:
 		rl, err := topics.ParseRole(req.Role)
-		if err != nil || rl == topics.RoleDevice || !identity.Verify(b.fleetKey, []byte("clipgate-emqx-attrs-v1\x00"+req.Username+"\x00"+req.Role), req.Sig) {
+		if err != nil || rl == topics.RoleDevice || !identity.Verify(b.attrKey, []byte("clipgate-emqx-attrs-v1\x00"+req.Username+"\x00"+req.Role), req.Sig) {
 			b.log.Info().Str("client", req.ClientID).Msg("emqx authz: no verifiable role")
 			writeJSON(w, http.StatusOK, map[string]string{"result": "deny"})
 			return nil

@@ -85,24 +85,27 @@ func TestPasswordClockSkew(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
 	e := newEnv(t, func(c *Config) { c.Now = clock.Now })
-	key := identity.DeriveDeviceKey(e.fleet, "cam-skew")
+	key, err := identity.NewDeviceKey(e.fleet, "cam-skew")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, skew := range []time.Duration{-2 * time.Hour, 2 * time.Hour} {
 		c := e.connect(clientOpts{clientID: "cam-skew", username: "cam-skew",
-			password: identity.MQTTPassword(key, "cam-skew", clock.Now().Add(skew))})
+			password: key.Password(clock.Now().Add(skew))})
 		c.Disconnect(0)
 	}
 	c := e.connect(clientOpts{clientID: "cam-skew", username: "cam-skew",
-		password: identity.SyncedMQTTPassword(key, "cam-skew", clock.Now().Add(3*time.Second))})
+		password: key.SyncedPassword(clock.Now().Add(3 * time.Second))})
 	c.Disconnect(0)
 	_, code, err := e.tryConnect(clientOpts{clientID: "cam-skew", username: "cam-skew",
-		password: identity.SyncedMQTTPassword(key, "cam-skew", clock.Now().Add(-10*time.Minute))})
+		password: key.SyncedPassword(clock.Now().Add(-10 * time.Minute))})
 	if err == nil || code != 4 {
 		t.Fatalf("synced password 10 min off: CONNACK %d, %v; want 4", code, err)
 	}
 	// A day later the wide passwords of that day are forgotten but still refused, by time.
 	clock.Add(25 * time.Hour)
 	e.connect(clientOpts{clientID: "cam-skew", username: "cam-skew",
-		password: identity.MQTTPassword(key, "cam-skew", clock.Now().Add(-2*time.Hour))})
+		password: key.Password(clock.Now().Add(-2 * time.Hour))})
 }
 
 // 12.5: a device may retain its own status only. A retained upload event (QoS 1 or 0)

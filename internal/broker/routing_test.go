@@ -167,7 +167,7 @@ func TestWorkerRoutingConfig(t *testing.T) {
 		t.Fatalf("default routing %q", got)
 	}
 	for _, bad := range []string{"hash", "Device", "round_robin", " device", "device\x00"} {
-		cfg := Config{FleetKey: make([]byte, 32), WorkerRouting: bad}
+		cfg := Config{ConnectKeys: testConnectKeys(t), WorkerRouting: bad}
 		b, err := New(cfg)
 		if err == nil {
 			b.Close()
@@ -178,7 +178,7 @@ func TestWorkerRoutingConfig(t *testing.T) {
 		}
 	}
 	for _, good := range []string{"", WorkerRoutingRoundRobin, WorkerRoutingDevice} {
-		b, err := New(Config{FleetKey: make([]byte, 32), WorkerRouting: good})
+		b, err := New(Config{ConnectKeys: testConnectKeys(t), WorkerRouting: good})
 		if err != nil {
 			t.Fatalf("routing %q: %v", good, err)
 		}

@@ -127,8 +127,8 @@ func authReply(t *testing.T, e *env, c *mqttclient.Client, device string) protoc
 		t.Fatal(err)
 	}
 	req := &protocol.AuthRequest{V: protocol.Version, ID: "req-" + randHex(t, 4), Device: device,
-		TS: time.Now().UTC().Format(time.RFC3339), Nonce: base64.RawURLEncoding.EncodeToString(nonce), Mode: "w"}
-	req.Sig = identity.Sign(e.stack.DeviceKey(device), req.SigningString())
+		TS: time.Now().UTC().Format(time.RFC3339), Nonce: base64.RawURLEncoding.EncodeToString(nonce), Mode: "w", KID: e.stack.DeviceKey(device).KeyID}
+	req.Sig = identity.Sign(e.stack.DeviceKey(device).Request, req.SigningString())
 	payload, err := protocol.Encode(req)
 	if err != nil {
 		t.Fatal(err)

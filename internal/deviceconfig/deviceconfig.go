@@ -25,7 +25,7 @@
 //	  server-name: broker.example
 //
 // The device key itself lives in its own file, readable by its owner only
-// (identity.LoadKey refuses anything else); the configuration file holds no secret.
+// (identity.LoadDeviceKey refuses anything else); the configuration file holds no secret.
 package deviceconfig
 
 import (
@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -59,8 +60,11 @@ type File struct {
 	Failover []string `yaml:"failover,omitempty"`
 	// DeviceID is the camera's identity. Required.
 	DeviceID string `yaml:"device-id,omitempty"`
-	// DeviceKeyFile is the file holding the 32-byte device key (hex or base64), mode 0600.
-	// Required.
+	// DeviceKeyFile is the device key file (`broker device-key` writes it; mode 0600): the
+	// key ID, connect key and request key. The kit rewrites it, atomically, with the new
+	// key a token worker hands it after a key rotation. Required, unless the device has a
+	// client certificate (tls.cert-file) and a TLS broker: then it may be left out, and the
+	// certificate's key signs the device's requests.
 	DeviceKeyFile string `yaml:"device-key-file,omitempty"`
 	// StateDir is devicekit's state directory (checkpoints, journal, outbox). Required.
 	StateDir string `yaml:"state-dir,omitempty"`
@@ -237,14 +241,28 @@ func (f File) KitConfig() (devicekit.Config, error) {
 	if err := f.validate(); err != nil {
 		return c, err
 	}
-	for _, req := range []pathField{{"broker", &f.Broker}, {"device-id", &f.DeviceID}, {"device-key-file", &f.DeviceKeyFile}, {"state-dir", &f.StateDir}} {
+	// A device with a client certificate needs no device key file.
+	certOnly := f.DeviceKeyFile == "" && f.TLS != nil && f.TLS.CertFile != ""
+	required := []pathField{{"broker", &f.Broker}, {"device-id", &f.DeviceID}, {"state-dir", &f.StateDir}}
+	if !certOnly {
+		required = slices.Insert(required, 2, pathField{"device-key-file", &f.DeviceKeyFile})
+	}
+	for _, req := range required {
 		if *req.v == "" {
 			return c, &FieldError{Field: req.name, Missing: true}
 		}
 	}
-	key, err := identity.LoadKey(f.DeviceKeyFile)
-	if err != nil {
-		return c, &FieldError{Field: "device-key-file", Err: err}
+	var key *identity.DeviceKey
+	var err error
+	if !certOnly {
+		if key, err = identity.LoadDeviceKey(f.DeviceKeyFile); err != nil {
+			return c, &FieldError{Field: "device-key-file", Err: err}
+		}
+		if key.Device != f.DeviceID {
+			return c, &FieldError{Field: "device-key-file", Err: fmt.Errorf("%s is the key of device %q, not of %q", f.DeviceKeyFile, key.Device, f.DeviceID)}
+		}
+	} else if !mqttclient.UsesTLS(f.Broker) {
+		return c, &FieldError{Field: "device-key-file", Missing: true} // a certificate needs a TLS broker
 	}
 	var scheme topics.Scheme // the zero scheme is the default root
 	if f.TopicRoot != "" {
@@ -256,7 +274,7 @@ func (f File) KitConfig() (devicekit.Config, error) {
 		BrokerURL:          f.Broker,
 		FailoverURLs:       f.Failover,
 		DeviceID:           f.DeviceID,
-		DeviceKey:          key,
+		DeviceKeyFile:      f.DeviceKeyFile,
 		StateDir:           f.StateDir,
 		Topics:             scheme,
 		Mode:               clipgate.Mode(f.Mode),
@@ -264,6 +282,9 @@ func (f File) KitConfig() (devicekit.Config, error) {
 		PartSize:           int64(f.PartSize),
 		UploadRate:         int64(f.UploadRate),
 		UploadRates:        kitProfiles(f.UploadRateAt),
+	}
+	if key != nil {
+		c.DeviceKey = key
 	}
 	if f.TLS != nil && mqttclient.UsesTLS(f.Broker) {
 		if c.TLS, err = f.TLS.config(); err != nil {

@@ -17,13 +17,18 @@ import (
 	"github.com/clipgate/clipgate/internal/testpki"
 )
 
-func writeKey(t *testing.T, path string) []byte {
+// writeKey writes a random device key of device to path.
+func writeKey(t *testing.T, path, device string) *identity.DeviceKey {
 	t.Helper()
-	key, err := identity.NewFleetKey() // any 32 random bytes
+	fleet, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := identity.WriteKey(path, key); err != nil {
+	key, err := identity.NewDeviceKey(fleet, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := identity.WriteDeviceKey(path, key); err != nil {
 		t.Fatal(err)
 	}
 	return key
@@ -129,7 +134,7 @@ func TestRelativePaths(t *testing.T) {
 	if err := os.Mkdir(sub, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key := writeKey(t, filepath.Join(sub, "device.key"))
+	key := writeKey(t, filepath.Join(sub, "device.key"), "cam-7")
 	f := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-7", DeviceKeyFile: "device.key", StateDir: "../state",
 		TLS: nil}
 	path := filepath.Join(sub, "device.yaml")
@@ -146,7 +151,7 @@ func TestRelativePaths(t *testing.T) {
 	if err != nil {
 		t.Fatalf("KitConfig: %v", err)
 	}
-	if !bytes.Equal(kc.DeviceKey, key) || kc.StateDir != filepath.Join(dir, "state") || kc.BrokerURL != f.Broker || kc.DeviceID != "cam-7" {
+	if !bytes.Equal(kc.DeviceKey.Request, key.Request) || !bytes.Equal(kc.DeviceKey.Connect, key.Connect) || kc.DeviceKey.KeyID != key.KeyID || kc.DeviceKeyFile != got.DeviceKeyFile || kc.StateDir != filepath.Join(dir, "state") || kc.BrokerURL != f.Broker || kc.DeviceID != "cam-7" {
 		t.Errorf("KitConfig = %+v", kc)
 	}
 	kit, err := devicekit.New(kc)
@@ -160,7 +165,7 @@ func TestKitConfigRequiredFields(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "device.key")
-	writeKey(t, keyPath)
+	writeKey(t, keyPath, "cam-1")
 	full := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: filepath.Join(dir, "s")}
 	if _, err := full.KitConfig(); err != nil {
 		t.Fatalf("complete config: %v", err)
@@ -192,7 +197,7 @@ func TestKitConfigRefusesReadableKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "device.key")
-	writeKey(t, keyPath)
+	writeKey(t, keyPath, "cam-1")
 	f := File{Broker: "tcp://127.0.0.1:1883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir}
 	for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
 		if err := os.Chmod(keyPath, mode); err != nil {
@@ -211,6 +216,18 @@ func TestKitConfigRefusesReadableKey(t *testing.T) {
 	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "device-key-file") {
 		t.Errorf("garbage key: %v", err)
 	}
+	// The key file of another device.
+	writeKey(t, keyPath, "cam-2")
+	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), `the key of device "cam-2", not of "cam-1"`) {
+		t.Errorf("another device's key: %v", err)
+	}
+	// An old raw key (32 bytes, no key ID) is refused.
+	if err := identity.WriteKey(keyPath, make([]byte, identity.KeySize)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.KitConfig(); err == nil || !strings.Contains(err.Error(), "device-key-file") {
+		t.Errorf("raw key file: %v", err)
+	}
 	f.DeviceKeyFile = filepath.Join(dir, "missing.key")
 	if _, err := f.KitConfig(); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing key: %v", err)
@@ -221,7 +238,7 @@ func TestKitConfigTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "device.key")
-	writeKey(t, keyPath)
+	writeKey(t, keyPath, "cam-1")
 	ca := testpki.NewCA(t, "CA")
 	certFile, keyFile := testpki.WritePair(t, dir, "cam-1", ca.Issue(t, "cam-1", false))
 	f := File{Broker: "ssl://127.0.0.1:8883", DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir,
@@ -232,6 +249,23 @@ func TestKitConfigTLS(t *testing.T) {
 	}
 	if kc.TLS == nil || kc.TLS.RootCAs == nil || len(kc.TLS.Certificates) != 1 || kc.TLS.ServerName != "broker.test" {
 		t.Fatalf("TLS config %+v", kc.TLS)
+	}
+
+	// A device with a certificate needs no key file: its certificate's key signs.
+	certOnly := f
+	certOnly.DeviceKeyFile = ""
+	kc, err = certOnly.KitConfig()
+	if err != nil || kc.DeviceKey != nil || len(kc.TLS.Certificates) != 1 {
+		t.Fatalf("certificate without a key file: %+v, %v", kc, err)
+	}
+	kit, err := devicekit.New(kc)
+	if err != nil {
+		t.Fatalf("devicekit.New with a certificate only: %v", err)
+	}
+	kit.Close()
+	certOnly.Broker = "tcp://127.0.0.1:1883" // the certificate would never be presented
+	if _, err := certOnly.KitConfig(); err == nil || !strings.Contains(err.Error(), "does not use TLS") {
+		t.Errorf("certificate with a TCP broker and no key file: %v", err)
 	}
 
 	bad := f
@@ -264,7 +298,7 @@ func TestKitConfigFailover(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "device.key")
-	writeKey(t, keyPath)
+	writeKey(t, keyPath, "cam-1")
 	urls := []string{"tcp://10.0.0.2:1883", "tcp://10.0.0.3:1883"}
 	f := File{Broker: "tcp://10.0.0.1:1883", Failover: urls, DeviceID: "cam-1", DeviceKeyFile: keyPath, StateDir: dir}
 	c, err := f.KitConfig()

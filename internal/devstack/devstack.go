@@ -5,7 +5,8 @@
 //
 // The state directory (default ".devstack", mode 0700) holds what a restart reuses:
 //
-//	fleet.key              the fleet key (device keys derive from it)
+//	fleet.keys             the token workers' fleet keys (device keys derive from them)
+//	connect.keys           the broker's connect roots (derived from fleet.keys)
 //	keys.json              local cloud access keys and service account passwords (0600)
 //	service-accounts.yaml  the broker's accounts (bcrypt), rewritten at every start
 //	localcloud/            objects, multipart state, the STS token key
@@ -178,7 +179,7 @@ func (d *Devstack) writeDevice(id string) error {
 	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	if err := identity.WriteKey(keyPath, dc.DeviceKey); err != nil {
+	if err := identity.WriteDeviceKey(keyPath, dc.DeviceKey); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	d.Device = deviceconfig.File{
@@ -232,7 +233,7 @@ func (d *Devstack) PrintBanner(w io.Writer) error {
 		u, p := s.ServiceAccount(role)
 		line("MQTT "+role.String(), "username %s  password %s", u, p)
 	}
-	line("fleet key", "%s", filepath.Join(d.Dir, "fleet.key"))
+	line("fleet keys", "%s (token workers; the broker or NATS callout has %s)", s.FleetKeysFile(), s.ConnectKeysFile())
 	line("device", "%s   key %s", d.Device.DeviceID, d.Device.DeviceKeyFile)
 	line("device config", "%s", d.DeviceFilePath)
 	b.WriteString("\nUpload a clip as the device:\n")

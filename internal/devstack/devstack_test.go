@@ -71,11 +71,11 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 		f.StateDir != filepath.Join(dir, "devices", DefaultDeviceID) {
 		t.Errorf("device file %+v", f)
 	}
-	key, err := identity.LoadKey(f.DeviceKeyFile)
+	key, err := identity.LoadDeviceKey(f.DeviceKeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(key, d.Stack.DeviceKey(DefaultDeviceID)) {
+	if want := d.Stack.DeviceKey(DefaultDeviceID); !bytes.Equal(key.Request, want.Request) || !bytes.Equal(key.Connect, want.Connect) || key.KeyID != want.KeyID {
 		t.Error("the device key file does not hold the device's key")
 	}
 
@@ -111,7 +111,7 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", want, banner.String())
 		}
 	}
-	fleet := d.Stack.FleetKey()
+	fleet := d.Stack.FleetKeys().Current().Key
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d2.Close() })
-	if id, _ := d2.Stack.AdminKey(); id != admin || !bytes.Equal(d2.Stack.FleetKey(), fleet) {
+	if id, _ := d2.Stack.AdminKey(); id != admin || !bytes.Equal(d2.Stack.FleetKeys().Current().Key, fleet) {
 		t.Error("the restart made new keys")
 	}
 	client, err := d2.Stack.OSSClient()

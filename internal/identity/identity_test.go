@@ -23,31 +23,44 @@ func TestNewFleetKey(t *testing.T) {
 	}
 }
 
-func TestDeriveDeviceKey(t *testing.T) {
+func TestDerivation(t *testing.T) {
 	t.Parallel()
 	fleet := randBytes(t, KeySize)
-	k := DeriveDeviceKey(fleet, "cam-01")
-	if want := refMAC(fleet, []byte("clipgate-device-key-v1\x00cam-01")); !bytes.Equal(k, want) {
-		t.Fatalf("got %x, want %x", k, want)
+	c, r := ConnectRoot(fleet), RequestRoot(fleet)
+	if want := refMAC(fleet, []byte("clipgate-connect-root-v1")); !bytes.Equal(c, want) {
+		t.Fatalf("connect root %x, want %x", c, want)
 	}
-	if len(k) != KeySize {
-		t.Fatalf("len %d", len(k))
+	if want := refMAC(fleet, []byte("clipgate-request-root-v1")); !bytes.Equal(r, want) {
+		t.Fatalf("request root %x, want %x", r, want)
 	}
-	if !bytes.Equal(k, DeriveDeviceKey(fleet, "cam-01")) {
-		t.Fatal("not deterministic")
+	ck, rk := DeriveConnectKey(c, "cam-01"), DeriveRequestKey(r, "cam-01")
+	if want := refMAC(c, []byte("clipgate-connect-key-v1\x00cam-01")); !bytes.Equal(ck, want) {
+		t.Fatalf("connect key %x, want %x", ck, want)
 	}
-	if bytes.Equal(k, DeriveDeviceKey(fleet, "cam-02")) {
-		t.Fatal("two devices share a key")
+	if want := refMAC(r, []byte("clipgate-request-key-v1\x00cam-01")); !bytes.Equal(rk, want) {
+		t.Fatalf("request key %x, want %x", rk, want)
 	}
-	other := append([]byte(nil), fleet...)
+	// Every pair of roots and keys differs, also across devices and fleets.
+	other := bytes.Clone(fleet)
 	other[31] ^= 0x80
-	if bytes.Equal(k, DeriveDeviceKey(other, "cam-01")) {
-		t.Fatal("two fleets give one device the same key")
+	all := [][]byte{fleet, c, r, ck, rk, DeriveConnectKey(c, "cam-02"), DeriveRequestKey(r, "cam-02"),
+		DeriveConnectKey(ConnectRoot(other), "cam-01"), DeriveRequestKey(RequestRoot(other), "cam-01"),
+		// The broker's root used as if it were the request root: a different key.
+		DeriveRequestKey(c, "cam-01"), DeriveConnectKey(r, "cam-01")}
+	for i := range all {
+		if len(all[i]) != KeySize {
+			t.Fatalf("key %d has %d bytes", i, len(all[i]))
+		}
+		for j := range i {
+			if bytes.Equal(all[i], all[j]) {
+				t.Fatalf("keys %d and %d are equal", i, j)
+			}
+		}
 	}
-	// The returned slice is the caller's: it must not alias pooled state.
-	k2 := DeriveDeviceKey(fleet, "cam-02")
-	_ = DeriveDeviceKey(fleet, "cam-03")
-	if bytes.Equal(k2, DeriveDeviceKey(fleet, "cam-03")) {
+	// The returned slices are the caller's: they do not alias pooled state.
+	k2 := DeriveConnectKey(c, "cam-02")
+	_ = DeriveConnectKey(c, "cam-03")
+	if bytes.Equal(k2, DeriveConnectKey(c, "cam-03")) {
 		t.Fatal("returned key aliases pooled state")
 	}
 }

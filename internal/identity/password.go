@@ -3,6 +3,7 @@ package identity
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -29,12 +30,12 @@ const (
 	nonceBytes     = 12
 	nonceLen       = 16 // base64url of nonceBytes
 	maxUnixDigits  = 19 // int64 seconds
-	maxPasswordLen = len(passwordPrefix) + 2 + maxUnixDigits + 1 + nonceLen + 1 + sigLen
+	maxPasswordLen = len(passwordPrefix) + MaxKeyIDLen + 1 + 2 + maxUnixDigits + 1 + nonceLen + 1 + sigLen
 )
 
 // Errors of VerifyMQTTPassword.
 var (
-	// ErrMalformedPassword: the password is not of the form v1.[s]<unix seconds>.<nonce>.<mac>.
+	// ErrMalformedPassword: the password is not of the form v1.<key ID>.[s]<unix seconds>.<nonce>.<mac>.
 	ErrMalformedPassword = errors.New("malformed MQTT password")
 	// ErrBadPassword: the password is well-formed but not made with this device's key.
 	ErrBadPassword = errors.New("wrong MQTT password")
@@ -43,14 +44,16 @@ var (
 	ErrPasswordExpired = errors.New("MQTT password timestamp outside the accepted window")
 )
 
-// MQTTPassword returns a fresh MQTT password of a device at time now, for a device that
-// does not know the server time (its clock may be far off):
-// "v1.<unix seconds>.<nonce>.<base64url(HMAC-SHA256(deviceKey, "clipgate-mqtt-v1\n"+deviceID+"\n"+<unix seconds>.<nonce>))>",
+// MQTTPassword returns a fresh MQTT password of a device at time now, made with its
+// connect key of fleet key keyID, for a device that does not know the server time (its
+// clock may be far off):
+// "v1.<key ID>.<unix seconds>.<nonce>.<base64url(HMAC-SHA256(connectKey,
+// "clipgate-mqtt-v1\n"+keyID+"\n"+deviceID+"\n"+<unix seconds>.<nonce>))>",
 // the nonce being 12 random bytes in base64url. Every call returns another password; the
 // broker accepts each one once, within DefaultPasswordWindow (or its configured window)
 // of its clock.
-func MQTTPassword(deviceKey []byte, deviceID string, now time.Time) string {
-	return mqttPassword(deviceKey, deviceID, now, false)
+func MQTTPassword(connectKey []byte, keyID, deviceID string, now time.Time) string {
+	return mqttPassword(connectKey, keyID, deviceID, now, false)
 }
 
 // SyncedMQTTPassword returns a fresh MQTT password of a device whose clock is corrected by
@@ -58,13 +61,16 @@ func MQTTPassword(deviceKey []byte, deviceID string, now time.Time) string {
 // form of MQTTPassword's with "s" before the timestamp, and the broker accepts it only
 // within SyncedPasswordWindow: a captured one is soon useless even to a broker that has
 // not seen it (one with another replay cache).
-func SyncedMQTTPassword(deviceKey []byte, deviceID string, serverNow time.Time) string {
-	return mqttPassword(deviceKey, deviceID, serverNow, true)
+func SyncedMQTTPassword(connectKey []byte, keyID, deviceID string, serverNow time.Time) string {
+	return mqttPassword(connectKey, keyID, deviceID, serverNow, true)
 }
 
-func mqttPassword(deviceKey []byte, deviceID string, now time.Time, synced bool) string {
-	var out [maxPasswordLen]byte
+func mqttPassword(connectKey []byte, keyID, deviceID string, now time.Time, synced bool) string {
+	var out [maxPasswordLen + 64]byte // room for a key ID a caller did not validate
 	p := append(out[:0], passwordPrefix...)
+	p = append(p, keyID...)
+	p = append(p, '.')
+	bodyStart := len(p)
 	if synced {
 		p = append(p, syncedMark)
 	}
@@ -74,21 +80,30 @@ func mqttPassword(deviceKey []byte, deviceID string, now time.Time, synced bool)
 	_, _ = rand.Read(nonce[:]) // never fails (crypto/rand)
 	p = p[:len(p)+nonceLen]
 	sigEncoding.Encode(p[len(p)-nonceLen:], nonce[:])
-	body := p[len(passwordPrefix):]
 	m := getMAC()
-	m.buf = append(m.buf[:0], passwordTag...)
-	m.buf = append(m.buf, deviceID...)
-	m.buf = append(m.buf, '\n')
-	m.buf = append(m.buf, body...)
+	m.buf = appendPasswordMsg(m.buf[:0], keyID, deviceID, p[bodyStart:])
 	p = append(p, '.')
-	p = p[:len(p)+sigLen]
-	sigEncoding.Encode(p[len(p)-sigLen:], m.mac(deviceKey, m.buf))
+	p = append(p, make([]byte, sigLen)...)
+	sigEncoding.Encode(p[len(p)-sigLen:], m.mac(connectKey, m.buf))
 	putMAC(m)
 	return string(p)
 }
 
+// appendPasswordMsg appends what a password's MAC covers: the tag, the key ID, the device
+// ID and the password's "[s]<unix>.<nonce>" body.
+func appendPasswordMsg[T string | []byte](b []byte, keyID, deviceID string, body T) []byte {
+	b = append(b, passwordTag...)
+	b = append(b, keyID...)
+	b = append(b, '\n')
+	b = append(b, deviceID...)
+	b = append(b, '\n')
+	return append(b, body...)
+}
+
 // PasswordStamp is what a device password says about itself.
 type PasswordStamp struct {
+	// KeyID names the fleet key whose connect root the password's key derives from.
+	KeyID string
 	// Time is the password's timestamp.
 	Time time.Time
 	// Synced marks a SyncedMQTTPassword.
@@ -106,7 +121,12 @@ func ParseMQTTPassword(password string) (PasswordStamp, error) {
 		password[:len(passwordPrefix)] != passwordPrefix || password[len(password)-sigLen-1] != '.' {
 		return PasswordStamp{}, ErrMalformedPassword
 	}
-	body := password[len(passwordPrefix) : len(password)-sigLen-1]
+	rest := password[len(passwordPrefix) : len(password)-sigLen-1]
+	kd := strings.IndexByte(rest, '.')
+	if kd < 0 || !ValidKeyID(rest[:kd]) {
+		return PasswordStamp{}, ErrMalformedPassword
+	}
+	kid, body := rest[:kd], rest[kd+1:]
 	dot := strings.IndexByte(body, '.')
 	if dot < 0 || len(body)-dot-1 != nonceLen || !base64url(body[dot+1:]) {
 		return PasswordStamp{}, ErrMalformedPassword
@@ -119,7 +139,7 @@ func ParseMQTTPassword(password string) (PasswordStamp, error) {
 	if !ok {
 		return PasswordStamp{}, ErrMalformedPassword
 	}
-	return PasswordStamp{Time: time.Unix(unix, 0), Synced: synced, Nonce: body}, nil
+	return PasswordStamp{KeyID: kid, Time: time.Unix(unix, 0), Synced: synced, Nonce: body}, nil
 }
 
 // base64url reports whether s is made of the unpadded base64url alphabet and is the
@@ -135,27 +155,25 @@ func base64url(s string) bool {
 	return len(s)%4 == 0
 }
 
-// VerifyMQTTPassword checks a device's MQTT password against its key and the clock now.
+// VerifyMQTTPassword checks a device's MQTT password against its connect key (of the fleet
+// key the password names) and the clock now.
 // The timestamp may lie up to window either side of now (window <= 0 means
 // DefaultPasswordWindow), and a synced password's up to SyncedPasswordWindow when that is
 // narrower. It returns nil, or an error wrapping ErrMalformedPassword, ErrBadPassword or
 // ErrPasswordExpired; the MAC is checked before the time, so ErrPasswordExpired always
 // concerns a genuine password. It does not remember the password: the broker's
 // PasswordReplayCache refuses a second use. It does not allocate on success.
-func VerifyMQTTPassword(deviceKey []byte, deviceID, password string, now time.Time, window time.Duration) error {
+func VerifyMQTTPassword(connectKey []byte, deviceID, password string, now time.Time, window time.Duration) error {
 	st, err := ParseMQTTPassword(password)
 	if err != nil {
 		return err
 	}
-	if len(deviceKey) == 0 || !deviceid.Valid(deviceID) {
+	if len(connectKey) == 0 || !deviceid.Valid(deviceID) {
 		return ErrBadPassword
 	}
 	m := getMAC()
-	m.buf = append(m.buf[:0], passwordTag...)
-	m.buf = append(m.buf, deviceID...)
-	m.buf = append(m.buf, '\n')
-	m.buf = append(m.buf, st.Nonce...)
-	ok := m.equalSig(m.mac(deviceKey, m.buf), password[len(password)-sigLen:])
+	m.buf = appendPasswordMsg(m.buf[:0], st.KeyID, deviceID, st.Nonce)
+	ok := m.equalSig(m.mac(connectKey, m.buf), password[len(password)-sigLen:])
 	putMAC(m)
 	if !ok {
 		return ErrBadPassword
@@ -173,6 +191,25 @@ func VerifyMQTTPassword(deviceKey []byte, deviceID, password string, now time.Ti
 		return ErrPasswordExpired
 	}
 	return nil
+}
+
+// VerifyDevicePassword checks a device's MQTT password with the broker's keyring of
+// connect roots: it looks up the root the password names (a retired or unknown key ID is
+// an error wrapping ErrBadPassword and ErrKeyRetired or ErrUnknownKeyID), derives the
+// device's connect key and calls VerifyMQTTPassword.
+func VerifyDevicePassword(connectRoots *Keyring, deviceID, password string, now time.Time, window time.Duration) error {
+	st, err := ParseMQTTPassword(password)
+	if err != nil {
+		return err
+	}
+	root, err := connectRoots.Lookup(st.KeyID, now)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPassword, err)
+	}
+	key := derive(root, connectKeyTag, deviceID)
+	err = VerifyMQTTPassword(key[:], deviceID, password, now, window)
+	clear(key[:])
+	return err
 }
 
 // parseUnix parses the canonical decimal form of an int64 (what strconv.FormatInt writes:

@@ -24,8 +24,8 @@ func TestPasswordReplayCache(t *testing.T) {
 		}
 		return c.Check("cam-01", st, at)
 	}
-	wide := MQTTPassword(key, "cam-01", now.Add(-2*time.Hour)) // a clock 2 h behind
-	synced := SyncedMQTTPassword(key, "cam-01", now)
+	wide := MQTTPassword(key, "k1", "cam-01", now.Add(-2*time.Hour)) // a clock 2 h behind
+	synced := SyncedMQTTPassword(key, "k1", "cam-01", now)
 	for _, pw := range []string{wide, synced} {
 		if err := check(pw, now); err != nil {
 			t.Fatalf("first use of %q: %v", pw, err)
@@ -49,7 +49,7 @@ func TestPasswordReplayCache(t *testing.T) {
 		t.Fatalf("synced password 20 h later: got %v, want ErrPasswordExpired", err)
 	}
 	// The synced entries are swept: after its window only the wide ones remain.
-	if err := check(SyncedMQTTPassword(key, "cam-01", later), later); err != nil {
+	if err := check(SyncedMQTTPassword(key, "k1", "cam-01", later), later); err != nil {
 		t.Fatal(err)
 	}
 	if n := c.synced.Len(); n != 1 {
@@ -69,7 +69,7 @@ func TestPasswordReplayCacheFull(t *testing.T) {
 	c := NewPasswordReplayCache(time.Hour, 2)
 	var first PasswordStamp
 	for i := range 3 {
-		st, err := ParseMQTTPassword(MQTTPassword(key, "cam-01", now))
+		st, err := ParseMQTTPassword(MQTTPassword(key, "k1", "cam-01", now))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,6 +39,9 @@ type Revocation struct {
 type Revocations struct {
 	set atomic.Pointer[revState]
 	mu  sync.Mutex // serializes applies (ApplySigned's check of Issued and the swap)
+	// onRevoke are the OnRevoke callbacks by registration number; guarded by mu.
+	onRevoke map[int]func([]string)
+	nextHook int
 }
 
 // revState is one applied list.
@@ -147,8 +150,8 @@ func (r *Revocations) apply(list []Revocation, issued time.Time) {
 	r.store(list, issued)
 }
 
-// store replaces the state; r.mu is held. A device listed twice keeps its earliest known
-// revocation time.
+// store replaces the state and tells the OnRevoke callbacks which devices it newly
+// revokes; r.mu is held. A device listed twice keeps its earliest known revocation time.
 func (r *Revocations) store(list []Revocation, issued time.Time) {
 	set := make(map[string]time.Time, len(list))
 	for _, e := range list {
@@ -156,7 +159,49 @@ func (r *Revocations) store(list []Revocation, issued time.Time) {
 			set[e.Device] = e.At
 		}
 	}
+	prev := r.set.Load()
 	r.set.Store(&revState{at: set, issued: issued})
+	if len(r.onRevoke) == 0 {
+		return
+	}
+	var added []string
+	for id := range set {
+		if prev == nil || !hasKey(prev.at, id) {
+			added = append(added, id)
+		}
+	}
+	if len(added) == 0 {
+		return
+	}
+	for _, f := range r.onRevoke {
+		f(added)
+	}
+}
+
+func hasKey(m map[string]time.Time, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// OnRevoke registers f, called after every apply that revokes devices not revoked before
+// (whatever the list's source) with those device IDs. It runs while the apply holds the
+// list's lock, so it must be quick and must not call back into r. The returned function
+// unregisters f. A token worker uses it to drop the credentials it cached for a device
+// before its revocation, so that a restore does not hand them out again.
+func (r *Revocations) OnRevoke(f func(devices []string)) (unregister func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.onRevoke == nil {
+		r.onRevoke = make(map[int]func([]string))
+	}
+	n := r.nextHook
+	r.nextHook++
+	r.onRevoke[n] = f
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.onRevoke, n)
+	}
 }
 
 // maxRevocationsFile bounds the file read (about 4 million IDs of 64 characters).

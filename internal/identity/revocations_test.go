@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -275,4 +276,26 @@ func BenchmarkRevoked(b *testing.B) {
 			r.Revoked("cam-000123")
 		}
 	})
+}
+
+// OnRevoke tells each registered callback which devices an apply newly revokes (not the
+// ones revoked before, nor restores), from every source; unregistered, it is not called.
+func TestRevocationsOnRevoke(t *testing.T) {
+	t.Parallel()
+	r := NewRevocations("cam-1")
+	var got [][]string
+	unregister := r.OnRevoke(func(ids []string) {
+		ids = slices.Clone(ids)
+		slices.Sort(ids)
+		got = append(got, ids)
+	})
+	r.Set([]string{"cam-1", "cam-2", "cam-3"})
+	r.Set([]string{"cam-2"})                                   // restores only
+	r.SetList([]Revocation{{Device: "cam-1", At: time.Now()}}) // cam-1 again
+	unregister()
+	r.Set([]string{"cam-4"})
+	want := [][]string{{"cam-2", "cam-3"}, {"cam-1"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("callbacks got %q, want %q", got, want)
+	}
 }

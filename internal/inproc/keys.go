@@ -23,7 +23,8 @@ import (
 // Files the stack keeps in its directory. A stack started again on the same directory
 // reuses them, so keys, passwords and stored objects survive a restart.
 const (
-	fleetKeyFile        = "fleet.key"             // identity.WriteKey format
+	fleetKeysFile       = "fleet.keys"            // the workers' fleet keyring (identity.WriteKeyring)
+	connectKeysFile     = "connect.keys"          // the broker's connect roots, derived from fleet.keys
 	keysFile            = "keys.json"             // access keys and service account passwords
 	serviceAccountsFile = "service-accounts.yaml" // bcrypt hashes, rewritten at every start
 	localcloudDir       = "localcloud"
@@ -53,21 +54,24 @@ type stackKeys struct {
 // maxKeysFile bounds keys.json; it is a few hundred bytes.
 const maxKeysFile = 64 << 10
 
-// loadOrCreateKeys returns the fleet key and the other secrets kept in dir, generating and
-// writing (0600) whichever is missing.
-func loadOrCreateKeys(dir string) ([]byte, *stackKeys, error) {
-	fleetPath := filepath.Join(dir, fleetKeyFile)
-	fleet, err := identity.LoadKey(fleetPath)
+// loadOrCreateKeys returns the fleet keyring and the other secrets kept in dir, generating
+// and writing (0600) whichever is missing, and writes the broker's connect keys beside.
+func loadOrCreateKeys(dir string) (*identity.Keyring, *stackKeys, error) {
+	fleetPath := filepath.Join(dir, fleetKeysFile)
+	fleet, err := identity.LoadKeyring(fleetPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if fleet, err = identity.NewFleetKey(); err != nil {
+		if fleet, err = identity.NewFleetKeyring(); err != nil {
 			return nil, nil, err
 		}
-		if err := identity.WriteKey(fleetPath, fleet); err != nil {
+		if err := identity.WriteKeyring(fleetPath, fleet); err != nil {
 			return nil, nil, err
 		}
 	case err != nil:
 		return nil, nil, fmt.Errorf("%w (delete it to start with new keys)", err)
+	}
+	if err := identity.WriteKeyring(filepath.Join(dir, connectKeysFile), fleet.ConnectRoots()); err != nil {
+		return nil, nil, err
 	}
 
 	keysPath := filepath.Join(dir, keysFile)

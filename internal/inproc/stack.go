@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -110,7 +109,8 @@ type Stack struct {
 	scheme  topics.Scheme
 	prefix  string
 
-	fleetKey []byte
+	fleet    *identity.Keyring // the workers' fleet keys ({Dir}/fleet.keys)
+	connect  *identity.Keyring // the broker's and callout's connect roots ({Dir}/connect.keys)
 	keys     *stackKeys
 	accounts *identity.ServiceAccounts
 	revs     *identity.Revocations // the broker's: the devices of revoked
@@ -163,9 +163,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			_ = s.Close()
 		}
 	}()
-	if s.fleetKey, s.keys, err = loadOrCreateKeys(s.dir); err != nil {
+	if s.fleet, s.keys, err = loadOrCreateKeys(s.dir); err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
+	s.connect = s.fleet.ConnectRoots()
 	if s.accounts, err = writeServiceAccounts(filepath.Join(s.dir, serviceAccountsFile), s.keys, s.opts.BcryptCost); err != nil {
 		return nil, fmt.Errorf("clipgatetest: %w", err)
 	}
@@ -402,7 +403,7 @@ func (s *Stack) brokerConfig() broker.Config {
 		Addr:            s.opts.MQTTAddr,
 		HTTPAddr:        s.opts.HTTPAddr,
 		TopicRoot:       s.scheme.Root(),
-		FleetKey:        s.fleetKey,
+		ConnectKeys:     s.connect,
 		ServiceAccounts: s.accounts,
 		Revocations:     s.revs,
 		Logger:          &bl,
@@ -471,7 +472,7 @@ func (s *Stack) workerConfig(n int) tokenworker.Config {
 		Password:    s.keys.Passwords[topics.RoleTokenWorker.String()],
 		ClientID:    broker.ServiceClientID(topics.RoleTokenWorker.String(), fmt.Sprintf("w%d-%s", n, mustHex(4))),
 		Topics:      s.scheme,
-		FleetKey:    s.fleetKey,
+		FleetKeys:   s.fleet,
 		Revocations: s.wrevs,
 		STS: tokenworker.STSConfig{
 			Endpoint:        s.stsEndpoint,
@@ -663,7 +664,8 @@ func (s *Stack) Close() error {
 }
 
 // DeviceConfig returns a device kit configuration for deviceID on this stack: the broker
-// URL (on NATS, a node chosen by the device ID, the others as FailoverURLs), the topic scheme, the device key derived from the fleet key and a state directory
+// URL (on NATS, a node chosen by the device ID, the others as FailoverURLs), the topic
+// scheme, the device key derived from the current fleet key and a state directory
 // {Dir}/devices/{deviceID}, with the stack's logger. Adjust the rest (timeouts, multipart
 // sizes, clock) before devicekit.New. An invalid device ID is refused by devicekit.New.
 func (s *Stack) DeviceConfig(deviceID string) devicekit.Config {
@@ -709,13 +711,56 @@ func (s *Stack) Kit(t testing.TB, ctx context.Context, deviceID string, mod func
 	return k
 }
 
-// DeviceKey returns the key of deviceID, derived from the fleet key.
-func (s *Stack) DeviceKey(deviceID string) []byte {
-	return identity.DeriveDeviceKey(s.fleetKey, deviceID)
+// DeviceKey returns the device key of deviceID, derived from the current fleet key (nil
+// for an invalid device ID).
+func (s *Stack) DeviceKey(deviceID string) *devicekit.DeviceKey {
+	k, err := identity.NewDeviceKey(s.fleet, deviceID)
+	if err != nil {
+		return nil
+	}
+	return k
 }
 
-// FleetKey returns a copy of the fleet key (also in {Dir}/fleet.key).
-func (s *Stack) FleetKey() []byte { return slices.Clone(s.fleetKey) }
+// FleetKeys returns the token workers' fleet keyring ({Dir}/fleet.keys). Set it only
+// through RotateKeys, which keeps the broker's connect keys in step.
+func (s *Stack) FleetKeys() *identity.Keyring { return s.fleet }
+
+// RotateKeys rotates the fleet keys at now (identity.Keyring.Rotate): a new current key,
+// the old one accepted until now+grace. The workers' fleet keys and the broker's connect
+// roots change together, in place, and both files are rewritten.
+func (s *Stack) RotateKeys(now time.Time, grace time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys, err := s.fleet.Rotate(now, grace)
+	if err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	next, err := identity.NewKeyring(keys...)
+	if err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	// The broker first: a device rekeyed by a worker may reconnect with the new key at once.
+	if err := s.connect.Set(next.ConnectRoots().Keys()); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	if err := s.fleet.Set(keys); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	if err := identity.WriteKeyring(filepath.Join(s.dir, fleetKeysFile), s.fleet); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	if err := identity.WriteKeyring(filepath.Join(s.dir, connectKeysFile), s.connect); err != nil {
+		return fmt.Errorf("clipgatetest: %w", err)
+	}
+	return nil
+}
+
+// ConnectKeysFile and FleetKeysFile return the paths of the broker's key file (connect
+// roots only) and of the token workers' fleet keyring.
+func (s *Stack) ConnectKeysFile() string { return filepath.Join(s.dir, connectKeysFile) }
+
+// FleetKeysFile returns the path of the token workers' fleet keyring.
+func (s *Stack) FleetKeysFile() string { return filepath.Join(s.dir, fleetKeysFile) }
 
 // Revoke adds deviceID to the revocation list that the broker and the token workers share:
 // the broker disconnects the device now and refuses it from then on, and the workers
@@ -834,6 +879,22 @@ func (s *Stack) BrokerURLs() []string {
 		return s.nats.cluster.MQTTURLs()
 	}
 	return []string{s.BrokerURL()}
+}
+
+// BrokerTLSURL returns the running mochi broker's MQTT-over-TLS URL (ssl://127.0.0.1:PORT),
+// or "" when BrokerConfig set no TLS listener (or the broker is stopped). It is not
+// proxied.
+func (s *Stack) BrokerTLSURL() string {
+	s.mu.Lock()
+	b := s.broker
+	s.mu.Unlock()
+	if b == nil || s.nats != nil {
+		return ""
+	}
+	if a := b.TLSAddr(); a != "" {
+		return "ssl://" + dialAddr(a)
+	}
+	return ""
 }
 
 // BrokerAddr returns the host:port of BrokerURL, for another proxy to forward to.

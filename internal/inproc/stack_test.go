@@ -22,7 +22,6 @@ import (
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/broker"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
@@ -123,8 +122,8 @@ func TestStartCloseLeavesNothingRunning(t *testing.T) {
 					}
 					id, _ := s.AdminKey()
 					if round == 0 {
-						fleet, admin = s.FleetKey(), id
-					} else if !bytes.Equal(fleet, s.FleetKey()) || admin != id {
+						fleet, admin = s.FleetKeys().Current().Key, id
+					} else if !bytes.Equal(fleet, s.FleetKeys().Current().Key) || admin != id {
 						t.Errorf("round %d: the keys in %s were not reused", round, dir)
 					}
 					if err := s.Close(); err != nil {
@@ -136,7 +135,7 @@ func TestStartCloseLeavesNothingRunning(t *testing.T) {
 					if _, ok := <-c.Events(); ok {
 						t.Error("consumer events channel still open after the stack closed")
 					}
-					if _, err := os.Stat(filepath.Join(dir, "fleet.key")); err != nil {
+					if _, err := os.Stat(filepath.Join(dir, "fleet.keys")); err != nil {
 						t.Errorf("a given Dir must be kept: %v", err)
 					}
 				}
@@ -356,7 +355,7 @@ func TestConsumerDropsGarbage(t *testing.T) {
 	}
 	const id = "cam-06"
 	opts := mqtt.NewClientOptions().AddBroker(s.BrokerURL()).SetClientID(id).SetUsername(id).
-		SetPassword(identity.MQTTPassword(s.DeviceKey(id), id, time.Now())).SetProtocolVersion(4)
+		SetPassword(s.DeviceKey(id).Password(time.Now())).SetProtocolVersion(4)
 	dev := mqtt.NewClient(opts)
 	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("device connect: %v", tok.Error())
@@ -445,8 +444,10 @@ func TestBadKeyFiles(t *testing.T) {
 		{"keys missing password", "keys.json", `{"ossAdmin":{"id":"a","secret":"bbbbbbbb"},"stsCaller":{"id":"b","secret":"bbbbbbbb"},"passwords":{}}`, 0o600, "passwords"},
 		{"keys bad id", "keys.json", `{"ossAdmin":{"id":"a b","secret":"bbbbbbbb"}}`, 0o600, "ossAdmin"},
 		{"keys world readable", "keys.json", `{}`, 0o644, "chmod"},
-		{"fleet key garbage", "fleet.key", "short", 0o600, "fleet.key"},
-		{"fleet key world readable", "fleet.key", strings.Repeat("ab", 32), 0o644, "fleet.key"},
+		{"fleet keys garbage", "fleet.keys", "short", 0o600, "fleet.keys"},
+		{"fleet keys world readable", "fleet.keys", "k1 " + strings.Repeat("ab", 32), 0o644, "fleet.keys"},
+		{"fleet keys old raw key", "fleet.keys", strings.Repeat("ab", 32), 0o600, "fleet.keys"},
+		{"fleet keys two current", "fleet.keys", "k1 " + strings.Repeat("ab", 32) + "\nk2 " + strings.Repeat("cd", 32) + "\n", 0o600, "current"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

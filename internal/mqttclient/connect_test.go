@@ -150,7 +150,14 @@ func TestConnectKeepTrying(t *testing.T) {
 	t.Parallel()
 	tb := newBroker(t, "", nil)
 	const device = "cam-keep"
-	key := identity.DeriveDeviceKey(tb.fleet, device)
+	key, err := identity.NewDeviceKey(tb.fleet, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.NewDeviceKey(tb.fleet, "cam-other")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var calls atomic.Int32
 	waits := newBackoffs()
 	got := make(chan mqttclient.Message, 1)
@@ -160,9 +167,9 @@ func TestConnectKeepTrying(t *testing.T) {
 		OnBackoff: waits.record,
 		Credentials: func() (string, string) {
 			if calls.Add(1) <= 2 { // the first two are made with another device's key
-				return device, identity.MQTTPassword(identity.DeriveDeviceKey(tb.fleet, "cam-other"), device, time.Now())
+				return device, identity.MQTTPassword(other.Connect, other.KeyID, device, time.Now())
 			}
-			return device, identity.MQTTPassword(key, device, time.Now())
+			return device, key.Password(time.Now())
 		},
 		Subscriptions: []mqttclient.Subscription{{Filter: topics.Default().AuthReply(device), QoS: 1, Handler: func(m mqttclient.Message) { got <- m }}},
 	})
@@ -181,7 +188,7 @@ func TestConnectKeepTrying(t *testing.T) {
 	d := newClient(t, mqttclient.Config{BrokerURL: tb.url(), ClientID: "cam-wrong", KeepTrying: true, Username: "cam-wrong", Password: "wrong",
 		Backoff: mqttclient.Backoff{Min: time.Millisecond, Max: time.Millisecond}, OnBackoff: waits.record, Logger: zerolog.New(&logs)})
 	ctx := cancelAfter(t, waits, 3)
-	err := d.Connect(ctx)
+	err = d.Connect(ctx)
 	if !errors.Is(err, context.Canceled) || errors.Is(err, mqttclient.ErrRefused) || !strings.Contains(err.Error(), "bad user name or password") {
 		t.Fatalf("Connect = %v; want the context's end naming the refusal", err)
 	}

@@ -25,14 +25,14 @@ type testBroker struct {
 	t     *testing.T
 	cfg   broker.Config
 	b     *broker.Broker
-	fleet []byte
+	fleet *identity.Keyring
 }
 
 // newBroker starts a broker on addr ("" for a free port); mod may change its config.
 func newBroker(t *testing.T, addr string, mod func(*broker.Config)) *testBroker {
 	t.Helper()
 	dir := t.TempDir()
-	fleet, err := identity.NewFleetKey()
+	fleet, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func newBroker(t *testing.T, addr string, mod func(*broker.Config)) *testBroker 
 	tb := &testBroker{t: t, fleet: fleet, cfg: broker.Config{
 		Addr:                addr,
 		HTTPAddr:            "none",
-		FleetKey:            fleet,
+		ConnectKeys:         fleet.ConnectRoots(),
 		ServiceAccountsFile: accountsFile(t, dir),
 		Revocations:         identity.NewRevocations(),
 		DeviceRate:          -1,

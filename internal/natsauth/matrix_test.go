@@ -14,7 +14,6 @@ import (
 
 	"github.com/clipgate/clipgate/internal/aclmatrix"
 	"github.com/clipgate/clipgate/internal/broker"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/natsauth"
 	"github.com/clipgate/clipgate/internal/natsbus"
@@ -110,7 +109,7 @@ func natsConn(t *testing.T, s *inproc.Stack, role topics.Role) *nats.Conn {
 func mqttDevice(t *testing.T, s *inproc.Stack, id string, url string) paho.Client {
 	t.Helper()
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(id).
-		SetPassword(identity.MQTTPassword(s.DeviceKey(id), id, time.Now())).
+		SetPassword(s.DeviceKey(id).Password(time.Now())).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false)
 	c := paho.NewClient(o)
 	tok := c.Connect()
@@ -338,7 +337,7 @@ func TestRevokedDeviceKickedAndRefused(t *testing.T) {
 	lost := make(chan error, 1)
 	id := unique("cam")
 	o := paho.NewClientOptions().AddBroker(s.BrokerURL()).SetClientID(id).SetUsername(id).
-		SetPassword(identity.MQTTPassword(s.DeviceKey(id), id, time.Now())).
+		SetPassword(s.DeviceKey(id).Password(time.Now())).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
 	d := paho.NewClient(o)

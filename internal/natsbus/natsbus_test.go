@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/natsbus"
 	"github.com/clipgate/clipgate/internal/natscluster"
@@ -100,7 +99,7 @@ func device(t *testing.T, s *inproc.Stack, id string) paho.Client {
 	t.Helper()
 	cfg := s.DeviceConfig(id)
 	o := paho.NewClientOptions().AddBroker(cfg.BrokerURL).SetClientID(id).SetUsername(id).
-		SetPassword(identity.MQTTPassword(s.DeviceKey(id), id, time.Now())).SetProtocolVersion(4).SetAutoReconnect(false)
+		SetPassword(s.DeviceKey(id).Password(time.Now())).SetProtocolVersion(4).SetAutoReconnect(false)
 	c := paho.NewClient(o)
 	if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", id, tok.Error())

@@ -44,7 +44,7 @@ func TestReadyzFollowsDependencies(t *testing.T) {
 	user, pw := stack.ServiceAccount(topics.RoleTokenWorker)
 	worker, err := tokenworker.New(tokenworker.Config{
 		BrokerURL: stack.BrokerURL(), Username: user, Password: pw, ClientID: "tokenworker:ready",
-		Topics: stack.Topics(), FleetKey: stack.FleetKey(),
+		Topics: stack.Topics(), FleetKeys: stack.FleetKeys(),
 		STS: tokenworker.STSConfig{Endpoint: cloud.STSEndpoint(), Scheme: "http", Region: cloud.Region(),
 			AccessKeyID: dev.Key.ID, AccessKeySecret: dev.Key.Secret, RoleARN: cloud.RoleARN(dev.Role)},
 		OSS: clipgate.OSSInfo{Endpoint: cloud.OSSEndpoint(), Region: cloud.Region(), Bucket: dev.Bucket, Prefix: "clips/"},

@@ -18,7 +18,6 @@ import (
 	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/libmetrics"
 	"github.com/clipgate/clipgate/internal/mqttclient"
@@ -251,7 +250,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 
 	// cam-3 publishes a rejected event twice (the second is a duplicate) and a failed one,
 	// then connects again from a second connection (a session takeover).
-	raw, err := connectDevice(t, stack, "cam-3", identity.MQTTPassword(stack.DeviceKey("cam-3"), "cam-3", time.Now()))
+	raw, err := connectDevice(t, stack, "cam-3", stack.DeviceKey("cam-3").Password(time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +261,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	publishEvent(t, stack, raw, "cam-3", forged)
 	publishEvent(t, stack, raw, "cam-3", &clipgate.UploadEvent{V: protocol.Version, ID: "failed-1", Device: "cam-3",
 		Status: clipgate.StatusFailed, Error: "camera unplugged"})
-	if _, err := connectDevice(t, stack, "cam-3", identity.MQTTPassword(stack.DeviceKey("cam-3"), "cam-3", time.Now())); err != nil {
+	if _, err := connectDevice(t, stack, "cam-3", stack.DeviceKey("cam-3").Password(time.Now())); err != nil {
 		t.Fatal(err)
 	}
 

@@ -55,6 +55,22 @@ func DecodeCredentials(b []byte) (*Credentials, error) {
 	return c, nil
 }
 
+// DecodeRekey strictly decodes the opened plaintext of a reply's rekey. Every defect is an
+// *Error with CodeInvalid.
+func DecodeRekey(b []byte) (*Rekey, error) {
+	k, unknown, err := decode[Rekey](b, MaxAuthRequestSize, "rekey")
+	if err != nil {
+		return nil, err
+	}
+	if unknown != nil {
+		return nil, unknown
+	}
+	if err := k.validate(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
 // DecodeUploadEvent strictly decodes an upload event of at most MaxMessageSize bytes.
 // Every defect is an *Error with CodeInvalid.
 func DecodeUploadEvent(b []byte) (*UploadEvent, error) {

@@ -60,7 +60,7 @@ func TestDecodeAuthRequestAccepts(t *testing.T) {
 		base,
 		" \n\t" + base + " \r\n",
 		// Any member order, whitespace anywhere.
-		`{ "sig" : "` + testSig + `" , "mode":"wa","nonce":"` + testNonce + `","ts":"2026-03-14T15:09:26Z","device":"cam-01","id":"req-0001","v":1 }`,
+		`{ "sig" : "` + testSig + `" , "mode":"wa","kid":"k1","nonce":"` + testNonce + `","ts":"2026-03-14T15:09:26Z","device":"cam-01","id":"req-0001","v":1 }`,
 		// Escapes are decoded before checks and matching: "\u0069d" is "id".
 		edit(t, base, `"id":"req-0001"`, `"\u0069d":"req\u002d0001"`),
 	} {
@@ -83,6 +83,13 @@ func TestDecodeAuthRequestAccepts(t *testing.T) {
 		in := edit(t, base, `"mode":"wa"`, `"mode":"`+mode+`"`)
 		if r, err := DecodeAuthRequest([]byte(in)); err != nil || string(r.Mode) != mode {
 			t.Errorf("mode %q: %+v, %v", mode, r, err)
+		}
+	}
+	// A certificate request: cert instead of kid, a signature of 8 to 72 bytes.
+	for _, sig := range []string{strings.Repeat("A", 11), strings.Repeat("A", 86), strings.Repeat("B", 96)} {
+		in := edit(t, base, `"kid":"k1","sig":"`+testSig+`"`, `"cert":"MIIB","sig":"`+sig+`"`)
+		if r, err := DecodeAuthRequest([]byte(in)); err != nil || r.Cert != "MIIB" || r.KID != "" {
+			t.Errorf("certificate request with a %d-character signature: %+v, %v", len(sig), r, err)
 		}
 	}
 	long := strings.Repeat("x", MaxIDLen)
@@ -161,6 +168,23 @@ func TestDecodeAuthRequestRefuses(t *testing.T) {
 		{"missing nonce", without("nonce"), `"nonce": is required`},
 		{"missing mode", without("mode"), `"mode": is required`},
 		{"missing sig", without("sig"), `"sig": is required`},
+		{"missing kid", without("kid"), `"kid": is required`},
+		{"empty kid", edit(t, base, `"kid":"k1"`, `"kid":""`), `"kid": is required`},
+		{"kid with dot", edit(t, base, `"kid":"k1"`, `"kid":"k.1"`), `"kid"`},
+		{"kid with space", edit(t, base, `"kid":"k1"`, `"kid":"k 1"`), `"kid"`},
+		{"long kid", edit(t, base, `"kid":"k1"`, `"kid":"`+strings.Repeat("k", MaxKeyIDLen+1)+`"`), `"kid"`},
+		{"numeric kid", edit(t, base, `"kid":"k1"`, `"kid":1`), `"kid": want a string`},
+		{"null kid", edit(t, base, `"kid":"k1"`, `"kid":null`), `"kid": want a string, got null`},
+		{"non-ASCII kid", edit(t, base, `"kid":"k1"`, `"kid":"ké"`), `"kid"`},
+		// Certificate requests.
+		{"kid and cert", edit(t, base, `"kid":"k1"`, `"kid":"k1","cert":"AAAA"`), `"cert": must not be sent together with kid`},
+		{"cert not base64url", edit(t, base, `"kid":"k1"`, `"cert":"AA+/"`), `"cert"`},
+		{"cert padded", edit(t, base, `"kid":"k1"`, `"cert":"AAA="`), `"cert"`},
+		{"cert not canonical", edit(t, base, `"kid":"k1"`, `"cert":"AB"`), `"cert"`},
+		{"cert too large", edit(t, base, `"kid":"k1"`, `"cert":"`+strings.Repeat("A", 2740)+`"`), `"cert"`},
+		{"cert sig too short", edit(t, base, `"kid":"k1","sig":"`+testSig+`"`, `"cert":"AAAA","sig":"AAAA"`), `"sig"`},
+		{"cert sig too long", edit(t, base, `"kid":"k1","sig":"`+testSig+`"`, `"cert":"AAAA","sig":"`+strings.Repeat("A", 99)+`"`), `"sig"`},
+		{"null cert", edit(t, base, `"kid":"k1"`, `"cert":null`), `"cert": want a string, got null`},
 		{"empty object", `{}`, `is required`},
 		// Formats.
 		{"empty id", edit(t, base, "req-0001", ""), `"id"`},
@@ -262,6 +286,10 @@ func TestDecodeAuthReply(t *testing.T) {
 		{"failed without error", edit(t, failed, `,"error":{"code":"clock_skew","message":"clock is 10 minutes behind"}`, ``), `"error": is required when ok is false`},
 		{"failed with oss", edit(t, failed, `"error"`, `"oss":`+marshal(t, validOSS())+`,"error"`), `must not carry`},
 		{"failed with sealed", edit(t, failed, `"error"`, `"sealed":"`+strings.Repeat("A", 40)+`","error"`), `must not carry`},
+		{"failed with rekey", edit(t, failed, `"error"`, `"rekey":"`+strings.Repeat("A", 40)+`","error"`), `must not carry`},
+		{"rekey too short", edit(t, ok, `"oss"`, `"rekey":"AAAA","oss"`), `"rekey"`},
+		{"rekey padded", edit(t, ok, `"oss"`, `"rekey":"`+strings.Repeat("A", 38)+`==","oss"`), `"rekey"`},
+		{"rekey not a string", edit(t, ok, `"oss"`, `"rekey":{},"oss"`), `"rekey": want a string`},
 		{"unknown code", edit(t, failed, `"clock_skew"`, `"try_again"`), `"error.code": unknown code "try_again"`},
 		{"upper code", edit(t, failed, `"clock_skew"`, `"CLOCK_SKEW"`), `"error.code"`},
 		{"missing code", edit(t, failed, `"code":"clock_skew",`, ``), `"error.code": is required`},
@@ -365,14 +393,14 @@ func TestDecodeAuthRequestAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	// The request itself and one string per string field (six).
-	if allocs > 7 {
-		t.Errorf("DecodeAuthRequest: %v allocations, want at most 7", allocs)
+	// The request itself and one string per string field (seven).
+	if allocs > 8 {
+		t.Errorf("DecodeAuthRequest: %v allocations, want at most 8", allocs)
 	}
 }
 
 func BenchmarkDecodeAuthRequest(b *testing.B) {
-	in := []byte(`{"v":1,"id":"req-0001","device":"cam-01","ts":"2026-03-14T15:09:26Z","nonce":"` + testNonce + `","mode":"wa","sig":"` + testSig + `"}`)
+	in := []byte(`{"v":1,"id":"req-0001","device":"cam-01","ts":"2026-03-14T15:09:26Z","nonce":"` + testNonce + `","mode":"wa","kid":"k1","sig":"` + testSig + `"}`)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(in)))
 	for b.Loop() {
@@ -400,4 +428,26 @@ func BenchmarkDecodeUploadEvent(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestDecodeRekey(t *testing.T) {
+	t.Parallel()
+	key := strings.Repeat("A", 43)
+	good := `{"kid":"k2","connect":"` + key + `","request":"` + key + `"}`
+	if k, err := DecodeRekey([]byte(good)); err != nil || k.KID != "k2" {
+		t.Fatalf("DecodeRekey(%s) = %+v, %v", good, k, err)
+	}
+	checkInvalid(t, DecodeRekey, []badCase{
+		{"empty", "", "JSON object"},
+		{"garbage", "\x00\xff", "JSON object"},
+		{"missing kid", `{"connect":"` + key + `","request":"` + key + `"}`, `"kid"`},
+		{"bad kid", edit(t, good, `"k2"`, `"k.2"`), `"kid"`},
+		{"long kid", edit(t, good, `"k2"`, `"`+strings.Repeat("k", MaxKeyIDLen+1)+`"`), `"kid"`},
+		{"missing connect", `{"kid":"k2","request":"` + key + `"}`, `"connect"`},
+		{"short connect", edit(t, good, `"connect":"`+key, `"connect":"`+key[:42]), `"connect"`},
+		{"request not base64url", edit(t, good, `"request":"`+key, `"request":"`+key[:42]+"+"), `"request"`},
+		{"unknown field", edit(t, good, `"kid"`, `"fleet":"x","kid"`), `"fleet": unknown field`},
+		{"duplicate", edit(t, good, `"kid":"k2"`, `"kid":"k2","kid":"k3"`), "more than once"},
+		{"trailing", good + "{}", "trailing data"},
+	})
 }

@@ -38,6 +38,8 @@ const (
 // Field limits.
 const (
 	MaxIDLen          = 64   // request and event IDs
+	MaxKeyIDLen       = 16   // key IDs (identity.MaxKeyIDLen)
+	MaxCertSize       = 2048 // a device certificate (DER) in an auth request
 	MaxMessageLen     = 1024 // error messages (reply error message, event error)
 	MaxMetadata       = 32   // entries in an event's metadata
 	MaxMetadataLen    = 256  // bytes in a metadata key or value
@@ -104,20 +106,37 @@ type AuthRequest struct {
 	TS     string        `json:"ts"`     // RFC 3339 time of signing, kept verbatim (it is signed)
 	Nonce  string        `json:"nonce"`  // base64url, no padding, of 16 random bytes
 	Mode   clipgate.Mode `json:"mode"`   // requested mode
-	Sig    string        `json:"sig"`    // base64url, no padding, of HMAC-SHA256 over SigningString
+	// KID names the fleet key the device's request key derives from (1 to 16 of
+	// [A-Za-z0-9_-]); Sig is then base64url (no padding) of HMAC-SHA256 over SigningString.
+	KID string `json:"kid,omitempty"`
+	// Cert, instead of KID, is base64url (no padding) of the DER client certificate of a
+	// device without a shared secret; Sig is then its key's signature over SigningString
+	// (ECDSA P-256 with SHA-256, ASN.1 DER, or Ed25519), and the reply is sealed to it.
+	Cert string `json:"cert,omitempty"`
+	Sig  string `json:"sig"`
 }
 
-// signingTag is the domain tag that starts every auth request signing string.
-const signingTag = "clipgate-auth-v1"
+// Domain tags that start the signing strings of requests signed with a device key and
+// with a certificate's key.
+const (
+	signingTag     = "clipgate-auth-v1"
+	certSigningTag = "clipgate-auth-cert-v1"
+)
 
 // SigningString returns the bytes the request signature covers:
-// "clipgate-auth-v1\n"+v+"\n"+id+"\n"+device+"\n"+ts+"\n"+nonce+"\n"+mode, v in decimal.
+// "clipgate-auth-v1\n"+v+"\n"+id+"\n"+device+"\n"+ts+"\n"+nonce+"\n"+mode+"\n"+kid,
+// v in decimal; for a certificate request the tag is "clipgate-auth-cert-v1" and the last
+// field is cert.
 func (r *AuthRequest) SigningString() []byte {
-	b := make([]byte, 0, len(signingTag)+len(r.ID)+len(r.Device)+len(r.TS)+len(r.Nonce)+len(r.Mode)+6+20)
-	b = append(b, signingTag...)
+	tag, last := signingTag, r.KID
+	if r.Cert != "" {
+		tag, last = certSigningTag, r.Cert
+	}
+	b := make([]byte, 0, len(tag)+len(r.ID)+len(r.Device)+len(r.TS)+len(r.Nonce)+len(r.Mode)+len(last)+7+20)
+	b = append(b, tag...)
 	b = append(b, '\n')
 	b = appendInt(b, int64(r.V))
-	for _, f := range [...]string{r.ID, r.Device, r.TS, r.Nonce, string(r.Mode)} {
+	for _, f := range [...]string{r.ID, r.Device, r.TS, r.Nonce, string(r.Mode), last} {
 		b = append(b, '\n')
 		b = append(b, f...)
 	}
@@ -168,8 +187,19 @@ type AuthReply struct {
 	ServerTime  time.Time    `json:"serverTime"`
 	Credentials *Credentials `json:"credentials,omitempty"` // plain (when not sealed)
 	Sealed      string       `json:"sealed,omitempty"`      // base64url (no padding) of AES-GCM ciphertext of the Credentials JSON
-	OSS         *OSSInfo     `json:"oss,omitempty"`
-	Error       *ReplyError  `json:"error,omitempty"`
+	// Rekey, in a successful reply to a request that named a replaced key, is base64url
+	// (no padding) of the device's new keys (Rekey JSON), sealed with its request key.
+	Rekey string      `json:"rekey,omitempty"`
+	OSS   *OSSInfo    `json:"oss,omitempty"`
+	Error *ReplyError `json:"error,omitempty"`
+}
+
+// Rekey is the opened plaintext of AuthReply.Rekey: the device's keys under the current
+// fleet key, each base64url without padding of 32 bytes.
+type Rekey struct {
+	KID     string `json:"kid"`
+	Connect string `json:"connect"`
+	Request string `json:"request"`
 }
 
 // Status is an upload event's status (clipgate.Status).

@@ -20,7 +20,7 @@ var (
 
 func validRequest() *AuthRequest {
 	return &AuthRequest{V: 1, ID: "req-0001", Device: "cam-01", TS: "2026-03-14T15:09:26Z",
-		Nonce: testNonce, Mode: "wa", Sig: testSig}
+		Nonce: testNonce, Mode: "wa", KID: "k1", Sig: testSig}
 }
 
 func validCredentials() *Credentials {
@@ -136,7 +136,7 @@ func TestWireForm(t *testing.T) {
 		m    any
 		want string
 	}{
-		{validRequest(), `{"v":1,"id":"req-0001","device":"cam-01","ts":"2026-03-14T15:09:26Z","nonce":"` + testNonce + `","mode":"wa","sig":"` + testSig + `"}`},
+		{validRequest(), `{"v":1,"id":"req-0001","device":"cam-01","ts":"2026-03-14T15:09:26Z","nonce":"` + testNonce + `","mode":"wa","kid":"k1","sig":"` + testSig + `"}`},
 		{validReply(), `{"v":1,"id":"req-0001","ok":true,"serverTime":"2026-03-14T15:09:26.535897Z","credentials":{"accessKeyId":"STS.NUabc","accessKeySecret":"secret","securityToken":"token+/=","expiration":"2026-03-14T16:09:26.535897Z"},"oss":{"endpoint":"http://127.0.0.1:9000","region":"cn-hangzhou","bucket":"clips","prefix":"fleet/"}}`},
 		{&AuthReply{V: 1, ID: "r", ServerTime: testTime, Error: &ReplyError{Code: CodeRateLimited, Message: "slow down", RetryAfterMs: 250}},
 			`{"v":1,"id":"r","ok":false,"serverTime":"2026-03-14T15:09:26.535897Z","error":{"code":"rate_limited","message":"slow down","retryAfterMs":250}}`},
@@ -157,7 +157,7 @@ func TestWireForm(t *testing.T) {
 func TestSigningString(t *testing.T) {
 	t.Parallel()
 	r := validRequest()
-	want := "clipgate-auth-v1\n1\nreq-0001\ncam-01\n2026-03-14T15:09:26Z\n" + testNonce + "\nwa"
+	want := "clipgate-auth-v1\n1\nreq-0001\ncam-01\n2026-03-14T15:09:26Z\n" + testNonce + "\nwa\nk1"
 	if got := string(r.SigningString()); got != want {
 		t.Errorf("SigningString() = %q, want %q", got, want)
 	}
@@ -170,12 +170,21 @@ func TestSigningString(t *testing.T) {
 		func(r *AuthRequest) { r.TS = "2026-03-14T15:09:27Z" },
 		func(r *AuthRequest) { r.Nonce = testSig[:22] },
 		func(r *AuthRequest) { r.Mode = "w" },
+		func(r *AuthRequest) { r.KID = "k2" },
+		// A field cannot slide into its neighbour: the separators are kept.
+		func(r *AuthRequest) { r.Mode, r.KID = "w", "ak1" },
 	} {
 		m := validRequest()
 		mutate(m)
 		if string(m.SigningString()) == base {
 			t.Errorf("mutation %d does not change the signing string", i)
 		}
+	}
+	// A certificate request has its own tag and covers the certificate.
+	c := validRequest()
+	c.KID, c.Cert = "", "MIIB"
+	if got, want := string(c.SigningString()), "clipgate-auth-cert-v1\n1\nreq-0001\ncam-01\n2026-03-14T15:09:26Z\n"+testNonce+"\nwa\nMIIB"; got != want {
+		t.Errorf("certificate SigningString() = %q, want %q", got, want)
 	}
 	// The signature itself is not covered.
 	m := validRequest()

@@ -20,6 +20,10 @@ const (
 	sigLen    = 43 // base64.RawURLEncoding.EncodedLen(SigSize)
 	// minSealedSize is one byte of plaintext plus the AES-GCM tag.
 	minSealedSize = 1 + 16
+	// Signatures of certificate requests: ECDSA P-256 in ASN.1 DER (8 to 72 bytes) or
+	// Ed25519 (64 bytes).
+	minCertSigSize = 8
+	maxCertSigSize = 72
 )
 
 var b64 = base64.RawURLEncoding.Strict()
@@ -52,6 +56,23 @@ func (r *AuthRequest) Validate() error {
 	if _, err := clipgate.ParseMode(string(r.Mode)); err != nil {
 		return fieldErr("mode", "%v", err)
 	}
+	switch {
+	case r.KID == "" && r.Cert == "":
+		return fieldErr("kid", "is required (or cert, for a device with a certificate)")
+	case r.KID != "" && r.Cert != "":
+		return fieldErr("cert", "must not be sent together with kid")
+	case r.Cert != "":
+		if !validB64Range(r.Cert, 1, MaxCertSize) {
+			return fieldErr("cert", "must be a DER certificate of at most %d bytes in base64url without padding", MaxCertSize)
+		}
+		if !validB64Range(r.Sig, minCertSigSize, maxCertSigSize) {
+			return fieldErr("sig", "must be a signature of %d to %d bytes in base64url without padding", minCertSigSize, maxCertSigSize)
+		}
+		return nil
+	}
+	if !validKeyID(r.KID) {
+		return fieldErr("kid", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxKeyIDLen)
+	}
 	if !validB64(r.Sig, sigLen) {
 		return fieldErr("sig", "must be %d bytes in base64url without padding (%d characters)", SigSize, sigLen)
 	}
@@ -76,8 +97,8 @@ func (r *AuthReply) Validate() error {
 		switch {
 		case r.Error == nil:
 			return fieldErr("error", "is required when ok is false")
-		case r.Credentials != nil || r.Sealed != "" || r.OSS != nil:
-			return fieldErr("error", "a failed reply must not carry credentials, sealed or oss")
+		case r.Credentials != nil || r.Sealed != "" || r.Rekey != "" || r.OSS != nil:
+			return fieldErr("error", "a failed reply must not carry credentials, sealed, rekey or oss")
 		}
 		return r.Error.validate()
 	}
@@ -98,7 +119,23 @@ func (r *AuthReply) Validate() error {
 	} else if !validSealed(r.Sealed) {
 		return fieldErr("sealed", "must be base64url without padding of at least %d bytes", minSealedSize)
 	}
+	if r.Rekey != "" && !validSealed(r.Rekey) {
+		return fieldErr("rekey", "must be base64url without padding of at least %d bytes", minSealedSize)
+	}
 	return validateOSS(r.OSS)
+}
+
+// validate checks the key ID and that both keys are 32 bytes of canonical base64url.
+func (k *Rekey) validate() error {
+	switch {
+	case !validKeyID(k.KID):
+		return fieldErr("kid", "must be 1 to %d characters of [A-Za-z0-9_-]", MaxKeyIDLen)
+	case !validB64(k.Connect, sigLen):
+		return fieldErr("connect", "must be 32 bytes in base64url without padding (%d characters)", sigLen)
+	case !validB64(k.Request, sigLen):
+		return fieldErr("request", "must be 32 bytes in base64url without padding (%d characters)", sigLen)
+	}
+	return nil
 }
 
 // ValidateCredentials checks that every credential field is present. It is used on the
@@ -215,6 +252,10 @@ func versionErr(v int) *Error {
 	return fieldErr("v", "unsupported protocol version %d (this build speaks version %d)", v, Version)
 }
 
+// validKeyID reports whether s is a key ID: 1 to MaxKeyIDLen of [A-Za-z0-9_-]
+// (the rule of identity.ValidKeyID).
+func validKeyID(s string) bool { return len(s) <= MaxKeyIDLen && validID(s) }
+
 // validID reports whether s is a request or event ID: 1 to 64 of [A-Za-z0-9_-].
 func validID(s string) bool {
 	if s == "" || len(s) > MaxIDLen {
@@ -241,6 +282,16 @@ func validB64(s string, n int) bool {
 	n = copy(src[:], s)
 	_, err := b64.Decode(dst[:], src[:n])
 	return err == nil
+}
+
+// validB64Range reports whether s is canonical base64url without padding of min to max
+// bytes.
+func validB64Range(s string, min, max int) bool {
+	if len(s) < base64.RawURLEncoding.EncodedLen(min) || len(s) > base64.RawURLEncoding.EncodedLen(max) || !b64Alphabet(s) {
+		return false
+	}
+	b, err := b64.DecodeString(s)
+	return err == nil && len(b) >= min && len(b) <= max
 }
 
 func validSealed(s string) bool {

@@ -4,6 +4,7 @@
 package testpki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -114,4 +115,44 @@ func serial(t testing.TB) *big.Int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// ClientOptions vary a client certificate from IssueClient's defaults.
+type ClientOptions struct {
+	// Key is the certificate's key; nil means a new ECDSA P-256 key.
+	Key crypto.Signer
+	// NotBefore and NotAfter default to an hour ago and an hour from now.
+	NotBefore, NotAfter time.Time
+	// ServerAuth gives the certificate server-authentication usage instead of client.
+	ServerAuth bool
+}
+
+// IssueClient returns a client certificate for cn signed by ca, as o says.
+func (ca *CA) IssueClient(t testing.TB, cn string, o ClientOptions) tls.Certificate {
+	t.Helper()
+	if o.Key == nil {
+		o.Key = newKey(t)
+	}
+	if o.NotBefore.IsZero() {
+		o.NotBefore = time.Now().Add(-time.Hour)
+	}
+	if o.NotAfter.IsZero() {
+		o.NotAfter = time.Now().Add(time.Hour)
+	}
+	usage := x509.ExtKeyUsageClientAuth
+	if o.ServerAuth {
+		usage = x509.ExtKeyUsageServerAuth
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: cn},
+		NotBefore: o.NotBefore, NotAfter: o.NotAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, o.Key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: o.Key, Leaf: leaf}
 }

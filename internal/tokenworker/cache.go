@@ -59,11 +59,18 @@ func (c *credCache) put(k credKey, cr protocol.Credentials, deadline time.Time) 
 }
 
 // forget drops every entry of a device (it was revoked).
-func (c *credCache) forget(device string) {
+func (c *credCache) forget(device string) { c.forgetAll([]string{device}) }
+
+// forgetAll drops every entry of the devices, in one pass over the cache.
+func (c *credCache) forgetAll(devices []string) {
+	drop := make(map[string]bool, len(devices))
+	for _, d := range devices {
+		drop[d] = true
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k := range c.m {
-		if k.device == device {
+		if drop[k.device] {
 			delete(c.m, k)
 		}
 	}

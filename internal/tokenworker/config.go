@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -55,8 +56,15 @@ type Config struct {
 	ClientID           string        // default "<Username>:<random>" (never of device-ID form)
 	Group              string        // shared-subscription group; default topics.DefaultWorkerGroup
 	Topics             topics.Scheme // zero value = topics.Default()
-	// FleetKey derives every device key (identity.DeriveDeviceKey). Required.
-	FleetKey []byte
+	// FleetKeys are the fleet keys (by key ID) that every device's request key derives
+	// from (identity.Keyring.RequestKey); the broker holds only their connect roots.
+	// Required unless FleetCA is set (a fleet of certificate devices only).
+	FleetKeys *identity.Keyring
+	// FleetCA, when set, serves devices that hold a client certificate and no device key:
+	// their requests carry the certificate, which must chain to these CAs (client-auth
+	// usage, valid now) with CN = device ID, and are signed with its key; replies are
+	// sealed to it (identity.SealToPublicKey).
+	FleetCA *x509.CertPool
 	// Revocations lists revoked devices; nil means none is revoked (unless
 	// RevocationsKey is set: then the worker keeps its own list).
 	Revocations *identity.Revocations
@@ -215,8 +223,13 @@ func (c *Config) validate() error {
 
 // validateIdentity checks the fleet key, the group, the client ID and the broker URL.
 func (c *Config) validateIdentity() error {
-	if len(c.FleetKey) < identity.KeySize {
-		return fmt.Errorf("tokenworker: fleet key is %d bytes, want at least %d", len(c.FleetKey), identity.KeySize)
+	if c.FleetKeys == nil && c.FleetCA == nil {
+		return errors.New("tokenworker: no fleet keys (FleetKeys) and no fleet CA (FleetCA)")
+	}
+	if c.FleetKeys != nil {
+		if err := c.FleetKeys.CheckKind(identity.KindFleet); err != nil {
+			return fmt.Errorf("tokenworker: fleet keys: %w (the broker's connect keys cannot check requests)", err)
+		}
 	}
 	if !topics.ValidGroup(c.Group) {
 		return fmt.Errorf("tokenworker: %q is not a valid shared-subscription group name", c.Group)

@@ -37,6 +37,10 @@ func appendReply(b []byte, rep *protocol.AuthReply, sealed []byte) []byte {
 		b = base64.RawURLEncoding.AppendEncode(b, sealed)
 		b = append(b, '"')
 	}
+	if rep.Rekey != "" {
+		b = append(b, `,"rekey":`...)
+		b = appendString(b, rep.Rekey)
+	}
 	if o := rep.OSS; o != nil {
 		b = append(b, `,"oss":{"endpoint":`...)
 		b = appendString(b, o.Endpoint)

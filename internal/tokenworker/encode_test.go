@@ -65,6 +65,8 @@ func TestAppendReplyMatchesEncodingJSON(t *testing.T) {
 			OSS: &protocol.OSSInfo{Endpoint: "http://127.0.0.1:1"}}, nil)
 		checkSame(t, protocol.AuthReply{V: 1, ID: s, OK: true, ServerTime: ts,
 			OSS: &protocol.OSSInfo{}}, []byte(s+"sealed-bytes\x00\xff"))
+		checkSame(t, protocol.AuthReply{V: 1, ID: s, OK: true, ServerTime: ts, Rekey: s + "rekey",
+			OSS: &protocol.OSSInfo{}}, []byte(s+"sealed"))
 		for _, retry := range []int64{0, 1, 86400000} {
 			checkSame(t, protocol.AuthReply{V: 1, ID: s, ServerTime: ts,
 				Error: &protocol.ReplyError{Code: protocol.CodeBusy, Message: s, RetryAfterMs: retry}}, nil)
@@ -81,6 +83,7 @@ func FuzzAppendReply(f *testing.F) {
 			Credentials: &protocol.Credentials{AccessKeyID: id, AccessKeySecret: secret, SecurityToken: msg, Expiration: ts},
 			OSS:         &protocol.OSSInfo{Endpoint: msg, Region: id, Bucket: secret, Prefix: msg}}, nil)
 		checkSame(t, protocol.AuthReply{V: 1, ID: id, OK: true, ServerTime: ts, OSS: &protocol.OSSInfo{}}, sealed)
+		checkSame(t, protocol.AuthReply{V: 1, ID: id, OK: true, ServerTime: ts, Rekey: msg, OSS: &protocol.OSSInfo{}}, sealed)
 		checkSame(t, protocol.AuthReply{V: 1, ID: id, ServerTime: ts,
 			Error: &protocol.ReplyError{Code: protocol.Code(secret), Message: msg, RetryAfterMs: retry}}, nil)
 	})

@@ -58,7 +58,7 @@ func FuzzHandle(f *testing.F) {
 		}
 		req, err := protocol.DecodeAuthRequest(payload)
 		if err != nil || req.Device != device ||
-			!identity.Verify(identity.DeriveDeviceKey(fleet, device), req.SigningString(), req.Sig) {
+			!identity.Verify(requestKey(t, fleet, device), req.SigningString(), req.Sig) {
 			t.Fatalf("ok reply for a payload that is not a signed request of %q: %q", device, payload)
 		}
 	})

@@ -130,9 +130,9 @@ func (g *gate) close() (release func()) {
 }
 
 // baseConfig is a worker config against c (through its gate).
-func (c *cloud) config(fleet []byte) Config {
+func (c *cloud) config(fleet *identity.Keyring) Config {
 	return Config{
-		FleetKey: fleet,
+		FleetKeys: fleet,
 		STS: STSConfig{
 			Endpoint:        c.gate.endpoint(),
 			Scheme:          "http",
@@ -147,9 +147,9 @@ func (c *cloud) config(fleet []byte) Config {
 	}
 }
 
-func newFleetKey(t testing.TB) []byte {
+func newFleetKey(t testing.TB) *identity.Keyring {
 	t.Helper()
-	k, err := identity.NewFleetKey()
+	k, err := identity.NewFleetKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ type request struct {
 var reqSeq atomic.Int64
 
 // newRequest returns a request from device, signed with the device key of fleet, stamped ts.
-func newRequest(t testing.TB, fleet []byte, device, mode string, ts time.Time) *request {
+func newRequest(t testing.TB, fleet *identity.Keyring, device, mode string, ts time.Time) *request {
 	t.Helper()
 	nonce := make([]byte, protocol.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
@@ -190,10 +190,22 @@ func newRequest(t testing.TB, fleet []byte, device, mode string, ts time.Time) *
 			Nonce:  base64.RawURLEncoding.EncodeToString(nonce),
 			Mode:   clipgate.Mode(mode),
 		},
-		key: identity.DeriveDeviceKey(fleet, device),
 	}
-	r.sign()
+	if fleet != nil { // nil: the caller makes a certificate request
+		r.KID, r.key = fleet.CurrentID(), requestKey(t, fleet, device)
+		r.sign()
+	}
 	return r
+}
+
+// requestKey is the request key of device under fleet's current key.
+func requestKey(t testing.TB, fleet *identity.Keyring, device string) []byte {
+	t.Helper()
+	k, err := identity.NewDeviceKey(fleet, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Request
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

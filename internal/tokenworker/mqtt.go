@@ -249,6 +249,7 @@ func (w *Worker) Close() error {
 	w.closed = true
 	started := w.started
 	w.mu.Unlock()
+	w.unhook()
 	if started {
 		ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 		_ = w.client.Stop(ctx)

@@ -26,7 +26,7 @@ const (
 
 // startBroker runs the clipgate broker on a random loopback port with one tokenworker
 // service account, and returns its tcp:// URL.
-func startBroker(t *testing.T, fleet []byte) string {
+func startBroker(t *testing.T, fleet *identity.Keyring) string {
 	t.Helper()
 	path := testutil.AccountsFile(t, t.TempDir(),
 		testutil.Account{User: workerUser, Password: workerPassword, Role: "tokenworker"},
@@ -35,7 +35,7 @@ func startBroker(t *testing.T, fleet []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", HTTPAddr: "none", FleetKey: fleet, ServiceAccounts: accounts})
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", HTTPAddr: "none", ConnectKeys: fleet.ConnectRoots(), ServiceAccounts: accounts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,16 +49,20 @@ func startBroker(t *testing.T, fleet []byte) string {
 // device is a paho client of one camera, subscribed to its reply topic.
 type device struct {
 	id      string
-	key     []byte
+	key     *identity.DeviceKey
 	client  *mqttclient.Client
 	replies chan []byte
 }
 
-func connectDevice(t *testing.T, brokerURL string, fleet []byte, id string) *device {
+func connectDevice(t *testing.T, brokerURL string, fleet *identity.Keyring, id string) *device {
 	t.Helper()
-	d := &device{id: id, key: identity.DeriveDeviceKey(fleet, id), replies: make(chan []byte, 16)}
+	key, err := identity.NewDeviceKey(fleet, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &device{id: id, key: key, replies: make(chan []byte, 16)}
 	client, err := mqttclient.New(mqttclient.Config{BrokerURL: brokerURL, ClientID: id, NoReconnect: true,
-		Credentials: func() (string, string) { return id, identity.MQTTPassword(d.key, id, time.Now()) },
+		Credentials: func() (string, string) { return id, d.key.Password(time.Now()) },
 		Subscriptions: []mqttclient.Subscription{{Filter: topics.Default().AuthReply(id), QoS: 1, Handler: func(m mqttclient.Message) {
 			select {
 			case d.replies <- m.Payload():
@@ -98,7 +102,7 @@ func (d *device) reply(t *testing.T) []byte {
 	}
 }
 
-func mqttConfig(c *cloud, fleet []byte, brokerURL string) Config {
+func mqttConfig(c *cloud, fleet *identity.Keyring, brokerURL string) Config {
 	cfg := c.config(fleet)
 	cfg.BrokerURL = brokerURL
 	cfg.Username, cfg.Password = workerUser, workerPassword

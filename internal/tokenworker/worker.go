@@ -2,8 +2,8 @@
 // decoding, revocation, signature, clock, nonce, rate, and for writes the upload quota of
 // Config.Quota), builds the device's least-privilege session policy, calls STS AssumeRole
 // (RoleSessionName = device ID) or reuses the device's still-valid credentials, and
-// replies on the device's own reply topic, with the credentials sealed to the device key
-// by default.
+// replies on the device's own reply topic, with the credentials sealed to the device's
+// request key (or its certificate) by default.
 //
 // Handle is the transport-free core. Start subscribes an MQTT client to the shared worker
 // group, so that any number of workers, in one process or many, share the requests; a
@@ -21,6 +21,7 @@ package tokenworker
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -51,6 +52,7 @@ type Worker struct {
 	devLimit *deviceLimiter
 	creds    *credCache
 	busy     busySchedule // retryAfterMs of busy replies (busy.go)
+	unhook   func()       // unregisters the cache's revocation callback
 	ctr      counters
 	stsWG    sync.WaitGroup // AssumeRole calls that outlive their Handle (cancelled context)
 
@@ -75,7 +77,6 @@ func New(cfg Config) (*Worker, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	c.FleetKey = append([]byte(nil), c.FleetKey...)
 	if c.RevocationsKey != nil {
 		if len(c.RevocationsKey) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("tokenworker: RevocationsKey is %d bytes, want %d", len(c.RevocationsKey), ed25519.PublicKeySize)
@@ -104,6 +105,12 @@ func New(cfg Config) (*Worker, error) {
 		creds:    newCredCache(c.CacheSize),
 		poolSize: 2 * c.MaxConcurrent,
 	}
+	// Credentials issued before a revocation are never handed out again, even after a
+	// restore (the device may not ask while it is revoked, which would drop them too).
+	w.unhook = func() {}
+	if c.Revocations != nil {
+		w.unhook = c.Revocations.OnRevoke(w.creds.forgetAll)
+	}
 	if c.Metrics != nil {
 		c.Metrics.add(w)
 	}
@@ -128,6 +135,7 @@ type decision struct {
 	retryAfter time.Duration
 	cached     bool
 	sealed     bool
+	rekeyed    bool                 // the reply carries the device's keys under the current fleet key
 	creds      protocol.Credentials // on success
 	start      time.Time
 }
@@ -179,11 +187,12 @@ func (w *Worker) handle(ctx context.Context, topic string, payload []byte, wait 
 // check runs every check in order and, when all pass, obtains credentials. On return d.id is
 // the request ID ("" when unknown), d.code is "" on success, and then req and the device key
 // are set and d carries the credentials.
-func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wait time.Time) (*protocol.AuthRequest, []byte) {
+func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wait time.Time) (*protocol.AuthRequest, deviceKey) {
+	var key deviceKey
 	if len(payload) > protocol.MaxAuthRequestSize {
 		d.id, _ = salvage(payload)
 		d.fail(protocol.CodeInvalid, 0, fmt.Sprintf("request is %d bytes; the limit is %d", len(payload), protocol.MaxAuthRequestSize))
-		return nil, nil
+		return nil, key
 	}
 	req, err := protocol.DecodeAuthRequest(payload)
 	if err != nil {
@@ -197,29 +206,28 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 		if id == "" {
 			d.message = "undecodable request without a usable ID: " + errorMessage(err)
 		}
-		return nil, nil
+		return nil, key
 	}
 	d.id = req.ID
 	if req.Device != d.device {
 		d.fail(protocol.CodeInvalid, 0, "the request's device does not match its topic")
-		return nil, nil
+		return nil, key
 	}
 	if w.cfg.Revocations != nil && w.cfg.Revocations.Revoked(d.device) {
 		w.creds.forget(d.device)
 		d.fail(protocol.CodeRevoked, 0, "this device is revoked")
-		return nil, nil
+		return nil, key
 	}
-	key := identity.DeriveDeviceKey(w.cfg.FleetKey, d.device)
-	if !identity.Verify(key, req.SigningString(), req.Sig) {
-		d.fail(protocol.CodeUnauthenticated, 0, "the request signature does not verify")
-		return nil, nil
+	var ok bool
+	if key, ok = w.authenticate(d, req, now); !ok {
+		return nil, key
 	}
 	// Only a signed request learns the server time, so the clock cannot be probed.
 	ts := req.Time()
 	if skew := now.Sub(ts); skew > w.cfg.ClockWindow || skew < -w.cfg.ClockWindow {
 		d.fail(protocol.CodeClockSkew, 0, fmt.Sprintf("request time is %v off the server time (window ±%v); correct the clock with serverTime and sign again",
 			skew.Round(time.Second), w.cfg.ClockWindow))
-		return nil, nil
+		return nil, key
 	}
 	if err := w.cfg.Replay.Check(d.device, req.Nonce, ts, now); err != nil {
 		switch {
@@ -232,22 +240,22 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 		default:
 			d.fail(protocol.CodeInvalid, 0, "request rejected: "+errorMessage(err))
 		}
-		return nil, nil
+		return nil, key
 	}
 	if ok, wait := w.devLimit.allow(d.device, now); !ok {
 		d.fail(protocol.CodeRateLimited, wait, "too many requests from this device; retry after retryAfterMs")
-		return nil, nil
+		return nil, key
 	}
 	mode, err := clipgate.ParseMode(string(req.Mode))
 	if err != nil {
 		d.fail(protocol.CodeInvalid, 0, "malformed request: "+err.Error())
-		return nil, nil
+		return nil, key
 	}
 	if w.cfg.Quota != nil && (mode.Has(clipgate.ModeWrite) || mode.Has(clipgate.ModeAppend)) {
 		if reset := w.cfg.Quota(d.device, now); reset.After(now) {
 			wait := min(reset.Sub(now), time.Duration(protocol.MaxRetryAfterMs)*time.Millisecond)
 			d.fail(protocol.CodeQuotaExceeded, wait, "this device used its upload quota until "+reset.UTC().Format(time.RFC3339)+"; keep the clips and retry after retryAfterMs")
-			return nil, nil
+			return nil, key
 		}
 	}
 	ck := credKey{device: d.device, mode: string(req.Mode)}
@@ -260,10 +268,55 @@ func (w *Worker) check(ctx context.Context, d *decision, payload []byte, now, wa
 	}
 	cr, ok := w.issue(ctx, d, ck, mode, now, wait)
 	if !ok {
-		return nil, nil
+		return nil, key
 	}
 	d.creds = *cr
 	return req, key
+}
+
+// deviceKey is what a reply is sealed to: a device's request key, or the public key of its
+// certificate.
+type deviceKey struct {
+	request []byte
+	cert    crypto.PublicKey
+}
+
+// authenticate checks the request's signature: HMAC with the device's request key of the
+// key ID the request names, or the signature of the certificate it carries, which must
+// chain to the fleet CA and name the device.
+func (w *Worker) authenticate(d *decision, req *protocol.AuthRequest, now time.Time) (deviceKey, bool) {
+	if req.Cert != "" {
+		der, err := base64.RawURLEncoding.DecodeString(req.Cert) // canonical: DecodeAuthRequest checked
+		if err != nil {
+			d.fail(protocol.CodeInvalid, 0, "malformed request: cert is not base64url")
+			return deviceKey{}, false
+		}
+		pub, err := identity.VerifyDeviceCertificate(der, w.cfg.FleetCA, d.device, now)
+		if err != nil {
+			d.fail(protocol.CodeUnauthenticated, 0, err.Error())
+			return deviceKey{}, false
+		}
+		sig, err := base64.RawURLEncoding.DecodeString(req.Sig)
+		if err != nil || !identity.VerifyKeySignature(pub, req.SigningString(), sig) {
+			d.fail(protocol.CodeUnauthenticated, 0, "the request signature does not verify with the certificate's key")
+			return deviceKey{}, false
+		}
+		return deviceKey{cert: pub}, true
+	}
+	if w.cfg.FleetKeys == nil {
+		d.fail(protocol.CodeUnauthenticated, 0, "this token worker holds no fleet keys: only devices with a certificate are served")
+		return deviceKey{}, false
+	}
+	key, err := w.cfg.FleetKeys.RequestKey(req.KID, d.device, now)
+	if err != nil {
+		d.fail(protocol.CodeUnauthenticated, 0, "the request's key cannot be used: "+err.Error()+"; the device needs a new device key")
+		return deviceKey{}, false
+	}
+	if !identity.Verify(key, req.SigningString(), req.Sig) {
+		d.fail(protocol.CodeUnauthenticated, 0, "the request signature does not verify")
+		return deviceKey{}, false
+	}
+	return deviceKey{request: key}, true
 }
 
 // issue calls STS under the worker's concurrency bound and rate limit, waiting for a slot
@@ -409,7 +462,7 @@ func (d *decision) fail(code protocol.Code, retryAfter time.Duration, msg string
 }
 
 // success builds the reply carrying d's credentials, sealed to the device unless disabled.
-func (w *Worker) success(d *decision, key []byte, req *protocol.AuthRequest, now time.Time) ([]byte, error) {
+func (w *Worker) success(d *decision, key deviceKey, req *protocol.AuthRequest, now time.Time) ([]byte, error) {
 	oss := w.cfg.OSS
 	oss.Prefix = w.cfg.OSS.Prefix + d.device + "/"
 	rep := protocol.AuthReply{
@@ -429,7 +482,15 @@ func (w *Worker) success(d *decision, key []byte, req *protocol.AuthRequest, now
 	} else {
 		rep.Credentials = &d.creds
 	}
-	size := replySizeHint + len(oss.Endpoint) + len(oss.Region) + len(oss.Bucket) + len(oss.Prefix) +
+	if key.request != nil && req.KID != w.cfg.FleetKeys.CurrentID() {
+		rekey, err := w.rekey(key, req)
+		if err != nil {
+			return nil, err
+		}
+		rep.Rekey = base64.RawURLEncoding.EncodeToString(rekey)
+		d.rekeyed = true
+	}
+	size := len(rep.Rekey) + replySizeHint + len(oss.Endpoint) + len(oss.Region) + len(oss.Bucket) + len(oss.Prefix) +
 		base64.RawURLEncoding.EncodedLen(len(sealed)) + credentialsSize(&d.creds)
 	return appendReply(make([]byte, 0, size), &rep, sealed), nil
 }
@@ -450,9 +511,55 @@ func ReplyAAD(deviceID, requestID string) []byte {
 	return append(b, requestID...)
 }
 
-// sealCredentials returns identity.Seal(deviceKey, nonce, credentials JSON, aad); the reply
-// carries it in base64url.
-func sealCredentials(key []byte, req *protocol.AuthRequest, cr *protocol.Credentials) ([]byte, error) {
+// RekeyAAD is the additional data a reply's rekey is bound to: the device and the request.
+func RekeyAAD(deviceID, requestID string) []byte {
+	return []byte("clipgate-rekey-v1\n" + deviceID + "\n" + requestID)
+}
+
+// rekey returns the device's keys under the current fleet key (protocol.Rekey JSON),
+// sealed with the request key the request was signed with, always: keys never travel in
+// clear, whatever Config.Seal says. The request key is still accepted (its fleet key is
+// before its cutoff), so the device can open it.
+func (w *Worker) rekey(key deviceKey, req *protocol.AuthRequest) ([]byte, error) {
+	dk, err := identity.NewDeviceKey(w.cfg.FleetKeys, req.Device)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := json.Marshal(protocol.Rekey{
+		KID:     dk.KeyID,
+		Connect: base64.RawURLEncoding.EncodeToString(dk.Connect),
+		Request: base64.RawURLEncoding.EncodeToString(dk.Request),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var nonce [protocol.NonceSize]byte
+	if n, err := base64.RawURLEncoding.Decode(nonce[:], []byte(req.Nonce)); err != nil || n != len(nonce) {
+		return nil, fmt.Errorf("request nonce is not %d bytes of base64url", protocol.NonceSize)
+	}
+	sealed, err := identity.Seal(key.request, nonce[:], plain, RekeyAAD(req.Device, req.ID))
+	clear(plain)
+	clear(dk.Connect)
+	clear(dk.Request)
+	return sealed, err
+}
+
+// ReplyInfo is the HPKE info a reply sealed to a device certificate is bound to: the
+// device and the request.
+func ReplyInfo(deviceID, requestID string) []byte {
+	return []byte("clipgate-reply-hpke-v1\n" + deviceID + "\n" + requestID)
+}
+
+// sealCredentials returns identity.Seal(request key, nonce, credentials JSON, aad), or for
+// a certificate device identity.SealToPublicKey(its key, credentials JSON, ReplyInfo); the
+// reply carries it in base64url.
+func sealCredentials(key deviceKey, req *protocol.AuthRequest, cr *protocol.Credentials) ([]byte, error) {
+	if key.cert != nil {
+		plain := appendCredentials(make([]byte, 0, credentialsSize(cr)), cr)
+		sealed, err := identity.SealToPublicKey(key.cert, plain, ReplyInfo(req.Device, req.ID))
+		clear(plain)
+		return sealed, err
+	}
 	// The nonce is 16 bytes in base64url without padding, as protocol.DecodeAuthRequest
 	// checked.
 	var nonce [protocol.NonceSize]byte
@@ -460,7 +567,7 @@ func sealCredentials(key []byte, req *protocol.AuthRequest, cr *protocol.Credent
 		return nil, fmt.Errorf("request nonce is not %d bytes of base64url", protocol.NonceSize)
 	}
 	plain := appendCredentials(make([]byte, 0, credentialsSize(cr)), cr)
-	sealed, err := identity.Seal(key, nonce[:], plain, ReplyAAD(req.Device, req.ID))
+	sealed, err := identity.Seal(key.request, nonce[:], plain, ReplyAAD(req.Device, req.ID))
 	clear(plain) // the plaintext credentials do not linger in freed memory
 	return sealed, err
 }
@@ -515,7 +622,7 @@ func (w *Worker) audit(d *decision) {
 			ev = ev.Int64("retry_after_ms", retryMs(d.retryAfter))
 		}
 	}
-	ev.Str("device", d.device).Str("id", d.id).Bool("cached", d.cached).Bool("sealed", d.sealed).
+	ev.Str("device", d.device).Str("id", d.id).Bool("cached", d.cached).Bool("sealed", d.sealed).Bool("rekeyed", d.rekeyed).
 		Dur("latency_ms", time.Since(d.start)).Msg("auth decision")
 }
 

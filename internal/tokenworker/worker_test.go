@@ -89,7 +89,7 @@ func TestHandleIssuesSealedCredentials(t *testing.T) {
 	if _, err := identity.Open(r.key, nonce, sealed, ReplyAAD(r.Device, "other-request")); err == nil {
 		t.Fatal("sealed reply opens for another request ID")
 	}
-	if _, err := identity.Open(identity.DeriveDeviceKey(fleet, "cam-0002"), nonce, sealed, ReplyAAD("cam-0002", r.ID)); err == nil {
+	if _, err := identity.Open(requestKey(t, fleet, "cam-0002"), nonce, sealed, ReplyAAD("cam-0002", r.ID)); err == nil {
 		t.Fatal("sealed reply opens with another device's key")
 	}
 
@@ -199,9 +199,9 @@ func TestHandleDropsWithoutReply(t *testing.T) {
 }
 
 // offlineConfig is a config whose STS endpoint is never reached.
-func offlineConfig(fleet []byte) Config {
+func offlineConfig(fleet *identity.Keyring) Config {
 	return Config{
-		FleetKey: fleet,
+		FleetKeys: fleet,
 		STS: STSConfig{Endpoint: "127.0.0.1:1", Scheme: "http", AccessKeyID: "id", AccessKeySecret: "secret",
 			RoleARN: "acs:ram::1:role/r"},
 		OSS:    protocol.OSSInfo{Endpoint: "http://127.0.0.1:1", Bucket: testBucket, Prefix: testPrefix},
@@ -668,8 +668,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	fleet := newFleetKey(t)
 	for name, mut := range map[string]func(*Config){
-		"no fleet key":       func(c *Config) { c.FleetKey = nil },
-		"short fleet key":    func(c *Config) { c.FleetKey = fleet[:16] },
+		"no fleet key":       func(c *Config) { c.FleetKeys = nil },
+		"broker's keys":      func(c *Config) { c.FleetKeys = fleet.ConnectRoots() },
 		"bad group":          func(c *Config) { c.Group = "a/b" },
 		"device-like client": func(c *Config) { c.ClientID = "worker-1" },
 		"bad broker URL":     func(c *Config) { c.BrokerURL = "127.0.0.1:1883" },

@@ -9,7 +9,6 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/topics"
@@ -24,10 +23,7 @@ func TestWrongDeviceKey(t *testing.T) {
 	ctx := testContext(t, time.Minute)
 	stack := inproc.New(t, inproc.Options{})
 	const dev = "cam-wrongkey"
-	wrong, err := identity.NewFleetKey() // random 32 bytes: a device key of the right size
-	if err != nil {
-		t.Fatal(err)
-	}
+	wrong := randomDeviceKey(t, dev) // well-formed, derived from another fleet key
 
 	t.Run("broker", func(t *testing.T) {
 		_, err := connectDevice(ctx, stack, dev, wrong)
@@ -61,10 +57,15 @@ func TestWrongDeviceKey(t *testing.T) {
 		c.mustSubscribe(ctx, t, scheme.AuthReply(dev))
 		for _, tc := range []struct {
 			name string
-			key  []byte
+			key  *devicekit.DeviceKey
 		}{
 			{"random key", wrong},
 			{"another device's key", stack.DeviceKey("cam-other")},
+			{"the device's connect key as its request key", func() *devicekit.DeviceKey {
+				k := stack.DeviceKey(dev)
+				k.Request = k.Connect
+				return k
+			}()},
 		} {
 			req, _, payload, err := signedRequest(tc.key, dev, time.Now(), "w")
 			if err != nil {
@@ -97,8 +98,8 @@ func TestWrongDeviceKey(t *testing.T) {
 		if !r.OK || r.ID != req.ID || r.Sealed == "" {
 			t.Errorf("right key: reply %+v, want sealed credentials for %s", r, req.ID)
 		}
-		if n := workerTotals(stack, 1).Errors[protocol.CodeUnauthenticated]; n != 2 {
-			t.Errorf("worker counted %d unauthenticated requests, want 2", n)
+		if n := workerTotals(stack, 1).Errors[protocol.CodeUnauthenticated]; n != 3 {
+			t.Errorf("worker counted %d unauthenticated requests, want 3", n)
 		}
 	})
 }

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
 	"github.com/clipgate/clipgate/internal/soak"
@@ -193,7 +192,7 @@ func TestFaultSessionTakeoverRace(t *testing.T) {
 		return nil
 	}
 	connect := func(dev string) *mqttClient {
-		dc, err := connectMQTT(ctx, c.BrokerURL(), dev, dev, identity.MQTTPassword(c.DeviceKey(dev), dev, time.Now()))
+		dc, err := connectMQTT(ctx, c.BrokerURL(), dev, dev, c.DeviceKey(dev).Password(time.Now()))
 		if err != nil {
 			t.Fatal(err)
 		}

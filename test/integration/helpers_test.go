@@ -167,7 +167,7 @@ func randomHex(n int) string {
 
 // signedRequest returns an auth request of device, signed with key, its nonce and its
 // payload.
-func signedRequest(key []byte, device string, now time.Time, mode clipgate.Mode) (*protocol.AuthRequest, []byte, []byte, error) {
+func signedRequest(key *devicekit.DeviceKey, device string, now time.Time, mode clipgate.Mode) (*protocol.AuthRequest, []byte, []byte, error) {
 	nonce := make([]byte, protocol.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, nil, nil, err
@@ -183,8 +183,9 @@ func signedRequest(key []byte, device string, now time.Time, mode clipgate.Mode)
 		TS:     now.UTC().Format(time.RFC3339Nano),
 		Nonce:  base64.RawURLEncoding.EncodeToString(nonce),
 		Mode:   mode,
+		KID:    key.KeyID,
 	}
-	req.Sig = identity.Sign(key, req.SigningString())
+	req.Sig = identity.Sign(key.Request, req.SigningString())
 	payload, err := protocol.Encode(req)
 	return req, nonce, payload, err
 }
@@ -278,8 +279,23 @@ func (c *mqttClient) nextMatching(ctx context.Context, what string, match func(m
 }
 
 // connectDevice connects a raw client as device id, with an MQTT password made from key.
-func connectDevice(ctx context.Context, stack *inproc.Stack, id string, key []byte) (*mqttClient, error) {
-	return connectMQTT(ctx, stack.BrokerURL(), id, id, identity.MQTTPassword(key, id, time.Now()))
+func connectDevice(ctx context.Context, stack *inproc.Stack, id string, key *devicekit.DeviceKey) (*mqttClient, error) {
+	return connectMQTT(ctx, stack.BrokerURL(), id, id, key.Password(time.Now()))
+}
+
+// randomDeviceKey is a well-formed device key of id with random keys, derived from no
+// fleet key of the stack.
+func randomDeviceKey(t testing.TB, id string) *devicekit.DeviceKey {
+	t.Helper()
+	fleet, err := identity.NewFleetKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := identity.NewDeviceKey(fleet, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // connectService connects a raw client with the stack's service account for role.

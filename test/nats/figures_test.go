@@ -13,7 +13,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 )
 
@@ -65,7 +64,7 @@ func figures(t *testing.T, engine string) {
 			id := fmt.Sprintf("idle-%04d", i)
 			cfg := s.DeviceConfig(id)
 			o := paho.NewClientOptions().AddBroker(cfg.BrokerURL).SetClientID(id).SetUsername(id).
-				SetPassword(identity.MQTTPassword(s.DeviceKey(id), id, time.Now())).SetProtocolVersion(4).
+				SetPassword(s.DeviceKey(id).Password(time.Now())).SetProtocolVersion(4).
 				SetAutoReconnect(false).SetKeepAlive(5 * time.Minute)
 			cl := paho.NewClient(o)
 			if tok := cl.Connect(); !tok.WaitTimeout(time.Minute) || tok.Error() != nil {
