@@ -431,7 +431,7 @@ func TestDecodeMediaPlaylistGarbage(t *testing.T) {
 // TestStreamConfigErrors: NewStream refuses what cannot work.
 func TestStreamConfigErrors(t *testing.T) {
 	t.Parallel()
-	k, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-cfg", DeviceKey: bytes.Repeat([]byte{1}, 32), StateDir: t.TempDir()})
+	k, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "cam-cfg", DeviceKey: zeroKey("cam-cfg"), StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
