@@ -18,9 +18,8 @@ import (
 
 // TestRunOnNATS runs the command with --nats against a fresh 3-node NATS cluster with the
 // auth callout and token workers (internal/inproc's NATS stack), started before any
-// device as the README's deployment steps say, with the flags those steps give (no
-// --broker): a device's clip is indexed from the JetStream durable consumer and listed by
-// the API.
+// device as the README's deployment steps say: a device's clip is indexed from the
+// JetStream durable consumer and listed by the API.
 func TestRunOnNATS(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -30,21 +29,37 @@ func TestRunOnNATS(t *testing.T) {
 	hashFile := writeFile(t, "hash", hashOf(t, "operator pw")+"\n", 0o600)
 	user, pass := s.ServiceAccount(topics.RoleConsumer)
 	id, secret := s.AdminKey()
-	var out, logs clitest.Buffer
-	m := NewMain(cli.IO{Stdout: &out, Stderr: &logs, Getenv: func(k string) (string, bool) {
+	env := func(k string) (string, bool) {
 		v, ok := map[string]string{envPassword: pass, envOSSSecret: secret}[k]
 		return v, ok
-	}})
-	if err := m.ParseFlags([]string{
+	}
+	args := []string{
 		"--listen", "127.0.0.1:0", "--database", "sqlite:" + filepath.Join(dir, "console.db"),
 		"--nats", strings.Join(s.Cluster().ClientURLs(), ","), "--nats-durable", "console", "--username", user,
 		"--oss-endpoint", s.OSSEndpoint(), "--oss-region", s.Region(), "--oss-bucket", s.Bucket(),
 		"--oss-prefix", s.Prefix(), "--oss-access-key-id", id, "--password-hash-file", hashFile,
 		"--connect-timeout", "1m", "--metrics-addr", "127.0.0.1:0", "--log-level", "debug",
-	}); err != nil {
-		t.Fatal(err)
 	}
-	if err := m.Run(ctx); err != nil {
+	start := func(args ...string) (*Main, *clitest.Buffer, error) {
+		var out, logs clitest.Buffer
+		m := NewMain(cli.IO{Stdout: &out, Stderr: &logs, Getenv: env})
+		if err := m.ParseFlags(args); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(ctx)
+		if err != nil {
+			_ = m.Close()
+		}
+		return m, &logs, err
+	}
+	// No MQTT client has connected yet, so the gateway's stream does not exist: without
+	// --broker the console cannot create it, and says so (it used to try the MQTT
+	// default, tcp://127.0.0.1:1883, which is no node of the cluster).
+	if _, logs, err := start(args...); cli.ExitCode(err) != cli.ExitUsage || !strings.Contains(err.Error(), "--broker") {
+		t.Fatalf("without --broker on a new cluster: %v, want a usage error naming --broker\n%s", err, logs.String())
+	}
+	m, logs, err := start(append(args, "--broker", s.Cluster().Nodes()[1].MQTTURL())...)
+	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, logs.String())
 	}
 	defer m.Close()
