@@ -77,11 +77,11 @@ func TestGarbageRequestsCounted(t *testing.T) {
 	}
 }
 
-// TestKickGoneConnection: kicking a connection that has already gone (the device
-// reconnected elsewhere, or another instance admitted it again) is neither an error nor
-// a kick: the server answers "no such client or leafnode id" (it was counted and logged
-// as a failed kick).
-func TestKickGoneConnection(t *testing.T) {
+// TestKicks: kicking a connection that has already gone (the device reconnected
+// elsewhere, or another instance admitted it again) is neither an error nor a kick: the
+// server answers "no such client or leafnode id" (it was counted and logged as a failed
+// kick). A kick that fails is tried again.
+func TestKicks(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -93,7 +93,20 @@ func TestKickGoneConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	s := &Service{cfg: Config{URLs: cl.ClientURLs()}}
+	fleet, err := identity.NewFleetKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	revs := identity.NewRevocations()
+	b, err := broker.New(broker.Config{HTTPAddr: "none", FleetKey: fleet, Revocations: revs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := issuer.Seed()
+	s, err := New(Config{URLs: cl.ClientURLs(), Username: "callout", Password: "callout-pw-1", IssuerSeed: seed, Broker: b})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s.sys, err = s.dial(ctx, "sys", "sys-pw-1", "kick-test"); err != nil {
 		t.Fatal(err)
 	}
@@ -101,5 +114,15 @@ func TestKickGoneConnection(t *testing.T) {
 	gone, err := s.kick(ctx, conn{server: cl.Nodes()[0].Server().ID(), cid: 1 << 40})
 	if err != nil || !gone {
 		t.Fatalf("kick of a connection that is not there: gone %v, %v", gone, err)
+	}
+
+	// A kick that fails (here: the system connection is down) is tried again at the next
+	// sweep: the revoked device stays watched (it used to be forgotten, left connected).
+	revs.Set([]string{"cam-k"})
+	s.admitted["cam-k"] = conn{server: cl.Nodes()[0].Server().ID(), cid: 1 << 40}
+	s.sys.Close()
+	s.sweepOnce(ctx)
+	if st := s.Stats(); st.KickErrors != 1 || st.Kicked != 0 || st.Admitted != 1 {
+		t.Fatalf("after a failed kick: %+v, want 1 kick error and the device still watched", st)
 	}
 }

@@ -366,31 +366,36 @@ func (s *Service) sweep(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		var kick []conn
-		var ids []string
-		s.mu.Lock()
-		for id, c := range s.admitted {
-			if s.cfg.Broker.Revoked(id) {
-				kick = append(kick, c)
-				ids = append(ids, id)
-				delete(s.admitted, id)
-			}
+		s.sweepOnce(ctx)
+	}
+}
+
+// sweepOnce kicks the admitted devices that are revoked now.
+func (s *Service) sweepOnce(ctx context.Context) {
+	var kick []conn
+	var ids []string
+	s.mu.Lock()
+	for id, c := range s.admitted {
+		if s.cfg.Broker.Revoked(id) {
+			kick = append(kick, c)
+			ids = append(ids, id)
+			delete(s.admitted, id)
 		}
-		s.mu.Unlock()
-		for i, c := range kick {
-			gone, err := s.kick(ctx, c)
-			if err != nil {
-				s.kickErrors.Add(1)
-				s.log.Warn().Err(err).Str("device", ids[i]).Msg("kicking a revoked device")
-				continue
-			}
-			if gone {
-				s.log.Debug().Str("device", ids[i]).Str("server", c.server).Uint64("cid", c.cid).Msg("revoked device's connection had gone")
-				continue
-			}
-			s.kicked.Add(1)
-			s.log.Info().Str("device", ids[i]).Str("server", c.server).Uint64("cid", c.cid).Msg("revoked device kicked")
+	}
+	s.mu.Unlock()
+	for i, c := range kick {
+		gone, err := s.kick(ctx, c)
+		if err != nil {
+			s.kickErrors.Add(1)
+			s.log.Warn().Err(err).Str("device", ids[i]).Msg("kicking a revoked device")
+			continue
 		}
+		if gone {
+			s.log.Debug().Str("device", ids[i]).Str("server", c.server).Uint64("cid", c.cid).Msg("revoked device's connection had gone")
+			continue
+		}
+		s.kicked.Add(1)
+		s.log.Info().Str("device", ids[i]).Str("server", c.server).Uint64("cid", c.cid).Msg("revoked device kicked")
 	}
 }
 
