@@ -387,7 +387,12 @@ func (s *Service) sweepOnce(ctx context.Context) {
 		gone, err := s.kick(ctx, c)
 		if err != nil {
 			s.kickErrors.Add(1)
-			s.log.Warn().Err(err).Str("device", ids[i]).Msg("kicking a revoked device")
+			s.log.Warn().Err(err).Str("device", ids[i]).Msg("kicking a revoked device; trying again at the next sweep")
+			s.mu.Lock()
+			if _, again := s.admitted[ids[i]]; !again { // a revoked device is not admitted again
+				s.admitted[ids[i]] = c
+			}
+			s.mu.Unlock()
 			continue
 		}
 		if gone {
