@@ -427,7 +427,7 @@ func (s *Service) kick(ctx context.Context, c conn) (gone bool, err error) {
 	}
 	// A connection that has gone (the device reconnected, or was admitted again by
 	// another instance and is kicked by it) is answered "no such client or leafnode id"
-	// (nats-server v2.15.2, Server.DisconnectClientByID).
+	// (nats-server v2.15.3, Server.DisconnectClientByID).
 	switch {
 	case resp.Error == nil:
 		return false, nil
