@@ -76,7 +76,19 @@ func (s *Stack) startNATS(ctx context.Context, b *broker.Broker) error {
 		}
 		n.callouts = append(n.callouts, svc)
 	}
-	return n.waitCalloutInterest(ctx)
+	if err := n.waitCalloutInterest(ctx); err != nil {
+		return err
+	}
+	// The first MQTT connection of the account on each node makes the gateway set up its
+	// streams, and can fail on a cluster that has just started; make it here, not with a
+	// test's device (TestRevokedDeviceKickedAndRefused saw EOF on its first connect).
+	conn := s.NATSConn(topics.RoleConsumer, "bootstrap")
+	for _, node := range n.cluster.Nodes() {
+		if err := natsbus.Bootstrap(ctx, conn, node.MQTTURL()); err != nil {
+			return fmt.Errorf("clipgatetest: %w", err)
+		}
+	}
+	return nil
 }
 
 // waitCalloutInterest waits until every in-process node knows of the callout's

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -187,26 +186,9 @@ func (e *Events) consumer(ctx context.Context, js jetstream.JetStream) (jetstrea
 	}
 }
 
-// bootstrap connects to the MQTT gateway once, so that it creates its streams for the
-// account.
+// bootstrap has the gateway create its streams for the account (see Bootstrap).
 func (e *Events) bootstrap(ctx context.Context) error {
-	c, err := mqttclient.New(mqttclient.Config{
-		BrokerURL:   e.cfg.MQTTURL,
-		TLS:         e.cfg.TLS,
-		ClientID:    e.cfg.Username + ":bootstrap",
-		Username:    e.cfg.Username,
-		Password:    e.cfg.Password,
-		NoReconnect: true,
-		Logger:      e.cfg.Logger,
-	})
-	if err != nil {
-		return fmt.Errorf("natsbus: %w", err)
-	}
-	defer c.Close()
-	if err := c.Connect(ctx); err != nil {
-		return fmt.Errorf("natsbus: connecting to the MQTT gateway to have it create %s: %w", MQTTStream, err)
-	}
-	return nil
+	return Bootstrap(ctx, e.cfg.Conn, e.cfg.MQTTURL)
 }
 
 // Redeliver does nothing: JetStream delivers an unacknowledged event again after AckWait.

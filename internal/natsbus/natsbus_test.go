@@ -2,6 +2,7 @@ package natsbus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -246,5 +247,37 @@ func TestPartitionAffinity(t *testing.T) {
 	}
 	if len(seen) != devices || per[0] == 0 || per[1] == 0 {
 		t.Errorf("%d devices seen, per worker %v", len(seen), per)
+	}
+}
+
+// TestBootstrap: a NATS stack is handed out with the gateway's streams already made (the
+// first MQTT connection of the account, which can fail on a new cluster, is not left to a
+// device), and Bootstrap reports a bad URL at once and a refused login when ctx ends.
+func TestBootstrap(t *testing.T) {
+	t.Parallel()
+	s := inproc.New(t, inproc.Options{Engine: inproc.EngineNATS, Workers: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := s.NATSConn(topics.RoleConsumer, "inspect")
+	nc, err := nats.Connect(c.URLs[0], nats.UserInfo(c.Username, c.Password), nats.Name(c.Name), nats.CustomInboxPrefix("_INBOX."+c.Username))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.Stream(ctx, natsbus.MQTTStream); err != nil {
+		t.Fatalf("stream %s right after the stack started: %v", natsbus.MQTTStream, err)
+	}
+
+	if err := natsbus.Bootstrap(ctx, c, "http://127.0.0.1:1"); err == nil || ctx.Err() != nil {
+		t.Fatalf("bad URL: %v (ctx %v)", err, ctx.Err())
+	}
+	wrong := c
+	wrong.Password = "wrong-" + wrong.Password
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancelShort()
+	err = natsbus.Bootstrap(short, wrong, s.Cluster().Nodes()[1].MQTTURL())
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("refused login: %v, want the deadline", err)
 	}
 }
