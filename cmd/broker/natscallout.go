@@ -14,12 +14,14 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/natsauth"
+	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/topics"
 )
 
 // natsCalloutCmd runs the NATS auth-callout service: the broker's decisions for a NATS
 // cluster (see internal/natsauth and deploy/nats).
 type natsCalloutCmd struct {
+	cli.Ops
 	NATS                []string      `name:"nats" required:"" placeholder:"URL" help:"NATS cluster URLs (nats://, tls://; repeat or comma-separate)."`
 	NATSCA              string        `name:"nats-ca" help:"PEM file of CAs to trust for tls:// URLs (default: system roots)." type:"path" placeholder:"FILE"`
 	CalloutUser         string        `name:"callout-user" default:"callout" help:"The callout's own user (auth_callout auth_users, account AUTH)."`
@@ -91,6 +93,8 @@ func (c *natsCalloutCmd) Run(e *env) error {
 			return cli.Usage(fmt.Errorf("--nats-ca: %w", err))
 		}
 	}
+	metrics := natsauth.NewMetrics()
+	cfg.Metrics = metrics
 	var services []*natsauth.Service
 	defer func() {
 		for _, s := range services {
@@ -109,7 +113,14 @@ func (c *natsCalloutCmd) Run(e *env) error {
 		}
 		services = append(services, s)
 	}
-	log.Info().Int("instances", c.Instances).Strs("nats", urls).Msg("NATS auth callout running")
+	reg := ops.NewRegistry("broker")
+	reg.MustRegister(metrics)
+	opsSrv, err := ops.Serve(c.MetricsAddr, "broker", reg, metrics.ReadyCheck())
+	if err != nil {
+		return cli.Usage(fmt.Errorf("--metrics-addr: %w", err))
+	}
+	defer opsSrv.Close()
+	log.Info().Int("instances", c.Instances).Strs("nats", urls).Str("metrics", opsSrv.Addr()).Msg("NATS auth callout running")
 	<-e.ctx.Done()
 	log.Info().Msg("shutting down")
 	return nil

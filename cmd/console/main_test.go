@@ -263,54 +263,9 @@ func TestRun(t *testing.T) {
 	}
 
 	// Log in through the API and find the clip.
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	call := func(method, path, csrf string, body any, v any) int {
-		t.Helper()
-		var r io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			r = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, m.URL()+path, r)
-		req.Header.Set("Content-Type", "application/json")
-		if csrf != "" {
-			req.Header.Set("X-CSRF-Token", csrf)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if v != nil {
-			if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return resp.StatusCode
-	}
-	var s struct{ CSRF string }
-	call("GET", "/api/session", "", nil, &s)
-	if status := call("POST", "/api/login", s.CSRF, map[string]string{"name": "admin", "password": "operator pw"}, &s); status != 200 {
-		t.Fatalf("login: %d", status)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		var page struct {
-			Clips []struct{ Key string }
-		}
-		if status := call("GET", "/api/clips?device=cam-01", "", nil, &page); status != 200 {
-			t.Fatalf("clips: %d", status)
-		}
-		if len(page.Clips) == 1 && page.Clips[0].Key == ev.Key {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("clip %s not indexed: %+v", ev.Key, page)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if status := call("POST", "/api/devices/cam-01/revoke", s.CSRF, nil, nil); status != 200 {
+	api := login(t, m.URL(), "admin", "operator pw")
+	api.waitClip("cam-01", ev.Key)
+	if status := api.call("POST", "/api/devices/cam-01/revoke", api.CSRF, nil, nil); status != 200 {
 		t.Fatalf("revoke: %d", status)
 	}
 	text, err := os.ReadFile(revFile)
@@ -323,6 +278,75 @@ func TestRun(t *testing.T) {
 	// The log is JSON lines whose keys are unique.
 	if lines := clitest.CheckJSONLog(t, logs.String()); len(lines) == 0 {
 		t.Error("no log at --log-level debug")
+	}
+}
+
+// consoleAPI is a logged-in client of the console's JSON API.
+type consoleAPI struct {
+	t    *testing.T
+	url  string
+	hc   *http.Client
+	CSRF string
+}
+
+// login logs in to the console at url as the operator name.
+func login(t *testing.T, url, name, password string) *consoleAPI {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	a := &consoleAPI{t: t, url: url, hc: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
+	a.call("GET", "/api/session", "", nil, a)
+	if status := a.call("POST", "/api/login", a.CSRF, map[string]string{"name": name, "password": password}, a); status != 200 {
+		t.Fatalf("login: %d", status)
+	}
+	return a
+}
+
+// call sends a JSON request, decodes the response into v when set and returns its status.
+func (a *consoleAPI) call(method, path, csrf string, body any, v any) int {
+	t := a.t
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, a.url+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	if csrf != "" {
+		req.Header.Set("X-CSRF-Token", csrf)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitClip waits until the API lists key, and only key, among device's clips.
+func (a *consoleAPI) waitClip(device, key string) {
+	t := a.t
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var page struct {
+			Clips []struct{ Key string }
+		}
+		if status := a.call("GET", "/api/clips?device="+device, "", nil, &page); status != 200 {
+			t.Fatalf("clips: %d", status)
+		}
+		if len(page.Clips) == 1 && page.Clips[0].Key == key {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clip %s not indexed: %+v", key, page)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -71,7 +71,7 @@ type CLI struct {
 	Group        string   `help:"Shared-subscription group of the events consumer." default:"${defaultGroup}"`
 	TopicRoot    string   `help:"Topic root." default:"${defaultRoot}"`
 	Concurrency  int      `help:"Events indexed at once." default:"16"`
-	NATS         []string `name:"nats" placeholder:"URL" help:"NATS cluster URLs (nats://, tls://; repeat or comma-separate): ingest from a JetStream durable consumer on the MQTT gateway's QoS 1 stream instead of the MQTT --broker."`
+	NATS         []string `name:"nats" placeholder:"URL" help:"NATS cluster URLs (nats://, tls://; repeat or comma-separate): ingest from a JetStream durable consumer on the MQTT gateway's QoS 1 stream instead of the MQTT --broker (then --broker, when set, is a node's MQTT gateway, used to create the gateway's stream on a new cluster)."`
 	NATSDurable  string   `name:"nats-durable" default:"console" help:"NATS: the durable consumer, shared by every console instance."`
 	NATSReplicas int      `name:"nats-replicas" default:"3" help:"NATS: replicas of the durable consumer (the cluster's size, up to 3)."`
 
@@ -160,6 +160,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.console.Start(startCtx); err != nil {
 		if errors.Is(err, console.ErrInvalidConfig) {
 			return cli.Usage(err)
+		}
+		if errors.Is(err, natsbus.ErrNoMQTTStream) {
+			return cli.Usage(fmt.Errorf("--nats: a new cluster: give --broker, the MQTT URL of a node's gateway, once: %w", err))
 		}
 		return err
 	}
@@ -276,8 +279,14 @@ func (m *Main) config() (console.Config, error) {
 			name = c.Username + ":console"
 		}
 		conn := natsbus.Conn{URLs: c.NATS, Username: c.Username, Password: cfg.Password, Name: name, TLS: cfg.TLS, Logger: m.log}
+		// The MQTT URL creates the gateway's stream on a new cluster; only one given is
+		// used: the MQTT default (a local broker) is no node of the cluster.
+		gateway := ""
+		if m.ctx.Set("broker") {
+			gateway = c.Broker
+		}
 		if cfg.Events, err = natsbus.NewEvents(natsbus.EventsConfig{Conn: conn, Topics: scheme, Durable: c.NATSDurable,
-			Replicas: c.NATSReplicas, MQTTURL: c.Broker}); err != nil {
+			Replicas: c.NATSReplicas, MQTTURL: gateway}); err != nil {
 			return console.Config{}, err
 		}
 		conn.Name += "-status"

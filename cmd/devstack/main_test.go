@@ -26,12 +26,21 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// TestRunDemo runs the command's demo mode with 2 cameras x 2 clips.
+// TestRunDemo runs the command's demo mode with 2 cameras x 2 clips, on each engine.
 func TestRunDemo(t *testing.T) {
 	t.Parallel()
+	for _, engine := range []string{"mochi", "nats"} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			testRunDemo(t, engine)
+		})
+	}
+}
+
+func testRunDemo(t *testing.T, engine string) {
 	var stdout, stderr bytes.Buffer
 	dir := filepath.Join(t.TempDir(), "demo")
-	err := run(testContext(t), cli.IO{Stdout: &stdout, Stderr: &stderr}, []string{"--demo", "--devices", "2", "--clips", "2", "--dir", dir})
+	err := run(testContext(t), cli.IO{Stdout: &stdout, Stderr: &stderr}, []string{"--demo", "--devices", "2", "--clips", "2", "--dir", dir, "--engine", engine})
 	if err != nil {
 		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}

@@ -25,6 +25,14 @@ var refusalLabels = [...]string{
 	refuseIdentifier: "client_id_rejected",
 }
 
+// label is the refusal's reason label.
+func (r refusal) label() string {
+	if r > refuseNone && int(r) < len(refusalLabels) {
+		return refusalLabels[r]
+	}
+	return "busy"
+}
+
 // connMetrics counts connection outcomes for Prometheus (the rest of the metrics are read
 // from Stats at scrape time).
 type connMetrics struct {

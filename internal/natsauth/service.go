@@ -76,6 +76,8 @@ type Config struct {
 	Logger zerolog.Logger
 	// Now is the clock of JWT expiry; nil means time.Now.
 	Now func() time.Time
+	// Metrics, when set, counts this instance in the process's metrics (NewMetrics).
+	Metrics *Metrics
 }
 
 // Service is one running callout instance.
@@ -89,9 +91,10 @@ type Service struct {
 	done    chan struct{}
 
 	mu       sync.Mutex
-	admitted map[string]conn // device ID -> its latest connection admitted here
+	admitted map[string]conn  // device ID -> its latest connection admitted here
+	refusals map[string]int64 // by broker.Refusal reason
 
-	allowed, refused, kicked atomic.Int64
+	allowed, refused, invalid, failed, kicked, kickErrors atomic.Int64
 }
 
 // conn identifies a client connection in the cluster.
@@ -102,7 +105,17 @@ type conn struct {
 
 // Stats are a service's counters.
 type Stats struct {
-	Allowed, Refused, Kicked int64
+	// Allowed and Refused count the answered requests; Refusals splits Refused by
+	// reason (broker.Refusal's, or "error" for a decision that failed otherwise).
+	Allowed, Refused int64
+	Refusals         map[string]int64
+	// Invalid counts messages that were no authorization request (unanswered), Errors
+	// the requests whose answer could not be signed (unanswered: the server refuses).
+	Invalid, Errors int64
+	// Kicked counts revoked devices kicked, KickErrors the kicks that failed.
+	Kicked, KickErrors int64
+	// Admitted is the number of devices admitted here and watched for revocation.
+	Admitted int
 }
 
 // New checks cfg and returns a service; Start connects it.
@@ -132,12 +145,17 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{
+	s := &Service{
 		cfg:      cfg,
 		issuer:   kp,
 		log:      cfg.Logger.With().Str("component", "natsauth").Str("instance", cfg.Name).Logger(),
 		admitted: make(map[string]conn),
-	}, nil
+		refusals: make(map[string]int64),
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.add(s)
+	}
+	return s, nil
 }
 
 // IssuerPublicKey returns the public key of an account seed: the auth_callout issuer.
@@ -190,7 +208,9 @@ func (s *Service) Start(ctx context.Context) error {
 		nc.Close()
 		return fmt.Errorf("natsauth: %w", err)
 	}
+	s.mu.Lock()
 	s.nc = nc
+	s.mu.Unlock()
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.done = make(chan struct{})
@@ -225,34 +245,72 @@ func (s *Service) Close() {
 
 // Stats returns the service's counters.
 func (s *Service) Stats() Stats {
-	return Stats{Allowed: s.allowed.Load(), Refused: s.refused.Load(), Kicked: s.kicked.Load()}
+	st := Stats{Allowed: s.allowed.Load(), Refused: s.refused.Load(), Invalid: s.invalid.Load(), Errors: s.failed.Load(),
+		Kicked: s.kicked.Load(), KickErrors: s.kickErrors.Load(), Refusals: map[string]int64{}}
+	s.mu.Lock()
+	for r, n := range s.refusals {
+		st.Refusals[r] = n
+	}
+	st.Admitted = len(s.admitted)
+	s.mu.Unlock()
+	return st
+}
+
+// Connected reports whether the instance is connected to the cluster.
+func (s *Service) Connected() bool {
+	s.mu.Lock()
+	nc := s.nc
+	s.mu.Unlock()
+	return nc != nil && nc.IsConnected()
 }
 
 // handle answers one authorization request.
 func (s *Service) handle(m *nats.Msg) {
+	start := time.Now()
 	req, err := jwt.DecodeAuthorizationRequestClaims(string(m.Data))
 	if err != nil {
+		s.invalid.Add(1)
 		s.log.Warn().Err(err).Msg("undecodable authorization request dropped")
 		return
 	}
 	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
 	resp.Audience = req.Server.ID
+	outcome := OutcomeAllowed
 	user, err := s.authorize(req)
 	if err != nil {
-		s.refused.Add(1)
+		outcome = OutcomeError
+		if r := (*broker.Refusal)(nil); errors.As(err, &r) {
+			outcome = r.Reason
+		}
 		s.log.Info().Str("username", bounded(req.ConnectOptions.Username)).Str("type", req.ClientInformation.Type).
 			Str("host", req.ClientInformation.Host).Str("reason", err.Error()).Msg("connection refused")
 		resp.Error = err.Error()
 	} else {
-		s.allowed.Add(1)
 		resp.Jwt = user
 	}
 	token, err := resp.Encode(s.issuer)
 	if err != nil {
+		s.failed.Add(1)
 		s.log.Error().Err(err).Msg("encoding the authorization response")
 		return
 	}
+	// Counted before the answer leaves, so that a client that has its answer finds it
+	// counted.
+	if outcome == OutcomeAllowed {
+		s.allowed.Add(1)
+	} else {
+		s.count(outcome)
+	}
+	s.cfg.Metrics.observe(time.Since(start))
 	_ = m.Respond([]byte(token))
+}
+
+// count counts a refusal for reason.
+func (s *Service) count(reason string) {
+	s.mu.Lock()
+	s.refusals[reason]++
+	s.mu.Unlock()
+	s.refused.Add(1)
 }
 
 func bounded(u string) string {
@@ -308,31 +366,47 @@ func (s *Service) sweep(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		var kick []conn
-		var ids []string
-		s.mu.Lock()
-		for id, c := range s.admitted {
-			if s.cfg.Broker.Revoked(id) {
-				kick = append(kick, c)
-				ids = append(ids, id)
-				delete(s.admitted, id)
-			}
+		s.sweepOnce(ctx)
+	}
+}
+
+// sweepOnce kicks the admitted devices that are revoked now.
+func (s *Service) sweepOnce(ctx context.Context) {
+	var kick []conn
+	var ids []string
+	s.mu.Lock()
+	for id, c := range s.admitted {
+		if s.cfg.Broker.Revoked(id) {
+			kick = append(kick, c)
+			ids = append(ids, id)
+			delete(s.admitted, id)
 		}
-		s.mu.Unlock()
-		for i, c := range kick {
-			if err := s.kick(ctx, c); err != nil {
-				s.log.Warn().Err(err).Str("device", ids[i]).Msg("kicking a revoked device")
-				continue
+	}
+	s.mu.Unlock()
+	for i, c := range kick {
+		gone, err := s.kick(ctx, c)
+		if err != nil {
+			s.kickErrors.Add(1)
+			s.log.Warn().Err(err).Str("device", ids[i]).Msg("kicking a revoked device; trying again at the next sweep")
+			s.mu.Lock()
+			if _, again := s.admitted[ids[i]]; !again { // a revoked device is not admitted again
+				s.admitted[ids[i]] = c
 			}
-			s.kicked.Add(1)
-			s.log.Info().Str("device", ids[i]).Str("server", c.server).Uint64("cid", c.cid).Msg("revoked device kicked")
+			s.mu.Unlock()
+			continue
 		}
+		if gone {
+			s.log.Debug().Str("device", ids[i]).Str("server", c.server).Uint64("cid", c.cid).Msg("revoked device's connection had gone")
+			continue
+		}
+		s.kicked.Add(1)
+		s.log.Info().Str("device", ids[i]).Str("server", c.server).Uint64("cid", c.cid).Msg("revoked device kicked")
 	}
 }
 
 // kick disconnects one connection through the system API. A connection that has
-// already gone is not an error.
-func (s *Service) kick(ctx context.Context, c conn) error {
+// already gone is not an error: it returns gone.
+func (s *Service) kick(ctx context.Context, c conn) (gone bool, err error) {
 	body, _ := json.Marshal(struct {
 		CID uint64 `json:"cid"`
 	}{c.cid})
@@ -340,7 +414,7 @@ func (s *Service) kick(ctx context.Context, c conn) error {
 	defer cancel()
 	msg, err := s.sys.RequestWithContext(rctx, "$SYS.REQ.SERVER."+c.server+".KICK", body)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var resp struct {
 		Error *struct {
@@ -349,10 +423,16 @@ func (s *Service) kick(ctx context.Context, c conn) error {
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return fmt.Errorf("kick response: %w", err)
+		return false, fmt.Errorf("kick response: %w", err)
 	}
-	if resp.Error != nil && !strings.Contains(resp.Error.Description, "not found") {
-		return fmt.Errorf("kick: %s", resp.Error.Description)
+	// A connection that has gone (the device reconnected, or was admitted again by
+	// another instance and is kicked by it) is answered "no such client or leafnode id"
+	// (nats-server v2.15.3, Server.DisconnectClientByID).
+	switch {
+	case resp.Error == nil:
+		return false, nil
+	case strings.Contains(resp.Error.Description, "no such client"):
+		return true, nil
 	}
-	return nil
+	return false, fmt.Errorf("kick: %s", resp.Error.Description)
 }

@@ -44,6 +44,12 @@ type EventsConfig struct {
 	MQTTURL string
 }
 
+// ErrNoMQTTStream is returned by Events.Start on a cluster whose MQTT gateway has not
+// created its stream yet (no MQTT client has connected to the account) when
+// EventsConfig.MQTTURL is empty.
+var ErrNoMQTTStream = errors.New("natsbus: the MQTT gateway has not created " + MQTTStream +
+	" yet (a new cluster): give the URL of a node's MQTT gateway (EventsConfig.MQTTURL), so that the durable consumer exists before the first device publishes")
+
 // Events is an events.Source: a durable JetStream consumer on $MQTT_msgs filtered to the
 // event subjects. The durable consumer is what holds the events (the stream keeps a
 // message while a consumer with interest has not acknowledged it), so start it before the
@@ -152,7 +158,12 @@ func (e *Events) consumer(ctx context.Context, js jetstream.JetStream) (jetstrea
 		if err == nil {
 			return cons, nil
 		}
-		if errors.Is(err, jetstream.ErrStreamNotFound) && e.cfg.MQTTURL != "" && !bootstrapped {
+		if errors.Is(err, jetstream.ErrStreamNotFound) && !bootstrapped {
+			if e.cfg.MQTTURL == "" {
+				// Waiting for a device to have the gateway create the stream would let
+				// that device's first events pass before the durable consumer exists.
+				return nil, ErrNoMQTTStream
+			}
 			bootstrapped = true
 			if berr := e.bootstrap(ctx); berr != nil {
 				return nil, berr
