@@ -30,7 +30,7 @@ func TestRunOnNATS(t *testing.T) {
 	akID, akSecret := s.AdminKey() // the local cloud's admin key may assume the role
 	m, logs := newTestMain(map[string]string{envPassword: pass, envSTSSecret: akSecret})
 	err := m.ParseFlags([]string{"--nats", strings.Join(s.Cluster().ClientURLs(), ","), "--username", user,
-		"--fleet-key-file", filepath.Join(s.Dir(), "fleet.key"),
+		"--fleet-keys-file", s.FleetKeysFile(),
 		"--sts-scheme", "http", "--sts-endpoint", s.STSEndpoint(), "--sts-region", s.Region(),
 		"--sts-access-key-id", akID, "--sts-role-arn", s.RoleARN(),
 		"--oss-endpoint", s.OSSEndpoint(), "--oss-region", s.Region(), "--oss-bucket", s.Bucket(), "--oss-prefix", s.Prefix(),

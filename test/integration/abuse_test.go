@@ -340,6 +340,11 @@ func TestAbuseRevokedCredentials(t *testing.T) {
 	}
 	faultPoll(ctx, t, "the workers follow the restore", func() bool { return !workers.Revoked(dev) })
 	kit.Close()
+	// The restored kit asks a worker (credentials it kept on disk would be used first):
+	// this is about the workers' cache.
+	if err := forgetKeptCredentials(stack, dev); err != nil {
+		t.Fatal(err)
+	}
 	restored := newKit(ctx, t, stack, dev, nil)
 	fresh, err := restored.Credentials(ctx)
 	if err != nil {

@@ -436,3 +436,19 @@ func newClock(offset time.Duration) *clock {
 
 func (c *clock) Now() time.Time           { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clock) Set(offset time.Duration) { c.off.Store(int64(offset)) }
+
+// forgetKeptCredentials removes the credentials a device's kits keep in its state
+// directory (devicekit keeps them sealed on disk for a warm restart), so that its next kit
+// asks a token worker.
+func forgetKeptCredentials(stack *inproc.Stack, id string) error {
+	kept, err := filepath.Glob(filepath.Join(stack.DeviceConfig(id).StateDir, "credentials-*.json"))
+	if err != nil {
+		return err
+	}
+	for _, f := range kept {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}

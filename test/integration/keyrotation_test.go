@@ -60,6 +60,11 @@ func TestKeyRotationWhileUploading(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		// Each invocation asks for credentials: with the ones the last invocation kept on
+		// disk it would learn the new key only at their refresh (the grace covers that).
+		if err := forgetKeptCredentials(stack, id); err != nil {
+			return err
+		}
 		k, err := startKit(ctx, stack, id, func(c *devicekit.Config) { c.DeviceKey, c.DeviceKeyFile = key, keyFile })
 		if err != nil {
 			return err
