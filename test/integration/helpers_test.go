@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc64"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -210,6 +211,12 @@ type mqttClient struct {
 
 // connectMQTT connects a raw client. The caller disconnects it (close).
 func connectMQTT(ctx context.Context, url, clientID, username, password string) (*mqttClient, error) {
+	return connectMQTTVia(ctx, nil, url, clientID, username, password)
+}
+
+// connectMQTTVia is connectMQTT with dialer (nil: paho's default) opening the socket,
+// e.g. from another loopback source address (sourceDialer).
+func connectMQTTVia(ctx context.Context, dialer *net.Dialer, url, clientID, username, password string) (*mqttClient, error) {
 	c := &mqttClient{lost: make(chan error, 1), arrived: make(chan struct{})}
 	opts := paho.NewClientOptions().
 		AddBroker(url).
@@ -229,6 +236,9 @@ func connectMQTT(ctx context.Context, url, clientID, username, password string) 
 			}
 		}).
 		SetDefaultPublishHandler(c.receive)
+	if dialer != nil {
+		opts.SetDialer(dialer)
+	}
 	c.client = paho.NewClient(opts)
 	if err := waitToken(ctx, c.client.Connect()); err != nil {
 		return nil, err
