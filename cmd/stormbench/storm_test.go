@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clipgate/clipgate/internal/cli"
+	"github.com/clipgate/clipgate/internal/cli/clitest"
 )
 
 // TestMain runs the devices of a child process when the test binary is started as one
@@ -75,4 +78,19 @@ func TestConfigRefused(t *testing.T) {
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFlagSources: every flag has its variable and its configuration key, and each
+// source sets it.
+func TestFlagSources(t *testing.T) {
+	t.Parallel()
+	clitest.CheckFlags(t, clitest.Command{Spec: spec, Grammar: func() any { return &CLI{} }})
+}
+
+// TestExitCodes: 0 for --help and --version, 2 for usage and configuration errors.
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	clitest.CheckExitCodes(t, "stormbench", run, clitest.Exits{
+		cli.ExitUsage: {{"--devices", "0"}, {"--phases", "warm"}, {"--timeout", "0s"}, {"--per-source", "1", "--devices", "1000"}},
+	})
 }
