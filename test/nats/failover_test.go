@@ -27,6 +27,7 @@ func TestFullPath(t *testing.T) {
 	if err != nil || clip.Device != "cam-full" || clip.Size != 4<<10 {
 		t.Fatalf("indexed %+v, %v", clip, err)
 	}
+	waitHandled(t, ctx, c, 1) // counted after the commit the index showed
 	if st := c.Stats(); st.Consumer.Handled != 1 || st.Consumer.Verified != 1 {
 		t.Fatalf("consumer stats %+v", st.Consumer)
 	}

@@ -114,6 +114,18 @@ func waitIndexed(t *testing.T, ctx context.Context, db *console.DB, keys []strin
 	}
 }
 
+// waitHandled waits until the console's consumer has counted n events handled.
+func waitHandled(t *testing.T, ctx context.Context, c *console.Console, n int64) {
+	t.Helper()
+	for c.Stats().Consumer.Handled < n {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the consumer handled %d events, want %d: %+v", c.Stats().Consumer.Handled, n, c.Stats().Consumer)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // countClips counts the clips of device in the index.
 func countClips(t *testing.T, ctx context.Context, db *console.DB, device string) int {
 	t.Helper()
@@ -220,6 +232,9 @@ func (f *fleet) check(c *console.Console, db *console.DB) {
 	if total < len(f.keys) {
 		t.Fatalf("%d clips indexed, %d uploads acknowledged", total, len(f.keys))
 	}
+	// The consumer counts an event handled after its commit: a moment after the index
+	// shows it.
+	waitHandled(t, f.ctx, c, int64(total))
 	if h := c.Stats().Consumer.Handled; h != int64(total) {
 		t.Fatalf("the consumer handled %d events for %d indexed clips", h, total)
 	}
