@@ -58,7 +58,7 @@ func (s *Stack) startNATS(ctx context.Context, b *broker.Broker) error {
 		return fmt.Errorf("clipgatetest: %w", err)
 	}
 	for i := range calloutInstances {
-		svc, err := natsauth.New(natsauth.Config{
+		cfg := natsauth.Config{
 			URLs:     n.cluster.ClientURLs(),
 			Username: n.callout[0], Password: n.callout[1],
 			SysUsername: n.sys[0], SysPassword: n.sys[1],
@@ -67,7 +67,11 @@ func (s *Stack) startNATS(ctx context.Context, b *broker.Broker) error {
 			Broker:     b,
 			Name:       fmt.Sprintf("callout-%d", i),
 			Logger:     s.log,
-		})
+		}
+		if s.opts.CalloutConfig != nil {
+			s.opts.CalloutConfig(&cfg)
+		}
+		svc, err := natsauth.New(cfg)
 		if err == nil {
 			err = svc.Start(ctx)
 		}
