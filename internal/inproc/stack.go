@@ -430,7 +430,7 @@ func (s *Stack) startNATSBroker(ctx context.Context) error {
 	s.mu.Lock()
 	s.broker = b
 	s.mu.Unlock()
-	return s.startNATS(ctx, b)
+	return s.startNATS(ctx)
 }
 
 // StopBroker stops the broker: every client is disconnected and its session store is
