@@ -20,7 +20,8 @@ import (
 
 // TestNATSCallout: nats-issuer writes an account seed; nats-callout, run against a
 // cluster whose auth_callout names that issuer, admits a device with its
-// password and refuses a wrong one.
+// password and refuses a wrong one; with --revocations-key-file it starts (its reader
+// admitted by itself, no list retained yet).
 func TestNATSCallout(t *testing.T) {
 	dir := t.TempDir()
 	seedFile := filepath.Join(dir, "issuer.seed")
@@ -76,6 +77,21 @@ func TestNATSCallout(t *testing.T) {
 	if code != cli.ExitUsage || !strings.Contains(stderr, "fleet") {
 		t.Fatalf("fleet keys as --connect-keys-file: exit %d: %s", code, stderr)
 	}
+	// The signed revocation list: one source only, and a readable key.
+	revKey := filepath.Join(dir, "revocation.key")
+	if code, _, stderr := runCLI(t, "", "revocation-key", revKey); code != 0 {
+		t.Fatal(stderr)
+	}
+	base := []string{"nats-callout", "--nats", strings.Join(cl.ClientURLs(), ","), "--issuer-seed-file", seedFile,
+		"--connect-keys-file", connectFile, "--callout-password-file", filepath.Join(dir, "callout.pw"), "--sys-password-file", filepath.Join(dir, "sys.pw")}
+	for name, extra := range map[string][]string{
+		"both":    {"--revocations-key-file", revKey + ".pub", "--revocations-file", filepath.Join(dir, "revoked.txt")},
+		"garbage": {"--revocations-key-file", seedFile},
+	} {
+		if code, _, stderr := runCLI(t, "", append(append([]string{}, base...), extra...)...); code != cli.ExitUsage {
+			t.Fatalf("%s: exit %d: %s", name, code, stderr)
+		}
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var errb clitest.Buffer
@@ -83,7 +99,8 @@ func TestNATSCallout(t *testing.T) {
 	go func() {
 		done <- cli.Exec(runCtx, "broker", run, cli.IO{Stderr: &errb}, []string{"nats-callout",
 			"--nats", strings.Join(cl.ClientURLs(), ","), "--issuer-seed-file", seedFile, "--connect-keys-file", connectFile,
-			"--callout-password-file", filepath.Join(dir, "callout.pw"), "--sys-password-file", filepath.Join(dir, "sys.pw")})
+			"--callout-password-file", filepath.Join(dir, "callout.pw"), "--sys-password-file", filepath.Join(dir, "sys.pw"),
+			"--revocations-key-file", revKey + ".pub"})
 	}()
 	connect := func(password string) error {
 		c, err := mqttclient.New(mqttclient.Config{BrokerURL: cl.Nodes()[0].MQTTURL(), ClientID: "cam-1", Username: "cam-1",
