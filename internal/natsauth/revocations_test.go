@@ -2,12 +2,14 @@ package natsauth_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipgate/clipgate"
 	"github.com/clipgate/clipgate/internal/broker"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
@@ -139,6 +141,55 @@ func TestSignedRevocationsNATS(t *testing.T) {
 	}
 	if !brokerList.Revoked(id) || !brokerList.Revoked(other2) || !lateList.Revoked(other2) {
 		t.Errorf("callouts' lists: %v, late %v", brokerList.List(), lateList.List())
+	}
+}
+
+// TestSignedRevocationsNATSWorkers: the NATS token workers alone follow the signed list
+// (the callouts do not here, so the device stays connected): once a published list
+// revokes a connected device, its request is refused with CodeRevoked (another device
+// got credentials before, so the path works).
+func TestSignedRevocationsNATSWorkers(t *testing.T) {
+	t.Parallel()
+	seed, err := identity.NewRevocationKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := identity.RevocationPublicKey(seed)
+	var mu sync.Mutex
+	var lists []*identity.Revocations
+	s := inproc.New(t, inproc.Options{
+		Engine: inproc.EngineNATS,
+		WorkerConfig: func(c *tokenworker.Config) {
+			l := identity.NewRevocations()
+			c.Revocations, c.RevocationsKey = l, pub
+			mu.Lock()
+			lists = append(lists, l)
+			mu.Unlock()
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id := unique("cam")
+	kit := s.Kit(t, ctx, id, nil) // connected; it asks for credentials below only
+	if _, err := s.Kit(t, ctx, unique("cam"), nil).Credentials(ctx); err != nil {
+		t.Fatalf("another device before the revocation: %v", err)
+	}
+	data, err := identity.SignRevocationList(seed, time.Now(), []identity.Revocation{{Device: id, At: time.Now().Truncate(time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := consoleClient(t, s).Publish(s.Topics().Revocations(), 1, true, data)
+	if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		t.Fatalf("publishing the revocation list: %v", tok.Error())
+	}
+	mu.Lock()
+	l := lists[0]
+	mu.Unlock()
+	waitFor(t, "the worker applies the list", func() bool { return l.Revoked(id) })
+	_, err = kit.Credentials(ctx)
+	var ae *clipgate.AuthError
+	if !errors.As(err, &ae) || ae.Code != clipgate.CodeRevoked {
+		t.Fatalf("Credentials of a revoked device: %v, want an AuthError with CodeRevoked", err)
 	}
 }
 
