@@ -6,7 +6,7 @@
 //	broker rotate-key --fleet-keys-file FILE [--grace D] [--connect-keys-file FILE]
 //	broker device-key --fleet-keys-file FILE DEVICE_ID [--out FILE]
 //	broker nats-issuer FILE
-//	broker nats-callout --nats URL --issuer-seed-file FILE --connect-keys-file FILE [--service-accounts-file FILE] [--revocations-file FILE]
+//	broker nats-callout --nats URL --issuer-seed-file FILE --connect-keys-file FILE [--service-accounts-file FILE] [--revocations-file FILE | --revocations-key-file FILE]
 //	broker revocation-key FILE                             (the console's revocation list signing key)
 //	broker hash-password < password.txt
 //

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"strconv"
@@ -36,6 +37,7 @@ type natsCalloutCmd struct {
 	ConnectKeysFile     string        `name:"connect-keys-file" required:"" help:"Connect keys file (mode 0600, from \"broker connect-keys\"): device passwords are checked with it; it opens no sealed reply." type:"path" placeholder:"FILE"`
 	ServiceAccountsFile string        `name:"service-accounts-file" help:"Service accounts file (YAML, bcrypt hashes)." type:"path" placeholder:"FILE"`
 	RevocationsFile     string        `name:"revocations-file" help:"Revocation list file (one device ID a line), watched; revoked devices are refused and kicked." type:"path" placeholder:"FILE"`
+	RevocationsKeyFile  string        `name:"revocations-key-file" help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes, retained, on the revocation topic instead of a file." type:"path" placeholder:"FILE"`
 	PasswordWindow      time.Duration `name:"password-window" help:"Accepted clock difference of device passwords." default:"${defaultPasswordWindow}"`
 	RevocationSweep     time.Duration `name:"revocation-sweep" help:"How often admitted devices are checked against the revocation list." default:"1s"`
 	JWTExpiry           time.Duration `name:"jwt-expiry" help:"Lifetime of the user JWTs issued (0: the connection's)." default:"0s"`
@@ -65,6 +67,15 @@ func (c *natsCalloutCmd) Run(e *env) error {
 	urls := splitURLs(c.NATS)
 	log := e.cli.Logger()
 	rev := identity.NewRevocations()
+	var revKey ed25519.PublicKey
+	if c.RevocationsKeyFile != "" {
+		if c.RevocationsFile != "" {
+			return cli.Usagef("--revocations-file and --revocations-key-file: choose one way to receive the revocation list")
+		}
+		if revKey, err = identity.LoadRevocationPublicKey(c.RevocationsKeyFile); err != nil {
+			return cli.Usage(err)
+		}
+	}
 	if c.RevocationsFile != "" {
 		if rev, err = identity.LoadRevocations(c.RevocationsFile); err != nil {
 			return cli.Usage(err)
@@ -86,7 +97,7 @@ func (c *natsCalloutCmd) Run(e *env) error {
 	cfg := natsauth.Config{
 		URLs: urls, Username: c.CalloutUser, Password: calloutPW, SysUsername: c.SysUser, SysPassword: sysPW,
 		IssuerSeed: seed, Account: c.Account, WorkerGroup: c.WorkerGroup, Topics: scheme, Broker: b,
-		Sweep: c.RevocationSweep, JWTExpiry: c.JWTExpiry, Logger: log,
+		Sweep: c.RevocationSweep, JWTExpiry: c.JWTExpiry, Logger: log, RevocationsKey: revKey, Revocations: rev,
 	}
 	if c.NATSCA != "" {
 		if cfg.TLS, err = (mqttclient.TLSFiles{CAFile: c.NATSCA}).Load(); err != nil {

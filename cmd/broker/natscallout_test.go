@@ -23,7 +23,8 @@ import (
 // TestNATSCallout: nats-issuer writes an account seed; nats-callout, run against a
 // cluster whose auth_callout names that issuer, admits a device with its
 // password and refuses a wrong one. Its --metrics-addr then counts real traffic exactly:
-// decisions by outcome, their latency, the kick of a revoked device.
+// decisions by outcome, their latency, the kick of a revoked device; --revocations-key-file is
+// refused with --revocations-file or an unreadable key (TestSignedRevocationsNATS runs it).
 func TestNATSCallout(t *testing.T) {
 	dir := t.TempDir()
 	seedFile := filepath.Join(dir, "issuer.seed")
@@ -82,6 +83,21 @@ func TestNATSCallout(t *testing.T) {
 	revFile := filepath.Join(dir, "revoked.txt")
 	if err := os.WriteFile(revFile, []byte("# none\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// The signed revocation list: one source only, and a readable key.
+	revKey := filepath.Join(dir, "revocation.key")
+	if code, _, stderr := runCLI(t, "", "revocation-key", revKey); code != 0 {
+		t.Fatal(stderr)
+	}
+	base := []string{"nats-callout", "--nats", strings.Join(cl.ClientURLs(), ","), "--issuer-seed-file", seedFile,
+		"--connect-keys-file", connectFile, "--callout-password-file", filepath.Join(dir, "callout.pw"), "--sys-password-file", filepath.Join(dir, "sys.pw")}
+	for name, extra := range map[string][]string{
+		"both":    {"--revocations-key-file", revKey + ".pub", "--revocations-file", filepath.Join(dir, "revoked.txt")},
+		"garbage": {"--revocations-key-file", seedFile},
+	} {
+		if code, _, stderr := runCLI(t, "", append(append([]string{}, base...), extra...)...); code != cli.ExitUsage {
+			t.Fatalf("%s: exit %d: %s", name, code, stderr)
+		}
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

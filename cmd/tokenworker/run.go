@@ -61,7 +61,7 @@ type CLI struct {
 	FleetKeysFile      string `help:"Fleet keyring file (mode 0600, from \"broker fleet-key\"); device request keys are derived from it. Required unless --fleet-ca-file serves a fleet of certificate devices only." type:"path" placeholder:"FILE"`
 	FleetCAFile        string `name:"fleet-ca-file" help:"CA certificates (PEM) of devices without a device key: their requests carry a certificate (CN = device ID) and are signed with its key; replies are sealed to it." type:"path" placeholder:"FILE"`
 	RevocationsFile    string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
-	RevocationsKeyFile string `help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file." type:"path" placeholder:"FILE"`
+	RevocationsKeyFile string `help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file (with --nats: read retained from the MQTT gateway's stream, then followed live)." type:"path" placeholder:"FILE"`
 	QuotasKeyFile      string `help:"The console's signing public key (the same FILE.pub): follow the signed quota snapshot it publishes on the quota topic and refuse write and append credentials (quota_exceeded) to devices over their upload quota. MQTT only (not with --nats)." type:"path" placeholder:"FILE"`
 
 	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`

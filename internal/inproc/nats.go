@@ -35,8 +35,8 @@ type natsStack struct {
 	sys      [2]string
 }
 
-// startNATS starts the cluster and the callout instances; b decides the logins.
-func (s *Stack) startNATS(ctx context.Context, b *broker.Broker) error {
+// startNATS starts the cluster and the callout instances; s.broker decides the logins.
+func (s *Stack) startNATS(ctx context.Context) error {
 	kp, err := nkeys.CreateAccount()
 	if err != nil {
 		return fmt.Errorf("clipgatetest: %w", err)
@@ -57,24 +57,10 @@ func (s *Stack) startNATS(ctx context.Context, b *broker.Broker) error {
 	if err != nil {
 		return fmt.Errorf("clipgatetest: %w", err)
 	}
-	for i := range calloutInstances {
-		svc, err := natsauth.New(natsauth.Config{
-			URLs:     n.cluster.ClientURLs(),
-			Username: n.callout[0], Password: n.callout[1],
-			SysUsername: n.sys[0], SysPassword: n.sys[1],
-			IssuerSeed: seed,
-			Topics:     s.scheme,
-			Broker:     b,
-			Name:       fmt.Sprintf("callout-%d", i),
-			Logger:     s.log,
-		})
-		if err == nil {
-			err = svc.Start(ctx)
+	for range calloutInstances {
+		if _, err := s.StartCallout(ctx, nil); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("clipgatetest: auth callout: %w", err)
-		}
-		n.callouts = append(n.callouts, svc)
 	}
 	if err := n.waitCalloutInterest(ctx); err != nil {
 		return err
@@ -89,6 +75,43 @@ func (s *Stack) startNATS(ctx context.Context, b *broker.Broker) error {
 		}
 	}
 	return nil
+}
+
+// StartCallout starts one more auth-callout instance (Options.CalloutConfig, then mod,
+// applied) in the queue group; the stack closes it.
+func (s *Stack) StartCallout(ctx context.Context, mod func(*natsauth.Config)) (*natsauth.Service, error) {
+	n := s.nats
+	if n == nil {
+		return nil, fmt.Errorf("clipgatetest: StartCallout needs Engine %q", EngineNATS)
+	}
+	cfg := natsauth.Config{
+		URLs:     n.cluster.ClientURLs(),
+		Username: n.callout[0], Password: n.callout[1],
+		SysUsername: n.sys[0], SysPassword: n.sys[1],
+		IssuerSeed: n.seed,
+		Topics:     s.scheme,
+		Logger:     s.log,
+	}
+	s.mu.Lock()
+	cfg.Broker, cfg.Name = s.broker, fmt.Sprintf("callout-%d", len(n.callouts))
+	s.mu.Unlock()
+	if s.opts.CalloutConfig != nil {
+		s.opts.CalloutConfig(&cfg)
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	svc, err := natsauth.New(cfg)
+	if err == nil {
+		err = svc.Start(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("clipgatetest: auth callout: %w", err)
+	}
+	s.mu.Lock()
+	n.callouts = append(n.callouts, svc)
+	s.mu.Unlock()
+	return svc, nil
 }
 
 // waitCalloutInterest waits until every in-process node knows of the callout's
@@ -146,6 +169,8 @@ func (s *Stack) CalloutStats() []natsauth.Stats {
 	if s.nats == nil {
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var st []natsauth.Stats
 	for _, c := range s.nats.callouts {
 		st = append(st, c.Stats())

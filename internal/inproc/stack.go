@@ -25,6 +25,7 @@ import (
 	"github.com/clipgate/clipgate/internal/faultnet"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/localcloud"
+	"github.com/clipgate/clipgate/internal/natsauth"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/policy"
 	"github.com/clipgate/clipgate/topics"
@@ -72,6 +73,9 @@ type Options struct {
 	WorkerConfig func(*tokenworker.Config)
 	// BrokerConfig, when set, adjusts the broker's configuration before it starts.
 	BrokerConfig func(*broker.Config)
+	// CalloutConfig, when set, adjusts each auth-callout instance's configuration (Engine
+	// "nats") before it starts.
+	CalloutConfig func(*natsauth.Config)
 	// BcryptCost is the cost of the service account hashes; 0 means bcrypt's minimum, for
 	// tests, whose many service logins stay cheap. A stack people use (devstack) sets
 	// bcrypt.DefaultCost (10), as production must.
@@ -426,7 +430,7 @@ func (s *Stack) startNATSBroker(ctx context.Context) error {
 	s.mu.Lock()
 	s.broker = b
 	s.mu.Unlock()
-	return s.startNATS(ctx, b)
+	return s.startNATS(ctx)
 }
 
 // StopBroker stops the broker: every client is disconnected and its session store is

@@ -29,8 +29,12 @@ func Permissions(s topics.Scheme, p broker.Principal, group string) (pub, sub []
 		sub = []string{natsbus.Subject(s.AuthReply(p.DeviceID))}
 	case topics.RoleTokenWorker:
 		req := natsbus.Subject(s.AuthRequest("+"))
-		pub = []string{natsbus.Subject(s.AuthReply("+"))}
-		sub = []string{req + " " + group, natsbus.PartitionPrefix + "*." + req + " " + group}
+		// The retained signed revocation list is read from the gateway's stream
+		// (natsbus.Follow); the subject is in the request's body, so the worker can read
+		// any retained message of the account (devices' status, the console's documents).
+		pub = []string{natsbus.Subject(s.AuthReply("+")), natsbus.RetainedGetSubject}
+		sub = []string{req + " " + group, natsbus.PartitionPrefix + "*." + req + " " + group,
+			"_INBOX." + p.Username + ".>", natsbus.Subject(s.Revocations())}
 	case topics.RoleConsumer, topics.RoleConsole:
 		stream := natsbus.MQTTStream
 		filter := natsbus.MQTTStreamPrefix + natsbus.EventSubject(s)
@@ -59,4 +63,9 @@ func Permissions(s topics.Scheme, p broker.Principal, group string) (pub, sub []
 		sub = []string{root + ".>", natsbus.PartitionPrefix + ">"}
 	}
 	return pub, sub
+}
+
+// readerPermissions are the callout's own revocation-list reader's (ReaderUsername).
+func readerPermissions(s topics.Scheme) (pub, sub []string) {
+	return []string{natsbus.RetainedGetSubject}, []string{"_INBOX." + ReaderUsername + ".>", natsbus.Subject(s.Revocations())}
 }

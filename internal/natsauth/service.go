@@ -7,12 +7,16 @@
 //
 // Revocation: a revoked device is refused at connect by the decision, and a connected one
 // is kicked ($SYS.REQ.SERVER.<id>.KICK) by the instance that admitted it, within
-// Config.Sweep.
+// Config.Sweep. With Config.RevocationsKey each instance follows the console's signed
+// revocation list itself (natsbus.Follow), on a connection it admits with a proof that
+// only holders of the issuer seed can make (ReaderUsername).
 package natsauth
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +31,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/internal/broker"
+	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/natsbus"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -37,6 +43,11 @@ const (
 	DefaultSweep   = time.Second
 	// AuthSubject is where the server sends authorization requests.
 	AuthSubject = "$SYS.REQ.USER.AUTH"
+	// ReaderUsername is the user of the callout's own revocation-list reader: it is
+	// admitted, before any service account of that name, with the password readerPassword
+	// (the issuer's signature of readerProof), and may only read the revocation list.
+	ReaderUsername = "clipgate-callout-reader"
+	readerProof    = "clipgate natsauth revocation reader v1"
 )
 
 // Config configures a Service.
@@ -64,6 +75,13 @@ type Config struct {
 	// Broker makes the decisions (broker.New with the fleet key, service accounts and
 	// revocations; it is never started). Required.
 	Broker *broker.Broker
+	// RevocationsKey, when set, is the console's revocation list verification key: each
+	// instance follows the signed list the console publishes, retained, on the revocation
+	// topic, into Revocations, which must be Broker's list. A refused list is logged and
+	// the list in force stays.
+	RevocationsKey ed25519.PublicKey
+	// Revocations is the Broker's revocation list (with RevocationsKey).
+	Revocations *identity.Revocations
 	// Sweep is how often admitted devices are checked against the revocation list.
 	Sweep time.Duration
 	// JWTExpiry, when positive, bounds each user JWT: the server disconnects the client
@@ -87,6 +105,7 @@ type Service struct {
 	log    zerolog.Logger
 
 	nc, sys *nats.Conn
+	reader  *natsbus.Follower
 	cancel  context.CancelFunc
 	done    chan struct{}
 
@@ -95,6 +114,7 @@ type Service struct {
 	refusals map[string]int64 // by broker.Refusal reason
 
 	allowed, refused, invalid, failed, kicked, kickErrors atomic.Int64
+	lists, listsRefused                                   atomic.Int64
 }
 
 // conn identifies a client connection in the cluster.
@@ -116,6 +136,9 @@ type Stats struct {
 	Kicked, KickErrors int64
 	// Admitted is the number of devices admitted here and watched for revocation.
 	Admitted int
+	// RevocationLists counts the signed revocation lists applied (newer ones and the same
+	// again), RevocationListsRefused those refused (Config.RevocationsKey).
+	RevocationLists, RevocationListsRefused int64
 }
 
 // New checks cfg and returns a service; Start connects it.
@@ -129,6 +152,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if pub, _ := kp.PublicKey(); !nkeys.IsValidPublicAccountKey(pub) {
 		return nil, errors.New("natsauth: IssuerSeed is not an account seed (SA...)")
+	}
+	if cfg.RevocationsKey != nil && (len(cfg.RevocationsKey) != ed25519.PublicKeySize || cfg.Revocations == nil) {
+		return nil, errors.New("natsauth: RevocationsKey needs 32 bytes and Revocations (the Broker's list)")
 	}
 	if cfg.Account == "" {
 		cfg.Account = DefaultAccount
@@ -211,12 +237,27 @@ func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.nc = nc
 	s.mu.Unlock()
+	if s.cfg.RevocationsKey != nil {
+		// Our own subscription (or another instance's) admits the reader.
+		c := natsbus.Conn{URLs: s.cfg.URLs, Username: ReaderUsername, Password: s.readerPassword(),
+			Name: s.cfg.Name + "-revocations", TLS: s.cfg.TLS, Logger: s.log}
+		s.reader, err = natsbus.Follow(ctx, c, s.cfg.Topics.Revocations(), s.applyRevocationList, func(err error) {
+			s.log.Error().Err(err).Msg("revocation list")
+		})
+		if err != nil {
+			nc.Close()
+			return fmt.Errorf("natsauth: following the revocation list: %w", err)
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.done = make(chan struct{})
 	if s.cfg.SysUsername != "" {
 		if s.sys, err = s.dial(ctx, s.cfg.SysUsername, s.cfg.SysPassword, s.cfg.Name+"-sys"); err != nil {
 			cancel()
+			if s.reader != nil {
+				s.reader.Close()
+			}
 			nc.Close()
 			return err
 		}
@@ -234,6 +275,9 @@ func (s *Service) Close() {
 		s.cancel()
 		<-s.done
 	}
+	if s.reader != nil {
+		s.reader.Close()
+	}
 	if s.nc != nil {
 		_ = s.nc.Drain()
 		s.nc.Close()
@@ -246,7 +290,8 @@ func (s *Service) Close() {
 // Stats returns the service's counters.
 func (s *Service) Stats() Stats {
 	st := Stats{Allowed: s.allowed.Load(), Refused: s.refused.Load(), Invalid: s.invalid.Load(), Errors: s.failed.Load(),
-		Kicked: s.kicked.Load(), KickErrors: s.kickErrors.Load(), Refusals: map[string]int64{}}
+		Kicked: s.kicked.Load(), KickErrors: s.kickErrors.Load(), Refusals: map[string]int64{},
+		RevocationLists: s.lists.Load(), RevocationListsRefused: s.listsRefused.Load()}
 	s.mu.Lock()
 	for r, n := range s.refusals {
 		st.Refusals[r] = n
@@ -262,6 +307,26 @@ func (s *Service) Connected() bool {
 	nc := s.nc
 	s.mu.Unlock()
 	return nc != nil && nc.IsConnected()
+}
+
+// applyRevocationList applies a signed list from the revocation topic; the sweep kicks
+// the devices it revokes.
+func (s *Service) applyRevocationList(payload []byte) {
+	if err := s.cfg.Revocations.ApplySigned(s.cfg.RevocationsKey, payload, s.cfg.Now()); err != nil {
+		s.listsRefused.Add(1)
+		s.log.Error().Err(err).Int("bytes", len(payload)).Msg("revocation list refused; the previous list stays in force")
+		return
+	}
+	s.lists.Add(1)
+	s.log.Info().Int("revoked", s.cfg.Revocations.Len()).Time("issued", s.cfg.Revocations.Issued()).Msg("revocation list applied")
+}
+
+// readerPassword is the reader's password: the issuer's signature of readerProof (every
+// instance, in any process, holds the issuer seed and can check it). It lets its holder
+// read the retained messages only.
+func (s *Service) readerPassword() string {
+	sig, _ := s.issuer.Sign([]byte(readerProof))
+	return base64.RawURLEncoding.EncodeToString(sig)
 }
 
 // handle answers one authorization request.
@@ -330,14 +395,25 @@ func (s *Service) authorize(req *jwt.AuthorizationRequestClaims) (string, error)
 		in.ClientID = req.ConnectOptions.Name
 		in.AssignedID = in.ClientID == ""
 	}
-	p, err := s.cfg.Broker.Decide(in)
-	if err != nil {
-		return "", err
+	var p broker.Principal
+	var pub, sub []string
+	if in.Username == ReaderUsername {
+		sig, err := base64.RawURLEncoding.DecodeString(in.Password)
+		if err != nil || s.issuer.Verify([]byte(readerProof), sig) != nil {
+			return "", errors.New("bad revocation reader proof")
+		}
+		p.Username = ReaderUsername
+		pub, sub = readerPermissions(s.cfg.Topics)
+	} else {
+		var err error
+		if p, err = s.cfg.Broker.Decide(in); err != nil {
+			return "", err
+		}
+		pub, sub = Permissions(s.cfg.Topics, p, s.cfg.WorkerGroup)
 	}
 	uc := jwt.NewUserClaims(req.UserNkey)
 	uc.Name = p.Username
 	uc.Audience = s.cfg.Account
-	pub, sub := Permissions(s.cfg.Topics, p, s.cfg.WorkerGroup)
 	uc.Pub.Allow.Add(pub...)
 	uc.Sub.Allow.Add(sub...)
 	if s.cfg.JWTExpiry > 0 {

@@ -17,9 +17,17 @@ import (
 type Workers struct {
 	cfg WorkersConfig
 
-	mu   sync.Mutex
-	nc   *nats.Conn
-	subs []*nats.Subscription
+	mu       sync.Mutex
+	nc       *nats.Conn
+	subs     []*nats.Subscription
+	follow   []followed
+	unfollow []func()
+}
+
+// followed is a topic given to Follow.
+type followed struct {
+	topic string
+	apply func([]byte)
 }
 
 // WorkersConfig configures Workers.
@@ -38,7 +46,10 @@ type WorkersConfig struct {
 	Owned []int
 }
 
-var _ tokenworker.Transport = (*Workers)(nil)
+var (
+	_ tokenworker.Transport = (*Workers)(nil)
+	_ tokenworker.Follower  = (*Workers)(nil)
+)
 
 // NewWorkers checks cfg and returns the transport; Start connects it.
 func NewWorkers(cfg WorkersConfig) (*Workers, error) {
@@ -80,11 +91,37 @@ func (w *Workers) Subjects() []string {
 	return subjects
 }
 
+// Follow makes Start apply topic's retained MQTT message (a signed document the console
+// publishes, retained) before it takes requests, then every later publish on topic
+// (tokenworker.Follower). Call it before Start.
+func (w *Workers) Follow(topic string, apply func(payload []byte)) {
+	w.mu.Lock()
+	w.follow = append(w.follow, followed{topic, apply})
+	w.mu.Unlock()
+}
+
 // Start connects and subscribes; it returns once the server has the subscriptions.
 func (w *Workers) Start(ctx context.Context, deliver func(topic string, payload []byte)) error {
 	nc, err := w.cfg.dial(ctx)
 	if err != nil {
 		return err
+	}
+	w.mu.Lock()
+	follow := w.follow
+	w.mu.Unlock()
+	var unfollow []func()
+	for _, f := range follow {
+		stop, err := followRetained(ctx, nc, f.topic, f.apply, func(err error) {
+			w.cfg.Logger.Error().Err(err).Str("topic", f.topic).Msg("reading the retained document again after a reconnect")
+		})
+		if err != nil {
+			for _, s := range unfollow {
+				s()
+			}
+			nc.Close()
+			return err
+		}
+		unfollow = append(unfollow, stop)
 	}
 	var subs []*nats.Subscription
 	for _, subj := range w.Subjects() {
@@ -92,6 +129,9 @@ func (w *Workers) Start(ctx context.Context, deliver func(topic string, payload 
 			deliver(requestTopic(m.Subject), m.Data)
 		})
 		if err != nil {
+			for _, s := range unfollow {
+				s()
+			}
 			nc.Close()
 			return fmt.Errorf("natsbus: subscribing to %s: %w", subj, err)
 		}
@@ -107,7 +147,7 @@ func (w *Workers) Start(ctx context.Context, deliver func(topic string, payload 
 		return fmt.Errorf("natsbus: subscribing: %w", err)
 	}
 	w.mu.Lock()
-	w.nc, w.subs = nc, subs
+	w.nc, w.subs, w.unfollow = nc, subs, unfollow
 	w.mu.Unlock()
 	return nil
 }
@@ -149,8 +189,12 @@ func (w *Workers) Connected() bool {
 // Close disconnects.
 func (w *Workers) Close() {
 	w.mu.Lock()
-	nc := w.nc
+	nc, unfollow := w.nc, w.unfollow
+	w.unfollow = nil
 	w.mu.Unlock()
+	for _, s := range unfollow {
+		s()
+	}
 	if nc != nil {
 		_ = nc.FlushTimeout(time.Second) // the replies published last
 		nc.Close()

@@ -33,6 +33,15 @@ type Transport interface {
 	Close()
 }
 
+// A Follower is a Transport that also delivers a topic's retained message, then its later
+// publishes: how a worker with Config.RevocationsKey and its own Transport follows the
+// signed revocation list (natsbus.Workers is one).
+type Follower interface {
+	// Follow makes Start apply topic's retained payload before requests arrive, then each
+	// later payload, one at a time. It is called before Start.
+	Follow(topic string, apply func(payload []byte))
+}
+
 // Token is a publish in progress (paho's tokens satisfy it).
 type Token interface {
 	WaitTimeout(time.Duration) bool
@@ -114,6 +123,13 @@ func (w *Worker) Start(ctx context.Context) error {
 // transport returns Config.Transport, or the worker's own MQTT client subscribed to filter.
 func (w *Worker) transport(filter string) (Transport, error) {
 	if w.cfg.Transport != nil {
+		if w.cfg.RevocationsKey != nil {
+			f, ok := w.cfg.Transport.(Follower)
+			if !ok {
+				return nil, fmt.Errorf("tokenworker: RevocationsKey: the transport %T cannot follow the signed revocation list", w.cfg.Transport)
+			}
+			f.Follow(w.cfg.Topics.Revocations(), w.applyRevocationList)
+		}
 		return w.cfg.Transport, nil
 	}
 	// The signed documents first, so that the retained ones are in force before the first
@@ -163,10 +179,13 @@ func (w *Worker) onRequest(topic string, payload []byte) {
 // onRevocationList applies a signed revocation list from the revocation topic. A refused
 // list (garbage, forged, older than the one in force) is logged and counted; the list
 // in force stays.
-func (w *Worker) onRevocationList(m mqttclient.Message) {
-	if err := w.cfg.Revocations.ApplySigned(w.cfg.RevocationsKey, m.Payload(), time.Now()); err != nil {
+func (w *Worker) onRevocationList(m mqttclient.Message) { w.applyRevocationList(m.Payload()) }
+
+// applyRevocationList applies a signed revocation list, from any transport.
+func (w *Worker) applyRevocationList(payload []byte) {
+	if err := w.cfg.Revocations.ApplySigned(w.cfg.RevocationsKey, payload, time.Now()); err != nil {
 		w.ctr.revocationListsRefused.Add(1)
-		w.log.Error().Err(err).Int("bytes", len(m.Payload())).Msg("revocation list refused; the previous list stays in force")
+		w.log.Error().Err(err).Int("bytes", len(payload)).Msg("revocation list refused; the previous list stays in force")
 		return
 	}
 	w.ctr.revocationLists.Add(1)
