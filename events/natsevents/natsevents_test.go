@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/events"
@@ -127,5 +130,43 @@ func TestNewRefusesBadConfig(t *testing.T) {
 				t.Fatalf("New = %v, %v; want ErrInvalidConfig with %q", src, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestStartErrorNamesTheCluster: a consumer whose NATS cluster cannot be reached fails
+// Start with an error naming the NATS URL, not the unused MQTT BrokerURL and ClientID.
+func TestStartErrorNamesTheCluster(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + ln.Addr().String()
+	_ = ln.Close() // nothing listens there now
+	src, err := natsevents.New(natsevents.Config{URLs: []string{url}, Username: "consumer", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A real SDK bucket, never called: Start fails before any event arrives.
+	client, err := oss.New("http://127.0.0.1:1", "unused", "unused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := client.Bucket("clips")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := events.NewConsumer(events.Config{
+		Source: src, Bucket: "clips", OSS: bucket,
+	}, func(context.Context, *events.Event) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err = c.Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), url) || strings.Contains(err.Error(), "connecting to  as") {
+		t.Fatalf("Start = %v; want an error naming %s and not the unused BrokerURL", err, url)
 	}
 }
