@@ -58,7 +58,7 @@ type Config struct {
 	Topics topics.Scheme
 	// Source, when set, delivers the messages instead of the consumer's own MQTT client
 	// (BrokerURL, TLS, Username, Password, ClientID and Group are then unused); for
-	// example a JetStream durable consumer on a NATS cluster (internal/natsbus).
+	// example a JetStream durable consumer on a NATS cluster (package events/natsevents).
 	Source Source
 
 	// Bucket is the OSS bucket the devices upload to; events naming another are

@@ -173,6 +173,9 @@ func (c *Consumer) Start(ctx context.Context) error {
 	// at once).
 	if err := c.client.Start(ctx, c.onMessage); err != nil {
 		_ = c.Close()
+		if c.cfg.Source != nil { // BrokerURL and ClientID are unused: the source says where
+			return fmt.Errorf("events: starting the source: %w", err)
+		}
 		return fmt.Errorf("events: connecting to %s as %s: %w", c.cfg.BrokerURL, c.cfg.ClientID, err)
 	}
 	c.log.Info().Str("filter", c.filter).Msg("consumer started")

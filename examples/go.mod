@@ -2,7 +2,10 @@ module github.com/clipgate/clipgate/examples
 
 go 1.26.8
 
-require github.com/clipgate/clipgate v0.0.0
+require (
+	github.com/aliyun/aliyun-oss-go-sdk v3.0.2+incompatible
+	github.com/clipgate/clipgate v0.0.0
+)
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
@@ -11,7 +14,6 @@ require (
 	github.com/abema/go-mp4 v1.4.1 // indirect
 	github.com/alecthomas/kong v1.17.0 // indirect
 	github.com/aliyun/alibaba-cloud-sdk-go v1.63.107 // indirect
-	github.com/aliyun/aliyun-oss-go-sdk v3.0.2+incompatible // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
 	github.com/asticode/go-astikit v0.30.0 // indirect
 	github.com/asticode/go-astits v1.13.0 // indirect
