@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/clipgate/clipgate/internal/atomicfile"
@@ -101,20 +100,8 @@ func (k *DeviceKey) MarshalText() ([]byte, error) {
 func ParseDeviceKey(data []byte) (*DeviceKey, error) {
 	var k DeviceKey
 	seen := map[string]bool{}
-	for line := 1; len(data) > 0; line++ {
-		l := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			l, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
-		if i := bytes.IndexByte(l, '#'); i >= 0 {
-			l = l[:i]
-		}
-		f := strings.Fields(string(l))
-		if len(f) == 0 {
-			continue
-		}
+	for _, fl := range fieldLines(data) {
+		line, f := fl.n, fl.fields
 		if len(f) != 2 {
 			return nil, fmt.Errorf("line %d: want \"NAME VALUE\"", line)
 		}

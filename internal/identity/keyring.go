@@ -254,20 +254,8 @@ func LoadKeyring(path string) (*Keyring, error) {
 func ParseKeyring(data []byte) (*Keyring, error) {
 	var keys []RingKey
 	kind := ""
-	for line := 1; len(data) > 0; line++ {
-		l := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			l, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
-		if i := bytes.IndexByte(l, '#'); i >= 0 {
-			l = l[:i]
-		}
-		f := strings.Fields(string(l))
-		if len(f) == 0 {
-			continue
-		}
+	for _, fl := range fieldLines(data) {
+		line, f := fl.n, fl.fields
 		if f[0] == "kind" && len(f) == 2 && kind == "" && len(keys) == 0 {
 			if f[1] != KindFleet && f[1] != KindConnect {
 				return nil, fmt.Errorf("line %d: kind %q: want %q or %q", line, truncateID(f[1]), KindFleet, KindConnect)
@@ -336,4 +324,31 @@ func WriteKeyring(path string, r *Keyring) error {
 func EMQXAttrKey(connectRoots *Keyring) []byte {
 	k := hmacSHA256(connectRoots.Current().Key, []byte("clipgate-emqx-attrs-key-v1"))
 	return k[:]
+}
+
+// fieldLine is a line of a key file split into fields, with its number (from 1).
+type fieldLine struct {
+	n      int
+	fields []string
+}
+
+// fieldLines splits a key file into lines of fields: '#' starts a comment, and blank
+// lines are left out.
+func fieldLines(data []byte) []fieldLine {
+	var out []fieldLine
+	for n := 1; len(data) > 0; n++ {
+		l := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			l, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if i := bytes.IndexByte(l, '#'); i >= 0 {
+			l = l[:i]
+		}
+		if f := strings.Fields(string(l)); len(f) > 0 {
+			out = append(out, fieldLine{n, f})
+		}
+	}
+	return out
 }
