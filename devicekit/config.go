@@ -104,11 +104,41 @@ type Config struct {
 
 // DeviceKey is a device's provisioned key: its device ID, the ID of the fleet key it
 // derives from, its connect key (MQTT passwords) and its request key (auth requests and
-// sealed credentials). `broker device-key` writes its file.
-type DeviceKey = identity.DeviceKey
+// sealed credentials). `broker device-key` writes its file; LoadDeviceKey reads it.
+type DeviceKey struct {
+	// Device is the device ID the keys belong to.
+	Device string
+	// KeyID names the fleet key the keys derive from.
+	KeyID string
+	// Connect is the 32-byte key of the device's MQTT passwords (checked by the broker).
+	Connect []byte
+	// Request is the 32-byte key that signs auth requests and opens sealed credentials
+	// (shared with the token workers only).
+	Request []byte
+}
+
+// The conversions between DeviceKey and identity.DeviceKey below rely on the two structs
+// having the same fields; this fails to compile if they drift apart.
+var _ = (*identity.DeviceKey)((*DeviceKey)(nil))
+
+// internal returns k as the identity package's type (the same memory, no copy).
+func (k *DeviceKey) internal() *identity.DeviceKey { return (*identity.DeviceKey)(k) }
+
+// Validate checks the device ID, the key ID and the key sizes.
+func (k *DeviceKey) Validate() error { return k.internal().Validate() }
+
+// Password returns a fresh MQTT password of the device at now, for connecting with
+// another MQTT client as this device (the kit makes its own).
+func (k *DeviceKey) Password(now time.Time) string { return k.internal().Password(now) }
+
+// MarshalText returns the file form of the key, which LoadDeviceKey reads back.
+func (k *DeviceKey) MarshalText() ([]byte, error) { return k.internal().MarshalText() }
 
 // LoadDeviceKey reads a device key file, which must be readable by its owner only.
-func LoadDeviceKey(path string) (*DeviceKey, error) { return identity.LoadDeviceKey(path) }
+func LoadDeviceKey(path string) (*DeviceKey, error) {
+	k, err := identity.LoadDeviceKey(path)
+	return (*DeviceKey)(k), err
+}
 
 // certIdentity returns the DER client certificate and private key of a device without a
 // DeviceKey, checked: TLS broker and failover URLs, a certificate whose CN is DeviceID, a P-256 or

@@ -133,7 +133,7 @@ func New(cfg Config) (*Kit, error) {
 	var certDER []byte
 	var certKey crypto.Signer
 	if cfg.DeviceKey != nil {
-		cfg.DeviceKey = cfg.DeviceKey.Clone()
+		cfg.DeviceKey = (*DeviceKey)(cfg.DeviceKey.internal().Clone())
 	} else if certDER, certKey, err = cfg.certIdentity(); err != nil { // checked by withDefaults
 		lock.release()
 		return nil, err
@@ -159,7 +159,7 @@ func New(cfg Config) (*Kit, error) {
 		waiters:      make(map[string]chan *protocol.AuthReply),
 		lock:         lock,
 	}
-	k.key.Store(cfg.DeviceKey)
+	k.key.Store(cfg.DeviceKey.internal())
 	k.certDER, k.certKey, k.eventKey = certDER, certKey, eventKey
 	k.http, k.transport = newHTTPClient(nil)
 	if k.throttle = newThrottle(cfg); k.throttle != nil {

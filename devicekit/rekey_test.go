@@ -23,9 +23,9 @@ func TestApplyRekey(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := validConfig(t)
-	cfg.DeviceKey, _ = identity.NewDeviceKey(fleet, cfg.DeviceID)
+	cfg.DeviceKey = fleetDeviceKey(t, fleet, cfg.DeviceID)
 	cfg.DeviceKeyFile = filepath.Join(t.TempDir(), "device.key")
-	if err := identity.WriteDeviceKey(cfg.DeviceKeyFile, cfg.DeviceKey); err != nil {
+	if err := identity.WriteDeviceKey(cfg.DeviceKeyFile, cfg.DeviceKey.internal()); err != nil {
 		t.Fatal(err)
 	}
 	k, err := New(cfg)
@@ -95,7 +95,7 @@ func TestApplyRekey(t *testing.T) {
 
 	// A key that cannot be saved is not used: after a restart the file must still match.
 	cfg2 := validConfig(t)
-	cfg2.DeviceKey = old.Clone()
+	cfg2.DeviceKey = (*DeviceKey)(old.Clone())
 	cfg2.DeviceKeyFile = filepath.Join(t.TempDir(), "missing-dir", "device.key")
 	k2, err := New(cfg2)
 	if err != nil {
@@ -122,7 +122,7 @@ func TestEventIDOutlivesKeyRotation(t *testing.T) {
 	p := &prepared{size: 1234, mtime: time.Unix(1_700_000_000, 5)}
 	ids := map[string]bool{}
 	for range 2 {
-		cfg.DeviceKey, _ = identity.NewDeviceKey(fleet, cfg.DeviceID)
+		cfg.DeviceKey = fleetDeviceKey(t, fleet, cfg.DeviceID)
 		k, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)

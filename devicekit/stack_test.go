@@ -301,12 +301,16 @@ func (s *stack) noEvent() {
 }
 
 // deviceKey is the device key of device under the current fleet key.
-func (s *stack) deviceKey(device string) *DeviceKey {
-	k, err := identity.NewDeviceKey(s.fleet, device)
+func (s *stack) deviceKey(device string) *DeviceKey { return fleetDeviceKey(s.t, s.fleet, device) }
+
+// fleetDeviceKey is the device key of device under the fleet keyring's current key.
+func fleetDeviceKey(t testing.TB, fleet *identity.Keyring, device string) *DeviceKey {
+	t.Helper()
+	k, err := identity.NewDeviceKey(fleet, device)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
-	return k
+	return (*DeviceKey)(k)
 }
 
 func (s *stack) kitConfig(device string) Config {

@@ -198,3 +198,59 @@ func TestDevicePolicy(t *testing.T) {
 		t.Errorf("mode x: %v, want ErrInvalidMode", err)
 	}
 }
+
+// TestDeviceKeyFile provisions a camera as a fleet would: its key written to a private
+// file (the form `broker device-key` writes), loaded back with devicekit.LoadDeviceKey,
+// and used to get credentials.
+func TestDeviceKeyFile(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	stack := clipgatetest.New(t, clipgatetest.Options{})
+	var key *devicekit.DeviceKey = stack.DeviceKey("cam-05")
+	text, err := key.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cam-05.key")
+	if err := os.WriteFile(path, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devicekit.LoadDeviceKey(path); err == nil {
+		t.Fatal("LoadDeviceKey accepted a key file that others can read")
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := devicekit.LoadDeviceKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Device != "cam-05" || loaded.KeyID != key.KeyID || !bytes.Equal(loaded.Connect, key.Connect) || !bytes.Equal(loaded.Request, key.Request) {
+		t.Fatalf("loaded key %s/%s differs from the written one %s/%s", loaded.Device, loaded.KeyID, key.Device, key.KeyID)
+	}
+	if err := loaded.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Password(time.Now()) == "" {
+		t.Fatal("empty MQTT password")
+	}
+
+	cfg := stack.DeviceConfig("cam-05")
+	cfg.DeviceKey = loaded
+	cfg.StateDir = t.TempDir()
+	kit, err := devicekit.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kit.Close() })
+	if err := kit.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := kit.Credentials(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.AccessKeyID == "" {
+		t.Fatal("credentials without an access key ID")
+	}
+}

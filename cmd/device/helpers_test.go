@@ -34,7 +34,7 @@ func startStack(t *testing.T) *stack {
 func (s *stack) device(t *testing.T, id string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := identity.WriteDeviceKey(filepath.Join(dir, "device.key"), s.DeviceKey(id)); err != nil {
+	if err := identity.WriteDeviceKey(filepath.Join(dir, "device.key"), (*identity.DeviceKey)(s.DeviceKey(id))); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "device.yaml")

@@ -349,7 +349,7 @@ func runChild(ctx context.Context, specJSON string, out io.Writer) error {
 				return
 			}
 			k, err := devicekit.New(devicekit.Config{
-				BrokerURL: s.BrokerURL, DeviceID: id, DeviceKey: key,
+				BrokerURL: s.BrokerURL, DeviceID: id, DeviceKey: (*devicekit.DeviceKey)(key),
 				StateDir: filepath.Join(s.Dir, id), Dialer: d, Logger: log,
 			})
 			if err != nil {

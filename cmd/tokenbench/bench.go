@@ -275,7 +275,7 @@ func connectFleet(ctx context.Context, stack *inproc.Stack, cfg Config) (*fleet,
 	for i := range f.devices {
 		id := fmt.Sprintf("bench-%05d", i)
 		d := &device{
-			id: id, key: stack.DeviceKey(id),
+			id: id, key: (*identity.DeviceKey)(stack.DeviceKey(id)),
 			requestTopic: scheme.AuthRequest(id), replyTopic: scheme.AuthReply(id),
 			replies: make(chan []byte, 4),
 		}

@@ -25,7 +25,7 @@
 //	  server-name: broker.example
 //
 // The device key itself lives in its own file, readable by its owner only
-// (identity.LoadDeviceKey refuses anything else); the configuration file holds no secret.
+// (devicekit.LoadDeviceKey refuses anything else); the configuration file holds no secret.
 package deviceconfig
 
 import (
@@ -44,7 +44,6 @@ import (
 	"github.com/clipgate/clipgate/internal/atomicfile"
 	"github.com/clipgate/clipgate/internal/bytesize"
 	"github.com/clipgate/clipgate/internal/deviceid"
-	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -252,10 +251,10 @@ func (f File) KitConfig() (devicekit.Config, error) {
 			return c, &FieldError{Field: req.name, Missing: true}
 		}
 	}
-	var key *identity.DeviceKey
+	var key *devicekit.DeviceKey
 	var err error
 	if !certOnly {
-		if key, err = identity.LoadDeviceKey(f.DeviceKeyFile); err != nil {
+		if key, err = devicekit.LoadDeviceKey(f.DeviceKeyFile); err != nil {
 			return c, &FieldError{Field: "device-key-file", Err: err}
 		}
 		if key.Device != f.DeviceID {

@@ -179,7 +179,7 @@ func (d *Devstack) writeDevice(id string) error {
 	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	if err := identity.WriteDeviceKey(keyPath, dc.DeviceKey); err != nil {
+	if err := identity.WriteDeviceKey(keyPath, (*identity.DeviceKey)(dc.DeviceKey)); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	d.Device = deviceconfig.File{

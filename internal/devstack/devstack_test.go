@@ -84,7 +84,7 @@ func TestStartWritesDeviceAndRestartReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kit, err := devicekit.New(devicekit.Config{BrokerURL: f.Broker, DeviceID: f.DeviceID, DeviceKey: key, StateDir: f.StateDir, Topics: scheme})
+	kit, err := devicekit.New(devicekit.Config{BrokerURL: f.Broker, DeviceID: f.DeviceID, DeviceKey: (*devicekit.DeviceKey)(key), StateDir: f.StateDir, Topics: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -722,7 +722,7 @@ func (s *Stack) DeviceKey(deviceID string) *devicekit.DeviceKey {
 	if err != nil {
 		return nil
 	}
-	return k
+	return (*devicekit.DeviceKey)(k)
 }
 
 // FleetKeys returns the token workers' fleet keyring ({Dir}/fleet.keys). Set it only

@@ -117,7 +117,7 @@ func TestFaultKillDeviceMidMultipart(t *testing.T) {
 	}()
 
 	keyFile := filepath.Join(dir, "device.key")
-	if err := identity.WriteDeviceKey(keyFile, stack.DeviceKey(dev)); err != nil {
+	if err := identity.WriteDeviceKey(keyFile, (*identity.DeviceKey)(stack.DeviceKey(dev))); err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "state")

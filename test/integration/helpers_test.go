@@ -305,7 +305,7 @@ func randomDeviceKey(t testing.TB, id string) *devicekit.DeviceKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k
+	return (*devicekit.DeviceKey)(k)
 }
 
 // connectService connects a raw client with the stack's service account for role.

@@ -40,7 +40,7 @@ func TestKeyRotationWhileUploading(t *testing.T) {
 	for i := range devices {
 		id := fmt.Sprintf("cam-rot-%02d", i)
 		oldKeys[i] = stack.DeviceKey(id)
-		if err := identity.WriteDeviceKey(filepath.Join(dir, id+".key"), oldKeys[i]); err != nil {
+		if err := identity.WriteDeviceKey(filepath.Join(dir, id+".key"), (*identity.DeviceKey)(oldKeys[i])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +121,7 @@ func TestKeyRotationWhileUploading(t *testing.T) {
 	}
 	for i := range devices {
 		id := fmt.Sprintf("cam-rot-%02d", i)
-		k, err := identity.LoadDeviceKey(filepath.Join(dir, id+".key"))
+		k, err := devicekit.LoadDeviceKey(filepath.Join(dir, id+".key"))
 		if err != nil {
 			t.Fatal(err)
 		}
