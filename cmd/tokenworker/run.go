@@ -108,15 +108,7 @@ func NewMain(io cli.IO) *Main { return &Main{IO: io} }
 
 // run is the command: it starts the workers and stops them when ctx ends.
 func run(ctx context.Context, io cli.IO, args []string) error {
-	m := NewMain(io)
-	if err := m.ParseFlags(args); err != nil {
-		return err
-	}
-	if err := m.Run(ctx); err != nil {
-		return errors.Join(err, m.Close())
-	}
-	<-ctx.Done()
-	return m.Close()
+	return cli.Serve(ctx, NewMain(io), args)
 }
 
 // ParseFlags parses args (without the program name), the environment and the config file.

@@ -114,6 +114,31 @@ func ExitCode(err error) int {
 // returns when done or, for a service, once ctx ends and it has stopped.
 type RunFunc func(ctx context.Context, io IO, args []string) error
 
+// Service is a long-running command in steps that tests can drive one by one: parse its
+// flags, start it, stop it.
+type Service interface {
+	// ParseFlags parses args (without the program name), the environment and the config
+	// file; after --help or --version it returns ErrExited.
+	ParseFlags(args []string) error
+	// Run starts the service and returns once it serves, or with the first error.
+	Run(ctx context.Context) error
+	// Close stops whatever Run started (also after a failed Run).
+	Close() error
+}
+
+// Serve is the RunFunc body of a Service: it parses args, starts s, waits for ctx to end
+// and closes s, returning the first error (a failed start is joined with Close's error).
+func Serve(ctx context.Context, s Service, args []string) error {
+	if err := s.ParseFlags(args); err != nil {
+		return err
+	}
+	if err := s.Run(ctx); err != nil {
+		return errors.Join(err, s.Close())
+	}
+	<-ctx.Done()
+	return s.Close()
+}
+
 // Exec runs a command and returns its exit status, after writing the error it ended with
 // (unless ErrExited or ErrReported) to io.Stderr as "name: error".
 func Exec(ctx context.Context, name string, run RunFunc, io IO, args []string) int {

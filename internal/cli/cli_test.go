@@ -422,3 +422,48 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+// fakeService records the steps Serve takes.
+type fakeService struct {
+	parseErr, runErr, closeErr error
+	steps                      []string
+}
+
+func (f *fakeService) ParseFlags([]string) error {
+	f.steps = append(f.steps, "parse")
+	return f.parseErr
+}
+func (f *fakeService) Run(context.Context) error { f.steps = append(f.steps, "run"); return f.runErr }
+func (f *fakeService) Close() error              { f.steps = append(f.steps, "close"); return f.closeErr }
+func (f *fakeService) did() string               { return strings.Join(f.steps, ",") }
+
+func TestServe(t *testing.T) {
+	t.Parallel()
+	errParse, errRun, errClose := errors.New("parse"), errors.New("run"), errors.New("close")
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name  string
+		svc   *fakeService
+		steps string
+		errs  []error
+	}{
+		{"served until ctx ends", &fakeService{}, "parse,run,close", nil},
+		{"close error", &fakeService{closeErr: errClose}, "parse,run,close", []error{errClose}},
+		{"bad flags: nothing started", &fakeService{parseErr: errParse}, "parse", []error{errParse}},
+		{"failed start is closed", &fakeService{runErr: errRun, closeErr: errClose}, "parse,run,close", []error{errRun, errClose}},
+	} {
+		err := Serve(done, tc.svc, nil)
+		if tc.svc.did() != tc.steps {
+			t.Errorf("%s: steps %s, want %s", tc.name, tc.svc.did(), tc.steps)
+		}
+		if len(tc.errs) == 0 && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		for _, want := range tc.errs {
+			if !errors.Is(err, want) {
+				t.Errorf("%s: error %v does not wrap %v", tc.name, err, want)
+			}
+		}
+	}
+}
