@@ -62,7 +62,7 @@ type CLI struct {
 	FleetCAFile        string `name:"fleet-ca-file" help:"CA certificates (PEM) of devices without a device key: their requests carry a certificate (CN = device ID) and are signed with its key; replies are sealed to it." type:"path" placeholder:"FILE"`
 	RevocationsFile    string `help:"Revoked device IDs, one a line; reloaded when it changes." type:"path" placeholder:"FILE"`
 	RevocationsKeyFile string `help:"The console's revocation list public key (FILE.pub of 'broker revocation-key'): follow the signed list it publishes on the revocation topic instead of a file (with --nats: read retained from the MQTT gateway's stream, then followed live)." type:"path" placeholder:"FILE"`
-	QuotasKeyFile      string `help:"The console's signing public key (the same FILE.pub): follow the signed quota snapshot it publishes on the quota topic and refuse write and append credentials (quota_exceeded) to devices over their upload quota. MQTT only (not with --nats)." type:"path" placeholder:"FILE"`
+	QuotasKeyFile      string `help:"The console's signing public key (the same FILE.pub): follow the signed quota snapshot it publishes on the quota topic and refuse write and append credentials (quota_exceeded) to devices over their upload quota. (with --nats: read retained from the MQTT gateway's stream, then followed live)." type:"path" placeholder:"FILE"`
 
 	STSEndpoint            string        `help:"STS host[:port], e.g. sts.cn-hangzhou.aliyuncs.com." required:""`
 	STSScheme              string        `help:"STS scheme." enum:"https,http" default:"https"`
@@ -263,9 +263,6 @@ func (m *Main) config() (tokenworker.Config, *identity.Revocations, error) {
 	}
 	var quotasKey ed25519.PublicKey
 	if c.QuotasKeyFile != "" {
-		if len(c.NATS) > 0 {
-			return tokenworker.Config{}, nil, errors.New("--quotas-key-file: the quota snapshot reaches token workers over MQTT only, not with --nats")
-		}
 		if quotasKey, err = identity.LoadRevocationPublicKey(c.QuotasKeyFile); err != nil {
 			return tokenworker.Config{}, nil, fmt.Errorf("--quotas-key-file: %w", err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -215,29 +214,18 @@ func TestRunFailsFast(t *testing.T) {
 	}
 }
 
-// TestQuotasKeyFileRefused: an unreadable or garbage --quotas-key-file, and one with
-// --nats (where the snapshot does not reach the workers), stop Run with a usage error
-// naming the flag, before anything connects.
+// TestQuotasKeyFileRefused: an unreadable or garbage --quotas-key-file stops Run with a
+// usage error naming the flag, before anything connects.
 func TestQuotasKeyFileRefused(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	fleet := fleetKeyFile(t, dir)
-	seed, err := identity.NewRevocationKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := identity.RevocationPublicKey(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	good := writeFile(t, dir, "console.pub", hex.EncodeToString(pub)+"\n", 0o644)
 	for name, tc := range map[string]struct {
 		args []string
 		want string
 	}{
 		"missing": {[]string{"--quotas-key-file", filepath.Join(dir, "none.pub")}, "--quotas-key-file"},
 		"garbage": {[]string{"--quotas-key-file", writeFile(t, dir, "bad.pub", "not a key\n", 0o644)}, "--quotas-key-file"},
-		"nats":    {[]string{"--quotas-key-file", good, "--nats", "nats://127.0.0.1:1"}, "not with --nats"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, _ := newTestMain(map[string]string{envSTSSecret: "x"})

@@ -29,12 +29,13 @@ func Permissions(s topics.Scheme, p broker.Principal, group string) (pub, sub []
 		sub = []string{natsbus.Subject(s.AuthReply(p.DeviceID))}
 	case topics.RoleTokenWorker:
 		req := natsbus.Subject(s.AuthRequest("+"))
-		// The retained signed revocation list is read from the gateway's stream
-		// (natsbus.Follow); the subject is in the request's body, so the worker can read
-		// any retained message of the account (devices' status, the console's documents).
+		// The retained signed revocation list and quota snapshot are read from the
+		// gateway's stream (natsbus.Follow); the subject is in the request's body, so the
+		// worker can read any retained message of the account (devices' status, the
+		// console's documents).
 		pub = []string{natsbus.Subject(s.AuthReply("+")), natsbus.RetainedGetSubject}
 		sub = []string{req + " " + group, natsbus.PartitionPrefix + "*." + req + " " + group,
-			"_INBOX." + p.Username + ".>", natsbus.Subject(s.Revocations())}
+			"_INBOX." + p.Username + ".>", natsbus.Subject(s.Revocations()), natsbus.Subject(s.Quotas())}
 	case topics.RoleConsumer, topics.RoleConsole:
 		stream := natsbus.MQTTStream
 		filter := natsbus.MQTTStreamPrefix + natsbus.EventSubject(s)

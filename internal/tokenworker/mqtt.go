@@ -110,6 +110,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Unlock()
 
 	if err := tr.Start(ctx, w.onRequest); err != nil {
+		if w.cfg.Transport != nil { // BrokerURL is not used: the transport names its peer
+			return fmt.Errorf("tokenworker: starting the %T transport: %w", tr, err)
+		}
 		return fmt.Errorf("tokenworker: connecting to %s: %w", w.cfg.BrokerURL, err)
 	}
 	if w.cfg.Transport != nil {
@@ -123,12 +126,18 @@ func (w *Worker) Start(ctx context.Context) error {
 // transport returns Config.Transport, or the worker's own MQTT client subscribed to filter.
 func (w *Worker) transport(filter string) (Transport, error) {
 	if w.cfg.Transport != nil {
+		f, ok := w.cfg.Transport.(Follower)
 		if w.cfg.RevocationsKey != nil {
-			f, ok := w.cfg.Transport.(Follower)
 			if !ok {
 				return nil, fmt.Errorf("tokenworker: RevocationsKey: the transport %T cannot follow the signed revocation list", w.cfg.Transport)
 			}
 			f.Follow(w.cfg.Topics.Revocations(), w.applyRevocationList)
+		}
+		if w.cfg.QuotasKey != nil {
+			if !ok {
+				return nil, fmt.Errorf("tokenworker: QuotasKey: the transport %T cannot follow the signed quota snapshot", w.cfg.Transport)
+			}
+			f.Follow(w.cfg.Topics.Quotas(), w.applyQuotaSnapshot)
 		}
 		return w.cfg.Transport, nil
 	}
@@ -195,10 +204,13 @@ func (w *Worker) applyRevocationList(payload []byte) {
 // onQuotaSnapshot applies a signed quota snapshot from the quota topic. A refused
 // snapshot (garbage, forged, older than the one in force) is logged and counted; the
 // snapshot in force stays.
-func (w *Worker) onQuotaSnapshot(m mqttclient.Message) {
-	if err := w.cfg.Quotas.Apply(w.cfg.QuotasKey, m.Payload(), w.cfg.Now()); err != nil {
+func (w *Worker) onQuotaSnapshot(m mqttclient.Message) { w.applyQuotaSnapshot(m.Payload()) }
+
+// applyQuotaSnapshot applies a signed quota snapshot, from any transport.
+func (w *Worker) applyQuotaSnapshot(payload []byte) {
+	if err := w.cfg.Quotas.Apply(w.cfg.QuotasKey, payload, w.cfg.Now()); err != nil {
 		w.ctr.quotaSnapshotsRefused.Add(1)
-		w.log.Error().Err(err).Int("bytes", len(m.Payload())).Msg("quota snapshot refused; the previous snapshot stays in force")
+		w.log.Error().Err(err).Int("bytes", len(payload)).Msg("quota snapshot refused; the previous snapshot stays in force")
 		return
 	}
 	w.ctr.quotaSnapshots.Add(1)
