@@ -31,7 +31,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate"
-	"github.com/clipgate/clipgate/internal/console/media"
+	"github.com/clipgate/clipgate/internal/media"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 

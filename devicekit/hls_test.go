@@ -17,7 +17,7 @@ import (
 	"github.com/grafov/m3u8"
 
 	"github.com/clipgate/clipgate"
-	"github.com/clipgate/clipgate/internal/console/media/mediatest"
+	"github.com/clipgate/clipgate/internal/media/mediatest"
 )
 
 // segments makes n real 1-second MPEG-TS segments (ffmpeg's hls muxer) and returns their

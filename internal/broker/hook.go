@@ -1,8 +1,9 @@
 package broker
 
 import (
-	"github.com/mochi-mqtt/server/v2/system"
 	"sync"
+
+	"github.com/mochi-mqtt/server/v2/system"
 
 	"strings"
 	"time"

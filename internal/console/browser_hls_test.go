@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/console/media/mediatest"
+	"github.com/clipgate/clipgate/internal/media/mediatest"
 )
 
 // streamState is what the stream player shows (#stream-state and the video element).

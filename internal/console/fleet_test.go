@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/console/media/mediatest"
+	"github.com/clipgate/clipgate/internal/media/mediatest"
 )
 
 // fleet is what seedFleet made: a small fleet with a history, as an operator would see it.

@@ -12,7 +12,7 @@ import (
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/console/media"
+	"github.com/clipgate/clipgate/internal/media"
 )
 
 // PosterSuffix names a clip's poster: the device uploads a JPEG of the clip's first

@@ -15,9 +15,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/console/media"
-	"github.com/clipgate/clipgate/internal/console/media/mediatest"
 	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/internal/media"
+	"github.com/clipgate/clipgate/internal/media/mediatest"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/clipgate/clipgate/internal/console/media/mediatest"
+	"github.com/clipgate/clipgate/internal/media/mediatest"
 )
 
 // screenshotsEnv names the directory, relative to the repository's root, where

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/console/media"
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/media"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/events"
-	"github.com/clipgate/clipgate/internal/console/media"
+	"github.com/clipgate/clipgate/internal/media"
 	"github.com/clipgate/clipgate/internal/protocol"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/internal/console/media"
+	"github.com/clipgate/clipgate/internal/media"
 )
 
 // fixedConsole is a console without a broker on db, whose clock says now.

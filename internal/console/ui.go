@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clipgate/clipgate/internal/console/media"
+	"github.com/clipgate/clipgate/internal/media"
 )
 
 //go:embed web

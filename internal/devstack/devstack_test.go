@@ -15,10 +15,10 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clipgate/clipgate/devicekit"
-	"github.com/clipgate/clipgate/internal/console/media/mediatest"
 	"github.com/clipgate/clipgate/internal/deviceconfig"
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/internal/media/mediatest"
 	"github.com/clipgate/clipgate/topics"
 )
 

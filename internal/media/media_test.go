@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipgate/clipgate/internal/console/media"
-	"github.com/clipgate/clipgate/internal/console/media/mediatest"
+	"github.com/clipgate/clipgate/internal/media"
+	"github.com/clipgate/clipgate/internal/media/mediatest"
 )
 
 // countingReader is an io.ReaderAt over a file's bytes that counts what was read.
