@@ -179,16 +179,10 @@ func (e *spoolEnv) objects(device string) []string {
 	return keys
 }
 
-// eventually polls cond until it holds or testTimeout passes.
+// eventually is testutil.WaitFor with a formatted description.
 func eventually(t testing.TB, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for "+format, args...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, fmt.Sprintf(format, args...), cond)
 }
 
 // outcomes records what a spool reports.

@@ -149,7 +149,6 @@ func TestForgedEventsRejected(t *testing.T) {
 // another device is another event. A Deduper sees every handled event marked.
 func TestDuplicatesHandledOnce(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t)
 	stack := inproc.New(t, inproc.Options{})
 	rec := newRecorder()
 	dedup := &memDeduper{}
@@ -169,7 +168,7 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 	other := &clipgate.UploadEvent{V: 1, ID: ev.ID, Device: "cam-b", Status: clipgate.StatusFailed, Error: "x"}
 	publishEvent(t, stack, rawDevice(t, stack, "cam-b"), "cam-b", other)
 
-	waitFor(t, ctx, "2 handled and 2 duplicates", func() bool {
+	testutil.WaitFor(t, "2 handled and 2 duplicates", func() bool {
 		st := c.Stats()
 		return st.Handled == 2 && st.Duplicates == 2
 	})
@@ -183,9 +182,9 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 	key2 := stack.Prefix() + "cam-a/2024/05/01/b.mp4"
 	next := completedEvent(stack, "cam-a", key2, putObject(t, admin, key2, 50))
 	publishEvent(t, stack, rawDevice(t, stack, "cam-evil"), "cam-evil", next)
-	waitFor(t, ctx, "the forgery handled", func() bool { return c.Stats().Handled == 3 })
+	testutil.WaitFor(t, "the forgery handled", func() bool { return c.Stats().Handled == 3 })
 	publishEvent(t, stack, dev, "cam-a", next)
-	waitFor(t, ctx, "the real event handled", func() bool { return c.Stats().Handled == 4 })
+	testutil.WaitFor(t, "the real event handled", func() bool { return c.Stats().Handled == 4 })
 	calls = rec.callsOf(next.ID)
 	if len(calls) != 2 || calls[0].Reason != events.ReasonWrongDevice || !calls[1].Verified || calls[1].Publisher != "cam-a" {
 		t.Fatalf("calls for the shadowed ID: %+v; want the forgery rejected, then the real event verified", calls)
@@ -199,7 +198,7 @@ func TestDuplicatesHandledOnce(t *testing.T) {
 	cfg2.Dedup = dedup
 	c2 := startConsumer(t, cfg2, rec2.handle)
 	publishEvent(t, stack, dev, "cam-a", ev)
-	waitFor(t, ctx, "the Deduper's duplicate", func() bool { return c2.Stats().Duplicates == 1 })
+	testutil.WaitFor(t, "the Deduper's duplicate", func() bool { return c2.Stats().Duplicates == 1 })
 	if n := len(rec2.callsOf(ev.ID)); n != 0 {
 		t.Fatalf("second consumer handled a recorded event %d times", n)
 	}
@@ -320,7 +319,7 @@ func TestDedupErrorRedelivered(t *testing.T) {
 	c := startConsumer(t, cfg, rec.handle)
 	ev := &clipgate.UploadEvent{V: 1, ID: "ev-dedup", Device: "cam-e", Status: clipgate.StatusFailed, Error: "x"}
 	publishEvent(t, stack, rawDevice(t, stack, "cam-e"), "cam-e", ev)
-	waitFor(t, ctx, "a left event", func() bool { return c.Stats().Unacked >= 1 })
+	testutil.WaitFor(t, "a left event", func() bool { return c.Stats().Unacked >= 1 })
 	if n := len(rec.callsOf(ev.ID)); n != 0 {
 		t.Fatalf("handler called %d times while the Deduper failed", n)
 	}
@@ -375,7 +374,7 @@ func TestGarbageDeadLettered(t *testing.T) {
 	for _, g := range garbage {
 		publish(t, admin, topic, g)
 	}
-	waitFor(t, ctx, "the garbage counted", func() bool {
+	testutil.WaitFor(t, "the garbage counted", func() bool {
 		return c.Stats().Rejected[events.ReasonMalformed] == int64(len(garbage))
 	})
 	// Then one whose dead letter fails at first, and a valid event, which still gets through.
@@ -402,7 +401,7 @@ func TestGarbageDeadLettered(t *testing.T) {
 		}
 	}
 	// The last dead letter is counted after its callback returns.
-	waitFor(t, ctx, "the last dead letter counted", func() bool {
+	testutil.WaitFor(t, "the last dead letter counted", func() bool {
 		return c.Stats().Rejected[events.ReasonMalformed] == int64(len(garbage))
 	})
 	st := settled(t, ctx, c, 1)
@@ -495,7 +494,7 @@ func TestSharedGroup(t *testing.T) {
 		publishEvent(t, stack, dev, "cam-s", ev)
 	}
 	rec.collect(t, ctx, n)
-	waitFor(t, ctx, "every event counted", func() bool { return c1.Stats().Handled+c2.Stats().Handled >= n })
+	testutil.WaitFor(t, "every event counted", func() bool { return c1.Stats().Handled+c2.Stats().Handled >= n })
 	s1, s2 := c1.Stats(), c2.Stats()
 	if s1.Handled+s2.Handled != n || s1.Handled == 0 || s2.Handled == 0 {
 		t.Errorf("members handled %d and %d of %d: want all, shared", s1.Handled, s2.Handled, n)

@@ -141,23 +141,11 @@ func (r *recorder) collect(t testing.TB, ctx context.Context, n int) map[string]
 func settled(t testing.TB, ctx context.Context, c *events.Consumer, n int64) events.Stats {
 	t.Helper()
 	var st events.Stats
-	waitFor(t, ctx, fmt.Sprintf("%d events counted as handled", n), func() bool {
+	testutil.WaitFor(t, fmt.Sprintf("%d events counted as handled", n), func() bool {
 		st = c.Stats()
 		return st.Handled >= n
 	})
 	return st
-}
-
-// waitFor polls cond until it holds or ctx ends.
-func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }
 
 // mqttClient connects a client (clean session) and closes it when the test ends.

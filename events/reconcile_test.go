@@ -306,7 +306,7 @@ func TestReconcilerRun(t *testing.T) {
 	go func() { done <- r.Run(ctx) }()
 	key := stack.Prefix() + "cam-run/a.mp4"
 	putObject(t, admin, key, 3)
-	waitFor(t, testContext(t), "the object indexed by Run", func() bool { return x.get(key) != nil })
+	testutil.WaitFor(t, "the object indexed by Run", func() bool { return x.get(key) != nil })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run returned %v", err)
@@ -330,7 +330,7 @@ func TestReconcilerWithConsumer(t *testing.T) {
 	for _, name := range []string{"a.mp4", "b.mp4"} {
 		sent = append(sent, uploadClip(t, ctx, kit, dir, name, 50))
 	}
-	waitFor(t, ctx, "the uploads indexed", func() bool { return c.Stats().Handled == 2 })
+	testutil.WaitFor(t, "the uploads indexed", func() bool { return c.Stats().Handled == 2 })
 	direct := stack.Prefix() + "cam-w/2024/05/01/direct.mp4"
 	putObject(t, stack.AdminBucket(t), direct, 9)
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -162,7 +163,7 @@ func TestTakeover(t *testing.T) {
 			b := e.connect(clientOpts{clientID: "cam-1", username: "cam-1", password: e.devicePassword("cam-1"), clean: ptr(!persistent)})
 			expectClosed(t, old) // within the 15 s read deadline, far below the 90 s keepalive timeout
 			// Wait for the old connection's cleanup (its OnDisconnect) to have run.
-			waitFor(t, "old session cleanup", func() bool { return e.b.Stats().Sessions == 3 })
+			testutil.WaitFor(t, "old session cleanup", func() bool { return e.b.Stats().Sessions == 3 })
 			p, ok := e.b.Connected("cam-1")
 			if !ok || p.Role != topics.RoleDevice || p.DeviceID != "cam-1" {
 				t.Fatalf("Connected(cam-1) = %+v, %v", p, ok)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipgate/clipgate/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -135,7 +136,7 @@ func TestAuthRequestBurstToStalledWorkerLosesNothing(t *testing.T) {
 
 	// The worker reads nothing until the broker has dropped or holds requests.
 	lost := func() int64 { st := e.b.Stats(); return st.MessagesDropped + st.InflightDropped }
-	waitFor(t, "the worker's queue to fill", func() bool { return lost() > 0 || e.b.Stats().FlowHeld > 0 })
+	testutil.WaitFor(t, "the worker's queue to fill", func() bool { return lost() > 0 || e.b.Stats().FlowHeld > 0 })
 
 	const total = devices * perDevice
 	got := 0

@@ -316,7 +316,7 @@ func (c *client) waitMessage(t testing.TB, topic, payload string) {
 // waitCount waits until the client has recorded n messages.
 func (c *client) waitCount(t testing.TB, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d messages", n), func() bool { return c.count() >= n })
+	testutil.WaitFor(t, fmt.Sprintf("%d messages", n), func() bool { return c.count() >= n })
 }
 
 // messages returns the payloads received on topic, in order.
@@ -330,18 +330,6 @@ func (c *client) payloads(topic string) []string {
 		}
 	}
 	return out
-}
-
-// waitFor polls cond until it holds (synchronisation, not a timing assertion).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 var uniq atomic.Int64

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/internal/identity"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -372,7 +373,7 @@ func TestPendingSocketsPerSource(t *testing.T) {
 	}
 	// The broker has accepted every socket, and closed (before counting) those beyond the
 	// limit: a read from them ends at once, a read from the others waits.
-	waitFor(t, "sockets accepted", func() bool {
+	testutil.WaitFor(t, "sockets accepted", func() bool {
 		st := e.b.Stats()
 		return st.PendingRefused+st.PendingConnections == sockets
 	})
@@ -408,7 +409,7 @@ func TestPendingSocketsPerSource(t *testing.T) {
 	for _, conn := range held {
 		conn.Close()
 	}
-	waitFor(t, "pending sockets closed", func() bool { return e.b.Stats().PendingConnections == 0 })
+	testutil.WaitFor(t, "pending sockets closed", func() bool { return e.b.Stats().PendingConnections == 0 })
 	if code := e.loginFrom(t, "127.0.0.61", serviceLogin("admin", passwordOf("admin"))); code != 0 {
 		t.Fatalf("the address after its sockets closed: CONNACK %d, want 0", code)
 	}

@@ -10,6 +10,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -76,7 +77,7 @@ func TestWorkerRoutingDevice(t *testing.T) {
 			n := i % nDevices
 			devs[n].publish(t, e.scheme.AuthRequest(fmt.Sprintf("cam-%d", n)), 1, fmt.Sprintf("%s-%d", what, i))
 		}
-		waitFor(t, what+": 300 requests delivered", func() bool { return total(counts())-total(base) == 300 })
+		testutil.WaitFor(t, what+": 300 requests delivered", func() bool { return total(counts())-total(base) == 300 })
 		a := assignment(t, e.scheme, workers, base)
 		if len(a) != nDevices {
 			t.Fatalf("%s: requests of %d devices delivered, want %d", what, len(a), nDevices)
@@ -103,7 +104,7 @@ func TestWorkerRoutingDevice(t *testing.T) {
 	// Worker 1 goes away; its session (and group membership) stays.
 	const gone = 1
 	workers[gone].Disconnect(100)
-	waitFor(t, "worker 1 offline", func() bool { _, ok := e.b.Connected("worker:1"); return !ok })
+	testutil.WaitFor(t, "worker 1 offline", func() bool { _, ok := e.b.Connected("worker:1"); return !ok })
 	second := round("worker 1 down")
 	for id, ws := range second {
 		switch {
@@ -146,7 +147,7 @@ func TestWorkerRoutingDeviceOtherGroupsAndFallback(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		d.publish(t, e.scheme.UploadEvent("cam-1"), 1, fmt.Sprintf("event-%d", i))
 	}
-	waitFor(t, "10 events", func() bool { return consumers[0].count()+consumers[1].count() == 10 })
+	testutil.WaitFor(t, "10 events", func() bool { return consumers[0].count()+consumers[1].count() == 10 })
 	if a, b := consumers[0].count(), consumers[1].count(); a != 5 || b != 5 {
 		t.Fatalf("one device's events spread %d/%d, want 5/5 (round-robin)", a, b)
 	}
@@ -155,7 +156,7 @@ func TestWorkerRoutingDeviceOtherGroupsAndFallback(t *testing.T) {
 	w := e.connect(o)
 	w.subscribe(t, e.scheme.WorkerFilter("other-group"), 1)
 	w.Disconnect(100)
-	waitFor(t, "worker offline", func() bool { _, ok := e.b.Connected("worker:solo"); return !ok })
+	testutil.WaitFor(t, "worker offline", func() bool { _, ok := e.b.Connected("worker:solo"); return !ok })
 	d.publish(t, e.scheme.AuthRequest("cam-1"), 1, "queued")
 	w = e.connect(o)
 	w.waitMessage(t, e.scheme.AuthRequest("cam-1"), "queued")

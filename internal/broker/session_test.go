@@ -3,6 +3,8 @@ package broker
 import (
 	"fmt"
 	"testing"
+
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // Persistent sessions (clean session false) keep their subscriptions and queued QoS 1
@@ -109,17 +111,17 @@ func TestPickerRoundRobin(t *testing.T) {
 	total := func(c []int) int { return c[0] + c[1] + c[2] }
 
 	publish(300)
-	waitFor(t, "300 requests delivered", func() bool { return total(counts()) == 300 })
+	testutil.WaitFor(t, "300 requests delivered", func() bool { return total(counts()) == 300 })
 	if c := counts(); c[0] != 100 || c[1] != 100 || c[2] != 100 {
 		t.Fatalf("300 requests spread %v, want 100 each", c)
 	}
 
 	// Worker 2 goes away but its session (and group membership) stays.
 	workers[2].Disconnect(100)
-	waitFor(t, "worker 2 offline", func() bool { _, ok := e.b.Connected("worker:2"); return !ok })
+	testutil.WaitFor(t, "worker 2 offline", func() bool { _, ok := e.b.Connected("worker:2"); return !ok })
 	base := counts()
 	publish(300)
-	waitFor(t, "300 more requests delivered", func() bool { return total(counts())-total(base) == 300 })
+	testutil.WaitFor(t, "300 more requests delivered", func() bool { return total(counts())-total(base) == 300 })
 	c := counts()
 	if got := []int{c[0] - base[0], c[1] - base[1], c[2] - base[2]}; got[0] != 150 || got[1] != 150 || got[2] != 0 {
 		t.Fatalf("with worker 2 offline, 300 requests spread %v, want [150 150 0]", got)

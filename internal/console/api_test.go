@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // TestAPI drives the JSON API against SQLite and PostgreSQL: login, devices and their
@@ -66,7 +67,7 @@ func testAPI(t *testing.T, dialect Dialect) {
 	for _, k := range append(keys, other.Key) {
 		e.waitIndexed(k)
 	}
-	waitFor(t, "cam-01 online", func() bool {
+	testutil.WaitFor(t, "cam-01 online", func() bool {
 		d, err := e.db.Device(context.Background(), "cam-01")
 		return err == nil && d.Online
 	})
@@ -679,7 +680,7 @@ func TestProblems(t *testing.T) {
 	publish(t, adm, scheme.UploadEvent("cam-01"), completed("p-missing", "cam-01", e.stack.Prefix()+"cam-01/2026/01/01/ghost.mp4"))
 	// cam-03: an event in cam-02's name.
 	publish(t, adm, scheme.UploadEvent("cam-03"), completed("p-spoof", "cam-02", real.Key))
-	waitFor(t, "the counters", func() bool {
+	testutil.WaitFor(t, "the counters", func() bool {
 		d1, err1 := e.db.Device(ctx, "cam-01")
 		d3, err3 := e.db.Device(ctx, "cam-03")
 		return err1 == nil && err3 == nil && d1.Failed == 1 && d1.Rejected == 2 && d3.Rejected == 1

@@ -12,6 +12,7 @@ import (
 
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/media/mediatest"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // streamState is what the stream player shows (#stream-state and the video element).
@@ -116,7 +117,7 @@ func TestBrowserHLS(t *testing.T) {
 	b.login(testAdmin, testPassword)
 	b.open("/play?key=" + url.QueryEscape(key))
 	var s streamState
-	waitFor(t, "the live stream to play", func() bool {
+	testutil.WaitFor(t, "the live stream to play", func() bool {
 		s = evalIn[streamState](b, "stream state", readStream)
 		if s.Error != "" {
 			t.Fatalf("the player failed: %s", s.Error)
@@ -132,7 +133,7 @@ func TestBrowserHLS(t *testing.T) {
 	playlist(false)
 	feed(5)
 	playlist(false)
-	waitFor(t, "the live playlist to advance", func() bool {
+	testutil.WaitFor(t, "the live playlist to advance", func() bool {
 		s = evalIn[streamState](b, "stream state", readStream)
 		return s.First == "2" && s.Live == "true"
 	})
@@ -149,7 +150,7 @@ func TestBrowserHLS(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the final playlist to be indexed", func() bool {
+	testutil.WaitFor(t, "the final playlist to be indexed", func() bool {
 		c, err := e.db.Clip(context.Background(), key)
 		return err == nil && c.DurationMS > 0
 	})
@@ -157,7 +158,7 @@ func TestBrowserHLS(t *testing.T) {
 		t.Errorf("the finished stream indexed with %d ms", c.DurationMS)
 	}
 	b.open("/play?key=" + url.QueryEscape(key))
-	waitFor(t, "the finished stream to load", func() bool {
+	testutil.WaitFor(t, "the finished stream to load", func() bool {
 		s = evalIn[streamState](b, "stream state", readStream)
 		if s.Error != "" {
 			t.Fatalf("the player failed: %s", s.Error)
@@ -169,7 +170,7 @@ func TestBrowserHLS(t *testing.T) {
 	}
 	t.Logf("finished: %q", s.Text)
 	evalIn[bool](b, "play", `(() => { const v = document.getElementById("stream"); v.playbackRate = 4; v.play(); return true; })()`)
-	waitFor(t, "the finished stream to play to its end", func() bool {
+	testutil.WaitFor(t, "the finished stream to play to its end", func() bool {
 		s = evalIn[streamState](b, "stream state", readStream)
 		if s.Error != "" {
 			t.Fatalf("the player failed: %s", s.Error)

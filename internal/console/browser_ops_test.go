@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/clipgate/clipgate/internal/media/mediatest"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // browser wraps a Chromium tab for a test: each step fails the test with what it was doing.
@@ -67,7 +68,7 @@ func (b *browser) submit(what, form string) {
 	b.t.Helper()
 	evalIn[bool](b, what+": marking the page", `window.submitted = true`)
 	b.do(what, chromedp.Submit(chromedp.ID(form)))
-	waitFor(b.t, what+": the next page", func() bool {
+	testutil.WaitFor(b.t, what+": the next page", func() bool {
 		// An evaluation can fail while the page is replaced; it is tried again.
 		next, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!window.submitted && document.readyState !== "loading"`))
 		return err == nil && next
@@ -169,7 +170,7 @@ func TestBrowserOperator(t *testing.T) {
 	}
 	var th thumbs
 	// The posters in view load (the others load lazily, as they scroll in).
-	waitFor(t, "the posters to load", func() bool {
+	testutil.WaitFor(t, "the posters to load", func() bool {
 		th = evalIn[thumbs](b, "posters", `(() => { const imgs = [...document.querySelectorAll("#clips td.thumb img")];
 			const visible = imgs.filter((i) => i.getBoundingClientRect().top < innerHeight);
 			return {rows: document.querySelectorAll("#clips tbody tr").length, thumbs: imgs.length, visible: visible.length,

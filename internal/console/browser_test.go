@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/clipgate/clipgate/internal/inproc"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // chromiumPath finds Chromium: /usr/bin/chromium (Debian's package), else on PATH.
@@ -229,7 +230,7 @@ func TestBrowser(t *testing.T) {
 		Error      int     `json:"error"`
 	}
 	var st state
-	waitFor(t, "the video to load", func() bool {
+	testutil.WaitFor(t, "the video to load", func() bool {
 		var err error
 		st, err = chromedp.Run(ctx, chromedp.Evaluate[state](`(() => { const v = document.getElementById("player");
 			return {readyState: v.readyState, src: v.currentSrc, buffered: v.buffered.length ? v.buffered.end(0) : 0,

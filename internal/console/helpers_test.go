@@ -24,6 +24,7 @@ import (
 	"github.com/clipgate/clipgate/devicekit"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/topics"
 )
 
@@ -214,23 +215,11 @@ func (e *env) uploadAs(id, name, contentType string, data []byte, recorded time.
 	return ev
 }
 
-// waitFor polls cond until it holds or a minute passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitIndexed waits until key is in the index.
 func (e *env) waitIndexed(key string) *Clip {
 	e.t.Helper()
 	var c *Clip
-	waitFor(e.t, "clip "+key+" indexed", func() bool {
+	testutil.WaitFor(e.t, "clip "+key+" indexed", func() bool {
 		var err error
 		c, err = e.db.Clip(context.Background(), key)
 		return err == nil

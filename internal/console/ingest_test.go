@@ -89,11 +89,11 @@ func TestIngestVerification(t *testing.T) {
 	if c.Verified || c.Reason != string(events.ReasonNotFound) || c.Device != "cam-01" {
 		t.Fatalf("missing object: %+v", c)
 	}
-	waitFor(t, "two rejections counted against cam-01", func() bool {
+	testutil.WaitFor(t, "two rejections counted against cam-01", func() bool {
 		d, err := e.db.Device(ctx, "cam-01")
 		return err == nil && d.Rejected == 3 // two foreign, one not found
 	})
-	waitFor(t, "the duplicate and the garbage handled", func() bool {
+	testutil.WaitFor(t, "the duplicate and the garbage handled", func() bool {
 		st := e.console.Stats().Consumer
 		return st.Duplicates >= 1 && st.Rejected[events.ReasonMalformed] == 2
 	})
@@ -115,7 +115,7 @@ func TestReconcile(t *testing.T) {
 	ctx := context.Background()
 	// The reconciler's first pass runs at start: let it finish (a pass waits for the
 	// one in progress), so that the object below is left to the passes of the test.
-	waitFor(t, "the first reconciler pass", func() bool { return e.console.Stats().Reconciler.Passes >= 1 })
+	testutil.WaitFor(t, "the first reconciler pass", func() bool { return e.console.Stats().Reconciler.Passes >= 1 })
 	if _, err := e.console.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -206,12 +206,12 @@ func TestStatusOnline(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	ctx := context.Background()
 	e.kit("cam-01")
-	waitFor(t, "cam-01 online", func() bool {
+	testutil.WaitFor(t, "cam-01 online", func() bool {
 		d, err := e.db.Device(ctx, "cam-01")
 		return err == nil && d.Online && !d.StatusAt.IsZero()
 	})
 	e.closeKit("cam-01")
-	waitFor(t, "cam-01 offline", func() bool {
+	testutil.WaitFor(t, "cam-01 offline", func() bool {
 		d, err := e.db.Device(ctx, "cam-01")
 		return err == nil && !d.Online
 	})
@@ -220,7 +220,7 @@ func TestStatusOnline(t *testing.T) {
 	scheme := e.stack.Topics()
 	publish(t, adm, scheme.Status("cam-01"), map[string]any{"v": 1, "device": "cam-02", "status": "online", "ts": time.Now()})
 	publish(t, adm, scheme.Status("cam-01"), []byte(`online`))
-	waitFor(t, "garbage statuses counted", func() bool { return e.console.Stats().StatusErrors >= 2 })
+	testutil.WaitFor(t, "garbage statuses counted", func() bool { return e.console.Stats().StatusErrors >= 2 })
 	if d, _ := e.db.Device(ctx, "cam-01"); d.Online {
 		t.Fatal("a foreign status set cam-01 online")
 	}
@@ -246,7 +246,7 @@ func TestStatusLastSeen(t *testing.T) {
 	}
 	publishRetained(t, adm, topic, status("online", seen), true)
 	var d *Device
-	waitFor(t, "cam-07 online", func() bool {
+	testutil.WaitFor(t, "cam-07 online", func() bool {
 		var err error
 		d, err = e.db.Device(ctx, "cam-07")
 		return err == nil && d.Online
@@ -271,7 +271,7 @@ func TestStatusLastSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := d.StatusAt
-	waitFor(t, "the retained status again", func() bool {
+	testutil.WaitFor(t, "the retained status again", func() bool {
 		d, err = e.db.Device(ctx, "cam-07")
 		return err == nil && d.StatusAt.After(before)
 	})
@@ -281,7 +281,7 @@ func TestStatusLastSeen(t *testing.T) {
 
 	// An older offline status (a will set at an earlier connection) leaves it.
 	publishRetained(t, adm, topic, status("offline", seen.Add(-time.Hour)), true)
-	waitFor(t, "cam-07 offline", func() bool {
+	testutil.WaitFor(t, "cam-07 offline", func() bool {
 		d, err = e.db.Device(ctx, "cam-07")
 		return err == nil && !d.Online
 	})
@@ -297,7 +297,7 @@ func TestStatusLastSeen(t *testing.T) {
 	}
 	// A device clock a day ahead: seen now, not tomorrow.
 	publishRetained(t, adm, topic, status("online", time.Now().Add(24*time.Hour)), true)
-	waitFor(t, "cam-07 online again", func() bool {
+	testutil.WaitFor(t, "cam-07 online again", func() bool {
 		d, err = e.db.Device(ctx, "cam-07")
 		return err == nil && d.Online
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/quota"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -56,7 +57,7 @@ func TestQuotaEndToEnd(t *testing.T) {
 		serviceRole: topics.RoleConsole,
 		config:      func(c *Config) { c.RevocationKey, c.Now = seed, clock },
 	})
-	waitFor(t, "the workers got the first snapshot", func() bool { return !workers.Issued().IsZero() })
+	testutil.WaitFor(t, "the workers got the first snapshot", func() bool { return !workers.Issued().IsZero() })
 
 	const dev = "cam-quota"
 	first := e.upload(dev, "first.mp4", clipData(1000, 1), base)
@@ -68,7 +69,7 @@ func TestQuotaEndToEnd(t *testing.T) {
 	if info.DayUsed != 1000 || !info.OverUntil.IsZero() || !info.Enforced {
 		t.Fatalf("after setting the quota: %+v", info)
 	}
-	waitFor(t, "the workers got the quota", func() bool {
+	testutil.WaitFor(t, "the workers got the quota", func() bool {
 		es := workers.Entries()
 		return len(es) == 1 && es[0] == quota.Entry{Device: dev, DayLimit: 2500, DayUsed: 1000, MonthUsed: 1000}
 	})
@@ -77,7 +78,7 @@ func TestQuotaEndToEnd(t *testing.T) {
 		e.waitIndexed(e.upload(dev, name, clipData(1000, byte(i+2)), base).Key)
 	}
 	midnight := quota.DayStart(base).AddDate(0, 0, 1)
-	waitFor(t, "the workers saw the device over its quota", func() bool { return workers.ResetAt(dev, base).Equal(midnight) })
+	testutil.WaitFor(t, "the workers saw the device over its quota", func() bool { return workers.ResetAt(dev, base).Equal(midnight) })
 	a.json(http.MethodGet, "/api/devices/"+dev+"/quota", nil, http.StatusOK, &info)
 	if info.DayUsed != 3000 || !info.OverUntil.Equal(midnight) {
 		t.Fatalf("over the quota: %+v", info)
@@ -229,7 +230,7 @@ func TestQuotaSnapshotRefusals(t *testing.T) {
 	if err := e.console.SetQuota(ctx, dev, Quota{DayBytes: 5}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the workers saw the device over its quota", func() bool { return !workers.ResetAt(dev, base).IsZero() })
+	testutil.WaitFor(t, "the workers saw the device over its quota", func() bool { return !workers.ResetAt(dev, base).IsZero() })
 	inForce := workers.Issued()
 
 	otherSeed, _ := identity.NewRevocationKey()
@@ -250,7 +251,7 @@ func TestQuotaSnapshotRefusals(t *testing.T) {
 	for _, payload := range [][]byte{forged, stale, []byte("garbage"), revList} {
 		publishRetained(t, thief, e.stack.Topics().Quotas(), payload, true)
 	}
-	waitFor(t, "the workers refused four snapshots", func() bool {
+	testutil.WaitFor(t, "the workers refused four snapshots", func() bool {
 		st, _ := e.stack.WorkerStats(0)
 		return st.QuotaSnapshotsRefused >= 4
 	})
@@ -267,11 +268,11 @@ func TestQuotaSnapshotRefusals(t *testing.T) {
 	adm := e.admin()
 	denied := e.stack.BrokerStats().ACLDenied
 	adm.Publish(e.stack.Topics().Quotas(), 1, false, forged).WaitTimeout(10 * time.Second)
-	waitFor(t, "the broker refused the admin's publish", func() bool { return e.stack.BrokerStats().ACLDenied > denied })
+	testutil.WaitFor(t, "the broker refused the admin's publish", func() bool { return e.stack.BrokerStats().ACLDenied > denied })
 
 	// The console's next snapshot applies.
 	if err := e.console.SetQuota(ctx, dev, Quota{DayBytes: 1000}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the workers applied the raise", func() bool { return workers.ResetAt(dev, base).IsZero() })
+	testutil.WaitFor(t, "the workers applied the raise", func() bool { return workers.ResetAt(dev, base).IsZero() })
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/mqttclient"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -65,7 +66,7 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 	if ids, err := e.db.RevokedDevices(bg); err != nil || !slices.Equal(ids, []string{"cam-hand"}) {
 		t.Fatalf("revoked after start: %v, %v", ids, err)
 	}
-	waitFor(t, "the workers' list loaded", func() bool { return workers.Revoked("cam-hand") })
+	testutil.WaitFor(t, "the workers' list loaded", func() bool { return workers.Revoked("cam-hand") })
 	e.kit("cam-01")
 	adm := e.admin()
 	if code := authReply(t, e, adm, "cam-01"); code != "" {
@@ -84,19 +85,19 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 		t.Fatalf("file mode: %v, %v", st, err)
 	}
 	// The broker reloads the file and disconnects the device within seconds.
-	waitFor(t, "the broker disconnected cam-01", func() bool { return e.stack.BrokerStats().RevokedDisconnects >= 1 })
+	testutil.WaitFor(t, "the broker disconnected cam-01", func() bool { return e.stack.BrokerStats().RevokedDisconnects >= 1 })
 	e.closeKit("cam-01")
 	if err := e.tryConnect("cam-01", 3*time.Second); err == nil {
 		t.Fatal("the broker let a revoked device connect")
 	}
 	// The workers answer its requests with "revoked".
-	waitFor(t, "the workers' list reloaded", func() bool { return workers.Revoked("cam-01") })
+	testutil.WaitFor(t, "the workers' list reloaded", func() bool { return workers.Revoked("cam-01") })
 	if code := authReply(t, e, adm, "cam-01"); code != protocol.CodeRevoked {
 		t.Fatalf("worker after revocation: %q", code)
 	}
 
 	a.json(http.MethodPost, "/api/devices/cam-01/restore", nil, http.StatusOK, &dev)
-	waitFor(t, "the workers' list reloaded", func() bool { return !workers.Revoked("cam-01") })
+	testutil.WaitFor(t, "the workers' list reloaded", func() bool { return !workers.Revoked("cam-01") })
 	if err := e.tryConnect("cam-01", 30*time.Second); err != nil {
 		t.Fatalf("restored device: %v", err)
 	}
@@ -400,7 +401,7 @@ func TestRevocationListOverMQTT(t *testing.T) {
 		config:      func(c *Config) { c.RevocationKey = seed },
 	})
 	// The list published at start (empty) reaches the workers.
-	waitFor(t, "the workers got the first list", func() bool { return !workers.Issued().IsZero() })
+	testutil.WaitFor(t, "the workers got the first list", func() bool { return !workers.Issued().IsZero() })
 	e.kit("cam-01")
 	adm := e.admin()
 	if code := authReply(t, e, adm, "cam-01"); code != "" {
@@ -411,8 +412,8 @@ func TestRevocationListOverMQTT(t *testing.T) {
 	a.login()
 	var dev Device
 	a.json(http.MethodPost, "/api/devices/cam-01/revoke", nil, http.StatusOK, &dev)
-	waitFor(t, "the broker disconnected cam-01", func() bool { return e.stack.BrokerStats().RevokedDisconnects >= 1 })
-	waitFor(t, "the workers applied the list", func() bool { return workers.Revoked("cam-01") })
+	testutil.WaitFor(t, "the broker disconnected cam-01", func() bool { return e.stack.BrokerStats().RevokedDisconnects >= 1 })
+	testutil.WaitFor(t, "the workers applied the list", func() bool { return workers.Revoked("cam-01") })
 	if at, _ := workers.RevokedAt("cam-01"); !at.Equal(dev.RevokedAt) {
 		t.Fatalf("the workers' revocation time %v, the console's %v", at, dev.RevokedAt)
 	}
@@ -439,8 +440,8 @@ func TestRevocationListOverMQTT(t *testing.T) {
 	for _, payload := range [][]byte{forged, old, []byte("garbage")} {
 		publishRetained(t, thief, e.stack.Topics().Revocations(), payload, true)
 	}
-	waitFor(t, "the broker refused three lists", func() bool { return e.stack.BrokerStats().RevocationListsRefused >= 3 })
-	waitFor(t, "the workers refused three lists", func() bool {
+	testutil.WaitFor(t, "the broker refused three lists", func() bool { return e.stack.BrokerStats().RevocationListsRefused >= 3 })
+	testutil.WaitFor(t, "the workers refused three lists", func() bool {
 		st, _ := e.stack.WorkerStats(0)
 		return st.RevocationListsRefused >= 3
 	})
@@ -453,10 +454,10 @@ func TestRevocationListOverMQTT(t *testing.T) {
 	// An admin may not publish there: the broker refuses it (and ends its connection).
 	denied := e.stack.BrokerStats().ACLDenied
 	adm.Publish(e.stack.Topics().Revocations(), 1, false, forged).WaitTimeout(10 * time.Second)
-	waitFor(t, "the broker refused the admin's publish", func() bool { return e.stack.BrokerStats().ACLDenied > denied })
+	testutil.WaitFor(t, "the broker refused the admin's publish", func() bool { return e.stack.BrokerStats().ACLDenied > denied })
 
 	a.json(http.MethodPost, "/api/devices/cam-01/restore", nil, http.StatusOK, &dev)
-	waitFor(t, "the workers applied the restore", func() bool { return !workers.Revoked("cam-01") })
+	testutil.WaitFor(t, "the workers applied the restore", func() bool { return !workers.Revoked("cam-01") })
 	if err := e.tryConnect("cam-01", 30*time.Second); err != nil {
 		t.Fatalf("restored device: %v", err)
 	}
@@ -495,7 +496,7 @@ func TestFlagsObjectsWrittenAfterRevocation(t *testing.T) {
 	other := e.upload("cam-02", "other.mp4", []byte("another device"), time.Now())
 
 	var c *Clip
-	waitFor(t, "the event of the object written after the revocation", func() bool {
+	testutil.WaitFor(t, "the event of the object written after the revocation", func() bool {
 		var err error
 		c, err = e.db.Clip(bg, after.Key)
 		return err == nil

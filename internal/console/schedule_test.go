@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // TestRetentionSchedule: an admin sets retention rules; the console applies them on its
@@ -77,12 +78,12 @@ func TestRetentionSchedule(t *testing.T) {
 	// Nothing is old enough yet; three days later the schedule deletes cam-01's clip and
 	// its poster.
 	runs := e.console.Stats().RetentionRuns
-	waitFor(t, "a scheduled run", func() bool { return e.console.Stats().RetentionRuns > runs+1 })
+	testutil.WaitFor(t, "a scheduled run", func() bool { return e.console.Stats().RetentionRuns > runs+1 })
 	if _, err := e.db.Clip(ctx, old.Key); err != nil {
 		t.Fatalf("a young clip went: %v", err)
 	}
 	e.offset.Store(int64(3 * 24 * time.Hour))
-	waitFor(t, "the scheduled retention", func() bool {
+	testutil.WaitFor(t, "the scheduled retention", func() bool {
 		_, err := e.db.Clip(ctx, old.Key)
 		return err != nil
 	})
@@ -96,7 +97,7 @@ func TestRetentionSchedule(t *testing.T) {
 	}
 	// The run that deleted them is recorded in the audit log (after the deletes) and in
 	// the rule.
-	waitFor(t, "the scheduled run in the audit log", func() bool {
+	testutil.WaitFor(t, "the scheduled run in the audit log", func() bool {
 		es, err := e.db.Audit(ctx, AuditQuery{Action: AuditRetentionRun, Actor: SchedulerActor, Limit: MaxPageSize})
 		if err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package faultnet
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 // echoServer answers every line with prefix+line, and closes its side after the client
@@ -111,20 +112,6 @@ func roundTrip(c net.Conn, r *bufio.Reader, line string) (string, error) {
 	return strings.TrimSuffix(s, "\n"), err
 }
 
-// waitFor polls cond until it holds or 30 seconds pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
 func TestForwards(t *testing.T) {
 	t.Parallel()
 	e := newEcho(t, "a:")
@@ -166,7 +153,7 @@ func TestHalfClose(t *testing.T) {
 	if err != nil || string(all) != "h:last\n" {
 		t.Fatalf("after half-close: %q, %v", all, err)
 	}
-	waitFor(t, "the pair to end", func() bool { return p.Stats().Active == 0 })
+	testutil.WaitFor(t, "the pair to end", func() bool { return p.Stats().Active == 0 })
 }
 
 func TestPartitionAndHeal(t *testing.T) {
@@ -195,7 +182,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	if _, err := io.WriteString(held, "late\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the new connection to be held", func() bool { return p.Stats().Held == 1 })
+	testutil.WaitFor(t, "the new connection to be held", func() bool { return p.Stats().Held == 1 })
 	if got := e.accepted.Load(); got != accepted {
 		t.Errorf("the server accepted %d connections during the partition", got-accepted)
 	}
@@ -238,9 +225,9 @@ func TestHeldClientGivesUp(t *testing.T) {
 	if _, err := io.WriteString(c, "stale\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the connection to be held", func() bool { return p.Stats().Held == 1 })
+	testutil.WaitFor(t, "the connection to be held", func() bool { return p.Stats().Held == 1 })
 	c.Close()
-	waitFor(t, "the given-up connection to be dropped", func() bool { return p.Stats().Held == 0 })
+	testutil.WaitFor(t, "the given-up connection to be dropped", func() bool { return p.Stats().Held == 0 })
 	p.Heal()
 	// A fresh connection after Heal goes through: it is the first the server sees.
 	fresh := dial(t, p)
@@ -263,7 +250,7 @@ func TestHeldClientFloods(t *testing.T) {
 	if _, err := io.Copy(io.Discard, c); err != nil && !isReset(err) {
 		t.Fatalf("read from a flooding held connection: %v", err)
 	}
-	waitFor(t, "the flood to be dropped", func() bool { return p.Stats().Held == 0 })
+	testutil.WaitFor(t, "the flood to be dropped", func() bool { return p.Stats().Held == 0 })
 	if n := e.accepted.Load(); n != 0 {
 		t.Errorf("the server accepted %d connections", n)
 	}
@@ -323,7 +310,7 @@ func TestTargetDown(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
 		t.Errorf("read from a proxied connection to a dead target: %v, want EOF or reset", err)
 	}
-	waitFor(t, "the dial failure", func() bool { return p.Stats().DialFailures == 1 })
+	testutil.WaitFor(t, "the dial failure", func() bool { return p.Stats().DialFailures == 1 })
 }
 
 func isReset(err error) bool {
@@ -363,7 +350,7 @@ func TestClose(t *testing.T) {
 	}
 	p.Partition()
 	held := dial(t, p)
-	waitFor(t, "the held connection", func() bool { return p.Stats().Held == 1 })
+	testutil.WaitFor(t, "the held connection", func() bool { return p.Stats().Held == 1 })
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clipgate/clipgate/internal/deviceid"
+	"github.com/clipgate/clipgate/internal/testutil"
 )
 
 func writeFile(t *testing.T, path, text string) {
@@ -125,18 +126,6 @@ func (l *errorLog) add(err error) { l.mu.Lock(); l.errs = append(l.errs, err); l
 func (l *errorLog) count() int    { l.mu.Lock(); defer l.mu.Unlock(); return len(l.errs) }
 func (l *errorLog) last() error   { l.mu.Lock(); defer l.mu.Unlock(); return l.errs[len(l.errs)-1] }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRevocationsWatch(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -159,15 +148,15 @@ func TestRevocationsWatch(t *testing.T) {
 
 	// Rename into place (the recommended way).
 	replaceFile(t, path, "cam-01\ncam-02\n")
-	eventually(t, "cam-02 revoked after rename", func() bool { return r.Revoked("cam-02") })
+	testutil.WaitFor(t, "cam-02 revoked after rename", func() bool { return r.Revoked("cam-02") })
 
 	// Plain rewrite in place.
 	writeFile(t, path, "cam-03\n")
-	eventually(t, "in-place rewrite", func() bool { return r.Revoked("cam-03") && !r.Revoked("cam-01") })
+	testutil.WaitFor(t, "in-place rewrite", func() bool { return r.Revoked("cam-03") && !r.Revoked("cam-01") })
 
 	// An invalid file is reported and the list in force stays.
 	replaceFile(t, path, "cam-04\nnot/valid\n")
-	eventually(t, "error reported", func() bool { return log.count() > 0 })
+	testutil.WaitFor(t, "error reported", func() bool { return log.count() > 0 })
 	if err := log.last(); !errors.Is(err, deviceid.ErrInvalid) || !strings.Contains(err.Error(), ":2:") ||
 		!strings.Contains(err.Error(), "keeping the previous list") {
 		t.Fatalf("reported %v", err)
@@ -181,7 +170,7 @@ func TestRevocationsWatch(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "removal reported", func() bool { return log.count() > n })
+	testutil.WaitFor(t, "removal reported", func() bool { return log.count() > n })
 	if !errors.Is(log.last(), os.ErrNotExist) || !r.Revoked("cam-03") {
 		t.Fatalf("after removal: %v, cam-03 revoked %v", log.last(), r.Revoked("cam-03"))
 	}
@@ -189,7 +178,7 @@ func TestRevocationsWatch(t *testing.T) {
 	// A valid file again is picked up; activity on other files does not disturb it.
 	writeFile(t, filepath.Join(dir, "unrelated"), "x")
 	replaceFile(t, path, "cam-05\n")
-	eventually(t, "recovery", func() bool { return r.Revoked("cam-05") && !r.Revoked("cam-03") })
+	testutil.WaitFor(t, "recovery", func() bool { return r.Revoked("cam-05") && !r.Revoked("cam-03") })
 }
 
 // A symlink swap, as Kubernetes does for ConfigMap volumes: the watched name never
@@ -225,7 +214,7 @@ func TestRevocationsWatchSymlinkSwap(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "symlink swap", func() bool { return r.Revoked("cam-02") && !r.Revoked("cam-01") })
+	testutil.WaitFor(t, "symlink swap", func() bool { return r.Revoked("cam-02") && !r.Revoked("cam-01") })
 }
 
 func TestRevocationsWatchStartup(t *testing.T) {
@@ -244,7 +233,7 @@ func TestRevocationsWatchStartup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Watch(ctx, path, nil) }() // nil onErr must be fine
-	eventually(t, "initial load", func() bool { return r.Revoked("cam-02") && !r.Revoked("cam-01") })
+	testutil.WaitFor(t, "initial load", func() bool { return r.Revoked("cam-02") && !r.Revoked("cam-01") })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -254,7 +243,7 @@ func TestRevocationsWatchStartup(t *testing.T) {
 	var log errorLog
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() { done <- r.Watch(ctx, path, log.add) }()
-	eventually(t, "initial error", func() bool { return log.count() == 1 })
+	testutil.WaitFor(t, "initial error", func() bool { return log.count() == 1 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

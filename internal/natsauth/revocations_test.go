@@ -14,6 +14,7 @@ import (
 	"github.com/clipgate/clipgate/internal/identity"
 	"github.com/clipgate/clipgate/internal/inproc"
 	"github.com/clipgate/clipgate/internal/natsauth"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -97,7 +98,7 @@ func TestSignedRevocationsNATS(t *testing.T) {
 	if !other.IsConnectionOpen() {
 		t.Error("another device was disconnected")
 	}
-	waitFor(t, "the token worker applies the list", func() bool { return workerList(0).Revoked(id) })
+	testutil.WaitFor(t, "the token worker applies the list", func() bool { return workerList(0).Revoked(id) })
 
 	// Started after the publish: both have the retained list when Start returns.
 	lateList := identity.NewRevocations()
@@ -123,10 +124,10 @@ func TestSignedRevocationsNATS(t *testing.T) {
 	publish([]byte("garbage\x00\xff"))
 	publish(sign(seed, now.Add(2*time.Second), id, other2))
 	for i := range s.CalloutStats() {
-		waitFor(t, "callout applies the newer list", func() bool { return s.CalloutStats()[i].RevocationLists >= 2 })
+		testutil.WaitFor(t, "callout applies the newer list", func() bool { return s.CalloutStats()[i].RevocationLists >= 2 })
 	}
 	for _, i := range []int{0, w} {
-		waitFor(t, "worker applies the newer list", func() bool { st, _ := s.WorkerStats(i); return st.RevocationLists >= 2 })
+		testutil.WaitFor(t, "worker applies the newer list", func() bool { st, _ := s.WorkerStats(i); return st.RevocationLists >= 2 })
 		if st, _ := s.WorkerStats(i); st.RevocationListsRefused != 2 || st.RevocationLists != 2 {
 			t.Errorf("worker %d: %d lists applied, %d refused; want 2 and 2", i, st.RevocationLists, st.RevocationListsRefused)
 		}
@@ -185,7 +186,7 @@ func TestSignedRevocationsNATSWorkers(t *testing.T) {
 	mu.Lock()
 	l := lists[0]
 	mu.Unlock()
-	waitFor(t, "the worker applies the list", func() bool { return l.Revoked(id) })
+	testutil.WaitFor(t, "the worker applies the list", func() bool { return l.Revoked(id) })
 	_, err = kit.Credentials(ctx)
 	var ae *clipgate.AuthError
 	if !errors.As(err, &ae) || ae.Code != clipgate.CodeRevoked {
@@ -214,16 +215,4 @@ func consoleClient(t *testing.T, s *inproc.Stack) paho.Client {
 	}
 	t.Cleanup(func() { c.Disconnect(0) })
 	return c
-}
-
-// waitFor waits until cond holds (state reached through the cluster; no timing asserted).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/clipgate/clipgate/internal/ops"
 	"github.com/clipgate/clipgate/internal/ops/opstest"
 	"github.com/clipgate/clipgate/internal/protocol"
+	"github.com/clipgate/clipgate/internal/testutil"
 	"github.com/clipgate/clipgate/internal/tokenworker"
 	"github.com/clipgate/clipgate/topics"
 )
@@ -46,22 +47,6 @@ func serve(t testing.TB, service string, checks []ops.Check, cs ...prometheus.Co
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-// waitFor waits until cond holds, or fails the test when ctx ends. It is for states that
-// another process's goroutines reach (a broker noticing a disconnection) and that the test
-// has no event to wait on.
-func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-tick.C:
-		}
-	}
 }
 
 func adminBucket(t testing.TB, stack *inproc.Stack) *oss.Bucket {
@@ -245,7 +230,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 		k.Close()
-		waitFor(t, ctx, "cam-2 to be disconnected", func() bool { _, up := stack.Broker().Connected("cam-2"); return !up })
+		testutil.WaitFor(t, "cam-2 to be disconnected", func() bool { _, up := stack.Broker().Connected("cam-2"); return !up })
 	}
 
 	// cam-3 publishes a rejected event twice (the second is a duplicate) and a failed one,
@@ -270,11 +255,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if err := adminBucket(t, stack).PutObject(orphan, bytesReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the consumer to handle every event", func() bool {
+	testutil.WaitFor(t, "the consumer to handle every event", func() bool {
 		s := consumer.Stats()
 		return s.Handled == int64(len(sizes))+2 && s.Duplicates == 1
 	})
-	waitFor(t, ctx, "the outbox to empty", func() bool { return kit.Stats().OutboxDepth == 0 })
+	testutil.WaitFor(t, "the outbox to empty", func() bool { return kit.Stats().OutboxDepth == 0 })
 	if n, err := rec.Pass(ctx); err != nil || n != 1 {
 		t.Fatalf("reconciler pass: %d, %v; want the orphan", n, err)
 	}

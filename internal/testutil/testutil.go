@@ -1,6 +1,6 @@
 // Package testutil holds the helpers that the tests of several packages share: a service
-// accounts file for a test broker, random text, and a buffer that concurrent loggers may
-// write to. Only tests import it.
+// accounts file for a test broker, random text, a buffer that concurrent loggers may
+// write to, and WaitFor, which polls for a state. Only tests import it.
 package testutil
 
 import (
@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -112,3 +113,21 @@ var crcTable = crc64.MakeTable(crc64.ECMA)
 // CRC64 returns the CRC-64 (ECMA) of b in decimal, as OSS reports it
 // (x-oss-hash-crc64ecma) and upload events carry it.
 func CRC64(b []byte) string { return strconv.FormatUint(crc64.Checksum(b, crcTable), 10) }
+
+// WaitTimeout is how long WaitFor waits before it fails the test: long enough for a
+// machine busy with other test binaries (it bounds only how late a failure is reported).
+const WaitTimeout = time.Minute
+
+// WaitFor polls cond every 10 ms until it holds, and fails t if it does not within
+// WaitTimeout. It is synchronisation on state another goroutine or process reaches and
+// that the test has no event for, never a timing assertion.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(WaitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", WaitTimeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
