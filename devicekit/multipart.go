@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aliyun/aliyun-oss-go-sdk/oss"
 	"github.com/clipgate/clipgate"
@@ -226,14 +227,21 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info clipgate.O
 	prog.resumed(sent)
 
 	var mu sync.Mutex // guards cp, sent and the checkpoint file
-	g, gctx := errgroup.WithContext(ctx)
+	// After a part fails no new part starts, but the parts in flight are not cancelled:
+	// they finish and go into the checkpoint, so the next attempt does not send them
+	// again (on a slow link a part is megabytes already sent). ctx still stops them all.
+	var g errgroup.Group
+	var failed atomic.Bool
 	g.SetLimit(uploadRoutines)
-	for n := 1; n <= nparts && gctx.Err() == nil; n++ {
+	for n := 1; n <= nparts && !failed.Load() && ctx.Err() == nil; n++ {
 		if done[n] {
 			continue
 		}
 		g.Go(func() error {
-			if err := gctx.Err(); err != nil {
+			if failed.Load() {
+				return nil // queued behind the limit when a sibling failed; Wait reports that failure
+			}
+			if err := ctx.Err(); err != nil {
 				return err
 			}
 			off := int64(n-1) * partSize
@@ -242,8 +250,9 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info clipgate.O
 			// checks the part's CRC-64 that OSS reports against the bytes it sent.
 			var h http.Header
 			part, err := bucket.UploadPartFromFile(imur, p.Path, off, size, n,
-				prog.with(n, k.dateHeader(), oss.WithContext(gctx), oss.GetResponseHeader(&h))...)
+				prog.with(n, k.dateHeader(), oss.WithContext(ctx), oss.GetResponseHeader(&h))...)
 			if err != nil {
+				failed.Store(true)
 				prog.failed(n)
 				return err
 			}
@@ -257,6 +266,7 @@ func (k *Kit) multipart(ctx context.Context, bucket *oss.Bucket, info clipgate.O
 			cp.Parts = append(cp.Parts, mpPart{Number: n, ETag: part.ETag, CRC: crc})
 			sent += size
 			if err := saveCheckpoint(cpPath, cp); err != nil {
+				failed.Store(true)
 				return err
 			}
 			if k.onProgress != nil {
