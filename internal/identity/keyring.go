@@ -332,8 +332,9 @@ type fieldLine struct {
 	fields []string
 }
 
-// fieldLines splits a key file into lines of fields: '#' starts a comment, and blank
-// lines are left out.
+// fieldLines splits a line-based file (key files, revocation lists) into lines of
+// fields, numbered from 1: '#' starts a comment, blank lines are left out, and the '\r'
+// of CRLF files goes with the white space.
 func fieldLines(data []byte) []fieldLine {
 	var out []fieldLine
 	for n := 1; len(data) > 0; n++ {

@@ -219,20 +219,8 @@ func readRevocations(path string) ([]Revocation, error) {
 // is the file's name, for errors. The result is in file order, duplicates included.
 func ParseRevocations(name string, data []byte) ([]Revocation, error) {
 	var out []Revocation
-	for line := 1; len(data) > 0; line++ {
-		l := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			l, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
-		if i := bytes.IndexByte(l, '#'); i >= 0 {
-			l = l[:i]
-		}
-		fields := strings.Fields(string(l)) // also drops the '\r' of CRLF files
-		if len(fields) == 0 {
-			continue
-		}
+	for _, fl := range fieldLines(data) {
+		line, fields := fl.n, fl.fields
 		if err := deviceid.Validate(fields[0]); err != nil {
 			return nil, fmt.Errorf("revocation list %s:%d: %w", name, line, err)
 		}
