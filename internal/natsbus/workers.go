@@ -110,16 +110,20 @@ func (w *Workers) Start(ctx context.Context, deliver func(topic string, payload 
 	follow := w.follow
 	w.mu.Unlock()
 	var unfollow []func()
+	// fail undoes what Start did so far.
+	fail := func(err error) error {
+		for _, s := range unfollow {
+			s()
+		}
+		nc.Close()
+		return err
+	}
 	for _, f := range follow {
 		stop, err := followRetained(ctx, nc, f.topic, f.apply, func(err error) {
 			w.cfg.Logger.Error().Err(err).Str("topic", f.topic).Msg("reading the retained document again after a reconnect")
 		})
 		if err != nil {
-			for _, s := range unfollow {
-				s()
-			}
-			nc.Close()
-			return err
+			return fail(err)
 		}
 		unfollow = append(unfollow, stop)
 	}
@@ -129,22 +133,16 @@ func (w *Workers) Start(ctx context.Context, deliver func(topic string, payload 
 			deliver(requestTopic(m.Subject), m.Data)
 		})
 		if err != nil {
-			for _, s := range unfollow {
-				s()
-			}
-			nc.Close()
-			return fmt.Errorf("natsbus: subscribing to %s: %w", subj, err)
+			return fail(fmt.Errorf("natsbus: subscribing to %s: %w", subj, err))
 		}
 		subs = append(subs, sub)
 	}
 	// A permission violation comes back asynchronously; the flush surfaces it.
 	if err := nc.FlushWithContext(ctx); err != nil {
-		nc.Close()
-		return fmt.Errorf("natsbus: subscribing: %w", err)
+		return fail(fmt.Errorf("natsbus: subscribing: %w", err))
 	}
 	if err := nc.LastError(); err != nil {
-		nc.Close()
-		return fmt.Errorf("natsbus: subscribing: %w", err)
+		return fail(fmt.Errorf("natsbus: subscribing: %w", err))
 	}
 	w.mu.Lock()
 	w.nc, w.subs, w.unfollow = nc, subs, unfollow
